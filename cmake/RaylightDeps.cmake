@@ -1,0 +1,71 @@
+# Third-party dependencies. Everything comes from Debian packages (dev machines, CI) or from the
+# carried prefix made by deploy/gpu/pack_prefix.sh (GPU hosts), except libtorch, which is the
+# pip-installed PyTorch found through CMAKE_PREFIX_PATH (torch.utils.cmake_prefix_path).
+find_package(Threads REQUIRED)
+find_package(Python3 COMPONENTS Interpreter REQUIRED)
+find_package(absl CONFIG REQUIRED)
+
+# ---- libtorch -------------------------------------------------------------------------------
+# Name the GPU architectures, or Caffe2's config probes for installed GPUs with try_run (which
+# fails on machines without one). Hopper (H100/H200) by default; override for other cards.
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(TORCH_CUDA_ARCH_LIST "9.0")
+endif()
+find_package(Torch CONFIG REQUIRED)
+get_filename_component(RAYLIGHT_TORCH_ROOT "${Torch_DIR}/../../.." ABSOLUTE)   # .../torch
+get_filename_component(RAYLIGHT_SITE_PACKAGES "${RAYLIGHT_TORCH_ROOT}/.." ABSOLUTE)
+message(STATUS "raylight: libtorch ${Torch_VERSION} at ${RAYLIGHT_TORCH_ROOT}")
+
+# Torch's own CMake flags (TORCH_CXX_FLAGS) carry the C++ ABI define; keep them on torch targets
+# only, so that torch-free layers are not compiled with torch-specific definitions.
+add_library(raylight_torch INTERFACE)
+target_link_libraries(raylight_torch INTERFACE ${TORCH_LIBRARIES})
+separate_arguments(_raylight_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+target_compile_options(raylight_torch INTERFACE ${_raylight_torch_flags})
+
+# ---- Gloo (headers only) ---------------------------------------------------------------------
+# libtorch_cpu already contains Gloo's code, but the wheel ships no Gloo headers, and
+# ProcessGroupGloo.hpp includes them. We compile the one translation unit that constructs a
+# ProcessGroupGloo against Debian's libgloo-dev headers and never link Debian's libgloo: two copies
+# of Gloo's symbols in one process would be undefined behaviour. See
+# models/parallel/comm/gloo_backend_factory.cc.
+find_path(RAYLIGHT_GLOO_INCLUDE_DIR gloo/context.h REQUIRED
+          HINTS ${RAYLIGHT_PREFIX}/include /usr/include)
+message(STATUS "raylight: Gloo headers (declarations only) from ${RAYLIGHT_GLOO_INCLUDE_DIR}")
+
+# ---- CUDA + NCCL -----------------------------------------------------------------------------
+set(RAYLIGHT_HAVE_CUDA OFF)
+if(RAYLIGHT_WITH_CUDA)
+  if(NOT TARGET CUDA::cudart)
+    find_package(CUDAToolkit)
+  endif()
+  # Link the same libnccl that libtorch_cuda loads (pip's nvidia-nccl), so one process holds one
+  # NCCL; fall back to the toolkit's.
+  find_path(RAYLIGHT_NCCL_INCLUDE_DIR nccl.h
+            HINTS ${RAYLIGHT_SITE_PACKAGES}/nvidia/nccl/include ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(RAYLIGHT_NCCL_LIBRARY NAMES nccl libnccl.so.2
+               HINTS ${RAYLIGHT_SITE_PACKAGES}/nvidia/nccl/lib ${CUDAToolkit_LIBRARY_DIR})
+  if(TARGET CUDA::cudart AND RAYLIGHT_NCCL_INCLUDE_DIR AND RAYLIGHT_NCCL_LIBRARY)
+    set(RAYLIGHT_HAVE_CUDA ON)
+    add_library(raylight_nccl INTERFACE)
+    target_include_directories(raylight_nccl SYSTEM INTERFACE ${RAYLIGHT_NCCL_INCLUDE_DIR})
+    target_link_libraries(raylight_nccl INTERFACE ${RAYLIGHT_NCCL_LIBRARY} CUDA::cudart)
+    message(STATUS "raylight: NCCL ${RAYLIGHT_NCCL_LIBRARY}")
+  else()
+    message(WARNING "raylight: CUDA or NCCL not found; building without the NCCL backend")
+  endif()
+endif()
+
+# ---- gRPC / protobuf -------------------------------------------------------------------------
+if(RAYLIGHT_WITH_GRPC)
+  find_package(Protobuf REQUIRED)
+  find_package(gRPC CONFIG REQUIRED)
+  find_program(RAYLIGHT_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED
+               HINTS ${RAYLIGHT_PREFIX}/bin)
+endif()
+
+# ---- tests -----------------------------------------------------------------------------------
+if(RAYLIGHT_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+endif()

@@ -1,0 +1,124 @@
+// Communicator: the collectives that parallel sampling is written against, on at::Tensors.
+//
+// One Communicator per process and group; `rank()` in [0, size()). Every method is collective
+// (every rank of the group calls it, in the same order, with matching shapes) except SendRecv,
+// which pairs with the peers' matching calls. Backends:
+//   - NCCL (nccl_communicator.h): one process per GPU; operations are enqueued on the caller's
+//     current CUDA stream and return before they finish; Synchronize() waits for them.
+//   - Gloo (gloo_communicator.h), through libtorch's c10d::ProcessGroupGloo, for CPU tensors;
+//     operations have finished when they return.
+// Both are created from a raylight::Store (rendezvous) and both fail with a Status, never hang:
+// every operation is bounded by the communicator's timeout, after which the communicator is
+// aborted and every later call returns the error.
+//
+// Dtypes: f32, f16, bf16, fp8 e4m3fn, i32, i64, u8. Data movement (all-to-all, all-gather,
+// broadcast, send/recv) copies bytes, so every dtype moves bit-exactly. Reductions run in the
+// dtype where the backend can; fp8 is reduced in f32 and rounded once at the end.
+//
+// Not thread-safe: one thread issues a communicator's operations (as with NCCL communicators).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace raylight::comm {
+
+// Default bound on one collective (and on rendezvous). Generous: the first NCCL call on a fresh
+// communicator connects its peers.
+inline constexpr std::chrono::milliseconds kDefaultCommTimeout = std::chrono::seconds(120);
+
+enum class ReduceOp { kSum, kMax, kMin };
+absl::string_view ReduceOpName(ReduceOp op);
+
+// One half of a point-to-point transfer, for batched SendRecv.
+struct P2POp {
+  enum class Kind { kSend, kRecv };
+  Kind kind;
+  at::Tensor tensor;  // sent from, or received into (contiguous, on the communicator's device)
+  int peer;           // rank in this communicator
+};
+
+class Communicator {
+ public:
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+  virtual ~Communicator() = default;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  virtual absl::string_view backend_name() const = 0;
+  // The device every tensor passed in must live on.
+  virtual at::Device device() const = 0;
+
+  // Splits `input` into size() equal chunks along `scatter_dim`, sends chunk j to rank j, and
+  // concatenates the chunks received from ranks 0..size()-1 along `gather_dim`.
+  // E.g. Ulysses: [B, S/P, H, D] with scatter_dim 2, gather_dim 1 -> [B, S, H/P, D].
+  absl::StatusOr<at::Tensor> AllToAll(const at::Tensor& input, int64_t scatter_dim,
+                                      int64_t gather_dim);
+  // Concatenates every rank's `input` (same shape on every rank) along `dim`, in rank order.
+  absl::StatusOr<at::Tensor> AllGather(const at::Tensor& input, int64_t dim);
+  // Reduces `input` (same shape on every rank) across ranks and returns this rank's chunk of the
+  // result: chunk rank() of size() equal chunks along `dim`.
+  absl::StatusOr<at::Tensor> ReduceScatter(const at::Tensor& input, int64_t dim,
+                                           ReduceOp op = ReduceOp::kSum);
+  // Reduces `tensor` across ranks, in place.
+  absl::Status AllReduce(at::Tensor& tensor, ReduceOp op = ReduceOp::kSum);
+  // Copies `root`'s `tensor` into every rank's `tensor`, in place.
+  absl::Status Broadcast(at::Tensor& tensor, int root);
+  // Runs the sends and receives together, so that a ring (send to next, receive from previous)
+  // cannot deadlock.
+  absl::Status SendRecv(absl::Span<const P2POp> ops);
+  // Returns when every rank has reached the barrier (and, on NCCL, all earlier work finished).
+  absl::Status Barrier();
+  // Collective: the ranks that pass the same `color` form a new communicator, ranked by `key`
+  // (ties by rank). A negative color takes no part and gets nullptr.
+  absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key);
+  // Waits until every operation issued so far has finished, within the timeout.
+  virtual absl::Status Synchronize() = 0;
+
+ protected:
+  Communicator(int rank, int size) : rank_(rank), size_(size) {}
+
+  // What the backends implement. Inputs are validated, contiguous and on device(). Movement
+  // operations receive flat byte (kByte) tensors; reductions receive flat tensors of a dtype for
+  // which NativeReduction() is true.
+  //
+  // `in` holds size() equal chunks, chunk j for rank j; `out` receives chunk j from rank j.
+  virtual absl::Status DoAllToAll(const at::Tensor& in, at::Tensor& out) = 0;
+  // `out` is size() times `in`, rank-major.
+  virtual absl::Status DoAllGather(const at::Tensor& in, at::Tensor& out) = 0;
+  // `in` is size() chunks of `out`'s size; `out` receives the reduction of chunk rank().
+  virtual absl::Status DoReduceScatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) = 0;
+  virtual absl::Status DoAllReduce(at::Tensor& tensor, ReduceOp op) = 0;
+  virtual absl::Status DoBroadcast(at::Tensor& tensor, int root) = 0;
+  virtual absl::Status DoSendRecv(absl::Span<const P2POp> ops) = 0;
+  virtual absl::Status DoBarrier() = 0;
+  virtual absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key) = 0;
+  // Whether DoAllReduce / DoReduceScatter accept `dtype` as it is; otherwise the caller reduces
+  // a float32 copy.
+  virtual bool NativeReduction(at::ScalarType dtype) const = 0;
+
+ private:
+  absl::Status CheckTensor(absl::string_view op, absl::string_view what,
+                           const at::Tensor& tensor) const;
+  // Runs a backend operation: refuses it when an earlier one broke the communicator, turns
+  // exceptions into a Status, and remembers a failure (a timeout, a lost peer) so that every
+  // later call reports it instead of hanging on a half-dead group.
+  template <typename Fn>
+  auto Run(absl::string_view op, Fn&& fn) -> decltype(fn());
+
+  const int rank_;
+  const int size_;
+  absl::Status failure_;
+};
+
+}  // namespace raylight::comm

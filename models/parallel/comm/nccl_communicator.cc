@@ -1,0 +1,392 @@
+#include "models/parallel/comm/nccl_communicator.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <cstring>
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "models/parallel/comm/comm_errors.h"
+#include "runtime/common/prefix_store.h"
+#include "runtime/common/status_macros.h"
+
+namespace raylight::comm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often the watchdog looks at the operations in flight.
+constexpr auto kWatchdogPoll = absl::Milliseconds(1);
+
+ncclDataType_t ToNcclType(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kInt:
+      return ncclInt32;
+    case at::kLong:
+      return ncclInt64;
+    default:
+      return ncclUint8;  // kByte; NativeReduction() keeps every other dtype away
+  }
+}
+
+ncclRedOp_t ToNccl(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kMax:
+      return ncclMax;
+    case ReduceOp::kMin:
+      return ncclMin;
+  }
+  return ncclSum;
+}
+
+absl::Status NcclError(absl::string_view op, ncclResult_t result, ncclComm_t comm) {
+  std::string text = absl::StrCat(op, ": NCCL error '", ncclGetErrorString(result), "'");
+  if (const char* last = ncclGetLastError(comm); last != nullptr && last[0] != '\0') {
+    absl::StrAppend(&text, ": ", last);
+  }
+  if (result == ncclRemoteError || result == ncclSystemError) {
+    return absl::UnavailableError(text);
+  }
+  return absl::InternalError(text);
+}
+
+// Non-blocking communicators report ncclInProgress until an operation has been issued (or a
+// communicator built); wait for the outcome, within `deadline`.
+absl::Status Settle(absl::string_view op, ncclComm_t comm, ncclResult_t result,
+                    Clock::time_point deadline) {
+  while (result == ncclInProgress) {
+    if (Clock::now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(op, ": NCCL did not complete in time"));
+    }
+    std::this_thread::yield();
+    ncclResult_t async = ncclSuccess;
+    ncclResult_t query = ncclCommGetAsyncError(comm, &async);
+    result = query != ncclSuccess ? query : async;
+  }
+  if (result != ncclSuccess) return NcclError(op, result, comm);
+  return absl::OkStatus();
+}
+
+ncclConfig_t NonBlockingConfig() {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  return config;
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(int rank, int size, int device, ncclComm_t comm, NcclOptions options)
+      : Communicator(rank, size), device_(device), options_(std::move(options)), comm_(comm) {
+    watchdog_ = std::thread([this] { WatchdogLoop(); });
+  }
+
+  ~NcclCommunicator() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    watchdog_.join();
+    absl::MutexLock lock(&mu_);
+    c10::cuda::CUDAGuard guard(device_);
+    if (comm_ != nullptr) {
+      const auto deadline = Clock::now() + options_.timeout;
+      while (!RetireLocked() && Clock::now() < deadline) std::this_thread::yield();
+      absl::Status finalized =
+          pending_.empty() ? Settle("finalize", comm_, ncclCommFinalize(comm_), deadline)
+                           : absl::DeadlineExceededError("operations still in flight");
+      if (finalized.ok()) {
+        ncclCommDestroy(comm_);
+      } else {
+        ncclCommAbort(comm_);
+      }
+    }
+    for (auto& pending : pending_) cudaEventDestroy(pending.event);
+    for (cudaEvent_t event : free_events_) cudaEventDestroy(event);
+  }
+
+  absl::string_view backend_name() const override { return "nccl"; }
+  at::Device device() const override { return at::Device(at::kCUDA, device_); }
+
+  absl::Status Synchronize() override {
+    const auto deadline = Clock::now() + 2 * options_.timeout;
+    absl::MutexLock lock(&mu_);
+    while (true) {
+      if (!error_.ok()) return error_;
+      if (RetireLocked()) return absl::OkStatus();
+      // The watchdog aborts an operation past its timeout, which ends this wait with its error;
+      // the deadline only guards against the abort itself hanging.
+      if (Clock::now() > deadline) {
+        return absl::DeadlineExceededError("Synchronize: NCCL operations did not finish");
+      }
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Microseconds(20));
+    }
+  }
+
+ protected:
+  absl::Status DoAllToAll(const at::Tensor& in, at::Tensor& out) override {
+    const size_t chunk = static_cast<size_t>(in.numel()) / size();
+    const char* send = static_cast<const char*>(in.data_ptr());
+    char* recv = static_cast<char*>(out.data_ptr());
+    return Enqueue("AllToAll", [&](ncclComm_t comm, cudaStream_t stream) {
+      ncclGroupStart();
+      for (int peer = 0; peer < size(); ++peer) {
+        ncclSend(send + peer * chunk, chunk, ncclUint8, peer, comm, stream);
+        ncclRecv(recv + peer * chunk, chunk, ncclUint8, peer, comm, stream);
+      }
+      return ncclGroupEnd();
+    });
+  }
+
+  absl::Status DoAllGather(const at::Tensor& in, at::Tensor& out) override {
+    return Enqueue("AllGather", [&](ncclComm_t comm, cudaStream_t stream) {
+      return ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), ncclUint8, comm, stream);
+    });
+  }
+
+  absl::Status DoReduceScatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) override {
+    return Enqueue("ReduceScatter", [&](ncclComm_t comm, cudaStream_t stream) {
+      return ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(),
+                               ToNcclType(in.scalar_type()), ToNccl(op), comm, stream);
+    });
+  }
+
+  absl::Status DoAllReduce(at::Tensor& tensor, ReduceOp op) override {
+    return Enqueue("AllReduce", [&](ncclComm_t comm, cudaStream_t stream) {
+      return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                           ToNcclType(tensor.scalar_type()), ToNccl(op), comm, stream);
+    });
+  }
+
+  absl::Status DoBroadcast(at::Tensor& tensor, int root) override {
+    return Enqueue("Broadcast", [&](ncclComm_t comm, cudaStream_t stream) {
+      return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), ncclUint8, root,
+                           comm, stream);
+    });
+  }
+
+  absl::Status DoSendRecv(absl::Span<const P2POp> ops) override {
+    return Enqueue("SendRecv", [&](ncclComm_t comm, cudaStream_t stream) {
+      ncclGroupStart();
+      for (const P2POp& op : ops) {
+        if (op.kind == P2POp::Kind::kSend) {
+          ncclSend(op.tensor.data_ptr(), op.tensor.numel(), ncclUint8, op.peer, comm, stream);
+        } else {
+          ncclRecv(op.tensor.data_ptr(), op.tensor.numel(), ncclUint8, op.peer, comm, stream);
+        }
+      }
+      return ncclGroupEnd();
+    });
+  }
+
+  absl::Status DoBarrier() override {
+    c10::cuda::CUDAGuard guard(device_);
+    at::Tensor token = at::ones({1}, at::TensorOptions().device(device()).dtype(at::kFloat));
+    RL_RETURN_IF_ERROR(DoAllReduce(token, ReduceOp::kSum));
+    return Synchronize();
+  }
+
+  absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key) override {
+    absl::MutexLock lock(&mu_);
+    RL_RETURN_IF_ERROR(UsableLocked("Split"));
+    c10::cuda::CUDAGuard guard(device_);
+    const auto deadline = Clock::now() + options_.timeout;
+    ncclConfig_t config = NonBlockingConfig();
+    ncclComm_t child = nullptr;
+    ncclResult_t result =
+        ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child, &config);
+    RL_RETURN_IF_ERROR(Settle("Split", comm_, result, deadline));
+    if (child == nullptr) return std::unique_ptr<Communicator>();
+    absl::Status built = Settle("Split", child, ncclInProgress, deadline);
+    if (!built.ok()) {
+      ncclCommAbort(child);
+      return built;
+    }
+    int child_rank = 0;
+    int child_size = 0;
+    ncclCommUserRank(child, &child_rank);
+    ncclCommCount(child, &child_size);
+    return std::unique_ptr<Communicator>(
+        new NcclCommunicator(child_rank, child_size, device_, child, options_));
+  }
+
+  bool NativeReduction(at::ScalarType dtype) const override {
+    return dtype != at::kFloat8_e4m3fn;  // fp8 is reduced through float32
+  }
+
+ private:
+  struct Pending {
+    cudaEvent_t event;
+    Clock::time_point issued;
+    absl::string_view op;
+  };
+
+  absl::Status UsableLocked(absl::string_view op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!error_.ok()) return error_;
+    if (comm_ == nullptr) return absl::FailedPreconditionError(absl::StrCat(op, ": aborted"));
+    return absl::OkStatus();
+  }
+
+  // Issues one operation on the current stream and hands it to the watchdog.
+  absl::Status Enqueue(absl::string_view op,
+                       absl::FunctionRef<ncclResult_t(ncclComm_t, cudaStream_t)> issue) {
+    absl::MutexLock lock(&mu_);
+    RL_RETURN_IF_ERROR(UsableLocked(op));
+    c10::cuda::CUDAGuard guard(device_);
+    cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
+    RL_RETURN_IF_ERROR(Settle(op, comm_, issue(comm_, stream), Clock::now() + options_.timeout));
+    cudaEvent_t event;
+    if (free_events_.empty()) {
+      if (cudaEventCreateWithFlags(&event, cudaEventDisableTiming) != cudaSuccess) {
+        return absl::InternalError(absl::StrCat(op, ": cudaEventCreate failed"));
+      }
+    } else {
+      event = free_events_.back();
+      free_events_.pop_back();
+    }
+    if (cudaError_t e = cudaEventRecord(event, stream); e != cudaSuccess) {
+      return absl::InternalError(absl::StrCat(op, ": cudaEventRecord: ", cudaGetErrorString(e)));
+    }
+    pending_.push_back({event, Clock::now(), op});
+    return absl::OkStatus();
+  }
+
+  // Retires finished operations; true when none is left in flight. Aborts the communicator
+  // when the oldest one has run past the timeout or NCCL reports an asynchronous error.
+  bool RetireLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (!pending_.empty()) {
+      Pending& oldest = pending_.front();
+      cudaError_t state = cudaEventQuery(oldest.event);
+      if (state == cudaSuccess) {
+        free_events_.push_back(oldest.event);
+        pending_.pop_front();
+        continue;
+      }
+      if (state != cudaErrorNotReady) {
+        AbortLocked(absl::InternalError(
+            absl::StrCat(oldest.op, ": CUDA error: ", cudaGetErrorString(state))));
+      } else if (Clock::now() - oldest.issued > options_.timeout) {
+        AbortLocked(absl::DeadlineExceededError(absl::StrCat(
+            oldest.op, " did not finish within ", options_.timeout.count(),
+            " ms (a peer rank died or never called it); the communicator was aborted")));
+      } else if (comm_ != nullptr) {
+        ncclResult_t async = ncclSuccess;
+        ncclCommGetAsyncError(comm_, &async);
+        if (async != ncclSuccess && async != ncclInProgress) {
+          AbortLocked(NcclError(oldest.op, async, comm_));
+        }
+      }
+      return false;
+    }
+    return true;
+  }
+
+  void AbortLocked(absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (error_.ok()) error_ = std::move(why);
+    if (comm_ != nullptr) {
+      ncclCommAbort(comm_);  // also releases kernels stuck waiting for a peer
+      comm_ = nullptr;
+    }
+    for (Pending& pending : pending_) cudaEventDestroy(pending.event);
+    pending_.clear();
+  }
+
+  void WatchdogLoop() {
+    c10::cuda::CUDAGuard guard(device_);
+    absl::MutexLock lock(&mu_);
+    while (!stop_) {
+      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !pending_.empty(); };
+      if (pending_.empty()) {
+        mu_.Await(absl::Condition(&wake));
+      } else {
+        mu_.AwaitWithTimeout(absl::Condition(&stop_), kWatchdogPoll);
+      }
+      if (!stop_) RetireLocked();
+    }
+  }
+
+  const int device_;
+  const NcclOptions options_;
+  absl::Mutex mu_;
+  ncclComm_t comm_ ABSL_GUARDED_BY(mu_);  // null once aborted
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<cudaEvent_t> free_events_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread watchdog_;
+};
+
+}  // namespace
+
+bool NcclAvailable() { return true; }
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& store, int rank,
+                                                                     int size, int device_index,
+                                                                     const NcclOptions& options) {
+  const std::string what =
+      absl::StrCat("NCCL group '", options.group_name, "' (rank ", rank, " of ", size, ")");
+  if (size < 1 || rank < 0 || rank >= size) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": rank out of range"));
+  }
+  const int devices = c10::cuda::device_count();
+  if (device_index < 0 || device_index >= devices) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": device index ", device_index,
+                                                   " but this process sees ", devices, " GPUs"));
+  }
+  const auto deadline = Clock::now() + options.timeout;
+  PrefixStore group_store(absl::StrCat("nccl/", options.group_name), store);
+  ncclUniqueId id;
+  if (rank == 0) {
+    if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess) return NcclError(what, r, nullptr);
+    RL_RETURN_IF_ERROR(
+        group_store.Set("unique_id", absl::string_view(reinterpret_cast<char*>(&id), sizeof(id))));
+  } else {
+    auto published = group_store.Get("unique_id", options.timeout);
+    if (!published.ok()) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          what, ": rank 0 did not publish the NCCL id: ", published.status().message()));
+    }
+    if (published->size() != sizeof(id)) {
+      return absl::DataLossError(absl::StrCat(what, ": the published NCCL id has ",
+                                              published->size(), " bytes, expected ",
+                                              sizeof(id)));
+    }
+    std::memcpy(&id, published->data(), sizeof(id));
+  }
+  c10::cuda::CUDAGuard guard(device_index);
+  ncclConfig_t config = NonBlockingConfig();
+  ncclComm_t comm = nullptr;
+  ncclResult_t result = ncclCommInitRankConfig(&comm, size, id, rank, &config);
+  absl::Status built = Settle(what, comm, result, deadline);
+  if (!built.ok()) {
+    if (comm != nullptr) ncclCommAbort(comm);
+    if (built.code() == absl::StatusCode::kDeadlineExceeded) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          what, ": rendezvous did not complete within ", options.timeout.count(),
+          " ms: a rank never joined"));
+    }
+    return built;
+  }
+  return std::unique_ptr<Communicator>(
+      new NcclCommunicator(rank, size, device_index, comm, options));
+}
+
+}  // namespace raylight::comm

@@ -1,0 +1,39 @@
+// The GPU backend: NCCL used directly (ncclComm_t), one process per GPU.
+//
+// The process selects its GPU by index (`device_index`); it must not be narrowed with
+// CUDA_VISIBLE_DEVICES, which costs NCCL its peer-to-peer fast paths.
+//
+// Operations are enqueued on the caller's current CUDA stream of that device and return before
+// they finish; tensors allocated by the caching allocator on that stream are therefore safe to
+// use and free in stream order. A watchdog thread follows every enqueued operation: one that has
+// not finished within the timeout (a dead or missing peer) aborts the communicator, and every
+// later call, Synchronize() included, returns that error. The communicator is created
+// non-blocking, so that rendezvous with a rank that never arrives also ends in an error.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "models/parallel/comm/communicator.h"
+#include "runtime/common/store.h"
+
+namespace raylight::comm {
+
+struct NcclOptions {
+  // Bound on rendezvous and on each operation (from enqueue to completion on the GPU).
+  std::chrono::milliseconds timeout = kDefaultCommTimeout;
+  // Namespaces the rendezvous keys, so that several groups can share one store.
+  std::string group_name = "default";
+};
+
+// Collective over `size` processes: rank 0 publishes the NCCL unique id in `store`, the others
+// wait for it. `store` is needed only during creation.
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& store, int rank,
+                                                                     int size, int device_index,
+                                                                     const NcclOptions& options);
+
+// Whether this build has the NCCL backend.
+bool NcclAvailable();
+
+}  // namespace raylight::comm

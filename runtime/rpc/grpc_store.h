@@ -1,0 +1,38 @@
+// GrpcStore: the Store interface over the head's KvStore gRPC service, so that ranks on
+// different machines rendezvous through the head.
+#pragma once
+
+#include <memory>
+
+#include "runtime/common/store.h"
+
+namespace grpc {
+class Channel;
+}
+
+namespace raylight::rpc {
+
+// Bound on every KV call that does not wait for a key.
+inline constexpr std::chrono::milliseconds kKvCallTimeout = std::chrono::seconds(30);
+
+class GrpcStore final : public Store {
+ public:
+  explicit GrpcStore(std::shared_ptr<grpc::Channel> channel);
+  ~GrpcStore() override;
+
+  absl::Status Set(absl::string_view key, absl::string_view value) override;
+  absl::StatusOr<std::string> Get(absl::string_view key,
+                                  std::chrono::milliseconds timeout) override;
+  absl::StatusOr<bool> Check(absl::string_view key) override;
+  absl::StatusOr<int64_t> Add(absl::string_view key, int64_t delta) override;
+  absl::StatusOr<std::string> CompareSet(absl::string_view key, absl::string_view expected,
+                                         absl::string_view desired) override;
+  absl::StatusOr<bool> Delete(absl::string_view key) override;
+  absl::StatusOr<int64_t> NumKeys() override;
+
+ private:
+  class Stub;  // hides the generated stub from includers
+  std::unique_ptr<Stub> stub_;
+};
+
+}  // namespace raylight::rpc

@@ -1,0 +1,35 @@
+// KvStoreService: serves a Store over gRPC (raylight.v1.KvStore). The head mounts it over its
+// own store; tests mount it over a MemoryStore. Thread-safe (the Store is).
+#pragma once
+
+#include "raylight/v1/kv_store.grpc.pb.h"
+#include "runtime/common/store.h"
+
+namespace raylight::rpc {
+
+// The longest a Get may wait server-side; longer requests are refused (bounded before anything
+// is held).
+inline constexpr std::chrono::milliseconds kMaxKvWait = std::chrono::minutes(10);
+
+class KvStoreService final : public v1::KvStore::Service {
+ public:
+  // `store` must outlive the service.
+  explicit KvStoreService(Store& store) : store_(store) {}
+
+  grpc::Status Set(grpc::ServerContext*, const v1::KvSetRequest*, v1::KvSetResponse*) override;
+  grpc::Status Get(grpc::ServerContext*, const v1::KvGetRequest*, v1::KvGetResponse*) override;
+  grpc::Status Check(grpc::ServerContext*, const v1::KvKeyRequest*,
+                     v1::KvCheckResponse*) override;
+  grpc::Status Add(grpc::ServerContext*, const v1::KvAddRequest*, v1::KvAddResponse*) override;
+  grpc::Status CompareSet(grpc::ServerContext*, const v1::KvCompareSetRequest*,
+                          v1::KvValueResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::KvKeyRequest*,
+                      v1::KvDeleteResponse*) override;
+  grpc::Status NumKeys(grpc::ServerContext*, const v1::KvNumKeysRequest*,
+                       v1::KvNumKeysResponse*) override;
+
+ private:
+  Store& store_;
+};
+
+}  // namespace raylight::rpc

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the build needs on a Debian 12 machine: Debian packages (apt-get) and, in the
+# project's venv, PyTorch 2.11 from PyPI (its libtorch is what the C++ code links). Idempotent:
+# does nothing when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+TORCH_VERSION=2.11.0
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config python3-venv
+  libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libboost-dev libboost-system-dev libsqlite3-dev libgtest-dev libgmock-dev
+  libcli11-dev nlohmann-json3-dev libgloo-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install_deps: apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; then
+  echo "install_deps: pip install torch==$TORCH_VERSION into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy
+fi
