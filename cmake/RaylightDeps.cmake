@@ -43,7 +43,7 @@ if(RAYLIGHT_WITH_CUDA)
   # NCCL; fall back to the toolkit's.
   find_path(RAYLIGHT_NCCL_INCLUDE_DIR nccl.h
             HINTS ${RAYLIGHT_SITE_PACKAGES}/nvidia/nccl/include ${CUDAToolkit_INCLUDE_DIRS})
-  find_library(RAYLIGHT_NCCL_LIBRARY NAMES nccl libnccl.so.2
+  find_library(RAYLIGHT_NCCL_LIBRARY NAMES libnccl.so.2 nccl NAMES_PER_DIR
                HINTS ${RAYLIGHT_SITE_PACKAGES}/nvidia/nccl/lib ${CUDAToolkit_LIBRARY_DIR})
   if(TARGET CUDA::cudart AND RAYLIGHT_NCCL_INCLUDE_DIR AND RAYLIGHT_NCCL_LIBRARY)
     set(RAYLIGHT_HAVE_CUDA ON)
@@ -54,6 +54,12 @@ if(RAYLIGHT_WITH_CUDA)
   else()
     message(WARNING "raylight: CUDA or NCCL not found; building without the NCCL backend")
   endif()
+endif()
+
+# A carried prefix (deploy/gpu/pack_prefix.sh) is not on the loader's path: link with DT_RPATH,
+# which (unlike DT_RUNPATH) also resolves the prefix libraries' own dependencies.
+if(RAYLIGHT_PREFIX)
+  add_link_options(-Wl,--disable-new-dtags)
 endif()
 
 # ---- gRPC / protobuf -------------------------------------------------------------------------

@@ -35,6 +35,7 @@
 #include "models/parallel/comm/nccl_communicator.h"
 #include "runtime/common/file_store.h"
 #include "tests/util/subprocess.h"
+#include "tests/util/temp_dir.h"
 
 ABSL_FLAG(std::string, backend, "nccl", "nccl or gloo");
 ABSL_FLAG(int, nprocs, 0, "launcher mode: start this many ranks");
@@ -53,10 +54,8 @@ using Clock = std::chrono::steady_clock;
 
 int Launch(int argc, char** argv) {
   const int n = absl::GetFlag(FLAGS_nprocs);
-  std::random_device random;
-  const auto dir =
-      std::filesystem::temp_directory_path() / absl::StrCat("raylight_bench_", ::getpid(), "_", random());
-  std::filesystem::create_directories(dir);
+  testing_util::TempDir temp("raylight_bench_");
+  const std::filesystem::path dir = temp.path();
   std::vector<testing_util::ChildProcess> ranks;
   for (int r = 0; r < n; ++r) {
     std::vector<std::string> args = {std::filesystem::read_symlink("/proc/self/exe").string()};
@@ -83,7 +82,6 @@ int Launch(int argc, char** argv) {
       failed = 1;
     }
   }
-  std::filesystem::remove_all(dir);
   return failed;
 }
 

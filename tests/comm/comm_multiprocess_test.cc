@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/util/subprocess.h"
+#include "tests/util/temp_dir.h"
 
 #ifdef RAYLIGHT_TEST_GPU
 #include <c10/cuda/CUDAFunctions.h>
@@ -39,9 +40,8 @@ struct RankOutcome {
 std::vector<RankOutcome> RunRanks(const RankRun& run, milliseconds deadline) {
   std::random_device random;
   const uint64_t seed = (uint64_t{random()} << 32) | random();  // fresh inputs every run
-  const auto dir = std::filesystem::temp_directory_path() /
-                   absl::StrCat("raylight_comm_", ::getpid(), "_", seed);
-  std::filesystem::create_directories(dir);
+  testing_util::TempDir temp("raylight_comm_");
+  const std::filesystem::path dir = temp.path();
   std::vector<int> ranks = run.ranks_started;
   if (ranks.empty()) {
     for (int r = 0; r < run.size; ++r) ranks.push_back(r);
@@ -67,7 +67,6 @@ std::vector<RankOutcome> RunRanks(const RankRun& run, milliseconds deadline) {
                         absl::StrCat(code.ok() ? "" : code.status().ToString() + "\n",
                                      child.ReadLog())});
   }
-  std::filesystem::remove_all(dir);
   return outcomes;
 }
 

@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <deque>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "models/parallel/comm/comm_errors.h"
+#include "models/parallel/comm/split_plan.h"
 #include "runtime/common/prefix_store.h"
 #include "runtime/common/status_macros.h"
 
@@ -86,11 +88,11 @@ absl::Status Settle(absl::string_view op, ncclComm_t comm, ncclResult_t result,
   return absl::OkStatus();
 }
 
-ncclConfig_t NonBlockingConfig() {
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = 0;
-  return config;
-}
+
+absl::StatusOr<std::unique_ptr<Communicator>> InitCommunicator(const std::string& what,
+                                                               const ncclUniqueId& id, int rank,
+                                                               int size, int device_index,
+                                                               const NcclOptions& options);
 
 class NcclCommunicator final : public Communicator {
  public:
@@ -205,27 +207,26 @@ class NcclCommunicator final : public Communicator {
   }
 
   absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key) override {
-    absl::MutexLock lock(&mu_);
-    RL_RETURN_IF_ERROR(UsableLocked("Split"));
-    c10::cuda::CUDAGuard guard(device_);
-    const auto deadline = Clock::now() + options_.timeout;
-    ncclConfig_t config = NonBlockingConfig();
-    ncclComm_t child = nullptr;
-    ncclResult_t result =
-        ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child, &config);
-    RL_RETURN_IF_ERROR(Settle("Split", comm_, result, deadline));
-    if (child == nullptr) return std::unique_ptr<Communicator>();
-    absl::Status built = Settle("Split", child, ncclInProgress, deadline);
-    if (!built.ok()) {
-      ncclCommAbort(child);
-      return built;
+    // Not ncclCommSplit: on a non-blocking parent it left the parent "in progress" and handed
+    // back no child (seen with NCCL 2.28). Instead each new group's leader draws a unique id,
+    // the ids travel over this communicator, and the members initialise a fresh communicator.
+    RL_ASSIGN_OR_RETURN(SplitPlan plan, PlanSplit(*this, color, key));
+    ncclUniqueId id;
+    std::memset(&id, 0, sizeof(id));
+    if (plan.member && plan.new_rank == 0) {
+      if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess) return NcclError("Split", r, nullptr);
     }
-    int child_rank = 0;
-    int child_size = 0;
-    ncclCommUserRank(child, &child_rank);
-    ncclCommCount(child, &child_size);
-    return std::unique_ptr<Communicator>(
-        new NcclCommunicator(child_rank, child_size, device_, child, options_));
+    at::Tensor mine = at::from_blob(&id, {static_cast<int64_t>(sizeof(id))}, at::kByte)
+                          .clone()
+                          .to(device());
+    RL_ASSIGN_OR_RETURN(at::Tensor ids, AllGather(mine, 0));
+    RL_RETURN_IF_ERROR(Synchronize());
+    ids = ids.cpu();
+    if (!plan.member) return std::unique_ptr<Communicator>();
+    std::memcpy(&id, ids.data_ptr<uint8_t>() + plan.leader * sizeof(id), sizeof(id));
+    return InitCommunicator(absl::StrCat("Split of NCCL group '", options_.group_name, "' (color ",
+                                         color, ")"),
+                            id, plan.new_rank, plan.new_size, device_, options_);
   }
 
   bool NativeReduction(at::ScalarType dtype) const override {
@@ -334,6 +335,39 @@ class NcclCommunicator final : public Communicator {
   std::thread watchdog_;
 };
 
+
+// Builds the communicator from a shared unique id. The communicator is a blocking one: NCCL's
+// non-blocking mode hands every operation to a background thread and cost ~60 us per call on
+// the H200 pair (measured with comm_bench). Callers make sure every member is alive first (a
+// store barrier, or the parent group's all-gather); should one die in the short window after
+// that, init runs on its own thread and the caller gets DeadlineExceeded instead of a hang (the
+// stuck thread is left behind: the process must be restarted, which the node agent does).
+absl::StatusOr<std::unique_ptr<Communicator>> InitCommunicator(const std::string& what,
+                                                               const ncclUniqueId& id, int rank,
+                                                               int size, int device_index,
+                                                               const NcclOptions& options) {
+  struct InitResult {
+    std::promise<void> done;
+    ncclComm_t comm = nullptr;
+    ncclResult_t result = ncclSuccess;
+  };
+  auto state = std::make_shared<InitResult>();
+  std::future<void> done = state->done.get_future();
+  std::thread([state, id, rank, size, device_index] {
+    c10::cuda::CUDAGuard guard(device_index);
+    state->result = ncclCommInitRank(&state->comm, size, id, rank);
+    state->done.set_value();
+  }).detach();
+  if (done.wait_for(options.timeout) != std::future_status::ready) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        what, ": NCCL initialisation did not complete within ", options.timeout.count(),
+        " ms: a rank stopped during rendezvous"));
+  }
+  if (state->result != ncclSuccess) return NcclError(what, state->result, state->comm);
+  return std::unique_ptr<Communicator>(
+      new NcclCommunicator(rank, size, device_index, state->comm, options));
+}
+
 }  // namespace
 
 bool NcclAvailable() { return true; }
@@ -351,7 +385,6 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& stor
     return absl::InvalidArgumentError(absl::StrCat(what, ": device index ", device_index,
                                                    " but this process sees ", devices, " GPUs"));
   }
-  const auto deadline = Clock::now() + options.timeout;
   PrefixStore group_store(absl::StrCat("nccl/", options.group_name), store);
   ncclUniqueId id;
   if (rank == 0) {
@@ -371,22 +404,17 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& stor
     }
     std::memcpy(&id, published->data(), sizeof(id));
   }
-  c10::cuda::CUDAGuard guard(device_index);
-  ncclConfig_t config = NonBlockingConfig();
-  ncclComm_t comm = nullptr;
-  ncclResult_t result = ncclCommInitRankConfig(&comm, size, id, rank, &config);
-  absl::Status built = Settle(what, comm, result, deadline);
-  if (!built.ok()) {
-    if (comm != nullptr) ncclCommAbort(comm);
-    if (built.code() == absl::StatusCode::kDeadlineExceeded) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          what, ": rendezvous did not complete within ", options.timeout.count(),
-          " ms: a rank never joined"));
-    }
-    return built;
+  // Every rank announces itself and waits for all the others before entering NCCL, so that a
+  // rank that never arrives is a store timeout, not a blocked ncclCommInitRank.
+  RL_RETURN_IF_ERROR(group_store.Set(absl::StrCat("arrived/", rank), "1"));
+  std::vector<std::string> arrivals;
+  for (int r = 0; r < size; ++r) arrivals.push_back(absl::StrCat("arrived/", r));
+  if (absl::Status all = group_store.Wait(arrivals, options.timeout); !all.ok()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(what, ": not every rank joined within ", options.timeout.count(),
+                     " ms: ", all.message()));
   }
-  return std::unique_ptr<Communicator>(
-      new NcclCommunicator(rank, size, device_index, comm, options));
+  return InitCommunicator(what, id, rank, size, device_index, options);
 }
 
 }  // namespace raylight::comm

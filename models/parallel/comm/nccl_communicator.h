@@ -7,8 +7,8 @@
 // they finish; tensors allocated by the caching allocator on that stream are therefore safe to
 // use and free in stream order. A watchdog thread follows every enqueued operation: one that has
 // not finished within the timeout (a dead or missing peer) aborts the communicator, and every
-// later call, Synchronize() included, returns that error. The communicator is created
-// non-blocking, so that rendezvous with a rank that never arrives also ends in an error.
+// later call, Synchronize() included, returns that error. Creation waits in the store until
+// every rank has arrived before entering NCCL, so a rank that never arrives is also an error.
 #pragma once
 
 #include <chrono>
@@ -28,7 +28,8 @@ struct NcclOptions {
 };
 
 // Collective over `size` processes: rank 0 publishes the NCCL unique id in `store`, the others
-// wait for it. `store` is needed only during creation.
+// wait for it, then all wait for each other. `store` is needed only during creation. Group names
+// must not be reused within one store (a re-formed group takes a new name).
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& store, int rank,
                                                                      int size, int device_index,
                                                                      const NcclOptions& options);

@@ -15,6 +15,7 @@ absl::StatusOr<SplitPlan> PlanSplit(Communicator& comm, int color, int key) {
       at::tensor({int64_t{color}, int64_t{key}}, at::TensorOptions().dtype(at::kLong))
           .to(comm.device());
   RL_ASSIGN_OR_RETURN(at::Tensor all, comm.AllGather(mine, 0));
+  RL_RETURN_IF_ERROR(comm.Synchronize());
   all = all.cpu().view({comm.size(), 2});
   SplitPlan plan;
   if (color < 0) return plan;
@@ -28,6 +29,7 @@ absl::StatusOr<SplitPlan> PlanSplit(Communicator& comm, int color, int key) {
   for (int i = 0; i < plan.new_size; ++i) {
     if (std::get<1>(members[i]) == comm.rank()) plan.new_rank = i;
   }
+  plan.leader = std::get<1>(members.front());
   return plan;
 }
 

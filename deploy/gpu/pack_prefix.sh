@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Packs Debian 12's gRPC / Abseil / protobuf build into a relocatable prefix, for GPU hosts that
+# have no apt (the lent GPU machine: Ubuntu 24.04 with PyTorch from pip but no gRPC or Abseil).
+# Run on a Debian 12 machine (after tools/install_deps.sh); carry the result along and point
+# deploy/gpu/build.sh at it (its default location is deploy/gpu/prefix).
+#
+# Layout mirrors /usr so that Debian's CMake configs, which locate themselves relative to their
+# own directory, work unchanged: include/, lib/x86_64-linux-gnu/ (libraries, cmake/, pkgconfig/),
+# bin/ (protoc and the grpc plugins, which gRPCTargets.cmake checks for).
+set -euo pipefail
+cd "$(dirname "$0")"
+OUT=${1:-prefix}
+ARCH=x86_64-linux-gnu
+rm -rf "$OUT"
+mkdir -p "$OUT/include" "$OUT/lib/$ARCH/cmake" "$OUT/lib/$ARCH/pkgconfig" "$OUT/bin"
+
+# Headers: gRPC, Abseil, protobuf, c-ares, re2, and Gloo's (declarations only; see
+# models/parallel/comm/gloo_backend_factory.cc).
+for h in grpc grpcpp grpc++ absl google re2 gloo; do
+  cp -a "/usr/include/$h" "$OUT/include/"
+done
+cp -a /usr/include/ares*.h "$OUT/include/"
+
+# Shared libraries (with their soname links). OpenSSL, zlib, glibc and libstdc++ come from the
+# host, which has compatible ones (OpenSSL 3, zlib 1).
+for pattern in 'libgrpc*.so*' 'libgpr.so*' 'libupb.so*' 'libaddress_sorting.so*' 'libabsl_*.so*' \
+               'libcares.so*' 'libre2.so*' 'libprotobuf.so*' 'libprotoc.so*'; do
+  find "/usr/lib/$ARCH" -maxdepth 1 -name "$pattern" -exec cp -a {} "$OUT/lib/$ARCH/" \;
+done
+
+# CMake package configs (relocatable as they are: they compute their prefix from their path).
+cp -a "/usr/lib/$ARCH/cmake/grpc" "/usr/lib/$ARCH/cmake/absl" "$OUT/lib/$ARCH/cmake/"
+
+# pkg-config files, made relocatable.
+for pc in /usr/lib/$ARCH/pkgconfig/{grpc,grpc++,grpc_unsecure,grpc++_unsecure,gpr,protobuf,libcares,re2,upb}.pc \
+          /usr/lib/$ARCH/pkgconfig/absl_*.pc; do
+  [ -f "$pc" ] || continue
+  sed -e 's|^prefix=.*|prefix=${pcfiledir}/../../..|' \
+      -e "s|/usr/lib/$ARCH|\${pcfiledir}/..|g" \
+      -e 's|/usr/include|${pcfiledir}/../../../include|g' \
+      -e "s|^libdir=\${exec_prefix}/lib\$|libdir=\${exec_prefix}/lib/$ARCH|" \
+      -e "s|^libdir=\${prefix}/lib\$|libdir=\${prefix}/lib/$ARCH|" \
+      "$pc" > "$OUT/lib/$ARCH/pkgconfig/$(basename "$pc")"
+done
+
+# protoc and all the grpc plugins.
+cp -a /usr/bin/protoc* "$OUT/bin/" 2>/dev/null || true
+cp -a /usr/bin/grpc_*_plugin "$OUT/bin/"
+for p in cpp php python ruby; do
+  [ -x "$OUT/bin/grpc_${p}_plugin" ] || { echo "missing grpc_${p}_plugin" >&2; exit 1; }
+done
+
+du -sh "$OUT"

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Turns raw benchmark JSON lines into a results file (tests/bench/results/) and the matching
+table in BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
+
+    tests/bench/report.py comm --raw DIR --device "2x NVIDIA H200 (NV18)" --command "..."
+
+Each result row: {name, value, unit, anchor_name, anchor_value}. For each (op, size) the best of
+the recorded rounds is kept, for raylight and for the anchor alike.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def best(rows):
+    out = {}
+    for r in rows:
+        key = (r['op'], r['size_mib'])
+        if key not in out or r['busbw_GBps'] > out[key]['busbw_GBps']:
+            out[key] = r
+    return out
+
+
+def comm_rows(raw_dir):
+    ours = best(load(os.path.join(raw_dir, 'comm_raylight.jsonl')))
+    torch = best(load(os.path.join(raw_dir, 'comm_torch.jsonl')))
+    rows = []
+    for (op, mib), r in sorted(ours.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        anchor = torch.get((op, mib))
+        rows.append({
+            'name': f'comm_{op}_busbw_{mib}MiB',
+            'value': round(r['busbw_GBps'], 1),
+            'unit': 'GB/s',
+            'anchor_name': f'torch.distributed {"all_to_all_single" if op == "all_to_all" else "all_gather_into_tensor"} (NCCL)',
+            'anchor_value': round(anchor['busbw_GBps'], 1) if anchor else None,
+            'time_us': round(r['time_us'], 1),
+            'anchor_time_us': round(anchor['time_us'], 1) if anchor else None,
+        })
+    return rows
+
+
+def markdown(rows, device, command, date):
+    lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
+             '| name | value | unit | anchor | anchor value | ratio |',
+             '|---|---:|---|---|---:|---:|']
+    for r in rows:
+        ratio = f"{r['value'] / r['anchor_value']:.2f}" if r['anchor_value'] else '-'
+        lines.append(f"| `{r['name']}` | {r['value']} | {r['unit']} | {r['anchor_name']} | "
+                     f"{r['anchor_value']} | {ratio} |")
+    return '\n'.join(lines)
+
+
+def update_benchmarks(section, text):
+    path = os.path.join(ROOT, 'BENCHMARKS.md')
+    with open(path) as f:
+        doc = f.read()
+    begin, end = f'<!-- bench:{section} -->', f'<!-- /bench:{section} -->'
+    block = f'{begin}\n{text}\n{end}'
+    if begin in doc:
+        doc = re.sub(re.escape(begin) + r'.*?' + re.escape(end), lambda _: block, doc, flags=re.S)
+    else:
+        doc = doc.rstrip() + '\n\n' + block + '\n'
+    with open(path, 'w') as f:
+        f.write(doc)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('section', choices=['comm'])
+    parser.add_argument('--raw', required=True)
+    parser.add_argument('--device', required=True)
+    parser.add_argument('--command', required=True)
+    parser.add_argument('--date', default=datetime.date.today().isoformat())
+    args = parser.parse_args()
+    rows = comm_rows(args.raw)
+    result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
+    out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(result, f, indent=2)
+        f.write('\n')
+    update_benchmarks(args.section, markdown(rows, args.device, args.command, args.date))
+    print(f'wrote {os.path.relpath(out, ROOT)} and BENCHMARKS.md')
+
+
+if __name__ == '__main__':
+    main()
