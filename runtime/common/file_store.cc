@@ -72,8 +72,8 @@ absl::StatusOr<std::unique_ptr<FileStore>> FileStore::Open(std::string dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("cannot create store directory '", dir,
-                                            "': ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot create store directory '", dir, "': ", ec.message()));
   }
   return std::unique_ptr<FileStore>(new FileStore(std::move(dir)));
 }
@@ -149,8 +149,8 @@ absl::StatusOr<bool> FileStore::Check(absl::string_view key) {
 absl::StatusOr<int64_t> FileStore::Add(absl::string_view key, int64_t delta) {
   RL_ASSIGN_OR_RETURN(auto lock, DirLock::Acquire(dir_));
   RL_ASSIGN_OR_RETURN(std::optional<std::string> current, Read(key));
-  RL_ASSIGN_OR_RETURN(int64_t value, store_internal::ParseCounter(key, current.value_or(""),
-                                                                  current.has_value()));
+  RL_ASSIGN_OR_RETURN(int64_t value,
+                      store_internal::ParseCounter(key, current.value_or(""), current.has_value()));
   value += delta;
   RL_RETURN_IF_ERROR(Write(key, absl::StrCat(value)));
   return value;

@@ -8,10 +8,10 @@
 #define RL_STATUS_CONCAT(a, b) RL_STATUS_CONCAT_INNER(a, b)
 
 // Returns `expr` from the enclosing function when it is not OK.
-#define RL_RETURN_IF_ERROR(expr)                    \
-  do {                                              \
-    ::absl::Status rl_status_ = (expr);             \
-    if (!rl_status_.ok()) return rl_status_;        \
+#define RL_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status rl_status_ = (expr);      \
+    if (!rl_status_.ok()) return rl_status_; \
   } while (false)
 
 // `RL_ASSIGN_OR_RETURN(auto x, MakeX());` declares x from an OK StatusOr, or returns its status.

@@ -8,15 +8,15 @@ namespace {
 
 INSTANTIATE_TEST_SUITE_P(
     LocalStores, StoreConformanceTest,
-    testing::Values(
-        StoreFactory{"Memory", [](const std::string&) -> std::unique_ptr<Store> {
-                       return std::make_unique<MemoryStore>();
-                     }},
-        StoreFactory{"File",
-                     [](const std::string& scratch) -> std::unique_ptr<Store> {
-                       auto store = FileStore::Open(scratch);
-                       return store.ok() ? std::move(*store) : nullptr;
-                     }}),
+    testing::Values(StoreFactory{"Memory",
+                                 [](const std::string&) -> std::unique_ptr<Store> {
+                                   return std::make_unique<MemoryStore>();
+                                 }},
+                    StoreFactory{"File",
+                                 [](const std::string& scratch) -> std::unique_ptr<Store> {
+                                   auto store = FileStore::Open(scratch);
+                                   return store.ok() ? std::move(*store) : nullptr;
+                                 }}),
     StoreFactoryName);
 
 }  // namespace

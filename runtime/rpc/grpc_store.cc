@@ -17,14 +17,14 @@ void SetDeadline(grpc::ClientContext& context, std::chrono::milliseconds timeout
 
 }  // namespace
 
-class GrpcStore::Stub {
+class GrpcStore::Client {
  public:
-  explicit Stub(std::shared_ptr<grpc::Channel> channel) : stub(v1::KvStore::NewStub(channel)) {}
-  std::unique_ptr<v1::KvStore::Stub> stub;
+  explicit Client(std::shared_ptr<grpc::Channel> channel) : kv(v1::KvStore::NewStub(channel)) {}
+  std::unique_ptr<v1::KvStore::Stub> kv;
 };
 
 GrpcStore::GrpcStore(std::shared_ptr<grpc::Channel> channel)
-    : stub_(std::make_unique<Stub>(std::move(channel))) {}
+    : client_(std::make_unique<Client>(std::move(channel))) {}
 
 GrpcStore::~GrpcStore() = default;
 
@@ -35,7 +35,7 @@ absl::Status GrpcStore::Set(absl::string_view key, absl::string_view value) {
   request.set_key(std::string(key));
   request.set_value(std::string(value));
   v1::KvSetResponse response;
-  return FromGrpc(stub_->stub->Set(&context, request, &response));
+  return FromGrpc(client_->kv->Set(&context, request, &response));
 }
 
 absl::StatusOr<std::string> GrpcStore::Get(absl::string_view key,
@@ -46,7 +46,7 @@ absl::StatusOr<std::string> GrpcStore::Get(absl::string_view key,
   request.set_key(std::string(key));
   request.set_timeout_ms(timeout.count());
   v1::KvGetResponse response;
-  if (auto status = FromGrpc(stub_->stub->Get(&context, request, &response)); !status.ok()) {
+  if (auto status = FromGrpc(client_->kv->Get(&context, request, &response)); !status.ok()) {
     return status;
   }
   return std::move(*response.mutable_value());
@@ -58,7 +58,7 @@ absl::StatusOr<bool> GrpcStore::Check(absl::string_view key) {
   v1::KvKeyRequest request;
   request.set_key(std::string(key));
   v1::KvCheckResponse response;
-  if (auto status = FromGrpc(stub_->stub->Check(&context, request, &response)); !status.ok()) {
+  if (auto status = FromGrpc(client_->kv->Check(&context, request, &response)); !status.ok()) {
     return status;
   }
   return response.present();
@@ -71,14 +71,13 @@ absl::StatusOr<int64_t> GrpcStore::Add(absl::string_view key, int64_t delta) {
   request.set_key(std::string(key));
   request.set_delta(delta);
   v1::KvAddResponse response;
-  if (auto status = FromGrpc(stub_->stub->Add(&context, request, &response)); !status.ok()) {
+  if (auto status = FromGrpc(client_->kv->Add(&context, request, &response)); !status.ok()) {
     return status;
   }
   return response.value();
 }
 
-absl::StatusOr<std::string> GrpcStore::CompareSet(absl::string_view key,
-                                                  absl::string_view expected,
+absl::StatusOr<std::string> GrpcStore::CompareSet(absl::string_view key, absl::string_view expected,
                                                   absl::string_view desired) {
   grpc::ClientContext context;
   SetDeadline(context, kKvCallTimeout);
@@ -87,8 +86,7 @@ absl::StatusOr<std::string> GrpcStore::CompareSet(absl::string_view key,
   request.set_expected(std::string(expected));
   request.set_desired(std::string(desired));
   v1::KvValueResponse response;
-  if (auto status = FromGrpc(stub_->stub->CompareSet(&context, request, &response));
-      !status.ok()) {
+  if (auto status = FromGrpc(client_->kv->CompareSet(&context, request, &response)); !status.ok()) {
     return status;
   }
   return std::move(*response.mutable_value());
@@ -100,7 +98,7 @@ absl::StatusOr<bool> GrpcStore::Delete(absl::string_view key) {
   v1::KvKeyRequest request;
   request.set_key(std::string(key));
   v1::KvDeleteResponse response;
-  if (auto status = FromGrpc(stub_->stub->Delete(&context, request, &response)); !status.ok()) {
+  if (auto status = FromGrpc(client_->kv->Delete(&context, request, &response)); !status.ok()) {
     return status;
   }
   return response.existed();
@@ -111,8 +109,7 @@ absl::StatusOr<int64_t> GrpcStore::NumKeys() {
   SetDeadline(context, kKvCallTimeout);
   v1::KvNumKeysRequest request;
   v1::KvNumKeysResponse response;
-  if (auto status = FromGrpc(stub_->stub->NumKeys(&context, request, &response));
-      !status.ok()) {
+  if (auto status = FromGrpc(client_->kv->NumKeys(&context, request, &response)); !status.ok()) {
     return status;
   }
   return response.count();

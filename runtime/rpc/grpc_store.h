@@ -31,8 +31,8 @@ class GrpcStore final : public Store {
   absl::StatusOr<int64_t> NumKeys() override;
 
  private:
-  class Stub;  // hides the generated stub from includers
-  std::unique_ptr<Stub> stub_;
+  class Client;  // keeps the generated gRPC code out of this header
+  std::unique_ptr<Client> client_;
 };
 
 }  // namespace raylight::rpc

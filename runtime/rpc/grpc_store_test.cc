@@ -1,11 +1,12 @@
 // The Store conformance suite over gRPC: a KvStoreService on a real loopback port, a GrpcStore
 // client talking to it. Also checks that bad requests get INVALID_ARGUMENT naming the field.
+#include "runtime/rpc/grpc_store.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include "raylight/v1/kv_store.grpc.pb.h"
 #include "runtime/common/memory_store.h"
 #include "runtime/common/store_conformance.h"
-#include "runtime/rpc/grpc_store.h"
 #include "runtime/rpc/kv_service.h"
 
 namespace raylight::rpc {
@@ -34,7 +35,9 @@ class ServedStore final : public Store {
     return client_->Get(k, t);
   }
   absl::StatusOr<bool> Check(absl::string_view k) override { return client_->Check(k); }
-  absl::StatusOr<int64_t> Add(absl::string_view k, int64_t d) override { return client_->Add(k, d); }
+  absl::StatusOr<int64_t> Add(absl::string_view k, int64_t d) override {
+    return client_->Add(k, d);
+  }
   absl::StatusOr<std::string> CompareSet(absl::string_view k, absl::string_view e,
                                          absl::string_view d) override {
     return client_->CompareSet(k, e, d);

@@ -7,7 +7,8 @@ namespace raylight::rpc {
 namespace {
 
 grpc::Status CheckKey(const std::string& key) {
-  if (key.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "key: must not be empty");
+  if (key.empty())
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "key: must not be empty");
   return grpc::Status::OK;
 }
 
@@ -24,8 +25,8 @@ grpc::Status KvStoreService::Get(grpc::ServerContext*, const v1::KvGetRequest* r
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
   if (request->timeout_ms() < 0 || request->timeout_ms() > kMaxKvWait.count()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("timeout_ms: ", request->timeout_ms(),
-                                     " is outside [0, ", kMaxKvWait.count(), "]"));
+                        absl::StrCat("timeout_ms: ", request->timeout_ms(), " is outside [0, ",
+                                     kMaxKvWait.count(), "]"));
   }
   auto value = store_.Get(request->key(), std::chrono::milliseconds(request->timeout_ms()));
   if (!value.ok()) return ToGrpc(value.status());

@@ -18,8 +18,7 @@ class KvStoreService final : public v1::KvStore::Service {
 
   grpc::Status Set(grpc::ServerContext*, const v1::KvSetRequest*, v1::KvSetResponse*) override;
   grpc::Status Get(grpc::ServerContext*, const v1::KvGetRequest*, v1::KvGetResponse*) override;
-  grpc::Status Check(grpc::ServerContext*, const v1::KvKeyRequest*,
-                     v1::KvCheckResponse*) override;
+  grpc::Status Check(grpc::ServerContext*, const v1::KvKeyRequest*, v1::KvCheckResponse*) override;
   grpc::Status Add(grpc::ServerContext*, const v1::KvAddRequest*, v1::KvAddResponse*) override;
   grpc::Status CompareSet(grpc::ServerContext*, const v1::KvCompareSetRequest*,
                           v1::KvValueResponse*) override;

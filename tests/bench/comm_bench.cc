@@ -26,10 +26,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
@@ -77,7 +77,8 @@ int Launch(int argc, char** argv) {
     auto code = ranks[r].Wait(std::chrono::minutes(10));
     if (r == 0 || !code.ok() || *code != 0) std::cout << ranks[r].ReadLog();
     if (!code.ok() || *code != 0) {
-      std::cerr << "rank " << r << " failed: " << (code.ok() ? absl::StrCat(*code) : code.status().ToString())
+      std::cerr << "rank " << r
+                << " failed: " << (code.ok() ? absl::StrCat(*code) : code.status().ToString())
                 << std::endl;
       failed = 1;
     }
@@ -155,8 +156,8 @@ int RunRank() {
     }
     const int64_t bytes = int64_t{mib} << 20;
     // bf16 payload, the dtype sequence parallelism moves.
-    at::Tensor input = at::randn({bytes / 2}, at::TensorOptions().dtype(at::kBFloat16))
-                           .to(comm.device());
+    at::Tensor input =
+        at::randn({bytes / 2}, at::TensorOptions().dtype(at::kBFloat16)).to(comm.device());
     struct Measure {
       const char* op;
       double algbw_bytes;  // bytes counted for algbw

@@ -52,8 +52,7 @@ std::vector<RankOutcome> RunRanks(const RankRun& run, milliseconds deadline) {
         {RAYLIGHT_COMM_RANK_BINARY, absl::StrCat("--backend=", run.backend),
          absl::StrCat("--rank=", rank), absl::StrCat("--size=", run.size),
          absl::StrCat("--store_dir=", (dir / "store").string()), absl::StrCat("--seed=", seed),
-         absl::StrCat("--timeout_ms=", run.timeout_ms),
-         absl::StrCat("--scenario=", run.scenario)},
+         absl::StrCat("--timeout_ms=", run.timeout_ms), absl::StrCat("--scenario=", run.scenario)},
         (dir / absl::StrCat("rank", rank, ".log")).string());
     EXPECT_TRUE(child.ok()) << child.status();
     if (child.ok()) children.push_back(std::move(*child));
@@ -63,9 +62,9 @@ std::vector<RankOutcome> RunRanks(const RankRun& run, milliseconds deadline) {
   for (ChildProcess& child : children) {
     auto left = std::chrono::duration_cast<milliseconds>(end - std::chrono::steady_clock::now());
     auto code = child.Wait(std::max(left, milliseconds(1)));
-    outcomes.push_back({code.ok() ? *code : -1,
-                        absl::StrCat(code.ok() ? "" : code.status().ToString() + "\n",
-                                     child.ReadLog())});
+    outcomes.push_back(
+        {code.ok() ? *code : -1,
+         absl::StrCat(code.ok() ? "" : code.status().ToString() + "\n", child.ReadLog())});
   }
   return outcomes;
 }
@@ -100,9 +99,9 @@ TEST(GlooFailures, ARankThatNeverArrivesIsATimeoutError) {
 }
 
 TEST(GlooFailures, APeerDyingMidJobIsAnErrorNotAHang) {
-  ExpectAllSucceeded(RunRanks(
-      {.backend = "gloo", .size = 2, .scenario = "peer_dies", .timeout_ms = 5'000},
-      milliseconds(60'000)));
+  ExpectAllSucceeded(
+      RunRanks({.backend = "gloo", .size = 2, .scenario = "peer_dies", .timeout_ms = 5'000},
+               milliseconds(60'000)));
 }
 
 #else  // RAYLIGHT_TEST_GPU
@@ -132,9 +131,9 @@ TEST(NcclFailures, ARankThatNeverArrivesIsATimeoutError) {
 
 TEST(NcclFailures, APeerDyingMidJobIsAnErrorNotAHang) {
   if (!HaveTwoGpus()) GTEST_SKIP() << "needs 2 GPUs";
-  ExpectAllSucceeded(RunRanks(
-      {.backend = "nccl", .size = 2, .scenario = "peer_dies", .timeout_ms = 5'000},
-      milliseconds(120'000)));
+  ExpectAllSucceeded(
+      RunRanks({.backend = "nccl", .size = 2, .scenario = "peer_dies", .timeout_ms = 5'000},
+               milliseconds(120'000)));
 }
 
 #endif

@@ -59,9 +59,8 @@ Communicator& Comm() { return *g_comm; }
 int Rank() { return Comm().rank(); }
 int Size() { return Comm().size(); }
 
-const std::vector<at::ScalarType> kAllDtypes = {at::kFloat, at::kHalf, at::kBFloat16,
-                                                at::kFloat8_e4m3fn, at::kInt, at::kLong,
-                                                at::kByte};
+const std::vector<at::ScalarType> kAllDtypes = {
+    at::kFloat, at::kHalf, at::kBFloat16, at::kFloat8_e4m3fn, at::kInt, at::kLong, at::kByte};
 
 bool IsFloating(at::ScalarType t) {
   return t == at::kFloat || t == at::kHalf || t == at::kBFloat16 || t == at::kFloat8_e4m3fn;
@@ -69,8 +68,8 @@ bool IsFloating(at::ScalarType t) {
 
 // The input of `rank` for check `tag`: random, reproducible on every rank, on the CPU.
 at::Tensor InputOf(absl::string_view tag, int rank, at::IntArrayRef shape, at::ScalarType dtype) {
-  const uint64_t seed =
-      absl::GetFlag(FLAGS_seed) ^ (std::hash<std::string>{}(std::string(tag)) * 31 + rank * 1000003ULL);
+  const uint64_t seed = absl::GetFlag(FLAGS_seed) ^
+                        (std::hash<std::string>{}(std::string(tag)) * 31 + rank * 1000003ULL);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   if (IsFloating(dtype)) return (at::randn(shape, gen, at::kFloat) * 3).to(dtype);
   if (dtype == at::kByte) return at::randint(0, 256, shape, gen, at::kLong).to(dtype);
@@ -100,8 +99,9 @@ at::Tensor Reference(absl::string_view tag, at::IntArrayRef shape, at::ScalarTyp
   at::Tensor acc = InputOf(tag, 0, shape, dtype).to(wide);
   for (int r = 1; r < Size(); ++r) {
     at::Tensor x = InputOf(tag, r, shape, dtype).to(wide);
-    acc = op == ReduceOp::kSum ? acc + x : op == ReduceOp::kMax ? at::maximum(acc, x)
-                                                                : at::minimum(acc, x);
+    acc = op == ReduceOp::kSum   ? acc + x
+          : op == ReduceOp::kMax ? at::maximum(acc, x)
+                                 : at::minimum(acc, x);
   }
   return acc;
 }
@@ -147,17 +147,17 @@ TEST(Communicator, AllToAllMovesEveryDtypeBitExactly) {
   const int64_t p = Size();
   // Odd extents everywhere else, so that a stride or offset slip shows.
   const std::vector<Case> cases = {
-      {{3 * p, 5}, 0, 0},           // plain all-to-all
-      {{2, 3 * p, 5, 7}, 1, 2},     // scatter one axis, gather another
-      {{1, 7, 2 * p, 3}, 2, 1},     // Ulysses' shape: [B, S/P, H, D] -> [B, S, H/P, D]
-      {{5, 3, p}, -1, 0},           // negative dims
+      {{3 * p, 5}, 0, 0},        // plain all-to-all
+      {{2, 3 * p, 5, 7}, 1, 2},  // scatter one axis, gather another
+      {{1, 7, 2 * p, 3}, 2, 1},  // Ulysses' shape: [B, S/P, H, D] -> [B, S, H/P, D]
+      {{5, 3, p}, -1, 0},        // negative dims
   };
   for (at::ScalarType dtype : kAllDtypes) {
     for (size_t c = 0; c < cases.size(); ++c) {
       const Case& k = cases[c];
       const std::string tag = absl::StrCat("a2a", c);
-      auto got = Comm().AllToAll(OnDevice(InputOf(tag, Rank(), k.shape, dtype)), k.scatter,
-                                 k.gather);
+      auto got =
+          Comm().AllToAll(OnDevice(InputOf(tag, Rank(), k.shape, dtype)), k.scatter, k.gather);
       ASSERT_TRUE(got.ok()) << got.status() << " " << Describe(tag, dtype);
       // Reference: chunk Rank() of every rank's input, concatenated along gather.
       std::vector<at::Tensor> parts;
@@ -305,8 +305,8 @@ TEST(Communicator, BadInputIsRejectedAndChangesNothing) {
   at::Tensor ok = OnDevice(InputOf("after_bad", Rank(), {5}, at::kInt));
   ASSERT_TRUE(Comm().AllReduce(ok).ok());
   ASSERT_TRUE(Comm().Synchronize().ok());
-  ExpectReduced(ok, Reference("after_bad", {5}, at::kInt, ReduceOp::kSum), at::kInt,
-                ReduceOp::kSum, "after bad input");
+  ExpectReduced(ok, Reference("after_bad", {5}, at::kInt, ReduceOp::kSum), at::kInt, ReduceOp::kSum,
+                "after bad input");
 }
 
 // ---- failure scenarios ----------------------------------------------------------------------
@@ -315,8 +315,8 @@ TEST(Communicator, BadInputIsRejectedAndChangesNothing) {
 int NeverArrive() {
   const auto start = std::chrono::steady_clock::now();
   auto comm = MakeCommunicator("never_arrive");
-  const auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
-                                                             start);
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
   std::cout << "creation: " << comm.status() << " after " << took.count() << " ms" << std::endl;
   if (comm.ok()) return 1;
   if (comm.status().code() != absl::StatusCode::kDeadlineExceeded) return 2;
@@ -337,8 +337,8 @@ int PeerDies() {
   const auto start = std::chrono::steady_clock::now();
   absl::Status status = (*comm)->AllReduce(t);
   if (status.ok()) status = (*comm)->Synchronize();
-  const auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
-                                                             start);
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
   std::cout << "collective with a dead peer: " << status << " after " << took.count() << " ms"
             << std::endl;
   if (status.ok()) return 5;

@@ -20,8 +20,7 @@ absl::Status StatusFromException(absl::string_view op, const std::exception& e) 
   if (mentions("timed out") || mentions("timeout") || mentions("deadline_exceeded")) {
     return absl::DeadlineExceededError(text);
   }
-  if (dynamic_cast<const c10::DistNetworkError*>(&e) != nullptr ||
-      mentions("connection") ||
+  if (dynamic_cast<const c10::DistNetworkError*>(&e) != nullptr || mentions("connection") ||
       mentions("closed by peer")) {
     return absl::UnavailableError(text);
   }

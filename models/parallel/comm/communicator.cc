@@ -40,19 +40,17 @@ at::Tensor ConcatChunks(const at::Tensor& packed, int64_t dim) {
 absl::StatusOr<int64_t> NormalizeDim(absl::string_view op, absl::string_view what, int64_t dim,
                                      int64_t ndim) {
   if (dim < -ndim || dim >= ndim) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", what, " ", dim,
-                                                   " is out of range for a tensor of ", ndim,
-                                                   " dimensions"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": ", what, " ", dim, " is out of range for a tensor of ", ndim, " dimensions"));
   }
   return dim < 0 ? dim + ndim : dim;
 }
 
 absl::Status CheckDivisible(absl::string_view op, const at::Tensor& t, int64_t dim, int size) {
   if (t.size(dim) % size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": input dimension ", dim, " has size ",
-                                                   t.size(dim),
-                                                   ", which does not divide by the group size ",
-                                                   size));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": input dimension ", dim, " has size ", t.size(dim),
+                     ", which does not divide by the group size ", size));
   }
   return absl::OkStatus();
 }
@@ -100,10 +98,9 @@ absl::Status Communicator::CheckTensor(absl::string_view op, absl::string_view w
                      "; supported: Float, Half, BFloat16, Float8_e4m3fn, Int, Long, Byte"));
   }
   if (tensor.device() != device()) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", what, " is on ",
-                                                   tensor.device().str(), ", this ",
-                                                   backend_name(), " communicator works on ",
-                                                   device().str()));
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", what, " is on ", tensor.device().str(),
+                                                   ", this ", backend_name(),
+                                                   " communicator works on ", device().str()));
   }
   return absl::OkStatus();
 }

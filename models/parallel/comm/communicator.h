@@ -18,12 +18,12 @@
 // Not thread-safe: one thread issues a communicator's operations (as with NCCL communicators).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -1,10 +1,10 @@
 #include "models/parallel/comm/gloo_communicator.h"
 
 #include <ATen/ATen.h>
-#include <torch/csrc/distributed/c10d/Backend.hpp>
 
 #include <algorithm>
 #include <numeric>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "models/parallel/comm/c10d_store_adapter.h"
@@ -133,7 +133,7 @@ class GlooCommunicator final : public Communicator {
   }
 
   Store& base_store_;
-  std::unique_ptr<PrefixStore> store_;       // the group's namespace in base_store_
+  std::unique_ptr<PrefixStore> store_;          // the group's namespace in base_store_
   c10::intrusive_ptr<c10d::Store> c10d_store_;  // what Gloo rendezvoused through
   c10::intrusive_ptr<c10d::Backend> backend_;
   const GlooOptions options_;

@@ -88,7 +88,6 @@ absl::Status Settle(absl::string_view op, ncclComm_t comm, ncclResult_t result,
   return absl::OkStatus();
 }
 
-
 absl::StatusOr<std::unique_ptr<Communicator>> InitCommunicator(const std::string& what,
                                                                const ncclUniqueId& id, int rank,
                                                                int size, int device_index,
@@ -112,9 +111,9 @@ class NcclCommunicator final : public Communicator {
     if (comm_ != nullptr) {
       const auto deadline = Clock::now() + options_.timeout;
       while (!RetireLocked() && Clock::now() < deadline) std::this_thread::yield();
-      absl::Status finalized =
-          pending_.empty() ? Settle("finalize", comm_, ncclCommFinalize(comm_), deadline)
-                           : absl::DeadlineExceededError("operations still in flight");
+      absl::Status finalized = pending_.empty()
+                                   ? Settle("finalize", comm_, ncclCommFinalize(comm_), deadline)
+                                   : absl::DeadlineExceededError("operations still in flight");
       if (finalized.ok()) {
         ncclCommDestroy(comm_);
       } else {
@@ -214,19 +213,19 @@ class NcclCommunicator final : public Communicator {
     ncclUniqueId id;
     std::memset(&id, 0, sizeof(id));
     if (plan.member && plan.new_rank == 0) {
-      if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess) return NcclError("Split", r, nullptr);
+      if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess)
+        return NcclError("Split", r, nullptr);
     }
-    at::Tensor mine = at::from_blob(&id, {static_cast<int64_t>(sizeof(id))}, at::kByte)
-                          .clone()
-                          .to(device());
+    at::Tensor mine =
+        at::from_blob(&id, {static_cast<int64_t>(sizeof(id))}, at::kByte).clone().to(device());
     RL_ASSIGN_OR_RETURN(at::Tensor ids, AllGather(mine, 0));
     RL_RETURN_IF_ERROR(Synchronize());
     ids = ids.cpu();
     if (!plan.member) return std::unique_ptr<Communicator>();
     std::memcpy(&id, ids.data_ptr<uint8_t>() + plan.leader * sizeof(id), sizeof(id));
-    return InitCommunicator(absl::StrCat("Split of NCCL group '", options_.group_name, "' (color ",
-                                         color, ")"),
-                            id, plan.new_rank, plan.new_size, device_, options_);
+    return InitCommunicator(
+        absl::StrCat("Split of NCCL group '", options_.group_name, "' (color ", color, ")"), id,
+        plan.new_rank, plan.new_size, device_, options_);
   }
 
   bool NativeReduction(at::ScalarType dtype) const override {
@@ -335,7 +334,6 @@ class NcclCommunicator final : public Communicator {
   std::thread watchdog_;
 };
 
-
 // Builds the communicator from a shared unique id. The communicator is a blocking one: NCCL's
 // non-blocking mode hands every operation to a background thread and cost ~60 us per call on
 // the H200 pair (measured with comm_bench). Callers make sure every member is alive first (a
@@ -359,9 +357,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> InitCommunicator(const std::string
     state->done.set_value();
   }).detach();
   if (done.wait_for(options.timeout) != std::future_status::ready) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        what, ": NCCL initialisation did not complete within ", options.timeout.count(),
-        " ms: a rank stopped during rendezvous"));
+    return absl::DeadlineExceededError(
+        absl::StrCat(what, ": NCCL initialisation did not complete within ",
+                     options.timeout.count(), " ms: a rank stopped during rendezvous"));
   }
   if (state->result != ncclSuccess) return NcclError(what, state->result, state->comm);
   return std::unique_ptr<Communicator>(
@@ -399,8 +397,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& stor
     }
     if (published->size() != sizeof(id)) {
       return absl::DataLossError(absl::StrCat(what, ": the published NCCL id has ",
-                                              published->size(), " bytes, expected ",
-                                              sizeof(id)));
+                                              published->size(), " bytes, expected ", sizeof(id)));
     }
     std::memcpy(&id, published->data(), sizeof(id));
   }
@@ -410,9 +407,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& stor
   std::vector<std::string> arrivals;
   for (int r = 0; r < size; ++r) arrivals.push_back(absl::StrCat("arrived/", r));
   if (absl::Status all = group_store.Wait(arrivals, options.timeout); !all.ok()) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(what, ": not every rank joined within ", options.timeout.count(),
-                     " ms: ", all.message()));
+    return absl::DeadlineExceededError(absl::StrCat(
+        what, ": not every rank joined within ", options.timeout.count(), " ms: ", all.message()));
   }
   return InitCommunicator(what, id, rank, size, device_index, options);
 }

@@ -11,9 +11,8 @@
 namespace raylight::comm {
 
 absl::StatusOr<SplitPlan> PlanSplit(Communicator& comm, int color, int key) {
-  at::Tensor mine =
-      at::tensor({int64_t{color}, int64_t{key}}, at::TensorOptions().dtype(at::kLong))
-          .to(comm.device());
+  at::Tensor mine = at::tensor({int64_t{color}, int64_t{key}}, at::TensorOptions().dtype(at::kLong))
+                        .to(comm.device());
   RL_ASSIGN_OR_RETURN(at::Tensor all, comm.AllGather(mine, 0));
   RL_RETURN_IF_ERROR(comm.Synchronize());
   all = all.cpu().view({comm.size(), 2});
