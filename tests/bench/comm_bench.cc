@@ -9,7 +9,6 @@
 // FileStore in a temporary directory) and prints rank 0's report. Rank 0 writes one JSON object
 // per measurement to --json (for tests/bench/report.py).
 #include <ATen/ATen.h>
-#include <unistd.h>
 
 #ifdef RAYLIGHT_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -22,7 +21,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <random>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -34,8 +32,7 @@
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
 #include "runtime/common/file_store.h"
-#include "tests/util/subprocess.h"
-#include "tests/util/temp_dir.h"
+#include "tests/util/rank_launcher.h"
 
 ABSL_FLAG(std::string, backend, "nccl", "nccl or gloo");
 ABSL_FLAG(int, nprocs, 0, "launcher mode: start this many ranks");
@@ -52,34 +49,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Starts --nprocs copies of this program as the ranks; prints rank 0's report and the log of
+// any rank that failed.
 int Launch(int argc, char** argv) {
-  const int n = absl::GetFlag(FLAGS_nprocs);
-  testing_util::TempDir temp("raylight_bench_");
-  const std::filesystem::path dir = temp.path();
-  std::vector<testing_util::ChildProcess> ranks;
-  for (int r = 0; r < n; ++r) {
-    std::vector<std::string> args = {std::filesystem::read_symlink("/proc/self/exe").string()};
-    for (int i = 1; i < argc; ++i) {
-      if (!absl::StartsWith(argv[i], "--nprocs")) args.push_back(argv[i]);
-    }
-    args.push_back(absl::StrCat("--rank=", r));
-    args.push_back(absl::StrCat("--size=", n));
-    args.push_back(absl::StrCat("--store_dir=", (dir / "store").string()));
-    auto child = testing_util::ChildProcess::Spawn(args, (dir / absl::StrCat("rank", r)).string());
-    if (!child.ok()) {
-      std::cerr << child.status() << std::endl;
-      return 1;
-    }
-    ranks.push_back(std::move(*child));
+  std::vector<std::string> args = {std::filesystem::read_symlink("/proc/self/exe").string()};
+  for (int i = 1; i < argc; ++i) {
+    if (!absl::StartsWith(argv[i], "--nprocs")) args.push_back(argv[i]);
   }
   int failed = 0;
-  for (int r = 0; r < n; ++r) {
-    auto code = ranks[r].Wait(std::chrono::minutes(10));
-    if (r == 0 || !code.ok() || *code != 0) std::cout << ranks[r].ReadLog();
-    if (!code.ok() || *code != 0) {
-      std::cerr << "rank " << r
-                << " failed: " << (code.ok() ? absl::StrCat(*code) : code.status().ToString())
-                << std::endl;
+  for (const auto& rank :
+       testing_util::LaunchRanks(args, absl::GetFlag(FLAGS_nprocs), std::chrono::minutes(10))) {
+    if (rank.rank == 0 || rank.exit_code != 0) std::cout << rank.log;
+    if (rank.exit_code != 0) {
+      std::cerr << "rank " << rank.rank << " failed with exit code " << rank.exit_code << std::endl;
       failed = 1;
     }
   }

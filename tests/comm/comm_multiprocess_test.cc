@@ -1,17 +1,14 @@
 // Runs the Communicator suite (comm_rank_suite) with every rank a separate process.
 // Gloo on CPU with 2, 3 and 4 ranks; NCCL with one process per GPU (label `gpu`; skipped
 // without at least two GPUs).
-#include <unistd.h>
 
-#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "tests/util/subprocess.h"
-#include "tests/util/temp_dir.h"
+#include "tests/util/rank_launcher.h"
 
 #ifdef RAYLIGHT_TEST_GPU
 #include <c10/cuda/CUDAFunctions.h>
@@ -21,7 +18,7 @@ namespace raylight {
 namespace {
 
 using std::chrono::milliseconds;
-using testing_util::ChildProcess;
+using testing_util::RankOutcome;
 
 struct RankRun {
   std::string backend;
@@ -31,47 +28,21 @@ struct RankRun {
   int timeout_ms = 60'000;
 };
 
-struct RankOutcome {
-  int exit_code;
-  std::string log;
-};
-
-// Starts the ranks, waits for all of them (bounded), and returns each one's exit code and log.
+// Starts the ranks of comm_rank_suite with fresh random inputs and returns how each ended.
 std::vector<RankOutcome> RunRanks(const RankRun& run, milliseconds deadline) {
   std::random_device random;
   const uint64_t seed = (uint64_t{random()} << 32) | random();  // fresh inputs every run
-  testing_util::TempDir temp("raylight_comm_");
-  const std::filesystem::path dir = temp.path();
-  std::vector<int> ranks = run.ranks_started;
-  if (ranks.empty()) {
-    for (int r = 0; r < run.size; ++r) ranks.push_back(r);
-  }
-  std::vector<ChildProcess> children;
-  for (int rank : ranks) {
-    auto child = ChildProcess::Spawn(
-        {RAYLIGHT_COMM_RANK_BINARY, absl::StrCat("--backend=", run.backend),
-         absl::StrCat("--rank=", rank), absl::StrCat("--size=", run.size),
-         absl::StrCat("--store_dir=", (dir / "store").string()), absl::StrCat("--seed=", seed),
-         absl::StrCat("--timeout_ms=", run.timeout_ms), absl::StrCat("--scenario=", run.scenario)},
-        (dir / absl::StrCat("rank", rank, ".log")).string());
-    EXPECT_TRUE(child.ok()) << child.status();
-    if (child.ok()) children.push_back(std::move(*child));
-  }
-  std::vector<RankOutcome> outcomes;
-  const auto end = std::chrono::steady_clock::now() + deadline;
-  for (ChildProcess& child : children) {
-    auto left = std::chrono::duration_cast<milliseconds>(end - std::chrono::steady_clock::now());
-    auto code = child.Wait(std::max(left, milliseconds(1)));
-    outcomes.push_back(
-        {code.ok() ? *code : -1,
-         absl::StrCat(code.ok() ? "" : code.status().ToString() + "\n", child.ReadLog())});
-  }
-  return outcomes;
+  return testing_util::LaunchRanks(
+      {RAYLIGHT_COMM_RANK_BINARY, absl::StrCat("--backend=", run.backend),
+       absl::StrCat("--seed=", seed), absl::StrCat("--timeout_ms=", run.timeout_ms),
+       absl::StrCat("--scenario=", run.scenario)},
+      run.size, deadline, run.ranks_started);
 }
 
 void ExpectAllSucceeded(const std::vector<RankOutcome>& outcomes) {
   for (size_t r = 0; r < outcomes.size(); ++r) {
-    EXPECT_EQ(outcomes[r].exit_code, 0) << "rank " << r << " log:\n" << outcomes[r].log;
+    EXPECT_EQ(outcomes[r].exit_code, 0) << "rank " << outcomes[r].rank << " log:\n"
+                                        << outcomes[r].log;
   }
 }
 

@@ -71,23 +71,6 @@ absl::Status NcclError(absl::string_view op, ncclResult_t result, ncclComm_t com
   return absl::InternalError(text);
 }
 
-// Non-blocking communicators report ncclInProgress until an operation has been issued (or a
-// communicator built); wait for the outcome, within `deadline`.
-absl::Status Settle(absl::string_view op, ncclComm_t comm, ncclResult_t result,
-                    Clock::time_point deadline) {
-  while (result == ncclInProgress) {
-    if (Clock::now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(op, ": NCCL did not complete in time"));
-    }
-    std::this_thread::yield();
-    ncclResult_t async = ncclSuccess;
-    ncclResult_t query = ncclCommGetAsyncError(comm, &async);
-    result = query != ncclSuccess ? query : async;
-  }
-  if (result != ncclSuccess) return NcclError(op, result, comm);
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::unique_ptr<Communicator>> InitCommunicator(const std::string& what,
                                                                const ncclUniqueId& id, int rank,
                                                                int size, int device_index,
@@ -111,13 +94,13 @@ class NcclCommunicator final : public Communicator {
     if (comm_ != nullptr) {
       const auto deadline = Clock::now() + options_.timeout;
       while (!RetireLocked() && Clock::now() < deadline) std::this_thread::yield();
-      absl::Status finalized = pending_.empty()
-                                   ? Settle("finalize", comm_, ncclCommFinalize(comm_), deadline)
-                                   : absl::DeadlineExceededError("operations still in flight");
-      if (finalized.ok()) {
-        ncclCommDestroy(comm_);
-      } else {
-        ncclCommAbort(comm_);
+      // RetireLocked aborts the communicator (and clears comm_) when an operation overran.
+      if (comm_ != nullptr) {
+        if (pending_.empty()) {
+          ncclCommDestroy(comm_);
+        } else {
+          ncclCommAbort(comm_);
+        }
       }
     }
     for (auto& pending : pending_) cudaEventDestroy(pending.event);
@@ -252,7 +235,9 @@ class NcclCommunicator final : public Communicator {
     RL_RETURN_IF_ERROR(UsableLocked(op));
     c10::cuda::CUDAGuard guard(device_);
     cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-    RL_RETURN_IF_ERROR(Settle(op, comm_, issue(comm_, stream), Clock::now() + options_.timeout));
+    if (ncclResult_t result = issue(comm_, stream); result != ncclSuccess) {
+      return NcclError(op, result, comm_);
+    }
     cudaEvent_t event;
     if (free_events_.empty()) {
       if (cudaEventCreateWithFlags(&event, cudaEventDisableTiming) != cudaSuccess) {
