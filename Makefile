@@ -27,10 +27,13 @@ build: configure
 test: build
 	cd $(BUILD) && ctest -LE gpu --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-# The main job that exists so far: two processes rendezvous through a store, form a Gloo group
+# The main job that exists so far: a local cluster up, its status, down; then two processes rendezvous through a store, form a Gloo group
 # and exchange a Ulysses-shaped all-to-all and an all-gather, reporting bandwidth.
 demo: build
-	$(BUILD)/tests/bench/comm_bench --backend=gloo --nprocs=2 --sizes_mib=1,16 --iters=5
+	$(BUILD)/bin/raylightctl --state-dir=$(abspath $(BUILD))/demo-state up --port=6390
+	$(BUILD)/bin/raylightctl --state-dir=$(abspath $(BUILD))/demo-state status
+	$(BUILD)/bin/raylightctl --state-dir=$(abspath $(BUILD))/demo-state down
+	$(BUILD)/bin/comm_bench --backend=gloo --nprocs=2 --sizes_mib=1,16 --iters=5
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

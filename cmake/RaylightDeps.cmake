@@ -70,6 +70,18 @@ if(RAYLIGHT_WITH_GRPC)
                HINTS ${RAYLIGHT_PREFIX}/bin)
 endif()
 
+# ---- daemons: Boost.Asio (timers, signals, child supervision), CLI11 (flags), SQLite (state) ---
+find_package(Boost 1.74 REQUIRED)
+if(NOT TARGET Boost::headers)
+  add_library(Boost::headers INTERFACE IMPORTED)
+  target_include_directories(Boost::headers INTERFACE ${Boost_INCLUDE_DIRS})
+endif()
+# CLI11 is header-only; its Debian CMake config is not relocatable, so find the header.
+find_path(RAYLIGHT_CLI11_INCLUDE_DIR CLI/CLI.hpp HINTS ${RAYLIGHT_PREFIX}/include REQUIRED)
+add_library(CLI11::CLI11 INTERFACE IMPORTED)
+target_include_directories(CLI11::CLI11 INTERFACE ${RAYLIGHT_CLI11_INCLUDE_DIR})
+find_package(SQLite3 REQUIRED)
+
 # ---- tests -----------------------------------------------------------------------------------
 if(RAYLIGHT_BUILD_TESTS)
   find_package(GTest REQUIRED)

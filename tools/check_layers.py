@@ -31,7 +31,8 @@ SOURCE_EXT = ('.h', '.hpp', '.cc', '.cpp', '.cu', '.cuh')
 ALLOWED = {
     'proto': {'proto'},
     'runtime': {'runtime', 'proto'},
-    'client': {'client', 'proto', 'runtime/common'},
+    # The SDK shares the runtime's channel settings and token handling (runtime/rpc).
+    'client': {'client', 'proto', 'runtime/common', 'runtime/rpc'},
     'models': {'models', 'runtime/common'},
     'samplers': {'samplers', 'models', 'runtime/common'},
     'actors': {'actors', 'runtime', 'models', 'samplers', 'proto'},

@@ -20,11 +20,13 @@ for h in grpc grpcpp grpc++ absl google re2 gloo; do
   cp -a "/usr/include/$h" "$OUT/include/"
 done
 cp -a /usr/include/ares*.h "$OUT/include/"
+# CLI11 (header-only flags library) and SQLite (the head's state database).
+cp -a /usr/include/CLI /usr/include/sqlite3.h /usr/include/sqlite3ext.h "$OUT/include/"
 
 # Shared libraries (with their soname links). OpenSSL, zlib, glibc and libstdc++ come from the
 # host, which has compatible ones (OpenSSL 3, zlib 1).
 for pattern in 'libgrpc*.so*' 'libgpr.so*' 'libupb.so*' 'libaddress_sorting.so*' 'libabsl_*.so*' \
-               'libcares.so*' 'libre2.so*' 'libprotobuf.so*' 'libprotoc.so*'; do
+               'libcares.so*' 'libre2.so*' 'libprotobuf.so*' 'libprotoc.so*' 'libsqlite3.so*'; do
   find "/usr/lib/$ARCH" -maxdepth 1 -name "$pattern" -exec cp -a {} "$OUT/lib/$ARCH/" \;
 done
 

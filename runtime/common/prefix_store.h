@@ -2,6 +2,7 @@
 // several groups and communicators can rendezvous in one store without colliding.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "runtime/common/store.h"
@@ -12,6 +13,9 @@ class PrefixStore final : public Store {
  public:
   // `base` must outlive this object.
   PrefixStore(std::string prefix, Store& base) : prefix_(std::move(prefix) + "/"), base_(base) {}
+  // Owns `base`.
+  PrefixStore(std::string prefix, std::unique_ptr<Store> base)
+      : prefix_(std::move(prefix) + "/"), owned_(std::move(base)), base_(*owned_) {}
 
   absl::Status Set(absl::string_view key, absl::string_view value) override {
     return base_.Set(Full(key), value);
@@ -38,6 +42,7 @@ class PrefixStore final : public Store {
   std::string Full(absl::string_view key) const { return prefix_ + std::string(key); }
 
   const std::string prefix_;
+  const std::unique_ptr<Store> owned_;
   Store& base_;
 };
 

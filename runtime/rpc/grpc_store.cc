@@ -19,29 +19,43 @@ void SetDeadline(grpc::ClientContext& context, std::chrono::milliseconds timeout
 
 class GrpcStore::Client {
  public:
-  explicit Client(std::shared_ptr<grpc::Channel> channel) : kv(v1::KvStore::NewStub(channel)) {}
+  Client(std::shared_ptr<grpc::Channel> channel, ClusterToken token)
+      : kv(v1::KvStore::NewStub(channel)), token(std::move(token)) {}
   std::unique_ptr<v1::KvStore::Stub> kv;
+  ClusterToken token;
 };
 
-GrpcStore::GrpcStore(std::shared_ptr<grpc::Channel> channel)
-    : client_(std::make_unique<Client>(std::move(channel))) {}
+GrpcStore::GrpcStore(std::shared_ptr<grpc::Channel> channel, ClusterToken token)
+    : client_(std::make_unique<Client>(std::move(channel), std::move(token))) {}
 
 GrpcStore::~GrpcStore() = default;
 
 absl::Status GrpcStore::Set(absl::string_view key, absl::string_view value) {
+  return SetImpl(*client_, key, value, /*durable=*/false);
+}
+
+absl::Status GrpcStore::SetDurable(absl::string_view key, absl::string_view value) {
+  return SetImpl(*client_, key, value, /*durable=*/true);
+}
+
+absl::Status GrpcStore::SetImpl(Client& client, absl::string_view key, absl::string_view value,
+                                bool durable) {
   grpc::ClientContext context;
   SetDeadline(context, kKvCallTimeout);
+  client.token.Attach(context);
   v1::KvSetRequest request;
   request.set_key(std::string(key));
   request.set_value(std::string(value));
+  request.set_durable(durable);
   v1::KvSetResponse response;
-  return FromGrpc(client_->kv->Set(&context, request, &response));
+  return FromGrpc(client.kv->Set(&context, request, &response));
 }
 
 absl::StatusOr<std::string> GrpcStore::Get(absl::string_view key,
                                            std::chrono::milliseconds timeout) {
   grpc::ClientContext context;
   SetDeadline(context, timeout + kGetDeadlineSlack);
+  client_->token.Attach(context);
   v1::KvGetRequest request;
   request.set_key(std::string(key));
   request.set_timeout_ms(timeout.count());
@@ -55,6 +69,7 @@ absl::StatusOr<std::string> GrpcStore::Get(absl::string_view key,
 absl::StatusOr<bool> GrpcStore::Check(absl::string_view key) {
   grpc::ClientContext context;
   SetDeadline(context, kKvCallTimeout);
+  client_->token.Attach(context);
   v1::KvKeyRequest request;
   request.set_key(std::string(key));
   v1::KvCheckResponse response;
@@ -67,6 +82,7 @@ absl::StatusOr<bool> GrpcStore::Check(absl::string_view key) {
 absl::StatusOr<int64_t> GrpcStore::Add(absl::string_view key, int64_t delta) {
   grpc::ClientContext context;
   SetDeadline(context, kKvCallTimeout);
+  client_->token.Attach(context);
   v1::KvAddRequest request;
   request.set_key(std::string(key));
   request.set_delta(delta);
@@ -81,6 +97,7 @@ absl::StatusOr<std::string> GrpcStore::CompareSet(absl::string_view key, absl::s
                                                   absl::string_view desired) {
   grpc::ClientContext context;
   SetDeadline(context, kKvCallTimeout);
+  client_->token.Attach(context);
   v1::KvCompareSetRequest request;
   request.set_key(std::string(key));
   request.set_expected(std::string(expected));
@@ -95,6 +112,7 @@ absl::StatusOr<std::string> GrpcStore::CompareSet(absl::string_view key, absl::s
 absl::StatusOr<bool> GrpcStore::Delete(absl::string_view key) {
   grpc::ClientContext context;
   SetDeadline(context, kKvCallTimeout);
+  client_->token.Attach(context);
   v1::KvKeyRequest request;
   request.set_key(std::string(key));
   v1::KvDeleteResponse response;
@@ -107,6 +125,7 @@ absl::StatusOr<bool> GrpcStore::Delete(absl::string_view key) {
 absl::StatusOr<int64_t> GrpcStore::NumKeys() {
   grpc::ClientContext context;
   SetDeadline(context, kKvCallTimeout);
+  client_->token.Attach(context);
   v1::KvNumKeysRequest request;
   v1::KvNumKeysResponse response;
   if (auto status = FromGrpc(client_->kv->NumKeys(&context, request, &response)); !status.ok()) {

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "runtime/common/store.h"
+#include "runtime/rpc/auth.h"
 
 namespace grpc {
 class Channel;
@@ -17,7 +18,7 @@ inline constexpr std::chrono::milliseconds kKvCallTimeout = std::chrono::seconds
 
 class GrpcStore final : public Store {
  public:
-  explicit GrpcStore(std::shared_ptr<grpc::Channel> channel);
+  explicit GrpcStore(std::shared_ptr<grpc::Channel> channel, ClusterToken token = {});
   ~GrpcStore() override;
 
   absl::Status Set(absl::string_view key, absl::string_view value) override;
@@ -30,8 +31,13 @@ class GrpcStore final : public Store {
   absl::StatusOr<bool> Delete(absl::string_view key) override;
   absl::StatusOr<int64_t> NumKeys() override;
 
+  // Set, and kept in the head's state database across head restarts.
+  absl::Status SetDurable(absl::string_view key, absl::string_view value);
+
  private:
   class Client;  // keeps the generated gRPC code out of this header
+  static absl::Status SetImpl(Client& client, absl::string_view key, absl::string_view value,
+                              bool durable);
   std::unique_ptr<Client> client_;
 };
 

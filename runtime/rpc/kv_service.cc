@@ -14,14 +14,25 @@ grpc::Status CheckKey(const std::string& key) {
 
 }  // namespace
 
-grpc::Status KvStoreService::Set(grpc::ServerContext*, const v1::KvSetRequest* request,
+grpc::Status KvStoreService::Set(grpc::ServerContext* context, const v1::KvSetRequest* request,
                                  v1::KvSetResponse*) {
+  if (auto denied = token_.Check(*context, "KvStore.Set"); !denied.ok()) return denied;
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
+  if (request->durable()) {
+    if (durable_ == nullptr) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "durable: this store keeps no state across restarts");
+    }
+    if (auto status = durable_->Persist(request->key(), request->value()); !status.ok()) {
+      return ToGrpc(status);
+    }
+  }
   return ToGrpc(store_.Set(request->key(), request->value()));
 }
 
-grpc::Status KvStoreService::Get(grpc::ServerContext*, const v1::KvGetRequest* request,
+grpc::Status KvStoreService::Get(grpc::ServerContext* context, const v1::KvGetRequest* request,
                                  v1::KvGetResponse* response) {
+  if (auto denied = token_.Check(*context, "KvStore.Get"); !denied.ok()) return denied;
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
   if (request->timeout_ms() < 0 || request->timeout_ms() > kMaxKvWait.count()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -34,16 +45,18 @@ grpc::Status KvStoreService::Get(grpc::ServerContext*, const v1::KvGetRequest* r
   return grpc::Status::OK;
 }
 
-grpc::Status KvStoreService::Check(grpc::ServerContext*, const v1::KvKeyRequest* request,
+grpc::Status KvStoreService::Check(grpc::ServerContext* context, const v1::KvKeyRequest* request,
                                    v1::KvCheckResponse* response) {
+  if (auto denied = token_.Check(*context, "KvStore.Check"); !denied.ok()) return denied;
   auto present = store_.Check(request->key());
   if (!present.ok()) return ToGrpc(present.status());
   response->set_present(*present);
   return grpc::Status::OK;
 }
 
-grpc::Status KvStoreService::Add(grpc::ServerContext*, const v1::KvAddRequest* request,
+grpc::Status KvStoreService::Add(grpc::ServerContext* context, const v1::KvAddRequest* request,
                                  v1::KvAddResponse* response) {
+  if (auto denied = token_.Check(*context, "KvStore.Add"); !denied.ok()) return denied;
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
   auto value = store_.Add(request->key(), request->delta());
   if (!value.ok()) return ToGrpc(value.status());
@@ -51,9 +64,10 @@ grpc::Status KvStoreService::Add(grpc::ServerContext*, const v1::KvAddRequest* r
   return grpc::Status::OK;
 }
 
-grpc::Status KvStoreService::CompareSet(grpc::ServerContext*,
+grpc::Status KvStoreService::CompareSet(grpc::ServerContext* context,
                                         const v1::KvCompareSetRequest* request,
                                         v1::KvValueResponse* response) {
+  if (auto denied = token_.Check(*context, "KvStore.CompareSet"); !denied.ok()) return denied;
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
   auto value = store_.CompareSet(request->key(), request->expected(), request->desired());
   if (!value.ok()) return ToGrpc(value.status());
@@ -61,16 +75,21 @@ grpc::Status KvStoreService::CompareSet(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status KvStoreService::Delete(grpc::ServerContext*, const v1::KvKeyRequest* request,
+grpc::Status KvStoreService::Delete(grpc::ServerContext* context, const v1::KvKeyRequest* request,
                                     v1::KvDeleteResponse* response) {
+  if (auto denied = token_.Check(*context, "KvStore.Delete"); !denied.ok()) return denied;
+  if (durable_ != nullptr) {
+    if (auto status = durable_->Forget(request->key()); !status.ok()) return ToGrpc(status);
+  }
   auto existed = store_.Delete(request->key());
   if (!existed.ok()) return ToGrpc(existed.status());
   response->set_existed(*existed);
   return grpc::Status::OK;
 }
 
-grpc::Status KvStoreService::NumKeys(grpc::ServerContext*, const v1::KvNumKeysRequest*,
+grpc::Status KvStoreService::NumKeys(grpc::ServerContext* context, const v1::KvNumKeysRequest*,
                                      v1::KvNumKeysResponse* response) {
+  if (auto denied = token_.Check(*context, "KvStore.NumKeys"); !denied.ok()) return denied;
   auto count = store_.NumKeys();
   if (!count.ok()) return ToGrpc(count.status());
   response->set_count(*count);

@@ -4,6 +4,7 @@
 
 #include "raylight/v1/kv_store.grpc.pb.h"
 #include "runtime/common/store.h"
+#include "runtime/rpc/auth.h"
 
 namespace raylight::rpc {
 
@@ -11,10 +12,20 @@ namespace raylight::rpc {
 // is held).
 inline constexpr std::chrono::milliseconds kMaxKvWait = std::chrono::minutes(10);
 
+// Where durable keys (KvSetRequest.durable) are kept besides the store: the head's database.
+class DurableKvSink {
+ public:
+  virtual ~DurableKvSink() = default;
+  virtual absl::Status Persist(const std::string& key, const std::string& value) = 0;
+  virtual absl::Status Forget(const std::string& key) = 0;
+};
+
 class KvStoreService final : public v1::KvStore::Service {
  public:
-  // `store` must outlive the service.
-  explicit KvStoreService(Store& store) : store_(store) {}
+  // `store` (and `durable`, when given) must outlive the service. Without a sink, durable sets
+  // are refused.
+  explicit KvStoreService(Store& store, ClusterToken token = {}, DurableKvSink* durable = nullptr)
+      : store_(store), token_(std::move(token)), durable_(durable) {}
 
   grpc::Status Set(grpc::ServerContext*, const v1::KvSetRequest*, v1::KvSetResponse*) override;
   grpc::Status Get(grpc::ServerContext*, const v1::KvGetRequest*, v1::KvGetResponse*) override;
@@ -29,6 +40,8 @@ class KvStoreService final : public v1::KvStore::Service {
 
  private:
   Store& store_;
+  const ClusterToken token_;
+  DurableKvSink* const durable_;
 };
 
 }  // namespace raylight::rpc

@@ -16,7 +16,7 @@ mkdir -p "$OUT_DIR"
 : > "$OUT_DIR/comm_torch.jsonl"
 # Alternate the two twice, so that neither always runs on a cold or a warm machine.
 for round in 1 2; do
-  "$BUILD/tests/bench/comm_bench" --backend=nccl --nprocs="$NPROCS" --sizes_mib="$SIZES" \
+  "$BUILD/bin/comm_bench" --backend=nccl --nprocs="$NPROCS" --sizes_mib="$SIZES" \
     --iters="$ITERS" --json="$OUT_DIR/comm_raylight.jsonl"
   python3 "$(dirname "$0")/torch_comm_anchor.py" --nprocs "$NPROCS" --sizes-mib "$SIZES" \
     --iters "$ITERS" --json "$OUT_DIR/comm_torch.jsonl"

@@ -1,0 +1,297 @@
+// raylightctl: start and stop a Raylight cluster on this machine, join machines to a head, and
+// look at it. CLI11 parses the command line (a well-kept header-only library, packaged by Debian,
+// with subcommands and environment-variable defaults).
+//
+//   raylightctl up                       head + node as background daemons; prints the address
+//   raylightctl status                   nodes, GPUs, workers, actors, groups
+//   raylightctl logs [NAME] [--tail N]   the daemons' and workers' logs
+//   raylightctl down                     stops what `up` started
+//   raylightctl start --head | --address HOST:PORT;  raylightctl stop
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "client/cli/table.h"
+#include "client/sdk/client.h"
+#include "runtime/common/child_process.h"
+
+namespace raylight::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Options {
+  std::string state_dir;
+  std::string address;  // RAYLIGHT_ADDRESS
+  std::string token_file;
+  std::string token;  // RAYLIGHT_TOKEN
+  int port = 6380;
+  std::string host = "127.0.0.1";
+  int num_cpu_workers = -1;
+  int tail = 50;
+  std::string log_name;
+  bool head = false;
+};
+
+std::string DefaultStateDir() {
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home ? home : "/tmp", "/.raylight");
+}
+
+fs::path BinDir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
+
+std::string ReadFirstLine(const fs::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::string ResolveToken(const Options& options) {
+  if (!options.token_file.empty()) {
+    std::string token = ReadFirstLine(options.token_file);
+    return token;
+  }
+  return options.token;
+}
+
+// The address to talk to: --address / RAYLIGHT_ADDRESS, else the local cluster's.
+std::string ResolveAddress(const Options& options) {
+  if (!options.address.empty()) return options.address;
+  return ReadFirstLine(fs::path(options.state_dir) / "address");
+}
+
+absl::Status StartDaemon(const std::string& name, std::vector<std::string> argv,
+                         const Options& options) {
+  const fs::path pid_file = fs::path(options.state_dir) / (name + ".pid");
+  if (fs::exists(pid_file)) {
+    const int pid = std::atoi(ReadFirstLine(pid_file).c_str());
+    if (pid > 0 && kill(pid, 0) == 0) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(name, " is already running (pid ", pid, "); `raylightctl down` stops it"));
+    }
+  }
+  SpawnOptions spawn;
+  spawn.new_session = true;  // outlives this shell
+  spawn.log_path = (fs::path(options.state_dir) / "logs" / (name + ".log")).string();
+  auto child = ChildProcess::Spawn(argv, spawn);
+  if (!child.ok()) return child.status();
+  child->Release();
+  std::ofstream(pid_file) << child->pid() << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status StopDaemon(const std::string& name, const Options& options) {
+  const fs::path pid_file = fs::path(options.state_dir) / (name + ".pid");
+  if (!fs::exists(pid_file)) return absl::NotFoundError(absl::StrCat(name, " is not running"));
+  const int pid = std::atoi(ReadFirstLine(pid_file).c_str());
+  fs::remove(pid_file);
+  if (pid <= 0 || kill(pid, SIGTERM) != 0) {
+    return absl::NotFoundError(absl::StrCat(name, " (pid ", pid, ") was not running"));
+  }
+  // Waits for it to go (the node stops its workers first), then insists.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (kill(pid, 0) == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  if (kill(pid, 0) == 0) kill(pid, SIGKILL);
+  return absl::OkStatus();
+}
+
+absl::Status StartHead(const Options& options) {
+  const fs::path port_file = fs::path(options.state_dir) / "head.port";
+  fs::remove(port_file);
+  std::vector<std::string> argv = {
+      (BinDir() / "raylight-head").string(), absl::StrCat("--port=", options.port),
+      "--port-file=" + port_file.string(), "--state-dir=" + options.state_dir};
+  if (!options.token_file.empty()) argv.push_back("--token-file=" + options.token_file);
+  if (!options.token.empty()) setenv("RAYLIGHT_TOKEN", options.token.c_str(), 1);
+  if (auto status = StartDaemon("head", argv, options); !status.ok()) return status;
+  const std::string address = absl::StrCat(options.host, ":", options.port);
+  std::ofstream(fs::path(options.state_dir) / "address") << address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status StartNode(const Options& options, const std::string& address) {
+  std::vector<std::string> argv = {(BinDir() / "raylight-node").string(), "--address=" + address,
+                                   "--host=" + options.host, "--state-dir=" + options.state_dir,
+                                   absl::StrCat("--num-cpu-workers=", options.num_cpu_workers)};
+  if (!options.token_file.empty()) argv.push_back("--token-file=" + options.token_file);
+  if (!options.token.empty()) setenv("RAYLIGHT_TOKEN", options.token.c_str(), 1);
+  return StartDaemon("node", argv, options);
+}
+
+absl::StatusOr<std::unique_ptr<client::Client>> Connect(const Options& options) {
+  client::ClientOptions client_options;
+  client_options.address = ResolveAddress(options);
+  client_options.token = ResolveToken(options);
+  return client::Client::Connect(client_options);
+}
+
+int Fail(const absl::Status& status) {
+  std::cerr << "raylightctl: " << status.message() << "\n";
+  return 1;
+}
+
+int Up(Options& options) {
+  fs::create_directories(fs::path(options.state_dir) / "logs");
+  if (auto status = StartHead(options); !status.ok()) return Fail(status);
+  const std::string address = absl::StrCat(options.host, ":", options.port);
+  if (auto status = StartNode(options, address); !status.ok()) return Fail(status);
+  auto client = Connect(options);
+  if (!client.ok()) return Fail(client.status());
+  auto state = (*client)->WaitCluster(1, 1, absl::Seconds(60));
+  if (!state.ok()) {
+    return Fail(absl::Status(state.status().code(),
+                             absl::StrCat("cluster did not come up: ", state.status().message(),
+                                          " (see ", options.state_dir, "/logs)")));
+  }
+  std::cout << "Raylight is up at " << address << " (" << state->workers_size()
+            << " workers; state and logs in " << options.state_dir << ")\n"
+            << "  export RAYLIGHT_ADDRESS=" << address << "\n";
+  return 0;
+}
+
+int Down(const Options& options) {
+  bool any = false;
+  for (const char* name : {"node", "head"}) {
+    absl::Status status = StopDaemon(name, options);
+    if (status.ok()) {
+      std::cout << "stopped " << name << "\n";
+      any = true;
+    }
+  }
+  if (!any) std::cout << "nothing was running from " << options.state_dir << "\n";
+  return 0;
+}
+
+int Status(const Options& options) {
+  auto client = Connect(options);
+  if (!client.ok()) return Fail(client.status());
+  auto state = (*client)->ClusterState();
+  if (!state.ok()) return Fail(state.status());
+  std::cout << "head " << state->head_address() << "\n\nNODES\n";
+  Table nodes({"NODE", "HOST", "STATE", "GPUS", "CPU SLOTS"});
+  for (const auto& node : state->nodes()) {
+    std::string gpus;
+    for (const auto& gpu : node.gpus()) {
+      gpus += absl::StrCat(gpus.empty() ? "" : ", ", gpu.index(), ": ", gpu.name(), " ",
+                           HumanBytes(gpu.total_memory_bytes()));
+    }
+    nodes.Add({node.node_id(), node.host(), node.alive() ? "ALIVE" : "DEAD " + node.death_reason(),
+               gpus.empty() ? "-" : gpus, std::to_string(node.cpu_slots())});
+  }
+  std::cout << nodes.Render() << "\nWORKERS\n";
+  Table workers({"WORKER", "KIND", "ADDRESS", "PID", "STATE", "ACTOR", "HOST RSS", "GPU MEM"});
+  for (const auto& w : state->workers()) {
+    workers.Add({w.worker_id(),
+                 w.kind() == v1::WORKER_KIND_GPU ? absl::StrCat("gpu ", w.gpu_index()) : "cpu",
+                 w.address(), std::to_string(w.pid()), w.alive() ? "ALIVE" : "DEAD",
+                 w.actor_id().empty() ? "-" : w.actor_id(), HumanBytes(w.host_rss_bytes()),
+                 w.device_total_bytes() > 0 ? absl::StrCat(HumanBytes(w.device_used_bytes()), " / ",
+                                                           HumanBytes(w.device_total_bytes()))
+                                            : "-"});
+  }
+  std::cout << workers.Render() << "\nACTORS\n";
+  Table actors({"ACTOR", "NAME", "CLASS", "STATE", "RESTARTS", "WORKER", "REASON"});
+  for (const auto& a : state->actors()) {
+    actors.Add({a.spec().actor_id(), a.spec().name().empty() ? "-" : a.spec().name(),
+                a.spec().class_name(), v1::ActorState_Name(a.state()),
+                std::to_string(a.num_restarts()), a.worker_id().empty() ? "-" : a.worker_id(),
+                a.death_reason().empty() ? "-" : a.death_reason()});
+  }
+  std::cout << actors.Render() << "\nGROUPS\n";
+  Table groups({"GROUP", "NAME", "STATE", "RANKS", "BACKEND", "INCARNATION", "REASON"});
+  for (const auto& g : state->groups()) {
+    groups.Add({g.group_id(), g.spec().name(), v1::GroupState_Name(g.state()),
+                std::to_string(g.members_size()), v1::CollectiveBackend_Name(g.spec().backend()),
+                std::to_string(g.incarnation()),
+                g.dissolved_reason().empty() ? "-" : g.dissolved_reason()});
+  }
+  std::cout << groups.Render();
+  return 0;
+}
+
+int Logs(const Options& options) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::recursive_directory_iterator(options.state_dir)) {
+    if (entry.path().extension() != ".log") continue;
+    if (!options.log_name.empty() && entry.path().stem() != options.log_name) continue;
+    files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    return Fail(absl::NotFoundError(
+        absl::StrCat("no logs", options.log_name.empty() ? "" : " named " + options.log_name,
+                     " under ", options.state_dir)));
+  }
+  for (const fs::path& file : files) {
+    std::ifstream in(file);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    std::cout << "==> " << file.string() << " <==\n";
+    size_t start =
+        lines.size() > static_cast<size_t>(options.tail) ? lines.size() - options.tail : 0;
+    for (size_t i = start; i < lines.size(); ++i) std::cout << lines[i] << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace raylight::cli
+
+int main(int argc, char** argv) {
+  using namespace raylight::cli;
+  Options options;
+  CLI::App app("raylightctl: run and inspect a Raylight cluster");
+  app.require_subcommand(1);
+  app.add_option("--state-dir", options.state_dir, "state, pid files and logs")
+      ->envname("RAYLIGHT_STATE_DIR");
+  app.add_option("--address", options.address, "the head (host:port)")->envname("RAYLIGHT_ADDRESS");
+  app.add_option("--token-file", options.token_file, "file holding the cluster token");
+  app.add_option("--token", options.token, "cluster token")->envname("RAYLIGHT_TOKEN");
+
+  auto* up = app.add_subcommand("up", "start a head and a node on this machine, wait until ready");
+  up->add_option("--port", options.port, "head port")->capture_default_str();
+  up->add_option("--host", options.host, "address workers and clients reach this machine at")
+      ->capture_default_str();
+  up->add_option("--num-cpu-workers", options.num_cpu_workers,
+                 "CPU workers (default: 2 without GPUs, else 0)");
+  auto* down = app.add_subcommand("down", "stop the head and node that `up` started");
+  auto* start = app.add_subcommand("start", "start a head (--head) or a node joining --address");
+  start->add_flag("--head", options.head, "start a head daemon");
+  start->add_option("--port", options.port, "head port")->capture_default_str();
+  start->add_option("--host", options.host, "this machine's reachable address")
+      ->capture_default_str();
+  start->add_option("--num-cpu-workers", options.num_cpu_workers, "CPU workers of the node");
+  auto* stop = app.add_subcommand("stop", "stop the daemons started on this machine");
+  auto* status = app.add_subcommand("status", "nodes, GPUs, workers, actors and groups");
+  auto* logs = app.add_subcommand("logs", "print the daemons' and workers' logs");
+  logs->add_option("name", options.log_name, "head, node, worker-0, ... (default: all)");
+  logs->add_option("--tail", options.tail, "lines per file")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (options.state_dir.empty()) options.state_dir = DefaultStateDir();
+  std::filesystem::create_directories(std::filesystem::path(options.state_dir) / "logs");
+
+  if (*up) return Up(options);
+  if (*down || *stop) return Down(options);
+  if (*status) return Status(options);
+  if (*logs) return Logs(options);
+  if (*start) {
+    if (options.head) {
+      if (auto s = StartHead(options); !s.ok()) return Fail(s);
+      std::cout << "head started on port " << options.port << " (logs in " << options.state_dir
+                << "/logs)\n";
+      return 0;
+    }
+    if (options.address.empty())
+      return Fail(absl::InvalidArgumentError("start: --head or --address HOST:PORT"));
+    if (auto s = StartNode(options, options.address); !s.ok()) return Fail(s);
+    std::cout << "node started, joining " << options.address << "\n";
+    return 0;
+  }
+  return 0;
+}

@@ -1,0 +1,38 @@
+#include "runtime/head/head_config.h"
+
+#include <CLI/CLI.hpp>
+
+namespace raylight::head {
+namespace {
+
+// A duration flag given in milliseconds.
+void AddMillis(CLI::App& app, const std::string& name, absl::Duration& target,
+               const std::string& help) {
+  app.add_option_function<int64_t>(
+         name, [&target](int64_t ms) { target = absl::Milliseconds(ms); }, help)
+      ->default_str(std::to_string(absl::ToInt64Milliseconds(target)))
+      ->check(CLI::PositiveNumber);
+}
+
+}  // namespace
+
+void AddHeadFlags(CLI::App& app, HeadConfig& config) {
+  app.add_option("--host", config.bind_host, "address to listen on");
+  app.add_option("--port", config.port, "port to listen on (0: any free port)")
+      ->capture_default_str();
+  app.add_option("--port-file", config.port_file, "write the bound port here once serving");
+  app.add_option("--state-dir", config.state_dir, "directory for the state database")
+      ->required()
+      ->envname("RAYLIGHT_STATE_DIR");
+  app.add_option("--token-file", config.token_file, "file holding the cluster token");
+  app.add_option("--token", config.token, "cluster token")->envname("RAYLIGHT_TOKEN");
+  AddMillis(app, "--heartbeat-ms", config.heartbeat_period,
+            "heartbeat period of nodes and workers");
+  AddMillis(app, "--deadline-ms", config.deadline,
+            "a node or worker silent this long is marked dead");
+  AddMillis(app, "--restart-backoff-ms", config.restart_backoff, "first actor restart delay");
+  AddMillis(app, "--group-timeout-ms", config.group_form_timeout,
+            "default bound on forming a group");
+}
+
+}  // namespace raylight::head

@@ -1,0 +1,34 @@
+// raylight-head's configuration: one struct with its defaults, filled by one flag table.
+#pragma once
+
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace CLI {
+class App;
+}
+
+namespace raylight::head {
+
+struct HeadConfig {
+  std::string bind_host = "0.0.0.0";
+  int port = 6380;        // 0: any free port (written to --port-file)
+  std::string port_file;  // where the bound port is written once serving (tests, raylightctl)
+  std::string state_dir;  // SQLite state and logs; required
+  std::string token_file;
+  std::string token;  // RAYLIGHT_TOKEN
+  // Nodes and workers heartbeat this often...
+  absl::Duration heartbeat_period = absl::Seconds(1);
+  // ...and are declared dead after this long without one (Ray: 15 to 65 s by default).
+  absl::Duration deadline = absl::Seconds(5);
+  // First restart delay of a crashed actor; doubles per restart up to max_restart_backoff.
+  absl::Duration restart_backoff = absl::Milliseconds(100);
+  absl::Duration max_restart_backoff = absl::Seconds(5);
+  // How long CreateGroup waits for a group to form when the request sets no timeout.
+  absl::Duration group_form_timeout = absl::Seconds(120);
+};
+
+void AddHeadFlags(CLI::App& app, HeadConfig& config);
+
+}  // namespace raylight::head

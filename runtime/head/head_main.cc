@@ -1,0 +1,102 @@
+// raylight-head: the cluster's control plane (see head_manager.h) and its KV store.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/common/log.h"
+#include "runtime/common/memory_store.h"
+#include "runtime/head/head_config.h"
+#include "runtime/head/head_manager.h"
+#include "runtime/head/head_service.h"
+#include "runtime/head/state_db.h"
+#include "runtime/head/worker_client.h"
+#include "runtime/rpc/channels.h"
+#include "runtime/rpc/kv_service.h"
+
+namespace raylight::head {
+namespace {
+
+int Run(int argc, char** argv) {
+  HeadConfig config;
+  CLI::App app("raylight-head: the Raylight cluster's control plane");
+  AddHeadFlags(app, config);
+  CLI11_PARSE(app, argc, argv);
+
+  auto token = rpc::ClusterToken::Load(config.token_file, config.token);
+  if (!token.ok()) {
+    RL_LOG(ERROR) << token.status();
+    return 2;
+  }
+  auto db = StateDb::Open(config.state_dir);
+  if (!db.ok()) {
+    RL_LOG(ERROR) << db.status();
+    return 2;
+  }
+  // The KV store: rendezvous keys in memory, durable ones restored from the database.
+  MemoryStore store;
+  auto durable = (*db)->LoadKv();
+  if (!durable.ok()) {
+    RL_LOG(ERROR) << durable.status();
+    return 2;
+  }
+  for (const auto& [key, value] : *durable) (void)store.Set(key, value);
+
+  boost::asio::io_context io;
+  WorkerClient workers(io, *token);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  rpc::ConfigureServer(builder);
+  builder.AddListeningPort(absl::StrCat(config.bind_host, ":", config.port),
+                           grpc::InsecureServerCredentials(), &port);
+  char hostname[256] = {};
+  gethostname(hostname, sizeof(hostname) - 1);
+  // The port is known only after BuildAndStart; the manager needs the address for status only.
+  std::unique_ptr<HeadManager> manager;
+  std::unique_ptr<HeadService> service;
+  rpc::KvStoreService kv(store, *token, db->get());
+  // Services must be registered before the server starts, so the manager exists first with a
+  // placeholder address that is fixed below.
+  std::string address = absl::StrCat(hostname, ":", config.port);
+  manager = std::make_unique<HeadManager>(config, io, **db, workers, address);
+  service = std::make_unique<HeadService>(io, *manager, *token);
+  builder.RegisterService(service.get());
+  builder.RegisterService(&kv);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    RL_LOG(ERROR) << "cannot listen on " << config.bind_host << ":" << config.port;
+    return 3;
+  }
+  if (absl::Status status = manager->Start(); !status.ok()) {
+    RL_LOG(ERROR) << status;
+    return 2;
+  }
+  if (!config.port_file.empty()) {
+    // Written whole then renamed: a reader never sees a partial port.
+    const std::string tmp = config.port_file + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::rename(tmp.c_str(), config.port_file.c_str());
+  }
+  RL_LOG(INFO) << "raylight-head serving on " << config.bind_host << ":" << port << " (state "
+               << config.state_dir << ", auth " << (token->enabled() ? "on" : "off") << ")";
+
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
+    if (!error) RL_LOG(INFO) << "signal " << signal_number << ": shutting down";
+    manager->Stop();
+    io.stop();
+  });
+  auto guard = boost::asio::make_work_guard(io);
+  io.run();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}
+
+}  // namespace
+}  // namespace raylight::head
+
+int main(int argc, char** argv) { return raylight::head::Run(argc, argv); }

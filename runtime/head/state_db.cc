@@ -1,0 +1,155 @@
+#include "runtime/head/state_db.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace raylight::head {
+namespace {
+
+absl::Status SqliteError(sqlite3* db, absl::string_view what) {
+  return absl::InternalError(absl::StrCat("state database: ", what, ": ", sqlite3_errmsg(db)));
+}
+
+// One prepared statement, finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql) {
+    sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  sqlite3_stmt* get() const { return stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StateDb>> StateDb::Open(const std::string& state_dir) {
+  std::error_code error;
+  std::filesystem::create_directories(state_dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("state_dir: cannot create ", state_dir, ": ", error.message()));
+  }
+  const std::string path = absl::StrCat(state_dir, "/head.sqlite");
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+    absl::Status status = SqliteError(db, absl::StrCat("open ", path));
+    sqlite3_close(db);
+    return status;
+  }
+  std::unique_ptr<StateDb> state(new StateDb(db));
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                          "CREATE TABLE IF NOT EXISTS actors (id TEXT PRIMARY KEY, value BLOB)",
+                          "CREATE TABLE IF NOT EXISTS groups (id TEXT PRIMARY KEY, value BLOB)",
+                          "CREATE TABLE IF NOT EXISTS kv (id TEXT PRIMARY KEY, value BLOB)"}) {
+    if (absl::Status status = state->Exec(sql); !status.ok()) return status;
+  }
+  return state;
+}
+
+StateDb::~StateDb() { sqlite3_close(db_); }
+
+absl::Status StateDb::Exec(const char* sql) {
+  absl::MutexLock lock(&mu_);
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : "unknown error";
+    sqlite3_free(message);
+    return absl::InternalError(absl::StrCat("state database: ", sql, ": ", text));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StateDb::Put(const char* table, const std::string& key, const std::string& value) {
+  absl::MutexLock lock(&mu_);
+  Statement statement(db_, absl::StrCat("INSERT OR REPLACE INTO ", table, " VALUES (?, ?)"));
+  if (statement.get() == nullptr) return SqliteError(db_, "prepare");
+  sqlite3_bind_text(statement.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(statement.get(), 2, value.data(), static_cast<int>(value.size()),
+                    SQLITE_STATIC);
+  if (sqlite3_step(statement.get()) != SQLITE_DONE) return SqliteError(db_, "write");
+  return absl::OkStatus();
+}
+
+absl::Status StateDb::Delete(const char* table, const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  Statement statement(db_, absl::StrCat("DELETE FROM ", table, " WHERE id = ?"));
+  if (statement.get() == nullptr) return SqliteError(db_, "prepare");
+  sqlite3_bind_text(statement.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  if (sqlite3_step(statement.get()) != SQLITE_DONE) return SqliteError(db_, "delete");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateDb::LoadAll(
+    const char* table) {
+  absl::MutexLock lock(&mu_);
+  Statement statement(db_, absl::StrCat("SELECT id, value FROM ", table));
+  if (statement.get() == nullptr) return SqliteError(db_, "prepare");
+  std::vector<std::pair<std::string, std::string>> rows;
+  int rc;
+  while ((rc = sqlite3_step(statement.get())) == SQLITE_ROW) {
+    const char* key = reinterpret_cast<const char*>(sqlite3_column_text(statement.get(), 0));
+    const char* blob = static_cast<const char*>(sqlite3_column_blob(statement.get(), 1));
+    int size = sqlite3_column_bytes(statement.get(), 1);
+    rows.emplace_back(key ? key : "", std::string(blob ? blob : "", size));
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db_, "read");
+  return rows;
+}
+
+absl::Status StateDb::PutActor(const v1::ActorInfo& actor) {
+  return Put("actors", actor.spec().actor_id(), actor.SerializeAsString());
+}
+absl::Status StateDb::DeleteActor(const std::string& actor_id) {
+  return Delete("actors", actor_id);
+}
+
+absl::StatusOr<std::vector<v1::ActorInfo>> StateDb::LoadActors() {
+  auto rows = LoadAll("actors");
+  if (!rows.ok()) return rows.status();
+  std::vector<v1::ActorInfo> actors;
+  for (const auto& [id, value] : *rows) {
+    v1::ActorInfo actor;
+    if (!actor.ParseFromString(value)) {
+      return absl::DataLossError(absl::StrCat("state database: actor ", id, " does not parse"));
+    }
+    actors.push_back(std::move(actor));
+  }
+  return actors;
+}
+
+absl::Status StateDb::PutGroup(const v1::GroupInfo& group) {
+  return Put("groups", group.group_id(), group.SerializeAsString());
+}
+absl::Status StateDb::DeleteGroup(const std::string& group_id) {
+  return Delete("groups", group_id);
+}
+
+absl::StatusOr<std::vector<v1::GroupInfo>> StateDb::LoadGroups() {
+  auto rows = LoadAll("groups");
+  if (!rows.ok()) return rows.status();
+  std::vector<v1::GroupInfo> groups;
+  for (const auto& [id, value] : *rows) {
+    v1::GroupInfo group;
+    if (!group.ParseFromString(value)) {
+      return absl::DataLossError(absl::StrCat("state database: group ", id, " does not parse"));
+    }
+    groups.push_back(std::move(group));
+  }
+  return groups;
+}
+
+absl::Status StateDb::Persist(const std::string& key, const std::string& value) {
+  return Put("kv", key, value);
+}
+absl::Status StateDb::Forget(const std::string& key) { return Delete("kv", key); }
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateDb::LoadKv() {
+  return LoadAll("kv");
+}
+
+}  // namespace raylight::head

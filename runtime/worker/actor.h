@@ -1,0 +1,75 @@
+// The actor contract: what a class hosted by a raylight-worker implements. An actor is created
+// by name from the ActorRegistry when the head places it on this worker, receives its calls one
+// at a time in submission order on the worker's executor thread, and learns about the collective
+// groups it joins. Actors never see gRPC: arguments and results are bytes (serialized protobuf
+// messages; see actor_class.h for typed methods), events are bytes streamed to the caller.
+//
+// Threading: every method of Actor runs on the worker's one executor thread, never concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "runtime/common/store.h"
+
+namespace raylight::worker {
+
+// Where the actor lives: fixed for the actor's lifetime.
+struct ActorEnvironment {
+  std::string actor_id;
+  std::string worker_id;
+  std::string node_id;
+  // The address peers reach this machine at (Gloo binds it; never assume loopback).
+  std::string host;
+  int gpu_index = -1;  // -1: a CPU worker
+  int64_t incarnation = 0;
+};
+
+enum class CollectiveBackend { kGloo, kNccl };
+
+// One membership of a collective group. `store` is the head's KV store under the group's
+// incarnation prefix: communicators rendezvous there. Valid until OnGroupLeft for the group.
+struct GroupContext {
+  std::string group_id;
+  std::string name;
+  int64_t incarnation = 0;
+  int rank = 0;
+  int size = 1;
+  CollectiveBackend backend = CollectiveBackend::kGloo;
+  Store* store = nullptr;
+};
+
+// Per call: streams events to the caller (in order, before the result).
+class CallContext {
+ public:
+  virtual ~CallContext() = default;
+  virtual void Emit(std::string event) = 0;
+  // The group this call was made through (SPMD group calls), or null for a plain call.
+  virtual const GroupContext* group() const = 0;
+};
+
+class Actor {
+ public:
+  virtual ~Actor() = default;
+
+  // Runs `method` with serialized `args`; returns the serialized result. Unknown methods and bad
+  // arguments are InvalidArgument/NotFound naming them.
+  virtual absl::StatusOr<std::string> Call(absl::string_view method, absl::string_view args,
+                                           CallContext& context) = 0;
+
+  // This actor became `group.rank` of a group. The default keeps nothing.
+  virtual absl::Status OnGroupJoined(const GroupContext& group) { return absl::OkStatus(); }
+  // The group is gone (dissolved or removed): drop its communicators. `group.store` is about to
+  // be destroyed.
+  virtual void OnGroupLeft(const GroupContext& group) {}
+};
+
+// Creates an actor of one class from the init arguments of its ActorSpec.
+using ActorFactory = absl::AnyInvocable<absl::StatusOr<std::unique_ptr<Actor>>(
+    const ActorEnvironment& environment, absl::string_view init_args) const>;
+
+}  // namespace raylight::worker

@@ -1,0 +1,23 @@
+#include "runtime/worker/worker_config.h"
+
+#include <CLI/CLI.hpp>
+
+namespace raylight::worker {
+
+void AddWorkerFlags(CLI::App& app, WorkerConfig& config) {
+  app.add_option("--head", config.head_address, "raylight-head address (host:port)")
+      ->required()
+      ->envname("RAYLIGHT_ADDRESS");
+  app.add_option("--node-id", config.node_id, "id of the node agent that started this worker")
+      ->required();
+  app.add_option("--slot", config.slot, "index of this worker on its node");
+  app.add_option("--gpu", config.gpu_index, "CUDA device ordinal; -1 for a CPU worker");
+  app.add_option("--host", config.host, "address peers reach this worker at");
+  app.add_option("--port", config.port, "port to serve on (0: any free port)");
+  app.add_option("--token-file", config.token_file, "file holding the cluster token");
+  app.add_option("--token", config.token, "cluster token")->envname("RAYLIGHT_TOKEN");
+  app.add_option("--instance-id", config.instance_id, "id of this worker process");
+  app.add_option("--parent-pid", config.parent_pid, "exit when this process exits");
+}
+
+}  // namespace raylight::worker

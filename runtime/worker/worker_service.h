@@ -1,0 +1,58 @@
+// WorkerService: the gRPC adapter (raylight.v1.Worker, callback API) over a WorkerRuntime. It
+// checks the cluster token, converts messages, and answers when the runtime's executor finishes;
+// no handler blocks a gRPC thread.
+#pragma once
+
+#include <functional>
+
+#include "raylight/v1/worker.grpc.pb.h"
+#include "runtime/rpc/auth.h"
+#include "runtime/worker/worker_runtime.h"
+
+namespace raylight::worker {
+
+// Bound on the assembled arguments of one streamed call, checked before they are buffered.
+inline constexpr int64_t kMaxCallPayloadBytes = int64_t{4} << 30;
+
+class WorkerService final : public v1::Worker::CallbackService {
+ public:
+  // `runtime` must outlive the service. `stats` fills GetStats; `request_shutdown` starts a
+  // graceful exit (it must not block).
+  WorkerService(WorkerRuntime& runtime, rpc::ClusterToken token,
+                std::function<v1::WorkerInfo()> stats, std::function<void()> request_shutdown);
+
+  grpc::ServerUnaryReactor* StartActor(grpc::CallbackServerContext* context,
+                                       const v1::StartActorRequest* request,
+                                       v1::StartActorResponse* response) override;
+  grpc::ServerUnaryReactor* StopActor(grpc::CallbackServerContext* context,
+                                      const v1::StopActorRequest* request,
+                                      v1::StopActorResponse* response) override;
+  grpc::ServerUnaryReactor* JoinGroup(grpc::CallbackServerContext* context,
+                                      const v1::JoinGroupRequest* request,
+                                      v1::JoinGroupResponse* response) override;
+  grpc::ServerUnaryReactor* LeaveGroup(grpc::CallbackServerContext* context,
+                                       const v1::LeaveGroupRequest* request,
+                                       v1::LeaveGroupResponse* response) override;
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
+                                 const v1::CallRequest* request,
+                                 v1::CallResponse* response) override;
+  grpc::ServerBidiReactor<v1::CallChunk, v1::CallOutput>* CallStream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
+                                     const v1::GetStatsRequest* request,
+                                     v1::WorkerInfo* response) override;
+  grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* context,
+                                     const v1::ShutdownRequest* request,
+                                     v1::ShutdownResponse* response) override;
+
+ private:
+  // The reactor, already finished with UNAUTHENTICATED when the token is wrong; else null.
+  grpc::ServerUnaryReactor* Reject(grpc::CallbackServerContext* context, const char* method);
+
+  WorkerRuntime& runtime_;
+  const rpc::ClusterToken token_;
+  std::function<v1::WorkerInfo()> stats_;
+  std::function<void()> request_shutdown_;
+};
+
+}  // namespace raylight::worker

@@ -1,0 +1,56 @@
+// A real cluster for integration tests: raylight-head and raylight-node processes on real ports,
+// started the way raylightctl starts them, in a temporary state directory.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/sdk/client.h"
+#include "runtime/common/child_process.h"
+
+namespace raylight::testing_util {
+
+struct ClusterOptions {
+  int nodes = 2;
+  int cpu_workers_per_node = 2;
+  std::string token;
+  int heartbeat_ms = 200;
+  int deadline_ms = 2000;
+  std::string host = "127.0.0.1";
+};
+
+class TestCluster {
+ public:
+  TestCluster(std::string bin_dir, std::string state_dir, ClusterOptions options);
+  ~TestCluster();
+
+  // Starts the head (on `port`, 0: any) and waits until it serves.
+  absl::Status StartHead(int port = 0);
+  absl::Status StartNode(int index);
+  // Head and every node, then waits until all workers registered.
+  absl::Status Start();
+
+  std::string address() const;
+  int port() const { return port_; }
+  ChildProcess& head() { return *head_; }
+  ChildProcess& node(int index) { return *nodes_[index]; }
+  void KillHead();
+  std::unique_ptr<client::Client> Connect(const std::string& token) const;
+  std::unique_ptr<client::Client> Connect() const { return Connect(options_.token); }
+  const std::string& state_dir() const { return state_dir_; }
+  std::string Logs() const;
+
+ private:
+  const std::string bin_dir_;
+  const std::string state_dir_;
+  const ClusterOptions options_;
+  int port_ = 0;
+  std::unique_ptr<ChildProcess> head_;
+  std::vector<std::unique_ptr<ChildProcess>> nodes_;
+};
+
+// Waits until `path` exists (inotify on its directory; no polling).
+absl::Status WaitForFile(const std::string& path, absl::Duration timeout);
+
+}  // namespace raylight::testing_util
