@@ -143,7 +143,12 @@ int Up(Options& options) {
   if (auto status = StartNode(options, address); !status.ok()) return Fail(status);
   auto client = Connect(options);
   if (!client.ok()) return Fail(client.status());
-  auto state = (*client)->WaitCluster(1, 1, absl::Seconds(60));
+  // First the node (it says how many workers it runs), then all of its workers.
+  auto state = (*client)->WaitCluster(1, 0, absl::Seconds(60));
+  if (state.ok() && state->nodes_size() > 0) {
+    const auto& node = state->nodes(0);
+    state = (*client)->WaitCluster(1, node.gpus_size() + node.cpu_slots(), absl::Seconds(60));
+  }
   if (!state.ok()) {
     return Fail(absl::Status(state.status().code(),
                              absl::StrCat("cluster did not come up: ", state.status().message(),
