@@ -32,6 +32,11 @@ absl::Status CheckWait(int64_t ms, absl::string_view field) {
   return absl::OkStatus();
 }
 
+absl::Status GroupNotFound(const std::string& group_id, const std::string& name) {
+  return absl::NotFoundError(
+      absl::StrCat("group_id/name: no group '", group_id.empty() ? name : group_id, "'"));
+}
+
 bool SameGroupSpec(const v1::GroupSpec& a, const v1::GroupSpec& b) {
   return a.size() == b.size() && a.actor_class() == b.actor_class() &&
          a.resources().gpu() == b.resources().gpu() && a.resources().cpu() == b.resources().cpu() &&
@@ -468,16 +473,7 @@ void HeadManager::ActorLost(Actor& actor, const std::string& reason, bool count_
   if (actor.info.state() == v1::DEAD) return;
   const int max = actor.info.spec().max_restarts();
   // Groups the actor was in are dissolved whatever happens to the actor.
-  for (auto& [id, group] : groups_) {
-    if (group.info.state() == v1::GROUP_DISSOLVED) continue;
-    for (const auto& member : group.info.members()) {
-      if (member.actor_id() == actor.info.spec().actor_id()) {
-        DissolveGroup(group, absl::StrCat("rank ", member.rank(), " (actor ", member.actor_id(),
-                                          ") lost: ", reason));
-        break;
-      }
-    }
-  }
+  DissolveGroupsOf(actor, absl::StrCat("lost: ", reason));
   if (count_restart && max != -1 && actor.info.num_restarts() >= max) {
     ActorDead(actor, absl::StrCat(reason, " (no restarts left of ", max, ")"));
     return;
@@ -498,18 +494,22 @@ void HeadManager::ActorLost(Actor& actor, const std::string& reason, bool count_
   PersistActor(actor);
 }
 
-void HeadManager::ActorDead(Actor& actor, const std::string& reason) {
-  if (actor.info.state() == v1::DEAD) return;
+void HeadManager::DissolveGroupsOf(const Actor& actor, const std::string& what) {
   for (auto& [id, group] : groups_) {
     if (group.info.state() == v1::GROUP_DISSOLVED) continue;
     for (const auto& member : group.info.members()) {
       if (member.actor_id() == actor.info.spec().actor_id()) {
-        DissolveGroup(group, absl::StrCat("rank ", member.rank(), " (actor ", member.actor_id(),
-                                          ") is dead: ", reason));
+        DissolveGroup(
+            group, absl::StrCat("rank ", member.rank(), " (actor ", member.actor_id(), ") ", what));
         break;
       }
     }
   }
+}
+
+void HeadManager::ActorDead(Actor& actor, const std::string& reason) {
+  if (actor.info.state() == v1::DEAD) return;
+  DissolveGroupsOf(actor, absl::StrCat("is dead: ", reason));
   actor.info.set_state(v1::DEAD);
   actor.info.set_death_reason(reason);
   actor.info.clear_address();
@@ -670,6 +670,28 @@ absl::StatusOr<std::vector<std::string>> HeadManager::PlanWorkers(const v1::Grou
                     kind == v1::WORKER_KIND_GPU ? "gpu" : "cpu");
 }
 
+std::string HeadManager::AddMemberActor(const v1::GroupSpec& spec, int rank,
+                                        const std::string& worker_id) {
+  Actor actor;
+  const std::string id = RandomId("actor-");
+  v1::ActorSpec* actor_spec = actor.info.mutable_spec();
+  actor_spec->set_actor_id(id);
+  actor_spec->set_class_name(spec.actor_class());
+  *actor_spec->mutable_resources() = spec.resources();
+  actor_spec->set_max_restarts(spec.max_restarts());
+  actor_spec->set_init_args(spec.init_args());
+  // Members are named <group>/<rank> unless a user's actor already holds that name.
+  const std::string name = absl::StrCat(spec.name(), "/", rank);
+  if (!actor_names_.contains(name)) {
+    actor_spec->set_name(name);
+    actor_names_[name] = id;
+  }
+  actor.info.set_state(v1::PENDING);
+  actor.pinned_worker = worker_id;
+  PersistActor(actors_[id] = std::move(actor));
+  return id;
+}
+
 void HeadManager::CreateGroup(const v1::CreateGroupRequest& request, Reply<v1::GroupInfo> reply) {
   v1::GroupSpec spec = request.spec();
   if (spec.size() < 1 || spec.size() > kMaxGroupSize) {
@@ -734,23 +756,8 @@ void HeadManager::CreateGroup(const v1::CreateGroupRequest& request, Reply<v1::G
       return;
     }
     for (size_t i = 0; i < replace.size(); ++i) {
-      Actor actor;
-      const std::string id = RandomId("actor-");
-      actor.info.mutable_spec()->set_actor_id(id);
-      actor.info.mutable_spec()->set_class_name(spec.actor_class());
-      *actor.info.mutable_spec()->mutable_resources() = spec.resources();
-      actor.info.mutable_spec()->set_max_restarts(spec.max_restarts());
-      actor.info.mutable_spec()->set_init_args(spec.init_args());
-      actor.info.set_state(v1::PENDING);
-      actor.pinned_worker = (*planned)[i];
-      const std::string name = absl::StrCat(spec.name(), "/", replace[i]);
-      if (!actor_names_.contains(name)) {
-        actor.info.mutable_spec()->set_name(name);
-        actor_names_[name] = id;
-      }
-      existing->info.mutable_members(replace[i])->set_actor_id(id);
-      Actor& stored = actors_[id] = std::move(actor);
-      PersistActor(stored);
+      existing->info.mutable_members(replace[i])
+          ->set_actor_id(AddMemberActor(spec, replace[i], (*planned)[i]));
     }
     existing->waiters.push_back({deadline, std::move(reply)});
     existing->form_deadline = deadline;
@@ -769,25 +776,9 @@ void HeadManager::CreateGroup(const v1::CreateGroupRequest& request, Reply<v1::G
   if (spec.name().empty()) spec.set_name(group.info.group_id());
   *group.info.mutable_spec() = spec;
   for (int rank = 0; rank < spec.size(); ++rank) {
-    Actor actor;
-    const std::string id = RandomId("actor-");
-    actor.info.mutable_spec()->set_actor_id(id);
-    actor.info.mutable_spec()->set_class_name(spec.actor_class());
-    *actor.info.mutable_spec()->mutable_resources() = spec.resources();
-    actor.info.mutable_spec()->set_max_restarts(spec.max_restarts());
-    actor.info.mutable_spec()->set_init_args(spec.init_args());
-    const std::string name = absl::StrCat(spec.name(), "/", rank);
-    if (!actor_names_.contains(name)) {
-      actor.info.mutable_spec()->set_name(name);
-      actor_names_[name] = id;
-    }
-    actor.info.set_state(v1::PENDING);
-    actor.pinned_worker = (*planned)[rank];
     v1::GroupMember* member = group.info.add_members();
     member->set_rank(rank);
-    member->set_actor_id(id);
-    Actor& stored = actors_[id] = std::move(actor);
-    PersistActor(stored);
+    member->set_actor_id(AddMemberActor(spec, rank, (*planned)[rank]));
   }
   group.waiters.push_back({deadline, std::move(reply)});
   group.form_deadline = deadline;
@@ -898,9 +889,7 @@ void HeadManager::PersistGroup(const Group& group) {
 void HeadManager::GetGroup(const v1::GetGroupRequest& request, Reply<v1::GroupInfo> reply) {
   Group* group = FindGroup(request.group_id(), request.name());
   if (group == nullptr) {
-    reply(absl::NotFoundError(
-        absl::StrCat("group_id/name: no group '",
-                     request.group_id().empty() ? request.name() : request.group_id(), "'")));
+    reply(GroupNotFound(request.group_id(), request.name()));
     return;
   }
   reply(group->info);
@@ -910,9 +899,7 @@ void HeadManager::RemoveGroup(const v1::RemoveGroupRequest& request,
                               Reply<v1::RemoveGroupResponse> reply) {
   Group* group = FindGroup(request.group_id(), request.name());
   if (group == nullptr) {
-    reply(absl::NotFoundError(
-        absl::StrCat("group_id/name: no group '",
-                     request.group_id().empty() ? request.name() : request.group_id(), "'")));
+    reply(GroupNotFound(request.group_id(), request.name()));
     return;
   }
   FailGroupWaiters(*group, absl::AbortedError("group removed"));

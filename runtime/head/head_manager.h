@@ -129,6 +129,8 @@ class HeadManager {
   Actor* FindActor(const std::string& actor_id, const std::string& name);
   void ActorLost(Actor& actor, const std::string& reason, bool count_restart);
   void ActorDead(Actor& actor, const std::string& reason);
+  // Dissolves every group `actor` is a member of; `what` completes "rank R (actor A) ...".
+  void DissolveGroupsOf(const Actor& actor, const std::string& what);
   void ActorAlive(Actor& actor, const Worker& worker);
   void Schedule();
   Worker* PickWorker(const Actor& actor);
@@ -141,6 +143,8 @@ class HeadManager {
 
   // Groups.
   Group* FindGroup(const std::string& group_id, const std::string& name);
+  // A PENDING member actor of `spec`'s group pinned to `worker_id`; returns its id.
+  std::string AddMemberActor(const v1::GroupSpec& spec, int rank, const std::string& worker_id);
   void FormGroup(Group& group);
   void GroupProgress(Group& group);
   void DissolveGroup(Group& group, const std::string& reason);
