@@ -12,6 +12,7 @@ PACKAGES=(
   libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libboost-dev libboost-system-dev libsqlite3-dev libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev libgloo-dev
+  iproute2  # the multi-machine test puts head and nodes in network namespaces
 )
 
 missing=()

@@ -13,17 +13,19 @@ absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   return absl::InternalError(absl::StrCat("state database: ", what, ": ", sqlite3_errmsg(db)));
 }
 
-// One prepared statement, finalized on scope exit.
+// Leaves a cached statement reset with no bindings when the scope ends, whatever the outcome.
 class Statement {
  public:
-  Statement(sqlite3* db, const std::string& sql) {
-    sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
+  explicit Statement(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~Statement() {
+    if (stmt_ == nullptr) return;
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
   sqlite3_stmt* get() const { return stmt_; }
 
  private:
-  sqlite3_stmt* stmt_ = nullptr;
+  sqlite3_stmt* const stmt_;
 };
 
 }  // namespace
@@ -43,31 +45,58 @@ absl::StatusOr<std::unique_ptr<StateDb>> StateDb::Open(const std::string& state_
     return status;
   }
   std::unique_ptr<StateDb> state(new StateDb(db));
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+  // Exclusive locking must be set before WAL is entered so that WAL needs no shared memory. The
+  // empty write transaction takes the lock now: a second head on this state directory fails
+  // here, at start, not at its first write.
+  for (const char* sql : {"PRAGMA locking_mode=EXCLUSIVE", "BEGIN IMMEDIATE; COMMIT;",
+                          "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                           "CREATE TABLE IF NOT EXISTS actors (id TEXT PRIMARY KEY, value BLOB)",
                           "CREATE TABLE IF NOT EXISTS groups (id TEXT PRIMARY KEY, value BLOB)",
                           "CREATE TABLE IF NOT EXISTS kv (id TEXT PRIMARY KEY, value BLOB)"}) {
-    if (absl::Status status = state->Exec(sql); !status.ok()) return status;
+    absl::Status status = state->Exec(sql);
+    if (absl::IsUnavailable(status)) {
+      return absl::FailedPreconditionError(absl::StrCat("state_dir: ", state_dir,
+                                                        " is in use by another raylight-head (",
+                                                        status.message(), ")"));
+    }
+    if (!status.ok()) return status;
   }
   return state;
 }
 
-StateDb::~StateDb() { sqlite3_close(db_); }
+StateDb::~StateDb() {
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db_);
+}
+
+sqlite3_stmt* StateDb::Prepared(const std::string& sql) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) return it->second;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) return nullptr;
+  statements_.emplace(sql, stmt);
+  return stmt;
+}
 
 absl::Status StateDb::Exec(const char* sql) {
   absl::MutexLock lock(&mu_);
   char* message = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+  if (int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &message); rc != SQLITE_OK) {
     std::string text = message ? message : "unknown error";
     sqlite3_free(message);
-    return absl::InternalError(absl::StrCat("state database: ", sql, ": ", text));
+    std::string what = absl::StrCat("state database: ", sql, ": ", text);
+    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? absl::UnavailableError(what)
+                                                    : absl::InternalError(what);
   }
   return absl::OkStatus();
 }
 
 absl::Status StateDb::Put(const char* table, const std::string& key, const std::string& value) {
   absl::MutexLock lock(&mu_);
-  Statement statement(db_, absl::StrCat("INSERT OR REPLACE INTO ", table, " VALUES (?, ?)"));
+  Statement statement(Prepared(absl::StrCat("INSERT OR REPLACE INTO ", table, " VALUES (?, ?)")));
   if (statement.get() == nullptr) return SqliteError(db_, "prepare");
   sqlite3_bind_text(statement.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
   sqlite3_bind_blob(statement.get(), 2, value.data(), static_cast<int>(value.size()),
@@ -78,7 +107,7 @@ absl::Status StateDb::Put(const char* table, const std::string& key, const std::
 
 absl::Status StateDb::Delete(const char* table, const std::string& key) {
   absl::MutexLock lock(&mu_);
-  Statement statement(db_, absl::StrCat("DELETE FROM ", table, " WHERE id = ?"));
+  Statement statement(Prepared(absl::StrCat("DELETE FROM ", table, " WHERE id = ?")));
   if (statement.get() == nullptr) return SqliteError(db_, "prepare");
   sqlite3_bind_text(statement.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
   if (sqlite3_step(statement.get()) != SQLITE_DONE) return SqliteError(db_, "delete");
@@ -88,7 +117,7 @@ absl::Status StateDb::Delete(const char* table, const std::string& key) {
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateDb::LoadAll(
     const char* table) {
   absl::MutexLock lock(&mu_);
-  Statement statement(db_, absl::StrCat("SELECT id, value FROM ", table));
+  Statement statement(Prepared(absl::StrCat("SELECT id, value FROM ", table)));
   if (statement.get() == nullptr) return SqliteError(db_, "prepare");
   std::vector<std::pair<std::string, std::string>> rows;
   int rc;

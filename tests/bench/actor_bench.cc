@@ -59,6 +59,11 @@ void AsyncBatch(const std::vector<ActorHandle*>& actors, int calls_per_actor) {
   done.WaitForNotification();
 }
 
+// Rows whose name contains this run (all when empty): `actor_bench 3 placement` profiles one.
+std::string row_filter;
+
+bool Wanted(const std::string& name) { return name.find(row_filter) != std::string::npos; }
+
 void Emit(const std::string& name, double value) {
   std::cout << absl::StrFormat("{\"name\": \"%s\", \"value\": %.1f, \"unit\": \"per_s\"}\n", name,
                                value)
@@ -88,15 +93,18 @@ int Run(absl::Duration duration) {
   (void)(*b)->Resolve();
   const std::string args = testing::v1::EchoRequest().SerializeAsString();
 
-  Emit("1_1_actor_calls_sync", Rate([&] { (void)(*a)->Call("echo", args); }, 1, duration));
-  Emit("1_1_actor_calls_async",
-       Rate([&] { AsyncBatch({a->get()}, kAsyncBatch); }, kAsyncBatch, duration));
-  Emit("1_n_actor_calls_async", Rate(
-                                    [&] {
-                                      AsyncBatch({a->get(), b->get()}, kAsyncBatch);
-                                    },
-                                    2 * kAsyncBatch, duration));
-  {
+  if (Wanted("1_1_actor_calls_sync"))
+    Emit("1_1_actor_calls_sync", Rate([&] { (void)(*a)->Call("echo", args); }, 1, duration));
+  if (Wanted("1_1_actor_calls_async"))
+    Emit("1_1_actor_calls_async",
+         Rate([&] { AsyncBatch({a->get()}, kAsyncBatch); }, kAsyncBatch, duration));
+  if (Wanted("1_n_actor_calls_async"))
+    Emit("1_n_actor_calls_async", Rate(
+                                      [&] {
+                                        AsyncBatch({a->get(), b->get()}, kAsyncBatch);
+                                      },
+                                      2 * kAsyncBatch, duration));
+  if (Wanted("n_n_actor_calls_async")) {
     // n clients (own connections, own handles), each driving all n actors.
     constexpr int kClients = 2;
     std::vector<std::unique_ptr<Client>> clients;
@@ -125,21 +133,22 @@ int Run(absl::Duration duration) {
   (void)client->KillActor((*a)->actor_id(), true);
   (void)client->KillActor((*b)->actor_id(), true);
   int counter = 0;
-  Emit("placement_group_create_removal",
-       Rate(
-           [&] {
-             v1::GroupSpec spec;
-             spec.set_name(absl::StrCat("pg-", counter++));
-             spec.set_size(1);
-             spec.set_actor_class("TestActor");
-             spec.mutable_resources()->set_cpu(1);
-             auto group = client->CreateGroup(spec);
-             if (!group.ok() || !client->RemoveGroup(spec.name()).ok()) {
-               std::cerr << "group create/remove failed: " << group.status() << "\n";
-               std::abort();
-             }
-           },
-           1, duration));
+  if (Wanted("placement_group_create_removal"))
+    Emit("placement_group_create_removal",
+         Rate(
+             [&] {
+               v1::GroupSpec spec;
+               spec.set_name(absl::StrCat("pg-", counter++));
+               spec.set_size(1);
+               spec.set_actor_class("TestActor");
+               spec.mutable_resources()->set_cpu(1);
+               auto group = client->CreateGroup(spec);
+               if (!group.ok() || !client->RemoveGroup(spec.name()).ok()) {
+                 std::cerr << "group create/remove failed: " << group.status() << "\n";
+                 std::abort();
+               }
+             },
+             1, duration));
   return 0;
 }
 
@@ -148,5 +157,6 @@ int Run(absl::Duration duration) {
 
 int main(int argc, char** argv) {
   double seconds = argc > 1 ? std::atof(argv[1]) : 5.0;
+  if (argc > 2) raylight::row_filter = argv[2];
   return raylight::Run(absl::Seconds(seconds));
 }

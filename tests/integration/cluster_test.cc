@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fstream>
 #include <random>
 #include <set>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "raylight/testing/v1/test_actor.pb.h"
 #include "runtime/rpc/channels.h"
 #include "runtime/rpc/grpc_store.h"
+#include "tests/util/netns.h"
 #include "tests/util/temp_dir.h"
 
 namespace raylight {
@@ -169,8 +171,12 @@ TEST_F(ClusterTest, GroupRendezvousesThroughTheHeadAndAllReduces) {
     std::set<std::string> nodes;
     for (const auto& member : info.members()) nodes.insert(member.node_id());
     EXPECT_EQ(nodes.size(), 2u);
-    if (strategy == v1::SPREAD) EXPECT_NE(info.members(0).node_id(), info.members(1).node_id());
-    if (strategy == v1::PACK) EXPECT_EQ(info.members(0).node_id(), info.members(1).node_id());
+    if (strategy == v1::SPREAD) {
+      EXPECT_NE(info.members(0).node_id(), info.members(1).node_id());
+    }
+    if (strategy == v1::PACK) {
+      EXPECT_EQ(info.members(0).node_id(), info.members(1).node_id());
+    }
 
     // Every rank contributes its own random values through a plain call per rank...
     std::vector<std::vector<float>> inputs;
@@ -344,6 +350,23 @@ TEST_F(ClusterTest, HeadRestartKeepsWorkersActorsAndNames) {
   for (const auto& w : state_before->workers()) pids_before.insert(w.pid());
   for (const auto& w : state->workers()) pids_after.insert(w.pid());
   EXPECT_EQ(pids_before, pids_after);
+
+  // A second head on the same state directory refuses to start rather than share the database.
+  testing_util::TempDir scratch("second-head");
+  SpawnOptions spawn;
+  spawn.log_path = scratch.path() + "/head.log";
+  auto second = ChildProcess::Spawn({std::string(RAYLIGHT_BIN_DIR) + "/raylight-head", "--port=0",
+                                     "--state-dir=" + cluster_->state_dir()},
+                                    spawn);
+  ASSERT_TRUE(second.ok());
+  auto code = second->Wait(std::chrono::seconds(20));
+  ASSERT_TRUE(code.ok());
+  EXPECT_NE(*code, 0);
+  std::ifstream log(spawn.log_path);
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("in use by another raylight-head"), std::string::npos) << text;
+  auto still = (*again)->Call<CounterResponse>("get_counter", GetCounterRequest());
+  EXPECT_TRUE(still.ok()) << still.status();
 }
 
 TEST_F(ClusterTest, EveryServiceRefusesAMissingOrWrongToken) {
@@ -379,6 +402,52 @@ TEST_F(ClusterTest, EveryServiceRefusesAMissingOrWrongToken) {
   }
   rpc::GrpcStore kv(rpc::MakeChannel(cluster_->address()), rpc::ClusterToken(options.token));
   EXPECT_TRUE(kv.Set("k", "v").ok());
+}
+
+// The head and two nodes on three "machines" (network namespaces joined by a bridge): every
+// address a process advertises must be its own namespace's, and a group spanning both nodes must
+// rendezvous through the head and all-reduce across them. Nothing may assume loopback.
+TEST(MultiMachineTest, GroupAcrossNetworkNamespacesAllReduces) {
+  auto lab = testing_util::NetnsLab::Create(3);
+  if (!lab.ok()) GTEST_SKIP() << "multi-machine test needs network namespaces: " << lab.status();
+  testing_util::TempDir dir("netns-cluster");
+  ClusterOptions options;
+  options.host = (*lab)->address(0);
+  options.head_exec_prefix = (*lab)->ExecPrefix(0);
+  for (int node = 0; node < 2; ++node) {
+    options.node_hosts.push_back((*lab)->address(node + 1));
+    options.node_exec_prefix.push_back((*lab)->ExecPrefix(node + 1));
+  }
+  TestCluster cluster(RAYLIGHT_BIN_DIR, dir.path(), options);
+  absl::Status started = cluster.Start();
+  ASSERT_TRUE(started.ok()) << started;
+  auto client = cluster.Connect();
+
+  auto state = client->ClusterState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->workers_size(), 4);
+  for (const auto& worker : state->workers()) {
+    const std::string& expected =
+        worker.node_id() == "node0" ? (*lab)->address(1) : (*lab)->address(2);
+    EXPECT_EQ(worker.address().substr(0, worker.address().rfind(':')), expected)
+        << worker.address();
+  }
+
+  auto group = client->CreateGroup(CpuGroup("across", 4, v1::SPREAD));
+  ASSERT_TRUE(group.ok()) << group.status() << cluster.Logs();
+  std::set<std::string> nodes;
+  for (const auto& member : (*group)->info().members()) nodes.insert(member.node_id());
+  EXPECT_EQ(nodes.size(), 2u);
+  AllReduceRequest request;
+  std::vector<float> values = RandomValues(1000);
+  for (float v : values) request.add_values(v);
+  auto reply = (*group)->Call("all_reduce", request.SerializeAsString());
+  ASSERT_TRUE(reply.ok()) << reply.status() << cluster.Logs();
+  AllReduceResponse sum;
+  ASSERT_TRUE(sum.ParseFromString(*reply));
+  ASSERT_EQ(sum.values_size(), 1000);
+  EXPECT_EQ(sum.backend(), "gloo");
+  for (int i = 0; i < 1000; ++i) EXPECT_NEAR(sum.values(i), 4 * values[i], 1e-4);
 }
 
 }  // namespace

@@ -59,12 +59,11 @@ std::string TestCluster::address() const { return absl::StrCat(options_.host, ":
 absl::Status TestCluster::StartHead(int port) {
   const std::string port_file = absl::StrCat(state_dir_, "/head.port");
   std::filesystem::remove(port_file);
-  std::vector<std::string> argv = {bin_dir_ + "/raylight-head",
-                                   absl::StrCat("--port=", port),
-                                   "--port-file=" + port_file,
-                                   "--state-dir=" + state_dir_,
-                                   absl::StrCat("--heartbeat-ms=", options_.heartbeat_ms),
-                                   absl::StrCat("--deadline-ms=", options_.deadline_ms)};
+  std::vector<std::string> argv = options_.head_exec_prefix;
+  argv.insert(argv.end(), {bin_dir_ + "/raylight-head", absl::StrCat("--port=", port),
+                           "--port-file=" + port_file, "--state-dir=" + state_dir_,
+                           absl::StrCat("--heartbeat-ms=", options_.heartbeat_ms),
+                           absl::StrCat("--deadline-ms=", options_.deadline_ms)});
   SpawnOptions spawn;
   spawn.log_path = state_dir_ + "/logs/head.log";
   if (!options_.token.empty()) spawn.env.emplace_back("RAYLIGHT_TOKEN", options_.token);
@@ -79,14 +78,18 @@ absl::Status TestCluster::StartHead(int port) {
 }
 
 absl::Status TestCluster::StartNode(int index) {
-  std::vector<std::string> argv = {
-      bin_dir_ + "/raylight-node",
-      "--address=" + address(),
-      absl::StrCat("--node-id=node", index),
-      "--host=" + options_.host,
-      absl::StrCat("--num-cpu-workers=", options_.cpu_workers_per_node),
-      "--no-gpu",
-      absl::StrCat("--state-dir=", state_dir_, "/node", index)};
+  std::vector<std::string> argv;
+  if (index < static_cast<int>(options_.node_exec_prefix.size())) {
+    argv = options_.node_exec_prefix[index];
+  }
+  const std::string host = index < static_cast<int>(options_.node_hosts.size())
+                               ? options_.node_hosts[index]
+                               : options_.host;
+  argv.insert(argv.end(), {bin_dir_ + "/raylight-node", "--address=" + address(),
+                           absl::StrCat("--node-id=node", index), "--host=" + host,
+                           absl::StrCat("--num-cpu-workers=", options_.cpu_workers_per_node),
+                           absl::StrCat("--state-dir=", state_dir_, "/node", index)});
+  if (!options_.gpu) argv.push_back("--no-gpu");
   SpawnOptions spawn;
   spawn.log_path = absl::StrCat(state_dir_, "/logs/node", index, ".log");
   if (!options_.token.empty()) spawn.env.emplace_back("RAYLIGHT_TOKEN", options_.token);

@@ -14,10 +14,17 @@ namespace raylight::testing_util {
 struct ClusterOptions {
   int nodes = 2;
   int cpu_workers_per_node = 2;
+  bool gpu = false;  // nodes discover their GPUs and start one worker each (GPU build)
   std::string token;
   int heartbeat_ms = 200;
   int deadline_ms = 2000;
+  // Where the head is reached; each node advertises node_hosts[i] (default: `host`).
   std::string host = "127.0.0.1";
+  std::vector<std::string> node_hosts;
+  // Prepended to the head's / node i's argv, e.g. `ip netns exec <ns>` to put it on another
+  // "machine" (tests/util/netns.h).
+  std::vector<std::string> head_exec_prefix;
+  std::vector<std::vector<std::string>> node_exec_prefix;
 };
 
 class TestCluster {
