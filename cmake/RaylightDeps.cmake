@@ -82,6 +82,11 @@ add_library(CLI11::CLI11 INTERFACE IMPORTED)
 target_include_directories(CLI11::CLI11 INTERFACE ${RAYLIGHT_CLI11_INCLUDE_DIR})
 find_package(SQLite3 REQUIRED)
 
+# ---- models: nlohmann/json (header-only) parses safetensors headers ----------------------------
+find_path(RAYLIGHT_JSON_INCLUDE_DIR nlohmann/json.hpp HINTS ${RAYLIGHT_PREFIX}/include REQUIRED)
+add_library(raylight_json INTERFACE IMPORTED)
+target_include_directories(raylight_json INTERFACE ${RAYLIGHT_JSON_INCLUDE_DIR})
+
 # ---- tests -----------------------------------------------------------------------------------
 if(RAYLIGHT_BUILD_TESTS)
   find_package(GTest REQUIRED)

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 TORCH_VERSION=2.11.0
+# The outside reference the Wan tests compare against (tests/models/diffusers_wan_reference.py).
+DIFFUSERS_VERSION=0.42.1
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config python3-venv
   libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
@@ -33,4 +35,8 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.s
   echo "install_deps: pip install torch==$TORCH_VERSION into $VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy
+fi
+if ! "$VENV/bin/python" -c "import diffusers, sys; sys.exit(0 if diffusers.__version__ == '$DIFFUSERS_VERSION' else 1)" 2>/dev/null; then
+  echo "install_deps: pip install diffusers==$DIFFUSERS_VERSION into $VENV"
+  "$VENV/bin/pip" install -q "diffusers==$DIFFUSERS_VERSION" safetensors
 fi

@@ -4,6 +4,9 @@
 #
 #   deploy/gpu/build.sh [--no-test] [BUILD_DIR]
 #
+# TARGETS (space-separated) limits the build to those targets (a short device session need not
+# build everything); PYTHON picks the interpreter whose torch is used and whose packages
+# (diffusers) the tests call.
 # gRPC/Abseil/protobuf come from the system when it has them, else from the prefix packed by
 # deploy/gpu/pack_prefix.sh (RAYLIGHT_PREFIX, default deploy/gpu/prefix).
 set -euo pipefail
@@ -33,7 +36,12 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$PREFIX_PATH" \
   -DPython3_EXECUTABLE="$(command -v "$PYTHON")" \
   -DRAYLIGHT_WITH_CUDA=ON "${EXTRA[@]}"
-cmake --build "$BUILD" -j "$(nproc)"
+if [ -n "${TARGETS:-}" ]; then
+  # shellcheck disable=SC2086
+  cmake --build "$BUILD" -j "$(nproc)" --target $TARGETS
+else
+  cmake --build "$BUILD" -j "$(nproc)"
+fi
 
 if [ "$RUN_TESTS" = 1 ]; then
   (cd "$BUILD" && ctest -L gpu --output-on-failure)

@@ -20,8 +20,10 @@ for h in grpc grpcpp grpc++ absl google re2 gloo; do
   cp -a "/usr/include/$h" "$OUT/include/"
 done
 cp -a /usr/include/ares*.h "$OUT/include/"
-# CLI11 (header-only flags library) and SQLite (the head's state database).
-cp -a /usr/include/CLI /usr/include/sqlite3.h /usr/include/sqlite3ext.h "$OUT/include/"
+# CLI11 (header-only flags library), SQLite (the head's state database), nlohmann/json
+# (header-only; safetensors headers).
+cp -a /usr/include/CLI /usr/include/sqlite3.h /usr/include/sqlite3ext.h /usr/include/nlohmann \
+  "$OUT/include/"
 
 # Shared libraries (with their soname links). OpenSSL, zlib, glibc and libstdc++ come from the
 # host, which has compatible ones (OpenSSL 3, zlib 1).

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One GPU-machine session in one call (device time is short): install diffusers from the carried
+# wheels (.whl/, made by `pip download`; the machine has no network) into a venv that sees the
+# host's PyTorch, build the GPU tests and benchmarks, run the `gpu` tests, then the benchmarks.
+# Logs and JSON lines go to $OUT (or ./gpu-out).
+#
+#   deploy/gpu/session.sh [tests|bench|all]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+WHAT=${1:-all}
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+
+VENV=/tmp/raylight-gpu-venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv --system-site-packages "$VENV"
+  "$VENV/bin/pip" install -q --no-index --find-links .whl diffusers safetensors >"$OUT/pip.log" 2>&1 ||
+    { echo "diffusers install failed"; tail -20 "$OUT/pip.log"; }
+fi
+export PYTHON=$VENV/bin/python
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
+
+TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
+  wan_diffusers_gpu_test wan_bench raylight-make-checkpoint" \
+  deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
+
+if [ "$WHAT" != bench ]; then
+  (cd build-gpu && timeout 420 ctest -L gpu --output-on-failure) >"$OUT/ctest-gpu.log" 2>&1
+  echo "ctest -L gpu exit $?"; grep -E "tests passed|Failed|\*\*\*|relative L2" "$OUT/ctest-gpu.log" | head -30
+fi
+if [ "$WHAT" != tests ]; then
+  CKPT=/tmp/raylight-bench; mkdir -p "$CKPT"
+  for spec in "wan2.1-t2v-1.3b wan1_3b_832x480x81" "wan2.1-t2v-14b wan14b_832x480x81"; do
+    set -- $spec
+    build-gpu/bin/raylight-make-checkpoint --preset "$1" --dtype bf16 --spelling diffusers \
+      --device cuda --out "$CKPT/$1.safetensors" >>"$OUT/bench.log" 2>&1
+    timeout 300 build-gpu/bin/wan_bench --checkpoint "$CKPT/$1.safetensors" --name "$2" \
+      >>"$OUT/wan_bench.jsonl" 2>>"$OUT/bench.log"
+    echo "$2 exit $?"
+    rm -f "$CKPT/$1.safetensors"
+  done
+  cat "$OUT/wan_bench.jsonl"
+fi

@@ -1,0 +1,118 @@
+#include "models/core/checkpoint.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "models/core/safetensors_tensors.h"
+
+namespace raylight::models {
+namespace {
+
+bool IsFp8(at::ScalarType type) { return type == at::kFloat8_e4m3fn || type == at::kFloat8_e5m2; }
+
+// "<module>.scale_weight" / "<module>.weight_scale" -> "<module>.weight"; else nullopt.
+std::optional<std::string> ScaledWeightName(const std::string& key) {
+  for (const char* suffix : {".scale_weight", ".weight_scale"}) {
+    if (absl::EndsWith(key, suffix)) {
+      return key.substr(0, key.size() - std::strlen(suffix)) + ".weight";
+    }
+  }
+  return std::nullopt;
+}
+
+bool IsDroppedKey(const std::string& key) {
+  return key == "scaled_fp8" || absl::EndsWith(key, ".scaled_fp8") ||
+         absl::EndsWith(key, ".scale_input") || absl::EndsWith(key, ".input_scale");
+}
+
+}  // namespace
+
+std::string StripModelPrefix(const std::string& key) {
+  for (const char* prefix : {"model.diffusion_model.", "diffusion_model."}) {
+    if (absl::StartsWith(key, prefix)) return key.substr(std::strlen(prefix));
+  }
+  return key;
+}
+
+absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
+                                          const KeyNormalizer& normalize) {
+  if (paths.empty()) return absl::InvalidArgumentError("checkpoint: no files given");
+  Checkpoint checkpoint;
+  struct PendingScale {
+    std::string weight;
+    float value;
+    std::string file;
+    std::string raw;
+  };
+  std::vector<PendingScale> scales;
+  for (const std::string& path : paths) {
+    auto file = SafetensorsFile::Open(path);
+    if (!file.ok()) return file.status();
+    checkpoint.files.push_back(*file);
+    for (const auto& [key, value] : (*file)->header().metadata) checkpoint.metadata[key] = value;
+    for (const StTensorInfo& info : (*file)->header().tensors) {
+      const std::string stripped = StripModelPrefix(info.name);
+      if (IsDroppedKey(stripped)) continue;
+      auto view = ViewTensor(*file, info);
+      if (!view.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": tensor '", info.name,
+                                                       "': ", view.status().message()));
+      }
+      if (auto weight = ScaledWeightName(stripped)) {
+        if (view->numel() != 1) {
+          return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": scale '",
+                                                         info.name, "' must hold one value, has ",
+                                                         view->numel()));
+        }
+        scales.push_back({*weight, view->to(at::kFloat).item<float>(), path, info.name});
+        continue;
+      }
+      std::optional<std::string> name = normalize(stripped);
+      if (!name) {
+        checkpoint.unknown_keys.push_back(info.name);
+        continue;
+      }
+      CheckpointTensor tensor{*view, std::nullopt, path, info.name};
+      auto [it, inserted] = checkpoint.tensors.emplace(*name, std::move(tensor));
+      if (!inserted) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("checkpoint: '", info.name, "' in ", path, " and '", it->second.raw_name,
+                         "' in ", it->second.file, " are the same weight (", *name, ")"));
+      }
+    }
+  }
+  for (const PendingScale& scale : scales) {
+    std::optional<std::string> name = normalize(scale.weight);
+    auto it = name ? checkpoint.tensors.find(*name) : checkpoint.tensors.end();
+    if (it == checkpoint.tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", scale.file, ": scale '",
+                                                     scale.raw, "' has no weight '", scale.weight,
+                                                     "'"));
+    }
+    if (!(scale.value > 0) || !std::isfinite(scale.value)) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", scale.file, ": scale '",
+                                                     scale.raw, "' is ", scale.value,
+                                                     "; it must be finite and positive"));
+    }
+    it->second.scale = scale.value;
+  }
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    if (IsFp8(tensor.data.scalar_type()) && !tensor.scale) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", tensor.file, ": fp8 weight '",
+                                                     tensor.raw_name,
+                                                     "' has no scale_weight / weight_scale"));
+    }
+  }
+  return checkpoint;
+}
+
+at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at::Device device) {
+  // The stored bytes cross to the device first (fp8 or bf16 is what moves), then convert there.
+  at::Tensor on_device = tensor.data.to(device);
+  if (!tensor.scale) return on_device.to(dtype);
+  return (on_device.to(at::kFloat) * *tensor.scale).to(dtype);
+}
+
+}  // namespace raylight::models

@@ -1,0 +1,90 @@
+#include "models/core/weights.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace raylight::models {
+
+const at::Tensor& WeightSet::Get(absl::string_view name) const {
+  static const at::Tensor kUndefined;
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? kUndefined : it->second;
+}
+
+int64_t WeightSet::bytes() const {
+  int64_t total = 0;
+  for (const auto& [name, tensor] : tensors_) total += tensor.nbytes();
+  return total;
+}
+
+absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
+    const Checkpoint& checkpoint, const BlockLayout& layout, const PlacementOptions& options) {
+  std::unique_ptr<ResidentWeights> weights(new ResidentWeights(options));
+  weights->blocks_.resize(layout.num_blocks);
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
+    const at::ScalarType dtype = fp32 ? at::kFloat : options.compute_dtype;
+    Block* block = nullptr;
+    std::string local = name;
+    if (name.rfind(layout.block_prefix, 0) == 0) {
+      const std::string rest = name.substr(layout.block_prefix.size());
+      const size_t dot = rest.find('.');
+      int index = -1;
+      if (dot == std::string::npos || !absl::SimpleAtoi(rest.substr(0, dot), &index) || index < 0 ||
+          index >= layout.num_blocks) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("weights: '", name, "' names no block in [0, ", layout.num_blocks, ")"));
+      }
+      block = &weights->blocks_[index];
+      local = rest.substr(dot + 1);
+    }
+    if (block != nullptr && tensor.scale && options.keep_fp8 && !fp32) {
+      CheckpointTensor on_device = tensor;
+      on_device.data = tensor.data.to(options.device);  // still fp8: half of bf16's bytes
+      block->fp8.emplace(local, std::move(on_device));
+      continue;
+    }
+    at::Tensor placed = Materialize(tensor, dtype, options.device);
+    if (block != nullptr) {
+      block->ready.Set(local, std::move(placed));
+    } else {
+      weights->globals_.Set(local, std::move(placed));
+    }
+  }
+  return weights;
+}
+
+absl::StatusOr<const WeightSet*> ResidentWeights::Acquire(int index) {
+  if (index < 0 || index >= num_blocks()) {
+    return absl::OutOfRangeError(absl::StrCat("weights: block ", index, " of ", num_blocks()));
+  }
+  Block& block = blocks_[index];
+  if (block.fp8.empty()) return &block.ready;
+  if (!block.acquired) {
+    block.dequantised = block.ready;
+    for (const auto& [name, tensor] : block.fp8) {
+      block.dequantised.Set(name, Materialize(tensor, options_.compute_dtype, options_.device));
+    }
+    block.acquired = true;
+  }
+  return &block.dequantised;
+}
+
+void ResidentWeights::Release(int index) {
+  if (index < 0 || index >= num_blocks()) return;
+  Block& block = blocks_[index];
+  if (block.fp8.empty() || !block.acquired) return;
+  block.dequantised = WeightSet();  // the dequantised copies go back to the allocator
+  block.acquired = false;
+}
+
+int64_t ResidentWeights::resident_bytes() const {
+  int64_t total = globals_.bytes();
+  for (const Block& block : blocks_) {
+    total += block.ready.bytes();
+    for (const auto& [name, tensor] : block.fp8) total += tensor.data.nbytes();
+  }
+  return total;
+}
+
+}  // namespace raylight::models

@@ -1,0 +1,97 @@
+// Where a model's weights live is decided outside the model (DESIGN.md, "Compute"): the model
+// asks a WeightProvider for one block's weights just before it runs the block and gives them back
+// right after. The resident provider keeps everything on the device; the later placements (FSDP
+// shards gathered one block ahead, layer swap from pinned host memory) implement the same calls
+// with prefetch doing the real work.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "models/core/checkpoint.h"
+
+namespace raylight::models {
+
+// Named tensors of one block (names relative to the block, "self_attn.q.weight") or of the
+// non-block part of a model ("patch_embedding.weight").
+class WeightSet {
+ public:
+  void Set(std::string name, at::Tensor tensor) { tensors_[std::move(name)] = std::move(tensor); }
+  // The tensor, or an undefined one when absent (models validate names at load time).
+  const at::Tensor& Get(absl::string_view name) const;
+  bool Has(absl::string_view name) const { return tensors_.contains(name); }
+  int64_t bytes() const;
+  const absl::flat_hash_map<std::string, at::Tensor>& tensors() const { return tensors_; }
+
+ private:
+  absl::flat_hash_map<std::string, at::Tensor> tensors_;
+};
+
+class WeightProvider {
+ public:
+  virtual ~WeightProvider() = default;
+  virtual int num_blocks() const = 0;
+  // Non-block weights, ready for compute for the provider's whole life.
+  virtual const WeightSet& globals() const = 0;
+  // Block `index`'s weights, ready for compute on the current stream until Release(index).
+  virtual absl::StatusOr<const WeightSet*> Acquire(int index) = 0;
+  virtual void Release(int index) = 0;
+  // A hint that Acquire(index) comes soon (placements that move weights start moving them).
+  virtual void Prefetch(int index) { (void)index; }
+  virtual at::Device device() const = 0;
+  virtual at::ScalarType compute_dtype() const = 0;
+};
+
+struct PlacementOptions {
+  at::Device device = at::kCPU;
+  at::ScalarType compute_dtype = at::kFloat;
+  // fp8 scaled weights stay fp8 in memory and are dequantised per block at Acquire (half the
+  // memory of bf16); false dequantises everything at load.
+  bool keep_fp8 = true;
+  // Weights the model computes in fp32 whatever the compute dtype (modulation tables, time
+  // embedding): stored as fp32.
+  std::function<bool(const std::string& name)> keep_fp32;
+};
+
+// Splits internal names into blocks: "blocks.<i>.<rest>" belongs to block i as "<rest>".
+struct BlockLayout {
+  std::string block_prefix = "blocks.";
+  int num_blocks = 0;
+};
+
+// Everything on `device`, loaded once.
+class ResidentWeights final : public WeightProvider {
+ public:
+  static absl::StatusOr<std::unique_ptr<ResidentWeights>> Create(const Checkpoint& checkpoint,
+                                                                 const BlockLayout& layout,
+                                                                 const PlacementOptions& options);
+  int num_blocks() const override { return static_cast<int>(blocks_.size()); }
+  const WeightSet& globals() const override { return globals_; }
+  absl::StatusOr<const WeightSet*> Acquire(int index) override;
+  void Release(int index) override;
+  at::Device device() const override { return options_.device; }
+  at::ScalarType compute_dtype() const override { return options_.compute_dtype; }
+  // Bytes held on the device (fp8 counted as stored).
+  int64_t resident_bytes() const;
+
+ private:
+  struct Block {
+    WeightSet ready;                              // compute-dtype tensors
+    std::map<std::string, CheckpointTensor> fp8;  // device fp8 data + scale, dequantised on use
+    WeightSet dequantised;  // ready + fp8 materialised, between Acquire/Release
+    bool acquired = false;
+  };
+  explicit ResidentWeights(PlacementOptions options) : options_(std::move(options)) {}
+  PlacementOptions options_;
+  WeightSet globals_;
+  std::vector<Block> blocks_;
+};
+
+}  // namespace raylight::models

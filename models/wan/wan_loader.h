@@ -1,0 +1,32 @@
+// Opening a Wan checkpoint: files -> normalised names -> detected config -> validated -> weights
+// placed by a provider. Every failure is an error naming the file and the key.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "models/core/checkpoint.h"
+#include "models/core/weights.h"
+#include "models/wan/wan_config.h"
+
+namespace raylight::models::wan {
+
+// The checkpoint opened (mapped, names normalised), its config detected and validated.
+struct OpenedWan {
+  Checkpoint checkpoint;
+  WanConfig config;
+};
+absl::StatusOr<OpenedWan> OpenWanCheckpoint(const std::vector<std::string>& paths);
+
+struct LoadedWan {
+  WanConfig config;
+  std::unique_ptr<WeightProvider> weights;
+};
+
+// Resident placement on `options.device` (Wan's fp32 weights kept fp32).
+absl::StatusOr<LoadedWan> LoadWanResident(const std::vector<std::string>& paths,
+                                          PlacementOptions options);
+
+}  // namespace raylight::models::wan

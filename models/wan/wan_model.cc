@@ -1,0 +1,294 @@
+#include "models/wan/wan_model.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/core/attention.h"
+#include "models/wan/wan_rope.h"
+
+namespace raylight::models::wan {
+namespace {
+
+// Tokens per forward above this are refused before any allocation (1280x720x81 is 75,600).
+constexpr int64_t kMaxTokens = int64_t{1} << 20;
+constexpr int64_t kMaxBatch = 64;
+
+std::string Shape(const at::Tensor& t) {
+  return t.defined() ? absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]") : "undefined";
+}
+
+at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& name) {
+  return at::linear(x, w.Get(name + ".weight"), w.Get(name + ".bias"));
+}
+
+// x * rsqrt(mean(x^2) + eps), in fp32, back to x's dtype, times the weight (all heads together).
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return normed.to(x.scalar_type()) * weight;
+}
+
+// LayerNorm without affine in fp32.
+at::Tensor PlainLayerNorm(const at::Tensor& x, int64_t dim, double eps) {
+  return at::layer_norm(x.to(at::kFloat), {dim}, {}, {}, eps);
+}
+
+struct Modulation {
+  std::vector<at::Tensor> parts;  // each [B, 1, dim] or [B, L, dim], fp32
+};
+
+// table [1, n, dim] + e ([B, n, dim], or [B, L, n, dim] per token) -> n parts.
+Modulation Modulate(const at::Tensor& table, const at::Tensor& e) {
+  Modulation m;
+  if (e.dim() == 3) {
+    at::Tensor sum = table.to(at::kFloat) + e;  // [B, n, dim]
+    for (int64_t i = 0; i < sum.size(1); ++i) m.parts.push_back(sum.select(1, i).unsqueeze(1));
+  } else {
+    at::Tensor sum = table.to(at::kFloat).unsqueeze(0) + e;  // [B, L, n, dim]
+    for (int64_t i = 0; i < sum.size(2); ++i) m.parts.push_back(sum.select(2, i));
+  }
+  return m;
+}
+
+at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) { return x.unflatten(-1, {heads, -1}); }
+
+at::Tensor SelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet& w,
+                         const RopeTable& rope, const ParallelContext& parallel) {
+  at::Tensor q = RmsNorm(Linear(h, w, "self_attn.q"), w.Get("self_attn.norm_q.weight"), c.eps);
+  at::Tensor k = RmsNorm(Linear(h, w, "self_attn.k"), w.Get("self_attn.norm_k.weight"), c.eps);
+  at::Tensor v = Linear(h, w, "self_attn.v");
+  q = ApplyRope(SplitHeads(q, c.num_heads), rope);
+  k = ApplyRope(SplitHeads(k, c.num_heads), rope);
+  at::Tensor out = Attention(q, k, SplitHeads(v, c.num_heads), parallel, AttentionKind::kSelf);
+  return Linear(out.flatten(-2), w, "self_attn.o");
+}
+
+at::Tensor CrossAttention(const WanConfig& c, const at::Tensor& h, const at::Tensor& context,
+                          const at::Tensor& context_img, const WeightSet& w,
+                          const ParallelContext& parallel) {
+  at::Tensor q = RmsNorm(Linear(h, w, "cross_attn.q"), w.Get("cross_attn.norm_q.weight"), c.eps);
+  at::Tensor k =
+      RmsNorm(Linear(context, w, "cross_attn.k"), w.Get("cross_attn.norm_k.weight"), c.eps);
+  at::Tensor v = Linear(context, w, "cross_attn.v");
+  q = SplitHeads(q, c.num_heads);
+  at::Tensor out = Attention(q, SplitHeads(k, c.num_heads), SplitHeads(v, c.num_heads), parallel,
+                             AttentionKind::kCross);
+  if (context_img.defined()) {
+    at::Tensor k_img = RmsNorm(Linear(context_img, w, "cross_attn.k_img"),
+                               w.Get("cross_attn.norm_k_img.weight"), c.eps);
+    at::Tensor v_img = Linear(context_img, w, "cross_attn.v_img");
+    out = out + Attention(q, SplitHeads(k_img, c.num_heads), SplitHeads(v_img, c.num_heads),
+                          parallel, AttentionKind::kCross);
+  }
+  return Linear(out.flatten(-2), w, "cross_attn.o");
+}
+
+// One block; x is the fp32 residual stream, e0 the time projection.
+at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const at::Tensor& context,
+                 const at::Tensor& context_img, const RopeTable& rope, const WeightSet& w,
+                 const ParallelContext& parallel, at::ScalarType dtype) {
+  Modulation m = Modulate(w.Get("modulation"), e0);
+  const auto& shift1 = m.parts[0];
+  const auto& scale1 = m.parts[1];
+  const auto& gate1 = m.parts[2];
+  const auto& shift2 = m.parts[3];
+  const auto& scale2 = m.parts[4];
+  const auto& gate2 = m.parts[5];
+
+  at::Tensor h = (PlainLayerNorm(x, c.dim, c.eps) * (1 + scale1) + shift1).to(dtype);
+  x = x + SelfAttention(c, h, w, rope, parallel).to(at::kFloat) * gate1;
+
+  h = at::layer_norm(x, {c.dim}, w.Get("norm3.weight").to(at::kFloat),
+                     w.Get("norm3.bias").to(at::kFloat), c.eps)
+          .to(dtype);
+  x = x + CrossAttention(c, h, context, context_img, w, parallel).to(at::kFloat);
+
+  h = (PlainLayerNorm(x, c.dim, c.eps) * (1 + scale2) + shift2).to(dtype);
+  at::Tensor ffn = Linear(at::gelu(Linear(h, w, "ffn.0"), "tanh"), w, "ffn.2");
+  return x + ffn.to(at::kFloat) * gate2;
+}
+
+at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContext& parallel,
+                   WeightProvider& provider) {
+  const at::Device device = provider.device();
+  const at::ScalarType dtype = provider.compute_dtype();
+  const WeightSet& g = provider.globals();
+  const int64_t batch = in.x.size(0);
+
+  // Patch embedding: [B, C, F, H, W] -> [B, L, dim] tokens ordered frame, height, width.
+  at::Tensor x = in.x;
+  if (in.y.defined()) x = at::cat({x, in.y}, 1);
+  x = x.to(device, dtype);
+  x = at::conv3d(x, g.Get("patch_embedding.weight"), g.Get("patch_embedding.bias"),
+                 {c.patch_t, c.patch_h, c.patch_w});
+  const int64_t frames = x.size(2), height = x.size(3), width = x.size(4);
+  x = x.flatten(2).transpose(1, 2).to(at::kFloat).contiguous();
+  const int64_t tokens = x.size(1);
+
+  // Time: e [B, dim] (or [B, L, dim] per token), e0 [B, 6, dim] (or [B, L, 6, dim]); fp32.
+  at::Tensor t = in.t.to(at::kDouble).to(device);
+  const bool per_token = t.dim() == 2;
+  at::Tensor sinusoid = SinusoidalEmbedding(t.flatten(), c.freq_dim).to(at::kFloat);
+  at::Tensor e = at::linear(at::silu(Linear(sinusoid, g, "time_embedding.0")),
+                            g.Get("time_embedding.2.weight").to(at::kFloat),
+                            g.Get("time_embedding.2.bias").to(at::kFloat));
+  at::Tensor e0 = at::linear(at::silu(e), g.Get("time_projection.1.weight").to(at::kFloat),
+                             g.Get("time_projection.1.bias").to(at::kFloat));
+  if (per_token) {
+    e = e.view({batch, tokens, c.dim});
+    e0 = e0.view({batch, tokens, 6, c.dim});
+  } else {
+    e = e.view({batch, c.dim});
+    e0 = e0.view({batch, 6, c.dim});
+  }
+
+  // Text: zero-padded to text_len, then the text MLP.
+  at::Tensor context = in.context.to(device, dtype);
+  if (context.size(1) < c.text_len) {
+    context = at::constant_pad_nd(context, {0, 0, 0, c.text_len - context.size(1)});
+  }
+  context = Linear(at::gelu(Linear(context, g, "text_embedding.0"), "tanh"), g, "text_embedding.2");
+
+  at::Tensor context_img;
+  if (c.i2v()) {
+    at::Tensor f = in.clip_fea.to(device, at::kFloat);
+    f = at::layer_norm(f, {c.image_dim}, g.Get("img_emb.proj.0.weight").to(at::kFloat),
+                       g.Get("img_emb.proj.0.bias").to(at::kFloat), 1e-5)
+            .to(dtype);
+    f = Linear(at::gelu(Linear(f, g, "img_emb.proj.1")), g, "img_emb.proj.3");
+    context_img =
+        at::layer_norm(f.to(at::kFloat), {c.dim}, g.Get("img_emb.proj.4.weight").to(at::kFloat),
+                       g.Get("img_emb.proj.4.bias").to(at::kFloat), 1e-5)
+            .to(dtype);
+  }
+
+  const RopeTable rope = MakeRopeTable(frames, height, width, c.head_dim(), device);
+
+  for (int i = 0; i < provider.num_blocks(); ++i) {
+    if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
+    auto block = provider.Acquire(i);
+    TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
+    x = Block(c, x, e0, context, context_img, rope, **block, parallel, dtype);
+    provider.Release(i);
+  }
+
+  // Head in fp32: shift/scale from e (not e0), no gate.
+  Modulation m = Modulate(g.Get("head.modulation"), per_token ? e.unsqueeze(2) : e.unsqueeze(1));
+  at::Tensor h = PlainLayerNorm(x, c.dim, c.eps) * (1 + m.parts[1]) + m.parts[0];
+  at::Tensor out = at::linear(h, g.Get("head.head.weight").to(at::kFloat),
+                              g.Get("head.head.bias").to(at::kFloat));
+
+  // Unpatchify: per token (p_t, p_h, p_w, C), channel fastest.
+  out = out.view({batch, frames, height, width, c.patch_t, c.patch_h, c.patch_w, c.out_channels});
+  out = out.permute({0, 7, 1, 4, 2, 5, 3, 6})
+            .reshape(
+                {batch, c.out_channels, frames * c.patch_t, height * c.patch_h, width * c.patch_w});
+  return out;
+}
+
+}  // namespace
+
+at::Tensor SinusoidalEmbedding(const at::Tensor& t, int64_t freq_dim) {
+  const int64_t half = freq_dim / 2;
+  at::Tensor exponent =
+      at::arange(half, t.options().dtype(at::kDouble)) / static_cast<double>(half);
+  at::Tensor inv_freq = at::pow(10000.0, -exponent);
+  at::Tensor angles = at::outer(t.to(at::kDouble), inv_freq);
+  return at::cat({at::cos(angles), at::sin(angles)}, 1);
+}
+
+bool WanKeepsFp32(const std::string& name) {
+  return name == "head.modulation" || name.starts_with("time_embedding.") ||
+         (name.starts_with("blocks.") && name.ends_with(".modulation"));
+}
+
+absl::Status ValidateWanInputs(const WanConfig& c, const WanInputs& in) {
+  auto bad = [](const std::string& field, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+  };
+  if (!in.x.defined() || in.x.dim() != 5)
+    return bad("x", "must be [B, C, F, H, W], is " + Shape(in.x));
+  const int64_t batch = in.x.size(0);
+  if (batch < 1 || batch > kMaxBatch)
+    return bad("x", absl::StrCat("batch ", batch, " outside [1, ", kMaxBatch, "]"));
+  int64_t channels = in.x.size(1);
+  if (in.y.defined()) {
+    if (!c.i2v()) return bad("y", "only image-to-video models take y");
+    if (in.y.dim() != 5 || in.y.size(0) != batch ||
+        in.y.sizes().slice(2) != in.x.sizes().slice(2)) {
+      return bad("y", absl::StrCat("must be [B, C', F, H, W] matching x ", Shape(in.x), ", is ",
+                                   Shape(in.y)));
+    }
+    channels += in.y.size(1);
+  }
+  if (channels != c.in_channels) {
+    return bad("x", absl::StrCat("has ", channels, " channels", in.y.defined() ? " with y" : "",
+                                 "; ", c.name, " takes ", c.in_channels));
+  }
+  const int64_t f = in.x.size(2), h = in.x.size(3), w = in.x.size(4);
+  if (f < 1 || h < 1 || w < 1 || f % c.patch_t || h % c.patch_h || w % c.patch_w) {
+    return bad("x", absl::StrCat("frames/height/width ", f, "x", h, "x", w,
+                                 " must be positive multiples of the patch ", c.patch_t, "x",
+                                 c.patch_h, "x", c.patch_w));
+  }
+  const int64_t tokens = (f / c.patch_t) * (h / c.patch_h) * (w / c.patch_w);
+  if (tokens > kMaxTokens) {
+    return bad("x", absl::StrCat(tokens, " tokens exceed the limit of ", kMaxTokens));
+  }
+  if (!in.t.defined()) return bad("t", "missing");
+  if (in.t.dim() == 1) {
+    if (in.t.size(0) != batch)
+      return bad("t", absl::StrCat("must be [", batch, "], is ", Shape(in.t)));
+  } else if (in.t.dim() == 2) {
+    if (!c.per_token_timesteps()) return bad("t", "per-token timesteps are for Wan 2.2 TI2V only");
+    if (in.t.size(0) != batch || in.t.size(1) != tokens) {
+      return bad("t", absl::StrCat("must be [", batch, ", ", tokens, "] (one per token), is ",
+                                   Shape(in.t)));
+    }
+  } else {
+    return bad("t", "must be [B] or [B, tokens], is " + Shape(in.t));
+  }
+  if (!in.context.defined() || in.context.dim() != 3 || in.context.size(0) != batch ||
+      in.context.size(2) != c.text_dim || in.context.size(1) < 1 ||
+      in.context.size(1) > c.text_len) {
+    return bad("context", absl::StrCat("must be [", batch, ", 1..", c.text_len, ", ", c.text_dim,
+                                       "], is ", Shape(in.context)));
+  }
+  if (c.i2v()) {
+    if (!in.clip_fea.defined() || in.clip_fea.dim() != 3 || in.clip_fea.size(0) != batch ||
+        in.clip_fea.size(2) != c.image_dim || in.clip_fea.size(1) < 1 ||
+        in.clip_fea.size(1) > 2 * c.image_tokens) {
+      return bad("clip_fea", absl::StrCat("must be [", batch, ", ", c.image_tokens, ", ",
+                                          c.image_dim, "], is ", Shape(in.clip_fea)));
+    }
+  } else if (in.clip_fea.defined()) {
+    return bad("clip_fea", "only image-to-video models take CLIP features");
+  }
+  for (const auto& [name, tensor] :
+       {std::pair{"x", &in.x}, std::pair{"context", &in.context}, std::pair{"t", &in.t}}) {
+    if (!at::isfinite(*tensor).all().item<bool>()) return bad(name, "holds NaN or infinity");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<at::Tensor> WanForward(const WanConfig& config, const WanInputs& inputs,
+                                      const ParallelContext& parallel, WeightProvider& weights) {
+  if (auto status = ValidateWanInputs(config, inputs); !status.ok()) return status;
+  if (weights.num_blocks() != config.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("weights hold ", weights.num_blocks(),
+                                                   " blocks; ", config.name, " has ",
+                                                   config.num_layers));
+  }
+  try {
+    c10::InferenceMode inference;
+    return Forward(config, inputs, parallel, weights);
+  } catch (const c10::OutOfMemoryError& error) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("wan forward: ", error.what_without_backtrace()));
+  } catch (const c10::Error& error) {
+    return absl::InternalError(absl::StrCat("wan forward: ", error.what_without_backtrace()));
+  }
+}
+
+}  // namespace raylight::models::wan

@@ -1,0 +1,41 @@
+// The Wan 2.1 / 2.2 diffusion transformer as a function over named weights
+// (../shared/reference/wan.md, "Forward"). Weights come from a WeightProvider one block at a
+// time; the mesh comes from the ParallelContext; modulation, time embedding and the output head
+// run in fp32 as the reference does, the rest in the provider's compute dtype (bf16 on GPU, fp32
+// on CPU). The residual stream is kept in fp32, as the reference's autocast regions keep it.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "models/core/parallel_context.h"
+#include "models/core/weights.h"
+#include "models/wan/wan_config.h"
+
+namespace raylight::models::wan {
+
+struct WanInputs {
+  at::Tensor x;         // [B, C, F, H, W] noisy latent (I2V: 16 channels with `y`, or all 36)
+  at::Tensor t;         // [B] timesteps (sigma * 1000), or [B, tokens] per token (TI2V)
+  at::Tensor context;   // [B, Ltext, text_dim], Ltext <= text_len; zero-padded to text_len
+  at::Tensor clip_fea;  // I2V: [B, image_tokens, image_dim] CLIP-vision features
+  at::Tensor y;         // I2V: [B, in_channels - C, F, H, W] mask + image latent, concatenated to x
+};
+
+// Checks shapes against the config (each error names the input); no tensor work.
+absl::Status ValidateWanInputs(const WanConfig& config, const WanInputs& inputs);
+
+// One denoising forward; returns the prediction [B, out_channels, F, H, W] in fp32 on the
+// provider's device.
+absl::StatusOr<at::Tensor> WanForward(const WanConfig& config, const WanInputs& inputs,
+                                      const ParallelContext& parallel, WeightProvider& weights);
+
+// Sinusoidal timestep embedding [N, freq_dim] (cos then sin), computed in float64.
+at::Tensor SinusoidalEmbedding(const at::Tensor& t, int64_t freq_dim);
+
+// Which weights a provider keeps in fp32 for Wan (modulation tables, time embedding).
+bool WanKeepsFp32(const std::string& name);
+
+}  // namespace raylight::models::wan

@@ -1,0 +1,46 @@
+#include "models/wan/wan_rope.h"
+
+namespace raylight::models::wan {
+namespace {
+
+// [positions, D_axis/2] angles pos * 10000^(-2i/D_axis), float64.
+at::Tensor AxisAngles(int64_t positions, int64_t axis_dim) {
+  at::Tensor exponent = at::arange(0, axis_dim, 2, at::kDouble) / static_cast<double>(axis_dim);
+  at::Tensor inv_freq = at::pow(10000.0, -exponent);
+  at::Tensor pos = at::arange(positions, at::kDouble);
+  return at::outer(pos, inv_freq);
+}
+
+}  // namespace
+
+RopeTable RopeTable::Slice(int64_t begin, int64_t end) const {
+  return {cos.slice(0, begin, end), sin.slice(0, begin, end)};
+}
+
+RopeTable MakeRopeTable(int64_t frames, int64_t height, int64_t width, int64_t head_dim,
+                        at::Device device) {
+  const int64_t hw_dim = 2 * (head_dim / 6);
+  const int64_t t_dim = head_dim - 2 * hw_dim;
+  at::Tensor ft = AxisAngles(frames, t_dim);   // [F, t/2]
+  at::Tensor fh = AxisAngles(height, hw_dim);  // [H, h/2]
+  at::Tensor fw = AxisAngles(width, hw_dim);   // [W, w/2]
+  at::Tensor angles = at::cat({ft.view({frames, 1, 1, -1}).expand({frames, height, width, -1}),
+                               fh.view({1, height, 1, -1}).expand({frames, height, width, -1}),
+                               fw.view({1, 1, width, -1}).expand({frames, height, width, -1})},
+                              -1)
+                          .reshape({frames * height * width, head_dim / 2});
+  return {at::cos(angles).to(device, at::kFloat), at::sin(angles).to(device, at::kFloat)};
+}
+
+at::Tensor ApplyRope(const at::Tensor& x, const RopeTable& table) {
+  const auto sizes = x.sizes();
+  at::Tensor pairs = x.to(at::kFloat).unflatten(-1, {-1, 2});  // [B, L, H, d/2, 2]
+  at::Tensor real = pairs.select(-1, 0);
+  at::Tensor imag = pairs.select(-1, 1);
+  at::Tensor cos = table.cos.unsqueeze(0).unsqueeze(2);  // [1, L, 1, d/2]
+  at::Tensor sin = table.sin.unsqueeze(0).unsqueeze(2);
+  at::Tensor out = at::stack({real * cos - imag * sin, real * sin + imag * cos}, -1);
+  return out.reshape(sizes).to(x.scalar_type());
+}
+
+}  // namespace raylight::models::wan

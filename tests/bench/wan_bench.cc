@@ -1,0 +1,150 @@
+// One Wan denoising forward (batch 1, bf16, one GPU) at a video size, against diffusers'
+// WanTransformer3DModel on the same checkpoint, inputs and GPU; model FLOP utilisation against a
+// bf16 matmul peak measured in the same process; and load throughput of the checkpoint from the
+// page cache to the GPU. Prints JSON lines (tests/bench/report.py turns them into tables).
+//
+//   wan_bench --checkpoint wan14b.safetensors --name wan14b_832x480x81
+//
+// The checkpoint is any Wan file our loader reads; diffusers needs the diffusers spelling, which
+// raylight-make-checkpoint --spelling diffusers writes.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_format.h"
+#include "models/wan/wan_loader.h"
+#include "models/wan/wan_model.h"
+#include "tests/models/wan_test_util.h"
+#include "tests/util/temp_dir.h"
+
+ABSL_FLAG(std::string, checkpoint, "",
+          "Wan checkpoint (.safetensors, diffusers spelling for the anchor)");
+ABSL_FLAG(std::string, name, "wan", "row name prefix, e.g. wan14b_832x480x81");
+ABSL_FLAG(int64_t, frames, 21, "latent frames (81 video frames)");
+ABSL_FLAG(int64_t, height, 60, "latent height (480 pixels)");
+ABSL_FLAG(int64_t, width, 104, "latent width (832 pixels)");
+ABSL_FLAG(int, runs, 3, "timed forwards after one warm-up");
+ABSL_FLAG(bool, diffusers, true, "also time diffusers' forward (the anchor)");
+
+namespace raylight {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+void Emit(const std::string& name, double value, const std::string& unit) {
+  std::printf("{\"name\": \"%s\", \"value\": %.4g, \"unit\": \"%s\"}\n", name.c_str(), value,
+              unit.c_str());
+  std::fflush(stdout);
+}
+
+double MatmulPeakTflops() {
+  auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  at::Tensor a = at::randn({8192, 8192}, options), b = at::randn({8192, 8192}, options);
+  for (int i = 0; i < 3; ++i) at::mm(a, b);
+  c10::cuda::device_synchronize();
+  constexpr int kIters = 20;
+  const auto start = Clock::now();
+  for (int i = 0; i < kIters; ++i) at::mm(a, b);
+  c10::cuda::device_synchronize();
+  return 2.0 * 8192.0 * 8192.0 * 8192.0 * kIters / Seconds(start) / 1e12;
+}
+
+// Dense FLOPs of one forward (linear layers and attention; elementwise work left out).
+double ForwardFlops(const models::wan::WanConfig& c, int64_t tokens) {
+  const double l = static_cast<double>(tokens), d = c.dim, f = c.ffn_dim, text = c.text_len;
+  double block = 2 * l * (6 * d * d + 2 * d * f)      // self q k v o, cross q o, ffn
+                 + 2 * text * 2 * d * d               // cross k v on the text tokens
+                 + 4 * l * l * d + 4 * l * text * d;  // self and cross attention
+  if (c.i2v()) block += 2 * c.image_tokens * 2 * d * d + 4 * l * c.image_tokens * d;
+  return block * c.num_layers;
+}
+
+int Run() {
+  const std::string path = absl::GetFlag(FLAGS_checkpoint);
+  const std::string name = absl::GetFlag(FLAGS_name);
+  if (!at::hasCUDA()) {
+    std::fprintf(stderr, "wan_bench needs a GPU\n");
+    return 2;
+  }
+  const double peak = MatmulPeakTflops();
+  Emit("bf16_matmul_8192_tflops", peak, "TFLOP/s");
+
+  models::PlacementOptions placement;
+  placement.device = at::Device(at::kCUDA);
+  placement.compute_dtype = at::kBFloat16;
+  const auto load_start = Clock::now();
+  auto loaded = models::wan::LoadWanResident({path}, placement);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
+    return 1;
+  }
+  c10::cuda::device_synchronize();
+  const double load_s = Seconds(load_start);
+  const double file_gb = std::filesystem::file_size(path) / 1e9;
+  Emit(name + "_load_GBps", file_gb / load_s, "GB/s");
+
+  testing_util::LatentSize size;
+  size.frames = absl::GetFlag(FLAGS_frames);
+  size.height = absl::GetFlag(FLAGS_height);
+  size.width = absl::GetFlag(FLAGS_width);
+  size.text_tokens = 512;
+  const models::wan::WanConfig& config = loaded->config;
+  models::wan::WanInputs inputs = testing_util::RandomWanInputs(config, size);
+  const int64_t tokens = size.frames * (size.height / 2) * (size.width / 2);
+  auto forward = [&] {
+    auto out = models::wan::WanForward(config, inputs, models::ParallelContext{}, *loaded->weights);
+    if (!out.ok()) {
+      std::fprintf(stderr, "%s\n", out.status().ToString().c_str());
+      std::exit(1);
+    }
+    return *out;
+  };
+  at::Tensor ours = forward();
+  c10::cuda::device_synchronize();
+  const int runs = absl::GetFlag(FLAGS_runs);
+  const auto start = Clock::now();
+  for (int i = 0; i < runs; ++i) forward();
+  c10::cuda::device_synchronize();
+  const double step_ms = Seconds(start) * 1e3 / runs;
+  Emit(name + "_step_ms_1gpu", step_ms, "ms");
+  const double tflops = ForwardFlops(config, tokens) / (step_ms / 1e3) / 1e12;
+  Emit(name + "_tflops", tflops, "TFLOP/s");
+  Emit(name + "_mfu", tflops / peak, "fraction");
+  std::fprintf(stderr, "%s: %s, %ld blocks, %ld tokens, load %.1f s for %.1f GB\n", name.c_str(),
+               config.name.c_str(), static_cast<long>(config.num_layers), static_cast<long>(tokens),
+               load_s, file_gb);
+
+  if (absl::GetFlag(FLAGS_diffusers)) {
+    loaded->weights.reset();  // the anchor needs the GPU memory
+    c10::cuda::CUDACachingAllocator::emptyCache();
+    testing_util::TempDir dir("wan-bench");
+    double diffusers_ms = 0;
+    auto reference = testing_util::DiffusersForward(dir.path(), config, path, inputs, "cuda",
+                                                    "bf16", runs, &diffusers_ms);
+    if (!reference.ok()) {
+      std::fprintf(stderr, "%s\n", reference.status().ToString().c_str());
+      return 1;
+    }
+    Emit(name + "_step_ms_1gpu_diffusers", diffusers_ms, "ms");
+    Emit(name + "_rel_l2_vs_diffusers", testing_util::RelativeL2(ours, *reference), "");
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace raylight
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return raylight::Run();
+}

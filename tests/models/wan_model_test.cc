@@ -1,0 +1,311 @@
+// Wan on CPU in fp32: key spellings, checkpoint validation, config detection, RoPE and the
+// timestep embedding against direct computations, forward determinism, input errors, fp8.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "models/core/safetensors_tensors.h"
+#include "models/wan/wan_keys.h"
+#include "models/wan/wan_loader.h"
+#include "models/wan/wan_rope.h"
+#include "tests/models/wan_test_util.h"
+#include "tests/util/temp_dir.h"
+
+namespace raylight::models::wan {
+namespace {
+
+using testing_util::LatentSize;
+using testing_util::RandomWanInputs;
+using testing_util::RelativeL2;
+
+MakeCheckpointOptions F32(KeySpelling spelling = KeySpelling::kOfficial, uint64_t seed = 7) {
+  MakeCheckpointOptions options;
+  options.dtype = at::kFloat;
+  options.spelling = spelling;
+  options.seed = seed;
+  return options;
+}
+
+at::Tensor Forward(const std::string& path, const WanInputs& inputs) {
+  auto loaded = LoadWanResident({path}, PlacementOptions{});
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  auto out = WanForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return *out;
+}
+
+TEST(WanKeysTest, EverySpellingNormalisesToTheInternalName) {
+  for (const char* preset : {"tiny-t2v", "tiny-i2v", "tiny-ti2v"}) {
+    WanConfig config = *WanPreset(preset);
+    for (const auto& [name, shape] : WanWeightShapes(config)) {
+      EXPECT_EQ(NormalizeWanKey(name), name);
+      EXPECT_EQ(NormalizeWanKey("model.diffusion_model." + name), name);
+      EXPECT_EQ(NormalizeWanKey(ToDiffusersKey(name)), name) << ToDiffusersKey(name);
+    }
+  }
+  EXPECT_EQ(NormalizeWanKey("blocks.3.attn1.to_out.0.weight"), "blocks.3.self_attn.o.weight");
+  EXPECT_EQ(NormalizeWanKey("blocks.0.attn2.add_k_proj.bias"), "blocks.0.cross_attn.k_img.bias");
+  EXPECT_EQ(NormalizeWanKey("blocks.1.norm2.weight"), "blocks.1.norm3.weight");
+  EXPECT_EQ(NormalizeWanKey("blocks.1.ffn.net.0.proj.weight"), "blocks.1.ffn.0.weight");
+  EXPECT_EQ(NormalizeWanKey("blocks.2.scale_shift_table"), "blocks.2.modulation");
+  EXPECT_EQ(NormalizeWanKey("scale_shift_table"), "head.modulation");
+  EXPECT_EQ(NormalizeWanKey("condition_embedder.time_proj.weight"), "time_projection.1.weight");
+  EXPECT_EQ(NormalizeWanKey("proj_out.bias"), "head.head.bias");
+  EXPECT_EQ(NormalizeWanKey("first_stage_model.decoder.conv_in.weight"), std::nullopt);
+  EXPECT_EQ(NormalizeWanKey("blocks.x.self_attn.q.weight"), std::nullopt);
+  EXPECT_EQ(NormalizeWanKey("blocks.0.self_attn.qq.weight"), std::nullopt);
+}
+
+TEST(WanKeysTest, ThreeSpellingsLoadToTheSameModel) {
+  testing_util::TempDir dir("wan-keys");
+  WanConfig config = *WanPreset("tiny-i2v");
+  WanInputs inputs = RandomWanInputs(config, LatentSize{});
+  at::Tensor official = Forward(
+      testing_util::MakeCheckpoint(dir.path(), config, F32(KeySpelling::kOfficial), "o"), inputs);
+  at::Tensor comfy = Forward(
+      testing_util::MakeCheckpoint(dir.path(), config, F32(KeySpelling::kComfyUi), "c"), inputs);
+  at::Tensor diffusers = Forward(
+      testing_util::MakeCheckpoint(dir.path(), config, F32(KeySpelling::kDiffusers), "d"), inputs);
+  // Same values; only the file layout (hence the alignment the CPU kernels see) differs.
+  EXPECT_LT(RelativeL2(comfy, official), 1e-6);
+  EXPECT_LT(RelativeL2(diffusers, official), 1e-6);
+}
+
+TEST(WanKeysTest, DetectionFindsFamilyPresetAndLayers) {
+  testing_util::TempDir dir("wan-detect");
+  for (const char* preset : {"tiny-t2v", "tiny-i2v", "tiny-ti2v"}) {
+    WanConfig config = *WanPreset(preset);
+    config.num_layers = 1;
+    auto opened =
+        OpenWanCheckpoint({testing_util::MakeCheckpoint(dir.path(), config, F32(), preset)});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    EXPECT_EQ(opened->config.name, preset);
+    EXPECT_EQ(opened->config.family, config.family);
+    EXPECT_EQ(opened->config.num_layers, 1);
+    EXPECT_EQ(opened->config.num_heads, config.num_heads);
+    EXPECT_EQ(opened->config.in_channels, config.in_channels);
+  }
+  // Real 1.3B sizes, one block (bf16 keeps the file small): the preset is recognised.
+  WanConfig real = *WanPreset("wan2.1-t2v-1.3b");
+  real.num_layers = 1;
+  MakeCheckpointOptions bf16;
+  auto opened = OpenWanCheckpoint({testing_util::MakeCheckpoint(dir.path(), real, bf16, "real")});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->config.name, "wan2.1-t2v-1.3b");
+  EXPECT_EQ(opened->config.num_heads, 12);
+}
+
+// Rewrites a checkpoint through `edit` (which may drop, add or change tensors).
+std::string Edited(const std::string& dir, const std::string& source, const std::string& name,
+                   const std::function<void(NamedTensors&)>& edit) {
+  auto file = SafetensorsFile::Open(source);
+  NamedTensors tensors;
+  for (const auto& info : (*file)->header().tensors)
+    tensors.emplace_back(info.name, ViewTensor(*file, info)->clone());
+  edit(tensors);
+  const std::string path = dir + "/" + name + ".safetensors";
+  EXPECT_TRUE(WriteTensors(path, tensors, (*file)->header().metadata).ok());
+  return path;
+}
+
+TEST(WanKeysTest, IncompleteOrWrongCheckpointsSayWhatIsWrong) {
+  testing_util::TempDir dir("wan-bad");
+  WanConfig config = *WanPreset("tiny-t2v");
+  const std::string good =
+      testing_util::MakeCheckpoint(dir.path(), config, F32(KeySpelling::kComfyUi), "good");
+  auto expect = [&](const std::string& path, const std::vector<std::string>& needles) {
+    auto opened = OpenWanCheckpoint({path});
+    ASSERT_FALSE(opened.ok());
+    EXPECT_EQ(opened.status().code(), absl::StatusCode::kInvalidArgument);
+    for (const auto& needle : needles) {
+      EXPECT_NE(opened.status().message().find(needle), std::string::npos) << opened.status();
+    }
+  };
+  expect(Edited(dir.path(), good, "missing",
+                [](NamedTensors& t) {
+                  std::erase_if(t, [](const auto& p) {
+                    return p.first.ends_with("blocks.1.cross_attn.k.weight");
+                  });
+                }),
+         {"missing keys", "blocks.1.cross_attn.k.weight"});
+  expect(Edited(dir.path(), good, "extra",
+                [](NamedTensors& t) {
+                  t.emplace_back("model.diffusion_model.blocks.0.lora_up.weight", at::randn({2}));
+                }),
+         {"extra keys", "blocks.0.lora_up.weight"});
+  expect(Edited(dir.path(), good, "shape",
+                [](NamedTensors& t) {
+                  for (auto& [name, tensor] : t) {
+                    if (name.ends_with("blocks.0.ffn.2.weight")) tensor = at::randn({64, 100});
+                  }
+                }),
+         {"wrong shapes", "blocks.0.ffn.2.weight is [64, 100], expected [64, 128]"});
+  expect(Edited(dir.path(), good, "vae",
+                [](NamedTensors& t) {
+                  t.clear();
+                  t.emplace_back("decoder.conv_in.weight", at::randn({4}));
+                }),
+         {"not a Wan transformer checkpoint", "patch_embedding.weight", "decoder.conv_in.weight"});
+  expect(Edited(dir.path(), good, "noscale",
+                [](NamedTensors& t) {
+                  for (auto& [name, tensor] : t) {
+                    if (name.ends_with("blocks.0.ffn.0.weight"))
+                      tensor = tensor.to(at::kFloat8_e4m3fn);
+                  }
+                }),
+         {"fp8 weight", "has no scale_weight"});
+  auto missing_file = OpenWanCheckpoint({dir.path() + "/nope.safetensors"});
+  EXPECT_EQ(missing_file.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(WanRopeTest, MatchesADirectPerPositionComputation) {
+  const int64_t frames = 3, height = 4, width = 5, head_dim = 32, heads = 2;
+  RopeTable table = MakeRopeTable(frames, height, width, head_dim, at::kCPU);
+  at::manual_seed(std::random_device{}());
+  at::Tensor x = at::randn({1, frames * height * width, heads, head_dim}, at::kDouble);
+  at::Tensor rotated = ApplyRope(x.to(at::kFloat), table).to(at::kDouble);
+  // Axis split for d = 32: t gets 32 - 4*5 = 12 dims, h and w 10 each; pairs rotate by
+  // position * 10000^(-2i/D_axis).
+  const int64_t dims[3] = {12, 10, 10};
+  for (int64_t f = 0; f < frames; ++f) {
+    for (int64_t h = 0; h < height; ++h) {
+      for (int64_t w = 0; w < width; ++w) {
+        const int64_t token = (f * height + h) * width + w;
+        const int64_t pos[3] = {f, h, w};
+        int64_t pair = 0;
+        for (int axis = 0; axis < 3; ++axis) {
+          for (int64_t i = 0; i < dims[axis] / 2; ++i, ++pair) {
+            const double angle = pos[axis] * std::pow(10000.0, -2.0 * i / dims[axis]);
+            for (int64_t head = 0; head < heads; ++head) {
+              const double a = x[0][token][head][2 * pair].item<double>();
+              const double b = x[0][token][head][2 * pair + 1].item<double>();
+              EXPECT_NEAR(rotated[0][token][head][2 * pair].item<double>(),
+                          a * std::cos(angle) - b * std::sin(angle), 1e-5);
+              EXPECT_NEAR(rotated[0][token][head][2 * pair + 1].item<double>(),
+                          a * std::sin(angle) + b * std::cos(angle), 1e-5);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(WanModelTest, SinusoidalEmbeddingIsCosThenSin) {
+  at::Tensor t = at::tensor({0.0, 1.0, 999.0}, at::kDouble);
+  at::Tensor e = SinusoidalEmbedding(t, 256);
+  ASSERT_EQ(e.sizes(), (std::vector<int64_t>{3, 256}));
+  for (int64_t i : {0, 1, 64, 127}) {
+    const double freq = std::pow(10000.0, -static_cast<double>(i) / 128);
+    EXPECT_NEAR(e[2][i].item<double>(), std::cos(999.0 * freq), 1e-12);
+    EXPECT_NEAR(e[2][128 + i].item<double>(), std::sin(999.0 * freq), 1e-12);
+  }
+}
+
+TEST(WanModelTest, TinyForwardIsDeterministicAndShaped) {
+  testing_util::TempDir dir("wan-tiny");
+  for (const char* preset : {"tiny-t2v", "tiny-i2v", "tiny-ti2v"}) {
+    WanConfig config = *WanPreset(preset);
+    const std::string path = testing_util::MakeCheckpoint(dir.path(), config, F32(), preset);
+    LatentSize size;
+    size.batch = 2;
+    WanInputs inputs = RandomWanInputs(config, size);
+    at::Tensor a = Forward(path, inputs);
+    at::Tensor b = Forward(path, inputs);
+    EXPECT_EQ(a.sizes(), (std::vector<int64_t>{2, config.out_channels, 3, 8, 12})) << preset;
+    EXPECT_EQ(a.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(a, b)) << preset;
+    EXPECT_TRUE(at::isfinite(a).all().item<bool>());
+    EXPECT_GT(a.std().item<double>(), 0.01);
+    // The batch items are independent: item 1 alone gives the same answer.
+    WanInputs one = inputs;
+    one.x = inputs.x.slice(0, 1, 2);
+    one.t = inputs.t.slice(0, 1, 2);
+    one.context = inputs.context.slice(0, 1, 2);
+    if (config.i2v()) {
+      one.y = inputs.y.slice(0, 1, 2);
+      one.clip_fea = inputs.clip_fea.slice(0, 1, 2);
+    }
+    EXPECT_LT(RelativeL2(Forward(path, one), a.slice(0, 1, 2)), 1e-5) << preset;
+    // A different timestep changes the answer.
+    WanInputs later = inputs;
+    later.t = inputs.t + 100;
+    EXPECT_GT(RelativeL2(Forward(path, later), a), 1e-3) << preset;
+  }
+}
+
+TEST(WanModelTest, BadInputsAreRefusedNamingTheField) {
+  testing_util::TempDir dir("wan-inputs");
+  WanConfig config = *WanPreset("tiny-i2v");
+  auto loaded = LoadWanResident({testing_util::MakeCheckpoint(dir.path(), config, F32(), "m")}, {});
+  ASSERT_TRUE(loaded.ok());
+  const WanInputs good = RandomWanInputs(config, LatentSize{});
+  auto expect = [&](const std::function<void(WanInputs&)>& edit, const std::string& field) {
+    WanInputs in = good;
+    edit(in);
+    auto out = WanForward(loaded->config, in, ParallelContext{}, *loaded->weights);
+    ASSERT_FALSE(out.ok()) << field;
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(out.status().message().substr(0, field.size() + 1), field + ":") << out.status();
+  };
+  expect([](WanInputs& in) { in.x = in.x.slice(1, 0, 15); }, "x");
+  expect(
+      [](WanInputs& in) {
+        in.x = in.x.slice(3, 0, 7);
+        in.y = in.y.slice(3, 0, 7);
+      },
+      "x");
+  expect([](WanInputs& in) { in.y = in.y.slice(4, 0, 10); }, "y");
+  expect([](WanInputs& in) { in.t = at::rand({2}); }, "t");
+  expect([](WanInputs& in) { in.t = at::rand({1, 72}); }, "t");
+  expect([](WanInputs& in) { in.context = at::randn({1, 513, 48}); }, "context");
+  expect([](WanInputs& in) { in.context = at::randn({1, 20, 47}); }, "context");
+  expect([](WanInputs& in) { in.clip_fea = at::Tensor(); }, "clip_fea");
+  expect(
+      [](WanInputs& in) {
+        in.x = in.x.clone();
+        in.x[0][0][0][0][0] = NAN;
+      },
+      "x");
+  expect(
+      [](WanInputs& in) {  // 2M tokens: refused before anything is allocated
+        in.x = at::randn({1, 16, 1, 1, 1}).expand({1, 16, 2000, 64, 64});
+        in.y = at::randn({1, 20, 1, 1, 1}).expand({1, 20, 2000, 64, 64});
+      },
+      "x");
+  // Ulysses is not wired yet: a clear error, not a wrong answer.
+  ParallelContext sp;
+  sp.ulysses_degree = 2;
+  auto out = WanForward(loaded->config, good, sp, *loaded->weights);
+  EXPECT_FALSE(out.ok());
+}
+
+TEST(WanModelTest, Fp8ScaledCheckpointStaysCloseToFullPrecision) {
+  testing_util::TempDir dir("wan-fp8");
+  WanConfig config = *WanPreset("tiny-t2v");
+  MakeCheckpointOptions fp8 = F32();
+  fp8.dtype = at::kFloat8_e4m3fn;
+  const std::string full = testing_util::MakeCheckpoint(dir.path(), config, F32(), "full");
+  const std::string quantized = testing_util::MakeCheckpoint(dir.path(), config, fp8, "fp8");
+  auto loaded = LoadWanResident({quantized}, {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  // fp8 stays fp8 in memory: the block matrices take one byte per value.
+  auto* resident = dynamic_cast<ResidentWeights*>(loaded->weights.get());
+  ASSERT_NE(resident, nullptr);
+  auto full_loaded = LoadWanResident({full}, {});
+  EXPECT_LT(resident->resident_bytes(),
+            full_loaded->weights->globals().bytes() +
+                (dynamic_cast<ResidentWeights*>(full_loaded->weights.get())->resident_bytes() -
+                 full_loaded->weights->globals().bytes()) /
+                    2);
+  WanInputs inputs = RandomWanInputs(config, LatentSize{});
+  // e4m3 keeps 3 mantissa bits: ~2% error per weight; the documented bound for the whole
+  // forward is 10% relative L2.
+  const double error = RelativeL2(Forward(quantized, inputs), Forward(full, inputs));
+  EXPECT_LT(error, 0.10);
+  EXPECT_GT(error, 1e-4);  // it really is the quantised model
+}
+
+}  // namespace
+}  // namespace raylight::models::wan
