@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # One GPU-machine session in one call (device time is short): install diffusers from the carried
-# wheels (.whl/, made by `pip download`; the machine has no network) into a venv that sees the
-# host's PyTorch, build the GPU tests and benchmarks, run the `gpu` tests, then the benchmarks.
+# wheels (.whl/, made by `pip download`; the machine has no network) beside the host's PyTorch, build the GPU tests and benchmarks, run the `gpu` tests, then the benchmarks.
 # Logs and JSON lines go to $OUT (or ./gpu-out).
 #
 #   deploy/gpu/session.sh [tests|bench|all]
@@ -12,13 +11,17 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 
-VENV=/tmp/raylight-gpu-venv
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv --system-site-packages "$VENV"
-  "$VENV/bin/pip" install -q --no-index --find-links .whl diffusers safetensors >"$OUT/pip.log" 2>&1 ||
+# The host's PyTorch lives in its own venv (python3 on PATH); diffusers and its pure-Python
+# dependencies go to a side directory on PYTHONPATH, without touching that venv. numpy and Pillow
+# come from the host.
+PYDEPS=/tmp/raylight-pydeps
+if [ ! -d "$PYDEPS/diffusers" ]; then
+  python3 -m pip install -q --no-index --no-deps --target "$PYDEPS" .whl/*.whl >"$OUT/pip.log" 2>&1 ||
     { echo "diffusers install failed"; tail -20 "$OUT/pip.log"; }
 fi
-export PYTHON=$VENV/bin/python
+export PYTHONPATH=$PYDEPS${PYTHONPATH:+:$PYTHONPATH}
+export PYTHON=python3
+python3 -c 'import diffusers, torch; print("diffusers", diffusers.__version__, "torch", torch.__version__)'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 
 TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
