@@ -11,15 +11,13 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 
-# The host's PyTorch lives in its own venv (python3 on PATH); diffusers and its pure-Python
-# dependencies go to a side directory on PYTHONPATH, without touching that venv. numpy and Pillow
-# come from the host.
-PYDEPS=/tmp/raylight-pydeps
-if [ ! -d "$PYDEPS/diffusers" ]; then
-  python3 -m pip install -q --no-index --no-deps --target "$PYDEPS" .whl/*.whl >"$OUT/pip.log" 2>&1 ||
+# The host's PyTorch lives in its own venv (python3 on PATH; a fresh machine every session):
+# pip resolves diffusers against what that venv has (numpy, Pillow, transformers' pins) and
+# installs only what is missing from the carried wheels.
+if ! python3 -c 'import diffusers' 2>/dev/null; then
+  python3 -m pip install -q --no-index --find-links .whl diffusers safetensors >"$OUT/pip.log" 2>&1 ||
     { echo "diffusers install failed"; tail -20 "$OUT/pip.log"; }
 fi
-export PYTHONPATH=$PYDEPS${PYTHONPATH:+:$PYTHONPATH}
 export PYTHON=python3
 python3 -c 'import diffusers, torch; print("diffusers", diffusers.__version__, "torch", torch.__version__)'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1

@@ -1,6 +1,29 @@
 #include "models/core/attention.h"
 
+#include <ATen/ops/_scaled_dot_product_cudnn_attention.h>
+
+#include <atomic>
+
 namespace raylight::models {
+namespace {
+
+std::atomic<AttentionBackend> backend{AttentionBackend::kAuto};
+
+// Returns an undefined tensor when cuDNN cannot run these inputs.
+at::Tensor TryCudnn(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  if (!q.is_cuda() || (q.scalar_type() != at::kBFloat16 && q.scalar_type() != at::kHalf)) return {};
+  try {
+    return std::get<0>(at::_scaled_dot_product_cudnn_attention(q, k, v, std::nullopt,
+                                                               /*compute_log_sumexp=*/false));
+  } catch (const c10::Error&) {
+    return {};
+  }
+}
+
+}  // namespace
+
+void SetAttentionBackend(AttentionBackend value) { backend.store(value); }
+AttentionBackend GetAttentionBackend() { return backend.load(); }
 
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const ParallelContext& parallel, AttentionKind kind) {

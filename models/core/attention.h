@@ -15,6 +15,14 @@ enum class AttentionKind {
   kCross,  // q sharded, k/v replicated on every rank (text context): no communication
 };
 
+// Which kernel family runs local attention on the GPU. kAuto: cuDNN's fused attention for
+// bf16/fp16 on CUDA (on Hopper it is the fastest PyTorch ships: ~1.5x its default flash kernel at
+// video sequence lengths), falling back to at::scaled_dot_product_attention's own choice when
+// cuDNN refuses the shapes; kSdpa: always libtorch's choice (its default priority order).
+enum class AttentionBackend { kAuto, kSdpa };
+void SetAttentionBackend(AttentionBackend backend);
+AttentionBackend GetAttentionBackend();
+
 // q: [B, Lq, H, D], k and v: [B, Lk, H, D] (this rank's shard for sharded inputs); returns
 // [B, Lq, H, D]. Scale 1/sqrt(D), no mask, no dropout. Throws c10::Error on misuse, like any op;
 // model entry points turn that into a Status.

@@ -22,11 +22,10 @@ at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& na
   return at::linear(x, w.Get(name + ".weight"), w.Get(name + ".bias"));
 }
 
-// x * rsqrt(mean(x^2) + eps), in fp32, back to x's dtype, times the weight (all heads together).
+// x * rsqrt(mean(x^2) + eps) * weight over all heads together; libtorch's fused kernel
+// accumulates in fp32 for bf16 inputs, as the reference's explicit fp32 norm does.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return normed.to(x.scalar_type()) * weight;
+  return at::rms_norm(x, {x.size(-1)}, weight, eps);
 }
 
 // LayerNorm without affine in fp32.

@@ -14,7 +14,7 @@ at::Tensor AxisAngles(int64_t positions, int64_t axis_dim) {
 }  // namespace
 
 RopeTable RopeTable::Slice(int64_t begin, int64_t end) const {
-  return {cos.slice(0, begin, end), sin.slice(0, begin, end)};
+  return {cos.slice(0, begin, end), sin.slice(0, begin, end), rotation.slice(0, begin, end)};
 }
 
 RopeTable MakeRopeTable(int64_t frames, int64_t height, int64_t width, int64_t head_dim,
@@ -29,18 +29,17 @@ RopeTable MakeRopeTable(int64_t frames, int64_t height, int64_t width, int64_t h
                                fw.view({1, 1, width, -1}).expand({frames, height, width, -1})},
                               -1)
                           .reshape({frames * height * width, head_dim / 2});
-  return {at::cos(angles).to(device, at::kFloat), at::sin(angles).to(device, at::kFloat)};
+  at::Tensor cos = at::cos(angles).to(device, at::kFloat);
+  at::Tensor sin = at::sin(angles).to(device, at::kFloat);
+  return {cos, sin, at::complex(cos, sin)};
 }
 
 at::Tensor ApplyRope(const at::Tensor& x, const RopeTable& table) {
-  const auto sizes = x.sizes();
-  at::Tensor pairs = x.to(at::kFloat).unflatten(-1, {-1, 2});  // [B, L, H, d/2, 2]
-  at::Tensor real = pairs.select(-1, 0);
-  at::Tensor imag = pairs.select(-1, 1);
-  at::Tensor cos = table.cos.unsqueeze(0).unsqueeze(2);  // [1, L, 1, d/2]
-  at::Tensor sin = table.sin.unsqueeze(0).unsqueeze(2);
-  at::Tensor out = at::stack({real * cos - imag * sin, real * sin + imag * cos}, -1);
-  return out.reshape(sizes).to(x.scalar_type());
+  // One fp32 complex multiply: (x[2i] + i x[2i+1]) * (cos + i sin).
+  at::Tensor pairs =
+      at::view_as_complex(x.to(at::kFloat).unflatten(-1, {-1, 2}));  // [B, L, H, d/2]
+  at::Tensor rotation = table.rotation.unsqueeze(0).unsqueeze(2);    // [1, L, 1, d/2]
+  return at::view_as_real(pairs * rotation).flatten(-2).to(x.scalar_type());
 }
 
 }  // namespace raylight::models::wan

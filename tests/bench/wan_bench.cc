@@ -18,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
+#include "models/core/attention.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
 #include "tests/models/wan_test_util.h"
@@ -120,6 +121,17 @@ int Run() {
   const double tflops = ForwardFlops(config, tokens) / (step_ms / 1e3) / 1e12;
   Emit(name + "_tflops", tflops, "TFLOP/s");
   Emit(name + "_mfu", tflops / peak, "fraction");
+  {
+    // Ablation: the same forward with libtorch's default SDPA kernel choice.
+    models::SetAttentionBackend(models::AttentionBackend::kSdpa);
+    forward();
+    c10::cuda::device_synchronize();
+    const auto sdpa_start = Clock::now();
+    for (int i = 0; i < runs; ++i) forward();
+    c10::cuda::device_synchronize();
+    Emit(name + "_step_ms_1gpu_default_sdpa", Seconds(sdpa_start) * 1e3 / runs, "ms");
+    models::SetAttentionBackend(models::AttentionBackend::kAuto);
+  }
   std::fprintf(stderr, "%s: %s, %ld blocks, %ld tokens, load %.1f s for %.1f GB\n", name.c_str(),
                config.name.c_str(), static_cast<long>(config.num_layers), static_cast<long>(tokens),
                load_s, file_gb);
