@@ -23,12 +23,12 @@ python3 -c 'import diffusers, torch; print("diffusers", diffusers.__version__, "
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 
 TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
-  wan_diffusers_gpu_test wan_bench raylight-make-checkpoint" \
+  wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 
 if [ "$WHAT" != bench ]; then
-  (cd build-gpu && timeout 420 ctest -L gpu --output-on-failure) >"$OUT/ctest-gpu.log" 2>&1
+  (cd build-gpu && timeout 420 ctest -L gpu -V) >"$OUT/ctest-gpu.log" 2>&1
   echo "ctest -L gpu exit $?"; grep -E "tests passed|Failed|\*\*\*|relative L2" "$OUT/ctest-gpu.log" | head -30
 fi
 if [ "$WHAT" != tests ]; then

@@ -83,7 +83,17 @@ at::Tensor CrossAttention(const WanConfig& c, const at::Tensor& h, const at::Ten
   return Linear(out.flatten(-2), w, "cross_attn.o");
 }
 
-// One block; x is the fp32 residual stream, e0 the time projection.
+// LN(x) * (1 + scale) + shift, computed in fp32 and written once in `dtype` (one fused
+// multiply-add pass after the norm instead of three passes and a cast).
+at::Tensor ModulatedNorm(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
+                         int64_t dim, double eps, at::ScalarType dtype) {
+  at::Tensor normed = PlainLayerNorm(x, dim, eps);
+  at::Tensor out = at::empty(normed.sizes(), normed.options().dtype(dtype));
+  return at::addcmul_out(out, shift, normed, 1 + scale);
+}
+
+// One block; x is the fp32 residual stream (updated in place: each residual add reads the bf16
+// branch output and the fp32 gate in one kernel), e0 the time projection.
 at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const at::Tensor& context,
                  const at::Tensor& context_img, const RopeTable& rope, const WeightSet& w,
                  const ParallelContext& parallel, at::ScalarType dtype) {
@@ -95,17 +105,18 @@ at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const a
   const auto& scale2 = m.parts[4];
   const auto& gate2 = m.parts[5];
 
-  at::Tensor h = (PlainLayerNorm(x, c.dim, c.eps) * (1 + scale1) + shift1).to(dtype);
-  x = x + SelfAttention(c, h, w, rope, parallel).to(at::kFloat) * gate1;
+  at::Tensor h = ModulatedNorm(x, shift1, scale1, c.dim, c.eps, dtype);
+  x.addcmul_(SelfAttention(c, h, w, rope, parallel), gate1);
 
   h = at::layer_norm(x, {c.dim}, w.Get("norm3.weight").to(at::kFloat),
                      w.Get("norm3.bias").to(at::kFloat), c.eps)
           .to(dtype);
-  x = x + CrossAttention(c, h, context, context_img, w, parallel).to(at::kFloat);
+  x.add_(CrossAttention(c, h, context, context_img, w, parallel));
 
-  h = (PlainLayerNorm(x, c.dim, c.eps) * (1 + scale2) + shift2).to(dtype);
+  h = ModulatedNorm(x, shift2, scale2, c.dim, c.eps, dtype);
   at::Tensor ffn = Linear(at::gelu(Linear(h, w, "ffn.0"), "tanh"), w, "ffn.2");
-  return x + ffn.to(at::kFloat) * gate2;
+  x.addcmul_(ffn, gate2);
+  return x;
 }
 
 at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContext& parallel,
