@@ -3,6 +3,7 @@
 table in BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
 
     tests/bench/report.py comm --raw DIR --device "2x NVIDIA H200 (NV18)" --command "..."
+    tests/bench/report.py wan --raw DIR --device "NVIDIA H200" --command "..."
 
 Each result row: {name, value, unit, anchor_name, anchor_value}. For each (op, size) the best of
 the recorded rounds is kept, for raylight and for the anchor alike.
@@ -48,14 +49,53 @@ def comm_rows(raw_dir):
     return rows
 
 
+def wan_rows(raw_dir):
+    """wan_bench lines: each model's step time against diffusers', MFU, load throughput."""
+    raw = load(os.path.join(raw_dir, 'wan_raylight.jsonl'))
+    lines = {r['name']: r for r in raw}
+    peak_before = {}  # each model's MFU is against the matmul peak measured just before it
+    last_peak = None
+    for r in raw:
+        if r['name'] == 'bf16_matmul_8192_tflops':
+            last_peak = r['value']
+        peak_before[r['name']] = last_peak
+    rows = []
+    for name, r in lines.items():
+        if name.endswith('_step_ms_1gpu'):
+            anchor = lines.get(name + '_diffusers')
+            rows.append({'name': name, 'value': round(r['value'], 1), 'unit': 'ms',
+                         'anchor_name': "diffusers WanTransformer3DModel (eager, SDPA, bf16)",
+                         'anchor_value': round(anchor['value'], 1) if anchor else None})
+            ablation = lines.get(name + '_default_sdpa')
+            if ablation:
+                rows.append({'name': name + '_default_sdpa', 'value': round(ablation['value'], 1),
+                             'unit': 'ms', 'anchor_name': 'ours, cuDNN attention (row above)',
+                             'anchor_value': round(r['value'], 1)})
+        elif name.endswith('_mfu'):
+            peak = peak_before.get(name)
+            rows.append({'name': name, 'value': round(r['value'], 3), 'unit': 'of peak',
+                         'anchor_name': 'bf16 matmul 8192^3, same process (TFLOP/s)',
+                         'anchor_value': round(peak, 1) if peak else None,
+                         'no_ratio': True})
+        elif name.endswith('_load_GBps') or name.endswith('_rel_l2_vs_diffusers'):
+            rows.append({'name': name, 'value': round(r['value'], 4 if 'rel_l2' in name else 2),
+                         'unit': r['unit'] or '-', 'anchor_name': '-', 'anchor_value': None})
+    return rows
+
+
 def markdown(rows, device, command, date):
     lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
-             '| name | value | unit | anchor | anchor value | ratio |',
+             '| name | value | unit | anchor | anchor value | ratio (>1: ours better) |',
              '|---|---:|---|---|---:|---:|']
     for r in rows:
-        ratio = f"{r['value'] / r['anchor_value']:.2f}" if r['anchor_value'] else '-'
+        ratio = '-'
+        if r['anchor_value'] and not r.get('no_ratio'):
+            # Times: anchor / ours (above 1 = faster); rates: ours / anchor.
+            value = r['anchor_value'] / r['value'] if r['unit'] == 'ms' else r['value'] / r['anchor_value']
+            ratio = f'{value:.2f}'
+        anchor = r['anchor_value'] if r['anchor_value'] is not None else '-'
         lines.append(f"| `{r['name']}` | {r['value']} | {r['unit']} | {r['anchor_name']} | "
-                     f"{r['anchor_value']} | {ratio} |")
+                     f"{anchor} | {ratio} |")
     return '\n'.join(lines)
 
 
@@ -75,13 +115,13 @@ def update_benchmarks(section, text):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('section', choices=['comm'])
+    parser.add_argument('section', choices=['comm', 'wan'])
     parser.add_argument('--raw', required=True)
     parser.add_argument('--device', required=True)
     parser.add_argument('--command', required=True)
     parser.add_argument('--date', default=datetime.date.today().isoformat())
     args = parser.parse_args()
-    rows = comm_rows(args.raw)
+    rows = comm_rows(args.raw) if args.section == 'comm' else wan_rows(args.raw)
     result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
     out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
     os.makedirs(os.path.dirname(out), exist_ok=True)
