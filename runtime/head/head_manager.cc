@@ -606,8 +606,18 @@ void HeadManager::StartOn(Actor& actor, Worker& worker) {
   v1::StartActorRequest request;
   *request.mutable_spec() = actor.info.spec();
   request.set_incarnation(incarnation);
+  // A member of a forming group joins it in the same call; its rank then counts as joined.
+  std::string join_group;
+  int64_t join_incarnation = 0;
+  if (Group* group = GroupToJoinAtStart(actor)) {
+    *request.mutable_join_group() = group->info;
+    request.set_join_rank(actor.rank);
+    join_group = group->info.group_id();
+    join_incarnation = group->info.incarnation();
+  }
   workers_.StartActor(worker.info.address(), std::move(request),
-                      [this, actor_id, worker_id, instance, incarnation](absl::Status status) {
+                      [this, actor_id, worker_id, instance, incarnation, join_group,
+                       join_incarnation](absl::Status status) {
                         auto actor_it = actors_.find(actor_id);
                         auto worker_it = workers_by_id_.find(worker_id);
                         if (actor_it == actors_.end()) return;
@@ -619,6 +629,11 @@ void HeadManager::StartOn(Actor& actor, Worker& worker) {
                                                  worker_it->second.info.alive() &&
                                                  worker_it->second.info.instance_id() == instance;
                         if (status.ok() && worker_same) {
+                          if (auto group = groups_.find(join_group); group != groups_.end() &&
+                              group->second.info.incarnation() == join_incarnation &&
+                              group->second.info.state() == v1::GROUP_FORMING) {
+                            group->second.joined.insert(actor.rank);
+                          }
                           ActorAlive(actor, worker_it->second);
                           return;
                         }
@@ -670,9 +685,11 @@ absl::StatusOr<std::vector<std::string>> HeadManager::PlanWorkers(const v1::Grou
                     kind == v1::WORKER_KIND_GPU ? "gpu" : "cpu");
 }
 
-std::string HeadManager::AddMemberActor(const v1::GroupSpec& spec, int rank,
-                                        const std::string& worker_id) {
+std::string HeadManager::AddMemberActor(const v1::GroupSpec& spec, const std::string& group_id,
+                                        int rank, const std::string& worker_id) {
   Actor actor;
+  actor.group_id = group_id;
+  actor.rank = rank;
   const std::string id = RandomId("actor-");
   v1::ActorSpec* actor_spec = actor.info.mutable_spec();
   actor_spec->set_actor_id(id);
@@ -757,7 +774,7 @@ void HeadManager::CreateGroup(const v1::CreateGroupRequest& request, Reply<v1::G
     }
     for (size_t i = 0; i < replace.size(); ++i) {
       existing->info.mutable_members(replace[i])
-          ->set_actor_id(AddMemberActor(spec, replace[i], (*planned)[i]));
+          ->set_actor_id(AddMemberActor(spec, existing->info.group_id(), replace[i], (*planned)[i]));
     }
     existing->waiters.push_back({deadline, std::move(reply)});
     existing->form_deadline = deadline;
@@ -778,7 +795,7 @@ void HeadManager::CreateGroup(const v1::CreateGroupRequest& request, Reply<v1::G
   for (int rank = 0; rank < spec.size(); ++rank) {
     v1::GroupMember* member = group.info.add_members();
     member->set_rank(rank);
-    member->set_actor_id(AddMemberActor(spec, rank, (*planned)[rank]));
+    member->set_actor_id(AddMemberActor(spec, group.info.group_id(), rank, (*planned)[rank]));
   }
   group.waiters.push_back({deadline, std::move(reply)});
   group.form_deadline = deadline;
@@ -796,8 +813,32 @@ void HeadManager::FormGroup(Group& group) {
       absl::StrCat("group/", group.info.group_id(), "/", group.info.incarnation()));
   group.joining = false;
   group.joins_outstanding = 0;
+  group.joined.clear();
   PersistGroup(group);
   GroupProgress(group);
+}
+
+HeadManager::Group* HeadManager::GroupToJoinAtStart(const Actor& actor) {
+  if (actor.group_id.empty()) return nullptr;
+  auto it = groups_.find(actor.group_id);
+  if (it == groups_.end()) return nullptr;
+  Group& group = it->second;
+  if (group.info.state() != v1::GROUP_FORMING || group.awaiting_reclaim || group.joining ||
+      actor.rank < 0 || actor.rank >= group.info.members_size() ||
+      group.info.members(actor.rank).actor_id() != actor.info.spec().actor_id()) {
+    return nullptr;
+  }
+  return &group;
+}
+
+void HeadManager::GroupReady(Group& group) {
+  group.joining = false;
+  group.info.set_state(v1::GROUP_READY);
+  PersistGroup(group);
+  RL_LOG(INFO) << "group " << group.info.spec().name() << " READY (incarnation "
+               << group.info.incarnation() << ", " << group.info.members_size() << " ranks)";
+  for (auto& waiter : group.waiters) waiter.reply(group.info);
+  group.waiters.clear();
 }
 
 void HeadManager::GroupProgress(Group& group) {
@@ -818,17 +859,28 @@ void HeadManager::GroupProgress(Group& group) {
     RL_LOG(INFO) << "group " << group.info.spec().name() << " reclaimed after head restart";
     return;
   }
+  // Members started with the group already joined; the others (survivors of a re-form, members
+  // restarted on their own) join now.
+  std::vector<int> to_join;
+  for (const auto& member : group.info.members()) {
+    if (!group.joined.contains(member.rank())) to_join.push_back(member.rank());
+  }
+  if (to_join.empty()) {
+    GroupReady(group);
+    return;
+  }
   group.joining = true;
-  group.joins_outstanding = group.info.members_size();
+  group.joins_outstanding = static_cast<int>(to_join.size());
   const std::string group_id = group.info.group_id();
   const int64_t incarnation = group.info.incarnation();
-  for (const auto& member : group.info.members()) {
+  for (int rank : to_join) {
+    const v1::GroupMember& member = group.info.members(rank);
     v1::JoinGroupRequest request;
     *request.mutable_group() = group.info;
-    request.set_rank(member.rank());
+    request.set_rank(rank);
     workers_.JoinGroup(
         member.address(), std::move(request),
-        [this, group_id, incarnation, rank = member.rank()](absl::Status status) {
+        [this, group_id, incarnation, rank](absl::Status status) {
           auto it = groups_.find(group_id);
           if (it == groups_.end()) return;
           Group& group = it->second;
@@ -842,14 +894,9 @@ void HeadManager::GroupProgress(Group& group) {
                           absl::StrCat("rank ", rank, " could not join: ", status.message()));
             return;
           }
+          group.joined.insert(rank);
           if (--group.joins_outstanding > 0) return;
-          group.joining = false;
-          group.info.set_state(v1::GROUP_READY);
-          PersistGroup(group);
-          RL_LOG(INFO) << "group " << group.info.spec().name() << " READY (incarnation "
-                       << incarnation << ", " << group.info.members_size() << " ranks)";
-          for (auto& waiter : group.waiters) waiter.reply(group.info);
-          group.waiters.clear();
+          GroupReady(group);
         });
   }
 }

@@ -32,6 +32,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -95,6 +96,8 @@ class HeadManager {
     bool start_in_flight = false;
     std::string pinned_worker;         // group members are placed on planned workers
     std::string preferred_node;        // restarts go back to the same node when they can
+    std::string group_id;              // group members: their group and rank (not persisted;
+    int rank = -1;                     //   after a head restart members join by JoinGroup)
     bool awaiting_reclaim = false;     // loaded after a head restart, not yet re-registered
     std::vector<ActorWaiter> waiters;  // GetActor/CreateActor waiting for ALIVE
   };
@@ -106,6 +109,7 @@ class HeadManager {
     v1::GroupInfo info;
     int joins_outstanding = 0;
     bool joining = false;
+    absl::flat_hash_set<int> joined;  // ranks joined in this incarnation (at start or by JoinGroup)
     absl::Time form_deadline;
     bool awaiting_reclaim = false;
     std::vector<GroupWaiter> waiters;
@@ -144,9 +148,13 @@ class HeadManager {
   // Groups.
   Group* FindGroup(const std::string& group_id, const std::string& name);
   // A PENDING member actor of `spec`'s group pinned to `worker_id`; returns its id.
-  std::string AddMemberActor(const v1::GroupSpec& spec, int rank, const std::string& worker_id);
+  std::string AddMemberActor(const v1::GroupSpec& spec, const std::string& group_id, int rank,
+                             const std::string& worker_id);
   void FormGroup(Group& group);
   void GroupProgress(Group& group);
+  void GroupReady(Group& group);
+  // The group `actor` should join as it starts (a member of a forming group), or null.
+  Group* GroupToJoinAtStart(const Actor& actor);
   void DissolveGroup(Group& group, const std::string& reason);
   void FailGroupWaiters(Group& group, const absl::Status& status);
   void PersistGroup(const Group& group);

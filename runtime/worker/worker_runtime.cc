@@ -48,11 +48,17 @@ WorkerRuntime::WorkerRuntime(const ActorRegistry& registry, WorkerIdentity ident
 
 WorkerRuntime::~WorkerRuntime() = default;
 
-void WorkerRuntime::StartActor(v1::ActorSpec spec, int64_t incarnation, Done done) {
+void WorkerRuntime::StartActor(v1::StartActorRequest request, Done done) {
   auto shared_done = std::make_shared<Done>(std::move(done));
   executor_.Submit("", 0,
-                   {[this, spec = std::move(spec), incarnation, shared_done]() mutable {
-                      (*shared_done)(StartActorNow(spec, incarnation));
+                   {[this, request = std::move(request), shared_done]() mutable {
+                      absl::Status status = StartActorNow(request.spec(), request.incarnation());
+                      if (status.ok() && request.has_join_group()) {
+                        status = JoinGroupNow(request.join_group(), request.join_rank());
+                        if (!status.ok()) StopActorNow(absl::StrCat("joining its group failed: ",
+                                                                    status.message()));
+                      }
+                      (*shared_done)(status);
                     },
                     [shared_done](absl::Status status) { (*shared_done)(status); }});
 }
@@ -107,42 +113,37 @@ void WorkerRuntime::JoinGroup(v1::GroupInfo group, int rank, Done done) {
   auto shared_done = std::make_shared<Done>(std::move(done));
   executor_.Submit("", 0,
                    {[this, group = std::move(group), rank, shared_done]() mutable {
-                      if (actor_ == nullptr) {
-                        (*shared_done)(absl::FailedPreconditionError(
-                            absl::StrCat("worker ", identity_.worker_id,
-                                         " hosts no actor to join group ", group.group_id())));
-                        return;
-                      }
-                      if (auto it = groups_.find(group.group_id()); it != groups_.end()) {
-                        if (it->second->context.incarnation == group.incarnation()) {
-                          (*shared_done)(absl::OkStatus());  // a retried join
-                          return;
-                        }
-                        actor_->OnGroupLeft(it->second->context);  // an older incarnation
-                        groups_.erase(it);
-                      }
-                      auto membership = std::make_unique<Membership>();
-                      membership->store = stores_(group.store_prefix());
-                      GroupContext& context = membership->context;
-                      context.group_id = group.group_id();
-                      context.name = group.spec().name();
-                      context.incarnation = group.incarnation();
-                      context.rank = rank;
-                      context.size = group.members_size();
-                      context.backend = ToBackend(group.spec().backend(), identity_.gpu_index);
-                      context.store = membership->store.get();
-                      if (auto status = actor_->OnGroupJoined(context); !status.ok()) {
-                        (*shared_done)(status);
-                        return;
-                      }
-                      RL_LOG(INFO) << "joined group " << context.name << " (" << context.group_id
-                                   << ") incarnation " << context.incarnation << " as rank " << rank
-                                   << "/" << context.size;
-                      groups_[group.group_id()] = std::move(membership);
-                      PublishSnapshot();
-                      (*shared_done)(absl::OkStatus());
+                      (*shared_done)(JoinGroupNow(group, rank));
                     },
                     [shared_done](absl::Status status) { (*shared_done)(status); }});
+}
+
+absl::Status WorkerRuntime::JoinGroupNow(const v1::GroupInfo& group, int rank) {
+  if (actor_ == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", identity_.worker_id, " hosts no actor to join group ", group.group_id()));
+  }
+  if (auto it = groups_.find(group.group_id()); it != groups_.end()) {
+    if (it->second->context.incarnation == group.incarnation()) return absl::OkStatus();  // retried
+    actor_->OnGroupLeft(it->second->context);  // an older incarnation
+    groups_.erase(it);
+  }
+  auto membership = std::make_unique<Membership>();
+  membership->store = stores_(group.store_prefix());
+  GroupContext& context = membership->context;
+  context.group_id = group.group_id();
+  context.name = group.spec().name();
+  context.incarnation = group.incarnation();
+  context.rank = rank;
+  context.size = group.members_size();
+  context.backend = ToBackend(group.spec().backend(), identity_.gpu_index);
+  context.store = membership->store.get();
+  if (auto status = actor_->OnGroupJoined(context); !status.ok()) return status;
+  RL_LOG(INFO) << "joined group " << context.name << " (" << context.group_id << ") incarnation "
+               << context.incarnation << " as rank " << rank << "/" << context.size;
+  groups_[group.group_id()] = std::move(membership);
+  PublishSnapshot();
+  return absl::OkStatus();
 }
 
 void WorkerRuntime::LeaveGroup(std::string group_id, int64_t incarnation, std::string reason,

@@ -16,6 +16,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "raylight/v1/common.pb.h"
+#include "raylight/v1/worker.pb.h"
 #include "runtime/worker/actor_registry.h"
 #include "runtime/worker/call_executor.h"
 
@@ -55,7 +56,9 @@ class WorkerRuntime {
   ~WorkerRuntime();
 
   // Replaces any hosted actor. Idempotent for the same actor id and incarnation.
-  void StartActor(v1::ActorSpec spec, int64_t incarnation, Done done);
+  // Starts the actor and, when the request carries `join_group`, joins it in the same step; a
+  // failed join stops the actor again so that the head sees one failed start.
+  void StartActor(v1::StartActorRequest request, Done done);
   void StopActor(std::string actor_id, Done done);
   void JoinGroup(v1::GroupInfo group, int rank, Done done);
   void LeaveGroup(std::string group_id, int64_t incarnation, std::string reason, Done done);
@@ -70,6 +73,7 @@ class WorkerRuntime {
   struct Membership;
 
   absl::Status StartActorNow(const v1::ActorSpec& spec, int64_t incarnation);
+  absl::Status JoinGroupNow(const v1::GroupInfo& group, int rank);
   void StopActorNow(const std::string& reason);
   absl::StatusOr<std::string> CallNow(const v1::CallHeader& header, const std::string& args,
                                       const EventSink& events);

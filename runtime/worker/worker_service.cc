@@ -168,7 +168,7 @@ grpc::ServerUnaryReactor* WorkerService::StartActor(grpc::CallbackServerContext*
                                                     v1::StartActorResponse*) {
   if (auto* rejected = Reject(context, "Worker.StartActor")) return rejected;
   auto* reactor = context->DefaultReactor();
-  runtime_.StartActor(request->spec(), request->incarnation(),
+  runtime_.StartActor(*request,
                       [reactor](absl::Status status) { reactor->Finish(ToGrpc(status)); });
   return reactor;
 }
