@@ -41,3 +41,11 @@ if ! "$VENV/bin/python" -c "import diffusers, sys; sys.exit(0 if diffusers.__ver
   echo "install_deps: pip install diffusers==$DIFFUSERS_VERSION into $VENV"
   "$VENV/bin/pip" install -q "diffusers==$DIFFUSERS_VERSION" safetensors
 fi
+# k-diffusion, the samplers' outside reference. Only its sampling module is used
+# (tests/samplers/kdiffusion_reference.py); its package pulls training dependencies
+# (torchvision, wandb, ...) that the tests never import, so it goes in without them.
+if ! "$VENV/bin/python" -c "import importlib.util as u, scipy, torchsde, torchdiffeq; assert u.find_spec('k_diffusion')" 2>/dev/null; then
+  echo "install_deps: pip install k-diffusion (no deps) scipy torchsde torchdiffeq into $VENV"
+  "$VENV/bin/pip" install -q --no-deps "k-diffusion==0.1.1.post1"
+  "$VENV/bin/pip" install -q "scipy==1.17.1" "torchsde==0.2.6" "torchdiffeq==0.2.5" tqdm
+fi

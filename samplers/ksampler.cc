@@ -1,0 +1,57 @@
+#include "samplers/ksampler.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "samplers/schedulers.h"
+
+namespace raylight::samplers {
+
+at::Tensor PrepareNoise(uint64_t seed, at::IntArrayRef shape) {
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat).device(at::kCPU));
+}
+
+Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg) {
+  return [model, &sampling, cfg](const at::Tensor& x, double sigma) -> absl::StatusOr<at::Tensor> {
+    const at::Tensor input = sampling.CalculateInput(sigma, x);
+    const double timestep = sampling.Timestep(sigma);
+    auto cond = model(input, timestep, true);
+    if (!cond.ok()) return cond.status();
+    at::Tensor denoised_cond = sampling.CalculateDenoised(sigma, *cond, x);
+    if (cfg == 1.0) return denoised_cond;
+    auto uncond = model(input, timestep, false);
+    if (!uncond.ok()) return uncond.status();
+    at::Tensor denoised_uncond = sampling.CalculateDenoised(sigma, *uncond, x);
+    return denoised_uncond + (denoised_cond - denoised_uncond) * cfg;
+  };
+}
+
+absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sampling,
+                                   const at::Tensor& latent, const KSamplerOptions& o,
+                                   const StepCallback& callback) {
+  if (!(o.cfg >= 0 && o.cfg <= 100)) {
+    return absl::InvalidArgumentError(absl::StrCat("cfg: ", o.cfg, " is outside [0, 100]"));
+  }
+  auto sigmas = KSamplerSigmas(o.scheduler, o.sampler, sampling, o.steps, o.denoise);
+  if (!sigmas.ok()) return sigmas.status();
+  const at::Tensor initial_noise = PrepareNoise(o.seed, latent.sizes()).to(latent.device());
+  // ComfyUI's max_denoise: the run starts at (or above) the model's largest sigma.
+  const double first = sigmas->front(), top = sampling.sigma_max();
+  const bool max_denoise =
+      std::abs(first - top) <= 1e-5 * std::max(std::abs(first), std::abs(top)) || first > top;
+  at::Tensor x =
+      sampling.NoiseScaling(sigmas->front(), initial_noise, latent.to(at::kFloat), max_denoise);
+  SamplerOptions sampler_options = o.sampler_options;
+  sampler_options.sampling = &sampling;
+  NoiseSampler noise = UsesBrownianNoise(o.sampler) ? BrownianNoiseSampler(x, o.seed)
+                                                    : SeededNoiseSampler(x, o.seed);
+  auto out = Sample(o.sampler, CfgDenoiser(model, sampling, o.cfg), x, *sigmas, noise,
+                    sampler_options, callback);
+  if (!out.ok()) return out.status();
+  return sampling.InverseNoiseScaling(sigmas->back(), *out);
+}
+
+}  // namespace raylight::samplers

@@ -1,0 +1,45 @@
+// ComfyUI's KSampler in one call: initial noise from the seed, the schedule, CFG over a model,
+// the sampler loop, and the inverse noise scaling; plus the pieces on their own.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "samplers/k_samplers.h"
+#include "samplers/model_sampling.h"
+
+namespace raylight::samplers {
+
+// The initial noise exactly as ComfyUI draws it (comfy/sample.py prepare_noise): a CPU
+// generator seeded with `seed`, float32, the latent's shape — bit-identical to
+// `torch.manual_seed(seed); torch.randn(shape)`.
+at::Tensor PrepareNoise(uint64_t seed, at::IntArrayRef shape);
+
+// The network: its raw output (eps, v or flow velocity) for model input x at timestep t, with
+// conditioning chosen by `cond` (true) or the negative prompt (false).
+using ModelFn =
+    std::function<absl::StatusOr<at::Tensor>(const at::Tensor& x, double timestep, bool cond)>;
+
+// CFG in sigma space: denoised = uncond + cfg * (cond - uncond); cfg == 1 evaluates the
+// positive conditioning only (one model call per evaluation).
+Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg);
+
+struct KSamplerOptions {
+  uint64_t seed = 0;
+  int steps = 20;
+  double cfg = 5.0;
+  std::string sampler = "euler";
+  std::string scheduler = "simple";
+  double denoise = 1.0;
+  SamplerOptions sampler_options;
+};
+
+// latent: the starting latent (zeros for text-to-video, an encoded video for vid2vid).
+absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sampling,
+                                   const at::Tensor& latent, const KSamplerOptions& options,
+                                   const StepCallback& callback = nullptr);
+
+}  // namespace raylight::samplers

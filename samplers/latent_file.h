@@ -1,0 +1,18 @@
+// ComfyUI's .latent files (its SaveLatent / LoadLatent nodes): safetensors holding
+// `latent_tensor` and an empty `latent_format_version_0` marker, so a result opens in ComfyUI.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace raylight::samplers {
+
+absl::Status WriteLatentFile(const std::string& path, const at::Tensor& latent);
+// Reads a .latent file; files without the version marker are ComfyUI's old format, whose
+// values ComfyUI scales by 1 / 0.18215 on load — done here too.
+absl::StatusOr<at::Tensor> ReadLatentFile(const std::string& path);
+
+}  // namespace raylight::samplers

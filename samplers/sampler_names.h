@@ -1,0 +1,43 @@
+// The one table of sampler and scheduler names (ComfyUI's KSampler.SAMPLERS / SCHEDULERS, in its
+// order): what `raylightctl sample --help` lists and what every lookup checks against.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace raylight::samplers {
+
+inline const std::vector<std::string> kSamplerNames = {"euler",
+                                                       "euler_ancestral",
+                                                       "heun",
+                                                       "dpm_2",
+                                                       "dpm_2_ancestral",
+                                                       "lms",
+                                                       "dpmpp_2s_ancestral",
+                                                       "dpmpp_sde",
+                                                       "dpmpp_2m",
+                                                       "dpmpp_2m_sde",
+                                                       "dpmpp_3m_sde",
+                                                       "lcm",
+                                                       "ddim"};
+
+inline const std::vector<std::string> kSchedulerNames = {
+    "simple",       "normal", "karras",           "exponential", "sgm_uniform",
+    "ddim_uniform", "beta",   "linear_quadratic", "kl_optimal"};
+
+inline const std::vector<std::string>& SamplerNames() { return kSamplerNames; }
+
+inline bool IsSamplerName(const std::string& name) {
+  for (const auto& known : kSamplerNames) {
+    if (known == name) return true;
+  }
+  return false;
+}
+
+// ComfyUI schedules one more step for these and drops the penultimate sigma.
+inline bool DiscardsPenultimateSigma(const std::string& sampler) {
+  return sampler == "dpm_2" || sampler == "dpm_2_ancestral" || sampler == "uni_pc" ||
+         sampler == "uni_pc_bh2";
+}
+
+}  // namespace raylight::samplers

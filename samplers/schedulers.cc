@@ -1,0 +1,277 @@
+#include "samplers/schedulers.h"
+
+#include <algorithm>
+#include <cfenv>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "samplers/sampler_names.h"
+
+namespace raylight::samplers {
+namespace {
+
+constexpr int kMaxSteps = 10000;
+
+std::vector<double> ToFloat32(std::vector<double> sigmas) {
+  for (double& s : sigmas) s = static_cast<float>(s);  // ComfyUI holds schedules in float32
+  return sigmas;
+}
+
+// n values from a to b inclusive, as torch.linspace / numpy.linspace compute them.
+std::vector<double> Linspace(double a, double b, int n) {
+  std::vector<double> out(n);
+  if (n == 1) {
+    out[0] = a;
+    return out;
+  }
+  const double step = (b - a) / (n - 1);
+  for (int i = 0; i < n; ++i) out[i] = a + step * i;
+  return out;
+}
+
+std::vector<double> Simple(const ModelSampling& m, int steps) {
+  const auto& table = m.sigmas();
+  const double stride = static_cast<double>(table.size()) / steps;
+  std::vector<double> sigmas;
+  for (int i = 0; i < steps; ++i)
+    sigmas.push_back(table[table.size() - 1 - static_cast<size_t>(i * stride)]);
+  sigmas.push_back(0);
+  return sigmas;
+}
+
+std::vector<double> Normal(const ModelSampling& m, int steps, bool sgm) {
+  const double start = m.Timestep(m.sigma_max());
+  const double end = m.Timestep(m.sigma_min());
+  bool append_zero = true;
+  std::vector<double> timesteps;
+  if (sgm) {
+    timesteps = Linspace(start, end, steps + 1);
+    timesteps.pop_back();
+  } else {
+    if (std::abs(m.Sigma(end)) <= 1e-5) {
+      ++steps;
+      append_zero = false;
+    }
+    timesteps = Linspace(start, end, steps);
+  }
+  std::vector<double> sigmas;
+  for (double t : timesteps) sigmas.push_back(m.Sigma(t));
+  if (append_zero) sigmas.push_back(0);
+  return sigmas;
+}
+
+std::vector<double> Karras(double sigma_min, double sigma_max, int steps, double rho = 7) {
+  const double min_inv = std::pow(sigma_min, 1 / rho), max_inv = std::pow(sigma_max, 1 / rho);
+  std::vector<double> sigmas;
+  for (double ramp : Linspace(0, 1, steps))
+    sigmas.push_back(std::pow(max_inv + ramp * (min_inv - max_inv), rho));
+  sigmas.push_back(0);
+  return sigmas;
+}
+
+std::vector<double> Exponential(double sigma_min, double sigma_max, int steps) {
+  std::vector<double> sigmas;
+  for (double l : Linspace(std::log(sigma_max), std::log(sigma_min), steps))
+    sigmas.push_back(std::exp(l));
+  sigmas.push_back(0);
+  return sigmas;
+}
+
+std::vector<double> DdimUniform(const ModelSampling& m, int steps) {
+  const auto& table = m.sigmas();
+  std::vector<double> sigmas;
+  size_t x = 1;
+  if (std::abs(table[x]) <= 1e-5) {
+    ++steps;
+  } else {
+    sigmas.push_back(0);
+  }
+  const size_t stride = std::max<size_t>(table.size() / steps, 1);
+  while (x < table.size()) {
+    sigmas.push_back(table[x]);
+    x += stride;
+  }
+  std::reverse(sigmas.begin(), sigmas.end());
+  return sigmas;
+}
+
+std::vector<double> Beta(const ModelSampling& m, int steps, double alpha = 0.6, double beta = 0.6) {
+  const auto& table = m.sigmas();
+  const double total = static_cast<double>(table.size() - 1);
+  std::vector<double> sigmas;
+  double last = -1;
+  for (int i = 0; i < steps; ++i) {
+    const double q =
+        1 - static_cast<double>(i) / steps;  // 1 - linspace(0, 1, steps, endpoint=False)
+    std::fesetround(FE_TONEAREST);
+    const double t = std::nearbyint(BetaPpf(q, alpha, beta) * total);  // numpy.rint: half to even
+    if (t != last) sigmas.push_back(table[static_cast<size_t>(t)]);
+    last = t;
+  }
+  sigmas.push_back(0);
+  return sigmas;
+}
+
+std::vector<double> LinearQuadratic(const ModelSampling& m, int steps, double threshold = 0.025) {
+  std::vector<double> schedule;
+  if (steps == 1) {
+    schedule = {1.0, 0.0};
+  } else {
+    const int linear_steps = steps / 2;
+    for (int i = 0; i < linear_steps; ++i) schedule.push_back(i * threshold / linear_steps);
+    const double step_diff = linear_steps - threshold * steps;
+    const int quadratic_steps = steps - linear_steps;
+    const double quadratic_coef =
+        step_diff / (linear_steps * static_cast<double>(quadratic_steps) * quadratic_steps);
+    const double linear_coef =
+        threshold / linear_steps -
+        2 * step_diff / (static_cast<double>(quadratic_steps) * quadratic_steps);
+    const double constant = quadratic_coef * linear_steps * linear_steps;
+    for (int i = linear_steps; i < steps; ++i) {
+      schedule.push_back(quadratic_coef * i * i + linear_coef * i + constant);
+    }
+    schedule.push_back(1.0);
+    for (double& x : schedule) x = 1.0 - x;
+  }
+  for (double& x : schedule) x *= m.sigma_max();
+  return schedule;
+}
+
+std::vector<double> KlOptimal(double sigma_min, double sigma_max, int steps) {
+  std::vector<double> sigmas;
+  for (int i = 0; i < steps; ++i) {
+    const double w = steps == 1 ? 0.0 : static_cast<double>(i) / (steps - 1);
+    sigmas.push_back(std::tan(w * std::atan(sigma_min) + (1 - w) * std::atan(sigma_max)));
+  }
+  sigmas.push_back(0);
+  return sigmas;
+}
+
+// Continued fraction for the incomplete beta function (modified Lentz).
+double BetaContinuedFraction(double x, double a, double b) {
+  constexpr double kTiny = 1e-300;
+  double c = 1, d = 1 - (a + b) * x / (a + 1);
+  if (std::abs(d) < kTiny) d = kTiny;
+  d = 1 / d;
+  double h = d;
+  for (int m = 1; m < 10000; ++m) {
+    const double m2 = 2.0 * m;
+    double aa = m * (b - m) * x / ((a + m2 - 1) * (a + m2));
+    d = 1 + aa * d;
+    if (std::abs(d) < kTiny) d = kTiny;
+    c = 1 + aa / c;
+    if (std::abs(c) < kTiny) c = kTiny;
+    d = 1 / d;
+    h *= d * c;
+    aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1));
+    d = 1 + aa * d;
+    if (std::abs(d) < kTiny) d = kTiny;
+    c = 1 + aa / c;
+    if (std::abs(c) < kTiny) c = kTiny;
+    d = 1 / d;
+    const double delta = d * c;
+    h *= delta;
+    if (std::abs(delta - 1) < 1e-16) break;
+  }
+  return h;
+}
+
+double RegularizedIncompleteBeta(double x, double a, double b) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  const double front = std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) +
+                                a * std::log(x) + b * std::log1p(-x));
+  if (x < (a + 1) / (a + b + 2)) return front * BetaContinuedFraction(x, a, b) / a;
+  return 1 - front * BetaContinuedFraction(1 - x, b, a) / b;
+}
+
+}  // namespace
+
+double BetaPpf(double q, double a, double b) {
+  if (q <= 0) return 0;
+  if (q >= 1) return 1;
+  double low = 0, high = 1;
+  for (int i = 0; i < 200; ++i) {  // bisection to double precision
+    const double mid = 0.5 * (low + high);
+    if (RegularizedIncompleteBeta(mid, a, b) < q) {
+      low = mid;
+    } else {
+      high = mid;
+    }
+    if (high - low < 1e-16) break;
+  }
+  return 0.5 * (low + high);
+}
+
+const std::vector<std::string>& SchedulerNames() { return kSchedulerNames; }
+
+absl::StatusOr<std::vector<double>> ScheduleSigmas(const std::string& scheduler,
+                                                   const ModelSampling& m, int steps) {
+  if (steps < 1 || steps > kMaxSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("steps: ", steps, " is outside [1, ", kMaxSteps, "]"));
+  }
+  std::vector<double> sigmas;
+  if (scheduler == "simple") {
+    sigmas = Simple(m, steps);
+  } else if (scheduler == "normal") {
+    sigmas = Normal(m, steps, false);
+  } else if (scheduler == "karras") {
+    sigmas = Karras(m.sigma_min(), m.sigma_max(), steps);
+  } else if (scheduler == "exponential") {
+    sigmas = Exponential(m.sigma_min(), m.sigma_max(), steps);
+  } else if (scheduler == "sgm_uniform") {
+    sigmas = Normal(m, steps, true);
+  } else if (scheduler == "ddim_uniform") {
+    sigmas = DdimUniform(m, steps);
+  } else if (scheduler == "beta") {
+    sigmas = Beta(m, steps);
+  } else if (scheduler == "linear_quadratic") {
+    sigmas = LinearQuadratic(m, steps);
+  } else if (scheduler == "kl_optimal") {
+    sigmas = KlOptimal(m.sigma_min(), m.sigma_max(), steps);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("scheduler: unknown '", scheduler, "' (known: ",
+                                                   absl::StrJoin(SchedulerNames(), ", "), ")"));
+  }
+  return ToFloat32(std::move(sigmas));
+}
+
+absl::StatusOr<std::vector<double>> KSamplerSigmas(const std::string& scheduler,
+                                                   const std::string& sampler,
+                                                   const ModelSampling& m, int steps,
+                                                   double denoise) {
+  if (!IsSamplerName(sampler)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampler: unknown '", sampler, "' (known: ", absl::StrJoin(SamplerNames(), ", "), ")"));
+  }
+  if (!(denoise > 0 && denoise <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("denoise: ", denoise, " is outside (0, 1]"));
+  }
+  if (steps < 1 || steps > kMaxSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("steps: ", steps, " is outside [1, ", kMaxSteps, "]"));
+  }
+  const bool discard_penultimate = DiscardsPenultimateSigma(sampler);
+  auto schedule = [&](int n) -> absl::StatusOr<std::vector<double>> {
+    auto sigmas = ScheduleSigmas(scheduler, m, n + (discard_penultimate ? 1 : 0));
+    if (!sigmas.ok()) return sigmas;
+    if (discard_penultimate && sigmas->size() >= 2) sigmas->erase(sigmas->end() - 2);
+    return sigmas;
+  };
+  if (denoise > 0.9999) return schedule(steps);
+  const int total = static_cast<int>(steps / denoise);
+  if (total > kMaxSteps) {
+    return absl::InvalidArgumentError(absl::StrCat("denoise: ", denoise, " with ", steps,
+                                                   " steps schedules ", total, " steps, above ",
+                                                   kMaxSteps));
+  }
+  auto sigmas = schedule(total);
+  if (!sigmas.ok()) return sigmas;
+  if (static_cast<int>(sigmas->size()) > steps + 1)
+    sigmas->erase(sigmas->begin(), sigmas->end() - (steps + 1));
+  return sigmas;
+}
+
+}  // namespace raylight::samplers

@@ -1,0 +1,405 @@
+// Samplers, schedulers, model sampling, CFG, noise and .latent files (CPU, fp32).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include "models/core/safetensors_tensors.h"
+#include "runtime/common/child_process.h"
+#include "samplers/k_samplers.h"
+#include "samplers/ksampler.h"
+#include "samplers/latent_file.h"
+#include "samplers/schedulers.h"
+#include "tests/util/temp_dir.h"
+
+namespace raylight::samplers {
+namespace {
+
+double Shift(double s, double t) { return s * t / (1 + (s - 1) * t); }
+
+// ---- schedulers -------------------------------------------------------------------------------
+
+TEST(SchedulersTest, EveryScheduleIsDescendingAndEndsAtZero) {
+  for (const ModelSampling& m :
+       {ModelSampling::Discrete(Prediction::kEps), ModelSampling::DiscreteFlow(5.0)}) {
+    for (const std::string& name : SchedulerNames()) {
+      for (int steps : {1, 4, 10, 33}) {
+        auto sigmas = ScheduleSigmas(name, m, steps);
+        ASSERT_TRUE(sigmas.ok()) << name << ": " << sigmas.status();
+        EXPECT_EQ(sigmas->back(), 0.0) << name;
+        for (size_t i = 0; i + 1 < sigmas->size(); ++i) {
+          EXPECT_GE((*sigmas)[i], (*sigmas)[i + 1]) << name << " steps " << steps << " at " << i;
+        }
+        // beta merges repeated timesteps and ddim_uniform strides the table, so ComfyUI's own
+        // lengths vary for those two; every other schedule has steps + 1 values.
+        if (name != "beta" && name != "ddim_uniform") {
+          EXPECT_EQ(static_cast<int>(sigmas->size()), steps + 1) << name << " steps " << steps;
+        }
+        EXPECT_LE(sigmas->front(), m.sigma_max() * (1 + 1e-6)) << name;
+      }
+    }
+  }
+}
+
+// Independent computations from the formulas (sources: k-diffusion get_sigmas_karras and
+// get_sigmas_exponential; ComfyUI simple_scheduler, kl_optimal_scheduler, normal_scheduler over
+// ModelSamplingDiscreteFlow whose sigma(t) = shift(t / 1000)).
+TEST(SchedulersTest, TablesMatchTheirFormulas) {
+  const ModelSampling flow = ModelSampling::DiscreteFlow(5.0);
+  const ModelSampling eps = ModelSampling::Discrete(Prediction::kEps);
+  auto simple = *ScheduleSigmas("simple", flow, 10);
+  for (int i = 0; i < 10; ++i) EXPECT_NEAR(simple[i], Shift(5.0, 1 - i / 10.0), 1e-6) << i;
+
+  const double lo = eps.sigma_min(), hi = eps.sigma_max();
+  EXPECT_NEAR(lo, 0.0292, 1e-4);  // SD's table: sqrt((1 - a) / a) at the first step
+  EXPECT_NEAR(hi, 14.6146, 1e-3);
+  auto karras = *ScheduleSigmas("karras", eps, 8);
+  auto exponential = *ScheduleSigmas("exponential", eps, 8);
+  auto kl = *ScheduleSigmas("kl_optimal", eps, 8);
+  for (int i = 0; i < 8; ++i) {
+    const double ramp = i / 7.0;
+    const double k = std::pow(
+        std::pow(hi, 1 / 7.0) + ramp * (std::pow(lo, 1 / 7.0) - std::pow(hi, 1 / 7.0)), 7.0);
+    EXPECT_NEAR(karras[i], k, 1e-6 * k) << i;
+    const double e = std::exp(std::log(hi) + ramp * (std::log(lo) - std::log(hi)));
+    EXPECT_NEAR(exponential[i], e, 1e-6 * e) << i;
+    const double kk = std::tan(ramp * std::atan(lo) + (1 - ramp) * std::atan(hi));
+    EXPECT_NEAR(kl[i], kk, 1e-6 * kk) << i;
+  }
+  // normal on a flow model: timesteps linspace(t(sigma_max), t(sigma_min)) = linspace(1000,
+  // 1000 * shift(0.001)) mapped back through the shift.
+  auto normal = *ScheduleSigmas("normal", flow, 5);
+  const double t_end = 1000 * Shift(5.0, 0.001);
+  for (int i = 0; i < 5; ++i) {
+    const double t = 1000 + (t_end - 1000) * i / 4.0;
+    EXPECT_NEAR(normal[i], Shift(5.0, t / 1000), 1e-6) << i;
+  }
+  // linear_quadratic (ComfyUI, from Mochi): first half linear to 0.025, then quadratic to 1.
+  auto lq = *ScheduleSigmas("linear_quadratic", flow, 10);
+  EXPECT_NEAR(lq[0], 1.0, 1e-7);
+  EXPECT_NEAR(lq[1], 1.0 - 0.025 / 5, 1e-7);
+  EXPECT_NEAR(lq[5], 1.0 - 0.025, 1e-6);
+  EXPECT_EQ(lq[10], 0.0);
+}
+
+TEST(SchedulersTest, BetaPpfMatchesScipy) {
+  // scipy.stats.beta.ppf(q, 0.6, 0.6), scipy 1.17.1.
+  const std::pair<double, double> values[] = {{0.1, 0.03958440558878085},
+                                              {0.25, 0.17568037865269498},
+                                              {0.5, 0.5},
+                                              {0.9, 0.9604155944112192},
+                                              {0.97, 0.9946317188159646}};
+  for (auto [q, expected] : values) EXPECT_NEAR(BetaPpf(q, 0.6, 0.6), expected, 1e-10) << q;
+  EXPECT_NEAR(BetaPpf(0.3, 1, 1), 0.3, 1e-12);
+}
+
+TEST(SchedulersTest, DenoiseKeepsTheTailAndSomeSamplersDropThePenultimate) {
+  const ModelSampling flow = ModelSampling::DiscreteFlow(3.0);
+  auto full = *ScheduleSigmas("simple", flow, 20);
+  auto half = *KSamplerSigmas("simple", "euler", flow, 10, 0.5);
+  ASSERT_EQ(half.size(), 11u);
+  for (int i = 0; i < 11; ++i) EXPECT_EQ(half[i], full[10 + i]);
+  auto dpm2 = *KSamplerSigmas("simple", "dpm_2", flow, 10, 1.0);
+  auto eleven = *ScheduleSigmas("simple", flow, 11);
+  ASSERT_EQ(dpm2.size(), 11u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(dpm2[i], eleven[i]);
+  EXPECT_EQ(dpm2[10], 0.0);
+}
+
+TEST(SchedulersTest, BadSettingsNameTheField) {
+  const ModelSampling flow = ModelSampling::DiscreteFlow(3.0);
+  auto expect = [](const absl::StatusOr<std::vector<double>>& result, const std::string& prefix,
+                   const std::string& needle) {
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(result.status().message().substr(0, prefix.size()), prefix) << result.status();
+    EXPECT_NE(result.status().message().find(needle), std::string::npos) << result.status();
+  };
+  expect(KSamplerSigmas("nope", "euler", flow, 10, 1), "scheduler:", "karras, exponential");
+  expect(KSamplerSigmas("simple", "nope", flow, 10, 1), "sampler:", "dpmpp_2m_sde");
+  expect(KSamplerSigmas("simple", "euler", flow, 0, 1), "steps:", "0");
+  expect(KSamplerSigmas("simple", "euler", flow, -3, 1), "steps:", "-3");
+  expect(KSamplerSigmas("simple", "euler", flow, 10, 0), "denoise:", "(0, 1]");
+  expect(KSamplerSigmas("simple", "euler", flow, 10, 1.5), "denoise:", "(0, 1]");
+  expect(KSamplerSigmas("simple", "euler", flow, 10, NAN), "denoise:", "(0, 1]");
+}
+
+// ---- samplers on an analytic denoiser ---------------------------------------------------------
+
+// Data x0 ~ N(mu, std^2) element-wise; x = x0 + sigma * eps; the exact denoiser.
+Denoiser Gaussian(double mu, double std) {
+  return [mu, std](const at::Tensor& x, double sigma) -> absl::StatusOr<at::Tensor> {
+    return mu + (std * std / (std * std + sigma * sigma)) * (x - mu);
+  };
+}
+
+TEST(SamplersTest, EverySamplerReproducesTheDataDistribution) {
+  const double mu = 0.7, std = 0.4;
+  const ModelSampling eps = ModelSampling::Discrete(Prediction::kEps);
+  for (const std::string& name : SamplerNames()) {
+    // lcm is a consistency-model sampler: it jumps to the denoised estimate and re-noises, which
+    // with a posterior-mean denoiser shrinks the variance by design (checked separately below).
+    if (name == "lcm") continue;
+    // 32k draws: sampling error of the mean ~0.002, of the std ~0.4%. First-order samplers
+    // (euler, ddim, the ancestral and SDE ones) carry an O(1/steps) bias: they get more steps.
+    const bool first_order = name == "euler" || name == "ddim" ||
+                             name.find("ancestral") != std::string::npos ||
+                             name.find("sde") != std::string::npos;
+    auto sigmas = *KSamplerSigmas("karras", name, eps, first_order ? 400 : 100, 1.0);
+    at::manual_seed(std::random_device{}());
+    // Start from the true marginal at sigma_max: x0 + sigma_max * eps.
+    at::Tensor x =
+        mu + at::randn({64, 64, 8}) * std::sqrt(std * std + sigmas.front() * sigmas.front());
+    const uint64_t seed = std::random_device{}();
+    NoiseSampler noise =
+        UsesBrownianNoise(name) ? BrownianNoiseSampler(x, seed) : SeededNoiseSampler(x, seed);
+    auto out = Sample(name, Gaussian(mu, std), x, sigmas, noise);
+    ASSERT_TRUE(out.ok()) << name << ": " << out.status();
+    const double mean = out->mean().item<double>(), sd = out->std().item<double>();
+    EXPECT_NEAR(mean, mu, 0.01) << name;
+    EXPECT_NEAR(sd, std, (first_order ? 0.025 : 0.01) * std) << name << " std " << sd;
+  }
+}
+
+TEST(SamplersTest, BrownianNoiseIsOneBrownianPath) {
+  // Increments over disjoint intervals are independent N(0, 1) after normalisation; an interval
+  // and its two halves satisfy W(b) - W(a) = (W(m) - W(a)) + (W(b) - W(m)).
+  at::Tensor like = at::zeros({200000});
+  NoiseSampler noise = BrownianNoiseSampler(like, 42);
+  at::Tensor whole = noise(2.0, 1.0);  // (W(1) - W(2)) / 1
+  at::Tensor first = noise(2.0, 1.5) * std::sqrt(0.5), second = noise(1.5, 1.0) * std::sqrt(0.5);
+  EXPECT_LT((whole - (first + second)).abs().max().item<double>(), 1e-5);
+  EXPECT_NEAR(whole.std().item<double>(), 1.0, 0.01);
+  EXPECT_NEAR((first / std::sqrt(0.5)).std().item<double>(), 1.0, 0.01);
+  EXPECT_NEAR((first * second).mean().item<double>() / 0.5, 0.0, 0.01);  // independent halves
+}
+
+TEST(SamplersTest, LcmJumpsToTheDenoisedEstimateAndRenoises) {
+  const ModelSampling eps = ModelSampling::Discrete(Prediction::kEps);
+  const std::vector<double> sigmas = {2.0, 0.5, 0.0};
+  at::Tensor x = at::randn({16});
+  std::vector<at::Tensor> draws = {at::randn({16})};
+  SamplerOptions options;
+  options.sampling = &eps;
+  Denoiser halve = [](const at::Tensor& x, double) -> absl::StatusOr<at::Tensor> {
+    return x * 0.5;
+  };
+  auto out = Sample(
+      "lcm", halve, x, sigmas, [&](double, double) { return draws[0]; }, options);
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE(at::allclose(*out, (x * 0.5 + draws[0] * 0.5) * 0.5));
+}
+
+TEST(SamplersTest, ABrokenStepIsCaught) {
+  // The same check with a denoiser off by 5% in its shrinkage fails: the test can fail.
+  const double mu = 0.7, std = 0.4;
+  const ModelSampling eps = ModelSampling::Discrete(Prediction::kEps);
+  auto sigmas = *KSamplerSigmas("karras", "euler", eps, 30, 1.0);
+  at::Tensor x = at::randn({64, 64, 8}) * sigmas.front();
+  Denoiser wrong = [&](const at::Tensor& x, double sigma) -> absl::StatusOr<at::Tensor> {
+    return mu + 1.05 * (std * std / (std * std + sigma * sigma)) * (x - mu);
+  };
+  auto out = Sample("euler", wrong, x, sigmas, SeededNoiseSampler(x, 1));
+  ASSERT_TRUE(out.ok());
+  EXPECT_GT(std::abs(out->std().item<double>() - std), 0.015 * std);
+}
+
+TEST(SamplersTest, FlowModelEndToEndThroughKSample) {
+  // A rectified-flow "network" for Gaussian data: x = (1 - s) x0 + s n, v = n - x0.
+  const double mu = -0.3, std = 0.5;
+  const ModelSampling flow = ModelSampling::DiscreteFlow(5.0);
+  int calls = 0;
+  ModelFn model = [&](const at::Tensor& x, double timestep, bool) -> absl::StatusOr<at::Tensor> {
+    ++calls;
+    const double s = timestep / 1000, a = 1 - s;  // Wan's model sees t = sigma * 1000
+    at::Tensor denoised = mu + (a * std * std / (a * a * std * std + s * s)) * (x - a * mu);
+    return (x - denoised) / s;  // v such that x - s * v = denoised
+  };
+  for (const std::string sampler : {"euler", "dpmpp_2m", "heun", "euler_ancestral"}) {
+    KSamplerOptions options;
+    options.seed = std::random_device{}();
+    // Enough steps that the shifted schedule's last non-zero sigma is small: this checks the
+    // plumbing (noise, scaling, CFG, inverse scaling), not the samplers' discretisation error.
+    options.steps = sampler == "euler_ancestral" ? 800 : 200;
+    options.cfg = 1.0;
+    options.sampler = sampler;
+    options.scheduler = "simple";
+    calls = 0;
+    auto out = KSample(model, flow, at::zeros({32, 32, 32}), options);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_NEAR(out->mean().item<double>(), mu, 0.02) << sampler;
+    EXPECT_NEAR(out->std().item<double>(), std, 0.03 * std) << sampler;
+    if (sampler == "euler") {
+      EXPECT_EQ(calls, 200);  // cfg 1: one call per step
+    }
+  }
+  // The VE-noise samplers refuse flow models instead of sampling the wrong distribution.
+  KSamplerOptions sde;
+  sde.sampler = "dpmpp_2m_sde";
+  auto refused = KSample(model, flow, at::zeros({4}), sde);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("dpmpp_2m_sde"), std::string::npos);
+}
+
+TEST(ModelSamplingTest, EachPredictionInvertsToTheDenoisedEstimate) {
+  at::Tensor x = at::randn({3, 5}), target = at::randn({3, 5});
+  for (Prediction p : {Prediction::kEps, Prediction::kV, Prediction::kFlow}) {
+    ModelSampling m =
+        p == Prediction::kFlow ? ModelSampling::DiscreteFlow(3.0) : ModelSampling::Discrete(p);
+    const double sigma = p == Prediction::kFlow ? 0.6 : 2.5;
+    at::Tensor output;
+    if (p == Prediction::kV) {
+      const double s2 = sigma * sigma;
+      output = (x / (s2 + 1) - target) * (std::sqrt(s2 + 1) / sigma);
+    } else {
+      output = (x - target) / sigma;
+    }
+    EXPECT_LT((m.CalculateDenoised(sigma, output, x) - target).abs().max().item<double>(), 1e-5);
+  }
+  const ModelSampling flow = ModelSampling::DiscreteFlow(5.0);
+  // ComfyUI's flow maps: timestep = sigma * 1000; sigma(timestep) = shift(timestep / 1000) (not
+  // its inverse: the table is indexed by the unshifted time).
+  EXPECT_NEAR(flow.Timestep(0.37), 370, 1e-9);
+  EXPECT_NEAR(flow.Sigma(370), Shift(5.0, 0.37), 1e-12);
+  EXPECT_NEAR(flow.sigma_max(), 1.0, 1e-7);
+  at::Tensor latent = at::randn({4}), noise = at::randn({4});
+  at::Tensor noised = flow.NoiseScaling(0.25, noise, latent, false);
+  EXPECT_TRUE(at::allclose(noised, noise * 0.25 + latent * 0.75));
+}
+
+// ---- CFG --------------------------------------------------------------------------------------
+
+TEST(CfgTest, OneCallAtCfgOneTwoAboveAndTheGuidanceFormula) {
+  const ModelSampling flow = ModelSampling::DiscreteFlow(3.0);
+  int cond_calls = 0, uncond_calls = 0;
+  ModelFn model = [&](const at::Tensor& x, double, bool cond) -> absl::StatusOr<at::Tensor> {
+    (cond ? cond_calls : uncond_calls)++;
+    return cond ? x * 0.5 : x * 0.2;
+  };
+  at::Tensor x = at::randn({2, 3});
+  auto one = CfgDenoiser(model, flow, 1.0)(x, 0.5);
+  EXPECT_EQ(cond_calls, 1);
+  EXPECT_EQ(uncond_calls, 0);
+  auto guided = CfgDenoiser(model, flow, 4.0)(x, 0.5);
+  EXPECT_EQ(cond_calls, 2);
+  EXPECT_EQ(uncond_calls, 1);
+  at::Tensor d_cond = x - 0.5 * (x * 0.5), d_uncond = x - 0.5 * (x * 0.2);
+  EXPECT_TRUE(at::allclose(*guided, d_uncond + 4.0 * (d_cond - d_uncond), 1e-6, 1e-6));
+}
+
+TEST(SamplersTest, NonFiniteModelOutputStopsNamingTheStep) {
+  const ModelSampling eps = ModelSampling::Discrete(Prediction::kEps);
+  auto sigmas = *KSamplerSigmas("karras", "dpmpp_2m", eps, 10, 1.0);
+  int calls = 0;
+  Denoiser broken = [&](const at::Tensor& x, double) -> absl::StatusOr<at::Tensor> {
+    return ++calls == 4 ? x * NAN : x * 0.5;
+  };
+  auto out =
+      Sample("dpmpp_2m", broken, at::randn({4}), sigmas, SeededNoiseSampler(at::randn({4}), 0));
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("step 4/10"), std::string::npos) << out.status();
+  EXPECT_NE(out.status().message().find("NaN"), std::string::npos);
+}
+
+// ---- outside references (Python: PyTorch's generator, k-diffusion) ----------------------------
+
+absl::Status RunPython(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<std::string> argv = {RAYLIGHT_TEST_PYTHON};
+  argv.insert(argv.end(), args.begin(), args.end());
+  SpawnOptions spawn;
+  spawn.log_path = log;
+  auto child = ChildProcess::Spawn(argv, spawn);
+  if (!child.ok()) return child.status();
+  auto code = child->Wait(std::chrono::seconds(300));
+  if (!code.ok()) return code.status();
+  if (*code == 0) return absl::OkStatus();
+  std::ifstream in(log);
+  return absl::InternalError(
+      std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+}
+
+at::Tensor ReadTensor(const std::string& path, const std::string& name) {
+  auto file = models::SafetensorsFile::Open(path);
+  EXPECT_TRUE(file.ok()) << file.status();
+  return models::ViewTensor(*file, *(*file)->header().Find(name))->clone();
+}
+
+TEST(NoiseTest, InitialNoiseIsBitIdenticalToPyTorch) {
+  testing_util::TempDir dir("noise");
+  std::mt19937_64 rng(std::random_device{}());
+  for (int trial = 0; trial < 3; ++trial) {
+    const uint64_t seed = rng() % (uint64_t{1} << 53);
+    const std::vector<int64_t> shape = {1, 16, static_cast<int64_t>(1 + rng() % 5), 6, 10};
+    const std::string out = dir.path() + "/noise.safetensors";
+    const std::string script =
+        absl::StrCat("import torch; from safetensors.torch import save_file; torch.manual_seed(",
+                     seed, "); save_file({'n': torch.randn(", shape[0], ",", shape[1], ",",
+                     shape[2], ",", shape[3], ",", shape[4], ")}, '", out, "')");
+    ASSERT_TRUE(RunPython({"-c", script}, dir.path() + "/py.log").ok());
+    at::Tensor expected = ReadTensor(out, "n");
+    at::Tensor ours = PrepareNoise(seed, shape);
+    EXPECT_TRUE(at::equal(ours, expected)) << "seed " << seed;
+  }
+}
+
+TEST(KDiffusionTest, SharedSamplersMatchStepByStep) {
+  testing_util::TempDir dir("kdiffusion");
+  const ModelSampling eps = ModelSampling::Discrete(Prediction::kEps);
+  const double mu = 0.3, std = 0.8;
+  for (const char* name :
+       {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral",
+        "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde"}) {
+    for (const char* scheduler : {"karras", "exponential"}) {
+      auto sigmas = *ScheduleSigmas(scheduler, eps, 12);
+      at::manual_seed(std::random_device{}());
+      at::Tensor x = at::randn({2, 4, 6, 6}) * sigmas.front();
+      at::Tensor draws = at::randn({64, 2, 4, 6, 6});
+      int next = 0;
+      NoiseSampler noise = [&](double, double) { return draws[next++].clone(); };
+      auto ours = Sample(name, Gaussian(mu, std), x, sigmas, noise);
+      ASSERT_TRUE(ours.ok()) << ours.status();
+      at::Tensor sigma_tensor = at::tensor(std::vector<float>(sigmas.begin(), sigmas.end()));
+      const std::string in = dir.path() + "/in.safetensors", out = dir.path() + "/out.safetensors";
+      ASSERT_TRUE(models::WriteTensors(in, {{"x", x},
+                                            {"sigmas", sigma_tensor},
+                                            {"noise", draws},
+                                            {"mu", at::tensor(mu, at::kFloat)},
+                                            {"std", at::tensor(std, at::kFloat)}})
+                      .ok());
+      absl::Status ran =
+          RunPython({RAYLIGHT_KDIFFUSION_SCRIPT, "--inputs", in, "--out", out, "--sampler", name},
+                    dir.path() + "/kd.log");
+      ASSERT_TRUE(ran.ok()) << name << ": " << ran;
+      at::Tensor reference = ReadTensor(out, "out");
+      const double error = ((*ours - reference).norm() / reference.norm()).item<double>();
+      EXPECT_LT(error, 2e-6) << name << " / " << scheduler;
+    }
+  }
+}
+
+// ---- .latent files ----------------------------------------------------------------------------
+
+TEST(LatentFileTest, RoundTripAndComfyUiKeys) {
+  testing_util::TempDir dir("latent");
+  at::Tensor latent = at::randn({1, 16, 3, 8, 10});
+  const std::string path = dir.path() + "/out.latent";
+  ASSERT_TRUE(WriteLatentFile(path, latent).ok());
+  auto back = ReadLatentFile(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(at::equal(*back, latent));
+  auto file = models::SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok());
+  ASSERT_NE((*file)->header().Find("latent_tensor"), nullptr);
+  ASSERT_NE((*file)->header().Find("latent_format_version_0"), nullptr);
+  EXPECT_EQ((*file)->header().Find("latent_format_version_0")->numel(), 0);
+  // ComfyUI's old format (no marker) is scaled by 1 / 0.18215 on load.
+  const std::string old = dir.path() + "/old.latent";
+  ASSERT_TRUE(models::WriteTensors(old, {{"latent_tensor", latent}}).ok());
+  EXPECT_TRUE(at::allclose(*ReadLatentFile(old), latent / 0.18215));
+  EXPECT_EQ(ReadLatentFile(dir.path() + "/none.latent").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace raylight::samplers
