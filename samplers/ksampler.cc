@@ -14,6 +14,13 @@ at::Tensor PrepareNoise(uint64_t seed, at::IntArrayRef shape) {
   return at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat).device(at::kCPU));
 }
 
+ModelFn SwitchExperts(ModelFn high_noise, ModelFn low_noise, double boundary_sigma) {
+  return [high = std::move(high_noise), low = std::move(low_noise), boundary_sigma](
+             const at::Tensor& x, double timestep, bool cond) -> absl::StatusOr<at::Tensor> {
+    return timestep >= boundary_sigma * 1000 ? high(x, timestep, cond) : low(x, timestep, cond);
+  };
+}
+
 Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg) {
   return [model, &sampling, cfg](const at::Tensor& x, double sigma) -> absl::StatusOr<at::Tensor> {
     const at::Tensor input = sampling.CalculateInput(sigma, x);

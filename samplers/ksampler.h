@@ -23,6 +23,11 @@ at::Tensor PrepareNoise(uint64_t seed, at::IntArrayRef shape);
 using ModelFn =
     std::function<absl::StatusOr<at::Tensor>(const at::Tensor& x, double timestep, bool cond)>;
 
+// Wan 2.2 A14B: two 14B-shaped experts in one run, the high-noise one while sigma is at or
+// above `boundary_sigma`, the low-noise one below (Wan 2.2's boundaries: 0.875 for T2V, 0.900 for
+// I2V, on the shifted sigma). The timestep the experts see is sigma * 1000, as for every Wan.
+ModelFn SwitchExperts(ModelFn high_noise, ModelFn low_noise, double boundary_sigma);
+
 // CFG in sigma space: denoised = uncond + cfg * (cond - uncond); cfg == 1 evaluates the
 // positive conditioning only (one model call per evaluation).
 Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg);

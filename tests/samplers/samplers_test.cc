@@ -302,6 +302,31 @@ TEST(SamplersTest, NonFiniteModelOutputStopsNamingTheStep) {
   EXPECT_NE(out.status().message().find("NaN"), std::string::npos);
 }
 
+TEST(CfgTest, Wan22ExpertsSwitchAtTheBoundaryWithinOneRun) {
+  const ModelSampling flow = ModelSampling::DiscreteFlow(12.0);  // Wan 2.2 A14B's shift
+  std::vector<std::pair<char, double>> calls;
+  auto expert = [&](char which) {
+    return [&, which](const at::Tensor& x, double timestep, bool) -> absl::StatusOr<at::Tensor> {
+      calls.emplace_back(which, timestep / 1000);
+      return x * 0.1;
+    };
+  };
+  KSamplerOptions options;
+  options.steps = 20;
+  options.cfg = 1.0;
+  auto out = KSample(SwitchExperts(expert('H'), expert('L'), 0.875), flow, at::zeros({8}), options);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(calls.size(), 20u);
+  bool switched = false;
+  for (const auto& [which, sigma] : calls) {
+    EXPECT_EQ(which, sigma >= 0.875 ? 'H' : 'L') << sigma;
+    if (which == 'L') switched = true;
+    if (switched) EXPECT_EQ(which, 'L');  // never back to the high-noise expert
+  }
+  EXPECT_EQ(calls.front().first, 'H');
+  EXPECT_EQ(calls.back().first, 'L');
+}
+
 // ---- outside references (Python: PyTorch's generator, k-diffusion) ----------------------------
 
 absl::Status RunPython(const std::vector<std::string>& args, const std::string& log) {
