@@ -8,7 +8,8 @@ Inputs (safetensors): x [shape], sigmas [n], noise [k, shape] (used in order by 
 mu, std (scalars: the data distribution N(mu, std^2), element-wise).
 
 k-diffusion's package __init__ imports its training code (torchvision, wandb, ...); only
-k_diffusion/sampling.py is needed, so the package is stubbed with the one helper it uses.
+k_diffusion/sampling.py is needed, so it is loaded under a bare package object that provides the
+one helper it imports (append_dims); the sampling code run is k-diffusion's own, unmodified.
 """
 import argparse
 import importlib
