@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/common/status_macros.h"
 
 namespace raylight::samplers {
 namespace {
@@ -50,11 +51,6 @@ class Model {
   const int total_;
 };
 
-#define RL_ASSIGN_OR_RETURN(lhs, expr)          \
-  auto lhs##_or = (expr);                       \
-  if (!lhs##_or.ok()) return lhs##_or.status(); \
-  at::Tensor lhs = *std::move(lhs##_or)
-
 at::Tensor ToD(const at::Tensor& x, double sigma, const at::Tensor& denoised) {
   return (x - denoised) / sigma;
 }
@@ -66,7 +62,7 @@ using Sigmas = std::vector<double>;
 
 absl::StatusOr<at::Tensor> Euler(Model& model, at::Tensor x, const Sigmas& s) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     x = x + ToD(x, s[i], denoised) * (s[i + 1] - s[i]);
   }
   return x;
@@ -75,7 +71,7 @@ absl::StatusOr<at::Tensor> Euler(Model& model, at::Tensor x, const Sigmas& s) {
 absl::StatusOr<at::Tensor> EulerAncestral(Model& model, at::Tensor x, const Sigmas& s,
                                           const NoiseSampler& noise, const SamplerOptions& o) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     auto [down, up] = AncestralStep(s[i], s[i + 1], o.eta);
     x = x + ToD(x, s[i], denoised) * (down - s[i]);
     if (s[i + 1] > 0) x = x + noise(s[i], s[i + 1]) * (o.s_noise * up);
@@ -89,7 +85,7 @@ absl::StatusOr<at::Tensor> EulerAncestral(Model& model, at::Tensor x, const Sigm
 absl::StatusOr<at::Tensor> EulerAncestralFlow(Model& model, at::Tensor x, const Sigmas& s,
                                               const NoiseSampler& noise, const SamplerOptions& o) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     if (s[i + 1] == 0) {
       x = denoised;
       continue;
@@ -110,14 +106,14 @@ absl::StatusOr<at::Tensor> EulerAncestralFlow(Model& model, at::Tensor x, const 
 
 absl::StatusOr<at::Tensor> Heun(Model& model, at::Tensor x, const Sigmas& s) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     at::Tensor d = ToD(x, s[i], denoised);
     const double dt = s[i + 1] - s[i];
     if (s[i + 1] == 0) {
       x = x + d * dt;
     } else {
       at::Tensor x2 = x + d * dt;
-      RL_ASSIGN_OR_RETURN(denoised2, model.Eval(i, x2, s[i + 1]));
+      RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, s[i + 1]));
       at::Tensor d2 = ToD(x2, s[i + 1], denoised2);
       x = x + (d + d2) / 2 * dt;
     }
@@ -127,14 +123,14 @@ absl::StatusOr<at::Tensor> Heun(Model& model, at::Tensor x, const Sigmas& s) {
 
 absl::StatusOr<at::Tensor> Dpm2(Model& model, at::Tensor x, const Sigmas& s) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     at::Tensor d = ToD(x, s[i], denoised);
     if (s[i + 1] == 0) {
       x = x + d * (s[i + 1] - s[i]);
     } else {
       const double mid = std::exp(0.5 * (std::log(s[i]) + std::log(s[i + 1])));
       at::Tensor x2 = x + d * (mid - s[i]);
-      RL_ASSIGN_OR_RETURN(denoised2, model.Eval(i, x2, mid));
+      RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, mid));
       x = x + ToD(x2, mid, denoised2) * (s[i + 1] - s[i]);
     }
   }
@@ -144,7 +140,7 @@ absl::StatusOr<at::Tensor> Dpm2(Model& model, at::Tensor x, const Sigmas& s) {
 absl::StatusOr<at::Tensor> Dpm2Ancestral(Model& model, at::Tensor x, const Sigmas& s,
                                          const NoiseSampler& noise, const SamplerOptions& o) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     auto [down, up] = AncestralStep(s[i], s[i + 1], o.eta);
     at::Tensor d = ToD(x, s[i], denoised);
     if (down == 0) {
@@ -152,7 +148,7 @@ absl::StatusOr<at::Tensor> Dpm2Ancestral(Model& model, at::Tensor x, const Sigma
     } else {
       const double mid = std::exp(0.5 * (std::log(s[i]) + std::log(down)));
       at::Tensor x2 = x + d * (mid - s[i]);
-      RL_ASSIGN_OR_RETURN(denoised2, model.Eval(i, x2, mid));
+      RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, mid));
       x = x + ToD(x2, mid, denoised2) * (down - s[i]);
       x = x + noise(s[i], s[i + 1]) * (o.s_noise * up);
     }
@@ -163,7 +159,7 @@ absl::StatusOr<at::Tensor> Dpm2Ancestral(Model& model, at::Tensor x, const Sigma
 absl::StatusOr<at::Tensor> Lms(Model& model, at::Tensor x, const Sigmas& s, int order = 4) {
   std::deque<at::Tensor> ds;
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     ds.push_back(ToD(x, s[i], denoised));
     if (static_cast<int>(ds.size()) > order) ds.pop_front();
     const int current = std::min(static_cast<int>(i) + 1, order);
@@ -179,14 +175,14 @@ absl::StatusOr<at::Tensor> Lms(Model& model, at::Tensor x, const Sigmas& s, int 
 absl::StatusOr<at::Tensor> Dpmpp2sAncestral(Model& model, at::Tensor x, const Sigmas& s,
                                             const NoiseSampler& noise, const SamplerOptions& o) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     auto [down, up] = AncestralStep(s[i], s[i + 1], o.eta);
     if (down == 0) {
       x = x + ToD(x, s[i], denoised) * (down - s[i]);
     } else {
       const double t = T(s[i]), t_next = T(down), h = t_next - t, mid = t + 0.5 * h;
       at::Tensor x2 = x * (SigmaOf(mid) / SigmaOf(t)) - denoised * std::expm1(-h * 0.5);
-      RL_ASSIGN_OR_RETURN(denoised2, model.Eval(i, x2, SigmaOf(mid)));
+      RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, SigmaOf(mid)));
       x = x * (SigmaOf(t_next) / SigmaOf(t)) - denoised2 * std::expm1(-h);
     }
     if (s[i + 1] > 0) x = x + noise(s[i], s[i + 1]) * (o.s_noise * up);
@@ -198,7 +194,7 @@ absl::StatusOr<at::Tensor> DpmppSde(Model& model, at::Tensor x, const Sigmas& s,
                                     const NoiseSampler& noise, const SamplerOptions& o) {
   constexpr double r = 0.5;
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     if (s[i + 1] == 0) {
       x = x + ToD(x, s[i], denoised) * (s[i + 1] - s[i]);
       continue;
@@ -209,7 +205,7 @@ absl::StatusOr<at::Tensor> DpmppSde(Model& model, at::Tensor x, const Sigmas& s,
     const double s1 = T(down1);
     at::Tensor x2 = x * (SigmaOf(s1) / SigmaOf(t)) - denoised * std::expm1(t - s1);
     x2 = x2 + noise(SigmaOf(t), SigmaOf(mid)) * (o.s_noise * up1);
-    RL_ASSIGN_OR_RETURN(denoised2, model.Eval(i, x2, SigmaOf(mid)));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, SigmaOf(mid)));
     auto [down2, up2] = AncestralStep(SigmaOf(t), SigmaOf(t_next), o.eta);
     const double t_next2 = T(down2);
     at::Tensor mixed = denoised * (1 - fac) + denoised2 * fac;
@@ -222,7 +218,7 @@ absl::StatusOr<at::Tensor> DpmppSde(Model& model, at::Tensor x, const Sigmas& s,
 absl::StatusOr<at::Tensor> Dpmpp2m(Model& model, at::Tensor x, const Sigmas& s) {
   at::Tensor old;
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     const double t = T(s[i]);
     // sigma_next = 0 makes t_next infinite: the update is then exactly x = denoised.
     if (s[i + 1] == 0) {
@@ -247,7 +243,7 @@ absl::StatusOr<at::Tensor> Dpmpp2mSde(Model& model, at::Tensor x, const Sigmas& 
   at::Tensor old;
   double h_last = 0;
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     double h = h_last;
     if (s[i + 1] == 0) {
       x = denoised;
@@ -276,7 +272,7 @@ absl::StatusOr<at::Tensor> Dpmpp3mSde(Model& model, at::Tensor x, const Sigmas& 
   bool have_h1 = false, have_h2 = false;
   double h1 = 0, h2 = 0;
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     double h = 0;
     if (s[i + 1] == 0) {
       x = denoised;
@@ -318,7 +314,7 @@ absl::StatusOr<at::Tensor> Lcm(Model& model, at::Tensor x, const Sigmas& s,
                                const NoiseSampler& noise, const SamplerOptions& o) {
   if (o.sampling == nullptr) return absl::InvalidArgumentError("lcm needs the model sampling");
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    RL_ASSIGN_OR_RETURN(denoised, model.Step(i, x, s[i]));
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     x = denoised;
     if (s[i + 1] > 0) x = o.sampling->NoiseScaling(s[i + 1], noise(s[i], s[i + 1]), x, false);
   }
@@ -354,11 +350,21 @@ double LinearMultistepCoefficient(int order, const std::vector<double>& t, int i
   return 0.5 * (b - a) * total;
 }
 
+namespace {
+
+// A generator of its own on the latent's device, seeded with `seed` (ComfyUI seeds a
+// torch.Generator on x's device the same way).
+at::Generator GeneratorFor(const at::Tensor& like, uint64_t seed) {
+  if (!like.is_cuda()) return at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Generator generator = at::globalContext().defaultGenerator(like.device()).clone();
+  generator.set_current_seed(seed);
+  return generator;
+}
+
+}  // namespace
+
 NoiseSampler SeededNoiseSampler(const at::Tensor& like, uint64_t seed) {
-  at::Generator generator = like.is_cuda()
-                                ? at::globalContext().defaultGenerator(like.device()).clone()
-                                : at::make_generator<at::CPUGeneratorImpl>(seed);
-  if (like.is_cuda()) generator.set_current_seed(seed);
+  at::Generator generator = GeneratorFor(like, seed);
   const auto sizes = like.sizes().vec();
   const auto options = like.options();
   return [generator, sizes, options](double, double) mutable {
@@ -401,9 +407,7 @@ NoiseSampler BrownianNoiseSampler(const at::Tensor& like, uint64_t seed) {
     }
   };
   auto path = std::make_shared<Path>();
-  path->generator = like.is_cuda() ? at::globalContext().defaultGenerator(like.device()).clone()
-                                   : at::make_generator<at::CPUGeneratorImpl>(seed);
-  if (like.is_cuda()) path->generator.set_current_seed(seed);
+  path->generator = GeneratorFor(like, seed);
   path->sizes = like.sizes().vec();
   path->options = like.options();
   return [path](double a, double b) {

@@ -38,7 +38,6 @@ ModelSampling ModelSampling::DiscreteFlow(double shift) {
   m.shift_ = shift;
   m.multiplier_ = 1000;
   for (int t = 1; t <= 1000; ++t) m.sigmas_.push_back(static_cast<float>(m.TableSigma(t / 1000.0)));
-  for (double s : m.sigmas_) m.log_sigmas_.push_back(std::log(s));
   return m;
 }
 
@@ -50,7 +49,6 @@ ModelSampling ModelSampling::Flux(double mu) {
   m.multiplier_ = 1;  // Flux's timestep is sigma itself
   for (int t = 1; t <= 10000; ++t)
     m.sigmas_.push_back(static_cast<float>(m.TableSigma(t / 10000.0)));
-  for (double s : m.sigmas_) m.log_sigmas_.push_back(std::log(s));
   return m;
 }
 

@@ -55,7 +55,7 @@ class ModelSampling {
   double shift_ = 1;  // kShiftedFlow: s; kFlux: mu
   double multiplier_ = 1000;
   std::vector<double> sigmas_;
-  std::vector<double> log_sigmas_;
+  std::vector<double> log_sigmas_;  // DDPM tables only: Timestep/Sigma interpolate in log space
 };
 
 }  // namespace raylight::samplers

@@ -1,7 +1,6 @@
 #include "samplers/schedulers.h"
 
 #include <algorithm>
-#include <cfenv>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -104,8 +103,8 @@ std::vector<double> Beta(const ModelSampling& m, int steps, double alpha = 0.6, 
   for (int i = 0; i < steps; ++i) {
     const double q =
         1 - static_cast<double>(i) / steps;  // 1 - linspace(0, 1, steps, endpoint=False)
-    std::fesetround(FE_TONEAREST);
-    const double t = std::nearbyint(BetaPpf(q, alpha, beta) * total);  // numpy.rint: half to even
+    // numpy.rint rounds half to even, as nearbyint does in the default rounding mode.
+    const double t = std::nearbyint(BetaPpf(q, alpha, beta) * total);
     if (t != last) sigmas.push_back(table[static_cast<size_t>(t)]);
     last = t;
   }

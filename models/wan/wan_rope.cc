@@ -14,7 +14,7 @@ at::Tensor AxisAngles(int64_t positions, int64_t axis_dim) {
 }  // namespace
 
 RopeTable RopeTable::Slice(int64_t begin, int64_t end) const {
-  return {cos.slice(0, begin, end), sin.slice(0, begin, end), rotation.slice(0, begin, end)};
+  return {rotation.slice(0, begin, end)};
 }
 
 RopeTable MakeRopeTable(int64_t frames, int64_t height, int64_t width, int64_t head_dim,
@@ -29,9 +29,8 @@ RopeTable MakeRopeTable(int64_t frames, int64_t height, int64_t width, int64_t h
                                fw.view({1, 1, width, -1}).expand({frames, height, width, -1})},
                               -1)
                           .reshape({frames * height * width, head_dim / 2});
-  at::Tensor cos = at::cos(angles).to(device, at::kFloat);
-  at::Tensor sin = at::sin(angles).to(device, at::kFloat);
-  return {cos, sin, at::complex(cos, sin)};
+  return {
+      at::complex(at::cos(angles).to(device, at::kFloat), at::sin(angles).to(device, at::kFloat))};
 }
 
 at::Tensor ApplyRope(const at::Tensor& x, const RopeTable& table) {

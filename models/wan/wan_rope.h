@@ -8,9 +8,8 @@
 namespace raylight::models::wan {
 
 struct RopeTable {
-  at::Tensor cos;  // [L, d/2] fp32, tokens ordered frame, height, width
-  at::Tensor sin;
-  at::Tensor rotation;  // cos + i sin, complex64 [L, d/2]: what ApplyRope multiplies by
+  // cos + i sin of every token's angles, complex64 [L, d/2], tokens ordered frame, height, width.
+  at::Tensor rotation;
   // Rows [begin, end) (a sequence-parallel rank's tokens).
   RopeTable Slice(int64_t begin, int64_t end) const;
 };

@@ -629,7 +629,8 @@ void HeadManager::StartOn(Actor& actor, Worker& worker) {
                                                  worker_it->second.info.alive() &&
                                                  worker_it->second.info.instance_id() == instance;
                         if (status.ok() && worker_same) {
-                          if (auto group = groups_.find(join_group); group != groups_.end() &&
+                          if (auto group = groups_.find(join_group);
+                              group != groups_.end() &&
                               group->second.info.incarnation() == join_incarnation &&
                               group->second.info.state() == v1::GROUP_FORMING) {
                             group->second.joined.insert(actor.rank);
@@ -774,7 +775,8 @@ void HeadManager::CreateGroup(const v1::CreateGroupRequest& request, Reply<v1::G
     }
     for (size_t i = 0; i < replace.size(); ++i) {
       existing->info.mutable_members(replace[i])
-          ->set_actor_id(AddMemberActor(spec, existing->info.group_id(), replace[i], (*planned)[i]));
+          ->set_actor_id(
+              AddMemberActor(spec, existing->info.group_id(), replace[i], (*planned)[i]));
     }
     existing->waiters.push_back({deadline, std::move(reply)});
     existing->form_deadline = deadline;
@@ -812,7 +814,6 @@ void HeadManager::FormGroup(Group& group) {
   group.info.set_store_prefix(
       absl::StrCat("group/", group.info.group_id(), "/", group.info.incarnation()));
   group.joining = false;
-  group.joins_outstanding = 0;
   group.joined.clear();
   PersistGroup(group);
   GroupProgress(group);
@@ -870,7 +871,6 @@ void HeadManager::GroupProgress(Group& group) {
     return;
   }
   group.joining = true;
-  group.joins_outstanding = static_cast<int>(to_join.size());
   const std::string group_id = group.info.group_id();
   const int64_t incarnation = group.info.incarnation();
   for (int rank : to_join) {
@@ -895,7 +895,7 @@ void HeadManager::GroupProgress(Group& group) {
             return;
           }
           group.joined.insert(rank);
-          if (--group.joins_outstanding > 0) return;
+          if (static_cast<int>(group.joined.size()) < group.info.members_size()) return;
           GroupReady(group);
         });
   }

@@ -107,8 +107,7 @@ class HeadManager {
   };
   struct Group {
     v1::GroupInfo info;
-    int joins_outstanding = 0;
-    bool joining = false;
+    bool joining = false;             // JoinGroup calls in flight for the ranks not yet in `joined`
     absl::flat_hash_set<int> joined;  // ranks joined in this incarnation (at start or by JoinGroup)
     absl::Time form_deadline;
     bool awaiting_reclaim = false;

@@ -113,10 +113,14 @@ int Run() {
   at::Tensor ours = forward();
   c10::cuda::device_synchronize();
   const int runs = absl::GetFlag(FLAGS_runs);
-  const auto start = Clock::now();
-  for (int i = 0; i < runs; ++i) forward();
-  c10::cuda::device_synchronize();
-  const double step_ms = Seconds(start) * 1e3 / runs;
+  // Mean milliseconds of `runs` synchronised forwards (after the warm-up above).
+  auto time_forwards = [&] {
+    const auto start = Clock::now();
+    for (int i = 0; i < runs; ++i) forward();
+    c10::cuda::device_synchronize();
+    return Seconds(start) * 1e3 / runs;
+  };
+  const double step_ms = time_forwards();
   Emit(name + "_step_ms_1gpu", step_ms, "ms");
   const double tflops = ForwardFlops(config, tokens) / (step_ms / 1e3) / 1e12;
   Emit(name + "_tflops", tflops, "TFLOP/s");
@@ -126,10 +130,7 @@ int Run() {
     models::SetAttentionBackend(models::AttentionBackend::kSdpa);
     forward();
     c10::cuda::device_synchronize();
-    const auto sdpa_start = Clock::now();
-    for (int i = 0; i < runs; ++i) forward();
-    c10::cuda::device_synchronize();
-    Emit(name + "_step_ms_1gpu_default_sdpa", Seconds(sdpa_start) * 1e3 / runs, "ms");
+    Emit(name + "_step_ms_1gpu_default_sdpa", time_forwards(), "ms");
     models::SetAttentionBackend(models::AttentionBackend::kAuto);
   }
   std::fprintf(stderr, "%s: %s, %ld blocks, %ld tokens, load %.1f s for %.1f GB\n", name.c_str(),

@@ -17,6 +17,7 @@
 #include "runtime/rpc/channels.h"
 #include "runtime/rpc/grpc_store.h"
 #include "tests/util/netns.h"
+#include "tests/util/read_file.h"
 #include "tests/util/temp_dir.h"
 
 namespace raylight {
@@ -362,8 +363,7 @@ TEST_F(ClusterTest, HeadRestartKeepsWorkersActorsAndNames) {
   auto code = second->Wait(std::chrono::seconds(20));
   ASSERT_TRUE(code.ok());
   EXPECT_NE(*code, 0);
-  std::ifstream log(spawn.log_path);
-  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  const std::string text = testing_util::ReadFileOrEmpty(spawn.log_path);
   EXPECT_NE(text.find("in use by another raylight-head"), std::string::npos) << text;
   auto still = (*again)->Call<CounterResponse>("get_counter", GetCounterRequest());
   EXPECT_TRUE(still.ok()) << still.status();

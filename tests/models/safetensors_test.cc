@@ -8,6 +8,7 @@
 #include <random>
 
 #include "models/core/safetensors_tensors.h"
+#include "tests/util/read_file.h"
 #include "tests/util/temp_dir.h"
 
 namespace raylight::models {
@@ -120,8 +121,7 @@ TEST(SafetensorsTest, WrittenFilesRoundTripAsZeroCopyViews) {
   EXPECT_TRUE(at::equal(parsed->at("w"), tensors[0].second));
 
   // A file cut short is refused with its path.
-  std::ifstream in(path, std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string all = testing_util::ReadFileOrEmpty(path);
   const std::string cut = dir.path() + "/cut.safetensors";
   std::ofstream(cut, std::ios::binary) << all.substr(0, all.size() - 3);
   auto truncated = SafetensorsFile::Open(cut);

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "models/core/safetensors_tensors.h"
-#include "runtime/common/child_process.h"
+#include "tests/util/run_command.h"
 
 namespace raylight::testing_util {
 
@@ -64,25 +64,19 @@ absl::StatusOr<at::Tensor> DiffusersForward(const std::string& dir, const WanCon
       ", \"text_dim\": ", c.text_dim, ", \"freq_dim\": ", c.freq_dim, ", \"ffn_dim\": ", c.ffn_dim,
       ", \"num_layers\": ", c.num_layers, ", \"eps\": ", c.eps, ", \"image_dim\": ", c.image_dim,
       "}");
-  SpawnOptions spawn;
-  spawn.log_path = dir + "/diffusers.log";
-  auto child = ChildProcess::Spawn(
+  const std::string log_path = dir + "/diffusers.log";
+  absl::Status ran = RunToCompletion(
       {RAYLIGHT_TEST_PYTHON, RAYLIGHT_DIFFUSERS_SCRIPT, "--config", config, "--checkpoint",
        checkpoint, "--inputs", input_path, "--out", out_path, "--device", device, "--dtype", dtype,
        "--time-runs", absl::StrCat(time_runs)},
-      spawn);
-  if (!child.ok()) return child.status();
-  auto code = child->Wait(std::chrono::seconds(900));
-  if (!code.ok()) return code.status();
-  if (*code != 0) {
-    std::ifstream log(spawn.log_path);
-    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-    return absl::InternalError(absl::StrCat("diffusers reference failed (", DescribeExit(*code),
-                                            "); is diffusers installed in ", RAYLIGHT_TEST_PYTHON,
-                                            "'s environment?\n", text));
+      log_path, std::chrono::seconds(900));
+  if (!ran.ok()) {
+    return absl::InternalError(
+        absl::StrCat("diffusers reference failed; is diffusers installed in ", RAYLIGHT_TEST_PYTHON,
+                     "'s environment? ", ran.message()));
   }
   if (forward_ms != nullptr) {
-    std::ifstream log(spawn.log_path);
+    std::ifstream log(log_path);
     std::string line;
     const std::string key = "{\"diffusers_forward_ms\": ";
     while (std::getline(log, line)) {

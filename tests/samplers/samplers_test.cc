@@ -2,15 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <random>
 
 #include "models/core/safetensors_tensors.h"
-#include "runtime/common/child_process.h"
 #include "samplers/k_samplers.h"
 #include "samplers/ksampler.h"
 #include "samplers/latent_file.h"
 #include "samplers/schedulers.h"
+#include "tests/util/run_command.h"
 #include "tests/util/temp_dir.h"
 
 namespace raylight::samplers {
@@ -321,7 +320,9 @@ TEST(CfgTest, Wan22ExpertsSwitchAtTheBoundaryWithinOneRun) {
   for (const auto& [which, sigma] : calls) {
     EXPECT_EQ(which, sigma >= 0.875 ? 'H' : 'L') << sigma;
     if (which == 'L') switched = true;
-    if (switched) EXPECT_EQ(which, 'L');  // never back to the high-noise expert
+    if (switched) {
+      EXPECT_EQ(which, 'L');  // never back to the high-noise expert
+    }
   }
   EXPECT_EQ(calls.front().first, 'H');
   EXPECT_EQ(calls.back().first, 'L');
@@ -332,16 +333,7 @@ TEST(CfgTest, Wan22ExpertsSwitchAtTheBoundaryWithinOneRun) {
 absl::Status RunPython(const std::vector<std::string>& args, const std::string& log) {
   std::vector<std::string> argv = {RAYLIGHT_TEST_PYTHON};
   argv.insert(argv.end(), args.begin(), args.end());
-  SpawnOptions spawn;
-  spawn.log_path = log;
-  auto child = ChildProcess::Spawn(argv, spawn);
-  if (!child.ok()) return child.status();
-  auto code = child->Wait(std::chrono::seconds(300));
-  if (!code.ok()) return code.status();
-  if (*code == 0) return absl::OkStatus();
-  std::ifstream in(log);
-  return absl::InternalError(
-      std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+  return testing_util::RunToCompletion(argv, log, std::chrono::seconds(300));
 }
 
 at::Tensor ReadTensor(const std::string& path, const std::string& name) {

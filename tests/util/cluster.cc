@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "tests/util/read_file.h"
 
 namespace raylight::testing_util {
 
@@ -130,8 +131,7 @@ std::string TestCluster::Logs() const {
   std::string out;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(state_dir_)) {
     if (entry.path().extension() != ".log") continue;
-    std::ifstream in(entry.path());
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string text = ReadFileOrEmpty(entry.path().string());
     if (text.size() > 4000) text = "..." + text.substr(text.size() - 4000);
     out += "==== " + entry.path().string() + "\n" + text;
   }

@@ -7,11 +7,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "runtime/common/child_process.h"
+#include "tests/util/run_command.h"
 #include "tests/util/temp_dir.h"
 
 namespace raylight::testing_util {
@@ -31,20 +29,9 @@ const std::string& IpBinary() {
 // Runs one `ip ...` command; its output goes into the error when it fails.
 absl::Status Ip(const std::vector<std::string>& args) {
   TempDir scratch("netns-ip");
-  const std::string log = scratch.path() + "/out";
   std::vector<std::string> argv = {IpBinary()};
   argv.insert(argv.end(), args.begin(), args.end());
-  SpawnOptions options;
-  options.log_path = log;
-  auto child = ChildProcess::Spawn(argv, options);
-  if (!child.ok()) return child.status();
-  auto code = child->Wait(std::chrono::seconds(20));
-  if (!code.ok()) return code.status();
-  if (*code == 0) return absl::OkStatus();
-  std::ifstream in(log);
-  std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return absl::FailedPreconditionError(absl::StrCat("`", absl::StrJoin(argv, " "), "` failed (",
-                                                    DescribeExit(*code), "): ", output));
+  return RunToCompletion(argv, scratch.path() + "/out", std::chrono::seconds(20));
 }
 
 // Parses "<prefix><pid><one of next>..." (the names Setup makes) and says whether that pid is
