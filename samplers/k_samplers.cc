@@ -10,46 +10,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/common/status_macros.h"
+#include "samplers/step_model.h"
+#include "samplers/uni_pc.h"
 
 namespace raylight::samplers {
 namespace {
 
-// Wraps the denoiser: counts steps for errors and progress, refuses non-finite output.
-class Model {
- public:
-  Model(const Denoiser& denoiser, const StepCallback& callback, int total)
-      : denoiser_(denoiser), callback_(callback), total_(total) {}
-
-  // The first evaluation of step `step` (reported to the callback).
-  absl::StatusOr<at::Tensor> Step(int step, const at::Tensor& x, double sigma) {
-    auto denoised = Eval(step, x, sigma);
-    if (denoised.ok() && callback_) {
-      StepInfo info{step, total_, sigma, &x, &*denoised};
-      callback_(info);
-    }
-    return denoised;
-  }
-  // Further evaluations inside a step (Heun, DPM-2, ...).
-  absl::StatusOr<at::Tensor> Eval(int step, const at::Tensor& x, double sigma) {
-    auto denoised = denoiser_(x, sigma);
-    if (!denoised.ok()) {
-      return absl::Status(denoised.status().code(),
-                          absl::StrCat("step ", step + 1, "/", total_, " (sigma ", sigma,
-                                       "): ", denoised.status().message()));
-    }
-    if (!at::isfinite(*denoised).all().item<bool>()) {
-      return absl::FailedPreconditionError(absl::StrCat("step ", step + 1, "/", total_, " (sigma ",
-                                                        sigma,
-                                                        "): the model produced NaN or infinity"));
-    }
-    return denoised;
-  }
-
- private:
-  const Denoiser& denoiser_;
-  const StepCallback& callback_;
-  const int total_;
-};
+using Model = internal::StepModel;
 
 at::Tensor ToD(const at::Tensor& x, double sigma, const at::Tensor& denoised) {
   return (x - denoised) / sigma;
@@ -79,9 +46,24 @@ absl::StatusOr<at::Tensor> EulerAncestral(Model& model, at::Tensor x, const Sigm
   return x;
 }
 
-// ComfyUI's ancestral Euler for rectified-flow models (sample_euler_ancestral_RF): step down to
-// sigma_down on the straight path, then mix in fresh noise so the marginal at sigma_next is the
-// flow's (1 - s) x0 + s n rather than the VE x0 + s n.
+// The ancestral step of ComfyUI's rectified-flow samplers (its *_RF functions): step down to
+// sigma_down on the straight path, then scale and mix in fresh noise so that the marginal at
+// sigma_next is the flow's (1 - s) x0 + s n rather than the VE x0 + s n.
+struct FlowAncestral {
+  double sigma_down;
+  double scale;    // alpha_next / alpha_down, applied to x before the noise
+  double renoise;  // the noise's coefficient
+};
+FlowAncestral FlowAncestralStep(double sigma, double sigma_next, double eta) {
+  const double downstep_ratio = 1 + (sigma_next / sigma - 1) * eta;
+  const double sigma_down = sigma_next * downstep_ratio;
+  const double alpha_next = 1 - sigma_next, alpha_down = 1 - sigma_down;
+  const double renoise = std::sqrt(
+      std::max(0.0, sigma_next * sigma_next - sigma_down * sigma_down * alpha_next * alpha_next /
+                                                  (alpha_down * alpha_down)));
+  return {sigma_down, alpha_next / alpha_down, renoise};
+}
+
 absl::StatusOr<at::Tensor> EulerAncestralFlow(Model& model, at::Tensor x, const Sigmas& s,
                                               const NoiseSampler& noise, const SamplerOptions& o) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
@@ -90,16 +72,58 @@ absl::StatusOr<at::Tensor> EulerAncestralFlow(Model& model, at::Tensor x, const 
       x = denoised;
       continue;
     }
-    const double downstep_ratio = 1 + (s[i + 1] / s[i] - 1) * o.eta;
-    const double sigma_down = s[i + 1] * downstep_ratio;
-    const double alpha_next = 1 - s[i + 1], alpha_down = 1 - sigma_down;
-    const double renoise =
-        std::sqrt(s[i + 1] * s[i + 1] -
-                  sigma_down * sigma_down * alpha_next * alpha_next / (alpha_down * alpha_down));
-    const double ratio = sigma_down / s[i];
+    const FlowAncestral a = FlowAncestralStep(s[i], s[i + 1], o.eta);
+    const double ratio = a.sigma_down / s[i];
     x = x * ratio + denoised * (1 - ratio);
-    if (o.eta > 0)
-      x = x * (alpha_next / alpha_down) + noise(s[i], s[i + 1]) * (o.s_noise * renoise);
+    if (o.eta > 0) x = x * a.scale + noise(s[i], s[i + 1]) * (o.s_noise * a.renoise);
+  }
+  return x;
+}
+
+absl::StatusOr<at::Tensor> Dpm2AncestralFlow(Model& model, at::Tensor x, const Sigmas& s,
+                                             const NoiseSampler& noise, const SamplerOptions& o) {
+  for (size_t i = 0; i + 1 < s.size(); ++i) {
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
+    const FlowAncestral a = FlowAncestralStep(s[i], s[i + 1], o.eta);
+    at::Tensor d = ToD(x, s[i], denoised);
+    if (a.sigma_down == 0) {
+      x = x + d * (a.sigma_down - s[i]);
+      continue;
+    }
+    const double mid = std::exp(0.5 * (std::log(s[i]) + std::log(a.sigma_down)));
+    at::Tensor x2 = x + d * (mid - s[i]);
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, mid));
+    x = x + ToD(x2, mid, denoised2) * (a.sigma_down - s[i]);
+    x = x * a.scale + noise(s[i], s[i + 1]) * (o.s_noise * a.renoise);
+  }
+  return x;
+}
+
+absl::StatusOr<at::Tensor> Dpmpp2sAncestralFlow(Model& model, at::Tensor x, const Sigmas& s,
+                                                const NoiseSampler& noise,
+                                                const SamplerOptions& o) {
+  auto lambda = [](double sigma) { return std::log((1 - sigma) / sigma); };
+  for (size_t i = 0; i + 1 < s.size(); ++i) {
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
+    const FlowAncestral a = FlowAncestralStep(s[i], s[i + 1], o.eta);
+    if (s[i + 1] == 0) {
+      x = x + ToD(x, s[i], denoised) * (a.sigma_down - s[i]);
+    } else {
+      // The midpoint in log-SNR; at sigma 1 the log-SNR is infinite and ComfyUI uses 0.9999.
+      double sigma_mid = 0.9999;
+      if (s[i] != 1.0) {
+        const double mid = 0.5 * (lambda(s[i]) + lambda(a.sigma_down));
+        sigma_mid = 1 / (std::exp(mid) + 1);
+      }
+      const double mid_ratio = sigma_mid / s[i];
+      at::Tensor u = x * mid_ratio + denoised * (1 - mid_ratio);
+      RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, u, sigma_mid));
+      const double down_ratio = a.sigma_down / s[i];
+      x = x * down_ratio + denoised2 * (1 - down_ratio);
+    }
+    if (s[i + 1] > 0 && o.eta > 0) {
+      x = x * a.scale + noise(s[i], s[i + 1]) * (o.s_noise * a.renoise);
+    }
   }
   return x;
 }
@@ -190,27 +214,61 @@ absl::StatusOr<at::Tensor> Dpmpp2sAncestral(Model& model, at::Tensor x, const Si
   return x;
 }
 
-absl::StatusOr<at::Tensor> DpmppSde(Model& model, at::Tensor x, const Sigmas& s,
+// The SDE samplers work in ComfyUI's half-log-SNR lambda = log(alpha / sigma) with the data
+// scale alpha: -log sigma and alpha = 1 for VE models, log((1 - sigma) / sigma) and alpha =
+// 1 - sigma for rectified flow, so one formula serves both.
+struct LogSnr {
+  bool flow = false;
+  double Lambda(double sigma) const {
+    return flow ? std::log((1 - sigma) / sigma) : -std::log(sigma);
+  }
+  double SigmaOf(double lambda) const {
+    return flow ? 1 / (1 + std::exp(lambda)) : std::exp(-lambda);
+  }
+  double Alpha(double sigma) const { return flow ? 1 - sigma : 1.0; }
+};
+
+LogSnr LogSnrFor(const SamplerOptions& o) {
+  return {o.sampling != nullptr && o.sampling->prediction() == Prediction::kFlow};
+}
+
+// A flow schedule starting at sigma 1 has an infinite log-SNR there: ComfyUI starts such runs a
+// hair inside (offset_first_sigma_for_snr).
+Sigmas OffsetFirstSigma(Sigmas s, const SamplerOptions& o) {
+  if (LogSnrFor(o).flow && s.size() > 1 && s[0] >= 1) s[0] = o.sampling->PercentToSigma(1e-4);
+  return s;
+}
+
+absl::StatusOr<at::Tensor> DpmppSde(Model& model, at::Tensor x, const Sigmas& sigmas,
                                     const NoiseSampler& noise, const SamplerOptions& o) {
-  constexpr double r = 0.5;
+  constexpr double r = 0.5, fac = 1 / (2 * r);
+  const LogSnr snr = LogSnrFor(o);
+  const Sigmas s = OffsetFirstSigma(sigmas, o);
+  const bool stochastic = o.eta > 0 && o.s_noise > 0;
   for (size_t i = 0; i + 1 < s.size(); ++i) {
     RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     if (s[i + 1] == 0) {
-      x = x + ToD(x, s[i], denoised) * (s[i + 1] - s[i]);
+      x = denoised;
       continue;
     }
-    const double t = T(s[i]), t_next = T(s[i + 1]), h = t_next - t, mid = t + h * r;
-    const double fac = 1 / (2 * r);
-    auto [down1, up1] = AncestralStep(SigmaOf(t), SigmaOf(mid), o.eta);
-    const double s1 = T(down1);
-    at::Tensor x2 = x * (SigmaOf(s1) / SigmaOf(t)) - denoised * std::expm1(t - s1);
-    x2 = x2 + noise(SigmaOf(t), SigmaOf(mid)) * (o.s_noise * up1);
-    RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, SigmaOf(mid)));
-    auto [down2, up2] = AncestralStep(SigmaOf(t), SigmaOf(t_next), o.eta);
-    const double t_next2 = T(down2);
+    const double lambda_s = snr.Lambda(s[i]), lambda_t = snr.Lambda(s[i + 1]);
+    const double h = lambda_t - lambda_s, lambda_mid = lambda_s + r * h;
+    const double sigma_mid = snr.SigmaOf(lambda_mid);
+    const double alpha_s = snr.Alpha(s[i]), alpha_mid = snr.Alpha(sigma_mid);
+    const double alpha_t = snr.Alpha(s[i + 1]);
+
+    auto [down1, up1] = AncestralStep(std::exp(-lambda_s), std::exp(-lambda_mid), o.eta);
+    const double h1 = -std::log(down1) - lambda_s;
+    at::Tensor x2 =
+        x * (alpha_mid / alpha_s * std::exp(-h1)) - denoised * (alpha_mid * std::expm1(-h1));
+    if (stochastic) x2 = x2 + noise(s[i], sigma_mid) * (alpha_mid * o.s_noise * up1);
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, sigma_mid));
+
+    auto [down2, up2] = AncestralStep(std::exp(-lambda_s), std::exp(-lambda_t), o.eta);
+    const double h2 = -std::log(down2) - lambda_s;
     at::Tensor mixed = denoised * (1 - fac) + denoised2 * fac;
-    x = x * (SigmaOf(t_next2) / SigmaOf(t)) - mixed * std::expm1(t - t_next2);
-    x = x + noise(SigmaOf(t), SigmaOf(t_next)) * (o.s_noise * up2);
+    x = x * (alpha_t / alpha_s * std::exp(-h2)) - mixed * (alpha_t * std::expm1(-h2));
+    if (stochastic) x = x + noise(s[i], s[i + 1]) * (alpha_t * o.s_noise * up2);
   }
   return x;
 }
@@ -238,8 +296,10 @@ absl::StatusOr<at::Tensor> Dpmpp2m(Model& model, at::Tensor x, const Sigmas& s) 
   return x;
 }
 
-absl::StatusOr<at::Tensor> Dpmpp2mSde(Model& model, at::Tensor x, const Sigmas& s,
+absl::StatusOr<at::Tensor> Dpmpp2mSde(Model& model, at::Tensor x, const Sigmas& sigmas,
                                       const NoiseSampler& noise, const SamplerOptions& o) {
+  const LogSnr snr = LogSnrFor(o);
+  const Sigmas s = OffsetFirstSigma(sigmas, o);
   at::Tensor old;
   double h_last = 0;
   for (size_t i = 0; i + 1 < s.size(); ++i) {
@@ -248,16 +308,16 @@ absl::StatusOr<at::Tensor> Dpmpp2mSde(Model& model, at::Tensor x, const Sigmas& 
     if (s[i + 1] == 0) {
       x = denoised;
     } else {
-      const double t = -std::log(s[i]), next = -std::log(s[i + 1]);
-      h = next - t;
-      const double eta_h = o.eta * h;
-      x = x * (s[i + 1] / s[i] * std::exp(-eta_h)) + denoised * (-std::expm1(-h - eta_h));
+      h = snr.Lambda(s[i + 1]) - snr.Lambda(s[i]);
+      const double h_eta = h * (o.eta + 1), alpha_t = snr.Alpha(s[i + 1]);
+      x = x * (s[i + 1] / s[i] * std::exp(-h * o.eta)) + denoised * (alpha_t * -std::expm1(-h_eta));
       if (old.defined()) {
         const double ratio = h_last / h;  // midpoint solver, ComfyUI's default
-        x = x + (denoised - old) * (0.5 * -std::expm1(-h - eta_h) * (1 / ratio));
+        x = x + (denoised - old) * (0.5 * alpha_t * -std::expm1(-h_eta) / ratio);
       }
-      if (o.eta != 0) {
-        x = x + noise(s[i], s[i + 1]) * (s[i + 1] * std::sqrt(-std::expm1(-2 * eta_h)) * o.s_noise);
+      if (o.eta > 0 && o.s_noise > 0) {
+        x = x +
+            noise(s[i], s[i + 1]) * (s[i + 1] * std::sqrt(-std::expm1(-2 * h * o.eta)) * o.s_noise);
       }
     }
     old = denoised;
@@ -266,8 +326,10 @@ absl::StatusOr<at::Tensor> Dpmpp2mSde(Model& model, at::Tensor x, const Sigmas& 
   return x;
 }
 
-absl::StatusOr<at::Tensor> Dpmpp3mSde(Model& model, at::Tensor x, const Sigmas& s,
+absl::StatusOr<at::Tensor> Dpmpp3mSde(Model& model, at::Tensor x, const Sigmas& sigmas,
                                       const NoiseSampler& noise, const SamplerOptions& o) {
+  const LogSnr snr = LogSnrFor(o);
+  const Sigmas s = OffsetFirstSigma(sigmas, o);
   at::Tensor d1_prev, d2_prev;  // denoised_1, denoised_2
   bool have_h1 = false, have_h2 = false;
   double h1 = 0, h2 = 0;
@@ -277,25 +339,22 @@ absl::StatusOr<at::Tensor> Dpmpp3mSde(Model& model, at::Tensor x, const Sigmas& 
     if (s[i + 1] == 0) {
       x = denoised;
     } else {
-      const double t = -std::log(s[i]), next = -std::log(s[i + 1]);
-      h = next - t;
-      const double h_eta = h * (o.eta + 1);
-      x = x * std::exp(-h_eta) + denoised * (-std::expm1(-h_eta));
+      h = snr.Lambda(s[i + 1]) - snr.Lambda(s[i]);
+      const double h_eta = h * (o.eta + 1), alpha_t = snr.Alpha(s[i + 1]);
+      x = x * (s[i + 1] / s[i] * std::exp(-h * o.eta)) + denoised * (alpha_t * -std::expm1(-h_eta));
+      const double phi2 = std::expm1(-h_eta) / h_eta + 1;
       if (have_h2) {
         const double r0 = h1 / h, r1 = h2 / h;
         at::Tensor d1_0 = (denoised - d1_prev) / r0;
         at::Tensor d1_1 = (d1_prev - d2_prev) / r1;
         at::Tensor d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1));
         at::Tensor d2 = (d1_0 - d1_1) / (r0 + r1);
-        const double phi2 = std::expm1(-h_eta) / h_eta + 1;
         const double phi3 = phi2 / h_eta - 0.5;
-        x = x + d1 * phi2 - d2 * phi3;
+        x = x + d1 * (alpha_t * phi2) - d2 * (alpha_t * phi3);
       } else if (have_h1) {
-        const double r = h1 / h;
-        const double phi2 = std::expm1(-h_eta) / h_eta + 1;
-        x = x + (denoised - d1_prev) / r * phi2;
+        x = x + (denoised - d1_prev) / (h1 / h) * (alpha_t * phi2);
       }
-      if (o.eta != 0) {
+      if (o.eta > 0 && o.s_noise > 0) {
         x = x +
             noise(s[i], s[i + 1]) * (s[i + 1] * std::sqrt(-std::expm1(-2 * h * o.eta)) * o.s_noise);
       }
@@ -306,6 +365,31 @@ absl::StatusOr<at::Tensor> Dpmpp3mSde(Model& model, at::Tensor x, const Sigmas& 
     have_h2 = have_h1;
     h1 = h;
     have_h1 = true;
+  }
+  return x;
+}
+
+// ComfyUI's res_multistep (the deterministic second-order multistep exponential integrator of
+// Zhang et al., arXiv 2308.02157): Euler first, then the previous denoised estimate gives the
+// second-order term through phi_1 and phi_2.
+absl::StatusOr<at::Tensor> ResMultistep(Model& model, at::Tensor x, const Sigmas& s) {
+  auto phi1 = [](double t) { return std::expm1(t) / t; };
+  auto phi2 = [&](double t) { return (phi1(t) - 1) / t; };
+  at::Tensor old;
+  for (size_t i = 0; i + 1 < s.size(); ++i) {
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
+    if (s[i + 1] == 0 || !old.defined()) {
+      x = x + ToD(x, s[i], denoised) * (s[i + 1] - s[i]);
+    } else {
+      const double t = T(s[i]), t_next = T(s[i + 1]), t_prev = T(s[i - 1]);
+      const double h = t_next - t;
+      const double c2 = (t_prev - t) / h;  // the previous point, in units of this step (< 0)
+      double b1 = phi1(-h) - phi2(-h) / c2, b2 = phi2(-h) / c2;
+      if (!std::isfinite(b1)) b1 = 0;  // ComfyUI's nan_to_num
+      if (!std::isfinite(b2)) b2 = 0;
+      x = x * std::exp(-h) + (denoised * b1 + old * b2) * h;
+    }
+    old = denoised;
   }
   return x;
 }
@@ -364,7 +448,9 @@ at::Generator GeneratorFor(const at::Tensor& like, uint64_t seed) {
 }  // namespace
 
 NoiseSampler SeededNoiseSampler(const at::Tensor& like, uint64_t seed) {
-  at::Generator generator = GeneratorFor(like, seed);
+  // On the CPU the initial noise already came from a generator seeded with `seed`; ComfyUI adds
+  // one there so that the step noise does not replay it.
+  at::Generator generator = GeneratorFor(like, like.is_cuda() ? seed : seed + 1);
   const auto sizes = like.sizes().vec();
   const auto options = like.options();
   return [generator, sizes, options](double, double) mutable {
@@ -428,31 +514,36 @@ absl::StatusOr<at::Tensor> Sample(const std::string& name, const Denoiser& denoi
     return absl::InvalidArgumentError("sigmas: a schedule needs at least two values");
   }
   Model model(denoiser, callback, static_cast<int>(sigmas.size()) - 1);
-  const bool flow =
-      options.sampling != nullptr && options.sampling->prediction() == Prediction::kFlow;
-  if (flow && name != "euler_ancestral" &&
-      (name.find("ancestral") != std::string::npos || name.find("sde") != std::string::npos)) {
-    // Their VE noise injection is wrong for rectified flow; ComfyUI has flow-specific versions.
-    return absl::FailedPreconditionError(
-        absl::StrCat("sampler: ", name,
-                     " is not available for rectified-flow models yet (use euler_ancestral "
-                     "for stochastic sampling, or a deterministic sampler)"));
-  }
+  // ComfyUI switches the ancestral samplers to their rectified-flow forms on flow models; the SDE
+  // samplers handle both through the half-log-SNR; the ODE samplers need no change.
+  const bool flow = LogSnrFor(options).flow;
   try {
-    if (flow && name == "euler_ancestral")
-      return EulerAncestralFlow(model, x, sigmas, noise, options);
     if (name == "euler" || name == "ddim") return Euler(model, x, sigmas);
-    if (name == "euler_ancestral") return EulerAncestral(model, x, sigmas, noise, options);
+    if (name == "euler_ancestral") {
+      return flow ? EulerAncestralFlow(model, x, sigmas, noise, options)
+                  : EulerAncestral(model, x, sigmas, noise, options);
+    }
     if (name == "heun") return Heun(model, x, sigmas);
     if (name == "dpm_2") return Dpm2(model, x, sigmas);
-    if (name == "dpm_2_ancestral") return Dpm2Ancestral(model, x, sigmas, noise, options);
+    if (name == "dpm_2_ancestral") {
+      return flow ? Dpm2AncestralFlow(model, x, sigmas, noise, options)
+                  : Dpm2Ancestral(model, x, sigmas, noise, options);
+    }
     if (name == "lms") return Lms(model, x, sigmas);
-    if (name == "dpmpp_2s_ancestral") return Dpmpp2sAncestral(model, x, sigmas, noise, options);
+    if (name == "dpmpp_2s_ancestral") {
+      return flow ? Dpmpp2sAncestralFlow(model, x, sigmas, noise, options)
+                  : Dpmpp2sAncestral(model, x, sigmas, noise, options);
+    }
     if (name == "dpmpp_sde") return DpmppSde(model, x, sigmas, noise, options);
     if (name == "dpmpp_2m") return Dpmpp2m(model, x, sigmas);
     if (name == "dpmpp_2m_sde") return Dpmpp2mSde(model, x, sigmas, noise, options);
     if (name == "dpmpp_3m_sde") return Dpmpp3mSde(model, x, sigmas, noise, options);
     if (name == "lcm") return Lcm(model, x, sigmas, noise, options);
+    if (name == "res_multistep") return ResMultistep(model, x, sigmas);
+    if (name == "uni_pc") return internal::UniPc(model, x, sigmas, internal::UniPcVariant::kBh1);
+    if (name == "uni_pc_bh2") {
+      return internal::UniPc(model, x, sigmas, internal::UniPcVariant::kBh2);
+    }
   } catch (const c10::Error& error) {
     return absl::InternalError(
         absl::StrCat("sampler ", name, ": ", error.what_without_backtrace()));

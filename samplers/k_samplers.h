@@ -25,21 +25,25 @@ struct StepInfo {
   int step = 0;   // 0-based
   int total = 0;  // steps in this run
   double sigma = 0;
+  double elapsed_seconds = 0;  // since the sampling loop started
   const at::Tensor* x = nullptr;
   const at::Tensor* denoised = nullptr;
+  // A PNG of the denoised estimate, on the steps KSample was asked to preview; null otherwise.
+  const std::string* preview_png = nullptr;
 };
 using StepCallback = std::function<void(const StepInfo&)>;
 
 struct SamplerOptions {
   double eta = 1.0;      // ancestral / SDE noise amount
   double s_noise = 1.0;  // noise multiplier
-  // The model's sampling: lcm re-noises through its noise scaling (required for lcm), and
-  // rectified-flow models switch euler_ancestral to its flow form (ComfyUI's _RF sampler).
+  // The model's sampling: lcm re-noises through its noise scaling (required for lcm), the
+  // ancestral samplers switch to their rectified-flow forms (ComfyUI's *_RF samplers) and the SDE
+  // samplers to flow's log-SNR on flow models.
   const ModelSampling* sampling = nullptr;
 };
 
-// ComfyUI's default noise sampler: a generator on the latent's device seeded with the seed, one
-// randn of the latent's shape per call.
+// ComfyUI's default noise sampler: a generator on the latent's device seeded with the seed (plus
+// one on the CPU), one randn of the latent's shape per call.
 NoiseSampler SeededNoiseSampler(const at::Tensor& like, uint64_t seed);
 
 // Noise from one Brownian path W over sigma: a call for (a, b) returns (W(b) - W(a)) / sqrt|b - a|,

@@ -55,8 +55,23 @@ absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sa
   sampler_options.sampling = &sampling;
   NoiseSampler noise = UsesBrownianNoise(o.sampler) ? BrownianNoiseSampler(x, o.seed)
                                                     : SeededNoiseSampler(x, o.seed);
+  if (o.preview_every < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("preview_every: ", o.preview_every, " is negative"));
+  }
+  StepCallback with_previews = callback;
+  if (callback && o.preview_every > 0) {
+    with_previews = [&](const StepInfo& info) {
+      if (info.step % o.preview_every != 0 && info.step != info.total - 1) return callback(info);
+      StepInfo previewed = info;
+      auto png = LatentPreviewPng(*info.denoised, o.preview_format);
+      // A preview is best effort: a latent it cannot render still reports progress.
+      if (png.ok()) previewed.preview_png = &*png;
+      callback(previewed);
+    };
+  }
   auto out = Sample(o.sampler, CfgDenoiser(model, sampling, o.cfg), x, *sigmas, noise,
-                    sampler_options, callback);
+                    sampler_options, with_previews);
   if (!out.ok()) return out.status();
   return sampling.InverseNoiseScaling(sigmas->back(), *out);
 }

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "samplers/k_samplers.h"
+#include "samplers/latent_preview.h"
 #include "samplers/model_sampling.h"
 
 namespace raylight::samplers {
@@ -40,6 +41,10 @@ struct KSamplerOptions {
   std::string scheduler = "simple";
   double denoise = 1.0;
   SamplerOptions sampler_options;
+  // Every `preview_every` steps (and on the last) the callback's StepInfo carries a PNG of the
+  // denoised estimate's first frame; 0 = no previews.
+  int preview_every = 0;
+  LatentFormat preview_format = LatentFormat::kWan21;
 };
 
 // latent: the starting latent (zeros for text-to-video, an encoded video for vid2vid).

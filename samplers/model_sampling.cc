@@ -83,6 +83,13 @@ double ModelSampling::Sigma(double timestep) const {
   return std::exp((1 - w) * log_sigmas_[low] + w * log_sigmas_[high]);
 }
 
+double ModelSampling::PercentToSigma(double percent) const {
+  if (percent <= 0) return table_ == Table::kDdpm ? 999999999.9 : 1.0;
+  if (percent >= 1) return 0.0;
+  if (table_ != Table::kDdpm) return TableSigma(1 - percent);
+  return Sigma((1 - percent) * 999);
+}
+
 at::Tensor ModelSampling::CalculateInput(double sigma, const at::Tensor& x) const {
   if (prediction_ == Prediction::kFlow) return x;
   return x / std::sqrt(sigma * sigma + 1);

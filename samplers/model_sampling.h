@@ -35,6 +35,9 @@ class ModelSampling {
   const std::vector<double>& sigmas() const { return sigmas_; }
   double Timestep(double sigma) const;
   double Sigma(double timestep) const;
+  // The sigma a fraction `percent` of the way into sampling (0 = the start, 1 = the end); the
+  // flow SDE samplers use it to move a first sigma of 1 (infinite log-SNR) just inside the range.
+  double PercentToSigma(double percent) const;
 
   // The network's input for a noisy x at sigma.
   at::Tensor CalculateInput(double sigma, const at::Tensor& x) const;

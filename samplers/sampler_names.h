@@ -19,7 +19,10 @@ inline const std::vector<std::string> kSamplerNames = {"euler",
                                                        "dpmpp_2m_sde",
                                                        "dpmpp_3m_sde",
                                                        "lcm",
-                                                       "ddim"};
+                                                       "res_multistep",
+                                                       "ddim",
+                                                       "uni_pc",
+                                                       "uni_pc_bh2"};
 
 inline const std::vector<std::string> kSchedulerNames = {
     "simple",       "normal", "karras",           "exponential", "sgm_uniform",

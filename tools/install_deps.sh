@@ -13,7 +13,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config python3-venv
   libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libboost-dev libboost-system-dev libsqlite3-dev libgtest-dev libgmock-dev
-  libcli11-dev nlohmann-json3-dev libgloo-dev
+  libcli11-dev nlohmann-json3-dev libgloo-dev libpng-dev
   iproute2  # the multi-machine test puts head and nodes in network namespaces
   clang libclang-rt-14-dev  # libFuzzer for the safetensors parser (tests/fuzz)
 )

@@ -24,11 +24,15 @@ cp -a /usr/include/ares*.h "$OUT/include/"
 # (header-only; safetensors headers).
 cp -a /usr/include/CLI /usr/include/sqlite3.h /usr/include/sqlite3ext.h /usr/include/nlohmann \
   "$OUT/include/"
+# libpng (sampler previews).
+cp -a /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h /usr/include/libpng16 \
+  "$OUT/include/"
 
 # Shared libraries (with their soname links). OpenSSL, zlib, glibc and libstdc++ come from the
 # host, which has compatible ones (OpenSSL 3, zlib 1).
 for pattern in 'libgrpc*.so*' 'libgpr.so*' 'libupb.so*' 'libaddress_sorting.so*' 'libabsl_*.so*' \
-               'libcares.so*' 'libre2.so*' 'libprotobuf.so*' 'libprotoc.so*' 'libsqlite3.so*'; do
+               'libcares.so*' 'libre2.so*' 'libprotobuf.so*' 'libprotoc.so*' 'libsqlite3.so*' \
+               'libpng16.so*' 'libpng.so'; do
   find "/usr/lib/$ARCH" -maxdepth 1 -name "$pattern" -exec cp -a {} "$OUT/lib/$ARCH/" \;
 done
 
