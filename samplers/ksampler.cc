@@ -39,6 +39,12 @@ Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double
 absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sampling,
                                    const at::Tensor& latent, const KSamplerOptions& o,
                                    const StepCallback& callback) {
+  return KSampleWith(CfgDenoiser(model, sampling, o.cfg), sampling, latent, o, callback);
+}
+
+absl::StatusOr<at::Tensor> KSampleWith(const Denoiser& denoiser, const ModelSampling& sampling,
+                                       const at::Tensor& latent, const KSamplerOptions& o,
+                                       const StepCallback& callback) {
   if (!(o.cfg >= 0 && o.cfg <= 100)) {
     return absl::InvalidArgumentError(absl::StrCat("cfg: ", o.cfg, " is outside [0, 100]"));
   }
@@ -70,8 +76,7 @@ absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sa
       callback(previewed);
     };
   }
-  auto out = Sample(o.sampler, CfgDenoiser(model, sampling, o.cfg), x, *sigmas, noise,
-                    sampler_options, with_previews);
+  auto out = Sample(o.sampler, denoiser, x, *sigmas, noise, sampler_options, with_previews);
   if (!out.ok()) return out.status();
   return sampling.InverseNoiseScaling(sigmas->back(), *out);
 }

@@ -52,4 +52,10 @@ absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sa
                                    const at::Tensor& latent, const KSamplerOptions& options,
                                    const StepCallback& callback = nullptr);
 
+// KSample over any denoiser (CfgDenoiser is KSample's; parallel CFG brings its own). options.cfg
+// is then only validated.
+absl::StatusOr<at::Tensor> KSampleWith(const Denoiser& denoiser, const ModelSampling& sampling,
+                                       const at::Tensor& latent, const KSamplerOptions& options,
+                                       const StepCallback& callback = nullptr);
+
 }  // namespace raylight::samplers

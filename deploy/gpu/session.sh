@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One GPU-machine session in one call (device time is short): install diffusers from the carried
-# wheels (.whl/, made by `pip download`; the machine has no network) beside the host's PyTorch, build the GPU tests and benchmarks, run the `gpu` tests, then the benchmarks.
+# wheels (.whl/, made by `pip download`; the machine has no network) beside the host's PyTorch,
+# build the GPU tests and benchmarks, run the `gpu` tests, then the benchmarks (Wan forward,
+# parallel sampling on two GPUs).
 # Logs and JSON lines go to $OUT (or ./gpu-out).
 #
 #   deploy/gpu/session.sh [tests|bench|all]
@@ -23,12 +25,13 @@ python3 -c 'import diffusers, torch; print("diffusers", diffusers.__version__, "
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 
 TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
-  wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint" \
+  wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint parallel_rank_main
+  parallel_sampling_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 
 if [ "$WHAT" != bench ]; then
-  (cd build-gpu && timeout 420 ctest -L gpu -V) >"$OUT/ctest-gpu.log" 2>&1
+  (cd build-gpu && timeout 480 ctest -L gpu -V) >"$OUT/ctest-gpu.log" 2>&1
   echo "ctest -L gpu exit $?"; grep -E "tests passed|Failed|\*\*\*|relative L2" "$OUT/ctest-gpu.log" | head -30
 fi
 if [ "$WHAT" != tests ]; then
@@ -40,7 +43,11 @@ if [ "$WHAT" != tests ]; then
     timeout 300 build-gpu/bin/wan_bench --checkpoint "$CKPT/$1.safetensors" --name "$2" \
       >>"$OUT/wan_bench.jsonl" 2>>"$OUT/bench.log"
     echo "$2 exit $?"
+    # Parallel sampling on the two GPUs (issue #5).
+    timeout 400 tests/bench/run_parallel_bench.sh build-gpu "$CKPT/$1.safetensors" "$2" \
+      >>"$OUT/parallel_bench.jsonl" 2>>"$OUT/bench.log"
+    echo "$2 parallel exit $?"
     rm -f "$CKPT/$1.safetensors"
   done
-  cat "$OUT/wan_bench.jsonl"
+  cat "$OUT/wan_bench.jsonl" "$OUT/parallel_bench.jsonl"
 fi

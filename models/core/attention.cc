@@ -4,6 +4,8 @@
 
 #include <atomic>
 
+#include "models/core/sequence_parallel.h"
+
 namespace raylight::models {
 namespace {
 
@@ -29,12 +31,15 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                      const ParallelContext& parallel, AttentionKind kind) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
               "attention: q, k, v must be [B, L, H, D]");
-  TORCH_CHECK(kind == AttentionKind::kCross || parallel.single(),
-              "attention: sequence parallelism (ulysses ", parallel.ulysses_degree, " x ring ",
-              parallel.ring_degree, ") is not built yet (issue #5)");
-  // SDPA wants [B, H, L, D]; the transposes are views, SDPA handles the strides.
-  at::Tensor out =
-      at::scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
+  // Cross-attention needs no exchange: local queries attend to the replicated text K/V.
+  if (kind == AttentionKind::kSelf && !parallel.single()) {
+    return SequenceParallelAttention(q, k, v, parallel);
+  }
+  // The kernels want [B, H, L, D]; the transposes are views, the kernels handle the strides.
+  at::Tensor qt = q.transpose(1, 2), kt = k.transpose(1, 2), vt = v.transpose(1, 2);
+  at::Tensor out;
+  if (GetAttentionBackend() == AttentionBackend::kAuto) out = TryCudnn(qt, kt, vt);
+  if (!out.defined()) out = at::scaled_dot_product_attention(qt, kt, vt);
   return out.transpose(1, 2);
 }
 

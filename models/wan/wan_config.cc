@@ -27,11 +27,12 @@ std::vector<WanConfig> Presets() {
       Make("wan2.1-i2v-14b", WanFamily::kI2V, 5120, 13824, 40, 40, 36, 16),
       Make("wan2.2-ti2v-5b", WanFamily::kTI2V, 3072, 14336, 24, 30, 48, 48),
   };
-  // Test sizes: head_dim 32 (RoPE split 12/10/10), small text and image widths, short context.
+  // Test sizes: 4 heads so that Ulysses degrees 2 and 4 divide, head_dim 16 (RoPE split
+  // 8/4/4), small text and image widths.
   for (auto [name, family, in, out] : {std::tuple{"tiny-t2v", WanFamily::kT2V, 16, 16},
                                        std::tuple{"tiny-i2v", WanFamily::kI2V, 36, 16},
                                        std::tuple{"tiny-ti2v", WanFamily::kTI2V, 48, 48}}) {
-    WanConfig c = Make(name, family, 64, 128, 2, 2, in, out);
+    WanConfig c = Make(name, family, 64, 128, 4, 2, in, out);
     c.text_dim = 48;
     c.text_len = 512;  // diffusers assumes 512 text tokens when splitting I2V context
     c.image_dim = 40;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
+#include "models/core/sequence_parallel.h"
 #include "models/wan/wan_rope.h"
 
 namespace raylight::models::wan {
@@ -145,9 +146,14 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
                             g.Get("time_embedding.2.bias").to(at::kFloat));
   at::Tensor e0 = at::linear(at::silu(e), g.Get("time_projection.1.weight").to(at::kFloat),
                              g.Get("time_projection.1.bias").to(at::kFloat));
+  // Sequence parallelism: from here on each rank holds its chunk of the (padded) tokens, and of
+  // everything per token (TI2V's per-token time, the RoPE rows).
+  ParallelContext sp = parallel;
+  sp.valid_tokens = tokens;
+  x = ShardSequence(x, 1, sp);
   if (per_token) {
-    e = e.view({batch, tokens, c.dim});
-    e0 = e0.view({batch, tokens, 6, c.dim});
+    e = ShardSequence(e.view({batch, tokens, c.dim}), 1, sp);
+    e0 = ShardSequence(e0.view({batch, tokens, 6, c.dim}), 1, sp);
   } else {
     e = e.view({batch, c.dim});
     e0 = e0.view({batch, 6, c.dim});
@@ -173,13 +179,14 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
             .to(dtype);
   }
 
-  const RopeTable rope = MakeRopeTable(frames, height, width, c.head_dim(), device);
+  RopeTable rope = MakeRopeTable(frames, height, width, c.head_dim(), device);
+  rope.rotation = ShardSequence(rope.rotation, 0, sp, /*pad_value=*/1.0);  // padding: no rotation
 
   for (int i = 0; i < provider.num_blocks(); ++i) {
     if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
     auto block = provider.Acquire(i);
     TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
-    x = Block(c, x, e0, context, context_img, rope, **block, parallel, dtype);
+    x = Block(c, x, e0, context, context_img, rope, **block, sp, dtype);
     provider.Release(i);
   }
 
@@ -188,6 +195,9 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
   at::Tensor h = PlainLayerNorm(x, c.dim, c.eps) * (1 + m.parts[1]) + m.parts[0];
   at::Tensor out = at::linear(h, g.Get("head.head.weight").to(at::kFloat),
                               g.Get("head.head.bias").to(at::kFloat));
+  // The head is per token, so the chunks are gathered after it rather than before: the same
+  // result for out_channels * patch (64) values per token instead of dim (1536-5120).
+  out = GatherSequence(out, 1, tokens, sp);
 
   // Unpatchify: per token (p_t, p_h, p_w, C), channel fastest.
   out = out.view({batch, frames, height, width, c.patch_t, c.patch_h, c.patch_w, c.out_channels});

@@ -274,11 +274,13 @@ TEST(WanModelTest, BadInputsAreRefusedNamingTheField) {
         in.y = at::randn({1, 20, 1, 1, 1}).expand({1, 20, 2000, 64, 64});
       },
       "x");
-  // Ulysses is not wired yet: a clear error, not a wrong answer.
+  // A sequence-parallel context without its communicators: a clear error, not a wrong answer.
   ParallelContext sp;
   sp.ulysses_degree = 2;
   auto out = WanForward(loaded->config, good, sp, *loaded->weights);
   EXPECT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("without a ulysses communicator"), std::string::npos)
+      << out.status();
 }
 
 TEST(WanModelTest, Fp8ScaledCheckpointStaysCloseToFullPrecision) {

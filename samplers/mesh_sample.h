@@ -1,0 +1,33 @@
+// Sampling on one rank of a device mesh (models/parallel/mesh.h). Every rank runs the same
+// sampler loop with the same sigmas and the same initial noise; only the model evaluation is
+// split: the sequence axes inside the ModelFn (its forward gets the mesh's ParallelContext), the
+// cfg axis here (cond on cfg rank 0, uncond on cfg rank 1, the two predictions exchanged every
+// evaluation and combined identically on both), the data axis by seed (seed + dp rank, or
+// seeds[dp rank]), each dp rank's result gathered at the end.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "models/parallel/mesh.h"
+#include "samplers/ksampler.h"
+
+namespace raylight::samplers {
+
+// CFG with cond and uncond on the two ranks of `group` (rank 0: cond). Both ranks return the
+// same combined estimate, bit for bit; cfg == 1 evaluates cond on both without an exchange.
+Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
+                             comm::Communicator& group);
+
+// Returns every dp rank's result stacked along a new first dimension [dp, ...], on every rank.
+// `seeds`: empty (seed + dp rank) or one per dp rank.
+absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampling& sampling,
+                                         const at::Tensor& latent, KSamplerOptions options,
+                                         const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
+                                         const std::vector<uint64_t>& seeds = {},
+                                         const StepCallback& callback = nullptr);
+
+}  // namespace raylight::samplers

@@ -1,0 +1,220 @@
+// One rank of a parallel Wan job, for the parallel-sampling tests and benchmark: plans the mesh
+// (errors before anything starts), joins the group (Gloo or NCCL through a FileStore), loads the
+// checkpoint, and runs a forward and/or a KSample on the mesh with inputs every rank regenerates
+// from --input_seed. Rank 0 writes the results (safetensors: "forward", "sample") to --out; with
+// --time_steps it times that many forwards instead and prints "forward_ms <median>".
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "models/core/safetensors_tensors.h"
+#include "models/core/sequence_parallel.h"
+#include "models/parallel/comm/gloo_communicator.h"
+#include "models/parallel/comm/nccl_communicator.h"
+#include "models/parallel/mesh.h"
+#include "models/wan/wan_loader.h"
+#include "models/wan/wan_model.h"
+#include "runtime/common/file_store.h"
+#include "samplers/mesh_sample.h"
+
+#ifdef RAYLIGHT_HAVE_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+ABSL_FLAG(int, rank, 0, "this process's rank");
+ABSL_FLAG(int, size, 1, "number of ranks");
+ABSL_FLAG(std::string, store_dir, "", "FileStore directory shared by the ranks");
+ABSL_FLAG(std::string, backend, "gloo", "gloo or nccl");
+ABSL_FLAG(std::string, checkpoint, "", "Wan checkpoint (safetensors)");
+ABSL_FLAG(std::string, mesh, "", "dp=..,cfg=..,ring=..,ulysses=.. (omitted axes are 1)");
+ABSL_FLAG(std::string, latent, "3,8,12", "latent frames,height,width");
+ABSL_FLAG(uint64_t, input_seed, 1, "seed of the random latent and text embeddings");
+ABSL_FLAG(uint64_t, seed, 7, "sampling seed");
+ABSL_FLAG(int, steps, 4, "sampling steps (0: no sampling run)");
+ABSL_FLAG(double, cfg, 4.0, "CFG scale");
+ABSL_FLAG(std::string, sampler, "euler_ancestral", "sampler name");
+ABSL_FLAG(bool, forward, true, "run one forward");
+ABSL_FLAG(int, time_steps, 0, "time this many denoising steps (cond and, with cfg != 1, uncond)");
+ABSL_FLAG(bool, time_all_to_all, false,
+          "with --time_steps: also time one forward's Ulysses all-to-alls alone");
+ABSL_FLAG(std::string, dtype, "f32", "f32 or bf16");
+ABSL_FLAG(std::string, out, "", "results file (rank 0)");
+ABSL_FLAG(int, timeout_ms, 120000, "communicator timeout");
+
+namespace raylight {
+namespace {
+
+using models::wan::WanInputs;
+
+int Fail(const absl::Status& status, int code = 1) {
+  std::cerr << "rank " << absl::GetFlag(FLAGS_rank) << ": " << status << std::endl;
+  return code;
+}
+
+int Run() {
+  const int rank = absl::GetFlag(FLAGS_rank), size = absl::GetFlag(FLAGS_size);
+  const bool gpu = absl::GetFlag(FLAGS_backend) == "nccl";
+  auto shape = parallel::ParseMeshShape(absl::GetFlag(FLAGS_mesh));
+  if (!shape.ok()) return Fail(shape.status(), 2);
+  auto opened = models::wan::OpenWanCheckpoint({absl::GetFlag(FLAGS_checkpoint)});
+  if (!opened.ok()) return Fail(opened.status(), 2);
+  // Everything is checked before the group forms or a weight is read.
+  auto plan = parallel::PlanMesh(*shape, size, opened->config.num_heads, absl::GetFlag(FLAGS_cfg));
+  if (!plan.ok()) return Fail(plan.status(), 2);
+  for (const auto& note : plan->notes) std::cerr << "rank " << rank << ": " << note << "\n";
+
+  at::Device device = at::kCPU;
+#ifdef RAYLIGHT_HAVE_CUDA
+  if (gpu) {
+    device = at::Device(at::kCUDA, rank);
+    c10::cuda::set_device(rank);
+  }
+#endif
+  auto opened_store = FileStore::Open(absl::GetFlag(FLAGS_store_dir));
+  if (!opened_store.ok()) return Fail(opened_store.status());
+  Store& store = **opened_store;
+  const std::chrono::milliseconds timeout(absl::GetFlag(FLAGS_timeout_ms));
+  absl::StatusOr<std::unique_ptr<comm::Communicator>> world;
+  if (gpu) {
+    comm::NcclOptions options;
+    options.timeout = timeout;
+    world = comm::CreateNcclCommunicator(store, rank, size, rank, options);
+  } else {
+    comm::GlooOptions options;
+    options.timeout = timeout;
+    options.hostname = "127.0.0.1";
+    world = comm::CreateGlooCommunicator(store, rank, size, options);
+  }
+  if (!world.ok()) return Fail(world.status());
+  auto mesh = parallel::Mesh::Build(**world, *shape);
+  if (!mesh.ok()) return Fail(mesh.status());
+
+  models::PlacementOptions placement;
+  placement.device = device;
+  placement.compute_dtype = absl::GetFlag(FLAGS_dtype) == "bf16" ? at::kBFloat16 : at::kFloat;
+  auto loaded = models::wan::LoadWanResident({absl::GetFlag(FLAGS_checkpoint)}, placement);
+  if (!loaded.ok()) return Fail(loaded.status());
+  const models::wan::WanConfig& config = loaded->config;
+
+  // Inputs every rank draws identically.
+  int64_t f = 0, h = 0, w = 0;
+  if (sscanf(absl::GetFlag(FLAGS_latent).c_str(), "%ld,%ld,%ld", &f, &h, &w) != 3) {
+    return Fail(absl::InvalidArgumentError("latent: expected frames,height,width"), 2);
+  }
+  at::Generator generator =
+      at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_input_seed));
+  const at::TensorOptions cpu = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor x = at::randn({1, config.in_channels, f, h, w}, generator, cpu).to(device);
+  at::Tensor positive = at::randn({1, 11, config.text_dim}, generator, cpu).to(device);
+  at::Tensor negative = at::randn({1, 6, config.text_dim}, generator, cpu).to(device);
+  const models::ParallelContext sequence = (*mesh)->sequence_context();
+
+  samplers::ModelFn model = [&](const at::Tensor& input, double timestep,
+                                bool cond) -> absl::StatusOr<at::Tensor> {
+    WanInputs in;
+    in.x = input;
+    in.t = at::full({1}, timestep, at::TensorOptions().dtype(at::kFloat).device(device));
+    in.context = cond ? positive : negative;
+    return models::wan::WanForward(config, in, sequence, *loaded->weights);
+  };
+
+  std::vector<std::pair<std::string, at::Tensor>> results;
+  if (absl::GetFlag(FLAGS_forward)) {
+    auto out = model(x, 370.0, true);
+    if (!out.ok()) return Fail(out.status());
+    results.emplace_back("forward", out->to(at::kCPU));
+  }
+  if (const int runs = absl::GetFlag(FLAGS_time_steps); runs > 0) {
+    // One denoising step as the sampler sees it: the (cfg-split) denoiser evaluation.
+    const samplers::ModelSampling sampling = samplers::ModelSampling::DiscreteFlow(5.0);
+    samplers::Denoiser step =
+        plan->split_cfg ? samplers::CfgParallelDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg),
+                                                        *(*mesh)->cfg())
+                        : samplers::CfgDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg));
+    std::vector<double> ms;
+    for (int i = 0; i < runs + 1; ++i) {  // the first run warms up
+      if (!(*world)->Barrier().ok()) return Fail(absl::InternalError("barrier"));
+      const auto start = std::chrono::steady_clock::now();
+      auto out = step(x, 0.6);
+      if (!out.ok()) return Fail(out.status());
+      if (!(*world)->Synchronize().ok()) return Fail(absl::InternalError("synchronize"));
+#ifdef RAYLIGHT_HAVE_CUDA
+      if (gpu) c10::cuda::device_synchronize();
+#endif
+      const double elapsed =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
+      if (i > 0) ms.push_back(elapsed);
+    }
+    std::sort(ms.begin(), ms.end());
+    if (rank == 0) std::cout << "step_ms " << ms[ms.size() / 2] << std::endl;
+    if (absl::GetFlag(FLAGS_time_all_to_all) && sequence.ulysses != nullptr) {
+      // The exchanges of one forward without the compute: q, k, v there and the output back,
+      // per block, on this rank's [1, L/P, heads, head_dim] chunks.
+      const int64_t tokens = f / config.patch_t * (h / config.patch_h) * (w / config.patch_w);
+      const int64_t chunk =
+          models::PaddedLength(tokens, sequence.sequence_degree()) / sequence.sequence_degree();
+      at::Tensor piece =
+          at::randn({1, chunk, config.num_heads, config.head_dim()},
+                    at::TensorOptions().dtype(placement.compute_dtype).device(device));
+      std::vector<double> a2a;
+      for (int i = 0; i < 4; ++i) {
+        if (!(*world)->Barrier().ok()) return Fail(absl::InternalError("barrier"));
+        const auto start = std::chrono::steady_clock::now();
+        for (int layer = 0; layer < config.num_layers; ++layer) {
+          for (int op = 0; op < 3; ++op) {
+            if (!sequence.ulysses->AllToAll(piece, 2, 1).ok())
+              return Fail(absl::InternalError("a2a"));
+          }
+          at::Tensor back =
+              at::empty({1, chunk * sequence.ulysses_degree,
+                         config.num_heads / sequence.ulysses_degree, config.head_dim()},
+                        piece.options());
+          if (!sequence.ulysses->AllToAll(back, 1, 2).ok()) return Fail(absl::InternalError("a2a"));
+        }
+        if (!(*world)->Synchronize().ok()) return Fail(absl::InternalError("synchronize"));
+        const double elapsed =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                .count();
+        if (i > 0) a2a.push_back(elapsed);
+      }
+      std::sort(a2a.begin(), a2a.end());
+      if (rank == 0) std::cout << "all_to_all_ms_per_forward " << a2a[a2a.size() / 2] << std::endl;
+    }
+  }
+  if (absl::GetFlag(FLAGS_steps) > 0) {
+    const samplers::ModelSampling sampling = samplers::ModelSampling::DiscreteFlow(5.0);
+    samplers::KSamplerOptions options;
+    options.seed = absl::GetFlag(FLAGS_seed);
+    options.steps = absl::GetFlag(FLAGS_steps);
+    options.cfg = absl::GetFlag(FLAGS_cfg);
+    options.sampler = absl::GetFlag(FLAGS_sampler);
+    options.scheduler = "simple";
+    auto out = samplers::KSampleOnMesh(model, sampling, at::zeros_like(x), options, **mesh, *plan);
+    if (!out.ok()) return Fail(out.status());
+    results.emplace_back("sample", out->to(at::kCPU));
+  }
+  if (rank == 0 && !absl::GetFlag(FLAGS_out).empty()) {
+    if (auto written = models::WriteTensors(absl::GetFlag(FLAGS_out), results); !written.ok()) {
+      return Fail(written);
+    }
+  }
+  if (auto done = (*world)->Barrier(); !done.ok()) return Fail(done);
+  return 0;
+}
+
+}  // namespace
+}  // namespace raylight
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return raylight::Run();
+}

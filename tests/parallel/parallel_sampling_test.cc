@@ -1,0 +1,232 @@
+// Parallel sampling against the single-process result: every mesh mode runs as separate rank
+// processes (parallel_rank_main) over Gloo on the CPU in fp32 (max abs diff under 1e-4), or over
+// NCCL on two GPUs in bf16 (relative L2 under 1e-2; label gpu), for a token count that divides
+// by the sequence degree and one that does not. Plus the mesh's validation.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "models/core/safetensors_tensors.h"
+#include "models/parallel/mesh.h"
+#include "models/wan/wan_config.h"
+#include "tests/models/wan_test_util.h"
+#include "tests/util/rank_launcher.h"
+#include "tests/util/temp_dir.h"
+
+#ifdef RAYLIGHT_TEST_GPU
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+namespace raylight {
+namespace {
+
+using std::chrono::milliseconds;
+
+#ifdef RAYLIGHT_TEST_GPU
+constexpr const char* kBackend = "nccl";
+constexpr const char* kDtype = "bf16";
+// A real preset's shapes (1.3B: 12 heads of 128) with two blocks, at a small size.
+constexpr const char* kPreset = "wan2.1-t2v-1.3b";
+constexpr int kLayers = 2;
+#else
+constexpr const char* kBackend = "gloo";
+constexpr const char* kDtype = "f32";
+constexpr const char* kPreset = "tiny-t2v";  // 4 heads: Ulysses 2 and 4 divide
+constexpr int kLayers = 0;                   // the preset's own
+#endif
+
+// Latent sizes (frames, height, width; patch 1x2x2): 2*4*4 = 32 tokens divide by 2 and 4,
+// 3*3*5 = 45 tokens divide by neither.
+constexpr const char* kDividing = "2,8,8";
+constexpr const char* kNotDividing = "3,6,10";
+
+struct Results {
+  at::Tensor forward, sample;
+};
+
+class ParallelSamplingTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing_util::TempDir("parallel");
+    models::wan::WanConfig config = *models::wan::WanPreset(kPreset);
+    if (kLayers > 0) config.num_layers = kLayers;
+    models::wan::MakeCheckpointOptions options;
+    options.dtype = at::kFloat;
+    options.seed = std::random_device{}();
+    checkpoint_ = new std::string(testing_util::MakeCheckpoint(dir_->path(), config, options, "w"));
+    input_seed_ = std::random_device{}();
+  }
+  static void TearDownTestSuite() {
+    delete checkpoint_;
+    delete dir_;
+  }
+
+  // Runs `mesh` on `size` ranks; returns rank 0's results.
+  static Results Run(const std::string& mesh, int size, const std::string& latent,
+                     uint64_t seed = 7, double cfg = 4.0) {
+    static int run = 0;
+    const std::string out = absl::StrCat(dir_->path(), "/run", run++, ".safetensors");
+    auto outcomes = testing_util::LaunchRanks(
+        {RAYLIGHT_PARALLEL_RANK_BINARY, absl::StrCat("--backend=", kBackend),
+         absl::StrCat("--checkpoint=", *checkpoint_), absl::StrCat("--mesh=", mesh),
+         absl::StrCat("--latent=", latent), absl::StrCat("--input_seed=", input_seed_),
+         absl::StrCat("--seed=", seed), absl::StrCat("--cfg=", cfg),
+         absl::StrCat("--dtype=", kDtype), absl::StrCat("--out=", out)},
+        size, milliseconds(300'000));
+    for (const auto& outcome : outcomes) {
+      EXPECT_EQ(outcome.exit_code, 0) << mesh << " rank " << outcome.rank << ":\n" << outcome.log;
+    }
+    Results results;
+    auto file = models::SafetensorsFile::Open(out);
+    if (!file.ok()) {
+      ADD_FAILURE() << mesh << ": no results: " << file.status();
+      return results;
+    }
+    results.forward = models::ViewTensor(*file, *(*file)->header().Find("forward"))->clone();
+    results.sample = models::ViewTensor(*file, *(*file)->header().Find("sample"))->clone();
+    return results;
+  }
+
+  static void ExpectClose(const at::Tensor& actual, const at::Tensor& expected,
+                          const std::string& what) {
+    ASSERT_TRUE(actual.defined() && expected.defined()) << what;
+    ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+#ifdef RAYLIGHT_TEST_GPU
+    EXPECT_LT(testing_util::RelativeL2(actual, expected), 1e-2) << what;
+#else
+    EXPECT_LT((actual - expected).abs().max().item<double>(), 1e-4) << what;
+#endif
+  }
+
+  // The mesh on `size` ranks against one process, at both token counts.
+  static void Compare(const std::string& mesh, int size) {
+    for (const char* latent : {kDividing, kNotDividing}) {
+      const Results single = Run("", 1, latent);
+      const Results parallel = Run(mesh, size, latent);
+      ExpectClose(parallel.forward, single.forward, absl::StrCat(mesh, " forward ", latent));
+      ExpectClose(parallel.sample, single.sample, absl::StrCat(mesh, " sample ", latent));
+      // The parallel run really is different work on the same data: not a copied reference.
+      EXPECT_FALSE(at::equal(parallel.sample, Run("", 1, latent, 8).sample));
+    }
+  }
+
+  static testing_util::TempDir* dir_;
+  static std::string* checkpoint_;
+  static uint64_t input_seed_;
+};
+
+testing_util::TempDir* ParallelSamplingTest::dir_ = nullptr;
+std::string* ParallelSamplingTest::checkpoint_ = nullptr;
+uint64_t ParallelSamplingTest::input_seed_ = 0;
+
+#ifndef RAYLIGHT_TEST_GPU
+
+TEST_F(ParallelSamplingTest, Ulysses2) { Compare("ulysses=2", 2); }
+TEST_F(ParallelSamplingTest, Ulysses4) { Compare("ulysses=4", 4); }
+TEST_F(ParallelSamplingTest, Ring2) { Compare("ring=2", 2); }
+TEST_F(ParallelSamplingTest, Ring4) { Compare("ring=4", 4); }
+TEST_F(ParallelSamplingTest, Ulysses2Ring2) { Compare("ring=2,ulysses=2", 4); }
+TEST_F(ParallelSamplingTest, Cfg2) { Compare("cfg=2", 2); }
+TEST_F(ParallelSamplingTest, Cfg2Ulysses2) { Compare("cfg=2,ulysses=2", 4); }
+
+TEST_F(ParallelSamplingTest, DataParallelRunsOneSeedPerRankAndReturnsAll) {
+  for (const char* latent : {kDividing, kNotDividing}) {
+    const Results parallel = Run("dp=2", 2, latent, 7);
+    ASSERT_EQ(parallel.sample.size(0), 2);
+    ExpectClose(parallel.sample[0], Run("", 1, latent, 7).sample[0], "dp rank 0");
+    ExpectClose(parallel.sample[1], Run("", 1, latent, 8).sample[0], "dp rank 1 (seed + 1)");
+  }
+}
+
+TEST_F(ParallelSamplingTest, CfgDegreeTwoWithCfgOneRunsWithoutSplitting) {
+  const Results parallel = Run("cfg=2", 2, kNotDividing, 7, 1.0);
+  ExpectClose(parallel.sample, Run("", 1, kNotDividing, 7, 1.0).sample, "cfg=2 at cfg 1");
+}
+
+TEST_F(ParallelSamplingTest, InvalidMeshesFailBeforeAnythingStarts) {
+  struct Case {
+    std::string mesh;
+    int size;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{{"ulysses=3", 3, "valid degrees: 2, 4"},
+                                         {"ulysses=2", 3, "needs 2 ranks; the group has 3"},
+                                         {"cfg=3", 3, "mesh.cfg"},
+                                         {"ulysses=0", 1, "mesh.ulysses: degree 0"},
+                                         {"tensor=2", 2, "unknown axis 'tensor'"}}) {
+    const std::string out = absl::StrCat(dir_->path(), "/invalid.safetensors");
+    auto outcomes = testing_util::LaunchRanks(
+        {RAYLIGHT_PARALLEL_RANK_BINARY, "--backend=gloo",
+         absl::StrCat("--checkpoint=", *checkpoint_), absl::StrCat("--mesh=", c.mesh),
+         absl::StrCat("--out=", out), "--timeout_ms=5000"},
+        c.size, milliseconds(60'000));
+    for (const auto& outcome : outcomes) {
+      // Exit code 2: refused at planning, before the group forms (no rendezvous timeout).
+      EXPECT_EQ(outcome.exit_code, 2) << c.mesh << ":\n" << outcome.log;
+      EXPECT_NE(outcome.log.find(c.message), std::string::npos) << c.mesh << ":\n" << outcome.log;
+    }
+    EXPECT_FALSE(std::filesystem::exists(out)) << c.mesh;
+  }
+}
+
+TEST(MeshTest, PlansNameTheValidUlyssesDegreesOfRealModels) {
+  using parallel::PlanMesh;
+  auto heads = [](const char* preset) { return models::wan::WanPreset(preset)->num_heads; };
+  auto bad_13b = PlanMesh({.ulysses = 5}, 5, heads("wan2.1-t2v-1.3b"), 5.0);
+  EXPECT_NE(bad_13b.status().message().find("12 attention heads (valid degrees: 2, 3, 4, 6"),
+            std::string::npos)
+      << bad_13b.status();
+  auto bad_14b = PlanMesh({.ulysses = 3}, 3, heads("wan2.1-t2v-14b"), 5.0);
+  EXPECT_NE(bad_14b.status().message().find("40 attention heads (valid degrees: 2, 4, 5, 8"),
+            std::string::npos)
+      << bad_14b.status();
+  auto good = PlanMesh({.dp = 2, .cfg = 2, .ring = 2, .ulysses = 4}, 32, 40, 5.0);
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_TRUE(good->split_cfg);
+  auto cfg_one = PlanMesh({.cfg = 2}, 2, 40, 1.0);
+  ASSERT_TRUE(cfg_one.ok());
+  EXPECT_FALSE(cfg_one->split_cfg);
+  ASSERT_EQ(cfg_one->notes.size(), 1u);
+  EXPECT_NE(cfg_one->notes[0].find("nothing to split"), std::string::npos);
+  // Coordinates: ulysses fastest, then ring, cfg, dp; RankOf inverts CoordsOf.
+  const parallel::MeshShape shape{.dp = 2, .cfg = 2, .ring = 3, .ulysses = 2};
+  for (int rank = 0; rank < shape.world(); ++rank) {
+    EXPECT_EQ(parallel::RankOf(shape, parallel::CoordsOf(shape, rank)), rank);
+  }
+  EXPECT_EQ(parallel::CoordsOf(shape, 1).ulysses, 1);
+  EXPECT_EQ(parallel::CoordsOf(shape, 2).ring, 1);
+  EXPECT_EQ(parallel::CoordsOf(shape, 6).cfg, 1);
+  EXPECT_EQ(parallel::CoordsOf(shape, 12).dp, 1);
+}
+
+#else  // RAYLIGHT_TEST_GPU
+
+bool HaveTwoGpus() { return c10::cuda::device_count() >= 2; }
+
+TEST_F(ParallelSamplingTest, Ulysses2OnTwoGpus) {
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs two GPUs";
+  Compare("ulysses=2", 2);
+}
+TEST_F(ParallelSamplingTest, Ring2OnTwoGpus) {
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs two GPUs";
+  Compare("ring=2", 2);
+}
+TEST_F(ParallelSamplingTest, Cfg2OnTwoGpus) {
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs two GPUs";
+  Compare("cfg=2", 2);
+}
+TEST_F(ParallelSamplingTest, DataParallelOnTwoGpus) {
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs two GPUs";
+  const Results parallel = Run("dp=2", 2, kNotDividing, 7);
+  ExpectClose(parallel.sample[0], Run("", 1, kNotDividing, 7).sample[0], "dp rank 0");
+  ExpectClose(parallel.sample[1], Run("", 1, kNotDividing, 8).sample[0], "dp rank 1");
+}
+
+#endif
+
+}  // namespace
+}  // namespace raylight
