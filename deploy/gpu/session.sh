@@ -5,7 +5,7 @@
 # parallel sampling on two GPUs).
 # Logs and JSON lines go to $OUT (or ./gpu-out).
 #
-#   deploy/gpu/session.sh [tests|bench|all]
+#   deploy/gpu/session.sh [tests|bench|all|parallel]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 WHAT=${1:-all}
@@ -30,6 +30,22 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 
+if [ "$WHAT" = parallel ]; then  # parallel sampling only: its gpu tests and benchmark
+  (cd build-gpu && timeout 300 ctest -R ParallelSampling -V) >"$OUT/ctest-parallel.log" 2>&1
+  echo "ctest ParallelSampling exit $?"; grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest-parallel.log"
+  CKPT=/tmp/raylight-bench; mkdir -p "$CKPT"
+  for spec in "wan2.1-t2v-1.3b wan1_3b_832x480x81" "wan2.1-t2v-14b wan14b_832x480x81"; do
+    set -- $spec
+    build-gpu/bin/raylight-make-checkpoint --preset "$1" --dtype bf16 --spelling diffusers \
+      --device cuda --out "$CKPT/$1.safetensors" >>"$OUT/bench.log" 2>&1
+    timeout 400 tests/bench/run_parallel_bench.sh build-gpu "$CKPT/$1.safetensors" "$2" \
+      >>"$OUT/parallel_bench.jsonl" 2>>"$OUT/bench.log"
+    echo "$2 parallel exit $?"
+    rm -f "$CKPT/$1.safetensors"
+  done
+  cat "$OUT/parallel_bench.jsonl"
+  exit 0
+fi
 if [ "$WHAT" != bench ]; then
   (cd build-gpu && timeout 480 ctest -L gpu -V) >"$OUT/ctest-gpu.log" 2>&1
   echo "ctest -L gpu exit $?"; grep -E "tests passed|Failed|\*\*\*|relative L2" "$OUT/ctest-gpu.log" | head -30

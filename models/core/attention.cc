@@ -35,6 +35,10 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   if (kind == AttentionKind::kSelf && !parallel.single()) {
     return SequenceParallelAttention(q, k, v, parallel);
   }
+  return LocalAttention(q, k, v);
+}
+
+at::Tensor LocalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   // The kernels want [B, H, L, D]; the transposes are views, the kernels handle the strides.
   at::Tensor qt = q.transpose(1, 2), kt = k.transpose(1, 2), vt = v.transpose(1, 2);
   at::Tensor out;

@@ -23,6 +23,10 @@ enum class AttentionBackend { kAuto, kSdpa };
 void SetAttentionBackend(AttentionBackend backend);
 AttentionBackend GetAttentionBackend();
 
+// One process's attention kernel (what Attention runs without sequence parallelism): q [B, Lq,
+// H, D], k and v [B, Lk, H, D] -> [B, Lq, H, D].
+at::Tensor LocalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
 // q: [B, Lq, H, D], k and v: [B, Lk, H, D] (this rank's shard for sharded inputs); returns
 // [B, Lq, H, D]. Scale 1/sqrt(D), no mask, no dropout. Throws c10::Error on misuse, like any op;
 // model entry points turn that into a Status.

@@ -5,10 +5,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "models/core/attention.h"
 #include "models/parallel/comm/communicator.h"
+
+#ifdef RAYLIGHT_HAVE_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace raylight::models {
 namespace {
@@ -33,6 +41,61 @@ void CheckContext(const ParallelContext& p) {
 at::Tensor FirstKeys(const at::Tensor& x, int64_t valid) {
   return valid >= x.size(1) ? x : x.narrow(1, 0, valid);
 }
+
+// One ring step's K/V transfer. On CUDA it runs on a side stream so that it overlaps the
+// current block's attention (the NCCL communicator enqueues on the caller's current stream); on
+// the CPU (Gloo) it has finished when Start returns.
+class RingTransfer {
+ public:
+  RingTransfer(comm::Communicator& ring, const at::Tensor& like) : ring_(ring) {
+#ifdef RAYLIGHT_HAVE_CUDA
+    if (like.is_cuda()) {
+      side_.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, like.device().index()));
+    }
+#endif
+  }
+
+  void Start(const at::Tensor& send, int to, const at::Tensor& receive, int from) {
+    const comm::P2POp ops[] = {{comm::P2POp::Kind::kSend, send, to},
+                               {comm::P2POp::Kind::kRecv, receive, from}};
+#ifdef RAYLIGHT_HAVE_CUDA
+    if (side_) {
+      // The side stream waits for `send` to be written; the allocator must not reuse either
+      // buffer before the side stream is done with it.
+      at::cuda::CUDAEvent ready;
+      ready.record(c10::cuda::getCurrentCUDAStream(send.device().index()));
+      ready.block(*side_);
+      send.record_stream(*side_);
+      receive.record_stream(*side_);
+      c10::cuda::CUDAStreamGuard guard(*side_);
+      Check(ring_.SendRecv(ops));
+      return;
+    }
+#endif
+    Check(ring_.SendRecv(ops));
+  }
+
+  // The compute stream waits for the transfer before reading the received block.
+  void Finish(const at::Tensor& received) {
+#ifdef RAYLIGHT_HAVE_CUDA
+    if (side_) {
+      at::cuda::CUDAEvent done;
+      done.record(*side_);
+      done.block(c10::cuda::getCurrentCUDAStream(received.device().index()));
+    }
+#endif
+  }
+
+ private:
+  static void Check(const absl::Status& status) {
+    TORCH_CHECK(status.ok(), "sequence parallel ring exchange: ", std::string(status.message()));
+  }
+
+  comm::Communicator& ring_;
+#ifdef RAYLIGHT_HAVE_CUDA
+  std::optional<c10::cuda::CUDAStream> side_;
+#endif
+};
 
 PartialAttention MathAttentionWithLse(const at::Tensor& q, const at::Tensor& k,
                                       const at::Tensor& v) {
@@ -119,25 +182,23 @@ at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, c
 
   at::Tensor out;
   if (p.ring_degree == 1) {
-    out = AttentionWithLse(qb, FirstKeys(kb, valid_in_block(0)), FirstKeys(vb, valid_in_block(0)))
-              .out;
+    // Ulysses alone: every key is here, no partial results to merge, so the single-process kernel
+    // (no log-sum-exp) runs on the real keys.
+    out = LocalAttention(qb, FirstKeys(kb, valid_in_block(0)), FirstKeys(vb, valid_in_block(0)));
   } else {
     // Ring: at step s this rank holds the K/V block of ring rank (r - s) mod R; sends what it
-    // holds to r + 1 and receives the next from r - 1. Blocks beyond the real tokens are skipped.
+    // holds to r + 1 and receives the next from r - 1 while it computes. Blocks beyond the real
+    // tokens are skipped.
     const int r = p.ring_rank, size = p.ring_degree;
     at::Tensor kv = at::stack({kb, vb}).contiguous();
+    RingTransfer transfer(*p.ring, kv);
     PartialAttention acc;
     for (int step = 0; step < size; ++step) {
       const int owner = ((r - step) % size + size) % size;
       at::Tensor next;
       if (step + 1 < size) {
         next = at::empty_like(kv);
-        const comm::P2POp ops[] = {{comm::P2POp::Kind::kSend, kv, (r + 1) % size},
-                                   {comm::P2POp::Kind::kRecv, next, (r - 1 + size) % size}};
-        // Issued before this block's attention, so that it is in flight while the block
-        // computes wherever the backend runs it asynchronously.
-        const absl::Status sent = p.ring->SendRecv(ops);
-        TORCH_CHECK(sent.ok(), "sequence parallel ring exchange: ", std::string(sent.message()));
+        transfer.Start(kv, (r + 1) % size, next, (r - 1 + size) % size);
       }
       const int64_t valid = valid_in_block(owner);
       if (valid > 0) {
@@ -145,7 +206,10 @@ at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, c
             AttentionWithLse(qb, FirstKeys(kv[0], valid), FirstKeys(kv[1], valid));
         acc = acc.out.defined() ? MergePartials(acc, part) : part;
       }
-      if (step + 1 < size) kv = next;
+      if (step + 1 < size) {
+        transfer.Finish(next);
+        kv = next;
+      }
     }
     out = acc.out.to(q.scalar_type());
   }

@@ -35,6 +35,9 @@ value() { awk -v key="$1" '$1 == key { print $2 }'; }
 
 one=$(run "" 1 | value step_ms)
 echo "{\"name\": \"${NAME}_1gpu_step_ms\", \"value\": $one}"
+# The same on the other GPU: the two cards' own speeds bound what two-card modes can reach.
+other=$(CUDA_VISIBLE_DEVICES=1 run "" 1 | value step_ms)
+echo "{\"name\": \"${NAME}_1gpu_step_ms_second_gpu\", \"value\": $other}"
 for mode in ulysses ring cfg; do
   extra=""
   [ $mode = ulysses ] && extra="--time_all_to_all"

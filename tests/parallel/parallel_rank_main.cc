@@ -180,7 +180,12 @@ int Run() {
                         piece.options());
           if (!sequence.ulysses->AllToAll(back, 1, 2).ok()) return Fail(absl::InternalError("a2a"));
         }
-        if (!(*world)->Synchronize().ok()) return Fail(absl::InternalError("synchronize"));
+        if (!sequence.ulysses->Synchronize().ok()) {
+          return Fail(absl::InternalError("synchronize"));
+        }
+#ifdef RAYLIGHT_HAVE_CUDA
+        if (gpu) c10::cuda::device_synchronize();
+#endif
         const double elapsed =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                 .count();
