@@ -4,6 +4,7 @@ table in BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
 
     tests/bench/report.py comm --raw DIR --device "2x NVIDIA H200 (NV18)" --command "..."
     tests/bench/report.py wan --raw DIR --device "NVIDIA H200" --command "..."
+    tests/bench/report.py parallel --raw DIR --device "2x NVIDIA H200 (NV18)" --command "..."
 
 Each result row: {name, value, unit, anchor_name, anchor_value}. For each (op, size) the best of
 the recorded rounds is kept, for raylight and for the anchor alike.
@@ -83,6 +84,39 @@ def wan_rows(raw_dir):
     return rows
 
 
+# Issue #5's anchors for two-GPU speedups of one denoising step.
+PARALLEL_ANCHORS = {
+    'ulysses2': ('Wan2.1 official, 14B 720p, 2x H100 (FSDP + Ulysses)', 1.94),
+    'ring2': ('Wan2.1 official, 14B 720p, 2x H100 (FSDP + Ulysses)', 1.94),
+    'cfg2': ('issue #5 goal for cfg 2', 1.95),
+}
+
+
+def parallel_rows(raw_dir):
+    """run_parallel_bench.sh lines: each mode's step time and its speedup over one GPU."""
+    lines = {r['name']: r for r in load(os.path.join(raw_dir, 'parallel_raylight.jsonl'))}
+    rows = []
+    for name, r in lines.items():
+        if name.endswith('_1gpu_step_ms') or name.endswith('_1gpu_step_ms_second_gpu'):
+            rows.append({'name': name, 'value': round(r['value'], 1), 'unit': 'ms',
+                         'anchor_name': '-', 'anchor_value': None})
+        elif name.endswith('2_step_ms'):
+            prefix = name[:name.rindex('_', 0, len(name) - len('_step_ms'))]  # model and size
+            one = lines[prefix + '_1gpu_step_ms']
+            rows.append({'name': name, 'value': round(r['value'], 1), 'unit': 'ms',
+                         'anchor_name': 'ours, 1 GPU, cond + uncond', 'anchor_value':
+                         round(one['value'], 1)})
+        elif name.endswith('_speedup'):
+            mode = name.split('_')[-2]
+            anchor_name, anchor = PARALLEL_ANCHORS[mode]
+            rows.append({'name': name, 'value': r['value'], 'unit': 'x',
+                         'anchor_name': anchor_name, 'anchor_value': anchor})
+        elif name.endswith('_all_to_all_share'):
+            rows.append({'name': name, 'value': r['value'], 'unit': 'of step',
+                         'anchor_name': '-', 'anchor_value': None})
+    return rows
+
+
 def markdown(rows, device, command, date):
     lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
              '| name | value | unit | anchor | anchor value | ratio (>1: ours better) |',
@@ -115,13 +149,13 @@ def update_benchmarks(section, text):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('section', choices=['comm', 'wan'])
+    parser.add_argument('section', choices=['comm', 'wan', 'parallel'])
     parser.add_argument('--raw', required=True)
     parser.add_argument('--device', required=True)
     parser.add_argument('--command', required=True)
     parser.add_argument('--date', default=datetime.date.today().isoformat())
     args = parser.parse_args()
-    rows = comm_rows(args.raw) if args.section == 'comm' else wan_rows(args.raw)
+    rows = {'comm': comm_rows, 'wan': wan_rows, 'parallel': parallel_rows}[args.section](args.raw)
     result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
     out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
     os.makedirs(os.path.dirname(out), exist_ok=True)
