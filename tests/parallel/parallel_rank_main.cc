@@ -14,7 +14,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/core/sequence_parallel.h"
 #include "models/parallel/comm/gloo_communicator.h"
@@ -69,6 +71,12 @@ int Run() {
   // Everything is checked before the group forms or a weight is read.
   auto plan = parallel::PlanMesh(*shape, size, opened->config.num_heads, absl::GetFlag(FLAGS_cfg));
   if (!plan.ok()) return Fail(plan.status(), 2);
+  const std::vector<std::string> dims = absl::StrSplit(absl::GetFlag(FLAGS_latent), ',');
+  int64_t f = 0, h = 0, w = 0;
+  if (dims.size() != 3 || !absl::SimpleAtoi(dims[0], &f) || !absl::SimpleAtoi(dims[1], &h) ||
+      !absl::SimpleAtoi(dims[2], &w)) {
+    return Fail(absl::InvalidArgumentError("latent: expected frames,height,width"), 2);
+  }
   for (const auto& note : plan->notes) std::cerr << "rank " << rank << ": " << note << "\n";
 
   at::Device device = at::kCPU;
@@ -105,10 +113,6 @@ int Run() {
   const models::wan::WanConfig& config = loaded->config;
 
   // Inputs every rank draws identically.
-  int64_t f = 0, h = 0, w = 0;
-  if (sscanf(absl::GetFlag(FLAGS_latent).c_str(), "%ld,%ld,%ld", &f, &h, &w) != 3) {
-    return Fail(absl::InvalidArgumentError("latent: expected frames,height,width"), 2);
-  }
   at::Generator generator =
       at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_input_seed));
   const at::TensorOptions cpu = at::TensorOptions().dtype(at::kFloat);
