@@ -17,6 +17,20 @@ int64_t WeightSet::bytes() const {
   return total;
 }
 
+absl::StatusOr<std::pair<int, std::string>> BlockOf(const std::string& name,
+                                                    const BlockLayout& layout) {
+  if (name.rfind(layout.block_prefix, 0) != 0) return std::make_pair(-1, name);
+  const std::string rest = name.substr(layout.block_prefix.size());
+  const size_t dot = rest.find('.');
+  int index = -1;
+  if (dot == std::string::npos || !absl::SimpleAtoi(rest.substr(0, dot), &index) || index < 0 ||
+      index >= layout.num_blocks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights: '", name, "' names no block in [0, ", layout.num_blocks, ")"));
+  }
+  return std::make_pair(index, rest.substr(dot + 1));
+}
+
 absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     const Checkpoint& checkpoint, const BlockLayout& layout, const PlacementOptions& options) {
   std::unique_ptr<ResidentWeights> weights(new ResidentWeights(options));
@@ -24,20 +38,10 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
   for (const auto& [name, tensor] : checkpoint.tensors) {
     const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
     const at::ScalarType dtype = fp32 ? at::kFloat : options.compute_dtype;
-    Block* block = nullptr;
-    std::string local = name;
-    if (name.rfind(layout.block_prefix, 0) == 0) {
-      const std::string rest = name.substr(layout.block_prefix.size());
-      const size_t dot = rest.find('.');
-      int index = -1;
-      if (dot == std::string::npos || !absl::SimpleAtoi(rest.substr(0, dot), &index) || index < 0 ||
-          index >= layout.num_blocks) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("weights: '", name, "' names no block in [0, ", layout.num_blocks, ")"));
-      }
-      block = &weights->blocks_[index];
-      local = rest.substr(dot + 1);
-    }
+    auto owner = BlockOf(name, layout);
+    if (!owner.ok()) return owner.status();
+    const auto& [index, local] = *owner;
+    Block* block = index >= 0 ? &weights->blocks_[index] : nullptr;
     if (block != nullptr && tensor.scale && options.keep_fp8 && !fp32) {
       CheckpointTensor on_device = tensor;
       on_device.data = tensor.data.to(options.device);  // still fp8: half of bf16's bytes

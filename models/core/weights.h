@@ -66,6 +66,11 @@ struct BlockLayout {
   int num_blocks = 0;
 };
 
+// Which block a checkpoint name belongs to: {index, name within the block}, or {-1, name} for a
+// non-block weight; an error for "blocks.<i>..." outside the layout.
+absl::StatusOr<std::pair<int, std::string>> BlockOf(const std::string& name,
+                                                    const BlockLayout& layout);
+
 // Everything on `device`, loaded once.
 class ResidentWeights final : public WeightProvider {
  public:

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "models/core/checkpoint.h"
 #include "models/core/weights.h"
+#include "models/parallel/comm/communicator.h"
 #include "models/wan/wan_config.h"
 
 namespace raylight::models::wan {
@@ -28,5 +29,9 @@ struct LoadedWan {
 // Resident placement on `options.device` (Wan's fp32 weights kept fp32).
 absl::StatusOr<LoadedWan> LoadWanResident(const std::vector<std::string>& paths,
                                           PlacementOptions options);
+
+// FSDP over `group` (sharded_weights.h): each rank reads and keeps 1/N of every block.
+absl::StatusOr<LoadedWan> LoadWanSharded(const std::vector<std::string>& paths,
+                                         PlacementOptions options, comm::Communicator& group);
 
 }  // namespace raylight::models::wan

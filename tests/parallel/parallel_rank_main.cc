@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/core/sequence_parallel.h"
+#include "models/core/sharded_weights.h"
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
 #include "models/parallel/mesh.h"
@@ -48,6 +49,7 @@ ABSL_FLAG(int, time_steps, 0, "time this many denoising steps (cond and, with cf
 ABSL_FLAG(bool, time_all_to_all, false,
           "with --time_steps: also time one forward's Ulysses all-to-alls alone");
 ABSL_FLAG(std::string, dtype, "f32", "f32 or bf16");
+ABSL_FLAG(std::string, placement, "resident", "resident, or fsdp (blocks sharded over the group)");
 ABSL_FLAG(std::string, out, "", "results file (rank 0)");
 ABSL_FLAG(int, timeout_ms, 120000, "communicator timeout");
 
@@ -76,6 +78,12 @@ int Run() {
   if (dims.size() != 3 || !absl::SimpleAtoi(dims[0], &f) || !absl::SimpleAtoi(dims[1], &h) ||
       !absl::SimpleAtoi(dims[2], &w)) {
     return Fail(absl::InvalidArgumentError("latent: expected frames,height,width"), 2);
+  }
+  const std::string placement_name = absl::GetFlag(FLAGS_placement);
+  if (placement_name != "resident" && placement_name != "fsdp") {
+    return Fail(absl::InvalidArgumentError(
+                    absl::StrCat("placement: unknown '", placement_name, "' (resident, fsdp)")),
+                2);
   }
   for (const auto& note : plan->notes) std::cerr << "rank " << rank << ": " << note << "\n";
 
@@ -108,7 +116,10 @@ int Run() {
   models::PlacementOptions placement;
   placement.device = device;
   placement.compute_dtype = absl::GetFlag(FLAGS_dtype) == "bf16" ? at::kBFloat16 : at::kFloat;
-  auto loaded = models::wan::LoadWanResident({absl::GetFlag(FLAGS_checkpoint)}, placement);
+  auto loaded =
+      placement_name == "fsdp"
+          ? models::wan::LoadWanSharded({absl::GetFlag(FLAGS_checkpoint)}, placement, **world)
+          : models::wan::LoadWanResident({absl::GetFlag(FLAGS_checkpoint)}, placement);
   if (!loaded.ok()) return Fail(loaded.status());
   const models::wan::WanConfig& config = loaded->config;
 
@@ -131,6 +142,9 @@ int Run() {
   };
 
   std::vector<std::pair<std::string, at::Tensor>> results;
+  if (auto* sharded = dynamic_cast<models::ShardedWeights*>(loaded->weights.get())) {
+    results.emplace_back("shard_bytes", at::tensor({sharded->shard_bytes()}, at::kLong));
+  }
   if (absl::GetFlag(FLAGS_forward)) {
     auto out = model(x, 370.0, true);
     if (!out.ok()) return Fail(out.status());

@@ -13,6 +13,7 @@
 #include "models/core/safetensors_tensors.h"
 #include "models/parallel/mesh.h"
 #include "models/wan/wan_config.h"
+#include "models/wan/wan_loader.h"
 #include "tests/models/wan_test_util.h"
 #include "tests/util/rank_launcher.h"
 #include "tests/util/temp_dir.h"
@@ -46,6 +47,7 @@ constexpr const char* kNotDividing = "3,6,10";
 
 struct Results {
   at::Tensor forward, sample;
+  int64_t shard_bytes = 0;  // FSDP runs: rank 0's block shards
 };
 
 class ParallelSamplingTest : public testing::Test {
@@ -67,15 +69,17 @@ class ParallelSamplingTest : public testing::Test {
 
   // Runs `mesh` on `size` ranks; returns rank 0's results.
   static Results Run(const std::string& mesh, int size, const std::string& latent,
-                     uint64_t seed = 7, double cfg = 4.0) {
+                     uint64_t seed = 7, double cfg = 4.0, const std::string& placement = "resident",
+                     const std::string& checkpoint = "") {
     static int run = 0;
     const std::string out = absl::StrCat(dir_->path(), "/run", run++, ".safetensors");
     auto outcomes = testing_util::LaunchRanks(
         {RAYLIGHT_PARALLEL_RANK_BINARY, absl::StrCat("--backend=", kBackend),
-         absl::StrCat("--checkpoint=", *checkpoint_), absl::StrCat("--mesh=", mesh),
-         absl::StrCat("--latent=", latent), absl::StrCat("--input_seed=", input_seed_),
-         absl::StrCat("--seed=", seed), absl::StrCat("--cfg=", cfg),
-         absl::StrCat("--dtype=", kDtype), absl::StrCat("--out=", out)},
+         absl::StrCat("--checkpoint=", checkpoint.empty() ? *checkpoint_ : checkpoint),
+         absl::StrCat("--mesh=", mesh), absl::StrCat("--latent=", latent),
+         absl::StrCat("--input_seed=", input_seed_), absl::StrCat("--seed=", seed),
+         absl::StrCat("--cfg=", cfg), absl::StrCat("--dtype=", kDtype),
+         absl::StrCat("--placement=", placement), absl::StrCat("--out=", out)},
         size, milliseconds(300'000));
     for (const auto& outcome : outcomes) {
       EXPECT_EQ(outcome.exit_code, 0) << mesh << " rank " << outcome.rank << ":\n" << outcome.log;
@@ -88,6 +92,9 @@ class ParallelSamplingTest : public testing::Test {
     }
     results.forward = models::ViewTensor(*file, *(*file)->header().Find("forward"))->clone();
     results.sample = models::ViewTensor(*file, *(*file)->header().Find("sample"))->clone();
+    if (const auto* shard = (*file)->header().Find("shard_bytes")) {
+      results.shard_bytes = models::ViewTensor(*file, *shard)->item<int64_t>();
+    }
     return results;
   }
 
@@ -139,6 +146,63 @@ TEST_F(ParallelSamplingTest, DataParallelRunsOneSeedPerRankAndReturnsAll) {
     ASSERT_EQ(parallel.sample.size(0), 2);
     ExpectClose(parallel.sample[0], Run("", 1, latent, 7).sample[0], "dp rank 0");
     ExpectClose(parallel.sample[1], Run("", 1, latent, 8).sample[0], "dp rank 1 (seed + 1)");
+  }
+}
+
+// FSDP (issue #6): blocks sharded over the group and gathered per block; the gather is a byte
+// copy, so the forward and the sampling run are bit-identical to the resident ones.
+TEST_F(ParallelSamplingTest, FsdpOnTwoAndThreeRanksReproducesTheResidentResultExactly) {
+  auto opened = models::wan::OpenWanCheckpoint({*checkpoint_});
+  ASSERT_TRUE(opened.ok());
+  int64_t block_bytes = 0, block_tensors = 0;
+  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
+    if (name.rfind("blocks.", 0) != 0) continue;
+    block_bytes += tensor.data.nbytes();
+    ++block_tensors;
+  }
+  for (int ranks : {2, 3}) {
+    for (const char* latent : {kDividing, kNotDividing}) {
+      const Results fsdp = Run(absl::StrCat("dp=", ranks), ranks, latent, 7, 4.0, "fsdp");
+      const Results single = Run("", 1, latent);
+      ASSERT_TRUE(fsdp.forward.defined() && single.forward.defined());
+      EXPECT_TRUE(at::equal(fsdp.forward, single.forward)) << ranks << " ranks, " << latent;
+      EXPECT_TRUE(at::equal(fsdp.sample[0], single.sample[0])) << ranks << " ranks, " << latent;
+    }
+    // Each rank holds 1/N of the block bytes (plus alignment and padding), not the model.
+    const Results fsdp = Run(absl::StrCat("dp=", ranks), ranks, kDividing, 7, 4.0, "fsdp");
+    const int64_t blocks = opened->config.num_layers;
+    EXPECT_GE(fsdp.shard_bytes * ranks, block_bytes);
+    EXPECT_LE(fsdp.shard_bytes * ranks, block_bytes + 16 * (block_tensors + blocks * ranks));
+  }
+}
+
+TEST_F(ParallelSamplingTest, FsdpGathersFp8AsFp8AndMatchesResident) {
+  // A scaled-fp8 checkpoint: the shards hold fp8 bytes, dequantised after the gather exactly as
+  // the resident provider dequantises its fp8 blocks.
+  models::wan::MakeCheckpointOptions fp8;
+  fp8.dtype = at::kFloat8_e4m3fn;
+  fp8.seed = std::random_device{}();
+  const std::string path =
+      testing_util::MakeCheckpoint(dir_->path(), *models::wan::WanPreset(kPreset), fp8, "fp8");
+  const Results fsdp = Run("dp=2", 2, kNotDividing, 7, 4.0, "fsdp", path);
+  const Results single = Run("", 1, kNotDividing, 7, 4.0, "resident", path);
+  ASSERT_TRUE(fsdp.forward.defined() && single.forward.defined());
+  EXPECT_TRUE(at::equal(fsdp.forward, single.forward));
+  auto opened = models::wan::OpenWanCheckpoint({path});
+  ASSERT_TRUE(opened.ok());
+  int64_t block_bytes = 0;
+  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
+    if (name.rfind("blocks.", 0) == 0) block_bytes += tensor.data.nbytes();
+  }
+  EXPECT_LE(fsdp.shard_bytes * 2, block_bytes + 4096);  // fp8 bytes, not dequantised ones
+}
+
+TEST_F(ParallelSamplingTest, FsdpComposesWithUlysses) {
+  for (const char* latent : {kDividing, kNotDividing}) {
+    const Results fsdp = Run("ulysses=2", 2, latent, 7, 4.0, "fsdp");
+    const Results single = Run("", 1, latent);
+    ExpectClose(fsdp.forward, single.forward, absl::StrCat("fsdp + ulysses forward ", latent));
+    ExpectClose(fsdp.sample, single.sample, absl::StrCat("fsdp + ulysses sample ", latent));
   }
 }
 
