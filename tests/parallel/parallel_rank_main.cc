@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <vector>
@@ -57,6 +60,19 @@ namespace raylight {
 namespace {
 
 using models::wan::WanInputs;
+
+// This process's anonymous resident memory (heap, not the mapped checkpoint's page cache).
+int64_t RssAnonBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    int64_t kib = 0;
+    if (line.rfind("RssAnon:", 0) == 0 && sscanf(line.c_str(), "RssAnon: %" SCNd64, &kib) == 1) {
+      return kib * 1024;
+    }
+  }
+  return -1;
+}
 
 int Fail(const absl::Status& status, int code = 1) {
   std::cerr << "rank " << absl::GetFlag(FLAGS_rank) << ": " << status << std::endl;
@@ -116,6 +132,7 @@ int Run() {
   models::PlacementOptions placement;
   placement.device = device;
   placement.compute_dtype = absl::GetFlag(FLAGS_dtype) == "bf16" ? at::kBFloat16 : at::kFloat;
+  const int64_t anon_before_load = RssAnonBytes();
   auto loaded =
       placement_name == "fsdp"
           ? models::wan::LoadWanSharded({absl::GetFlag(FLAGS_checkpoint)}, placement, **world)
@@ -142,6 +159,8 @@ int Run() {
   };
 
   std::vector<std::pair<std::string, at::Tensor>> results;
+  results.emplace_back("load_anon_bytes",
+                       at::tensor({RssAnonBytes() - anon_before_load}, at::kLong));
   if (auto* sharded = dynamic_cast<models::ShardedWeights*>(loaded->weights.get())) {
     results.emplace_back("shard_bytes", at::tensor({sharded->shard_bytes()}, at::kLong));
   }

@@ -47,7 +47,8 @@ constexpr const char* kNotDividing = "3,6,10";
 
 struct Results {
   at::Tensor forward, sample;
-  int64_t shard_bytes = 0;  // FSDP runs: rank 0's block shards
+  int64_t shard_bytes = 0;      // FSDP runs: rank 0's block shards
+  int64_t load_anon_bytes = 0;  // rank 0's anonymous memory growth while loading
 };
 
 class ParallelSamplingTest : public testing::Test {
@@ -70,17 +71,24 @@ class ParallelSamplingTest : public testing::Test {
   // Runs `mesh` on `size` ranks; returns rank 0's results.
   static Results Run(const std::string& mesh, int size, const std::string& latent,
                      uint64_t seed = 7, double cfg = 4.0, const std::string& placement = "resident",
-                     const std::string& checkpoint = "") {
+                     const std::string& checkpoint = "",
+                     const std::vector<std::string>& extra = {}) {
     static int run = 0;
     const std::string out = absl::StrCat(dir_->path(), "/run", run++, ".safetensors");
-    auto outcomes = testing_util::LaunchRanks(
-        {RAYLIGHT_PARALLEL_RANK_BINARY, absl::StrCat("--backend=", kBackend),
-         absl::StrCat("--checkpoint=", checkpoint.empty() ? *checkpoint_ : checkpoint),
-         absl::StrCat("--mesh=", mesh), absl::StrCat("--latent=", latent),
-         absl::StrCat("--input_seed=", input_seed_), absl::StrCat("--seed=", seed),
-         absl::StrCat("--cfg=", cfg), absl::StrCat("--dtype=", kDtype),
-         absl::StrCat("--placement=", placement), absl::StrCat("--out=", out)},
-        size, milliseconds(300'000));
+    std::vector<std::string> argv = {
+        RAYLIGHT_PARALLEL_RANK_BINARY,
+        absl::StrCat("--backend=", kBackend),
+        absl::StrCat("--checkpoint=", checkpoint.empty() ? *checkpoint_ : checkpoint),
+        absl::StrCat("--mesh=", mesh),
+        absl::StrCat("--latent=", latent),
+        absl::StrCat("--input_seed=", input_seed_),
+        absl::StrCat("--seed=", seed),
+        absl::StrCat("--cfg=", cfg),
+        absl::StrCat("--dtype=", kDtype),
+        absl::StrCat("--placement=", placement),
+        absl::StrCat("--out=", out)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto outcomes = testing_util::LaunchRanks(argv, size, milliseconds(300'000));
     for (const auto& outcome : outcomes) {
       EXPECT_EQ(outcome.exit_code, 0) << mesh << " rank " << outcome.rank << ":\n" << outcome.log;
     }
@@ -90,8 +98,14 @@ class ParallelSamplingTest : public testing::Test {
       ADD_FAILURE() << mesh << ": no results: " << file.status();
       return results;
     }
-    results.forward = models::ViewTensor(*file, *(*file)->header().Find("forward"))->clone();
-    results.sample = models::ViewTensor(*file, *(*file)->header().Find("sample"))->clone();
+    if (const auto* forward = (*file)->header().Find("forward")) {
+      results.forward = models::ViewTensor(*file, *forward)->clone();
+    }
+    if (const auto* sample = (*file)->header().Find("sample")) {
+      results.sample = models::ViewTensor(*file, *sample)->clone();
+    }
+    results.load_anon_bytes =
+        models::ViewTensor(*file, *(*file)->header().Find("load_anon_bytes"))->item<int64_t>();
     if (const auto* shard = (*file)->header().Find("shard_bytes")) {
       results.shard_bytes = models::ViewTensor(*file, *shard)->item<int64_t>();
     }
@@ -195,6 +209,32 @@ TEST_F(ParallelSamplingTest, FsdpGathersFp8AsFp8AndMatchesResident) {
     if (name.rfind("blocks.", 0) == 0) block_bytes += tensor.data.nbytes();
   }
   EXPECT_LE(fsdp.shard_bytes * 2, block_bytes + 4096);  // fp8 bytes, not dequantised ones
+}
+
+TEST_F(ParallelSamplingTest, FsdpLoadingHoldsOnlyTheShardInMemory) {
+  // A 100 MB model (dim 512, 8 blocks): a rank's heap grows by its shard while loading, not by
+  // the model; the checkpoint itself is only mapped (page cache, shared, not counted).
+  models::wan::WanConfig config = *models::wan::WanPreset("tiny-t2v");
+  config.dim = 512;
+  config.ffn_dim = 1024;
+  config.num_layers = 8;
+  models::wan::MakeCheckpointOptions f32;
+  f32.dtype = at::kFloat;
+  f32.seed = std::random_device{}();
+  const std::string path = testing_util::MakeCheckpoint(dir_->path(), config, f32, "big");
+  auto opened = models::wan::OpenWanCheckpoint({path});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  int64_t block_bytes = 0;
+  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
+    if (name.rfind("blocks.", 0) == 0) block_bytes += tensor.data.nbytes();
+  }
+  ASSERT_GT(block_bytes, 80'000'000);
+  const Results fsdp =
+      Run("dp=2", 2, kDividing, 7, 4.0, "fsdp", path, {"--forward=false", "--steps=0"});
+  EXPECT_GT(fsdp.load_anon_bytes, block_bytes / 2 - 8'000'000);  // the shard is really there
+  EXPECT_LT(fsdp.load_anon_bytes, block_bytes / 2 + 16'000'000)
+      << "a rank holds " << fsdp.load_anon_bytes << " bytes after loading a " << block_bytes
+      << "-byte model on 2 ranks";
 }
 
 TEST_F(ParallelSamplingTest, FsdpComposesWithUlysses) {
