@@ -1,0 +1,46 @@
+// Wan conditioning files: what a job's prompt is once encoded, as one safetensors file per prompt
+// (the positive and the negative each have one). The text encoder (umT5-XXL for Wan) runs outside
+// Raylight — in ComfyUI, diffusers or a script — and its output is saved in this layout:
+//
+//   "text"       [L, text_dim] or [1, L, text_dim]   the encoder's last hidden states for the
+//                                                    prompt's L real tokens (1 <= L <= text_len;
+//                                                    Wan pads to 512 itself); text_dim 4096
+//   "clip_fea"   [image_tokens, image_dim] or with a leading 1   I2V only: CLIP-vision features of
+//                                                    the start image (257 x 1280)
+//   "y"          [in_channels - 16, F, H, W] or with a leading 1   I2V only: the mask and the
+//                                                    encoded start image, concatenated to x
+//
+// Any float dtype is accepted (bf16 and fp16 as saved by ComfyUI); the tensors are read as fp32.
+// Metadata "raylight.conditioning" = "wan/1" marks files made by Raylight's tools (not required).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "models/wan/wan_config.h"
+
+namespace raylight::models::wan {
+
+struct WanConditioning {
+  at::Tensor text;      // [1, L, text_dim]
+  at::Tensor clip_fea;  // I2V: [1, image_tokens, image_dim]; undefined otherwise
+  at::Tensor y;         // I2V: [1, in_channels - 16, F, H, W]; undefined otherwise
+};
+
+// Reads and checks a conditioning file against `config`. Errors name the file and the field:
+// a missing or extra tensor, a wrong rank or width, too many tokens, NaN or infinity, an I2V model
+// without its image inputs.
+absl::StatusOr<WanConditioning> ReadWanConditioning(const std::string& path,
+                                                    const WanConfig& config);
+
+absl::Status WriteWanConditioning(const std::string& path, const WanConditioning& conditioning);
+
+// Random conditioning shaped for `config` (for demos and tests with random weights): `tokens`
+// text tokens, unit-variance values; I2V also gets CLIP features and a `y` for a latent of
+// frames x height x width.
+WanConditioning RandomWanConditioning(const WanConfig& config, int64_t tokens, uint64_t seed,
+                                      int64_t frames = 1, int64_t height = 8, int64_t width = 8);
+
+}  // namespace raylight::models::wan
