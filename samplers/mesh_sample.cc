@@ -28,6 +28,14 @@ Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling
   };
 }
 
+Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
+                      const parallel::Mesh& mesh, const parallel::MeshPlan& plan) {
+  if (plan.split_cfg && mesh.cfg() != nullptr) {
+    return CfgParallelDenoiser(model, sampling, cfg, *mesh.cfg());
+  }
+  return CfgDenoiser(model, sampling, cfg);
+}
+
 absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampling& sampling,
                                          const at::Tensor& latent, KSamplerOptions options,
                                          const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
@@ -39,10 +47,8 @@ absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampli
         absl::StrCat("seeds: ", seeds.size(), " given for a data-parallel degree of ", dp));
   }
   options.seed = seeds.empty() ? options.seed + dp_rank : seeds[dp_rank];
-  Denoiser denoiser = plan.split_cfg && mesh.cfg() != nullptr
-                          ? CfgParallelDenoiser(model, sampling, options.cfg, *mesh.cfg())
-                          : CfgDenoiser(model, sampling, options.cfg);
-  auto out = KSampleWith(denoiser, sampling, latent, options, callback);
+  auto out = KSampleWith(MeshDenoiser(model, sampling, options.cfg, mesh, plan), sampling, latent,
+                         options, callback);
   if (!out.ok()) return out.status();
   at::Tensor mine = out->unsqueeze(0).contiguous();
   if (mesh.dp() == nullptr) return mine;

@@ -22,6 +22,11 @@ namespace raylight::samplers {
 Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
                              comm::Communicator& group);
 
+// The denoiser one rank of `mesh` runs: CFG split over the cfg axis when the plan splits it,
+// otherwise CfgDenoiser.
+Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
+                      const parallel::Mesh& mesh, const parallel::MeshPlan& plan);
+
 // Returns every dp rank's result stacked along a new first dimension [dp, ...], on every rank.
 // `seeds`: empty (seed + dp rank) or one per dp rank.
 absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampling& sampling,

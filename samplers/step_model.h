@@ -53,7 +53,6 @@ class StepModel {
     info.denoised = &denoised;
     callback_(info);
   }
-  int total() const { return total_; }
 
  private:
   const Denoiser& denoiser_;

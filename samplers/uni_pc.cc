@@ -24,10 +24,10 @@ class Solver {
  public:
   Solver(StepModel& model, UniPcVariant variant) : model_(model), variant_(variant) {}
 
-  // The data prediction for the VP-space x at sigma: the VE denoiser at x / alpha.
-  absl::StatusOr<at::Tensor> Data(int step, bool first, const at::Tensor& x_vp, double sigma) {
-    const at::Tensor x_ve = x_vp / Alpha(sigma);
-    return first ? model_.Step(step, x_ve, sigma) : model_.Eval(step, x_ve, sigma);
+  // The data prediction for the VP-space x at sigma: the VE denoiser at x / alpha. UniPC
+  // evaluates once per sigma, so every evaluation is its step's first (reported).
+  absl::StatusOr<at::Tensor> Data(int step, const at::Tensor& x_vp, double sigma) {
+    return model_.Step(step, x_vp / Alpha(sigma), sigma);
   }
 
   // One UniPC step from the newest point of `history` to sigma_t, of order `order` (using the
@@ -83,7 +83,7 @@ class Solver {
     if (!use_corrector) return std::make_pair(x_t, at::Tensor());
 
     const std::vector<double> rhos_c = order == 1 ? std::vector<double>{0.5} : SolveSmall(r, b);
-    RL_ASSIGN_OR_RETURN(at::Tensor model_t, Data(step, true, x_t, sigma_t));
+    RL_ASSIGN_OR_RETURN(at::Tensor model_t, Data(step, x_t, sigma_t));
     at::Tensor correction = (model_t - newest.model) * rhos_c.back();
     for (size_t k = 0; k < d1s.size(); ++k) correction = correction + d1s[k] * rhos_c[k];
     return std::make_pair(x_base - correction * (alpha_t * b_h), model_t);
@@ -130,7 +130,7 @@ absl::StatusOr<at::Tensor> UniPc(StepModel& model, at::Tensor x, const std::vect
 
   x = x * Alpha(t[0]);  // to VP space
   std::deque<Point> history;
-  RL_ASSIGN_OR_RETURN(at::Tensor first, solver.Data(0, true, x, t[0]));
+  RL_ASSIGN_OR_RETURN(at::Tensor first, solver.Data(0, x, t[0]));
   history.push_back({t[0], first});
   for (int step_index = 1; step_index < steps; ++step_index) {
     if (step_index < order) {  // warm-up: orders 1, 2, ... from the points so far

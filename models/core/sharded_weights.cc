@@ -28,6 +28,7 @@ absl::StatusOr<std::unique_ptr<ShardedWeights>> ShardedWeights::Create(
   }
   std::unique_ptr<ShardedWeights> weights(new ShardedWeights(options, group));
   weights->blocks_.resize(layout.num_blocks);
+  std::vector<std::vector<const CheckpointTensor*>> sources(layout.num_blocks);  // per entry
   // checkpoint.tensors is ordered by name, so every rank lays a block out the same way.
   for (const auto& [name, tensor] : checkpoint.tensors) {
     auto owner = BlockOf(name, layout);
@@ -50,6 +51,7 @@ absl::StatusOr<std::unique_ptr<ShardedWeights>> ShardedWeights::Create(
     entry.compute_dtype = dtype;
     block.padded_bytes = RoundUp(entry.offset + entry.bytes, kAlignment);
     block.entries.push_back(std::move(entry));
+    sources[index].push_back(&tensor);
   }
 
   const int64_t ranks = group.size(), rank = group.rank();
@@ -60,14 +62,13 @@ absl::StatusOr<std::unique_ptr<ShardedWeights>> ShardedWeights::Create(
     const int64_t begin = rank * shard, end = begin + shard;
     // This rank's bytes only: the parts of the tensors that overlap [begin, end).
     at::Tensor host = at::zeros({shard}, at::kByte);
-    for (const Entry& entry : block.entries) {
+    for (size_t e = 0; e < block.entries.size(); ++e) {
+      const Entry& entry = block.entries[e];
       const int64_t from = std::max(begin, entry.offset);
       const int64_t to = std::min(end, entry.offset + entry.bytes);
       if (from >= to) continue;
-      const CheckpointTensor& source =
-          checkpoint.tensors.at(absl::StrCat(layout.block_prefix, i, ".", entry.name));
       host.narrow(0, from - begin, to - from)
-          .copy_(Bytes(source.data).narrow(0, from - entry.offset, to - from));
+          .copy_(Bytes(sources[i][e]->data).narrow(0, from - entry.offset, to - from));
     }
     block.shard = host.to(options.device);
   }

@@ -16,17 +16,13 @@ at::Tensor AxisAngles(int64_t positions, int64_t axis_dim, at::Device device) {
 
 }  // namespace
 
-RopeTable RopeTable::Slice(int64_t begin, int64_t end) const {
-  return {rotation.slice(0, begin, end)};
-}
-
 RopeTable MakeRopeTable(int64_t frames, int64_t height, int64_t width, int64_t head_dim,
                         at::Device device) {
   const int64_t hw_dim = 2 * (head_dim / 6);
   const int64_t t_dim = head_dim - 2 * hw_dim;
   at::Tensor ft = AxisAngles(frames, t_dim, device);   // [F, t/2]
   at::Tensor fh = AxisAngles(height, hw_dim, device);  // [H, h/2]
-  at::Tensor fw = AxisAngles(width, hw_dim, device); // [W, w/2]
+  at::Tensor fw = AxisAngles(width, hw_dim, device);   // [W, w/2]
   at::Tensor angles = at::cat({ft.view({frames, 1, 1, -1}).expand({frames, height, width, -1}),
                                fh.view({1, height, 1, -1}).expand({frames, height, width, -1}),
                                fw.view({1, 1, width, -1}).expand({frames, height, width, -1})},

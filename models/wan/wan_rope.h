@@ -10,8 +10,6 @@ namespace raylight::models::wan {
 struct RopeTable {
   // cos + i sin of every token's angles, complex64 [L, d/2], tokens ordered frame, height, width.
   at::Tensor rotation;
-  // Rows [begin, end) (a sequence-parallel rank's tokens).
-  RopeTable Slice(int64_t begin, int64_t end) const;
 };
 
 // Angles computed in float64 as the reference does, stored as fp32 on `device`.

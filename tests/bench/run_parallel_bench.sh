@@ -16,15 +16,14 @@ run() {
   local mesh=$1 size=$2 extra=${3:-}
   local store; store=$(mktemp -d)
   local pids=() r
+  local args=(--size="$size" --store_dir="$store" --backend=nccl --checkpoint="$CKPT"
+              --mesh="$mesh" --latent="$LATENT" --dtype=bf16 --cfg=5 --forward=false --steps=0
+              --time_steps="$RUNS" $extra)
   for ((r = 1; r < size; r++)); do
-    "$BUILD/bin/parallel_rank_main" --rank=$r --size=$size --store_dir="$store" --backend=nccl \
-      --checkpoint="$CKPT" --mesh="$mesh" --latent="$LATENT" --dtype=bf16 --cfg=5 --forward=false \
-      --steps=0 --time_steps="$RUNS" $extra >/dev/null 2>"$store/rank$r.log" &
+    "$BUILD/bin/parallel_rank_main" --rank=$r "${args[@]}" >/dev/null 2>"$store/rank$r.log" &
     pids+=($!)
   done
-  "$BUILD/bin/parallel_rank_main" --rank=0 --size=$size --store_dir="$store" --backend=nccl \
-    --checkpoint="$CKPT" --mesh="$mesh" --latent="$LATENT" --dtype=bf16 --cfg=5 --forward=false \
-    --steps=0 --time_steps="$RUNS" $extra 2>"$store/rank0.log"
+  "$BUILD/bin/parallel_rank_main" --rank=0 "${args[@]}" 2>"$store/rank0.log"
   local code=$?
   for p in "${pids[@]}"; do wait "$p" || code=1; done
   [ $code -eq 0 ] || { echo "mesh '$mesh' failed:" >&2; cat "$store"/rank*.log >&2; }

@@ -158,6 +158,7 @@ int Run() {
     return models::wan::WanForward(config, in, sequence, *loaded->weights);
   };
 
+  const samplers::ModelSampling sampling = samplers::ModelSampling::DiscreteFlow(5.0);  // Wan's
   std::vector<std::pair<std::string, at::Tensor>> results;
   results.emplace_back("load_anon_bytes",
                        at::tensor({RssAnonBytes() - anon_before_load}, at::kLong));
@@ -171,11 +172,8 @@ int Run() {
   }
   if (const int runs = absl::GetFlag(FLAGS_time_steps); runs > 0) {
     // One denoising step as the sampler sees it: the (cfg-split) denoiser evaluation.
-    const samplers::ModelSampling sampling = samplers::ModelSampling::DiscreteFlow(5.0);
     samplers::Denoiser step =
-        plan->split_cfg ? samplers::CfgParallelDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg),
-                                                        *(*mesh)->cfg())
-                        : samplers::CfgDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg));
+        samplers::MeshDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg), **mesh, *plan);
     std::vector<double> ms;
     for (int i = 0; i < runs + 1; ++i) {  // the first run warms up
       if (!(*world)->Barrier().ok()) return Fail(absl::InternalError("barrier"));
@@ -233,7 +231,6 @@ int Run() {
     }
   }
   if (absl::GetFlag(FLAGS_steps) > 0) {
-    const samplers::ModelSampling sampling = samplers::ModelSampling::DiscreteFlow(5.0);
     samplers::KSamplerOptions options;
     options.seed = absl::GetFlag(FLAGS_seed);
     options.steps = absl::GetFlag(FLAGS_steps);

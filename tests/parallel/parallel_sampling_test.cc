@@ -51,6 +51,20 @@ struct Results {
   int64_t load_anon_bytes = 0;  // rank 0's anonymous memory growth while loading
 };
 
+// Bytes of a checkpoint's block tensors (as stored) and how many tensors they are.
+std::pair<int64_t, int64_t> BlockBytes(const std::string& path) {
+  auto opened = models::wan::OpenWanCheckpoint({path});
+  EXPECT_TRUE(opened.ok()) << opened.status();
+  int64_t bytes = 0, tensors = 0;
+  if (!opened.ok()) return {0, 0};
+  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
+    if (name.rfind("blocks.", 0) != 0) continue;
+    bytes += tensor.data.nbytes();
+    ++tensors;
+  }
+  return {bytes, tensors};
+}
+
 class ParallelSamplingTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -166,14 +180,7 @@ TEST_F(ParallelSamplingTest, DataParallelRunsOneSeedPerRankAndReturnsAll) {
 // FSDP (issue #6): blocks sharded over the group and gathered per block; the gather is a byte
 // copy, so the forward and the sampling run are bit-identical to the resident ones.
 TEST_F(ParallelSamplingTest, FsdpOnTwoAndThreeRanksReproducesTheResidentResultExactly) {
-  auto opened = models::wan::OpenWanCheckpoint({*checkpoint_});
-  ASSERT_TRUE(opened.ok());
-  int64_t block_bytes = 0, block_tensors = 0;
-  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
-    if (name.rfind("blocks.", 0) != 0) continue;
-    block_bytes += tensor.data.nbytes();
-    ++block_tensors;
-  }
+  const auto [block_bytes, block_tensors] = BlockBytes(*checkpoint_);
   for (int ranks : {2, 3}) {
     for (const char* latent : {kDividing, kNotDividing}) {
       const Results fsdp = Run(absl::StrCat("dp=", ranks), ranks, latent, 7, 4.0, "fsdp");
@@ -184,7 +191,7 @@ TEST_F(ParallelSamplingTest, FsdpOnTwoAndThreeRanksReproducesTheResidentResultEx
     }
     // Each rank holds 1/N of the block bytes (plus alignment and padding), not the model.
     const Results fsdp = Run(absl::StrCat("dp=", ranks), ranks, kDividing, 7, 4.0, "fsdp");
-    const int64_t blocks = opened->config.num_layers;
+    const int64_t blocks = models::wan::WanPreset(kPreset)->num_layers;
     EXPECT_GE(fsdp.shard_bytes * ranks, block_bytes);
     EXPECT_LE(fsdp.shard_bytes * ranks, block_bytes + 16 * (block_tensors + blocks * ranks));
   }
@@ -202,13 +209,8 @@ TEST_F(ParallelSamplingTest, FsdpGathersFp8AsFp8AndMatchesResident) {
   const Results single = Run("", 1, kNotDividing, 7, 4.0, "resident", path);
   ASSERT_TRUE(fsdp.forward.defined() && single.forward.defined());
   EXPECT_TRUE(at::equal(fsdp.forward, single.forward));
-  auto opened = models::wan::OpenWanCheckpoint({path});
-  ASSERT_TRUE(opened.ok());
-  int64_t block_bytes = 0;
-  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
-    if (name.rfind("blocks.", 0) == 0) block_bytes += tensor.data.nbytes();
-  }
-  EXPECT_LE(fsdp.shard_bytes * 2, block_bytes + 4096);  // fp8 bytes, not dequantised ones
+  EXPECT_LE(fsdp.shard_bytes * 2,
+            BlockBytes(path).first + 4096);  // fp8 bytes, not dequantised ones
 }
 
 TEST_F(ParallelSamplingTest, FsdpLoadingHoldsOnlyTheShardInMemory) {
@@ -222,12 +224,7 @@ TEST_F(ParallelSamplingTest, FsdpLoadingHoldsOnlyTheShardInMemory) {
   f32.dtype = at::kFloat;
   f32.seed = std::random_device{}();
   const std::string path = testing_util::MakeCheckpoint(dir_->path(), config, f32, "big");
-  auto opened = models::wan::OpenWanCheckpoint({path});
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  int64_t block_bytes = 0;
-  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
-    if (name.rfind("blocks.", 0) == 0) block_bytes += tensor.data.nbytes();
-  }
+  const int64_t block_bytes = BlockBytes(path).first;
   ASSERT_GT(block_bytes, 80'000'000);
   const Results fsdp =
       Run("dp=2", 2, kDividing, 7, 4.0, "fsdp", path, {"--forward=false", "--steps=0"});
