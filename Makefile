@@ -27,13 +27,10 @@ build: configure
 test: build
 	cd $(BUILD) && ctest -LE gpu --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-# The main job that exists so far: a local cluster up, its status, down; then two processes rendezvous through a store, form a Gloo group
-# and exchange a Ulysses-shaped all-to-all and an all-gather, reporting bandwidth.
+# The main job (tools/demo.sh): a local cluster up, a tiny Wan checkpoint and prompt embeddings, a
+# 2-rank Ulysses sampling job through the head with a progress bar, its outputs, the cluster down.
 demo: build
-	$(BUILD)/bin/raylightctl --state-dir=$(abspath $(BUILD))/demo-state up --port=6390
-	$(BUILD)/bin/raylightctl --state-dir=$(abspath $(BUILD))/demo-state status
-	$(BUILD)/bin/raylightctl --state-dir=$(abspath $(BUILD))/demo-state down
-	$(BUILD)/bin/comm_bench --backend=gloo --nprocs=2 --sizes_mib=1,16 --iters=5
+	BUILD=$(BUILD) tools/demo.sh
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

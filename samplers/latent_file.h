@@ -11,6 +11,10 @@
 namespace raylight::samplers {
 
 absl::Status WriteLatentFile(const std::string& path, const at::Tensor& latent);
+// The same as bytes (a job's result on the wire) and back; `source` names the payload in errors.
+absl::StatusOr<std::string> SerializeLatent(const at::Tensor& latent);
+absl::StatusOr<at::Tensor> ParseLatent(absl::string_view bytes, const std::string& source);
+
 // Reads a .latent file; files without the version marker are ComfyUI's old format, whose
 // values ComfyUI scales by 1 / 0.18215 on load — done here too.
 absl::StatusOr<at::Tensor> ReadLatentFile(const std::string& path);

@@ -7,6 +7,8 @@
 //   raylightctl logs [NAME] [--tail N]   the daemons' and workers' logs
 //   raylightctl down                     stops what `up` started
 //   raylightctl start --head | --address HOST:PORT;  raylightctl stop
+//   raylightctl sample --model M --cond C ...   a sampling job with a progress bar (job_commands.h)
+//   raylightctl jobs [list|show|cancel|result]; raylightctl models [list|load|unload]
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "client/cli/job_commands.h"
 #include "client/cli/table.h"
 #include "client/sdk/client.h"
 #include "runtime/common/child_process.h"
@@ -36,6 +39,7 @@ struct Options {
   int tail = 50;
   std::string log_name;
   bool head = false;
+  std::vector<std::string> model_roots;
 };
 
 std::string DefaultStateDir() {
@@ -109,6 +113,9 @@ absl::Status StartHead(const Options& options) {
       "--port-file=" + port_file.string(), "--state-dir=" + options.state_dir};
   if (!options.token_file.empty()) argv.push_back("--token-file=" + options.token_file);
   if (!options.token.empty()) setenv("RAYLIGHT_TOKEN", options.token.c_str(), 1);
+  for (const std::string& root : options.model_roots) {
+    argv.push_back("--model-root=" + fs::absolute(root).string());
+  }
   if (auto status = StartDaemon("head", argv, options); !status.ok()) return status;
   const std::string address = absl::StrCat(options.host, ":", options.port);
   std::ofstream(fs::path(options.state_dir) / "address") << address << "\n";
@@ -124,11 +131,15 @@ absl::Status StartNode(const Options& options, const std::string& address) {
   return StartDaemon("node", argv, options);
 }
 
-absl::StatusOr<std::unique_ptr<client::Client>> Connect(const Options& options) {
+client::ClientOptions ClientOptionsOf(const Options& options) {
   client::ClientOptions client_options;
   client_options.address = ResolveAddress(options);
   client_options.token = ResolveToken(options);
-  return client::Client::Connect(client_options);
+  return client_options;
+}
+
+absl::StatusOr<std::unique_ptr<client::Client>> Connect(const Options& options) {
+  return client::Client::Connect(ClientOptionsOf(options));
 }
 
 int Fail(const absl::Status& status) {
@@ -265,6 +276,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   up->add_option("--num-cpu-workers", options.num_cpu_workers,
                  "CPU workers (default: 2 without GPUs, else 0)");
+  up->add_option("--model-root", options.model_roots,
+                 "a directory jobs may read models from (repeatable)")
+      ->envname("RAYLIGHT_MODEL_ROOTS")
+      ->delimiter(':');
   auto* down = app.add_subcommand("down", "stop the head and node that `up` started");
   auto* start = app.add_subcommand("start", "start a head (--head) or a node joining --address");
   start->add_flag("--head", options.head, "start a head daemon");
@@ -272,11 +287,22 @@ int main(int argc, char** argv) {
   start->add_option("--host", options.host, "this machine's reachable address")
       ->capture_default_str();
   start->add_option("--num-cpu-workers", options.num_cpu_workers, "CPU workers of the node");
+  start
+      ->add_option("--model-root", options.model_roots,
+                   "with --head: a directory jobs may read models from (repeatable)")
+      ->envname("RAYLIGHT_MODEL_ROOTS")
+      ->delimiter(':');
   auto* stop = app.add_subcommand("stop", "stop the daemons started on this machine");
   auto* status = app.add_subcommand("status", "nodes, GPUs, workers, actors and groups");
   auto* logs = app.add_subcommand("logs", "print the daemons' and workers' logs");
   logs->add_option("name", options.log_name, "head, node, worker-0, ... (default: all)");
   logs->add_option("--tail", options.tail, "lines per file")->capture_default_str();
+  SampleFlags sample_flags, load_flags;
+  JobsFlags jobs_flags;
+  std::string unload_path;
+  auto* sample = AddSampleCommand(app, sample_flags);
+  auto* jobs = AddJobsCommand(app, jobs_flags);
+  auto* models = AddModelsCommand(app, load_flags, unload_path);
   CLI11_PARSE(app, argc, argv);
   if (options.state_dir.empty()) options.state_dir = DefaultStateDir();
   std::filesystem::create_directories(std::filesystem::path(options.state_dir) / "logs");
@@ -285,6 +311,9 @@ int main(int argc, char** argv) {
   if (*down || *stop) return Down(options);
   if (*status) return Status(options);
   if (*logs) return Logs(options);
+  if (*sample) return RunSample(ClientOptionsOf(options), sample_flags);
+  if (*jobs) return RunJobs(ClientOptionsOf(options), *jobs, jobs_flags);
+  if (*models) return RunModels(ClientOptionsOf(options), *models, load_flags, unload_path);
   if (*start) {
     if (options.head) {
       if (auto s = StartHead(options); !s.ok()) return Fail(s);

@@ -245,7 +245,7 @@ absl::StatusOr<std::string> ActorHandle::Call(const std::string& method, const s
     if (!target.ok()) return target.status();
     v1::CallHeader header = NextHeader(method, *target);
     auto result =
-        CallActorOnce(*target->stub, client_.token(), header, args, timeout, options.on_event);
+        rpc::CallActorOnce(*target->stub, client_.token(), header, args, timeout, options.on_event);
     if (result.ok()) return result;
     const absl::Status& status = result.status();
     if (IsStaleAddress(status) || NeverConnected(status)) {
@@ -307,8 +307,9 @@ absl::StatusOr<std::string> GroupHandle::Call(const std::string& method, const s
     header.set_group_id(info_.group_id());
     header.set_group_incarnation(info_.incarnation());
     // Unordered (seq 0): every group call is a single SPMD step.
-    results[rank] = CallActorOnce(*client_.WorkerStub(member.address()), client_.token(), header,
-                                  args, timeout, rank == 0 ? options.on_event : EventCallback());
+    results[rank] =
+        rpc::CallActorOnce(*client_.WorkerStub(member.address()), client_.token(), header, args,
+                           timeout, rank == 0 ? options.on_event : rpc::EventCallback());
   };
   std::vector<std::thread> others;
   for (int rank = 1; rank < size; ++rank) others.emplace_back(run_rank, rank);

@@ -23,10 +23,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "client/sdk/call_transport.h"
 #include "raylight/v1/head.grpc.pb.h"
 #include "raylight/v1/worker.grpc.pb.h"
 #include "runtime/rpc/auth.h"
+#include "runtime/rpc/call_transport.h"
 
 namespace raylight::client {
 
@@ -42,7 +42,7 @@ struct ClientOptions {
 
 struct CallOptions {
   absl::Duration timeout = absl::ZeroDuration();  // zero: the client's call_timeout
-  EventCallback on_event;                         // events as the actor emits them
+  rpc::EventCallback on_event;                    // events as the actor emits them
 };
 
 class Client;

@@ -29,13 +29,6 @@ bool IsDroppedKey(const std::string& key) {
 
 }  // namespace
 
-std::string StripModelPrefix(const std::string& key) {
-  for (const char* prefix : {"model.diffusion_model.", "diffusion_model."}) {
-    if (absl::StartsWith(key, prefix)) return key.substr(std::strlen(prefix));
-  }
-  return key;
-}
-
 absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
                                           const KeyNormalizer& normalize) {
   if (paths.empty()) return absl::InvalidArgumentError("checkpoint: no files given");

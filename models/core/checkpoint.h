@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "models/core/model_prefix.h"
 #include "models/core/safetensors.h"
 
 namespace raylight::models {
@@ -43,10 +44,6 @@ using KeyNormalizer = std::function<std::optional<std::string>(const std::string
 // without a scale are errors naming the file and key.
 absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
                                           const KeyNormalizer& normalize);
-
-// Strips the wrappers checkpoints put around a model's own keys: ComfyUI's all-in-one
-// `model.diffusion_model.`, and `diffusion_model.`.
-std::string StripModelPrefix(const std::string& key);
 
 // The real value of a checkpoint tensor as `dtype` on `device` (fp8 scaled weights dequantised).
 at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at::Device device);

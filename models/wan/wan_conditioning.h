@@ -35,6 +35,10 @@ struct WanConditioning {
 absl::StatusOr<WanConditioning> ReadWanConditioning(const std::string& path,
                                                     const WanConfig& config);
 
+// ReadWanConditioning on an in-memory file (a job's payload); `source` names it in errors.
+absl::StatusOr<WanConditioning> ParseWanConditioning(absl::string_view bytes,
+                                                     const std::string& source,
+                                                     const WanConfig& config);
 absl::Status WriteWanConditioning(const std::string& path, const WanConditioning& conditioning);
 
 // Random conditioning shaped for `config` (for demos and tests with random weights): `tokens`

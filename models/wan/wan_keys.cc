@@ -4,6 +4,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/core/model_prefix.h"
 
 namespace raylight::models::wan {
 namespace {
@@ -204,16 +205,16 @@ std::map<std::string, std::vector<int64_t>> WanWeightShapes(const WanConfig& c) 
   return shapes;
 }
 
-absl::StatusOr<WanConfig> DetectWanConfig(const Checkpoint& checkpoint) {
-  auto shape_of = [&](const std::string& name) -> const at::Tensor* {
-    auto it = checkpoint.tensors.find(name);
-    return it == checkpoint.tensors.end() ? nullptr : &it->second.data;
+absl::StatusOr<WanConfig> DetectWanConfig(const WanKeyShapes& checkpoint) {
+  auto shape_of = [&](const std::string& name) -> const std::vector<int64_t>* {
+    auto it = checkpoint.shapes.find(name);
+    return it == checkpoint.shapes.end() ? nullptr : &it->second;
   };
-  const at::Tensor* patch = shape_of("patch_embedding.weight");
-  const at::Tensor* text = shape_of("text_embedding.0.weight");
-  const at::Tensor* ffn = shape_of("blocks.0.ffn.0.weight");
-  const at::Tensor* head = shape_of("head.head.weight");
-  const at::Tensor* time = shape_of("time_embedding.0.weight");
+  const std::vector<int64_t>* patch = shape_of("patch_embedding.weight");
+  const std::vector<int64_t>* text = shape_of("text_embedding.0.weight");
+  const std::vector<int64_t>* ffn = shape_of("blocks.0.ffn.0.weight");
+  const std::vector<int64_t>* head = shape_of("head.head.weight");
+  const std::vector<int64_t>* time = shape_of("time_embedding.0.weight");
   std::vector<std::string> missing;
   for (auto [name, tensor] :
        {std::pair{"patch_embedding.weight", patch}, std::pair{"text_embedding.0.weight", text},
@@ -224,32 +225,32 @@ absl::StatusOr<WanConfig> DetectWanConfig(const Checkpoint& checkpoint) {
   if (!missing.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "not a Wan transformer checkpoint (missing ", absl::StrJoin(missing, ", "), "; ",
-        checkpoint.tensors.size(), " Wan keys and ", checkpoint.unknown_keys.size(),
+        checkpoint.shapes.size(), " Wan keys and ", checkpoint.unknown_keys.size(),
         " other keys found", checkpoint.unknown_keys.empty() ? "" : ", e.g. '",
         checkpoint.unknown_keys.empty() ? "" : checkpoint.unknown_keys.front(),
         checkpoint.unknown_keys.empty() ? "" : "'", ")"));
   }
-  if (patch->dim() != 5 || text->dim() != 2 || ffn->dim() != 2 || head->dim() != 2 ||
-      time->dim() != 2) {
+  if (patch->size() != 5 || text->size() != 2 || ffn->size() != 2 || head->size() != 2 ||
+      time->size() != 2) {
     return absl::InvalidArgumentError("Wan checkpoint: embedding weights have unexpected ranks");
   }
   WanConfig c;
-  c.dim = patch->size(0);
-  c.in_channels = patch->size(1);
-  c.patch_t = patch->size(2);
-  c.patch_h = patch->size(3);
-  c.patch_w = patch->size(4);
-  c.text_dim = text->size(1);
-  c.ffn_dim = ffn->size(0);
-  c.freq_dim = time->size(1);
+  c.dim = (*patch)[0];
+  c.in_channels = (*patch)[1];
+  c.patch_t = (*patch)[2];
+  c.patch_h = (*patch)[3];
+  c.patch_w = (*patch)[4];
+  c.text_dim = (*text)[1];
+  c.ffn_dim = (*ffn)[0];
+  c.freq_dim = (*time)[1];
   const int64_t patch_volume = c.patch_t * c.patch_h * c.patch_w;
-  c.out_channels = head->size(0) / std::max<int64_t>(patch_volume, 1);
-  c.family = checkpoint.tensors.count("img_emb.proj.1.weight") ? WanFamily::kI2V
-             : c.in_channels == 48                             ? WanFamily::kTI2V
-                                                               : WanFamily::kT2V;
-  if (c.i2v()) c.image_dim = checkpoint.tensors.at("img_emb.proj.1.weight").data.size(1);
+  c.out_channels = (*head)[0] / std::max<int64_t>(patch_volume, 1);
+  c.family = checkpoint.shapes.count("img_emb.proj.1.weight") ? WanFamily::kI2V
+             : c.in_channels == 48                            ? WanFamily::kTI2V
+                                                              : WanFamily::kT2V;
+  if (c.i2v()) c.image_dim = checkpoint.shapes.at("img_emb.proj.1.weight")[1];
   int64_t layers = 0;
-  while (checkpoint.tensors.count(absl::StrCat("blocks.", layers, ".modulation"))) ++layers;
+  while (checkpoint.shapes.count(absl::StrCat("blocks.", layers, ".modulation"))) ++layers;
   c.num_layers = layers;
 
   c.name = "custom";
@@ -275,40 +276,6 @@ absl::StatusOr<WanConfig> DetectWanConfig(const Checkpoint& checkpoint) {
   }
   if (auto status = c.Validate(); !status.ok()) return status;
   return c;
-}
-
-absl::Status ValidateWanCheckpoint(const Checkpoint& checkpoint, const WanConfig& config) {
-  const auto expected = WanWeightShapes(config);
-  std::vector<std::string> missing, extra, wrong;
-  for (const auto& [name, shape] : expected) {
-    auto it = checkpoint.tensors.find(name);
-    if (it == checkpoint.tensors.end()) {
-      missing.push_back(name);
-      continue;
-    }
-    const auto sizes = it->second.data.sizes();
-    if (std::vector<int64_t>(sizes.begin(), sizes.end()) != shape) {
-      wrong.push_back(absl::StrCat(it->second.raw_name, " is [", absl::StrJoin(sizes, ", "),
-                                   "], expected [", absl::StrJoin(shape, ", "), "]"));
-    }
-  }
-  for (const auto& [name, tensor] : checkpoint.tensors) {
-    if (!expected.count(name)) extra.push_back(tensor.raw_name);
-  }
-  for (const std::string& key : checkpoint.unknown_keys) extra.push_back(key);
-  if (missing.empty() && extra.empty() && wrong.empty()) return absl::OkStatus();
-  auto list = [](const std::vector<std::string>& items) {
-    constexpr size_t kShown = 8;
-    std::vector<std::string> shown(items.begin(), items.begin() + std::min(items.size(), kShown));
-    std::string text = absl::StrJoin(shown, ", ");
-    if (items.size() > kShown) absl::StrAppend(&text, ", ... (", items.size(), " in all)");
-    return text;
-  };
-  std::string message = absl::StrCat("Wan checkpoint does not match ", config.name, ":");
-  if (!missing.empty()) absl::StrAppend(&message, " missing keys: ", list(missing), ";");
-  if (!extra.empty()) absl::StrAppend(&message, " extra keys: ", list(extra), ";");
-  if (!wrong.empty()) absl::StrAppend(&message, " wrong shapes: ", list(wrong), ";");
-  return absl::InvalidArgumentError(message);
 }
 
 }  // namespace raylight::models::wan

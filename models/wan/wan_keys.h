@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "models/core/checkpoint.h"
 #include "models/wan/wan_config.h"
 
 namespace raylight::models::wan {
@@ -24,13 +23,18 @@ std::string ToDiffusersKey(const std::string& internal);
 // Every weight `config` needs, internal name -> shape.
 std::map<std::string, std::vector<int64_t>> WanWeightShapes(const WanConfig& config);
 
+// What detection needs from a checkpoint: no tensor data, so that it runs on headers alone (the
+// head validates jobs without libtorch).
+struct WanKeyShapes {
+  std::map<std::string, std::vector<int64_t>> shapes;  // by internal name
+  std::map<std::string, std::string> metadata;
+  std::vector<std::string> unknown_keys;  // raw names NormalizeWanKey did not recognise
+};
+
 // The config a checkpoint holds: family from the keys (img_emb: I2V; 48 input channels: TI2V),
 // sizes from the shapes, layers from the block count, heads from the matching preset (or the
 // `num_heads` metadata entry, else dim / 128). The name is the preset whose sizes match, with
 // fewer layers allowed, else "custom".
-absl::StatusOr<WanConfig> DetectWanConfig(const Checkpoint& checkpoint);
-
-// Missing keys, extra keys and wrong shapes, all listed in one error.
-absl::Status ValidateWanCheckpoint(const Checkpoint& checkpoint, const WanConfig& config);
+absl::StatusOr<WanConfig> DetectWanConfig(const WanKeyShapes& checkpoint);
 
 }  // namespace raylight::models::wan

@@ -1,15 +1,67 @@
 #include "models/wan/wan_loader.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "models/core/sharded_weights.h"
 #include "models/wan/wan_keys.h"
 #include "models/wan/wan_model.h"
 
 namespace raylight::models::wan {
 
+namespace {
+
+WanKeyShapes KeyShapesOf(const Checkpoint& checkpoint) {
+  WanKeyShapes shapes;
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    const auto sizes = tensor.data.sizes();
+    shapes.shapes[name] = std::vector<int64_t>(sizes.begin(), sizes.end());
+  }
+  shapes.metadata = checkpoint.metadata;
+  shapes.unknown_keys = checkpoint.unknown_keys;
+  return shapes;
+}
+
+// Missing keys, extra keys and wrong shapes, all listed in one error.
+absl::Status ValidateWanCheckpoint(const Checkpoint& checkpoint, const WanConfig& config) {
+  const auto expected = WanWeightShapes(config);
+  std::vector<std::string> missing, extra, wrong;
+  for (const auto& [name, shape] : expected) {
+    auto it = checkpoint.tensors.find(name);
+    if (it == checkpoint.tensors.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    const auto sizes = it->second.data.sizes();
+    if (std::vector<int64_t>(sizes.begin(), sizes.end()) != shape) {
+      wrong.push_back(absl::StrCat(it->second.raw_name, " is [", absl::StrJoin(sizes, ", "),
+                                   "], expected [", absl::StrJoin(shape, ", "), "]"));
+    }
+  }
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    if (!expected.count(name)) extra.push_back(tensor.raw_name);
+  }
+  for (const std::string& key : checkpoint.unknown_keys) extra.push_back(key);
+  if (missing.empty() && extra.empty() && wrong.empty()) return absl::OkStatus();
+  auto list = [](const std::vector<std::string>& items) {
+    constexpr size_t kShown = 8;
+    std::vector<std::string> shown(items.begin(), items.begin() + std::min(items.size(), kShown));
+    std::string text = absl::StrJoin(shown, ", ");
+    if (items.size() > kShown) absl::StrAppend(&text, ", ... (", items.size(), " in all)");
+    return text;
+  };
+  std::string message = absl::StrCat("Wan checkpoint does not match ", config.name, ":");
+  if (!missing.empty()) absl::StrAppend(&message, " missing keys: ", list(missing), ";");
+  if (!extra.empty()) absl::StrAppend(&message, " extra keys: ", list(extra), ";");
+  if (!wrong.empty()) absl::StrAppend(&message, " wrong shapes: ", list(wrong), ";");
+  return absl::InvalidArgumentError(message);
+}
+
+}  // namespace
+
 absl::StatusOr<OpenedWan> OpenWanCheckpoint(const std::vector<std::string>& paths) {
   auto checkpoint = OpenCheckpoint(paths, NormalizeWanKey);
   if (!checkpoint.ok()) return checkpoint.status();
-  auto config = DetectWanConfig(*checkpoint);
+  auto config = DetectWanConfig(KeyShapesOf(*checkpoint));
   if (!config.ok()) return config.status();
   if (auto status = ValidateWanCheckpoint(*checkpoint, *config); !status.ok()) return status;
   return OpenedWan{*std::move(checkpoint), *config};

@@ -33,6 +33,20 @@ void AddHeadFlags(CLI::App& app, HeadConfig& config) {
   AddMillis(app, "--restart-backoff-ms", config.restart_backoff, "first actor restart delay");
   AddMillis(app, "--group-timeout-ms", config.group_form_timeout,
             "default bound on forming a group");
+  app.add_option("--model-root", config.model_roots,
+                 "a directory jobs may read models from (repeatable)")
+      ->envname("RAYLIGHT_MODEL_ROOTS")
+      ->delimiter(':');
+  app.add_option("--max-queued-jobs", config.max_queued_jobs,
+                 "pending + running jobs before SubmitJob refuses more")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--job-max-retries", config.job_max_retries,
+                 "re-runs of a job whose run failed for a reason outside it")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  AddMillis(app, "--job-retry-backoff-ms", config.job_retry_backoff,
+            "first wait before a failed job runs again");
 }
 
 }  // namespace raylight::head

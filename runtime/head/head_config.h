@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
@@ -27,6 +28,18 @@ struct HeadConfig {
   absl::Duration max_restart_backoff = absl::Seconds(5);
   // How long CreateGroup waits for a group to form when the request sets no timeout.
   absl::Duration group_form_timeout = absl::Seconds(120);
+
+  // ---- jobs ----
+  // Directories jobs may read models from (job kinds resolve model names inside them only).
+  std::vector<std::string> model_roots;
+  // Past this many pending and running jobs, SubmitJob answers RESOURCE_EXHAUSTED.
+  int max_queued_jobs = 1000;
+  // Attempts after the first when a run fails for a reason outside the job.
+  int job_max_retries = 3;
+  // First wait before a failed job runs again; doubles per failure.
+  absl::Duration job_retry_backoff = absl::Milliseconds(500);
+  // Bound on one run of a job (every rank's call).
+  absl::Duration job_timeout = absl::Hours(12);
 };
 
 void AddHeadFlags(CLI::App& app, HeadConfig& config);

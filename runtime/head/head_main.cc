@@ -1,4 +1,5 @@
-// raylight-head: the cluster's control plane (see head_manager.h) and its KV store.
+#include "runtime/head/head_main.h"
+
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -13,15 +14,16 @@
 #include "runtime/head/head_config.h"
 #include "runtime/head/head_manager.h"
 #include "runtime/head/head_service.h"
+#include "runtime/head/job_manager.h"
+#include "runtime/head/job_service.h"
 #include "runtime/head/state_db.h"
 #include "runtime/head/worker_client.h"
 #include "runtime/rpc/channels.h"
 #include "runtime/rpc/kv_service.h"
 
 namespace raylight::head {
-namespace {
 
-int Run(int argc, char** argv) {
+int RunHead(int argc, char** argv, const JobKindRegistrar& register_kinds) {
   HeadConfig config;
   CLI::App app("raylight-head: the Raylight cluster's control plane");
   AddHeadFlags(app, config);
@@ -46,6 +48,9 @@ int Run(int argc, char** argv) {
   }
   for (const auto& [key, value] : *durable) (void)store.Set(key, value);
 
+  JobKinds kinds;
+  if (register_kinds) register_kinds(config, kinds);
+
   boost::asio::io_context io;
   WorkerClient workers(io, *token);
   int port = 0;
@@ -64,7 +69,10 @@ int Run(int argc, char** argv) {
   std::string address = absl::StrCat(hostname, ":", config.port);
   manager = std::make_unique<HeadManager>(config, io, **db, workers, address);
   service = std::make_unique<HeadService>(io, *manager, *token);
+  JobManager jobs(config, io, **db, *manager, *token, kinds);
+  JobService job_service(io, jobs, *token);
   builder.RegisterService(service.get());
+  builder.RegisterService(&job_service);
   builder.RegisterService(&kv);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -72,6 +80,10 @@ int Run(int argc, char** argv) {
     return 3;
   }
   if (absl::Status status = manager->Start(); !status.ok()) {
+    RL_LOG(ERROR) << status;
+    return 2;
+  }
+  if (absl::Status status = jobs.Start(); !status.ok()) {
     RL_LOG(ERROR) << status;
     return 2;
   }
@@ -87,6 +99,7 @@ int Run(int argc, char** argv) {
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
     if (!error) RL_LOG(INFO) << "signal " << signal_number << ": shutting down";
+    jobs.Stop();
     manager->Stop();
     io.stop();
   });
@@ -96,7 +109,4 @@ int Run(int argc, char** argv) {
   return 0;
 }
 
-}  // namespace
 }  // namespace raylight::head
-
-int main(int argc, char** argv) { return raylight::head::Run(argc, argv); }

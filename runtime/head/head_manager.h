@@ -76,6 +76,8 @@ class HeadManager {
   void RemoveGroup(const v1::RemoveGroupRequest& request, Reply<v1::RemoveGroupResponse> reply);
   void GetClusterState(Reply<v1::ClusterState> reply);
   void WaitCluster(const v1::WaitClusterRequest& request, Reply<v1::ClusterState> reply);
+  // The cluster as it is now (the job scheduler reads it).
+  v1::ClusterState Snapshot() const;
 
  private:
   struct Node {
@@ -159,7 +161,6 @@ class HeadManager {
   void PersistGroup(const Group& group);
   absl::StatusOr<std::vector<std::string>> PlanWorkers(const v1::GroupSpec& spec, int count);
 
-  v1::ClusterState Snapshot() const;
   int AliveWorkers() const;
   void CheckClusterWaiters(absl::Time now);
 

@@ -2,34 +2,17 @@
 
 #include <boost/asio/post.hpp>
 
+#include "runtime/head/post_reply.h"
 #include "runtime/rpc/grpc_status.h"
 
 namespace raylight::head {
 
-template <typename Response, typename Handler>
-grpc::ServerUnaryReactor* HeadService::Post(grpc::CallbackServerContext* context,
-                                            const char* method, Response* response,
-                                            Handler handler) {
-  auto* reactor = context->DefaultReactor();
-  if (grpc::Status denied = token_.Check(*context, method); !denied.ok()) {
-    reactor->Finish(denied);
-    return reactor;
-  }
-  boost::asio::post(io_, [handler = std::move(handler), reactor, response]() mutable {
-    handler(Reply<Response>([reactor, response](absl::StatusOr<Response> result) {
-      if (result.ok()) *response = *std::move(result);
-      reactor->Finish(rpc::ToGrpc(result.status()));
-    }));
-  });
-  return reactor;
-}
-
-#define RAYLIGHT_HEAD_METHOD(Method, Request, Response)                                       \
-  grpc::ServerUnaryReactor* HeadService::Method(grpc::CallbackServerContext* context,         \
-                                                const Request* request, Response* response) { \
-    return Post(context, "Head." #Method, response, [this, request](Reply<Response> reply) {  \
-      manager_.Method(*request, std::move(reply));                                            \
-    });                                                                                       \
+#define RAYLIGHT_HEAD_METHOD(Method, Request, Response)                                           \
+  grpc::ServerUnaryReactor* HeadService::Method(grpc::CallbackServerContext* context,             \
+                                                const Request* request, Response* response) {     \
+    return PostToIo(                                                                              \
+        io_, token_, context, "Head." #Method, response,                                          \
+        [this, request](Reply<Response> reply) { manager_.Method(*request, std::move(reply)); }); \
   }
 
 RAYLIGHT_HEAD_METHOD(RegisterNode, v1::RegisterNodeRequest, v1::RegisterNodeResponse)
@@ -49,9 +32,9 @@ RAYLIGHT_HEAD_METHOD(WaitCluster, v1::WaitClusterRequest, v1::ClusterState)
 grpc::ServerUnaryReactor* HeadService::GetClusterState(grpc::CallbackServerContext* context,
                                                        const v1::GetClusterStateRequest*,
                                                        v1::ClusterState* response) {
-  return Post(context, "Head.GetClusterState", response, [this](Reply<v1::ClusterState> reply) {
-    manager_.GetClusterState(std::move(reply));
-  });
+  return PostToIo(
+      io_, token_, context, "Head.GetClusterState", response,
+      [this](Reply<v1::ClusterState> reply) { manager_.GetClusterState(std::move(reply)); });
 }
 
 }  // namespace raylight::head

@@ -57,12 +57,6 @@ class HeadService final : public v1::Head::CallbackService {
                                         v1::ClusterState* response) override;
 
  private:
-  // Checks the token, then runs `handler(reply)` on the io thread; `reply` fills `response` and
-  // finishes the RPC.
-  template <typename Response, typename Handler>
-  grpc::ServerUnaryReactor* Post(grpc::CallbackServerContext* context, const char* method,
-                                 Response* response, Handler handler);
-
   boost::asio::io_context& io_;
   HeadManager& manager_;
   const rpc::ClusterToken token_;

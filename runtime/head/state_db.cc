@@ -28,6 +28,33 @@ class Statement {
   sqlite3_stmt* const stmt_;
 };
 
+// Every row of `table` parsed as a Message, with its key; `what` names a row in errors.
+template <typename Message>
+absl::StatusOr<std::vector<std::pair<std::string, Message>>> ParseRows(
+    absl::StatusOr<std::vector<std::pair<std::string, std::string>>> rows, const char* what) {
+  if (!rows.ok()) return rows.status();
+  std::vector<std::pair<std::string, Message>> parsed;
+  for (const auto& [id, value] : *rows) {
+    Message message;
+    if (!message.ParseFromString(value)) {
+      return absl::DataLossError(
+          absl::StrCat("state database: ", what, " ", id, " does not parse"));
+    }
+    parsed.emplace_back(id, std::move(message));
+  }
+  return parsed;
+}
+
+template <typename Message>
+absl::StatusOr<std::vector<Message>> ParseValues(
+    absl::StatusOr<std::vector<std::pair<std::string, std::string>>> rows, const char* what) {
+  auto parsed = ParseRows<Message>(std::move(rows), what);
+  if (!parsed.ok()) return parsed.status();
+  std::vector<Message> values;
+  for (auto& [id, message] : *parsed) values.push_back(std::move(message));
+  return values;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StateDb>> StateDb::Open(const std::string& state_dir) {
@@ -48,11 +75,14 @@ absl::StatusOr<std::unique_ptr<StateDb>> StateDb::Open(const std::string& state_
   // Exclusive locking must be set before WAL is entered so that WAL needs no shared memory. The
   // empty write transaction takes the lock now: a second head on this state directory fails
   // here, at start, not at its first write.
-  for (const char* sql : {"PRAGMA locking_mode=EXCLUSIVE", "BEGIN IMMEDIATE; COMMIT;",
-                          "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-                          "CREATE TABLE IF NOT EXISTS actors (id TEXT PRIMARY KEY, value BLOB)",
-                          "CREATE TABLE IF NOT EXISTS groups (id TEXT PRIMARY KEY, value BLOB)",
-                          "CREATE TABLE IF NOT EXISTS kv (id TEXT PRIMARY KEY, value BLOB)"}) {
+  for (const char* sql :
+       {"PRAGMA locking_mode=EXCLUSIVE", "BEGIN IMMEDIATE; COMMIT;", "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "CREATE TABLE IF NOT EXISTS actors (id TEXT PRIMARY KEY, value BLOB)",
+        "CREATE TABLE IF NOT EXISTS groups (id TEXT PRIMARY KEY, value BLOB)",
+        "CREATE TABLE IF NOT EXISTS kv (id TEXT PRIMARY KEY, value BLOB)",
+        "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, value BLOB)",
+        "CREATE TABLE IF NOT EXISTS job_plans (id TEXT PRIMARY KEY, value BLOB)"}) {
     absl::Status status = state->Exec(sql);
     if (absl::IsUnavailable(status)) {
       return absl::FailedPreconditionError(absl::StrCat("state_dir: ", state_dir,
@@ -139,17 +169,7 @@ absl::Status StateDb::DeleteActor(const std::string& actor_id) {
 }
 
 absl::StatusOr<std::vector<v1::ActorInfo>> StateDb::LoadActors() {
-  auto rows = LoadAll("actors");
-  if (!rows.ok()) return rows.status();
-  std::vector<v1::ActorInfo> actors;
-  for (const auto& [id, value] : *rows) {
-    v1::ActorInfo actor;
-    if (!actor.ParseFromString(value)) {
-      return absl::DataLossError(absl::StrCat("state database: actor ", id, " does not parse"));
-    }
-    actors.push_back(std::move(actor));
-  }
-  return actors;
+  return ParseValues<v1::ActorInfo>(LoadAll("actors"), "actor");
 }
 
 absl::Status StateDb::PutGroup(const v1::GroupInfo& group) {
@@ -160,17 +180,27 @@ absl::Status StateDb::DeleteGroup(const std::string& group_id) {
 }
 
 absl::StatusOr<std::vector<v1::GroupInfo>> StateDb::LoadGroups() {
-  auto rows = LoadAll("groups");
-  if (!rows.ok()) return rows.status();
-  std::vector<v1::GroupInfo> groups;
-  for (const auto& [id, value] : *rows) {
-    v1::GroupInfo group;
-    if (!group.ParseFromString(value)) {
-      return absl::DataLossError(absl::StrCat("state database: group ", id, " does not parse"));
-    }
-    groups.push_back(std::move(group));
-  }
-  return groups;
+  return ParseValues<v1::GroupInfo>(LoadAll("groups"), "group");
+}
+
+absl::Status StateDb::PutJob(const v1::JobInfo& job) {
+  return Put("jobs", job.job_id(), job.SerializeAsString());
+}
+
+absl::Status StateDb::PutJobPlan(const std::string& job_id, const v1::JobPlan& plan) {
+  return Put("job_plans", job_id, plan.SerializeAsString());
+}
+
+absl::Status StateDb::DeleteJobPlan(const std::string& job_id) {
+  return Delete("job_plans", job_id);
+}
+
+absl::StatusOr<std::vector<v1::JobInfo>> StateDb::LoadJobs() {
+  return ParseValues<v1::JobInfo>(LoadAll("jobs"), "job");
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, v1::JobPlan>>> StateDb::LoadJobPlans() {
+  return ParseRows<v1::JobPlan>(LoadAll("job_plans"), "plan of job");
 }
 
 absl::Status StateDb::Persist(const std::string& key, const std::string& value) {

@@ -1,5 +1,5 @@
 // StateDb: what the head keeps across restarts, in SQLite in its state directory — actor specs
-// with names and restart budgets, groups, and KV entries marked durable. Writes go through at
+// with names and restart budgets, groups, jobs, and KV entries marked durable. Writes go through at
 // once (WAL journal), so a kill -9 of the head loses nothing acknowledged.
 //
 // The database is opened in exclusive locking mode: the head is its only user, which saves two
@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "raylight/v1/common.pb.h"
+#include "raylight/v1/jobs.pb.h"
 #include "runtime/rpc/kv_service.h"
 
 struct sqlite3;
@@ -38,6 +39,14 @@ class StateDb final : public rpc::DurableKvSink {
   absl::Status PutGroup(const v1::GroupInfo& group);
   absl::Status DeleteGroup(const std::string& group_id);
   absl::StatusOr<std::vector<v1::GroupInfo>> LoadGroups();
+
+  // Jobs: their state (rewritten on every change) and their plan (written once, deleted when
+  // the job ends: it holds the payload, which can be megabytes).
+  absl::Status PutJob(const v1::JobInfo& job);
+  absl::Status PutJobPlan(const std::string& job_id, const v1::JobPlan& plan);
+  absl::Status DeleteJobPlan(const std::string& job_id);
+  absl::StatusOr<std::vector<v1::JobInfo>> LoadJobs();
+  absl::StatusOr<std::vector<std::pair<std::string, v1::JobPlan>>> LoadJobPlans();
 
   // rpc::DurableKvSink
   absl::Status Persist(const std::string& key, const std::string& value) override;

@@ -15,8 +15,10 @@ namespace raylight::rpc {
 
 // Largest payload sent in one message; larger ones are split into chunks of this size.
 inline constexpr size_t kChunkBytes = 1 << 20;
-// Bound on one received message: a chunk plus its header, or a control message.
-inline constexpr int kMaxMessageBytes = 8 << 20;
+// Bound on one received message: a chunk plus its header, a control message, or a job's payload
+// or result in one message (a Wan 14B 832x480x81 latent is 8.4 MB, 1280x720x81 19 MB; two fp32
+// 512-token prompts 16 MB). Worker calls of any size are chunked.
+inline constexpr int kMaxMessageBytes = 64 << 20;
 
 // A channel to `address` ("host:port"). `dedicated`: its own TCP connection instead of the
 // process-wide shared one (benchmarks model separate clients this way).

@@ -50,6 +50,9 @@ class CallContext {
   virtual void Emit(std::string event) = 0;
   // The group this call was made through (SPMD group calls), or null for a plain call.
   virtual const GroupContext* group() const = 0;
+  // True once the caller cancelled the call (or went away). Long calls poll it between steps and
+  // return CANCELLED; what "between steps" means is the actor's business.
+  virtual bool cancelled() const { return false; }
 };
 
 class Actor {

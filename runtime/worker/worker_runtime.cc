@@ -14,16 +14,19 @@ namespace {
 
 class CallContextImpl final : public CallContext {
  public:
-  CallContextImpl(const WorkerRuntime::EventSink& events, const GroupContext* group)
-      : events_(events), group_(group) {}
+  CallContextImpl(const WorkerRuntime::EventSink& events, const GroupContext* group,
+                  const WorkerRuntime::CancelCheck& cancelled)
+      : events_(events), group_(group), cancelled_(cancelled) {}
   void Emit(std::string event) override {
     if (events_) events_(std::move(event));
   }
   const GroupContext* group() const override { return group_; }
+  bool cancelled() const override { return cancelled_ && cancelled_(); }
 
  private:
   const WorkerRuntime::EventSink& events_;
   const GroupContext* group_;
+  const WorkerRuntime::CancelCheck& cancelled_;
 };
 
 CollectiveBackend ToBackend(v1::CollectiveBackend backend, int gpu_index) {
@@ -50,17 +53,18 @@ WorkerRuntime::~WorkerRuntime() = default;
 
 void WorkerRuntime::StartActor(v1::StartActorRequest request, Done done) {
   auto shared_done = std::make_shared<Done>(std::move(done));
-  executor_.Submit("", 0,
-                   {[this, request = std::move(request), shared_done]() mutable {
-                      absl::Status status = StartActorNow(request.spec(), request.incarnation());
-                      if (status.ok() && request.has_join_group()) {
-                        status = JoinGroupNow(request.join_group(), request.join_rank());
-                        if (!status.ok()) StopActorNow(absl::StrCat("joining its group failed: ",
-                                                                    status.message()));
-                      }
-                      (*shared_done)(status);
-                    },
-                    [shared_done](absl::Status status) { (*shared_done)(status); }});
+  executor_.Submit(
+      "", 0,
+      {[this, request = std::move(request), shared_done]() mutable {
+         absl::Status status = StartActorNow(request.spec(), request.incarnation());
+         if (status.ok() && request.has_join_group()) {
+           status = JoinGroupNow(request.join_group(), request.join_rank());
+           if (!status.ok())
+             StopActorNow(absl::StrCat("joining its group failed: ", status.message()));
+         }
+         (*shared_done)(status);
+       },
+       [shared_done](absl::Status status) { (*shared_done)(status); }});
 }
 
 absl::Status WorkerRuntime::StartActorNow(const v1::ActorSpec& spec, int64_t incarnation) {
@@ -166,17 +170,19 @@ void WorkerRuntime::LeaveGroup(std::string group_id, int64_t incarnation, std::s
 }
 
 void WorkerRuntime::Call(const v1::CallHeader& header, std::string args, EventSink events,
-                         CallDone done) {
+                         CallDone done, CancelCheck cancelled) {
   auto shared_done = std::make_shared<CallDone>(std::move(done));
   executor_.Submit(header.caller_id(), header.seq(),
                    {[this, header, args = std::move(args), events = std::move(events),
-                     shared_done]() mutable { (*shared_done)(CallNow(header, args, events)); },
+                     cancelled = std::move(cancelled), shared_done]() mutable {
+                      (*shared_done)(CallNow(header, args, events, cancelled));
+                    },
                     [shared_done](absl::Status status) { (*shared_done)(status); }});
 }
 
 absl::StatusOr<std::string> WorkerRuntime::CallNow(const v1::CallHeader& header,
-                                                   const std::string& args,
-                                                   const EventSink& events) {
+                                                   const std::string& args, const EventSink& events,
+                                                   const CancelCheck& cancelled) {
   if (actor_ == nullptr || actor_spec_.actor_id() != header.actor_id()) {
     // The caller's view of where the actor lives is stale: it re-resolves through the head.
     return absl::FailedPreconditionError(absl::StrCat("actor_id: worker ", identity_.worker_id,
@@ -193,7 +199,7 @@ absl::StatusOr<std::string> WorkerRuntime::CallNow(const v1::CallHeader& header,
     }
     group = &it->second->context;
   }
-  CallContextImpl context(events, group);
+  CallContextImpl context(events, group, cancelled);
   return actor_->Call(header.method(), args, context);
 }
 

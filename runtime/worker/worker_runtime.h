@@ -49,6 +49,8 @@ class WorkerRuntime {
   using Done = absl::AnyInvocable<void(absl::Status)>;
   using CallDone = absl::AnyInvocable<void(absl::StatusOr<std::string>)>;
   using EventSink = std::function<void(std::string)>;
+  // Whether the caller cancelled; may be empty (never).
+  using CancelCheck = std::function<bool()>;
 
   // `registry` and `executor` must outlive the runtime.
   WorkerRuntime(const ActorRegistry& registry, WorkerIdentity identity, StoreFactory stores,
@@ -64,7 +66,8 @@ class WorkerRuntime {
   void LeaveGroup(std::string group_id, int64_t incarnation, std::string reason, Done done);
 
   // Runs one call in the caller's order. `events` is invoked on the executor thread.
-  void Call(const v1::CallHeader& header, std::string args, EventSink events, CallDone done);
+  void Call(const v1::CallHeader& header, std::string args, EventSink events, CallDone done,
+            CancelCheck cancelled = nullptr);
 
   HostedState Snapshot() const;
   std::vector<std::string> ClassNames() const { return registry_.ClassNames(); }
@@ -76,7 +79,7 @@ class WorkerRuntime {
   absl::Status JoinGroupNow(const v1::GroupInfo& group, int rank);
   void StopActorNow(const std::string& reason);
   absl::StatusOr<std::string> CallNow(const v1::CallHeader& header, const std::string& args,
-                                      const EventSink& events);
+                                      const EventSink& events, const CancelCheck& cancelled);
   void PublishSnapshot();
 
   const ActorRegistry& registry_;

@@ -1,5 +1,6 @@
 #include "runtime/worker/worker_service.h"
 
+#include <atomic>
 #include <deque>
 
 #include "absl/strings/str_cat.h"
@@ -69,8 +70,12 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1
             } while (offset < bytes.size());
           }
           Complete(result.status());
-        });
+        },
+        [this] { return cancelled_.load(std::memory_order_relaxed); });
   }
+
+  // The caller cancelled or went away; the running call sees it through CallContext::cancelled.
+  void OnCancel() override { cancelled_.store(true, std::memory_order_relaxed); }
 
   void OnWriteDone(bool ok) override {
     const v1::CallOutput* next = nullptr;
@@ -142,6 +147,7 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1
   bool completed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_;  // written once before finished_ is set
+  std::atomic<bool> cancelled_{false};
 };
 
 }  // namespace
@@ -215,7 +221,8 @@ grpc::ServerUnaryReactor* WorkerService::Call(grpc::CallbackServerContext* conte
       [reactor, response](absl::StatusOr<std::string> result) {
         if (result.ok()) response->set_result(*std::move(result));
         reactor->Finish(ToGrpc(result.status()));
-      });
+      },
+      [context] { return context->IsCancelled(); });
   return reactor;
 }
 

@@ -394,8 +394,8 @@ TEST_F(ClusterTest, EveryServiceRefusesAMissingOrWrongToken) {
     v1::CallHeader header;
     header.set_actor_id("x");
     header.set_method("echo");
-    EXPECT_EQ(client::CallActorOnce(*worker, rpc::ClusterToken(token), header,
-                                    std::string(3 << 20, 'x'), absl::Seconds(10), {})
+    EXPECT_EQ(rpc::CallActorOnce(*worker, rpc::ClusterToken(token), header,
+                                 std::string(3 << 20, 'x'), absl::Seconds(10), {})
                   .status()
                   .code(),
               absl::StatusCode::kUnauthenticated);

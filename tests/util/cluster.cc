@@ -65,6 +65,7 @@ absl::Status TestCluster::StartHead(int port) {
                            "--port-file=" + port_file, "--state-dir=" + state_dir_,
                            absl::StrCat("--heartbeat-ms=", options_.heartbeat_ms),
                            absl::StrCat("--deadline-ms=", options_.deadline_ms)});
+  argv.insert(argv.end(), options_.head_args.begin(), options_.head_args.end());
   SpawnOptions spawn;
   spawn.log_path = state_dir_ + "/logs/head.log";
   if (!options_.token.empty()) spawn.env.emplace_back("RAYLIGHT_TOKEN", options_.token);

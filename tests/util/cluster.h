@@ -25,6 +25,8 @@ struct ClusterOptions {
   // "machine" (tests/util/netns.h).
   std::vector<std::string> head_exec_prefix;
   std::vector<std::vector<std::string>> node_exec_prefix;
+  // Appended to the head's argv (e.g. --model-root=DIR).
+  std::vector<std::string> head_args;
 };
 
 class TestCluster {

@@ -1,37 +1,41 @@
-#include "client/sdk/call_transport.h"
+#include "runtime/rpc/call_transport.h"
 
 #include <grpcpp/grpcpp.h>
 
 #include "runtime/rpc/channels.h"
 #include "runtime/rpc/grpc_status.h"
 
-namespace raylight::client {
+namespace raylight::rpc {
 namespace {
 
-absl::StatusOr<std::string> Unary(v1::Worker::Stub& stub, const rpc::ClusterToken& token,
+absl::StatusOr<std::string> Unary(v1::Worker::Stub& stub, const ClusterToken& token,
                                   const v1::CallHeader& header, const std::string& args,
-                                  absl::Duration timeout, const EventCallback& on_event) {
+                                  absl::Duration timeout, const EventCallback& on_event,
+                                  const ContextHook& on_context) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   token.Attach(context);
+  if (on_context) on_context(&context);
   v1::CallRequest request;
   *request.mutable_header() = header;
   request.set_args(args);
   v1::CallResponse response;
   grpc::Status status = stub.Call(&context, request, &response);
-  if (!status.ok()) return rpc::FromGrpc(status);
+  if (!status.ok()) return FromGrpc(status);
   if (on_event) {
     for (const std::string& event : response.events()) on_event(event);
   }
   return std::move(*response.mutable_result());
 }
 
-absl::StatusOr<std::string> Streamed(v1::Worker::Stub& stub, const rpc::ClusterToken& token,
+absl::StatusOr<std::string> Streamed(v1::Worker::Stub& stub, const ClusterToken& token,
                                      const v1::CallHeader& header, const std::string& args,
-                                     absl::Duration timeout, const EventCallback& on_event) {
+                                     absl::Duration timeout, const EventCallback& on_event,
+                                     const ContextHook& on_context) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   token.Attach(context);
+  if (on_context) on_context(&context);
   auto stream = stub.CallStream(&context);
   size_t offset = 0;
   bool first = true;
@@ -39,7 +43,7 @@ absl::StatusOr<std::string> Streamed(v1::Worker::Stub& stub, const rpc::ClusterT
     v1::CallChunk chunk;
     if (first) *chunk.mutable_header() = header;
     first = false;
-    const size_t n = std::min(rpc::kChunkBytes, args.size() - offset);
+    const size_t n = std::min(kChunkBytes, args.size() - offset);
     chunk.set_data(args.substr(offset, n));
     offset += n;
     chunk.set_last(offset == args.size());
@@ -56,19 +60,20 @@ absl::StatusOr<std::string> Streamed(v1::Worker::Stub& stub, const rpc::ClusterT
     }
   }
   grpc::Status status = stream->Finish();
-  if (!status.ok()) return rpc::FromGrpc(status);
+  if (!status.ok()) return FromGrpc(status);
   return result;
 }
 
 }  // namespace
 
-absl::StatusOr<std::string> CallActorOnce(v1::Worker::Stub& stub, const rpc::ClusterToken& token,
+absl::StatusOr<std::string> CallActorOnce(v1::Worker::Stub& stub, const ClusterToken& token,
                                           const v1::CallHeader& header, const std::string& args,
-                                          absl::Duration timeout, const EventCallback& on_event) {
-  if (args.size() <= rpc::kChunkBytes && !on_event) {
-    return Unary(stub, token, header, args, timeout, on_event);
+                                          absl::Duration timeout, const EventCallback& on_event,
+                                          const ContextHook& on_context) {
+  if (args.size() <= kChunkBytes && !on_event) {
+    return Unary(stub, token, header, args, timeout, on_event, on_context);
   }
-  return Streamed(stub, token, header, args, timeout, on_event);
+  return Streamed(stub, token, header, args, timeout, on_event, on_context);
 }
 
-}  // namespace raylight::client
+}  // namespace raylight::rpc

@@ -1,0 +1,141 @@
+#include "actors/diffusion/diffusion_actor.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace raylight::actors {
+namespace {
+
+ModelRequest ToModelRequest(const v1::SampleJob& job,
+                            const google::protobuf::RepeatedPtrField<std::string>& files) {
+  ModelRequest model;
+  model.files.assign(files.begin(), files.end());
+  model.dtype = job.dtype().empty() ? "auto" : job.dtype();
+  model.placement = job.placement().empty() ? "auto" : job.placement();
+  return model;
+}
+
+MeshRequest ToMesh(const v1::MeshSpec& mesh) {
+  auto degree = [](int value) { return value > 0 ? value : 1; };
+  return {degree(mesh.dp()), degree(mesh.cfg()), degree(mesh.ring()), degree(mesh.ulysses())};
+}
+
+v1::ModelInfo ToProto(const ModelSummary& summary) {
+  v1::ModelInfo info;
+  info.set_path(summary.path);
+  info.set_variant(summary.variant);
+  info.set_dtype(summary.dtype);
+  info.set_placement(summary.placement);
+  info.set_device_bytes(summary.device_bytes);
+  info.set_host_bytes(summary.host_bytes);
+  info.set_last_used_unix_ms(summary.last_used_unix_ms);
+  return info;
+}
+
+absl::StatusOr<const worker::GroupContext*> GroupOf(worker::CallContext& context,
+                                                    const char* method) {
+  if (context.group() == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(method, ": a group call (every rank of a collective group at once)"));
+  }
+  return context.group();
+}
+
+}  // namespace
+
+DiffusionActor::DiffusionActor(const worker::ActorEnvironment& environment) : engine_(environment) {
+  Register("sample", &DiffusionActor::Sample);
+  Register("load_model", &DiffusionActor::LoadModel);
+  Register("unload_model", &DiffusionActor::UnloadModel);
+  Register("list_models", &DiffusionActor::ListModels);
+}
+
+void DiffusionActor::OnGroupLeft(const worker::GroupContext& group) {
+  engine_.GroupLeft(group.group_id);
+}
+
+absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& call,
+                                                        worker::CallContext& context) {
+  auto group = GroupOf(context, "sample");
+  if (!group.ok()) return group.status();
+  const v1::SampleJob& job = call.job();
+  SampleRequest request;
+  request.job_id = call.job_id();
+  request.model = ToModelRequest(job, call.model_files());
+  request.mesh = ToMesh(job.mesh());
+  request.positive = job.positive();
+  request.negative = job.negative();
+  request.latent = job.latent();
+  request.width = job.width();
+  request.height = job.height();
+  request.frames = job.frames();
+  request.steps = job.steps();
+  request.cfg = job.cfg();
+  request.sampler = job.sampler().empty() ? "euler" : job.sampler();
+  request.scheduler = job.scheduler().empty() ? "simple" : job.scheduler();
+  request.shift = job.shift();
+  request.seed = job.seed();
+  request.seeds.assign(job.seeds().begin(), job.seeds().end());
+  request.denoise = job.denoise();
+  request.preview_every = job.preview_every();
+  auto outcome = engine_.Sample(
+      request, **group,
+      [&context](const SampleUpdate& update) {
+        v1::SampleProgress progress;
+        progress.set_step(update.step);
+        progress.set_total(update.total);
+        progress.set_sigma(update.sigma);
+        progress.set_elapsed_seconds(update.elapsed_seconds);
+        progress.set_preview_png(update.preview_png);
+        progress.set_message(update.message);
+        context.Emit(progress.SerializeAsString());
+      },
+      [&context] { return context.cancelled(); });
+  if (!outcome.ok()) return outcome.status();
+  v1::SampleResult result;
+  result.set_latent(std::move(outcome->latent));
+  result.set_preview_png(std::move(outcome->preview_png));
+  result.set_model_was_resident(outcome->model_was_resident);
+  result.set_load_seconds(outcome->load_seconds);
+  result.set_sample_seconds(outcome->sample_seconds);
+  result.set_placement(outcome->placement);
+  return result;
+}
+
+absl::StatusOr<v1::LoadModelResult> DiffusionActor::LoadModel(const v1::LoadModelCall& call,
+                                                              worker::CallContext& context) {
+  auto group = GroupOf(context, "load_model");
+  if (!group.ok()) return group.status();
+  auto outcome = engine_.Load(ToModelRequest(call.job(), call.model_files()), **group);
+  if (!outcome.ok()) return outcome.status();
+  v1::LoadModelResult result;
+  *result.mutable_model() = ToProto(outcome->model);
+  result.set_already_loaded(outcome->already_loaded);
+  result.set_load_seconds(outcome->load_seconds);
+  return result;
+}
+
+absl::StatusOr<v1::UnloadModelResponse> DiffusionActor::UnloadModel(
+    const v1::UnloadModelRequest& request, worker::CallContext&) {
+  v1::UnloadModelResponse response;
+  for (const ModelSummary& summary : engine_.Unload(request.path())) {
+    *response.add_unloaded() = ToProto(summary);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::ListModelsResponse> DiffusionActor::ListModels(const v1::ListModelsRequest&,
+                                                                  worker::CallContext&) {
+  v1::ListModelsResponse response;
+  for (const ModelSummary& summary : engine_.List()) *response.add_models() = ToProto(summary);
+  return response;
+}
+
+void RegisterDiffusionActor(worker::ActorRegistry& registry) {
+  registry.Register(kDiffusionActorClass,
+                    [](const worker::ActorEnvironment& environment,
+                       absl::string_view) -> absl::StatusOr<std::unique_ptr<worker::Actor>> {
+                      return std::make_unique<DiffusionActor>(environment);
+                    });
+}
+
+}  // namespace raylight::actors

@@ -1,0 +1,497 @@
+#include "actors/diffusion/diffusion_engine.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/core/sharded_weights.h"
+#include "models/parallel/comm/gloo_communicator.h"
+#include "models/parallel/comm/nccl_communicator.h"
+#include "models/parallel/mesh.h"
+#include "models/wan/wan_conditioning.h"
+#include "models/wan/wan_loader.h"
+#include "models/wan/wan_model.h"
+#include "runtime/common/gpu_info.h"
+#include "runtime/common/log.h"
+#include "samplers/latent_file.h"
+#include "samplers/mesh_sample.h"
+
+#ifdef RAYLIGHT_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
+#endif
+
+namespace raylight::actors {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t FileBytes(const std::vector<std::string>& files) {
+  int64_t total = 0;
+  for (const std::string& file : files) {
+    struct stat info {};
+    if (stat(file.c_str(), &info) == 0) total += info.st_size;
+  }
+  return total;
+}
+
+// Collectives of one job wait this long for a peer (a dead peer's socket closes sooner).
+std::chrono::milliseconds CollectiveTimeout() {
+  const char* value = std::getenv("RAYLIGHT_COLLECTIVE_TIMEOUT_MS");
+  return std::chrono::milliseconds(value != nullptr ? std::atoll(value) : 300000);
+}
+
+absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu) {
+  if (dtype.empty() || dtype == "auto") return gpu ? at::kBFloat16 : at::kFloat;
+  if (dtype == "bf16") return at::kBFloat16;
+  if (dtype == "f16") return at::kHalf;
+  if (dtype == "f32") return at::kFloat;
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype: unknown '", dtype, "' (auto, bf16, f16, f32)"));
+}
+
+const char* DtypeName(at::ScalarType dtype) {
+  return dtype == at::kBFloat16 ? "bf16" : dtype == at::kHalf ? "f16" : "f32";
+}
+
+struct LoadedModel {
+  models::wan::LoadedWan wan;
+  ModelSummary summary;
+  std::string group_key;  // FSDP: the group incarnation its shards span; empty otherwise
+};
+
+struct Membership {
+  int64_t incarnation = 0;
+  std::unique_ptr<comm::Communicator> world;
+  std::map<std::string, std::unique_ptr<parallel::Mesh>> meshes;  // by shape
+};
+
+}  // namespace
+
+class DiffusionEngine::Impl {
+ public:
+  explicit Impl(const worker::ActorEnvironment& environment) : environment_(environment) {
+#ifdef RAYLIGHT_HAVE_CUDA
+    if (environment.gpu_index >= 0) {
+      device_ = at::Device(at::kCUDA, environment.gpu_index);
+      c10::cuda::set_device(environment.gpu_index);
+    }
+#endif
+    // CPU workers share the machine's cores with each other: one intra-op thread each unless
+    // told otherwise (measured: two processes' OpenMP pools contending cost more than they gave).
+    const char* threads = std::getenv("RAYLIGHT_TORCH_THREADS");
+    at::set_num_threads(threads != nullptr ? std::max(1, std::atoi(threads)) : gpu() ? 4 : 1);
+  }
+
+  bool gpu() const { return device_.is_cuda(); }
+
+  absl::StatusOr<Membership*> MembershipOf(const worker::GroupContext& group) {
+    auto it = groups_.find(group.group_id);
+    if (it != groups_.end() && it->second.incarnation == group.incarnation) return &it->second;
+    if (it != groups_.end()) DropGroup(group.group_id);
+    Membership membership;
+    membership.incarnation = group.incarnation;
+    const std::string name = absl::StrCat("diffusion-", group.incarnation);
+    absl::StatusOr<std::unique_ptr<comm::Communicator>> world;
+    if (group.backend == worker::CollectiveBackend::kNccl) {
+      if (!gpu()) return absl::FailedPreconditionError("backend: NCCL needs a GPU worker");
+      comm::NcclOptions options;
+      options.timeout = CollectiveTimeout();
+      options.group_name = name;
+      world = comm::CreateNcclCommunicator(*group.store, group.rank, group.size,
+                                           environment_.gpu_index, options);
+    } else {
+      comm::GlooOptions options;
+      options.timeout = CollectiveTimeout();
+      options.hostname = environment_.host;
+      options.group_name = name;
+      world = comm::CreateGlooCommunicator(*group.store, group.rank, group.size, options);
+    }
+    if (!world.ok()) return world.status();
+    membership.world = *std::move(world);
+    return &(groups_[group.group_id] = std::move(membership));
+  }
+
+  absl::StatusOr<parallel::Mesh*> MeshOf(Membership& membership, const parallel::MeshShape& shape) {
+    const std::string key = shape.ToString();
+    auto it = membership.meshes.find(key);
+    if (it != membership.meshes.end()) return it->second.get();
+    auto mesh = parallel::Mesh::Build(*membership.world, shape);
+    if (!mesh.ok()) return mesh.status();
+    return (membership.meshes[key] = *std::move(mesh)).get();
+  }
+
+  // Resolves "auto" and checks the choice against this device's memory.
+  absl::StatusOr<std::string> ChoosePlacement(const ModelRequest& request, int group_size,
+                                              std::string* reason) {
+    const int64_t bytes = FileBytes(request.files);
+    if (request.placement == "resident" || request.placement == "fsdp") {
+      if (request.placement == "fsdp" && group_size < 2) {
+        return absl::InvalidArgumentError("placement: fsdp needs a group of 2 or more ranks");
+      }
+      *reason = "requested";
+      return request.placement;
+    }
+    if (!request.placement.empty() && request.placement != "auto") {
+      return absl::InvalidArgumentError(absl::StrCat("placement: '", request.placement,
+                                                     "' is not available (auto, resident, fsdp)"));
+    }
+    const int64_t free = FreeDeviceBytes();
+    if (!gpu() || bytes < free * 8 / 10) {
+      *reason = gpu() ? absl::StrCat("checkpoint ", bytes >> 20, " MiB fits the ", free >> 20,
+                                     " MiB free on the device")
+                      : "CPU worker";
+      return std::string("resident");
+    }
+    if (group_size > 1 && bytes / group_size < free * 8 / 10) {
+      *reason = absl::StrCat("checkpoint ", bytes >> 20, " MiB does not fit ", free >> 20,
+                             " MiB free; 1/", group_size, " of it does");
+      return std::string("fsdp");
+    }
+    return absl::ResourceExhaustedError(
+        absl::StrCat("placement: the checkpoint (", bytes >> 20, " MiB) does not fit ", free >> 20,
+                     " MiB free even sharded over ", group_size,
+                     " ranks; layer swapping to host memory is not built yet (issue #6)"));
+  }
+
+  int64_t FreeDeviceBytes() const {
+#ifdef RAYLIGHT_HAVE_CUDA
+    if (gpu()) {
+      size_t free = 0, total = 0;
+      if (cudaMemGetInfo(&free, &total) == cudaSuccess) {
+        const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
+        const int64_t cached = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;
+        return static_cast<int64_t>(free) + cached;
+      }
+    }
+#endif
+    return INT64_MAX / 4;
+  }
+
+  int64_t DeviceAllocatedBytes() const {
+#ifdef RAYLIGHT_HAVE_CUDA
+    if (gpu()) {
+      return c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index())
+          .allocated_bytes[0]
+          .current;
+    }
+#endif
+    return 0;
+  }
+
+  void EmptyDeviceCache() {
+#ifdef RAYLIGHT_HAVE_CUDA
+    if (gpu()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  }
+
+  // Unloads the least recently used model other than `keep`; false when there is none.
+  bool EvictOne(const std::string& keep) {
+    auto victim = models_.end();
+    for (auto it = models_.begin(); it != models_.end(); ++it) {
+      if (it->first == keep) continue;
+      if (victim == models_.end() ||
+          it->second.summary.last_used_unix_ms < victim->second.summary.last_used_unix_ms) {
+        victim = it;
+      }
+    }
+    if (victim == models_.end()) return false;
+    RL_LOG(INFO) << "unloading " << victim->second.summary.path << " ("
+                 << victim->second.summary.placement << ") to make room";
+    models_.erase(victim);
+    EmptyDeviceCache();
+    return true;
+  }
+
+  absl::StatusOr<LoadedModel*> Ensure(const ModelRequest& request,
+                                      const worker::GroupContext& group, bool* was_resident,
+                                      double* seconds, std::string* reason) {
+    if (request.files.empty()) return absl::InvalidArgumentError("model: no files");
+    auto dtype = ComputeDtype(request.dtype, gpu());
+    if (!dtype.ok()) return dtype.status();
+    auto placement = ChoosePlacement(request, group.size, reason);
+    if (!placement.ok()) return placement.status();
+    const std::string group_key =
+        *placement == "fsdp" ? absl::StrCat(group.group_id, "#", group.incarnation) : "";
+    const std::string key = absl::StrCat(absl::StrJoin(request.files, ","), "|", DtypeName(*dtype),
+                                         "|", *placement, "|", group_key);
+    if (auto it = models_.find(key); it != models_.end()) {
+      *was_resident = true;
+      *seconds = 0;
+      it->second.summary.last_used_unix_ms = NowUnixMs();
+      return &it->second;
+    }
+    *was_resident = false;
+    const int64_t estimate = FileBytes(request.files) / (*placement == "fsdp" ? group.size : 1);
+    while (estimate > FreeDeviceBytes() * 9 / 10 && EvictOne(key)) {
+    }
+    const auto start = Clock::now();
+    const int64_t device_before = DeviceAllocatedBytes();
+    const int64_t host_before = HostRssBytes();
+    models::PlacementOptions options;
+    options.device = device_;
+    options.compute_dtype = *dtype;
+    absl::StatusOr<models::wan::LoadedWan> loaded;
+    for (;;) {
+      if (*placement == "fsdp") {
+        auto membership = MembershipOf(group);
+        if (!membership.ok()) return membership.status();
+        loaded = models::wan::LoadWanSharded(request.files, options, *(*membership)->world);
+      } else {
+        loaded = models::wan::LoadWanResident(request.files, options);
+      }
+      // Out of device memory with other models loaded: make room and try again.
+      if (loaded.ok() || loaded.status().code() != absl::StatusCode::kResourceExhausted ||
+          !EvictOne(key)) {
+        break;
+      }
+    }
+    if (!loaded.ok()) return loaded.status();
+    *seconds = SecondsSince(start);
+    LoadedModel model{*std::move(loaded), {}, group_key};
+    model.summary.path = request.files.front();
+    model.summary.variant = model.wan.config.name;
+    model.summary.dtype = DtypeName(*dtype);
+    model.summary.placement = *placement;
+    model.summary.device_bytes = DeviceAllocatedBytes() - device_before;
+    model.summary.host_bytes = std::max<int64_t>(0, HostRssBytes() - host_before);
+    model.summary.last_used_unix_ms = NowUnixMs();
+    RL_LOG(INFO) << "loaded " << model.summary.path << " (" << model.summary.variant << ", "
+                 << model.summary.dtype << ", " << model.summary.placement << ") in " << *seconds
+                 << " s";
+    return &(models_[key] = std::move(model));
+  }
+
+  absl::StatusOr<SampleOutcome> Sample(const SampleRequest& request,
+                                       const worker::GroupContext& group, const UpdateFn& update,
+                                       const CancelledFn& cancelled) {
+    const auto start = Clock::now();
+    const bool reports = group.rank == 0;
+    auto note = [&](std::string message) {
+      RL_LOG(INFO) << "job " << request.job_id << ": " << message;
+      if (reports && update) update(SampleUpdate{.message = std::move(message)});
+    };
+    SampleOutcome outcome;
+    std::string reason;
+    auto model =
+        Ensure(request.model, group, &outcome.model_was_resident, &outcome.load_seconds, &reason);
+    if (!model.ok()) return model.status();
+    const models::wan::WanConfig& config = (*model)->wan.config;
+    outcome.placement = absl::StrCat((*model)->summary.placement, " (", reason, ")");
+    note(outcome.model_was_resident
+             ? absl::StrCat("model ", (*model)->summary.path, " is resident (", config.name, ", ",
+                            outcome.placement, ")")
+             : absl::StrCat("loaded ", (*model)->summary.path, " (", config.name, ", ",
+                            outcome.placement, ") in ", outcome.load_seconds, " s"));
+
+    const parallel::MeshShape shape{request.mesh.dp, request.mesh.cfg, request.mesh.ring,
+                                    request.mesh.ulysses};
+    auto plan =
+        parallel::PlanMesh(shape, group.size, static_cast<int>(config.num_heads), request.cfg);
+    if (!plan.ok()) return plan.status();
+    for (const std::string& line : plan->notes) note(line);
+    auto membership = MembershipOf(group);
+    if (!membership.ok()) return membership.status();
+    comm::Communicator& world = *(*membership)->world;
+    auto mesh = MeshOf(**membership, shape);
+    if (!mesh.ok()) return mesh.status();
+
+    auto positive = models::wan::ParseWanConditioning(request.positive, "positive", config);
+    if (!positive.ok()) return positive.status();
+    models::wan::WanConditioning negative;
+    if (request.cfg != 1.0) {
+      auto parsed = models::wan::ParseWanConditioning(request.negative, "negative", config);
+      if (!parsed.ok()) return parsed.status();
+      negative = *std::move(parsed);
+    }
+    at::Tensor latent;
+    if (!request.latent.empty()) {
+      auto parsed = samplers::ParseLatent(request.latent, "latent");
+      if (!parsed.ok()) return parsed.status();
+      latent = *std::move(parsed);
+      if (latent.dim() == 4) latent = latent.unsqueeze(0);
+      if (latent.dim() != 5 || latent.size(0) != 1 || latent.size(1) != config.out_channels) {
+        return absl::InvalidArgumentError(absl::StrCat("latent: shape ", c10::str(latent.sizes()),
+                                                       "; ", config.name, " takes [1, ",
+                                                       config.out_channels, ", F, H, W]"));
+      }
+    } else {
+      const int64_t spatial = config.out_channels == 48 ? 16 : 8;  // Wan 2.2's VAE: 16x
+      latent = at::zeros({1, config.out_channels, (request.frames - 1) / 4 + 1,
+                          request.height / spatial, request.width / spatial});
+    }
+    if (config.i2v() && positive->y.sizes().slice(2) != latent.sizes().slice(2)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("positive: 'y' is ", c10::str(positive->y.sizes()),
+                       ", not the latent's frames x height x width ", c10::str(latent.sizes())));
+    }
+    const at::TensorOptions on_device = at::TensorOptions().device(device_);
+    const at::Tensor positive_text = positive->text.to(device_);
+    const at::Tensor negative_text =
+        negative.text.defined() ? negative.text.to(device_) : positive_text;
+    const at::Tensor clip_fea =
+        positive->clip_fea.defined() ? positive->clip_fea.to(device_) : at::Tensor();
+    const at::Tensor y = positive->y.defined() ? positive->y.to(device_) : at::Tensor();
+    const models::ParallelContext sequence = (*mesh)->sequence_context();
+    models::WeightProvider& weights = *(*model)->wan.weights;
+
+    samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
+                                     bool cond) -> absl::StatusOr<at::Tensor> {
+      // Every rank makes the same model calls, so agreeing here keeps them in step: rank 0
+      // decides, all stop at the same call, no collective is left half-entered.
+      at::Tensor stop = at::zeros({1}, on_device.dtype(at::kInt));
+      if (reports && cancelled && cancelled()) stop.fill_(1);
+      if (world.size() > 1) {
+        if (auto status = world.Broadcast(stop, 0); !status.ok()) return status;
+      }
+      if (stop.item<int>() != 0) {
+        return absl::CancelledError(absl::StrCat("job ", request.job_id, " cancelled"));
+      }
+      models::wan::WanInputs in;
+      in.x = x;
+      in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
+      in.context = cond ? positive_text : negative_text;
+      in.clip_fea = clip_fea;
+      in.y = y;
+      return models::wan::WanForward(config, in, sequence, weights);
+    };
+
+    samplers::KSamplerOptions options;
+    options.seed = request.seed;
+    options.steps = request.steps;
+    options.cfg = request.cfg;
+    options.sampler = request.sampler;
+    options.scheduler = request.scheduler;
+    options.denoise = request.denoise > 0 ? request.denoise : 1.0;
+    options.preview_every = request.preview_every;
+    options.preview_format =
+        config.out_channels == 48 ? samplers::LatentFormat::kWan22 : samplers::LatentFormat::kWan21;
+    const samplers::ModelSampling sampling =
+        samplers::ModelSampling::DiscreteFlow(request.shift > 0 ? request.shift : 5.0);
+    const auto sample_start = Clock::now();
+    samplers::StepCallback callback = [&](const samplers::StepInfo& step) {
+      if (!reports || !update) return;
+      SampleUpdate progress;
+      progress.step = step.step + 1;
+      progress.total = step.total;
+      progress.sigma = step.sigma;
+      progress.elapsed_seconds = step.elapsed_seconds;
+      if (step.preview_png != nullptr) {
+        progress.preview_png = *step.preview_png;
+        outcome.preview_png = *step.preview_png;
+      }
+      update(progress);
+    };
+    auto out = samplers::KSampleOnMesh(model_fn, sampling, latent.to(device_), options, **mesh,
+                                       *plan, request.seeds, callback);
+    if (!out.ok()) return out.status();
+    outcome.sample_seconds = SecondsSince(sample_start);
+    if (reports) {
+      // [dp, 1, C, F, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
+      at::Tensor result = out->to(at::kCPU).flatten(0, 1);
+      auto bytes = samplers::SerializeLatent(result);
+      if (!bytes.ok()) return bytes.status();
+      outcome.latent = *std::move(bytes);
+    }
+    RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
+                 << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all)";
+    return outcome;
+  }
+
+  std::vector<ModelSummary> List() const {
+    std::vector<ModelSummary> out;
+    for (const auto& [key, model] : models_) out.push_back(model.summary);
+    return out;
+  }
+
+  std::vector<ModelSummary> Unload(const std::string& path) {
+    std::vector<ModelSummary> out;
+    for (auto it = models_.begin(); it != models_.end();) {
+      if (path.empty() || it->second.summary.path == path) {
+        out.push_back(it->second.summary);
+        it = models_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!out.empty()) EmptyDeviceCache();
+    return out;
+  }
+
+  void DropGroup(const std::string& group_id) {
+    // FSDP models hold the group's communicator: they go first.
+    for (auto it = models_.begin(); it != models_.end();) {
+      if (!it->second.group_key.empty() && it->second.group_key.rfind(group_id + "#", 0) == 0) {
+        it = models_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    groups_.erase(group_id);
+    EmptyDeviceCache();
+  }
+
+ private:
+  const worker::ActorEnvironment environment_;
+  at::Device device_ = at::kCPU;
+  std::map<std::string, LoadedModel> models_;  // by files|dtype|placement|group
+  std::map<std::string, Membership> groups_;   // by group id
+};
+
+DiffusionEngine::DiffusionEngine(const worker::ActorEnvironment& environment)
+    : impl_(std::make_unique<Impl>(environment)) {}
+DiffusionEngine::~DiffusionEngine() = default;
+
+absl::StatusOr<LoadOutcome> DiffusionEngine::Load(const ModelRequest& model,
+                                                  const worker::GroupContext& group) {
+  try {
+    LoadOutcome outcome;
+    std::string reason;
+    auto loaded =
+        impl_->Ensure(model, group, &outcome.already_loaded, &outcome.load_seconds, &reason);
+    if (!loaded.ok()) return loaded.status();
+    outcome.model = (*loaded)->summary;
+    return outcome;
+  } catch (const c10::Error& error) {
+    return absl::InternalError(absl::StrCat("load: ", error.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<SampleOutcome> DiffusionEngine::Sample(const SampleRequest& request,
+                                                      const worker::GroupContext& group,
+                                                      const UpdateFn& update,
+                                                      const CancelledFn& cancelled) {
+  try {
+    return impl_->Sample(request, group, update, cancelled);
+  } catch (const c10::Error& error) {
+    return absl::InternalError(absl::StrCat("sample: ", error.what_without_backtrace()));
+  }
+}
+
+std::vector<ModelSummary> DiffusionEngine::List() const { return impl_->List(); }
+
+std::vector<ModelSummary> DiffusionEngine::Unload(const std::string& path) {
+  return impl_->Unload(path);
+}
+
+void DiffusionEngine::GroupLeft(const std::string& group_id) { impl_->DropGroup(group_id); }
+
+}  // namespace raylight::actors

@@ -1,0 +1,340 @@
+#include "actors/diffusion/diffusion_job_kind.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/core/safetensors.h"
+#include "models/parallel/mesh_plan.h"
+#include "models/wan/wan_inspect.h"
+#include "raylight/v1/diffusion.pb.h"
+#include "samplers/sampler_names.h"
+
+namespace raylight::actors {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kActorClass[] = "DiffusionActor";
+
+absl::Status Invalid(const std::string& field, const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+// Prefixes an error from a checker with the field it concerns, keeping its code.
+absl::Status InField(const std::string& field, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
+}
+
+bool Inside(const fs::path& path, const fs::path& root) {
+  auto [root_end, unused] = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
+  return root_end == root.end();
+}
+
+struct CommonPlan {
+  std::vector<std::string> files;
+  models::wan::WanConfig config;
+  parallel::MeshShape mesh;
+  bool gpu = false;
+};
+
+// Model, dtype, placement, mesh and workers: what both kinds check.
+absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
+                                      const std::vector<std::string>& roots,
+                                      const v1::ClusterState& cluster) {
+  CommonPlan plan;
+  auto files = ResolveModel(job.model(), roots);
+  if (!files.ok()) return files.status();
+  plan.files = *std::move(files);
+  auto config = models::wan::InspectWanCheckpoint(plan.files);
+  if (!config.ok()) return InField("model", config.status());
+  plan.config = *config;
+  const std::vector<std::string> dtypes = {"", "auto", "bf16", "f16", "f32"};
+  if (std::find(dtypes.begin(), dtypes.end(), job.dtype()) == dtypes.end()) {
+    return Invalid("dtype", absl::StrCat("unknown '", job.dtype(), "' (auto, bf16, f16, f32)"));
+  }
+  if (!job.placement().empty() && job.placement() != "auto" && job.placement() != "resident" &&
+      job.placement() != "fsdp") {
+    return Invalid("placement",
+                   absl::StrCat("unknown '", job.placement(), "' (auto, resident, fsdp)"));
+  }
+  const v1::MeshSpec& mesh = job.mesh();
+  for (auto [name, degree] :
+       {std::pair{"mesh.dp", mesh.dp()}, std::pair{"mesh.cfg", mesh.cfg()},
+        std::pair{"mesh.ring", mesh.ring()}, std::pair{"mesh.ulysses", mesh.ulysses()}}) {
+    if (degree < 0 || degree > 64)
+      return Invalid(name, absl::StrCat(degree, " is outside [0, 64]"));
+  }
+  auto degree = [](int value) { return value > 0 ? value : 1; };
+  plan.mesh = {degree(mesh.dp()), degree(mesh.cfg()), degree(mesh.ring()), degree(mesh.ulysses())};
+  const int world = plan.mesh.world();
+  if (world > 64)
+    return Invalid("mesh", absl::StrCat(plan.mesh.ToString(), " is ", world, " ranks"));
+  auto planned =
+      parallel::PlanMesh(plan.mesh, world, static_cast<int>(plan.config.num_heads), job.cfg());
+  if (!planned.ok()) return planned.status();
+  if (job.placement() == "fsdp" && world < 2) {
+    return Invalid("placement", "fsdp shards over the job's ranks: it needs a mesh of 2 or more");
+  }
+  int gpu_workers = 0, cpu_workers = 0;
+  for (const v1::WorkerInfo& worker : cluster.workers()) {
+    if (!worker.alive() || std::find(worker.actor_classes().begin(), worker.actor_classes().end(),
+                                     kActorClass) == worker.actor_classes().end()) {
+      continue;
+    }
+    (worker.kind() == v1::WORKER_KIND_GPU ? gpu_workers : cpu_workers)++;
+  }
+  if (!job.cpu() && gpu_workers >= world) {
+    plan.gpu = true;
+  } else if (cpu_workers >= world) {
+    plan.gpu = false;
+  } else {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "mesh: ", plan.mesh.ToString(), " needs ", world, " workers; the cluster has ", gpu_workers,
+        " GPU and ", cpu_workers, " CPU workers that host ", kActorClass));
+  }
+  return plan;
+}
+
+void FillPlan(const CommonPlan& common, const v1::SampleJob& job, v1::JobPlan& plan) {
+  plan.set_actor_class(kActorClass);
+  plan.set_group_size(common.mesh.world());
+  if (common.gpu) {
+    plan.mutable_resources()->set_gpu(1);
+  } else {
+    plan.mutable_resources()->set_cpu(1);
+  }
+  // Jobs on the same model, dtype and placement find it resident on the group that ran the last.
+  plan.set_affinity(
+      absl::StrCat(absl::StrJoin(common.files, ","), "|", job.dtype(), "|", job.placement()));
+}
+
+absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfig& config,
+                           const SampleLimits& limits, int64_t* tokens) {
+  if (job.steps() < 1 || job.steps() > limits.max_steps) {
+    return Invalid("steps", absl::StrCat(job.steps(), " is outside [1, ", limits.max_steps, "]"));
+  }
+  if (!std::isfinite(job.cfg()) || job.cfg() < 0 || job.cfg() > 100) {
+    return Invalid("cfg", absl::StrCat(job.cfg(), " is outside [0, 100]"));
+  }
+  if (!std::isfinite(job.shift()) || job.shift() < 0 || job.shift() > 100) {
+    return Invalid("shift", absl::StrCat(job.shift(), " is outside [0, 100] (0: the default)"));
+  }
+  if (!std::isfinite(job.denoise()) || job.denoise() < 0 || job.denoise() > 1) {
+    return Invalid("denoise", absl::StrCat(job.denoise(), " is outside [0, 1] (0: 1)"));
+  }
+  if (!job.sampler().empty() && !samplers::IsSamplerName(job.sampler())) {
+    return Invalid("sampler", absl::StrCat("unknown '", job.sampler(), "' (",
+                                           absl::StrJoin(samplers::SamplerNames(), ", "), ")"));
+  }
+  if (!job.scheduler().empty() &&
+      std::find(samplers::kSchedulerNames.begin(), samplers::kSchedulerNames.end(),
+                job.scheduler()) == samplers::kSchedulerNames.end()) {
+    return Invalid("scheduler", absl::StrCat("unknown '", job.scheduler(), "' (",
+                                             absl::StrJoin(samplers::kSchedulerNames, ", "), ")"));
+  }
+  if (job.preview_every() < 0) return Invalid("preview_every", "must be 0 or more");
+  if (job.seeds_size() > 0 && job.seeds_size() != std::max(job.mesh().dp(), 1)) {
+    return Invalid("seeds", absl::StrCat(job.seeds_size(), " given for ",
+                                         std::max(job.mesh().dp(), 1), " data-parallel ranks"));
+  }
+  // The latent: given, or made from the pixel size.
+  int64_t frames = 0, height = 0, width = 0;
+  if (!job.latent().empty()) {
+    auto header = models::ParseSafetensors(job.latent(), "latent");
+    if (!header.ok()) return InField("latent", header.status());
+    const models::StTensorInfo* latent = header->Find("latent_tensor");
+    if (latent == nullptr) return Invalid("latent", "no 'latent_tensor' (a ComfyUI .latent file)");
+    std::vector<int64_t> shape = latent->shape;
+    if (shape.size() == 5 && shape[0] == 1) shape.erase(shape.begin());
+    if (shape.size() != 4 || shape[0] != config.out_channels) {
+      return Invalid("latent",
+                     absl::StrCat("'latent_tensor' is [", absl::StrJoin(latent->shape, ", "), "]; ",
+                                  config.name, " takes [1, ", config.out_channels, ", F, H, W]"));
+    }
+    frames = shape[1];
+    height = shape[2];
+    width = shape[3];
+  } else {
+    const int spatial = config.out_channels == 48 ? 16 : 8;  // Wan 2.2's VAE compresses 16x
+    const int multiple = spatial * static_cast<int>(config.patch_h);
+    for (auto [name, side] : {std::pair{"width", job.width()}, std::pair{"height", job.height()}}) {
+      if (side < multiple || side > limits.max_side || side % multiple != 0) {
+        return Invalid(name, absl::StrCat(side, " must be a multiple of ", multiple, " in [",
+                                          multiple, ", ", limits.max_side, "]"));
+      }
+    }
+    if (job.frames() < 1 || job.frames() > limits.max_frames || (job.frames() - 1) % 4 != 0) {
+      return Invalid("frames",
+                     absl::StrCat(job.frames(), " must be 4k+1 in [1, ", limits.max_frames, "]"));
+    }
+    frames = (job.frames() - 1) / 4 + 1;
+    height = job.height() / spatial;
+    width = job.width() / spatial;
+  }
+  if (frames % config.patch_t != 0 || height % config.patch_h != 0 || width % config.patch_w != 0 ||
+      frames < 1) {
+    return Invalid("latent", absl::StrCat(frames, "x", height, "x", width,
+                                          " does not divide into the model's patches"));
+  }
+  *tokens = frames / config.patch_t * (height / config.patch_h) * (width / config.patch_w);
+  if (*tokens > limits.max_tokens) {
+    return Invalid(job.latent().empty() ? "frames" : "latent",
+                   absl::StrCat(*tokens, " tokens exceed the limit of ", limits.max_tokens));
+  }
+  if (auto status = models::wan::CheckWanConditioningBytes(job.positive(), "positive", config);
+      !status.ok()) {
+    return InField("positive",
+                   job.positive().empty() ? absl::InvalidArgumentError("required") : status);
+  }
+  if (job.cfg() != 1.0) {
+    if (job.negative().empty()) {
+      return Invalid("negative", "required when cfg != 1 (the unconditional prediction uses it)");
+    }
+    if (auto status = models::wan::CheckWanConditioningBytes(job.negative(), "negative", config);
+        !status.ok()) {
+      return InField("negative", status);
+    }
+  }
+  return absl::OkStatus();
+}
+
+class SampleKind final : public head::JobKind {
+ public:
+  SampleKind(std::vector<std::string> roots, SampleLimits limits)
+      : roots_(std::move(roots)), limits_(limits) {}
+
+  absl::StatusOr<v1::JobPlan> Plan(const std::string& job_id, absl::string_view payload,
+                                   const v1::ClusterState& cluster) const override {
+    v1::SampleJob job;
+    if (!job.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      return Invalid("spec.payload", "not a serialized raylight.v1.SampleJob");
+    }
+    auto common = PlanCommon(job, roots_, cluster);
+    if (!common.ok()) return common.status();
+    int64_t tokens = 0;
+    if (auto status = CheckSampling(job, common->config, limits_, &tokens); !status.ok()) {
+      return status;
+    }
+    v1::SampleCall call;
+    call.set_job_id(job_id);
+    *call.mutable_job() = std::move(job);
+    for (const std::string& file : common->files) call.add_model_files(file);
+    v1::JobPlan plan;
+    FillPlan(*common, call.job(), plan);
+    plan.set_method("sample");
+    plan.set_args(call.SerializeAsString());
+    const v1::SampleJob& j = call.job();
+    plan.set_summary(absl::StrCat(common->config.name, " ",
+                                  j.latent().empty()
+                                      ? absl::StrCat(j.width(), "x", j.height(), "x", j.frames())
+                                      : "from latent",
+                                  " (", tokens, " tokens), ", j.steps(), " steps ",
+                                  j.sampler().empty() ? "euler" : j.sampler(), ", cfg ", j.cfg(),
+                                  ", seed ", j.seed(), ", ", common->mesh.ToString(), " on ",
+                                  common->mesh.world(), common->gpu ? " GPU" : " CPU", " workers"));
+    return plan;
+  }
+
+ private:
+  const std::vector<std::string> roots_;
+  const SampleLimits limits_;
+};
+
+class LoadKind final : public head::JobKind {
+ public:
+  explicit LoadKind(std::vector<std::string> roots) : roots_(std::move(roots)) {}
+
+  absl::StatusOr<v1::JobPlan> Plan(const std::string& job_id, absl::string_view payload,
+                                   const v1::ClusterState& cluster) const override {
+    v1::SampleJob job;
+    if (!job.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      return Invalid("spec.payload", "not a serialized raylight.v1.SampleJob");
+    }
+    job.set_cfg(1.0);  // nothing to split: the mesh check must not ask for a negative
+    auto common = PlanCommon(job, roots_, cluster);
+    if (!common.ok()) return common.status();
+    v1::LoadModelCall call;
+    for (const std::string& file : common->files) call.add_model_files(file);
+    v1::JobPlan plan;
+    FillPlan(*common, job, plan);
+    *call.mutable_job() = std::move(job);
+    plan.set_method("load_model");
+    plan.set_args(call.SerializeAsString());
+    plan.set_summary(absl::StrCat("load ", common->config.name, " on ", common->mesh.world(),
+                                  common->gpu ? " GPU" : " CPU", " workers"));
+    return plan;
+  }
+
+ private:
+  const std::vector<std::string> roots_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
+                                                      const std::vector<std::string>& roots) {
+  if (model.empty()) return Invalid("model", "required (a name under a model root, or a path)");
+  if (roots.empty()) {
+    return absl::FailedPreconditionError(
+        "model: the head has no model roots (raylight-head --model-root DIR)");
+  }
+  const fs::path requested(model);
+  for (const auto& part : requested) {
+    if (part == "..") return Invalid("model", absl::StrCat("'", model, "': '..' is not allowed"));
+  }
+  std::vector<std::string> searched;
+  for (const std::string& root_text : roots) {
+    std::error_code error;
+    const fs::path root = fs::canonical(root_text, error);
+    if (error) continue;
+    searched.push_back(root.string());
+    const fs::path candidate = requested.is_absolute() ? requested : root / requested;
+    if (!fs::exists(candidate, error)) continue;
+    // Symlinks are followed, then the target must still be inside the root.
+    const fs::path resolved = fs::canonical(candidate, error);
+    if (error || !Inside(resolved, root)) {
+      if (requested.is_absolute()) continue;  // another root may hold it
+      return Invalid("model",
+                     absl::StrCat("'", model, "' resolves outside the model root ", root.string()));
+    }
+    std::vector<std::string> files;
+    if (fs::is_directory(resolved)) {
+      for (const auto& entry : fs::directory_iterator(resolved, error)) {
+        if (entry.path().extension() != ".safetensors") continue;
+        const fs::path file = fs::canonical(entry.path(), error);
+        if (!error && Inside(file, root)) files.push_back(file.string());
+      }
+      std::sort(files.begin(), files.end());
+      if (files.empty()) {
+        return Invalid("model", absl::StrCat("'", model, "' is a directory with no .safetensors"));
+      }
+    } else {
+      files.push_back(resolved.string());
+    }
+    return files;
+  }
+  if (requested.is_absolute()) {
+    for (const std::string& root : searched) {
+      if (Inside(fs::weakly_canonical(requested), root)) {
+        return absl::NotFoundError(absl::StrCat("model: '", model, "' does not exist"));
+      }
+    }
+    return Invalid("model", absl::StrCat("'", model, "' is outside the model roots (",
+                                         absl::StrJoin(searched, ", "), ")"));
+  }
+  return absl::NotFoundError(absl::StrCat("model: '", model, "' not found under the model roots (",
+                                          absl::StrJoin(searched, ", "), ")"));
+}
+
+void RegisterDiffusionJobKinds(head::JobKinds& kinds, std::vector<std::string> model_roots,
+                               SampleLimits limits) {
+  kinds[kSampleJobKind] = std::make_unique<SampleKind>(model_roots, limits);
+  kinds[kLoadJobKind] = std::make_unique<LoadKind>(std::move(model_roots));
+}
+
+}  // namespace raylight::actors

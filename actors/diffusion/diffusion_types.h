@@ -1,0 +1,79 @@
+// The plain C++ types the DiffusionActor's two halves exchange (DESIGN.md rule 1): the protobuf
+// side (diffusion_actor.cc) converts messages to these, the torch side (diffusion_engine.cc)
+// computes with them. Neither protobuf nor libtorch here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace raylight::actors {
+
+struct ModelRequest {
+  std::vector<std::string> files;  // resolved checkpoint files (shards of one model)
+  std::string dtype = "auto";      // auto, bf16, f16, f32
+  std::string placement = "auto";  // auto, resident, fsdp
+};
+
+struct MeshRequest {
+  int dp = 1, cfg = 1, ring = 1, ulysses = 1;
+};
+
+struct SampleRequest {
+  std::string job_id;
+  ModelRequest model;
+  MeshRequest mesh;
+  std::string positive, negative;  // conditioning safetensors bytes
+  std::string latent;              // a .latent file's bytes, or empty
+  int width = 0, height = 0, frames = 0;
+  int steps = 20;
+  double cfg = 5.0;
+  std::string sampler = "euler";
+  std::string scheduler = "simple";
+  double shift = 0;  // 0: 5.0
+  uint64_t seed = 0;
+  std::vector<uint64_t> seeds;
+  double denoise = 1.0;
+  int preview_every = 0;
+};
+
+struct ModelSummary {
+  std::string path;  // the first file
+  std::string variant;
+  std::string dtype;
+  std::string placement;
+  int64_t device_bytes = 0;
+  int64_t host_bytes = 0;
+  int64_t last_used_unix_ms = 0;
+};
+
+struct LoadOutcome {
+  ModelSummary model;
+  bool already_loaded = false;
+  double load_seconds = 0;
+};
+
+struct SampleUpdate {
+  int step = 0;  // steps done (1-based); 0 for a message
+  int total = 0;
+  double sigma = 0;
+  double elapsed_seconds = 0;
+  std::string preview_png;
+  std::string message;
+};
+
+struct SampleOutcome {
+  std::string latent;  // .latent bytes, rank 0 only
+  std::string preview_png;
+  bool model_was_resident = false;
+  double load_seconds = 0;
+  double sample_seconds = 0;
+  std::string placement;
+};
+
+using UpdateFn = std::function<void(const SampleUpdate&)>;
+// Rank 0's view of whether the caller cancelled; the ranks agree on it every model call.
+using CancelledFn = std::function<bool()>;
+
+}  // namespace raylight::actors

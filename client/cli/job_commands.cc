@@ -1,0 +1,310 @@
+#include "client/cli/job_commands.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/cli/progress_bar.h"
+#include "client/cli/table.h"
+#include "client/sdk/job_client.h"
+#include "samplers/sampler_names.h"
+
+namespace raylight::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+int Fail(const absl::Status& status) {
+  std::cerr << "raylightctl: " << absl::StatusCodeToString(status.code()) << ": "
+            << status.message() << "\n";
+  return 1;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string& flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read '", path, "'"));
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) return absl::InternalError(absl::StrCat("cannot write '", path, "'"));
+  return absl::OkStatus();
+}
+
+std::string Clock(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(unix_ms),
+                          absl::LocalTimeZone());
+}
+
+std::string StateName(v1::JobState state) {
+  std::string name = v1::JobState_Name(state);
+  return name.rfind("JOB_", 0) == 0 ? name.substr(4) : name;
+}
+
+void AddModelFlags(CLI::App& command, SampleFlags& flags) {
+  command.add_option("--model", flags.model, "model name under a model root, or a path inside one")
+      ->required();
+  command.add_option("--dtype", flags.dtype, "auto, bf16, f16, f32")->capture_default_str();
+  command.add_option("--placement", flags.placement, "auto, resident, fsdp")->capture_default_str();
+  command.add_option("--ulysses", flags.ulysses, "Ulysses sequence-parallel degree")
+      ->capture_default_str();
+  command.add_option("--ring", flags.ring, "Ring attention degree")->capture_default_str();
+  command
+      .add_option("--cfg-parallel", flags.cfg_parallel, "1, or 2 (cond and uncond on two ranks)")
+      ->capture_default_str();
+  command.add_option("--dp", flags.dp, "data-parallel degree (seed + rank each)")
+      ->capture_default_str();
+  command.add_flag("--cpu", flags.cpu, "run on CPU workers even when GPUs exist");
+}
+
+v1::SampleJob ToJob(const SampleFlags& flags) {
+  v1::SampleJob job;
+  job.set_model(flags.model);
+  job.set_dtype(flags.dtype);
+  job.set_placement(flags.placement);
+  job.set_width(flags.width);
+  job.set_height(flags.height);
+  job.set_frames(flags.frames);
+  job.set_steps(flags.steps);
+  job.set_cfg(flags.cfg);
+  job.set_sampler(flags.sampler);
+  job.set_scheduler(flags.scheduler);
+  job.set_shift(flags.shift);
+  job.set_seed(flags.seed);
+  job.set_denoise(flags.denoise);
+  job.set_preview_every(flags.preview_every);
+  job.set_cpu(flags.cpu);
+  v1::MeshSpec* mesh = job.mutable_mesh();
+  mesh->set_dp(flags.dp);
+  mesh->set_cfg(flags.cfg_parallel);
+  mesh->set_ring(flags.ring);
+  mesh->set_ulysses(flags.ulysses);
+  return job;
+}
+
+absl::StatusOr<std::unique_ptr<client::JobClient>> ConnectJobs(
+    const client::ClientOptions& options) {
+  return client::JobClient::Connect(options);
+}
+
+// Writes <prefix>.latent (and <prefix>.png) from a finished sample job; prints the paths.
+int WriteOutputs(client::JobClient& jobs, const std::string& job_id, std::string prefix) {
+  auto result = jobs.SampleResult(job_id);
+  if (!result.ok()) return Fail(result.status());
+  if (prefix.empty()) prefix = absl::StrCat("raylight-", job_id);
+  const std::string latent = prefix + ".latent";
+  if (auto status = WriteFile(latent, result->latent()); !status.ok()) return Fail(status);
+  std::cout << "latent:  " << fs::absolute(latent).string() << "\n";
+  if (!result->preview_png().empty()) {
+    const std::string png = prefix + ".png";
+    if (auto status = WriteFile(png, result->preview_png()); !status.ok()) return Fail(status);
+    std::cout << "preview: " << fs::absolute(png).string() << "\n";
+  }
+  std::cout << absl::StrFormat(
+      "sampled in %.2f s%s; placement %s\n", result->sample_seconds(),
+      result->model_was_resident()
+          ? " (model resident)"
+          : absl::StrFormat(" after a %.2f s load", result->load_seconds()),
+      result->placement());
+  return 0;
+}
+
+}  // namespace
+
+CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
+  auto* sample = app.add_subcommand("sample", "sample a video or image on the cluster");
+  AddModelFlags(*sample, flags);
+  sample->add_option("--cond", flags.cond, "positive conditioning (safetensors: text [L, 4096])")
+      ->required();
+  sample->add_option("--negative", flags.negative, "negative conditioning (needed when cfg != 1)");
+  sample->add_option("--width", flags.width, "pixels")->capture_default_str();
+  sample->add_option("--height", flags.height, "pixels")->capture_default_str();
+  sample->add_option("--frames", flags.frames, "4k+1 frames")->capture_default_str();
+  sample->add_option("--latent", flags.latent, "a starting .latent file (instead of the size)");
+  sample->add_option("--steps", flags.steps)->capture_default_str();
+  sample->add_option("--cfg", flags.cfg, "CFG scale")->capture_default_str();
+  sample
+      ->add_option("--sampler", flags.sampler,
+                   absl::StrCat("one of: ", absl::StrJoin(samplers::kSamplerNames, ", ")))
+      ->capture_default_str();
+  sample
+      ->add_option("--scheduler", flags.scheduler,
+                   absl::StrCat("one of: ", absl::StrJoin(samplers::kSchedulerNames, ", ")))
+      ->capture_default_str();
+  sample->add_option("--shift", flags.shift, "flow shift (0: 5.0)")->capture_default_str();
+  sample->add_option("--seed", flags.seed)->capture_default_str();
+  sample->add_option("--denoise", flags.denoise)->capture_default_str();
+  sample
+      ->add_option("--preview-every", flags.preview_every, "a PNG preview every N steps (0: none)")
+      ->capture_default_str();
+  sample->add_option("--priority", flags.priority, "higher runs first")->capture_default_str();
+  sample->add_option("--out", flags.out, "output path prefix (default raylight-<job id>)");
+  sample->add_flag("--no-wait", flags.no_wait, "submit, print the job id and return");
+  return sample;
+}
+
+int RunSample(const client::ClientOptions& options, const SampleFlags& flags) {
+  v1::SampleJob job = ToJob(flags);
+  auto positive = ReadFile(flags.cond, "--cond");
+  if (!positive.ok()) return Fail(positive.status());
+  job.set_positive(*std::move(positive));
+  if (!flags.negative.empty()) {
+    auto negative = ReadFile(flags.negative, "--negative");
+    if (!negative.ok()) return Fail(negative.status());
+    job.set_negative(*std::move(negative));
+  }
+  if (!flags.latent.empty()) {
+    auto latent = ReadFile(flags.latent, "--latent");
+    if (!latent.ok()) return Fail(latent.status());
+    job.set_latent(*std::move(latent));
+  }
+  auto jobs = ConnectJobs(options);
+  if (!jobs.ok()) return Fail(jobs.status());
+  auto submitted = (*jobs)->SubmitSample(job, flags.priority);
+  if (!submitted.ok()) return Fail(submitted.status());
+  const std::string job_id = submitted->job_id();
+  std::cout << "job " << job_id << ": " << submitted->summary() << std::endl;
+  if (flags.no_wait) return 0;
+  std::cout << "(Ctrl-C leaves it running; `raylightctl jobs cancel " << job_id << "` stops it)"
+            << std::endl;
+  ProgressBar bar;
+  v1::JobState last_state = v1::JOB_STATE_UNSPECIFIED;
+  auto done = (*jobs)->Watch(job_id, [&](const v1::JobEvent& event) {
+    if (event.has_info()) {
+      const v1::JobInfo& info = event.info();
+      if (info.state() != last_state) {
+        last_state = info.state();
+        std::string line = absl::StrCat("[", StateName(info.state()), "]");
+        if (info.state() == v1::JOB_RUNNING) {
+          absl::StrAppend(&line, " attempt ", info.attempts(), " on ", info.group_name());
+        }
+        if (!info.error().empty()) absl::StrAppend(&line, " ", info.error());
+        bar.Message(line);
+      }
+      return;
+    }
+    v1::SampleProgress progress;
+    if (!progress.ParseFromString(event.progress())) return;
+    if (!progress.message().empty()) {
+      bar.Message(progress.message());
+    } else {
+      bar.Update(progress.step(), progress.total(), progress.elapsed_seconds(),
+                 absl::StrFormat("sigma %.3f", progress.sigma()));
+    }
+  });
+  bar.Finish();
+  if (!done.ok()) return Fail(done.status());
+  if (done->state() != v1::JOB_SUCCEEDED) {
+    return Fail(absl::AbortedError(
+        absl::StrCat("job ", job_id, " ", StateName(done->state()), ": ", done->error())));
+  }
+  return WriteOutputs(**jobs, job_id, flags.out);
+}
+
+CLI::App* AddJobsCommand(CLI::App& app, JobsFlags& flags) {
+  auto* jobs = app.add_subcommand("jobs", "list, show, cancel jobs and fetch results");
+  jobs->require_subcommand(0, 1);
+  auto* list = jobs->add_subcommand("list", "the newest jobs (the default)");
+  list->add_option("--limit", flags.limit)->capture_default_str();
+  auto* show = jobs->add_subcommand("show", "one job in full");
+  show->add_option("job_id", flags.job_id)->required();
+  auto* cancel = jobs->add_subcommand("cancel", "cancel a pending or running job");
+  cancel->add_option("job_id", flags.job_id)->required();
+  auto* result = jobs->add_subcommand("result", "write a finished job's .latent and preview");
+  result->add_option("job_id", flags.job_id)->required();
+  result->add_option("--out", flags.out, "output path prefix (default raylight-<job id>)");
+  return jobs;
+}
+
+int RunJobs(const client::ClientOptions& options, CLI::App& command, const JobsFlags& flags) {
+  auto jobs = ConnectJobs(options);
+  if (!jobs.ok()) return Fail(jobs.status());
+  if (command.got_subcommand("show")) {
+    auto info = (*jobs)->Get(flags.job_id);
+    if (!info.ok()) return Fail(info.status());
+    std::cout << "job       " << info->job_id() << "\nkind      " << info->kind() << "\nstate     "
+              << StateName(info->state()) << "\nsummary   " << info->summary() << "\npriority  "
+              << info->priority() << "\nattempts  " << info->attempts() << " ("
+              << info->failed_attempts() << " failed, " << info->max_retries()
+              << " retries allowed)\ngroup     " << info->group_name() << "\nsubmitted "
+              << Clock(info->submit_unix_ms()) << "\nstarted   " << Clock(info->start_unix_ms())
+              << "\nended     " << Clock(info->end_unix_ms()) << "\nresult    "
+              << HumanBytes(info->result_bytes()) << "\n";
+    if (!info->error().empty()) std::cout << "error     " << info->error() << "\n";
+    return 0;
+  }
+  if (command.got_subcommand("cancel")) {
+    auto info = (*jobs)->Cancel(flags.job_id);
+    if (!info.ok()) return Fail(info.status());
+    std::cout << "job " << info->job_id() << ": " << StateName(info->state())
+              << (info->state() == v1::JOB_RUNNING ? " (stops at its next step)" : "") << "\n";
+    return 0;
+  }
+  if (command.got_subcommand("result")) return WriteOutputs(**jobs, flags.job_id, flags.out);
+  auto list = (*jobs)->List({}, flags.limit);
+  if (!list.ok()) return Fail(list.status());
+  Table table({"JOB", "STATE", "PRIORITY", "ATTEMPTS", "SUBMITTED", "SUMMARY / ERROR"});
+  for (const v1::JobInfo& info : *list) {
+    table.Add({info.job_id(), StateName(info.state()), std::to_string(info.priority()),
+               std::to_string(info.attempts()), Clock(info.submit_unix_ms()),
+               info.error().empty() ? info.summary() : info.error()});
+  }
+  std::cout << table.Render();
+  return 0;
+}
+
+CLI::App* AddModelsCommand(CLI::App& app, SampleFlags& load, std::string& unload_path) {
+  auto* models = app.add_subcommand("models", "the models the workers keep loaded");
+  models->require_subcommand(0, 1);
+  models->add_subcommand("list", "every worker's loaded models (the default)");
+  auto* load_command =
+      models->add_subcommand("load", "load a model on a group shaped by the mesh flags");
+  AddModelFlags(*load_command, load);
+  auto* unload = models->add_subcommand("unload", "unload a model (its file path) everywhere");
+  unload->add_option("path", unload_path, "the model's first file, as listed (empty: all)");
+  return models;
+}
+
+int RunModels(const client::ClientOptions& options, CLI::App& command, const SampleFlags& load,
+              const std::string& unload_path) {
+  auto jobs = ConnectJobs(options);
+  if (!jobs.ok()) return Fail(jobs.status());
+  if (command.got_subcommand("load")) {
+    auto submitted = (*jobs)->SubmitLoad(ToJob(load));
+    if (!submitted.ok()) return Fail(submitted.status());
+    auto done = (*jobs)->Wait(submitted->job_id());
+    if (!done.ok()) return Fail(done.status());
+    if (done->state() != v1::JOB_SUCCEEDED) {
+      return Fail(
+          absl::AbortedError(absl::StrCat("load ", StateName(done->state()), ": ", done->error())));
+    }
+    std::cout << "loaded on " << done->group_name() << " (job " << done->job_id() << ")\n";
+    return 0;
+  }
+  if (command.got_subcommand("unload")) {
+    auto unloaded = (*jobs)->UnloadModels(unload_path);
+    if (!unloaded.ok()) return Fail(unloaded.status());
+    std::cout << "unloaded " << unloaded->size() << " model copies\n";
+    return 0;
+  }
+  auto models = (*jobs)->ListModels();
+  if (!models.ok()) return Fail(models.status());
+  Table table({"WORKER", "MODEL", "VARIANT", "DTYPE", "PLACEMENT", "DEVICE", "HOST", "LAST USED"});
+  for (const client::WorkerModels& worker : *models) {
+    for (const v1::ModelInfo& model : worker.models) {
+      table.Add({worker.actor.worker_id(), model.path(), model.variant(), model.dtype(),
+                 model.placement(), HumanBytes(model.device_bytes()),
+                 HumanBytes(model.host_bytes()), Clock(model.last_used_unix_ms())});
+    }
+  }
+  std::cout << table.Render();
+  return 0;
+}
+
+}  // namespace raylight::cli

@@ -1,0 +1,47 @@
+// raylightctl's job commands: `sample` (submit, watch with a progress bar, write the outputs),
+// `jobs` (list, show, cancel, result) and `models` (list, load, unload).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "client/sdk/client.h"
+
+namespace raylight::cli {
+
+struct SampleFlags {
+  std::string model, cond, negative, latent;
+  int width = 832, height = 480, frames = 81;
+  int steps = 20;
+  double cfg = 5.0;
+  std::string sampler = "euler", scheduler = "simple";
+  double shift = 0;
+  uint64_t seed = 0;
+  double denoise = 1.0;
+  int ulysses = 1, ring = 1, cfg_parallel = 1, dp = 1;
+  std::string placement = "auto", dtype = "auto";
+  int preview_every = 5;
+  int priority = 0;
+  bool cpu = false;
+  bool no_wait = false;
+  std::string out;  // output path prefix
+};
+
+struct JobsFlags {
+  std::string job_id;
+  std::string out;
+  int limit = 20;
+};
+
+// Each Add* registers the subcommand and its flags; the Run* execute them.
+CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags);
+int RunSample(const client::ClientOptions& options, const SampleFlags& flags);
+
+CLI::App* AddJobsCommand(CLI::App& app, JobsFlags& flags);
+int RunJobs(const client::ClientOptions& options, CLI::App& jobs, const JobsFlags& flags);
+
+CLI::App* AddModelsCommand(CLI::App& app, SampleFlags& load, std::string& unload_path);
+int RunModels(const client::ClientOptions& options, CLI::App& models, const SampleFlags& load,
+              const std::string& unload_path);
+
+}  // namespace raylight::cli

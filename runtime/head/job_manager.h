@@ -1,0 +1,129 @@
+// JobManager: the head's durable job queue and the scheduler that runs each job as one SPMD call
+// on a collective group. Runs on the head's io thread, like the HeadManager it uses for groups.
+//
+// Job lifecycle:
+//
+//   Submit --validated--> PENDING --group ready--> RUNNING --every rank ok--> SUCCEEDED
+//     |                    ^  |                      |  \--InvalidArgument/NotFound/...--> FAILED
+//     | invalid:           |  | CancelJob            |   \--CancelJob (stops at next step)-->
+//     CANCELLED | error, nothing     |  v                      | | queued             | CANCELLED
+//     | a rank lost, a transient error:
+//                          +----(backoff, bounded)---+ requeued (failed_attempts < max_retries)
+//
+// Groups: the manager keeps a pool of groups named "jobs/<class>/<gpu|cpu>/<size>/<n>". A job runs
+// on an idle READY group of its shape, preferring the one that ran the last job with the same
+// affinity (its model is loaded); else a dissolved one of that shape is formed again (survivors
+// keep their models); else a new one is formed from free workers; else an idle group of another
+// shape is removed to free its workers. One group runs one job at a time.
+//
+// Durability: every state change is written to the StateDb before it is acknowledged; results go
+// to <state_dir>/jobs/<id>.result (written, then renamed) before the job is SUCCEEDED. A head
+// restart requeues RUNNING jobs (the attempt does not count as a failure).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "raylight/v1/jobs.pb.h"
+#include "raylight/v1/worker.grpc.pb.h"
+#include "runtime/head/head_config.h"
+#include "runtime/head/head_manager.h"
+#include "runtime/head/job_kind.h"
+#include "runtime/head/state_db.h"
+#include "runtime/rpc/auth.h"
+
+namespace raylight::head {
+
+// One WatchJob stream. Send returns false once the stream is gone; Close ends it.
+class JobWatcher {
+ public:
+  virtual ~JobWatcher() = default;
+  virtual bool Send(const v1::JobEvent& event) = 0;
+  virtual void Close(const absl::Status& status) = 0;
+};
+
+class JobManager {
+ public:
+  // Every reference must outlive the manager.
+  JobManager(const HeadConfig& config, boost::asio::io_context& io, StateDb& db, HeadManager& head,
+             rpc::ClusterToken token, const JobKinds& kinds);
+  ~JobManager();
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // Loads the jobs and starts the scheduler timer. On the io thread.
+  absl::Status Start();
+  // Cancels the calls in flight and waits for their threads.
+  void Stop();
+
+  // On the io thread.
+  void Submit(const v1::SubmitJobRequest& request, Reply<v1::JobInfo> reply);
+  void Get(const v1::GetJobRequest& request, Reply<v1::JobInfo> reply);
+  void List(const v1::ListJobsRequest& request, Reply<v1::ListJobsResponse> reply);
+  void Cancel(const v1::CancelJobRequest& request, Reply<v1::JobInfo> reply);
+  void Result(const v1::GetJobResultRequest& request, Reply<v1::JobResult> reply);
+  // Sends the job's state now and every event after; closes with NOT_FOUND for unknown jobs.
+  void Watch(const std::string& job_id, std::shared_ptr<JobWatcher> watcher);
+
+ private:
+  struct Run;
+  struct Job {
+    v1::JobInfo info;
+    v1::JobPlan plan;  // dropped when the job ends
+    uint64_t seq = 0;  // submission order
+    absl::Time not_before = absl::InfinitePast();
+    bool cancel_requested = false;
+    std::shared_ptr<Run> run;
+    std::vector<std::shared_ptr<JobWatcher>> watchers;
+  };
+  struct PoolGroup {
+    std::string name;
+    v1::GroupSpec spec;
+    std::string busy_job;  // the job running on it, if any
+    std::string affinity;  // of the last job it ran
+    absl::Time last_used = absl::InfinitePast();
+    bool forming = false;  // CreateGroup in flight
+    bool removing = false;
+    absl::Time retry_after = absl::InfinitePast();
+  };
+
+  void ArmTimer();
+  void Dispatch();
+  void SyncPool(const v1::ClusterState& cluster);
+  void Form(PoolGroup& group);
+  void StartRun(Job& job, PoolGroup& group, const v1::GroupInfo& info);
+  void OnProgress(const std::string& job_id, const std::shared_ptr<Run>& run, std::string event);
+  void OnRunDone(const std::string& job_id, const std::shared_ptr<Run>& run);
+  void Finish(Job& job, v1::JobState state, const std::string& error);
+  void Persist(const Job& job);
+  void Notify(Job& job, const v1::JobEvent& event);
+  void NotifyState(Job& job);
+  std::string ResultPath(const std::string& job_id) const;
+  std::shared_ptr<v1::Worker::Stub> StubFor(const std::string& address);
+  int ActiveJobs() const;
+
+  const HeadConfig config_;
+  boost::asio::io_context& io_;
+  StateDb& db_;
+  HeadManager& head_;
+  const rpc::ClusterToken token_;
+  const JobKinds& kinds_;
+  boost::asio::steady_timer timer_;
+  bool stopped_ = false;
+  uint64_t next_seq_ = 1;
+
+  // std::map: references to entries stay valid while others are added (Dispatch holds some).
+  std::map<std::string, Job> jobs_;
+  absl::flat_hash_map<std::string, std::string> by_request_id_;
+  std::map<std::string, PoolGroup> pool_;  // by group name
+  absl::flat_hash_map<std::string, std::shared_ptr<v1::Worker::Stub>> stubs_;
+};
+
+}  // namespace raylight::head

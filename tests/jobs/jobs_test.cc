@@ -1,0 +1,465 @@
+// Sampling jobs end to end, every part a real process on real ports: a head with a model root,
+// one node with CPU workers hosting DiffusionActors, a tiny Wan checkpoint and conditioning
+// written by the project's tools, the SDK submitting and watching. Compared against
+// raylight-sample-local, one process sampling the same inputs without the cluster.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "client/sdk/job_client.h"
+#include "models/core/safetensors.h"
+#include "tests/util/cluster.h"
+#include "tests/util/read_file.h"
+#include "tests/util/run_command.h"
+#include "tests/util/temp_dir.h"
+
+namespace raylight {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_util::RunToCompletion;
+
+const std::string kBin = RAYLIGHT_BIN_DIR;
+constexpr char kToken[] = "jobs-test-token";
+
+// The float values of a .latent file's latent_tensor, with its shape.
+struct Latent {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+Latent ReadLatent(const std::string& bytes) {
+  Latent latent;
+  auto header = models::ParseSafetensors(bytes, "latent");
+  EXPECT_TRUE(header.ok()) << header.status();
+  if (!header.ok()) return latent;
+  const models::StTensorInfo* info = header->Find("latent_tensor");
+  EXPECT_NE(info, nullptr);
+  if (info == nullptr) return latent;
+  uint64_t header_bytes = 0;
+  std::memcpy(&header_bytes, bytes.data(), 8);
+  const char* data = bytes.data() + 8 + header_bytes;
+  latent.shape = info->shape;
+  latent.values.resize((info->end - info->begin) / sizeof(float));
+  std::memcpy(latent.values.data(), data + info->begin, info->end - info->begin);
+  return latent;
+}
+
+double MaxAbsDiff(const Latent& a, const Latent& b) {
+  EXPECT_EQ(a.values.size(), b.values.size());
+  double worst = a.values.size() == b.values.size() ? 0 : INFINITY;
+  for (size_t i = 0; i < std::min(a.values.size(), b.values.size()); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(a.values[i]) - b.values[i]));
+  }
+  return worst;
+}
+
+class JobsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(2); }
+
+  void Start(int workers) {
+    dir_ = std::make_unique<testing_util::TempDir>("jobs-test");
+    models_ = dir_->path() + "/models";
+    fs::create_directories(models_);
+    // A fresh random checkpoint and prompts every run.
+    seed_ = std::random_device()() % 100000;
+    ASSERT_TRUE(
+        RunToCompletion({kBin + "/raylight-make-checkpoint", "--preset=tiny-t2v", "--layers=2",
+                         absl::StrCat("--seed=", seed_), "--out=" + models_ + "/tiny.safetensors"},
+                        dir_->path() + "/make.log", std::chrono::seconds(120))
+            .ok());
+    for (auto [name, tokens] : {std::pair{"positive", 7}, std::pair{"negative", 3}}) {
+      ASSERT_TRUE(RunToCompletion(
+                      {kBin + "/raylight-make-conditioning", "--preset=tiny-t2v",
+                       absl::StrCat("--tokens=", tokens), absl::StrCat("--seed=", seed_ + tokens),
+                       "--out=" + dir_->path() + "/" + name + ".safetensors"},
+                      dir_->path() + "/make.log", std::chrono::seconds(120))
+                      .ok());
+    }
+    testing_util::ClusterOptions options;
+    options.nodes = 1;
+    options.cpu_workers_per_node = workers;
+    options.token = kToken;
+    options.head_args = {"--model-root=" + models_, "--job-retry-backoff-ms=200"};
+    cluster_ = std::make_unique<testing_util::TestCluster>(kBin, dir_->path() + "/state", options);
+    absl::Status started = cluster_->Start();
+    ASSERT_TRUE(started.ok()) << started;
+    client::ClientOptions client_options;
+    client_options.address = cluster_->address();
+    client_options.token = kToken;
+    auto jobs = client::JobClient::Connect(client_options);
+    ASSERT_TRUE(jobs.ok());
+    jobs_ = *std::move(jobs);
+  }
+
+  void TearDown() override {
+    if (HasFailure() && cluster_ != nullptr) std::cerr << cluster_->Logs();
+  }
+
+  // 80 x 48 x 9 frames: a 3 x 6 x 10 latent, 45 tokens — odd, so Ulysses 2 pads.
+  v1::SampleJob Job(uint64_t seed = 11) const {
+    v1::SampleJob job;
+    job.set_model("tiny.safetensors");
+    job.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/positive.safetensors"));
+    job.set_negative(testing_util::ReadFileOrEmpty(dir_->path() + "/negative.safetensors"));
+    job.set_width(80);
+    job.set_height(48);
+    job.set_frames(9);
+    job.set_steps(4);
+    job.set_cfg(3.0);
+    job.set_sampler("euler_ancestral");
+    job.set_seed(seed);
+    return job;
+  }
+
+  Latent Reference(const v1::SampleJob& job) {
+    const std::string out = absl::StrCat(dir_->path(), "/reference-", job.seed(), ".latent");
+    absl::Status ran = RunToCompletion(
+        {kBin + "/raylight-sample-local", "--checkpoint=" + models_ + "/tiny.safetensors",
+         "--cond=" + dir_->path() + "/positive.safetensors",
+         "--negative=" + dir_->path() + "/negative.safetensors",
+         absl::StrCat("--width=", job.width()), absl::StrCat("--height=", job.height()),
+         absl::StrCat("--frames=", job.frames()), absl::StrCat("--steps=", job.steps()),
+         absl::StrCat("--cfg=", job.cfg()), "--sampler=" + job.sampler(),
+         absl::StrCat("--seed=", job.seed()), "--out=" + out},
+        dir_->path() + "/reference.log", std::chrono::seconds(300));
+    EXPECT_TRUE(ran.ok()) << ran << testing_util::ReadFileOrEmpty(dir_->path() + "/reference.log");
+    return ReadLatent(testing_util::ReadFileOrEmpty(out));
+  }
+
+  // Submits and waits; returns the finished job.
+  v1::JobInfo RunJob(const v1::SampleJob& job, std::vector<v1::JobEvent>* events = nullptr) {
+    auto submitted = jobs_->SubmitSample(job);
+    EXPECT_TRUE(submitted.ok()) << submitted.status();
+    if (!submitted.ok()) return {};
+    auto done = jobs_->Watch(
+        submitted->job_id(),
+        [&](const v1::JobEvent& event) {
+          if (events != nullptr) events->push_back(event);
+        },
+        absl::Seconds(120));
+    EXPECT_TRUE(done.ok()) << done.status();
+    return done.ok() ? *done : v1::JobInfo();
+  }
+
+  v1::SampleResult ResultOf(const std::string& job_id) {
+    auto result = jobs_->SampleResult(job_id);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : v1::SampleResult();
+  }
+
+  std::unique_ptr<testing_util::TempDir> dir_;
+  std::string models_;
+  uint64_t seed_ = 0;
+  std::unique_ptr<testing_util::TestCluster> cluster_;
+  std::unique_ptr<client::JobClient> jobs_;
+};
+
+TEST_F(JobsTest, UlyssesJobThroughTheHeadMatchesOneProcess) {
+  v1::SampleJob job = Job();
+  job.mutable_mesh()->set_ulysses(2);
+  job.set_preview_every(2);
+  std::vector<v1::JobEvent> events;
+  v1::JobInfo done = RunJob(job, &events);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  EXPECT_EQ(done.attempts(), 1);
+  const v1::SampleResult result = ResultOf(done.job_id());
+  const Latent got = ReadLatent(result.latent());
+  EXPECT_EQ(got.shape, (std::vector<int64_t>{1, 16, 3, 6, 10}));
+  const Latent want = Reference(job);
+  EXPECT_LT(MaxAbsDiff(got, want), 1e-4);
+  EXPECT_FALSE(result.preview_png().empty());
+  EXPECT_EQ(result.preview_png().substr(1, 3), "PNG");
+  // Progress: every step once, in order, after the load message.
+  std::vector<int> steps;
+  bool loaded_message = false;
+  for (const v1::JobEvent& event : events) {
+    if (!event.has_progress()) continue;
+    v1::SampleProgress progress;
+    ASSERT_TRUE(progress.ParseFromString(event.progress()));
+    if (progress.step() > 0) {
+      steps.push_back(progress.step());
+      EXPECT_EQ(progress.total(), 4);
+    } else if (progress.message().find("loaded") != std::string::npos) {
+      loaded_message = true;
+    }
+  }
+  EXPECT_EQ(steps, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_TRUE(loaded_message);
+}
+
+TEST_F(JobsTest, SecondJobFindsTheModelResident) {
+  v1::SampleJob job = Job();
+  job.mutable_mesh()->set_ulysses(2);
+  v1::JobInfo first = RunJob(job);
+  ASSERT_EQ(first.state(), v1::JOB_SUCCEEDED) << first.DebugString();
+  v1::JobInfo second = RunJob(job);
+  ASSERT_EQ(second.state(), v1::JOB_SUCCEEDED) << second.DebugString();
+  EXPECT_EQ(first.group_name(), second.group_name());
+  const v1::SampleResult a = ResultOf(first.job_id()), b = ResultOf(second.job_id());
+  EXPECT_FALSE(a.model_was_resident());
+  EXPECT_TRUE(b.model_was_resident());
+  EXPECT_EQ(b.load_seconds(), 0);
+  EXPECT_EQ(a.latent(), b.latent());  // same seed and settings: the same bytes
+  // The workers' logs say so: one load, then "is resident".
+  const std::string logs = cluster_->Logs();
+  EXPECT_NE(logs.find("is resident"), std::string::npos);
+  auto models = jobs_->ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  int copies = 0;
+  for (const auto& worker : *models) copies += static_cast<int>(worker.models.size());
+  EXPECT_EQ(copies, 2);  // one per rank
+}
+
+TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
+  struct Case {
+    std::string what;
+    std::function<void(v1::SampleJob&)> mutate;
+    absl::StatusCode code;
+    std::string field;
+  };
+  fs::create_directories(dir_->path() + "/outside");
+  fs::copy_file(models_ + "/tiny.safetensors", dir_->path() + "/outside/secret.safetensors");
+  fs::create_symlink(dir_->path() + "/outside/secret.safetensors", models_ + "/link.safetensors");
+  std::string junk_path = models_ + "/junk.safetensors";
+  std::ofstream(junk_path) << "this is not a safetensors file";
+  // Conditioning whose text is one wider than the model's.
+  std::vector<float> wide(5 * 49, 0.5f);  // tiny-t2v's text is 48 wide
+  models::StTensorInfo text{"text", models::StDtype::kF32, {5, 49}, 0, wide.size() * 4};
+  std::string wrong_cond = models::BuildSafetensorsHeader({text}, {});
+  wrong_cond.append(reinterpret_cast<const char*>(wide.data()), wide.size() * 4);
+  const std::vector<Case> cases = {
+      {"unknown model", [](auto& j) { j.set_model("nope.safetensors"); },
+       absl::StatusCode::kNotFound, "model:"},
+      {"dot-dot", [](auto& j) { j.set_model("../outside/secret.safetensors"); },
+       absl::StatusCode::kInvalidArgument, "model:"},
+      {"symlink out", [](auto& j) { j.set_model("link.safetensors"); },
+       absl::StatusCode::kInvalidArgument, "outside the model root"},
+      {"absolute outside",
+       [this](auto& j) { j.set_model(dir_->path() + "/outside/secret.safetensors"); },
+       absl::StatusCode::kInvalidArgument, "outside the model roots"},
+      {"malformed checkpoint", [](auto& j) { j.set_model("junk.safetensors"); },
+       absl::StatusCode::kInvalidArgument, "model:"},
+      {"malformed conditioning", [](auto& j) { j.set_positive("garbage bytes"); },
+       absl::StatusCode::kInvalidArgument, "positive:"},
+      {"wrong conditioning shape", [&](auto& j) { j.set_negative(wrong_cond); },
+       absl::StatusCode::kInvalidArgument, "negative:"},
+      {"no negative at cfg 3", [](auto& j) { j.clear_negative(); },
+       absl::StatusCode::kInvalidArgument, "negative:"},
+      {"absurd frames", [](auto& j) { j.set_frames(100001); }, absl::StatusCode::kInvalidArgument,
+       "frames:"},
+      {"frames not 4k+1", [](auto& j) { j.set_frames(8); }, absl::StatusCode::kInvalidArgument,
+       "frames:"},
+      {"absurd width", [](auto& j) { j.set_width(1 << 20); }, absl::StatusCode::kInvalidArgument,
+       "width:"},
+      {"zero steps", [](auto& j) { j.set_steps(0); }, absl::StatusCode::kInvalidArgument, "steps:"},
+      {"absurd steps", [](auto& j) { j.set_steps(1000000); }, absl::StatusCode::kInvalidArgument,
+       "steps:"},
+      {"unknown sampler", [](auto& j) { j.set_sampler("nope"); },
+       absl::StatusCode::kInvalidArgument, "sampler:"},
+      {"ulysses not dividing 4 heads", [](auto& j) { j.mutable_mesh()->set_ulysses(3); },
+       absl::StatusCode::kInvalidArgument, "ulysses"},
+      {"mesh larger than the cluster", [](auto& j) { j.mutable_mesh()->set_ring(4); },
+       absl::StatusCode::kFailedPrecondition, "mesh:"},
+      {"nan cfg", [](auto& j) { j.set_cfg(NAN); }, absl::StatusCode::kInvalidArgument, "cfg:"},
+  };
+  for (const Case& c : cases) {
+    v1::SampleJob job = Job();
+    c.mutate(job);
+    auto submitted = jobs_->SubmitSample(job);
+    ASSERT_FALSE(submitted.ok()) << c.what;
+    EXPECT_EQ(submitted.status().code(), c.code) << c.what << ": " << submitted.status();
+    EXPECT_NE(submitted.status().message().find(c.field), std::string::npos)
+        << c.what << ": " << submitted.status();
+  }
+  // A wrong token is refused before anything is read.
+  client::ClientOptions bad;
+  bad.address = cluster_->address();
+  bad.token = "wrong";
+  auto intruder = client::JobClient::Connect(bad);
+  ASSERT_TRUE(intruder.ok());
+  auto refused = (*intruder)->SubmitSample(Job());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnauthenticated) << refused.status();
+  // Nothing was queued, and the cluster still serves.
+  auto listed = jobs_->List();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty());
+  v1::JobInfo good = RunJob(Job());
+  EXPECT_EQ(good.state(), v1::JOB_SUCCEEDED) << good.DebugString();
+}
+
+TEST_F(JobsTest, CancelStopsARunningJobAndFreesItsGroup) {
+  v1::SampleJob job = Job();
+  job.mutable_mesh()->set_ulysses(2);
+  job.set_steps(1000);
+  job.set_width(160);
+  job.set_height(160);
+  auto submitted = jobs_->SubmitSample(job);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  std::atomic<bool> cancelled{false};
+  int last_step = 0;
+  auto done = jobs_->Watch(
+      submitted->job_id(),
+      [&](const v1::JobEvent& event) {
+        v1::SampleProgress progress;
+        if (!event.has_progress() || !progress.ParseFromString(event.progress())) return;
+        last_step = std::max(last_step, progress.step());
+        if (progress.step() >= 2 && !cancelled.exchange(true)) {
+          auto info = jobs_->Cancel(submitted->job_id());
+          EXPECT_TRUE(info.ok()) << info.status();
+        }
+      },
+      absl::Seconds(120));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::JOB_CANCELLED) << done->DebugString();
+  EXPECT_LT(last_step, 1000);
+  // The group is free again: the next job runs.
+  v1::JobInfo next = RunJob(Job());
+  EXPECT_EQ(next.state(), v1::JOB_SUCCEEDED) << next.DebugString();
+}
+
+TEST_F(JobsTest, WorkerKilledMidJobIsRetriedToTheSameLatent) {
+  v1::SampleJob job = Job(23);
+  job.mutable_mesh()->set_ulysses(2);
+  job.set_steps(150);  // long enough (~300 tokens) to be killed in the middle
+  job.set_width(160);
+  job.set_height(160);
+  auto submitted = jobs_->SubmitSample(job);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  std::atomic<bool> killed{false};
+  auto done = jobs_->Watch(
+      submitted->job_id(),
+      [&](const v1::JobEvent& event) {
+        v1::SampleProgress progress;
+        if (!event.has_progress() || !progress.ParseFromString(event.progress())) return;
+        if (progress.step() < 3 || killed.exchange(true)) return;
+        // kill -9 the worker of rank 1 in the middle of the job.
+        auto state = cluster_->Connect()->ClusterState();
+        ASSERT_TRUE(state.ok());
+        for (const auto& group : state->groups()) {
+          if (group.state() != v1::GROUP_READY || group.members_size() != 2) continue;
+          for (const auto& worker : state->workers()) {
+            if (worker.worker_id() == group.members(1).worker_id()) kill(worker.pid(), SIGKILL);
+          }
+        }
+      },
+      absl::Seconds(180));
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString();
+  EXPECT_TRUE(killed.load());
+  EXPECT_EQ(done->attempts(), 2) << done->DebugString();
+  EXPECT_EQ(done->failed_attempts(), 1);
+  const Latent got = ReadLatent(ResultOf(done->job_id()).latent());
+  EXPECT_LT(MaxAbsDiff(got, Reference(job)), 1e-4);
+}
+
+TEST_F(JobsTest, QueuedJobsSurviveAHeadKill) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    v1::SampleJob job = Job(100 + i);
+    job.set_steps(20);  // ~0.3 s each: most are still queued when the head dies
+    job.set_width(160);
+    job.set_height(160);
+    auto submitted = jobs_->SubmitSample(job);
+    ASSERT_TRUE(submitted.ok()) << submitted.status();
+    ids.push_back(submitted->job_id());
+  }
+  cluster_->KillHead();
+  absl::Status restarted = cluster_->StartHead(cluster_->port());
+  ASSERT_TRUE(restarted.ok()) << restarted;
+  auto after_restart = jobs_->List({v1::JOB_PENDING, v1::JOB_RUNNING});
+  ASSERT_TRUE(after_restart.ok()) << after_restart.status();
+  EXPECT_GT(after_restart->size(), 0u);  // the kill really interrupted queued work
+  std::set<std::string> latents;
+  for (const std::string& id : ids) {
+    auto done = jobs_->Wait(id, absl::Seconds(120));
+    ASSERT_TRUE(done.ok()) << id << ": " << done.status();
+    EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString();
+    latents.insert(ResultOf(id).latent());
+  }
+  EXPECT_EQ(latents.size(), ids.size());  // twenty seeds, twenty different results
+  auto all = jobs_->List();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), ids.size());  // none lost, none duplicated
+}
+
+class ConcurrentJobsTest : public JobsTest {
+ protected:
+  void SetUp() override { Start(2); }
+};
+
+TEST_F(ConcurrentJobsTest, SixteenClientsTenJobsEach) {
+  constexpr int kClients = 16, kJobsEach = 10, kSeeds = 4;
+  std::mutex mu;
+  std::map<uint64_t, std::set<std::string>> latents_by_seed;
+  std::set<std::string> job_ids;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      client::ClientOptions options;
+      options.address = cluster_->address();
+      options.token = kToken;
+      options.dedicated_channels = true;
+      auto jobs = client::JobClient::Connect(options);
+      if (!jobs.ok()) {
+        ++failures;
+        return;
+      }
+      for (int i = 0; i < kJobsEach; ++i) {
+        v1::SampleJob job = Job((c * kJobsEach + i) % kSeeds);
+        job.set_steps(2);
+        job.set_cfg(1.0);
+        job.clear_negative();
+        job.set_width(32);
+        job.set_height(32);
+        job.set_frames(1);
+        auto submitted = (*jobs)->SubmitSample(job);
+        if (!submitted.ok()) {
+          ++failures;
+          continue;
+        }
+        auto done = (*jobs)->Wait(submitted->job_id(), absl::Seconds(240));
+        auto result = (*jobs)->SampleResult(submitted->job_id());
+        if (!done.ok() || done->state() != v1::JOB_SUCCEEDED || done->attempts() != 1 ||
+            !result.ok()) {
+          ++failures;
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        job_ids.insert(submitted->job_id());
+        latents_by_seed[job.seed()].insert(result->latent());
+      }
+    });
+  }
+  for (auto& thread : clients) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(job_ids.size(), static_cast<size_t>(kClients * kJobsEach));
+  // Every job of a seed gave that seed's latent, whichever group ran it; seeds differ.
+  ASSERT_EQ(latents_by_seed.size(), static_cast<size_t>(kSeeds));
+  std::set<std::string> distinct;
+  for (const auto& [seed, latents] : latents_by_seed) {
+    EXPECT_EQ(latents.size(), 1u) << "seed " << seed;
+    distinct.insert(*latents.begin());
+  }
+  EXPECT_EQ(distinct.size(), static_cast<size_t>(kSeeds));
+  auto all = jobs_->List();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), static_cast<size_t>(kClients * kJobsEach));
+}
+
+}  // namespace
+}  // namespace raylight
