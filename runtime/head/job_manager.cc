@@ -418,6 +418,11 @@ void JobManager::SyncPool(const v1::ClusterState& cluster) {
 
 void JobManager::Dispatch() {
   if (stopped_) return;
+  // The tick runs this four times a second: with nothing waiting, skip the cluster snapshot.
+  const bool any_pending = std::any_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
+    return entry.second.info.state() == v1::JOB_PENDING;
+  });
+  if (!any_pending) return;
   const v1::ClusterState cluster = head_.Snapshot();
   SyncPool(cluster);
   absl::flat_hash_map<std::string, const v1::GroupInfo*> groups;
