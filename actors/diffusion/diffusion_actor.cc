@@ -105,7 +105,8 @@ absl::StatusOr<v1::LoadModelResult> DiffusionActor::LoadModel(const v1::LoadMode
                                                               worker::CallContext& context) {
   auto group = GroupOf(context, "load_model");
   if (!group.ok()) return group.status();
-  auto outcome = engine_.Load(ToModelRequest(call.job(), call.model_files()), **group);
+  auto outcome = engine_.Load(ToModelRequest(call.job(), call.model_files()),
+                              ToMesh(call.job().mesh()), **group);
   if (!outcome.ok()) return outcome.status();
   v1::LoadModelResult result;
   *result.mutable_model() = ToProto(outcome->model);

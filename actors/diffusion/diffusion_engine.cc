@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -93,12 +94,18 @@ class DiffusionEngine::Impl {
     if (environment.gpu_index >= 0) {
       device_ = at::Device(at::kCUDA, environment.gpu_index);
       c10::cuda::set_device(environment.gpu_index);
+      // The caching allocator exists once CUDA is initialised; its statistics (FreeDeviceBytes,
+      // DeviceAllocatedBytes) are read before the first tensor would initialise it.
+      at::globalContext().lazyInitDevice(at::kCUDA);
     }
 #endif
     // CPU workers share the machine's cores with each other: one intra-op thread each unless
     // told otherwise (measured: two processes' OpenMP pools contending cost more than they gave).
     const char* threads = std::getenv("RAYLIGHT_TORCH_THREADS");
     at::set_num_threads(threads != nullptr ? std::max(1, std::atoi(threads)) : gpu() ? 4 : 1);
+    if (const char* limit = std::getenv("RAYLIGHT_MODEL_MEMORY_MIB"); limit != nullptr) {
+      model_memory_limit_ = std::max<int64_t>(0, std::atoll(limit)) << 20;
+    }
   }
 
   bool gpu() const { return device_.is_cuda(); }
@@ -139,6 +146,23 @@ class DiffusionEngine::Impl {
     return (membership.meshes[key] = *std::move(mesh)).get();
   }
 
+  static absl::StatusOr<parallel::MeshPlan> PlanFor(const MeshRequest& mesh,
+                                                    const worker::GroupContext& group,
+                                                    const models::wan::WanConfig& config,
+                                                    double cfg) {
+    return parallel::PlanMesh(parallel::MeshShape{mesh.dp, mesh.cfg, mesh.ring, mesh.ulysses},
+                              group.size, static_cast<int>(config.num_heads), cfg);
+  }
+
+  // The group's communicator and the mesh of this shape over it, created on first use (NCCL's
+  // setup is collective: every rank of the group gets here in the same call).
+  absl::StatusOr<parallel::Mesh*> MeshFor(const MeshRequest& mesh,
+                                          const worker::GroupContext& group) {
+    auto membership = MembershipOf(group);
+    if (!membership.ok()) return membership.status();
+    return MeshOf(**membership, parallel::MeshShape{mesh.dp, mesh.cfg, mesh.ring, mesh.ulysses});
+  }
+
   // Resolves "auto" and checks the choice against this device's memory.
   absl::StatusOr<std::string> ChoosePlacement(const ModelRequest& request, int group_size,
                                               std::string* reason) {
@@ -154,7 +178,9 @@ class DiffusionEngine::Impl {
       return absl::InvalidArgumentError(absl::StrCat("placement: '", request.placement,
                                                      "' is not available (auto, resident, fsdp)"));
     }
-    const int64_t free = FreeDeviceBytes();
+    // Models loaded now are evicted (LRU) to make room, so their memory counts as available.
+    int64_t free = FreeDeviceBytes();
+    for (const auto& [key, model] : models_) free += model.summary.device_bytes;
     if (!gpu() || bytes < free * 8 / 10) {
       *reason = gpu() ? absl::StrCat("checkpoint ", bytes >> 20, " MiB fits the ", free >> 20,
                                      " MiB free on the device")
@@ -172,18 +198,27 @@ class DiffusionEngine::Impl {
                      " ranks; layer swapping to host memory is not built yet (issue #6)"));
   }
 
+  // What a new model may take on the device: the driver's free memory plus the allocator's
+  // cache, within RAYLIGHT_MODEL_MEMORY_MIB when set (the most this worker's models may hold, for a
+  // GPU shared with other programs, as vLLM's gpu_memory_utilization).
   int64_t FreeDeviceBytes() const {
+    int64_t free = INT64_MAX / 4;
 #ifdef RAYLIGHT_HAVE_CUDA
     if (gpu()) {
-      size_t free = 0, total = 0;
-      if (cudaMemGetInfo(&free, &total) == cudaSuccess) {
+      size_t driver_free = 0, total = 0;
+      if (cudaMemGetInfo(&driver_free, &total) == cudaSuccess) {
         const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
         const int64_t cached = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;
-        return static_cast<int64_t>(free) + cached;
+        free = static_cast<int64_t>(driver_free) + cached;
       }
     }
 #endif
-    return INT64_MAX / 4;
+    if (model_memory_limit_ > 0) {
+      int64_t held = 0;
+      for (const auto& [key, model] : models_) held += model.summary.device_bytes;
+      free = std::min(free, std::max<int64_t>(0, model_memory_limit_ - held));
+    }
+    return free;
   }
 
   int64_t DeviceAllocatedBytes() const {
@@ -302,17 +337,12 @@ class DiffusionEngine::Impl {
              : absl::StrCat("loaded ", (*model)->summary.path, " (", config.name, ", ",
                             outcome.placement, ") in ", outcome.load_seconds, " s"));
 
-    const parallel::MeshShape shape{request.mesh.dp, request.mesh.cfg, request.mesh.ring,
-                                    request.mesh.ulysses};
-    auto plan =
-        parallel::PlanMesh(shape, group.size, static_cast<int>(config.num_heads), request.cfg);
+    auto plan = PlanFor(request.mesh, group, config, request.cfg);
     if (!plan.ok()) return plan.status();
     for (const std::string& line : plan->notes) note(line);
-    auto membership = MembershipOf(group);
-    if (!membership.ok()) return membership.status();
-    comm::Communicator& world = *(*membership)->world;
-    auto mesh = MeshOf(**membership, shape);
+    auto mesh = MeshFor(request.mesh, group);
     if (!mesh.ok()) return mesh.status();
+    comm::Communicator& world = *(*MembershipOf(group))->world;  // made by MeshFor just above
 
     auto positive = models::wan::ParseWanConditioning(request.positive, "positive", config);
     if (!positive.ok()) return positive.status();
@@ -416,6 +446,25 @@ class DiffusionEngine::Impl {
     return outcome;
   }
 
+  absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const MeshRequest& mesh,
+                                   const worker::GroupContext& group) {
+    LoadOutcome outcome;
+    std::string reason;
+    auto loaded = Ensure(model, group, &outcome.already_loaded, &outcome.load_seconds, &reason);
+    if (!loaded.ok()) return loaded.status();
+    outcome.model = (*loaded)->summary;
+    // A group's first sample call used to create its NCCL communicators before its first step
+    // (on 2 H200s, a 14B job's time outside its steps: 851 ms with that, 167 ms without; see
+    // BENCHMARKS.md). A load is the moment to pay it. Any cfg: the mesh does not depend on it.
+    if (group.size > 1) {
+      if (auto plan = PlanFor(mesh, group, (*loaded)->wan.config, 1.0); !plan.ok()) {
+        return plan.status();
+      }
+      if (auto built = MeshFor(mesh, group); !built.ok()) return built.status();
+    }
+    return outcome;
+  }
+
   std::vector<ModelSummary> List() const {
     std::vector<ModelSummary> out;
     for (const auto& [key, model] : models_) out.push_back(model.summary);
@@ -452,6 +501,7 @@ class DiffusionEngine::Impl {
  private:
   const worker::ActorEnvironment environment_;
   at::Device device_ = at::kCPU;
+  int64_t model_memory_limit_ = 0;             // bytes; 0: no limit but the device's
   std::map<std::string, LoadedModel> models_;  // by files|dtype|placement|group
   std::map<std::string, Membership> groups_;   // by group id
 };
@@ -461,15 +511,10 @@ DiffusionEngine::DiffusionEngine(const worker::ActorEnvironment& environment)
 DiffusionEngine::~DiffusionEngine() = default;
 
 absl::StatusOr<LoadOutcome> DiffusionEngine::Load(const ModelRequest& model,
+                                                  const MeshRequest& mesh,
                                                   const worker::GroupContext& group) {
   try {
-    LoadOutcome outcome;
-    std::string reason;
-    auto loaded =
-        impl_->Ensure(model, group, &outcome.already_loaded, &outcome.load_seconds, &reason);
-    if (!loaded.ok()) return loaded.status();
-    outcome.model = (*loaded)->summary;
-    return outcome;
+    return impl_->Load(model, mesh, group);
   } catch (const c10::Error& error) {
     return absl::InternalError(absl::StrCat("load: ", error.what_without_backtrace()));
   }

@@ -4,8 +4,8 @@
 // recently used ones are unloaded and the allocator's cache emptied. The worker process is never
 // killed to free memory.
 //
-// One communicator per group membership, created at the group's first job and kept until the
-// group is left; a mesh (its axis communicators) per shape, built once per membership.
+// One communicator per group membership, created at the group's first job (or load) and kept
+// until the group is left; a mesh (its axis communicators) per shape, built once per membership.
 //
 // Not thread-safe: the worker's executor calls it from one thread.
 #pragma once
@@ -27,8 +27,10 @@ class DiffusionEngine {
   DiffusionEngine(const DiffusionEngine&) = delete;
   DiffusionEngine& operator=(const DiffusionEngine&) = delete;
 
-  // Loads (or finds loaded) the model for a job on `group` (FSDP shards over it).
-  absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const worker::GroupContext& group);
+  // Loads (or finds loaded) the model for a job on `group` (FSDP shards over it), and sets up
+  // the group's communicators for `mesh`, so that the next job on them starts at its first step.
+  absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const MeshRequest& mesh,
+                                   const worker::GroupContext& group);
   // This rank's part of a sampling job; rank 0's outcome carries the result.
   absl::StatusOr<SampleOutcome> Sample(const SampleRequest& request,
                                        const worker::GroupContext& group, const UpdateFn& update,

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # One GPU-machine session in one call (device time is short): install diffusers from the carried
 # wheels (.whl/, made by `pip download`; the machine has no network) beside the host's PyTorch,
-# build the GPU tests and benchmarks, run the `gpu` tests, then the benchmarks (Wan forward,
-# parallel sampling on two GPUs).
+# build the GPU tests and benchmarks, then run one of the modes below. Calls on a machine still
+# warm reuse the build and the benchmark checkpoint in /tmp.
 # Logs and JSON lines go to $OUT (or ./gpu-out).
 #
-#   deploy/gpu/session.sh [tests|bench|all|parallel]
+#   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
+#   deploy/gpu/session.sh jobs             a 14B job end to end on 2 GPUs (job_bench), its anchors
+#   deploy/gpu/session.sh scaling          14B on every mesh of this machine's GPUs against one
+#                                          (LATENT=21,90,160 RES=1280x720x81 for 720p)
+#   deploy/gpu/session.sh parallel|bench|all   earlier sessions' runs (Wan forward, 2-GPU modes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 WHAT=${1:-all}
@@ -25,45 +29,85 @@ python3 -c 'import diffusers, torch; print("diffusers", diffusers.__version__, "
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 
 TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
-  wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint parallel_rank_main
-  parallel_sampling_gpu_test" \
+  wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint raylight-make-conditioning
+  raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
+GPUS=$(nvidia-smi -L | wc -l)
+CKPT=/tmp/raylight-bench
+mkdir -p "$CKPT"
 
-if [ "$WHAT" = parallel ]; then  # parallel sampling only: its gpu tests and benchmark
-  (cd build-gpu && timeout 300 ctest -R ParallelSampling -V) >"$OUT/ctest-parallel.log" 2>&1
-  echo "ctest ParallelSampling exit $?"; grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest-parallel.log"
-  CKPT=/tmp/raylight-bench; mkdir -p "$CKPT"
-  for spec in "wan2.1-t2v-1.3b wan1_3b_832x480x81" "wan2.1-t2v-14b wan14b_832x480x81"; do
-    set -- $spec
-    build-gpu/bin/raylight-make-checkpoint --preset "$1" --dtype bf16 --spelling diffusers \
-      --device cuda --out "$CKPT/$1.safetensors" >>"$OUT/bench.log" 2>&1
-    timeout 400 tests/bench/run_parallel_bench.sh build-gpu "$CKPT/$1.safetensors" "$2" \
-      >>"$OUT/parallel_bench.jsonl" 2>>"$OUT/bench.log"
-    echo "$2 parallel exit $?"
-    rm -f "$CKPT/$1.safetensors"
-  done
-  cat "$OUT/parallel_bench.jsonl"
-  exit 0
-fi
-if [ "$WHAT" != bench ]; then
-  (cd build-gpu && timeout 480 ctest -L gpu -V) >"$OUT/ctest-gpu.log" 2>&1
-  echo "ctest -L gpu exit $?"; grep -E "tests passed|Failed|\*\*\*|relative L2" "$OUT/ctest-gpu.log" | head -30
-fi
-if [ "$WHAT" != tests ]; then
-  CKPT=/tmp/raylight-bench; mkdir -p "$CKPT"
-  for spec in "wan2.1-t2v-1.3b wan1_3b_832x480x81" "wan2.1-t2v-14b wan14b_832x480x81"; do
-    set -- $spec
-    build-gpu/bin/raylight-make-checkpoint --preset "$1" --dtype bf16 --spelling diffusers \
-      --device cuda --out "$CKPT/$1.safetensors" >>"$OUT/bench.log" 2>&1
-    timeout 300 build-gpu/bin/wan_bench --checkpoint "$CKPT/$1.safetensors" --name "$2" \
-      >>"$OUT/wan_bench.jsonl" 2>>"$OUT/bench.log"
-    echo "$2 exit $?"
-    # Parallel sampling on the two GPUs (issue #5).
-    timeout 400 tests/bench/run_parallel_bench.sh build-gpu "$CKPT/$1.safetensors" "$2" \
-      >>"$OUT/parallel_bench.jsonl" 2>>"$OUT/bench.log"
-    echo "$2 parallel exit $?"
-    rm -f "$CKPT/$1.safetensors"
-  done
-  cat "$OUT/wan_bench.jsonl" "$OUT/parallel_bench.jsonl"
-fi
+# A random-weight checkpoint of a preset, written once per machine (later calls reuse it).
+checkpoint() {
+  local path="$CKPT/$1.safetensors"
+  [ -f "$path" ] || build-gpu/bin/raylight-make-checkpoint --preset "$1" --dtype bf16 \
+    --spelling diffusers --device cuda --out "$path" >>"$OUT/bench.log" 2>&1
+  echo "$path"
+}
+
+# The parallel meshes a machine of $GPUS GPUs is benchmarked on (LABEL:MESH:RANKS[:PLACEMENT]).
+meshes() {
+  case $GPUS in
+    2) echo "" ;;  # run_parallel_bench.sh's own: ulysses 2, ring 2, cfg 2
+    4) echo "ulysses4:ulysses=4:4 ring4:ring=4:4 ulysses2_ring2:ring=2,ulysses=2:4" \
+            "cfg2_ulysses2:cfg=2,ulysses=2:4 fsdp4_ulysses4:ulysses=4:4:fsdp" ;;
+    8) echo "ulysses8:ulysses=8:8 ring8:ring=8:8 ulysses4_ring2:ring=2,ulysses=4:8" \
+            "cfg2_ulysses4:cfg=2,ulysses=4:8 fsdp8_ulysses8:ulysses=8:8:fsdp" ;;
+  esac
+}
+
+case $WHAT in
+  tests)  # the gpu-labelled tests, or those matching $TESTS
+    (cd build-gpu && timeout "${TEST_TIMEOUT:-540}" ctest -L gpu ${TESTS:+-R "$TESTS"} -V) >"$OUT/ctest-gpu.log" 2>&1
+    echo "ctest -L gpu exit $?"
+    grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -60 ;;
+  jobs)  # a 14B sampling job end to end through the head on 2 GPUs, and its anchors
+    ckpt=$(checkpoint wan2.1-t2v-14b)
+    timeout 300 build-gpu/bin/job_bench --gpu --checkpoint="$ckpt" --preset=wan2.1-t2v-14b \
+      --name=wan14b_832x480x81 --width=832 --height=480 --frames=81 --steps=8 --mesh=ulysses=2 \
+      >>"$OUT/job_bench.jsonl" 2>>"$OUT/bench.log"
+    echo "job_bench exit $?"
+    # The same step outside the cluster, and FSDP against replicated weights (issue #6).
+    if [ "${ANCHORS:-1}" = 1 ]; then
+      RUNS=${RUNS:-2} timeout 240 tests/bench/run_parallel_bench.sh build-gpu "$ckpt" \
+        wan14b_832x480x81 ulysses2:ulysses=2:2 fsdp2_ulysses2:ulysses=2:2:fsdp \
+        >>"$OUT/parallel_bench.jsonl" 2>>"$OUT/bench.log"
+      echo "parallel 2-GPU exit $?"
+    fi
+    cat "$OUT/job_bench.jsonl" "$OUT/parallel_bench.jsonl" 2>/dev/null
+    if [ -n "${TESTS_AFTER:-}" ]; then  # then every gpu test, in the time left
+      (cd build-gpu && timeout "${TEST_TIMEOUT:-300}" ctest -L gpu -V) >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest -L gpu exit $?"
+      grep -E "tests passed|Failed|\*\*\*|Passed" "$OUT/ctest-gpu.log" | head -60
+    fi ;;
+  scaling)  # issue #8: 14B at $LATENT on every mesh of this machine against 1 GPU
+    ckpt=$(checkpoint wan2.1-t2v-14b)
+    # shellcheck disable=SC2046
+    RUNS=${RUNS:-2} LATENT=${LATENT:-21,60,104} timeout 560 tests/bench/run_parallel_bench.sh \
+      build-gpu "$ckpt" "wan14b_${RES:-832x480x81}" $(meshes) \
+      >>"$OUT/scaling_bench.jsonl" 2>>"$OUT/bench.log"
+    echo "scaling exit $?"
+    cat "$OUT/scaling_bench.jsonl" ;;
+  parallel|bench|all)  # earlier sessions' runs: gpu tests, Wan forward, parallel on 2 GPUs
+    if [ "$WHAT" != bench ]; then
+      filter=()
+      [ "$WHAT" = parallel ] && filter=(-R ParallelSampling)
+      (cd build-gpu && timeout 480 ctest -L gpu "${filter[@]}" -V) >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest exit $?"; grep -E "tests passed|Failed|\*\*\*|relative L2" "$OUT/ctest-gpu.log" | head -30
+    fi
+    for spec in "wan2.1-t2v-1.3b wan1_3b_832x480x81" "wan2.1-t2v-14b wan14b_832x480x81"; do
+      set -- $spec
+      ckpt=$(checkpoint "$1")
+      if [ "$WHAT" != parallel ]; then
+        timeout 300 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name "$2" \
+          >>"$OUT/wan_bench.jsonl" 2>>"$OUT/bench.log"
+        echo "$2 exit $?"
+      fi
+      timeout 400 tests/bench/run_parallel_bench.sh build-gpu "$ckpt" "$2" \
+        >>"$OUT/parallel_bench.jsonl" 2>>"$OUT/bench.log"
+      echo "$2 parallel exit $?"
+      rm -f "$ckpt"
+    done
+    cat "$OUT"/wan_bench.jsonl "$OUT/parallel_bench.jsonl" 2>/dev/null ;;
+  *) echo "unknown mode $WHAT (tests|jobs|scaling|parallel|bench|all)"; exit 2 ;;
+esac

@@ -5,6 +5,8 @@ table in BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
     tests/bench/report.py comm --raw DIR --device "2x NVIDIA H200 (NV18)" --command "..."
     tests/bench/report.py wan --raw DIR --device "NVIDIA H200" --command "..."
     tests/bench/report.py parallel --raw DIR --device "2x NVIDIA H200 (NV18)" --command "..."
+    tests/bench/report.py scaling --raw DIR --device "4x NVIDIA H200" --command "..."
+    tests/bench/report.py jobs --raw DIR --device "..." --command "..."
 
 Each result row: {name, value, unit, anchor_name, anchor_value}. For each (op, size) the best of
 the recorded rounds is kept, for raylight and for the anchor alike.
@@ -117,6 +119,97 @@ def parallel_rows(raw_dir):
     return rows
 
 
+# Issue #8's anchors: Wan2.1's official 14B 720p speedups (H100, FSDP + Ulysses, whole run).
+SCALING_ANCHORS = {4: 3.70, 8: 6.38}
+
+
+def ranks_of(label):
+    """ulysses4 -> 4, cfg2_ulysses2 -> 4, fsdp4_ulysses4 -> 4 (FSDP shares the mesh's ranks)."""
+    degrees = [int(d) for d in re.findall(r'(?:ulysses|ring|cfg)(\d+)', label)]
+    product = 1
+    for d in degrees:
+        product *= d
+    return product
+
+
+def scaling_rows(raw_dir):
+    """run_parallel_bench.sh lines on a 4- or 8-GPU machine: step times, speedups over 1 GPU,
+    FSDP's cost against the same mesh with replicated weights, and its weight fraction."""
+    raw = load(os.path.join(raw_dir, 'scaling_4gpu.jsonl'))
+    lines = {}  # the latest line of each name so far: a run's rows follow its own 1-GPU row
+    rows = []
+    for r in raw:
+        name, value = r['name'], r['value']
+        lines[name] = r
+        m = re.match(r'(wan\w+?_\d+x\d+x\d+)_(.+)_(step_ms|speedup|all_to_all_share|weight_fraction)$',
+                     name)
+        if name.endswith('_1gpu_step_ms'):
+            rows.append({'name': name, 'value': round(value, 1), 'unit': 'ms',
+                         'anchor_name': '-', 'anchor_value': None})
+            continue
+        if not m:
+            continue
+        prefix, label, what = m.groups()
+        if what == 'step_ms':
+            one = lines[prefix + '_1gpu_step_ms']['value']
+            rows.append({'name': name, 'value': round(value, 1), 'unit': 'ms',
+                         'anchor_name': 'ours, 1 GPU, cond + uncond', 'anchor_value': round(one, 1)})
+            if label.startswith('fsdp'):
+                replicated = lines.get(f"{prefix}_{label.split('_', 1)[1]}_step_ms")
+                if replicated:
+                    rows.append({'name': f'{prefix}_{label}_ratio',
+                                 'value': round(value / replicated['value'], 3), 'unit': 'x',
+                                 'anchor_name': f"issue #6 goal (ours, {label.split('_', 1)[1]}, "
+                                                'replicated weights: ' f"{replicated['value']} ms)",
+                                 'anchor_value': 1.03, 'lower_is_better': True})
+        elif what == 'speedup':
+            ranks = ranks_of(label)
+            anchor = SCALING_ANCHORS.get(ranks)
+            rows.append({'name': name, 'value': value, 'unit': 'x',
+                         'anchor_name': f'Wan2.1 official, 14B 720p, {ranks}x H100 (FSDP + Ulysses)'
+                         if anchor else ('Wan2.1 official, 14B 720p, 2x H100' if ranks == 2 else '-'),
+                         'anchor_value': anchor if anchor else (1.94 if ranks == 2 else None)})
+        elif what == 'all_to_all_share':
+            rows.append({'name': name, 'value': value, 'unit': 'of step',
+                         'anchor_name': '-', 'anchor_value': None})
+        elif what == 'weight_fraction':
+            ranks = ranks_of(label)
+            rows.append({'name': name, 'value': value, 'unit': 'of resident',
+                         'anchor_name': f'1/{ranks} (ideal)', 'anchor_value': round(1 / ranks, 4),
+                         'lower_is_better': True})
+    return rows
+
+
+def jobs_rows(raw_dir):
+    """job_bench lines: the job path on the CPU cluster (median of the recorded runs) and a 14B
+    job end to end on two GPUs."""
+    cpu = {}
+    for r in load(os.path.join(raw_dir, 'jobs_cpu.jsonl')):
+        cpu.setdefault(r['name'], []).append(r['value'])
+    rows = []
+    goals = {'job_dispatch_ms': ('issue #7 goal', 20.0)}
+    for name, values in cpu.items():
+        values = sorted(values)
+        anchor_name, anchor = goals.get(name, ('-', None))
+        rows.append({'name': name, 'value': round(values[len(values) // 2], 2),
+                     'unit': 'per_s' if name.endswith('per_s') else 'ms',
+                     'anchor_name': anchor_name, 'anchor_value': anchor})
+    parallel = {r['name']: r for r in load(os.path.join(raw_dir, 'scaling_4gpu.jsonl'))}
+    for r in load(os.path.join(raw_dir, 'jobs_gpu.jsonl')):
+        name = r['name']
+        row = {'name': name, 'value': round(r['value'], 3), 'unit': r['unit'],
+               'anchor_name': '-', 'anchor_value': None}
+        if name.endswith('_e2e_overhead_ratio'):
+            row.update(anchor_name='issue #7 goal', anchor_value=1.02, lower_is_better=True)
+        elif name.endswith('_later_step_ms') or name.endswith('_first_step_ms'):
+            step = parallel.get(name.split('_job_')[0] + '_ulysses2_step_ms')
+            if step:
+                row.update(anchor_name='ours, parallel_rank_main ulysses 2 step (no cluster)',
+                           anchor_value=step['value'])
+        rows.append(row)
+    return rows
+
+
 def markdown(rows, device, command, date):
     lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
              '| name | value | unit | anchor | anchor value | ratio (>1: ours better) |',
@@ -124,8 +217,9 @@ def markdown(rows, device, command, date):
     for r in rows:
         ratio = '-'
         if r['anchor_value'] and not r.get('no_ratio'):
-            # Times: anchor / ours (above 1 = faster); rates: ours / anchor.
-            value = r['anchor_value'] / r['value'] if r['unit'] == 'ms' else r['value'] / r['anchor_value']
+            # Times and costs: anchor / ours (above 1 = faster); rates: ours / anchor.
+            lower = r['unit'] == 'ms' or r.get('lower_is_better')
+            value = r['anchor_value'] / r['value'] if lower else r['value'] / r['anchor_value']
             ratio = f'{value:.2f}'
         anchor = r['anchor_value'] if r['anchor_value'] is not None else '-'
         lines.append(f"| `{r['name']}` | {r['value']} | {r['unit']} | {r['anchor_name']} | "
@@ -149,13 +243,14 @@ def update_benchmarks(section, text):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('section', choices=['comm', 'wan', 'parallel'])
+    parser.add_argument('section', choices=['comm', 'wan', 'parallel', 'scaling', 'jobs'])
     parser.add_argument('--raw', required=True)
     parser.add_argument('--device', required=True)
     parser.add_argument('--command', required=True)
     parser.add_argument('--date', default=datetime.date.today().isoformat())
     args = parser.parse_args()
-    rows = {'comm': comm_rows, 'wan': wan_rows, 'parallel': parallel_rows}[args.section](args.raw)
+    rows = {'comm': comm_rows, 'wan': wan_rows, 'parallel': parallel_rows,
+            'scaling': scaling_rows, 'jobs': jobs_rows}[args.section](args.raw)
     result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
     out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -1,6 +1,7 @@
 // raylight-sample-local: one sampling run in this process, without the cluster — the reference
 // a job through the head must reproduce. The same inputs as a SampleJob (checkpoint, conditioning
-// files, size, sampler settings), plain KSample with CfgDenoiser on one device; writes a .latent.
+// files, size, sampler settings), plain KSample with CfgDenoiser on one device (the CPU in f32, or
+// --device=cuda with --dtype=bf16 as a GPU worker runs); writes a .latent.
 #include <ATen/ATen.h>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,7 @@
 int main(int argc, char** argv) {
   using namespace raylight;
   std::string checkpoint, cond, negative, out, sampler = "euler", scheduler = "simple";
+  std::string device_name = "cpu", dtype_name = "f32";
   int width = 0, height = 0, frames = 0, steps = 4;
   double cfg = 1.0, shift = 5.0;
   uint64_t seed = 0;
@@ -32,9 +34,15 @@ int main(int argc, char** argv) {
   app.add_option("--scheduler", scheduler);
   app.add_option("--seed", seed);
   app.add_option("--out", out)->required();
+  app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--dtype", dtype_name)->check(CLI::IsMember({"f32", "bf16"}));
   CLI11_PARSE(app, argc, argv);
 
-  auto loaded = models::wan::LoadWanResident({checkpoint}, {});
+  models::PlacementOptions placement;
+  placement.device = device_name == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  placement.compute_dtype = dtype_name == "bf16" ? at::kBFloat16 : at::kFloat;
+  const at::Device device = placement.device;
+  auto loaded = models::wan::LoadWanResident({checkpoint}, placement);
   if (!loaded.ok()) {
     std::cerr << loaded.status() << "\n";
     return 1;
@@ -59,8 +67,8 @@ int main(int argc, char** argv) {
                                 bool use_cond) -> absl::StatusOr<at::Tensor> {
     models::wan::WanInputs in;
     in.x = x;
-    in.t = at::full({1}, timestep, at::kFloat);
-    in.context = use_cond ? positive->text : uncond.text;
+    in.t = at::full({1}, timestep, at::TensorOptions().dtype(at::kFloat).device(device));
+    in.context = (use_cond ? positive->text : uncond.text).to(device);
     return models::wan::WanForward(config, in, single, *loaded->weights);
   };
   samplers::KSamplerOptions options;
@@ -70,14 +78,14 @@ int main(int argc, char** argv) {
   options.sampler = sampler;
   options.scheduler = scheduler;
   at::Tensor latent =
-      at::zeros({1, config.out_channels, (frames - 1) / 4 + 1, height / 8, width / 8});
+      at::zeros({1, config.out_channels, (frames - 1) / 4 + 1, height / 8, width / 8}, device);
   auto result =
       samplers::KSample(model, samplers::ModelSampling::DiscreteFlow(shift), latent, options);
   if (!result.ok()) {
     std::cerr << result.status() << "\n";
     return 1;
   }
-  if (auto status = samplers::WriteLatentFile(out, *result); !status.ok()) {
+  if (auto status = samplers::WriteLatentFile(out, result->to(at::kCPU)); !status.ok()) {
     std::cerr << status << "\n";
     return 1;
   }

@@ -2,7 +2,8 @@
 // (errors before anything starts), joins the group (Gloo or NCCL through a FileStore), loads the
 // checkpoint, and runs a forward and/or a KSample on the mesh with inputs every rank regenerates
 // from --input_seed. Rank 0 writes the results (safetensors: "forward", "sample") to --out; with
-// --time_steps it times that many forwards instead and prints "forward_ms <median>".
+// --time_steps it times that many denoising steps and prints "step_ms <median>", and on a GPU
+// "weight_device_bytes <n>": what loading the weights took on rank 0's device.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -32,6 +33,7 @@
 #include "samplers/mesh_sample.h"
 
 #ifdef RAYLIGHT_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
 
@@ -72,6 +74,19 @@ int64_t RssAnonBytes() {
     }
   }
   return -1;
+}
+
+// Bytes the caching allocator has handed out on `device` (0 on the CPU).
+int64_t DeviceAllocatedBytes(const at::Device& device) {
+#ifdef RAYLIGHT_HAVE_CUDA
+  if (device.is_cuda()) {
+    at::globalContext().lazyInitDevice(at::kCUDA);  // the allocator exists from here on
+    return c10::cuda::CUDACachingAllocator::getDeviceStats(device.index())
+        .allocated_bytes[0]
+        .current;
+  }
+#endif
+  return 0;
 }
 
 int Fail(const absl::Status& status, int code = 1) {
@@ -133,12 +148,17 @@ int Run() {
   placement.device = device;
   placement.compute_dtype = absl::GetFlag(FLAGS_dtype) == "bf16" ? at::kBFloat16 : at::kFloat;
   const int64_t anon_before_load = RssAnonBytes();
+  const int64_t device_before_load = DeviceAllocatedBytes(device);
   auto loaded =
       placement_name == "fsdp"
           ? models::wan::LoadWanSharded({absl::GetFlag(FLAGS_checkpoint)}, placement, **world)
           : models::wan::LoadWanResident({absl::GetFlag(FLAGS_checkpoint)}, placement);
   if (!loaded.ok()) return Fail(loaded.status());
   const models::wan::WanConfig& config = loaded->config;
+  if (gpu && rank == 0) {
+    std::cout << "weight_device_bytes " << DeviceAllocatedBytes(device) - device_before_load
+              << std::endl;
+  }
 
   // Inputs every rank draws identically.
   at::Generator generator =

@@ -307,6 +307,7 @@ TEST(MeshTest, PlansNameTheValidUlyssesDegreesOfRealModels) {
 #else  // RAYLIGHT_TEST_GPU
 
 bool HaveTwoGpus() { return c10::cuda::device_count() >= 2; }
+bool HaveFourGpus() { return c10::cuda::device_count() >= 4; }
 
 TEST_F(ParallelSamplingTest, Ulysses2OnTwoGpus) {
   if (!HaveTwoGpus()) GTEST_SKIP() << "needs two GPUs";
@@ -325,6 +326,48 @@ TEST_F(ParallelSamplingTest, DataParallelOnTwoGpus) {
   const Results parallel = Run("dp=2", 2, kNotDividing, 7);
   ExpectClose(parallel.sample[0], Run("", 1, kNotDividing, 7).sample[0], "dp rank 0");
   ExpectClose(parallel.sample[1], Run("", 1, kNotDividing, 8).sample[0], "dp rank 1");
+}
+
+// World size 4 (issue #8): the meshes a 4-GPU machine runs, against one GPU.
+TEST_F(ParallelSamplingTest, Ulysses4OnFourGpus) {
+  if (!HaveFourGpus()) GTEST_SKIP() << "needs four GPUs";
+  Compare("ulysses=4", 4);
+}
+TEST_F(ParallelSamplingTest, Ring4OnFourGpus) {
+  if (!HaveFourGpus()) GTEST_SKIP() << "needs four GPUs";
+  Compare("ring=4", 4);
+}
+TEST_F(ParallelSamplingTest, Ulysses2Ring2OnFourGpus) {
+  if (!HaveFourGpus()) GTEST_SKIP() << "needs four GPUs";
+  Compare("ring=2,ulysses=2", 4);
+}
+TEST_F(ParallelSamplingTest, Cfg2Ulysses2OnFourGpus) {
+  if (!HaveFourGpus()) GTEST_SKIP() << "needs four GPUs";
+  Compare("cfg=2,ulysses=2", 4);
+}
+
+// FSDP's gather is a copy: the same kernels on the same weights, so the bf16 result is the
+// resident one bit for bit (issue #6), whether or not the block sizes divide.
+TEST_F(ParallelSamplingTest, FsdpOnTwoGpusReproducesResidentBitForBit) {
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs two GPUs";
+  for (const char* latent : {kDividing, kNotDividing}) {
+    const Results single = Run("", 1, latent);
+    const Results fsdp = Run("dp=2", 2, latent, 7, 4.0, "fsdp");
+    ASSERT_TRUE(fsdp.forward.defined() && single.forward.defined()) << latent;
+    EXPECT_TRUE(at::equal(fsdp.forward, single.forward)) << latent;
+    EXPECT_TRUE(at::equal(fsdp.sample[0], single.sample[0])) << latent;
+    EXPECT_GT(fsdp.shard_bytes, 0);
+  }
+}
+TEST_F(ParallelSamplingTest, FsdpComposesWithUlyssesOnGpus) {
+  const int gpus = HaveFourGpus() ? 4 : 2;
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs two GPUs";
+  for (const char* latent : {kDividing, kNotDividing}) {
+    const Results single = Run("", 1, latent);
+    const Results fsdp = Run(absl::StrCat("ulysses=", gpus), gpus, latent, 7, 4.0, "fsdp");
+    ExpectClose(fsdp.forward, single.forward, absl::StrCat("fsdp + ulysses forward ", latent));
+    ExpectClose(fsdp.sample, single.sample, absl::StrCat("fsdp + ulysses sample ", latent));
+  }
 }
 
 #endif
