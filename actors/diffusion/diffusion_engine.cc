@@ -163,9 +163,22 @@ class DiffusionEngine::Impl {
     return MeshOf(**membership, parallel::MeshShape{mesh.dp, mesh.cfg, mesh.ring, mesh.ulysses});
   }
 
-  // Resolves "auto" and checks the choice against this device's memory.
-  absl::StatusOr<std::string> ChoosePlacement(const ModelRequest& request, int group_size,
+  // The smallest of `value` over the group's ranks.
+  absl::StatusOr<int64_t> GroupMinimum(const worker::GroupContext& group, int64_t value) {
+    auto membership = MembershipOf(group);
+    if (!membership.ok()) return membership.status();
+    at::Tensor t = at::full({1}, value, at::TensorOptions().dtype(at::kLong).device(device_));
+    if (auto status = (*membership)->world->AllReduce(t, comm::ReduceOp::kMin); !status.ok()) {
+      return status;
+    }
+    return t.item<int64_t>();
+  }
+
+  // Resolves "auto" and checks the choice against the group's device memory.
+  absl::StatusOr<std::string> ChoosePlacement(const ModelRequest& request,
+                                              const worker::GroupContext& group,
                                               std::string* reason) {
+    const int group_size = group.size;
     const int64_t bytes = FileBytes(request.files);
     if (request.placement == "resident" || request.placement == "fsdp") {
       if (request.placement == "fsdp" && group_size < 2) {
@@ -181,6 +194,13 @@ class DiffusionEngine::Impl {
     // Models loaded now are evicted (LRU) to make room, so their memory counts as available.
     int64_t free = FreeDeviceBytes();
     for (const auto& [key, model] : models_) free += model.summary.device_bytes;
+    if (group_size > 1) {
+      // Every rank must make the same choice (an FSDP load is collective): the group decides by
+      // its smallest free memory. Every rank of the group is here for the same job.
+      auto smallest = GroupMinimum(group, free);
+      if (!smallest.ok()) return smallest.status();
+      free = *smallest;
+    }
     if (!gpu() || bytes < free * 8 / 10) {
       *reason = gpu() ? absl::StrCat("checkpoint ", bytes >> 20, " MiB fits the ", free >> 20,
                                      " MiB free on the device")
@@ -262,7 +282,7 @@ class DiffusionEngine::Impl {
     if (request.files.empty()) return absl::InvalidArgumentError("model: no files");
     auto dtype = ComputeDtype(request.dtype, gpu());
     if (!dtype.ok()) return dtype.status();
-    auto placement = ChoosePlacement(request, group.size, reason);
+    auto placement = ChoosePlacement(request, group, reason);
     if (!placement.ok()) return placement.status();
     const std::string group_key =
         *placement == "fsdp" ? absl::StrCat(group.group_id, "#", group.incarnation) : "";

@@ -503,7 +503,7 @@ TEST_F(JobsTest, CfgParallelJobOnTwoGpusMatchesOneGpu) {
 }
 
 // Workers whose models may hold 1.6 checkpoints: a second model evicts the least recently used.
-class GpuMemoryLimitTest : public JobsTest {
+class ModelMemoryLimitTest : public JobsTest {
  protected:
   void SetUp() override {
     model_memory_limit_checkpoints_ = 1.6;
@@ -511,7 +511,7 @@ class GpuMemoryLimitTest : public JobsTest {
   }
 };
 
-TEST_F(GpuMemoryLimitTest, LeastRecentlyUsedModelIsEvictedAndTheWorkerLives) {
+TEST_F(ModelMemoryLimitTest, LeastRecentlyUsedModelIsEvictedAndTheWorkerLives) {
   fs::copy_file(models_ + "/tiny.safetensors", models_ + "/other.safetensors");
   auto pids = [&] {
     std::set<int64_t> out;
