@@ -1,6 +1,7 @@
 #include "actors/diffusion/diffusion_actor.h"
 
 #include "absl/strings/str_cat.h"
+#include "actors/diffusion/mesh_spec.h"
 
 namespace raylight::actors {
 namespace {
@@ -12,11 +13,6 @@ ModelRequest ToModelRequest(const v1::SampleJob& job,
   model.dtype = job.dtype().empty() ? "auto" : job.dtype();
   model.placement = job.placement().empty() ? "auto" : job.placement();
   return model;
-}
-
-MeshRequest ToMesh(const v1::MeshSpec& mesh) {
-  auto degree = [](int value) { return value > 0 ? value : 1; };
-  return {degree(mesh.dp()), degree(mesh.cfg()), degree(mesh.ring()), degree(mesh.ulysses())};
 }
 
 v1::ModelInfo ToProto(const ModelSummary& summary) {
@@ -61,7 +57,7 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
   SampleRequest request;
   request.job_id = call.job_id();
   request.model = ToModelRequest(job, call.model_files());
-  request.mesh = ToMesh(job.mesh());
+  request.mesh = MeshShapeOf(job.mesh());
   request.positive = job.positive();
   request.negative = job.negative();
   request.latent = job.latent();
@@ -106,7 +102,7 @@ absl::StatusOr<v1::LoadModelResult> DiffusionActor::LoadModel(const v1::LoadMode
   auto group = GroupOf(context, "load_model");
   if (!group.ok()) return group.status();
   auto outcome = engine_.Load(ToModelRequest(call.job(), call.model_files()),
-                              ToMesh(call.job().mesh()), **group);
+                              MeshShapeOf(call.job().mesh()), **group);
   if (!outcome.ok()) return outcome.status();
   v1::LoadModelResult result;
   *result.mutable_model() = ToProto(outcome->model);

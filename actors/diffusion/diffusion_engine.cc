@@ -146,21 +146,20 @@ class DiffusionEngine::Impl {
     return (membership.meshes[key] = *std::move(mesh)).get();
   }
 
-  static absl::StatusOr<parallel::MeshPlan> PlanFor(const MeshRequest& mesh,
+  static absl::StatusOr<parallel::MeshPlan> PlanFor(const parallel::MeshShape& mesh,
                                                     const worker::GroupContext& group,
                                                     const models::wan::WanConfig& config,
                                                     double cfg) {
-    return parallel::PlanMesh(parallel::MeshShape{mesh.dp, mesh.cfg, mesh.ring, mesh.ulysses},
-                              group.size, static_cast<int>(config.num_heads), cfg);
+    return parallel::PlanMesh(mesh, group.size, static_cast<int>(config.num_heads), cfg);
   }
 
   // The group's communicator and the mesh of this shape over it, created on first use (NCCL's
   // setup is collective: every rank of the group gets here in the same call).
-  absl::StatusOr<parallel::Mesh*> MeshFor(const MeshRequest& mesh,
+  absl::StatusOr<parallel::Mesh*> MeshFor(const parallel::MeshShape& mesh,
                                           const worker::GroupContext& group) {
     auto membership = MembershipOf(group);
     if (!membership.ok()) return membership.status();
-    return MeshOf(**membership, parallel::MeshShape{mesh.dp, mesh.cfg, mesh.ring, mesh.ulysses});
+    return MeshOf(**membership, mesh);
   }
 
   // The smallest of `value` over the group's ranks.
@@ -192,8 +191,7 @@ class DiffusionEngine::Impl {
                                                      "' is not available (auto, resident, fsdp)"));
     }
     // Models loaded now are evicted (LRU) to make room, so their memory counts as available.
-    int64_t free = FreeDeviceBytes();
-    for (const auto& [key, model] : models_) free += model.summary.device_bytes;
+    int64_t free = FreeDeviceBytes() + HeldDeviceBytes();
     if (group_size > 1) {
       // Every rank must make the same choice (an FSDP load is collective): the group decides by
       // its smallest free memory. Every rank of the group is here for the same job.
@@ -234,11 +232,16 @@ class DiffusionEngine::Impl {
     }
 #endif
     if (model_memory_limit_ > 0) {
-      int64_t held = 0;
-      for (const auto& [key, model] : models_) held += model.summary.device_bytes;
-      free = std::min(free, std::max<int64_t>(0, model_memory_limit_ - held));
+      free = std::min(free, std::max<int64_t>(0, model_memory_limit_ - HeldDeviceBytes()));
     }
     return free;
+  }
+
+  // What the loaded models hold on the device.
+  int64_t HeldDeviceBytes() const {
+    int64_t held = 0;
+    for (const auto& [key, model] : models_) held += model.summary.device_bytes;
+    return held;
   }
 
   int64_t DeviceAllocatedBytes() const {
@@ -466,7 +469,7 @@ class DiffusionEngine::Impl {
     return outcome;
   }
 
-  absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const MeshRequest& mesh,
+  absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const parallel::MeshShape& mesh,
                                    const worker::GroupContext& group) {
     LoadOutcome outcome;
     std::string reason;
@@ -531,7 +534,7 @@ DiffusionEngine::DiffusionEngine(const worker::ActorEnvironment& environment)
 DiffusionEngine::~DiffusionEngine() = default;
 
 absl::StatusOr<LoadOutcome> DiffusionEngine::Load(const ModelRequest& model,
-                                                  const MeshRequest& mesh,
+                                                  const parallel::MeshShape& mesh,
                                                   const worker::GroupContext& group) {
   try {
     return impl_->Load(model, mesh, group);

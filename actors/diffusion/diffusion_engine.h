@@ -29,7 +29,7 @@ class DiffusionEngine {
 
   // Loads (or finds loaded) the model for a job on `group` (FSDP shards over it), and sets up
   // the group's communicators for `mesh`, so that the next job on them starts at its first step.
-  absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const MeshRequest& mesh,
+  absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const parallel::MeshShape& mesh,
                                    const worker::GroupContext& group);
   // This rank's part of a sampling job; rank 0's outcome carries the result.
   absl::StatusOr<SampleOutcome> Sample(const SampleRequest& request,

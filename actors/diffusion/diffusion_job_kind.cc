@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "actors/diffusion/mesh_spec.h"
 #include "models/core/safetensors.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
@@ -69,8 +70,7 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
     if (degree < 0 || degree > 64)
       return Invalid(name, absl::StrCat(degree, " is outside [0, 64]"));
   }
-  auto degree = [](int value) { return value > 0 ? value : 1; };
-  plan.mesh = {degree(mesh.dp()), degree(mesh.cfg()), degree(mesh.ring()), degree(mesh.ulysses())};
+  plan.mesh = MeshShapeOf(mesh);
   const int world = plan.mesh.world();
   if (world > 64)
     return Invalid("mesh", absl::StrCat(plan.mesh.ToString(), " is ", world, " ranks"));

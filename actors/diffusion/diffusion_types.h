@@ -1,12 +1,14 @@
 // The plain C++ types the DiffusionActor's two halves exchange (DESIGN.md rule 1): the protobuf
 // side (diffusion_actor.cc) converts messages to these, the torch side (diffusion_engine.cc)
-// computes with them. Neither protobuf nor libtorch here.
+// computes with them. Neither protobuf nor libtorch here (the mesh shape is torch-free).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "models/parallel/mesh_plan.h"
 
 namespace raylight::actors {
 
@@ -16,14 +18,10 @@ struct ModelRequest {
   std::string placement = "auto";  // auto, resident, fsdp
 };
 
-struct MeshRequest {
-  int dp = 1, cfg = 1, ring = 1, ulysses = 1;
-};
-
 struct SampleRequest {
   std::string job_id;
   ModelRequest model;
-  MeshRequest mesh;
+  parallel::MeshShape mesh;
   std::string positive, negative;  // conditioning safetensors bytes
   std::string latent;              // a .latent file's bytes, or empty
   int width = 0, height = 0, frames = 0;

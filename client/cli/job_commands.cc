@@ -10,6 +10,7 @@
 #include "client/cli/progress_bar.h"
 #include "client/cli/table.h"
 #include "client/sdk/job_client.h"
+#include "runtime/common/file_util.h"
 #include "samplers/sampler_names.h"
 
 namespace raylight::cli {
@@ -27,13 +28,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string&
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read '", path, "'"));
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-absl::Status WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!out) return absl::InternalError(absl::StrCat("cannot write '", path, "'"));
-  return absl::OkStatus();
 }
 
 std::string Clock(int64_t unix_ms) {
@@ -99,11 +93,13 @@ int WriteOutputs(client::JobClient& jobs, const std::string& job_id, std::string
   if (!result.ok()) return Fail(result.status());
   if (prefix.empty()) prefix = absl::StrCat("raylight-", job_id);
   const std::string latent = prefix + ".latent";
-  if (auto status = WriteFile(latent, result->latent()); !status.ok()) return Fail(status);
+  if (auto status = WriteFileAtomically(latent, result->latent()); !status.ok())
+    return Fail(status);
   std::cout << "latent:  " << fs::absolute(latent).string() << "\n";
   if (!result->preview_png().empty()) {
     const std::string png = prefix + ".png";
-    if (auto status = WriteFile(png, result->preview_png()); !status.ok()) return Fail(status);
+    if (auto status = WriteFileAtomically(png, result->preview_png()); !status.ok())
+      return Fail(status);
     std::cout << "preview: " << fs::absolute(png).string() << "\n";
   }
   std::cout << absl::StrFormat(

@@ -6,9 +6,9 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/common/file_util.h"
 #include "runtime/common/log.h"
 #include "runtime/common/memory_store.h"
 #include "runtime/head/head_config.h"
@@ -88,10 +88,11 @@ int RunHead(int argc, char** argv, const JobKindRegistrar& register_kinds) {
     return 2;
   }
   if (!config.port_file.empty()) {
-    // Written whole then renamed: a reader never sees a partial port.
-    const std::string tmp = config.port_file + ".tmp";
-    std::ofstream(tmp) << port << "\n";
-    std::rename(tmp.c_str(), config.port_file.c_str());
+    // A reader never sees a partial port.
+    if (absl::Status written = WriteFileAtomically(config.port_file, absl::StrCat(port, "\n"));
+        !written.ok()) {
+      RL_LOG(ERROR) << written;
+    }
   }
   RL_LOG(INFO) << "raylight-head serving on " << config.bind_host << ":" << port << " (state "
                << config.state_dir << ", auth " << (token->enabled() ? "on" : "off") << ")";

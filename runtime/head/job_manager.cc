@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "runtime/common/file_util.h"
 #include "runtime/common/ids.h"
 #include "runtime/common/log.h"
 #include "runtime/rpc/call_transport.h"
@@ -52,20 +53,6 @@ bool WantsGpu(const v1::Resources& resources) { return resources.gpu() > 0; }
 std::string ShapePrefix(const v1::JobPlan& plan) {
   return absl::StrCat(kPoolPrefix, plan.actor_class(), "/",
                       WantsGpu(plan.resources()) ? "gpu" : "cpu", "/", plan.group_size(), "/");
-}
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
-  std::error_code error;
-  std::filesystem::rename(tmp, path, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", error.message()));
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -138,6 +125,7 @@ absl::Status JobManager::Start() {
       ++requeued;
     }
     job.info = std::move(info);
+    if (!Terminal(job.info.state())) live_.insert(&job);
     if (!job.info.request_id().empty()) by_request_id_[job.info.request_id()] = job.info.job_id();
   }
   for (auto& [job_id, plan] : *plans) {
@@ -151,7 +139,7 @@ absl::Status JobManager::Start() {
     }
   }
   if (!jobs_.empty()) {
-    RL_LOG(INFO) << "jobs: " << jobs_.size() << " loaded, " << ActiveJobs() << " to run ("
+    RL_LOG(INFO) << "jobs: " << jobs_.size() << " loaded, " << live_.size() << " to run ("
                  << requeued << " interrupted by the restart)";
   }
   ArmTimer();
@@ -162,10 +150,10 @@ void JobManager::Stop() {
   if (stopped_) return;
   stopped_ = true;
   timer_.cancel();
-  for (auto& [job_id, job] : jobs_) {
-    if (job.run == nullptr) continue;
-    job.run->Cancel(/*all=*/true);
-    job.run->Join();
+  for (Job* job : live_) {
+    if (job->run == nullptr) continue;
+    job->run->Cancel(/*all=*/true);
+    job->run->Join();
   }
 }
 
@@ -177,12 +165,6 @@ void JobManager::ArmTimer() {
     Dispatch();
     ArmTimer();
   });
-}
-
-int JobManager::ActiveJobs() const {
-  int active = 0;
-  for (const auto& [job_id, job] : jobs_) active += Terminal(job.info.state()) ? 0 : 1;
-  return active;
 }
 
 std::string JobManager::ResultPath(const std::string& job_id) const {
@@ -212,6 +194,7 @@ void JobManager::NotifyState(Job& job) {
 }
 
 void JobManager::Finish(Job& job, v1::JobState state, const std::string& error) {
+  live_.erase(&job);
   job.info.set_state(state);
   job.info.set_error(error);
   job.info.set_end_unix_ms(NowMillis());
@@ -247,7 +230,7 @@ void JobManager::Submit(const v1::SubmitJobRequest& request, Reply<v1::JobInfo> 
         absl::StrCat("spec.max_retries: ", spec.max_retries(), " is outside [-1, 100]")));
     return;
   }
-  if (const int active = ActiveJobs(); active >= config_.max_queued_jobs) {
+  if (const int active = static_cast<int>(live_.size()); active >= config_.max_queued_jobs) {
     reply(absl::ResourceExhaustedError(absl::StrCat("queue: ", active,
                                                     " jobs pending or running (the limit is ",
                                                     config_.max_queued_jobs, "); retry later")));
@@ -287,6 +270,7 @@ void JobManager::Submit(const v1::SubmitJobRequest& request, Reply<v1::JobInfo> 
     reply(status);
     return;
   }
+  live_.insert(&job);
   if (!request.request_id().empty()) by_request_id_[request.request_id()] = job_id;
   RL_LOG(INFO) << "job " << job_id << " queued: " << info.summary();
   reply(info);
@@ -419,8 +403,8 @@ void JobManager::SyncPool(const v1::ClusterState& cluster) {
 void JobManager::Dispatch() {
   if (stopped_) return;
   // The tick runs this four times a second: with nothing waiting, skip the cluster snapshot.
-  const bool any_pending = std::any_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
-    return entry.second.info.state() == v1::JOB_PENDING;
+  const bool any_pending = std::any_of(live_.begin(), live_.end(), [](const Job* job) {
+    return job->info.state() == v1::JOB_PENDING;
   });
   if (!any_pending) return;
   const v1::ClusterState cluster = head_.Snapshot();
@@ -448,8 +432,8 @@ void JobManager::Dispatch() {
 
   std::vector<Job*> pending;
   const absl::Time now = absl::Now();
-  for (auto& [job_id, job] : jobs_) {
-    if (job.info.state() == v1::JOB_PENDING && job.not_before <= now) pending.push_back(&job);
+  for (Job* job : live_) {
+    if (job->info.state() == v1::JOB_PENDING && job->not_before <= now) pending.push_back(job);
   }
   std::sort(pending.begin(), pending.end(), [](const Job* a, const Job* b) {
     return a->info.priority() != b->info.priority() ? a->info.priority() > b->info.priority()
@@ -547,9 +531,10 @@ void JobManager::Form(PoolGroup& group) {
       // The jobs waiting for this shape see the cause; a formation failure counts as one failed
       // attempt of the first of them, so an impossible group fails its jobs in bounds.
       std::vector<Job*> waiting;
-      for (auto& [job_id, job] : jobs_) {
-        if (job.info.state() == v1::JOB_PENDING && absl::StartsWith(name, ShapePrefix(job.plan))) {
-          waiting.push_back(&job);
+      for (Job* job : live_) {
+        if (job->info.state() == v1::JOB_PENDING &&
+            absl::StartsWith(name, ShapePrefix(job->plan))) {
+          waiting.push_back(job);
         }
       }
       std::sort(waiting.begin(), waiting.end(),

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "raylight/v1/jobs.pb.h"
@@ -107,7 +108,6 @@ class JobManager {
   void NotifyState(Job& job);
   std::string ResultPath(const std::string& job_id) const;
   std::shared_ptr<v1::Worker::Stub> StubFor(const std::string& address);
-  int ActiveJobs() const;
 
   const HeadConfig config_;
   boost::asio::io_context& io_;
@@ -121,6 +121,10 @@ class JobManager {
 
   // std::map: references to entries stay valid while others are added (Dispatch holds some).
   std::map<std::string, Job> jobs_;
+  // The jobs not yet ended (PENDING or RUNNING): what the scheduler and the queue limit look at,
+  // so that their cost does not grow with the jobs kept for history. Added at submit (or load),
+  // removed in Finish.
+  absl::flat_hash_set<Job*> live_;
   absl::flat_hash_map<std::string, std::string> by_request_id_;
   std::map<std::string, PoolGroup> pool_;  // by group name
   absl::flat_hash_map<std::string, std::shared_ptr<v1::Worker::Stub>> stubs_;

@@ -8,23 +8,26 @@
 namespace raylight::rpc {
 namespace {
 
-absl::StatusOr<std::string> Unary(v1::Worker::Stub& stub, const ClusterToken& token,
-                                  const v1::CallHeader& header, const std::string& args,
-                                  absl::Duration timeout, const EventCallback& on_event,
-                                  const ContextHook& on_context) {
-  grpc::ClientContext context;
+// Deadline, token, then the caller's hook (which may cancel the call from another thread).
+void Prepare(grpc::ClientContext& context, const ClusterToken& token, absl::Duration timeout,
+             const ContextHook& on_context) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   token.Attach(context);
   if (on_context) on_context(&context);
+}
+
+// Small arguments and nobody listening for events: one unary call.
+absl::StatusOr<std::string> Unary(v1::Worker::Stub& stub, const ClusterToken& token,
+                                  const v1::CallHeader& header, const std::string& args,
+                                  absl::Duration timeout, const ContextHook& on_context) {
+  grpc::ClientContext context;
+  Prepare(context, token, timeout, on_context);
   v1::CallRequest request;
   *request.mutable_header() = header;
   request.set_args(args);
   v1::CallResponse response;
   grpc::Status status = stub.Call(&context, request, &response);
   if (!status.ok()) return FromGrpc(status);
-  if (on_event) {
-    for (const std::string& event : response.events()) on_event(event);
-  }
   return std::move(*response.mutable_result());
 }
 
@@ -33,9 +36,7 @@ absl::StatusOr<std::string> Streamed(v1::Worker::Stub& stub, const ClusterToken&
                                      absl::Duration timeout, const EventCallback& on_event,
                                      const ContextHook& on_context) {
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  token.Attach(context);
-  if (on_context) on_context(&context);
+  Prepare(context, token, timeout, on_context);
   auto stream = stub.CallStream(&context);
   size_t offset = 0;
   bool first = true;
@@ -71,7 +72,7 @@ absl::StatusOr<std::string> CallActorOnce(v1::Worker::Stub& stub, const ClusterT
                                           absl::Duration timeout, const EventCallback& on_event,
                                           const ContextHook& on_context) {
   if (args.size() <= kChunkBytes && !on_event) {
-    return Unary(stub, token, header, args, timeout, on_event, on_context);
+    return Unary(stub, token, header, args, timeout, on_context);
   }
   return Streamed(stub, token, header, args, timeout, on_event, on_context);
 }

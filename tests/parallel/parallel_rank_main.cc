@@ -30,6 +30,7 @@
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
 #include "runtime/common/file_store.h"
+#include "runtime/common/status_macros.h"
 #include "samplers/mesh_sample.h"
 
 #ifdef RAYLIGHT_HAVE_CUDA
@@ -87,6 +88,31 @@ int64_t DeviceAllocatedBytes(const at::Device& device) {
   }
 #endif
   return 0;
+}
+
+// The median wall time of `runs` calls of `work` after one warm-up: the ranks start together
+// (a barrier on `world`) and each call counts until `stream_owner`'s queued work and the device
+// are done.
+template <typename Work>
+absl::StatusOr<double> MedianMs(comm::Communicator& world, comm::Communicator& stream_owner,
+                                bool gpu, int runs, Work work) {
+  std::vector<double> ms;
+  for (int i = 0; i < runs + 1; ++i) {
+    RL_RETURN_IF_ERROR(world.Barrier());
+    const auto start = std::chrono::steady_clock::now();
+    RL_RETURN_IF_ERROR(work());
+    RL_RETURN_IF_ERROR(stream_owner.Synchronize());
+#ifdef RAYLIGHT_HAVE_CUDA
+    if (gpu) c10::cuda::device_synchronize();
+#endif
+    if (i > 0) {
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
+    }
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
 }
 
 int Fail(const absl::Status& status, int code = 1) {
@@ -194,23 +220,9 @@ int Run() {
     // One denoising step as the sampler sees it: the (cfg-split) denoiser evaluation.
     samplers::Denoiser step =
         samplers::MeshDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg), **mesh, *plan);
-    std::vector<double> ms;
-    for (int i = 0; i < runs + 1; ++i) {  // the first run warms up
-      if (!(*world)->Barrier().ok()) return Fail(absl::InternalError("barrier"));
-      const auto start = std::chrono::steady_clock::now();
-      auto out = step(x, 0.6);
-      if (!out.ok()) return Fail(out.status());
-      if (!(*world)->Synchronize().ok()) return Fail(absl::InternalError("synchronize"));
-#ifdef RAYLIGHT_HAVE_CUDA
-      if (gpu) c10::cuda::device_synchronize();
-#endif
-      const double elapsed =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count();
-      if (i > 0) ms.push_back(elapsed);
-    }
-    std::sort(ms.begin(), ms.end());
-    if (rank == 0) std::cout << "step_ms " << ms[ms.size() / 2] << std::endl;
+    auto step_ms = MedianMs(**world, **world, gpu, runs, [&] { return step(x, 0.6).status(); });
+    if (!step_ms.ok()) return Fail(step_ms.status());
+    if (rank == 0) std::cout << "step_ms " << *step_ms << std::endl;
     if (absl::GetFlag(FLAGS_time_all_to_all) && sequence.ulysses != nullptr) {
       // The exchanges of one forward without the compute: q, k, v there and the output back,
       // per block, on this rank's [1, L/P, heads, head_dim] chunks.
@@ -220,34 +232,21 @@ int Run() {
       at::Tensor piece =
           at::randn({1, chunk, config.num_heads, config.head_dim()},
                     at::TensorOptions().dtype(placement.compute_dtype).device(device));
-      std::vector<double> a2a;
-      for (int i = 0; i < 4; ++i) {
-        if (!(*world)->Barrier().ok()) return Fail(absl::InternalError("barrier"));
-        const auto start = std::chrono::steady_clock::now();
+      auto a2a_ms = MedianMs(**world, *sequence.ulysses, gpu, 3, [&]() -> absl::Status {
         for (int layer = 0; layer < config.num_layers; ++layer) {
           for (int op = 0; op < 3; ++op) {
-            if (!sequence.ulysses->AllToAll(piece, 2, 1).ok())
-              return Fail(absl::InternalError("a2a"));
+            RL_RETURN_IF_ERROR(sequence.ulysses->AllToAll(piece, 2, 1).status());
           }
           at::Tensor back =
               at::empty({1, chunk * sequence.ulysses_degree,
                          config.num_heads / sequence.ulysses_degree, config.head_dim()},
                         piece.options());
-          if (!sequence.ulysses->AllToAll(back, 1, 2).ok()) return Fail(absl::InternalError("a2a"));
+          RL_RETURN_IF_ERROR(sequence.ulysses->AllToAll(back, 1, 2).status());
         }
-        if (!sequence.ulysses->Synchronize().ok()) {
-          return Fail(absl::InternalError("synchronize"));
-        }
-#ifdef RAYLIGHT_HAVE_CUDA
-        if (gpu) c10::cuda::device_synchronize();
-#endif
-        const double elapsed =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                .count();
-        if (i > 0) a2a.push_back(elapsed);
-      }
-      std::sort(a2a.begin(), a2a.end());
-      if (rank == 0) std::cout << "all_to_all_ms_per_forward " << a2a[a2a.size() / 2] << std::endl;
+        return absl::OkStatus();
+      });
+      if (!a2a_ms.ok()) return Fail(a2a_ms.status());
+      if (rank == 0) std::cout << "all_to_all_ms_per_forward " << *a2a_ms << std::endl;
     }
   }
   if (absl::GetFlag(FLAGS_steps) > 0) {
