@@ -25,6 +25,7 @@ void CallExecutor::Submit(absl::string_view caller_id, uint64_t seq, Task task) 
       }
       queue.waiting.emplace(seq, std::move(task));
       ++waiting_count_;
+      ++waits_started_;
       PromoteLocked(queue);
       return;
     }
@@ -76,8 +77,9 @@ void CallExecutor::Loop() {
     if (waiting_count_ > 0) wake = ExpireGapsLocked(absl::Now());
     if (stopping_) break;
     if (ready_.empty()) {
-      auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !ready_.empty();
+      const uint64_t waits_known = waits_started_;
+      auto has_work = [this, waits_known]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !ready_.empty() || waits_started_ != waits_known;
       };
       mu_.AwaitWithDeadline(absl::Condition(&has_work), wake);
       continue;

@@ -66,6 +66,9 @@ class CallExecutor {
   std::deque<Task> ready_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, CallerQueue> callers_ ABSL_GUARDED_BY(mu_);
   size_t waiting_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bumped whenever a task starts waiting behind a gap: the loop, asleep until the deadline it
+  // knew of, wakes to arm the new gap's timeout.
+  uint64_t waits_started_ ABSL_GUARDED_BY(mu_) = 0;
   bool running_task_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 
 namespace raylight::worker {
 namespace {
@@ -38,6 +39,17 @@ TEST(CallExecutorTest, SkipsAGapAfterTheTimeout) {
   absl::Notification ran;
   executor.Submit("caller", 2, {[&] { ran.Notify(); }, [](absl::Status) {}});
   EXPECT_FALSE(ran.WaitForNotificationWithTimeout(absl::Milliseconds(10)));
+  EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(30)));
+}
+
+// The same with the loop already asleep (no work, no gap) when the gap starts: the gap's timeout
+// must still wake it. (Found by CI: the test above passes only when the submit wins the race
+// against the loop's first wait.)
+TEST(CallExecutorTest, SkipsAGapThatStartsWhileTheLoopSleeps) {
+  CallExecutor executor(absl::Milliseconds(50));
+  absl::SleepFor(absl::Milliseconds(100));  // the loop is waiting, with no deadline
+  absl::Notification ran;
+  executor.Submit("caller", 2, {[&] { ran.Notify(); }, [](absl::Status) {}});
   EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(30)));
 }
 
