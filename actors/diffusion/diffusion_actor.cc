@@ -12,6 +12,7 @@ ModelRequest ToModelRequest(const v1::SampleJob& job,
   model.files.assign(files.begin(), files.end());
   model.dtype = job.dtype().empty() ? "auto" : job.dtype();
   model.placement = job.placement().empty() ? "auto" : job.placement();
+  model.swap_budget = job.swap_budget();
   return model;
 }
 

@@ -2,11 +2,14 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -18,6 +21,7 @@
 #include "models/parallel/mesh.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_loader.h"
+#include "models/wan/wan_memory.h"
 #include "models/wan/wan_model.h"
 #include "runtime/common/gpu_info.h"
 #include "runtime/common/log.h"
@@ -45,15 +49,6 @@ int64_t NowUnixMs() {
       .count();
 }
 
-int64_t FileBytes(const std::vector<std::string>& files) {
-  int64_t total = 0;
-  for (const std::string& file : files) {
-    struct stat info {};
-    if (stat(file.c_str(), &info) == 0) total += info.st_size;
-  }
-  return total;
-}
-
 // Collectives of one job wait this long for a peer (a dead peer's socket closes sooner).
 std::chrono::milliseconds CollectiveTimeout() {
   const char* value = std::getenv("RAYLIGHT_COLLECTIVE_TIMEOUT_MS");
@@ -78,6 +73,56 @@ struct LoadedModel {
   ModelSummary summary;
   std::string group_key;  // FSDP: the group incarnation its shards span; empty otherwise
 };
+
+// How the placement was decided, and what it needs.
+struct PlacementDecision {
+  std::string name;          // resident, fsdp, fsdp-host, swap
+  models::SwapOptions swap;  // swap: the device budget for blocks
+  int64_t device_bytes = 0;  // the weights' expected bytes per device (0: unknown), for eviction
+  std::string reason;        // the numbers behind it, for the job's log and result
+};
+
+// What one forward of the job holds on a rank: its tokens split `sequence_degree` ways, `batch`
+// samples at once (cond and uncond together unless CFG is split over ranks).
+struct JobShape {
+  std::function<int64_t(const models::wan::WanConfig&)> tokens;
+  int sequence_degree = 1;
+  int batch = 2;
+};
+
+// Tokens of a latent of `frames` x `height` x `width` (latent units) for `config`.
+int64_t LatentTokens(const models::wan::WanConfig& config, int64_t frames, int64_t height,
+                     int64_t width) {
+  return (frames / config.patch_t) * (height / config.patch_h) * (width / config.patch_w);
+}
+
+// Tokens of a video of `frames` frames of `width` x `height` pixels (Wan's VAEs: 4x in time,
+// 8x in space, Wan 2.2's 16x).
+int64_t PixelTokens(const models::wan::WanConfig& config, int frames, int height, int width) {
+  const int spatial = config.out_channels == 48 ? 16 : 8;
+  return LatentTokens(config, (std::max(frames, 1) - 1) / 4 + 1, height / spatial, width / spatial);
+}
+
+JobShape ShapeOf(const parallel::MeshShape& mesh, double cfg) {
+  JobShape shape;
+  shape.sequence_degree = std::max(1, mesh.ulysses * mesh.ring);
+  shape.batch = cfg != 1.0 && mesh.cfg < 2 ? 2 : 1;
+  return shape;
+}
+
+// Free host memory (MemAvailable), what pinned shards and swapped blocks may take.
+int64_t HostAvailableBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  while (std::getline(meminfo, line)) {
+    int64_t kib = 0;
+    if (line.rfind("MemAvailable:", 0) == 0 &&
+        sscanf(line.c_str(), "MemAvailable: %" SCNd64, &kib) == 1) {
+      return kib * 1024;
+    }
+  }
+  return 0;
+}
 
 struct Membership {
   int64_t incarnation = 0;
@@ -162,64 +207,151 @@ class DiffusionEngine::Impl {
     return MeshOf(**membership, mesh);
   }
 
-  // The smallest of `value` over the group's ranks.
-  absl::StatusOr<int64_t> GroupMinimum(const worker::GroupContext& group, int64_t value) {
+  // The smallest of each value over the group's ranks (one all-reduce).
+  absl::StatusOr<std::vector<int64_t>> GroupMinimum(const worker::GroupContext& group,
+                                                    std::vector<int64_t> values) {
+    if (group.size < 2) return values;
     auto membership = MembershipOf(group);
     if (!membership.ok()) return membership.status();
-    at::Tensor t = at::full({1}, value, at::TensorOptions().dtype(at::kLong).device(device_));
+    at::Tensor t = at::tensor(values, at::kLong).to(device_);
     if (auto status = (*membership)->world->AllReduce(t, comm::ReduceOp::kMin); !status.ok()) {
       return status;
     }
-    return t.item<int64_t>();
+    t = t.cpu();
+    return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
   }
 
-  // Resolves "auto" and checks the choice against the group's device memory.
-  absl::StatusOr<std::string> ChoosePlacement(const ModelRequest& request,
-                                              const worker::GroupContext& group,
-                                              std::string* reason) {
-    const int group_size = group.size;
-    const int64_t bytes = FileBytes(request.files);
-    if (request.placement == "resident" || request.placement == "fsdp") {
-      if (request.placement == "fsdp" && group_size < 2) {
-        return absl::InvalidArgumentError("placement: fsdp needs a group of 2 or more ranks");
+  // The loaded model for these files and dtype that this group can use (FSDP ones only on the
+  // group they were sharded over), or nullptr.
+  const LoadedModel* LoadedFor(const ModelRequest& request, at::ScalarType dtype,
+                               const worker::GroupContext& group) const {
+    const std::string prefix =
+        absl::StrCat(absl::StrJoin(request.files, ","), "|", DtypeName(dtype), "|");
+    for (const auto& [key, model] : models_) {
+      if (key.rfind(prefix, 0) != 0) continue;
+      if (!model.group_key.empty() && model.group_key != GroupKey(group)) continue;
+      return &model;
+    }
+    return nullptr;
+  }
+
+  static std::string GroupKey(const worker::GroupContext& group) {
+    return absl::StrCat(group.group_id, "#", group.incarnation);
+  }
+
+  // Resolves "auto" with the planner (models/core/placement_plan.h) from the model's bytes, the
+  // job's activations and the group's smallest free device and host memory; checks an explicit
+  // choice against the group. Every rank of the group reaches the same decision.
+  absl::StatusOr<PlacementDecision> ChoosePlacement(const ModelRequest& request,
+                                                    at::ScalarType dtype,
+                                                    const worker::GroupContext& group,
+                                                    const JobShape& shape) {
+    const std::vector<std::string> known = {"auto", "resident", "fsdp", "fsdp-host", "swap"};
+    const std::string requested = request.placement.empty() ? "auto" : request.placement;
+    if (std::find(known.begin(), known.end(), requested) == known.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("placement: unknown '", requested,
+                                                     "' (auto, resident, fsdp, fsdp-host, swap)"));
+    }
+    if ((requested == "fsdp" || requested == "fsdp-host") && group.size < 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("placement: ", requested, " needs a group of 2 or more ranks"));
+    }
+    if (request.swap_budget < 0 || request.swap_budget > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("swap_budget: ", request.swap_budget, " is not a fraction in (0, 1]"));
+    }
+    auto bytes = models::wan::MeasureWan(request.files, dtype);
+    if (!bytes.ok()) return bytes.status();
+    const int64_t tokens = shape.tokens(bytes->config);
+    const int64_t activations = models::wan::WanActivationBytes(
+        bytes->config, (tokens + shape.sequence_degree - 1) / shape.sequence_degree, shape.batch,
+        dtype);
+    models::PlacementInputs inputs = models::wan::WanPlacementInputs(*bytes, activations);
+    inputs.group_size = group.size;
+
+    // What every rank sees, agreed on by one all-reduce: free device memory (loaded models count
+    // as free: they are evicted to make room), free host memory (ranks on one machine share it),
+    // and which placement of this model each has loaded (-id gives the largest).
+    const LoadedModel* loaded = LoadedFor(request, dtype, group);
+    const int64_t loaded_id =
+        loaded == nullptr
+            ? 0
+            : std::find(known.begin(), known.end(), loaded->summary.placement) - known.begin();
+    auto agreed = GroupMinimum(
+        group, {DeviceFreeBytes() + HeldDeviceBytes(),
+                model_memory_limit_ > 0 ? model_memory_limit_ : INT64_MAX,
+                HostAvailableBytes() / std::max(group.size, 1), loaded_id, -loaded_id});
+    if (!agreed.ok()) return agreed.status();
+    inputs.free_vram_bytes = std::max<int64_t>(1, (*agreed)[0]);
+    inputs.weight_limit_bytes = (*agreed)[1];
+    inputs.free_host_bytes = (*agreed)[2];
+
+    PlacementDecision decision;
+    const int64_t blocks = inputs.block_bytes * inputs.num_blocks;
+    const int64_t model = blocks + inputs.global_bytes;
+    if (requested != "auto") {
+      decision.name = requested;
+      decision.reason = "requested";
+      if (requested == "resident") decision.device_bytes = model;
+      if (requested == "fsdp") decision.device_bytes = model / group.size + 2 * inputs.block_bytes;
+      if (requested == "fsdp-host") decision.device_bytes = 3 * inputs.block_bytes;
+      if (requested == "swap") {
+        if (request.swap_budget > 0) {
+          decision.swap.budget_fraction = request.swap_budget;
+        } else {
+          // What free memory leaves for blocks after the activations and the globals.
+          const int64_t usable = std::min(
+              static_cast<int64_t>(inputs.free_vram_bytes * (1 - inputs.headroom)) - activations,
+              inputs.weight_limit_bytes);
+          decision.swap.budget_bytes =
+              std::clamp<int64_t>(usable - inputs.global_bytes, 2 * inputs.block_bytes, blocks);
+        }
+        decision.device_bytes =
+            inputs.global_bytes + (decision.swap.budget_bytes > 0
+                                       ? decision.swap.budget_bytes
+                                       : static_cast<int64_t>(blocks * request.swap_budget));
+        decision.reason = absl::StrCat("requested, ",
+                                       request.swap_budget > 0
+                                           ? absl::StrCat(request.swap_budget, " of the blocks")
+                                           : absl::StrCat(decision.swap.budget_bytes >> 20,
+                                                          " MiB for blocks from free memory"),
+                                       " on the device");
       }
-      *reason = "requested";
-      return request.placement;
+      return decision;
     }
-    if (!request.placement.empty() && request.placement != "auto") {
-      return absl::InvalidArgumentError(absl::StrCat("placement: '", request.placement,
-                                                     "' is not available (auto, resident, fsdp)"));
+    if ((*agreed)[3] > 0 && (*agreed)[3] == -(*agreed)[4]) {
+      // Every rank has it loaded the same way: keep it (a load job chose it for this model).
+      decision.name = known[(*agreed)[3]];
+      decision.reason = "already loaded";
+      return decision;
     }
-    // Models loaded now are evicted (LRU) to make room, so their memory counts as available.
-    int64_t free = FreeDeviceBytes() + HeldDeviceBytes();
-    if (group_size > 1) {
-      // Every rank must make the same choice (an FSDP load is collective): the group decides by
-      // its smallest free memory. Every rank of the group is here for the same job.
-      auto smallest = GroupMinimum(group, free);
-      if (!smallest.ok()) return smallest.status();
-      free = *smallest;
+    if (!gpu()) {
+      decision.name = "resident";
+      decision.reason = "CPU worker";
+      return decision;
     }
-    if (!gpu() || bytes < free * 8 / 10) {
-      *reason = gpu() ? absl::StrCat("checkpoint ", bytes >> 20, " MiB fits the ", free >> 20,
-                                     " MiB free on the device")
-                      : "CPU worker";
-      return std::string("resident");
-    }
-    if (group_size > 1 && bytes / group_size < free * 8 / 10) {
-      *reason = absl::StrCat("checkpoint ", bytes >> 20, " MiB does not fit ", free >> 20,
-                             " MiB free; 1/", group_size, " of it does");
-      return std::string("fsdp");
-    }
-    return absl::ResourceExhaustedError(
-        absl::StrCat("placement: the checkpoint (", bytes >> 20, " MiB) does not fit ", free >> 20,
-                     " MiB free even sharded over ", group_size,
-                     " ranks; layer swapping to host memory is not built yet (issue #6)"));
+    auto choice = models::PlanPlacement(inputs);
+    if (!choice.ok()) return choice.status();
+    decision.name = models::PlacementName(choice->placement);
+    decision.device_bytes = choice->device_bytes;
+    decision.swap.budget_bytes = choice->swap_budget_bytes;
+    decision.reason = choice->reason;
+    return decision;
   }
 
   // What a new model may take on the device: the driver's free memory plus the allocator's
   // cache, within RAYLIGHT_MODEL_MEMORY_MIB when set (the most this worker's models may hold, for a
   // GPU shared with other programs, as vLLM's gpu_memory_utilization).
   int64_t FreeDeviceBytes() const {
+    int64_t free = DeviceFreeBytes();
+    if (model_memory_limit_ > 0) {
+      free = std::min(free, std::max<int64_t>(0, model_memory_limit_ - HeldDeviceBytes()));
+    }
+    return free;
+  }
+
+  // The device's free memory: the driver's plus the allocator's cache (no limit applied).
+  int64_t DeviceFreeBytes() const {
     int64_t free = INT64_MAX / 4;
 #ifdef RAYLIGHT_HAVE_CUDA
     if (gpu()) {
@@ -231,9 +363,6 @@ class DiffusionEngine::Impl {
       }
     }
 #endif
-    if (model_memory_limit_ > 0) {
-      free = std::min(free, std::max<int64_t>(0, model_memory_limit_ - HeldDeviceBytes()));
-    }
     return free;
   }
 
@@ -280,17 +409,23 @@ class DiffusionEngine::Impl {
   }
 
   absl::StatusOr<LoadedModel*> Ensure(const ModelRequest& request,
-                                      const worker::GroupContext& group, bool* was_resident,
-                                      double* seconds, std::string* reason) {
+                                      const worker::GroupContext& group, const JobShape& shape,
+                                      bool* was_resident, double* seconds, std::string* reason) {
     if (request.files.empty()) return absl::InvalidArgumentError("model: no files");
     auto dtype = ComputeDtype(request.dtype, gpu());
     if (!dtype.ok()) return dtype.status();
-    auto placement = ChoosePlacement(request, group, reason);
-    if (!placement.ok()) return placement.status();
-    const std::string group_key =
-        *placement == "fsdp" ? absl::StrCat(group.group_id, "#", group.incarnation) : "";
+    auto decision = ChoosePlacement(request, *dtype, group, shape);
+    if (!decision.ok()) return decision.status();
+    *reason = decision->reason;
+    const std::string& placement = decision->name;
+    const bool sharded = placement == "fsdp" || placement == "fsdp-host";
+    const std::string group_key = sharded ? GroupKey(group) : "";
+    // A swap budget asked for is part of what was loaded: another budget loads again.
+    const std::string variant = placement == "swap" && request.swap_budget > 0
+                                    ? absl::StrCat(placement, ":", request.swap_budget)
+                                    : placement;
     const std::string key = absl::StrCat(absl::StrJoin(request.files, ","), "|", DtypeName(*dtype),
-                                         "|", *placement, "|", group_key);
+                                         "|", variant, "|", group_key);
     if (auto it = models_.find(key); it != models_.end()) {
       *was_resident = true;
       *seconds = 0;
@@ -298,8 +433,7 @@ class DiffusionEngine::Impl {
       return &it->second;
     }
     *was_resident = false;
-    const int64_t estimate = FileBytes(request.files) / (*placement == "fsdp" ? group.size : 1);
-    while (estimate > FreeDeviceBytes() * 9 / 10 && EvictOne(key)) {
+    while (decision->device_bytes > FreeDeviceBytes() * 9 / 10 && EvictOne(key)) {
     }
     const auto start = Clock::now();
     const int64_t device_before = DeviceAllocatedBytes();
@@ -309,10 +443,14 @@ class DiffusionEngine::Impl {
     options.compute_dtype = *dtype;
     absl::StatusOr<models::wan::LoadedWan> loaded;
     for (;;) {
-      if (*placement == "fsdp") {
+      if (sharded) {
         auto membership = MembershipOf(group);
         if (!membership.ok()) return membership.status();
-        loaded = models::wan::LoadWanSharded(request.files, options, *(*membership)->world);
+        models::ShardOptions shards;
+        shards.host_shards = placement == "fsdp-host";
+        loaded = models::wan::LoadWanSharded(request.files, options, *(*membership)->world, shards);
+      } else if (placement == "swap") {
+        loaded = models::wan::LoadWanSwapped(request.files, options, decision->swap);
       } else {
         loaded = models::wan::LoadWanResident(request.files, options);
       }
@@ -328,7 +466,7 @@ class DiffusionEngine::Impl {
     model.summary.path = request.files.front();
     model.summary.variant = model.wan.config.name;
     model.summary.dtype = DtypeName(*dtype);
-    model.summary.placement = *placement;
+    model.summary.placement = placement;
     model.summary.device_bytes = DeviceAllocatedBytes() - device_before;
     model.summary.host_bytes = std::max<int64_t>(0, HostRssBytes() - host_before);
     model.summary.last_used_unix_ms = NowUnixMs();
@@ -349,8 +487,18 @@ class DiffusionEngine::Impl {
     };
     SampleOutcome outcome;
     std::string reason;
-    auto model =
-        Ensure(request.model, group, &outcome.model_was_resident, &outcome.load_seconds, &reason);
+    JobShape shape = ShapeOf(request.mesh, request.cfg);
+    shape.tokens = [&request](const models::wan::WanConfig& config) -> int64_t {
+      if (!request.latent.empty()) {
+        auto latent = samplers::ParseLatent(request.latent, "latent");
+        if (latent.ok() && latent->dim() >= 3) {
+          return LatentTokens(config, latent->size(-3), latent->size(-2), latent->size(-1));
+        }
+      }
+      return PixelTokens(config, request.frames, request.height, request.width);
+    };
+    auto model = Ensure(request.model, group, shape, &outcome.model_was_resident,
+                        &outcome.load_seconds, &reason);
     if (!model.ok()) return model.status();
     const models::wan::WanConfig& config = (*model)->wan.config;
     outcome.placement = absl::StrCat((*model)->summary.placement, " (", reason, ")");
@@ -473,7 +621,13 @@ class DiffusionEngine::Impl {
                                    const worker::GroupContext& group) {
     LoadOutcome outcome;
     std::string reason;
-    auto loaded = Ensure(model, group, &outcome.already_loaded, &outcome.load_seconds, &reason);
+    // The job's size is not known yet: plan for Wan's default 832x480, 81 frames, with CFG.
+    JobShape shape = ShapeOf(mesh, 5.0);
+    shape.tokens = [](const models::wan::WanConfig& config) {
+      return PixelTokens(config, 81, 480, 832);
+    };
+    auto loaded =
+        Ensure(model, group, shape, &outcome.already_loaded, &outcome.load_seconds, &reason);
     if (!loaded.ok()) return loaded.status();
     outcome.model = (*loaded)->summary;
     // A group's first sample call used to create its NCCL communicators before its first step

@@ -58,10 +58,15 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
   if (std::find(dtypes.begin(), dtypes.end(), job.dtype()) == dtypes.end()) {
     return Invalid("dtype", absl::StrCat("unknown '", job.dtype(), "' (auto, bf16, f16, f32)"));
   }
-  if (!job.placement().empty() && job.placement() != "auto" && job.placement() != "resident" &&
-      job.placement() != "fsdp") {
-    return Invalid("placement",
-                   absl::StrCat("unknown '", job.placement(), "' (auto, resident, fsdp)"));
+  const std::vector<std::string> placements = {"", "auto", "resident", "fsdp", "fsdp-host", "swap"};
+  if (std::find(placements.begin(), placements.end(), job.placement()) == placements.end()) {
+    return Invalid("placement", absl::StrCat("unknown '", job.placement(),
+                                             "' (auto, resident, fsdp, fsdp-host, swap)"));
+  }
+  if (job.swap_budget() < 0 || job.swap_budget() > 1) {
+    return Invalid(
+        "swap_budget",
+        absl::StrCat(job.swap_budget(), " is not a fraction of the blocks' bytes in (0, 1]"));
   }
   const v1::MeshSpec& mesh = job.mesh();
   for (auto [name, degree] :
@@ -77,8 +82,10 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
   auto planned =
       parallel::PlanMesh(plan.mesh, world, static_cast<int>(plan.config.num_heads), job.cfg());
   if (!planned.ok()) return planned.status();
-  if (job.placement() == "fsdp" && world < 2) {
-    return Invalid("placement", "fsdp shards over the job's ranks: it needs a mesh of 2 or more");
+  if ((job.placement() == "fsdp" || job.placement() == "fsdp-host") && world < 2) {
+    return Invalid("placement", absl::StrCat(job.placement(),
+                                             " shards over the job's ranks: it needs a mesh of 2 "
+                                             "or more"));
   }
   int gpu_workers = 0, cpu_workers = 0;
   for (const v1::WorkerInfo& worker : cluster.workers()) {

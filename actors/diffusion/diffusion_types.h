@@ -15,7 +15,8 @@ namespace raylight::actors {
 struct ModelRequest {
   std::vector<std::string> files;  // resolved checkpoint files (shards of one model)
   std::string dtype = "auto";      // auto, bf16, f16, f32
-  std::string placement = "auto";  // auto, resident, fsdp
+  std::string placement = "auto";  // auto, resident, fsdp, fsdp-host, swap
+  double swap_budget = 0;          // swap: fraction of the blocks' bytes (0: from free memory)
 };
 
 struct SampleRequest {

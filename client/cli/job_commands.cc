@@ -45,7 +45,13 @@ void AddModelFlags(CLI::App& command, SampleFlags& flags) {
   command.add_option("--model", flags.model, "model name under a model root, or a path inside one")
       ->required();
   command.add_option("--dtype", flags.dtype, "auto, bf16, f16, f32")->capture_default_str();
-  command.add_option("--placement", flags.placement, "auto, resident, fsdp")->capture_default_str();
+  command.add_option("--placement", flags.placement, "auto, resident, fsdp, fsdp-host, swap")
+      ->capture_default_str();
+  command
+      .add_option("--swap-budget", flags.swap_budget,
+                  "swap: device budget for blocks, a fraction of their bytes (0: from free memory)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   command.add_option("--ulysses", flags.ulysses, "Ulysses sequence-parallel degree")
       ->capture_default_str();
   command.add_option("--ring", flags.ring, "Ring attention degree")->capture_default_str();
@@ -62,6 +68,7 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
   job.set_model(flags.model);
   job.set_dtype(flags.dtype);
   job.set_placement(flags.placement);
+  job.set_swap_budget(flags.swap_budget);
   job.set_width(flags.width);
   job.set_height(flags.height);
   job.set_frames(flags.frames);

@@ -20,6 +20,7 @@ struct SampleFlags {
   double denoise = 1.0;
   int ulysses = 1, ring = 1, cfg_parallel = 1, dp = 1;
   std::string placement = "auto", dtype = "auto";
+  double swap_budget = 0;
   int preview_every = 5;
   int priority = 0;
   bool cpu = false;

@@ -7,6 +7,10 @@
 #
 #   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
 #   deploy/gpu/session.sh jobs             a 14B job end to end on 2 GPUs (job_bench), its anchors
+#   deploy/gpu/session.sh placement        14B weight placement: layer swap at 10/25/50% against
+#                                          resident and a naive offload (1 GPU); FSDP with
+#                                          prefetch and host shards on 2 GPUs against ulysses 2
+#                                          (SWAP=0 / FSDP=0 leave either part out)
 #   deploy/gpu/session.sh scaling          14B on every mesh of this machine's GPUs against one
 #                                          (LATENT=21,90,160 RES=1280x720x81 for 720p)
 #   deploy/gpu/session.sh parallel|bench|all   earlier sessions' runs (Wan forward, 2-GPU modes)
@@ -30,7 +34,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.
 
 TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
   wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint raylight-make-conditioning
-  raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench" \
+  raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
+  weight_placement_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -80,6 +85,24 @@ case $WHAT in
       echo "ctest -L gpu exit $?"
       grep -E "tests passed|Failed|\*\*\*|Passed" "$OUT/ctest-gpu.log" | head -60
     fi ;;
+  placement)  # issue #6: layer swap on one GPU, FSDP variants on two
+    ckpt=$(checkpoint wan2.1-t2v-14b)
+    if [ "${SWAP:-1}" = 1 ]; then
+      RUNS=${RUNS:-2} timeout 330 tests/bench/run_parallel_bench.sh build-gpu "$ckpt" \
+        wan14b_832x480x81 swap50::1:swap:--swap_budget=0.5 swap25::1:swap:--swap_budget=0.25 \
+        swap10::1:swap:--swap_budget=0.1 naive_swap10::1:swap:--swap_budget=0.1,--swap_sync \
+        >>"$OUT/placement_bench.jsonl" 2>>"$OUT/bench.log"
+      echo "swap exit $?"
+    fi
+    if [ "$GPUS" -ge 2 ] && [ "${FSDP:-1}" = 1 ]; then
+      RUNS=${RUNS:-2} timeout 240 tests/bench/run_parallel_bench.sh build-gpu "$ckpt" \
+        wan14b_832x480x81 ulysses2:ulysses=2:2 fsdp2_ulysses2:ulysses=2:2:fsdp \
+        fsdp_host2_ulysses2:ulysses=2:2:fsdp-host \
+        >>"$OUT/placement_bench.jsonl" 2>>"$OUT/bench.log"
+      echo "fsdp exit $?"
+    fi
+    grep swap_resident_blocks "$OUT/bench.log"
+    cat "$OUT/placement_bench.jsonl" ;;
   scaling)  # issue #8: 14B at $LATENT on every mesh of this machine against 1 GPU
     ckpt=$(checkpoint wan2.1-t2v-14b)
     # shellcheck disable=SC2046
@@ -109,5 +132,5 @@ case $WHAT in
       rm -f "$ckpt"
     done
     cat "$OUT"/wan_bench.jsonl "$OUT/parallel_bench.jsonl" 2>/dev/null ;;
-  *) echo "unknown mode $WHAT (tests|jobs|scaling|parallel|bench|all)"; exit 2 ;;
+  *) echo "unknown mode $WHAT (tests|jobs|placement|scaling|parallel|bench|all)"; exit 2 ;;
 esac

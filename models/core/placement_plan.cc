@@ -109,14 +109,19 @@ absl::StatusOr<PlacementChoice> PlanPlacement(const PlacementInputs& in) {
         "placement: blocks, block bytes, group size and free VRAM must be positive");
   }
   const int64_t usable =
-      static_cast<int64_t>(in.free_vram_bytes * (1 - in.headroom)) - in.activation_bytes;
+      std::min(static_cast<int64_t>(in.free_vram_bytes * (1 - in.headroom)) - in.activation_bytes,
+               in.weight_limit_bytes);
   const int64_t blocks = in.block_bytes * in.num_blocks;
   const int64_t model = blocks + in.global_bytes;
   const int n = in.group_size;
-  const std::string sizes = absl::StrCat(
-      "model ", GiB(model), " (", in.num_blocks, " blocks of ", GiB(in.block_bytes),
-      "), activations ", GiB(in.activation_bytes), ", ", GiB(usable), " usable per GPU after ",
-      static_cast<int>(in.headroom * 100), "% headroom, group of ", n);
+  const std::string sizes =
+      absl::StrCat("model ", GiB(model), " (", in.num_blocks, " blocks of ", GiB(in.block_bytes),
+                   "), activations ", GiB(in.activation_bytes), ", ", GiB(usable),
+                   " usable per GPU after ", static_cast<int>(in.headroom * 100), "% headroom",
+                   in.weight_limit_bytes < INT64_MAX
+                       ? absl::StrCat(" and a limit of ", GiB(in.weight_limit_bytes))
+                       : std::string(),
+                   ", group of ", n);
   PlacementChoice choice;
   if (model <= usable) {
     choice.placement = Placement::kResident;

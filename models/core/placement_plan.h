@@ -54,6 +54,8 @@ struct PlacementInputs {
   int64_t activation_bytes = 0;  // peak activations of one forward at the job's token count
   int64_t free_vram_bytes = 0;   // the smallest free memory among the group's GPUs
   int64_t free_host_bytes = 0;   // pinnable host memory per rank
+  // The most the weights may take per GPU whatever is free (a worker's configured model memory).
+  int64_t weight_limit_bytes = INT64_MAX;
   int group_size = 1;
   double headroom = 0.10;  // of free VRAM kept back for the allocator and kernels' workspaces
 };

@@ -5,74 +5,75 @@
 #include "absl/strings/str_cat.h"
 
 namespace raylight::models {
-namespace {
-
-constexpr int64_t kAlignment = 16;  // every view(dtype) of the gathered bytes is aligned
-
-int64_t RoundUp(int64_t value, int64_t multiple) {
-  return (value + multiple - 1) / multiple * multiple;
-}
-
-// The tensor's bytes as a flat u8 view of the mapped file (no copy).
-at::Tensor Bytes(const at::Tensor& tensor) { return tensor.contiguous().flatten().view(at::kByte); }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<ShardedWeights>> ShardedWeights::Create(
     const Checkpoint& checkpoint, const BlockLayout& layout, const PlacementOptions& options,
-    comm::Communicator& group) {
+    comm::Communicator& group, const ShardOptions& shards) {
   if (group.device() != options.device) {
     return absl::InvalidArgumentError(absl::StrCat("weights: the FSDP group runs on ",
                                                    group.device().str(), ", the weights on ",
                                                    options.device.str()));
   }
-  std::unique_ptr<ShardedWeights> weights(new ShardedWeights(options, group));
+  if (shards.prefetch < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights: FSDP prefetch ", shards.prefetch, " < 1"));
+  }
+  std::unique_ptr<ShardedWeights> weights(new ShardedWeights(options, shards));
+  auto split = group.Split(/*color=*/0, group.rank());
+  if (!split.ok()) return split.status();
+  weights->gathers_comm_ = *std::move(split);
+  auto flat = FlattenBlocks(checkpoint, layout, options);
+  if (!flat.ok()) return flat.status();
+  weights->globals_ = std::move(flat->globals);
   weights->blocks_.resize(layout.num_blocks);
-  std::vector<std::vector<const CheckpointTensor*>> sources(layout.num_blocks);  // per entry
-  // checkpoint.tensors is ordered by name, so every rank lays a block out the same way.
-  for (const auto& [name, tensor] : checkpoint.tensors) {
-    auto owner = BlockOf(name, layout);
-    if (!owner.ok()) return owner.status();
-    const auto& [index, local] = *owner;
-    const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
-    const at::ScalarType dtype = fp32 ? at::kFloat : options.compute_dtype;
-    if (index < 0) {
-      weights->globals_.Set(local, Materialize(tensor, dtype, options.device));
-      continue;
-    }
-    Block& block = weights->blocks_[index];
-    Entry entry;
-    entry.name = local;
-    entry.offset = block.padded_bytes;
-    entry.bytes = static_cast<int64_t>(tensor.data.nbytes());
-    entry.stored_dtype = tensor.data.scalar_type();
-    entry.shape = tensor.data.sizes().vec();
-    entry.scale = tensor.scale;
-    entry.compute_dtype = dtype;
-    block.padded_bytes = RoundUp(entry.offset + entry.bytes, kAlignment);
-    block.entries.push_back(std::move(entry));
-    sources[index].push_back(&tensor);
+  for (int i = 0; i < layout.num_blocks; ++i) {
+    weights->blocks_[i].layout = std::move(flat->blocks[i]);
   }
 
   const int64_t ranks = group.size(), rank = group.rank();
+  const bool pinned = shards.host_shards && options.device.is_cuda();
+  int64_t largest = 0;
   for (int i = 0; i < layout.num_blocks; ++i) {
     Block& block = weights->blocks_[i];
-    block.padded_bytes = RoundUp(std::max<int64_t>(block.padded_bytes, 1), ranks * kAlignment);
-    const int64_t shard = block.padded_bytes / ranks;
-    const int64_t begin = rank * shard, end = begin + shard;
-    // This rank's bytes only: the parts of the tensors that overlap [begin, end).
-    at::Tensor host = at::zeros({shard}, at::kByte);
-    for (size_t e = 0; e < block.entries.size(); ++e) {
-      const Entry& entry = block.entries[e];
-      const int64_t from = std::max(begin, entry.offset);
-      const int64_t to = std::min(end, entry.offset + entry.bytes);
-      if (from >= to) continue;
-      host.narrow(0, from - begin, to - from)
-          .copy_(Bytes(sources[i][e]->data).narrow(0, from - entry.offset, to - from));
-    }
-    block.shard = host.to(options.device);
+    block.layout.PadTo(ranks * 16);
+    largest = std::max(largest, block.layout.bytes());
+    const int64_t shard = block.layout.bytes() / ranks;
+    // This rank's bytes only: the parts of the tensors that overlap its range.
+    at::Tensor host = HostBytes(shard, pinned);
+    block.layout.Fill(flat->sources[i], rank * shard, host);
+    block.shard = shards.host_shards ? std::move(host) : host.to(options.device);
+  }
+  const int buffers = std::min(shards.prefetch + 1, std::max(layout.num_blocks, 1));
+  weights->pool_ = std::make_unique<TransferPool>(buffers, largest, options.device);
+  if (shards.host_shards) {
+    weights->staging_ =
+        at::empty({largest / ranks}, at::TensorOptions().dtype(at::kByte).device(options.device));
   }
   return weights;
+}
+
+ShardedWeights::~ShardedWeights() {
+  pool_.reset();  // waits for gathers in flight before their communicator goes
+}
+
+absl::Status ShardedWeights::Gather(int index) {
+  const Block& block = blocks_[index];
+  return pool_->Fill(index, [&](at::Tensor& buffer) -> absl::Status {
+    at::Tensor source = block.shard;
+    if (shards_.host_shards) {
+      // On the pool's stream, ordered before the gather that reads it and after the previous
+      // gather that read the staging buffer.
+      source = staging_.narrow(0, 0, block.shard.numel());
+      source.copy_(block.shard, /*non_blocking=*/block.shard.is_pinned());
+    }
+    at::Tensor out = buffer.narrow(0, 0, block.layout.bytes());
+    auto status = gathers_comm_->AllGatherInto(source, out);
+    if (!status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrCat("weights: gathering block ", index, ": ", status.message()));
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<const WeightSet*> ShardedWeights::Acquire(int index) {
@@ -80,34 +81,38 @@ absl::StatusOr<const WeightSet*> ShardedWeights::Acquire(int index) {
     return absl::OutOfRangeError(absl::StrCat("weights: block ", index, " of ", num_blocks()));
   }
   Block& block = blocks_[index];
-  if (block.acquired) return &block.gathered;
-  auto full = group_.AllGather(block.shard, 0);
-  if (!full.ok()) {
-    return absl::Status(full.status().code(), absl::StrCat("weights: gathering block ", index, ": ",
-                                                           full.status().message()));
-  }
-  for (const Entry& entry : block.entries) {
-    CheckpointTensor gathered;
-    gathered.data =
-        full->narrow(0, entry.offset, entry.bytes).view(entry.stored_dtype).view(entry.shape);
-    gathered.scale = entry.scale;
-    block.gathered.Set(entry.name, Materialize(gathered, entry.compute_dtype, options_.device));
+  if (block.acquired) return &block.weights;
+  if (auto status = Gather(index); !status.ok()) return status;  // a no-op once prefetched
+  auto buffer = pool_->Acquire(index);
+  if (!buffer.ok()) return buffer.status();
+  block.weights =
+      block.layout.Unflatten(buffer->narrow(0, 0, block.layout.bytes()), options_.device);
+  // The next blocks, wrapping into the next forward, gather while this one computes. Every rank
+  // issues the same gathers in the same order.
+  const int ahead = std::min(shards_.prefetch, num_blocks() - 1);
+  for (int k = 1; k <= ahead; ++k) {
+    if (auto status = Gather((index + k) % num_blocks()); !status.ok()) return status;
   }
   block.acquired = true;
-  return &block.gathered;
+  return &block.weights;
 }
 
 void ShardedWeights::Release(int index) {
-  if (index < 0 || index >= num_blocks()) return;
+  if (index < 0 || index >= num_blocks() || !blocks_[index].acquired) return;
   Block& block = blocks_[index];
-  block.gathered = WeightSet();  // the gathered block goes back to the allocator
+  block.weights = WeightSet();  // views of the pool's buffer, and dequantised fp8 copies
   block.acquired = false;
+  pool_->Release(index);
 }
 
 int64_t ShardedWeights::shard_bytes() const {
   int64_t total = 0;
   for (const Block& block : blocks_) total += block.shard.nbytes();
   return total;
+}
+
+int64_t ShardedWeights::pool_bytes() const {
+  return pool_->buffers() * pool_->buffer_bytes() + (staging_.defined() ? staging_.nbytes() : 0);
 }
 
 }  // namespace raylight::models

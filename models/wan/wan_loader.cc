@@ -104,13 +104,23 @@ absl::StatusOr<LoadedWan> LoadWanResident(const std::vector<std::string>& paths,
 }
 
 absl::StatusOr<LoadedWan> LoadWanSharded(const std::vector<std::string>& paths,
-                                         PlacementOptions options, comm::Communicator& group) {
+                                         PlacementOptions options, comm::Communicator& group,
+                                         const ShardOptions& shards) {
   return Load(
       paths, std::move(options),
-      [&group](
-          const Checkpoint& checkpoint, const BlockLayout& layout,
+      [&](const Checkpoint& checkpoint, const BlockLayout& layout,
           const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
-        return ShardedWeights::Create(checkpoint, layout, placement, group);
+        return ShardedWeights::Create(checkpoint, layout, placement, group, shards);
+      });
+}
+
+absl::StatusOr<LoadedWan> LoadWanSwapped(const std::vector<std::string>& paths,
+                                         PlacementOptions options, const SwapOptions& swap) {
+  return Load(
+      paths, std::move(options),
+      [&](const Checkpoint& checkpoint, const BlockLayout& layout,
+          const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
+        return SwappedWeights::Create(checkpoint, layout, placement, swap);
       });
 }
 

@@ -8,6 +8,8 @@
 
 #include "absl/status/statusor.h"
 #include "models/core/checkpoint.h"
+#include "models/core/sharded_weights.h"
+#include "models/core/swapped_weights.h"
 #include "models/core/weights.h"
 #include "models/parallel/comm/communicator.h"
 #include "models/wan/wan_config.h"
@@ -32,6 +34,11 @@ absl::StatusOr<LoadedWan> LoadWanResident(const std::vector<std::string>& paths,
 
 // FSDP over `group` (sharded_weights.h): each rank reads and keeps 1/N of every block.
 absl::StatusOr<LoadedWan> LoadWanSharded(const std::vector<std::string>& paths,
-                                         PlacementOptions options, comm::Communicator& group);
+                                         PlacementOptions options, comm::Communicator& group,
+                                         const ShardOptions& shards = {});
+
+// Layer swap on one device (swapped_weights.h): the blocks beyond a budget stream from host memory.
+absl::StatusOr<LoadedWan> LoadWanSwapped(const std::vector<std::string>& paths,
+                                         PlacementOptions options, const SwapOptions& swap);
 
 }  // namespace raylight::models::wan

@@ -2,6 +2,7 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
@@ -186,8 +187,10 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
     if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
     auto block = provider.Acquire(i);
     TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
+    // Released when the block's work is enqueued, or when it throws: a provider's buffer stays
+    // taken until then.
+    const absl::Cleanup release = [&provider, i] { provider.Release(i); };
     x = Block(c, x, e0, context, context_img, rope, **block, sp, dtype);
-    provider.Release(i);
   }
 
   // Head in fp32: shift/scale from e (not e0), no gate.

@@ -210,6 +210,53 @@ def jobs_rows(raw_dir):
     return rows
 
 
+def placement_rows(raw_dir):
+    """run_parallel_bench.sh lines of `session.sh placement`: layer swap on one GPU against
+    resident weights (and the naive offload), FSDP and FSDP with host shards on two GPUs against
+    ulysses 2 with replicated weights."""
+    raw = load(os.path.join(raw_dir, 'placement_2gpu.jsonl'))
+    rows = []
+    one = None
+    replicated = None
+    for r in raw:
+        name, value = r['name'], r['value']
+        if name.endswith('_1gpu_step_ms'):  # the swap run's; the FSDP run compares to ulysses 2
+            if one is None:
+                one = value
+                rows.append({'name': name, 'value': value, 'unit': 'ms', 'anchor_name': '-',
+                             'anchor_value': None})
+            continue
+        if name.endswith('_ulysses2_step_ms') and 'fsdp' not in name:
+            replicated = value
+        label = name.split('_832x480x81_')[-1]
+        if label.endswith('_ratio') and 'swap' in label:
+            naive = label.startswith('naive')
+            rows.append({'name': name, 'value': value, 'unit': 'x of resident',
+                         'anchor_name': '-' if naive else 'issue #6 goal',
+                         'anchor_value': None if naive else 1.05, 'lower_is_better': True})
+        elif label.endswith('_step_ms'):
+            rows.append({'name': name, 'value': value, 'unit': 'ms', 'anchor_name': '-',
+                         'anchor_value': None})
+            if label.startswith('fsdp') and replicated:
+                rows.append({'name': name.replace('_step_ms', '_ratio'),
+                             'value': round(value / replicated, 3), 'unit': 'x of replicated',
+                             'anchor_name': f'issue #6 goal (ulysses 2, replicated: {replicated} ms)',
+                             'anchor_value': 1.03, 'lower_is_better': True})
+        elif label.endswith('_weight_fraction_without_buffers'):
+            rows.append({'name': name, 'value': value, 'unit': 'of resident',
+                         'anchor_name': 'issue #6 goal' if label.startswith('fsdp2') else '-',
+                         'anchor_value': 0.52 if label.startswith('fsdp2') else None,
+                         'lower_is_better': True})
+        elif label.endswith('_weight_fraction'):
+            rows.append({'name': name, 'value': value, 'unit': 'of resident',
+                         'anchor_name': '-', 'anchor_value': None})
+        elif label.endswith('_load_peak_rss_GB'):
+            rows.append({'name': name, 'value': value, 'unit': 'GB',
+                         'anchor_name': 'the whole model (bf16)', 'anchor_value': 28.58,
+                         'lower_is_better': True})
+    return rows
+
+
 def markdown(rows, device, command, date):
     lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
              '| name | value | unit | anchor | anchor value | ratio (>1: ours better) |',
@@ -243,14 +290,15 @@ def update_benchmarks(section, text):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('section', choices=['comm', 'wan', 'parallel', 'scaling', 'jobs'])
+    parser.add_argument('section', choices=['comm', 'wan', 'parallel', 'scaling', 'jobs', 'placement'])
     parser.add_argument('--raw', required=True)
     parser.add_argument('--device', required=True)
     parser.add_argument('--command', required=True)
     parser.add_argument('--date', default=datetime.date.today().isoformat())
     args = parser.parse_args()
     rows = {'comm': comm_rows, 'wan': wan_rows, 'parallel': parallel_rows,
-            'scaling': scaling_rows, 'jobs': jobs_rows}[args.section](args.raw)
+            'scaling': scaling_rows, 'jobs': jobs_rows,
+            'placement': placement_rows}[args.section](args.raw)
     result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
     out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Parallel-sampling benchmark (issues #5, #8): one denoising step (cond + uncond at cfg 5) of a Wan
-# checkpoint, bf16, on 1 GPU and on each mesh given; prints one JSON line per row with the speedup
-# over 1 GPU, the all-to-all share of pure-Ulysses steps, and FSDP's per-GPU weight fraction.
+# Parallel-sampling and weight-placement benchmark (issues #5, #6, #8): one denoising step (cond +
+# uncond at cfg 5) of a Wan checkpoint, bf16, on 1 GPU and on each mesh given; prints one JSON line
+# per row with the speedup over 1 GPU, the all-to-all share of pure-Ulysses steps, FSDP's per-GPU
+# weight fraction and peak host memory while loading, and layer swap's step time over resident.
 #
-#   tests/bench/run_parallel_bench.sh BUILD_DIR CHECKPOINT NAME [LABEL:MESH:RANKS[:PLACEMENT] ...]
+#   tests/bench/run_parallel_bench.sh BUILD_DIR CHECKPOINT NAME \
+#     [LABEL:MESH:RANKS[:PLACEMENT[:FLAGS]] ...]
 #
-# e.g. NAME wan14b_832x480x81 and `ulysses4:ulysses=4:4 fsdp4_ulysses4:ulysses=4:4:fsdp`.
+# e.g. NAME wan14b_832x480x81 and `ulysses4:ulysses=4:4 fsdp4_ulysses4:ulysses=4:4:fsdp`, or
+# `swap10::1:swap:--swap_budget=0.1` (FLAGS: parallel_rank_main flags, comma-separated).
 # Without meshes: ulysses 2, ring 2 and cfg 2 on two GPUs, and the 1-GPU step on the second card.
 # LATENT (frames,height,width; default 21,60,104 = 832x480x81, 32,760 tokens) and RUNS (timed
 # steps after one warm-up, default 3) come from the environment.
@@ -55,22 +58,36 @@ if $second_gpu; then
   row 1gpu_step_ms_second_gpu "$(CUDA_VISIBLE_DEVICES=1 run "" 1 | value step_ms)"
 fi
 for spec in "${MESHES[@]}"; do
-  IFS=: read -r label mesh size placement <<<"$spec"
+  IFS=: read -r label mesh size placement flags <<<"$spec"
   placement=${placement:-resident}
-  extra=""
+  extra=${flags//,/ }
   pure_ulysses=false
-  [[ $mesh =~ ^ulysses=[0-9]+$ ]] && pure_ulysses=true && extra="--time_all_to_all"
+  [[ $mesh =~ ^ulysses=[0-9]+$ ]] && pure_ulysses=true && extra="$extra --time_all_to_all"
   output=$(run "$mesh" "$size" "$placement" "$extra")
   step=$(echo "$output" | value step_ms)
   row "${label}_step_ms" "${step:-null}"
-  row "${label}_speedup" "$([ -n "$step" ] && ratio "$one" "$step" || echo null)"
+  if [ "$size" = 1 ]; then  # one GPU, another placement: its cost over resident
+    row "${label}_ratio" "$([ -n "$step" ] && ratio "$step" "$one" || echo null)"
+    echo "$output" | grep '^swap_resident_blocks' >&2
+  else
+    row "${label}_speedup" "$([ -n "$step" ] && ratio "$one" "$step" || echo null)"
+  fi
   if $pure_ulysses && [ -n "$step" ]; then
     a2a=$(echo "$output" | value all_to_all_ms_per_forward)
     # A pure-Ulysses step is two forwards (cond, uncond) on every rank.
     row "${label}_all_to_all_share" "$(ratio "2 * $a2a" "$step" 4)"
   fi
-  if [ "$placement" = fsdp ]; then
+  if [ "$placement" != resident ]; then
     weights=$(echo "$output" | value weight_device_bytes)
     row "${label}_weight_fraction" "$([ -n "$weights" ] && ratio "$weights" "$one_weights" 4 || echo null)"
+  fi
+  if [[ $placement == fsdp* ]]; then
+    # The weights proper (shards + replicated globals) and, apart, with the gather buffers
+    # (prefetch + 1 blocks, and host shards' staging copy) that any prefetching FSDP holds.
+    buffers=$(echo "$output" | value gather_buffer_bytes)
+    row "${label}_weight_fraction_without_buffers" \
+      "$([ -n "$weights" ] && [ -n "$buffers" ] && ratio "($weights - $buffers)" "$one_weights" 4 || echo null)"
+    rss=$(echo "$output" | value load_peak_rss_bytes)
+    row "${label}_load_peak_rss_GB" "$([ -n "$rss" ] && ratio "$rss" 1e9 2 || echo null)"
   fi
 done

@@ -187,6 +187,28 @@ TEST(Communicator, AllGatherEveryDtypeAlongAnyDim) {
   }
 }
 
+// Into a caller's buffer (FSDP's fixed gather pool): the same bytes as AllGather along dim 0,
+// written into the buffer itself, not a new tensor.
+TEST(Communicator, AllGatherIntoWritesTheCallersBuffer) {
+  for (at::ScalarType dtype : kAllDtypes) {
+    const std::vector<int64_t> shape = {3, 5};
+    at::Tensor out = OnDevice(at::empty({Size() * 3, 5}, at::TensorOptions().dtype(dtype)));
+    void* const before = out.data_ptr();
+    ASSERT_TRUE(Comm().AllGatherInto(OnDevice(InputOf("into", Rank(), shape, dtype)), out).ok());
+    ASSERT_TRUE(Comm().Synchronize().ok());
+    EXPECT_EQ(out.data_ptr(), before);
+    std::vector<at::Tensor> raw;
+    for (int r = 0; r < Size(); ++r)
+      raw.push_back(InputOf("into", r, shape, dtype).view(at::kChar));
+    ExpectBitEqual(out, at::cat(raw, 0).view(dtype), Describe("into", dtype));
+  }
+  // A buffer of the wrong size is refused, naming both sizes.
+  at::Tensor small = OnDevice(at::empty({Size() * 2}, at::kFloat));
+  auto refused = Comm().AllGatherInto(OnDevice(at::ones({3})), small);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("output has"), absl::string_view::npos) << refused;
+}
+
 TEST(Communicator, AllReduceEveryDtypeAndOp) {
   for (at::ScalarType dtype : kAllDtypes) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kMax, ReduceOp::kMin}) {

@@ -142,7 +142,7 @@ class JobsTest : public ::testing::Test {
   Latent Reference(const v1::SampleJob& job) {
     const std::string out = absl::StrCat(dir_->path(), "/reference-", job.seed(), ".latent");
     absl::Status ran = RunToCompletion(
-        {kBin + "/raylight-sample-local", "--checkpoint=" + models_ + "/tiny.safetensors",
+        {kBin + "/raylight-sample-local", "--checkpoint=" + models_ + "/" + job.model(),
          "--cond=" + dir_->path() + "/positive.safetensors",
          "--negative=" + dir_->path() + "/negative.safetensors",
          absl::StrCat("--width=", job.width()), absl::StrCat("--height=", job.height()),
@@ -239,6 +239,49 @@ TEST_F(JobsTest, SecondJobFindsTheModelResident) {
   EXPECT_EQ(copies, 2);  // one per rank
 }
 
+// Host shards and layer swap through the head (issue #6): the placement a job asks for is the
+// one it gets, and the latent is the single process's. Six blocks, so that a swap budget of half
+// of them leaves blocks to stream beside the two buffers.
+TEST_F(JobsTest, HostShardAndLayerSwapJobsMatchOneProcess) {
+  ASSERT_TRUE(
+      RunToCompletion({kBin + "/raylight-make-checkpoint", absl::StrCat("--preset=", kPreset),
+                       "--layers=6", "--dtype=bf16", absl::StrCat("--seed=", seed_ + 1),
+                       "--out=" + models_ + "/deep.safetensors"},
+                      dir_->path() + "/make.log", std::chrono::seconds(120))
+          .ok());
+  v1::SampleJob job = Job();
+  job.set_model("deep.safetensors");
+  const Latent reference = Reference(job);
+
+  v1::SampleJob sharded = job;
+  sharded.mutable_mesh()->set_ulysses(2);
+  sharded.set_placement("fsdp-host");
+  v1::JobInfo done = RunJob(sharded);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  v1::SampleResult result = ResultOf(done.job_id());
+  EXPECT_EQ(result.placement().rfind("fsdp-host (requested", 0), 0) << result.placement();
+  ExpectSameLatent(ReadLatent(result.latent()), reference);
+
+  v1::SampleJob swapped = job;
+  swapped.set_placement("swap");
+  swapped.set_swap_budget(0.5);
+  done = RunJob(swapped);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  result = ResultOf(done.job_id());
+  EXPECT_EQ(result.placement().rfind("swap (requested, 0.5 of the blocks", 0), 0)
+      << result.placement();
+  ExpectSameLatent(ReadLatent(result.latent()), reference);
+
+  // A budget below the two buffers streaming needs fails the job with the numbers, and the
+  // worker goes on serving.
+  swapped.set_swap_budget(0.2);
+  done = RunJob(swapped);
+  EXPECT_EQ(done.state(), v1::JOB_FAILED) << done.DebugString();
+  EXPECT_NE(done.error().find("below the 2 block buffers"), std::string::npos) << done.error();
+  swapped.set_swap_budget(0.5);
+  EXPECT_EQ(RunJob(swapped).state(), v1::JOB_SUCCEEDED);
+}
+
 #ifndef RAYLIGHT_TEST_GPU  // what follows is the runtime's behaviour, the same on GPUs: CPU only
 
 TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
@@ -292,6 +335,12 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
       {"mesh larger than the cluster", [](auto& j) { j.mutable_mesh()->set_ring(4); },
        absl::StatusCode::kFailedPrecondition, "mesh:"},
       {"nan cfg", [](auto& j) { j.set_cfg(NAN); }, absl::StatusCode::kInvalidArgument, "cfg:"},
+      {"unknown placement", [](auto& j) { j.set_placement("everywhere"); },
+       absl::StatusCode::kInvalidArgument, "placement:"},
+      {"fsdp-host on one rank", [](auto& j) { j.set_placement("fsdp-host"); },
+       absl::StatusCode::kInvalidArgument, "placement:"},
+      {"swap budget over 1", [](auto& j) { j.set_swap_budget(1.5); },
+       absl::StatusCode::kInvalidArgument, "swap_budget:"},
   };
   for (const Case& c : cases) {
     v1::SampleJob job = Job();

@@ -149,6 +149,16 @@ TEST(PlacementPlannerTest, ChoicesForModelsGpusAndGroups) {
   no_host.free_host_bytes = 4 * kGiB;
   EXPECT_FALSE(PlanPlacement(no_host).ok());
   EXPECT_FALSE(PlanPlacement(PlacementInputs{}).ok());
+  // A worker's model-memory limit caps the weights, not the activations: an H200 limited to
+  // 20 GiB for models swaps with a 20 GiB budget less the globals, and says why.
+  PlacementInputs limited = wan14b;
+  limited.free_vram_bytes = 139 * kGiB;
+  limited.weight_limit_bytes = 20 * kGiB;
+  auto capped = PlanPlacement(limited);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_EQ(capped->placement, Placement::kLayerSwap) << capped->reason;
+  EXPECT_EQ(capped->swap_budget_bytes, 20 * kGiB - wan14b.global_bytes);
+  EXPECT_NE(capped->reason.find("a limit of 20.00 GiB"), std::string::npos) << capped->reason;
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "models/core/safetensors_tensors.h"
 #include "models/core/sequence_parallel.h"
 #include "models/core/sharded_weights.h"
+#include "models/core/swapped_weights.h"
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
 #include "models/parallel/mesh.h"
@@ -55,7 +56,13 @@ ABSL_FLAG(int, time_steps, 0, "time this many denoising steps (cond and, with cf
 ABSL_FLAG(bool, time_all_to_all, false,
           "with --time_steps: also time one forward's Ulysses all-to-alls alone");
 ABSL_FLAG(std::string, dtype, "f32", "f32 or bf16");
-ABSL_FLAG(std::string, placement, "resident", "resident, or fsdp (blocks sharded over the group)");
+ABSL_FLAG(std::string, placement, "resident",
+          "resident, fsdp (blocks sharded over the group), fsdp-host (shards in pinned host "
+          "memory), swap (layer swap; one rank)");
+ABSL_FLAG(int, prefetch, 1, "fsdp, swap: blocks moved ahead of the running one");
+ABSL_FLAG(double, swap_budget, 0.5, "swap: device budget as a fraction of the blocks' bytes");
+ABSL_FLAG(bool, swap_sync, false,
+          "swap: the naive anchor (pageable memory, copied on the compute stream on demand)");
 ABSL_FLAG(std::string, out, "", "results file (rank 0)");
 ABSL_FLAG(int, timeout_ms, 120000, "communicator timeout");
 
@@ -65,17 +72,25 @@ namespace {
 using models::wan::WanInputs;
 
 // This process's anonymous resident memory (heap, not the mapped checkpoint's page cache).
-int64_t RssAnonBytes() {
+// A /proc/self/status memory line ("VmHWM", "RssAnon") in bytes, or -1.
+int64_t StatusBytes(const std::string& key) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
     int64_t kib = 0;
-    if (line.rfind("RssAnon:", 0) == 0 && sscanf(line.c_str(), "RssAnon: %" SCNd64, &kib) == 1) {
+    if (line.rfind(key + ":", 0) == 0 &&
+        sscanf(line.c_str() + key.size() + 1, " %" SCNd64, &kib) == 1) {
       return kib * 1024;
     }
   }
   return -1;
 }
+
+// This process's peak resident memory so far, mapped pages included.
+int64_t PeakRssBytes() { return StatusBytes("VmHWM"); }
+
+// This process's anonymous resident memory (heap, not the mapped checkpoint's page cache).
+int64_t RssAnonBytes() { return StatusBytes("RssAnon"); }
 
 // Bytes the caching allocator has handed out on `device` (0 on the CPU).
 int64_t DeviceAllocatedBytes(const at::Device& device) {
@@ -137,9 +152,10 @@ int Run() {
     return Fail(absl::InvalidArgumentError("latent: expected frames,height,width"), 2);
   }
   const std::string placement_name = absl::GetFlag(FLAGS_placement);
-  if (placement_name != "resident" && placement_name != "fsdp") {
-    return Fail(absl::InvalidArgumentError(
-                    absl::StrCat("placement: unknown '", placement_name, "' (resident, fsdp)")),
+  if (placement_name != "resident" && placement_name != "fsdp" && placement_name != "fsdp-host" &&
+      placement_name != "swap") {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("placement: unknown '", placement_name,
+                                                        "' (resident, fsdp, fsdp-host, swap)")),
                 2);
   }
   for (const auto& note : plan->notes) std::cerr << "rank " << rank << ": " << note << "\n";
@@ -175,15 +191,40 @@ int Run() {
   placement.compute_dtype = absl::GetFlag(FLAGS_dtype) == "bf16" ? at::kBFloat16 : at::kFloat;
   const int64_t anon_before_load = RssAnonBytes();
   const int64_t device_before_load = DeviceAllocatedBytes(device);
-  auto loaded =
-      placement_name == "fsdp"
-          ? models::wan::LoadWanSharded({absl::GetFlag(FLAGS_checkpoint)}, placement, **world)
-          : models::wan::LoadWanResident({absl::GetFlag(FLAGS_checkpoint)}, placement);
+  const std::vector<std::string> files = {absl::GetFlag(FLAGS_checkpoint)};
+  absl::StatusOr<models::wan::LoadedWan> loaded;
+  if (placement_name == "fsdp" || placement_name == "fsdp-host") {
+    models::ShardOptions shards;
+    shards.prefetch = absl::GetFlag(FLAGS_prefetch);
+    shards.host_shards = placement_name == "fsdp-host";
+    loaded = models::wan::LoadWanSharded(files, placement, **world, shards);
+  } else if (placement_name == "swap") {
+    models::SwapOptions swap;
+    swap.budget_fraction = absl::GetFlag(FLAGS_swap_budget);
+    swap.prefetch = absl::GetFlag(FLAGS_prefetch);
+    swap.synchronous = absl::GetFlag(FLAGS_swap_sync);
+    loaded = models::wan::LoadWanSwapped(files, placement, swap);
+  } else {
+    loaded = models::wan::LoadWanResident(files, placement);
+  }
   if (!loaded.ok()) return Fail(loaded.status());
   const models::wan::WanConfig& config = loaded->config;
-  if (gpu && rank == 0) {
-    std::cout << "weight_device_bytes " << DeviceAllocatedBytes(device) - device_before_load
-              << std::endl;
+  if (rank == 0) {
+    if (gpu) {
+      std::cout << "weight_device_bytes " << DeviceAllocatedBytes(device) - device_before_load
+                << std::endl;
+    }
+    std::cout << "load_peak_rss_bytes " << PeakRssBytes() << std::endl;
+    if (auto* sharded = dynamic_cast<models::ShardedWeights*>(loaded->weights.get())) {
+      std::cout << "gather_buffer_bytes " << sharded->pool_bytes() << std::endl;
+    }
+    if (auto* swapped = dynamic_cast<models::SwappedWeights*>(loaded->weights.get())) {
+      std::cout << "swap_resident_blocks "
+                << std::count(swapped->plan().resident.begin(), swapped->plan().resident.end(),
+                              true)
+                << " of " << swapped->num_blocks() << ", buffers " << swapped->plan().buffers
+                << std::endl;
+    }
   }
 
   // Inputs every rank draws identically.
@@ -210,6 +251,7 @@ int Run() {
                        at::tensor({RssAnonBytes() - anon_before_load}, at::kLong));
   if (auto* sharded = dynamic_cast<models::ShardedWeights*>(loaded->weights.get())) {
     results.emplace_back("shard_bytes", at::tensor({sharded->shard_bytes()}, at::kLong));
+    results.emplace_back("pool_bytes", at::tensor({sharded->pool_bytes()}, at::kLong));
   }
   if (absl::GetFlag(FLAGS_forward)) {
     auto out = model(x, 370.0, true);

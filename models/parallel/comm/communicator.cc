@@ -136,6 +136,24 @@ absl::StatusOr<at::Tensor> Communicator::AllGather(const at::Tensor& input, int6
   });
 }
 
+absl::Status Communicator::AllGatherInto(const at::Tensor& input, at::Tensor& output) {
+  constexpr absl::string_view kOp = "AllGatherInto";
+  RL_RETURN_IF_ERROR(CheckTensor(kOp, "input", input));
+  RL_RETURN_IF_ERROR(CheckTensor(kOp, "output", output));
+  if (!input.is_contiguous() || !output.is_contiguous()) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": input and output must be contiguous"));
+  }
+  if (output.nbytes() != input.nbytes() * size()) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": output has ", output.nbytes(),
+                                                   " bytes, not ", size(), " x the ",
+                                                   input.nbytes(), " of input"));
+  }
+  return Run(kOp, [&]() -> absl::Status {
+    at::Tensor out_bytes = Bytes(output);
+    return DoAllGather(Bytes(input), out_bytes);
+  });
+}
+
 absl::StatusOr<at::Tensor> Communicator::ReduceScatter(const at::Tensor& input, int64_t dim,
                                                        ReduceOp op) {
   constexpr absl::string_view kOp = "ReduceScatter";

@@ -66,6 +66,9 @@ class Communicator {
                                       int64_t gather_dim);
   // Concatenates every rank's `input` (same shape on every rank) along `dim`, in rank order.
   absl::StatusOr<at::Tensor> AllGather(const at::Tensor& input, int64_t dim);
+  // The same into `output` (contiguous, size() times input's bytes, rank-major), which is not
+  // reallocated: FSDP gathers into a fixed pool of buffers.
+  absl::Status AllGatherInto(const at::Tensor& input, at::Tensor& output);
   // Reduces `input` (same shape on every rank) across ranks and returns this rank's chunk of the
   // result: chunk rank() of size() equal chunks along `dim`.
   absl::StatusOr<at::Tensor> ReduceScatter(const at::Tensor& input, int64_t dim,

@@ -1,0 +1,94 @@
+#include "models/core/flat_block.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace raylight::models {
+namespace {
+
+constexpr int64_t kAlignment = 16;
+
+int64_t RoundUp(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+}  // namespace
+
+void FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
+                    const PlacementOptions& options) {
+  Entry entry;
+  entry.name = std::move(name);
+  entry.compute_dtype = fp32 ? at::kFloat : options.compute_dtype;
+  const bool fp8 = tensor.scale.has_value() && options.keep_fp8 && !fp32;
+  entry.stored_dtype = fp8 ? tensor.data.scalar_type() : entry.compute_dtype;
+  if (fp8) entry.scale = tensor.scale;
+  entry.shape = tensor.data.sizes().vec();
+  entry.offset = RoundUp(bytes_, kAlignment);
+  entry.bytes = tensor.data.numel() * static_cast<int64_t>(c10::elementSize(entry.stored_dtype));
+  bytes_ = entry.offset + entry.bytes;
+  entries_.push_back(std::move(entry));
+}
+
+void FlatBlock::PadTo(int64_t multiple) {
+  bytes_ = RoundUp(std::max<int64_t>(bytes_, 1), std::lcm(multiple, kAlignment));
+}
+
+void FlatBlock::Fill(const std::vector<const CheckpointTensor*>& sources, int64_t begin,
+                     at::Tensor& out) const {
+  const int64_t end = begin + out.numel();
+  out.zero_();
+  for (size_t e = 0; e < entries_.size(); ++e) {
+    const Entry& entry = entries_[e];
+    const int64_t from = std::max(begin, entry.offset);
+    const int64_t to = std::min(end, entry.offset + entry.bytes);
+    if (from >= to) continue;
+    const CheckpointTensor& source = *sources[e];
+    // fp8 moves as stored; everything else as its compute dtype (scaled weights not kept in fp8
+    // are dequantised here, once). One tensor converted at a time: never a whole block in RAM.
+    at::Tensor stored =
+        entry.scale ? source.data : Materialize(source, entry.stored_dtype, at::kCPU);
+    at::Tensor bytes = stored.contiguous().flatten().view(at::kByte);
+    out.narrow(0, from - begin, to - from).copy_(bytes.narrow(0, from - entry.offset, to - from));
+  }
+}
+
+WeightSet FlatBlock::Unflatten(const at::Tensor& buffer, at::Device device) const {
+  WeightSet weights;
+  for (const Entry& entry : entries_) {
+    at::Tensor view =
+        buffer.narrow(0, entry.offset, entry.bytes).view(entry.stored_dtype).view(entry.shape);
+    if (!entry.scale) {
+      weights.Set(entry.name, std::move(view));
+      continue;
+    }
+    CheckpointTensor fp8;
+    fp8.data = std::move(view);
+    fp8.scale = entry.scale;
+    weights.Set(entry.name, Materialize(fp8, entry.compute_dtype, device));
+  }
+  return weights;
+}
+
+absl::StatusOr<FlatModel> FlattenBlocks(const Checkpoint& checkpoint, const BlockLayout& layout,
+                                        const PlacementOptions& options) {
+  FlatModel model;
+  model.blocks.resize(layout.num_blocks);
+  model.sources.resize(layout.num_blocks);
+  // checkpoint.tensors is ordered by name, so every rank lays a block out the same way.
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    auto owner = BlockOf(name, layout);
+    if (!owner.ok()) return owner.status();
+    const auto& [index, local] = *owner;
+    const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
+    if (index < 0) {
+      model.globals.Set(
+          local, Materialize(tensor, fp32 ? at::kFloat : options.compute_dtype, options.device));
+      continue;
+    }
+    model.blocks[index].Add(local, tensor, fp32, options);
+    model.sources[index].push_back(&tensor);
+  }
+  return model;
+}
+
+}  // namespace raylight::models
