@@ -52,6 +52,7 @@ ABSL_FLAG(int, steps, 4, "sampling steps (0: no sampling run)");
 ABSL_FLAG(double, cfg, 4.0, "CFG scale");
 ABSL_FLAG(std::string, sampler, "euler_ancestral", "sampler name");
 ABSL_FLAG(bool, forward, true, "run one forward");
+ABSL_FLAG(int, repeat_forward, 0, "run the forward this many times more and count differences");
 ABSL_FLAG(int, time_steps, 0, "time this many denoising steps (cond and, with cfg != 1, uncond)");
 ABSL_FLAG(bool, time_all_to_all, false,
           "with --time_steps: also time one forward's Ulysses all-to-alls alone");
@@ -257,6 +258,15 @@ int Run() {
     auto out = model(x, 370.0, true);
     if (!out.ok()) return Fail(out.status());
     results.emplace_back("forward", out->to(at::kCPU));
+    // The same forward again: a missing order between a side stream's gathers or copies and the
+    // compute that reads them shows up as a difference between runs.
+    int64_t mismatches = 0;
+    for (int run = 0; run < absl::GetFlag(FLAGS_repeat_forward); ++run) {
+      auto again = model(x, 370.0, true);
+      if (!again.ok()) return Fail(again.status());
+      if (!at::equal(again->to(at::kCPU), results.back().second)) ++mismatches;
+    }
+    results.emplace_back("repeat_mismatches", at::tensor({mismatches}, at::kLong));
   }
   if (const int runs = absl::GetFlag(FLAGS_time_steps); runs > 0) {
     // One denoising step as the sampler sees it: the (cfg-split) denoiser evaluation.

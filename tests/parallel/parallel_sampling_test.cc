@@ -47,9 +47,10 @@ constexpr const char* kNotDividing = "3,6,10";
 
 struct Results {
   at::Tensor forward, sample;
-  int64_t shard_bytes = 0;      // FSDP runs: rank 0's block shards
-  int64_t pool_bytes = 0;       // FSDP runs: rank 0's gather buffers
-  int64_t load_anon_bytes = 0;  // rank 0's anonymous memory growth while loading
+  int64_t shard_bytes = 0;        // FSDP runs: rank 0's block shards
+  int64_t pool_bytes = 0;         // FSDP runs: rank 0's gather buffers
+  int64_t load_anon_bytes = 0;    // rank 0's anonymous memory growth while loading
+  int64_t repeat_mismatches = 0;  // --repeat_forward runs that differed from the first
 };
 
 // Bytes of a checkpoint's block tensors (as stored) and how many tensors they are.
@@ -115,6 +116,9 @@ class ParallelSamplingTest : public testing::Test {
     }
     if (const auto* forward = (*file)->header().Find("forward")) {
       results.forward = models::ViewTensor(*file, *forward)->clone();
+    }
+    if (const auto* repeats = (*file)->header().Find("repeat_mismatches")) {
+      results.repeat_mismatches = models::ViewTensor(*file, *repeats)->item<int64_t>();
     }
     if (const auto* sample = (*file)->header().Find("sample")) {
       results.sample = models::ViewTensor(*file, *sample)->clone();
@@ -214,11 +218,12 @@ TEST_F(ParallelSamplingTest, FsdpPrefetchAndHostShardsReproduceTheResidentResult
       const std::string what =
           absl::StrCat(v.placement, " on ", v.ranks, " ranks, prefetch ", v.prefetch, ", ", latent);
       const Results fsdp = Run(absl::StrCat("dp=", v.ranks), v.ranks, latent, 7, 4.0, v.placement,
-                               "", {absl::StrCat("--prefetch=", v.prefetch)});
+                               "", {absl::StrCat("--prefetch=", v.prefetch), "--repeat_forward=3"});
       const Results single = Run("", 1, latent);
       ASSERT_TRUE(fsdp.forward.defined() && single.forward.defined()) << what;
       EXPECT_TRUE(at::equal(fsdp.forward, single.forward)) << what;
       EXPECT_TRUE(at::equal(fsdp.sample[0], single.sample[0])) << what;
+      EXPECT_EQ(fsdp.repeat_mismatches, 0) << what;
     }
   }
 }
@@ -413,12 +418,15 @@ TEST_F(ParallelSamplingTest, FsdpOnTwoGpusReproducesResidentBitForBit) {
     EXPECT_TRUE(at::equal(fsdp.forward, single.forward)) << latent;
     EXPECT_TRUE(at::equal(fsdp.sample[0], single.sample[0])) << latent;
     EXPECT_GT(fsdp.shard_bytes, 0);
-    // Two blocks ahead on the side stream, and host shards through the staging copy.
+    // Two blocks ahead on the side stream, and host shards through the staging copy; the
+    // forward 20 times more, identical every time.
     for (const char* placement : {"fsdp", "fsdp-host"}) {
-      const Results variant = Run("dp=2", 2, latent, 7, 4.0, placement, "", {"--prefetch=2"});
+      const Results variant =
+          Run("dp=2", 2, latent, 7, 4.0, placement, "", {"--prefetch=2", "--repeat_forward=20"});
       ASSERT_TRUE(variant.forward.defined()) << placement << " " << latent;
       EXPECT_TRUE(at::equal(variant.forward, single.forward)) << placement << " " << latent;
       EXPECT_TRUE(at::equal(variant.sample[0], single.sample[0])) << placement << " " << latent;
+      EXPECT_EQ(variant.repeat_mismatches, 0) << placement << " " << latent;
     }
   }
 }
