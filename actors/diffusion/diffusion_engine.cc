@@ -5,10 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cinttypes>
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <thread>
@@ -90,17 +87,10 @@ struct JobShape {
   int batch = 2;
 };
 
-// Tokens of a latent of `frames` x `height` x `width` (latent units) for `config`.
-int64_t LatentTokens(const models::wan::WanConfig& config, int64_t frames, int64_t height,
-                     int64_t width) {
-  return (frames / config.patch_t) * (height / config.patch_h) * (width / config.patch_w);
-}
-
-// Tokens of a video of `frames` frames of `width` x `height` pixels (Wan's VAEs: 4x in time,
-// 8x in space, Wan 2.2's 16x).
+// Tokens of a video of `frames` frames of `width` x `height` pixels.
 int64_t PixelTokens(const models::wan::WanConfig& config, int frames, int height, int width) {
-  const int spatial = config.out_channels == 48 ? 16 : 8;
-  return LatentTokens(config, (std::max(frames, 1) - 1) / 4 + 1, height / spatial, width / spatial);
+  const int64_t spatial = config.vae_spatial();
+  return config.Tokens((std::max(frames, 1) - 1) / 4 + 1, height / spatial, width / spatial);
 }
 
 JobShape ShapeOf(const parallel::MeshShape& mesh, double cfg) {
@@ -108,20 +98,6 @@ JobShape ShapeOf(const parallel::MeshShape& mesh, double cfg) {
   shape.sequence_degree = std::max(1, mesh.ulysses * mesh.ring);
   shape.batch = cfg != 1.0 && mesh.cfg < 2 ? 2 : 1;
   return shape;
-}
-
-// Free host memory (MemAvailable), what pinned shards and swapped blocks may take.
-int64_t HostAvailableBytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string line;
-  while (std::getline(meminfo, line)) {
-    int64_t kib = 0;
-    if (line.rfind("MemAvailable:", 0) == 0 &&
-        sscanf(line.c_str(), "MemAvailable: %" SCNd64, &kib) == 1) {
-      return kib * 1024;
-    }
-  }
-  return 0;
 }
 
 struct Membership {
@@ -221,107 +197,119 @@ class DiffusionEngine::Impl {
     return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
   }
 
-  // The loaded model for these files and dtype that this group can use (FSDP ones only on the
-  // group they were sharded over), or nullptr.
-  const LoadedModel* LoadedFor(const ModelRequest& request, at::ScalarType dtype,
-                               const worker::GroupContext& group) const {
-    const std::string prefix =
-        absl::StrCat(absl::StrJoin(request.files, ","), "|", DtypeName(dtype), "|");
-    for (const auto& [key, model] : models_) {
-      if (key.rfind(prefix, 0) != 0) continue;
-      if (!model.group_key.empty() && model.group_key != GroupKey(group)) continue;
-      return &model;
-    }
-    return nullptr;
+  // "files|dtype|": how the keys of the models of these files in this dtype begin.
+  static std::string ModelPrefix(const ModelRequest& request, at::ScalarType dtype) {
+    return absl::StrCat(absl::StrJoin(request.files, ","), "|", DtypeName(dtype), "|");
   }
 
   static std::string GroupKey(const worker::GroupContext& group) {
     return absl::StrCat(group.group_id, "#", group.incarnation);
   }
 
-  // Resolves "auto" with the planner (models/core/placement_plan.h) from the model's bytes, the
-  // job's activations and the group's smallest free device and host memory; checks an explicit
-  // choice against the group. Every rank of the group reaches the same decision.
+  // The loaded model of these files and dtype that this group can use (FSDP ones only on the
+  // group they were sharded over), or nullptr.
+  const LoadedModel* LoadedFor(const ModelRequest& request, at::ScalarType dtype,
+                               const worker::GroupContext& group) const {
+    const std::string prefix = ModelPrefix(request, dtype);
+    for (auto it = models_.lower_bound(prefix); it != models_.end(); ++it) {
+      if (it->first.rfind(prefix, 0) != 0) break;
+      if (it->second.group_key.empty() || it->second.group_key == GroupKey(group)) {
+        return &it->second;
+      }
+    }
+    return nullptr;
+  }
+
+  // The checkpoint's bytes as placed, read from its header once per files and dtype.
+  absl::StatusOr<const models::wan::WanBytes*> Measure(const ModelRequest& request,
+                                                       at::ScalarType dtype) {
+    const std::string key = ModelPrefix(request, dtype);
+    if (auto it = measured_.find(key); it != measured_.end()) return &it->second;
+    auto bytes = models::wan::MeasureWan(request.files, dtype);
+    if (!bytes.ok()) return bytes.status();
+    return &(measured_[key] = *std::move(bytes));
+  }
+
+  // An explicit placement is taken as asked; "auto" runs the planner
+  // (models/core/placement_plan.h) on the model's bytes, the job's activations and the group's
+  // smallest free device and host memory, which the ranks agree on by one all-reduce so that all
+  // reach the same decision (an FSDP load is collective).
   absl::StatusOr<PlacementDecision> ChoosePlacement(const ModelRequest& request,
                                                     at::ScalarType dtype,
                                                     const worker::GroupContext& group,
                                                     const JobShape& shape) {
-    const std::vector<std::string> known = {"auto", "resident", "fsdp", "fsdp-host", "swap"};
-    const std::string requested = request.placement.empty() ? "auto" : request.placement;
-    if (std::find(known.begin(), known.end(), requested) == known.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("placement: unknown '", requested,
-                                                     "' (auto, resident, fsdp, fsdp-host, swap)"));
+    const bool automatic = request.placement.empty() || request.placement == "auto";
+    models::Placement requested = models::Placement::kResident;
+    if (!automatic) {
+      auto parsed = models::ParsePlacement(request.placement);
+      if (!parsed.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("placement: ", parsed.status().message()));
+      }
+      requested = *parsed;
     }
-    if ((requested == "fsdp" || requested == "fsdp-host") && group.size < 2) {
+    const bool sharded =
+        requested == models::Placement::kFsdp || requested == models::Placement::kFsdpHost;
+    if (!automatic && sharded && group.size < 2) {
       return absl::InvalidArgumentError(
-          absl::StrCat("placement: ", requested, " needs a group of 2 or more ranks"));
+          absl::StrCat("placement: ", request.placement, " needs a group of 2 or more ranks"));
     }
     if (request.swap_budget < 0 || request.swap_budget > 1) {
       return absl::InvalidArgumentError(
           absl::StrCat("swap_budget: ", request.swap_budget, " is not a fraction in (0, 1]"));
     }
-    auto bytes = models::wan::MeasureWan(request.files, dtype);
+    auto bytes = Measure(request, dtype);
     if (!bytes.ok()) return bytes.status();
-    const int64_t tokens = shape.tokens(bytes->config);
-    const int64_t activations = models::wan::WanActivationBytes(
-        bytes->config, (tokens + shape.sequence_degree - 1) / shape.sequence_degree, shape.batch,
-        dtype);
-    models::PlacementInputs inputs = models::wan::WanPlacementInputs(*bytes, activations);
+    const models::wan::WanConfig& config = (*bytes)->config;
+    const int64_t tokens_per_rank =
+        (shape.tokens(config) + shape.sequence_degree - 1) / shape.sequence_degree;
+    models::PlacementInputs inputs = models::wan::WanPlacementInputs(
+        **bytes, models::wan::WanActivationBytes(config, tokens_per_rank, shape.batch, dtype));
     inputs.group_size = group.size;
+    inputs.weight_limit_bytes = model_memory_limit_ > 0 ? model_memory_limit_ : INT64_MAX;
+    // Loaded models count as free: they are evicted (LRU) to make room.
+    inputs.free_vram_bytes = std::max<int64_t>(1, DeviceFreeBytes() + HeldDeviceBytes());
+    // Ranks on one machine share its memory.
+    inputs.free_host_bytes = HostAvailableBytes() / std::max(group.size, 1);
 
-    // What every rank sees, agreed on by one all-reduce: free device memory (loaded models count
-    // as free: they are evicted to make room), free host memory (ranks on one machine share it),
-    // and which placement of this model each has loaded (-id gives the largest).
+    PlacementDecision decision;
+    if (!automatic) {
+      // This rank's numbers are enough: an explicit choice is the same on every rank, and swap
+      // budgets may differ between ranks without changing a result.
+      const models::PlacementChoice needs = models::PlacementFor(inputs, requested);
+      decision.name = models::PlacementName(requested);
+      decision.device_bytes = needs.device_bytes;
+      decision.reason = "requested";
+      if (requested == models::Placement::kLayerSwap && request.swap_budget > 0) {
+        decision.swap.budget_fraction = request.swap_budget;
+        decision.device_bytes =
+            inputs.global_bytes +
+            static_cast<int64_t>(inputs.block_bytes * inputs.num_blocks * request.swap_budget);
+        decision.reason =
+            absl::StrCat("requested, ", request.swap_budget, " of the blocks on the device");
+      } else if (requested == models::Placement::kLayerSwap) {
+        decision.swap.budget_bytes = needs.swap_budget_bytes;
+        decision.reason = absl::StrCat("requested, ", needs.swap_budget_bytes >> 20,
+                                       " MiB for blocks from free memory on the device");
+      }
+      return decision;
+    }
+    // Agreed: free device memory, the limit, free host memory, and which placement of this model
+    // each rank has loaded (1 + its enum value, 0 for none; the minimum of the negated values
+    // gives the largest).
     const LoadedModel* loaded = LoadedFor(request, dtype, group);
     const int64_t loaded_id =
         loaded == nullptr
             ? 0
-            : std::find(known.begin(), known.end(), loaded->summary.placement) - known.begin();
-    auto agreed = GroupMinimum(
-        group, {DeviceFreeBytes() + HeldDeviceBytes(),
-                model_memory_limit_ > 0 ? model_memory_limit_ : INT64_MAX,
-                HostAvailableBytes() / std::max(group.size, 1), loaded_id, -loaded_id});
+            : 1 + static_cast<int64_t>(*models::ParsePlacement(loaded->summary.placement));
+    auto agreed = GroupMinimum(group, {inputs.free_vram_bytes, inputs.weight_limit_bytes,
+                                       inputs.free_host_bytes, loaded_id, -loaded_id});
     if (!agreed.ok()) return agreed.status();
-    inputs.free_vram_bytes = std::max<int64_t>(1, (*agreed)[0]);
+    inputs.free_vram_bytes = (*agreed)[0];
     inputs.weight_limit_bytes = (*agreed)[1];
     inputs.free_host_bytes = (*agreed)[2];
-
-    PlacementDecision decision;
-    const int64_t blocks = inputs.block_bytes * inputs.num_blocks;
-    const int64_t model = blocks + inputs.global_bytes;
-    if (requested != "auto") {
-      decision.name = requested;
-      decision.reason = "requested";
-      if (requested == "resident") decision.device_bytes = model;
-      if (requested == "fsdp") decision.device_bytes = model / group.size + 2 * inputs.block_bytes;
-      if (requested == "fsdp-host") decision.device_bytes = 3 * inputs.block_bytes;
-      if (requested == "swap") {
-        if (request.swap_budget > 0) {
-          decision.swap.budget_fraction = request.swap_budget;
-        } else {
-          // What free memory leaves for blocks after the activations and the globals.
-          const int64_t usable = std::min(
-              static_cast<int64_t>(inputs.free_vram_bytes * (1 - inputs.headroom)) - activations,
-              inputs.weight_limit_bytes);
-          decision.swap.budget_bytes =
-              std::clamp<int64_t>(usable - inputs.global_bytes, 2 * inputs.block_bytes, blocks);
-        }
-        decision.device_bytes =
-            inputs.global_bytes + (decision.swap.budget_bytes > 0
-                                       ? decision.swap.budget_bytes
-                                       : static_cast<int64_t>(blocks * request.swap_budget));
-        decision.reason = absl::StrCat("requested, ",
-                                       request.swap_budget > 0
-                                           ? absl::StrCat(request.swap_budget, " of the blocks")
-                                           : absl::StrCat(decision.swap.budget_bytes >> 20,
-                                                          " MiB for blocks from free memory"),
-                                       " on the device");
-      }
-      return decision;
-    }
     if ((*agreed)[3] > 0 && (*agreed)[3] == -(*agreed)[4]) {
       // Every rank has it loaded the same way: keep it (a load job chose it for this model).
-      decision.name = known[(*agreed)[3]];
+      decision.name = models::PlacementName(static_cast<models::Placement>((*agreed)[3] - 1));
       decision.reason = "already loaded";
       return decision;
     }
@@ -424,8 +412,7 @@ class DiffusionEngine::Impl {
     const std::string variant = placement == "swap" && request.swap_budget > 0
                                     ? absl::StrCat(placement, ":", request.swap_budget)
                                     : placement;
-    const std::string key = absl::StrCat(absl::StrJoin(request.files, ","), "|", DtypeName(*dtype),
-                                         "|", variant, "|", group_key);
+    const std::string key = absl::StrCat(ModelPrefix(request, *dtype), variant, "|", group_key);
     if (auto it = models_.find(key); it != models_.end()) {
       *was_resident = true;
       *seconds = 0;
@@ -487,14 +474,17 @@ class DiffusionEngine::Impl {
     };
     SampleOutcome outcome;
     std::string reason;
+    // A starting latent, when given, is read first: its size is the job's for the placement.
+    at::Tensor latent;
+    if (!request.latent.empty()) {
+      auto parsed = samplers::ParseLatent(request.latent, "latent");
+      if (!parsed.ok()) return parsed.status();
+      latent = *std::move(parsed);
+      if (latent.dim() == 4) latent = latent.unsqueeze(0);
+    }
     JobShape shape = ShapeOf(request.mesh, request.cfg);
-    shape.tokens = [&request](const models::wan::WanConfig& config) -> int64_t {
-      if (!request.latent.empty()) {
-        auto latent = samplers::ParseLatent(request.latent, "latent");
-        if (latent.ok() && latent->dim() >= 3) {
-          return LatentTokens(config, latent->size(-3), latent->size(-2), latent->size(-1));
-        }
-      }
+    shape.tokens = [&](const models::wan::WanConfig& config) -> int64_t {
+      if (latent.dim() == 5) return config.Tokens(latent.size(2), latent.size(3), latent.size(4));
       return PixelTokens(config, request.frames, request.height, request.width);
     };
     auto model = Ensure(request.model, group, shape, &outcome.model_was_resident,
@@ -523,19 +513,14 @@ class DiffusionEngine::Impl {
       if (!parsed.ok()) return parsed.status();
       negative = *std::move(parsed);
     }
-    at::Tensor latent;
-    if (!request.latent.empty()) {
-      auto parsed = samplers::ParseLatent(request.latent, "latent");
-      if (!parsed.ok()) return parsed.status();
-      latent = *std::move(parsed);
-      if (latent.dim() == 4) latent = latent.unsqueeze(0);
+    if (latent.defined()) {
       if (latent.dim() != 5 || latent.size(0) != 1 || latent.size(1) != config.out_channels) {
         return absl::InvalidArgumentError(absl::StrCat("latent: shape ", c10::str(latent.sizes()),
                                                        "; ", config.name, " takes [1, ",
                                                        config.out_channels, ", F, H, W]"));
       }
     } else {
-      const int64_t spatial = config.out_channels == 48 ? 16 : 8;  // Wan 2.2's VAE: 16x
+      const int64_t spatial = config.vae_spatial();
       latent = at::zeros({1, config.out_channels, (request.frames - 1) / 4 + 1,
                           request.height / spatial, request.width / spatial});
     }
@@ -678,9 +663,10 @@ class DiffusionEngine::Impl {
  private:
   const worker::ActorEnvironment environment_;
   at::Device device_ = at::kCPU;
-  int64_t model_memory_limit_ = 0;             // bytes; 0: no limit but the device's
-  std::map<std::string, LoadedModel> models_;  // by files|dtype|placement|group
-  std::map<std::string, Membership> groups_;   // by group id
+  int64_t model_memory_limit_ = 0;                         // bytes; 0: no limit but the device's
+  std::map<std::string, LoadedModel> models_;              // by files|dtype|placement|group
+  std::map<std::string, models::wan::WanBytes> measured_;  // by files|dtype|
+  std::map<std::string, Membership> groups_;               // by group id
 };
 
 DiffusionEngine::DiffusionEngine(const worker::ActorEnvironment& environment)

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "actors/diffusion/mesh_spec.h"
+#include "models/core/placement_plan.h"
 #include "models/core/safetensors.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
@@ -58,10 +59,10 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
   if (std::find(dtypes.begin(), dtypes.end(), job.dtype()) == dtypes.end()) {
     return Invalid("dtype", absl::StrCat("unknown '", job.dtype(), "' (auto, bf16, f16, f32)"));
   }
-  const std::vector<std::string> placements = {"", "auto", "resident", "fsdp", "fsdp-host", "swap"};
-  if (std::find(placements.begin(), placements.end(), job.placement()) == placements.end()) {
-    return Invalid("placement", absl::StrCat("unknown '", job.placement(),
-                                             "' (auto, resident, fsdp, fsdp-host, swap)"));
+  if (!job.placement().empty() && job.placement() != "auto") {
+    if (auto placement = models::ParsePlacement(job.placement()); !placement.ok()) {
+      return InField("placement", placement.status());
+    }
   }
   if (job.swap_budget() < 0 || job.swap_budget() > 1) {
     return Invalid(
@@ -167,7 +168,7 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
     height = shape[2];
     width = shape[3];
   } else {
-    const int spatial = config.out_channels == 48 ? 16 : 8;  // Wan 2.2's VAE compresses 16x
+    const int spatial = static_cast<int>(config.vae_spatial());
     const int multiple = spatial * static_cast<int>(config.patch_h);
     for (auto [name, side] : {std::pair{"width", job.width()}, std::pair{"height", job.height()}}) {
       if (side < multiple || side > limits.max_side || side % multiple != 0) {

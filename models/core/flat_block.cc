@@ -19,9 +19,9 @@ void FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
   Entry entry;
   entry.name = std::move(name);
   entry.compute_dtype = fp32 ? at::kFloat : options.compute_dtype;
-  const bool fp8 = tensor.scale.has_value() && options.keep_fp8 && !fp32;
-  entry.stored_dtype = fp8 ? tensor.data.scalar_type() : entry.compute_dtype;
-  if (fp8) entry.scale = tensor.scale;
+  entry.stored_dtype = PlacedDtype(tensor, /*in_block=*/true, fp32, options);
+  // Kept as stored (fp8): dequantised with its scale after the transfer.
+  if (tensor.scale && entry.stored_dtype == tensor.data.scalar_type()) entry.scale = tensor.scale;
   entry.shape = tensor.data.sizes().vec();
   entry.offset = RoundUp(bytes_, kAlignment);
   entry.bytes = tensor.data.numel() * static_cast<int64_t>(c10::elementSize(entry.stored_dtype));

@@ -103,64 +103,94 @@ const char* PlacementName(Placement placement) {
   return "?";
 }
 
+absl::StatusOr<Placement> ParsePlacement(absl::string_view name) {
+  for (Placement placement :
+       {Placement::kResident, Placement::kFsdp, Placement::kFsdpHost, Placement::kLayerSwap}) {
+    if (name == PlacementName(placement)) return placement;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown '", name, "' (auto, resident, fsdp, fsdp-host, swap)"));
+}
+
+namespace {
+
+// What the GPU can give the weights: free memory less headroom and activations, within the limit.
+int64_t UsableBytes(const PlacementInputs& in) {
+  return std::min(
+      static_cast<int64_t>(in.free_vram_bytes * (1 - in.headroom)) - in.activation_bytes,
+      in.weight_limit_bytes);
+}
+
+std::string Sizes(const PlacementInputs& in) {
+  const int64_t model = in.block_bytes * in.num_blocks + in.global_bytes;
+  return absl::StrCat("model ", GiB(model), " (", in.num_blocks, " blocks of ", GiB(in.block_bytes),
+                      "), activations ", GiB(in.activation_bytes), ", ", GiB(UsableBytes(in)),
+                      " usable per GPU after ", static_cast<int>(in.headroom * 100), "% headroom",
+                      in.weight_limit_bytes < INT64_MAX
+                          ? absl::StrCat(" and a limit of ", GiB(in.weight_limit_bytes))
+                          : std::string(),
+                      ", group of ", in.group_size);
+}
+
+}  // namespace
+
+PlacementChoice PlacementFor(const PlacementInputs& in, Placement placement) {
+  const int64_t usable = UsableBytes(in);
+  const int64_t blocks = in.block_bytes * in.num_blocks;
+  const int n = std::max(in.group_size, 1);
+  // FSDP: this rank's shards plus two gathered blocks (the running one and the prefetched one);
+  // layer swap's pool is two buffers too (prefetch 1).
+  const int64_t two_blocks = 2 * in.block_bytes;
+  const int64_t shard = (blocks + n - 1) / n;
+  PlacementChoice choice;
+  choice.placement = placement;
+  const std::string sizes = Sizes(in);
+  switch (placement) {
+    case Placement::kResident:
+      choice.device_bytes = blocks + in.global_bytes;
+      choice.fits = choice.device_bytes <= usable;
+      choice.reason = absl::StrCat("resident: ", sizes);
+      break;
+    case Placement::kFsdp:
+      choice.device_bytes = in.global_bytes + shard + two_blocks;
+      choice.fits = n > 1 && choice.device_bytes <= usable;
+      choice.reason = absl::StrCat("fsdp: ", sizes, "; 1/", n, " of the blocks is ", GiB(shard));
+      break;
+    case Placement::kFsdpHost:
+      choice.device_bytes = in.global_bytes + two_blocks;
+      choice.host_bytes = shard;
+      choice.fits = n > 1 && choice.device_bytes <= usable && shard <= in.free_host_bytes;
+      choice.reason = absl::StrCat("fsdp-host: ", sizes, "; shards of ", GiB(shard),
+                                   " do not fit beside the activations, they stay in host memory");
+      break;
+    case Placement::kLayerSwap:
+      // The whole model in pinned host memory, what is left on the GPU for blocks.
+      choice.swap_budget_bytes = std::clamp(usable - in.global_bytes, two_blocks, blocks);
+      choice.device_bytes = in.global_bytes + choice.swap_budget_bytes;
+      choice.host_bytes = blocks;
+      choice.fits = usable - in.global_bytes >= two_blocks && blocks <= in.free_host_bytes;
+      choice.reason = absl::StrCat("swap: ", sizes, "; ", GiB(choice.swap_budget_bytes),
+                                   " of blocks on the GPU, the rest streamed from host memory");
+      break;
+  }
+  return choice;
+}
+
 absl::StatusOr<PlacementChoice> PlanPlacement(const PlacementInputs& in) {
   if (in.num_blocks <= 0 || in.block_bytes <= 0 || in.group_size <= 0 || in.free_vram_bytes <= 0) {
     return absl::InvalidArgumentError(
         "placement: blocks, block bytes, group size and free VRAM must be positive");
   }
-  const int64_t usable =
-      std::min(static_cast<int64_t>(in.free_vram_bytes * (1 - in.headroom)) - in.activation_bytes,
-               in.weight_limit_bytes);
+  for (Placement placement :
+       {Placement::kResident, Placement::kFsdp, Placement::kFsdpHost, Placement::kLayerSwap}) {
+    PlacementChoice choice = PlacementFor(in, placement);
+    if (choice.fits) return choice;
+  }
   const int64_t blocks = in.block_bytes * in.num_blocks;
-  const int64_t model = blocks + in.global_bytes;
-  const int n = in.group_size;
-  const std::string sizes =
-      absl::StrCat("model ", GiB(model), " (", in.num_blocks, " blocks of ", GiB(in.block_bytes),
-                   "), activations ", GiB(in.activation_bytes), ", ", GiB(usable),
-                   " usable per GPU after ", static_cast<int>(in.headroom * 100), "% headroom",
-                   in.weight_limit_bytes < INT64_MAX
-                       ? absl::StrCat(" and a limit of ", GiB(in.weight_limit_bytes))
-                       : std::string(),
-                   ", group of ", n);
-  PlacementChoice choice;
-  if (model <= usable) {
-    choice.placement = Placement::kResident;
-    choice.device_bytes = model;
-    choice.reason = absl::StrCat("resident: ", sizes);
-    return choice;
-  }
-  // FSDP: this rank's shards plus two gathered blocks (the running one and the prefetched one).
-  const int64_t gathered = 2 * in.block_bytes;
-  const int64_t shard = (blocks + n - 1) / n;
-  if (n > 1 && in.global_bytes + shard + gathered <= usable) {
-    choice.placement = Placement::kFsdp;
-    choice.device_bytes = in.global_bytes + shard + gathered;
-    choice.reason = absl::StrCat("fsdp: ", sizes, "; 1/", n, " of the blocks is ", GiB(shard));
-    return choice;
-  }
-  if (n > 1 && in.global_bytes + gathered <= usable && shard <= in.free_host_bytes) {
-    choice.placement = Placement::kFsdpHost;
-    choice.device_bytes = in.global_bytes + gathered;
-    choice.host_bytes = shard;
-    choice.reason = absl::StrCat("fsdp-host: ", sizes, "; shards of ", GiB(shard),
-                                 " do not fit beside the activations, they stay in host memory");
-    return choice;
-  }
-  // Layer swap: the whole model in pinned host memory, a device budget for the blocks.
-  const int64_t budget = usable - in.global_bytes;
-  const int64_t pool = 2 * in.block_bytes;  // prefetch 1: two buffers
-  if (budget >= pool && blocks <= in.free_host_bytes) {
-    choice.placement = Placement::kLayerSwap;
-    choice.swap_budget_bytes = std::min(budget, blocks);
-    choice.device_bytes = in.global_bytes + choice.swap_budget_bytes;
-    choice.host_bytes = blocks;
-    choice.reason = absl::StrCat("swap: ", sizes, "; ", GiB(choice.swap_budget_bytes),
-                                 " of blocks on the GPU, the rest streamed from host memory");
-    return choice;
-  }
   return absl::ResourceExhaustedError(
-      absl::StrCat("placement: nothing fits: ", sizes, "; even streaming needs ",
-                   GiB(in.global_bytes + pool), " on the GPU and ", GiB(n > 1 ? shard : blocks),
+      absl::StrCat("placement: nothing fits: ", Sizes(in), "; even streaming needs ",
+                   GiB(in.global_bytes + 2 * in.block_bytes), " on the GPU and ",
+                   GiB(in.group_size > 1 ? (blocks + in.group_size - 1) / in.group_size : blocks),
                    " of host memory (", GiB(in.free_host_bytes), " free)"));
 }
 

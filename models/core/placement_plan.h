@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace raylight::models {
 
@@ -45,7 +46,10 @@ int BufferOf(const SwapPlan& plan, int64_t forward, int block);
 // ---- the planner (placement = auto) -------------------------------------------------------------
 
 enum class Placement { kResident, kFsdp, kFsdpHost, kLayerSwap };
+// "resident", "fsdp", "fsdp-host", "swap": the names jobs use.
 const char* PlacementName(Placement placement);
+// The placement of a name; an error listing the names (and "auto", which callers handle).
+absl::StatusOr<Placement> ParsePlacement(absl::string_view name);
 
 struct PlacementInputs {
   int64_t block_bytes = 0;  // one block on the device (all blocks equal, as in Wan)
@@ -65,8 +69,14 @@ struct PlacementChoice {
   int64_t swap_budget_bytes = 0;  // kLayerSwap: the device budget for blocks
   int64_t device_bytes = 0;       // weights + buffers the choice puts on each GPU
   int64_t host_bytes = 0;         // pinned host memory per rank
+  bool fits = false;              // within the usable device memory and the free host memory
   std::string reason;             // the numbers behind the choice, for the job's log and status
 };
+
+// What `placement` needs on each GPU and in host memory for these inputs, and whether it fits.
+// Layer swap's budget is what the GPU has left for blocks after activations and globals, within
+// [the two-buffer pool, all the blocks].
+PlacementChoice PlacementFor(const PlacementInputs& in, Placement placement);
 
 // The cheapest placement that fits, in this order: resident (everything on every GPU); FSDP
 // (1/N of the blocks per GPU plus two gathered blocks); FSDP with host shards (the shards in

@@ -26,15 +26,12 @@ absl::StatusOr<std::unique_ptr<ShardedWeights>> ShardedWeights::Create(
   if (!flat.ok()) return flat.status();
   weights->globals_ = std::move(flat->globals);
   weights->blocks_.resize(layout.num_blocks);
-  for (int i = 0; i < layout.num_blocks; ++i) {
-    weights->blocks_[i].layout = std::move(flat->blocks[i]);
-  }
-
   const int64_t ranks = group.size(), rank = group.rank();
   const bool pinned = shards.host_shards && options.device.is_cuda();
   int64_t largest = 0;
   for (int i = 0; i < layout.num_blocks; ++i) {
     Block& block = weights->blocks_[i];
+    block.layout = std::move(flat->blocks[i]);
     block.layout.PadTo(ranks * 16);
     largest = std::max(largest, block.layout.bytes());
     const int64_t shard = block.layout.bytes() / ranks;

@@ -9,25 +9,23 @@ namespace raylight::models {
 absl::StatusOr<std::unique_ptr<SwappedWeights>> SwappedWeights::Create(
     const Checkpoint& checkpoint, const BlockLayout& layout, const PlacementOptions& options,
     const SwapOptions& swap) {
+  if (swap.budget_fraction < 0 || swap.budget_fraction > 1 || swap.budget_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("swap: the budget must be 0..1 of the blocks or a byte count >= 0, not ",
+                     swap.budget_bytes > 0 ? swap.budget_bytes : swap.budget_fraction));
+  }
   auto flat = FlattenBlocks(checkpoint, layout, options);
   if (!flat.ok()) return flat.status();
   std::unique_ptr<SwappedWeights> weights(new SwappedWeights(options));
   weights->globals_ = std::move(flat->globals);
   weights->blocks_.resize(layout.num_blocks);
-  for (int i = 0; i < layout.num_blocks; ++i) {
-    weights->blocks_[i].layout = std::move(flat->blocks[i]);
-  }
   std::vector<int64_t> block_bytes;
   int64_t total = 0;
-  for (Block& block : weights->blocks_) {
-    block.layout.PadTo(1);
-    block_bytes.push_back(block.layout.bytes());
-    total += block.layout.bytes();
-  }
-  if (swap.budget_fraction < 0 || swap.budget_fraction > 1 || swap.budget_bytes < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("swap: the budget must be 0..1 of the blocks or a byte count >= 0, not ",
-                     swap.budget_bytes > 0 ? swap.budget_bytes : swap.budget_fraction));
+  for (int i = 0; i < layout.num_blocks; ++i) {
+    FlatBlock& block = weights->blocks_[i].layout = std::move(flat->blocks[i]);
+    block.PadTo(1);
+    block_bytes.push_back(block.bytes());
+    total += block.bytes();
   }
   const int64_t budget = swap.budget_bytes > 0
                              ? swap.budget_bytes

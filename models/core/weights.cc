@@ -17,6 +17,12 @@ int64_t WeightSet::bytes() const {
   return total;
 }
 
+at::ScalarType PlacedDtype(const CheckpointTensor& tensor, bool in_block, bool fp32,
+                           const PlacementOptions& options) {
+  if (in_block && tensor.scale && options.keep_fp8 && !fp32) return tensor.data.scalar_type();
+  return fp32 ? at::kFloat : options.compute_dtype;
+}
+
 absl::StatusOr<std::pair<int, std::string>> BlockOf(const std::string& name,
                                                     const BlockLayout& layout) {
   if (name.rfind(layout.block_prefix, 0) != 0) return std::make_pair(-1, name);
@@ -37,12 +43,12 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
   weights->blocks_.resize(layout.num_blocks);
   for (const auto& [name, tensor] : checkpoint.tensors) {
     const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
-    const at::ScalarType dtype = fp32 ? at::kFloat : options.compute_dtype;
     auto owner = BlockOf(name, layout);
     if (!owner.ok()) return owner.status();
     const auto& [index, local] = *owner;
     Block* block = index >= 0 ? &weights->blocks_[index] : nullptr;
-    if (block != nullptr && tensor.scale && options.keep_fp8 && !fp32) {
+    const at::ScalarType dtype = PlacedDtype(tensor, block != nullptr, fp32, options);
+    if (tensor.scale && dtype == tensor.data.scalar_type()) {  // kept as stored, with its scale
       CheckpointTensor on_device = tensor;
       on_device.data = tensor.data.to(options.device);  // still fp8: half of bf16's bytes
       block->fp8.emplace(local, std::move(on_device));

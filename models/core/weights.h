@@ -66,6 +66,12 @@ struct BlockLayout {
   int num_blocks = 0;
 };
 
+// The dtype a checkpoint tensor is kept in on the device: fp8 scaled block weights stay fp8
+// (`options.keep_fp8`; dequantised per block on use), weights kept in fp32 (`fp32`) are fp32,
+// everything else the compute dtype.
+at::ScalarType PlacedDtype(const CheckpointTensor& tensor, bool in_block, bool fp32,
+                           const PlacementOptions& options);
+
 // Which block a checkpoint name belongs to: {index, name within the block}, or {-1, name} for a
 // non-block weight; an error for "blocks.<i>..." outside the layout.
 absl::StatusOr<std::pair<int, std::string>> BlockOf(const std::string& name,

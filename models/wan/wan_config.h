@@ -33,6 +33,12 @@ struct WanConfig {
   int64_t patch_t = 1, patch_h = 2, patch_w = 2;
 
   int64_t head_dim() const { return dim / num_heads; }
+  // The VAE's compression of width and height: 8, or 16 for Wan 2.2's 48-channel VAE (time: 4).
+  int64_t vae_spatial() const { return out_channels == 48 ? 16 : 8; }
+  // Tokens of a latent of frames x height x width (latent units), after patching.
+  int64_t Tokens(int64_t frames, int64_t height, int64_t width) const {
+    return (frames / patch_t) * (height / patch_h) * (width / patch_w);
+  }
   bool i2v() const { return family == WanFamily::kI2V; }
   bool per_token_timesteps() const { return family == WanFamily::kTI2V; }
   // Parameters (weights and biases), for memory planning and FLOP counts.

@@ -14,17 +14,17 @@ absl::StatusOr<WanBytes> MeasureWan(const std::vector<std::string>& paths,
   if (!opened.ok()) return opened.status();
   WanBytes bytes;
   bytes.config = opened->config;
+  PlacementOptions options;
+  options.compute_dtype = compute_dtype;
+  options.keep_fp8 = keep_fp8;
   BlockLayout layout;
   layout.num_blocks = static_cast<int>(opened->config.num_layers);
   std::map<int, int64_t> per_block;
   for (const auto& [name, tensor] : opened->checkpoint.tensors) {
     auto owner = BlockOf(name, layout);
     if (!owner.ok()) return owner.status();
-    const bool fp32 = WanKeepsFp32(name);
-    const bool fp8 = owner->first >= 0 && tensor.scale && keep_fp8 && !fp32;
-    const at::ScalarType placed = fp8    ? tensor.data.scalar_type()
-                                  : fp32 ? at::kFloat
-                                         : compute_dtype;
+    const at::ScalarType placed =
+        PlacedDtype(tensor, /*in_block=*/owner->first >= 0, WanKeepsFp32(name), options);
     const int64_t placed_bytes =
         tensor.data.numel() * static_cast<int64_t>(c10::elementSize(placed));
     if (owner->first < 0) {
@@ -33,8 +33,9 @@ absl::StatusOr<WanBytes> MeasureWan(const std::vector<std::string>& paths,
       per_block[owner->first] += placed_bytes;
     }
   }
-  for (const auto& [index, block] : per_block)
+  for (const auto& [index, block] : per_block) {
     bytes.block_bytes = std::max(bytes.block_bytes, block);
+  }
   return bytes;
 }
 

@@ -37,5 +37,9 @@ class DeviceMemoryProbe {
 
 // This process's resident set size.
 int64_t HostRssBytes();
+// A memory line of /proc/self/status ("VmHWM": peak resident, "RssAnon": heap) in bytes, or -1.
+int64_t ProcessStatusBytes(const std::string& key);
+// The machine's available memory (MemAvailable), or 0 when unknown.
+int64_t HostAvailableBytes();
 
 }  // namespace raylight

@@ -9,9 +9,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cinttypes>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <vector>
@@ -21,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "models/core/placement_plan.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/core/sequence_parallel.h"
 #include "models/core/sharded_weights.h"
@@ -31,6 +29,7 @@
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
 #include "runtime/common/file_store.h"
+#include "runtime/common/gpu_info.h"
 #include "runtime/common/status_macros.h"
 #include "samplers/mesh_sample.h"
 
@@ -73,26 +72,6 @@ namespace {
 using models::wan::WanInputs;
 
 // This process's anonymous resident memory (heap, not the mapped checkpoint's page cache).
-// A /proc/self/status memory line ("VmHWM", "RssAnon") in bytes, or -1.
-int64_t StatusBytes(const std::string& key) {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    int64_t kib = 0;
-    if (line.rfind(key + ":", 0) == 0 &&
-        sscanf(line.c_str() + key.size() + 1, " %" SCNd64, &kib) == 1) {
-      return kib * 1024;
-    }
-  }
-  return -1;
-}
-
-// This process's peak resident memory so far, mapped pages included.
-int64_t PeakRssBytes() { return StatusBytes("VmHWM"); }
-
-// This process's anonymous resident memory (heap, not the mapped checkpoint's page cache).
-int64_t RssAnonBytes() { return StatusBytes("RssAnon"); }
-
 // Bytes the caching allocator has handed out on `device` (0 on the CPU).
 int64_t DeviceAllocatedBytes(const at::Device& device) {
 #ifdef RAYLIGHT_HAVE_CUDA
@@ -152,13 +131,8 @@ int Run() {
       !absl::SimpleAtoi(dims[2], &w)) {
     return Fail(absl::InvalidArgumentError("latent: expected frames,height,width"), 2);
   }
-  const std::string placement_name = absl::GetFlag(FLAGS_placement);
-  if (placement_name != "resident" && placement_name != "fsdp" && placement_name != "fsdp-host" &&
-      placement_name != "swap") {
-    return Fail(absl::InvalidArgumentError(absl::StrCat("placement: unknown '", placement_name,
-                                                        "' (resident, fsdp, fsdp-host, swap)")),
-                2);
-  }
+  auto placement_kind = models::ParsePlacement(absl::GetFlag(FLAGS_placement));
+  if (!placement_kind.ok()) return Fail(placement_kind.status(), 2);
   for (const auto& note : plan->notes) std::cerr << "rank " << rank << ": " << note << "\n";
 
   at::Device device = at::kCPU;
@@ -190,16 +164,17 @@ int Run() {
   models::PlacementOptions placement;
   placement.device = device;
   placement.compute_dtype = absl::GetFlag(FLAGS_dtype) == "bf16" ? at::kBFloat16 : at::kFloat;
-  const int64_t anon_before_load = RssAnonBytes();
+  const int64_t anon_before_load = ProcessStatusBytes("RssAnon");
   const int64_t device_before_load = DeviceAllocatedBytes(device);
   const std::vector<std::string> files = {absl::GetFlag(FLAGS_checkpoint)};
   absl::StatusOr<models::wan::LoadedWan> loaded;
-  if (placement_name == "fsdp" || placement_name == "fsdp-host") {
+  if (*placement_kind == models::Placement::kFsdp ||
+      *placement_kind == models::Placement::kFsdpHost) {
     models::ShardOptions shards;
     shards.prefetch = absl::GetFlag(FLAGS_prefetch);
-    shards.host_shards = placement_name == "fsdp-host";
+    shards.host_shards = *placement_kind == models::Placement::kFsdpHost;
     loaded = models::wan::LoadWanSharded(files, placement, **world, shards);
-  } else if (placement_name == "swap") {
+  } else if (*placement_kind == models::Placement::kLayerSwap) {
     models::SwapOptions swap;
     swap.budget_fraction = absl::GetFlag(FLAGS_swap_budget);
     swap.prefetch = absl::GetFlag(FLAGS_prefetch);
@@ -215,7 +190,7 @@ int Run() {
       std::cout << "weight_device_bytes " << DeviceAllocatedBytes(device) - device_before_load
                 << std::endl;
     }
-    std::cout << "load_peak_rss_bytes " << PeakRssBytes() << std::endl;
+    std::cout << "load_peak_rss_bytes " << ProcessStatusBytes("VmHWM") << std::endl;
     if (auto* sharded = dynamic_cast<models::ShardedWeights*>(loaded->weights.get())) {
       std::cout << "gather_buffer_bytes " << sharded->pool_bytes() << std::endl;
     }
@@ -249,7 +224,7 @@ int Run() {
   const samplers::ModelSampling sampling = samplers::ModelSampling::DiscreteFlow(5.0);  // Wan's
   std::vector<std::pair<std::string, at::Tensor>> results;
   results.emplace_back("load_anon_bytes",
-                       at::tensor({RssAnonBytes() - anon_before_load}, at::kLong));
+                       at::tensor({ProcessStatusBytes("RssAnon") - anon_before_load}, at::kLong));
   if (auto* sharded = dynamic_cast<models::ShardedWeights*>(loaded->weights.get())) {
     results.emplace_back("shard_bytes", at::tensor({sharded->shard_bytes()}, at::kLong));
     results.emplace_back("pool_bytes", at::tensor({sharded->pool_bytes()}, at::kLong));
