@@ -13,6 +13,11 @@
 #                                          (SWAP=0 / FSDP=0 leave either part out)
 #   deploy/gpu/session.sh scaling          14B on every mesh of this machine's GPUs against one
 #                                          (LATENT=21,90,160 RES=1280x720x81 for 720p)
+#   deploy/gpu/session.sh overlap          issue #5: the parallel gpu tests, then 14B ulysses 2 with
+#                                          its exchanges overlapped (head chunks 1/2, copy
+#                                          engines or NCCL kernels) against the plain schedule,
+#                                          ring 2 and cfg 2, one ulysses-2 step profiled (a
+#                                          Chrome trace in $OUT), GEMM throughput by row count
 #   deploy/gpu/session.sh parallel|bench|all   earlier sessions' runs (Wan forward, 2-GPU modes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -111,6 +116,30 @@ case $WHAT in
       >>"$OUT/scaling_bench.jsonl" 2>>"$OUT/bench.log"
     echo "scaling exit $?"
     cat "$OUT/scaling_bench.jsonl" ;;
+  overlap)  # issue #5: Ulysses' exchanges overlapped with compute, against the plain schedule
+    (cd build-gpu && timeout "${TEST_TIMEOUT:-200}" ctest -L gpu -R "${TESTS:-ParallelSampling}" -V) \
+      >"$OUT/ctest-gpu.log" 2>&1
+    echo "ctest exit $?"; grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest-gpu.log" | head -30
+    ckpt=$(checkpoint wan2.1-t2v-14b)
+    RUNS=${RUNS:-3} timeout "${BENCH_TIMEOUT:-330}" tests/bench/run_parallel_bench.sh build-gpu "$ckpt" \
+      wan14b_832x480x81 ulysses2:ulysses=2:2 \
+      ulysses2_plain:ulysses=2:2:resident:--ulysses_chunks=1,--overlap_exchanges=false,--copy_engine=false \
+      ulysses2_kernels:ulysses=2:2:resident:--copy_engine=false \
+      ulysses2_chunks2:ulysses=2:2:resident:--ulysses_chunks=2 \
+      ring2:ring=2:2 cfg2:cfg=2:2 \
+      >>"$OUT/overlap_bench.jsonl" 2>>"$OUT/bench.log"
+    echo "overlap exit $?"
+    if [ "${PROFILE:-1}" = 1 ]; then
+      RUNS=1 timeout 100 tests/bench/run_parallel_bench.sh build-gpu "$ckpt" wan14b_832x480x81 \
+        "profile_ulysses2:ulysses=2:2:resident:--profile_trace=$OUT/trace_ulysses2" \
+        >>"$OUT/profile_bench.jsonl" 2>>"$OUT/bench.log"
+      echo "profile exit $?"
+      rm -f "$OUT"/trace_*.rank1.json
+      gzip -f "$OUT"/trace_*.json 2>/dev/null
+    fi
+    # cuBLAS per-token throughput of the 14B linear layers at the per-rank token counts.
+    timeout 60 python3 tests/bench/gemm_rows.py >"$OUT/gemm_rows.jsonl" 2>>"$OUT/bench.log"
+    cat "$OUT/overlap_bench.jsonl" ;;
   parallel|bench|all)  # earlier sessions' runs: gpu tests, Wan forward, parallel on 2 GPUs
     if [ "$WHAT" != bench ]; then
       filter=()
@@ -132,5 +161,5 @@ case $WHAT in
       rm -f "$ckpt"
     done
     cat "$OUT"/wan_bench.jsonl "$OUT/parallel_bench.jsonl" 2>/dev/null ;;
-  *) echo "unknown mode $WHAT (tests|jobs|placement|scaling|parallel|bench|all)"; exit 2 ;;
+  *) echo "unknown mode $WHAT (tests|jobs|placement|scaling|overlap|parallel|bench|all)"; exit 2 ;;
 esac

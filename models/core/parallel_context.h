@@ -23,6 +23,14 @@ struct ParallelContext {
   // Set by the model for each forward: the real (unpadded) number of tokens of the sequence the
   // ranks share. Attention ignores the padding keys beyond it.
   int64_t valid_tokens = 0;
+  // How Ulysses' exchanges overlap compute (sequence_parallel.h, SequenceAttention): on a side
+  // stream when `overlap_exchanges` (false: on the compute stream, the plain schedule the
+  // benchmarks compare against), each of q, k, v and the output in `ulysses_chunks` head chunks
+  // (the largest divisor of the heads per rank not above it). More chunks hide more of the
+  // exchange but split the attention into smaller launches: on Wan 14B with 2 H200s the smaller
+  // launches cost ~4% of the attention, more than the exchange they hide, so 1 is the default.
+  int ulysses_chunks = 1;
+  bool overlap_exchanges = true;
 
   int sequence_degree() const { return ulysses_degree * ring_degree; }
   // This rank's chunk of the padded sequence: ring-major, so a Ulysses group's chunks are

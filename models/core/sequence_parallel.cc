@@ -5,18 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "models/core/attention.h"
+#include "models/core/side_stream.h"
 #include "models/parallel/comm/communicator.h"
-
-#ifdef RAYLIGHT_HAVE_CUDA
-#include <ATen/cuda/CUDAEvent.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 
 namespace raylight::models {
 namespace {
@@ -41,61 +35,6 @@ void CheckContext(const ParallelContext& p) {
 at::Tensor FirstKeys(const at::Tensor& x, int64_t valid) {
   return valid >= x.size(1) ? x : x.narrow(1, 0, valid);
 }
-
-// One ring step's K/V transfer. On CUDA it runs on a side stream so that it overlaps the
-// current block's attention (the NCCL communicator enqueues on the caller's current stream); on
-// the CPU (Gloo) it has finished when Start returns.
-class RingTransfer {
- public:
-  RingTransfer(comm::Communicator& ring, const at::Tensor& like) : ring_(ring) {
-#ifdef RAYLIGHT_HAVE_CUDA
-    if (like.is_cuda()) {
-      side_.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, like.device().index()));
-    }
-#endif
-  }
-
-  void Start(const at::Tensor& send, int to, const at::Tensor& receive, int from) {
-    const comm::P2POp ops[] = {{comm::P2POp::Kind::kSend, send, to},
-                               {comm::P2POp::Kind::kRecv, receive, from}};
-#ifdef RAYLIGHT_HAVE_CUDA
-    if (side_) {
-      // The side stream waits for `send` to be written; the allocator must not reuse either
-      // buffer before the side stream is done with it.
-      at::cuda::CUDAEvent ready;
-      ready.record(c10::cuda::getCurrentCUDAStream(send.device().index()));
-      ready.block(*side_);
-      send.record_stream(*side_);
-      receive.record_stream(*side_);
-      c10::cuda::CUDAStreamGuard guard(*side_);
-      Check(ring_.SendRecv(ops));
-      return;
-    }
-#endif
-    Check(ring_.SendRecv(ops));
-  }
-
-  // The compute stream waits for the transfer before reading the received block.
-  void Finish(const at::Tensor& received) {
-#ifdef RAYLIGHT_HAVE_CUDA
-    if (side_) {
-      at::cuda::CUDAEvent done;
-      done.record(*side_);
-      done.block(c10::cuda::getCurrentCUDAStream(received.device().index()));
-    }
-#endif
-  }
-
- private:
-  static void Check(const absl::Status& status) {
-    TORCH_CHECK(status.ok(), "sequence parallel ring exchange: ", std::string(status.message()));
-  }
-
-  comm::Communicator& ring_;
-#ifdef RAYLIGHT_HAVE_CUDA
-  std::optional<c10::cuda::CUDAStream> side_;
-#endif
-};
 
 PartialAttention MathAttentionWithLse(const at::Tensor& q, const at::Tensor& k,
                                       const at::Tensor& v) {
@@ -162,60 +101,196 @@ PartialAttention MergePartials(const PartialAttention& a, const PartialAttention
   return {out, lse};
 }
 
+namespace {
+
+// The largest divisor of `heads` not above `requested` (at least 1).
+int ChunkCount(int64_t heads, int requested) {
+  for (int c = std::max(requested, 1); c > 1; --c) {
+    if (heads % c == 0) return c;
+  }
+  return 1;
+}
+
+void CheckExchange(const absl::Status& status, const char* what) {
+  TORCH_CHECK(status.ok(), "sequence parallel ", what, ": ", std::string(status.message()));
+}
+
+// Ring attention over the ring blocks of q, k, v [B, block, h, D] (this Ulysses group's heads):
+// at step s this rank holds the K/V block of ring rank (r - s) mod R; it sends what it holds to
+// r + 1 and receives the next from r - 1 on the side stream while it computes. Blocks beyond the
+// real tokens are skipped. Returns [B, block, h, D] in q's dtype.
+at::Tensor RingAttention(const at::Tensor& qb, const at::Tensor& kb, const at::Tensor& vb,
+                         const ParallelContext& p) {
+  const int64_t block = kb.size(1);
+  const int r = p.ring_rank, size = p.ring_degree;
+  at::Tensor kv = at::stack({kb, vb}).contiguous();
+  PartialAttention acc;
+  SideStream side(kv, p.overlap_exchanges);
+  for (int step = 0; step < size; ++step) {
+    const int owner = ((r - step) % size + size) % size;
+    at::Tensor next;
+    int arrived = -1;
+    if (step + 1 < size) {
+      next = at::empty_like(kv);
+      side.Run([&] {
+        const comm::P2POp ops[] = {{comm::P2POp::Kind::kSend, kv, (r + 1) % size},
+                                   {comm::P2POp::Kind::kRecv, next, (r - 1 + size) % size}};
+        CheckExchange(p.ring->SendRecv(ops), "ring exchange");
+      });
+      arrived = side.Mark();
+      side.Keep(kv);
+      side.Keep(next);
+    }
+    const int64_t valid = std::clamp<int64_t>(p.valid_tokens - owner * block, 0, block);
+    if (valid > 0) {
+      PartialAttention part =
+          AttentionWithLse(qb, FirstKeys(kv[0], valid), FirstKeys(kv[1], valid));
+      acc = acc.out.defined() ? MergePartials(acc, part) : part;
+    }
+    if (step + 1 < size) {
+      // The received block is read next, and the block sent may be freed: both after the pass.
+      side.Wait(arrived);
+      kv = next;
+    }
+  }
+  return acc.out.to(qb.scalar_type());
+}
+
+}  // namespace
+
+SequenceAttention::SequenceAttention(const ParallelContext& parallel) : parallel_(parallel) {}
+
+SequenceAttention::~SequenceAttention() = default;
+
+void SequenceAttention::Set(Role role, const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4, "attention: q, k, v must be [B, L, H, D]");
+  Input& input = inputs_[role];
+  const ParallelContext& p = parallel_;
+  if (p.single() || p.ulysses_degree == 1) {
+    input.local = x;
+    return;
+  }
+  CheckContext(p);
+  const int64_t heads = x.size(2), ranks = p.ulysses_degree;
+  TORCH_CHECK(heads % ranks == 0, "attention: ", heads,
+              " heads do not divide by the ulysses degree ", ranks);
+  if (!side_) {
+    side_ = std::make_unique<SideStream>(x, p.overlap_exchanges);
+    chunks_ = ChunkCount(heads / ranks, p.ulysses_chunks);
+    packed_shape_ = {chunks_, ranks, x.size(0), x.size(1), heads / ranks / chunks_, x.size(3)};
+    dtype_ = x.scalar_type();
+    input_shape_ = x.sizes().vec();
+    // Slots of the communicator's workspace, the same on every rank: where the exchanges of
+    // this block read and write (on NCCL they then run on the copy engines).
+    constexpr int64_t kAlign = 4096;
+    slot_bytes_ = (x.numel() * x.element_size() + kAlign - 1) / kAlign * kAlign;
+    workspace_ = Ok(p.ulysses->Workspace(kSlots * slot_bytes_), "workspace");
+  }
+  TORCH_CHECK(x.sizes() == c10::IntArrayRef(input_shape_) && x.scalar_type() == dtype_,
+              "attention: q, k and v differ in shape or dtype: ", c10::IntArrayRef(input_shape_),
+              " and ", x.sizes());
+  // [B, L/P, H, D] viewed as [B, L/P, P, C, Hc, D] (head = (j * C + c) * Hc + hc) and packed so
+  // that chunk c for rank j is one contiguous piece.
+  const at::Tensor sent = Slot(kSentQuery + static_cast<int>(role));
+  sent.copy_(x.unflatten(2, {ranks, chunks_, heads / ranks / chunks_}).permute({3, 2, 0, 1, 4, 5}));
+  input.received = Slot(kReceivedQuery + static_cast<int>(role));
+  input.arrived.clear();
+  side_->Run([&] {
+    for (int c = 0; c < chunks_; ++c) {
+      at::Tensor into = input.received[c];
+      CheckExchange(p.ulysses->AllToAllInto(sent[c], into), "all-to-all");
+      input.arrived.push_back(side_->Mark());
+    }
+  });
+}
+
+at::Tensor SequenceAttention::Slot(int index) const {
+  return workspace_.narrow(0, index * slot_bytes_, slot_bytes_)
+      .narrow(0, 0, c10::multiply_integers(packed_shape_) * c10::elementSize(dtype_))
+      .view(dtype_)
+      .view(packed_shape_);
+}
+
+at::Tensor SequenceAttention::Received(Role role, int chunk) const {
+  const at::Tensor& piece = inputs_[role].received[chunk];  // [P, B, L/P, Hc, D]
+  // Rank j sent its sequence chunk j, and a Ulysses group's chunks are neighbours: the ring block
+  // is their concatenation (a view for batch 1).
+  return piece.permute({1, 0, 2, 3, 4}).flatten(1, 2);
+}
+
+at::Tensor SequenceAttention::Output() {
+  for (const Input& input : inputs_) {
+    TORCH_CHECK(input.local.defined() || input.received.defined(),
+                "attention: q, k and v must all be set before the output");
+  }
+  const ParallelContext& p = parallel_;
+  const at::Tensor& q = inputs_[kQuery].local;
+  if (p.single()) return LocalAttention(q, inputs_[kKey].local, inputs_[kValue].local);
+  if (p.ulysses_degree == 1) {
+    CheckContext(p);
+    return RingAttention(q, inputs_[kKey].local, inputs_[kValue].local, p);
+  }
+  return p.ring_degree == 1 ? UlyssesOutput() : UspOutput();
+}
+
+at::Tensor SequenceAttention::UlyssesOutput() {
+  const ParallelContext& p = parallel_;
+  const int64_t ranks = p.ulysses_degree, local = packed_shape_[3];
+  // Every key is here: the padding at the end of the sequence is cut off, no partial results.
+  const int64_t valid = std::clamp<int64_t>(p.valid_tokens, 0, ranks * local);
+  // The output goes back through the query's and key's send slots: their exchanges finished
+  // before the first chunk's attention could start (the side stream runs in order).
+  const at::Tensor back = Slot(kSentQuery), returned = Slot(kSentKey);
+  for (int c = 0; c < chunks_; ++c) {
+    for (const Input& input : inputs_) side_->Wait(input.arrived[c]);
+    at::Tensor out = LocalAttention(Received(kQuery, c), FirstKeys(Received(kKey, c), valid),
+                                    FirstKeys(Received(kValue, c), valid));
+    // [B, P * L/P, Hc, D] -> [P, B, L/P, Hc, D]: rank j's tokens go back to rank j.
+    back[c].copy_(out.unflatten(1, {ranks, local}).permute({1, 0, 2, 3, 4}));
+    side_->Run([&] {
+      at::Tensor into = returned[c];
+      CheckExchange(p.ulysses->AllToAllInto(back[c], into), "all-to-all out");
+    });
+  }
+  side_->Join();
+  // [C, P, B, L/P, Hc, D] -> [B, L/P, P, C, Hc, D]: this rank's tokens, every head in order,
+  // copied out of the workspace (the next block reuses it).
+  at::Tensor result = at::empty(input_shape_, returned.options());
+  result.view({packed_shape_[2], local, ranks, chunks_, packed_shape_[4], packed_shape_[5]})
+      .copy_(returned.permute({2, 3, 1, 0, 4, 5}));
+  return result;
+}
+
+at::Tensor SequenceAttention::UspOutput() {
+  const ParallelContext& p = parallel_;
+  side_->Join();
+  // This group's heads in order: [C, P, B, L/P, Hc, D] -> [B, P * L/P, C * Hc, D].
+  auto group_block = [&](Role role) {
+    const at::Tensor& received = inputs_[role].received;
+    return received.permute({2, 1, 3, 0, 4, 5}).flatten(3, 4).flatten(1, 2);
+  };
+  at::Tensor out = RingAttention(group_block(kQuery), group_block(kKey), group_block(kValue), p);
+  const int64_t ranks = p.ulysses_degree, local = out.size(1) / ranks;
+  // [B, P * L/P, H/P, D] -> [P, B, L/P, H/P, D] in the workspace, then back to the owners.
+  at::Tensor back = Slot(kSentQuery).view({ranks, out.size(0), local, out.size(2), out.size(3)});
+  at::Tensor returned = Slot(kSentKey).view(back.sizes());
+  back.copy_(out.unflatten(1, {ranks, local}).permute({1, 0, 2, 3, 4}));
+  side_->Run([&] { CheckExchange(p.ulysses->AllToAllInto(back, returned), "all-to-all out"); });
+  side_->Join();
+  // [P, B, L/P, H/P, D] -> [B, L/P, P, H/P, D]: every head in order, out of the workspace.
+  at::Tensor result = at::empty(input_shape_, returned.options());
+  result.view({out.size(0), local, ranks, out.size(2), out.size(3)})
+      .copy_(returned.permute({1, 2, 0, 3, 4}));
+  return result;
+}
+
 at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                      const ParallelContext& p) {
-  CheckContext(p);
-  const int64_t heads = q.size(2);
-  TORCH_CHECK(heads % p.ulysses_degree == 0, "attention: ", heads,
-              " heads do not divide by the ulysses degree ", p.ulysses_degree);
-  // Ulysses: sequence-sharded, all heads -> this group's ring block, heads / ulysses.
-  at::Tensor qb = q, kb = k, vb = v;
-  if (p.ulysses_degree > 1) {
-    qb = Ok(p.ulysses->AllToAll(q.contiguous(), 2, 1), "all-to-all q");
-    kb = Ok(p.ulysses->AllToAll(k.contiguous(), 2, 1), "all-to-all k");
-    vb = Ok(p.ulysses->AllToAll(v.contiguous(), 2, 1), "all-to-all v");
-  }
-  const int64_t block = kb.size(1);  // tokens per ring block
-  auto valid_in_block = [&](int owner) {
-    return std::clamp<int64_t>(p.valid_tokens - owner * block, 0, block);
-  };
-
-  at::Tensor out;
-  if (p.ring_degree == 1) {
-    // Ulysses alone: every key is here, no partial results to merge, so the single-process kernel
-    // (no log-sum-exp) runs on the real keys.
-    out = LocalAttention(qb, FirstKeys(kb, valid_in_block(0)), FirstKeys(vb, valid_in_block(0)));
-  } else {
-    // Ring: at step s this rank holds the K/V block of ring rank (r - s) mod R; sends what it
-    // holds to r + 1 and receives the next from r - 1 while it computes. Blocks beyond the real
-    // tokens are skipped.
-    const int r = p.ring_rank, size = p.ring_degree;
-    at::Tensor kv = at::stack({kb, vb}).contiguous();
-    RingTransfer transfer(*p.ring, kv);
-    PartialAttention acc;
-    for (int step = 0; step < size; ++step) {
-      const int owner = ((r - step) % size + size) % size;
-      at::Tensor next;
-      if (step + 1 < size) {
-        next = at::empty_like(kv);
-        transfer.Start(kv, (r + 1) % size, next, (r - 1 + size) % size);
-      }
-      const int64_t valid = valid_in_block(owner);
-      if (valid > 0) {
-        PartialAttention part =
-            AttentionWithLse(qb, FirstKeys(kv[0], valid), FirstKeys(kv[1], valid));
-        acc = acc.out.defined() ? MergePartials(acc, part) : part;
-      }
-      if (step + 1 < size) {
-        transfer.Finish(next);
-        kv = next;
-      }
-    }
-    out = acc.out.to(q.scalar_type());
-  }
-  // Back: this group's ring block, heads / ulysses -> this rank's chunk, all heads.
-  if (p.ulysses_degree > 1) out = Ok(p.ulysses->AllToAll(out.contiguous(), 1, 2), "all-to-all out");
-  return out;
+  SequenceAttention attention(p);
+  attention.SetQuery(q);
+  attention.SetKey(k);
+  attention.SetValue(v);
+  return attention.Output();
 }
 
 }  // namespace raylight::models

@@ -14,6 +14,9 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
+#include <vector>
+
 #include "models/core/parallel_context.h"
 
 namespace raylight::models {
@@ -34,6 +37,72 @@ at::Tensor GatherSequence(const at::Tensor& local, int64_t dim, int64_t tokens,
 // returns this rank's chunk of the output. Ulysses, Ring, or both (USP).
 at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                      const ParallelContext& parallel);
+
+// The same, fed one input at a time so that Ulysses' exchanges overlap the compute still to come:
+// each of q, k, v starts its all-to-all on a side stream as soon as it is handed over (while the
+// model computes the next projection), in `parallel.ulysses_chunks` head chunks; attention then
+// runs chunk by chunk as the chunks arrive, and each chunk's output goes back while the next
+// chunk's attention runs. Only the last value chunk and the last output chunk are exposed. With
+// Ring (USP) the input exchanges overlap the same way and the output goes back in one piece.
+//
+//   SequenceAttention attention(parallel);
+//   attention.SetQuery(q);  // [B, L/P, H, D]
+//   attention.SetKey(k);
+//   attention.SetValue(v);
+//   at::Tensor out = attention.Output();  // [B, L/P, H, D]
+//
+// Without sequence parallelism it is the local kernel. Throws c10::Error like any op.
+class SideStream;
+class SequenceAttention {
+ public:
+  explicit SequenceAttention(const ParallelContext& parallel);
+  ~SequenceAttention();  // waits (on the compute stream) for exchanges still in flight
+  SequenceAttention(const SequenceAttention&) = delete;
+  SequenceAttention& operator=(const SequenceAttention&) = delete;
+
+  void SetQuery(const at::Tensor& q) { Set(kQuery, q); }
+  void SetKey(const at::Tensor& k) { Set(kKey, k); }
+  void SetValue(const at::Tensor& v) { Set(kValue, v); }
+  // Every input must have been set.
+  at::Tensor Output();
+
+ private:
+  enum Role { kQuery = 0, kKey = 1, kValue = 2 };
+  // Workspace slots, each one packed tensor: what q, k, v send (the output goes back through
+  // the first two) and what they receive.
+  enum SlotIndex {
+    kSentQuery = 0,
+    kSentKey,
+    kSentValue,
+    kReceivedQuery,
+    kReceivedKey,
+    kReceivedValue,
+    kSlots
+  };
+  struct Input {
+    at::Tensor local;          // as handed over (no Ulysses exchange)
+    at::Tensor received;       // [C, P, B, L/P, heads/(P*C), D]: chunk c from rank j
+    std::vector<int> arrived;  // per chunk: the side stream's mark after its exchange
+  };
+
+  void Set(Role role, const at::Tensor& x);
+  // Workspace slot `index` viewed as a packed tensor [C, P, B, L/P, heads/(P*C), D].
+  at::Tensor Slot(int index) const;
+  // Chunk c of an exchanged input as this rank's ring block: [B, P * L/P, heads/(P*C), D].
+  at::Tensor Received(Role role, int chunk) const;
+  at::Tensor UlyssesOutput();
+  at::Tensor UspOutput();
+
+  const ParallelContext& parallel_;
+  int chunks_ = 1;
+  std::vector<int64_t> input_shape_;   // [B, L/P, H, D], the same for q, k, v
+  std::vector<int64_t> packed_shape_;  // [C, P, B, L/P, heads/(P*C), D]
+  at::ScalarType dtype_ = at::kFloat;
+  int64_t slot_bytes_ = 0;
+  at::Tensor workspace_;  // the Ulysses communicator's; reused by every block
+  Input inputs_[3];
+  std::unique_ptr<SideStream> side_;  // last: destroyed first, joining before buffers go
+};
 
 // Attention and its log-sum-exp, so partial results over disjoint key sets can be merged:
 // q [B, Lq, H, D], k/v [B, Lk, H, D] -> out [B, Lq, H, D], lse [B, H, Lq] (fp32).

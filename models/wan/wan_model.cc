@@ -56,13 +56,19 @@ at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) { return x.unflatten(-
 
 at::Tensor SelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet& w,
                          const RopeTable& rope, const ParallelContext& parallel) {
-  at::Tensor q = RmsNorm(Linear(h, w, "self_attn.q"), w.Get("self_attn.norm_q.weight"), c.eps);
-  at::Tensor k = RmsNorm(Linear(h, w, "self_attn.k"), w.Get("self_attn.norm_k.weight"), c.eps);
-  at::Tensor v = Linear(h, w, "self_attn.v");
-  q = ApplyRope(SplitHeads(q, c.num_heads), rope);
-  k = ApplyRope(SplitHeads(k, c.num_heads), rope);
-  at::Tensor out = Attention(q, k, SplitHeads(v, c.num_heads), parallel, AttentionKind::kSelf);
-  return Linear(out.flatten(-2), w, "self_attn.o");
+  // Each input is handed over as soon as it is computed: with Ulysses its exchange then overlaps
+  // the next projection.
+  SequenceAttention attention(parallel);
+  attention.SetQuery(ApplyRope(
+      SplitHeads(RmsNorm(Linear(h, w, "self_attn.q"), w.Get("self_attn.norm_q.weight"), c.eps),
+                 c.num_heads),
+      rope));
+  attention.SetKey(ApplyRope(
+      SplitHeads(RmsNorm(Linear(h, w, "self_attn.k"), w.Get("self_attn.norm_k.weight"), c.eps),
+                 c.num_heads),
+      rope));
+  attention.SetValue(SplitHeads(Linear(h, w, "self_attn.v"), c.num_heads));
+  return Linear(attention.Output().flatten(-2), w, "self_attn.o");
 }
 
 at::Tensor CrossAttention(const WanConfig& c, const at::Tensor& h, const at::Tensor& context,

@@ -209,6 +209,59 @@ TEST(Communicator, AllGatherIntoWritesTheCallersBuffer) {
   EXPECT_NE(refused.message().find("output has"), absl::string_view::npos) << refused;
 }
 
+// The exchange on packed buffers (Ulysses' overlapped path): chunk j of every rank's input lands
+// as chunk `rank` of rank j's output, in the caller's buffer.
+TEST(Communicator, AllToAllIntoExchangesPackedChunks) {
+  for (at::ScalarType dtype : kAllDtypes) {
+    const std::vector<int64_t> shape = {Size(), 4, 3};
+    at::Tensor out = OnDevice(at::empty(shape, at::TensorOptions().dtype(dtype)));
+    void* const before = out.data_ptr();
+    ASSERT_TRUE(Comm().AllToAllInto(OnDevice(InputOf("a2ainto", Rank(), shape, dtype)), out).ok());
+    ASSERT_TRUE(Comm().Synchronize().ok());
+    EXPECT_EQ(out.data_ptr(), before);
+    std::vector<at::Tensor> raw;
+    for (int r = 0; r < Size(); ++r) {
+      raw.push_back(InputOf("a2ainto", r, shape, dtype)[Rank()].unsqueeze(0).view(at::kChar));
+    }
+    ExpectBitEqual(out, at::cat(raw, 0).view(dtype), Describe("a2ainto", dtype));
+  }
+  // Mismatched shapes and a first dimension the group does not divide are refused.
+  at::Tensor other = OnDevice(at::empty({Size(), 5}, at::kFloat));
+  auto refused = Comm().AllToAllInto(OnDevice(at::ones({Size(), 4})), other);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("shape"), absl::string_view::npos) << refused;
+  if (Size() > 1) {
+    at::Tensor odd = OnDevice(at::empty({Size() + 1}, at::kFloat));
+    refused = Comm().AllToAllInto(OnDevice(at::ones({Size() + 1})), odd);
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  }
+}
+
+// The same exchange inside the communicator's workspace (on NCCL a symmetric window, where the
+// copy engines move it), at an offset, repeated into a grown workspace.
+TEST(Communicator, AllToAllIntoTheWorkspace) {
+  for (int64_t elements : {int64_t{4096}, int64_t{3} << 20}) {
+    const int64_t bytes = Size() * elements * 2;  // bf16
+    auto workspace = Comm().Workspace(3 * bytes);
+    ASSERT_TRUE(workspace.ok()) << workspace.status();
+    ASSERT_GE(workspace->numel(), 3 * bytes);
+    at::Tensor sent = workspace->narrow(0, bytes, bytes).view(at::kBFloat16).view({Size(), -1});
+    at::Tensor received =
+        workspace->narrow(0, 2 * bytes, bytes).view(at::kBFloat16).view({Size(), -1});
+    const std::vector<int64_t> shape = {Size(), elements};
+    sent.copy_(OnDevice(InputOf("workspace", Rank(), shape, at::kBFloat16)));
+    ASSERT_TRUE(Comm().AllToAllInto(sent, received).ok());
+    ASSERT_TRUE(Comm().Synchronize().ok());
+    std::vector<at::Tensor> raw;
+    for (int r = 0; r < Size(); ++r) {
+      raw.push_back(
+          InputOf("workspace", r, shape, at::kBFloat16)[Rank()].unsqueeze(0).view(at::kChar));
+    }
+    ExpectBitEqual(received, at::cat(raw, 0).view(at::kBFloat16), "workspace");
+  }
+  EXPECT_EQ(Comm().Workspace(0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Communicator, AllReduceEveryDtypeAndOp) {
   for (at::ScalarType dtype : kAllDtypes) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kMax, ReduceOp::kMin}) {

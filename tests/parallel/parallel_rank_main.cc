@@ -6,11 +6,13 @@
 // "weight_device_bytes <n>": what loading the weights took on rank 0's device.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -63,6 +65,14 @@ ABSL_FLAG(int, prefetch, 1, "fsdp, swap: blocks moved ahead of the running one")
 ABSL_FLAG(double, swap_budget, 0.5, "swap: device budget as a fraction of the blocks' bytes");
 ABSL_FLAG(bool, swap_sync, false,
           "swap: the naive anchor (pageable memory, copied on the compute stream on demand)");
+ABSL_FLAG(int, ulysses_chunks, 1, "head chunks per Ulysses exchange (ParallelContext)");
+ABSL_FLAG(bool, overlap_exchanges, true,
+          "run Ulysses and Ring exchanges on a side stream (false: on the compute stream)");
+ABSL_FLAG(bool, copy_engine, true,
+          "NCCL's zero-CTA policy: exchanges on the communicator's workspace use the copy engines");
+ABSL_FLAG(std::string, profile_trace, "",
+          "after the timed steps, profile one more (Kineto, CPU + CUDA) and write a Chrome trace "
+          "to this path + .rank<r>.json");
 ABSL_FLAG(std::string, out, "", "results file (rank 0)");
 ABSL_FLAG(int, timeout_ms, 120000, "communicator timeout");
 
@@ -110,6 +120,30 @@ absl::StatusOr<double> MedianMs(comm::Communicator& world, comm::Communicator& s
   return ms[ms.size() / 2];
 }
 
+// One call of `work` under the Kineto profiler (CPU ops and CUDA kernels), written as a Chrome
+// trace to `path`.rank<r>.json: where the time of a step goes, kernel by kernel and stream by
+// stream (tests/bench/trace_summary.py reads it).
+template <typename Work>
+absl::Status ProfileOnce(const std::string& path, int rank, comm::Communicator& world, bool gpu,
+                         Work work) {
+  namespace profiler = torch::autograd::profiler;
+  using torch::profiler::impl::ActivityType;
+  std::set<ActivityType> activities = {ActivityType::CPU};
+  if (gpu) activities.insert(ActivityType::CUDA);
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
+  profiler::prepareProfiler(config, activities);
+  RL_RETURN_IF_ERROR(world.Barrier());
+  profiler::enableProfiler(config, activities);
+  absl::Status status = work();
+#ifdef RAYLIGHT_HAVE_CUDA
+  if (gpu) c10::cuda::device_synchronize();
+#endif
+  std::unique_ptr<profiler::ProfilerResult> result = profiler::disableProfiler();
+  RL_RETURN_IF_ERROR(status);
+  result->save(absl::StrCat(path, ".rank", rank, ".json"));
+  return absl::OkStatus();
+}
+
 int Fail(const absl::Status& status, int code = 1) {
   std::cerr << "rank " << absl::GetFlag(FLAGS_rank) << ": " << status << std::endl;
   return code;
@@ -150,6 +184,7 @@ int Run() {
   if (gpu) {
     comm::NcclOptions options;
     options.timeout = timeout;
+    options.copy_engine_exchanges = absl::GetFlag(FLAGS_copy_engine);
     world = comm::CreateNcclCommunicator(store, rank, size, rank, options);
   } else {
     comm::GlooOptions options;
@@ -210,7 +245,9 @@ int Run() {
   at::Tensor x = at::randn({1, config.in_channels, f, h, w}, generator, cpu).to(device);
   at::Tensor positive = at::randn({1, 11, config.text_dim}, generator, cpu).to(device);
   at::Tensor negative = at::randn({1, 6, config.text_dim}, generator, cpu).to(device);
-  const models::ParallelContext sequence = (*mesh)->sequence_context();
+  models::ParallelContext sequence = (*mesh)->sequence_context();
+  sequence.ulysses_chunks = absl::GetFlag(FLAGS_ulysses_chunks);
+  sequence.overlap_exchanges = absl::GetFlag(FLAGS_overlap_exchanges);
 
   samplers::ModelFn model = [&](const at::Tensor& input, double timestep,
                                 bool cond) -> absl::StatusOr<at::Tensor> {
@@ -250,25 +287,30 @@ int Run() {
     auto step_ms = MedianMs(**world, **world, gpu, runs, [&] { return step(x, 0.6).status(); });
     if (!step_ms.ok()) return Fail(step_ms.status());
     if (rank == 0) std::cout << "step_ms " << *step_ms << std::endl;
+    if (const std::string trace = absl::GetFlag(FLAGS_profile_trace); !trace.empty()) {
+      if (auto profiled =
+              ProfileOnce(trace, rank, **world, gpu, [&] { return step(x, 0.6).status(); });
+          !profiled.ok()) {
+        return Fail(profiled);
+      }
+    }
     if (absl::GetFlag(FLAGS_time_all_to_all) && sequence.ulysses != nullptr) {
       // The exchanges of one forward without the compute: q, k, v there and the output back,
-      // per block, on this rank's [1, L/P, heads, head_dim] chunks.
+      // per block, on this rank's [1, L/P, heads, head_dim] chunks packed in the communicator's
+      // workspace, as the attention runs them (on NCCL: the copy engines).
       const int64_t tokens = f / config.patch_t * (h / config.patch_h) * (w / config.patch_w);
       const int64_t chunk =
           models::PaddedLength(tokens, sequence.sequence_degree()) / sequence.sequence_degree();
-      at::Tensor piece =
-          at::randn({1, chunk, config.num_heads, config.head_dim()},
-                    at::TensorOptions().dtype(placement.compute_dtype).device(device));
+      const int64_t bytes =
+          chunk * config.num_heads * config.head_dim() * c10::elementSize(placement.compute_dtype);
+      auto workspace = sequence.ulysses->Workspace(2 * bytes);
+      if (!workspace.ok()) return Fail(workspace.status());
+      const int ranks = sequence.ulysses_degree;
+      at::Tensor sent = workspace->narrow(0, 0, bytes).view({ranks, -1});
+      at::Tensor received = workspace->narrow(0, bytes, bytes).view({ranks, -1});
       auto a2a_ms = MedianMs(**world, *sequence.ulysses, gpu, 3, [&]() -> absl::Status {
-        for (int layer = 0; layer < config.num_layers; ++layer) {
-          for (int op = 0; op < 3; ++op) {
-            RL_RETURN_IF_ERROR(sequence.ulysses->AllToAll(piece, 2, 1).status());
-          }
-          at::Tensor back =
-              at::empty({1, chunk * sequence.ulysses_degree,
-                         config.num_heads / sequence.ulysses_degree, config.head_dim()},
-                        piece.options());
-          RL_RETURN_IF_ERROR(sequence.ulysses->AllToAll(back, 1, 2).status());
+        for (int op = 0; op < 4 * config.num_layers; ++op) {
+          RL_RETURN_IF_ERROR(sequence.ulysses->AllToAllInto(sent, received));
         }
         return absl::OkStatus();
       });

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/parallel/mesh.h"
 #include "models/wan/wan_config.h"
@@ -444,6 +445,33 @@ TEST_F(ParallelSamplingTest, FsdpComposesWithUlyssesOnGpus) {
 }
 
 #endif
+
+// Ulysses' exchange schedules besides the default (one exchange per tensor on a side stream,
+// which every other Ulysses test runs): on the compute stream with NCCL's kernels (the plain
+// one) and with the copy engines, and in head chunks (4 asked: the largest divisor of the heads
+// per rank, 2 of the test preset's 4 / 2 on the CPU, 3 of 1.3B's 12 / 2 on GPUs). Each gives the
+// one-process forward, four times over (a missing order between the streams shows up as a
+// difference between runs).
+// (Distinct names in the CPU and GPU binaries: ctest keys tests by name.)
+#ifdef RAYLIGHT_TEST_GPU
+TEST_F(ParallelSamplingTest, UlyssesExchangeSchedulesOnTwoGpus) {
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs two GPUs";
+#else
+TEST_F(ParallelSamplingTest, UlyssesExchangeSchedulesMatchOneProcess) {
+#endif
+  const Results single = Run("", 1, kNotDividing, 7, 4.0, "resident", "", {"--steps=0"});
+  const std::vector<std::vector<std::string>> schedules = {
+      {"--ulysses_chunks=1", "--overlap_exchanges=false", "--copy_engine=false"},
+      {"--ulysses_chunks=1", "--overlap_exchanges=false"},
+      {"--ulysses_chunks=4"}};
+  for (std::vector<std::string> flags : schedules) {
+    const std::string what = absl::StrJoin(flags, " ");
+    flags.insert(flags.end(), {"--steps=0", "--repeat_forward=3"});
+    const Results parallel = Run("ulysses=2", 2, kNotDividing, 7, 4.0, "resident", "", flags);
+    ExpectClose(parallel.forward, single.forward, what);
+    EXPECT_EQ(parallel.repeat_mismatches, 0) << what;
+  }
+}
 
 }  // namespace
 }  // namespace raylight

@@ -121,6 +121,43 @@ absl::StatusOr<at::Tensor> Communicator::AllToAll(const at::Tensor& input, int64
   });
 }
 
+absl::Status Communicator::AllToAllInto(const at::Tensor& input, at::Tensor& output) {
+  constexpr absl::string_view kOp = "AllToAllInto";
+  RL_RETURN_IF_ERROR(CheckTensor(kOp, "input", input));
+  RL_RETURN_IF_ERROR(CheckTensor(kOp, "output", output));
+  if (!input.is_contiguous() || !output.is_contiguous()) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": input and output must be contiguous"));
+  }
+  if (input.dim() == 0 || input.sizes() != output.sizes() ||
+      input.scalar_type() != output.scalar_type()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": output must have input's shape and dtype"));
+  }
+  RL_RETURN_IF_ERROR(CheckDivisible(kOp, input, 0, size()));
+  return Run(kOp, [&]() -> absl::Status {
+    at::Tensor out_bytes = Bytes(output);
+    return DoAllToAll(Bytes(input), out_bytes);
+  });
+}
+
+absl::StatusOr<at::Tensor> Communicator::Workspace(int64_t bytes) {
+  constexpr absl::string_view kOp = "Workspace";
+  if (bytes <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": bytes must be positive, got ", bytes));
+  }
+  return Run(kOp, [&]() -> absl::StatusOr<at::Tensor> {
+    RL_ASSIGN_OR_RETURN(at::Tensor memory, DoWorkspace(bytes));
+    return memory.narrow(0, 0, bytes);
+  });
+}
+
+absl::StatusOr<at::Tensor> Communicator::DoWorkspace(int64_t bytes) {
+  if (!workspace_.defined() || workspace_.numel() < bytes) {
+    workspace_ = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(device()));
+  }
+  return workspace_;
+}
+
 absl::StatusOr<at::Tensor> Communicator::AllGather(const at::Tensor& input, int64_t dim) {
   constexpr absl::string_view kOp = "AllGather";
   RL_RETURN_IF_ERROR(CheckTensor(kOp, "input", input));

@@ -64,6 +64,17 @@ class Communicator {
   // E.g. Ulysses: [B, S/P, H, D] with scatter_dim 2, gather_dim 1 -> [B, S, H/P, D].
   absl::StatusOr<at::Tensor> AllToAll(const at::Tensor& input, int64_t scatter_dim,
                                       int64_t gather_dim);
+  // The exchange alone, on packed buffers: `input` holds size() equal chunks along its first
+  // dimension (chunk j for rank j), `output` (same shape and dtype, not reallocated) receives
+  // chunk j from rank j. Both contiguous. For callers that pack and unpack in their own layout.
+  absl::Status AllToAllInto(const at::Tensor& input, at::Tensor& output);
+  // At least `bytes` of device memory (kByte, contiguous) for AllToAllInto's buffers: on NCCL it
+  // is registered with every rank as a symmetric window, so that an AllToAllInto whose input and
+  // output both lie in it, at the same offsets on every rank, runs on the copy engines and leaves
+  // every SM to the compute it overlaps; elsewhere it is plain memory. Collective: every rank asks
+  // for the same sizes in the same order. Kept until a larger one is asked for, which waits for
+  // the device and replaces it (views of the old one must be gone by then).
+  absl::StatusOr<at::Tensor> Workspace(int64_t bytes);
   // Concatenates every rank's `input` (same shape on every rank) along `dim`, in rank order.
   absl::StatusOr<at::Tensor> AllGather(const at::Tensor& input, int64_t dim);
   // The same into `output` (contiguous, size() times input's bytes, rank-major), which is not
@@ -106,6 +117,8 @@ class Communicator {
   virtual absl::Status DoSendRecv(absl::Span<const P2POp> ops) = 0;
   virtual absl::Status DoBarrier() = 0;
   virtual absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key) = 0;
+  // Returns memory of at least `bytes` for Workspace; the default is plain device memory.
+  virtual absl::StatusOr<at::Tensor> DoWorkspace(int64_t bytes);
   // Whether DoAllReduce / DoReduceScatter accept `dtype` as it is; otherwise the caller reduces
   // a float32 copy.
   virtual bool NativeReduction(at::ScalarType dtype) const = 0;
@@ -122,6 +135,7 @@ class Communicator {
   const int rank_;
   const int size_;
   absl::Status failure_;
+  at::Tensor workspace_;  // the default DoWorkspace's memory
 };
 
 }  // namespace raylight::comm

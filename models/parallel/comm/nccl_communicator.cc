@@ -97,11 +97,19 @@ class NcclCommunicator final : public Communicator {
       // RetireLocked aborts the communicator (and clears comm_) when an operation overran.
       if (comm_ != nullptr) {
         if (pending_.empty()) {
+          ReleaseWindowLocked();
           ncclCommDestroy(comm_);
         } else {
           ncclCommAbort(comm_);
         }
+        comm_ = nullptr;
       }
+    }
+    ReleaseWindowLocked();  // after an abort: the memory only
+    if (ce_stream_ != nullptr) {
+      cudaStreamDestroy(ce_stream_);
+      cudaEventDestroy(ce_ready_);
+      cudaEventDestroy(ce_done_);
     }
     for (auto& pending : pending_) cudaEventDestroy(pending.event);
     for (cudaEvent_t event : free_events_) cudaEventDestroy(event);
@@ -130,6 +138,25 @@ class NcclCommunicator final : public Communicator {
     const size_t chunk = static_cast<size_t>(in.numel()) / size();
     const char* send = static_cast<const char*>(in.data_ptr());
     char* recv = static_cast<char*>(out.data_ptr());
+    if (InWindow(in) && InWindow(out)) {
+      // Both in the symmetric window: one ncclAlltoAll, outside any group (NCCL takes its
+      // copy-engine path only there). The copy engines refuse the legacy default stream
+      // ('invalid argument'): from there the exchange runs on a stream of ours, ordered after
+      // the caller's work and before what the caller queues next.
+      return Enqueue("AllToAll", [&](ncclComm_t comm, cudaStream_t stream) -> ncclResult_t {
+        if (stream != nullptr) return ncclAlltoAll(send, recv, chunk, ncclUint8, comm, stream);
+        if (cudaEventRecord(ce_ready_, stream) != cudaSuccess ||
+            cudaStreamWaitEvent(ce_stream_, ce_ready_, 0) != cudaSuccess) {
+          return ncclUnhandledCudaError;
+        }
+        const ncclResult_t result = ncclAlltoAll(send, recv, chunk, ncclUint8, comm, ce_stream_);
+        if (cudaEventRecord(ce_done_, ce_stream_) != cudaSuccess ||
+            cudaStreamWaitEvent(stream, ce_done_, 0) != cudaSuccess) {
+          return ncclUnhandledCudaError;
+        }
+        return result;
+      });
+    }
     return Enqueue("AllToAll", [&](ncclComm_t comm, cudaStream_t stream) {
       ncclGroupStart();
       for (int peer = 0; peer < size(); ++peer) {
@@ -215,12 +242,66 @@ class NcclCommunicator final : public Communicator {
     return dtype != at::kFloat8_e4m3fn;  // fp8 is reduced through float32
   }
 
+  // Memory from ncclMemAlloc registered as a symmetric window (a collective call). Growing waits
+  // for the device, since operations in flight may still use the old window.
+  absl::StatusOr<at::Tensor> DoWorkspace(int64_t bytes) override {
+    absl::MutexLock lock(&mu_);
+    RL_RETURN_IF_ERROR(UsableLocked("Workspace"));
+    if (window_bytes_ >= bytes) return window_tensor_;
+    c10::cuda::CUDAGuard guard(device_);
+    c10::cuda::device_synchronize();
+    ReleaseWindowLocked();
+    // Rounded up to the window alignment NCCL requires.
+    const int64_t size = (bytes + NCCL_WIN_REQUIRED_ALIGNMENT - 1) / NCCL_WIN_REQUIRED_ALIGNMENT *
+                         NCCL_WIN_REQUIRED_ALIGNMENT;
+    if (ce_stream_ == nullptr &&
+        (cudaStreamCreateWithFlags(&ce_stream_, cudaStreamNonBlocking) != cudaSuccess ||
+         cudaEventCreateWithFlags(&ce_ready_, cudaEventDisableTiming) != cudaSuccess ||
+         cudaEventCreateWithFlags(&ce_done_, cudaEventDisableTiming) != cudaSuccess)) {
+      return absl::InternalError("Workspace: cannot create the copy-engine stream");
+    }
+    void* memory = nullptr;
+    if (ncclResult_t r = ncclMemAlloc(&memory, size); r != ncclSuccess) {
+      return NcclError("Workspace: ncclMemAlloc", r, comm_);
+    }
+    ncclWindow_t window = nullptr;
+    if (ncclResult_t r =
+            ncclCommWindowRegister(comm_, memory, size, &window, NCCL_WIN_COLL_SYMMETRIC);
+        r != ncclSuccess) {
+      ncclMemFree(memory);
+      return NcclError("Workspace: ncclCommWindowRegister", r, comm_);
+    }
+    window_memory_ = memory;
+    window_ = window;
+    window_bytes_ = size;
+    window_tensor_ = at::from_blob(
+        memory, {size}, [](void*) {}, at::TensorOptions().dtype(at::kByte).device(device()));
+    return window_tensor_;
+  }
+
  private:
   struct Pending {
     cudaEvent_t event;
     Clock::time_point issued;
     absl::string_view op;
   };
+
+  bool InWindow(const at::Tensor& t) {
+    absl::MutexLock lock(&mu_);
+    const auto* begin = static_cast<const char*>(window_memory_);
+    const auto* data = static_cast<const char*>(t.data_ptr());
+    return begin != nullptr && data >= begin && data + t.nbytes() <= begin + window_bytes_;
+  }
+
+  void ReleaseWindowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (window_memory_ == nullptr) return;
+    window_tensor_ = at::Tensor();
+    if (comm_ != nullptr) ncclCommWindowDeregister(comm_, window_);
+    ncclMemFree(window_memory_);
+    window_memory_ = nullptr;
+    window_ = nullptr;
+    window_bytes_ = 0;
+  }
 
   absl::Status UsableLocked(absl::string_view op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!error_.ok()) return error_;
@@ -315,6 +396,15 @@ class NcclCommunicator final : public Communicator {
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<cudaEvent_t> free_events_ ABSL_GUARDED_BY(mu_);
+  // The symmetric window Workspace hands out (none until asked for).
+  void* window_memory_ ABSL_GUARDED_BY(mu_) = nullptr;
+  ncclWindow_t window_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int64_t window_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  at::Tensor window_tensor_ ABSL_GUARDED_BY(mu_);
+  // Where window exchanges issued from the legacy default stream run (created with the window).
+  cudaStream_t ce_stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  cudaEvent_t ce_ready_ ABSL_GUARDED_BY(mu_) = nullptr;
+  cudaEvent_t ce_done_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread watchdog_;
 };
@@ -336,9 +426,13 @@ absl::StatusOr<std::unique_ptr<Communicator>> InitCommunicator(const std::string
   };
   auto state = std::make_shared<InitResult>();
   std::future<void> done = state->done.get_future();
-  std::thread([state, id, rank, size, device_index] {
+  const int policy = options.copy_engine_exchanges ? NCCL_CTA_POLICY_ZERO : NCCL_CTA_POLICY_DEFAULT;
+  std::thread([state, id, rank, size, device_index, policy] {
     c10::cuda::CUDAGuard guard(device_index);
-    state->result = ncclCommInitRank(&state->comm, size, id, rank);
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 1;
+    config.CTAPolicy = policy;
+    state->result = ncclCommInitRankConfig(&state->comm, size, id, rank, &config);
     state->done.set_value();
   }).detach();
   if (done.wait_for(options.timeout) != std::future_status::ready) {

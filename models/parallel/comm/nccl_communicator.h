@@ -25,6 +25,10 @@ struct NcclOptions {
   std::chrono::milliseconds timeout = kDefaultCommTimeout;
   // Namespaces the rendezvous keys, so that several groups can share one store.
   std::string group_name = "default";
+  // NCCL's zero-CTA policy: collectives on Workspace memory (AllToAllInto) run on the copy
+  // engines instead of SMs, so that they overlap compute without slowing it. Other operations
+  // keep NCCL's kernels. Inherited by Split.
+  bool copy_engine_exchanges = true;
 };
 
 // Collective over `size` processes: rank 0 publishes the NCCL unique id in `store`, the others
