@@ -7,6 +7,7 @@ table in BENCHMARKS.md (between `<!-- bench:NAME -->` markers).
     tests/bench/report.py parallel --raw DIR --device "2x NVIDIA H200 (NV18)" --command "..."
     tests/bench/report.py scaling --raw DIR --device "4x NVIDIA H200" --command "..."
     tests/bench/report.py jobs --raw DIR --device "..." --command "..."
+    tests/bench/report.py overlap --raw DIR --device "2x NVIDIA H200 (NV18)" --command "..."
 
 Each result row: {name, value, unit, anchor_name, anchor_value}. For each (op, size) the best of
 the recorded rounds is kept, for raylight and for the anchor alike.
@@ -255,6 +256,29 @@ def placement_rows(raw_dir):
     return rows
 
 
+def overlap_rows(raw_dir):
+    """run_parallel_bench.sh lines of `session.sh overlap`: ulysses 2 under each exchange schedule
+    (the default: overlapped on the copy engines; plain: on the compute stream with NCCL's
+    kernels), ring 2 and cfg 2, against the 1-GPU step of the same run."""
+    rows = []
+    for r in load(os.path.join(raw_dir, 'overlap_2gpu.jsonl')):
+        name, value = r['name'], r['value']
+        label = re.match(r'wan\w+?_\d+x\d+x\d+_(.+)$', name).group(1)
+        if label.endswith('_step_ms'):
+            rows.append({'name': name, 'value': value, 'unit': 'ms', 'anchor_name': '-',
+                         'anchor_value': None})
+        elif label.endswith('_speedup'):
+            goal = label.startswith('ulysses2') or label.startswith('cfg2')
+            rows.append({'name': name, 'value': value, 'unit': 'x',
+                         'anchor_name': 'issue #5 goal' if goal else
+                         PARALLEL_ANCHORS['ring2'][0],
+                         'anchor_value': 1.95 if goal else PARALLEL_ANCHORS['ring2'][1]})
+        elif label.endswith('_all_to_all_share'):
+            rows.append({'name': name, 'value': value, 'unit': 'of step', 'anchor_name': '-',
+                         'anchor_value': None})
+    return rows
+
+
 def markdown(rows, device, command, date):
     lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
              '| name | value | unit | anchor | anchor value | ratio (>1: ours better) |',
@@ -288,7 +312,8 @@ def update_benchmarks(section, text):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('section', choices=['comm', 'wan', 'parallel', 'scaling', 'jobs', 'placement'])
+    parser.add_argument('section', choices=['comm', 'wan', 'parallel', 'scaling', 'jobs', 'placement',
+                                            'overlap'])
     parser.add_argument('--raw', required=True)
     parser.add_argument('--device', required=True)
     parser.add_argument('--command', required=True)
@@ -296,7 +321,7 @@ def main():
     args = parser.parse_args()
     rows = {'comm': comm_rows, 'wan': wan_rows, 'parallel': parallel_rows,
             'scaling': scaling_rows, 'jobs': jobs_rows,
-            'placement': placement_rows}[args.section](args.raw)
+            'placement': placement_rows, 'overlap': overlap_rows}[args.section](args.raw)
     result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
     out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
     os.makedirs(os.path.dirname(out), exist_ok=True)
