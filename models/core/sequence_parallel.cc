@@ -21,6 +21,10 @@ T Ok(absl::StatusOr<T> value, const char* what) {
   return *std::move(value);
 }
 
+void Check(const absl::Status& status, const char* what) {
+  TORCH_CHECK(status.ok(), "sequence parallel ", what, ": ", std::string(status.message()));
+}
+
 void CheckContext(const ParallelContext& p) {
   TORCH_CHECK(p.ulysses_degree == 1 || p.ulysses != nullptr, "ulysses degree ", p.ulysses_degree,
               " without a ulysses communicator");
@@ -46,6 +50,55 @@ PartialAttention MathAttentionWithLse(const at::Tensor& q, const at::Tensor& k,
   at::Tensor lse = at::logsumexp(scores, -1);
   at::Tensor out = at::matmul(at::exp(scores - lse.unsqueeze(-1)), vf);
   return {out.transpose(1, 2).to(q.scalar_type()), lse};
+}
+
+// The largest divisor of `heads` not above `requested` (at least 1).
+int ChunkCount(int64_t heads, int requested) {
+  for (int c = std::max(requested, 1); c > 1; --c) {
+    if (heads % c == 0) return c;
+  }
+  return 1;
+}
+
+// Ring attention over the ring blocks of q, k, v [B, block, h, D] (this Ulysses group's heads):
+// at step s this rank holds the K/V block of ring rank (r - s) mod R; it sends what it holds to
+// r + 1 and receives the next from r - 1 on the side stream while it computes. Blocks beyond the
+// real tokens are skipped. Returns [B, block, h, D] in q's dtype.
+at::Tensor RingAttention(const at::Tensor& qb, const at::Tensor& kb, const at::Tensor& vb,
+                         const ParallelContext& p) {
+  const int64_t block = kb.size(1);
+  const int r = p.ring_rank, size = p.ring_degree;
+  at::Tensor kv = at::stack({kb, vb}).contiguous();
+  PartialAttention acc;
+  SideStream side(kv, p.overlap_exchanges);
+  for (int step = 0; step < size; ++step) {
+    const int owner = ((r - step) % size + size) % size;
+    at::Tensor next;
+    int arrived = -1;
+    if (step + 1 < size) {
+      next = at::empty_like(kv);
+      side.Run([&] {
+        const comm::P2POp ops[] = {{comm::P2POp::Kind::kSend, kv, (r + 1) % size},
+                                   {comm::P2POp::Kind::kRecv, next, (r - 1 + size) % size}};
+        Check(p.ring->SendRecv(ops), "ring exchange");
+      });
+      arrived = side.Mark();
+      side.Keep(kv);
+      side.Keep(next);
+    }
+    const int64_t valid = std::clamp<int64_t>(p.valid_tokens - owner * block, 0, block);
+    if (valid > 0) {
+      PartialAttention part =
+          AttentionWithLse(qb, FirstKeys(kv[0], valid), FirstKeys(kv[1], valid));
+      acc = acc.out.defined() ? MergePartials(acc, part) : part;
+    }
+    if (step + 1 < size) {
+      // The received block is read next, and the block sent may be freed: both after the pass.
+      side.Wait(arrived);
+      kv = next;
+    }
+  }
+  return acc.out.to(qb.scalar_type());
 }
 
 }  // namespace
@@ -101,63 +154,6 @@ PartialAttention MergePartials(const PartialAttention& a, const PartialAttention
   return {out, lse};
 }
 
-namespace {
-
-// The largest divisor of `heads` not above `requested` (at least 1).
-int ChunkCount(int64_t heads, int requested) {
-  for (int c = std::max(requested, 1); c > 1; --c) {
-    if (heads % c == 0) return c;
-  }
-  return 1;
-}
-
-void CheckExchange(const absl::Status& status, const char* what) {
-  TORCH_CHECK(status.ok(), "sequence parallel ", what, ": ", std::string(status.message()));
-}
-
-// Ring attention over the ring blocks of q, k, v [B, block, h, D] (this Ulysses group's heads):
-// at step s this rank holds the K/V block of ring rank (r - s) mod R; it sends what it holds to
-// r + 1 and receives the next from r - 1 on the side stream while it computes. Blocks beyond the
-// real tokens are skipped. Returns [B, block, h, D] in q's dtype.
-at::Tensor RingAttention(const at::Tensor& qb, const at::Tensor& kb, const at::Tensor& vb,
-                         const ParallelContext& p) {
-  const int64_t block = kb.size(1);
-  const int r = p.ring_rank, size = p.ring_degree;
-  at::Tensor kv = at::stack({kb, vb}).contiguous();
-  PartialAttention acc;
-  SideStream side(kv, p.overlap_exchanges);
-  for (int step = 0; step < size; ++step) {
-    const int owner = ((r - step) % size + size) % size;
-    at::Tensor next;
-    int arrived = -1;
-    if (step + 1 < size) {
-      next = at::empty_like(kv);
-      side.Run([&] {
-        const comm::P2POp ops[] = {{comm::P2POp::Kind::kSend, kv, (r + 1) % size},
-                                   {comm::P2POp::Kind::kRecv, next, (r - 1 + size) % size}};
-        CheckExchange(p.ring->SendRecv(ops), "ring exchange");
-      });
-      arrived = side.Mark();
-      side.Keep(kv);
-      side.Keep(next);
-    }
-    const int64_t valid = std::clamp<int64_t>(p.valid_tokens - owner * block, 0, block);
-    if (valid > 0) {
-      PartialAttention part =
-          AttentionWithLse(qb, FirstKeys(kv[0], valid), FirstKeys(kv[1], valid));
-      acc = acc.out.defined() ? MergePartials(acc, part) : part;
-    }
-    if (step + 1 < size) {
-      // The received block is read next, and the block sent may be freed: both after the pass.
-      side.Wait(arrived);
-      kv = next;
-    }
-  }
-  return acc.out.to(qb.scalar_type());
-}
-
-}  // namespace
-
 SequenceAttention::SequenceAttention(const ParallelContext& parallel) : parallel_(parallel) {}
 
 SequenceAttention::~SequenceAttention() = default;
@@ -198,7 +194,7 @@ void SequenceAttention::Set(Role role, const at::Tensor& x) {
   side_->Run([&] {
     for (int c = 0; c < chunks_; ++c) {
       at::Tensor into = input.received[c];
-      CheckExchange(p.ulysses->AllToAllInto(sent[c], into), "all-to-all");
+      Check(p.ulysses->AllToAllInto(sent[c], into), "all-to-all");
       input.arrived.push_back(side_->Mark());
     }
   });
@@ -249,7 +245,7 @@ at::Tensor SequenceAttention::UlyssesOutput() {
     back[c].copy_(out.unflatten(1, {ranks, local}).permute({1, 0, 2, 3, 4}));
     side_->Run([&] {
       at::Tensor into = returned[c];
-      CheckExchange(p.ulysses->AllToAllInto(back[c], into), "all-to-all out");
+      Check(p.ulysses->AllToAllInto(back[c], into), "all-to-all out");
     });
   }
   side_->Join();
@@ -275,7 +271,7 @@ at::Tensor SequenceAttention::UspOutput() {
   at::Tensor back = Slot(kSentQuery).view({ranks, out.size(0), local, out.size(2), out.size(3)});
   at::Tensor returned = Slot(kSentKey).view(back.sizes());
   back.copy_(out.unflatten(1, {ranks, local}).permute({1, 0, 2, 3, 4}));
-  side_->Run([&] { CheckExchange(p.ulysses->AllToAllInto(back, returned), "all-to-all out"); });
+  side_->Run([&] { Check(p.ulysses->AllToAllInto(back, returned), "all-to-all out"); });
   side_->Join();
   // [P, B, L/P, H/P, D] -> [B, L/P, P, H/P, D]: every head in order, out of the workspace.
   at::Tensor result = at::empty(input_shape_, returned.options());
