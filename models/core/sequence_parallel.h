@@ -51,6 +51,9 @@ at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, c
 //   attention.SetValue(v);
 //   at::Tensor out = attention.Output();  // [B, L/P, H, D]
 //
+// The exchanges read and write slots of the Ulysses communicator's Workspace (on NCCL a symmetric
+// window, so the all-to-alls run on the copy engines); the output is copied out of it. The slots
+// are reused by the next SequenceAttention on that communicator: one at a time per communicator.
 // Without sequence parallelism it is the local kernel. Throws c10::Error like any op.
 class SideStream;
 class SequenceAttention {
