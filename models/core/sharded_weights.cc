@@ -74,9 +74,7 @@ absl::Status ShardedWeights::Gather(int index) {
 }
 
 absl::StatusOr<const WeightSet*> ShardedWeights::Acquire(int index) {
-  if (index < 0 || index >= num_blocks()) {
-    return absl::OutOfRangeError(absl::StrCat("weights: block ", index, " of ", num_blocks()));
-  }
+  if (auto valid = CheckBlock(index); !valid.ok()) return valid;
   Block& block = blocks_[index];
   if (block.acquired) return &block.weights;
   if (auto status = Gather(index); !status.ok()) return status;  // a no-op once prefetched

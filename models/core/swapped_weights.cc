@@ -65,9 +65,7 @@ absl::Status SwappedWeights::Fetch(int index) {
 }
 
 absl::StatusOr<const WeightSet*> SwappedWeights::Acquire(int index) {
-  if (index < 0 || index >= num_blocks()) {
-    return absl::OutOfRangeError(absl::StrCat("weights: block ", index, " of ", num_blocks()));
-  }
+  if (auto valid = CheckBlock(index); !valid.ok()) return valid;
   Block& block = blocks_[index];
   if (block.acquired) return &block.weights;
   if (plan_.resident[index]) {

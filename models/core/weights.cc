@@ -64,10 +64,15 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
   return weights;
 }
 
-absl::StatusOr<const WeightSet*> ResidentWeights::Acquire(int index) {
+absl::Status WeightProvider::CheckBlock(int index) const {
   if (index < 0 || index >= num_blocks()) {
     return absl::OutOfRangeError(absl::StrCat("weights: block ", index, " of ", num_blocks()));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const WeightSet*> ResidentWeights::Acquire(int index) {
+  if (auto valid = CheckBlock(index); !valid.ok()) return valid;
   Block& block = blocks_[index];
   if (block.fp8.empty()) return &block.ready;
   if (!block.acquired) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "models/core/checkpoint.h"
 
@@ -47,6 +48,10 @@ class WeightProvider {
   virtual void Prefetch(int index) { (void)index; }
   virtual at::Device device() const = 0;
   virtual at::ScalarType compute_dtype() const = 0;
+
+ protected:
+  // OutOfRange unless 0 <= index < num_blocks(): every provider's Acquire starts with it.
+  absl::Status CheckBlock(int index) const;
 };
 
 struct PlacementOptions {

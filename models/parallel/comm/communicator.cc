@@ -121,13 +121,19 @@ absl::StatusOr<at::Tensor> Communicator::AllToAll(const at::Tensor& input, int64
   });
 }
 
+absl::Status Communicator::CheckBuffers(absl::string_view op, const at::Tensor& input,
+                                        const at::Tensor& output) const {
+  RL_RETURN_IF_ERROR(CheckTensor(op, "input", input));
+  RL_RETURN_IF_ERROR(CheckTensor(op, "output", output));
+  if (!input.is_contiguous() || !output.is_contiguous()) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": input and output must be contiguous"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Communicator::AllToAllInto(const at::Tensor& input, at::Tensor& output) {
   constexpr absl::string_view kOp = "AllToAllInto";
-  RL_RETURN_IF_ERROR(CheckTensor(kOp, "input", input));
-  RL_RETURN_IF_ERROR(CheckTensor(kOp, "output", output));
-  if (!input.is_contiguous() || !output.is_contiguous()) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": input and output must be contiguous"));
-  }
+  RL_RETURN_IF_ERROR(CheckBuffers(kOp, input, output));
   if (input.dim() == 0 || input.sizes() != output.sizes() ||
       input.scalar_type() != output.scalar_type()) {
     return absl::InvalidArgumentError(
@@ -175,11 +181,7 @@ absl::StatusOr<at::Tensor> Communicator::AllGather(const at::Tensor& input, int6
 
 absl::Status Communicator::AllGatherInto(const at::Tensor& input, at::Tensor& output) {
   constexpr absl::string_view kOp = "AllGatherInto";
-  RL_RETURN_IF_ERROR(CheckTensor(kOp, "input", input));
-  RL_RETURN_IF_ERROR(CheckTensor(kOp, "output", output));
-  if (!input.is_contiguous() || !output.is_contiguous()) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": input and output must be contiguous"));
-  }
+  RL_RETURN_IF_ERROR(CheckBuffers(kOp, input, output));
   if (output.nbytes() != input.nbytes() * size()) {
     return absl::InvalidArgumentError(absl::StrCat(kOp, ": output has ", output.nbytes(),
                                                    " bytes, not ", size(), " x the ",

@@ -124,6 +124,10 @@ class Communicator {
   virtual bool NativeReduction(at::ScalarType dtype) const = 0;
 
  private:
+  // Both defined, supported, on device() and contiguous: the caller-owned buffers of the *Into
+  // operations.
+  absl::Status CheckBuffers(absl::string_view op, const at::Tensor& input,
+                            const at::Tensor& output) const;
   absl::Status CheckTensor(absl::string_view op, absl::string_view what,
                            const at::Tensor& tensor) const;
   // Runs a backend operation: refuses it when an earlier one broke the communicator, turns
