@@ -16,22 +16,41 @@ at::Tensor PrepareNoise(uint64_t seed, at::IntArrayRef shape) {
 
 ModelFn SwitchExperts(ModelFn high_noise, ModelFn low_noise, double boundary_sigma) {
   return [high = std::move(high_noise), low = std::move(low_noise), boundary_sigma](
-             const at::Tensor& x, double timestep, bool cond) -> absl::StatusOr<at::Tensor> {
-    return timestep >= boundary_sigma * 1000 ? high(x, timestep, cond) : low(x, timestep, cond);
+             const at::Tensor& x, double timestep, Branch branch) -> absl::StatusOr<at::Tensor> {
+    return timestep >= boundary_sigma * 1000 ? high(x, timestep, branch) : low(x, timestep, branch);
   };
 }
 
-Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg) {
-  return [model, &sampling, cfg](const at::Tensor& x, double sigma) -> absl::StatusOr<at::Tensor> {
+Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
+                     bool batched) {
+  return [model, &sampling, cfg, batched](const at::Tensor& x,
+                                          double sigma) -> absl::StatusOr<at::Tensor> {
     const at::Tensor input = sampling.CalculateInput(sigma, x);
     const double timestep = sampling.Timestep(sigma);
-    auto cond = model(input, timestep, true);
-    if (!cond.ok()) return cond.status();
-    at::Tensor denoised_cond = sampling.CalculateDenoised(sigma, *cond, x);
+    at::Tensor cond, uncond;
+    if (cfg != 1.0 && batched) {
+      auto both = model(input, timestep, Branch::kBoth);
+      if (!both.ok()) return both.status();
+      if (both->dim() < 1 || both->size(0) != 2 * input.size(0)) {
+        return absl::InternalError(
+            absl::StrCat("cfg: the model returned ", both->dim() < 1 ? 0 : both->size(0),
+                         " samples for cond and uncond of batch ", input.size(0)));
+      }
+      cond = both->narrow(0, 0, input.size(0));
+      uncond = both->narrow(0, input.size(0), input.size(0));
+    } else {
+      auto out = model(input, timestep, Branch::kCond);
+      if (!out.ok()) return out.status();
+      cond = *std::move(out);
+      if (cfg != 1.0) {
+        out = model(input, timestep, Branch::kUncond);
+        if (!out.ok()) return out.status();
+        uncond = *std::move(out);
+      }
+    }
+    at::Tensor denoised_cond = sampling.CalculateDenoised(sigma, cond, x);
     if (cfg == 1.0) return denoised_cond;
-    auto uncond = model(input, timestep, false);
-    if (!uncond.ok()) return uncond.status();
-    at::Tensor denoised_uncond = sampling.CalculateDenoised(sigma, *uncond, x);
+    at::Tensor denoised_uncond = sampling.CalculateDenoised(sigma, uncond, x);
     return denoised_uncond + (denoised_cond - denoised_uncond) * cfg;
   };
 }
@@ -39,7 +58,8 @@ Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double
 absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sampling,
                                    const at::Tensor& latent, const KSamplerOptions& o,
                                    const StepCallback& callback) {
-  return KSampleWith(CfgDenoiser(model, sampling, o.cfg), sampling, latent, o, callback);
+  return KSampleWith(CfgDenoiser(model, sampling, o.cfg, o.batch_cfg), sampling, latent, o,
+                     callback);
 }
 
 absl::StatusOr<at::Tensor> KSampleWith(const Denoiser& denoiser, const ModelSampling& sampling,

@@ -19,10 +19,14 @@ namespace raylight::samplers {
 // `torch.manual_seed(seed); torch.randn(shape)`.
 at::Tensor PrepareNoise(uint64_t seed, at::IntArrayRef shape);
 
-// The network: its raw output (eps, v or flow velocity) for model input x at timestep t, with
-// conditioning chosen by `cond` (true) or the negative prompt (false).
+// Which conditioning a model call evaluates: the positive prompt, the negative one, or both in
+// one batch (as ComfyUI batches cond and uncond): the output is then [2B, ...], cond first.
+enum class Branch { kCond, kUncond, kBoth };
+
+// The network: its raw output (eps, v or flow velocity) for model input x [B, ...] at timestep t
+// under the conditioning `branch` picks.
 using ModelFn =
-    std::function<absl::StatusOr<at::Tensor>(const at::Tensor& x, double timestep, bool cond)>;
+    std::function<absl::StatusOr<at::Tensor>(const at::Tensor& x, double timestep, Branch branch)>;
 
 // Wan 2.2 A14B: two 14B-shaped experts in one run, the high-noise one while sigma is at or
 // above `boundary_sigma`, the low-noise one below (Wan 2.2's boundaries: 0.875 for T2V, 0.900 for
@@ -30,13 +34,17 @@ using ModelFn =
 ModelFn SwitchExperts(ModelFn high_noise, ModelFn low_noise, double boundary_sigma);
 
 // CFG in sigma space: denoised = uncond + cfg * (cond - uncond); cfg == 1 evaluates the
-// positive conditioning only (one model call per evaluation).
-Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg);
+// positive conditioning only. `batched`: cond and uncond in one call (Branch::kBoth), which is
+// one forward over a batch of two (fuller GEMMs, and with sequence parallelism the two halves'
+// exchanges overlap each other's compute); otherwise two calls, half the activations.
+Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
+                     bool batched = true);
 
 struct KSamplerOptions {
   uint64_t seed = 0;
   int steps = 20;
   double cfg = 5.0;
+  bool batch_cfg = true;  // cond and uncond as one batch (CfgDenoiser's `batched`)
   std::string sampler = "euler";
   std::string scheduler = "simple";
   double denoise = 1.0;

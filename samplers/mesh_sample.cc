@@ -13,7 +13,7 @@ Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling
     const at::Tensor input = sampling.CalculateInput(sigma, x);
     const double timestep = sampling.Timestep(sigma);
     const bool cond = cfg == 1.0 || group.rank() == 0;
-    auto output = model(input, timestep, cond);
+    auto output = model(input, timestep, cond ? Branch::kCond : Branch::kUncond);
     if (!output.ok()) return output.status();
     at::Tensor denoised = sampling.CalculateDenoised(sigma, *output, x);
     if (cfg == 1.0) return denoised;
@@ -29,11 +29,11 @@ Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling
 }
 
 Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
-                      const parallel::Mesh& mesh, const parallel::MeshPlan& plan) {
+                      const parallel::Mesh& mesh, const parallel::MeshPlan& plan, bool batch_cfg) {
   if (plan.split_cfg && mesh.cfg() != nullptr) {
     return CfgParallelDenoiser(model, sampling, cfg, *mesh.cfg());
   }
-  return CfgDenoiser(model, sampling, cfg);
+  return CfgDenoiser(model, sampling, cfg, batch_cfg);
 }
 
 absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampling& sampling,
@@ -47,8 +47,8 @@ absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampli
         absl::StrCat("seeds: ", seeds.size(), " given for a data-parallel degree of ", dp));
   }
   options.seed = seeds.empty() ? options.seed + dp_rank : seeds[dp_rank];
-  auto out = KSampleWith(MeshDenoiser(model, sampling, options.cfg, mesh, plan), sampling, latent,
-                         options, callback);
+  auto out = KSampleWith(MeshDenoiser(model, sampling, options.cfg, mesh, plan, options.batch_cfg),
+                         sampling, latent, options, callback);
   if (!out.ok()) return out.status();
   at::Tensor mine = out->unsqueeze(0).contiguous();
   if (mesh.dp() == nullptr) return mine;

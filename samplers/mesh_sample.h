@@ -23,9 +23,10 @@ Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling
                              comm::Communicator& group);
 
 // The denoiser one rank of `mesh` runs: CFG split over the cfg axis when the plan splits it,
-// otherwise CfgDenoiser.
+// otherwise CfgDenoiser (cond and uncond in one batch when `batch_cfg`).
 Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
-                      const parallel::Mesh& mesh, const parallel::MeshPlan& plan);
+                      const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
+                      bool batch_cfg = true);
 
 // Returns every dp rank's result stacked along a new first dimension [dp, ...], on every rank.
 // `seeds`: empty (seed + dp rank) or one per dp rank.

@@ -540,7 +540,7 @@ class DiffusionEngine::Impl {
     models::WeightProvider& weights = *(*model)->wan.weights;
 
     samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
-                                     bool cond) -> absl::StatusOr<at::Tensor> {
+                                     samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
       // Every rank makes the same model calls, so agreeing here keeps them in step: rank 0
       // decides, all stop at the same call, no collective is left half-entered.
       at::Tensor stop = at::zeros({1}, on_device.dtype(at::kInt));
@@ -551,13 +551,20 @@ class DiffusionEngine::Impl {
       if (stop.item<int>() != 0) {
         return absl::CancelledError(absl::StrCat("job ", request.job_id, " cancelled"));
       }
-      models::wan::WanInputs in;
-      in.x = x;
-      in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
-      in.context = cond ? positive_text : negative_text;
-      in.clip_fea = clip_fea;
-      in.y = y;
-      return models::wan::WanForward(config, in, sequence, weights);
+      auto inputs = [&](bool cond) {
+        models::wan::WanInputs in;
+        in.x = x;
+        in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
+        in.context = cond ? positive_text : negative_text;
+        in.clip_fea = clip_fea;
+        in.y = y;
+        return in;
+      };
+      return models::wan::WanForward(config,
+                                     branch == samplers::Branch::kBoth
+                                         ? models::wan::BatchInputs(inputs(true), inputs(false))
+                                         : inputs(branch == samplers::Branch::kCond),
+                                     sequence, weights);
     };
 
     samplers::KSamplerOptions options;

@@ -13,11 +13,12 @@
 #                                          (SWAP=0 / FSDP=0 leave either part out)
 #   deploy/gpu/session.sh scaling          14B on every mesh of this machine's GPUs against one
 #                                          (LATENT=21,90,160 RES=1280x720x81 for 720p)
-#   deploy/gpu/session.sh overlap          issue #5: the parallel gpu tests, then 14B ulysses 2 with
-#                                          its exchanges overlapped (head chunks 1/2, copy
-#                                          engines or NCCL kernels) against the plain schedule,
-#                                          ring 2 and cfg 2, one ulysses-2 step profiled (a
-#                                          Chrome trace in $OUT), GEMM throughput by row count
+#   deploy/gpu/session.sh overlap          issue #5: the parallel gpu tests (TESTS=none: none),
+#                                          then (BENCH=0: not) 14B ulysses 2 with cond and uncond
+#                                          as interleaved micro-batches against the other exchange
+#                                          schedules, ring 2 and cfg 2 (MESHES=... to choose), one
+#                                          ulysses-2 step profiled (a Chrome trace in $OUT), and
+#                                          with GEMM=1 cuBLAS throughput by row count
 #   deploy/gpu/session.sh parallel|bench|all   earlier sessions' runs (Wan forward, 2-GPU modes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -117,28 +118,45 @@ case $WHAT in
     echo "scaling exit $?"
     cat "$OUT/scaling_bench.jsonl" ;;
   overlap)  # issue #5: Ulysses' exchanges overlapped with compute, against the plain schedule
-    (cd build-gpu && timeout "${TEST_TIMEOUT:-200}" ctest -L gpu -R "${TESTS:-ParallelSampling}" -V) \
-      >"$OUT/ctest-gpu.log" 2>&1
-    echo "ctest exit $?"; grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest-gpu.log" | head -30
+    if [ "${TESTS:-}" != none ]; then
+      (cd build-gpu && timeout "${TEST_TIMEOUT:-200}" ctest -L gpu -R "${TESTS:-ParallelSampling}" -V) \
+        >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest exit $?"; grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest-gpu.log" | head -30
+    fi
     ckpt=$(checkpoint wan2.1-t2v-14b)
-    RUNS=${RUNS:-3} timeout "${BENCH_TIMEOUT:-330}" tests/bench/run_parallel_bench.sh build-gpu "$ckpt" \
-      wan14b_832x480x81 ulysses2:ulysses=2:2 \
-      ulysses2_plain:ulysses=2:2:resident:--ulysses_chunks=1,--overlap_exchanges=false,--copy_engine=false \
+    [ "${BENCH:-1}" = 1 ] || [ "${PROFILE:-1}" = 1 ] || exit 0
+    # Default: cond + uncond as one batch in two interleaved micro-batches (copy-engine
+    # exchanges) against the same without interleaving, the two-forward step of earlier sessions,
+    # the plain schedule, NCCL kernels, ring 2 and cfg 2; and one GPU without batching.
+    # shellcheck disable=SC2206
+    meshes=(${MESHES:-ulysses2:ulysses=2:2 \
+      ulysses2_no_interleave:ulysses=2:2:resident:--interleave=false \
+      ulysses2_unbatched:ulysses=2:2:resident:--batch_cfg=false \
+      ulysses2_plain:ulysses=2:2:resident:--overlap_exchanges=false,--copy_engine=false \
       ulysses2_kernels:ulysses=2:2:resident:--copy_engine=false \
-      ulysses2_chunks2:ulysses=2:2:resident:--ulysses_chunks=2 \
-      ring2:ring=2:2 cfg2:cfg=2:2 \
-      >>"$OUT/overlap_bench.jsonl" 2>>"$OUT/bench.log"
-    echo "overlap exit $?"
+      ring2:ring=2:2 cfg2:cfg=2:2 1gpu_unbatched::1:resident:--batch_cfg=false})
+    if [ "${BENCH:-1}" = 1 ]; then
+      RUNS=${RUNS:-3} timeout "${BENCH_TIMEOUT:-480}" tests/bench/run_parallel_bench.sh build-gpu \
+        "$ckpt" wan14b_832x480x81 "${meshes[@]}" >>"$OUT/overlap_bench.jsonl" 2>>"$OUT/bench.log"
+      echo "overlap exit $?"
+    fi
     if [ "${PROFILE:-1}" = 1 ]; then
-      RUNS=1 timeout 100 tests/bench/run_parallel_bench.sh build-gpu "$ckpt" wan14b_832x480x81 \
-        "profile_ulysses2:ulysses=2:2:resident:--profile_trace=$OUT/trace_ulysses2" \
-        >>"$OUT/profile_bench.jsonl" 2>>"$OUT/bench.log"
-      echo "profile exit $?"
-      rm -f "$OUT"/trace_*.rank1.json
+      # PROFILES: LABEL:MESH:RANKS[:FLAGS] steps to trace (rank 0; both with BOTH_RANKS=1).
+      for spec in ${PROFILES:-ulysses2:ulysses=2:2}; do
+        IFS=: read -r label mesh ranks flags <<<"$spec"
+        SINGLE=0 RUNS=1 timeout 100 tests/bench/run_parallel_bench.sh build-gpu "$ckpt" \
+          wan14b_832x480x81 \
+          "profile_$label:$mesh:$ranks:resident:--profile_trace=$OUT/trace_$label${flags:+,$flags}" \
+          >>"$OUT/profile_bench.jsonl" 2>>"$OUT/bench.log"
+        echo "profile $label exit $?"
+      done
+      [ "${BOTH_RANKS:-0}" = 1 ] || rm -f "$OUT"/trace_*.rank1.json
       gzip -f "$OUT"/trace_*.json 2>/dev/null
     fi
     # cuBLAS per-token throughput of the 14B linear layers at the per-rank token counts.
-    timeout 60 python3 tests/bench/gemm_rows.py >"$OUT/gemm_rows.jsonl" 2>>"$OUT/bench.log"
+    if [ "${GEMM:-0}" = 1 ]; then
+      timeout 60 python3 tests/bench/gemm_rows.py >"$OUT/gemm_rows.jsonl" 2>>"$OUT/bench.log"
+    fi
     cat "$OUT/overlap_bench.jsonl" ;;
   parallel|bench|all)  # earlier sessions' runs: gpu tests, Wan forward, parallel on 2 GPUs
     if [ "$WHAT" != bench ]; then

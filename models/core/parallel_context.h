@@ -31,6 +31,11 @@ struct ParallelContext {
   // launches cost ~4% of the attention, more than the exchange they hide, so 1 is the default.
   int ulysses_chunks = 1;
   bool overlap_exchanges = true;
+  // With Ulysses and overlap_exchanges, an even batch (cond and uncond in one forward) runs as two
+  // micro-batches whose blocks interleave: each one's exchanges run on the copy engines while the
+  // other one computes, so no exchange waits on an idle compute stream (two-batch overlap, as
+  // DeepSeek's inference and SGLang schedule expert all-to-alls).
+  bool interleave_micro_batches = true;
 
   int sequence_degree() const { return ulysses_degree * ring_degree; }
   // This rank's chunk of the padded sequence: ring-major, so a Ulysses group's chunks are

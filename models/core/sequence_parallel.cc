@@ -154,12 +154,17 @@ PartialAttention MergePartials(const PartialAttention& a, const PartialAttention
   return {out, lse};
 }
 
-SequenceAttention::SequenceAttention(const ParallelContext& parallel) : parallel_(parallel) {}
+SequenceAttention::SequenceAttention(const ParallelContext& parallel, AttentionLane lane)
+    : parallel_(parallel), lane_(lane) {
+  TORCH_CHECK(lane.count >= 1 && lane.index >= 0 && lane.index < lane.count, "attention lane ",
+              lane.index, " of ", lane.count);
+}
 
 SequenceAttention::~SequenceAttention() = default;
 
 void SequenceAttention::Set(Role role, const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 4, "attention: q, k, v must be [B, L, H, D]");
+  TORCH_CHECK(!started_, "attention: inputs set after the output was started");
   Input& input = inputs_[role];
   const ParallelContext& p = parallel_;
   if (p.single() || p.ulysses_degree == 1) {
@@ -170,21 +175,27 @@ void SequenceAttention::Set(Role role, const at::Tensor& x) {
   const int64_t heads = x.size(2), ranks = p.ulysses_degree;
   TORCH_CHECK(heads % ranks == 0, "attention: ", heads,
               " heads do not divide by the ulysses degree ", ranks);
-  if (!side_) {
-    side_ = std::make_unique<SideStream>(x, p.overlap_exchanges);
+  if (side_ == nullptr) {
+    if (lane_.side != nullptr) {
+      side_ = lane_.side;
+    } else {
+      own_side_ = std::make_unique<SideStream>(x, p.overlap_exchanges);
+      side_ = own_side_.get();
+    }
     chunks_ = ChunkCount(heads / ranks, p.ulysses_chunks);
     packed_shape_ = {chunks_, ranks, x.size(0), x.size(1), heads / ranks / chunks_, x.size(3)};
     dtype_ = x.scalar_type();
     input_shape_ = x.sizes().vec();
     // Slots of the communicator's workspace, the same on every rank: where the exchanges of
-    // this block read and write (on NCCL they then run on the copy engines).
+    // this block read and write (on NCCL they then run on the copy engines). Every lane asks
+    // for all lanes' slots, so the workspace never grows (and moves) while a lane is in flight.
     constexpr int64_t kAlign = 4096;
     slot_bytes_ = (x.numel() * x.element_size() + kAlign - 1) / kAlign * kAlign;
-    workspace_ = Ok(p.ulysses->Workspace(kSlots * slot_bytes_), "workspace");
+    workspace_ = Ok(p.ulysses->Workspace(lane_.count * kSlots * slot_bytes_), "workspace");
   }
-  TORCH_CHECK(x.sizes() == c10::IntArrayRef(input_shape_) && x.scalar_type() == dtype_,
-              "attention: q, k and v differ in shape or dtype: ", c10::IntArrayRef(input_shape_),
-              " and ", x.sizes());
+  TORCH_CHECK(x.sizes() == c10::IntArrayRef(input_shape_),
+              "attention: q, k and v differ in shape: ", c10::IntArrayRef(input_shape_), " and ",
+              x.sizes());
   // [B, L/P, H, D] viewed as [B, L/P, P, C, Hc, D] (head = (j * C + c) * Hc + hc) and packed so
   // that chunk c for rank j is one contiguous piece.
   const at::Tensor sent = Slot(kSentQuery + static_cast<int>(role));
@@ -201,7 +212,7 @@ void SequenceAttention::Set(Role role, const at::Tensor& x) {
 }
 
 at::Tensor SequenceAttention::Slot(int index) const {
-  return workspace_.narrow(0, index * slot_bytes_, slot_bytes_)
+  return workspace_.narrow(0, (lane_.index * kSlots + index) * slot_bytes_, slot_bytes_)
       .narrow(0, 0, c10::multiply_integers(packed_shape_) * c10::elementSize(dtype_))
       .view(dtype_)
       .view(packed_shape_);
@@ -214,22 +225,33 @@ at::Tensor SequenceAttention::Received(Role role, int chunk) const {
   return piece.permute({1, 0, 2, 3, 4}).flatten(1, 2);
 }
 
-at::Tensor SequenceAttention::Output() {
+void SequenceAttention::StartOutput() {
+  TORCH_CHECK(!started_, "attention: output started twice");
   for (const Input& input : inputs_) {
     TORCH_CHECK(input.local.defined() || input.received.defined(),
                 "attention: q, k and v must all be set before the output");
   }
+  started_ = true;
   const ParallelContext& p = parallel_;
   const at::Tensor& q = inputs_[kQuery].local;
-  if (p.single()) return LocalAttention(q, inputs_[kKey].local, inputs_[kValue].local);
-  if (p.ulysses_degree == 1) {
+  if (p.single()) {
+    output_ = LocalAttention(q, inputs_[kKey].local, inputs_[kValue].local);
+  } else if (p.ulysses_degree == 1) {
     CheckContext(p);
-    return RingAttention(q, inputs_[kKey].local, inputs_[kValue].local, p);
+    output_ = RingAttention(q, inputs_[kKey].local, inputs_[kValue].local, p);
+  } else if (p.ring_degree == 1) {
+    StartUlysses();
+  } else {
+    StartUsp();
   }
-  return p.ring_degree == 1 ? UlyssesOutput() : UspOutput();
 }
 
-at::Tensor SequenceAttention::UlyssesOutput() {
+at::Tensor SequenceAttention::Output() {
+  if (!started_) StartOutput();
+  return output_.defined() ? output_ : ReturnedOutput();
+}
+
+void SequenceAttention::StartUlysses() {
   const ParallelContext& p = parallel_;
   const int64_t ranks = p.ulysses_degree, local = packed_shape_[3];
   // Every key is here: the padding at the end of the sequence is cut off, no partial results.
@@ -248,35 +270,45 @@ at::Tensor SequenceAttention::UlyssesOutput() {
       Check(p.ulysses->AllToAllInto(back[c], into), "all-to-all out");
     });
   }
-  side_->Join();
-  // [C, P, B, L/P, Hc, D] -> [B, L/P, P, C, Hc, D]: this rank's tokens, every head in order,
-  // copied out of the workspace (the next block reuses it).
-  at::Tensor result = at::empty(input_shape_, returned.options());
-  result.view({packed_shape_[2], local, ranks, chunks_, packed_shape_[4], packed_shape_[5]})
-      .copy_(returned.permute({2, 3, 1, 0, 4, 5}));
-  return result;
+  returned_ = side_->Mark();
 }
 
-at::Tensor SequenceAttention::UspOutput() {
+void SequenceAttention::StartUsp() {
   const ParallelContext& p = parallel_;
-  side_->Join();
+  for (const Input& input : inputs_) side_->Wait(input.arrived.back());
   // This group's heads in order: [C, P, B, L/P, Hc, D] -> [B, P * L/P, C * Hc, D].
   auto group_block = [&](Role role) {
     const at::Tensor& received = inputs_[role].received;
     return received.permute({2, 1, 3, 0, 4, 5}).flatten(3, 4).flatten(1, 2);
   };
   at::Tensor out = RingAttention(group_block(kQuery), group_block(kKey), group_block(kValue), p);
+  // [B, P * L/P, H/P, D] -> [C = 1, P, B, L/P, H/P, D] in the workspace (USP exchanges the output
+  // in one piece), then back to the owners.
   const int64_t ranks = p.ulysses_degree, local = out.size(1) / ranks;
-  // [B, P * L/P, H/P, D] -> [P, B, L/P, H/P, D] in the workspace, then back to the owners.
-  at::Tensor back = Slot(kSentQuery).view({ranks, out.size(0), local, out.size(2), out.size(3)});
-  at::Tensor returned = Slot(kSentKey).view(back.sizes());
+  const std::vector<int64_t> whole = {ranks, out.size(0), local, out.size(2), out.size(3)};
+  at::Tensor back = Slot(kSentQuery).view(whole);
+  at::Tensor returned = Slot(kSentKey).view(whole);
   back.copy_(out.unflatten(1, {ranks, local}).permute({1, 0, 2, 3, 4}));
   side_->Run([&] { Check(p.ulysses->AllToAllInto(back, returned), "all-to-all out"); });
-  side_->Join();
-  // [P, B, L/P, H/P, D] -> [B, L/P, P, H/P, D]: every head in order, out of the workspace.
+  returned_ = side_->Mark();
+}
+
+at::Tensor SequenceAttention::ReturnedOutput() {
+  side_->Wait(returned_);
+  // [C, P, B, L/P, Hc, D] -> [B, L/P, P, C, Hc, D]: this rank's tokens, every head in order,
+  // copied out of the workspace (the lane's next attention reuses it). USP returned one chunk
+  // ([P, B, L/P, H/P, D]), which is the same layout with C = 1.
+  const at::Tensor returned = Slot(kSentKey);
+  const int64_t ranks = packed_shape_[1], local = packed_shape_[3];
   at::Tensor result = at::empty(input_shape_, returned.options());
-  result.view({out.size(0), local, ranks, out.size(2), out.size(3)})
-      .copy_(returned.permute({1, 2, 0, 3, 4}));
+  if (parallel_.ring_degree == 1) {
+    result.view({packed_shape_[2], local, ranks, chunks_, packed_shape_[4], packed_shape_[5]})
+        .copy_(returned.permute({2, 3, 1, 0, 4, 5}));
+  } else {
+    const int64_t batch = input_shape_[0], heads = input_shape_[2] / ranks, dim = input_shape_[3];
+    const at::Tensor whole = returned.view({ranks, batch, local, heads, dim});
+    result.view({batch, local, ranks, heads, dim}).copy_(whole.permute({1, 2, 0, 3, 4}));
+  }
   return result;
 }
 

@@ -42,8 +42,8 @@ at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, c
 // each of q, k, v starts its all-to-all on a side stream as soon as it is handed over (while the
 // model computes the next projection), in `parallel.ulysses_chunks` head chunks; attention then
 // runs chunk by chunk as the chunks arrive, and each chunk's output goes back while the next
-// chunk's attention runs. Only the last value chunk and the last output chunk are exposed. With
-// Ring (USP) the input exchanges overlap the same way and the output goes back in one piece.
+// chunk's attention runs. With Ring (USP) the input exchanges overlap the same way and the output
+// goes back in one piece.
 //
 //   SequenceAttention attention(parallel);
 //   attention.SetQuery(q);  // [B, L/P, H, D]
@@ -51,14 +51,27 @@ at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, c
 //   attention.SetValue(v);
 //   at::Tensor out = attention.Output();  // [B, L/P, H, D]
 //
+// Alone, the last value exchange and the last output exchange have nothing to overlap. Several
+// attentions in flight at once (micro-batches of one batch, each its own `AttentionLane` of a
+// shared side stream) hide those too: the model hands over micro-batch A's inputs, then B's (A's
+// value exchange runs meanwhile), calls StartOutput on A then B (A's output goes back while B's
+// attention runs), and only then Output on A and B (B's output goes back while A's block goes on).
+//
 // The exchanges read and write slots of the Ulysses communicator's Workspace (on NCCL a symmetric
-// window, so the all-to-alls run on the copy engines); the output is copied out of it. The slots
-// are reused by the next SequenceAttention on that communicator: one at a time per communicator.
-// Without sequence parallelism it is the local kernel. Throws c10::Error like any op.
+// window, so the all-to-alls run on the copy engines), one set of slots per lane; the output is
+// copied out of them. The slots are reused by the next SequenceAttention of that lane: one at a
+// time per lane and communicator. Without sequence parallelism it is the local kernel. Throws
+// c10::Error like any op.
 class SideStream;
+struct AttentionLane {
+  SideStream* side = nullptr;  // shared by the lanes, outliving them; null: one of its own
+  int index = 0;               // this attention's slots in the workspace
+  int count = 1;               // lanes in flight together (all with inputs of the same shape)
+};
+
 class SequenceAttention {
  public:
-  explicit SequenceAttention(const ParallelContext& parallel);
+  explicit SequenceAttention(const ParallelContext& parallel, AttentionLane lane = {});
   ~SequenceAttention();  // waits (on the compute stream) for exchanges still in flight
   SequenceAttention(const SequenceAttention&) = delete;
   SequenceAttention& operator=(const SequenceAttention&) = delete;
@@ -66,13 +79,15 @@ class SequenceAttention {
   void SetQuery(const at::Tensor& q) { Set(kQuery, q); }
   void SetKey(const at::Tensor& k) { Set(kKey, k); }
   void SetValue(const at::Tensor& v) { Set(kValue, v); }
-  // Every input must have been set.
+  // Runs the attention and starts sending its output back; every input must have been set.
+  void StartOutput();
+  // This rank's output (starting it first if StartOutput was not called).
   at::Tensor Output();
 
  private:
   enum Role { kQuery = 0, kKey = 1, kValue = 2 };
-  // Workspace slots, each one packed tensor: what q, k, v send (the output goes back through
-  // the first two) and what they receive.
+  // Workspace slots of a lane, each one packed tensor: what q, k, v send (the output goes back
+  // through the first two) and what they receive.
   enum SlotIndex {
     kSentQuery = 0,
     kSentKey,
@@ -89,14 +104,17 @@ class SequenceAttention {
   };
 
   void Set(Role role, const at::Tensor& x);
-  // Workspace slot `index` viewed as a packed tensor [C, P, B, L/P, heads/(P*C), D].
+  // This lane's workspace slot `index` viewed as a packed tensor [C, P, B, L/P, heads/(P*C), D].
   at::Tensor Slot(int index) const;
   // Chunk c of an exchanged input as this rank's ring block: [B, P * L/P, heads/(P*C), D].
   at::Tensor Received(Role role, int chunk) const;
-  at::Tensor UlyssesOutput();
-  at::Tensor UspOutput();
+  void StartUlysses();
+  void StartUsp();
+  // The returned output [B, L/P, H, D], copied out of the workspace once its exchange is done.
+  at::Tensor ReturnedOutput();
 
   const ParallelContext& parallel_;
+  const AttentionLane lane_;
   int chunks_ = 1;
   std::vector<int64_t> input_shape_;   // [B, L/P, H, D], the same for q, k, v
   std::vector<int64_t> packed_shape_;  // [C, P, B, L/P, heads/(P*C), D]
@@ -104,7 +122,11 @@ class SequenceAttention {
   int64_t slot_bytes_ = 0;
   at::Tensor workspace_;  // the Ulysses communicator's; reused by every block
   Input inputs_[3];
-  std::unique_ptr<SideStream> side_;  // last: destroyed first, joining before buffers go
+  bool started_ = false;
+  at::Tensor output_;           // without Ulysses: the output, computed by StartOutput
+  int returned_ = -1;           // with Ulysses: the side stream's mark after the output's exchange
+  SideStream* side_ = nullptr;  // own_side_ or the lane's
+  std::unique_ptr<SideStream> own_side_;  // last: destroyed first, joining before buffers go
 };
 
 // Attention and its log-sum-exp, so partial results over disjoint key sets can be merged:

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
 #include "models/core/sequence_parallel.h"
+#include "models/core/side_stream.h"
 #include "models/wan/wan_rope.h"
 
 namespace raylight::models::wan {
@@ -54,11 +55,10 @@ Modulation Modulate(const at::Tensor& table, const at::Tensor& e) {
 
 at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) { return x.unflatten(-1, {heads, -1}); }
 
-at::Tensor SelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet& w,
-                         const RopeTable& rope, const ParallelContext& parallel) {
-  // Each input is handed over as soon as it is computed: with Ulysses its exchange then overlaps
-  // the next projection.
-  SequenceAttention attention(parallel);
+// Hands q, k, v of the block's self-attention to `attention`, each as soon as it is computed:
+// with Ulysses its exchange then overlaps the next projection.
+void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet& w,
+                        const RopeTable& rope, SequenceAttention& attention) {
   attention.SetQuery(ApplyRope(
       SplitHeads(RmsNorm(Linear(h, w, "self_attn.q"), w.Get("self_attn.norm_q.weight"), c.eps),
                  c.num_heads),
@@ -68,7 +68,6 @@ at::Tensor SelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSe
                  c.num_heads),
       rope));
   attention.SetValue(SplitHeads(Linear(h, w, "self_attn.v"), c.num_heads));
-  return Linear(attention.Output().flatten(-2), w, "self_attn.o");
 }
 
 at::Tensor CrossAttention(const WanConfig& c, const at::Tensor& h, const at::Tensor& context,
@@ -100,30 +99,72 @@ at::Tensor ModulatedNorm(const at::Tensor& x, const at::Tensor& shift, const at:
   return at::addcmul_out(out, shift, normed, 1 + scale);
 }
 
+// Rows [begin, begin + size) of a block's batch: views of its residual stream (updated in
+// place), conditioning and modulation, and the self-attention in flight for them.
+struct MicroBatch {
+  at::Tensor x, context, context_img;
+  Modulation m;  // shift1, scale1, gate1, shift2, scale2, gate2
+  std::unique_ptr<SequenceAttention> attention;
+};
+
+// Everything after the self-attention's output: its projection and residual, cross-attention,
+// the FFN.
+void FinishBlock(const WanConfig& c, MicroBatch& mb, const WeightSet& w,
+                 const ParallelContext& parallel, at::ScalarType dtype) {
+  const std::vector<at::Tensor>& m = mb.m.parts;
+  at::Tensor& x = mb.x;
+  x.addcmul_(Linear(mb.attention->Output().flatten(-2), w, "self_attn.o"), m[2]);
+
+  at::Tensor h = at::layer_norm(x, {c.dim}, w.Get("norm3.weight").to(at::kFloat),
+                                w.Get("norm3.bias").to(at::kFloat), c.eps)
+                     .to(dtype);
+  x.add_(CrossAttention(c, h, mb.context, mb.context_img, w, parallel));
+
+  h = ModulatedNorm(x, m[3], m[4], c.dim, c.eps, dtype);
+  at::Tensor ffn = Linear(at::gelu(Linear(h, w, "ffn.0"), "tanh"), w, "ffn.2");
+  x.addcmul_(ffn, m[5]);
+}
+
+// Two micro-batches when their exchanges can hide behind each other's compute
+// (ParallelContext::interleave_micro_batches): with Ulysses on an even batch.
+int MicroBatches(const at::Tensor& x, const ParallelContext& parallel) {
+  const bool interleave = parallel.interleave_micro_batches && parallel.overlap_exchanges &&
+                          parallel.ulysses_degree > 1 && x.size(0) % 2 == 0;
+  return interleave ? 2 : 1;
+}
+
 // One block; x is the fp32 residual stream (updated in place: each residual add reads the bf16
-// branch output and the fp32 gate in one kernel), e0 the time projection.
+// branch output and the fp32 gate in one kernel), e0 the time projection. With two micro-batches
+// A and B the order is: A's q, k, v handed over, B's (A's value exchange runs meanwhile); A's
+// attention (B's value exchange), B's attention (A's output goes back); the rest of A's block
+// (B's output goes back), then B's.
 at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const at::Tensor& context,
                  const at::Tensor& context_img, const RopeTable& rope, const WeightSet& w,
                  const ParallelContext& parallel, at::ScalarType dtype) {
-  Modulation m = Modulate(w.Get("modulation"), e0);
-  const auto& shift1 = m.parts[0];
-  const auto& scale1 = m.parts[1];
-  const auto& gate1 = m.parts[2];
-  const auto& shift2 = m.parts[3];
-  const auto& scale2 = m.parts[4];
-  const auto& gate2 = m.parts[5];
-
-  at::Tensor h = ModulatedNorm(x, shift1, scale1, c.dim, c.eps, dtype);
-  x.addcmul_(SelfAttention(c, h, w, rope, parallel), gate1);
-
-  h = at::layer_norm(x, {c.dim}, w.Get("norm3.weight").to(at::kFloat),
-                     w.Get("norm3.bias").to(at::kFloat), c.eps)
-          .to(dtype);
-  x.add_(CrossAttention(c, h, context, context_img, w, parallel));
-
-  h = ModulatedNorm(x, shift2, scale2, c.dim, c.eps, dtype);
-  at::Tensor ffn = Linear(at::gelu(Linear(h, w, "ffn.0"), "tanh"), w, "ffn.2");
-  x.addcmul_(ffn, gate2);
+  const int lanes = MicroBatches(x, parallel);
+  // Declared before the micro-batches: it joins after their attentions are gone.
+  std::unique_ptr<SideStream> shared;
+  if (lanes > 1) shared = std::make_unique<SideStream>(x, parallel.overlap_exchanges);
+  std::vector<MicroBatch> parts(lanes);
+  const int64_t rows = x.size(0) / lanes;
+  for (int lane = 0; lane < lanes; ++lane) {
+    MicroBatch& mb = parts[lane];
+    auto slice = [&](const at::Tensor& t) {
+      return lanes == 1 || !t.defined() ? t : t.narrow(0, lane * rows, rows);
+    };
+    mb.x = slice(x);
+    mb.context = slice(context);
+    mb.context_img = slice(context_img);
+    mb.m = Modulate(w.Get("modulation"), slice(e0));
+    mb.attention = std::make_unique<SequenceAttention>(
+        parallel, AttentionLane{.side = shared.get(), .index = lane, .count = lanes});
+  }
+  for (MicroBatch& mb : parts) {
+    const at::Tensor h = ModulatedNorm(mb.x, mb.m.parts[0], mb.m.parts[1], c.dim, c.eps, dtype);
+    StartSelfAttention(c, h, w, rope, *mb.attention);
+  }
+  for (MicroBatch& mb : parts) mb.attention->StartOutput();
+  for (MicroBatch& mb : parts) FinishBlock(c, mb, w, parallel, dtype);
   return x;
 }
 
@@ -225,6 +266,31 @@ at::Tensor SinusoidalEmbedding(const at::Tensor& t, int64_t freq_dim) {
   at::Tensor inv_freq = at::pow(10000.0, -exponent);
   at::Tensor angles = at::outer(t.to(at::kDouble), inv_freq);
   return at::cat({at::cos(angles), at::sin(angles)}, 1);
+}
+
+WanInputs BatchInputs(const WanInputs& first, const WanInputs& second) {
+  auto both = [](const at::Tensor& a, const at::Tensor& b) {
+    return a.defined() && b.defined() ? at::cat({a, b}, 0) : at::Tensor();
+  };
+  // A timestep given once for a batch (t [1] beside x [B, ...]) applies to each of its samples.
+  auto per_sample = [](const at::Tensor& t, const at::Tensor& x) {
+    return t.defined() && x.defined() && t.dim() == 1 && t.size(0) == 1 && x.dim() > 0
+               ? t.expand({x.size(0)})
+               : t;
+  };
+  WanInputs batch;
+  batch.x = both(first.x, second.x);
+  batch.t = both(per_sample(first.t, first.x), per_sample(second.t, second.x));
+  at::Tensor a = first.context, b = second.context;
+  if (a.defined() && b.defined() && a.dim() == 3 && b.dim() == 3 && a.size(1) != b.size(1)) {
+    const int64_t length = std::max(a.size(1), b.size(1));
+    a = at::constant_pad_nd(a, {0, 0, 0, length - a.size(1)});
+    b = at::constant_pad_nd(b, {0, 0, 0, length - b.size(1)});
+  }
+  batch.context = both(a, b);
+  batch.clip_fea = both(first.clip_fea, second.clip_fea);
+  batch.y = both(first.y, second.y);
+  return batch;
 }
 
 bool WanKeepsFp32(const std::string& name) {

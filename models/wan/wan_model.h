@@ -24,6 +24,12 @@ struct WanInputs {
   at::Tensor y;         // I2V: [B, in_channels - C, F, H, W] mask + image latent, concatenated to x
 };
 
+// Two sets of inputs as one batch, `first` then `second` (cond and uncond in one forward, as
+// ComfyUI batches them): every tensor concatenated along the batch; texts of different lengths
+// are zero-padded to the longer first, which changes nothing since the forward zero-pads every
+// text to text_len. A per-batch timestep of size 1 is repeated. Shapes are checked by the forward.
+WanInputs BatchInputs(const WanInputs& first, const WanInputs& second);
+
 // Checks shapes against the config (each error names the input); no tensor work.
 absl::Status ValidateWanInputs(const WanConfig& config, const WanInputs& inputs);
 

@@ -10,8 +10,9 @@
 # e.g. NAME wan14b_832x480x81 and `ulysses4:ulysses=4:4 fsdp4_ulysses4:ulysses=4:4:fsdp`, or
 # `swap10::1:swap:--swap_budget=0.1` (FLAGS: parallel_rank_main flags, comma-separated).
 # Without meshes: ulysses 2, ring 2 and cfg 2 on two GPUs, and the 1-GPU step on the second card.
-# LATENT (frames,height,width; default 21,60,104 = 832x480x81, 32,760 tokens) and RUNS (timed
-# steps after one warm-up, default 3) come from the environment.
+# LATENT (frames,height,width; default 21,60,104 = 832x480x81, 32,760 tokens), RUNS (timed
+# steps after one warm-up, default 3) and SINGLE (0: no 1-GPU reference) come from the
+# environment.
 set -uo pipefail
 BUILD=$1 CKPT=$2 NAME=$3
 shift 3
@@ -49,10 +50,14 @@ if [ ${#MESHES[@]} -eq 0 ]; then
   second_gpu=true
 fi
 
-single=$(run "" 1)
-one=$(echo "$single" | value step_ms)
-one_weights=$(echo "$single" | value weight_device_bytes)
-row 1gpu_step_ms "$one"
+# SINGLE=0 leaves the 1-GPU reference out (its ratios are then null), for profiling runs.
+one="" one_weights=""
+if [ "${SINGLE:-1}" = 1 ]; then
+  single=$(run "" 1)
+  one=$(echo "$single" | value step_ms)
+  one_weights=$(echo "$single" | value weight_device_bytes)
+  row 1gpu_step_ms "$one"
+fi
 if $second_gpu; then
   # The same on the other GPU: the two cards' own speeds bound what two-card modes can reach.
   row 1gpu_step_ms_second_gpu "$(CUDA_VISIBLE_DEVICES=1 run "" 1 | value step_ms)"

@@ -64,12 +64,19 @@ int main(int argc, char** argv) {
   }
   const models::ParallelContext single;
   samplers::ModelFn model = [&](const at::Tensor& x, double timestep,
-                                bool use_cond) -> absl::StatusOr<at::Tensor> {
-    models::wan::WanInputs in;
-    in.x = x;
-    in.t = at::full({1}, timestep, at::TensorOptions().dtype(at::kFloat).device(device));
-    in.context = (use_cond ? positive->text : uncond.text).to(device);
-    return models::wan::WanForward(config, in, single, *loaded->weights);
+                                samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
+    auto inputs = [&](bool use_cond) {
+      models::wan::WanInputs in;
+      in.x = x;
+      in.t = at::full({1}, timestep, at::TensorOptions().dtype(at::kFloat).device(device));
+      in.context = (use_cond ? positive->text : uncond.text).to(device);
+      return in;
+    };
+    return models::wan::WanForward(config,
+                                   branch == samplers::Branch::kBoth
+                                       ? models::wan::BatchInputs(inputs(true), inputs(false))
+                                       : inputs(branch == samplers::Branch::kCond),
+                                   single, *loaded->weights);
   };
   samplers::KSamplerOptions options;
   options.seed = seed;

@@ -235,6 +235,26 @@ TEST(WanModelTest, TinyForwardIsDeterministicAndShaped) {
   }
 }
 
+TEST(WanModelTest, CondAndUncondInOneBatchGiveTheTwoSeparateForwards) {
+  testing_util::TempDir dir("wan-batch");
+  for (const char* preset : {"tiny-t2v", "tiny-i2v", "tiny-ti2v"}) {
+    WanConfig config = *WanPreset(preset);
+    const std::string path = testing_util::MakeCheckpoint(dir.path(), config, F32(), preset);
+    WanInputs cond = RandomWanInputs(config, LatentSize{});
+    // The negative prompt: another text of another length, everything else the same.
+    WanInputs uncond = cond;
+    uncond.context = at::randn({1, cond.context.size(1) + 3, config.text_dim});
+    const WanInputs both = BatchInputs(cond, uncond);
+    ASSERT_EQ(both.x.size(0), 2) << preset;
+    ASSERT_EQ(both.context.size(1), uncond.context.size(1)) << preset;
+    const at::Tensor batched = Forward(path, both);
+    const at::Tensor first = Forward(path, cond), second = Forward(path, uncond);
+    EXPECT_LT((batched[0] - first[0]).abs().max().item<double>(), 1e-5) << preset;
+    EXPECT_LT((batched[1] - second[0]).abs().max().item<double>(), 1e-5) << preset;
+    EXPECT_GT(RelativeL2(first, second), 1e-3) << preset;  // the prompts really differ
+  }
+}
+
 TEST(WanModelTest, BadInputsAreRefusedNamingTheField) {
   testing_util::TempDir dir("wan-inputs");
   WanConfig config = *WanPreset("tiny-i2v");

@@ -52,7 +52,7 @@ ABSL_FLAG(uint64_t, seed, 7, "sampling seed");
 ABSL_FLAG(int, steps, 4, "sampling steps (0: no sampling run)");
 ABSL_FLAG(double, cfg, 4.0, "CFG scale");
 ABSL_FLAG(std::string, sampler, "euler_ancestral", "sampler name");
-ABSL_FLAG(bool, forward, true, "run one forward");
+ABSL_FLAG(bool, forward, true, "run one forward (of cond and uncond as one batch of 2)");
 ABSL_FLAG(int, repeat_forward, 0, "run the forward this many times more and count differences");
 ABSL_FLAG(int, time_steps, 0, "time this many denoising steps (cond and, with cfg != 1, uncond)");
 ABSL_FLAG(bool, time_all_to_all, false,
@@ -65,6 +65,9 @@ ABSL_FLAG(int, prefetch, 1, "fsdp, swap: blocks moved ahead of the running one")
 ABSL_FLAG(double, swap_budget, 0.5, "swap: device budget as a fraction of the blocks' bytes");
 ABSL_FLAG(bool, swap_sync, false,
           "swap: the naive anchor (pageable memory, copied on the compute stream on demand)");
+ABSL_FLAG(bool, batch_cfg, true, "cond and uncond in one forward (false: two forwards)");
+ABSL_FLAG(bool, interleave, true,
+          "batches of 2+: two micro-batches whose blocks interleave (ParallelContext)");
 ABSL_FLAG(int, ulysses_chunks, 1, "head chunks per Ulysses exchange (ParallelContext)");
 ABSL_FLAG(bool, overlap_exchanges, true,
           "run Ulysses and Ring exchanges on a side stream (false: on the compute stream)");
@@ -248,14 +251,22 @@ int Run() {
   models::ParallelContext sequence = (*mesh)->sequence_context();
   sequence.ulysses_chunks = absl::GetFlag(FLAGS_ulysses_chunks);
   sequence.overlap_exchanges = absl::GetFlag(FLAGS_overlap_exchanges);
+  sequence.interleave_micro_batches = absl::GetFlag(FLAGS_interleave);
 
   samplers::ModelFn model = [&](const at::Tensor& input, double timestep,
-                                bool cond) -> absl::StatusOr<at::Tensor> {
-    WanInputs in;
-    in.x = input;
-    in.t = at::full({1}, timestep, at::TensorOptions().dtype(at::kFloat).device(device));
-    in.context = cond ? positive : negative;
-    return models::wan::WanForward(config, in, sequence, *loaded->weights);
+                                samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
+    auto inputs = [&](bool cond) {
+      WanInputs in;
+      in.x = input;
+      in.t = at::full({1}, timestep, at::TensorOptions().dtype(at::kFloat).device(device));
+      in.context = cond ? positive : negative;
+      return in;
+    };
+    return models::wan::WanForward(config,
+                                   branch == samplers::Branch::kBoth
+                                       ? models::wan::BatchInputs(inputs(true), inputs(false))
+                                       : inputs(branch == samplers::Branch::kCond),
+                                   sequence, *loaded->weights);
   };
 
   const samplers::ModelSampling sampling = samplers::ModelSampling::DiscreteFlow(5.0);  // Wan's
@@ -267,14 +278,14 @@ int Run() {
     results.emplace_back("pool_bytes", at::tensor({sharded->pool_bytes()}, at::kLong));
   }
   if (absl::GetFlag(FLAGS_forward)) {
-    auto out = model(x, 370.0, true);
+    auto out = model(x, 370.0, samplers::Branch::kBoth);
     if (!out.ok()) return Fail(out.status());
     results.emplace_back("forward", out->to(at::kCPU));
     // The same forward again: a missing order between a side stream's gathers or copies and the
     // compute that reads them shows up as a difference between runs.
     int64_t mismatches = 0;
     for (int run = 0; run < absl::GetFlag(FLAGS_repeat_forward); ++run) {
-      auto again = model(x, 370.0, true);
+      auto again = model(x, 370.0, samplers::Branch::kBoth);
       if (!again.ok()) return Fail(again.status());
       if (!at::equal(again->to(at::kCPU), results.back().second)) ++mismatches;
     }
@@ -282,8 +293,8 @@ int Run() {
   }
   if (const int runs = absl::GetFlag(FLAGS_time_steps); runs > 0) {
     // One denoising step as the sampler sees it: the (cfg-split) denoiser evaluation.
-    samplers::Denoiser step =
-        samplers::MeshDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg), **mesh, *plan);
+    samplers::Denoiser step = samplers::MeshDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg),
+                                                     **mesh, *plan, absl::GetFlag(FLAGS_batch_cfg));
     auto step_ms = MedianMs(**world, **world, gpu, runs, [&] { return step(x, 0.6).status(); });
     if (!step_ms.ok()) return Fail(step_ms.status());
     if (rank == 0) std::cout << "step_ms " << *step_ms << std::endl;
@@ -323,6 +334,7 @@ int Run() {
     options.seed = absl::GetFlag(FLAGS_seed);
     options.steps = absl::GetFlag(FLAGS_steps);
     options.cfg = absl::GetFlag(FLAGS_cfg);
+    options.batch_cfg = absl::GetFlag(FLAGS_batch_cfg);
     options.sampler = absl::GetFlag(FLAGS_sampler);
     options.scheduler = "simple";
     auto out = samplers::KSampleOnMesh(model, sampling, at::zeros_like(x), options, **mesh, *plan);

@@ -463,7 +463,8 @@ TEST_F(ParallelSamplingTest, UlyssesExchangeSchedulesMatchOneProcess) {
   const std::vector<std::vector<std::string>> schedules = {
       {"--ulysses_chunks=1", "--overlap_exchanges=false", "--copy_engine=false"},
       {"--ulysses_chunks=1", "--overlap_exchanges=false"},
-      {"--ulysses_chunks=4"}};
+      {"--ulysses_chunks=4"},
+      {"--interleave=false"}};
   for (std::vector<std::string> flags : schedules) {
     const std::string what = absl::StrJoin(flags, " ");
     flags.insert(flags.end(), {"--steps=0", "--repeat_forward=3"});

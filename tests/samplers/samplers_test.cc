@@ -329,7 +329,7 @@ TEST(SamplersTest, FlowModelEndToEndThroughKSample) {
   const double mu = -0.3, std = 0.5;
   const ModelSampling flow = ModelSampling::DiscreteFlow(5.0);
   int calls = 0;
-  ModelFn model = [&](const at::Tensor& x, double timestep, bool) -> absl::StatusOr<at::Tensor> {
+  ModelFn model = [&](const at::Tensor& x, double timestep, Branch) -> absl::StatusOr<at::Tensor> {
     ++calls;
     const double s = timestep / 1000, a = 1 - s;  // Wan's model sees t = sigma * 1000
     at::Tensor denoised = mu + (a * std * std / (a * a * std * std + s * s)) * (x - a * mu);
@@ -393,22 +393,50 @@ TEST(ModelSamplingTest, EachPredictionInvertsToTheDenoisedEstimate) {
 
 // ---- CFG --------------------------------------------------------------------------------------
 
-TEST(CfgTest, OneCallAtCfgOneTwoAboveAndTheGuidanceFormula) {
+TEST(CfgTest, OneCallAtCfgOneAndTheGuidanceFormulaBatchedOrNot) {
   const ModelSampling flow = ModelSampling::DiscreteFlow(3.0);
-  int cond_calls = 0, uncond_calls = 0;
-  ModelFn model = [&](const at::Tensor& x, double, bool cond) -> absl::StatusOr<at::Tensor> {
-    (cond ? cond_calls : uncond_calls)++;
-    return cond ? x * 0.5 : x * 0.2;
+  const double cond_scale = 0.1 + at::rand({1}).item<double>(), uncond_scale = -0.3;
+  int cond_calls = 0, uncond_calls = 0, both_calls = 0;
+  ModelFn model = [&](const at::Tensor& x, double, Branch branch) -> absl::StatusOr<at::Tensor> {
+    switch (branch) {
+      case Branch::kCond:
+        ++cond_calls;
+        return x * cond_scale;
+      case Branch::kUncond:
+        ++uncond_calls;
+        return x * uncond_scale;
+      case Branch::kBoth:
+        ++both_calls;
+        return at::cat({x * cond_scale, x * uncond_scale}, 0);
+    }
+    return absl::InternalError("unreachable");
   };
   at::Tensor x = at::randn({2, 3});
   auto one = CfgDenoiser(model, flow, 1.0)(x, 0.5);
+  ASSERT_TRUE(one.ok());
   EXPECT_EQ(cond_calls, 1);
-  EXPECT_EQ(uncond_calls, 0);
-  auto guided = CfgDenoiser(model, flow, 4.0)(x, 0.5);
+  EXPECT_EQ(uncond_calls + both_calls, 0);
+  at::Tensor d_cond = x - 0.5 * (x * cond_scale), d_uncond = x - 0.5 * (x * uncond_scale);
+  at::Tensor expected = d_uncond + 4.0 * (d_cond - d_uncond);
+  // Batched (the default): one call for both, split by sample.
+  auto batched = CfgDenoiser(model, flow, 4.0)(x, 0.5);
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  EXPECT_EQ(both_calls, 1);
+  EXPECT_EQ(cond_calls + uncond_calls, 1);
+  EXPECT_TRUE(at::allclose(*batched, expected, 1e-6, 1e-6));
+  auto separate = CfgDenoiser(model, flow, 4.0, /*batched=*/false)(x, 0.5);
+  ASSERT_TRUE(separate.ok());
   EXPECT_EQ(cond_calls, 2);
   EXPECT_EQ(uncond_calls, 1);
-  at::Tensor d_cond = x - 0.5 * (x * 0.5), d_uncond = x - 0.5 * (x * 0.2);
-  EXPECT_TRUE(at::allclose(*guided, d_uncond + 4.0 * (d_cond - d_uncond), 1e-6, 1e-6));
+  EXPECT_TRUE(at::allclose(*separate, expected, 1e-6, 1e-6));
+  // A model that answers a batched call with the wrong number of samples is an error, not a
+  // silently misread prediction.
+  ModelFn short_model = [](const at::Tensor& x, double, Branch) -> absl::StatusOr<at::Tensor> {
+    return x;
+  };
+  auto wrong = CfgDenoiser(short_model, flow, 4.0)(x, 0.5);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("cond and uncond"), std::string::npos);
 }
 
 TEST(SamplersTest, NonFiniteModelOutputStopsNamingTheStep) {
@@ -429,7 +457,7 @@ TEST(CfgTest, Wan22ExpertsSwitchAtTheBoundaryWithinOneRun) {
   const ModelSampling flow = ModelSampling::DiscreteFlow(12.0);  // Wan 2.2 A14B's shift
   std::vector<std::pair<char, double>> calls;
   auto expert = [&](char which) {
-    return [&, which](const at::Tensor& x, double timestep, bool) -> absl::StatusOr<at::Tensor> {
+    return [&, which](const at::Tensor& x, double timestep, Branch) -> absl::StatusOr<at::Tensor> {
       calls.emplace_back(which, timestep / 1000);
       return x * 0.1;
     };
@@ -523,7 +551,7 @@ TEST(KDiffusionTest, SharedSamplersMatchStepByStep) {
 
 TEST(ProgressTest, EveryStepReportsAndPreviewsComeEveryNSteps) {
   const ModelSampling flow = ModelSampling::DiscreteFlow(5.0);
-  ModelFn model = [](const at::Tensor& x, double, bool) -> absl::StatusOr<at::Tensor> {
+  ModelFn model = [](const at::Tensor& x, double, Branch) -> absl::StatusOr<at::Tensor> {
     return x * 0.3;
   };
   KSamplerOptions options;
