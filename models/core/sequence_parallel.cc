@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/core/attention.h"
+#include "models/core/copy_rows.h"
 #include "models/core/side_stream.h"
 #include "models/parallel/comm/communicator.h"
 
@@ -196,13 +197,21 @@ void SequenceAttention::Set(Role role, const at::Tensor& x) {
   TORCH_CHECK(x.sizes() == c10::IntArrayRef(input_shape_),
               "attention: q, k and v differ in shape: ", c10::IntArrayRef(input_shape_), " and ",
               x.sizes());
-  // [B, L/P, H, D] viewed as [B, L/P, P, C, Hc, D] (head = (j * C + c) * Hc + hc) and packed so
-  // that chunk c for rank j is one contiguous piece.
   const at::Tensor sent = Slot(kSentQuery + static_cast<int>(role));
-  sent.copy_(x.unflatten(2, {ranks, chunks_, heads / ranks / chunks_}).permute({3, 2, 0, 1, 4, 5}));
   input.received = Slot(kReceivedQuery + static_cast<int>(role));
   input.arrived.clear();
+  // Packed and exchanged on the side stream, so the compute stream goes straight on to the next
+  // projection; x is read there, so its memory waits for the side stream before reuse.
+  const at::Tensor source = x.contiguous();
+  side_->Keep(source);
   side_->Run([&] {
+    // Heads (j * C + c) * Hc .. + Hc, chunk c for rank j, become one contiguous piece.
+    const int64_t chunk_heads = packed_shape_[4];
+    for (int c = 0; c < chunks_; ++c) {
+      for (int64_t j = 0; j < ranks; ++j) {
+        CopyRows(sent[c][j], source.narrow(2, (j * chunks_ + c) * chunk_heads, chunk_heads));
+      }
+    }
     for (int c = 0; c < chunks_; ++c) {
       at::Tensor into = input.received[c];
       Check(p.ulysses->AllToAllInto(sent[c], into), "all-to-all");
@@ -246,11 +255,6 @@ void SequenceAttention::StartOutput() {
   }
 }
 
-at::Tensor SequenceAttention::Output() {
-  if (!started_) StartOutput();
-  return output_.defined() ? output_ : ReturnedOutput();
-}
-
 void SequenceAttention::StartUlysses() {
   const ParallelContext& p = parallel_;
   const int64_t ranks = p.ulysses_degree, local = packed_shape_[3];
@@ -259,18 +263,33 @@ void SequenceAttention::StartUlysses() {
   // The output goes back through the query's and key's send slots: their exchanges finished
   // before the first chunk's attention could start (the side stream runs in order).
   const at::Tensor back = Slot(kSentQuery), returned = Slot(kSentKey);
+  // Where the output lands: allocated now on the compute stream, filled on the side stream.
+  output_ = at::empty(input_shape_, back.options());
   for (int c = 0; c < chunks_; ++c) {
     for (const Input& input : inputs_) side_->Wait(input.arrived[c]);
     at::Tensor out = LocalAttention(Received(kQuery, c), FirstKeys(Received(kKey, c), valid),
                                     FirstKeys(Received(kValue, c), valid));
-    // [B, P * L/P, Hc, D] -> [P, B, L/P, Hc, D]: rank j's tokens go back to rank j.
-    back[c].copy_(out.unflatten(1, {ranks, local}).permute({1, 0, 2, 3, 4}));
+    side_->Keep(out);
     side_->Run([&] {
+      // [B, P * L/P, Hc, D] -> [P, B, L/P, Hc, D]: rank j's tokens go back to rank j.
+      for (int64_t j = 0; j < ranks; ++j) CopyRows(back[c][j], out.narrow(1, j * local, local));
       at::Tensor into = returned[c];
       Check(p.ulysses->AllToAllInto(back[c], into), "all-to-all out");
     });
   }
+  side_->Run([&] { Unpack(returned); });
   returned_ = side_->Mark();
+}
+
+void SequenceAttention::Unpack(const at::Tensor& returned) {
+  // [C, P, B, L/P, Hc, D] -> [B, L/P, H, D]: chunk c from rank j holds heads (j * C + c) * Hc ..
+  // + Hc of this rank's tokens.
+  const int64_t chunks = returned.size(0), ranks = returned.size(1), heads = returned.size(4);
+  for (int64_t c = 0; c < chunks; ++c) {
+    for (int64_t j = 0; j < ranks; ++j) {
+      CopyRows(output_.narrow(2, (j * chunks + c) * heads, heads), returned[c][j]);
+    }
+  }
 }
 
 void SequenceAttention::StartUsp() {
@@ -282,34 +301,28 @@ void SequenceAttention::StartUsp() {
     return received.permute({2, 1, 3, 0, 4, 5}).flatten(3, 4).flatten(1, 2);
   };
   at::Tensor out = RingAttention(group_block(kQuery), group_block(kKey), group_block(kValue), p);
-  // [B, P * L/P, H/P, D] -> [C = 1, P, B, L/P, H/P, D] in the workspace (USP exchanges the output
-  // in one piece), then back to the owners.
+  // [B, P * L/P, H/P, D] -> [P, B, L/P, H/P, D] in the workspace (USP sends the output back in
+  // one piece, a chunk count of 1), then back to the owners and unpacked.
   const int64_t ranks = p.ulysses_degree, local = out.size(1) / ranks;
-  const std::vector<int64_t> whole = {ranks, out.size(0), local, out.size(2), out.size(3)};
-  at::Tensor back = Slot(kSentQuery).view(whole);
-  at::Tensor returned = Slot(kSentKey).view(whole);
-  back.copy_(out.unflatten(1, {ranks, local}).permute({1, 0, 2, 3, 4}));
-  side_->Run([&] { Check(p.ulysses->AllToAllInto(back, returned), "all-to-all out"); });
+  const std::vector<int64_t> whole = {1, ranks, out.size(0), local, out.size(2), out.size(3)};
+  const at::Tensor back = Slot(kSentQuery).view(whole)[0];
+  const at::Tensor returned = Slot(kSentKey).view(whole);
+  output_ = at::empty(input_shape_, back.options());
+  side_->Keep(out);
+  side_->Run([&] {
+    for (int64_t j = 0; j < ranks; ++j) CopyRows(back[j], out.narrow(1, j * local, local));
+    at::Tensor into = returned[0];
+    Check(p.ulysses->AllToAllInto(back, into), "all-to-all out");
+    Unpack(returned);
+  });
   returned_ = side_->Mark();
 }
 
-at::Tensor SequenceAttention::ReturnedOutput() {
-  side_->Wait(returned_);
-  // [C, P, B, L/P, Hc, D] -> [B, L/P, P, C, Hc, D]: this rank's tokens, every head in order,
-  // copied out of the workspace (the lane's next attention reuses it). USP returned one chunk
-  // ([P, B, L/P, H/P, D]), which is the same layout with C = 1.
-  const at::Tensor returned = Slot(kSentKey);
-  const int64_t ranks = packed_shape_[1], local = packed_shape_[3];
-  at::Tensor result = at::empty(input_shape_, returned.options());
-  if (parallel_.ring_degree == 1) {
-    result.view({packed_shape_[2], local, ranks, chunks_, packed_shape_[4], packed_shape_[5]})
-        .copy_(returned.permute({2, 3, 1, 0, 4, 5}));
-  } else {
-    const int64_t batch = input_shape_[0], heads = input_shape_[2] / ranks, dim = input_shape_[3];
-    const at::Tensor whole = returned.view({ranks, batch, local, heads, dim});
-    result.view({batch, local, ranks, heads, dim}).copy_(whole.permute({1, 2, 0, 3, 4}));
-  }
-  return result;
+at::Tensor SequenceAttention::Output() {
+  if (!started_) StartOutput();
+  // Under Ulysses the output is filled on the side stream: wait for it there.
+  if (returned_ >= 0) side_->Wait(returned_);
+  return output_;
 }
 
 at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -110,8 +110,9 @@ class SequenceAttention {
   at::Tensor Received(Role role, int chunk) const;
   void StartUlysses();
   void StartUsp();
-  // The returned output [B, L/P, H, D], copied out of the workspace once its exchange is done.
-  at::Tensor ReturnedOutput();
+  // On the side stream: the returned output [C, P, B, L/P, Hc, D] out of the workspace (the
+  // lane's next attention reuses it) into output_ [B, L/P, H, D].
+  void Unpack(const at::Tensor& returned);
 
   const ParallelContext& parallel_;
   const AttentionLane lane_;
@@ -123,9 +124,9 @@ class SequenceAttention {
   at::Tensor workspace_;  // the Ulysses communicator's; reused by every block
   Input inputs_[3];
   bool started_ = false;
-  at::Tensor output_;           // without Ulysses: the output, computed by StartOutput
-  int returned_ = -1;           // with Ulysses: the side stream's mark after the output's exchange
-  SideStream* side_ = nullptr;  // own_side_ or the lane's
+  at::Tensor output_;  // the output; under Ulysses filled on the side stream by returned_
+  int returned_ = -1;  // under Ulysses: the side stream's mark after the output's unpacking
+  SideStream* side_ = nullptr;            // own_side_ or the lane's
   std::unique_ptr<SideStream> own_side_;  // last: destroyed first, joining before buffers go
 };
 
