@@ -58,8 +58,8 @@ Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double
 absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sampling,
                                    const at::Tensor& latent, const KSamplerOptions& o,
                                    const StepCallback& callback) {
-  return KSampleWith(CfgDenoiser(model, sampling, o.cfg, o.batch_cfg), sampling, latent, o,
-                     callback);
+  return KSampleWith(CfgDenoiser(model, sampling, o.cfg, o.batch_cfg.value_or(false)), sampling,
+                     latent, o, callback);
 }
 
 absl::StatusOr<at::Tensor> KSampleWith(const Denoiser& denoiser, const ModelSampling& sampling,

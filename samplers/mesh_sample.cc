@@ -29,11 +29,12 @@ Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling
 }
 
 Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
-                      const parallel::Mesh& mesh, const parallel::MeshPlan& plan, bool batch_cfg) {
+                      const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
+                      std::optional<bool> batch_cfg) {
   if (plan.split_cfg && mesh.cfg() != nullptr) {
     return CfgParallelDenoiser(model, sampling, cfg, *mesh.cfg());
   }
-  return CfgDenoiser(model, sampling, cfg, batch_cfg);
+  return CfgDenoiser(model, sampling, cfg, batch_cfg.value_or(mesh.shape().ulysses > 1));
 }
 
 absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampling& sampling,

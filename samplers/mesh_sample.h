@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,10 +24,11 @@ Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling
                              comm::Communicator& group);
 
 // The denoiser one rank of `mesh` runs: CFG split over the cfg axis when the plan splits it,
-// otherwise CfgDenoiser (cond and uncond in one batch when `batch_cfg`).
+// otherwise CfgDenoiser, with cond and uncond in one batch when `batch_cfg` says so or, unset,
+// when the mesh runs Ulysses (whose forward interleaves the two halves).
 Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
                       const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
-                      bool batch_cfg = true);
+                      std::optional<bool> batch_cfg = std::nullopt);
 
 // Returns every dp rank's result stacked along a new first dimension [dp, ...], on every rank.
 // `seeds`: empty (seed + dp rank) or one per dp rank.

@@ -80,7 +80,8 @@ struct PlacementDecision {
 };
 
 // What one forward of the job holds on a rank: its tokens split `sequence_degree` ways, `batch`
-// samples at once (cond and uncond together unless CFG is split over ranks).
+// samples at once (at most cond and uncond together: batched under Ulysses, and counted as
+// batched whenever CFG is not split over ranks, an upper bound for two forwards).
 struct JobShape {
   std::function<int64_t(const models::wan::WanConfig&)> tokens;
   int sequence_degree = 1;

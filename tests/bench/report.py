@@ -279,6 +279,36 @@ def overlap_rows(raw_dir):
     return rows
 
 
+def interleave_rows(raw_dir):
+    """`session.sh overlap` of session 9 (cond and uncond batched and interleaved under Ulysses,
+    packing as row copies on the side stream): every step time as measured, and each two-GPU
+    step's speedup recomputed against the one-GPU step that runs cond and uncond as two forwards
+    (`1gpu_unbatched`, the faster one-GPU configuration and the default since), not against the
+    batched one-GPU step the script divided by in that run."""
+    steps = {}
+    for r in load(os.path.join(raw_dir, 'overlap_2gpu_interleaved.jsonl')):
+        label = re.match(r'wan\w+?_\d+x\d+x\d+_(.+)$', r['name']).group(1)
+        if label.endswith('_step_ms'):
+            steps[label[:-len('_step_ms')]] = (r['name'], r['value'])
+    base_name, base = steps['1gpu_unbatched']
+    rows = [{'name': base_name, 'value': base, 'unit': 'ms', 'anchor_name': '-',
+             'anchor_value': None}]
+    name, batched = steps['1gpu']
+    rows.append({'name': name.replace('_1gpu_', '_1gpu_batched_'), 'value': batched,
+                 'unit': 'ms', 'anchor_name': 'one GPU, two forwards', 'anchor_value': base})
+    for label, (name, value) in steps.items():
+        if label.startswith('1gpu'):
+            continue
+        goal = label.startswith('ulysses2') or label.startswith('cfg2')
+        rows.append({'name': name, 'value': value, 'unit': 'ms', 'anchor_name': '-',
+                     'anchor_value': None})
+        rows.append({'name': name.replace('_step_ms', '_speedup'),
+                     'value': round(base / value, 3), 'unit': 'x',
+                     'anchor_name': 'issue #5 goal' if goal else PARALLEL_ANCHORS['ring2'][0],
+                     'anchor_value': 1.95 if goal else PARALLEL_ANCHORS['ring2'][1]})
+    return rows
+
+
 def markdown(rows, device, command, date):
     lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
              '| name | value | unit | anchor | anchor value | ratio (>1: ours better) |',
@@ -313,7 +343,7 @@ def update_benchmarks(section, text):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('section', choices=['comm', 'wan', 'parallel', 'scaling', 'jobs', 'placement',
-                                            'overlap'])
+                                            'overlap', 'interleave'])
     parser.add_argument('--raw', required=True)
     parser.add_argument('--device', required=True)
     parser.add_argument('--command', required=True)
@@ -321,7 +351,8 @@ def main():
     args = parser.parse_args()
     rows = {'comm': comm_rows, 'wan': wan_rows, 'parallel': parallel_rows,
             'scaling': scaling_rows, 'jobs': jobs_rows,
-            'placement': placement_rows, 'overlap': overlap_rows}[args.section](args.raw)
+            'placement': placement_rows, 'overlap': overlap_rows,
+            'interleave': interleave_rows}[args.section](args.raw)
     result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
     out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
     os.makedirs(os.path.dirname(out), exist_ok=True)

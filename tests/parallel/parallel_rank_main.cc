@@ -65,7 +65,8 @@ ABSL_FLAG(int, prefetch, 1, "fsdp, swap: blocks moved ahead of the running one")
 ABSL_FLAG(double, swap_budget, 0.5, "swap: device budget as a fraction of the blocks' bytes");
 ABSL_FLAG(bool, swap_sync, false,
           "swap: the naive anchor (pageable memory, copied on the compute stream on demand)");
-ABSL_FLAG(bool, batch_cfg, true, "cond and uncond in one forward (false: two forwards)");
+ABSL_FLAG(std::string, batch_cfg, "auto",
+          "cond and uncond in one forward: true, false, or auto (with Ulysses only)");
 ABSL_FLAG(bool, interleave, true,
           "batches of 2+: two micro-batches whose blocks interleave (ParallelContext)");
 ABSL_FLAG(int, ulysses_chunks, 1, "head chunks per Ulysses exchange (ParallelContext)");
@@ -252,6 +253,9 @@ int Run() {
   sequence.ulysses_chunks = absl::GetFlag(FLAGS_ulysses_chunks);
   sequence.overlap_exchanges = absl::GetFlag(FLAGS_overlap_exchanges);
   sequence.interleave_micro_batches = absl::GetFlag(FLAGS_interleave);
+  std::optional<bool> batch_cfg;
+  if (absl::GetFlag(FLAGS_batch_cfg) != "auto")
+    batch_cfg = absl::GetFlag(FLAGS_batch_cfg) == "true";
 
   samplers::ModelFn model = [&](const at::Tensor& input, double timestep,
                                 samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
@@ -293,8 +297,8 @@ int Run() {
   }
   if (const int runs = absl::GetFlag(FLAGS_time_steps); runs > 0) {
     // One denoising step as the sampler sees it: the (cfg-split) denoiser evaluation.
-    samplers::Denoiser step = samplers::MeshDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg),
-                                                     **mesh, *plan, absl::GetFlag(FLAGS_batch_cfg));
+    samplers::Denoiser step =
+        samplers::MeshDenoiser(model, sampling, absl::GetFlag(FLAGS_cfg), **mesh, *plan, batch_cfg);
     auto step_ms = MedianMs(**world, **world, gpu, runs, [&] { return step(x, 0.6).status(); });
     if (!step_ms.ok()) return Fail(step_ms.status());
     if (rank == 0) std::cout << "step_ms " << *step_ms << std::endl;
@@ -334,7 +338,7 @@ int Run() {
     options.seed = absl::GetFlag(FLAGS_seed);
     options.steps = absl::GetFlag(FLAGS_steps);
     options.cfg = absl::GetFlag(FLAGS_cfg);
-    options.batch_cfg = absl::GetFlag(FLAGS_batch_cfg);
+    options.batch_cfg = batch_cfg;
     options.sampler = absl::GetFlag(FLAGS_sampler);
     options.scheduler = "simple";
     auto out = samplers::KSampleOnMesh(model, sampling, at::zeros_like(x), options, **mesh, *plan);

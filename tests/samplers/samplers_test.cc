@@ -418,13 +418,13 @@ TEST(CfgTest, OneCallAtCfgOneAndTheGuidanceFormulaBatchedOrNot) {
   EXPECT_EQ(uncond_calls + both_calls, 0);
   at::Tensor d_cond = x - 0.5 * (x * cond_scale), d_uncond = x - 0.5 * (x * uncond_scale);
   at::Tensor expected = d_uncond + 4.0 * (d_cond - d_uncond);
-  // Batched (the default): one call for both, split by sample.
-  auto batched = CfgDenoiser(model, flow, 4.0)(x, 0.5);
+  // Batched: one call for both, split by sample.
+  auto batched = CfgDenoiser(model, flow, 4.0, /*batched=*/true)(x, 0.5);
   ASSERT_TRUE(batched.ok()) << batched.status();
   EXPECT_EQ(both_calls, 1);
   EXPECT_EQ(cond_calls + uncond_calls, 1);
   EXPECT_TRUE(at::allclose(*batched, expected, 1e-6, 1e-6));
-  auto separate = CfgDenoiser(model, flow, 4.0, /*batched=*/false)(x, 0.5);
+  auto separate = CfgDenoiser(model, flow, 4.0)(x, 0.5);
   ASSERT_TRUE(separate.ok());
   EXPECT_EQ(cond_calls, 2);
   EXPECT_EQ(uncond_calls, 1);
@@ -434,7 +434,7 @@ TEST(CfgTest, OneCallAtCfgOneAndTheGuidanceFormulaBatchedOrNot) {
   ModelFn short_model = [](const at::Tensor& x, double, Branch) -> absl::StatusOr<at::Tensor> {
     return x;
   };
-  auto wrong = CfgDenoiser(short_model, flow, 4.0)(x, 0.5);
+  auto wrong = CfgDenoiser(short_model, flow, 4.0, /*batched=*/true)(x, 0.5);
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.status().message().find("cond and uncond"), std::string::npos);
 }
