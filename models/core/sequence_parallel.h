@@ -58,10 +58,11 @@ at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, c
 // attention runs), and only then Output on A and B (B's output goes back while A's block goes on).
 //
 // The exchanges read and write slots of the Ulysses communicator's Workspace (on NCCL a symmetric
-// window, so the all-to-alls run on the copy engines), one set of slots per lane; the output is
-// copied out of them. The slots are reused by the next SequenceAttention of that lane: one at a
-// time per lane and communicator. Without sequence parallelism it is the local kernel. Throws
-// c10::Error like any op.
+// window, so the all-to-alls run on the copy engines), one set of slots per lane. Packing into
+// them and unpacking the output out of them are row copies (copy_rows.h) on the side stream too:
+// the compute stream only hands tensors over and waits where it reads a result. The slots are
+// reused by the next SequenceAttention of that lane: one at a time per lane and communicator.
+// Without sequence parallelism it is the local kernel. Throws c10::Error like any op.
 class SideStream;
 struct AttentionLane {
   SideStream* side = nullptr;  // shared by the lanes, outliving them; null: one of its own

@@ -253,9 +253,12 @@ int Run() {
   sequence.ulysses_chunks = absl::GetFlag(FLAGS_ulysses_chunks);
   sequence.overlap_exchanges = absl::GetFlag(FLAGS_overlap_exchanges);
   sequence.interleave_micro_batches = absl::GetFlag(FLAGS_interleave);
+  const std::string batch_flag = absl::GetFlag(FLAGS_batch_cfg);
+  if (batch_flag != "auto" && batch_flag != "true" && batch_flag != "false") {
+    return Fail(absl::InvalidArgumentError("--batch_cfg: auto, true or false, not " + batch_flag));
+  }
   std::optional<bool> batch_cfg;
-  if (absl::GetFlag(FLAGS_batch_cfg) != "auto")
-    batch_cfg = absl::GetFlag(FLAGS_batch_cfg) == "true";
+  if (batch_flag != "auto") batch_cfg = batch_flag == "true";
 
   samplers::ModelFn model = [&](const at::Tensor& input, double timestep,
                                 samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
