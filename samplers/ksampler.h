@@ -29,6 +29,13 @@ enum class Branch { kCond, kUncond, kBoth };
 using ModelFn =
     std::function<absl::StatusOr<at::Tensor>(const at::Tensor& x, double timestep, Branch branch)>;
 
+// The inputs of a model call for `branch`: `make(true)` for cond, `make(false)` for uncond, both
+// joined by `batch` for kBoth; what every ModelFn over a model that takes batches does.
+template <typename MakeInputs, typename Batch>
+auto InputsFor(Branch branch, const MakeInputs& make, const Batch& batch) {
+  return branch == Branch::kBoth ? batch(make(true), make(false)) : make(branch == Branch::kCond);
+}
+
 // Wan 2.2 A14B: two 14B-shaped experts in one run, the high-noise one while sigma is at or
 // above `boundary_sigma`, the low-noise one below (Wan 2.2's boundaries: 0.875 for T2V, 0.900 for
 // I2V, on the shifted sigma). The timestep the experts see is sigma * 1000, as for every Wan.

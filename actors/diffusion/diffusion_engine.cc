@@ -561,11 +561,8 @@ class DiffusionEngine::Impl {
         in.y = y;
         return in;
       };
-      return models::wan::WanForward(config,
-                                     branch == samplers::Branch::kBoth
-                                         ? models::wan::BatchInputs(inputs(true), inputs(false))
-                                         : inputs(branch == samplers::Branch::kCond),
-                                     sequence, weights);
+      return models::wan::WanForward(
+          config, samplers::InputsFor(branch, inputs, models::wan::BatchInputs), sequence, weights);
     };
 
     samplers::KSamplerOptions options;

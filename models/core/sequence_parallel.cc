@@ -269,16 +269,20 @@ void SequenceAttention::StartUlysses() {
     for (const Input& input : inputs_) side_->Wait(input.arrived[c]);
     at::Tensor out = LocalAttention(Received(kQuery, c), FirstKeys(Received(kKey, c), valid),
                                     FirstKeys(Received(kValue, c), valid));
-    side_->Keep(out);
-    side_->Run([&] {
-      // [B, P * L/P, Hc, D] -> [P, B, L/P, Hc, D]: rank j's tokens go back to rank j.
-      for (int64_t j = 0; j < ranks; ++j) CopyRows(back[c][j], out.narrow(1, j * local, local));
-      at::Tensor into = returned[c];
-      Check(p.ulysses->AllToAllInto(back[c], into), "all-to-all out");
-    });
+    SendBack(out, back[c], returned[c]);
   }
   side_->Run([&] { Unpack(returned); });
   returned_ = side_->Mark();
+}
+
+void SequenceAttention::SendBack(const at::Tensor& out, const at::Tensor& back, at::Tensor into) {
+  // [B, P * L/P, h, D] -> [P, B, L/P, h, D]: rank j's tokens go back to rank j.
+  const int64_t ranks = back.size(0), local = back.size(2);
+  side_->Keep(out);
+  side_->Run([&] {
+    for (int64_t j = 0; j < ranks; ++j) CopyRows(back[j], out.narrow(1, j * local, local));
+    Check(parallel_.ulysses->AllToAllInto(back, into), "all-to-all out");
+  });
 }
 
 void SequenceAttention::Unpack(const at::Tensor& returned) {
@@ -301,20 +305,14 @@ void SequenceAttention::StartUsp() {
     return received.permute({2, 1, 3, 0, 4, 5}).flatten(3, 4).flatten(1, 2);
   };
   at::Tensor out = RingAttention(group_block(kQuery), group_block(kKey), group_block(kValue), p);
-  // [B, P * L/P, H/P, D] -> [P, B, L/P, H/P, D] in the workspace (USP sends the output back in
-  // one piece, a chunk count of 1), then back to the owners and unpacked.
+  // Back to the owners in one piece (a chunk count of 1), then unpacked.
   const int64_t ranks = p.ulysses_degree, local = out.size(1) / ranks;
   const std::vector<int64_t> whole = {1, ranks, out.size(0), local, out.size(2), out.size(3)};
   const at::Tensor back = Slot(kSentQuery).view(whole)[0];
   const at::Tensor returned = Slot(kSentKey).view(whole);
   output_ = at::empty(input_shape_, back.options());
-  side_->Keep(out);
-  side_->Run([&] {
-    for (int64_t j = 0; j < ranks; ++j) CopyRows(back[j], out.narrow(1, j * local, local));
-    at::Tensor into = returned[0];
-    Check(p.ulysses->AllToAllInto(back, into), "all-to-all out");
-    Unpack(returned);
-  });
+  SendBack(out, back, returned[0]);
+  side_->Run([&] { Unpack(returned); });
   returned_ = side_->Mark();
 }
 

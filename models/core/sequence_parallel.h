@@ -111,6 +111,9 @@ class SequenceAttention {
   at::Tensor Received(Role role, int chunk) const;
   void StartUlysses();
   void StartUsp();
+  // On the side stream: this rank's attention output `out` [B, P * L/P, h, D] packed per owner
+  // into `back` [P, B, L/P, h, D] and exchanged into `into`.
+  void SendBack(const at::Tensor& out, const at::Tensor& back, at::Tensor into);
   // On the side stream: the returned output [C, P, B, L/P, Hc, D] out of the workspace (the
   // lane's next attention reuses it) into output_ [B, L/P, H, D].
   void Unpack(const at::Tensor& returned);

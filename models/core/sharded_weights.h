@@ -43,11 +43,8 @@ class ShardedWeights final : public WeightProvider {
   ~ShardedWeights() override;
 
   int num_blocks() const override { return static_cast<int>(blocks_.size()); }
-  const WeightSet& globals() const override { return globals_; }
   absl::StatusOr<const WeightSet*> Acquire(int index) override;
   void Release(int index) override;
-  at::Device device() const override { return options_.device; }
-  at::ScalarType compute_dtype() const override { return options_.compute_dtype; }
   // Bytes this rank keeps for blocks (its shards, on the device or in host memory), for the
   // replicated globals, and for the gather buffers.
   int64_t shard_bytes() const;
@@ -66,13 +63,11 @@ class ShardedWeights final : public WeightProvider {
   };
 
   ShardedWeights(PlacementOptions options, ShardOptions shards)
-      : options_(std::move(options)), shards_(shards) {}
+      : WeightProvider(std::move(options)), shards_(shards) {}
   absl::Status Gather(int index);
 
-  PlacementOptions options_;
   ShardOptions shards_;
   std::unique_ptr<comm::Communicator> gathers_comm_;
-  WeightSet globals_;
   std::vector<Block> blocks_;
   std::unique_ptr<TransferPool> pool_;
   at::Tensor staging_;  // host shards: the device copy a gather sends from

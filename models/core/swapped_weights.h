@@ -39,11 +39,8 @@ class SwappedWeights final : public WeightProvider {
                                                                 const SwapOptions& swap);
 
   int num_blocks() const override { return static_cast<int>(blocks_.size()); }
-  const WeightSet& globals() const override { return globals_; }
   absl::StatusOr<const WeightSet*> Acquire(int index) override;
   void Release(int index) override;
-  at::Device device() const override { return options_.device; }
-  at::ScalarType compute_dtype() const override { return options_.compute_dtype; }
 
   const SwapPlan& plan() const { return plan_; }
   // Bytes on the device (resident blocks, the buffer pool, globals) and in host memory.
@@ -60,13 +57,11 @@ class SwappedWeights final : public WeightProvider {
     WeightSet weights;    // between Acquire and Release
     bool acquired = false;
   };
-  explicit SwappedWeights(PlacementOptions options) : options_(std::move(options)) {}
+  explicit SwappedWeights(PlacementOptions options) : WeightProvider(std::move(options)) {}
   absl::Status Fetch(int index);
 
-  PlacementOptions options_;
   SwapPlan plan_;
   bool synchronous_ = false;
-  WeightSet globals_;
   std::vector<Block> blocks_;
   std::unique_ptr<TransferPool> pool_;  // none when every block is resident
 };

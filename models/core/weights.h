@@ -35,25 +35,6 @@ class WeightSet {
   absl::flat_hash_map<std::string, at::Tensor> tensors_;
 };
 
-class WeightProvider {
- public:
-  virtual ~WeightProvider() = default;
-  virtual int num_blocks() const = 0;
-  // Non-block weights, ready for compute for the provider's whole life.
-  virtual const WeightSet& globals() const = 0;
-  // Block `index`'s weights, ready for compute on the current stream until Release(index).
-  virtual absl::StatusOr<const WeightSet*> Acquire(int index) = 0;
-  virtual void Release(int index) = 0;
-  // A hint that Acquire(index) comes soon (placements that move weights start moving them).
-  virtual void Prefetch(int index) { (void)index; }
-  virtual at::Device device() const = 0;
-  virtual at::ScalarType compute_dtype() const = 0;
-
- protected:
-  // OutOfRange unless 0 <= index < num_blocks(): every provider's Acquire starts with it.
-  absl::Status CheckBlock(int index) const;
-};
-
 struct PlacementOptions {
   at::Device device = at::kCPU;
   at::ScalarType compute_dtype = at::kFloat;
@@ -63,6 +44,29 @@ struct PlacementOptions {
   // Weights the model computes in fp32 whatever the compute dtype (modulation tables, time
   // embedding): stored as fp32.
   std::function<bool(const std::string& name)> keep_fp32;
+};
+
+class WeightProvider {
+ public:
+  virtual ~WeightProvider() = default;
+  virtual int num_blocks() const = 0;
+  // Non-block weights, ready for compute for the provider's whole life.
+  const WeightSet& globals() const { return globals_; }
+  // Block `index`'s weights, ready for compute on the current stream until Release(index).
+  virtual absl::StatusOr<const WeightSet*> Acquire(int index) = 0;
+  virtual void Release(int index) = 0;
+  // A hint that Acquire(index) comes soon (placements that move weights start moving them).
+  virtual void Prefetch(int index) { (void)index; }
+  at::Device device() const { return options_.device; }
+  at::ScalarType compute_dtype() const { return options_.compute_dtype; }
+
+ protected:
+  explicit WeightProvider(PlacementOptions options) : options_(std::move(options)) {}
+  // OutOfRange unless 0 <= index < num_blocks(): every provider's Acquire starts with it.
+  absl::Status CheckBlock(int index) const;
+
+  const PlacementOptions options_;
+  WeightSet globals_;  // filled by the provider's Create
 };
 
 // Splits internal names into blocks: "blocks.<i>.<rest>" belongs to block i as "<rest>".
@@ -89,11 +93,8 @@ class ResidentWeights final : public WeightProvider {
                                                                  const BlockLayout& layout,
                                                                  const PlacementOptions& options);
   int num_blocks() const override { return static_cast<int>(blocks_.size()); }
-  const WeightSet& globals() const override { return globals_; }
   absl::StatusOr<const WeightSet*> Acquire(int index) override;
   void Release(int index) override;
-  at::Device device() const override { return options_.device; }
-  at::ScalarType compute_dtype() const override { return options_.compute_dtype; }
   // Bytes held on the device (fp8 counted as stored).
   int64_t resident_bytes() const;
 
@@ -104,9 +105,7 @@ class ResidentWeights final : public WeightProvider {
     WeightSet dequantised;  // ready + fp8 materialised, between Acquire/Release
     bool acquired = false;
   };
-  explicit ResidentWeights(PlacementOptions options) : options_(std::move(options)) {}
-  PlacementOptions options_;
-  WeightSet globals_;
+  explicit ResidentWeights(PlacementOptions options) : WeightProvider(std::move(options)) {}
   std::vector<Block> blocks_;
 };
 

@@ -144,7 +144,7 @@ at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const a
   const int lanes = MicroBatches(x, parallel);
   // Declared before the micro-batches: it joins after their attentions are gone.
   std::unique_ptr<SideStream> shared;
-  if (lanes > 1) shared = std::make_unique<SideStream>(x, parallel.overlap_exchanges);
+  if (lanes > 1) shared = std::make_unique<SideStream>(x);
   std::vector<MicroBatch> parts(lanes);
   const int64_t rows = x.size(0) / lanes;
   for (int lane = 0; lane < lanes; ++lane) {

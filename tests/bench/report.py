@@ -256,6 +256,14 @@ def placement_rows(raw_dir):
     return rows
 
 
+def two_gpu_speedup_row(name, value, label):
+    """A 2-GPU speedup against issue #5's 1.95x goal (ulysses 2, cfg 2) or Wan's published one."""
+    goal = label.startswith('ulysses2') or label.startswith('cfg2')
+    return {'name': name, 'value': value, 'unit': 'x',
+            'anchor_name': 'issue #5 goal' if goal else PARALLEL_ANCHORS['ring2'][0],
+            'anchor_value': 1.95 if goal else PARALLEL_ANCHORS['ring2'][1]}
+
+
 def overlap_rows(raw_dir):
     """run_parallel_bench.sh lines of `session.sh overlap`: ulysses 2 under each exchange schedule
     (the default: overlapped on the copy engines; plain: on the compute stream with NCCL's
@@ -268,11 +276,7 @@ def overlap_rows(raw_dir):
             rows.append({'name': name, 'value': value, 'unit': 'ms', 'anchor_name': '-',
                          'anchor_value': None})
         elif label.endswith('_speedup'):
-            goal = label.startswith('ulysses2') or label.startswith('cfg2')
-            rows.append({'name': name, 'value': value, 'unit': 'x',
-                         'anchor_name': 'issue #5 goal' if goal else
-                         PARALLEL_ANCHORS['ring2'][0],
-                         'anchor_value': 1.95 if goal else PARALLEL_ANCHORS['ring2'][1]})
+            rows.append(two_gpu_speedup_row(name, value, label))
         elif label.endswith('_all_to_all_share'):
             rows.append({'name': name, 'value': value, 'unit': 'of step', 'anchor_name': '-',
                          'anchor_value': None})
@@ -299,13 +303,10 @@ def interleave_rows(raw_dir):
     for label, (name, value) in steps.items():
         if label.startswith('1gpu'):
             continue
-        goal = label.startswith('ulysses2') or label.startswith('cfg2')
         rows.append({'name': name, 'value': value, 'unit': 'ms', 'anchor_name': '-',
                      'anchor_value': None})
-        rows.append({'name': name.replace('_step_ms', '_speedup'),
-                     'value': round(base / value, 3), 'unit': 'x',
-                     'anchor_name': 'issue #5 goal' if goal else PARALLEL_ANCHORS['ring2'][0],
-                     'anchor_value': 1.95 if goal else PARALLEL_ANCHORS['ring2'][1]})
+        rows.append(two_gpu_speedup_row(name.replace('_step_ms', '_speedup'),
+                                        round(base / value, 3), label))
     return rows
 
 

@@ -73,9 +73,7 @@ int main(int argc, char** argv) {
       return in;
     };
     return models::wan::WanForward(config,
-                                   branch == samplers::Branch::kBoth
-                                       ? models::wan::BatchInputs(inputs(true), inputs(false))
-                                       : inputs(branch == samplers::Branch::kCond),
+                                   samplers::InputsFor(branch, inputs, models::wan::BatchInputs),
                                    single, *loaded->weights);
   };
   samplers::KSamplerOptions options;

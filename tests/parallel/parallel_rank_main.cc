@@ -270,9 +270,7 @@ int Run() {
       return in;
     };
     return models::wan::WanForward(config,
-                                   branch == samplers::Branch::kBoth
-                                       ? models::wan::BatchInputs(inputs(true), inputs(false))
-                                       : inputs(branch == samplers::Branch::kCond),
+                                   samplers::InputsFor(branch, inputs, models::wan::BatchInputs),
                                    sequence, *loaded->weights);
   };
 
