@@ -14,9 +14,10 @@
 #   deploy/gpu/session.sh scaling          14B on every mesh of this machine's GPUs against one
 #                                          (LATENT=21,90,160 RES=1280x720x81 for 720p)
 #   deploy/gpu/session.sh overlap          issue #5: the parallel gpu tests (TESTS=none: none),
-#                                          then (BENCH=0: not) 14B ulysses 2 with cond and uncond
-#                                          as interleaved micro-batches against the other exchange
-#                                          schedules, ring 2 and cfg 2 (MESHES=... to choose), one
+#                                          then (BENCH=0: not) 14B ulysses 2 (puts into peer
+#                                          memory, interleaved micro-batches) against the other
+#                                          exchange schedules (all-to-alls, ...), ring 2 and cfg 2
+#                                          (MESHES=... to choose), one
 #                                          ulysses-2 step profiled (a Chrome trace in $OUT), and
 #                                          with GEMM=1 cuBLAS throughput by row count
 #   deploy/gpu/session.sh parallel|bench|all   earlier sessions' runs (Wan forward, 2-GPU modes)
@@ -131,6 +132,7 @@ case $WHAT in
     # reference runs cond and uncond as two forwards, the faster there).
     # shellcheck disable=SC2206
     meshes=(${MESHES:-ulysses2:ulysses=2:2 \
+      ulysses2_all_to_all:ulysses=2:2:resident:--peer_exchanges=false \
       ulysses2_no_interleave:ulysses=2:2:resident:--interleave=false \
       ulysses2_unbatched:ulysses=2:2:resident:--batch_cfg=false \
       ulysses2_plain:ulysses=2:2:resident:--overlap_exchanges=false,--copy_engine=false \

@@ -36,6 +36,11 @@ struct ParallelContext {
   // other one computes, so no exchange waits on an idle compute stream (two-batch overlap, as
   // DeepSeek's inference and SGLang schedule expert all-to-alls).
   bool interleave_micro_batches = true;
+  // Pure Ulysses exchanges as puts into the peers' memory where the Ulysses communicator has it
+  // (sequence_parallel.h): no packing copies, and the copies inside a device on the compute
+  // stream, where they cannot stall behind an SM-filling kernel. false: all-to-alls on the
+  // workspace (the schedule of session 9, kept for comparison and for groups without it).
+  bool peer_exchanges = true;
 
   int sequence_degree() const { return ulysses_degree * ring_degree; }
   // This rank's chunk of the padded sequence: ring-major, so a Ulysses group's chunks are

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "models/core/attention.h"
 #include "models/core/copy_rows.h"
 #include "models/core/side_stream.h"
@@ -176,27 +177,14 @@ void SequenceAttention::Set(Role role, const at::Tensor& x) {
   const int64_t heads = x.size(2), ranks = p.ulysses_degree;
   TORCH_CHECK(heads % ranks == 0, "attention: ", heads,
               " heads do not divide by the ulysses degree ", ranks);
-  if (side_ == nullptr) {
-    if (lane_.side != nullptr) {
-      side_ = lane_.side;
-    } else {
-      own_side_ = std::make_unique<SideStream>(x, p.overlap_exchanges);
-      side_ = own_side_.get();
-    }
-    chunks_ = ChunkCount(heads / ranks, p.ulysses_chunks);
-    packed_shape_ = {chunks_, ranks, x.size(0), x.size(1), heads / ranks / chunks_, x.size(3)};
-    dtype_ = x.scalar_type();
-    input_shape_ = x.sizes().vec();
-    // Slots of the communicator's workspace, the same on every rank: where the exchanges of
-    // this block read and write (on NCCL they then run on the copy engines). Every lane asks
-    // for all lanes' slots, so the workspace never grows (and moves) while a lane is in flight.
-    constexpr int64_t kAlign = 4096;
-    slot_bytes_ = (x.numel() * x.element_size() + kAlign - 1) / kAlign * kAlign;
-    workspace_ = Ok(p.ulysses->Workspace(lane_.count * kSlots * slot_bytes_), "workspace");
-  }
+  if (side_ == nullptr) Prepare(x);
   TORCH_CHECK(x.sizes() == c10::IntArrayRef(input_shape_),
               "attention: q, k and v differ in shape: ", c10::IntArrayRef(input_shape_), " and ",
               x.sizes());
+  if (on_peers_) {
+    SetOnPeers(role, x);
+    return;
+  }
   const at::Tensor sent = Slot(kSentQuery + static_cast<int>(role));
   input.received = Slot(kReceivedQuery + static_cast<int>(role));
   input.arrived.clear();
@@ -218,6 +206,98 @@ void SequenceAttention::Set(Role role, const at::Tensor& x) {
       input.arrived.push_back(side_->Mark());
     }
   });
+}
+
+void SequenceAttention::Prepare(const at::Tensor& x) {
+  const ParallelContext& p = parallel_;
+  const int64_t heads = x.size(2), ranks = p.ulysses_degree;
+  if (lane_.side != nullptr) {
+    side_ = lane_.side;
+  } else {
+    own_side_ = std::make_unique<SideStream>(x, p.overlap_exchanges);
+    side_ = own_side_.get();
+  }
+  chunks_ = ChunkCount(heads / ranks, p.ulysses_chunks);
+  packed_shape_ = {chunks_, ranks, x.size(0), x.size(1), heads / ranks / chunks_, x.size(3)};
+  dtype_ = x.scalar_type();
+  input_shape_ = x.sizes().vec();
+  // Buffers the same on every rank, each the size of one input. Every lane asks for all lanes'
+  // buffers, so the memory never grows (and moves) while a lane is in flight.
+  constexpr int64_t kAlign = 4096;
+  slot_bytes_ = (x.numel() * x.element_size() + kAlign - 1) / kAlign * kAlign;
+  if (p.peer_exchanges && p.ring_degree == 1 && chunks_ == 1) {
+    absl::StatusOr<at::Tensor> peers =
+        p.ulysses->PeerWorkspace(lane_.count * kPeerSlots * slot_bytes_);
+    if (peers.ok()) {
+      workspace_ = *std::move(peers);
+      on_peers_ = true;
+      return;
+    }
+    // Unimplemented: these ranks cannot map each other's memory (the same on every rank).
+    TORCH_CHECK(absl::IsUnimplemented(peers.status()),
+                "sequence parallel peer memory: ", std::string(peers.status().message()));
+  }
+  workspace_ = Ok(p.ulysses->Workspace(lane_.count * kSlots * slot_bytes_), "workspace");
+}
+
+at::Tensor SequenceAttention::PeerSlot(int index, c10::IntArrayRef shape) const {
+  return workspace_.narrow(0, (lane_.index * kPeerSlots + index) * slot_bytes_, slot_bytes_)
+      .narrow(0, 0, c10::multiply_integers(shape) * c10::elementSize(dtype_))
+      .view(dtype_)
+      .view(shape);
+}
+
+void SequenceAttention::SetOnPeers(Role role, const at::Tensor& x) {
+  const ParallelContext& p = parallel_;
+  const int64_t ranks = p.ulysses_degree, rank = p.ulysses_rank;
+  const int64_t batch = x.size(0), local = x.size(1), heads = x.size(2) / ranks;
+  Input& input = inputs_[role];
+  input.received =
+      PeerSlot(kPeerQuery + static_cast<int>(role), {batch, ranks * local, heads, x.size(3)});
+  input.arrived.clear();
+  // This rank's tokens' rows of the buffer every rank holds for its heads.
+  const at::Tensor rows = input.received.narrow(1, rank * local, local);
+  // Its own heads stay on this device: a copy inside one device runs on the SMs, so it could not
+  // overlap compute anyway and goes on the compute stream, ordered after the attention that read
+  // this buffer last.
+  rows.copy_(x.narrow(2, rank * heads, heads));
+  side_->Keep(x);
+  side_->Run([&] {
+    // The fence first: every rank's attention that read its buffer last has finished.
+    Check(p.ulysses->PeerFence(), "fence");
+    for (int64_t j = 0; j < ranks; ++j) {
+      if (j == rank) continue;
+      Check(p.ulysses->PutToPeer(x.narrow(2, j * heads, heads), rows, static_cast<int>(j)), "put");
+    }
+    Check(p.ulysses->PeerFence(), "fence");
+    input.arrived.push_back(side_->Mark());
+  });
+}
+
+void SequenceAttention::StartUlyssesOnPeers() {
+  const ParallelContext& p = parallel_;
+  const int64_t ranks = p.ulysses_degree, rank = p.ulysses_rank;
+  const int64_t local = input_shape_[1], heads = input_shape_[2] / ranks;
+  const int64_t valid = std::clamp<int64_t>(p.valid_tokens, 0, ranks * local);
+  for (const Input& input : inputs_) side_->Wait(input.arrived.back());
+  const at::Tensor out =
+      LocalAttention(inputs_[kQuery].received, FirstKeys(inputs_[kKey].received, valid),
+                     FirstKeys(inputs_[kValue].received, valid));  // [B, P * L/P, H/P, D]
+  output_ = PeerSlot(kPeerOutput, input_shape_);
+  // This rank's heads' columns of every rank's output.
+  const at::Tensor columns = output_.narrow(2, rank * heads, heads);
+  columns.copy_(out.narrow(1, rank * local, local));
+  side_->Keep(out);
+  side_->Run([&] {
+    Check(p.ulysses->PeerFence(), "fence");  // every rank's output buffer has been read
+    for (int64_t j = 0; j < ranks; ++j) {
+      if (j == rank) continue;
+      Check(p.ulysses->PutToPeer(out.narrow(1, j * local, local), columns, static_cast<int>(j)),
+            "put");
+    }
+    Check(p.ulysses->PeerFence(), "fence");
+  });
+  returned_ = side_->Mark();
 }
 
 at::Tensor SequenceAttention::Slot(int index) const {
@@ -248,6 +328,8 @@ void SequenceAttention::StartOutput() {
   } else if (p.ulysses_degree == 1) {
     CheckContext(p);
     output_ = RingAttention(q, inputs_[kKey].local, inputs_[kValue].local, p);
+  } else if (on_peers_) {
+    StartUlyssesOnPeers();
   } else if (p.ring_degree == 1) {
     StartUlysses();
   } else {

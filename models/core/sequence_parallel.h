@@ -57,12 +57,22 @@ at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, c
 // value exchange runs meanwhile), calls StartOutput on A then B (A's output goes back while B's
 // attention runs), and only then Output on A and B (B's output goes back while A's block goes on).
 //
-// The exchanges read and write slots of the Ulysses communicator's Workspace (on NCCL a symmetric
-// window, so the all-to-alls run on the copy engines), one set of slots per lane. Packing into
-// them and unpacking the output out of them are row copies (copy_rows.h) on the side stream too:
-// the compute stream only hands tensors over and waits where it reads a result. The slots are
-// reused by the next SequenceAttention of that lane: one at a time per lane and communicator.
-// Without sequence parallelism it is the local kernel. Throws c10::Error like any op.
+// Pure Ulysses exchanges on peer memory (`parallel.peer_exchanges`, where the communicator has a
+// PeerWorkspace: NCCL between GPUs of one host that can map each other's memory; Gloo emulates
+// it): each rank puts the heads a peer owns straight from q, k, v into that peer's buffer, at the
+// rows of its own tokens, and the peer's attention reads that buffer as it is; the output goes
+// back the same way, straight into the rows and heads of the owner's output buffer. The puts are
+// copy-engine copies, which run beside the attention and GEMMs however busy the SMs are; the only
+// copies inside a device (this rank's own heads of its own tokens) run on the compute stream.
+// Otherwise (Ring, head chunks, no peer memory) the exchanges read and write slots of the Ulysses
+// communicator's Workspace (on NCCL a symmetric window, so the all-to-alls run on the copy
+// engines), one set of slots per lane; packing into them and unpacking the output out of them are
+// row copies (copy_rows.h) on the side stream.
+// Either way the compute stream only hands tensors over and waits where it reads a result, and
+// the buffers are reused by the next SequenceAttention of that lane: one at a time per lane and
+// communicator. On peer memory the output is a view of the lane's buffer, valid until the lane's
+// next attention starts its output. Without sequence parallelism it is the local kernel. Throws
+// c10::Error like any op.
 class SideStream;
 struct AttentionLane {
   SideStream* side = nullptr;  // shared by the lanes, outliving them; null: one of its own
@@ -82,7 +92,8 @@ class SequenceAttention {
   void SetValue(const at::Tensor& v) { Set(kValue, v); }
   // Runs the attention and starts sending its output back; every input must have been set.
   void StartOutput();
-  // This rank's output (starting it first if StartOutput was not called).
+  // This rank's output (starting it first if StartOutput was not called). On peer memory a view
+  // of the lane's buffer: read it before the lane's next attention starts its output.
   at::Tensor Output();
 
  private:
@@ -98,13 +109,24 @@ class SequenceAttention {
     kReceivedValue,
     kSlots
   };
+  // On peer memory a lane's buffers: q, k, v for this rank's heads over the whole sequence
+  // ([B, P * L/P, H/P, D], every rank puts its tokens' rows) and the output ([B, L/P, H, D],
+  // every rank puts its heads' columns).
+  enum PeerSlotIndex { kPeerQuery = 0, kPeerKey, kPeerValue, kPeerOutput, kPeerSlots };
   struct Input {
     at::Tensor local;          // as handed over (no Ulysses exchange)
-    at::Tensor received;       // [C, P, B, L/P, heads/(P*C), D]: chunk c from rank j
+    at::Tensor received;       // [C, P, B, L/P, heads/(P*C), D]: chunk c from rank j; on peer
+                               // memory [B, P * L/P, H/P, D]
     std::vector<int> arrived;  // per chunk: the side stream's mark after its exchange
   };
 
   void Set(Role role, const at::Tensor& x);
+  // The first input's shape decides the buffers: peer memory where it can, else the workspace.
+  void Prepare(const at::Tensor& x);
+  // On peer memory: this lane's buffer `index` as a [B, L/P, H, D]-sized tensor of `shape`.
+  at::Tensor PeerSlot(int index, c10::IntArrayRef shape) const;
+  void SetOnPeers(Role role, const at::Tensor& x);
+  void StartUlyssesOnPeers();
   // This lane's workspace slot `index` viewed as a packed tensor [C, P, B, L/P, heads/(P*C), D].
   at::Tensor Slot(int index) const;
   // Chunk c of an exchanged input as this rank's ring block: [B, P * L/P, heads/(P*C), D].
@@ -125,7 +147,8 @@ class SequenceAttention {
   std::vector<int64_t> packed_shape_;  // [C, P, B, L/P, heads/(P*C), D]
   at::ScalarType dtype_ = at::kFloat;
   int64_t slot_bytes_ = 0;
-  at::Tensor workspace_;  // the Ulysses communicator's; reused by every block
+  at::Tensor workspace_;   // the Ulysses communicator's; reused by every block
+  bool on_peers_ = false;  // exchanges by puts into peer memory (workspace_ is then peer memory)
   Input inputs_[3];
   bool started_ = false;
   at::Tensor output_;  // the output; under Ulysses filled on the side stream by returned_

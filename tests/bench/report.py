@@ -264,12 +264,12 @@ def two_gpu_speedup_row(name, value, label):
             'anchor_value': 1.95 if goal else PARALLEL_ANCHORS['ring2'][1]}
 
 
-def overlap_rows(raw_dir):
+def overlap_rows(raw_dir, raw_file='overlap_2gpu.jsonl'):
     """run_parallel_bench.sh lines of `session.sh overlap`: ulysses 2 under each exchange schedule
     (the default: overlapped on the copy engines; plain: on the compute stream with NCCL's
     kernels), ring 2 and cfg 2, against the 1-GPU step of the same run."""
     rows = []
-    for r in load(os.path.join(raw_dir, 'overlap_2gpu.jsonl')):
+    for r in load(os.path.join(raw_dir, raw_file)):
         name, value = r['name'], r['value']
         label = re.match(r'wan\w+?_\d+x\d+x\d+_(.+)$', name).group(1)
         if label.endswith('_step_ms'):
@@ -310,6 +310,12 @@ def interleave_rows(raw_dir):
     return rows
 
 
+def peer_rows(raw_dir):
+    """`session.sh overlap` of session 10: ulysses 2 with puts into peer memory (the default) and
+    with session 9's all-to-alls on the workspace, against the 1-GPU step of the same run."""
+    return overlap_rows(raw_dir, 'overlap_2gpu_peer.jsonl')
+
+
 def markdown(rows, device, command, date):
     lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
              '| name | value | unit | anchor | anchor value | ratio (>1: ours better) |',
@@ -344,7 +350,7 @@ def update_benchmarks(section, text):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('section', choices=['comm', 'wan', 'parallel', 'scaling', 'jobs', 'placement',
-                                            'overlap', 'interleave'])
+                                            'overlap', 'interleave', 'peer'])
     parser.add_argument('--raw', required=True)
     parser.add_argument('--device', required=True)
     parser.add_argument('--command', required=True)
@@ -353,7 +359,7 @@ def main():
     rows = {'comm': comm_rows, 'wan': wan_rows, 'parallel': parallel_rows,
             'scaling': scaling_rows, 'jobs': jobs_rows,
             'placement': placement_rows, 'overlap': overlap_rows,
-            'interleave': interleave_rows}[args.section](args.raw)
+            'interleave': interleave_rows, 'peer': peer_rows}[args.section](args.raw)
     result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
     out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -262,6 +262,56 @@ TEST(Communicator, AllToAllIntoTheWorkspace) {
   EXPECT_EQ(Comm().Workspace(0).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// One-sided puts into the peers' workspaces (on NCCL: mapped memory, copy-engine copies): every
+// rank puts the column block a peer owns, read from strided rows, into that peer's buffer at this
+// rank's columns; two rounds per size (the fences' sequence carries over), then a grown one.
+TEST(Communicator, PutsLandInThePeersWorkspaces) {
+  for (int64_t rows : {int64_t{3}, int64_t{2049}}) {
+    const int64_t cols = 96;
+    const int64_t bytes = rows * Size() * cols * 4 + 512;  // fp32, at an offset of 512
+    auto workspace = Comm().PeerWorkspace(bytes);
+    if (workspace.status().code() == absl::StatusCode::kUnimplemented) {
+      GTEST_SKIP() << workspace.status();
+    }
+    ASSERT_TRUE(workspace.ok()) << workspace.status();
+    ASSERT_GE(workspace->numel(), bytes);
+    at::Tensor buffer =
+        workspace->narrow(0, 512, bytes - 512).view(at::kFloat).view({rows, Size() * cols});
+    const at::Tensor mine = buffer.narrow(1, Rank() * cols, cols);  // rows of a wider buffer
+    for (int round = 0; round < 2; ++round) {
+      const std::string tag = absl::StrCat("puts", rows, "/", round);
+      const std::vector<int64_t> shape = {rows, Size(), cols};
+      const at::Tensor input = OnDevice(InputOf(tag, Rank(), shape, at::kFloat));
+      mine.copy_(input.select(1, Rank()));
+      ASSERT_TRUE(Comm().PeerFence().ok());
+      for (int peer = 0; peer < Size(); ++peer) {
+        if (peer == Rank()) continue;
+        ASSERT_TRUE(Comm().PutToPeer(input.select(1, peer), mine, peer).ok());
+      }
+      ASSERT_TRUE(Comm().PeerFence().ok());
+      ASSERT_TRUE(Comm().Synchronize().ok());
+      std::vector<at::Tensor> want;
+      for (int r = 0; r < Size(); ++r)
+        want.push_back(InputOf(tag, r, shape, at::kFloat).select(1, Rank()));
+      ExpectBitEqual(buffer, at::cat(want, 1), Describe(tag, at::kFloat));
+    }
+  }
+  // Bad puts are refused and leave the communicator usable.
+  auto workspace = Comm().PeerWorkspace(4096);
+  ASSERT_TRUE(workspace.ok()) << workspace.status();
+  const at::Tensor target = workspace->narrow(0, 0, 64).view(at::kFloat);
+  const at::Tensor source = OnDevice(at::ones({16}));
+  const int other = (Rank() + 1) % Size();
+  EXPECT_EQ(Comm().PutToPeer(source, target, Rank()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Comm().PutToPeer(source, OnDevice(at::zeros({16})), other).code(),
+            absl::StatusCode::kInvalidArgument);  // not a view of the workspace
+  EXPECT_EQ(Comm().PutToPeer(source.narrow(0, 0, 8), target, other).code(),
+            absl::StatusCode::kInvalidArgument);  // shapes differ
+  EXPECT_EQ(Comm().PutToPeer(source, target, Size()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Comm().PeerWorkspace(0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Comm().Barrier().ok());
+}
+
 TEST(Communicator, AllReduceEveryDtypeAndOp) {
   for (at::ScalarType dtype : kAllDtypes) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kMax, ReduceOp::kMin}) {

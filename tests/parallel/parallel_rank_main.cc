@@ -69,6 +69,9 @@ ABSL_FLAG(std::string, batch_cfg, "auto",
           "cond and uncond in one forward: true, false, or auto (with Ulysses only)");
 ABSL_FLAG(bool, interleave, true,
           "batches of 2+: two micro-batches whose blocks interleave (ParallelContext)");
+ABSL_FLAG(bool, peer_exchanges, true,
+          "pure Ulysses: exchanges as puts into peer memory where the group has it "
+          "(ParallelContext; false: all-to-alls on the workspace)");
 ABSL_FLAG(int, ulysses_chunks, 1, "head chunks per Ulysses exchange (ParallelContext)");
 ABSL_FLAG(bool, overlap_exchanges, true,
           "run Ulysses and Ring exchanges on a side stream (false: on the compute stream)");
@@ -253,6 +256,7 @@ int Run() {
   sequence.ulysses_chunks = absl::GetFlag(FLAGS_ulysses_chunks);
   sequence.overlap_exchanges = absl::GetFlag(FLAGS_overlap_exchanges);
   sequence.interleave_micro_batches = absl::GetFlag(FLAGS_interleave);
+  sequence.peer_exchanges = absl::GetFlag(FLAGS_peer_exchanges);
   const std::string batch_flag = absl::GetFlag(FLAGS_batch_cfg);
   if (batch_flag != "auto" && batch_flag != "true" && batch_flag != "false") {
     return Fail(absl::InvalidArgumentError("--batch_cfg: auto, true or false, not " + batch_flag));

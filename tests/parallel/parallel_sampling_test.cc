@@ -446,12 +446,13 @@ TEST_F(ParallelSamplingTest, FsdpComposesWithUlyssesOnGpus) {
 
 #endif
 
-// Ulysses' exchange schedules besides the default (one exchange per tensor on a side stream,
-// which every other Ulysses test runs): on the compute stream with NCCL's kernels (the plain
-// one) and with the copy engines, and in head chunks (4 asked: the largest divisor of the heads
-// per rank, 2 of the test preset's 4 / 2 on the CPU, 3 of 1.3B's 12 / 2 on GPUs). Each gives the
-// one-process forward, four times over (a missing order between the streams shows up as a
-// difference between runs).
+// Ulysses' exchange schedules besides the default (puts into peer memory on a side stream, two
+// interleaved micro-batches, which every other Ulysses test runs): on the compute stream with
+// NCCL's kernels (the plain one) and with the copy engines, in head chunks (4 asked: the largest
+// divisor of the heads per rank, 2 of the test preset's 4 / 2 on the CPU, 3 of 1.3B's 12 / 2 on
+// GPUs; chunks take the workspace all-to-alls), all-to-alls on the workspace instead of puts, and
+// one micro-batch. Each gives the one-process forward, four times over (a missing order between
+// the streams shows up as a difference between runs).
 // (Distinct names in the CPU and GPU binaries: ctest keys tests by name.)
 #ifdef RAYLIGHT_TEST_GPU
 TEST_F(ParallelSamplingTest, UlyssesExchangeSchedulesOnTwoGpus) {
@@ -464,6 +465,7 @@ TEST_F(ParallelSamplingTest, UlyssesExchangeSchedulesMatchOneProcess) {
       {"--ulysses_chunks=1", "--overlap_exchanges=false", "--copy_engine=false"},
       {"--ulysses_chunks=1", "--overlap_exchanges=false"},
       {"--ulysses_chunks=4"},
+      {"--peer_exchanges=false"},
       {"--interleave=false"}};
   for (std::vector<std::string> flags : schedules) {
     const std::string what = absl::StrJoin(flags, " ");

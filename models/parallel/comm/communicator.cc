@@ -70,8 +70,12 @@ auto Communicator::Run(absl::string_view op, Fn&& fn) -> decltype(fn()) {
   } else {
     status = result.status();
   }
-  // Bad arguments leave the group intact; anything else may have left peers mid-collective.
-  if (!status.ok() && status.code() != absl::StatusCode::kInvalidArgument) failure_ = status;
+  // Bad arguments and what the backend cannot do (decided alike on every rank) leave the group
+  // intact; anything else may have left peers mid-collective.
+  if (!status.ok() && status.code() != absl::StatusCode::kInvalidArgument &&
+      status.code() != absl::StatusCode::kUnimplemented) {
+    failure_ = status;
+  }
   return result;
 }
 
@@ -162,6 +166,144 @@ absl::StatusOr<at::Tensor> Communicator::DoWorkspace(int64_t bytes) {
     workspace_ = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(device()));
   }
   return workspace_;
+}
+
+absl::StatusOr<at::Tensor> Communicator::PeerWorkspace(int64_t bytes) {
+  constexpr absl::string_view kOp = "PeerWorkspace";
+  if (bytes <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": bytes must be positive, got ", bytes));
+  }
+  return Run(kOp, [&]() -> absl::StatusOr<at::Tensor> {
+    RL_ASSIGN_OR_RETURN(peer_memory_, DoPeerWorkspace(bytes));
+    return peer_memory_.narrow(0, 0, bytes);
+  });
+}
+
+absl::Status Communicator::PutToPeer(const at::Tensor& source, const at::Tensor& target, int peer) {
+  constexpr absl::string_view kOp = "PutToPeer";
+  RL_RETURN_IF_ERROR(CheckTensor(kOp, "source", source));
+  RL_RETURN_IF_ERROR(CheckTensor(kOp, "target", target));
+  if (peer < 0 || peer >= size() || peer == rank()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": peer ", peer, " is not another rank of a group of ", size()));
+  }
+  if (source.sizes() != target.sizes() || source.scalar_type() != target.scalar_type()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": target must have source's shape and dtype"));
+  }
+  if (!peer_memory_.defined()) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": no PeerWorkspace yet"));
+  }
+  // Where the target's bytes lie in this rank's workspace (its lowest and highest byte).
+  const auto* base = static_cast<const char*>(peer_memory_.data_ptr());
+  const int64_t offset = static_cast<const char*>(target.data_ptr()) - base;
+  int64_t last = 0;
+  for (int64_t d = 0; d < target.dim(); ++d) {
+    if (target.stride(d) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(kOp, ": target has a negative stride"));
+    }
+    last += (target.size(d) - 1) * target.stride(d);
+  }
+  const int64_t end = offset + (last + 1) * target.element_size();
+  if (offset < 0 || end > peer_memory_.numel()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": target is not a view of this rank's PeerWorkspace"));
+  }
+  if (source.numel() == 0) return absl::OkStatus();
+  return Run(kOp, [&] { return DoPutToPeer(source, target, offset, peer); });
+}
+
+absl::Status Communicator::PeerFence() {
+  return Run("PeerFence", [&] { return DoPeerFence(); });
+}
+
+absl::StatusOr<at::Tensor> Communicator::DoPeerWorkspace(int64_t bytes) {
+  if (!peer_workspace_.defined() || peer_workspace_.numel() < bytes) {
+    peer_workspace_ = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(device()));
+  }
+  return peer_workspace_;
+}
+
+absl::Status Communicator::DoPutToPeer(const at::Tensor& source, const at::Tensor& target,
+                                       int64_t target_offset, int peer) {
+  // The target as bytes: its sizes and strides with a last dimension of element bytes.
+  const int64_t element = target.element_size();
+  std::vector<int64_t> layout = {target_offset, target.dim() + 1};
+  for (int64_t d = 0; d < target.dim(); ++d) layout.push_back(target.size(d));
+  layout.push_back(element);
+  for (int64_t d = 0; d < target.dim(); ++d) layout.push_back(target.stride(d) * element);
+  layout.push_back(1);
+  // Copied now: the put reads the source where it is issued, as a stream-ordered copy would.
+  pending_puts_.push_back({peer, Bytes(source.contiguous().clone()), std::move(layout)});
+  return absl::OkStatus();
+}
+
+absl::Status Communicator::DoPeerFence() {
+  // Per peer: a header [puts, layout words, data bytes], then the layouts (each prefixed by its
+  // length) and the data, both concatenated.
+  const at::TensorOptions longs = at::TensorOptions().dtype(at::kLong).device(device());
+  std::vector<std::vector<int64_t>> layouts(size());
+  std::vector<std::vector<at::Tensor>> data(size());
+  for (PendingPut& put : pending_puts_) {
+    layouts[put.peer].push_back(static_cast<int64_t>(put.layout.size()));
+    layouts[put.peer].insert(layouts[put.peer].end(), put.layout.begin(), put.layout.end());
+    data[put.peer].push_back(put.bytes);
+  }
+  pending_puts_.clear();
+  std::vector<at::Tensor> sent_heads(size()), heads(size());
+  std::vector<P2POp> ops;
+  for (int peer = 0; peer < size(); ++peer) {
+    if (peer == rank()) continue;
+    int64_t data_bytes = 0;
+    for (const at::Tensor& bytes : data[peer]) data_bytes += bytes.numel();
+    sent_heads[peer] = at::tensor({static_cast<int64_t>(data[peer].size()),
+                                   static_cast<int64_t>(layouts[peer].size()), data_bytes},
+                                  longs);
+    heads[peer] = at::empty({3}, longs);
+    ops.push_back({P2POp::Kind::kSend, Bytes(sent_heads[peer]), peer});
+    ops.push_back({P2POp::Kind::kRecv, Bytes(heads[peer]), peer});
+  }
+  RL_RETURN_IF_ERROR(DoSendRecv(ops));
+  ops.clear();
+  // One message per peer: the layout words, then the data.
+  std::vector<at::Tensor> sent(size()), received(size());
+  for (int peer = 0; peer < size(); ++peer) {
+    if (peer == rank()) continue;
+    if (!data[peer].empty()) {
+      std::vector<at::Tensor> parts = {Bytes(at::tensor(layouts[peer], longs))};
+      parts.insert(parts.end(), data[peer].begin(), data[peer].end());
+      sent[peer] = at::cat(parts);
+      ops.push_back({P2POp::Kind::kSend, sent[peer], peer});
+    }
+    const at::Tensor head = heads[peer].cpu();
+    const int64_t* h = head.data_ptr<int64_t>();
+    if (h[0] > 0) {
+      received[peer] = at::empty({h[1] * 8 + h[2]}, longs.dtype(at::kByte));
+      ops.push_back({P2POp::Kind::kRecv, received[peer], peer});
+    }
+  }
+  if (!ops.empty()) RL_RETURN_IF_ERROR(DoSendRecv(ops));
+  // Apply what arrived, in the order it was put.
+  for (int peer = 0; peer < size(); ++peer) {
+    if (!received[peer].defined()) continue;
+    const int64_t word_count = heads[peer].cpu().data_ptr<int64_t>()[1];
+    const at::Tensor words = received[peer].narrow(0, 0, word_count * 8).view(at::kLong).cpu();
+    const at::Tensor payload =
+        received[peer].narrow(0, word_count * 8, received[peer].numel() - word_count * 8);
+    const int64_t* w = words.data_ptr<int64_t>();
+    int64_t at_word = 0, at_byte = 0;
+    while (at_word < word_count) {
+      const int64_t length = w[at_word], offset = w[at_word + 1], dims = w[at_word + 2];
+      const std::vector<int64_t> sizes(w + at_word + 3, w + at_word + 3 + dims);
+      const std::vector<int64_t> strides(w + at_word + 3 + dims, w + at_word + 3 + 2 * dims);
+      const int64_t bytes = c10::multiply_integers(sizes);
+      peer_workspace_.as_strided(sizes, strides, offset)
+          .copy_(payload.narrow(0, at_byte, bytes).view(sizes));
+      at_word += length + 1;
+      at_byte += bytes;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<at::Tensor> Communicator::AllGather(const at::Tensor& input, int64_t dim) {

@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -75,6 +76,27 @@ class Communicator {
   // for the same sizes in the same order. Kept until a larger one is asked for, which waits for
   // the device and replaces it (views of the old one must be gone by then).
   absl::StatusOr<at::Tensor> Workspace(int64_t bytes);
+  // One-sided exchange for layouts an all-to-all cannot express without packing copies (Ulysses'
+  // head chunks straight from the projection, straight into the rows attention reads):
+  //
+  // PeerWorkspace: at least `bytes` of device memory (kByte, contiguous, same size on every rank)
+  // that the other ranks write into with PutToPeer. Collective, like Workspace; growing it waits
+  // for every rank's device. On NCCL it is mapped into every peer's address space (CUDA IPC) and
+  // puts are copy-engine copies over NVLink or PCIe, so no SM is taken from the compute they
+  // overlap; where the ranks cannot map each other's memory (another host, no peer access) it is
+  // Unimplemented on every rank (the communicator stays usable) and the caller uses
+  // AllToAllInto. Elsewhere (Gloo) puts travel through SendRecv at the next fence.
+  absl::StatusOr<at::Tensor> PeerWorkspace(int64_t bytes);
+  // Enqueues a copy of `source` (on device(), any strides) into rank `peer`'s PeerWorkspace at
+  // the place `target` has in this rank's: `target` is a view of this rank's PeerWorkspace with
+  // source's shape and dtype, and the copy lands at the same byte offset with the same strides on
+  // the peer. Not to self (the caller copies locally). It has landed by the next PeerFence.
+  absl::Status PutToPeer(const at::Tensor& source, const at::Tensor& target, int peer);
+  // Collective, in stream order on every rank: the puts every rank issued before its fence have
+  // landed before anything issued after the fence runs, and no rank's later puts start before
+  // every rank has reached it. An exchange is therefore fence (each rank's workspace may now be
+  // written: what read it earlier in stream order is done), puts, fence (everything arrived).
+  absl::Status PeerFence();
   // Concatenates every rank's `input` (same shape on every rank) along `dim`, in rank order.
   absl::StatusOr<at::Tensor> AllGather(const at::Tensor& input, int64_t dim);
   // The same into `output` (contiguous, size() times input's bytes, rank-major), which is not
@@ -119,6 +141,14 @@ class Communicator {
   virtual absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key) = 0;
   // Returns memory of at least `bytes` for Workspace; the default is plain device memory.
   virtual absl::StatusOr<at::Tensor> DoWorkspace(int64_t bytes);
+  // PeerWorkspace and its puts and fences. The defaults run on any backend: plain memory, puts
+  // kept until the fence, which sends them to their ranks (SendRecv) and applies what arrives.
+  // `target_offset` is the byte offset of the put's target in the PeerWorkspace, `target` the
+  // target itself (a view of this rank's workspace).
+  virtual absl::StatusOr<at::Tensor> DoPeerWorkspace(int64_t bytes);
+  virtual absl::Status DoPutToPeer(const at::Tensor& source, const at::Tensor& target,
+                                   int64_t target_offset, int peer);
+  virtual absl::Status DoPeerFence();
   // Whether DoAllReduce / DoReduceScatter accept `dtype` as it is; otherwise the caller reduces
   // a float32 copy.
   virtual bool NativeReduction(at::ScalarType dtype) const = 0;
@@ -140,6 +170,15 @@ class Communicator {
   const int size_;
   absl::Status failure_;
   at::Tensor workspace_;  // the default DoWorkspace's memory
+  // The default peer exchange: its memory and the puts waiting for the next fence.
+  struct PendingPut {
+    int peer;
+    at::Tensor bytes;             // the source, copied when put (kByte)
+    std::vector<int64_t> layout;  // byte offset, then the target's byte sizes and strides
+  };
+  at::Tensor peer_workspace_;
+  std::vector<PendingPut> pending_puts_;
+  at::Tensor peer_memory_;  // what PeerWorkspace last handed out (any backend): puts' bounds
 };
 
 }  // namespace raylight::comm

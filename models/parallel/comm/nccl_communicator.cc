@@ -10,6 +10,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "models/parallel/comm/comm_errors.h"
+#include "models/parallel/comm/peer_memory.h"
 #include "models/parallel/comm/split_plan.h"
 #include "runtime/common/prefix_store.h"
 #include "runtime/common/status_macros.h"
@@ -106,6 +108,7 @@ class NcclCommunicator final : public Communicator {
       }
     }
     ReleaseWindowLocked();  // after an abort: the memory only
+    peer_memory_.reset();
     if (ce_stream_ != nullptr) {
       cudaStreamDestroy(ce_stream_);
       cudaEventDestroy(ce_ready_);
@@ -238,6 +241,68 @@ class NcclCommunicator final : public Communicator {
         plan.new_rank, plan.new_size, device_, options_);
   }
 
+  // Memory the peers map (CUDA IPC) and write with copy-engine copies (peer_memory.h). Growing
+  // waits for every rank's device: no put into the old memory may still be in flight.
+  absl::StatusOr<at::Tensor> DoPeerWorkspace(int64_t bytes) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (peer_memory_ != nullptr && peer_memory_->bytes() >= bytes) return peer_tensor_;
+    }
+    c10::cuda::CUDAGuard guard(device_);
+    if (!peer_capable_.has_value()) {
+      RL_ASSIGN_OR_RETURN(peer_capable_, ProbePeerMapping());
+    }
+    if (!*peer_capable_) {
+      return absl::UnimplementedError(
+          "PeerWorkspace: the ranks cannot map each other's memory (another host, or no peer "
+          "access between their GPUs)");
+    }
+    c10::cuda::device_synchronize();
+    RL_RETURN_IF_ERROR(DoBarrier());
+    {
+      absl::MutexLock lock(&mu_);
+      peer_tensor_ = at::Tensor();
+      peer_memory_.reset();
+    }
+    // Rounded to 2 MiB, the granularity IPC maps at.
+    constexpr int64_t kGranule = 2 << 20;
+    const int64_t size = (bytes + kGranule - 1) / kGranule * kGranule;
+    auto exchange = [&](const std::vector<uint8_t>& mine) -> absl::StatusOr<std::vector<uint8_t>> {
+      return GatherBytes(mine);
+    };
+    RL_ASSIGN_OR_RETURN(std::unique_ptr<PeerMemory> memory,
+                        PeerMemory::Create(size, rank(), this->size(), device_, exchange));
+    absl::MutexLock lock(&mu_);
+    peer_memory_ = std::move(memory);
+    peer_tensor_ = at::from_blob(
+        peer_memory_->data(), {size}, [](void*) {},
+        at::TensorOptions().dtype(at::kByte).device(device()));
+    return peer_tensor_;
+  }
+
+  absl::Status DoPutToPeer(const at::Tensor& source, const at::Tensor& target,
+                           int64_t target_offset, int peer) override {
+    absl::Status status;
+    RL_RETURN_IF_ERROR(Enqueue("PutToPeer", [&](ncclComm_t, cudaStream_t stream) {
+      status =
+          peer_memory_->Put(source.data_ptr(), source.sizes(), source.strides(), target.strides(),
+                            source.element_size(), target_offset, peer, stream);
+      return status.ok() ? ncclSuccess : ncclInvalidUsage;
+    }));
+    return status;
+  }
+
+  absl::Status DoPeerFence() override {
+    absl::Status status;
+    RL_RETURN_IF_ERROR(Enqueue("PeerFence", [&](ncclComm_t, cudaStream_t stream) {
+      status = peer_memory_ == nullptr
+                   ? absl::InvalidArgumentError("PeerFence: no PeerWorkspace yet")
+                   : peer_memory_->Fence(stream);
+      return status.ok() ? ncclSuccess : ncclInvalidUsage;
+    }));
+    return status;
+  }
+
   bool NativeReduction(at::ScalarType dtype) const override {
     return dtype != at::kFloat8_e4m3fn;  // fp8 is reduced through float32
   }
@@ -285,6 +350,31 @@ class NcclCommunicator final : public Communicator {
     Clock::time_point issued;
     absl::string_view op;
   };
+
+  // Whether every rank can map every other rank's memory: each publishes its host and device,
+  // decides for itself, and the group takes the minimum (all use peer memory or none does).
+  absl::StatusOr<bool> ProbePeerMapping() {
+    const PeerIdentity self = LocalPeerIdentity(device_);
+    std::vector<uint8_t> mine(sizeof(self));
+    std::memcpy(mine.data(), &self, sizeof(self));
+    RL_ASSIGN_OR_RETURN(std::vector<uint8_t> all, GatherBytes(mine));
+    std::vector<PeerIdentity> identities(size());
+    std::memcpy(identities.data(), all.data(), all.size());
+    at::Tensor can = at::full({1}, CanMapAll(self, identities, rank()) ? 1 : 0,
+                              at::TensorOptions().dtype(at::kInt).device(device()));
+    RL_RETURN_IF_ERROR(AllReduce(can, ReduceOp::kMin));
+    return can.item<int>() == 1;
+  }
+
+  // Every rank's `mine` (equal sizes), in rank order, on the host.
+  absl::StatusOr<std::vector<uint8_t>> GatherBytes(const std::vector<uint8_t>& mine) {
+    at::Tensor local = at::from_blob(const_cast<uint8_t*>(mine.data()),
+                                     {static_cast<int64_t>(mine.size())}, at::kByte)
+                           .to(device());
+    RL_ASSIGN_OR_RETURN(at::Tensor all, AllGather(local, 0));
+    all = all.cpu();
+    return std::vector<uint8_t>(all.data_ptr<uint8_t>(), all.data_ptr<uint8_t>() + all.numel());
+  }
 
   bool InWindow(const at::Tensor& t) {
     absl::MutexLock lock(&mu_);
@@ -367,6 +457,8 @@ class NcclCommunicator final : public Communicator {
 
   void AbortLocked(absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (error_.ok()) error_ = std::move(why);
+    // Fences waiting on a dead peer would hold their streams forever.
+    if (peer_memory_ != nullptr) peer_memory_->ReleaseWaits();
     if (comm_ != nullptr) {
       ncclCommAbort(comm_);  // also releases kernels stuck waiting for a peer
       comm_ = nullptr;
@@ -406,6 +498,10 @@ class NcclCommunicator final : public Communicator {
   cudaEvent_t ce_ready_ ABSL_GUARDED_BY(mu_) = nullptr;
   cudaEvent_t ce_done_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // PeerWorkspace's memory (none until asked for) and whether the group can map it at all.
+  std::unique_ptr<PeerMemory> peer_memory_ ABSL_GUARDED_BY(mu_);
+  at::Tensor peer_tensor_ ABSL_GUARDED_BY(mu_);
+  std::optional<bool> peer_capable_;
   std::thread watchdog_;
 };
 
