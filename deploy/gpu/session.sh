@@ -17,9 +17,9 @@
 #                                          then (BENCH=0: not) 14B ulysses 2 (puts into peer
 #                                          memory, interleaved micro-batches) against the other
 #                                          exchange schedules (all-to-alls, ...), ring 2 and cfg 2
-#                                          (MESHES=... to choose), one
-#                                          ulysses-2 step profiled (a Chrome trace in $OUT), and
-#                                          with GEMM=1 cuBLAS throughput by row count
+#                                          (MESHES=... to choose), one ulysses-2 step profiled
+#                                          (a Chrome trace in $OUT), and with GEMM=1 cuBLAS
+#                                          throughput by row count
 #   deploy/gpu/session.sh parallel|bench|all   earlier sessions' runs (Wan forward, 2-GPU modes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
