@@ -9,10 +9,11 @@
 
 namespace raylight::models {
 
-// dst.copy_(src) for tensors of the same shape and dtype whose last two dimensions form
-// contiguous rows (e.g. [B, L, h, D] slices of [B, L, H, D] along h). On CUDA, one 2D memcpy on
-// the current stream per run of rows with one stride (one for [1, L, h, D], B for [B, L, h, D]);
-// anything else, and CPU tensors, go through copy_.
+// dst.copy_(src) for tensors of the same shape and dtype whose innermost dimension is dense on
+// both sides (e.g. [B, L, h, D] slices of [B, L, H, D] along h). On CUDA, one 2D memcpy on the
+// current stream per run of rows with one stride (comm::EnqueueStridedCopy, which PutToPeer
+// shares: one for [1, L, h, D], B for [B, L, h, D]); anything else, and CPU tensors, go through
+// copy_.
 void CopyRows(const at::Tensor& dst, const at::Tensor& src);
 
 }  // namespace raylight::models

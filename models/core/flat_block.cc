@@ -3,14 +3,12 @@
 #include <algorithm>
 #include <numeric>
 
+#include "runtime/common/round_up.h"
+
 namespace raylight::models {
 namespace {
 
 constexpr int64_t kAlignment = 16;
-
-int64_t RoundUp(int64_t value, int64_t multiple) {
-  return (value + multiple - 1) / multiple * multiple;
-}
 
 }  // namespace
 

@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "models/core/attention.h"
 #include "models/core/copy_rows.h"
 #include "models/core/side_stream.h"
 #include "models/parallel/comm/communicator.h"
+#include "runtime/common/round_up.h"
 
 namespace raylight::models {
 namespace {
@@ -185,8 +187,8 @@ void SequenceAttention::Set(Role role, const at::Tensor& x) {
     SetOnPeers(role, x);
     return;
   }
-  const at::Tensor sent = Slot(kSentQuery + static_cast<int>(role));
-  input.received = Slot(kReceivedQuery + static_cast<int>(role));
+  const at::Tensor sent = Slot(kSentQuery + static_cast<int>(role), packed_shape_);
+  input.received = Slot(kReceivedQuery + static_cast<int>(role), packed_shape_);
   input.arrived.clear();
   // Packed and exchanged on the side stream, so the compute stream goes straight on to the next
   // projection; x is read there, so its memory waits for the side stream before reuse.
@@ -224,7 +226,7 @@ void SequenceAttention::Prepare(const at::Tensor& x) {
   // Buffers the same on every rank, each the size of one input. Every lane asks for all lanes'
   // buffers, so the memory never grows (and moves) while a lane is in flight.
   constexpr int64_t kAlign = 4096;
-  slot_bytes_ = (x.numel() * x.element_size() + kAlign - 1) / kAlign * kAlign;
+  slot_bytes_ = RoundUp(x.numel() * x.element_size(), kAlign);
   if (p.peer_exchanges && p.ring_degree == 1 && chunks_ == 1) {
     absl::StatusOr<at::Tensor> peers =
         p.ulysses->PeerWorkspace(lane_.count * kPeerSlots * slot_bytes_);
@@ -240,20 +242,13 @@ void SequenceAttention::Prepare(const at::Tensor& x) {
   workspace_ = Ok(p.ulysses->Workspace(lane_.count * kSlots * slot_bytes_), "workspace");
 }
 
-at::Tensor SequenceAttention::PeerSlot(int index, c10::IntArrayRef shape) const {
-  return workspace_.narrow(0, (lane_.index * kPeerSlots + index) * slot_bytes_, slot_bytes_)
-      .narrow(0, 0, c10::multiply_integers(shape) * c10::elementSize(dtype_))
-      .view(dtype_)
-      .view(shape);
-}
-
 void SequenceAttention::SetOnPeers(Role role, const at::Tensor& x) {
   const ParallelContext& p = parallel_;
   const int64_t ranks = p.ulysses_degree, rank = p.ulysses_rank;
   const int64_t batch = x.size(0), local = x.size(1), heads = x.size(2) / ranks;
   Input& input = inputs_[role];
   input.received =
-      PeerSlot(kPeerQuery + static_cast<int>(role), {batch, ranks * local, heads, x.size(3)});
+      Slot(kPeerQuery + static_cast<int>(role), {batch, ranks * local, heads, x.size(3)});
   input.arrived.clear();
   // This rank's tokens' rows of the buffer every rank holds for its heads.
   const at::Tensor rows = input.received.narrow(1, rank * local, local);
@@ -261,16 +256,29 @@ void SequenceAttention::SetOnPeers(Role role, const at::Tensor& x) {
   // overlap compute anyway and goes on the compute stream, ordered after the attention that read
   // this buffer last.
   rows.copy_(x.narrow(2, rank * heads, heads));
-  side_->Keep(x);
+  PutToPeers([&](int64_t j) { return x.narrow(2, j * heads, heads); }, rows);
+  input.arrived.push_back(side_->Mark());
+}
+
+void SequenceAttention::PutToPeers(absl::FunctionRef<at::Tensor(int64_t)> piece_for,
+                                   const at::Tensor& target) {
+  const ParallelContext& p = parallel_;
+  std::vector<at::Tensor> pieces;
+  for (int64_t j = 0; j < p.ulysses_degree; ++j) {
+    if (j != p.ulysses_rank) pieces.push_back(piece_for(j));
+  }
+  // The pieces are read on the side stream: their memory waits for it before reuse.
+  for (const at::Tensor& piece : pieces) side_->Keep(piece);
   side_->Run([&] {
-    // The fence first: every rank's attention that read its buffer last has finished.
+    // The first fence: every rank is done reading what its buffer held (its reads came earlier
+    // in its stream order); the second: every piece has arrived.
     Check(p.ulysses->PeerFence(), "fence");
-    for (int64_t j = 0; j < ranks; ++j) {
-      if (j == rank) continue;
-      Check(p.ulysses->PutToPeer(x.narrow(2, j * heads, heads), rows, static_cast<int>(j)), "put");
+    auto piece = pieces.begin();
+    for (int64_t j = 0; j < p.ulysses_degree; ++j) {
+      if (j != p.ulysses_rank)
+        Check(p.ulysses->PutToPeer(*piece++, target, static_cast<int>(j)), "put");
     }
     Check(p.ulysses->PeerFence(), "fence");
-    input.arrived.push_back(side_->Mark());
   });
 }
 
@@ -283,28 +291,20 @@ void SequenceAttention::StartUlyssesOnPeers() {
   const at::Tensor out =
       LocalAttention(inputs_[kQuery].received, FirstKeys(inputs_[kKey].received, valid),
                      FirstKeys(inputs_[kValue].received, valid));  // [B, P * L/P, H/P, D]
-  output_ = PeerSlot(kPeerOutput, input_shape_);
+  output_ = Slot(kPeerOutput, input_shape_);
   // This rank's heads' columns of every rank's output.
   const at::Tensor columns = output_.narrow(2, rank * heads, heads);
   columns.copy_(out.narrow(1, rank * local, local));
-  side_->Keep(out);
-  side_->Run([&] {
-    Check(p.ulysses->PeerFence(), "fence");  // every rank's output buffer has been read
-    for (int64_t j = 0; j < ranks; ++j) {
-      if (j == rank) continue;
-      Check(p.ulysses->PutToPeer(out.narrow(1, j * local, local), columns, static_cast<int>(j)),
-            "put");
-    }
-    Check(p.ulysses->PeerFence(), "fence");
-  });
+  PutToPeers([&](int64_t j) { return out.narrow(1, j * local, local); }, columns);
   returned_ = side_->Mark();
 }
 
-at::Tensor SequenceAttention::Slot(int index) const {
-  return workspace_.narrow(0, (lane_.index * kSlots + index) * slot_bytes_, slot_bytes_)
-      .narrow(0, 0, c10::multiply_integers(packed_shape_) * c10::elementSize(dtype_))
+at::Tensor SequenceAttention::Slot(int index, c10::IntArrayRef shape) const {
+  const int per_lane = on_peers_ ? kPeerSlots : kSlots;
+  return workspace_.narrow(0, (lane_.index * per_lane + index) * slot_bytes_, slot_bytes_)
+      .narrow(0, 0, c10::multiply_integers(shape) * c10::elementSize(dtype_))
       .view(dtype_)
-      .view(packed_shape_);
+      .view(shape);
 }
 
 at::Tensor SequenceAttention::Received(Role role, int chunk) const {
@@ -344,7 +344,7 @@ void SequenceAttention::StartUlysses() {
   const int64_t valid = std::clamp<int64_t>(p.valid_tokens, 0, ranks * local);
   // The output goes back through the query's and key's send slots: their exchanges finished
   // before the first chunk's attention could start (the side stream runs in order).
-  const at::Tensor back = Slot(kSentQuery), returned = Slot(kSentKey);
+  const at::Tensor back = Slot(kSentQuery, packed_shape_), returned = Slot(kSentKey, packed_shape_);
   // Where the output lands: allocated now on the compute stream, filled on the side stream.
   output_ = at::empty(input_shape_, back.options());
   for (int c = 0; c < chunks_; ++c) {
@@ -390,8 +390,8 @@ void SequenceAttention::StartUsp() {
   // Back to the owners in one piece (a chunk count of 1), then unpacked.
   const int64_t ranks = p.ulysses_degree, local = out.size(1) / ranks;
   const std::vector<int64_t> whole = {1, ranks, out.size(0), local, out.size(2), out.size(3)};
-  const at::Tensor back = Slot(kSentQuery).view(whole)[0];
-  const at::Tensor returned = Slot(kSentKey).view(whole);
+  const at::Tensor back = Slot(kSentQuery, packed_shape_).view(whole)[0];
+  const at::Tensor returned = Slot(kSentKey, packed_shape_).view(whole);
   output_ = at::empty(input_shape_, back.options());
   SendBack(out, back, returned[0]);
   side_->Run([&] { Unpack(returned); });

@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "models/core/parallel_context.h"
 
 namespace raylight::models {
@@ -123,12 +124,14 @@ class SequenceAttention {
   void Set(Role role, const at::Tensor& x);
   // The first input's shape decides the buffers: peer memory where it can, else the workspace.
   void Prepare(const at::Tensor& x);
-  // On peer memory: this lane's buffer `index` as a [B, L/P, H, D]-sized tensor of `shape`.
-  at::Tensor PeerSlot(int index, c10::IntArrayRef shape) const;
   void SetOnPeers(Role role, const at::Tensor& x);
+  // On the side stream: fence, piece_for(j) into rank j's buffer at `target`'s place for every
+  // other rank j, fence.
+  void PutToPeers(absl::FunctionRef<at::Tensor(int64_t)> piece_for, const at::Tensor& target);
   void StartUlyssesOnPeers();
-  // This lane's workspace slot `index` viewed as a packed tensor [C, P, B, L/P, heads/(P*C), D].
-  at::Tensor Slot(int index) const;
+  // This lane's slot `index` (of the workspace's kSlots or, on peer memory, kPeerSlots per lane)
+  // viewed as a tensor of `shape` (at most one input's bytes).
+  at::Tensor Slot(int index, c10::IntArrayRef shape) const;
   // Chunk c of an exchanged input as this rank's ring block: [B, P * L/P, heads/(P*C), D].
   at::Tensor Received(Role role, int chunk) const;
   void StartUlysses();

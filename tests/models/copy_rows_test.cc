@@ -1,7 +1,8 @@
 // CopyRows (models/core/copy_rows.h) on a GPU against PyTorch's copy_, for the layouts the
 // Ulysses exchanges pack and unpack: head groups of [B, L, H, D] (narrowed source or
-// destination), token ranges (rows with one stride only for B = 1), and layouts no 2D copy can
-// express (a transposed source), which must fall back and still be right. Random data each run.
+// destination), token ranges (rows with one stride only for B = 1), and layouts that take
+// several row runs or none (a transposed source, columns not contiguous: copy_), which must still
+// be right. Random data each run.
 #include "models/core/copy_rows.h"
 
 #include <ATen/cuda/CUDAContext.h>

@@ -239,13 +239,12 @@ absl::Status Communicator::DoPutToPeer(const at::Tensor& source, const at::Tenso
 }
 
 absl::Status Communicator::DoPeerFence() {
-  // Per peer: a header [puts, layout words, data bytes], then the layouts (each prefixed by its
-  // length) and the data, both concatenated.
+  // Per peer: a header [layout words, data bytes], then one message of the puts' layouts
+  // ([offset, dims, sizes..., strides...] each) followed by their data.
   const at::TensorOptions longs = at::TensorOptions().dtype(at::kLong).device(device());
   std::vector<std::vector<int64_t>> layouts(size());
   std::vector<std::vector<at::Tensor>> data(size());
   for (PendingPut& put : pending_puts_) {
-    layouts[put.peer].push_back(static_cast<int64_t>(put.layout.size()));
     layouts[put.peer].insert(layouts[put.peer].end(), put.layout.begin(), put.layout.end());
     data[put.peer].push_back(put.bytes);
   }
@@ -256,16 +255,14 @@ absl::Status Communicator::DoPeerFence() {
     if (peer == rank()) continue;
     int64_t data_bytes = 0;
     for (const at::Tensor& bytes : data[peer]) data_bytes += bytes.numel();
-    sent_heads[peer] = at::tensor({static_cast<int64_t>(data[peer].size()),
-                                   static_cast<int64_t>(layouts[peer].size()), data_bytes},
-                                  longs);
-    heads[peer] = at::empty({3}, longs);
+    sent_heads[peer] = at::tensor({static_cast<int64_t>(layouts[peer].size()), data_bytes}, longs);
+    heads[peer] = at::empty({2}, longs);
     ops.push_back({P2POp::Kind::kSend, Bytes(sent_heads[peer]), peer});
     ops.push_back({P2POp::Kind::kRecv, Bytes(heads[peer]), peer});
   }
   RL_RETURN_IF_ERROR(DoSendRecv(ops));
   ops.clear();
-  // One message per peer: the layout words, then the data.
+  std::vector<int64_t> words_from(size(), 0);
   std::vector<at::Tensor> sent(size()), received(size());
   for (int peer = 0; peer < size(); ++peer) {
     if (peer == rank()) continue;
@@ -276,9 +273,10 @@ absl::Status Communicator::DoPeerFence() {
       ops.push_back({P2POp::Kind::kSend, sent[peer], peer});
     }
     const at::Tensor head = heads[peer].cpu();
-    const int64_t* h = head.data_ptr<int64_t>();
-    if (h[0] > 0) {
-      received[peer] = at::empty({h[1] * 8 + h[2]}, longs.dtype(at::kByte));
+    words_from[peer] = head[0].item<int64_t>();
+    if (words_from[peer] > 0) {
+      received[peer] =
+          at::empty({words_from[peer] * 8 + head[1].item<int64_t>()}, longs.dtype(at::kByte));
       ops.push_back({P2POp::Kind::kRecv, received[peer], peer});
     }
   }
@@ -286,20 +284,20 @@ absl::Status Communicator::DoPeerFence() {
   // Apply what arrived, in the order it was put.
   for (int peer = 0; peer < size(); ++peer) {
     if (!received[peer].defined()) continue;
-    const int64_t word_count = heads[peer].cpu().data_ptr<int64_t>()[1];
+    const int64_t word_count = words_from[peer];
     const at::Tensor words = received[peer].narrow(0, 0, word_count * 8).view(at::kLong).cpu();
     const at::Tensor payload =
         received[peer].narrow(0, word_count * 8, received[peer].numel() - word_count * 8);
     const int64_t* w = words.data_ptr<int64_t>();
     int64_t at_word = 0, at_byte = 0;
     while (at_word < word_count) {
-      const int64_t length = w[at_word], offset = w[at_word + 1], dims = w[at_word + 2];
-      const std::vector<int64_t> sizes(w + at_word + 3, w + at_word + 3 + dims);
-      const std::vector<int64_t> strides(w + at_word + 3 + dims, w + at_word + 3 + 2 * dims);
+      const int64_t offset = w[at_word], dims = w[at_word + 1];
+      const std::vector<int64_t> sizes(w + at_word + 2, w + at_word + 2 + dims);
+      const std::vector<int64_t> strides(w + at_word + 2 + dims, w + at_word + 2 + 2 * dims);
       const int64_t bytes = c10::multiply_integers(sizes);
       peer_workspace_.as_strided(sizes, strides, offset)
           .copy_(payload.narrow(0, at_byte, bytes).view(sizes));
-      at_word += length + 1;
+      at_word += 2 + 2 * dims;
       at_byte += bytes;
     }
   }

@@ -174,7 +174,7 @@ class Communicator {
   struct PendingPut {
     int peer;
     at::Tensor bytes;             // the source, copied when put (kByte)
-    std::vector<int64_t> layout;  // byte offset, then the target's byte sizes and strides
+    std::vector<int64_t> layout;  // byte offset, dims, the target's byte sizes and strides
   };
   at::Tensor peer_workspace_;
   std::vector<PendingPut> pending_puts_;

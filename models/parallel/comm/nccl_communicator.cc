@@ -23,6 +23,7 @@
 #include "models/parallel/comm/peer_memory.h"
 #include "models/parallel/comm/split_plan.h"
 #include "runtime/common/prefix_store.h"
+#include "runtime/common/round_up.h"
 #include "runtime/common/status_macros.h"
 
 namespace raylight::comm {
@@ -257,16 +258,21 @@ class NcclCommunicator final : public Communicator {
           "PeerWorkspace: the ranks cannot map each other's memory (another host, or no peer "
           "access between their GPUs)");
     }
-    c10::cuda::device_synchronize();
-    RL_RETURN_IF_ERROR(DoBarrier());
+    bool replacing;
     {
+      absl::MutexLock lock(&mu_);
+      replacing = peer_memory_ != nullptr;
+    }
+    if (replacing) {
+      c10::cuda::device_synchronize();
+      RL_RETURN_IF_ERROR(DoBarrier());
       absl::MutexLock lock(&mu_);
       peer_tensor_ = at::Tensor();
       peer_memory_.reset();
     }
     // Rounded to 2 MiB, the granularity IPC maps at.
     constexpr int64_t kGranule = 2 << 20;
-    const int64_t size = (bytes + kGranule - 1) / kGranule * kGranule;
+    const int64_t size = RoundUp(bytes, kGranule);
     auto exchange = [&](const std::vector<uint8_t>& mine) -> absl::StatusOr<std::vector<uint8_t>> {
       return GatherBytes(mine);
     };
@@ -282,25 +288,18 @@ class NcclCommunicator final : public Communicator {
 
   absl::Status DoPutToPeer(const at::Tensor& source, const at::Tensor& target,
                            int64_t target_offset, int peer) override {
-    absl::Status status;
-    RL_RETURN_IF_ERROR(Enqueue("PutToPeer", [&](ncclComm_t, cudaStream_t stream) {
-      status =
-          peer_memory_->Put(source.data_ptr(), source.sizes(), source.strides(), target.strides(),
-                            source.element_size(), target_offset, peer, stream);
-      return status.ok() ? ncclSuccess : ncclInvalidUsage;
-    }));
-    return status;
+    return EnqueueCuda("PutToPeer", [&](cudaStream_t stream) {
+      return peer_memory_->Put(source.data_ptr(), source.sizes(), source.strides(),
+                               target.strides(), source.element_size(), target_offset, peer,
+                               stream);
+    });
   }
 
   absl::Status DoPeerFence() override {
-    absl::Status status;
-    RL_RETURN_IF_ERROR(Enqueue("PeerFence", [&](ncclComm_t, cudaStream_t stream) {
-      status = peer_memory_ == nullptr
-                   ? absl::InvalidArgumentError("PeerFence: no PeerWorkspace yet")
-                   : peer_memory_->Fence(stream);
-      return status.ok() ? ncclSuccess : ncclInvalidUsage;
-    }));
-    return status;
+    return EnqueueCuda("PeerFence", [&](cudaStream_t stream) {
+      return peer_memory_ == nullptr ? absl::InvalidArgumentError("PeerFence: no PeerWorkspace yet")
+                                     : peer_memory_->Fence(stream);
+    });
   }
 
   bool NativeReduction(at::ScalarType dtype) const override {
@@ -317,8 +316,7 @@ class NcclCommunicator final : public Communicator {
     c10::cuda::device_synchronize();
     ReleaseWindowLocked();
     // Rounded up to the window alignment NCCL requires.
-    const int64_t size = (bytes + NCCL_WIN_REQUIRED_ALIGNMENT - 1) / NCCL_WIN_REQUIRED_ALIGNMENT *
-                         NCCL_WIN_REQUIRED_ALIGNMENT;
+    const int64_t size = RoundUp(bytes, NCCL_WIN_REQUIRED_ALIGNMENT);
     if (ce_stream_ == nullptr &&
         (cudaStreamCreateWithFlags(&ce_stream_, cudaStreamNonBlocking) != cudaSuccess ||
          cudaEventCreateWithFlags(&ce_ready_, cudaEventDisableTiming) != cudaSuccess ||
@@ -423,6 +421,18 @@ class NcclCommunicator final : public Communicator {
     }
     pending_.push_back({event, Clock::now(), op});
     return absl::OkStatus();
+  }
+
+  // Enqueue for work that is CUDA calls of ours rather than NCCL's: its own Status (a bad layout
+  // stays InvalidArgument and leaves the communicator usable) instead of an NCCL error code.
+  absl::Status EnqueueCuda(absl::string_view op,
+                           absl::FunctionRef<absl::Status(cudaStream_t)> issue) {
+    absl::Status status;
+    const absl::Status enqueued = Enqueue(op, [&](ncclComm_t, cudaStream_t stream) {
+      status = issue(stream);
+      return status.ok() ? ncclSuccess : ncclInvalidUsage;
+    });
+    return status.ok() ? enqueued : status;
   }
 
   // Retires finished operations; true when none is left in flight. Aborts the communicator

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "models/parallel/comm/strided_copy.h"
 #include "runtime/common/status_macros.h"
 
 namespace raylight::comm {
@@ -143,61 +144,8 @@ absl::Status PeerMemory::Put(const void* source, absl::Span<const int64_t> sizes
                              absl::Span<const int64_t> source_strides,
                              absl::Span<const int64_t> target_strides, int64_t element,
                              int64_t target_offset, int peer, cudaStream_t stream) {
-  // Dimensions in bytes, outermost first, without size-1 ones, neighbours merged where both
-  // layouts are contiguous across them.
-  struct Dim {
-    int64_t size, source, target;
-  };
-  std::vector<Dim> dims;
-  for (size_t d = 0; d < sizes.size(); ++d) {
-    if (sizes[d] == 1) continue;
-    const Dim next = {sizes[d], source_strides[d] * element, target_strides[d] * element};
-    if (!dims.empty() && dims.back().source == next.size * next.source &&
-        dims.back().target == next.size * next.target) {
-      dims.back() = {dims.back().size * next.size, next.source, next.target};
-    } else {
-      dims.push_back(next);
-    }
-  }
-  // Rows of `width` contiguous bytes: the innermost dimension when both layouts have it dense.
-  int64_t width = element;
-  if (!dims.empty() && dims.back().source == element && dims.back().target == element) {
-    width = dims.back().size * element;
-    dims.pop_back();
-  }
-  Dim rows = {1, width, width};
-  if (!dims.empty()) {
-    rows = dims.back();
-    dims.pop_back();
-  }
-  if (rows.source < width || rows.target < width) {
-    return absl::InvalidArgumentError("PutToPeer: a layout the copy engines cannot take");
-  }
-  int64_t copies = 1;
-  for (const Dim& d : dims) copies *= d.size;
-  constexpr int64_t kMaxCopies = 4096;
-  if (copies > kMaxCopies) {
-    return absl::InvalidArgumentError(absl::StrCat("PutToPeer: the layout needs ", copies,
-                                                   " row copies (at most ", kMaxCopies,
-                                                   "); make the source more contiguous"));
-  }
-  const char* from = static_cast<const char*>(source);
-  char* to = blocks_[peer] + kFlagBytes + target_offset;
-  for (int64_t index = 0; index < copies; ++index) {
-    int64_t rest = index, source_at = 0, target_at = 0;
-    for (auto d = dims.rbegin(); d != dims.rend(); ++d) {
-      source_at += (rest % d->size) * d->source;
-      target_at += (rest % d->size) * d->target;
-      rest /= d->size;
-    }
-    if (cudaError_t e =
-            cudaMemcpy2DAsync(to + target_at, rows.target, from + source_at, rows.source, width,
-                              rows.size, cudaMemcpyDeviceToDevice, stream);
-        e != cudaSuccess) {
-      return CudaError("PutToPeer: cudaMemcpy2DAsync", e);
-    }
-  }
-  return absl::OkStatus();
+  return EnqueueStridedCopy(blocks_[peer] + kFlagBytes + target_offset, target_strides, source,
+                            source_strides, sizes, element, stream);
 }
 
 absl::Status PeerMemory::Fence(cudaStream_t stream) {
