@@ -19,7 +19,9 @@
 #                                          exchange schedules (all-to-alls, ...), ring 2 and cfg 2
 #                                          (MESHES=... to choose), one ulysses-2 step profiled
 #                                          (a Chrome trace in $OUT), and with GEMM=1 cuBLAS
-#                                          throughput by row count
+#                                          throughput by row count; the cards' clocks while the
+#                                          steps run go to clock_phases.jsonl (SECOND_GPU=1: the
+#                                          1-GPU step on the second card too)
 #   deploy/gpu/session.sh parallel|bench|all   earlier sessions' runs (Wan forward, 2-GPU modes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -139,9 +141,16 @@ case $WHAT in
       ulysses2_kernels:ulysses=2:2:resident:--copy_engine=false \
       ring2:ring=2:2 cfg2:cfg=2:2 1gpu_batched::1:resident:--batch_cfg=true})
     if [ "${BENCH:-1}" = 1 ]; then
+      # Every card's SM clock, power and temperature while the steps run (every 100 ms):
+      # tests/bench/clock_phases.py compares the one-GPU and two-GPU phases.
+      nvidia-smi --query-gpu=timestamp,index,clocks.sm,power.draw,temperature.gpu,utilization.gpu \
+        --format=csv,noheader -lms 100 >"$OUT/clocks.csv" 2>/dev/null &
+      sampler=$!
       RUNS=${RUNS:-3} timeout "${BENCH_TIMEOUT:-480}" tests/bench/run_parallel_bench.sh build-gpu \
         "$ckpt" wan14b_832x480x81 "${meshes[@]}" >>"$OUT/overlap_bench.jsonl" 2>>"$OUT/bench.log"
       echo "overlap exit $?"
+      kill "$sampler" 2>/dev/null
+      python3 tests/bench/clock_phases.py "$OUT/clocks.csv" >"$OUT/clock_phases.jsonl"
     fi
     if [ "${PROFILE:-1}" = 1 ]; then
       # PROFILES: LABEL:MESH:RANKS[:FLAGS] steps to trace (rank 0; both with BOTH_RANKS=1).

@@ -1,33 +1,40 @@
 #include "models/core/copy_rows.h"
 
-#ifdef RAYLIGHT_HAVE_CUDA
-#include <c10/cuda/CUDAStream.h>
-
-#include <string>
-
-#include "absl/status/status.h"
-#include "models/parallel/comm/strided_copy.h"
-#endif
+#include <array>
+#include <utility>
 
 namespace raylight::models {
+namespace {
+
+// Whether `t` can be viewed as words of `bytes` (Tensor::view(dtype)'s conditions): a dense
+// innermost dimension of whole words, and every other stride and the offset whole words too.
+bool FitsWords(const at::Tensor& t, int64_t bytes) {
+  const int64_t element = t.element_size();
+  if (t.dim() == 0 || t.stride(-1) != 1 || t.size(-1) * element % bytes != 0) return false;
+  if (t.storage_offset() * element % bytes != 0) return false;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) {
+    if (t.stride(d) * element % bytes != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 void CopyRows(const at::Tensor& dst, const at::Tensor& src) {
   TORCH_CHECK(dst.sizes() == src.sizes() && dst.scalar_type() == src.scalar_type(),
               "CopyRows: ", dst.sizes(), " ", dst.scalar_type(), " from ", src.sizes(), " ",
               src.scalar_type());
-#ifdef RAYLIGHT_HAVE_CUDA
-  // Rows need a dense innermost dimension on both sides; element-wide rows are copy_'s job.
-  const auto dense_last = [](const at::Tensor& t) { return t.dim() > 0 && t.stride(-1) == 1; };
-  if (dst.is_cuda() && src.is_cuda() && dst.get_device() == src.get_device() && dense_last(dst) &&
-      dense_last(src)) {
-    const absl::Status status = comm::EnqueueStridedCopy(
-        dst.data_ptr(), dst.strides(), src.data_ptr(), src.strides(), dst.sizes(),
-        dst.element_size(), c10::cuda::getCurrentCUDAStream(dst.get_device()));
-    if (status.ok()) return;
-    // InvalidArgument: not rows, or too many of them; copy_ takes any layout.
-    TORCH_CHECK(absl::IsInvalidArgument(status), "CopyRows: ", std::string(status.message()));
+  if (dst.numel() == 0) return;
+  // Word types whose copy_ moves bits unchanged (no arithmetic, so no NaN canonicalisation).
+  constexpr std::array<std::pair<int64_t, at::ScalarType>, 3> kWords = {
+      {{16, at::kComplexDouble}, {8, at::kLong}, {4, at::kInt}}};
+  for (const auto& [bytes, word] : kWords) {
+    if (bytes <= dst.element_size()) break;
+    if (FitsWords(dst, bytes) && FitsWords(src, bytes)) {
+      dst.view(word).copy_(src.view(word));
+      return;
+    }
   }
-#endif
   dst.copy_(src);
 }
 

@@ -254,8 +254,8 @@ void SequenceAttention::SetOnPeers(Role role, const at::Tensor& x) {
   const at::Tensor rows = input.received.narrow(1, rank * local, local);
   // Its own heads stay on this device: a copy inside one device runs on the SMs, so it could not
   // overlap compute anyway and goes on the compute stream, ordered after the attention that read
-  // this buffer last.
-  rows.copy_(x.narrow(2, rank * heads, heads));
+  // this buffer last. As rows: copy_'s strided kernel moves this layout at half the speed.
+  CopyRows(rows, x.narrow(2, rank * heads, heads));
   PutToPeers([&](int64_t j) { return x.narrow(2, j * heads, heads); }, rows);
   input.arrived.push_back(side_->Mark());
 }
@@ -294,13 +294,13 @@ void SequenceAttention::StartUlyssesOnPeers() {
   output_ = Slot(kPeerOutput, input_shape_);
   // This rank's heads' columns of every rank's output.
   const at::Tensor columns = output_.narrow(2, rank * heads, heads);
-  columns.copy_(out.narrow(1, rank * local, local));
+  CopyRows(columns, out.narrow(1, rank * local, local));
   PutToPeers([&](int64_t j) { return out.narrow(1, j * local, local); }, columns);
   returned_ = side_->Mark();
 }
 
 at::Tensor SequenceAttention::Slot(int index, c10::IntArrayRef shape) const {
-  const int per_lane = on_peers_ ? kPeerSlots : kSlots;
+  const int per_lane = on_peers_ ? static_cast<int>(kPeerSlots) : static_cast<int>(kSlots);
   return workspace_.narrow(0, (lane_.index * per_lane + index) * slot_bytes_, slot_bytes_)
       .narrow(0, 0, c10::multiply_integers(shape) * c10::elementSize(dtype_))
       .view(dtype_)

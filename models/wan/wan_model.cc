@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
@@ -55,21 +56,6 @@ Modulation Modulate(const at::Tensor& table, const at::Tensor& e) {
 
 at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) { return x.unflatten(-1, {heads, -1}); }
 
-// Hands q, k, v of the block's self-attention to `attention`, each as soon as it is computed:
-// with Ulysses its exchange then overlaps the next projection.
-void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet& w,
-                        const RopeTable& rope, SequenceAttention& attention) {
-  attention.SetQuery(ApplyRope(
-      SplitHeads(RmsNorm(Linear(h, w, "self_attn.q"), w.Get("self_attn.norm_q.weight"), c.eps),
-                 c.num_heads),
-      rope));
-  attention.SetKey(ApplyRope(
-      SplitHeads(RmsNorm(Linear(h, w, "self_attn.k"), w.Get("self_attn.norm_k.weight"), c.eps),
-                 c.num_heads),
-      rope));
-  attention.SetValue(SplitHeads(Linear(h, w, "self_attn.v"), c.num_heads));
-}
-
 at::Tensor CrossAttention(const WanConfig& c, const at::Tensor& h, const at::Tensor& context,
                           const at::Tensor& context_img, const WeightSet& w,
                           const ParallelContext& parallel) {
@@ -90,13 +76,41 @@ at::Tensor CrossAttention(const WanConfig& c, const at::Tensor& h, const at::Ten
   return Linear(out.flatten(-2), w, "cross_attn.o");
 }
 
+// Calls op(begin, size) over the batch rows [begin, begin + size) that an elementwise op with
+// `modulation` should run on at once: sample by sample where a per-sample modulation [B, 1, dim]
+// broadcasts over several samples (the broadcast keeps PyTorch's elementwise iteration at three
+// dimensions, ~11% slower per element on an H200 than the two of one sample:
+// tests/bench/ulysses_kernels.py --what memory), else the whole batch.
+void BySample(const at::Tensor& modulation,
+              absl::FunctionRef<void(int64_t begin, int64_t size)> op) {
+  const int64_t batch = modulation.size(0);
+  if (batch == 1 || modulation.size(1) != 1) {
+    op(0, batch);
+    return;
+  }
+  for (int64_t b = 0; b < batch; ++b) op(b, 1);
+}
+
 // LN(x) * (1 + scale) + shift, computed in fp32 and written once in `dtype` (one fused
 // multiply-add pass after the norm instead of three passes and a cast).
 at::Tensor ModulatedNorm(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
                          int64_t dim, double eps, at::ScalarType dtype) {
-  at::Tensor normed = PlainLayerNorm(x, dim, eps);
-  at::Tensor out = at::empty(normed.sizes(), normed.options().dtype(dtype));
-  return at::addcmul_out(out, shift, normed, 1 + scale);
+  const at::Tensor normed = PlainLayerNorm(x, dim, eps);
+  const at::Tensor out = at::empty(normed.sizes(), normed.options().dtype(dtype));
+  const at::Tensor factor = 1 + scale;
+  BySample(shift, [&](int64_t begin, int64_t size) {
+    at::Tensor rows = out.narrow(0, begin, size);
+    at::addcmul_out(rows, shift.narrow(0, begin, size), normed.narrow(0, begin, size),
+                    factor.narrow(0, begin, size));
+  });
+  return out;
+}
+
+// x += branch * gate, in place (x fp32, branch in the compute dtype, gate fp32).
+void AddGated(const at::Tensor& x, const at::Tensor& branch, const at::Tensor& gate) {
+  BySample(gate, [&](int64_t begin, int64_t size) {
+    x.narrow(0, begin, size).addcmul_(branch.narrow(0, begin, size), gate.narrow(0, begin, size));
+  });
 }
 
 // Rows [begin, begin + size) of a block's batch: views of its residual stream (updated in
@@ -107,9 +121,41 @@ struct MicroBatch {
   std::unique_ptr<SequenceAttention> attention;
 };
 
+// Hands q, k, v of the block's self-attention (h: the normed rows of the whole batch) to each
+// micro-batch's attention, each as soon as it is computed, so that with Ulysses its exchange
+// overlaps the next projection. q and k are projected over every row at once (one GEMM each at
+// twice the rows, which cuBLAS runs ~5% faster per row at 16,380 rows per micro-batch); v per
+// micro-batch, so that A's value exchange runs beside B's v GEMM and B's beside A's attention.
+void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet& w,
+                        const RopeTable& rope, std::vector<MicroBatch>& parts) {
+  const int64_t rows = h.size(0) / static_cast<int64_t>(parts.size());
+  auto lane_rows = [&](const at::Tensor& t, size_t lane) {
+    return parts.size() == 1 ? t : t.narrow(0, static_cast<int64_t>(lane) * rows, rows);
+  };
+  // RoPE(RMSNorm(x W^T + b)) over all heads, for "q" and "k".
+  auto rotated = [&](const std::string& name) {
+    const at::Tensor projected = Linear(h, w, "self_attn." + name);
+    const at::Tensor normed =
+        RmsNorm(projected, w.Get("self_attn.norm_" + name + ".weight"), c.eps);
+    return ApplyRope(SplitHeads(normed, c.num_heads), rope);
+  };
+  const at::Tensor q = rotated("q");
+  for (size_t lane = 0; lane < parts.size(); ++lane) {
+    parts[lane].attention->SetQuery(lane_rows(q, lane));
+  }
+  const at::Tensor k = rotated("k");
+  for (size_t lane = 0; lane < parts.size(); ++lane) {
+    parts[lane].attention->SetKey(lane_rows(k, lane));
+  }
+  for (size_t lane = 0; lane < parts.size(); ++lane) {
+    parts[lane].attention->SetValue(
+        SplitHeads(Linear(lane_rows(h, lane), w, "self_attn.v"), c.num_heads));
+  }
+}
+
 // The self-attention's output projection and residual, for one micro-batch.
 void FinishSelfAttention(MicroBatch& mb, const WeightSet& w) {
-  mb.x.addcmul_(Linear(mb.attention->Output().flatten(-2), w, "self_attn.o"), mb.m.parts[2]);
+  AddGated(mb.x, Linear(mb.attention->Output().flatten(-2), w, "self_attn.o"), mb.m.parts[2]);
 }
 
 // Cross-attention and the FFN, over every row of the block's batch at once: no exchange is left
@@ -126,7 +172,7 @@ void FinishBlock(const WanConfig& c, at::Tensor& x, const at::Tensor& context,
 
   h = ModulatedNorm(x, m[3], m[4], c.dim, c.eps, dtype);
   at::Tensor ffn = Linear(at::gelu(Linear(h, w, "ffn.0"), "tanh"), w, "ffn.2");
-  x.addcmul_(ffn, m[5]);
+  AddGated(x, ffn, m[5]);
 }
 
 // Two micro-batches when their exchanges can hide behind each other's compute
@@ -139,9 +185,10 @@ int MicroBatches(const at::Tensor& x, const ParallelContext& parallel) {
 
 // One block; x is the fp32 residual stream (updated in place: each residual add reads the bf16
 // branch output and the fp32 gate in one kernel), e0 the time projection. With two micro-batches
-// A and B the self-attention interleaves: A's q, k, v handed over, B's (A's value exchange runs
-// meanwhile); A's attention (B's value exchange), B's attention (A's output goes back); A's output
-// projection (B's output goes back), B's. Cross-attention and the FFN then run on both at once.
+// A and B the self-attention interleaves: q and k of both handed over, A's v, B's v (A's value
+// exchange runs meanwhile); A's attention (B's value exchange), B's attention (A's output goes
+// back); A's output projection (B's output goes back), B's. Cross-attention and the FFN then run
+// on both at once.
 at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const at::Tensor& context,
                  const at::Tensor& context_img, const RopeTable& rope, const WeightSet& w,
                  const ParallelContext& parallel, at::ScalarType dtype) {
@@ -162,10 +209,9 @@ at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const a
     mb.attention = std::make_unique<SequenceAttention>(
         parallel, AttentionLane{.side = shared.get(), .index = lane, .count = lanes});
   }
-  for (MicroBatch& mb : parts) {
-    const at::Tensor h = ModulatedNorm(mb.x, mb.m.parts[0], mb.m.parts[1], c.dim, c.eps, dtype);
-    StartSelfAttention(c, h, w, rope, *mb.attention);
-  }
+  StartSelfAttention(
+      c, ModulatedNorm(x, modulation.parts[0], modulation.parts[1], c.dim, c.eps, dtype), w, rope,
+      parts);
   for (MicroBatch& mb : parts) mb.attention->StartOutput();
   for (MicroBatch& mb : parts) FinishSelfAttention(mb, w);
   FinishBlock(c, x, context, context_img, modulation, w, parallel, dtype);

@@ -316,6 +316,48 @@ def peer_rows(raw_dir):
     return overlap_rows(raw_dir, 'overlap_2gpu_peer.jsonl')
 
 
+def clock_rows(raw_dir):
+    """`session.sh overlap` of session 11 with SECOND_GPU=1: the 1-GPU step on each card, ulysses
+    2 against each, and the cards' mean SM clocks (clock_phases.py) alone and in the pair. The
+    pair is paced by its slower card, so 2 x (that card's clock in the pair) / (the reference
+    card's clock alone) bounds the speedup as far as the clocks go (kernels bound by memory
+    rather than clock make it approximate)."""
+    steps, clocks = {}, {}
+    for r in load(os.path.join(raw_dir, 'overlap_2gpu_clocks.jsonl')):
+        if 'phase' in r:
+            clocks[(r['phase'], r['card'])] = r['sm_mhz_mean']
+        elif r['name'].endswith('_step_ms') or r['name'].endswith('_step_ms_second_gpu'):
+            steps[r['name']] = r['value']
+    prefix = next(iter(steps)).split('_1gpu')[0]
+    one, second = steps[f'{prefix}_1gpu_step_ms'], steps[f'{prefix}_1gpu_step_ms_second_gpu']
+    pair = steps[f'{prefix}_ulysses2_step_ms']
+    rows = [{'name': f'{prefix}_1gpu_step_ms', 'value': one, 'unit': 'ms', 'anchor_name': '-',
+             'anchor_value': None},
+            {'name': f'{prefix}_1gpu_step_ms_second_gpu', 'value': second, 'unit': 'ms',
+             'anchor_name': '-', 'anchor_value': None},
+            {'name': f'{prefix}_ulysses2_step_ms', 'value': pair, 'unit': 'ms',
+             'anchor_name': '-', 'anchor_value': None},
+            two_gpu_speedup_row(f'{prefix}_ulysses2_speedup', round(one / pair, 3), 'ulysses2'),
+            two_gpu_speedup_row(f'{prefix}_ulysses2_speedup_vs_second_gpu',
+                                round(second / pair, 3), 'ulysses2')]
+    for card in (0, 1):
+        for phase, label in ((f'busy_{card}', 'alone'), ('busy_0_1', 'in_pair')):
+            rows.append({'name': f'gpu{card}_sm_clock_{label}_mhz',
+                         'value': clocks[(phase, card)], 'unit': 'MHz', 'anchor_name': '-',
+                         'anchor_value': None})
+    paced = min(clocks[('busy_0_1', 0)], clocks[('busy_0_1', 1)])
+    for card, speedup in ((0, one / pair), (1, second / pair)):
+        ceiling = 2 * paced / clocks[(f'busy_{card}', card)]
+        suffix = '' if card == 0 else '_vs_second_gpu'
+        rows.append({'name': f'{prefix}_ulysses2_clock_ceiling{suffix}',
+                     'value': round(ceiling, 3), 'unit': 'x', 'anchor_name': 'issue #5 goal',
+                     'anchor_value': 1.95})
+        rows.append({'name': f'{prefix}_ulysses2_speedup_of_clock_ceiling{suffix}',
+                     'value': round(speedup / ceiling, 3), 'unit': 'of ceiling',
+                     'anchor_name': '-', 'anchor_value': None})
+    return rows
+
+
 def markdown(rows, device, command, date):
     lines = [f'Device: {device}. Date: {date}. Command: `{command}`', '',
              '| name | value | unit | anchor | anchor value | ratio (>1: ours better) |',
@@ -350,7 +392,7 @@ def update_benchmarks(section, text):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('section', choices=['comm', 'wan', 'parallel', 'scaling', 'jobs', 'placement',
-                                            'overlap', 'interleave', 'peer'])
+                                            'overlap', 'interleave', 'peer', 'clocks'])
     parser.add_argument('--raw', required=True)
     parser.add_argument('--device', required=True)
     parser.add_argument('--command', required=True)
@@ -359,7 +401,8 @@ def main():
     rows = {'comm': comm_rows, 'wan': wan_rows, 'parallel': parallel_rows,
             'scaling': scaling_rows, 'jobs': jobs_rows,
             'placement': placement_rows, 'overlap': overlap_rows,
-            'interleave': interleave_rows, 'peer': peer_rows}[args.section](args.raw)
+            'interleave': interleave_rows, 'peer': peer_rows,
+            'clocks': clock_rows}[args.section](args.raw)
     result = {'device': args.device, 'command': args.command, 'date': args.date, 'results': rows}
     out = os.path.join(ROOT, 'tests', 'bench', 'results', f'{args.date}-{args.section}.json')
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -11,8 +11,8 @@
 # `swap10::1:swap:--swap_budget=0.1` (FLAGS: parallel_rank_main flags, comma-separated).
 # Without meshes: ulysses 2, ring 2 and cfg 2 on two GPUs, and the 1-GPU step on the second card.
 # LATENT (frames,height,width; default 21,60,104 = 832x480x81, 32,760 tokens), RUNS (timed
-# steps after one warm-up, default 3) and SINGLE (0: no 1-GPU reference) come from the
-# environment.
+# steps after one warm-up, default 3), SINGLE (0: no 1-GPU reference) and SECOND_GPU (1: the
+# 1-GPU step on the second card too, with meshes given) come from the environment.
 set -uo pipefail
 BUILD=$1 CKPT=$2 NAME=$3
 shift 3
@@ -45,6 +45,7 @@ ratio() { python3 -c "print(round($1 / $2, ${3:-3}))" 2>/dev/null || echo null; 
 
 MESHES=("$@")
 second_gpu=false
+[ "${SECOND_GPU:-0}" = 1 ] && second_gpu=true
 if [ ${#MESHES[@]} -eq 0 ]; then
   MESHES=(ulysses2:ulysses=2:2 ring2:ring=2:2 cfg2:cfg=2:2)
   second_gpu=true

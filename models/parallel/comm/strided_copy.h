@@ -1,5 +1,6 @@
-// One strided copy as 2D memcpys: what PutToPeer (into a peer's mapped memory, on the copy
-// engines) and CopyRows (inside one device) both enqueue. Dimensions are coalesced where both
+// One strided copy as 2D memcpys: what PutToPeer enqueues into a peer's mapped memory (where
+// they run on the copy engines; inside one device a memcpy runs on the SMs no faster than
+// PyTorch's copy_, so CopyRows does not use it). Dimensions are coalesced where both
 // layouts are contiguous across them, the innermost dense run becomes the row width, the next
 // dimension the rows, and what is left is looped over (one cudaMemcpy2DAsync per outer index).
 #pragma once
