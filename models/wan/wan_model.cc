@@ -114,10 +114,10 @@ void AddGated(const at::Tensor& x, const at::Tensor& branch, const at::Tensor& g
 }
 
 // Rows [begin, begin + size) of a block's batch: views of its residual stream (updated in
-// place) and modulation, and the self-attention in flight for them.
+// place) and its self-attention gate, and the self-attention in flight for them.
 struct MicroBatch {
   at::Tensor x;
-  Modulation m;  // shift1, scale1, gate1, shift2, scale2, gate2
+  at::Tensor gate;  // the self-attention's residual gate (the norms run on the whole batch)
   std::unique_ptr<SequenceAttention> attention;
 };
 
@@ -155,7 +155,7 @@ void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet
 
 // The self-attention's output projection and residual, for one micro-batch.
 void FinishSelfAttention(MicroBatch& mb, const WeightSet& w) {
-  AddGated(mb.x, Linear(mb.attention->Output().flatten(-2), w, "self_attn.o"), mb.m.parts[2]);
+  AddGated(mb.x, Linear(mb.attention->Output().flatten(-2), w, "self_attn.o"), mb.gate);
 }
 
 // Cross-attention and the FFN, over every row of the block's batch at once: no exchange is left
@@ -205,7 +205,7 @@ at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const a
       return lanes == 1 || !t.defined() ? t : t.narrow(0, lane * rows, rows);
     };
     mb.x = slice(x);
-    for (const at::Tensor& part : modulation.parts) mb.m.parts.push_back(slice(part));
+    mb.gate = slice(modulation.parts[2]);
     mb.attention = std::make_unique<SequenceAttention>(
         parallel, AttentionLane{.side = shared.get(), .index = lane, .count = lanes});
   }

@@ -83,7 +83,7 @@ TEST_F(CopyRowsTest, HeadWidthsOfEveryWordAndSpecialValues) {
   Check(piece, piece, odd.narrow(2, 1, 2), "fp32 heads of 3 values");
 }
 
-TEST_F(CopyRowsTest, LayoutsWithoutRowsFallBackToCopy) {
+TEST_F(CopyRowsTest, OtherLayoutsAreCopiedExactly) {
   const at::Tensor x = Random({2, 8, 6, 16});
   at::Tensor dst = Random({2, 6, 8, 16});
   Check(dst, dst, x.transpose(1, 2), "transposed source");
