@@ -121,6 +121,13 @@ struct MicroBatch {
   std::unique_ptr<SequenceAttention> attention;
 };
 
+// Micro-batch `lane` of `lanes`: its rows of a batch-first tensor (all of them for one lane).
+at::Tensor LaneRows(const at::Tensor& t, size_t lane, size_t lanes) {
+  if (lanes == 1 || !t.defined()) return t;
+  const int64_t rows = t.size(0) / static_cast<int64_t>(lanes);
+  return t.narrow(0, static_cast<int64_t>(lane) * rows, rows);
+}
+
 // Hands q, k, v of the block's self-attention (h: the normed rows of the whole batch) to each
 // micro-batch's attention, each as soon as it is computed, so that with Ulysses its exchange
 // overlaps the next projection. q and k are projected over every row at once (one GEMM each at
@@ -128,9 +135,8 @@ struct MicroBatch {
 // micro-batch, so that A's value exchange runs beside B's v GEMM and B's beside A's attention.
 void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet& w,
                         const RopeTable& rope, std::vector<MicroBatch>& parts) {
-  const int64_t rows = h.size(0) / static_cast<int64_t>(parts.size());
   auto lane_rows = [&](const at::Tensor& t, size_t lane) {
-    return parts.size() == 1 ? t : t.narrow(0, static_cast<int64_t>(lane) * rows, rows);
+    return LaneRows(t, lane, parts.size());
   };
   // RoPE(RMSNorm(x W^T + b)) over all heads, for "q" and "k".
   auto rotated = [&](const std::string& name) {
@@ -198,14 +204,10 @@ at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const a
   std::unique_ptr<SideStream> shared;
   if (lanes > 1) shared = std::make_unique<SideStream>(x);
   std::vector<MicroBatch> parts(lanes);
-  const int64_t rows = x.size(0) / lanes;
   for (int lane = 0; lane < lanes; ++lane) {
     MicroBatch& mb = parts[lane];
-    auto slice = [&](const at::Tensor& t) {
-      return lanes == 1 || !t.defined() ? t : t.narrow(0, lane * rows, rows);
-    };
-    mb.x = slice(x);
-    mb.gate = slice(modulation.parts[2]);
+    mb.x = LaneRows(x, lane, lanes);
+    mb.gate = LaneRows(modulation.parts[2], lane, lanes);
     mb.attention = std::make_unique<SequenceAttention>(
         parallel, AttentionLane{.side = shared.get(), .index = lane, .count = lanes});
   }
