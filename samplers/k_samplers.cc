@@ -186,6 +186,12 @@ absl::StatusOr<at::Tensor> Lms(Model& model, at::Tensor x, const Sigmas& s, int 
     RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     ds.push_back(ToD(x, s[i], denoised));
     if (static_cast<int>(ds.size()) > order) ds.pop_front();
+    // ComfyUI's lms ends on the denoised estimate when the next sigma is 0 (k-diffusion's
+    // integrates that step too).
+    if (s[i + 1] == 0) {
+      x = denoised;
+      continue;
+    }
     const int current = std::min(static_cast<int>(i) + 1, order);
     at::Tensor step = at::zeros_like(x);
     for (int j = 0; j < current; ++j) {
@@ -415,23 +421,48 @@ std::pair<double, double> AncestralStep(double from, double to, double eta) {
 }
 
 double LinearMultistepCoefficient(int order, const std::vector<double>& t, int i, int j) {
-  // The basis polynomial has degree order - 1 <= 3: 4-point Gauss-Legendre integrates it exactly.
-  static constexpr double kNodes[4] = {-0.8611363115940526, -0.3399810435848563, 0.3399810435848563,
-                                       0.8611363115940526};
-  static constexpr double kWeights[4] = {0.3478548451374538, 0.6521451548625461, 0.6521451548625461,
-                                         0.3478548451374538};
+  // As ComfyUI computes it: scipy's integrate.quad over the basis polynomial, which QUADPACK's
+  // 21-point Gauss-Kronrod rule integrates at once (its error estimate is then roundoff, far
+  // under quad's epsrel), and the polynomial evaluated in float32: ComfyUI passes the sigmas as a
+  // float32 NumPy array, and NumPy 2 keeps float32 when a Python float meets one. A 4th-order
+  // step's coefficients reach ~20 (e.g. 0.556 -> 0.0135), so exact coefficients would differ
+  // from ComfyUI's result by up to ~1e-5.
+  static constexpr double kNodes[11] = {0.995657163025808080735527280689003,
+                                        0.973906528517171720077964012084452,
+                                        0.930157491355708226001207180059508,
+                                        0.865063366688984510732096688423493,
+                                        0.780817726586416897063717578345042,
+                                        0.679409568299024406234327365114874,
+                                        0.562757134668604683339000099272694,
+                                        0.433395394129247190799265943165784,
+                                        0.294392862701460198131126603103866,
+                                        0.148874338981631210884826001129720,
+                                        0.0};
+  static constexpr double kWeights[11] = {
+      0.011694638867371874278064396062192, 0.032558162307964727478818972459390,
+      0.054755896574351996031381300244580, 0.075039674810919952767043140916190,
+      0.093125454583697605535065465083366, 0.109387158802297641899210590325805,
+      0.123491976262065851077958109831074, 0.134709217311473325928054001771707,
+      0.142775938577060080797094273138717, 0.147739104901338491374841515972068,
+      0.149445554002916905664936468389821};
   const double a = t[i], b = t[i + 1];
-  double total = 0;
-  for (int n = 0; n < 4; ++n) {
-    const double tau = 0.5 * (b - a) * kNodes[n] + 0.5 * (a + b);
-    double product = 1;
+  auto basis = [&](double tau) -> double {
+    float product = 1.0f;
     for (int k = 0; k < order; ++k) {
       if (k == j) continue;
-      product *= (tau - t[i - k]) / (t[i - j] - t[i - k]);
+      const float numerator = static_cast<float>(tau) - static_cast<float>(t[i - k]);
+      const float denominator = static_cast<float>(t[i - j]) - static_cast<float>(t[i - k]);
+      product *= numerator / denominator;
     }
-    total += kWeights[n] * product;
+    return product;
+  };
+  const double center = 0.5 * (a + b), half = 0.5 * (b - a);
+  double total = kWeights[10] * basis(center);
+  for (int n = 0; n < 10; ++n) {
+    const double offset = half * kNodes[n];
+    total += kWeights[n] * (basis(center - offset) + basis(center + offset));
   }
-  return 0.5 * (b - a) * total;
+  return total * half;
 }
 
 namespace {

@@ -43,7 +43,9 @@ struct SamplerOptions {
 };
 
 // ComfyUI's default noise sampler: a generator on the latent's device seeded with the seed (plus
-// one on the CPU), one randn of the latent's shape per call.
+// one on the CPU, as the newest ComfyUI does so that the step noise does not replay the initial
+// noise; ComfyUI 0.3.64 still seeded it with the seed itself), one randn of the latent's shape per
+// call.
 NoiseSampler SeededNoiseSampler(const at::Tensor& like, uint64_t seed);
 
 // Noise from one Brownian path W over sigma: a call for (a, b) returns (W(b) - W(a)) / sqrt|b - a|,
@@ -67,7 +69,8 @@ absl::StatusOr<at::Tensor> Sample(const std::string& name, const Denoiser& denoi
 std::pair<double, double> AncestralStep(double sigma_from, double sigma_to, double eta);
 
 // The linear multistep (lms) coefficient: the integral over [t_i, t_{i+1}] of the Lagrange basis
-// polynomial j of the last `order` points (exact: Gauss-Legendre with enough nodes).
+// polynomial j of the last `order` points, as ComfyUI's scipy.integrate.quad computes it (to
+// float32 precision: see k_samplers.cc).
 double LinearMultistepCoefficient(int order, const std::vector<double>& t, int i, int j);
 
 }  // namespace raylight::samplers

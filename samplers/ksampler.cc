@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/common/status_macros.h"
+#include "samplers/custom_sigmas.h"
 #include "samplers/schedulers.h"
 
 namespace raylight::samplers {
@@ -62,43 +64,119 @@ absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sa
                      latent, o, callback);
 }
 
+absl::StatusOr<std::vector<double>> RunSigmas(const ModelSampling& sampling,
+                                              const KSamplerOptions& o) {
+  if (o.start_step < 0 || o.start_step > kMaxScheduleSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("start_step: ", o.start_step, " is outside [0, ", kMaxScheduleSteps, "]"));
+  }
+  if (o.end_step < 0 || o.end_step > kMaxScheduleSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("end_step: ", o.end_step, " is outside [0, ", kMaxScheduleSteps, "]"));
+  }
+  std::vector<double> sigmas;
+  if (!o.sigmas.empty()) {
+    RL_RETURN_IF_ERROR(CheckCustomSigmas(o.sigmas, kMaxScheduleSteps));
+    sigmas = o.sigmas;
+  } else {
+    RL_ASSIGN_OR_RETURN(sigmas,
+                        KSamplerSigmas(o.scheduler, o.sampler, sampling, o.steps, o.denoise));
+  }
+  // ComfyUI's KSampler.sample: the end first (with force_full_denoise the cut schedule still
+  // ends at 0), then the start.
+  const int last = static_cast<int>(sigmas.size()) - 1;
+  if (o.end_step < last) {
+    sigmas.resize(o.end_step + 1);
+    if (!o.return_with_leftover_noise) sigmas.back() = 0;
+  }
+  if (o.start_step >= static_cast<int>(sigmas.size()) - 1) return std::vector<double>();
+  sigmas.erase(sigmas.begin(), sigmas.begin() + o.start_step);
+  return sigmas;
+}
+
+absl::StatusOr<ExpertRuns> SplitForExperts(const ModelSampling& sampling,
+                                           const KSamplerOptions& options, double boundary) {
+  if (!(boundary > 0 && boundary < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("boundary: ", boundary, " is not in (0, 1)"));
+  }
+  KSamplerOptions uncut = options;
+  uncut.start_step = 0;
+  uncut.end_step = kMaxScheduleSteps;
+  RL_ASSIGN_OR_RETURN(const std::vector<double> schedule, RunSigmas(sampling, uncut));
+  const int last = static_cast<int>(schedule.size()) - 1;
+  int switch_step = 0;
+  while (switch_step < last && schedule[switch_step] >= boundary) ++switch_step;
+  ExpertRuns runs;
+  runs.switch_step = switch_step;
+  if (switch_step <= options.start_step) {
+    runs.low_noise = options;
+  } else if (switch_step >= std::min(options.end_step, last)) {
+    runs.high_noise = options;
+  } else {
+    runs.high_noise = options;
+    runs.high_noise->end_step = switch_step;
+    runs.high_noise->return_with_leftover_noise = true;
+    runs.low_noise = options;
+    runs.low_noise->start_step = switch_step;
+    runs.low_noise->add_noise = false;
+  }
+  return runs;
+}
+
 absl::StatusOr<at::Tensor> KSampleWith(const Denoiser& denoiser, const ModelSampling& sampling,
                                        const at::Tensor& latent, const KSamplerOptions& o,
                                        const StepCallback& callback) {
   if (!(o.cfg >= 0 && o.cfg <= 100)) {
     return absl::InvalidArgumentError(absl::StrCat("cfg: ", o.cfg, " is outside [0, 100]"));
   }
-  auto sigmas = KSamplerSigmas(o.scheduler, o.sampler, sampling, o.steps, o.denoise);
-  if (!sigmas.ok()) return sigmas.status();
-  const at::Tensor initial_noise = PrepareNoise(o.seed, latent.sizes()).to(latent.device());
-  // ComfyUI's max_denoise: the run starts at (or above) the model's largest sigma.
-  const double first = sigmas->front(), top = sampling.sigma_max();
-  const bool max_denoise =
-      std::abs(first - top) <= 1e-5 * std::max(std::abs(first), std::abs(top)) || first > top;
-  at::Tensor x =
-      sampling.NoiseScaling(sigmas->front(), initial_noise, latent.to(at::kFloat), max_denoise);
-  SamplerOptions sampler_options = o.sampler_options;
-  sampler_options.sampling = &sampling;
-  NoiseSampler noise = UsesBrownianNoise(o.sampler) ? BrownianNoiseSampler(x, o.seed)
-                                                    : SeededNoiseSampler(x, o.seed);
   if (o.preview_every < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("preview_every: ", o.preview_every, " is negative"));
   }
+  RL_ASSIGN_OR_RETURN(const std::vector<double> sigmas, RunSigmas(sampling, o));
+  // Nothing to run: ComfyUI hands the latent back as it came.
+  if (sigmas.size() < 2) return latent.to(at::kFloat);
+  at::Tensor start = latent.to(at::kFloat);
+  if (o.latent_format != nullptr && at::count_nonzero(start).item<int64_t>() > 0) {
+    start = models::ProcessIn(*o.latent_format, start);
+  }
+  const at::Tensor initial_noise = o.add_noise
+                                       ? PrepareNoise(o.seed, latent.sizes()).to(latent.device())
+                                       : at::zeros_like(start);
+  // ComfyUI's max_denoise: the run starts at (or above) the model's largest sigma.
+  const double first = sigmas.front(), top = sampling.sigma_max();
+  const bool max_denoise =
+      std::abs(first - top) <= 1e-5 * std::max(std::abs(first), std::abs(top)) || first > top;
+  at::Tensor x = sampling.NoiseScaling(first, initial_noise, start, max_denoise);
+  SamplerOptions sampler_options = o.sampler_options;
+  sampler_options.sampling = &sampling;
+  NoiseSampler noise = UsesBrownianNoise(o.sampler) ? BrownianNoiseSampler(x, o.seed)
+                                                    : SeededNoiseSampler(x, o.seed);
+  const models::LatentFormat* preview_format = o.latent_format;
+  if (preview_format == nullptr && o.preview_every > 0) {
+    auto by_channels = models::LatentFormatForChannels(x.dim() >= 2 ? x.size(1) : 0);
+    if (by_channels.ok()) preview_format = *by_channels;
+  }
   StepCallback with_previews = callback;
-  if (callback && o.preview_every > 0) {
+  if (callback && o.preview_every > 0 && preview_format != nullptr) {
     with_previews = [&](const StepInfo& info) {
       if (info.step % o.preview_every != 0 && info.step != info.total - 1) return callback(info);
       StepInfo previewed = info;
-      auto png = LatentPreviewPng(*info.denoised, o.preview_format);
+      auto png = LatentPreviewPng(*info.denoised, *preview_format);
       // A preview is best effort: a latent it cannot render still reports progress.
       if (png.ok()) previewed.preview_png = &*png;
       callback(previewed);
     };
   }
-  auto out = Sample(o.sampler, denoiser, x, *sigmas, noise, sampler_options, with_previews);
-  if (!out.ok()) return out.status();
-  return sampling.InverseNoiseScaling(sigmas->back(), *out);
+  RL_ASSIGN_OR_RETURN(at::Tensor out, Sample(o.sampler, denoiser, x, sigmas, noise, sampler_options,
+                                             with_previews));
+  // ComfyUI's UniPC cannot step to sigma 0 and sets the last sigma to 0.001 in the caller's
+  // (float32) sigma tensor, in place: KSampler's inverse noise scaling then sees 0.001 too.
+  double last_sigma = sigmas.back();
+  if (last_sigma == 0 && IsUniPc(o.sampler)) last_sigma = static_cast<float>(kUniPcLastSigma);
+  out = sampling.InverseNoiseScaling(last_sigma, out);
+  if (o.latent_format != nullptr) out = models::ProcessOut(*o.latent_format, out);
+  return out;
 }
 
 }  // namespace raylight::samplers

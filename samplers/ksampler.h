@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "models/core/latent_format.h"
 #include "samplers/k_samplers.h"
 #include "samplers/latent_preview.h"
 #include "samplers/model_sampling.h"
@@ -59,14 +60,48 @@ struct KSamplerOptions {
   std::string sampler = "euler";
   std::string scheduler = "simple";
   double denoise = 1.0;
+  // ComfyUI's KSamplerAdvanced: without noise the latent is taken as already noised to the
+  // first sigma (the second half of a chained run); only steps [start_step, end_step) of the
+  // schedule run; a run cut before the schedule's end stops at sigma 0 unless
+  // `return_with_leftover_noise` keeps the noise for the next run. Defaults: KSampler's.
+  bool add_noise = true;
+  int start_step = 0;
+  int end_step = kMaxScheduleSteps;
+  bool return_with_leftover_noise = false;
+  // ComfyUI's SamplerCustom: an explicit schedule (descending), used instead of steps,
+  // scheduler and denoise.
+  std::vector<double> sigmas;
   SamplerOptions sampler_options;
   // Every `preview_every` steps (and on the last) the callback's StepInfo carries a PNG of the
   // denoised estimate's first frame; 0 = no previews.
   int preview_every = 0;
-  LatentFormat preview_format = LatentFormat::kWan21;
+  // The format of the latents that go in and come out (ComfyUI's LATENT convention: the VAE's
+  // space): the starting latent is taken to the model's space unless it is all zeros (ComfyUI
+  // leaves an empty latent alone), the result returned to the VAE's space; previews use its RGB
+  // projection. Null: latents in the model's space, previews by channel count.
+  const models::LatentFormat* latent_format = nullptr;
 };
 
-// latent: the starting latent (zeros for text-to-video, an encoded video for vid2vid).
+// The sigmas a KSample run steps through: the schedule (or the custom sigmas), cut to
+// [start_step, end_step] as KSamplerAdvanced cuts it. Fewer than two: nothing to run (the
+// latent is returned as given). Errors name the field.
+absl::StatusOr<std::vector<double>> RunSigmas(const ModelSampling& sampling,
+                                              const KSamplerOptions& options);
+
+// Wan 2.2 A14B's two experts in one job, as ComfyUI workflows chain two KSamplerAdvanced nodes:
+// the steps whose sigma is at or above `boundary` (on the shifted sigma) run on the high-noise
+// expert, cut there with their leftover noise; the rest on the low-noise expert, from that run's
+// LATENT without new noise. Each run is the options of one KSample call; one of them is absent
+// when the boundary falls outside [start_step, end_step).
+struct ExpertRuns {
+  std::optional<KSamplerOptions> high_noise, low_noise;
+  int switch_step = 0;  // the schedule step at which the low-noise expert takes over
+};
+absl::StatusOr<ExpertRuns> SplitForExperts(const ModelSampling& sampling,
+                                           const KSamplerOptions& options, double boundary);
+
+// latent: the starting latent (zeros for text-to-video, an encoded video for vid2vid), in
+// options.latent_format's VAE space; the result is in the same space.
 absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sampling,
                                    const at::Tensor& latent, const KSamplerOptions& options,
                                    const StepCallback& callback = nullptr);

@@ -11,6 +11,19 @@ double TimeSnrShift(double alpha, double t) {
   return alpha * t / (1 + (alpha - 1) * t);
 }
 
+// Entry t (1..1000) of ComfyUI's ModelSamplingDiscreteFlow table, in its float32 arithmetic:
+// sigma(arange(1, 1001) / 1000 * 1000) = time_snr_shift(shift, timestep / 1000), where every
+// operation is a float32 tensor op and the Python scalars are rounded to float32 first. The
+// schedulers pick entries of this table (beta by index), so its bits are ComfyUI's.
+float FlowSigmaF32(double shift, float timestep) {
+  const float x = timestep / 1000.0f;
+  if (shift == 1.0) return x;
+  return static_cast<float>(shift) * x / (1.0f + static_cast<float>(shift - 1.0) * x);
+}
+float FlowTableSigma(double shift, int t) {
+  return FlowSigmaF32(shift, (static_cast<float>(t) / 1000.0f) * 1000.0f);
+}
+
 }  // namespace
 
 ModelSampling ModelSampling::Discrete(Prediction prediction) {
@@ -37,7 +50,7 @@ ModelSampling ModelSampling::DiscreteFlow(double shift) {
   m.table_ = Table::kShiftedFlow;
   m.shift_ = shift;
   m.multiplier_ = 1000;
-  for (int t = 1; t <= 1000; ++t) m.sigmas_.push_back(static_cast<float>(m.TableSigma(t / 1000.0)));
+  for (int t = 1; t <= 1000; ++t) m.sigmas_.push_back(FlowTableSigma(shift, t));
   return m;
 }
 
@@ -55,6 +68,16 @@ ModelSampling ModelSampling::Flux(double mu) {
 double ModelSampling::TableSigma(double t) const {
   if (table_ == Table::kFlux) return std::exp(shift_) / (std::exp(shift_) + (1 / t - 1));
   return TimeSnrShift(shift_, t);
+}
+
+float ModelSampling::SigmaF32(float timestep) const {
+  if (table_ == Table::kShiftedFlow) return FlowSigmaF32(shift_, timestep);
+  return static_cast<float>(Sigma(timestep));
+}
+
+float ModelSampling::TimestepF32(float sigma) const {
+  if (table_ != Table::kDdpm) return sigma * static_cast<float>(multiplier_);
+  return static_cast<float>(Timestep(sigma));
 }
 
 double ModelSampling::FluxMu(int64_t tokens, double base_shift, double max_shift) {

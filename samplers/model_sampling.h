@@ -35,6 +35,11 @@ class ModelSampling {
   const std::vector<double>& sigmas() const { return sigmas_; }
   double Timestep(double sigma) const;
   double Sigma(double timestep) const;
+  // The same maps as ComfyUI's float32 tensor ops compute them (the flow table's; the others
+  // rounded from the double maps): schedulers that build sigmas from timesteps use these, so
+  // their sigmas are ComfyUI's to the bit.
+  float SigmaF32(float timestep) const;
+  float TimestepF32(float sigma) const;
   // The sigma a fraction `percent` of the way into sampling (0 = the start, 1 = the end); the
   // flow SDE samplers use it to move a first sigma of 1 (infinite log-SNR) just inside the range.
   double PercentToSigma(double percent) const;

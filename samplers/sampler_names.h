@@ -28,6 +28,10 @@ inline const std::vector<std::string> kSchedulerNames = {
     "simple",       "normal", "karras",           "exponential", "sgm_uniform",
     "ddim_uniform", "beta",   "linear_quadratic", "kl_optimal"};
 
+// The most steps a schedule may have, and the largest start and end step: ComfyUI's maximum
+// (KSampler's steps, KSamplerAdvanced's end_at_step default).
+inline constexpr int kMaxScheduleSteps = 10000;
+
 inline const std::vector<std::string>& SamplerNames() { return kSamplerNames; }
 
 inline bool IsSamplerName(const std::string& name) {
@@ -41,6 +45,14 @@ inline bool IsSamplerName(const std::string& name) {
 inline bool DiscardsPenultimateSigma(const std::string& sampler) {
   return sampler == "dpm_2" || sampler == "dpm_2_ancestral" || sampler == "uni_pc" ||
          sampler == "uni_pc_bh2";
+}
+
+// UniPC cannot step to sigma 0 (an infinite log-SNR): ComfyUI's runs its last step to this sigma
+// instead, and its KSampler then scales the result back from it too (samplers/ksampler.cc).
+inline constexpr double kUniPcLastSigma = 0.001;
+
+inline bool IsUniPc(const std::string& sampler) {
+  return sampler == "uni_pc" || sampler == "uni_pc_bh2";
 }
 
 }  // namespace raylight::samplers

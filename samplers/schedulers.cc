@@ -1,6 +1,7 @@
 #include "samplers/schedulers.h"
 
 #include <algorithm>
+#include <boost/math/distributions/beta.hpp>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -10,7 +11,7 @@
 namespace raylight::samplers {
 namespace {
 
-constexpr int kMaxSteps = 10000;
+constexpr int kMaxSteps = kMaxScheduleSteps;
 
 std::vector<double> ToFloat32(std::vector<double> sigmas) {
   for (double& s : sigmas) s = static_cast<float>(s);  // ComfyUI holds schedules in float32
@@ -39,23 +40,42 @@ std::vector<double> Simple(const ModelSampling& m, int steps) {
   return sigmas;
 }
 
+// torch.linspace in float32: start + step * i for the first half, end - step * (n - 1 - i) for
+// the second, every operation in float (ATen's CPU range kernel).
+std::vector<float> LinspaceF32(float start, float end, int n) {
+  std::vector<float> out(n);
+  if (n == 1) {
+    out[0] = start;
+    return out;
+  }
+  const float step = (end - start) / static_cast<float>(n - 1);
+  const int halfway = n / 2;
+  for (int i = 0; i < n; ++i) {
+    out[i] = i < halfway ? start + step * static_cast<float>(i)
+                         : end - step * static_cast<float>(n - i - 1);
+  }
+  return out;
+}
+
+// ComfyUI's normal_scheduler (and sgm_uniform): timesteps evenly spaced between the table's ends
+// in float32, mapped back to sigmas by the model's float32 sigma(t).
 std::vector<double> Normal(const ModelSampling& m, int steps, bool sgm) {
-  const double start = m.Timestep(m.sigma_max());
-  const double end = m.Timestep(m.sigma_min());
+  const float start = m.TimestepF32(static_cast<float>(m.sigma_max()));
+  const float end = m.TimestepF32(static_cast<float>(m.sigma_min()));
   bool append_zero = true;
-  std::vector<double> timesteps;
+  std::vector<float> timesteps;
   if (sgm) {
-    timesteps = Linspace(start, end, steps + 1);
+    timesteps = LinspaceF32(start, end, steps + 1);
     timesteps.pop_back();
   } else {
-    if (std::abs(m.Sigma(end)) <= 1e-5) {
+    if (std::abs(m.SigmaF32(end)) <= 1e-5) {
       ++steps;
       append_zero = false;
     }
-    timesteps = Linspace(start, end, steps);
+    timesteps = LinspaceF32(start, end, steps);
   }
   std::vector<double> sigmas;
-  for (double t : timesteps) sigmas.push_back(m.Sigma(t));
+  for (float t : timesteps) sigmas.push_back(m.SigmaF32(t));
   if (append_zero) sigmas.push_back(0);
   return sigmas;
 }
@@ -101,9 +121,11 @@ std::vector<double> Beta(const ModelSampling& m, int steps, double alpha = 0.6, 
   std::vector<double> sigmas;
   double last = -1;
   for (int i = 0; i < steps; ++i) {
-    const double q =
-        1 - static_cast<double>(i) / steps;  // 1 - linspace(0, 1, steps, endpoint=False)
-    // numpy.rint rounds half to even, as nearbyint does in the default rounding mode.
+    // 1 - numpy.linspace(0, 1, steps, endpoint=False): numpy multiplies i by the step 1 / steps,
+    // which is not always the same double as i / steps.
+    const double q = 1 - i * (1.0 / steps);
+    // numpy.rint rounds half to even, as nearbyint does in the default rounding mode; the middle
+    // of an even step count lands on .5 +- an ulp, so BetaPpf must be scipy's to the last bit.
     const double t = std::nearbyint(BetaPpf(q, alpha, beta) * total);
     if (t != last) sigmas.push_back(table[static_cast<size_t>(t)]);
     last = t;
@@ -147,60 +169,17 @@ std::vector<double> KlOptimal(double sigma_min, double sigma_max, int steps) {
   return sigmas;
 }
 
-// Continued fraction for the incomplete beta function (modified Lentz).
-double BetaContinuedFraction(double x, double a, double b) {
-  constexpr double kTiny = 1e-300;
-  double c = 1, d = 1 - (a + b) * x / (a + 1);
-  if (std::abs(d) < kTiny) d = kTiny;
-  d = 1 / d;
-  double h = d;
-  for (int m = 1; m < 10000; ++m) {
-    const double m2 = 2.0 * m;
-    double aa = m * (b - m) * x / ((a + m2 - 1) * (a + m2));
-    d = 1 + aa * d;
-    if (std::abs(d) < kTiny) d = kTiny;
-    c = 1 + aa / c;
-    if (std::abs(c) < kTiny) c = kTiny;
-    d = 1 / d;
-    h *= d * c;
-    aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1));
-    d = 1 + aa * d;
-    if (std::abs(d) < kTiny) d = kTiny;
-    c = 1 + aa / c;
-    if (std::abs(c) < kTiny) c = kTiny;
-    d = 1 / d;
-    const double delta = d * c;
-    h *= delta;
-    if (std::abs(delta - 1) < 1e-16) break;
-  }
-  return h;
-}
-
-double RegularizedIncompleteBeta(double x, double a, double b) {
-  if (x <= 0) return 0;
-  if (x >= 1) return 1;
-  const double front = std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) +
-                                a * std::log(x) + b * std::log1p(-x));
-  if (x < (a + 1) / (a + b + 2)) return front * BetaContinuedFraction(x, a, b) / a;
-  return 1 - front * BetaContinuedFraction(1 - x, b, a) / b;
-}
-
 }  // namespace
 
 double BetaPpf(double q, double a, double b) {
+  // scipy.stats.beta.ppf is Boost.Math's beta quantile evaluated in double (scipy's policy:
+  // no promotion of double to long double); the same policy gives the same bits.
+  using Policy = boost::math::policies::policy<boost::math::policies::promote_float<false>,
+                                               boost::math::policies::promote_double<false>,
+                                               boost::math::policies::max_root_iterations<400>>;
   if (q <= 0) return 0;
   if (q >= 1) return 1;
-  double low = 0, high = 1;
-  for (int i = 0; i < 200; ++i) {  // bisection to double precision
-    const double mid = 0.5 * (low + high);
-    if (RegularizedIncompleteBeta(mid, a, b) < q) {
-      low = mid;
-    } else {
-      high = mid;
-    }
-    if (high - low < 1e-16) break;
-  }
-  return 0.5 * (low + high);
+  return boost::math::quantile(boost::math::beta_distribution<double, Policy>(a, b), q);
 }
 
 const std::vector<std::string>& SchedulerNames() { return kSchedulerNames; }

@@ -27,7 +27,7 @@ absl::StatusOr<std::vector<double>> KSamplerSigmas(const std::string& scheduler,
                                                    const ModelSampling& sampling, int steps,
                                                    double denoise);
 
-// scipy.stats.beta.ppf for the beta scheduler (regularised incomplete beta, inverted).
+// scipy.stats.beta.ppf for the beta scheduler, bit for bit (Boost.Math with scipy's policy).
 double BetaPpf(double q, double a, double b);
 
 }  // namespace raylight::samplers

@@ -6,14 +6,25 @@
 #include <utility>
 
 #include "runtime/common/status_macros.h"
+#include "samplers/sampler_names.h"
 
 namespace raylight::samplers::internal {
 namespace {
 
-// The VP view of a VE sigma (ComfyUI's SigmaConvert).
-double Alpha(double sigma) { return 1 / std::sqrt(1 + sigma * sigma); }
-double Std(double sigma) { return sigma * Alpha(sigma); }
-double Lambda(double sigma) { return -std::log(sigma); }  // log(alpha / std)
+// The VP view of a VE sigma as ComfyUI's SigmaConvert computes it: through the log mean
+// coefficient, in float32 (its sigmas are a float32 tensor). At small sigmas 1 - exp(2 lmc)
+// cancels, which moves std and lambda by up to ~1e-5 relative from their exact values; the
+// solver's coefficients, and so ComfyUI's result, carry that, so ours use the same arithmetic.
+float LogMeanCoeff(double sigma) {
+  const float s = static_cast<float>(sigma);
+  return 0.5f * std::log(1.0f / (s * s + 1.0f));
+}
+double Alpha(double sigma) { return std::exp(LogMeanCoeff(sigma)); }
+double Std(double sigma) { return std::sqrt(1.0f - std::exp(2.0f * LogMeanCoeff(sigma))); }
+double Lambda(double sigma) {  // log(alpha / std)
+  const float lmc = LogMeanCoeff(sigma);
+  return lmc - 0.5f * std::log(1.0f - std::exp(2.0f * lmc));
+}
 
 struct Point {
   double sigma;
@@ -24,10 +35,17 @@ class Solver {
  public:
   Solver(StepModel& model, UniPcVariant variant) : model_(model), variant_(variant) {}
 
-  // The data prediction for the VP-space x at sigma: the VE denoiser at x / alpha. UniPC
-  // evaluates once per sigma, so every evaluation is its step's first (reported).
+  // The data prediction for the VP-space x at sigma: the VE denoiser at x * sqrt(sigma^2 + 1).
+  // ComfyUI's UniPC asks for it as a noise prediction and converts back (eps = (x_ve -
+  // denoised) / sigma, x0 = (x_vp - std * eps) / alpha), which at small sigmas costs float32
+  // precision; the same round trip here gives its result. UniPC evaluates once per sigma, so
+  // every evaluation is its step's first (reported).
   absl::StatusOr<at::Tensor> Data(int step, const at::Tensor& x_vp, double sigma) {
-    return model_.Step(step, x_vp / Alpha(sigma), sigma);
+    const float s = static_cast<float>(sigma);
+    const at::Tensor x_ve = x_vp * std::pow(s * s + 1.0f, 0.5f);
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model_.Step(step, x_ve, sigma));
+    const at::Tensor eps = (x_ve - denoised) / s;
+    return (x_vp - eps * Std(sigma)) / Alpha(sigma);
   }
 
   // One UniPC step from the newest point of `history` to sigma_t, of order `order` (using the
@@ -123,7 +141,8 @@ std::vector<double> SolveSmall(std::vector<std::vector<double>> a, std::vector<d
 absl::StatusOr<at::Tensor> UniPc(StepModel& model, at::Tensor x, const std::vector<double>& sigmas,
                                  UniPcVariant variant) {
   std::vector<double> t = sigmas;
-  if (t.back() == 0) t.back() = 0.001;  // UniPC cannot step to sigma 0 (infinite log-SNR)
+  // UniPC cannot step to sigma 0; ComfyUI's sigmas are float32, so its 0.001 is too.
+  if (t.back() == 0) t.back() = static_cast<float>(kUniPcLastSigma);
   const int steps = static_cast<int>(t.size()) - 1;
   const int order = std::min(3, steps - 1);
   Solver solver(model, variant);

@@ -49,3 +49,11 @@ if ! "$VENV/bin/python" -c "import importlib.util as u, scipy, torchsde, torchdi
   "$VENV/bin/pip" install -q --no-deps "k-diffusion==0.1.1.post1"
   "$VENV/bin/pip" install -q "scipy==1.17.1" "torchsde==0.2.6" "torchdiffeq==0.2.5" tqdm
 fi
+# ComfyUI's sampling modules (tests/samplers/comfyui_reference.py imports comfy.samplers from the
+# unpacked ../shared/third_party source) need these beside torch; torchvision without its deps so
+# that pip keeps the venv's torch.
+if ! "$VENV/bin/python" -c "import einops, psutil, PIL, torchvision" 2>/dev/null; then
+  echo "install_deps: pip install einops psutil pillow torchvision (ComfyUI reference) into $VENV"
+  "$VENV/bin/pip" install -q "einops==0.8.2" "psutil==7.2.2" "pillow==13.0.0"
+  "$VENV/bin/pip" install -q --no-deps "torchvision==0.26.0"
+fi

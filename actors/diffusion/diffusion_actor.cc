@@ -73,7 +73,16 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
   request.seed = job.seed();
   request.seeds.assign(job.seeds().begin(), job.seeds().end());
   request.denoise = job.denoise();
+  request.add_noise = !job.has_add_noise() || job.add_noise();
+  request.start_step = job.start_step();
+  request.end_step = job.has_end_step() ? job.end_step() : request.end_step;
+  request.return_with_leftover_noise = job.return_with_leftover_noise();
+  request.sigmas.assign(job.sigmas().begin(), job.sigmas().end());
   request.preview_every = job.preview_every();
+  if (call.low_noise_model_files_size() > 0) {
+    request.low_noise_model = ToModelRequest(job, call.low_noise_model_files());
+  }
+  request.boundary = job.boundary();
   auto outcome = engine_.Sample(
       request, **group,
       [&context](const SampleUpdate& update) {

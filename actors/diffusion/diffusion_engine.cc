@@ -46,6 +46,10 @@ int64_t NowUnixMs() {
       .count();
 }
 
+// Wan 2.2 A14B's expert boundaries on the shifted sigma (its official configs).
+constexpr double kWan22T2vBoundary = 0.875;
+constexpr double kWan22I2vBoundary = 0.900;
+
 // Collectives of one job wait this long for a peer (a dead peer's socket closes sooner).
 std::chrono::milliseconds CollectiveTimeout() {
   const char* value = std::getenv("RAYLIGHT_COLLECTIVE_TIMEOUT_MS");
@@ -69,6 +73,7 @@ struct LoadedModel {
   models::wan::LoadedWan wan;
   ModelSummary summary;
   std::string group_key;  // FSDP: the group incarnation its shards span; empty otherwise
+  std::string key;        // its key in the model cache
 };
 
 // How the placement was decided, and what it needs.
@@ -379,11 +384,11 @@ class DiffusionEngine::Impl {
 #endif
   }
 
-  // Unloads the least recently used model other than `keep`; false when there is none.
-  bool EvictOne(const std::string& keep) {
+  // Unloads the least recently used model other than those in `keep`; false when there is none.
+  bool EvictOne(const std::vector<std::string>& keep) {
     auto victim = models_.end();
     for (auto it = models_.begin(); it != models_.end(); ++it) {
-      if (it->first == keep) continue;
+      if (std::find(keep.begin(), keep.end(), it->first) != keep.end()) continue;
       if (victim == models_.end() ||
           it->second.summary.last_used_unix_ms < victim->second.summary.last_used_unix_ms) {
         victim = it;
@@ -397,9 +402,12 @@ class DiffusionEngine::Impl {
     return true;
   }
 
+  // The model of `request`, loaded (and placed) if it is not resident. `keep`: the cache keys of
+  // models the job also uses, which eviction must leave alone (a two-expert job's other expert).
   absl::StatusOr<LoadedModel*> Ensure(const ModelRequest& request,
                                       const worker::GroupContext& group, const JobShape& shape,
-                                      bool* was_resident, double* seconds, std::string* reason) {
+                                      bool* was_resident, double* seconds, std::string* reason,
+                                      std::vector<std::string> keep = {}) {
     if (request.files.empty()) return absl::InvalidArgumentError("model: no files");
     auto dtype = ComputeDtype(request.dtype, gpu());
     if (!dtype.ok()) return dtype.status();
@@ -421,7 +429,8 @@ class DiffusionEngine::Impl {
       return &it->second;
     }
     *was_resident = false;
-    while (decision->device_bytes > FreeDeviceBytes() * 9 / 10 && EvictOne(key)) {
+    keep.push_back(key);
+    while (decision->device_bytes > FreeDeviceBytes() * 9 / 10 && EvictOne(keep)) {
     }
     const auto start = Clock::now();
     const int64_t device_before = DeviceAllocatedBytes();
@@ -444,13 +453,13 @@ class DiffusionEngine::Impl {
       }
       // Out of device memory with other models loaded: make room and try again.
       if (loaded.ok() || loaded.status().code() != absl::StatusCode::kResourceExhausted ||
-          !EvictOne(key)) {
+          !EvictOne(keep)) {
         break;
       }
     }
     if (!loaded.ok()) return loaded.status();
     *seconds = SecondsSince(start);
-    LoadedModel model{*std::move(loaded), {}, group_key};
+    LoadedModel model{*std::move(loaded), {}, group_key, key};
     model.summary.path = request.files.front();
     model.summary.variant = model.wan.config.name;
     model.summary.dtype = DtypeName(*dtype);
@@ -462,6 +471,43 @@ class DiffusionEngine::Impl {
                  << model.summary.dtype << ", " << model.summary.placement << ") in " << *seconds
                  << " s";
     return &(models_[key] = std::move(model));
+  }
+
+  // Wan 2.2 A14B in one job: the two runs of samplers::SplitForExperts, the second starting on
+  // every data-parallel rank from its own first result, exactly as two chained jobs would.
+  // Returns what KSampleOnMesh returns ([dp, ...], every rank).
+  static absl::StatusOr<at::Tensor> SampleExperts(
+      const samplers::ModelFn& high_noise, const samplers::ModelFn& low_noise,
+      const samplers::ModelSampling& sampling, const at::Tensor& latent,
+      const samplers::KSamplerOptions& options, const SampleRequest& request,
+      const models::wan::WanConfig& config, const parallel::Mesh& mesh,
+      const parallel::MeshPlan& plan, const samplers::StepCallback& callback, int* steps_before,
+      int* steps_in_all) {
+    const double boundary = request.boundary > 0 ? request.boundary
+                            : config.i2v()       ? kWan22I2vBoundary
+                                                 : kWan22T2vBoundary;
+    auto runs = samplers::SplitForExperts(sampling, options, boundary);
+    if (!runs.ok()) return runs.status();
+    auto steps_of = [&](const std::optional<samplers::KSamplerOptions>& run) -> int {
+      if (!run) return 0;
+      auto sigmas = samplers::RunSigmas(sampling, *run);
+      return sigmas.ok() ? std::max<int>(0, static_cast<int>(sigmas->size()) - 1) : 0;
+    };
+    *steps_in_all = steps_of(runs->high_noise) + steps_of(runs->low_noise);
+    if (!runs->low_noise) {
+      return samplers::KSampleOnMesh(high_noise, sampling, latent, *runs->high_noise, mesh, plan,
+                                     request.seeds, callback);
+    }
+    at::Tensor start = latent;
+    if (runs->high_noise) {
+      auto first = samplers::KSampleOnMesh(high_noise, sampling, latent, *runs->high_noise, mesh,
+                                           plan, request.seeds, callback);
+      if (!first.ok()) return first.status();
+      start = first->select(0, mesh.coords().dp);  // this data-parallel rank's own LATENT
+      *steps_before = steps_of(runs->high_noise);
+    }
+    return samplers::KSampleOnMesh(low_noise, sampling, start, *runs->low_noise, mesh, plan,
+                                   request.seeds, callback);
   }
 
   absl::StatusOr<SampleOutcome> Sample(const SampleRequest& request,
@@ -498,6 +544,33 @@ class DiffusionEngine::Impl {
                             outcome.placement, ")")
              : absl::StrCat("loaded ", (*model)->summary.path, " (", config.name, ", ",
                             outcome.placement, ") in ", outcome.load_seconds, " s"));
+    // Wan 2.2 A14B: the low-noise expert beside the high-noise one, both kept.
+    LoadedModel* low_noise = nullptr;
+    if (!request.low_noise_model.files.empty()) {
+      bool resident = false;
+      double seconds = 0;
+      std::string low_reason;
+      auto loaded = Ensure(request.low_noise_model, group, shape, &resident, &seconds, &low_reason,
+                           {(*model)->key});
+      if (!loaded.ok()) {
+        return absl::Status(loaded.status().code(),
+                            absl::StrCat("low_noise_model: ", loaded.status().message()));
+      }
+      low_noise = *loaded;
+      const models::wan::WanConfig& low = low_noise->wan.config;
+      if (low.dim != config.dim || low.num_layers != config.num_layers ||
+          low.in_channels != config.in_channels || low.out_channels != config.out_channels ||
+          low.family != config.family) {
+        return absl::InvalidArgumentError(absl::StrCat("low_noise_model: ", low.name,
+                                                       " is not the architecture of the ",
+                                                       "high-noise expert (", config.name, ")"));
+      }
+      outcome.model_was_resident = outcome.model_was_resident && resident;
+      outcome.load_seconds += seconds;
+      note(resident ? absl::StrCat("low-noise expert ", low_noise->summary.path, " is resident")
+                    : absl::StrCat("loaded the low-noise expert ", low_noise->summary.path, " (",
+                                   low_noise->summary.placement, ") in ", seconds, " s"));
+    }
 
     auto plan = PlanFor(request.mesh, group, config, request.cfg);
     if (!plan.ok()) return plan.status();
@@ -525,6 +598,8 @@ class DiffusionEngine::Impl {
       latent = at::zeros({1, config.out_channels, (request.frames - 1) / 4 + 1,
                           request.height / spatial, request.width / spatial});
     }
+    auto latent_format = models::LatentFormatForChannels(config.out_channels);
+    if (!latent_format.ok()) return latent_format.status();
     if (config.i2v() && positive->y.sizes().slice(2) != latent.sizes().slice(2)) {
       return absl::InvalidArgumentError(
           absl::StrCat("positive: 'y' is ", c10::str(positive->y.sizes()),
@@ -538,31 +613,33 @@ class DiffusionEngine::Impl {
         positive->clip_fea.defined() ? positive->clip_fea.to(device_) : at::Tensor();
     const at::Tensor y = positive->y.defined() ? positive->y.to(device_) : at::Tensor();
     const models::ParallelContext sequence = (*mesh)->sequence_context();
-    models::WeightProvider& weights = *(*model)->wan.weights;
-
-    samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
+    // The network of one loaded model (an expert of a two-expert job, or the job's model).
+    auto model_fn_for = [&](models::WeightProvider& weights) -> samplers::ModelFn {
+      return [&, weights = &weights](const at::Tensor& x, double timestep,
                                      samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
-      // Every rank makes the same model calls, so agreeing here keeps them in step: rank 0
-      // decides, all stop at the same call, no collective is left half-entered.
-      at::Tensor stop = at::zeros({1}, on_device.dtype(at::kInt));
-      if (reports && cancelled && cancelled()) stop.fill_(1);
-      if (world.size() > 1) {
-        if (auto status = world.Broadcast(stop, 0); !status.ok()) return status;
-      }
-      if (stop.item<int>() != 0) {
-        return absl::CancelledError(absl::StrCat("job ", request.job_id, " cancelled"));
-      }
-      auto inputs = [&](bool cond) {
-        models::wan::WanInputs in;
-        in.x = x;
-        in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
-        in.context = cond ? positive_text : negative_text;
-        in.clip_fea = clip_fea;
-        in.y = y;
-        return in;
+        // Every rank makes the same model calls, so agreeing here keeps them in step: rank 0
+        // decides, all stop at the same call, no collective is left half-entered.
+        at::Tensor stop = at::zeros({1}, on_device.dtype(at::kInt));
+        if (reports && cancelled && cancelled()) stop.fill_(1);
+        if (world.size() > 1) {
+          if (auto status = world.Broadcast(stop, 0); !status.ok()) return status;
+        }
+        if (stop.item<int>() != 0) {
+          return absl::CancelledError(absl::StrCat("job ", request.job_id, " cancelled"));
+        }
+        auto inputs = [&](bool cond) {
+          models::wan::WanInputs in;
+          in.x = x;
+          in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
+          in.context = cond ? positive_text : negative_text;
+          in.clip_fea = clip_fea;
+          in.y = y;
+          return in;
+        };
+        return models::wan::WanForward(
+            config, samplers::InputsFor(branch, inputs, models::wan::BatchInputs), sequence,
+            *weights);
       };
-      return models::wan::WanForward(
-          config, samplers::InputsFor(branch, inputs, models::wan::BatchInputs), sequence, weights);
     };
 
     samplers::KSamplerOptions options;
@@ -573,16 +650,23 @@ class DiffusionEngine::Impl {
     options.scheduler = request.scheduler;
     options.denoise = request.denoise > 0 ? request.denoise : 1.0;
     options.preview_every = request.preview_every;
-    options.preview_format =
-        config.out_channels == 48 ? samplers::LatentFormat::kWan22 : samplers::LatentFormat::kWan21;
+    options.add_noise = request.add_noise;
+    options.start_step = request.start_step;
+    options.end_step = request.end_step;
+    options.return_with_leftover_noise = request.return_with_leftover_noise;
+    options.sigmas = request.sigmas;
+    // Latents enter and leave in ComfyUI's LATENT convention (the VAE's space).
+    options.latent_format = *latent_format;
     const samplers::ModelSampling sampling =
         samplers::ModelSampling::DiscreteFlow(request.shift > 0 ? request.shift : 5.0);
     const auto sample_start = Clock::now();
+    // A two-expert job is two runs; progress counts the steps of both.
+    int steps_before = 0, steps_in_all = 0;
     samplers::StepCallback callback = [&](const samplers::StepInfo& step) {
       if (!reports || !update) return;
       SampleUpdate progress;
-      progress.step = step.step + 1;
-      progress.total = step.total;
+      progress.step = steps_before + step.step + 1;
+      progress.total = std::max(steps_in_all, step.total);
       progress.sigma = step.sigma;
       progress.elapsed_seconds = step.elapsed_seconds;
       if (step.preview_png != nullptr) {
@@ -591,8 +675,17 @@ class DiffusionEngine::Impl {
       }
       update(progress);
     };
-    auto out = samplers::KSampleOnMesh(model_fn, sampling, latent.to(device_), options, **mesh,
-                                       *plan, request.seeds, callback);
+    absl::StatusOr<at::Tensor> out;
+    if (low_noise == nullptr) {
+      out = samplers::KSampleOnMesh(model_fn_for(*(*model)->wan.weights), sampling,
+                                    latent.to(device_), options, **mesh, *plan, request.seeds,
+                                    callback);
+    } else {
+      out =
+          SampleExperts(model_fn_for(*(*model)->wan.weights), model_fn_for(*low_noise->wan.weights),
+                        sampling, latent.to(device_), options, request, config, **mesh, *plan,
+                        callback, &steps_before, &steps_in_all);
+    }
     if (!out.ok()) return out.status();
     outcome.sample_seconds = SecondsSince(sample_start);
     if (reports) {

@@ -13,6 +13,8 @@
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
 #include "raylight/v1/diffusion.pb.h"
+#include "runtime/common/status_macros.h"
+#include "samplers/custom_sigmas.h"
 #include "samplers/sampler_names.h"
 
 namespace raylight::actors {
@@ -121,10 +123,57 @@ void FillPlan(const CommonPlan& common, const v1::SampleJob& job, v1::JobPlan& p
       absl::StrCat(absl::StrJoin(common.files, ","), "|", job.dtype(), "|", job.placement()));
 }
 
+// Wan 2.2 A14B's two experts share one architecture: what the forward, the latent and the
+// conditioning depend on must match.
+bool SameArchitecture(const models::wan::WanConfig& a, const models::wan::WanConfig& b) {
+  return a.family == b.family && a.dim == b.dim && a.ffn_dim == b.ffn_dim &&
+         a.num_heads == b.num_heads && a.num_layers == b.num_layers &&
+         a.in_channels == b.in_channels && a.out_channels == b.out_channels &&
+         a.text_dim == b.text_dim && a.patch_t == b.patch_t && a.patch_h == b.patch_h &&
+         a.patch_w == b.patch_w;
+}
+
+// The low-noise expert, when the job names one: its files, checked against the high-noise
+// expert's architecture, and the boundary.
+absl::StatusOr<std::vector<std::string>> PlanLowNoiseExpert(const v1::SampleJob& job,
+                                                            const std::vector<std::string>& roots,
+                                                            const CommonPlan& high) {
+  if (!std::isfinite(job.boundary()) || job.boundary() < 0 || job.boundary() >= 1) {
+    return Invalid("boundary", absl::StrCat(job.boundary(),
+                                            " is not a sigma in (0, 1) (0: Wan 2.2's default)"));
+  }
+  if (job.low_noise_model().empty()) {
+    if (job.boundary() != 0) return Invalid("boundary", "given without a low_noise_model");
+    return std::vector<std::string>();
+  }
+  auto files = ResolveModel(job.low_noise_model(), roots);
+  if (!files.ok()) return InField("low_noise_model", files.status());
+  auto config = models::wan::InspectWanCheckpoint(*files);
+  if (!config.ok()) return InField("low_noise_model", config.status());
+  if (!SameArchitecture(*config, high.config)) {
+    return Invalid("low_noise_model",
+                   absl::StrCat("'", job.low_noise_model(), "' is ", config->name,
+                                "; the high-noise expert is ", high.config.name,
+                                " (Wan 2.2's two experts share one architecture)"));
+  }
+  return files;
+}
+
 absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfig& config,
                            const SampleLimits& limits, int64_t* tokens) {
-  if (job.steps() < 1 || job.steps() > limits.max_steps) {
+  // An explicit schedule replaces steps, scheduler and denoise (ComfyUI's SamplerCustom).
+  if (job.sigmas_size() > 0) {
+    RL_RETURN_IF_ERROR(samplers::CheckCustomSigmas(
+        std::vector<double>(job.sigmas().begin(), job.sigmas().end()), limits.max_steps));
+  } else if (job.steps() < 1 || job.steps() > limits.max_steps) {
     return Invalid("steps", absl::StrCat(job.steps(), " is outside [1, ", limits.max_steps, "]"));
+  }
+  for (auto [name, step] : {std::pair{"start_step", job.start_step()},
+                            std::pair{"end_step", job.has_end_step() ? job.end_step() : 0}}) {
+    if (step < 0 || step > samplers::kMaxScheduleSteps) {
+      return Invalid(name,
+                     absl::StrCat(step, " is outside [0, ", samplers::kMaxScheduleSteps, "]"));
+    }
   }
   if (!std::isfinite(job.cfg()) || job.cfg() < 0 || job.cfg() > 100) {
     return Invalid("cfg", absl::StrCat(job.cfg(), " is outside [0, 100]"));
@@ -228,23 +277,31 @@ class SampleKind final : public head::JobKind {
     if (auto status = CheckSampling(job, common->config, limits_, &tokens); !status.ok()) {
       return status;
     }
+    auto low_noise = PlanLowNoiseExpert(job, roots_, *common);
+    if (!low_noise.ok()) return low_noise.status();
     v1::SampleCall call;
     call.set_job_id(job_id);
     *call.mutable_job() = std::move(job);
     for (const std::string& file : common->files) call.add_model_files(file);
+    for (const std::string& file : *low_noise) call.add_low_noise_model_files(file);
     v1::JobPlan plan;
     FillPlan(*common, call.job(), plan);
+    if (!low_noise->empty()) {
+      // Groups that hold both experts are the ones to reuse.
+      plan.set_affinity(absl::StrCat(plan.affinity(), "|", absl::StrJoin(*low_noise, ",")));
+    }
     plan.set_method("sample");
     plan.set_args(call.SerializeAsString());
     const v1::SampleJob& j = call.job();
-    plan.set_summary(absl::StrCat(common->config.name, " ",
-                                  j.latent().empty()
-                                      ? absl::StrCat(j.width(), "x", j.height(), "x", j.frames())
-                                      : "from latent",
-                                  " (", tokens, " tokens), ", j.steps(), " steps ",
-                                  j.sampler().empty() ? "euler" : j.sampler(), ", cfg ", j.cfg(),
-                                  ", seed ", j.seed(), ", ", common->mesh.ToString(), " on ",
-                                  common->mesh.world(), common->gpu ? " GPU" : " CPU", " workers"));
+    plan.set_summary(
+        absl::StrCat(common->config.name, " ",
+                     j.latent().empty() ? absl::StrCat(j.width(), "x", j.height(), "x", j.frames())
+                                        : "from latent",
+                     " (", tokens, " tokens), ", j.steps(), " steps ",
+                     j.sampler().empty() ? "euler" : j.sampler(),
+                     low_noise->empty() ? "" : " with a low-noise expert", ", cfg ", j.cfg(),
+                     ", seed ", j.seed(), ", ", common->mesh.ToString(), " on ",
+                     common->mesh.world(), common->gpu ? " GPU" : " CPU", " workers"));
     return plan;
   }
 

@@ -34,7 +34,17 @@ struct SampleRequest {
   uint64_t seed = 0;
   std::vector<uint64_t> seeds;
   double denoise = 1.0;
+  // KSamplerAdvanced and SamplerCustom (samplers::KSamplerOptions).
+  bool add_noise = true;
+  int start_step = 0;
+  int end_step = 10000;
+  bool return_with_leftover_noise = false;
+  std::vector<double> sigmas;
   int preview_every = 0;
+  // Wan 2.2 A14B: the low-noise expert (no files: a one-model job) and the sigma below which it
+  // takes over (0: Wan 2.2's default for the model's kind).
+  ModelRequest low_noise_model;
+  double boundary = 0;
 };
 
 struct ModelSummary {

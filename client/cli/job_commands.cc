@@ -79,6 +79,13 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
   job.set_shift(flags.shift);
   job.set_seed(flags.seed);
   job.set_denoise(flags.denoise);
+  job.set_add_noise(!flags.no_noise);
+  job.set_start_step(flags.start_step);
+  job.set_end_step(flags.end_step);
+  job.set_return_with_leftover_noise(flags.leftover_noise);
+  for (double sigma : flags.sigmas) job.add_sigmas(sigma);
+  job.set_low_noise_model(flags.low_noise_model);
+  job.set_boundary(flags.boundary);
   job.set_preview_every(flags.preview_every);
   job.set_cpu(flags.cpu);
   v1::MeshSpec* mesh = job.mutable_mesh();
@@ -130,6 +137,12 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
   sample->add_option("--height", flags.height, "pixels")->capture_default_str();
   sample->add_option("--frames", flags.frames, "4k+1 frames")->capture_default_str();
   sample->add_option("--latent", flags.latent, "a starting .latent file (instead of the size)");
+  sample->add_option("--low-noise-model", flags.low_noise_model,
+                     "Wan 2.2 A14B: the low-noise expert (--model is the high-noise one)");
+  sample
+      ->add_option("--boundary", flags.boundary,
+                   "the sigma below which the low-noise expert runs (0: 0.875 T2V, 0.900 I2V)")
+      ->capture_default_str();
   sample->add_option("--steps", flags.steps)->capture_default_str();
   sample->add_option("--cfg", flags.cfg, "CFG scale")->capture_default_str();
   sample
@@ -143,6 +156,21 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
   sample->add_option("--shift", flags.shift, "flow shift (0: 5.0)")->capture_default_str();
   sample->add_option("--seed", flags.seed)->capture_default_str();
   sample->add_option("--denoise", flags.denoise)->capture_default_str();
+  // KSamplerAdvanced: two chained jobs (e.g. Wan 2.2's high- and low-noise experts) are
+  // `--end-step K --leftover-noise` then `--latent FIRST.latent --no-noise --start-step K`.
+  sample->add_flag("--no-noise", flags.no_noise,
+                   "add no noise: the latent is already noised (KSamplerAdvanced add_noise off)");
+  sample->add_option("--start-step", flags.start_step, "the first step of the schedule to run")
+      ->capture_default_str();
+  sample->add_option("--end-step", flags.end_step, "steps from here on are not run")
+      ->capture_default_str();
+  sample->add_flag("--leftover-noise", flags.leftover_noise,
+                   "a run cut by --end-step keeps its noise (return_with_leftover_noise)");
+  sample
+      ->add_option("--sigmas", flags.sigmas,
+                   "an explicit descending schedule, e.g. 1,0.5,0 (SamplerCustom: replaces "
+                   "--steps, --scheduler and --denoise)")
+      ->delimiter(',');
   sample
       ->add_option("--preview-every", flags.preview_every, "a PNG preview every N steps (0: none)")
       ->capture_default_str();

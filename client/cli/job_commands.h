@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "client/sdk/client.h"
 
@@ -18,6 +19,14 @@ struct SampleFlags {
   double shift = 0;
   uint64_t seed = 0;
   double denoise = 1.0;
+  // KSamplerAdvanced and SamplerCustom.
+  bool no_noise = false;
+  int start_step = 0, end_step = 10000;
+  bool leftover_noise = false;
+  std::vector<double> sigmas;
+  // Wan 2.2 A14B: the low-noise expert and the boundary (0: Wan 2.2's default).
+  std::string low_noise_model;
+  double boundary = 0;
   int ulysses = 1, ring = 1, cfg_parallel = 1, dp = 1;
   std::string placement = "auto", dtype = "auto";
   double swap_budget = 0;

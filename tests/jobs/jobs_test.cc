@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/sdk/job_client.h"
 #include "models/core/safetensors.h"
+#include "runtime/common/gpu_info.h"
 #include "tests/util/cluster.h"
 #include "tests/util/latent_values.h"
 #include "tests/util/read_file.h"
@@ -66,6 +67,12 @@ class JobsTest : public ::testing::Test {
   void SetUp() override { Start(2); }
 
   void Start(int workers) {
+    if (kGpu) {
+      // Every GPU job test forms 2-rank groups: on a smaller machine it skips at once rather
+      // than wait for workers that never come.
+      const size_t gpus = DiscoverGpus().size();
+      if (gpus < 2) GTEST_SKIP() << "needs two GPUs; this machine has " << gpus;
+    }
     dir_ = std::make_unique<testing_util::TempDir>("jobs-test");
     models_ = dir_->path() + "/models";
     fs::create_directories(models_);
@@ -341,6 +348,33 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
        absl::StatusCode::kInvalidArgument, "placement:"},
       {"swap budget over 1", [](auto& j) { j.set_swap_budget(1.5); },
        absl::StatusCode::kInvalidArgument, "swap_budget:"},
+      {"negative start step", [](auto& j) { j.set_start_step(-1); },
+       absl::StatusCode::kInvalidArgument, "start_step:"},
+      {"absurd end step", [](auto& j) { j.set_end_step(20000); },
+       absl::StatusCode::kInvalidArgument, "end_step:"},
+      {"one sigma", [](auto& j) { j.add_sigmas(1.0); }, absl::StatusCode::kInvalidArgument,
+       "sigmas:"},
+      {"ascending sigmas",
+       [](auto& j) {
+         for (double sigma : {0.5, 0.9, 0.0}) j.add_sigmas(sigma);
+       },
+       absl::StatusCode::kInvalidArgument, "sigmas[1]:"},
+      {"boundary outside (0, 1)",
+       [](auto& j) {
+         j.set_low_noise_model("tiny.safetensors");
+         j.set_boundary(1.5);
+       },
+       absl::StatusCode::kInvalidArgument, "boundary:"},
+      {"boundary without an expert", [](auto& j) { j.set_boundary(0.9); },
+       absl::StatusCode::kInvalidArgument, "boundary:"},
+      {"unknown low-noise expert", [](auto& j) { j.set_low_noise_model("nope.safetensors"); },
+       absl::StatusCode::kNotFound, "low_noise_model:"},
+      {"nan sigma",
+       [](auto& j) {
+         j.add_sigmas(NAN);
+         j.add_sigmas(0);
+       },
+       absl::StatusCode::kInvalidArgument, "sigmas[0]:"},
   };
   for (const Case& c : cases) {
     v1::SampleJob job = Job();
@@ -365,6 +399,91 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
   EXPECT_TRUE(listed->empty());
   v1::JobInfo good = RunJob(Job());
   EXPECT_EQ(good.state(), v1::JOB_SUCCEEDED) << good.DebugString();
+}
+
+// ComfyUI's KSamplerAdvanced pattern as two jobs: the first stops at step 2 with its leftover
+// noise, the second continues from its LATENT without adding noise. With euler (one model call
+// per step, no step noise) that is the same run as one job of all the steps: the LATENT's
+// round trip through the VAE's space between them costs float rounding only.
+TEST_F(JobsTest, ChainedAdvancedJobsContinueOneRun) {
+  v1::SampleJob full = Job(23);
+  full.set_sampler("euler");
+  full.set_steps(5);
+  v1::JobInfo whole = RunJob(full);
+  ASSERT_EQ(whole.state(), v1::JOB_SUCCEEDED) << whole.DebugString();
+  v1::SampleJob first = full;
+  first.set_end_step(2);
+  first.set_return_with_leftover_noise(true);
+  v1::JobInfo first_done = RunJob(first);
+  ASSERT_EQ(first_done.state(), v1::JOB_SUCCEEDED) << first_done.DebugString();
+  v1::SampleJob second = full;
+  second.set_latent(ResultOf(first_done.job_id()).latent());
+  second.set_add_noise(false);
+  second.set_start_step(2);
+  v1::JobInfo second_done = RunJob(second);
+  ASSERT_EQ(second_done.state(), v1::JOB_SUCCEEDED) << second_done.DebugString();
+  const Latent chained = ReadLatent(ResultOf(second_done.job_id()).latent());
+  const Latent one = ReadLatent(ResultOf(whole.job_id()).latent());
+  EXPECT_LT(testing_util::RelativeL2(chained, one), 1e-5);
+  // The first half is not the whole run (it kept its noise).
+  EXPECT_GT(testing_util::RelativeL2(ReadLatent(ResultOf(first_done.job_id()).latent()), one),
+            1e-2);
+}
+
+// Wan 2.2 A14B as one job: both experts on the group, the switch at the default T2V boundary
+// (0.875: of the 4-step shift-5 schedule 1, 0.9375, 0.833, 0.625 the first two run on the
+// high-noise expert), equal to ComfyUI's pattern of two chained KSamplerAdvanced jobs; a second
+// job finds both experts resident.
+TEST_F(JobsTest, TwoExpertJobEqualsTwoChainedJobs) {
+  ASSERT_TRUE(
+      RunToCompletion({kBin + "/raylight-make-checkpoint", absl::StrCat("--preset=", kPreset),
+                       "--layers=2", "--dtype=bf16", absl::StrCat("--seed=", seed_ + 1000),
+                       "--out=" + models_ + "/low.safetensors"},
+                      dir_->path() + "/make.log", std::chrono::seconds(120))
+          .ok());
+  v1::SampleJob one = Job(29);
+  one.mutable_mesh()->set_ulysses(2);
+  one.set_low_noise_model("low.safetensors");
+  std::vector<v1::JobEvent> events;
+  v1::JobInfo done = RunJob(one, &events);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const Latent experts = ReadLatent(ResultOf(done.job_id()).latent());
+  int last_step = 0;
+  for (const v1::JobEvent& event : events) {
+    v1::SampleProgress progress;
+    if (event.has_progress() && progress.ParseFromString(event.progress()) && progress.step() > 0) {
+      EXPECT_EQ(progress.total(), 4);
+      last_step = progress.step();
+    }
+  }
+  EXPECT_EQ(last_step, 4);  // the two runs' steps counted as one job's
+  // The next job on the group finds both experts loaded.
+  v1::JobInfo again = RunJob(one);
+  ASSERT_EQ(again.state(), v1::JOB_SUCCEEDED) << again.DebugString();
+  EXPECT_TRUE(ResultOf(again.job_id()).model_was_resident());
+  EXPECT_LT(MaxAbsDiff(ReadLatent(ResultOf(again.job_id()).latent()), experts), 1e-6);
+
+  v1::SampleJob first = Job(29);
+  first.mutable_mesh()->set_ulysses(2);
+  first.set_end_step(2);
+  first.set_return_with_leftover_noise(true);
+  v1::JobInfo first_done = RunJob(first);
+  ASSERT_EQ(first_done.state(), v1::JOB_SUCCEEDED) << first_done.DebugString();
+  v1::SampleJob second = Job(29);
+  second.mutable_mesh()->set_ulysses(2);
+  second.set_model("low.safetensors");
+  second.set_latent(ResultOf(first_done.job_id()).latent());
+  second.set_add_noise(false);
+  second.set_start_step(2);
+  v1::JobInfo second_done = RunJob(second);
+  ASSERT_EQ(second_done.state(), v1::JOB_SUCCEEDED) << second_done.DebugString();
+  const Latent chained = ReadLatent(ResultOf(second_done.job_id()).latent());
+  EXPECT_LT(MaxAbsDiff(experts, chained), 1e-6);
+  // The low-noise expert matters: the same job on the high-noise model alone differs.
+  v1::JobInfo alone = RunJob(Job(29));
+  ASSERT_EQ(alone.state(), v1::JOB_SUCCEEDED);
+  EXPECT_GT(MaxAbsDiff(ReadLatent(ResultOf(alone.job_id()).latent()), experts), 1e-3);
+
 }
 
 TEST_F(JobsTest, CancelStopsARunningJobAndFreesItsGroup) {

@@ -82,6 +82,12 @@ int main(int argc, char** argv) {
   options.cfg = cfg;
   options.sampler = sampler;
   options.scheduler = scheduler;
+  auto latent_format = models::LatentFormatForChannels(config.out_channels);
+  if (!latent_format.ok()) {
+    std::cerr << latent_format.status() << "\n";
+    return 1;
+  }
+  options.latent_format = *latent_format;  // the result in ComfyUI's LATENT convention, as a job's
   at::Tensor latent =
       at::zeros({1, config.out_channels, (frames - 1) / 4 + 1, height / 8, width / 8}, device);
   auto result =

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <map>
 #include <random>
 
@@ -138,6 +139,25 @@ Denoiser Gaussian(double mu, double std) {
   };
 }
 
+// Checks a sample's mean and standard deviation against N(mu, std^2) at five standard errors of
+// each estimate (std / sqrt(n) for the mean, std / sqrt(2n) for the std) plus an allowance for
+// the sampler's own discretisation bias. At two or three standard errors, sixteen samplers' checks
+// failed about one run in twenty (issue #23, item 12); at five, about one in a million.
+// The discretisation biases, measured on 1M draws (a standard error of 0.03% of the std) for
+// both tests below: the std falls short by up to 1.63% for the first-order samplers
+// (euler_ancestral on the flow model; euler and ddim ~0.8%) and up to 0.37% for the others; the
+// mean moved by under 0.001. The allowances sit above those.
+constexpr double kBiasMean = 0.002, kBiasStdFirstOrder = 0.02, kBiasStd = 0.005;
+
+void ExpectDistribution(const at::Tensor& out, double mu, double std, double bias_mean,
+                        double bias_std, const std::string& name) {
+  const double n = static_cast<double>(out.numel());
+  const double mean = out.mean().item<double>(), sd = out.std().item<double>();
+  const double se_mean = std / std::sqrt(n), se_std = std / std::sqrt(2 * n);
+  EXPECT_NEAR(mean, mu, bias_mean + 5 * se_mean) << name;
+  EXPECT_NEAR(sd, std, bias_std * std + 5 * se_std) << name << " std " << sd;
+}
+
 TEST(SamplersTest, EverySamplerReproducesTheDataDistribution) {
   const double mu = 0.7, std = 0.4;
   const ModelSampling eps = ModelSampling::Discrete(Prediction::kEps);
@@ -145,8 +165,9 @@ TEST(SamplersTest, EverySamplerReproducesTheDataDistribution) {
     // lcm is a consistency-model sampler: it jumps to the denoised estimate and re-noises, which
     // with a posterior-mean denoiser shrinks the variance by design (checked separately below).
     if (name == "lcm") continue;
-    // 32k draws: sampling error of the mean ~0.002, of the std ~0.4%. First-order samplers
-    // (euler, ddim, the ancestral and SDE ones) carry an O(1/steps) bias: they get more steps.
+    // 128k draws: a standard error of the mean of 0.0011, of the std of 0.2%. First-order
+    // samplers (euler, ddim, the ancestral and SDE ones) carry an O(1/steps) bias: they get more
+    // steps.
     const bool first_order = name == "euler" || name == "ddim" ||
                              name.find("ancestral") != std::string::npos ||
                              name.find("sde") != std::string::npos;
@@ -154,17 +175,13 @@ TEST(SamplersTest, EverySamplerReproducesTheDataDistribution) {
     at::manual_seed(std::random_device{}());
     // Start from the true marginal at sigma_max: x0 + sigma_max * eps.
     at::Tensor x =
-        mu + at::randn({64, 64, 8}) * std::sqrt(std * std + sigmas.front() * sigmas.front());
+        mu + at::randn({128, 128, 8}) * std::sqrt(std * std + sigmas.front() * sigmas.front());
     const uint64_t seed = std::random_device{}();
     NoiseSampler noise =
         UsesBrownianNoise(name) ? BrownianNoiseSampler(x, seed) : SeededNoiseSampler(x, seed);
     auto out = Sample(name, Gaussian(mu, std), x, sigmas, noise);
     ASSERT_TRUE(out.ok()) << name << ": " << out.status();
-    const double mean = out->mean().item<double>(), sd = out->std().item<double>();
-    EXPECT_NEAR(mean, mu, 0.01) << name;
-    // 1.5%: ~3.5 standard errors of the std estimate; step-formula errors are caught precisely
-    // by DeterministicSamplersConvergeAtTheirOrder below.
-    EXPECT_NEAR(sd, std, (first_order ? 0.025 : 0.015) * std) << name << " std " << sd;
+    ExpectDistribution(*out, mu, std, kBiasMean, first_order ? kBiasStdFirstOrder : kBiasStd, name);
   }
 }
 
@@ -192,15 +209,13 @@ TEST(SamplersTest, EverySamplerReproducesTheDataDistributionOnAFlowModel) {
     auto sigmas = *KSamplerSigmas("simple", name, flow, first_order ? 400 : 200, 1.0);
     at::manual_seed(std::random_device{}());
     const double s0 = sigmas.front();
-    at::Tensor x = (1 - s0) * (mu + std * at::randn({64, 64, 8})) + s0 * at::randn({64, 64, 8});
+    at::Tensor x = (1 - s0) * (mu + std * at::randn({128, 128, 8})) + s0 * at::randn({128, 128, 8});
     const uint64_t seed = std::random_device{}();
     NoiseSampler noise =
         UsesBrownianNoise(name) ? BrownianNoiseSampler(x, seed) : SeededNoiseSampler(x, seed);
     auto out = Sample(name, FlowGaussian(mu, std), x, sigmas, noise, options);
     ASSERT_TRUE(out.ok()) << name << ": " << out.status();
-    const double mean = out->mean().item<double>(), sd = out->std().item<double>();
-    EXPECT_NEAR(mean, mu, 0.015) << name;
-    EXPECT_NEAR(sd, std, (first_order ? 0.025 : 0.015) * std) << name << " std " << sd;
+    ExpectDistribution(*out, mu, std, kBiasMean, first_order ? kBiasStdFirstOrder : kBiasStd, name);
   }
 }
 
@@ -277,8 +292,12 @@ TEST(SamplersTest, UniPcEndsAtATinySigmaAsComfyUi) {
   const std::vector<double> sigmas = {4.0, 2.0, 1.0, 0.5, 0.0};
   auto out = Sample("uni_pc", point, mu + noise * 4.0, sigmas, SeededNoiseSampler(noise, 1));
   ASSERT_TRUE(out.ok()) << out.status();
-  // The exact flow from sigma 4 to 0.001 is mu + noise * 0.001.
-  EXPECT_LT((*out - (mu + noise * 0.001)).abs().max().item<double>(), 1e-9);
+  // The exact flow from sigma 4 to 0.001 is mu + noise * 0.001. ComfyUI computes the VP std as
+  // sqrt(1 - exp(2 lmc)) in float32, which at sigma 0.001 cancels to a few percent, and the solver
+  // follows its arithmetic: the last sigma is 0.001 to within 5%, and far from 0.
+  const double scale = 0.001 * noise.abs().max().item<double>();
+  EXPECT_LT((*out - (mu + noise * 0.001)).abs().max().item<double>(), 0.05 * scale);
+  EXPECT_GT((*out - mu).abs().max().item<double>(), 0.5 * scale);
 }
 
 TEST(SamplersTest, BrownianNoiseIsOneBrownianPath) {
@@ -291,7 +310,8 @@ TEST(SamplersTest, BrownianNoiseIsOneBrownianPath) {
   EXPECT_LT((whole - (first + second)).abs().max().item<double>(), 1e-5);
   EXPECT_NEAR(whole.std().item<double>(), 1.0, 0.01);
   EXPECT_NEAR((first / std::sqrt(0.5)).std().item<double>(), 1.0, 0.01);
-  EXPECT_NEAR((first * second).mean().item<double>() / 0.5, 0.0, 0.01);  // independent halves
+  // Independent halves: the product's mean over 200k draws has a standard error of 0.0022.
+  EXPECT_NEAR((first * second).mean().item<double>() / 0.5, 0.0, 0.012);
 }
 
 TEST(SamplersTest, LcmJumpsToTheDenoisedEstimateAndRenoises) {
@@ -517,7 +537,9 @@ TEST(KDiffusionTest, SharedSamplersMatchStepByStep) {
   const ModelSampling eps = ModelSampling::Discrete(Prediction::kEps);
   const double mu = 0.3, std = 0.8;
   for (const char* name :
-       {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral",
+       // lms is left out: ComfyUI's ends on the denoised estimate where k-diffusion's integrates
+       // the last step (comfyui_parity_test checks it against ComfyUI).
+       {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral",
         "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde"}) {
     for (const char* scheduler : {"karras", "exponential"}) {
       auto sigmas = *ScheduleSigmas(scheduler, eps, 12);
@@ -572,7 +594,7 @@ TEST(ProgressTest, EveryStepReportsAndPreviewsComeEveryNSteps) {
                        ASSERT_TRUE(image.ok()) << image.status();
                        EXPECT_EQ(image->width, width);
                        EXPECT_EQ(image->height, height);
-                       auto direct = LatentToRgb(*info.denoised, LatentFormat::kWan21);
+                       auto direct = LatentToRgb(*info.denoised, models::Wan21LatentFormat());
                        ASSERT_TRUE(direct.ok());
                        EXPECT_EQ(image->pixels, direct->pixels);
                      });
@@ -594,7 +616,7 @@ TEST(PreviewTest, ProjectionIsComfyUisLinearMap) {
   // -0.0868, -0.3360); a latent that is 2 in channel 0 and 0 elsewhere gives exactly those.
   at::Tensor latent = at::zeros({16, 1, 1, 1});
   latent[0] = 2.0;
-  auto image = LatentToRgb(latent, LatentFormat::kWan21);
+  auto image = LatentToRgb(latent, models::Wan21LatentFormat());
   ASSERT_TRUE(image.ok()) << image.status();
   const double r = 2 * -0.1299 - 0.1835, g = 2 * -0.1692 - 0.0868, b = 2 * 0.2932 - 0.3360;
   auto byte = [](double v) { return static_cast<int>(std::clamp((v + 1) / 2, 0.0, 1.0) * 255); };
@@ -602,21 +624,23 @@ TEST(PreviewTest, ProjectionIsComfyUisLinearMap) {
   EXPECT_NEAR(image->pixels[1], byte(g), 1);
   EXPECT_NEAR(image->pixels[2], byte(b), 1);
   // A random 48-channel latent through PNG and back is unchanged; bad shapes are named.
-  auto wan22 = LatentToRgb(at::randn({1, 48, 3, 5, 7}), LatentFormat::kWan22, 2);
+  auto wan22 = LatentToRgb(at::randn({1, 48, 3, 5, 7}), models::Wan22LatentFormat(), 2);
   ASSERT_TRUE(wan22.ok());
   auto png = EncodePng(*wan22);
   ASSERT_TRUE(png.ok());
   EXPECT_EQ(DecodePng(*png)->pixels, wan22->pixels);
-  EXPECT_NE(
-      LatentToRgb(at::randn({16, 1, 4, 4}), LatentFormat::kWan22).status().message().find("C = 48"),
-      std::string::npos);
-  EXPECT_NE(LatentToRgb(at::randn({16, 2, 4, 4}), LatentFormat::kWan21, 2)
+  EXPECT_NE(LatentToRgb(at::randn({16, 1, 4, 4}), models::Wan22LatentFormat())
+                .status()
+                .message()
+                .find("C = 48"),
+            std::string::npos);
+  EXPECT_NE(LatentToRgb(at::randn({16, 2, 4, 4}), models::Wan21LatentFormat(), 2)
                 .status()
                 .message()
                 .find("frame 2"),
             std::string::npos);
-  EXPECT_FALSE(LatentFormatForChannels(4).ok());
-  EXPECT_EQ(*LatentFormatForChannels(48), LatentFormat::kWan22);
+  EXPECT_FALSE(models::LatentFormatForChannels(4).ok());
+  EXPECT_EQ(*models::LatentFormatForChannels(48), &models::Wan22LatentFormat());
   EXPECT_FALSE(DecodePng("not a png").ok());
 }
 
