@@ -25,6 +25,10 @@ int Fail(const absl::Status& status) {
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string& flag) {
+  std::error_code error;
+  if (!fs::is_regular_file(path, error)) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", path, "' is not a file"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read '", path, "'"));
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

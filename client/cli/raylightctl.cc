@@ -10,6 +10,7 @@
 //   raylightctl sample --model M --cond C ...   a sampling job with a progress bar (job_commands.h)
 //   raylightctl jobs [list|show|cancel|result]; raylightctl models [list|load|unload]
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +23,7 @@
 #include "client/cli/table.h"
 #include "client/sdk/client.h"
 #include "runtime/common/child_process.h"
+#include "runtime/common/file_util.h"
 
 namespace raylight::cli {
 namespace {
@@ -39,6 +41,7 @@ struct Options {
   int tail = 50;
   std::string log_name;
   bool head = false;
+  bool insecure = false;  // passed to the daemons: no token needed beyond loopback
   std::vector<std::string> model_roots;
 };
 
@@ -56,12 +59,37 @@ std::string ReadFirstLine(const fs::path& path) {
   return line;
 }
 
+// The token `up` made for the local cluster, beside its state.
+fs::path StateTokenFile(const Options& options) { return fs::path(options.state_dir) / "token"; }
+
+// --token-file, else --token / RAYLIGHT_TOKEN, else the local cluster's token file.
 std::string ResolveToken(const Options& options) {
-  if (!options.token_file.empty()) {
-    std::string token = ReadFirstLine(options.token_file);
-    return token;
+  if (!options.token_file.empty()) return ReadFirstLine(options.token_file);
+  if (!options.token.empty()) return options.token;
+  if (fs::exists(StateTokenFile(options))) return ReadFirstLine(StateTokenFile(options));
+  return "";
+}
+
+// A cluster started here without a token gets one: 32 random bytes from the kernel, in hex, in
+// <state>/token (0600); the daemons read it from there and so does every later raylightctl.
+absl::Status EnsureToken(Options& options) {
+  if (!options.token_file.empty() || !options.token.empty()) return absl::OkStatus();
+  const fs::path path = StateTokenFile(options);
+  if (!fs::exists(path)) {
+    std::ifstream random("/dev/urandom", std::ios::binary);
+    unsigned char bytes[32];
+    if (!random.read(reinterpret_cast<char*>(bytes), sizeof(bytes))) {
+      return absl::InternalError("cannot read /dev/urandom for a cluster token");
+    }
+    std::string hex;
+    for (unsigned char byte : bytes) absl::StrAppend(&hex, absl::Hex(byte, absl::kZeroPad2));
+    const mode_t previous = umask(0077);
+    absl::Status written = WriteFileAtomically(path.string(), hex + "\n");
+    umask(previous);
+    if (!written.ok()) return written;
   }
-  return options.token;
+  options.token_file = path.string();
+  return absl::OkStatus();
 }
 
 // The address to talk to: --address / RAYLIGHT_ADDRESS, else the local cluster's.
@@ -108,9 +136,11 @@ absl::Status StopDaemon(const std::string& name, const Options& options) {
 absl::Status StartHead(const Options& options) {
   const fs::path port_file = fs::path(options.state_dir) / "head.port";
   fs::remove(port_file);
-  std::vector<std::string> argv = {
-      (BinDir() / "raylight-head").string(), absl::StrCat("--port=", options.port),
-      "--port-file=" + port_file.string(), "--state-dir=" + options.state_dir};
+  std::vector<std::string> argv = {(BinDir() / "raylight-head").string(),
+                                   absl::StrCat("--port=", options.port),
+                                   "--port-file=" + port_file.string(),
+                                   "--state-dir=" + options.state_dir, "--host=" + options.host};
+  if (options.insecure) argv.push_back("--insecure");
   if (!options.token_file.empty()) argv.push_back("--token-file=" + options.token_file);
   if (!options.token.empty()) setenv("RAYLIGHT_TOKEN", options.token.c_str(), 1);
   for (const std::string& root : options.model_roots) {
@@ -126,6 +156,7 @@ absl::Status StartNode(const Options& options, const std::string& address) {
   std::vector<std::string> argv = {(BinDir() / "raylight-node").string(), "--address=" + address,
                                    "--host=" + options.host, "--state-dir=" + options.state_dir,
                                    absl::StrCat("--num-cpu-workers=", options.num_cpu_workers)};
+  if (options.insecure) argv.push_back("--insecure");
   if (!options.token_file.empty()) argv.push_back("--token-file=" + options.token_file);
   if (!options.token.empty()) setenv("RAYLIGHT_TOKEN", options.token.c_str(), 1);
   return StartDaemon("node", argv, options);
@@ -149,6 +180,7 @@ int Fail(const absl::Status& status) {
 
 int Up(Options& options) {
   fs::create_directories(fs::path(options.state_dir) / "logs");
+  if (auto status = EnsureToken(options); !status.ok()) return Fail(status);
   if (auto status = StartHead(options); !status.ok()) return Fail(status);
   const std::string address = absl::StrCat(options.host, ":", options.port);
   if (auto status = StartNode(options, address); !status.ok()) return Fail(status);
@@ -276,6 +308,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   up->add_option("--num-cpu-workers", options.num_cpu_workers,
                  "CPU workers (default: 2 without GPUs, else 0)");
+  up->add_flag("--insecure", options.insecure,
+               "with a non-loopback --host: run without a cluster token (trusted networks only)");
   up->add_option("--model-root", options.model_roots,
                  "a directory jobs may read models from (repeatable)")
       ->envname("RAYLIGHT_MODEL_ROOTS")
@@ -283,10 +317,15 @@ int main(int argc, char** argv) {
   auto* down = app.add_subcommand("down", "stop the head and node that `up` started");
   auto* start = app.add_subcommand("start", "start a head (--head) or a node joining --address");
   start->add_flag("--head", options.head, "start a head daemon");
+  start->add_option("--address", options.address, "the head a node joins (host:port)")
+      ->envname("RAYLIGHT_ADDRESS");
   start->add_option("--port", options.port, "head port")->capture_default_str();
   start->add_option("--host", options.host, "this machine's reachable address")
       ->capture_default_str();
   start->add_option("--num-cpu-workers", options.num_cpu_workers, "CPU workers of the node");
+  start->add_flag(
+      "--insecure", options.insecure,
+      "with a non-loopback --host: run without a cluster token (trusted networks only)");
   start
       ->add_option("--model-root", options.model_roots,
                    "with --head: a directory jobs may read models from (repeatable)")
@@ -305,7 +344,10 @@ int main(int argc, char** argv) {
   auto* models = AddModelsCommand(app, load_flags, unload_path);
   CLI11_PARSE(app, argc, argv);
   if (options.state_dir.empty()) options.state_dir = DefaultStateDir();
+  // State, pid files, logs and the token are this user's only.
   std::filesystem::create_directories(std::filesystem::path(options.state_dir) / "logs");
+  std::filesystem::permissions(options.state_dir, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace);
 
   if (*up) return Up(options);
   if (*down || *stop) return Down(options);
@@ -316,9 +358,10 @@ int main(int argc, char** argv) {
   if (*models) return RunModels(ClientOptionsOf(options), *models, load_flags, unload_path);
   if (*start) {
     if (options.head) {
+      if (auto s = EnsureToken(options); !s.ok()) return Fail(s);
       if (auto s = StartHead(options); !s.ok()) return Fail(s);
-      std::cout << "head started on port " << options.port << " (logs in " << options.state_dir
-                << "/logs)\n";
+      std::cout << "head started on " << options.host << ":" << options.port << " (logs in "
+                << options.state_dir << "/logs; cluster token in " << options.token_file << ")\n";
       return 0;
     }
     if (options.address.empty())

@@ -17,7 +17,11 @@ void AddMillis(CLI::App& app, const std::string& name, absl::Duration& target,
 }  // namespace
 
 void AddHeadFlags(CLI::App& app, HeadConfig& config) {
-  app.add_option("--host", config.bind_host, "address to listen on");
+  app.add_option("--host", config.bind_host,
+                 "address to listen on (0.0.0.0: every interface; needs a token or --insecure)")
+      ->capture_default_str();
+  app.add_flag("--insecure", config.insecure,
+               "listen beyond loopback without a cluster token (a trusted network only)");
   app.add_option("--port", config.port, "port to listen on (0: any free port)")
       ->capture_default_str();
   app.add_option("--port-file", config.port_file, "write the bound port here once serving");

@@ -13,7 +13,10 @@ class App;
 namespace raylight::head {
 
 struct HeadConfig {
-  std::string bind_host = "0.0.0.0";
+  // Loopback unless told otherwise: a head that other machines reach needs --host (and then a
+  // cluster token, or --insecure).
+  std::string bind_host = "127.0.0.1";
+  bool insecure = false;  // allow a non-loopback --host without a token
   int port = 6380;        // 0: any free port (written to --port-file)
   std::string port_file;  // where the bound port is written once serving (tests, raylightctl)
   std::string state_dir;  // SQLite state and logs; required

@@ -1,6 +1,7 @@
 #include "runtime/head/head_main.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -29,9 +30,16 @@ int RunHead(int argc, char** argv, const JobKindRegistrar& register_kinds) {
   AddHeadFlags(app, config);
   CLI11_PARSE(app, argc, argv);
 
+  // What the head writes (state database, logs, results) is for its own user only.
+  umask(0077);
   auto token = rpc::ClusterToken::Load(config.token_file, config.token);
   if (!token.ok()) {
     RL_LOG(ERROR) << token.status();
+    return 2;
+  }
+  if (auto exposed = rpc::CheckExposure("raylight-head", config.bind_host, *token, config.insecure);
+      !exposed.ok()) {
+    RL_LOG(ERROR) << exposed.message();
     return 2;
   }
   auto db = StateDb::Open(config.state_dir);

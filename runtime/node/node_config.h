@@ -23,6 +23,8 @@ struct NodeConfig {
   std::string worker_binary;  // default: raylight-worker next to this binary
   std::string token_file;
   std::string token;  // RAYLIGHT_TOKEN
+  // Let workers listen on a non-loopback --host without a token (a trusted network only).
+  bool insecure = false;
   // A crashed worker is restarted after this delay, doubling per crash up to the maximum, reset
   // once a worker has run for `stable_after`.
   absl::Duration restart_backoff = absl::Milliseconds(200);

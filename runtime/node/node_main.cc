@@ -1,4 +1,5 @@
 // raylight-node: the per-machine agent (see node_agent.h).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -26,9 +27,16 @@ int main(int argc, char** argv) {
         (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "raylight-worker")
             .string();
   }
+  umask(0077);  // worker logs and state: this user's only
   auto token = rpc::ClusterToken::Load(config.token_file, config.token);
   if (!token.ok()) {
     RL_LOG(ERROR) << token.status();
+    return 2;
+  }
+  // The workers listen on --host: refuse before starting any that would be open.
+  if (auto exposed = rpc::CheckExposure("raylight-node", config.host, *token, config.insecure);
+      !exposed.ok()) {
+    RL_LOG(ERROR) << exposed.message();
     return 2;
   }
   boost::asio::io_context io;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace grpc {
 class ClientContext;
@@ -40,5 +41,14 @@ class ClusterToken {
 
 // True when a and b are equal, in time that depends only on their lengths.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
+// 127.0.0.0/8, ::1 or localhost.
+bool IsLoopbackHost(absl::string_view host);
+
+// A service that would listen beyond this machine needs a cluster token, unless the operator
+// says --insecure: OK on loopback, with a token, or insecure; FailedPrecondition naming `what`
+// and the fix otherwise. (TLS is not implemented yet: a token is the one credential.)
+absl::Status CheckExposure(absl::string_view what, absl::string_view host,
+                           const ClusterToken& token, bool insecure);
 
 }  // namespace raylight::rpc

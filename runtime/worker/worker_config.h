@@ -18,8 +18,9 @@ struct WorkerConfig {
   std::string host = "127.0.0.1";  // the address peers and clients reach this worker at
   int port = 0;                    // 0: any free port (reported to the head)
   std::string token_file;
-  std::string token;   // RAYLIGHT_TOKEN
-  int parent_pid = 0;  // exit when this process (the node agent) is gone
+  std::string token;      // RAYLIGHT_TOKEN
+  bool insecure = false;  // listen on a non-loopback --host without a token
+  int parent_pid = 0;     // exit when this process (the node agent) is gone
   // Names this process; the node agent chooses it so that it can report the exit. Default: random.
   std::string instance_id;
 };

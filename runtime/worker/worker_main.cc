@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -33,6 +34,7 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != config.parent_pid) return 1;  // the agent died before we got here
   }
+  umask(0077);
   auto token = rpc::ClusterToken::Load(config.token_file, config.token);
   if (!token.ok()) {
     RL_LOG(ERROR) << token.status();
@@ -93,8 +95,15 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
                         [&io]() { boost::asio::post(io, [&io]() { io.stop(); }); });
   grpc::ServerBuilder builder;
   rpc::ConfigureServer(builder);
-  builder.AddListeningPort(absl::StrCat("0.0.0.0:", config.port), grpc::InsecureServerCredentials(),
-                           &port);
+  // On the address peers reach it at, not every interface (DESIGN: loopback unless a host is
+  // given).
+  if (auto exposed = rpc::CheckExposure("raylight-worker", config.host, *token, config.insecure);
+      !exposed.ok()) {
+    RL_LOG(ERROR) << exposed.message();
+    return 2;
+  }
+  builder.AddListeningPort(absl::StrCat(config.host, ":", config.port),
+                           grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

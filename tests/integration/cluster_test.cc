@@ -414,6 +414,9 @@ TEST(MultiMachineTest, GroupAcrossNetworkNamespacesAllReduces) {
   ClusterOptions options;
   options.host = (*lab)->address(0);
   options.head_exec_prefix = (*lab)->ExecPrefix(0);
+  // Beyond loopback every service needs a token; the head listens on its "machine's" address.
+  options.token = "netns-token";
+  options.head_args = {"--host=" + (*lab)->address(0)};
   for (int node = 0; node < 2; ++node) {
     options.node_hosts.push_back((*lab)->address(node + 1));
     options.node_exec_prefix.push_back((*lab)->ExecPrefix(node + 1));
