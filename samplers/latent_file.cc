@@ -12,6 +12,14 @@ models::NamedTensors LatentTensors(const at::Tensor& latent) {
           {"latent_format_version_0", at::empty({0}, at::kByte)}};
 }
 
+// A LATENT is floating point; an integer tensor is not one (converting it would hide the error).
+absl::Status CheckFloating(const at::Tensor& latent, const std::string& source) {
+  if (at::isFloatingType(latent.scalar_type())) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("latent ", source, ": 'latent_tensor' is ",
+                                                 c10::toString(latent.scalar_type()),
+                                                 ", not a floating-point tensor"));
+}
+
 // Files without the version marker are ComfyUI's old format (scaled by 0.18215).
 at::Tensor Unscaled(at::Tensor latent, bool has_version_marker) {
   latent = latent.to(at::kFloat).clone();
@@ -35,6 +43,7 @@ absl::StatusOr<at::Tensor> ParseLatent(absl::string_view bytes, const std::strin
   if (it == tensors->end()) {
     return absl::InvalidArgumentError(absl::StrCat("latent ", source, ": no 'latent_tensor'"));
   }
+  if (auto status = CheckFloating(it->second, source); !status.ok()) return status;
   return Unscaled(it->second, tensors->count("latent_format_version_0") > 0);
 }
 
@@ -47,6 +56,7 @@ absl::StatusOr<at::Tensor> ReadLatentFile(const std::string& path) {
   }
   auto view = models::ViewTensor(*file, *info);
   if (!view.ok()) return view.status();
+  if (auto status = CheckFloating(*view, path); !status.ok()) return status;
   return Unscaled(*view, (*file)->header().Find("latent_format_version_0") != nullptr);
 }
 

@@ -66,7 +66,7 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
       return InField("placement", placement.status());
     }
   }
-  if (job.swap_budget() < 0 || job.swap_budget() > 1) {
+  if (!(job.swap_budget() >= 0 && job.swap_budget() <= 1)) {  // NaN fails too
     return Invalid(
         "swap_budget",
         absl::StrCat(job.swap_budget(), " is not a fraction of the blocks' bytes in (0, 1]"));
@@ -206,6 +206,11 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
     if (!header.ok()) return InField("latent", header.status());
     const models::StTensorInfo* latent = header->Find("latent_tensor");
     if (latent == nullptr) return Invalid("latent", "no 'latent_tensor' (a ComfyUI .latent file)");
+    if (latent->dtype != models::StDtype::kF32 && latent->dtype != models::StDtype::kF16 &&
+        latent->dtype != models::StDtype::kBF16 && latent->dtype != models::StDtype::kF64) {
+      return Invalid("latent", absl::StrCat("'latent_tensor' is ", models::StDtypeName(latent->dtype),
+                                            "; a LATENT is F32, F16, BF16 or F64"));
+    }
     std::vector<int64_t> shape = latent->shape;
     if (shape.size() == 5 && shape[0] == 1) shape.erase(shape.begin());
     if (shape.size() != 4 || shape[0] != config.out_channels) {
@@ -344,6 +349,7 @@ class LoadKind final : public head::JobKind {
 absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
                                                       const std::vector<std::string>& roots) {
   if (model.empty()) return Invalid("model", "required (a name under a model root, or a path)");
+  if (model.find('\0') != std::string::npos) return Invalid("model", "contains a NUL byte");
   if (roots.empty()) {
     return absl::FailedPreconditionError(
         "model: the head has no model roots (raylight-head --model-root DIR)");
@@ -366,6 +372,10 @@ absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
       if (requested.is_absolute()) continue;  // another root may hold it
       return Invalid("model",
                      absl::StrCat("'", model, "' resolves outside the model root ", root.string()));
+    }
+    if (resolved == root) {
+      return Invalid("model", absl::StrCat("'", model, "' is the model root ", root.string(),
+                                           " itself, not a model in it"));
     }
     std::vector<std::string> files;
     if (fs::is_directory(resolved)) {

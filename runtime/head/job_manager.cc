@@ -21,6 +21,20 @@
 namespace raylight::head {
 namespace {
 
+// FNV-1a 64 over the parts of a spec that make a job what it is (stable across builds and
+// restarts, unlike std::hash).
+uint64_t SpecDigest(const v1::JobSpec& spec) {
+  uint64_t hash = 14695981039346656037ull;
+  auto mix = [&hash](absl::string_view bytes) {
+    for (unsigned char c : bytes) hash = (hash ^ c) * 1099511628211ull;
+    hash = (hash ^ 0xff) * 1099511628211ull;  // separates the parts
+  };
+  mix(spec.kind());
+  mix(absl::StrCat(spec.priority(), "/", spec.max_retries()));
+  mix(spec.payload());
+  return hash;
+}
+
 constexpr char kPoolPrefix[] = "jobs/";
 constexpr absl::Duration kTick = absl::Milliseconds(250);
 constexpr absl::Duration kFormRetry = absl::Seconds(2);
@@ -209,13 +223,26 @@ void JobManager::Finish(Job& job, v1::JobState state, const std::string& error) 
 }
 
 void JobManager::Submit(const v1::SubmitJobRequest& request, Reply<v1::JobInfo> reply) {
+  const v1::JobSpec& spec = request.spec();
+  if (request.request_id().size() > kMaxRequestIdBytes) {
+    reply(absl::InvalidArgumentError(absl::StrCat("request_id: ", request.request_id().size(),
+                                                  " bytes; at most ", kMaxRequestIdBytes)));
+    return;
+  }
+  const uint64_t digest = SpecDigest(spec);
   if (!request.request_id().empty()) {
     if (auto it = by_request_id_.find(request.request_id()); it != by_request_id_.end()) {
-      reply(jobs_.at(it->second).info);  // a retried submit
+      const v1::JobInfo& first = jobs_.at(it->second).info;
+      if (first.spec_digest() != digest) {
+        reply(absl::AlreadyExistsError(
+            absl::StrCat("request_id: '", request.request_id(), "' was used for job ",
+                         first.job_id(), " with a different spec; use a new request id")));
+        return;
+      }
+      reply(first);  // a retried submit
       return;
     }
   }
-  const v1::JobSpec& spec = request.spec();
   auto kind = kinds_.find(spec.kind());
   if (kind == kinds_.end()) {
     std::string known;
@@ -257,6 +284,7 @@ void JobManager::Submit(const v1::SubmitJobRequest& request, Reply<v1::JobInfo> 
   info.set_submit_unix_ms(NowMillis());
   info.set_summary(job.plan.summary());
   info.set_request_id(request.request_id());
+  info.set_spec_digest(digest);
   info.set_max_retries(spec.max_retries() >= 0 ? spec.max_retries() : config_.job_max_retries);
   // The plan first: a job row without its plan would be failed on the next start.
   if (absl::Status status = db_.PutJobPlan(job_id, job.plan); !status.ok()) {

@@ -52,6 +52,10 @@ class JobWatcher {
 
 class JobManager {
  public:
+  // A client's request id names one submission; longer ones are refused (they are stored and
+  // listed with the job).
+  static constexpr size_t kMaxRequestIdBytes = 256;
+
   // Every reference must outlive the manager.
   JobManager(const HeadConfig& config, boost::asio::io_context& io, StateDb& db, HeadManager& head,
              rpc::ClusterToken token, const JobKinds& kinds);

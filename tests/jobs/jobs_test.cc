@@ -308,6 +308,12 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
   models::StTensorInfo text{"text", models::StDtype::kF32, {5, 49}, 0, wide.size() * 4};
   std::string wrong_cond = models::BuildSafetensorsHeader({text}, {});
   wrong_cond.append(reinterpret_cast<const char*>(wide.data()), wide.size() * 4);
+  // A LATENT of int8 values (what a careless conversion writes).
+  std::vector<int8_t> bytes(16 * 3 * 6 * 10, 1);
+  models::StTensorInfo int8{"latent_tensor", models::StDtype::kI8, {1, 16, 3, 6, 10}, 0,
+                            bytes.size()};
+  std::string int_latent = models::BuildSafetensorsHeader({int8}, {});
+  int_latent.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   const std::vector<Case> cases = {
       {"unknown model", [](auto& j) { j.set_model("nope.safetensors"); },
        absl::StatusCode::kNotFound, "model:"},
@@ -348,6 +354,15 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
        absl::StatusCode::kInvalidArgument, "placement:"},
       {"swap budget over 1", [](auto& j) { j.set_swap_budget(1.5); },
        absl::StatusCode::kInvalidArgument, "swap_budget:"},
+      {"nan swap budget", [](auto& j) { j.set_swap_budget(NAN); },
+       absl::StatusCode::kInvalidArgument, "swap_budget:"},
+      {"model name with a NUL",
+       [](auto& j) { j.set_model(std::string("tiny.safetensors\0junk", 21)); },
+       absl::StatusCode::kInvalidArgument, "NUL"},
+      {"the model root itself", [](auto& j) { j.set_model("."); },
+       absl::StatusCode::kInvalidArgument, "model root"},
+      {"an integer latent", [&](auto& j) { j.set_latent(int_latent); },
+       absl::StatusCode::kInvalidArgument, "latent:"},
       {"negative start step", [](auto& j) { j.set_start_step(-1); },
        absl::StatusCode::kInvalidArgument, "start_step:"},
       {"absurd end step", [](auto& j) { j.set_end_step(20000); },
