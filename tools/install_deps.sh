@@ -57,3 +57,9 @@ if ! "$VENV/bin/python" -c "import einops, psutil, PIL, torchvision" 2>/dev/null
   "$VENV/bin/pip" install -q "einops==0.8.2" "psutil==7.2.2" "pillow==13.0.0"
   "$VENV/bin/pip" install -q --no-deps "torchvision==0.26.0"
 fi
+# The Python client's build (grpcio-tools generates its stubs from proto/), runtime and checks.
+if ! "$VENV/bin/python" -c "import grpc_tools, pytest, mypy, ruff, wheel; import setuptools as s; assert int(s.__version__.split('.')[0]) >= 70" 2>/dev/null; then
+  echo "install_deps: pip install grpcio-tools pytest mypy ruff (Python client) into $VENV"
+  "$VENV/bin/pip" install -q "grpcio==1.76.0" "grpcio-tools==1.76.0" "setuptools==80.9.0" \
+    "wheel==0.45.1" "pytest==9.2.0" "mypy==2.4.1" "ruff==0.17.6"
+fi

@@ -1,0 +1,284 @@
+"""The Python client against a real local cluster (raylightctl up: a head and a node with two
+CPU workers, as separate processes on a loopback port), with a fresh tiny random Wan per run.
+
+RAYLIGHT_BIN_DIR names the built binaries (ctest sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import raylight
+from raylight._proto.raylight.v1 import jobs_pb2
+
+BIN = Path(os.environ.get("RAYLIGHT_BIN_DIR", Path(__file__).parents[3] / "build" / "bin"))
+
+
+@dataclass
+class LocalCluster:
+    address: str
+    token: str
+    root: Path
+    state: Path
+    seed: int
+
+    def client(self, **kwargs: object) -> raylight.Client:
+        return raylight.Client(self.address, token=self.token, **kwargs)  # type: ignore[arg-type]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(*args: str | Path) -> None:
+    subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    base = tmp_path_factory.mktemp("cluster")
+    root, state = base / "models", base / "state"
+    root.mkdir()
+    seed = random.randrange(100000)
+    _run(
+        BIN / "raylight-make-checkpoint",
+        "--preset=tiny-t2v",
+        "--layers=2",
+        "--dtype=bf16",
+        f"--seed={seed}",
+        f"--out={root / 'tiny.safetensors'}",
+    )
+    for name, tokens in (("positive", 7), ("negative", 3)):
+        _run(
+            BIN / "raylight-make-conditioning",
+            "--preset=tiny-t2v",
+            f"--tokens={tokens}",
+            f"--seed={seed + tokens}",
+            f"--out={base / (name + '.safetensors')}",
+        )
+    port = _free_port()
+    ctl = [str(BIN / "raylightctl"), f"--state-dir={state}"]
+    _run(*ctl, "up", f"--port={port}", "--num-cpu-workers=2", f"--model-root={root}")
+    try:
+        yield LocalCluster(
+            f"127.0.0.1:{port}", (state / "token").read_text().strip(), base, state, seed
+        )
+    finally:
+        subprocess.run([*ctl, "down"], capture_output=True, timeout=60)
+
+
+def _conditioning(cluster: LocalCluster, name: str) -> dict[str, torch.Tensor]:
+    return load_file(cluster.root / f"{name}.safetensors")
+
+
+SETTINGS: dict[str, Any] = dict(
+    width=80, height=48, frames=9, steps=4, cfg=3.0, sampler="euler_ancestral"
+)
+
+
+def _reference(cluster: LocalCluster, seed: int) -> torch.Tensor:
+    out = cluster.root / f"reference-{seed}.latent"
+    _run(
+        BIN / "raylight-sample-local",
+        f"--checkpoint={cluster.root / 'models/tiny.safetensors'}",
+        f"--cond={cluster.root / 'positive.safetensors'}",
+        f"--negative={cluster.root / 'negative.safetensors'}",
+        "--width=80",
+        "--height=48",
+        "--frames=9",
+        "--steps=4",
+        "--cfg=3.0",
+        "--sampler=euler_ancestral",
+        f"--seed={seed}",
+        f"--out={out}",
+    )
+    return raylight.latent_from_bytes(out.read_bytes())
+
+
+def test_sample_returns_the_single_process_latent_with_progress(cluster: LocalCluster) -> None:
+    seed = random.randrange(1 << 31)
+    events: list[raylight.Progress] = []
+    with cluster.client() as client:
+        latent = client.sample(
+            "tiny.safetensors",
+            _conditioning(cluster, "positive"),
+            _conditioning(cluster, "negative"),
+            seed=seed,
+            ulysses=2,
+            preview_every=2,
+            on_progress=events.append,
+            **SETTINGS,
+        )
+    assert latent.shape == (1, 16, 3, 6, 10)
+    assert (latent - _reference(cluster, seed)).abs().max().item() < 1e-4
+    steps = [e.step for e in events if e.step > 0]
+    assert steps == [1, 2, 3, 4]
+    assert all(e.total == 4 for e in events if e.step > 0)
+    assert any(e.preview_png.startswith(b"\x89PNG") for e in events)
+    assert any(e.message for e in events)  # the model's load or residency
+
+
+def test_submit_watch_result_and_a_latent_in(cluster: LocalCluster) -> None:
+    """A LATENT tensor in (vid2vid), the job's states and its result through the parts."""
+    start = torch.randn(1, 16, 3, 6, 10)
+    with cluster.client() as client:
+        job = raylight.sample_job(
+            "tiny.safetensors",
+            _conditioning(cluster, "positive"),
+            open(cluster.root / "negative.safetensors", "rb").read(),
+            latent=start,
+            steps=3,
+            cfg=2.0,
+            denoise=0.5,
+            seed=5,
+        )
+        info = client.submit(job)
+        states = [
+            e.info.state for e in client.watch(info.job_id) if isinstance(e, raylight.StateChange)
+        ]
+        assert states[-1] == jobs_pb2.JOB_SUCCEEDED
+        result = client.result(info.job_id)
+        assert result.latent.shape == (1, 16, 3, 6, 10)
+        assert not torch.equal(result.latent, start)
+        assert client.get(info.job_id).state == jobs_pb2.JOB_SUCCEEDED
+        assert info.job_id in [j.job_id for j in client.list_jobs(limit=10)]
+        assert client.wait(info.job_id).state == jobs_pb2.JOB_SUCCEEDED
+
+
+def test_cancel_stops_a_running_job(cluster: LocalCluster) -> None:
+    with cluster.client() as client:
+        job = raylight.sample_job(
+            "tiny.safetensors",
+            _conditioning(cluster, "positive"),
+            _conditioning(cluster, "negative"),
+            width=160,
+            height=96,
+            frames=17,
+            steps=1000,
+            cfg=3.0,
+        )
+        info = client.submit(job)
+        running = threading.Event()
+
+        def follow() -> None:
+            for event in client.watch(info.job_id):
+                if isinstance(event, raylight.Progress) and event.step > 0:
+                    running.set()
+
+        watcher = threading.Thread(target=follow)
+        watcher.start()
+        assert running.wait(60)
+        client.cancel(info.job_id)
+        watcher.join(60)
+        assert client.wait(info.job_id, timeout=60).state == jobs_pb2.JOB_CANCELLED
+        with pytest.raises(raylight.RaylightError) as error:
+            client.result(info.job_id)
+        assert error.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "code"),
+    [
+        ({"steps": 0}, "steps", grpc.StatusCode.INVALID_ARGUMENT),
+        ({"sampler": "nope"}, "sampler", grpc.StatusCode.INVALID_ARGUMENT),
+        ({"frames": 8}, "frames", grpc.StatusCode.INVALID_ARGUMENT),
+        ({"end_step": 20000}, "end_step", grpc.StatusCode.INVALID_ARGUMENT),
+        ({"sigmas": [0.5, 0.9, 0.0]}, "sigmas[1]", grpc.StatusCode.INVALID_ARGUMENT),
+        ({"model": "nope.safetensors"}, "model", grpc.StatusCode.NOT_FOUND),
+    ],
+)
+def test_bad_input_raises_naming_the_field(
+    cluster: LocalCluster, settings: dict[str, Any], field: str, code: grpc.StatusCode
+) -> None:
+    arguments: dict[str, Any] = {**SETTINGS, **settings}
+    model = str(arguments.pop("model", "tiny.safetensors"))
+    with cluster.client() as client:
+        before = len(client.list_jobs())
+        with pytest.raises(raylight.RaylightError) as error:
+            client.sample(
+                model,
+                _conditioning(cluster, "positive"),
+                _conditioning(cluster, "negative"),
+                **arguments,
+            )
+        assert error.value.code == code
+        assert error.value.field == field, error.value.message
+        assert len(client.list_jobs()) == before  # nothing queued
+
+
+def test_a_wrong_token_is_refused(cluster: LocalCluster) -> None:
+    with raylight.Client(cluster.address, token="wrong", timeout=10) as client:
+        with pytest.raises(raylight.RaylightError) as error:
+            client.status()
+        assert error.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_status_models_and_the_local_cluster_defaults(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without an address or token the client finds the local cluster `raylightctl up` started.
+    monkeypatch.setenv("RAYLIGHT_STATE_DIR", str(cluster.state))
+    monkeypatch.delenv("RAYLIGHT_ADDRESS", raising=False)
+    monkeypatch.delenv("RAYLIGHT_TOKEN", raising=False)
+    with raylight.Client() as client:
+        assert len(client.status().workers) == 2
+        client.sample(
+            "tiny.safetensors", _conditioning(cluster, "positive"), None, **{**SETTINGS, "cfg": 1.0}
+        )
+        models = client.models()
+        assert {Path(m.path).name for m in models} == {"tiny.safetensors"}
+        assert all(m.variant == "tiny-t2v" for m in models)
+
+
+def test_latents_round_trip_as_comfyui_files() -> None:
+    latent = torch.randn(2, 16, 3, 4, 5)
+    assert torch.equal(raylight.latent_from_bytes(raylight.latent_to_bytes(latent)), latent)
+    from safetensors.torch import save
+
+    old = save({"latent_tensor": latent})  # ComfyUI's old format: scaled on load
+    assert torch.allclose(raylight.latent_from_bytes(old), latent / 0.18215)
+    with pytest.raises(ValueError, match="latent_tensor"):
+        raylight.latent_from_bytes(save({"x": latent}))
+
+
+def test_errors_name_their_field() -> None:
+    assert raylight.errors.field_of("steps: 0 is outside [1, 10000]") == "steps"
+    assert raylight.errors.field_of("sigmas[1]: 0.9 does not descend") == "sigmas[1]"
+    assert raylight.errors.field_of("job job-1 cancelled") is None
+
+
+def test_a_request_id_names_one_submission(cluster: LocalCluster) -> None:
+    """Issue #23: a retried submit is answered with its job; the same id for another job, or an
+    id past 256 bytes, is refused naming request_id."""
+    settings: dict[str, Any] = {**SETTINGS, "steps": 1}
+    positive, negative = _conditioning(cluster, "positive"), _conditioning(cluster, "negative")
+    job = raylight.sample_job("tiny.safetensors", positive, negative, **settings)
+    other = raylight.sample_job("tiny.safetensors", positive, negative, **{**settings, "seed": 9})
+    request_id = f"python-test-{random.randrange(1 << 40)}"
+    with cluster.client() as client:
+        first = client.submit(job, request_id=request_id)
+        assert client.submit(job, request_id=request_id).job_id == first.job_id
+        with pytest.raises(raylight.RaylightError) as reused:
+            client.submit(other, request_id=request_id)
+        assert reused.value.code == grpc.StatusCode.ALREADY_EXISTS
+        assert reused.value.field == "request_id"
+        with pytest.raises(raylight.RaylightError) as long_id:
+            client.submit(job, request_id="x" * 10000)
+        assert long_id.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert long_id.value.field == "request_id"
+        assert client.wait(first.job_id, timeout=60).state == jobs_pb2.JOB_SUCCEEDED
