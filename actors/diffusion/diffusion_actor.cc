@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "actors/diffusion/mesh_spec.h"
+#include "actors/diffusion/model_roots.h"
+#include "runtime/common/status_macros.h"
 
 namespace raylight::actors {
 namespace {
@@ -39,7 +41,8 @@ absl::StatusOr<const worker::GroupContext*> GroupOf(worker::CallContext& context
 
 }  // namespace
 
-DiffusionActor::DiffusionActor(const worker::ActorEnvironment& environment) : engine_(environment) {
+DiffusionActor::DiffusionActor(const worker::ActorEnvironment& environment)
+    : engine_(environment), model_roots_(environment.file_roots) {
   Register("sample", &DiffusionActor::Sample);
   Register("load_model", &DiffusionActor::LoadModel);
   Register("unload_model", &DiffusionActor::UnloadModel);
@@ -54,6 +57,13 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
                                                         worker::CallContext& context) {
   auto group = GroupOf(context, "sample");
   if (!group.ok()) return group.status();
+  RL_RETURN_IF_ERROR(CheckModelFiles(
+      "model_files", {call.model_files().begin(), call.model_files().end()}, model_roots_));
+  if (call.low_noise_model_files_size() > 0) {
+    RL_RETURN_IF_ERROR(CheckModelFiles(
+        "low_noise_model_files",
+        {call.low_noise_model_files().begin(), call.low_noise_model_files().end()}, model_roots_));
+  }
   const v1::SampleJob& job = call.job();
   SampleRequest request;
   request.job_id = call.job_id();
@@ -111,6 +121,8 @@ absl::StatusOr<v1::LoadModelResult> DiffusionActor::LoadModel(const v1::LoadMode
                                                               worker::CallContext& context) {
   auto group = GroupOf(context, "load_model");
   if (!group.ok()) return group.status();
+  RL_RETURN_IF_ERROR(CheckModelFiles(
+      "model_files", {call.model_files().begin(), call.model_files().end()}, model_roots_));
   auto outcome = engine_.Load(ToModelRequest(call.job(), call.model_files()),
                               MeshShapeOf(call.job().mesh()), **group);
   if (!outcome.ok()) return outcome.status();

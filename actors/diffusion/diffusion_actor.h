@@ -37,6 +37,7 @@ class DiffusionActor final : public worker::MethodTable<DiffusionActor> {
 
  private:
   DiffusionEngine engine_;
+  const std::vector<std::string> model_roots_;  // the worker's: every named file must be inside
 };
 
 void RegisterDiffusionActor(worker::ActorRegistry& registry);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -20,8 +19,6 @@
 namespace raylight::actors {
 namespace {
 
-namespace fs = std::filesystem;
-
 constexpr char kActorClass[] = "DiffusionActor";
 
 absl::Status Invalid(const std::string& field, const std::string& message) {
@@ -32,11 +29,6 @@ absl::Status Invalid(const std::string& field, const std::string& message) {
 absl::Status InField(const std::string& field, const absl::Status& status) {
   if (status.ok()) return status;
   return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
-}
-
-bool Inside(const fs::path& path, const fs::path& root) {
-  auto [root_end, unused] = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
-  return root_end == root.end();
 }
 
 struct CommonPlan {
@@ -208,8 +200,9 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
     if (latent == nullptr) return Invalid("latent", "no 'latent_tensor' (a ComfyUI .latent file)");
     if (latent->dtype != models::StDtype::kF32 && latent->dtype != models::StDtype::kF16 &&
         latent->dtype != models::StDtype::kBF16 && latent->dtype != models::StDtype::kF64) {
-      return Invalid("latent", absl::StrCat("'latent_tensor' is ", models::StDtypeName(latent->dtype),
-                                            "; a LATENT is F32, F16, BF16 or F64"));
+      return Invalid("latent",
+                     absl::StrCat("'latent_tensor' is ", models::StDtypeName(latent->dtype),
+                                  "; a LATENT is F32, F16, BF16 or F64"));
     }
     std::vector<int64_t> shape = latent->shape;
     if (shape.size() == 5 && shape[0] == 1) shape.erase(shape.begin());
@@ -345,66 +338,6 @@ class LoadKind final : public head::JobKind {
 };
 
 }  // namespace
-
-absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
-                                                      const std::vector<std::string>& roots) {
-  if (model.empty()) return Invalid("model", "required (a name under a model root, or a path)");
-  if (model.find('\0') != std::string::npos) return Invalid("model", "contains a NUL byte");
-  if (roots.empty()) {
-    return absl::FailedPreconditionError(
-        "model: the head has no model roots (raylight-head --model-root DIR)");
-  }
-  const fs::path requested(model);
-  for (const auto& part : requested) {
-    if (part == "..") return Invalid("model", absl::StrCat("'", model, "': '..' is not allowed"));
-  }
-  std::vector<std::string> searched;
-  for (const std::string& root_text : roots) {
-    std::error_code error;
-    const fs::path root = fs::canonical(root_text, error);
-    if (error) continue;
-    searched.push_back(root.string());
-    const fs::path candidate = requested.is_absolute() ? requested : root / requested;
-    if (!fs::exists(candidate, error)) continue;
-    // Symlinks are followed, then the target must still be inside the root.
-    const fs::path resolved = fs::canonical(candidate, error);
-    if (error || !Inside(resolved, root)) {
-      if (requested.is_absolute()) continue;  // another root may hold it
-      return Invalid("model",
-                     absl::StrCat("'", model, "' resolves outside the model root ", root.string()));
-    }
-    if (resolved == root) {
-      return Invalid("model", absl::StrCat("'", model, "' is the model root ", root.string(),
-                                           " itself, not a model in it"));
-    }
-    std::vector<std::string> files;
-    if (fs::is_directory(resolved)) {
-      for (const auto& entry : fs::directory_iterator(resolved, error)) {
-        if (entry.path().extension() != ".safetensors") continue;
-        const fs::path file = fs::canonical(entry.path(), error);
-        if (!error && Inside(file, root)) files.push_back(file.string());
-      }
-      std::sort(files.begin(), files.end());
-      if (files.empty()) {
-        return Invalid("model", absl::StrCat("'", model, "' is a directory with no .safetensors"));
-      }
-    } else {
-      files.push_back(resolved.string());
-    }
-    return files;
-  }
-  if (requested.is_absolute()) {
-    for (const std::string& root : searched) {
-      if (Inside(fs::weakly_canonical(requested), root)) {
-        return absl::NotFoundError(absl::StrCat("model: '", model, "' does not exist"));
-      }
-    }
-    return Invalid("model", absl::StrCat("'", model, "' is outside the model roots (",
-                                         absl::StrJoin(searched, ", "), ")"));
-  }
-  return absl::NotFoundError(absl::StrCat("model: '", model, "' not found under the model roots (",
-                                          absl::StrJoin(searched, ", "), ")"));
-}
 
 void RegisterDiffusionJobKinds(head::JobKinds& kinds, std::vector<std::string> model_roots,
                                SampleLimits limits) {

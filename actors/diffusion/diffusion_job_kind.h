@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/diffusion/model_roots.h"
 #include "runtime/head/job_kind.h"
 
 namespace raylight::actors {
@@ -33,10 +34,5 @@ struct SampleLimits {
 
 void RegisterDiffusionJobKinds(head::JobKinds& kinds, std::vector<std::string> model_roots,
                                SampleLimits limits = {});
-
-// The files of `model` (a name under a root, or an absolute path inside one): the file itself,
-// or a directory's *.safetensors shards in name order. Exposed for tests.
-absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
-                                                      const std::vector<std::string>& roots);
 
 }  // namespace raylight::actors

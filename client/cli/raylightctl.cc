@@ -159,6 +159,10 @@ absl::Status StartNode(const Options& options, const std::string& address) {
   if (options.insecure) argv.push_back("--insecure");
   if (!options.token_file.empty()) argv.push_back("--token-file=" + options.token_file);
   if (!options.token.empty()) setenv("RAYLIGHT_TOKEN", options.token.c_str(), 1);
+  // The workers check every model file a call names against these themselves.
+  for (const std::string& root : options.model_roots) {
+    argv.push_back("--model-root=" + fs::absolute(root).string());
+  }
   return StartDaemon("node", argv, options);
 }
 
@@ -328,7 +332,7 @@ int main(int argc, char** argv) {
       "with a non-loopback --host: run without a cluster token (trusted networks only)");
   start
       ->add_option("--model-root", options.model_roots,
-                   "with --head: a directory jobs may read models from (repeatable)")
+                   "a directory jobs (--head) or workers (a node) may read models from")
       ->envname("RAYLIGHT_MODEL_ROOTS")
       ->delimiter(':');
   auto* stop = app.add_subcommand("stop", "stop the daemons started on this machine");

@@ -146,13 +146,16 @@ absl::StatusOr<StHeader> ParseSafetensors(absl::string_view buffer, absl::string
   for (int i = 7; i >= 0; --i) {
     header_bytes = (header_bytes << 8) | static_cast<unsigned char>(buffer[i]);
   }
+  // The length itself is not quoted: for a file that is not safetensors it is the file's first
+  // eight bytes, which an error must not hand to whoever asked (issue #23: /etc/passwd's
+  // "root:x:0" came back as a number).
   if (header_bytes > kMaxHeaderBytes) {
-    return Invalid(source, absl::StrCat("header length ", header_bytes, " exceeds the ",
-                                        kMaxHeaderBytes, "-byte limit"));
+    return Invalid(source, absl::StrCat("the header length exceeds the ", kMaxHeaderBytes,
+                                        "-byte limit (not a safetensors file?)"));
   }
   if (header_bytes > buffer.size() - 8) {
-    return Invalid(source, absl::StrCat("header length ", header_bytes, " runs past the end (",
-                                        buffer.size(), " bytes in all)"));
+    return Invalid(source, absl::StrCat("the header length runs past the end (", buffer.size(),
+                                        " bytes in all)"));
   }
   const absl::string_view text = buffer.substr(8, header_bytes);
   nlohmann::json json = nlohmann::json::parse(text.begin(), text.end(), nullptr,

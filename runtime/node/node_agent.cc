@@ -107,6 +107,7 @@ void NodeAgent::SpawnWorker(Slot& slot) {
   if (!config_.token_file.empty())
     argv.push_back(absl::StrCat("--token-file=", config_.token_file));
   if (config_.insecure) argv.push_back("--insecure");
+  for (const std::string& root : config_.model_roots) argv.push_back("--model-root=" + root);
   SpawnOptions options;
   options.log_path = absl::StrCat(config_.state_dir, "/logs/worker-", slot.index, ".log");
   // The token travels in the environment, not on the command line (ps would show it).

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
@@ -25,6 +26,9 @@ struct NodeConfig {
   std::string token;  // RAYLIGHT_TOKEN
   // Let workers listen on a non-loopback --host without a token (a trusted network only).
   bool insecure = false;
+  // Directories this machine's workers may read model files from (passed to each worker, which
+  // checks every model path a call names against them).
+  std::vector<std::string> model_roots;
   // A crashed worker is restarted after this delay, doubling per crash up to the maximum, reset
   // once a worker has run for `stable_after`.
   absl::Duration restart_backoff = absl::Milliseconds(200);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -27,6 +28,9 @@ struct ActorEnvironment {
   std::string host;
   int gpu_index = -1;  // -1: a CPU worker
   int64_t incarnation = 0;
+  // The directories this worker's actors may read files from (the node's --model-root); an
+  // actor checks every path a call names against them itself, whoever sent the call.
+  std::vector<std::string> file_roots;
 };
 
 enum class CollectiveBackend { kGloo, kNccl };

@@ -15,6 +15,8 @@ void AddWorkerFlags(CLI::App& app, WorkerConfig& config) {
   app.add_option("--host", config.host, "address peers reach this worker at");
   app.add_option("--port", config.port, "port to serve on (0: any free port)");
   app.add_option("--token-file", config.token_file, "file holding the cluster token");
+  app.add_option("--model-root", config.model_roots,
+                 "a directory actors may read model files from (repeatable)");
   app.add_flag("--insecure", config.insecure,
                "listen on a non-loopback --host without a cluster token");
   app.add_option("--token", config.token, "cluster token")->envname("RAYLIGHT_TOKEN");

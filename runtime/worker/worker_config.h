@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -20,7 +21,9 @@ struct WorkerConfig {
   std::string token_file;
   std::string token;      // RAYLIGHT_TOKEN
   bool insecure = false;  // listen on a non-loopback --host without a token
-  int parent_pid = 0;     // exit when this process (the node agent) is gone
+  // Directories actors may read model files from (ActorEnvironment::file_roots).
+  std::vector<std::string> model_roots;
+  int parent_pid = 0;  // exit when this process (the node agent) is gone
   // Names this process; the node agent chooses it so that it can report the exit. Default: random.
   std::string instance_id;
 };

@@ -1,5 +1,7 @@
 #include "runtime/worker/worker_runtime.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "runtime/common/log.h"
 
@@ -72,9 +74,17 @@ absl::Status WorkerRuntime::StartActorNow(const v1::ActorSpec& spec, int64_t inc
       actor_incarnation_ == incarnation) {
     return absl::OkStatus();  // a retried start
   }
+  // A class this worker cannot host is refused before anything changes: the hosted actor keeps
+  // running (issue #23: an unknown class used to stop it, unknown to the head).
+  const std::vector<std::string> classes = registry_.ClassNames();
+  if (std::find(classes.begin(), classes.end(), spec.class_name()) == classes.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("class_name: this worker hosts no class '", spec.class_name(), "'"));
+  }
   if (actor_ != nullptr) StopActorNow(absl::StrCat("replaced by actor ", spec.actor_id()));
-  ActorEnvironment environment{spec.actor_id(), identity_.worker_id, identity_.node_id,
-                               identity_.host,  identity_.gpu_index, incarnation};
+  ActorEnvironment environment{spec.actor_id(),     identity_.worker_id, identity_.node_id,
+                               identity_.host,      identity_.gpu_index, incarnation,
+                               identity_.file_roots};
   auto actor = registry_.Create(spec.class_name(), environment, spec.init_args());
   if (!actor.ok()) return actor.status();
   actor_ = *std::move(actor);

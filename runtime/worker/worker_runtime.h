@@ -27,6 +27,7 @@ struct WorkerIdentity {
   std::string node_id;
   std::string host;
   int gpu_index = -1;
+  std::vector<std::string> file_roots;  // ActorEnvironment::file_roots
 };
 
 // What the worker hosts, for re-registration after a head restart.

@@ -158,7 +158,7 @@ absl::Status StartCluster(Setup& setup, const std::string& model_root, bool gpu)
   options.gpu = gpu;
   options.heartbeat_ms = 1000;
   options.deadline_ms = 5000;
-  options.head_args = {"--model-root=" + model_root};
+  options.model_roots = {model_root};
   setup.cluster =
       std::make_unique<testing_util::TestCluster>(kBin, setup.dir->path() + "/state", options);
   if (auto status = setup.cluster->Start(); !status.ok()) return status;

@@ -294,6 +294,31 @@ TEST_F(ClusterTest, ActorWithoutRestartsLeftIsDeadAndCallsSayWhy) {
   EXPECT_NE(after.status().message().find("DEAD"), std::string::npos) << after.status();
 }
 
+// Issue #23, item 8: StartActor of a class the worker cannot host used to stop the actor it
+// hosted, unknown to the head (every later call to it failed). Now it changes nothing.
+TEST_F(ClusterTest, StartActorOfAnUnknownClassLeavesTheHostedActorRunning) {
+  StartCluster();
+  auto actor = client_->CreateActor(TestActorSpec("kept"));
+  ASSERT_TRUE(actor.ok()) << actor.status();
+  ASSERT_TRUE((*actor)->Call("echo", EchoRequest().SerializeAsString()).ok());
+  auto info = client_->GetActorInfo((*actor)->actor_id(), "");
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto worker = client_->WorkerStub(info->address());
+  grpc::ClientContext context;
+  client_->Prepare(context);
+  v1::StartActorRequest request;
+  request.mutable_spec()->set_actor_id("actor-intruder");
+  request.mutable_spec()->set_class_name("NoSuchClass");
+  request.set_incarnation(1);
+  v1::StartActorResponse response;
+  const grpc::Status started = worker->StartActor(&context, request, &response);
+  EXPECT_EQ(started.error_code(), grpc::StatusCode::NOT_FOUND) << started.error_message();
+  EXPECT_NE(started.error_message().find("class_name"), std::string::npos)
+      << started.error_message();
+  auto again = (*actor)->Call("echo", EchoRequest().SerializeAsString());
+  EXPECT_TRUE(again.ok()) << again.status();
+}
+
 TEST_F(ClusterTest, KilledNodeIsMarkedDeadWithinTheDeadline) {
   ClusterOptions options;
   options.deadline_ms = 2000;

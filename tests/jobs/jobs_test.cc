@@ -22,6 +22,7 @@
 #include "client/sdk/job_client.h"
 #include "models/core/safetensors.h"
 #include "runtime/common/gpu_info.h"
+#include "runtime/rpc/call_transport.h"
 #include "tests/util/cluster.h"
 #include "tests/util/latent_values.h"
 #include "tests/util/read_file.h"
@@ -110,7 +111,8 @@ class JobsTest : public ::testing::Test {
     options.cpu_workers_per_node = kGpu ? 0 : workers;
     options.gpu = kGpu;  // one worker per GPU
     options.token = kToken;
-    options.head_args = {"--model-root=" + models_, "--job-retry-backoff-ms=200"};
+    options.model_roots = {models_};
+    options.head_args = {"--job-retry-backoff-ms=200"};
     cluster_ = std::make_unique<testing_util::TestCluster>(kBin, dir_->path() + "/state", options);
     absl::Status started = cluster_->Start();
     ASSERT_TRUE(started.ok()) << started;
@@ -310,8 +312,8 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
   wrong_cond.append(reinterpret_cast<const char*>(wide.data()), wide.size() * 4);
   // A LATENT of int8 values (what a careless conversion writes).
   std::vector<int8_t> bytes(16 * 3 * 6 * 10, 1);
-  models::StTensorInfo int8{"latent_tensor", models::StDtype::kI8, {1, 16, 3, 6, 10}, 0,
-                            bytes.size()};
+  models::StTensorInfo int8{
+      "latent_tensor", models::StDtype::kI8, {1, 16, 3, 6, 10}, 0, bytes.size()};
   std::string int_latent = models::BuildSafetensorsHeader({int8}, {});
   int_latent.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   const std::vector<Case> cases = {
@@ -498,7 +500,48 @@ TEST_F(JobsTest, TwoExpertJobEqualsTwoChainedJobs) {
   v1::JobInfo alone = RunJob(Job(29));
   ASSERT_EQ(alone.state(), v1::JOB_SUCCEEDED);
   EXPECT_GT(MaxAbsDiff(ReadLatent(ResultOf(alone.job_id()).latent()), experts), 1e-3);
+}
 
+// Issue #23, item 2: a caller that reaches a worker directly (with the cluster token) and asks
+// its DiffusionActor to load a file outside the model roots is refused by the worker itself, and
+// learns nothing of the file's contents (a parse error used to quote its first 8 bytes).
+TEST_F(JobsTest, AWorkerRefusesModelFilesOutsideItsRoots) {
+  v1::JobInfo done = RunJob(Job());  // a 1-rank group, its actor alive
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const std::string secret = dir_->path() + "/secret.safetensors";
+  std::ofstream(secret) << "root:x:0:0:root:/root:/bin/bash\n";
+  auto client = cluster_->Connect();
+  auto state = client->ClusterState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  const v1::GroupInfo* group = nullptr;
+  for (const v1::GroupInfo& g : state->groups()) {
+    if (g.state() == v1::GROUP_READY && g.members_size() == 1) group = &g;
+  }
+  ASSERT_NE(group, nullptr) << state->DebugString();
+  v1::SampleCall call;
+  call.set_job_id("intruder");
+  *call.mutable_job() = Job();
+  for (const std::string& file :
+       {secret, std::string("/etc/passwd"), models_ + "/../secret.safetensors"}) {
+    call.clear_model_files();
+    call.add_model_files(file);
+    v1::CallHeader header;
+    header.set_actor_id(group->members(0).actor_id());
+    header.set_method("sample");
+    header.set_group_id(group->group_id());
+    header.set_group_incarnation(group->incarnation());
+    auto result = rpc::CallActorOnce(*client->WorkerStub(group->members(0).address()),
+                                     rpc::ClusterToken(kToken), header, call.SerializeAsString(),
+                                     absl::Seconds(30), {});
+    ASSERT_FALSE(result.ok()) << file;
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kPermissionDenied) << result.status();
+    EXPECT_NE(result.status().message().find("outside this worker's model roots"),
+              std::string::npos)
+        << result.status();
+    EXPECT_EQ(result.status().message().find("root:x"), std::string::npos) << result.status();
+  }
+  // The worker still serves jobs.
+  EXPECT_EQ(RunJob(Job()).state(), v1::JOB_SUCCEEDED);
 }
 
 TEST_F(JobsTest, CancelStopsARunningJobAndFreesItsGroup) {

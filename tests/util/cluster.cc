@@ -65,6 +65,7 @@ absl::Status TestCluster::StartHead(int port) {
                            "--port-file=" + port_file, "--state-dir=" + state_dir_,
                            absl::StrCat("--heartbeat-ms=", options_.heartbeat_ms),
                            absl::StrCat("--deadline-ms=", options_.deadline_ms)});
+  for (const std::string& root : options_.model_roots) argv.push_back("--model-root=" + root);
   argv.insert(argv.end(), options_.head_args.begin(), options_.head_args.end());
   SpawnOptions spawn;
   spawn.log_path = state_dir_ + "/logs/head.log";
@@ -92,6 +93,7 @@ absl::Status TestCluster::StartNode(int index) {
                            absl::StrCat("--num-cpu-workers=", options_.cpu_workers_per_node),
                            absl::StrCat("--state-dir=", state_dir_, "/node", index)});
   if (!options_.gpu) argv.push_back("--no-gpu");
+  for (const std::string& root : options_.model_roots) argv.push_back("--model-root=" + root);
   SpawnOptions spawn;
   spawn.log_path = absl::StrCat(state_dir_, "/logs/node", index, ".log");
   if (!options_.token.empty()) spawn.env.emplace_back("RAYLIGHT_TOKEN", options_.token);

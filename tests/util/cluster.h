@@ -25,7 +25,10 @@ struct ClusterOptions {
   // "machine" (tests/util/netns.h).
   std::vector<std::string> head_exec_prefix;
   std::vector<std::vector<std::string>> node_exec_prefix;
-  // Appended to the head's argv (e.g. --model-root=DIR).
+  // Model roots, given to the head (which resolves job models in them) and to every node (whose
+  // workers check the files a call names against them).
+  std::vector<std::string> model_roots;
+  // Appended to the head's argv.
   std::vector<std::string> head_args;
 };
 

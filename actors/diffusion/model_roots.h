@@ -1,0 +1,25 @@
+// Where model files may come from: the model roots. The head resolves a job's model name inside
+// its roots; each worker checks the files a call names against its own (torch-free, no
+// protobuf: both the head's job kinds and the worker's DiffusionActor use it).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace raylight::actors {
+
+// The files of `model` (a name under a root, or an absolute path inside one): the file itself,
+// or a directory's *.safetensors shards in name order. Exposed for tests.
+absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
+                                                      const std::vector<std::string>& roots);
+
+// The worker's own check of the files a call names (the head resolved them, but a caller that
+// reaches a worker directly must get no further): each exists, is a regular file, and lies
+// inside one of `roots` after symlinks; no roots refuses everything. Errors name `field` and
+// never quote a file's contents.
+absl::Status CheckModelFiles(const std::string& field, const std::vector<std::string>& files,
+                             const std::vector<std::string>& roots);
+
+}  // namespace raylight::actors
