@@ -519,16 +519,22 @@ void JobManager::Dispatch() {
       formation_started = true;
       continue;
     }
-    // Free the workers of the least recently used idle group of another shape.
+    // Free the workers of the least recently used idle group of another shape, but only when
+    // the idle groups and the free workers together are enough for this job's group: otherwise
+    // the removal frees nothing this job can use, a smaller job behind it forms a group on the
+    // freed workers, and the next pass removes that group again (issue #23: ~2,000 formations a
+    // second, neither job running). The smaller job runs meanwhile (backfill).
     PoolGroup* victim = nullptr;
+    int freeable = free_workers(job->plan) - reserved[kind_key];
     for (auto& [name, group] : pool_) {
       if (absl::StartsWith(name, prefix) || !group.busy_job.empty() || group.forming ||
           group.removing || WantsGpu(group.spec.resources()) != WantsGpu(job->plan.resources())) {
         continue;
       }
+      freeable += group.spec.size();
       if (victim == nullptr || group.last_used < victim->last_used) victim = &group;
     }
-    if (victim != nullptr) {
+    if (victim != nullptr && freeable >= job->plan.group_size()) {
       RL_LOG(INFO) << "jobs: removing idle group " << victim->name << " to make room for "
                    << job->info.job_id();
       victim->removing = true;

@@ -544,6 +544,50 @@ TEST_F(JobsTest, AWorkerRefusesModelFilesOutsideItsRoots) {
   EXPECT_EQ(RunJob(Job()).state(), v1::JOB_SUCCEEDED);
 }
 
+// Issue #23, item 4: one 1-rank job running on one of two workers, then a 2-rank job and a
+// 1-rank job queued. The 2-rank group cannot form until the first job ends; the head used to
+// remove the 1-rank group the second job formed (to make room that was not enough) and form it
+// again, ~2,000 times a second, neither job running. Now the second job runs beside the first
+// and the 2-rank job follows when the workers are free.
+TEST_F(JobsTest, AJobThatCannotFormYetDoesNotStarveTheOnesBehindIt) {
+  v1::SampleJob long_job = Job(41);
+  long_job.set_width(160);
+  long_job.set_height(96);
+  long_job.set_frames(17);
+  long_job.set_steps(1000);
+  auto running = jobs_->SubmitSample(long_job);
+  ASSERT_TRUE(running.ok()) << running.status();
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (jobs_->Get(running->job_id())->state() != v1::JOB_RUNNING && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(jobs_->Get(running->job_id())->state(), v1::JOB_RUNNING);
+  v1::SampleJob wide = Job(43);
+  wide.mutable_mesh()->set_ulysses(2);
+  auto waiting = jobs_->SubmitSample(wide);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  // The short 1-rank job finishes while the long one still runs.
+  auto behind = jobs_->SubmitSample(Job(47));
+  ASSERT_TRUE(behind.ok()) << behind.status();
+  auto done = jobs_->Wait(behind->job_id(), absl::Seconds(60));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString();
+  EXPECT_EQ(jobs_->Get(running->job_id())->state(), v1::JOB_RUNNING);
+  // Groups were formed a handful of times, not thousands.
+  const std::string head_log = testing_util::ReadFileOrEmpty(dir_->path() + "/state/logs/head.log");
+  size_t formations = 0;
+  for (size_t at = head_log.find("forming group"); at != std::string::npos;
+       at = head_log.find("forming group", at + 1)) {
+    ++formations;
+  }
+  EXPECT_LT(formations, 10u) << "the head formed groups " << formations << " times";
+  // With the long job cancelled, the 2-rank job gets its workers and runs.
+  ASSERT_TRUE(jobs_->Cancel(running->job_id()).ok());
+  auto wide_done = jobs_->Wait(waiting->job_id(), absl::Seconds(120));
+  ASSERT_TRUE(wide_done.ok()) << wide_done.status();
+  EXPECT_EQ(wide_done->state(), v1::JOB_SUCCEEDED) << wide_done->DebugString();
+}
+
 TEST_F(JobsTest, CancelStopsARunningJobAndFreesItsGroup) {
   v1::SampleJob job = Job();
   job.mutable_mesh()->set_ulysses(2);
