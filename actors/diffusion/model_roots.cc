@@ -58,14 +58,23 @@ absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
       for (const auto& entry : fs::directory_iterator(resolved, error)) {
         if (entry.path().extension() != ".safetensors") continue;
         const fs::path file = fs::canonical(entry.path(), error);
-        if (!error && Inside(file, root)) files.push_back(file.string());
+        if (error || !Inside(file, root)) continue;
+        // A FIFO or device named *.safetensors would block the head's one I/O thread when
+        // opened: only regular files are shards (stat does not open).
+        if (!fs::is_regular_file(file, error)) {
+          return Invalid("model",
+                         absl::StrCat("'", entry.path().string(), "' is not a regular file"));
+        }
+        files.push_back(file.string());
       }
       std::sort(files.begin(), files.end());
       if (files.empty()) {
         return Invalid("model", absl::StrCat("'", model, "' is a directory with no .safetensors"));
       }
-    } else {
+    } else if (fs::is_regular_file(resolved, error)) {
       files.push_back(resolved.string());
+    } else {
+      return Invalid("model", absl::StrCat("'", model, "' is not a regular file"));
     }
     return files;
   }

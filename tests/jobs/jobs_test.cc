@@ -4,6 +4,7 @@
 // raylight-sample-local, one process sampling the same inputs without the cluster.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cmath>
@@ -303,6 +304,8 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
   fs::create_directories(dir_->path() + "/outside");
   fs::copy_file(models_ + "/tiny.safetensors", dir_->path() + "/outside/secret.safetensors");
   fs::create_symlink(dir_->path() + "/outside/secret.safetensors", models_ + "/link.safetensors");
+  // Issue #23, item 9: opening a FIFO blocked the head's I/O thread (every RPC timed out).
+  ASSERT_EQ(mkfifo((models_ + "/fifo.safetensors").c_str(), 0600), 0);
   std::string junk_path = models_ + "/junk.safetensors";
   std::ofstream(junk_path) << "this is not a safetensors file";
   // Conditioning whose text is one wider than the model's.
@@ -365,6 +368,8 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
        absl::StatusCode::kInvalidArgument, "model root"},
       {"an integer latent", [&](auto& j) { j.set_latent(int_latent); },
        absl::StatusCode::kInvalidArgument, "latent:"},
+      {"a FIFO named like a checkpoint", [](auto& j) { j.set_model("fifo.safetensors"); },
+       absl::StatusCode::kInvalidArgument, "not a regular file"},
       {"negative start step", [](auto& j) { j.set_start_step(-1); },
        absl::StatusCode::kInvalidArgument, "start_step:"},
       {"absurd end step", [](auto& j) { j.set_end_step(20000); },
