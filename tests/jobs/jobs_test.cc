@@ -368,6 +368,10 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
        absl::StatusCode::kInvalidArgument, "model root"},
       {"an integer latent", [&](auto& j) { j.set_latent(int_latent); },
        absl::StatusCode::kInvalidArgument, "latent:"},
+      // The echoed name is cut to fit the status trailers (it came back RESOURCE_EXHAUSTED).
+      {"a 100 KB model name",
+       [](auto& j) { j.set_model(std::string(100000, 'a') + ".safetensors"); },
+       absl::StatusCode::kNotFound, "more bytes)"},
       {"a FIFO named like a checkpoint", [](auto& j) { j.set_model("fifo.safetensors"); },
        absl::StatusCode::kInvalidArgument, "not a regular file"},
       {"negative start step", [](auto& j) { j.set_start_step(-1); },
