@@ -80,12 +80,7 @@ class JobsTest : public ::testing::Test {
     fs::create_directories(models_);
     // A fresh random checkpoint and prompts every run.
     seed_ = std::random_device()() % 100000;
-    ASSERT_TRUE(
-        RunToCompletion({kBin + "/raylight-make-checkpoint", absl::StrCat("--preset=", kPreset),
-                         "--layers=2", "--dtype=bf16", absl::StrCat("--seed=", seed_),
-                         "--out=" + models_ + "/tiny.safetensors"},
-                        dir_->path() + "/make.log", std::chrono::seconds(120))
-            .ok());
+    ASSERT_TRUE(MakeCheckpoint("tiny.safetensors", 2, seed_).ok());
     for (auto [name, tokens] : {std::pair{"positive", 7}, std::pair{"negative", 3}}) {
       ASSERT_TRUE(RunToCompletion(
                       {kBin + "/raylight-make-conditioning", absl::StrCat("--preset=", kPreset),
@@ -127,6 +122,14 @@ class JobsTest : public ::testing::Test {
     auto jobs = client::JobClient::Connect(client_options);
     ASSERT_TRUE(jobs.ok());
     jobs_ = *std::move(jobs);
+  }
+
+  // A random checkpoint of the test's preset in the model root.
+  absl::Status MakeCheckpoint(const std::string& name, int layers, uint64_t seed) const {
+    return RunToCompletion({kBin + "/raylight-make-checkpoint", absl::StrCat("--preset=", kPreset),
+                            absl::StrCat("--layers=", layers), "--dtype=bf16",
+                            absl::StrCat("--seed=", seed), "--out=" + models_ + "/" + name},
+                           dir_->path() + "/make.log", std::chrono::seconds(120));
   }
 
   void TearDown() override {
@@ -253,12 +256,7 @@ TEST_F(JobsTest, SecondJobFindsTheModelResident) {
 // one it gets, and the latent is the single process's. Six blocks, so that a swap budget of half
 // of them leaves blocks to stream beside the two buffers.
 TEST_F(JobsTest, HostShardAndLayerSwapJobsMatchOneProcess) {
-  ASSERT_TRUE(
-      RunToCompletion({kBin + "/raylight-make-checkpoint", absl::StrCat("--preset=", kPreset),
-                       "--layers=6", "--dtype=bf16", absl::StrCat("--seed=", seed_ + 1),
-                       "--out=" + models_ + "/deep.safetensors"},
-                      dir_->path() + "/make.log", std::chrono::seconds(120))
-          .ok());
+  ASSERT_TRUE(MakeCheckpoint("deep.safetensors", 6, seed_ + 1).ok());
   v1::SampleJob job = Job();
   job.set_model("deep.safetensors");
   const Latent reference = Reference(job);
@@ -461,12 +459,7 @@ TEST_F(JobsTest, ChainedAdvancedJobsContinueOneRun) {
 // high-noise expert), equal to ComfyUI's pattern of two chained KSamplerAdvanced jobs; a second
 // job finds both experts resident.
 TEST_F(JobsTest, TwoExpertJobEqualsTwoChainedJobs) {
-  ASSERT_TRUE(
-      RunToCompletion({kBin + "/raylight-make-checkpoint", absl::StrCat("--preset=", kPreset),
-                       "--layers=2", "--dtype=bf16", absl::StrCat("--seed=", seed_ + 1000),
-                       "--out=" + models_ + "/low.safetensors"},
-                      dir_->path() + "/make.log", std::chrono::seconds(120))
-          .ok());
+  ASSERT_TRUE(MakeCheckpoint("low.safetensors", 2, seed_ + 1000).ok());
   v1::SampleJob one = Job(29);
   one.mutable_mesh()->set_ulysses(2);
   one.set_low_noise_model("low.safetensors");
