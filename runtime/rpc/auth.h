@@ -47,7 +47,7 @@ bool IsLoopbackHost(absl::string_view host);
 
 // A service that would listen beyond this machine needs a cluster token, unless the operator
 // says --insecure: OK on loopback, with a token, or insecure; FailedPrecondition naming `what`
-// and the fix otherwise. (TLS is not implemented yet: a token is the one credential.)
+// and the fix otherwise. (No TLS yet: the token is the one credential; issue #23.)
 absl::Status CheckExposure(absl::string_view what, absl::string_view host,
                            const ClusterToken& token, bool insecure);
 
