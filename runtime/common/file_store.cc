@@ -151,7 +151,7 @@ absl::StatusOr<int64_t> FileStore::Add(absl::string_view key, int64_t delta) {
   RL_ASSIGN_OR_RETURN(std::optional<std::string> current, Read(key));
   RL_ASSIGN_OR_RETURN(int64_t value,
                       store_internal::ParseCounter(key, current.value_or(""), current.has_value()));
-  value += delta;
+  RL_ASSIGN_OR_RETURN(value, store_internal::AddToCounter(key, value, delta));
   RL_RETURN_IF_ERROR(Write(key, absl::StrCat(value)));
   return value;
 }

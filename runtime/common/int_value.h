@@ -23,4 +23,14 @@ inline absl::StatusOr<int64_t> ParseCounter(absl::string_view key, absl::string_
   return value;
 }
 
+// value + delta, or OutOfRange naming the key when the sum leaves int64 (it used to wrap).
+inline absl::StatusOr<int64_t> AddToCounter(absl::string_view key, int64_t value, int64_t delta) {
+  int64_t sum = 0;
+  if (__builtin_add_overflow(value, delta, &sum)) {
+    return absl::OutOfRangeError(absl::StrCat("store key '", key, "': adding ", delta, " to ",
+                                              value, " leaves the int64 range"));
+  }
+  return sum;
+}
+
 }  // namespace raylight::store_internal

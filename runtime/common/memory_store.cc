@@ -35,7 +35,7 @@ absl::StatusOr<int64_t> MemoryStore::Add(absl::string_view key, int64_t delta) {
   RL_ASSIGN_OR_RETURN(int64_t value,
                       store_internal::ParseCounter(key, it == values_.end() ? "" : it->second,
                                                    it != values_.end()));
-  value += delta;
+  RL_ASSIGN_OR_RETURN(value, store_internal::AddToCounter(key, value, delta));
   values_[key] = absl::StrCat(value);
   return value;
 }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -92,6 +93,18 @@ TEST_P(StoreConformanceTest, AddOnANonIntegerIsAnError) {
   auto result = store_->Add("text", 1);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(result.status().message().find("text"), absl::string_view::npos);
+}
+
+// Issue #23, item 10: a counter used to wrap past INT64_MAX. Now the add is refused and the
+// counter keeps its value.
+TEST_P(StoreConformanceTest, AddRefusesToLeaveTheInt64Range) {
+  ASSERT_TRUE(store_->Add("big", std::numeric_limits<int64_t>::max() - 1).ok());
+  auto over = store_->Add("big", 2);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kOutOfRange) << over.status();
+  EXPECT_NE(over.status().message().find("big"), absl::string_view::npos);
+  EXPECT_EQ(*store_->Add("big", 0), std::numeric_limits<int64_t>::max() - 1);
+  ASSERT_TRUE(store_->Add("small", std::numeric_limits<int64_t>::min() + 1).ok());
+  EXPECT_EQ(store_->Add("small", -2).status().code(), absl::StatusCode::kOutOfRange);
 }
 
 TEST_P(StoreConformanceTest, CompareSetFollowsC10dSemantics) {
