@@ -108,11 +108,17 @@ absl::StatusOr<ExpertRuns> SplitForExperts(const ModelSampling& sampling,
   while (switch_step < last && schedule[switch_step] >= boundary) ++switch_step;
   ExpertRuns runs;
   runs.switch_step = switch_step;
+  const int end = std::min(options.end_step, last);
+  const int steps = std::max(0, end - options.start_step);
   if (switch_step <= options.start_step) {
     runs.low_noise = options;
-  } else if (switch_step >= std::min(options.end_step, last)) {
+    runs.low_noise_steps = steps;
+  } else if (switch_step >= end) {
     runs.high_noise = options;
+    runs.high_noise_steps = steps;
   } else {
+    runs.high_noise_steps = switch_step - options.start_step;
+    runs.low_noise_steps = end - switch_step;
     runs.high_noise = options;
     runs.high_noise->end_step = switch_step;
     runs.high_noise->return_with_leftover_noise = true;

@@ -96,6 +96,7 @@ absl::StatusOr<std::vector<double>> RunSigmas(const ModelSampling& sampling,
 struct ExpertRuns {
   std::optional<KSamplerOptions> high_noise, low_noise;
   int switch_step = 0;  // the schedule step at which the low-noise expert takes over
+  int high_noise_steps = 0, low_noise_steps = 0;  // the steps each run takes
 };
 absl::StatusOr<ExpertRuns> SplitForExperts(const ModelSampling& sampling,
                                            const KSamplerOptions& options, double boundary);

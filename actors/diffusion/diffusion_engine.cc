@@ -488,12 +488,7 @@ class DiffusionEngine::Impl {
                                                  : kWan22T2vBoundary;
     auto runs = samplers::SplitForExperts(sampling, options, boundary);
     if (!runs.ok()) return runs.status();
-    auto steps_of = [&](const std::optional<samplers::KSamplerOptions>& run) -> int {
-      if (!run) return 0;
-      auto sigmas = samplers::RunSigmas(sampling, *run);
-      return sigmas.ok() ? std::max<int>(0, static_cast<int>(sigmas->size()) - 1) : 0;
-    };
-    *steps_in_all = steps_of(runs->high_noise) + steps_of(runs->low_noise);
+    *steps_in_all = runs->high_noise_steps + runs->low_noise_steps;
     if (!runs->low_noise) {
       return samplers::KSampleOnMesh(high_noise, sampling, latent, *runs->high_noise, mesh, plan,
                                      request.seeds, callback);
@@ -504,7 +499,7 @@ class DiffusionEngine::Impl {
                                            plan, request.seeds, callback);
       if (!first.ok()) return first.status();
       start = first->select(0, mesh.coords().dp);  // this data-parallel rank's own LATENT
-      *steps_before = steps_of(runs->high_noise);
+      *steps_before = runs->high_noise_steps;
     }
     return samplers::KSampleOnMesh(low_noise, sampling, start, *runs->low_noise, mesh, plan,
                                    request.seeds, callback);
@@ -558,9 +553,7 @@ class DiffusionEngine::Impl {
       }
       low_noise = *loaded;
       const models::wan::WanConfig& low = low_noise->wan.config;
-      if (low.dim != config.dim || low.num_layers != config.num_layers ||
-          low.in_channels != config.in_channels || low.out_channels != config.out_channels ||
-          low.family != config.family) {
+      if (!low.SameArchitecture(config)) {
         return absl::InvalidArgumentError(absl::StrCat("low_noise_model: ", low.name,
                                                        " is not the architecture of the ",
                                                        "high-noise expert (", config.name, ")"));

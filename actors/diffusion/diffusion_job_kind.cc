@@ -115,16 +115,6 @@ void FillPlan(const CommonPlan& common, const v1::SampleJob& job, v1::JobPlan& p
       absl::StrCat(absl::StrJoin(common.files, ","), "|", job.dtype(), "|", job.placement()));
 }
 
-// Wan 2.2 A14B's two experts share one architecture: what the forward, the latent and the
-// conditioning depend on must match.
-bool SameArchitecture(const models::wan::WanConfig& a, const models::wan::WanConfig& b) {
-  return a.family == b.family && a.dim == b.dim && a.ffn_dim == b.ffn_dim &&
-         a.num_heads == b.num_heads && a.num_layers == b.num_layers &&
-         a.in_channels == b.in_channels && a.out_channels == b.out_channels &&
-         a.text_dim == b.text_dim && a.patch_t == b.patch_t && a.patch_h == b.patch_h &&
-         a.patch_w == b.patch_w;
-}
-
 // The low-noise expert, when the job names one: its files, checked against the high-noise
 // expert's architecture, and the boundary.
 absl::StatusOr<std::vector<std::string>> PlanLowNoiseExpert(const v1::SampleJob& job,
@@ -142,7 +132,7 @@ absl::StatusOr<std::vector<std::string>> PlanLowNoiseExpert(const v1::SampleJob&
   if (!files.ok()) return InField("low_noise_model", files.status());
   auto config = models::wan::InspectWanCheckpoint(*files);
   if (!config.ok()) return InField("low_noise_model", config.status());
-  if (!SameArchitecture(*config, high.config)) {
+  if (!config->SameArchitecture(high.config)) {
     return Invalid("low_noise_model",
                    absl::StrCat("'", job.low_noise_model(), "' is ", config->name,
                                 "; the high-noise expert is ", high.config.name,

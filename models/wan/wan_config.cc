@@ -83,6 +83,13 @@ absl::Status WanConfig::Validate() const {
   return absl::OkStatus();
 }
 
+bool WanConfig::SameArchitecture(const WanConfig& o) const {
+  return family == o.family && dim == o.dim && ffn_dim == o.ffn_dim && num_heads == o.num_heads &&
+         num_layers == o.num_layers && in_channels == o.in_channels &&
+         out_channels == o.out_channels && text_dim == o.text_dim && patch_t == o.patch_t &&
+         patch_h == o.patch_h && patch_w == o.patch_w;
+}
+
 absl::StatusOr<WanConfig> WanPreset(const std::string& name) {
   for (const WanConfig& preset : Presets()) {
     if (preset.name == name) return preset;

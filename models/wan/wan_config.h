@@ -46,6 +46,9 @@ struct WanConfig {
   int64_t BlockParameterCount() const;
   // Checks internal consistency (heads divide dim, RoPE split is even, ...).
   absl::Status Validate() const;
+  // Whether `other` has this model's architecture: what the forward, the latent and the
+  // conditioning depend on (Wan 2.2 A14B's two experts must share it).
+  bool SameArchitecture(const WanConfig& other) const;
 };
 
 // "wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b", "wan2.2-ti2v-5b", and the test sizes

@@ -189,6 +189,27 @@ class JobsTest : public ::testing::Test {
     return result.ok() ? *result : v1::SampleResult();
   }
 
+  // ComfyUI's KSamplerAdvanced pattern as two jobs: `job` up to step `split` keeping its
+  // leftover noise, then from that LATENT without new noise on `second_model` (empty: the same
+  // model). Returns the first half's and the second half's LATENTs.
+  std::pair<Latent, Latent> RunChained(const v1::SampleJob& job, int split,
+                                       const std::string& second_model = "") {
+    v1::SampleJob first = job;
+    first.set_end_step(split);
+    first.set_return_with_leftover_noise(true);
+    v1::JobInfo first_done = RunJob(first);
+    EXPECT_EQ(first_done.state(), v1::JOB_SUCCEEDED) << first_done.DebugString();
+    const std::string first_latent = ResultOf(first_done.job_id()).latent();
+    v1::SampleJob second = job;
+    if (!second_model.empty()) second.set_model(second_model);
+    second.set_latent(first_latent);
+    second.set_add_noise(false);
+    second.set_start_step(split);
+    v1::JobInfo second_done = RunJob(second);
+    EXPECT_EQ(second_done.state(), v1::JOB_SUCCEEDED) << second_done.DebugString();
+    return {ReadLatent(first_latent), ReadLatent(ResultOf(second_done.job_id()).latent())};
+  }
+
   std::unique_ptr<testing_util::TempDir> dir_;
   std::string models_;
   double model_memory_limit_checkpoints_ = 0;  // GPU workers' model memory, in checkpoints
@@ -435,23 +456,11 @@ TEST_F(JobsTest, ChainedAdvancedJobsContinueOneRun) {
   full.set_steps(5);
   v1::JobInfo whole = RunJob(full);
   ASSERT_EQ(whole.state(), v1::JOB_SUCCEEDED) << whole.DebugString();
-  v1::SampleJob first = full;
-  first.set_end_step(2);
-  first.set_return_with_leftover_noise(true);
-  v1::JobInfo first_done = RunJob(first);
-  ASSERT_EQ(first_done.state(), v1::JOB_SUCCEEDED) << first_done.DebugString();
-  v1::SampleJob second = full;
-  second.set_latent(ResultOf(first_done.job_id()).latent());
-  second.set_add_noise(false);
-  second.set_start_step(2);
-  v1::JobInfo second_done = RunJob(second);
-  ASSERT_EQ(second_done.state(), v1::JOB_SUCCEEDED) << second_done.DebugString();
-  const Latent chained = ReadLatent(ResultOf(second_done.job_id()).latent());
+  const auto [first_half, chained] = RunChained(full, 2);
   const Latent one = ReadLatent(ResultOf(whole.job_id()).latent());
   EXPECT_LT(testing_util::RelativeL2(chained, one), 1e-5);
   // The first half is not the whole run (it kept its noise).
-  EXPECT_GT(testing_util::RelativeL2(ReadLatent(ResultOf(first_done.job_id()).latent()), one),
-            1e-2);
+  EXPECT_GT(testing_util::RelativeL2(first_half, one), 1e-2);
 }
 
 // Wan 2.2 A14B as one job: both experts on the group, the switch at the default T2V boundary
@@ -482,21 +491,9 @@ TEST_F(JobsTest, TwoExpertJobEqualsTwoChainedJobs) {
   EXPECT_TRUE(ResultOf(again.job_id()).model_was_resident());
   EXPECT_LT(MaxAbsDiff(ReadLatent(ResultOf(again.job_id()).latent()), experts), 1e-6);
 
-  v1::SampleJob first = Job(29);
-  first.mutable_mesh()->set_ulysses(2);
-  first.set_end_step(2);
-  first.set_return_with_leftover_noise(true);
-  v1::JobInfo first_done = RunJob(first);
-  ASSERT_EQ(first_done.state(), v1::JOB_SUCCEEDED) << first_done.DebugString();
-  v1::SampleJob second = Job(29);
-  second.mutable_mesh()->set_ulysses(2);
-  second.set_model("low.safetensors");
-  second.set_latent(ResultOf(first_done.job_id()).latent());
-  second.set_add_noise(false);
-  second.set_start_step(2);
-  v1::JobInfo second_done = RunJob(second);
-  ASSERT_EQ(second_done.state(), v1::JOB_SUCCEEDED) << second_done.DebugString();
-  const Latent chained = ReadLatent(ResultOf(second_done.job_id()).latent());
+  v1::SampleJob chain = Job(29);
+  chain.mutable_mesh()->set_ulysses(2);
+  const Latent chained = RunChained(chain, 2, "low.safetensors").second;
   EXPECT_LT(MaxAbsDiff(experts, chained), 1e-6);
   // The low-noise expert matters: the same job on the high-noise model alone differs.
   v1::JobInfo alone = RunJob(Job(29));
