@@ -248,6 +248,27 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
   return absl::OkStatus();
 }
 
+// What both kinds offer: the models in the roots, the samplers, schedulers, dtypes, placements.
+std::string DescribeSampling(const std::vector<std::string>& roots) {
+  v1::SampleKindDescription description;
+  for (const ModelEntry& entry : ListModels(roots)) {
+    v1::ModelFile& model = *description.add_models();
+    model.set_name(entry.name);
+    model.set_bytes(entry.bytes);
+    model.set_files(entry.files);
+  }
+  for (const std::string& name : samplers::kSamplerNames) description.add_samplers(name);
+  for (const std::string& name : samplers::kSchedulerNames) description.add_schedulers(name);
+  for (const char* dtype : {"auto", "bf16", "f16", "f32"}) description.add_dtypes(dtype);
+  description.add_placements("auto");
+  for (models::Placement placement :
+       {models::Placement::kResident, models::Placement::kFsdp, models::Placement::kFsdpHost,
+        models::Placement::kLayerSwap}) {
+    description.add_placements(models::PlacementName(placement));
+  }
+  return description.SerializeAsString();
+}
+
 class SampleKind final : public head::JobKind {
  public:
   SampleKind(std::vector<std::string> roots, SampleLimits limits)
@@ -293,6 +314,8 @@ class SampleKind final : public head::JobKind {
     return plan;
   }
 
+  absl::StatusOr<std::string> Describe() const override { return DescribeSampling(roots_); }
+
  private:
   const std::vector<std::string> roots_;
   const SampleLimits limits_;
@@ -322,6 +345,8 @@ class LoadKind final : public head::JobKind {
                                   common->gpu ? " GPU" : " CPU", " workers"));
     return plan;
   }
+
+  absl::StatusOr<std::string> Describe() const override { return DescribeSampling(roots_); }
 
  private:
   const std::vector<std::string> roots_;

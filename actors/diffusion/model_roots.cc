@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -20,7 +21,74 @@ bool Inside(const fs::path& path, const fs::path& root) {
   return root_end == root.end();
 }
 
+bool IsShard(const fs::path& file) {
+  return file.extension() == ".safetensors" &&
+         file.stem().string().find("-of-") != std::string::npos;
+}
+
+// Walks one root for ListModels; `budget` counts the directory entries left to read.
+void ListUnder(const fs::path& root, const fs::path& dir, int depth, int& budget,
+               std::map<std::string, ModelEntry>& found) {
+  std::error_code error;
+  std::vector<fs::path> subdirs;
+  ModelEntry shards;
+  bool only_shards = true;
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    if (--budget < 0) return;
+    const fs::path path = it->path();
+    const fs::path resolved = fs::canonical(path, error);
+    if (error || !Inside(resolved, root)) {
+      error.clear();
+      continue;
+    }
+    if (fs::is_directory(resolved, error)) {
+      if (depth > 0) subdirs.push_back(path);
+      continue;
+    }
+    if (path.extension() != ".safetensors" || !fs::is_regular_file(resolved, error)) continue;
+    const int64_t size = static_cast<int64_t>(fs::file_size(resolved, error));
+    if (error) {
+      error.clear();
+      continue;
+    }
+    only_shards = only_shards && IsShard(path);
+    shards.bytes += size;
+    ++shards.files;
+    const std::string name = path.lexically_relative(root).string();
+    found.try_emplace(name, ModelEntry{name, size, 1});
+  }
+  // A directory of shards is one model (ResolveModel loads them together), not its files.
+  if (shards.files > 0 && only_shards && dir != root) {
+    for (auto it = found.begin(); it != found.end();) {
+      it = fs::path(it->first).parent_path() == dir.lexically_relative(root) ? found.erase(it)
+                                                                             : std::next(it);
+    }
+    shards.name = dir.lexically_relative(root).string();
+    found.try_emplace(shards.name, shards);
+  }
+  std::sort(subdirs.begin(), subdirs.end());
+  for (const fs::path& sub : subdirs) ListUnder(root, sub, depth - 1, budget, found);
+}
+
 }  // namespace
+
+std::vector<ModelEntry> ListModels(const std::vector<std::string>& roots, int max_depth,
+                                   int max_entries) {
+  std::map<std::string, ModelEntry> all;
+  int budget = max_entries;
+  for (const std::string& root_text : roots) {
+    std::error_code error;
+    const fs::path root = fs::canonical(root_text, error);
+    if (error || !fs::is_directory(root, error)) continue;
+    std::map<std::string, ModelEntry> found;
+    ListUnder(root, root, max_depth, budget, found);
+    for (auto& [name, entry] : found) all.try_emplace(name, std::move(entry));  // first root wins
+  }
+  std::vector<ModelEntry> out;
+  out.reserve(all.size());
+  for (auto& [name, entry] : all) out.push_back(std::move(entry));
+  return out;
+}
 
 absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
                                                       const std::vector<std::string>& roots) {

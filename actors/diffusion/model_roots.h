@@ -3,6 +3,7 @@
 // protobuf: both the head's job kinds and the worker's DiffusionActor use it).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,21 @@ namespace raylight::actors {
 // or a directory's *.safetensors shards in name order. Exposed for tests.
 absl::StatusOr<std::vector<std::string>> ResolveModel(const std::string& model,
                                                       const std::vector<std::string>& roots);
+
+// A model a root offers, by the name a job gives it (relative to its root).
+struct ModelEntry {
+  std::string name;
+  int64_t bytes = 0;
+  int files = 0;
+};
+
+// The models in `roots`, by name, for front ends' choices: every *.safetensors file at most
+// `max_depth` directories down (symlinks followed while they stay inside the root), except that
+// a directory of shards (`*-of-*.safetensors`) is one model; the first root wins a name, as in
+// ResolveModel. Stops after `max_entries` directory entries (a root at / must not stall the
+// head). Roots that do not exist are skipped.
+std::vector<ModelEntry> ListModels(const std::vector<std::string>& roots, int max_depth = 4,
+                                   int max_entries = 20000);
 
 // The worker's own check of the files a call names (the head resolved them, but a caller that
 // reaches a worker directly must get no further): each exists, is a regular file, and lies

@@ -298,6 +298,7 @@ CLI::App* AddModelsCommand(CLI::App& app, SampleFlags& load, std::string& unload
   auto* models = app.add_subcommand("models", "the models the workers keep loaded");
   models->require_subcommand(0, 1);
   models->add_subcommand("list", "every worker's loaded models (the default)");
+  models->add_subcommand("available", "the models in the head's model roots, by name");
   auto* load_command =
       models->add_subcommand("load", "load a model on a group shaped by the mesh flags");
   AddModelFlags(*load_command, load);
@@ -326,6 +327,16 @@ int RunModels(const client::ClientOptions& options, CLI::App& command, const Sam
     auto unloaded = (*jobs)->UnloadModels(unload_path);
     if (!unloaded.ok()) return Fail(unloaded.status());
     std::cout << "unloaded " << unloaded->size() << " model copies\n";
+    return 0;
+  }
+  if (command.got_subcommand("available")) {
+    auto description = (*jobs)->DescribeSampling();
+    if (!description.ok()) return Fail(description.status());
+    Table table({"MODEL", "SIZE", "FILES"});
+    for (const v1::ModelFile& model : description->models()) {
+      table.Add({model.name(), HumanBytes(model.bytes()), std::to_string(model.files())});
+    }
+    std::cout << table.Render();
     return 0;
   }
   auto models = (*jobs)->ListModels();

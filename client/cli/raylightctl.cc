@@ -8,7 +8,7 @@
 //   raylightctl down                     stops what `up` started
 //   raylightctl start --head | --address HOST:PORT;  raylightctl stop
 //   raylightctl sample --model M --cond C ...   a sampling job with a progress bar (job_commands.h)
-//   raylightctl jobs [list|show|cancel|result]; raylightctl models [list|load|unload]
+//   raylightctl jobs [list|show|cancel|result]; raylightctl models [list|available|load|unload]
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -166,6 +166,21 @@ absl::StatusOr<v1::SampleResult> JobClient::SampleResult(const std::string& job_
   return result;
 }
 
+absl::StatusOr<v1::SampleKindDescription> JobClient::DescribeSampling() {
+  v1::DescribeJobKindRequest request;
+  request.set_kind("diffusion.sample");
+  auto response = Retrying<v1::JobKindDescription>(
+      [&](grpc::ClientContext& context, v1::JobKindDescription& response) {
+        return jobs_->DescribeJobKind(&context, request, &response);
+      });
+  if (!response.ok()) return response.status();
+  v1::SampleKindDescription description;
+  if (!description.ParseFromString(response->description())) {
+    return absl::DataLossError("the head's diffusion.sample description does not parse");
+  }
+  return description;
+}
+
 absl::StatusOr<std::vector<WorkerModels>> JobClient::ListModels() {
   auto cluster = client_->ClusterState();
   if (!cluster.ok()) return cluster.status();

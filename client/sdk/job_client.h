@@ -58,6 +58,9 @@ class JobClient {
   absl::StatusOr<std::string> Result(const std::string& job_id);
   absl::StatusOr<v1::SampleResult> SampleResult(const std::string& job_id);
 
+  // What diffusion.sample offers: the models in the head's roots, samplers, schedulers, ...
+  absl::StatusOr<v1::SampleKindDescription> DescribeSampling();
+
   // Every live DiffusionActor's models.
   absl::StatusOr<std::vector<WorkerModels>> ListModels();
   // Unloads the model whose first file is `path` (all models when empty) on every worker.

@@ -22,6 +22,9 @@ class JobKind {
   // returns the plan. Runs on the head's one thread: reading file headers is fine, loading is not.
   virtual absl::StatusOr<v1::JobPlan> Plan(const std::string& job_id, absl::string_view payload,
                                            const v1::ClusterState& cluster) const = 0;
+  // What the kind offers front ends (Jobs.DescribeJobKind), serialized; runs on the head's one
+  // thread like Plan. Empty: nothing to describe.
+  virtual absl::StatusOr<std::string> Describe() const { return std::string(); }
 };
 
 using JobKinds = std::map<std::string, std::unique_ptr<JobKind>>;

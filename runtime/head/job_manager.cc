@@ -245,11 +245,7 @@ void JobManager::Submit(const v1::SubmitJobRequest& request, Reply<v1::JobInfo> 
   }
   auto kind = kinds_.find(spec.kind());
   if (kind == kinds_.end()) {
-    std::string known;
-    for (const auto& [name, plugin] : kinds_)
-      absl::StrAppend(&known, known.empty() ? "" : ", ", name);
-    reply(absl::InvalidArgumentError(
-        absl::StrCat("spec.kind: unknown job kind '", spec.kind(), "' (known: ", known, ")")));
+    reply(UnknownKind("spec.kind", spec.kind()));
     return;
   }
   if (spec.max_retries() < -1 || spec.max_retries() > 100) {
@@ -356,6 +352,32 @@ void JobManager::Cancel(const v1::CancelJobRequest& request, Reply<v1::JobInfo> 
     job.run->Cancel(/*all=*/false);
   }
   reply(job.info);
+}
+
+absl::Status JobManager::UnknownKind(const std::string& field, const std::string& kind) const {
+  std::string known;
+  for (const auto& [name, plugin] : kinds_)
+    absl::StrAppend(&known, known.empty() ? "" : ", ", name);
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": unknown job kind '", kind, "' (known: ", known, ")"));
+}
+
+void JobManager::Describe(const v1::DescribeJobKindRequest& request,
+                          Reply<v1::JobKindDescription> reply) {
+  auto kind = kinds_.find(request.kind());
+  if (kind == kinds_.end()) {
+    reply(UnknownKind("kind", request.kind()));
+    return;
+  }
+  auto description = kind->second->Describe();
+  if (!description.ok()) {
+    reply(description.status());
+    return;
+  }
+  v1::JobKindDescription out;
+  out.set_kind(request.kind());
+  out.set_description(*std::move(description));
+  reply(std::move(out));
 }
 
 void JobManager::Result(const v1::GetJobResultRequest& request, Reply<v1::JobResult> reply) {

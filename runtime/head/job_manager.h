@@ -74,11 +74,14 @@ class JobManager {
   void List(const v1::ListJobsRequest& request, Reply<v1::ListJobsResponse> reply);
   void Cancel(const v1::CancelJobRequest& request, Reply<v1::JobInfo> reply);
   void Result(const v1::GetJobResultRequest& request, Reply<v1::JobResult> reply);
+  void Describe(const v1::DescribeJobKindRequest& request, Reply<v1::JobKindDescription> reply);
   // Sends the job's state now and every event after; closes with NOT_FOUND for unknown jobs.
   void Watch(const std::string& job_id, std::shared_ptr<JobWatcher> watcher);
 
  private:
   struct Run;
+  // INVALID_ARGUMENT naming `field`, with the kinds this head knows.
+  absl::Status UnknownKind(const std::string& field, const std::string& kind) const;
   struct Job {
     v1::JobInfo info;
     v1::JobPlan plan;  // dropped when the job ends

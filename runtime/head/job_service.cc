@@ -112,6 +112,7 @@ RAYLIGHT_JOBS_METHOD(GetJob, v1::GetJobRequest, v1::JobInfo, Get)
 RAYLIGHT_JOBS_METHOD(ListJobs, v1::ListJobsRequest, v1::ListJobsResponse, List)
 RAYLIGHT_JOBS_METHOD(CancelJob, v1::CancelJobRequest, v1::JobInfo, Cancel)
 RAYLIGHT_JOBS_METHOD(GetJobResult, v1::GetJobResultRequest, v1::JobResult, Result)
+RAYLIGHT_JOBS_METHOD(DescribeJobKind, v1::DescribeJobKindRequest, v1::JobKindDescription, Describe)
 #undef RAYLIGHT_JOBS_METHOD
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobService::WatchJob(grpc::CallbackServerContext* context,

@@ -31,6 +31,9 @@ class JobService final : public v1::Jobs::CallbackService {
   grpc::ServerUnaryReactor* GetJobResult(grpc::CallbackServerContext* context,
                                          const v1::GetJobResultRequest* request,
                                          v1::JobResult* response) override;
+  grpc::ServerUnaryReactor* DescribeJobKind(grpc::CallbackServerContext* context,
+                                            const v1::DescribeJobKindRequest* request,
+                                            v1::JobKindDescription* response) override;
   grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* context,
                                                    const v1::WatchJobRequest* request) override;
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -282,3 +283,27 @@ def test_a_request_id_names_one_submission(cluster: LocalCluster) -> None:
         assert long_id.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert long_id.value.field == "request_id"
         assert client.wait(first.job_id, timeout=60).state == jobs_pb2.JOB_SUCCEEDED
+
+
+def test_describe_lists_the_models_in_the_roots_and_the_samplers(cluster: LocalCluster) -> None:
+    models = cluster.root / "models"
+    sharded = models / "sharded"
+    sharded.mkdir()
+    for i in (1, 2):
+        (sharded / f"model-0000{i}-of-00002.safetensors").write_bytes(b"x" * (10 * i))
+    (models / "notes.txt").write_text("not a model")
+    (models / "escape.safetensors").symlink_to(cluster.root / "positive.safetensors")
+    try:
+        with cluster.client() as client:
+            options = client.describe()
+    finally:
+        shutil.rmtree(sharded)
+        (models / "notes.txt").unlink()
+        (models / "escape.safetensors").unlink()
+    by_name = {m.name: m for m in options.models}
+    assert sorted(by_name) == ["sharded", "tiny.safetensors"]  # the symlink leaves the root
+    assert (by_name["sharded"].files, by_name["sharded"].bytes) == (2, 30)
+    assert by_name["tiny.safetensors"].bytes == (models / "tiny.safetensors").stat().st_size
+    assert options.samplers[:3] == ["euler", "euler_ancestral", "heun"]
+    assert "uni_pc" in options.samplers and "beta" in options.schedulers
+    assert "f32" in options.dtypes and "fsdp" in options.placements

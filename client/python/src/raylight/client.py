@@ -81,6 +81,24 @@ class SampleResult:
 
 
 @dataclass(frozen=True)
+class ModelFile:
+    name: str  # as sample(model=...) takes it: relative to its model root
+    bytes: int
+    files: int
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """What the cluster's sample jobs offer (the head's diffusion.sample description)."""
+
+    models: list[ModelFile]
+    samplers: list[str]
+    schedulers: list[str]
+    dtypes: list[str]
+    placements: list[str]
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     worker_id: str
     path: str
@@ -339,25 +357,50 @@ class Client:
 
         A failed or cancelled job raises JobFailed with its error."""
         info = self.submit(sample_job(model, positive, negative, **settings), priority=priority)
+        return self.follow(info.job_id, on_progress, timeout).latent
+
+    def follow(
+        self,
+        job_id: str,
+        on_progress: Callable[[Progress], None] | None = None,
+        timeout: float | None = None,
+    ) -> SampleResult:
+        """Follows a submitted sample job to its end and returns its result; a failed or
+        cancelled job raises JobFailed (code ABORTED or CANCELLED) with its error."""
         final = None
-        for event in self.watch(info.job_id, timeout):
+        for event in self.watch(job_id, timeout):
             if isinstance(event, Progress) and on_progress is not None:
                 on_progress(event)
             elif isinstance(event, StateChange):
                 final = event.info
         if final is None or final.state not in _ENDED:
-            final = self.get(info.job_id)
+            final = self.get(job_id)
         if final.state == jobs_pb2.JOB_CANCELLED:
-            raise JobFailed(info.job_id, grpc.StatusCode.CANCELLED, final.error or "cancelled")
+            raise JobFailed(job_id, grpc.StatusCode.CANCELLED, final.error or "cancelled")
         if final.state != jobs_pb2.JOB_SUCCEEDED:
-            raise JobFailed(info.job_id, grpc.StatusCode.ABORTED, final.error)
-        return self.result(info.job_id).latent
+            raise JobFailed(job_id, grpc.StatusCode.ABORTED, final.error)
+        return self.result(job_id)
 
     # ---- the cluster ----
 
     def status(self) -> Any:
         """The head's ClusterState: nodes, GPUs, workers, actors, groups."""
         return self._unary(self._head.GetClusterState, head_pb2.GetClusterStateRequest())
+
+    def describe(self) -> SamplingOptions:
+        """The models in the head's model roots, and the samplers, schedulers, dtypes and
+        placements a sample job takes (as `raylightctl models available` lists them)."""
+        response = self._unary(
+            self._jobs.DescribeJobKind, jobs_pb2.DescribeJobKindRequest(kind=SAMPLE_JOB_KIND)
+        )
+        d = diffusion_pb2.SampleKindDescription.FromString(response.description)
+        return SamplingOptions(
+            [ModelFile(m.name, m.bytes, m.files) for m in d.models],
+            list(d.samplers),
+            list(d.schedulers),
+            list(d.dtypes),
+            list(d.placements),
+        )
 
     def models(self) -> list[LoadedModel]:
         """The models every live DiffusionActor holds (as `raylightctl models list`)."""
