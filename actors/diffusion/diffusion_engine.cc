@@ -648,6 +648,11 @@ class DiffusionEngine::Impl {
     options.end_step = request.end_step;
     options.return_with_leftover_noise = request.return_with_leftover_noise;
     options.sigmas = request.sigmas;
+    // Cond and uncond batched only where that is exact (texts past text_len of different
+    // lengths are not: ComfyUI runs them apart too).
+    if (!models::wan::TextsBatchExactly(config, positive_text.size(-2), negative_text.size(-2))) {
+      options.batch_cfg = false;
+    }
     // Latents enter and leave in ComfyUI's LATENT convention (the VAE's space).
     options.latent_format = *latent_format;
     const samplers::ModelSampling sampling =

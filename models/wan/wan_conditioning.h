@@ -3,8 +3,9 @@
 // Raylight — in ComfyUI, diffusers or a script — and its output is saved in this layout:
 //
 //   "text"       [L, text_dim] or [1, L, text_dim]   the encoder's last hidden states for the
-//                                                    prompt's L real tokens (1 <= L <= text_len;
-//                                                    Wan pads to 512 itself); text_dim 4096
+//                                                    prompt's L tokens (1 <= L <= 4096; Wan pads
+//                                                    to 512 itself; ComfyUI hands over 512 rows,
+//                                                    more for longer prompts); text_dim 4096
 //   "clip_fea"   [image_tokens, image_dim] or with a leading 1   I2V only: CLIP-vision features of
 //                                                    the start image (257 x 1280)
 //   "y"          [in_channels - 16, F, H, W] or with a leading 1   I2V only: the mask and the

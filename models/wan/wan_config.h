@@ -25,12 +25,17 @@ struct WanConfig {
   int64_t in_channels = 16;
   int64_t out_channels = 16;
   int64_t text_dim = 4096;
-  int64_t text_len = 512;  // context is zero-padded to this many tokens
+  int64_t text_len = 512;  // context is zero-padded to at least this many tokens
   int64_t freq_dim = 256;
   int64_t image_dim = 1280;    // CLIP-vision feature width (I2V)
   int64_t image_tokens = 257;  // CLIP-vision tokens (I2V)
   double eps = 1e-6;
   int64_t patch_t = 1, patch_h = 2, patch_w = 2;
+
+  // The longest text taken: ComfyUI's umT5 never truncates a prompt (it pads to text_len and
+  // hands longer ones over whole), so a long prompt reaches the DiT with more rows than
+  // text_len; the bound keeps one job's cross-attention keys in reason.
+  static constexpr int64_t kMaxTextTokens = 4096;
 
   int64_t head_dim() const { return dim / num_heads; }
   // The VAE's compression of width and height: 8, or 16 for Wan 2.2's 48-channel VAE (time: 4).

@@ -84,10 +84,10 @@ absl::Status CheckWanConditioningHeader(const StHeader& header, const std::strin
   }
   auto text = Unbatched(where, *tensors["text"], 2);
   if (!text.ok()) return text.status();
-  if ((*text)[1] != config.text_dim || (*text)[0] < 1 || (*text)[0] > config.text_len) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": 'text' has shape ", ShapeText(*text),
-                                                   "; ", config.name, " takes [1..",
-                                                   config.text_len, ", ", config.text_dim, "]"));
+  if ((*text)[1] != config.text_dim || (*text)[0] < 1 || (*text)[0] > WanConfig::kMaxTextTokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": 'text' has shape ", ShapeText(*text), "; ", config.name,
+                     " takes [1..", WanConfig::kMaxTextTokens, ", ", config.text_dim, "]"));
   }
   if (!config.i2v()) {
     for (const char* field : {"clip_fea", "y"}) {

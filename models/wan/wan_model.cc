@@ -320,6 +320,10 @@ at::Tensor SinusoidalEmbedding(const at::Tensor& t, int64_t freq_dim) {
   return at::cat({at::cos(angles), at::sin(angles)}, 1);
 }
 
+bool TextsBatchExactly(const WanConfig& config, int64_t first_tokens, int64_t second_tokens) {
+  return std::max(first_tokens, config.text_len) == std::max(second_tokens, config.text_len);
+}
+
 WanInputs BatchInputs(const WanInputs& first, const WanInputs& second) {
   auto both = [](const at::Tensor& a, const at::Tensor& b) {
     return a.defined() && b.defined() ? at::cat({a, b}, 0) : at::Tensor();
@@ -398,9 +402,9 @@ absl::Status ValidateWanInputs(const WanConfig& c, const WanInputs& in) {
   }
   if (!in.context.defined() || in.context.dim() != 3 || in.context.size(0) != batch ||
       in.context.size(2) != c.text_dim || in.context.size(1) < 1 ||
-      in.context.size(1) > c.text_len) {
-    return bad("context", absl::StrCat("must be [", batch, ", 1..", c.text_len, ", ", c.text_dim,
-                                       "], is ", Shape(in.context)));
+      in.context.size(1) > WanConfig::kMaxTextTokens) {
+    return bad("context", absl::StrCat("must be [", batch, ", 1..", WanConfig::kMaxTextTokens, ", ",
+                                       c.text_dim, "], is ", Shape(in.context)));
   }
   if (c.i2v()) {
     if (!in.clip_fea.defined() || in.clip_fea.dim() != 3 || in.clip_fea.size(0) != batch ||

@@ -19,16 +19,22 @@ namespace raylight::models::wan {
 struct WanInputs {
   at::Tensor x;         // [B, C, F, H, W] noisy latent (I2V: 16 channels with `y`, or all 36)
   at::Tensor t;         // [B] timesteps (sigma * 1000), or [B, tokens] per token (TI2V)
-  at::Tensor context;   // [B, Ltext, text_dim], Ltext <= text_len; zero-padded to text_len
+  at::Tensor context;   // [B, Ltext, text_dim], Ltext <= kMaxTextTokens; zero-padded to text_len
   at::Tensor clip_fea;  // I2V: [B, image_tokens, image_dim] CLIP-vision features
   at::Tensor y;         // I2V: [B, in_channels - C, F, H, W] mask + image latent, concatenated to x
 };
 
 // Two sets of inputs as one batch, `first` then `second` (cond and uncond in one forward, as
 // ComfyUI batches them): every tensor concatenated along the batch; texts of different lengths
-// are zero-padded to the longer first, which changes nothing since the forward zero-pads every
-// text to text_len. A per-batch timestep of size 1 is repeated. Shapes are checked by the forward.
+// are zero-padded to the longer first, which changes nothing while both are at most text_len
+// (the forward zero-pads every text to text_len) — see TextsBatchExactly for longer ones. A
+// per-batch timestep of size 1 is repeated. Shapes are checked by the forward.
 WanInputs BatchInputs(const WanInputs& first, const WanInputs& second);
+
+// Whether texts of `first_tokens` and `second_tokens` rows give the same result batched as
+// alone: they do when both pad to the same length. A text longer than text_len padded further
+// would add keys the prompt never had (ComfyUI, too, runs such a pair as two calls).
+bool TextsBatchExactly(const WanConfig& config, int64_t first_tokens, int64_t second_tokens);
 
 // Checks shapes against the config (each error names the input); no tensor work.
 absl::Status ValidateWanInputs(const WanConfig& config, const WanInputs& inputs);

@@ -66,7 +66,7 @@ TEST_F(WanConditioningTest, BadFilesNameTheField) {
   const int64_t d = t2v.text_dim;
   ExpectError({{"clip_fea", at::randn({9, 40})}}, t2v, "no 'text'");
   ExpectError({{"text", at::randn({5, d + 1})}}, t2v, "'text' has shape");
-  ExpectError({{"text", at::randn({t2v.text_len + 1, d})}}, t2v, "'text' has shape");
+  ExpectError({{"text", at::randn({WanConfig::kMaxTextTokens + 1, d})}}, t2v, "'text' has shape");
   ExpectError({{"text", at::randn({2, 5, d})}}, t2v, "expected 2 dimensions");
   ExpectError({{"text", at::full({5, d}, NAN)}}, t2v, "NaN");
   ExpectError({{"text", at::ones({5, d}, at::kInt)}}, t2v, "not a float");

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/wan/wan_keys.h"
 #include "models/wan/wan_loader.h"
@@ -255,6 +256,29 @@ TEST(WanModelTest, CondAndUncondInOneBatchGiveTheTwoSeparateForwards) {
   }
 }
 
+TEST(WanModelTest, TextsPastTextLenAreTakenWholeAndBatchOnlyWhereExact) {
+  // ComfyUI's umT5 hands over more than text_len rows for a long prompt, and its Wan takes them
+  // all; padded further they would gain keys, so such pairs batch only at equal padded lengths.
+  testing_util::TempDir dir("wan-long-text");
+  WanConfig config = *WanPreset("tiny-t2v");
+  const std::string path = testing_util::MakeCheckpoint(dir.path(), config, F32(), "m");
+  WanInputs longer = RandomWanInputs(config, LatentSize{});
+  longer.context = at::randn({1, config.text_len + 40, config.text_dim});
+  WanInputs truncated = longer;
+  truncated.context = longer.context.slice(1, 0, config.text_len);
+  EXPECT_GT(RelativeL2(Forward(path, longer), Forward(path, truncated)), 1e-4);
+  EXPECT_TRUE(TextsBatchExactly(config, 7, config.text_len));
+  EXPECT_TRUE(TextsBatchExactly(config, config.text_len + 40, config.text_len + 40));
+  EXPECT_FALSE(TextsBatchExactly(config, config.text_len + 40, config.text_len));
+  WanInputs too_long = longer;
+  too_long.context = at::randn({1, WanConfig::kMaxTextTokens + 1, config.text_dim});
+  auto loaded = LoadWanResident({path}, {});
+  ASSERT_TRUE(loaded.ok());
+  auto refused = WanForward(loaded->config, too_long, ParallelContext{}, *loaded->weights);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StartsWith(refused.status().message(), "context:")) << refused.status();
+}
+
 TEST(WanModelTest, BadInputsAreRefusedNamingTheField) {
   testing_util::TempDir dir("wan-inputs");
   WanConfig config = *WanPreset("tiny-i2v");
@@ -279,7 +303,11 @@ TEST(WanModelTest, BadInputsAreRefusedNamingTheField) {
   expect([](WanInputs& in) { in.y = in.y.slice(4, 0, 10); }, "y");
   expect([](WanInputs& in) { in.t = at::rand({2}); }, "t");
   expect([](WanInputs& in) { in.t = at::rand({1, 72}); }, "t");
-  expect([](WanInputs& in) { in.context = at::randn({1, 513, 48}); }, "context");
+  expect(
+      [](WanInputs& in) {
+        in.context = at::randn({1, WanConfig::kMaxTextTokens + 1, 48});
+      },
+      "context");
   expect([](WanInputs& in) { in.context = at::randn({1, 20, 47}); }, "context");
   expect([](WanInputs& in) { in.clip_fea = at::Tensor(); }, "clip_fea");
   expect(
