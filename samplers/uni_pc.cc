@@ -11,23 +11,32 @@
 namespace raylight::samplers::internal {
 namespace {
 
-// The VP view of a VE sigma as ComfyUI's SigmaConvert computes it: through the log mean
-// coefficient, in float32 (its sigmas are a float32 tensor). At small sigmas 1 - exp(2 lmc)
-// cancels, which moves std and lambda by up to ~1e-5 relative from their exact values; the
-// solver's coefficients, and so ComfyUI's result, carry that, so ours use the same arithmetic.
-float LogMeanCoeff(double sigma) {
-  const float s = static_cast<float>(sigma);
-  return 0.5f * std::log(1.0f / (s * s + 1.0f));
+// ComfyUI's UniPC does all its scalar arithmetic on float32 tensors of one element (the batch's
+// timestep), and so do we, through the same libtorch ops in the same order: the VP std cancels
+// at small sigmas (1 - exp(2 lmc) at sigma 0.001 is 1e-6, where one float32 ulp of the exp is 6%),
+// so a log or exp that differs from torch's by one ulp (glibc's logf does, in ~2% of arguments)
+// moves the final step's coefficients by percents and the result by ~1e-4.
+at::Tensor Scalar(double value) { return at::full({1}, value, at::TensorOptions(at::kFloat)); }
+
+// SigmaConvert: the VE sigmas read as a VP schedule.
+at::Tensor LogMeanCoeff(const at::Tensor& sigma) {
+  return at::log(at::reciprocal(sigma * sigma + 1)) * 0.5;
 }
-double Alpha(double sigma) { return std::exp(LogMeanCoeff(sigma)); }
-double Std(double sigma) { return std::sqrt(1.0f - std::exp(2.0f * LogMeanCoeff(sigma))); }
-double Lambda(double sigma) {  // log(alpha / std)
-  const float lmc = LogMeanCoeff(sigma);
-  return lmc - 0.5f * std::log(1.0f - std::exp(2.0f * lmc));
+at::Tensor Alpha(const at::Tensor& sigma) { return at::exp(LogMeanCoeff(sigma)); }
+at::Tensor Std(const at::Tensor& sigma) { return at::sqrt(1. - at::exp(LogMeanCoeff(sigma) * 2.)); }
+at::Tensor Lambda(const at::Tensor& sigma) {  // log(alpha / std)
+  const at::Tensor lmc = LogMeanCoeff(sigma);
+  return lmc - at::log(1. - at::exp(lmc * 2.)) * 0.5;
+}
+
+// A per-batch coefficient ([1]) shaped to multiply x.
+at::Tensor Across(const at::Tensor& coefficient, int64_t dims) {
+  std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
+  return coefficient.reshape(shape);
 }
 
 struct Point {
-  double sigma;
+  at::Tensor sigma;  // [1] float32
   at::Tensor model;  // the data prediction at this point
 };
 
@@ -35,17 +44,17 @@ class Solver {
  public:
   Solver(StepModel& model, UniPcVariant variant) : model_(model), variant_(variant) {}
 
-  // The data prediction for the VP-space x at sigma: the VE denoiser at x * sqrt(sigma^2 + 1).
-  // ComfyUI's UniPC asks for it as a noise prediction and converts back (eps = (x_ve -
-  // denoised) / sigma, x0 = (x_vp - std * eps) / alpha), which at small sigmas costs float32
-  // precision; the same round trip here gives its result. UniPC evaluates once per sigma, so
-  // every evaluation is its step's first (reported).
-  absl::StatusOr<at::Tensor> Data(int step, const at::Tensor& x_vp, double sigma) {
-    const float s = static_cast<float>(sigma);
-    const at::Tensor x_ve = x_vp * std::pow(s * s + 1.0f, 0.5f);
-    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model_.Step(step, x_ve, sigma));
+  // The data prediction for the VP-space x at sigma: ComfyUI asks the VE denoiser for a noise
+  // prediction at x * sqrt(sigma^2 + 1) (eps = (x_ve - denoised) / sigma) and converts it back
+  // (x0 = (x_vp - std * eps) / alpha); the same round trip here gives its result. UniPC
+  // evaluates once per sigma, so every evaluation is its step's first (reported).
+  absl::StatusOr<at::Tensor> Data(int step, const at::Tensor& x_vp, const at::Tensor& sigma) {
+    const int64_t dims = x_vp.dim();
+    const at::Tensor s = Across(sigma, dims);
+    const at::Tensor x_ve = x_vp * at::sqrt(at::pow(s, 2) + 1.0);
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised, model_.Step(step, x_ve, sigma.item<float>()));
     const at::Tensor eps = (x_ve - denoised) / s;
-    return (x_vp - eps * Std(sigma)) / Alpha(sigma);
+    return (x_vp - Across(Std(sigma), dims) * eps) / Across(Alpha(sigma), dims);
   }
 
   // One UniPC step from the newest point of `history` to sigma_t, of order `order` (using the
@@ -53,58 +62,62 @@ class Solver {
   // (evaluated at the predicted x, as UniPC reuses it for the next step).
   absl::StatusOr<std::pair<at::Tensor, at::Tensor>> Update(const at::Tensor& x,
                                                            const std::deque<Point>& history,
-                                                           double sigma_t, int order,
+                                                           const at::Tensor& sigma_t, int order,
                                                            bool use_corrector, int step) {
+    const int64_t dims = x.dim();
     const Point& newest = history.back();
-    const double lambda_prev = Lambda(newest.sigma), lambda_t = Lambda(sigma_t);
-    const double h = lambda_t - lambda_prev;
-    std::vector<double> rks;
-    std::vector<at::Tensor> d1s;
+    const at::Tensor lambda_prev = Lambda(newest.sigma);
+    const at::Tensor h = Lambda(sigma_t) - lambda_prev;
+    std::vector<at::Tensor> rks, d1s;
     for (int i = 1; i < order; ++i) {
       const Point& older = history[history.size() - 1 - i];
-      const double rk = (Lambda(older.sigma) - lambda_prev) / h;
+      const at::Tensor rk = ((Lambda(older.sigma) - lambda_prev) / h)[0];
       rks.push_back(rk);
       d1s.push_back((older.model - newest.model) / rk);
     }
-    rks.push_back(1.0);
+    rks.push_back(at::ones({}, at::kFloat));
+    const at::Tensor rk_all = at::stack(rks);
 
-    const double hh = -h;  // data prediction
-    const double h_phi_1 = std::expm1(hh);
-    const double b_h = variant_ == UniPcVariant::kBh1 ? hh : std::expm1(hh);
-    std::vector<std::vector<double>> r(order, std::vector<double>(order));
-    std::vector<double> b(order);
-    double h_phi_k = h_phi_1 / hh - 1, factorial = 1;
+    const at::Tensor hh = -h[0];  // data prediction
+    const at::Tensor h_phi_1 = at::expm1(hh);
+    const at::Tensor b_h = variant_ == UniPcVariant::kBh1 ? hh : at::expm1(hh);
+    std::vector<at::Tensor> r_rows, b_rows;
+    at::Tensor h_phi_k = h_phi_1 / hh - 1;
+    int64_t factorial = 1;
     for (int i = 1; i <= order; ++i) {
-      for (int j = 0; j < order; ++j) r[i - 1][j] = std::pow(rks[j], i - 1);
-      b[i - 1] = h_phi_k * factorial / b_h;
+      r_rows.push_back(at::pow(rk_all, i - 1));
+      b_rows.push_back(h_phi_k * factorial / b_h);
       factorial *= i + 1;
-      h_phi_k = h_phi_k / hh - 1 / factorial;
+      h_phi_k = h_phi_k / hh - 1.0 / static_cast<double>(factorial);
     }
+    const at::Tensor r = at::stack(r_rows), b = at::stack(b_rows);
 
-    const double alpha_t = Alpha(sigma_t);
-    const at::Tensor x_base =
-        x * (Std(sigma_t) / Std(newest.sigma)) - newest.model * (alpha_t * h_phi_1);
+    const at::Tensor alpha_t = Alpha(sigma_t);
+    const at::Tensor x_base = Across(Std(sigma_t) / Std(newest.sigma), dims) * x -
+                              Across(alpha_t * h_phi_1, dims) * newest.model;
+    at::Tensor d1_stack;
     at::Tensor x_t = x_base;
     if (!d1s.empty()) {
-      std::vector<double> rhos_p;
-      if (order == 2) {
-        rhos_p = {0.5};
-      } else {
-        std::vector<std::vector<double>> r_sub(order - 1);
-        for (int i = 0; i < order - 1; ++i) r_sub[i].assign(r[i].begin(), r[i].end() - 1);
-        rhos_p = SolveSmall(r_sub, std::vector<double>(b.begin(), b.end() - 1));
-      }
-      at::Tensor residual = d1s[0] * rhos_p[0];
-      for (size_t k = 1; k < d1s.size(); ++k) residual = residual + d1s[k] * rhos_p[k];
-      x_t = x_base - residual * (alpha_t * b_h);
+      d1_stack = at::stack(d1s, 1);
+      const at::Tensor rhos_p =
+          order == 2 ? Scalar(0.5)
+                     : at::linalg_solve(r.slice(0, 0, order - 1).slice(1, 0, order - 1),
+                                        b.slice(0, 0, order - 1));
+      x_t = x_base - Across(alpha_t * b_h, dims) *
+                         at::tensordot(d1_stack, rhos_p.to(d1_stack.scalar_type()), {1}, {0});
     }
     if (!use_corrector) return std::make_pair(x_t, at::Tensor());
 
-    const std::vector<double> rhos_c = order == 1 ? std::vector<double>{0.5} : SolveSmall(r, b);
+    const at::Tensor rhos_c = order == 1 ? Scalar(0.5) : at::linalg_solve(r, b);
     RL_ASSIGN_OR_RETURN(at::Tensor model_t, Data(step, x_t, sigma_t));
-    at::Tensor correction = (model_t - newest.model) * rhos_c.back();
-    for (size_t k = 0; k < d1s.size(); ++k) correction = correction + d1s[k] * rhos_c[k];
-    return std::make_pair(x_base - correction * (alpha_t * b_h), model_t);
+    const at::Tensor d1_t = model_t - newest.model;
+    at::Tensor correction = rhos_c[order - 1] * d1_t;
+    if (d1_stack.defined()) {
+      correction = at::tensordot(d1_stack, rhos_c.slice(0, 0, order - 1).to(d1_stack.scalar_type()),
+                                 {1}, {0}) +
+                   correction;
+    }
+    return std::make_pair(x_base - Across(alpha_t * b_h, dims) * correction, model_t);
   }
 
  private:
@@ -114,40 +127,17 @@ class Solver {
 
 }  // namespace
 
-std::vector<double> SolveSmall(std::vector<std::vector<double>> a, std::vector<double> b) {
-  const size_t n = b.size();
-  for (size_t col = 0; col < n; ++col) {
-    size_t pivot = col;
-    for (size_t row = col + 1; row < n; ++row) {
-      if (std::abs(a[row][col]) > std::abs(a[pivot][col])) pivot = row;
-    }
-    std::swap(a[col], a[pivot]);
-    std::swap(b[col], b[pivot]);
-    for (size_t row = col + 1; row < n; ++row) {
-      const double f = a[row][col] / a[col][col];
-      for (size_t k = col; k < n; ++k) a[row][k] -= f * a[col][k];
-      b[row] -= f * b[col];
-    }
-  }
-  std::vector<double> out(n);
-  for (size_t i = n; i-- > 0;) {
-    double sum = b[i];
-    for (size_t k = i + 1; k < n; ++k) sum -= a[i][k] * out[k];
-    out[i] = sum / a[i][i];
-  }
-  return out;
-}
-
 absl::StatusOr<at::Tensor> UniPc(StepModel& model, at::Tensor x, const std::vector<double>& sigmas,
                                  UniPcVariant variant) {
-  std::vector<double> t = sigmas;
-  // UniPC cannot step to sigma 0; ComfyUI's sigmas are float32, so its 0.001 is too.
-  if (t.back() == 0) t.back() = static_cast<float>(kUniPcLastSigma);
+  // ComfyUI's timesteps: the float32 sigmas, a final 0 replaced by 0.001.
+  std::vector<at::Tensor> t;
+  for (double sigma : sigmas) t.push_back(Scalar(sigma));
+  if (sigmas.back() == 0) t.back() = Scalar(kUniPcLastSigma);
   const int steps = static_cast<int>(t.size()) - 1;
   const int order = std::min(3, steps - 1);
   Solver solver(model, variant);
 
-  x = x * Alpha(t[0]);  // to VP space
+  x = x / Across(at::sqrt(at::pow(t[0], 2.0) + 1.0), x.dim());  // to VP space, as ComfyUI
   std::deque<Point> history;
   RL_ASSIGN_OR_RETURN(at::Tensor first, solver.Data(0, x, t[0]));
   history.push_back({t[0], first});
@@ -170,7 +160,7 @@ absl::StatusOr<at::Tensor> UniPc(StepModel& model, at::Tensor x, const std::vect
       if (static_cast<int>(history.size()) > order) history.pop_front();
     }
   }
-  return x / Alpha(t.back());  // back to VE space
+  return x / Across(Alpha(t.back()), x.dim());  // back to VE space
 }
 
 }  // namespace raylight::samplers::internal

@@ -19,8 +19,4 @@ enum class UniPcVariant { kBh1, kBh2 };
 absl::StatusOr<at::Tensor> UniPc(StepModel& model, at::Tensor x, const std::vector<double>& sigmas,
                                  UniPcVariant variant);
 
-// Solves the n x n system a * out = b (n <= 3 here) by Gaussian elimination with partial
-// pivoting; exposed for the tests.
-std::vector<double> SolveSmall(std::vector<std::vector<double>> a, std::vector<double> b);
-
 }  // namespace raylight::samplers::internal

@@ -33,6 +33,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "comfyui"))
+import newest_noise_seed  # noqa: E402
+
 
 def load_comfy(root: str) -> Any:
     sys.path.insert(0, root)
@@ -44,17 +47,7 @@ def load_comfy(root: str) -> Any:
     import comfy.model_sampling
     import comfy.samplers
 
-    def seeded_noise_sampler(x: torch.Tensor, seed: int | None = None) -> Any:
-        # The newest ComfyUI's default_noise_sampler: seed + 1 on the CPU.
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=x.device)
-            generator.manual_seed(seed + 1 if x.device == torch.device("cpu") else seed)
-        return lambda sigma, sigma_next: torch.randn(
-            x.size(), dtype=x.dtype, layout=x.layout, device=x.device, generator=generator
-        )
-
-    kds.default_noise_sampler = seeded_noise_sampler
+    newest_noise_seed.install(kds)
     return comfy
 
 

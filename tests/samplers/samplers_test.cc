@@ -263,23 +263,6 @@ TEST(SamplersTest, DeterministicSamplersConvergeAtTheirOrder) {
   }
 }
 
-TEST(SamplersTest, UniPcSolvesItsSmallSystems) {
-  std::mt19937_64 rng(std::random_device{}());
-  std::uniform_real_distribution<double> uniform(-1, 1);
-  for (int n = 1; n <= 3; ++n) {
-    std::vector<std::vector<double>> a(n, std::vector<double>(n));
-    std::vector<double> x(n), b(n, 0.0);
-    for (int i = 0; i < n; ++i) {
-      x[i] = uniform(rng);
-      for (int j = 0; j < n; ++j) a[i][j] = uniform(rng) + (i == j ? 3 : 0);
-    }
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j) b[i] += a[i][j] * x[j];
-    const std::vector<double> solved = internal::SolveSmall(a, b);
-    for (int i = 0; i < n; ++i) EXPECT_NEAR(solved[i], x[i], 1e-12);
-  }
-}
-
 TEST(SamplersTest, UniPcEndsAtATinySigmaAsComfyUi) {
   // ComfyUI's UniPC replaces a final sigma of 0 by 0.001 and returns x there: with an identity
   // "denoiser" for data at a point mass mu the result is mu plus 0.001 of the trajectory's noise,
