@@ -63,3 +63,15 @@ if ! "$VENV/bin/python" -c "import grpc_tools, pytest, mypy, ruff, wheel; import
   "$VENV/bin/pip" install -q "grpcio==1.76.0" "grpcio-tools==1.76.0" "setuptools==80.9.0" \
     "wheel==0.45.1" "pytest==9.2.0" "mypy==2.4.1" "ruff==0.17.6"
 fi
+# A real ComfyUI for the node pack's test (tests/comfyui): what ComfyUI 0.3.64's requirements.txt
+# asks for beside torch, torchvision and torchsde (already here, kept: nothing reinstalls
+# torch), pinned to the versions the test was written against. torchaudio is left out: only
+# ComfyUI's audio nodes import it, and they are skipped without it.
+if ! "$VENV/bin/python" -c "import comfyui_frontend_package, comfyui_workflow_templates, comfyui_embedded_docs, transformers, aiohttp, alembic, av, kornia, spandrel, pydantic_settings" 2>/dev/null; then
+  echo "install_deps: pip install ComfyUI 0.3.64's requirements (the node pack's test) into $VENV"
+  "$VENV/bin/pip" install -q "comfyui-frontend-package==1.27.10" \
+    "comfyui-workflow-templates==0.1.95" "comfyui-embedded-docs==0.2.6" \
+    "transformers==5.24.0" "tokenizers==0.23.3" "sentencepiece==0.2.3" "aiohttp==3.14.5" \
+    "yarl==1.25.1" "PyYAML==6.0.4" "alembic==1.20.1" "SQLAlchemy==2.1.9" "av==18.1.0" \
+    "kornia==0.9.0" "spandrel==0.4.2" "pydantic==2.14.4" "pydantic-settings==2.16.3"
+fi

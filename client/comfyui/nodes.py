@@ -1,0 +1,438 @@
+"""Raylight's ComfyUI nodes: ComfyUI's KSampler and KSamplerAdvanced, run on a Raylight cluster.
+
+The work is the Python client's (raylight.Client, raylight.comfyui): these classes only map
+ComfyUI's node interface onto it, follow a job in ComfyUI's progress bar with the cluster's
+previews, turn ComfyUI's cancel into the job's, and raise errors that name the node input.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
+import folder_paths
+import grpc
+from safetensors.torch import load_file
+
+import raylight
+from raylight import comfyui as convert
+
+CLUSTER = "RAYLIGHT_CLUSTER"
+MODEL = "RAYLIGHT_MODEL"
+_NONE = "(none)"
+# /object_info asks for every node's inputs often; the cluster's lists are kept this long.
+_DESCRIBE_TTL_SECONDS = 10.0
+_PREVIEW_SIDE = 512
+# KSampler's own seed and cfg inputs.
+_SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True})
+_CFG = ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01})
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    """Where the cluster is: what Raylight Cluster hands to Raylight Model."""
+
+    address: str | None
+    token: str | None
+    token_file: str | None
+
+    def client(self) -> raylight.Client:
+        return raylight.Client(self.address, self.token, token_file=self.token_file)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model on the cluster and how its jobs run: what Raylight Model hands to the samplers."""
+
+    cluster: ClusterRef
+    settings: dict[str, Any]
+
+
+_described: tuple[float, raylight.SamplingOptions | None] = (0.0, None)
+
+
+def _describe() -> raylight.SamplingOptions | None:
+    """The default cluster's options (RAYLIGHT_ADDRESS, else the local one), or None when none
+    answers: the node lists then fall back to ComfyUI's own."""
+    global _described
+    when, options = _described
+    if time.monotonic() - when < _DESCRIBE_TTL_SECONDS:
+        return options
+    try:
+        with raylight.Client(timeout=2.0) as client:
+            options = client.describe()
+    except Exception:  # no cluster is a state, not an error, when listing choices
+        options = None
+    _described = (time.monotonic(), options)
+    return options
+
+
+def _samplers() -> list[str]:
+    options = _describe()
+    ours = set(options.samplers) if options else set(comfy.samplers.KSampler.SAMPLERS)
+    return [s for s in comfy.samplers.KSampler.SAMPLERS if s in ours]
+
+
+def _schedulers() -> list[str]:
+    options = _describe()
+    ours = set(options.schedulers) if options else set(comfy.samplers.KSampler.SCHEDULERS)
+    return [s for s in comfy.samplers.KSampler.SCHEDULERS if s in ours]
+
+
+def _node_error(node: str, error: Exception) -> Exception:
+    """An error as ComfyUI shows it: the node and the input that caused it."""
+    if isinstance(error, convert.NodeInputError):
+        return ValueError(f"{node}: {error}")
+    if isinstance(error, raylight.RaylightError):
+        name = convert.input_for_field(error.field)
+        where = f"input '{name}': " if name else ""
+        return RuntimeError(f"{node}: {where}{error.message} ({error.code.name})")
+    return error
+
+
+def _preview(png: bytes) -> tuple[str, Any, int] | None:
+    if not png:
+        return None
+    from PIL import Image
+
+    return ("PNG", Image.open(io.BytesIO(png)).convert("RGB"), _PREVIEW_SIDE)
+
+
+def _cancel_quietly(client: raylight.Client, job_id: str) -> None:
+    try:
+        client.cancel(job_id)
+    except raylight.RaylightError:
+        pass  # it ended meanwhile
+
+
+def _run_job(node: str, model: ModelRef, latent_image: Any, **job: Any) -> tuple[dict[str, Any]]:
+    """Submits the job, follows it in ComfyUI's progress bar, returns its LATENT."""
+    try:
+        positive = convert.conditioning_to_tensors(job.pop("positive"), "positive")
+        negative = convert.conditioning_to_tensors(job.pop("negative"), "negative")
+        latent = convert.latent_to_tensor(latent_image, "latent_image")
+    except convert.NodeInputError as error:
+        raise _node_error(node, error) from None
+    settings = {**model.settings, **job}
+    try:
+        client = model.cluster.client()
+    except raylight.RaylightError as error:
+        raise _node_error(node, error) from None
+    with client:
+        try:
+            info = client.submit(
+                raylight.sample_job(
+                    settings.pop("model"), positive, negative, latent=latent, **settings
+                )
+            )
+        except raylight.RaylightError as error:
+            raise _node_error(node, error) from None
+        job_id = info.job_id
+        # ComfyUI's cancel sets a flag that only the running node can see: a watcher turns it
+        # into the job's cancel while the events below block.
+        done = threading.Event()
+
+        def cancel_on_interrupt() -> None:
+            while not done.wait(0.2):
+                if comfy.model_management.processing_interrupted():
+                    _cancel_quietly(client, job_id)
+                    return
+
+        watcher = threading.Thread(target=cancel_on_interrupt, daemon=True)
+        watcher.start()
+        bar = comfy.utils.ProgressBar(max(1, settings.get("steps", 1)))
+
+        def on_progress(event: raylight.Progress) -> None:
+            if event.step > 0:
+                bar.update_absolute(event.step, event.total, _preview(event.preview_png))
+
+        try:
+            result = client.follow(job_id, on_progress)
+        except comfy.model_management.InterruptProcessingException:
+            # ComfyUI's progress hook raises this itself when the user cancels.
+            _cancel_quietly(client, job_id)
+            raise
+        except raylight.JobFailed as error:
+            if error.code == grpc.StatusCode.CANCELLED:
+                # ComfyUI's own cancel: end the prompt as ComfyUI's samplers do.
+                comfy.model_management.throw_exception_if_processing_interrupted()
+            raise _node_error(node, error) from None
+        except raylight.RaylightError as error:
+            raise _node_error(node, error) from None
+        finally:
+            done.set()
+            watcher.join()
+    return (convert.latent_from_tensor(result.latent),)
+
+
+class RaylightCluster:
+    """Where the cluster's head is. Empty address: RAYLIGHT_ADDRESS, else the cluster
+    `raylightctl up` started on this machine; empty token: the token file, RAYLIGHT_TOKEN, else
+    that cluster's."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "address": ("STRING", {"default": "", "tooltip": "host:port of the head"}),
+                "token": ("STRING", {"default": "", "tooltip": "the cluster token"}),
+                "token_file": ("STRING", {"default": "", "tooltip": "a file holding the token"}),
+            }
+        }
+
+    RETURN_TYPES = (CLUSTER,)
+    FUNCTION = "connect"
+    CATEGORY = "raylight"
+
+    def connect(self, address: str, token: str, token_file: str) -> tuple[ClusterRef]:
+        cluster = ClusterRef(address or None, token or None, token_file or None)
+        try:
+            with cluster.client() as client:
+                client.status()  # refuses a wrong address or token here, not at the sampler
+        except (raylight.RaylightError, OSError) as error:
+            raise _node_error("Raylight Cluster", error) from None
+        return (cluster,)
+
+
+class RaylightModel:
+    """A model in the cluster's model roots and how its jobs run (mesh, dtype, placement), with
+    an optional low-noise expert for Wan 2.2 A14B (one job for both experts)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        options = _describe()
+        models = [m.name for m in options.models] if options else []
+        dtypes = options.dtypes if options else ["auto", "bf16", "f16", "f32"]
+        placements = options.placements if options else ["auto"]
+        return {
+            "required": {
+                "cluster": (CLUSTER,),
+                "model": (models, {"tooltip": "a file in the cluster's model roots"}),
+                "dtype": (dtypes,),
+                "placement": (placements,),
+                "ulysses": ("INT", {"default": 1, "min": 1, "max": 64}),
+                "ring": ("INT", {"default": 1, "min": 1, "max": 64}),
+                "cfg_parallel": ("INT", {"default": 1, "min": 1, "max": 2}),
+                "dp": ("INT", {"default": 1, "min": 1, "max": 64}),
+                # ComfyUI's Wan default (its model config's shift; ModelSamplingSD3 sets others).
+                "shift": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.01}),
+            },
+            "optional": {
+                "low_noise_model": ([_NONE, *models],),
+                "boundary": (
+                    "FLOAT",
+                    {
+                        "default": 0.875,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "sigma where the low-noise expert takes over (0.900 for I2V)",
+                    },
+                ),
+                "cpu": ("BOOLEAN", {"default": False, "tooltip": "run on CPU workers"}),
+            },
+        }
+
+    RETURN_TYPES = (MODEL,)
+    FUNCTION = "select"
+    CATEGORY = "raylight"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model: str, low_noise_model: str = _NONE) -> bool | str:
+        # The lists come from the default cluster; another cluster's head checks the names
+        # itself when the job is submitted, with the input named.
+        return True
+
+    def select(
+        self,
+        cluster: ClusterRef,
+        model: str,
+        dtype: str,
+        placement: str,
+        ulysses: int,
+        ring: int,
+        cfg_parallel: int,
+        dp: int,
+        shift: float,
+        low_noise_model: str = _NONE,
+        boundary: float = 0.875,
+        cpu: bool = False,
+    ) -> tuple[ModelRef]:
+        settings: dict[str, Any] = dict(
+            model=model,
+            dtype=dtype,
+            placement=placement,
+            ulysses=ulysses,
+            ring=ring,
+            cfg_parallel=cfg_parallel,
+            dp=dp,
+            shift=shift,
+            cpu=cpu,
+            preview_every=1,
+        )
+        if low_noise_model and low_noise_model != _NONE:
+            settings.update(low_noise_model=low_noise_model, boundary=boundary)
+        return (ModelRef(cluster, settings),)
+
+
+class RaylightKSampler:
+    """ComfyUI's KSampler on the cluster: the same inputs, the same LATENT."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": (MODEL,),
+                "seed": _SEED,
+                "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
+                "cfg": _CFG,
+                "sampler_name": (_samplers(),),
+                "scheduler": (_schedulers(),),
+                "positive": ("CONDITIONING",),
+                "negative": ("CONDITIONING",),
+                "latent_image": ("LATENT",),
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+            }
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "sample"
+    CATEGORY = "raylight"
+
+    def sample(
+        self,
+        model: ModelRef,
+        seed: int,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        positive: Any,
+        negative: Any,
+        latent_image: Any,
+        denoise: float = 1.0,
+    ) -> tuple[dict[str, Any]]:
+        return _run_job(
+            "Raylight KSampler",
+            model,
+            latent_image,
+            positive=positive,
+            negative=negative,
+            seed=seed,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler_name,
+            scheduler=scheduler,
+            denoise=denoise,
+        )
+
+
+class RaylightKSamplerAdvanced:
+    """ComfyUI's KSamplerAdvanced on the cluster (chained high/low-noise runs work as there)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": (MODEL,),
+                "add_noise": (["enable", "disable"],),
+                "noise_seed": _SEED,
+                "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
+                "cfg": _CFG,
+                "sampler_name": (_samplers(),),
+                "scheduler": (_schedulers(),),
+                "positive": ("CONDITIONING",),
+                "negative": ("CONDITIONING",),
+                "latent_image": ("LATENT",),
+                "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000}),
+                "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000}),
+                "return_with_leftover_noise": (["disable", "enable"],),
+            }
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "sample"
+    CATEGORY = "raylight"
+
+    def sample(
+        self,
+        model: ModelRef,
+        add_noise: str,
+        noise_seed: int,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        positive: Any,
+        negative: Any,
+        latent_image: Any,
+        start_at_step: int,
+        end_at_step: int,
+        return_with_leftover_noise: str,
+    ) -> tuple[dict[str, Any]]:
+        return _run_job(
+            "Raylight KSampler (Advanced)",
+            model,
+            latent_image,
+            positive=positive,
+            negative=negative,
+            seed=noise_seed,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler_name,
+            scheduler=scheduler,
+            add_noise=add_noise == "enable",
+            start_step=start_at_step,
+            end_step=end_at_step,
+            return_with_leftover_noise=return_with_leftover_noise == "enable",
+        )
+
+
+class RaylightLoadConditioning:
+    """A conditioning file (a prompt encoded elsewhere: `text` [L, 4096], for I2V `clip_fea` and
+    `y`) from ComfyUI's input folder, as a CONDITIONING."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        folder = folder_paths.get_input_directory()
+        files = sorted(
+            f
+            for f in os.listdir(folder)
+            if f.endswith(".safetensors") and os.path.isfile(os.path.join(folder, f))
+        )
+        return {"required": {"conditioning": (files,)}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "load"
+    CATEGORY = "raylight"
+
+    def load(self, conditioning: str) -> tuple[list[list[Any]]]:
+        path = folder_paths.get_annotated_filepath(conditioning)
+        try:
+            return (convert.conditioning_from_tensors(load_file(path)),)
+        except ValueError as error:
+            raise ValueError(f"Raylight Load Conditioning: input 'conditioning': {error}") from None
+
+
+NODE_CLASS_MAPPINGS = {
+    "RaylightCluster": RaylightCluster,
+    "RaylightModel": RaylightModel,
+    "RaylightKSampler": RaylightKSampler,
+    "RaylightKSamplerAdvanced": RaylightKSamplerAdvanced,
+    "RaylightLoadConditioning": RaylightLoadConditioning,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "RaylightCluster": "Raylight Cluster",
+    "RaylightModel": "Raylight Model",
+    "RaylightKSampler": "Raylight KSampler",
+    "RaylightKSamplerAdvanced": "Raylight KSampler (Advanced)",
+    "RaylightLoadConditioning": "Raylight Load Conditioning",
+}

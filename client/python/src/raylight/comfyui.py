@@ -1,0 +1,182 @@
+"""ComfyUI's types as the cluster takes them: CONDITIONING, LATENT, and KSampler's input names.
+
+The ComfyUI node pack (client/comfyui) is a thin shell over this module and Client, so that
+what it does to a user's workflow is tested here without a ComfyUI. Nothing here imports
+ComfyUI: its types are plain Python (a CONDITIONING is a list of [tensor, dict] pairs, a LATENT a
+dict with "samples").
+
+What the cluster cannot honour is refused with a message that names the node input, never
+dropped: several conditionings (Conditioning Combine / Concat), areas, masks, strengths other
+than 1, timestep ranges, ControlNets, GLIGEN, hooks, image-to-video inputs (not yet carried),
+latent batches, noise masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+# A CONDITIONING entry's extras the cluster can take as they are: what ComfyUI's encoders put
+# there when nothing else is asked for (umT5 gives pooled_output None; Conditioning Set
+# Timestep Range / Set Area Strength at their defaults change nothing).
+_NEUTRAL_EXTRAS: dict[str, Any] = {
+    "pooled_output": None,
+    "strength": 1.0,
+    "start_percent": 0.0,
+    "end_percent": 1.0,
+}
+
+# Extras a Raylight conditioning file adds (RaylightLoadConditioning): image-to-video inputs
+# carried by name into the job's conditioning.
+CLIP_FEA = "raylight_clip_fea"
+Y = "raylight_y"
+
+# What ComfyUI's image-to-video and other nodes add, with what to tell the user.
+_UNSUPPORTED_EXTRAS = {
+    "concat_latent_image": "image-to-video conditioning (WanImageToVideo) is not carried yet",
+    "concat_mask": "image-to-video conditioning (WanImageToVideo) is not carried yet",
+    "clip_vision_output": "CLIP-vision conditioning is not carried yet",
+    "control": "ControlNet is not supported by the cluster",
+    "area": "area conditioning is not supported by the cluster",
+    "mask": "mask conditioning is not supported by the cluster",
+    "gligen": "GLIGEN is not supported by the cluster",
+    "hooks": "hooks (LoRA scheduling) are not supported by the cluster",
+}
+
+# The job fields a cluster error can name, and the KSampler / KSamplerAdvanced input that sets
+# each (the others come from the Raylight Model node).
+_FIELD_TO_INPUT = {
+    "seed": "seed",
+    "seeds": "seed",
+    "steps": "steps",
+    "cfg": "cfg",
+    "sampler": "sampler_name",
+    "scheduler": "scheduler",
+    "denoise": "denoise",
+    "positive": "positive",
+    "negative": "negative",
+    "latent": "latent_image",
+    "width": "latent_image",
+    "height": "latent_image",
+    "frames": "latent_image",
+    "add_noise": "add_noise",
+    "start_step": "start_at_step",
+    "end_step": "end_at_step",
+    "return_with_leftover_noise": "return_with_leftover_noise",
+    "model": "model",
+    "low_noise_model": "model",
+    "boundary": "model",
+    "dtype": "model",
+    "placement": "model",
+    "swap_budget": "model",
+    "mesh": "model",
+    "shift": "model",
+}
+
+
+class NodeInputError(ValueError):
+    """A node input the cluster cannot take; `input_name` names it as the node shows it."""
+
+    def __init__(self, input_name: str, message: str) -> None:
+        self.input_name = input_name
+        super().__init__(f"input '{input_name}': {message}")
+
+
+def input_for_field(field: str | None) -> str | None:
+    """The node input behind a job field a cluster error names ("mesh.ulysses" -> "model")."""
+    if field is None:
+        return None
+    return _FIELD_TO_INPUT.get(field.split(".")[0])
+
+
+def conditioning_to_tensors(conditioning: Any, input_name: str) -> dict[str, torch.Tensor]:
+    """A ComfyUI CONDITIONING as the job's conditioning tensors (Wan: `text` [L, 4096]).
+
+    Takes one entry with a batch of one; its token count is kept as ComfyUI hands it over (its
+    umT5 pads to 512 rows and never truncates, so the cluster sees what ComfyUI's model sees).
+    """
+    if not isinstance(conditioning, list | tuple) or not conditioning:
+        raise NodeInputError(input_name, "not a CONDITIONING (a list of [tensor, dict] pairs)")
+    if len(conditioning) > 1:
+        raise NodeInputError(
+            input_name,
+            f"{len(conditioning)} conditionings (combined, or with areas); the cluster takes "
+            "one prompt per input",
+        )
+    entry = conditioning[0]
+    if not isinstance(entry, list | tuple) or len(entry) != 2:
+        raise NodeInputError(input_name, "not a CONDITIONING entry ([tensor, dict])")
+    text, extras = entry
+    if not isinstance(text, torch.Tensor) or text.dim() != 3:
+        shape = list(text.shape) if isinstance(text, torch.Tensor) else type(text).__name__
+        raise NodeInputError(input_name, f"the prompt must be [1, tokens, width], is {shape}")
+    if text.shape[0] != 1:
+        raise NodeInputError(
+            input_name, f"a batch of {text.shape[0]} prompts; the cluster takes one per job"
+        )
+    tensors = {"text": text[0]}
+    for key, value in dict(extras).items():
+        if key in (CLIP_FEA, Y):
+            tensors[key.removeprefix("raylight_")] = value
+        elif key in _UNSUPPORTED_EXTRAS:
+            if value is not None:
+                raise NodeInputError(input_name, _UNSUPPORTED_EXTRAS[key])
+        elif key in _NEUTRAL_EXTRAS:
+            if value != _NEUTRAL_EXTRAS[key]:
+                raise NodeInputError(
+                    input_name,
+                    f"'{key}' {value!r} is not supported by the cluster "
+                    f"(only {_NEUTRAL_EXTRAS[key]!r})",
+                )
+        elif value is not None:
+            raise NodeInputError(input_name, f"'{key}' is not supported by the cluster")
+    return tensors
+
+
+def conditioning_from_tensors(tensors: Mapping[str, torch.Tensor]) -> list[list[Any]]:
+    """A conditioning file's tensors (RaylightLoadConditioning) as a ComfyUI CONDITIONING."""
+    if "text" not in tensors:
+        raise ValueError("no 'text' tensor (a Wan conditioning file has text, clip_fea, y)")
+    text = tensors["text"].to(torch.float32)
+    if text.dim() == 2:
+        text = text.unsqueeze(0)
+    extras: dict[str, Any] = {"pooled_output": None}
+    for name in ("clip_fea", "y"):
+        if name in tensors:
+            extras[f"raylight_{name}"] = tensors[name]
+    unknown = sorted(set(tensors) - {"text", "clip_fea", "y"})
+    if unknown:
+        names = ", ".join(unknown)
+        raise ValueError(f"unknown tensors {names} (a Wan conditioning has text, clip_fea, y)")
+    return [[text, extras]]
+
+
+def latent_to_tensor(latent: Any, input_name: str) -> torch.Tensor:
+    """A ComfyUI LATENT ({"samples": [1, C, F, H, W]}) as the job's starting latent."""
+    if not isinstance(latent, Mapping) or "samples" not in latent:
+        raise NodeInputError(input_name, "not a LATENT (a dict with 'samples')")
+    if latent.get("noise_mask") is not None:
+        raise NodeInputError(input_name, "a noise mask (inpainting) is not supported")
+    batch_index = latent.get("batch_index")
+    if batch_index is not None and list(batch_index) != [0]:
+        raise NodeInputError(input_name, f"batch_index {list(batch_index)} is not supported")
+    samples = latent["samples"]
+    if not isinstance(samples, torch.Tensor) or samples.dim() != 5:
+        shape = list(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+        raise NodeInputError(
+            input_name, f"must be a video LATENT [1, C, frames, H, W] (Wan), is {shape}"
+        )
+    if samples.shape[0] != 1:
+        raise NodeInputError(
+            input_name,
+            f"a batch of {samples.shape[0]} latents; the cluster samples one per job "
+            "(use the model's dp for several seeds)",
+        )
+    return samples
+
+
+def latent_from_tensor(samples: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A job's resulting LATENT tensor as ComfyUI's LATENT dict."""
+    return {"samples": samples}

@@ -1,0 +1,90 @@
+"""raylight.comfyui: ComfyUI's CONDITIONING and LATENT as the cluster takes them, and what it
+refuses (naming the node input) rather than dropping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from raylight import comfyui
+
+
+def _cond(tokens: int = 512, **extras: Any) -> list[list[Any]]:
+    return [[torch.randn(1, tokens, 4096), {"pooled_output": None, **extras}]]
+
+
+def test_a_prompt_is_taken_as_comfyui_hands_it_over() -> None:
+    for tokens in (512, 600, 1500):  # umT5 pads to 512 and never truncates
+        cond = _cond(tokens)
+        tensors = comfyui.conditioning_to_tensors(cond, "positive")
+        assert list(tensors) == ["text"]
+        assert torch.equal(tensors["text"], cond[0][0][0])
+    neutral = _cond(strength=1.0, start_percent=0.0, end_percent=1.0, control=None)
+    assert list(comfyui.conditioning_to_tensors(neutral, "negative")) == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("conditioning", "expected"),
+    [
+        (_cond() + _cond(), "2 conditionings"),
+        ([[torch.randn(2, 512, 4096), {}]], "a batch of 2"),
+        ([[torch.randn(512, 4096), {}]], "must be [1, tokens, width]"),
+        (_cond(concat_latent_image=torch.zeros(1)), "image-to-video"),
+        (_cond(clip_vision_output=object()), "CLIP-vision"),
+        (_cond(control=object()), "ControlNet"),
+        (_cond(area=(8, 8, 0, 0)), "area"),
+        (_cond(mask=torch.ones(1)), "mask"),
+        (_cond(hooks=object()), "hooks"),
+        (_cond(strength=0.5), "'strength' 0.5"),
+        (_cond(start_percent=0.2), "'start_percent'"),
+        (_cond(something_new=1), "'something_new' is not supported"),
+        ("text", "not a CONDITIONING"),
+    ],
+)
+def test_what_the_cluster_cannot_honour_is_refused_naming_the_input(
+    conditioning: Any, expected: str
+) -> None:
+    with pytest.raises(comfyui.NodeInputError) as refused:
+        comfyui.conditioning_to_tensors(conditioning, "positive")
+    assert refused.value.input_name == "positive"
+    assert str(refused.value).startswith("input 'positive': ")
+    assert expected in str(refused.value)
+
+
+def test_a_conditioning_file_round_trips() -> None:
+    tensors = {"text": torch.randn(7, 4096), "clip_fea": torch.randn(257, 1280)}
+    cond = comfyui.conditioning_from_tensors(tensors)
+    assert cond[0][0].shape == (1, 7, 4096)
+    back = comfyui.conditioning_to_tensors(cond, "positive")
+    assert torch.equal(back["text"], tensors["text"])
+    assert torch.equal(back["clip_fea"], tensors["clip_fea"])
+    with pytest.raises(ValueError, match="unknown tensors pooled"):
+        comfyui.conditioning_from_tensors({"text": torch.randn(3, 8), "pooled": torch.randn(8)})
+    with pytest.raises(ValueError, match="no 'text'"):
+        comfyui.conditioning_from_tensors({"y": torch.randn(3, 8)})
+
+
+def test_latents() -> None:
+    samples = torch.randn(1, 16, 3, 6, 10)
+    assert comfyui.latent_to_tensor({"samples": samples}, "latent_image") is samples
+    assert comfyui.latent_from_tensor(samples)["samples"] is samples
+    for latent, expected in [
+        ({"samples": torch.randn(2, 16, 3, 6, 10)}, "a batch of 2"),
+        ({"samples": torch.randn(1, 4, 64, 64)}, "video LATENT"),
+        ({"samples": samples, "noise_mask": torch.ones(1)}, "noise mask"),
+        ({"samples": samples, "batch_index": [3]}, "batch_index"),
+        ({"latent": samples}, "not a LATENT"),
+    ]:
+        with pytest.raises(comfyui.NodeInputError, match=expected):
+            comfyui.latent_to_tensor(latent, "latent_image")
+
+
+def test_cluster_fields_map_to_node_inputs() -> None:
+    assert comfyui.input_for_field("sampler") == "sampler_name"
+    assert comfyui.input_for_field("start_step") == "start_at_step"
+    assert comfyui.input_for_field("latent") == "latent_image"
+    assert comfyui.input_for_field("mesh.ulysses") == "model"
+    assert comfyui.input_for_field("spec.payload") is None
+    assert comfyui.input_for_field(None) is None
