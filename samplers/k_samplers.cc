@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/common/status_macros.h"
+#include "samplers/brownian_tree.h"
 #include "samplers/step_model.h"
 #include "samplers/uni_pc.h"
 
@@ -241,40 +242,70 @@ LogSnr LogSnrFor(const SamplerOptions& o) {
 // A flow schedule starting at sigma 1 has an infinite log-SNR there: ComfyUI starts such runs a
 // hair inside (offset_first_sigma_for_snr).
 Sigmas OffsetFirstSigma(Sigmas s, const SamplerOptions& o) {
-  if (LogSnrFor(o).flow && s.size() > 1 && s[0] >= 1) s[0] = o.sampling->PercentToSigma(1e-4);
+  // Stored into ComfyUI's float32 sigma tensor.
+  if (LogSnrFor(o).flow && s.size() > 1 && s[0] >= 1) {
+    s[0] = static_cast<float>(o.sampling->PercentToSigma(1e-4));
+  }
   return s;
 }
 
+// DPM-Solver++ (stochastic) in ComfyUI's arithmetic: its coefficients are float32 tensor ops on
+// the float32 sigmas (log-SNR, its half-step sigma, the ancestral split), and this sampler's two
+// model calls and two noise draws per step amplify their last bits more than any other (1e-5 to
+// 1e-4 off with double coefficients); so the coefficients come from the same libtorch ops in the
+// same order, and multiply the latents as ComfyUI's 0-d tensors do (as float32 scalars).
 absl::StatusOr<at::Tensor> DpmppSde(Model& model, at::Tensor x, const Sigmas& sigmas,
                                     const NoiseSampler& noise, const SamplerOptions& o) {
   constexpr double r = 0.5, fac = 1 / (2 * r);
-  const LogSnr snr = LogSnrFor(o);
+  const bool flow = LogSnrFor(o).flow;
   const Sigmas s = OffsetFirstSigma(sigmas, o);
   const bool stochastic = o.eta > 0 && o.s_noise > 0;
+  auto f32 = [](double value) { return at::scalar_tensor(value, at::kFloat); };
+  auto lambda_of = [flow](const at::Tensor& sigma) {
+    return flow ? at::neg(at::logit(sigma)) : at::neg(at::log(sigma));
+  };
+  auto sigma_of = [flow](const at::Tensor& lambda) {
+    return flow ? at::sigmoid(at::neg(lambda)) : at::exp(at::neg(lambda));
+  };
+  auto value = [](const at::Tensor& t) { return static_cast<double>(t.item<float>()); };
+  // get_ancestral_step on 0-d tensors: (sigma_down, sigma_up).
+  auto ancestral = [&](const at::Tensor& from, const at::Tensor& to) {
+    if (o.eta == 0) return std::make_pair(to, f32(0));
+    const at::Tensor candidate =
+        at::sqrt(to * to * (from * from - to * to) / (from * from)) * o.eta;
+    const at::Tensor up = at::lt(candidate, to).item<bool>() ? candidate : to;
+    return std::make_pair(at::sqrt(to * to - up * up), up);
+  };
   for (size_t i = 0; i + 1 < s.size(); ++i) {
     RL_ASSIGN_OR_RETURN(at::Tensor denoised, model.Step(i, x, s[i]));
     if (s[i + 1] == 0) {
       x = denoised;
       continue;
     }
-    const double lambda_s = snr.Lambda(s[i]), lambda_t = snr.Lambda(s[i + 1]);
-    const double h = lambda_t - lambda_s, lambda_mid = lambda_s + r * h;
-    const double sigma_mid = snr.SigmaOf(lambda_mid);
-    const double alpha_s = snr.Alpha(s[i]), alpha_mid = snr.Alpha(sigma_mid);
-    const double alpha_t = snr.Alpha(s[i + 1]);
+    const at::Tensor sigma_s = f32(s[i]), sigma_t = f32(s[i + 1]);
+    const at::Tensor lambda_s = lambda_of(sigma_s), lambda_t = lambda_of(sigma_t);
+    const at::Tensor h = lambda_t - lambda_s;
+    const at::Tensor lambda_s_1 = lambda_s + h * r;
+    const at::Tensor sigma_s_1 = sigma_of(lambda_s_1);
+    const at::Tensor alpha_s = sigma_s * at::exp(lambda_s);
+    const at::Tensor alpha_s_1 = sigma_s_1 * at::exp(lambda_s_1);
+    const at::Tensor alpha_t = sigma_t * at::exp(lambda_t);
 
-    auto [down1, up1] = AncestralStep(std::exp(-lambda_s), std::exp(-lambda_mid), o.eta);
-    const double h1 = -std::log(down1) - lambda_s;
-    at::Tensor x2 =
-        x * (alpha_mid / alpha_s * std::exp(-h1)) - denoised * (alpha_mid * std::expm1(-h1));
-    if (stochastic) x2 = x2 + noise(s[i], sigma_mid) * (alpha_mid * o.s_noise * up1);
-    RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, sigma_mid));
+    auto [down1, up1] = ancestral(at::exp(at::neg(lambda_s)), at::exp(at::neg(lambda_s_1)));
+    at::Tensor h_ = at::neg(at::log(down1)) - lambda_s;
+    at::Tensor x2 = x * value(alpha_s_1 / alpha_s * at::exp(at::neg(h_))) -
+                    denoised * value(alpha_s_1 * at::expm1(at::neg(h_)));
+    if (stochastic) {
+      x2 = x2 + noise(s[i], value(sigma_s_1)) * value(alpha_s_1) * o.s_noise * value(up1);
+    }
+    RL_ASSIGN_OR_RETURN(at::Tensor denoised2, model.Eval(i, x2, value(sigma_s_1)));
 
-    auto [down2, up2] = AncestralStep(std::exp(-lambda_s), std::exp(-lambda_t), o.eta);
-    const double h2 = -std::log(down2) - lambda_s;
-    at::Tensor mixed = denoised * (1 - fac) + denoised2 * fac;
-    x = x * (alpha_t / alpha_s * std::exp(-h2)) - mixed * (alpha_t * std::expm1(-h2));
-    if (stochastic) x = x + noise(s[i], s[i + 1]) * (alpha_t * o.s_noise * up2);
+    auto [down2, up2] = ancestral(at::exp(at::neg(lambda_s)), at::exp(at::neg(lambda_t)));
+    h_ = at::neg(at::log(down2)) - lambda_s;
+    const at::Tensor mixed = denoised * (1 - fac) + denoised2 * fac;
+    x = x * value(alpha_t / alpha_s * at::exp(at::neg(h_))) -
+        mixed * value(alpha_t * at::expm1(at::neg(h_)));
+    if (stochastic) x = x + noise(s[i], s[i + 1]) * value(alpha_t) * o.s_noise * value(up2);
   }
   return x;
 }
@@ -493,44 +524,26 @@ bool UsesBrownianNoise(const std::string& sampler) {
   return sampler == "dpmpp_sde" || sampler == "dpmpp_2m_sde" || sampler == "dpmpp_3m_sde";
 }
 
-NoiseSampler BrownianNoiseSampler(const at::Tensor& like, uint64_t seed) {
-  struct Path {
-    at::Generator generator;
-    std::vector<int64_t> sizes;
-    at::TensorOptions options;
-    std::map<double, at::Tensor> points;  // W at the times drawn so far
-
-    at::Tensor Normal() { return at::randn(sizes, generator, options); }
-    const at::Tensor& At(double t) {
-      if (auto it = points.find(t); it != points.end()) return it->second;
-      at::Tensor value;
-      if (points.empty()) {
-        value = at::zeros(sizes, options);
-      } else {
-        auto right = points.lower_bound(t);
-        if (right == points.begin()) {  // before every known point: a free step back
-          value = right->second + Normal() * std::sqrt(right->first - t);
-        } else if (right == points.end()) {  // after every known point: a free step forward
-          auto left = std::prev(right);
-          value = left->second + Normal() * std::sqrt(t - left->first);
-        } else {  // between two: the Brownian bridge
-          auto left = std::prev(right);
-          const double l = left->first, r = right->first, w = (t - l) / (r - l);
-          value = left->second * (1 - w) + right->second * w +
-                  Normal() * std::sqrt((t - l) * (r - t) / (r - l));
-        }
-      }
-      return points.emplace(t, std::move(value)).first->second;
-    }
-  };
-  auto path = std::make_shared<Path>();
-  path->generator = GeneratorFor(like, seed);
-  path->sizes = like.sizes().vec();
-  path->options = like.options();
-  return [path](double a, double b) {
-    at::Tensor wa = path->At(a);
-    at::Tensor wb = path->At(b);
-    return (wb - wa) / std::sqrt(std::abs(b - a));
+NoiseSampler BrownianNoiseSampler(const at::Tensor& like, uint64_t seed,
+                                  const std::vector<double>& sigmas) {
+  // ComfyUI: sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max(), float32.
+  float sigma_min = 0, sigma_max = 0;
+  for (double sigma : sigmas) {
+    const float s = static_cast<float>(sigma);
+    if (s > 0 && (sigma_min == 0 || s < sigma_min)) sigma_min = s;
+    sigma_max = std::max(sigma_max, s);
+  }
+  auto tree =
+      std::make_shared<BrownianTree>(at::zeros_like(like, at::kCPU), seed, sigma_min, sigma_max);
+  const at::Device device = like.device();
+  return [tree, device](double sigma, double sigma_next) {
+    // BatchedBrownianTree: the increment over the sorted float32 times, its sign restored, moved to
+    // the sigmas' device, then divided there by sqrt|sigma_next - sigma| as a float32 tensor.
+    const float a = static_cast<float>(sigma), b = static_cast<float>(sigma_next);
+    at::Tensor w = tree->Increment(std::min(a, b), std::max(a, b)).to(device);
+    if (b < a) w = w * -1;
+    const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+    return w / (at::scalar_tensor(b, f32) - at::scalar_tensor(a, f32)).abs().sqrt();
   };
 }
 

@@ -50,9 +50,11 @@ NoiseSampler SeededNoiseSampler(const at::Tensor& like, uint64_t seed);
 
 // Noise from one Brownian path W over sigma: a call for (a, b) returns (W(b) - W(a)) / sqrt|b - a|,
 // so overlapping intervals within a step (dpmpp_sde's half step and full step) are correlated as
-// the SDE solvers assume; new points are drawn by Brownian bridges between the known ones.
-// ComfyUI uses torchsde's BrownianTree here: statistically the same process, not the same bits.
-NoiseSampler BrownianNoiseSampler(const at::Tensor& like, uint64_t seed);
+// the SDE solvers assume. The path is ComfyUI's, bit for bit: torchsde's BrownianTree on the CPU
+// over [the smallest positive sigma, the largest] of the run's `sigmas`, seeded with `seed`
+// (samplers/brownian_tree.h), the division in float32 on the latent's device.
+NoiseSampler BrownianNoiseSampler(const at::Tensor& like, uint64_t seed,
+                                  const std::vector<double>& sigmas);
 
 // Whether ComfyUI gives this sampler Brownian-path noise (the SDE samplers).
 bool UsesBrownianNoise(const std::string& sampler);

@@ -156,7 +156,7 @@ absl::StatusOr<at::Tensor> KSampleWith(const Denoiser& denoiser, const ModelSamp
   at::Tensor x = sampling.NoiseScaling(first, initial_noise, start, max_denoise);
   SamplerOptions sampler_options = o.sampler_options;
   sampler_options.sampling = &sampling;
-  NoiseSampler noise = UsesBrownianNoise(o.sampler) ? BrownianNoiseSampler(x, o.seed)
+  NoiseSampler noise = UsesBrownianNoise(o.sampler) ? BrownianNoiseSampler(x, o.seed, sigmas)
                                                     : SeededNoiseSampler(x, o.seed);
   const models::LatentFormat* preview_format = o.latent_format;
   if (preview_format == nullptr && o.preview_every > 0) {

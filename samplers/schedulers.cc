@@ -80,21 +80,27 @@ std::vector<double> Normal(const ModelSampling& m, int steps, bool sgm) {
   return sigmas;
 }
 
+// A float32 tensor's values, then the final 0 (append_zero).
+std::vector<double> WithZero(const at::Tensor& sigmas) {
+  std::vector<double> out;
+  const at::Tensor values = sigmas.contiguous();
+  for (int64_t i = 0; i < values.numel(); ++i) out.push_back(values[i].item<float>());
+  out.push_back(0);
+  return out;
+}
+
+// k-diffusion's schedules as ComfyUI computes them: float32 tensor ops over a torch.linspace,
+// with the Python floats as float32 scalars. The SDE samplers query their Brownian tree at these
+// sigmas, so they must be ComfyUI's floats, not the same values rounded from doubles.
 std::vector<double> Karras(double sigma_min, double sigma_max, int steps, double rho = 7) {
   const double min_inv = std::pow(sigma_min, 1 / rho), max_inv = std::pow(sigma_max, 1 / rho);
-  std::vector<double> sigmas;
-  for (double ramp : Linspace(0, 1, steps))
-    sigmas.push_back(std::pow(max_inv + ramp * (min_inv - max_inv), rho));
-  sigmas.push_back(0);
-  return sigmas;
+  const at::Tensor ramp = at::linspace(0, 1, steps, at::kFloat);
+  return WithZero(at::pow(ramp * (min_inv - max_inv) + max_inv, rho));
 }
 
 std::vector<double> Exponential(double sigma_min, double sigma_max, int steps) {
-  std::vector<double> sigmas;
-  for (double l : Linspace(std::log(sigma_max), std::log(sigma_min), steps))
-    sigmas.push_back(std::exp(l));
-  sigmas.push_back(0);
-  return sigmas;
+  return WithZero(
+      at::exp(at::linspace(std::log(sigma_max), std::log(sigma_min), steps, at::kFloat)));
 }
 
 std::vector<double> DdimUniform(const ModelSampling& m, int steps) {

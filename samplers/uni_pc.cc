@@ -29,11 +29,9 @@ at::Tensor Lambda(const at::Tensor& sigma) {  // log(alpha / std)
   return lmc - at::log(1. - at::exp(lmc * 2.)) * 0.5;
 }
 
-// A per-batch coefficient ([1]) shaped to multiply x.
-at::Tensor Across(const at::Tensor& coefficient, int64_t dims) {
-  std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
-  return coefficient.reshape(shape);
-}
+// A per-batch coefficient ([1]: the batch shares one timestep) as a 0-d tensor, which multiplies
+// x on any device (ComfyUI's expand_dims gives the same values).
+at::Tensor Across(const at::Tensor& coefficient) { return coefficient.reshape({}); }
 
 struct Point {
   at::Tensor sigma;  // [1] float32
@@ -49,12 +47,11 @@ class Solver {
   // (x0 = (x_vp - std * eps) / alpha); the same round trip here gives its result. UniPC
   // evaluates once per sigma, so every evaluation is its step's first (reported).
   absl::StatusOr<at::Tensor> Data(int step, const at::Tensor& x_vp, const at::Tensor& sigma) {
-    const int64_t dims = x_vp.dim();
-    const at::Tensor s = Across(sigma, dims);
+    const at::Tensor s = Across(sigma);
     const at::Tensor x_ve = x_vp * at::sqrt(at::pow(s, 2) + 1.0);
     RL_ASSIGN_OR_RETURN(at::Tensor denoised, model_.Step(step, x_ve, sigma.item<float>()));
     const at::Tensor eps = (x_ve - denoised) / s;
-    return (x_vp - Across(Std(sigma), dims) * eps) / Across(Alpha(sigma), dims);
+    return (x_vp - Across(Std(sigma)) * eps) / Across(Alpha(sigma));
   }
 
   // One UniPC step from the newest point of `history` to sigma_t, of order `order` (using the
@@ -64,7 +61,6 @@ class Solver {
                                                            const std::deque<Point>& history,
                                                            const at::Tensor& sigma_t, int order,
                                                            bool use_corrector, int step) {
-    const int64_t dims = x.dim();
     const Point& newest = history.back();
     const at::Tensor lambda_prev = Lambda(newest.sigma);
     const at::Tensor h = Lambda(sigma_t) - lambda_prev;
@@ -93,8 +89,8 @@ class Solver {
     const at::Tensor r = at::stack(r_rows), b = at::stack(b_rows);
 
     const at::Tensor alpha_t = Alpha(sigma_t);
-    const at::Tensor x_base = Across(Std(sigma_t) / Std(newest.sigma), dims) * x -
-                              Across(alpha_t * h_phi_1, dims) * newest.model;
+    const at::Tensor x_base =
+        Across(Std(sigma_t) / Std(newest.sigma)) * x - Across(alpha_t * h_phi_1) * newest.model;
     at::Tensor d1_stack;
     at::Tensor x_t = x_base;
     if (!d1s.empty()) {
@@ -103,8 +99,8 @@ class Solver {
           order == 2 ? Scalar(0.5)
                      : at::linalg_solve(r.slice(0, 0, order - 1).slice(1, 0, order - 1),
                                         b.slice(0, 0, order - 1));
-      x_t = x_base - Across(alpha_t * b_h, dims) *
-                         at::tensordot(d1_stack, rhos_p.to(d1_stack.scalar_type()), {1}, {0});
+      x_t = x_base - Across(alpha_t * b_h) *
+                         at::tensordot(d1_stack, rhos_p.to(d1_stack.options()), {1}, {0});
     }
     if (!use_corrector) return std::make_pair(x_t, at::Tensor());
 
@@ -113,11 +109,11 @@ class Solver {
     const at::Tensor d1_t = model_t - newest.model;
     at::Tensor correction = rhos_c[order - 1] * d1_t;
     if (d1_stack.defined()) {
-      correction = at::tensordot(d1_stack, rhos_c.slice(0, 0, order - 1).to(d1_stack.scalar_type()),
-                                 {1}, {0}) +
-                   correction;
+      correction =
+          at::tensordot(d1_stack, rhos_c.slice(0, 0, order - 1).to(d1_stack.options()), {1}, {0}) +
+          correction;
     }
-    return std::make_pair(x_base - Across(alpha_t * b_h, dims) * correction, model_t);
+    return std::make_pair(x_base - Across(alpha_t * b_h) * correction, model_t);
   }
 
  private:
@@ -137,7 +133,7 @@ absl::StatusOr<at::Tensor> UniPc(StepModel& model, at::Tensor x, const std::vect
   const int order = std::min(3, steps - 1);
   Solver solver(model, variant);
 
-  x = x / Across(at::sqrt(at::pow(t[0], 2.0) + 1.0), x.dim());  // to VP space, as ComfyUI
+  x = x / Across(at::sqrt(at::pow(t[0], 2.0) + 1.0));  // to VP space, as ComfyUI
   std::deque<Point> history;
   RL_ASSIGN_OR_RETURN(at::Tensor first, solver.Data(0, x, t[0]));
   history.push_back({t[0], first});
@@ -160,7 +156,7 @@ absl::StatusOr<at::Tensor> UniPc(StepModel& model, at::Tensor x, const std::vect
       if (static_cast<int>(history.size()) > order) history.pop_front();
     }
   }
-  return x / Across(Alpha(t.back()), x.dim());  // back to VE space
+  return x / Across(Alpha(t.back()));  // back to VE space
 }
 
 }  // namespace raylight::samplers::internal

@@ -52,7 +52,7 @@ SHIFT = 8.0
 CFG = 3.5
 TOLERANCE = 1e-5
 
-SAMPLERS = ["euler", "euler_ancestral", "uni_pc", "res_multistep"]
+SAMPLERS = ["euler", "euler_ancestral", "uni_pc", "dpmpp_2m_sde", "res_multistep"]
 SCHEDULES = [("simple", 6), ("beta", 6), ("beta", 7), ("karras", 6)]
 
 

@@ -5,6 +5,7 @@
 // the KSamplerAdvanced cuts, UniPC's last sigma and the samplers are all checked at once.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -106,7 +107,10 @@ TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
                                              "dpm_2_ancestral",
                                              "lms",
                                              "dpmpp_2s_ancestral",
+                                             "dpmpp_sde",
                                              "dpmpp_2m",
+                                             "dpmpp_2m_sde",
+                                             "dpmpp_3m_sde",
                                              "lcm",
                                              "res_multistep",
                                              "ddim",
@@ -237,6 +241,71 @@ TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
   }
   std::cout << cases.size() << " cases; the largest relative L2 to ComfyUI: " << worst << " ("
             << worst_case << ")\n";
+}
+
+TEST(ComfyUiParityTest, BrownianNoiseIsTorchsdesBitForBit) {
+  // The SDE samplers' noise against ComfyUI's BrownianTreeNoiseSampler (torchsde's BrownianTree):
+  // fresh seeds (above 2^32 too: two entropy words), karras-like and flow schedules, queries at
+  // the schedule's pairs, at midpoints (dpmpp_sde's half steps) and repeated, in the samplers'
+  // order and backwards.
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::string json = "{\"brownian\": [";
+  struct Tree {
+    std::string name;
+    uint64_t seed;
+    std::vector<double> sigmas;
+    std::vector<std::pair<double, double>> queries;
+  };
+  std::vector<Tree> trees;
+  for (int t = 0; t < 6; ++t) {
+    Tree tree{absl::StrCat("tree", t), t % 2 ? rng() : rng() % (uint64_t{1} << 31), {}, {}};
+    const int steps = 3 + static_cast<int>(rng() % 25);
+    const double top = t < 3 ? 1.0 : 2 + 12 * unit(rng), bottom = 0.002 + 0.05 * unit(rng);
+    for (int i = 0; i < steps; ++i) {  // karras-shaped, rho 7, in float32
+      const double r = static_cast<double>(i) / (steps - 1);
+      const double root =
+          std::pow(top, 1 / 7.0) + r * (std::pow(bottom, 1 / 7.0) - std::pow(top, 1 / 7.0));
+      tree.sigmas.push_back(static_cast<float>(std::pow(root, 7)));
+    }
+    tree.sigmas.push_back(0);
+    for (int i = 0; i + 2 < static_cast<int>(tree.sigmas.size()); ++i) {
+      const double a = tree.sigmas[i], b = tree.sigmas[i + 1];
+      tree.queries.push_back({a, b});
+      if (t % 3 == 1) tree.queries.push_back({a, static_cast<float>(std::sqrt(a * b))});
+    }
+    if (t % 3 == 2) std::reverse(tree.queries.begin(), tree.queries.end());
+    tree.queries.push_back(tree.queries.front());
+    absl::StrAppend(&json, t ? "," : "", "{\"name\":\"", tree.name, "\",\"seed\":", tree.seed,
+                    ",\"shape\":[1,4,2,3,5],\"sigmas\":[");
+    for (size_t i = 0; i < tree.sigmas.size(); ++i) {
+      absl::StrAppend(&json, i ? "," : "", Num(tree.sigmas[i]));
+    }
+    absl::StrAppend(&json, "],\"queries\":[");
+    for (size_t i = 0; i < tree.queries.size(); ++i) {
+      absl::StrAppend(&json, i ? "," : "", "[", Num(tree.queries[i].first), ",",
+                      Num(tree.queries[i].second), "]");
+    }
+    absl::StrAppend(&json, "]}");
+    trees.push_back(std::move(tree));
+  }
+  absl::StrAppend(&json, "]}");
+  testing_util::TempDir dir("comfyui_brownian");
+  auto reference = RunComfyUi(dir, json, {});
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  int compared = 0;
+  for (const Tree& tree : trees) {
+    NoiseSampler noise = BrownianNoiseSampler(at::zeros({1, 4, 2, 3, 5}), tree.seed, tree.sigmas);
+    for (size_t i = 0; i < tree.queries.size(); ++i) {
+      const at::Tensor ours = noise(tree.queries[i].first, tree.queries[i].second);
+      const at::Tensor& theirs = reference->at(absl::StrCat(tree.name, "_", i));
+      EXPECT_TRUE(at::equal(ours, theirs))
+          << tree.name << " seed " << tree.seed << " query " << i << ": max difference "
+          << (ours - theirs).abs().max().item<double>();
+      ++compared;
+    }
+  }
+  std::cout << compared << " Brownian increments compared with torchsde's\n";
 }
 
 TEST(ComfyUiParityTest, BetaScheduleAndLatentFormatsAreComfyUis) {

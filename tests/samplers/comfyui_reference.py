@@ -16,7 +16,8 @@ Cases (JSON list): name, sampler, scheduler, steps, denoise, seed, latent (a ten
 inputs, "@NAME" for an earlier case's result, or "" for zeros shaped like `shape`), shape, add_noise, start_step, end_step,
 return_with_leftover_noise, format ("wan21" | "wan22"), shift, sigmas (optional custom schedule),
 and the network constants a, b, c. Also `beta_indices`: writes the beta scheduler's sigmas for
-every step count listed, on the model's table.
+every step count listed, on the model's table; and `brownian`: ComfyUI's BrownianTreeNoiseSampler
+(torchsde) for a seed, shape and sigma list, at each listed (sigma, sigma_next) query.
 
 Where ComfyUI versions differ, the newest is followed: ComfyUI after 0.3.64 seeds the CPU step
 noise generator with seed + 1 (so that it does not replay the initial noise), which is patched in
@@ -97,6 +98,8 @@ class Wrap:
     def __init__(self, inner: Inner, constants: tuple[float, float, float]) -> None:
         self.inner_model = inner
         self.constants = constants
+        # The SDE samplers read the model sampling through the patcher (log-SNR for flow models).
+        self.model_patcher = Patcher(inner.model_sampling)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         sampling = self.inner_model.model_sampling
@@ -165,6 +168,19 @@ def main() -> None:
     outputs: dict[str, torch.Tensor] = {}
     for case in spec.get("cases", []):
         outputs[case["name"]] = run_case(comfy, case, inputs, outputs).contiguous()
+    for tree in spec.get("brownian", []):
+        # ComfyUI's SDE noise: BrownianTreeNoiseSampler over the run's float32 sigmas, queried
+        # at (sigma, sigma_next) pairs as the samplers query it.
+        import comfy.k_diffusion.sampling as kds
+
+        x = torch.zeros(tree["shape"])
+        sigmas = torch.tensor(tree["sigmas"], dtype=torch.float32)
+        sampler = kds.BrownianTreeNoiseSampler(
+            x, sigmas[sigmas > 0].min(), sigmas.max(), seed=tree["seed"], cpu=True
+        )
+        for i, (a, b) in enumerate(tree["queries"]):
+            query = torch.tensor([a, b], dtype=torch.float32)
+            outputs[f"{tree['name']}_{i}"] = sampler(query[0], query[1]).contiguous()
     for steps in spec.get("beta_indices", []):
         sampling = make_sampling(comfy, 5.0)
         outputs[f"beta_{steps}"] = comfy.samplers.beta_scheduler(sampling, steps).contiguous()
