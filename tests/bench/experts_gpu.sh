@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Wan 2.2 A14B's two experts as one job against ComfyUI's two chained KSamplerAdvanced jobs, on
-# a local cluster with this machine's first GPU (issue #22's GPU proof, with 1.3B-shaped experts:
-# two 14B checkpoints do not fit the lent machine's disk beside the build).
+# a local cluster with this machine's first GPU (issue #22's GPU proof).
 #
-#   tests/bench/experts_gpu.sh BUILD_DIR OUT_DIR
+#   [PRESET=wan2.1-t2v-14b DTYPE=fp8 STEPS=8] tests/bench/experts_gpu.sh BUILD_DIR OUT_DIR
+#
+# DTYPE is the checkpoints' stored dtype (bf16; fp8: two 14B experts fit the lent machine's disk
+# beside the build, and load as bf16 weights: both resident on the GPU).
 #
 # Writes OUT_DIR/experts.jsonl: the one job's wall time, the chain's, the second one-job run's
 # (both experts resident), and the largest difference between the one-job and chained LATENTs.
@@ -15,7 +17,7 @@ trap '"$BIN/raylightctl" --state-dir="$WORK/state" down >/dev/null 2>&1 || true;
 PRESET=${PRESET:-wan2.1-t2v-1.3b}
 mkdir -p "$WORK/models"
 for expert in high:1 low:2; do
-  "$BIN/raylight-make-checkpoint" --preset "$PRESET" --dtype bf16 --device "${DEVICE:-cuda}" \
+  "$BIN/raylight-make-checkpoint" --preset "$PRESET" --dtype "${DTYPE:-bf16}" --device "${DEVICE:-cuda}" \
     --seed "${expert#*:}" --out "$WORK/models/${expert%%:*}.safetensors" >/dev/null
 done
 for cond in positive:16 negative:8; do
