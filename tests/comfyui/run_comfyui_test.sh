@@ -18,9 +18,10 @@ fi
   && rm -rf build src/*.egg-info)
 cd "$REPO/client/comfyui"
 # The test's Python follows the node pack's settings.
-"$PYTHON" -m ruff check --config pyproject.toml . "$HERE"
-"$PYTHON" -m ruff format --check --config pyproject.toml . "$HERE"
-"$PYTHON" -m mypy --config-file pyproject.toml nodes.py "$HERE"/*.py
+BENCH="$REPO/tests/bench/comfyui_node_bench.py"  # the node's GPU benchmark, on the same harness
+"$PYTHON" -m ruff check --config pyproject.toml . "$HERE" "$BENCH"
+"$PYTHON" -m ruff format --check --config pyproject.toml . "$HERE" "$BENCH"
+MYPYPATH="$HERE" "$PYTHON" -m mypy --config-file pyproject.toml nodes.py "$HERE"/*.py "$BENCH"
 cd "$HERE"
 COMFYUI_DIR="$WORK/ComfyUI-0.3.64" exec "$PYTHON" -m pytest -q -p no:cacheprovider -s \
   test_comfyui.py

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,10 +116,13 @@ def umt5_like(path: Path, tokens: int, rows: int, seed: int) -> None:
 class ComfyUI:
     """A ComfyUI server process and its HTTP API."""
 
-    def __init__(self, base: Path, port: int, log: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, base: Path, port: int, log: Path, env: dict[str, str], extra: Sequence[str] = ()
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.base = base
         self.client_id = uuid.uuid4().hex
+        self.poll_seconds = 0.2  # how often wait() asks /history
         self._log = log.open("wb")
         self.process = subprocess.Popen(
             [
@@ -132,6 +135,7 @@ class ComfyUI:
                 f"--base-directory={base}",
                 "--database-url=sqlite:///:memory:",
                 "--disable-auto-launch",
+                *extra,
             ],
             cwd=COMFYUI,
             env=env,
@@ -176,7 +180,7 @@ class ComfyUI:
                 entry: dict[str, Any] = history[prompt_id]
                 if entry["status"]["status_str"] in ("success", "error"):
                     return entry
-            time.sleep(0.2)
+            time.sleep(self.poll_seconds)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
 
     def run(self, graph: dict[str, Any]) -> dict[str, Any]:

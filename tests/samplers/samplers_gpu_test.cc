@@ -23,8 +23,9 @@ TEST(SamplersGpuTest, CudaLatentsGiveTheCpuResult) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   std::mt19937_64 rng(std::random_device{}());
   const ModelSampling flow = ModelSampling::DiscreteFlow(5.0);
-  for (const char* sampler :
-       {"euler_ancestral", "uni_pc", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"}) {
+  // The ancestral samplers are left out: their step noise comes from a generator on the latent's
+  // device, as ComfyUI's does, so CUDA and CPU runs differ by design.
+  for (const char* sampler : {"euler", "uni_pc", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"}) {
     for (const char* scheduler : {"simple", "karras"}) {
       KSamplerOptions options;
       options.seed = rng() % (uint64_t{1} << 53);
