@@ -282,6 +282,19 @@ class RaylightModel:
         return (ModelRef(cluster, settings),)
 
 
+def _sampling_inputs() -> dict[str, Any]:
+    """The inputs KSampler and KSamplerAdvanced share, in their order."""
+    return {
+        "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
+        "cfg": _CFG,
+        "sampler_name": (_samplers(),),
+        "scheduler": (_schedulers(),),
+        "positive": ("CONDITIONING",),
+        "negative": ("CONDITIONING",),
+        "latent_image": ("LATENT",),
+    }
+
+
 class RaylightKSampler:
     """ComfyUI's KSampler on the cluster: the same inputs, the same LATENT."""
 
@@ -291,13 +304,7 @@ class RaylightKSampler:
             "required": {
                 "model": (MODEL,),
                 "seed": _SEED,
-                "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
-                "cfg": _CFG,
-                "sampler_name": (_samplers(),),
-                "scheduler": (_schedulers(),),
-                "positive": ("CONDITIONING",),
-                "negative": ("CONDITIONING",),
-                "latent_image": ("LATENT",),
+                **_sampling_inputs(),
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
             }
         }
@@ -344,13 +351,7 @@ class RaylightKSamplerAdvanced:
                 "model": (MODEL,),
                 "add_noise": (["enable", "disable"],),
                 "noise_seed": _SEED,
-                "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
-                "cfg": _CFG,
-                "sampler_name": (_samplers(),),
-                "scheduler": (_schedulers(),),
-                "positive": ("CONDITIONING",),
-                "negative": ("CONDITIONING",),
-                "latent_image": ("LATENT",),
+                **_sampling_inputs(),
                 "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000}),
                 "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000}),
                 "return_with_leftover_noise": (["disable", "enable"],),

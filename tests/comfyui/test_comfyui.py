@@ -288,6 +288,26 @@ class Graph:
         return [node_id, slot]
 
 
+def raylight_model(g: Graph, cluster: list[Any], model: str, **extra: Any) -> list[Any]:
+    """A Raylight Model node for one CPU worker, f32, the test's shift; its output."""
+    return g.out(
+        g.add(
+            "RaylightModel",
+            cluster=cluster,
+            model=model,
+            dtype="f32",
+            placement="auto",
+            ulysses=1,
+            ring=1,
+            cfg_parallel=1,
+            dp=1,
+            shift=SHIFT,
+            cpu=True,
+            **extra,
+        )
+    )
+
+
 def common_nodes(g: Graph, setup: Setup, model: str = "wan_high.safetensors") -> dict[str, Any]:
     """Both sides' models, the prompts and the empty latent."""
     unet = g.add("UNETLoader", unet_name=model, weight_dtype="default")
@@ -298,22 +318,9 @@ def common_nodes(g: Graph, setup: Setup, model: str = "wan_high.safetensors") ->
         token="",
         token_file=str(setup.token_file),
     )
-    raylight = g.add(
-        "RaylightModel",
-        cluster=g.out(cluster),
-        model=model,
-        dtype="f32",
-        placement="auto",
-        ulysses=1,
-        ring=1,
-        cfg_parallel=1,
-        dp=1,
-        shift=SHIFT,
-        cpu=True,
-    )
     return {
         "comfy_model": g.out(shifted),
-        "raylight_model": g.out(raylight),
+        "raylight_model": raylight_model(g, g.out(cluster), model),
         "cluster": g.out(cluster),
         "positive": g.out(g.add("RaylightLoadConditioning", conditioning="positive.safetensors")),
         "negative": g.out(g.add("RaylightLoadConditioning", conditioning="negative.safetensors")),
@@ -422,23 +429,11 @@ def test_wan22_chained_advanced_samplers_and_one_job_agree(setup: Setup) -> None
     )
     high = dict(add_noise="enable", start_at_step=0, end_at_step=switch)
     low = dict(add_noise="disable", start_at_step=switch, end_at_step=10000)
-    raylight_low = g.add(
-        "RaylightModel",
-        cluster=c["cluster"],
-        model="wan_low.safetensors",
-        dtype="f32",
-        placement="auto",
-        ulysses=1,
-        ring=1,
-        cfg_parallel=1,
-        dp=1,
-        shift=SHIFT,
-        cpu=True,
-    )
+    raylight_low = raylight_model(g, c["cluster"], "wan_low.safetensors")
     outputs = {}
     for side, kind, model_high, model_low in (
         ("c", "KSamplerAdvanced", c["comfy_model"], comfy_low),
-        ("r", "RaylightKSamplerAdvanced", c["raylight_model"], g.out(raylight_low)),
+        ("r", "RaylightKSamplerAdvanced", c["raylight_model"], raylight_low),
     ):
         first = g.add(
             kind,
@@ -457,24 +452,16 @@ def test_wan22_chained_advanced_samplers_and_one_job_agree(setup: Setup) -> None
             **common,
         )
         outputs[side] = save(g, g.out(second), f"{side}_chain")
-    both = g.add(
-        "RaylightModel",
-        cluster=c["cluster"],
-        model="wan_high.safetensors",
-        dtype="f32",
-        placement="auto",
-        ulysses=1,
-        ring=1,
-        cfg_parallel=1,
-        dp=1,
-        shift=SHIFT,
-        cpu=True,
+    both = raylight_model(
+        g,
+        c["cluster"],
+        "wan_high.safetensors",
         low_noise_model="wan_low.safetensors",
         boundary=boundary_between_steps(steps, switch),
     )
     one_job = g.add(
         "RaylightKSampler",
-        model=g.out(both),
+        model=both,
         **ksampler_inputs(c, "euler", "simple", steps, seed),
     )
     outputs["one_job"] = save(g, g.out(one_job), "one_job")
