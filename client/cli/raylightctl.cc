@@ -98,16 +98,36 @@ std::string ResolveAddress(const Options& options) {
   return ReadFirstLine(fs::path(options.state_dir) / "address");
 }
 
+// Whether `pid` is a running raylight-<name>: not gone, not a zombie waiting for its reaper (a
+// daemon killed with -9 is one until init reaps it), not another program that got the pid.
+bool DaemonRunning(int pid, const std::string& name) {
+  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  const std::string proc = absl::StrCat("/proc/", pid);
+  const std::string stat = ReadFirstLine(proc + "/stat");
+  const size_t name_end = stat.rfind(')');
+  if (name_end != std::string::npos && name_end + 2 < stat.size() && stat[name_end + 2] == 'Z') {
+    return false;
+  }
+  std::ifstream cmdline(proc + "/cmdline");
+  std::string program;
+  std::getline(cmdline, program, '\0');
+  return fs::path(program).filename() == "raylight-" + name;
+}
+
+// ALREADY_EXISTS when this state dir's raylight-<name> runs.
+absl::Status CheckNotRunning(const std::string& name, const Options& options) {
+  const fs::path pid_file = fs::path(options.state_dir) / (name + ".pid");
+  if (!fs::exists(pid_file)) return absl::OkStatus();
+  const int pid = std::atoi(ReadFirstLine(pid_file).c_str());
+  if (!DaemonRunning(pid, name)) return absl::OkStatus();
+  return absl::AlreadyExistsError(
+      absl::StrCat(name, " is already running (pid ", pid, "); `raylightctl down` stops it"));
+}
+
 absl::Status StartDaemon(const std::string& name, std::vector<std::string> argv,
                          const Options& options) {
+  if (auto status = CheckNotRunning(name, options); !status.ok()) return status;
   const fs::path pid_file = fs::path(options.state_dir) / (name + ".pid");
-  if (fs::exists(pid_file)) {
-    const int pid = std::atoi(ReadFirstLine(pid_file).c_str());
-    if (pid > 0 && kill(pid, 0) == 0) {
-      return absl::AlreadyExistsError(
-          absl::StrCat(name, " is already running (pid ", pid, "); `raylightctl down` stops it"));
-    }
-  }
   SpawnOptions spawn;
   spawn.new_session = true;  // outlives this shell
   spawn.log_path = (fs::path(options.state_dir) / "logs" / (name + ".log")).string();
@@ -128,12 +148,13 @@ absl::Status StopDaemon(const std::string& name, const Options& options) {
   }
   // Waits for it to go (the node stops its workers first), then insists.
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (kill(pid, 0) == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
-  if (kill(pid, 0) == 0) kill(pid, SIGKILL);
+  while (DaemonRunning(pid, name) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  if (DaemonRunning(pid, name)) kill(pid, SIGKILL);
   return absl::OkStatus();
 }
 
 absl::Status StartHead(const Options& options) {
+  if (auto status = CheckNotRunning("head", options); !status.ok()) return status;
   const fs::path port_file = fs::path(options.state_dir) / "head.port";
   fs::remove(port_file);
   std::vector<std::string> argv = {(BinDir() / "raylight-head").string(),
@@ -185,9 +206,19 @@ int Fail(const absl::Status& status) {
 int Up(Options& options) {
   fs::create_directories(fs::path(options.state_dir) / "logs");
   if (auto status = EnsureToken(options); !status.ok()) return Fail(status);
-  if (auto status = StartHead(options); !status.ok()) return Fail(status);
+  // `up` brings up what is not running: after a crash of either daemon it starts that one
+  // again (a node re-registers with a restarted head by itself).
+  auto start = [](const char* name, const absl::Status& status) {
+    if (status.code() == absl::StatusCode::kAlreadyExists) {
+      std::cout << status.message() << "\n";
+      return absl::OkStatus();
+    }
+    if (status.ok()) std::cout << "started the " << name << "\n";
+    return status;
+  };
+  if (auto status = start("head", StartHead(options)); !status.ok()) return Fail(status);
   const std::string address = absl::StrCat(options.host, ":", options.port);
-  if (auto status = StartNode(options, address); !status.ok()) return Fail(status);
+  if (auto status = start("node", StartNode(options, address)); !status.ok()) return Fail(status);
   auto client = Connect(options);
   if (!client.ok()) return Fail(client.status());
   // First the node (it says how many workers it runs), then all of its workers.

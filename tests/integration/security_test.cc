@@ -4,6 +4,7 @@
 // own (0600) that every service then requires. Real binaries on real ports.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -187,13 +188,42 @@ TEST(SecurityTest, UpMakesAPrivateTokenThatEveryCallNeeds) {
   EXPECT_TRUE(ctl({"down"}).ok());
 }
 
+// Issue #23, item 11: after a head crash `raylightctl up` said the head was still running (a
+// killed daemon stays a zombie until init reaps it, and a pid may be reused) and exited 1. It
+// now starts what is not running; the node, still up, registers with the new head.
+TEST(SecurityTest, UpRestartsACrashedHead) {
+  testing_util::TempDir dir("security-up-again");
+  const std::string state = dir.path() + "/state";
+  const std::string up_port = absl::StrCat("--port=", FreePort());
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {kBin + "/raylightctl", "--state-dir=" + state});
+    return testing_util::RunToCompletion(args, dir.path() + "/ctl.log", std::chrono::seconds(120));
+  };
+  ASSERT_TRUE(ctl({"up", up_port, "--num-cpu-workers=1"}).ok())
+      << testing_util::ReadFileOrEmpty(dir.path() + "/ctl.log");
+  const int head = std::atoi(testing_util::ReadFileOrEmpty(state + "/head.pid").c_str());
+  const int node = std::atoi(testing_util::ReadFileOrEmpty(state + "/node.pid").c_str());
+  ASSERT_GT(head, 0);
+  ASSERT_EQ(kill(head, SIGKILL), 0);
+  EXPECT_TRUE(ctl({"up", up_port, "--num-cpu-workers=1"}).ok())
+      << testing_util::ReadFileOrEmpty(dir.path() + "/ctl.log");
+  EXPECT_NE(std::atoi(testing_util::ReadFileOrEmpty(state + "/head.pid").c_str()), head);
+  EXPECT_EQ(std::atoi(testing_util::ReadFileOrEmpty(state + "/node.pid").c_str()), node);
+  EXPECT_TRUE(ctl({"status"}).ok());
+  // A second `up` on a running cluster changes nothing and succeeds.
+  EXPECT_TRUE(ctl({"up", up_port, "--num-cpu-workers=1"}).ok());
+  EXPECT_NE(testing_util::ReadFileOrEmpty(dir.path() + "/ctl.log").find("head is already running"),
+            std::string::npos);
+  EXPECT_TRUE(ctl({"down"}).ok());
+}
+
 // Issue #23, item 11: a directory given as conditioning was an uncaught exception (rc 134).
 TEST(SecurityTest, ADirectoryAsConditioningIsAnErrorNotACrash) {
   testing_util::TempDir dir("security-cond-dir");
-  auto [code, log] = RunRefused({kBin + "/raylightctl", "--state-dir=" + dir.path() + "/state",
-                                 "--address=127.0.0.1:1", "sample", "--model=m.safetensors",
-                                 "--cond=" + dir.path()},
-                                dir.path() + "/ctl.log");
+  auto [code, log] = RunRefused(
+      {kBin + "/raylightctl", "--state-dir=" + dir.path() + "/state", "--address=127.0.0.1:1",
+       "sample", "--model=m.safetensors", "--cond=" + dir.path()},
+      dir.path() + "/ctl.log");
   EXPECT_EQ(code, 1) << log;
   EXPECT_NE(log.find("--cond: '" + dir.path() + "' is not a file"), std::string::npos) << log;
 }
