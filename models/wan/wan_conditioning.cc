@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/core/latent_format.h"
 #include "models/core/safetensors.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/wan/wan_inspect.h"
@@ -25,6 +26,28 @@ absl::StatusOr<at::Tensor> Unbatched(const std::string& where, const std::string
   return f;
 }
 
+// ComfyUI's image-to-video inputs as Wan's `y` [1, 4 + C, F, H, W], as ComfyUI's WAN21.concat_cond
+// builds it for a latent of the image's size: the mask's channels averaged, inverted (1 where a
+// frame is given) and repeated to 4 (zeros without a mask), then the image latent taken into the
+// model's space (process_in). Undefined when a value is not finite.
+at::Tensor ComfyImageToY(const std::string& where, std::map<std::string, at::Tensor>& tensors) {
+  auto image = Unbatched(where, "concat_latent_image", tensors["concat_latent_image"], 4);
+  if (!image.ok()) return at::Tensor();
+  const at::Tensor latent = image->unsqueeze(0);
+  const auto format = LatentFormatForChannels(latent.size(1));
+  const at::Tensor normalised = format.ok() ? ProcessIn(**format, latent) : latent;
+  at::Tensor mask = at::zeros({1, 4, latent.size(2), latent.size(3), latent.size(4)});
+  if (tensors.count("concat_mask")) {
+    auto given = Unbatched(where, "concat_mask", tensors["concat_mask"], 4);
+    if (!given.ok()) return at::Tensor();
+    mask = given->unsqueeze(0);
+    if (mask.size(1) != 4) mask = at::mean(mask, 1, /*keepdim=*/true);
+    mask = 1.0 - mask;
+    if (mask.size(1) == 1) mask = mask.repeat({1, 4, 1, 1, 1});
+  }
+  return at::cat({mask, normalised}, 1).contiguous();
+}
+
 // Tensors that passed CheckWanConditioningHeader -> the conditioning.
 absl::StatusOr<WanConditioning> Assemble(const std::string& where,
                                          std::map<std::string, at::Tensor> tensors) {
@@ -36,6 +59,14 @@ absl::StatusOr<WanConditioning> Assemble(const std::string& where,
     auto clip = Unbatched(where, "clip_fea", tensors["clip_fea"], 2);
     if (!clip.ok()) return clip.status();
     out.clip_fea = clip->unsqueeze(0);
+    if (tensors.count("concat_latent_image")) {
+      out.y = ComfyImageToY(where, tensors);
+      if (!out.y.defined()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": 'concat_latent_image' or 'concat_mask' holds NaN or infinity"));
+      }
+      return out;
+    }
     auto y = Unbatched(where, "y", tensors["y"], 4);
     if (!y.ok()) return y.status();
     out.y = y->unsqueeze(0);

@@ -10,6 +10,10 @@
 //                                                    the start image (257 x 1280)
 //   "y"          [in_channels - 16, F, H, W] or with a leading 1   I2V only: the mask and the
 //                                                    encoded start image, concatenated to x
+//   or, as ComfyUI's WanImageToVideo leaves them (I2V, instead of "y"):
+//   "concat_latent_image" [16, F, H, W]               the start image's LATENT (the VAE's space)
+//   "concat_mask"  [1 or 4, F, H, W] (optional)        0 on the frames the image gives; both are
+//                                                    turned into "y" as ComfyUI's concat_cond does
 //
 // Any float dtype is accepted (bf16 and fp16 as saved by ComfyUI); the tensors are read as fp32.
 // Metadata "raylight.conditioning" = "wan/1" marks files made by Raylight's tools (not required).

@@ -1,5 +1,6 @@
 #include "models/wan/wan_inspect.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -69,7 +70,8 @@ absl::Status CheckWanConditioningHeader(const StHeader& header, const std::strin
                                         const WanConfig& config) {
   std::map<std::string, const StTensorInfo*> tensors;
   std::vector<std::string> extra;
-  const std::set<std::string> known = {"text", "clip_fea", "y"};
+  const std::set<std::string> known = {"text", "clip_fea", "y", "concat_latent_image",
+                                       "concat_mask"};
   for (const StTensorInfo& info : header.tensors) {
     tensors[info.name] = &info;
     if (!known.count(info.name)) extra.push_back(info.name);
@@ -77,7 +79,8 @@ absl::Status CheckWanConditioningHeader(const StHeader& header, const std::strin
   if (!extra.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": unknown tensors ",
                                                    absl::StrJoin(extra, ", "),
-                                                   " (a Wan conditioning has text, clip_fea, y)"));
+                                                   " (a Wan conditioning has text, clip_fea, y or "
+                                                   "concat_latent_image and concat_mask)"));
   }
   if (!tensors.count("text")) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": no 'text' tensor"));
@@ -90,7 +93,7 @@ absl::Status CheckWanConditioningHeader(const StHeader& header, const std::strin
                      " takes [1..", WanConfig::kMaxTextTokens, ", ", config.text_dim, "]"));
   }
   if (!config.i2v()) {
-    for (const char* field : {"clip_fea", "y"}) {
+    for (const char* field : {"clip_fea", "y", "concat_latent_image", "concat_mask"}) {
       if (tensors.count(field)) {
         return absl::InvalidArgumentError(absl::StrCat(
             where, ": '", field, "' is for image-to-video; ", config.name, " is text-to-video"));
@@ -98,7 +101,19 @@ absl::Status CheckWanConditioningHeader(const StHeader& header, const std::strin
     }
     return absl::OkStatus();
   }
-  for (const char* field : {"clip_fea", "y"}) {
+  // The start image comes as `y` (the mask and the normalised image latent, as the official code
+  // builds it) or as ComfyUI's WanImageToVideo leaves it: `concat_latent_image` (the VAE's latent)
+  // and an optional `concat_mask` (0 where a frame is given), turned into `y` on reading.
+  const bool comfy_image = tensors.count("concat_latent_image") > 0;
+  if (comfy_image && tensors.count("y")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": both 'y' and 'concat_latent_image'; give one"));
+  }
+  if (!comfy_image && tensors.count("concat_mask")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": 'concat_mask' without 'concat_latent_image'"));
+  }
+  for (const char* field : {"clip_fea", comfy_image ? "concat_latent_image" : "y"}) {
     if (!tensors.count(field)) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": ", config.name, " (image-to-video) needs '", field, "'"));
@@ -111,9 +126,30 @@ absl::Status CheckWanConditioningHeader(const StHeader& header, const std::strin
         absl::StrCat(where, ": 'clip_fea' has shape ", ShapeText(*clip), "; ", config.name,
                      " takes [", config.image_tokens, ", ", config.image_dim, "]"));
   }
+  const int64_t y_channels = config.in_channels - config.out_channels;
+  if (comfy_image) {
+    auto image = Unbatched(where, *tensors["concat_latent_image"], 4);
+    if (!image.ok()) return image.status();
+    if ((*image)[0] != y_channels - 4) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": 'concat_latent_image' has ",
+                                                     (*image)[0], " channels; ", config.name,
+                                                     " takes ", y_channels - 4));
+    }
+    if (tensors.count("concat_mask")) {
+      auto mask = Unbatched(where, *tensors["concat_mask"], 4);
+      if (!mask.ok()) return mask.status();
+      if (((*mask)[0] != 1 && (*mask)[0] != 4) ||
+          !std::equal(mask->begin() + 1, mask->end(), image->begin() + 1)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": 'concat_mask' has shape ", ShapeText(*mask),
+                         "; it takes [1 or 4, ", (*image)[1], ", ", (*image)[2], ", ", (*image)[3],
+                         "] (the image latent's frames and size)"));
+      }
+    }
+    return absl::OkStatus();
+  }
   auto y = Unbatched(where, *tensors["y"], 4);
   if (!y.ok()) return y.status();
-  const int64_t y_channels = config.in_channels - config.out_channels;
   if ((*y)[0] != y_channels) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": 'y' has ", (*y)[0], " channels; ",
                                                    config.name, " takes ", y_channels));

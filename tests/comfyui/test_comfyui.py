@@ -62,15 +62,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def random_wan(path: Path, seed: int) -> None:
-    """A random Wan 2.1 T2V in ComfyUI's spelling (model.diffusion_model.*), stored f32."""
+def random_wan(path: Path, seed: int, i2v: bool = False) -> None:
+    """A random Wan 2.1 T2V (or I2V) in ComfyUI's spelling (model.diffusion_model.*), f32."""
     g = torch.Generator().manual_seed(seed)
 
     def w(*shape: int, scale: float = 0.05) -> torch.Tensor:
         return torch.randn(*shape, generator=g) * scale
 
     t: dict[str, torch.Tensor] = {
-        "patch_embedding.weight": w(DIM, CHANNELS, 1, 2, 2),
+        "patch_embedding.weight": w(DIM, CHANNELS + (20 if i2v else 0), 1, 2, 2),
         "patch_embedding.bias": w(DIM),
         "text_embedding.0.weight": w(DIM, TEXT_DIM, scale=0.02),
         "text_embedding.0.bias": w(DIM),
@@ -86,8 +86,24 @@ def random_wan(path: Path, seed: int) -> None:
         "head.head.weight": w(CHANNELS * 4, DIM),
         "head.head.bias": w(CHANNELS * 4),
     }
+    if i2v:  # CLIP vision's 1280 features -> the model (MLPProj)
+        t |= {
+            "img_emb.proj.0.weight": 1 + w(1280),
+            "img_emb.proj.0.bias": w(1280),
+            "img_emb.proj.1.weight": w(1280, 1280, scale=0.03),
+            "img_emb.proj.1.bias": w(1280),
+            "img_emb.proj.3.weight": w(DIM, 1280, scale=0.03),
+            "img_emb.proj.3.bias": w(DIM),
+            "img_emb.proj.4.weight": 1 + w(DIM),
+            "img_emb.proj.4.bias": w(DIM),
+        }
     for i in range(LAYERS):
         b = f"blocks.{i}."
+        if i2v:
+            for proj in ("k_img", "v_img"):
+                t[f"{b}cross_attn.{proj}.weight"] = w(DIM, DIM)
+                t[f"{b}cross_attn.{proj}.bias"] = w(DIM)
+            t[f"{b}cross_attn.norm_k_img.weight"] = 1 + w(DIM)
         for attn in ("self_attn", "cross_attn"):
             for proj in ("q", "k", "v", "o"):
                 t[f"{b}{attn}.{proj}.weight"] = w(DIM, DIM)
@@ -243,11 +259,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     (base / "custom_nodes").mkdir()
     (base / "input").mkdir()
     (base / "custom_nodes" / "raylight").symlink_to(NODE_PACK)
-    shutil.copy(HERE / "newest_noise_seed.py", base / "custom_nodes" / "newest_noise_seed.py")
+    for test_node in ("newest_noise_seed.py", "raylight_test_i2v.py"):
+        shutil.copy(HERE / test_node, base / "custom_nodes" / test_node)
     seed = random.randrange(1 << 30)
     print(f"random weights and prompts: seed {seed}")
     random_wan(models / "wan_high.safetensors", seed)
     random_wan(models / "wan_low.safetensors", seed + 1)
+    random_wan(models / "wan_i2v.safetensors", seed + 5, i2v=True)
     umt5_like(base / "input" / "positive.safetensors", 11, 512, seed + 2)
     umt5_like(base / "input" / "negative.safetensors", 4, 512, seed + 3)
     umt5_like(base / "input" / "long.safetensors", 600, 600, seed + 4)
@@ -473,6 +491,27 @@ def test_wan22_chained_advanced_samplers_and_one_job_agree(setup: Setup) -> None
         assert error < TOLERANCE, side
 
 
+def test_image_to_video_conditioning_gives_comfyuis_latent(setup: Setup) -> None:
+    """WanImageToVideo's outputs (start image LATENT, mask, CLIP vision) on a Wan I2V model."""
+    g = Graph()
+    c = common_nodes(g, setup, "wan_i2v.safetensors")
+    i2v = g.add(
+        "RaylightTestI2VInputs",
+        positive=c["positive"],
+        negative=c["negative"],
+        latent=c["latent"],
+        seed=random.randrange(1 << 30),
+    )
+    c["positive"], c["negative"] = g.out(i2v, 0), g.out(i2v, 1)
+    inputs = ksampler_inputs(c, "euler", "simple", 4, random.randrange(1 << 48))
+    ours = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_i2v")
+    theirs = save(g, g.out(g.add("KSampler", model=c["comfy_model"], **inputs)), "c_i2v")
+    entry = setup.comfy.run(g.nodes)
+    error = rel_l2(setup.comfy.latent(entry, ours), setup.comfy.latent(entry, theirs))
+    print(f"image-to-video: relative L2 {error:.2e}")
+    assert error < TOLERANCE
+
+
 def test_a_raylightctl_latent_loads_in_comfyui(setup: Setup) -> None:
     seed, steps = random.randrange(1 << 48), 5
     prefix = setup.base / "cli"
@@ -615,7 +654,7 @@ def test_invalid_inputs_are_node_errors_that_name_the_input(setup: Setup) -> Non
 def test_the_model_list_comes_from_the_cluster(setup: Setup) -> None:
     info = setup.comfy.get("/object_info/RaylightModel")["RaylightModel"]
     listed = info["input"]["required"]["model"][0]
-    assert listed == ["wan_high.safetensors", "wan_low.safetensors"], listed
+    assert listed == ["wan_high.safetensors", "wan_i2v.safetensors", "wan_low.safetensors"]
     samplers = setup.comfy.get("/object_info/RaylightKSampler")["RaylightKSampler"]
     names = samplers["input"]["required"]["sampler_name"][0]
     assert "euler" in names and "uni_pc" in names

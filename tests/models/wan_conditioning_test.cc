@@ -6,6 +6,7 @@
 
 #include <random>
 
+#include "models/core/latent_format.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/wan/wan_config.h"
 #include "tests/util/temp_dir.h"
@@ -58,6 +59,46 @@ TEST_F(WanConditioningTest, AcceptsBf16WithOrWithoutTheBatchDimension) {
     EXPECT_EQ(read->text.scalar_type(), at::kFloat);
     EXPECT_TRUE(at::equal(read->text[0], text.to(at::kBFloat16).to(at::kFloat)));
   }
+}
+
+TEST_F(WanConditioningTest, ComfyUisImageToVideoInputsBecomeY) {
+  // WanImageToVideo's concat_latent_image (the VAE's latent) and concat_mask (0 on given frames)
+  // become Wan's y as ComfyUI's WAN21.concat_cond builds it: 1 - mask on 4 channels, then the
+  // image latent in the model's space.
+  const WanConfig i2v = *WanPreset("tiny-i2v");
+  const at::Tensor image = at::randn({1, 16, 3, 4, 5}), clip = at::randn({9, 40});
+  at::Tensor mask = at::ones({1, 1, 3, 4, 5});
+  mask.slice(2, 0, 1).zero_();
+  const at::Tensor text = at::randn({5, 48});
+  auto read = ReadWanConditioning(Write({{"text", text},
+                                         {"clip_fea", clip},
+                                         {"concat_latent_image", image},
+                                         {"concat_mask", mask}}),
+                                  i2v);
+  ASSERT_TRUE(read.ok()) << read.status();
+  const at::Tensor expected =
+      at::cat({(1 - mask).repeat({1, 4, 1, 1, 1}), ProcessIn(Wan21LatentFormat(), image)}, 1);
+  EXPECT_TRUE(at::allclose(read->y, expected, 1e-6, 1e-6));
+  // Without a mask: zeros, as ComfyUI.
+  auto unmasked = ReadWanConditioning(
+      Write({{"text", text}, {"clip_fea", clip}, {"concat_latent_image", image}}), i2v);
+  ASSERT_TRUE(unmasked.ok()) << unmasked.status();
+  EXPECT_EQ(unmasked->y.slice(1, 0, 4).abs().sum().item<float>(), 0.0f);
+  ExpectError({{"text", text},
+               {"clip_fea", clip},
+               {"concat_latent_image", image},
+               {"y", at::randn({20, 3, 4, 5})}},
+              i2v, "both 'y' and 'concat_latent_image'");
+  ExpectError({{"text", text}, {"clip_fea", clip}, {"concat_mask", mask}}, i2v,
+              "'concat_mask' without 'concat_latent_image'");
+  ExpectError({{"text", text},
+               {"clip_fea", clip},
+               {"concat_latent_image", image},
+               {"concat_mask", at::ones({1, 1, 2, 4, 5})}},
+              i2v, "'concat_mask' has shape");
+  ExpectError(
+      {{"text", text}, {"clip_fea", clip}, {"concat_latent_image", at::randn({1, 8, 3, 4, 5})}},
+      i2v, "'concat_latent_image' has 8 channels");
 }
 
 TEST_F(WanConditioningTest, BadFilesNameTheField) {

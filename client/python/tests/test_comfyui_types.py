@@ -31,8 +31,8 @@ def test_a_prompt_is_taken_as_comfyui_hands_it_over() -> None:
         (_cond() + _cond(), "2 conditionings"),
         ([[torch.randn(2, 512, 4096), {}]], "a batch of 2"),
         ([[torch.randn(512, 4096), {}]], "must be [1, tokens, width]"),
-        (_cond(concat_latent_image=torch.zeros(1)), "image-to-video"),
-        (_cond(clip_vision_output=object()), "CLIP-vision"),
+        (_cond(concat_latent_image=torch.zeros(2, 16, 3, 4, 4)), "must be one sample"),
+        (_cond(clip_vision_output=object()), "no penultimate states"),
         (_cond(control=object()), "ControlNet"),
         (_cond(area=(8, 8, 0, 0)), "area"),
         (_cond(mask=torch.ones(1)), "mask"),
@@ -51,6 +51,19 @@ def test_what_the_cluster_cannot_honour_is_refused_naming_the_input(
     assert refused.value.input_name == "positive"
     assert str(refused.value).startswith("input 'positive': ")
     assert expected in str(refused.value)
+
+
+def test_image_to_video_inputs_are_carried() -> None:
+    class VisionOutput:
+        penultimate_hidden_states = torch.randn(1, 257, 1280)
+
+    image, mask = torch.randn(1, 16, 3, 4, 4), torch.ones(1, 1, 3, 4, 4)
+    cond = _cond(concat_latent_image=image, concat_mask=mask, clip_vision_output=VisionOutput())
+    tensors = comfyui.conditioning_to_tensors(cond, "positive")
+    assert sorted(tensors) == ["clip_fea", "concat_latent_image", "concat_mask", "text"]
+    assert torch.equal(tensors["concat_latent_image"], image[0])
+    assert torch.equal(tensors["concat_mask"], mask[0])
+    assert torch.equal(tensors["clip_fea"], VisionOutput.penultimate_hidden_states[0])
 
 
 def test_a_conditioning_file_round_trips() -> None:

@@ -7,8 +7,8 @@ dict with "samples").
 
 What the cluster cannot honour is refused with a message that names the node input, never
 dropped: several conditionings (Conditioning Combine / Concat), areas, masks, strengths other
-than 1, timestep ranges, ControlNets, GLIGEN, hooks, image-to-video inputs (not yet carried),
-latent batches, noise masks.
+than 1, timestep ranges, ControlNets, GLIGEN, hooks, latent batches, noise masks (so Wan 2.2
+TI2V-5B's start image, which ComfyUI carries as the LATENT's noise mask, is not taken yet).
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ _NEUTRAL_EXTRAS: dict[str, Any] = {
 CLIP_FEA = "raylight_clip_fea"
 Y = "raylight_y"
 
-# What ComfyUI's image-to-video and other nodes add, with what to tell the user.
+# ComfyUI's image-to-video inputs (WanImageToVideo): the start image's LATENT and its mask go to
+# the cluster as they are (it builds Wan's `y` from them with the latent format's process_in, as
+# ComfyUI's WAN21.concat_cond does); CLIP vision's penultimate hidden states are Wan's clip_fea.
+_IMAGE_TO_VIDEO = ("concat_latent_image", "concat_mask")
+
+# What other nodes add, with what to tell the user.
 _UNSUPPORTED_EXTRAS = {
-    "concat_latent_image": "image-to-video conditioning (WanImageToVideo) is not carried yet",
-    "concat_mask": "image-to-video conditioning (WanImageToVideo) is not carried yet",
-    "clip_vision_output": "CLIP-vision conditioning is not carried yet",
     "control": "ControlNet is not supported by the cluster",
     "area": "area conditioning is not supported by the cluster",
     "mask": "mask conditioning is not supported by the cluster",
@@ -120,6 +122,13 @@ def conditioning_to_tensors(conditioning: Any, input_name: str) -> dict[str, tor
     for key, value in dict(extras).items():
         if key in (CLIP_FEA, Y):
             tensors[key.removeprefix("raylight_")] = value
+        elif key in _IMAGE_TO_VIDEO and value is not None:
+            tensors[key] = _one(value, input_name, key)
+        elif key == "clip_vision_output" and value is not None:
+            hidden = getattr(value, "penultimate_hidden_states", None)
+            if not isinstance(hidden, torch.Tensor):
+                raise NodeInputError(input_name, "clip_vision_output has no penultimate states")
+            tensors["clip_fea"] = _one(hidden, input_name, key)
         elif key in _UNSUPPORTED_EXTRAS:
             if value is not None:
                 raise NodeInputError(input_name, _UNSUPPORTED_EXTRAS[key])
@@ -133,6 +142,14 @@ def conditioning_to_tensors(conditioning: Any, input_name: str) -> dict[str, tor
         elif value is not None:
             raise NodeInputError(input_name, f"'{key}' is not supported by the cluster")
     return tensors
+
+
+def _one(tensor: Any, input_name: str, key: str) -> torch.Tensor:
+    """A batch-of-one tensor without its batch dimension."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() < 2 or tensor.shape[0] != 1:
+        shape = list(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise NodeInputError(input_name, f"'{key}' must be one sample (batch 1), is {shape}")
+    return tensor[0]
 
 
 def conditioning_from_tensors(tensors: Mapping[str, torch.Tensor]) -> list[list[Any]]:
