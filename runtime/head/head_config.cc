@@ -34,6 +34,8 @@ void AddHeadFlags(CLI::App& app, HeadConfig& config) {
             "heartbeat period of nodes and workers");
   AddMillis(app, "--deadline-ms", config.deadline,
             "a node or worker silent this long is marked dead");
+  AddMillis(app, "--dead-node-retention-ms", config.dead_node_retention,
+            "a dead node and its workers are listed this long, then forgotten");
   AddMillis(app, "--restart-backoff-ms", config.restart_backoff, "first actor restart delay");
   AddMillis(app, "--group-timeout-ms", config.group_form_timeout,
             "default bound on forming a group");

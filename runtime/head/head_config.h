@@ -26,6 +26,9 @@ struct HeadConfig {
   absl::Duration heartbeat_period = absl::Seconds(1);
   // ...and are declared dead after this long without one (Ray: 15 to 65 s by default).
   absl::Duration deadline = absl::Seconds(5);
+  // A dead node (and its dead workers) is listed this long, then forgotten: a node that restarts
+  // comes back under a new id, so the dead would pile up in ClusterState.
+  absl::Duration dead_node_retention = absl::Minutes(10);
   // First restart delay of a crashed actor; doubles per restart up to max_restart_backoff.
   absl::Duration restart_backoff = absl::Milliseconds(100);
   absl::Duration max_restart_backoff = absl::Seconds(5);

@@ -156,12 +156,34 @@ void HeadManager::CheckHealth(absl::Time now) {
           worker, absl::StrCat("no heartbeat for ", absl::FormatDuration(now - worker.last_seen)));
     }
   }
+  ForgetDeadNodes(now);
+}
+
+void HeadManager::ForgetDeadNodes(absl::Time now) {
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    const Node& node = it->second;
+    if (node.info.alive() || now - node.died < config_.dead_node_retention) {
+      ++it;
+      continue;
+    }
+    RL_LOG(INFO) << "forgetting node " << node.info.node_id() << ", dead since "
+                 << absl::FormatTime(node.died);
+    // Its workers were marked dead with it (their actors moved on); a worker that is alive again
+    // belongs to a node that re-registered under this id and is kept.
+    for (auto worker = workers_by_id_.begin(); worker != workers_by_id_.end();) {
+      const bool gone = worker->second.info.node_id() == node.info.node_id() &&
+                        !worker->second.info.alive() && worker->second.info.actor_id().empty();
+      worker = gone ? workers_by_id_.erase(worker) : std::next(worker);
+    }
+    it = nodes_.erase(it);
+  }
 }
 
 void HeadManager::MarkNodeDead(Node& node, const std::string& reason) {
   RL_LOG(WARNING) << "node " << node.info.node_id() << " is dead: " << reason;
   node.info.set_alive(false);
   node.info.set_death_reason(reason);
+  node.died = absl::Now();
   for (auto& [id, worker] : workers_by_id_) {
     if (worker.info.node_id() == node.info.node_id() && worker.info.alive()) {
       MarkWorkerDead(worker, absl::StrCat("node ", node.info.node_id(), " died: ", reason));
@@ -227,6 +249,7 @@ void HeadManager::RegisterNode(const v1::RegisterNodeRequest& request,
   node.info = info;
   node.info.set_alive(true);
   node.info.clear_death_reason();
+  node.died = absl::InfiniteFuture();
   node.last_seen = absl::Now();
   node.info.set_last_heartbeat_unix_ms(UnixMillis(node.last_seen));
   if (fresh) {

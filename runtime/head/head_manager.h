@@ -83,6 +83,7 @@ class HeadManager {
   struct Node {
     v1::NodeInfo info;
     absl::Time last_seen;
+    absl::Time died = absl::InfiniteFuture();  // when it was marked dead
   };
   struct Worker {
     v1::WorkerInfo info;  // info.actor_id: the actor placed or being placed here
@@ -126,6 +127,8 @@ class HeadManager {
   void ArmTimer();
   void OnTick();
   void CheckHealth(absl::Time now);
+  // Drops nodes dead for longer than config_.dead_node_retention, with their dead workers.
+  void ForgetDeadNodes(absl::Time now);
   void ExpireWaiters(absl::Time now);
   void MarkNodeDead(Node& node, const std::string& reason);
   void MarkWorkerDead(Worker& worker, const std::string& reason);

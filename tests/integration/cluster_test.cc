@@ -341,6 +341,43 @@ TEST_F(ClusterTest, KilledNodeIsMarkedDeadWithinTheDeadline) {
   EXPECT_LT(took, absl::Milliseconds(options.deadline_ms) + absl::Seconds(1));
 }
 
+// Issue #23, item 10: dead nodes piled up in ClusterState (a restarted node has a new id). A dead
+// node and its workers are listed for --dead-node-retention-ms, then forgotten.
+TEST_F(ClusterTest, ADeadNodeIsForgottenAfterItsRetention) {
+  ClusterOptions options;
+  options.deadline_ms = 1000;
+  options.head_args = {"--dead-node-retention-ms=1500"};
+  StartCluster(options);
+  cluster_->node(1).Kill();
+  auto listed = [&](bool* dead) {
+    auto state = client_->ClusterState();
+    EXPECT_TRUE(state.ok());
+    bool node_listed = false, workers_listed = false;
+    for (const auto& node : state->nodes()) {
+      if (node.node_id() != "node1") continue;
+      node_listed = true;
+      *dead = !node.alive();
+    }
+    for (const auto& worker : state->workers()) workers_listed |= worker.node_id() == "node1";
+    return node_listed || workers_listed;
+  };
+  bool dead = false, seen_dead = false;
+  const absl::Time start = absl::Now();
+  while (listed(&dead) && absl::Now() - start < absl::Seconds(20)) {
+    seen_dead |= dead;
+    absl::SleepFor(absl::Milliseconds(20));  // polling the head's view, bounded above
+  }
+  EXPECT_TRUE(seen_dead) << "the node was never listed as dead";
+  EXPECT_FALSE(listed(&dead)) << "node1 is still listed";
+  // Deadline + retention + the health tick: well inside the bound.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(6));
+  // The other node is untouched.
+  auto state = client_->ClusterState();
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ(state->nodes_size(), 1);
+  EXPECT_TRUE(state->nodes(0).alive());
+}
+
 TEST_F(ClusterTest, HeadRestartKeepsWorkersActorsAndNames) {
   StartCluster();
   auto actor = client_->CreateActor(TestActorSpec("keeper"));
