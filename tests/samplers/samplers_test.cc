@@ -355,8 +355,11 @@ TEST(SamplersTest, FlowModelEndToEndThroughKSample) {
     calls = 0;
     auto out = KSample(model, flow, at::zeros({32, 32, 32}), options);
     ASSERT_TRUE(out.ok()) << out.status();
-    EXPECT_NEAR(out->mean().item<double>(), mu, 0.02) << sampler;
-    EXPECT_NEAR(out->std().item<double>(), std, 0.03 * std) << sampler;
+    // Five standard errors plus the discretisation bias, measured on 1M draws at these step
+    // counts: the std falls 2.06% short for euler, 1.7% for euler_ancestral, and is within 0.6%
+    // for the others (a fixed 3% failed about one run in fifty for euler).
+    const bool first_order = sampler == "euler" || sampler == "euler_ancestral";
+    ExpectDistribution(*out, mu, std, kBiasMean, first_order ? 0.025 : 0.01, sampler);
     if (sampler == "euler") {
       EXPECT_EQ(calls, 200);  // cfg 1: one call per step
     }
@@ -369,8 +372,7 @@ TEST(SamplersTest, FlowModelEndToEndThroughKSample) {
   sde.sampler = "dpmpp_2m_sde";
   auto out = KSample(model, flow, at::zeros({32, 32, 32}), sde);
   ASSERT_TRUE(out.ok()) << out.status();
-  EXPECT_NEAR(out->mean().item<double>(), mu, 0.02);
-  EXPECT_NEAR(out->std().item<double>(), std, 0.03 * std);
+  ExpectDistribution(*out, mu, std, kBiasMean, 0.01, "dpmpp_2m_sde");  // bias measured: +0.6%
 }
 
 TEST(ModelSamplingTest, EachPredictionInvertsToTheDenoisedEstimate) {
