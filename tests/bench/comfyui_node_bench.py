@@ -106,25 +106,15 @@ def main() -> None:
         def node(tag: str, seed: int) -> tuple[float, torch.Tensor]:
             g = harness.Graph()
             cluster = g.add("RaylightCluster", address="", token="", token_file="")
-            model = g.add(
-                "RaylightModel",
-                cluster=g.out(cluster),
-                model="wan.safetensors",
-                dtype="auto",
-                placement="auto",
-                ulysses=1,
-                ring=1,
-                cfg_parallel=1,
-                dp=1,
-                shift=SHIFT,
-                cpu=args.cpu,
+            model = harness.raylight_model(
+                g, g.out(cluster), "wan.safetensors", dtype="auto", cpu=args.cpu
             )
             latent = g.add(
                 "EmptyHunyuanLatentVideo", width=width, height=height, length=frames, batch_size=1
             )
             sampled = g.add(
                 "RaylightKSampler",
-                model=g.out(model),
+                model=model,
                 seed=seed,
                 steps=args.steps,
                 cfg=CFG,

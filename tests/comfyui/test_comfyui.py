@@ -306,24 +306,20 @@ class Graph:
         return [node_id, slot]
 
 
-def raylight_model(g: Graph, cluster: list[Any], model: str, **extra: Any) -> list[Any]:
-    """A Raylight Model node for one CPU worker, f32, the test's shift; its output."""
-    return g.out(
-        g.add(
-            "RaylightModel",
-            cluster=cluster,
-            model=model,
-            dtype="f32",
-            placement="auto",
-            ulysses=1,
-            ring=1,
-            cfg_parallel=1,
-            dp=1,
-            shift=SHIFT,
-            cpu=True,
-            **extra,
-        )
+def raylight_model(g: Graph, cluster: list[Any], model: str, **inputs: Any) -> list[Any]:
+    """A Raylight Model node (one rank, the test's shift; f32 on a CPU worker unless `inputs`
+    say otherwise); its output."""
+    defaults = dict(
+        dtype="f32",
+        placement="auto",
+        ulysses=1,
+        ring=1,
+        cfg_parallel=1,
+        dp=1,
+        shift=SHIFT,
+        cpu=True,
     )
+    return g.out(g.add("RaylightModel", cluster=cluster, model=model, **(defaults | inputs)))
 
 
 def common_nodes(g: Graph, setup: Setup, model: str = "wan_high.safetensors") -> dict[str, Any]:
@@ -597,46 +593,33 @@ def test_progress_reaches_comfyui_with_previews(setup: Setup) -> None:
     assert previews >= steps, f"{previews} previews for {steps} steps"
 
 
+def expect_node_error(setup: Setup, g: Graph, inputs: dict[str, Any], input_name: str) -> None:
+    """A Raylight KSampler with `inputs` fails as a node error naming `input_name`."""
+    model = inputs.pop("model")
+    save(g, g.out(g.add("RaylightKSampler", model=model, **inputs)), "refused")
+    with pytest.raises(PromptFailed) as failed:
+        setup.comfy.run(g.nodes)
+    assert failed.value.error["node_type"] == "RaylightKSampler"
+    assert f"input '{input_name}'" in failed.value.error["exception_message"], failed.value.error
+
+
 def test_invalid_inputs_are_node_errors_that_name_the_input(setup: Setup) -> None:
     g = Graph()
     c = common_nodes(g, setup)
     inputs = ksampler_inputs(c, "euler", "simple", 2000, 1)  # the cluster's bound is 1000 steps
-    save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "bad")
-    with pytest.raises(PromptFailed) as failed:
-        setup.comfy.run(g.nodes)
-    assert failed.value.error["node_type"] == "RaylightKSampler"
-    assert "input 'steps'" in failed.value.error["exception_message"], failed.value.error
+    expect_node_error(setup, g, {"model": c["raylight_model"], **inputs}, "steps")
 
     g = Graph()
     c = common_nodes(g, setup)
-    both = g.add(
-        "ConditioningCombine",
-        conditioning_1=c["positive"],
-        conditioning_2=c["negative"],
-    )
-    inputs = ksampler_inputs(c, "euler", "simple", 2, 1)
-    inputs["positive"] = g.out(both)
-    save(
-        g,
-        g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)),
-        "combined",
-    )
-    with pytest.raises(PromptFailed) as failed:
-        setup.comfy.run(g.nodes)
-    assert "input 'positive'" in failed.value.error["exception_message"], failed.value.error
+    both = g.add("ConditioningCombine", conditioning_1=c["positive"], conditioning_2=c["negative"])
+    inputs = ksampler_inputs(c, "euler", "simple", 2, 1) | {"positive": g.out(both)}
+    expect_node_error(setup, g, {"model": c["raylight_model"], **inputs}, "positive")
 
     g = Graph()
     c = common_nodes(g, setup)
     g.nodes[c["raylight_model"][0]]["inputs"]["model"] = "../escape.safetensors"
     inputs = ksampler_inputs(c, "euler", "simple", 2, 1)
-    save(
-        g,
-        g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)),
-        "escape",
-    )
-    with pytest.raises(PromptFailed) as failed:
-        setup.comfy.run(g.nodes)
-    assert "input 'model'" in failed.value.error["exception_message"], failed.value.error
+    expect_node_error(setup, g, {"model": c["raylight_model"], **inputs}, "model")
 
     # The cluster keeps serving: the next prompt runs.
     g = Graph()
