@@ -154,6 +154,12 @@ absl::StatusOr<at::Tensor> KSampleWith(const Denoiser& denoiser, const ModelSamp
   const bool max_denoise =
       std::abs(first - top) <= 1e-5 * std::max(std::abs(first), std::abs(top)) || first > top;
   at::Tensor x = sampling.NoiseScaling(first, initial_noise, start, max_denoise);
+  Denoiser masked;
+  if (o.denoise_mask.defined()) {
+    RL_ASSIGN_OR_RETURN(at::Tensor mask, PrepareDenoiseMask(o.denoise_mask, x.sizes()));
+    masked = InpaintDenoiser(denoiser, mask.to(x.device()), start, initial_noise, sampling,
+                             o.inpaint_input);
+  }
   SamplerOptions sampler_options = o.sampler_options;
   sampler_options.sampling = &sampling;
   NoiseSampler noise = UsesBrownianNoise(o.sampler) ? BrownianNoiseSampler(x, o.seed, sigmas)
@@ -174,8 +180,8 @@ absl::StatusOr<at::Tensor> KSampleWith(const Denoiser& denoiser, const ModelSamp
       callback(previewed);
     };
   }
-  RL_ASSIGN_OR_RETURN(at::Tensor out, Sample(o.sampler, denoiser, x, sigmas, noise, sampler_options,
-                                             with_previews));
+  RL_ASSIGN_OR_RETURN(at::Tensor out, Sample(o.sampler, masked ? masked : denoiser, x, sigmas,
+                                             noise, sampler_options, with_previews));
   // ComfyUI's UniPC cannot step to sigma 0 and sets the last sigma to 0.001 in the caller's
   // (float32) sigma tensor, in place: KSampler's inverse noise scaling then sees 0.001 too.
   double last_sigma = sigmas.back();

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "models/core/latent_format.h"
+#include "samplers/denoise_mask.h"
 #include "samplers/k_samplers.h"
 #include "samplers/latent_preview.h"
 #include "samplers/model_sampling.h"
@@ -80,6 +81,10 @@ struct KSamplerOptions {
   // leaves an empty latent alone), the result returned to the VAE's space; previews use its RGB
   // projection. Null: latents in the model's space, previews by channel count.
   const models::LatentFormat* latent_format = nullptr;
+  // ComfyUI's LATENT noise_mask (undefined: none): 1 where the latent is sampled, 0 where the
+  // starting latent is kept (PrepareDenoiseMask's shapes), and how the kept part enters a call.
+  at::Tensor denoise_mask;
+  InpaintInput inpaint_input = InpaintInput::kRenoised;
 };
 
 // The sigmas a KSample run steps through: the schedule (or the custom sigmas), cut to

@@ -7,9 +7,12 @@ namespace raylight::samplers {
 
 namespace {
 
-models::NamedTensors LatentTensors(const at::Tensor& latent) {
-  return {{"latent_tensor", latent.to(at::kFloat).contiguous()},
-          {"latent_format_version_0", at::empty({0}, at::kByte)}};
+models::NamedTensors LatentTensors(const at::Tensor& latent, const at::Tensor& noise_mask = {}) {
+  models::NamedTensors tensors = {{"latent_tensor", latent.to(at::kFloat).contiguous()},
+                                  {"latent_format_version_0", at::empty({0}, at::kByte)}};
+  if (noise_mask.defined())
+    tensors.emplace_back("noise_mask", noise_mask.to(at::kFloat).contiguous());
+  return tensors;
 }
 
 // A LATENT is floating point; an integer tensor is not one (converting it would hide the error).
@@ -32,11 +35,12 @@ absl::Status WriteLatentFile(const std::string& path, const at::Tensor& latent) 
   return models::WriteTensors(path, LatentTensors(latent));
 }
 
-absl::StatusOr<std::string> SerializeLatent(const at::Tensor& latent) {
-  return models::SerializeTensors(LatentTensors(latent));
+absl::StatusOr<std::string> SerializeLatent(const at::Tensor& latent,
+                                            const at::Tensor& noise_mask) {
+  return models::SerializeTensors(LatentTensors(latent, noise_mask));
 }
 
-absl::StatusOr<at::Tensor> ParseLatent(absl::string_view bytes, const std::string& source) {
+absl::StatusOr<Latent> ParseLatent(absl::string_view bytes, const std::string& source) {
   auto tensors = models::ParseTensors(bytes, source);
   if (!tensors.ok()) return tensors.status();
   auto it = tensors->find("latent_tensor");
@@ -44,7 +48,15 @@ absl::StatusOr<at::Tensor> ParseLatent(absl::string_view bytes, const std::strin
     return absl::InvalidArgumentError(absl::StrCat("latent ", source, ": no 'latent_tensor'"));
   }
   if (auto status = CheckFloating(it->second, source); !status.ok()) return status;
-  return Unscaled(it->second, tensors->count("latent_format_version_0") > 0);
+  Latent latent{Unscaled(it->second, tensors->count("latent_format_version_0") > 0), {}};
+  if (auto mask = tensors->find("noise_mask"); mask != tensors->end()) {
+    if (!at::isFloatingType(mask->second.scalar_type())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("latent ", source, ": 'noise_mask' is not a floating-point tensor"));
+    }
+    latent.noise_mask = mask->second.to(at::kFloat).clone();
+  }
+  return latent;
 }
 
 absl::StatusOr<at::Tensor> ReadLatentFile(const std::string& path) {

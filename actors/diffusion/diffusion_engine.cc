@@ -22,6 +22,7 @@
 #include "models/wan/wan_model.h"
 #include "runtime/common/gpu_info.h"
 #include "runtime/common/log.h"
+#include "samplers/denoise_mask.h"
 #include "samplers/latent_file.h"
 #include "samplers/mesh_sample.h"
 
@@ -517,11 +518,12 @@ class DiffusionEngine::Impl {
     SampleOutcome outcome;
     std::string reason;
     // A starting latent, when given, is read first: its size is the job's for the placement.
-    at::Tensor latent;
+    at::Tensor latent, noise_mask;
     if (!request.latent.empty()) {
       auto parsed = samplers::ParseLatent(request.latent, "latent");
       if (!parsed.ok()) return parsed.status();
-      latent = *std::move(parsed);
+      latent = std::move(parsed->samples);
+      noise_mask = std::move(parsed->noise_mask);
       if (latent.dim() == 4) latent = latent.unsqueeze(0);
     }
     JobShape shape = ShapeOf(request.mesh, request.cfg);
@@ -605,6 +607,26 @@ class DiffusionEngine::Impl {
     const at::Tensor clip_fea =
         positive->clip_fea.defined() ? positive->clip_fea.to(device_) : at::Tensor();
     const at::Tensor y = positive->y.defined() ? positive->y.to(device_) : at::Tensor();
+    // A noise mask: Wan 2.2's 48-channel model (ComfyUI's WAN22) sees a timestep per frame,
+    // scaled by the frame's share of noise — [1, tokens] after repeating over a frame's tokens.
+    at::Tensor frame_timestep_scale;
+    int64_t tokens_per_frame = 0;
+    if (noise_mask.defined()) {
+      if (config.i2v()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "latent: a 'noise_mask' with ", config.name,
+            " (image-to-video takes its mask from the conditioning) is not supported"));
+      }
+      auto prepared = samplers::PrepareDenoiseMask(noise_mask, latent.sizes());
+      if (!prepared.ok()) {
+        return absl::Status(prepared.status().code(),
+                            absl::StrCat("latent: ", prepared.status().message()));
+      }
+      if (config.per_token_timesteps()) {
+        frame_timestep_scale = samplers::FrameTimestepScale(*prepared).to(device_);
+        tokens_per_frame = (latent.size(3) / config.patch_h) * (latent.size(4) / config.patch_w);
+      }
+    }
     const models::ParallelContext sequence = (*mesh)->sequence_context();
     // The network of one loaded model (an expert of a two-expert job, or the job's model).
     auto model_fn_for = [&](models::WeightProvider& weights) -> samplers::ModelFn {
@@ -624,6 +646,9 @@ class DiffusionEngine::Impl {
           models::wan::WanInputs in;
           in.x = x;
           in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
+          if (frame_timestep_scale.defined()) {
+            in.t = (frame_timestep_scale * in.t).repeat_interleave(tokens_per_frame, 1);
+          }
           in.context = cond ? positive_text : negative_text;
           in.clip_fea = clip_fea;
           in.y = y;
@@ -655,6 +680,9 @@ class DiffusionEngine::Impl {
     }
     // Latents enter and leave in ComfyUI's LATENT convention (the VAE's space).
     options.latent_format = *latent_format;
+    options.denoise_mask = noise_mask;
+    options.inpaint_input = config.per_token_timesteps() ? samplers::InpaintInput::kClean
+                                                         : samplers::InpaintInput::kRenoised;
     const samplers::ModelSampling sampling =
         samplers::ModelSampling::DiscreteFlow(request.shift > 0 ? request.shift : 5.0);
     const auto sample_start = Clock::now();
@@ -689,7 +717,8 @@ class DiffusionEngine::Impl {
     if (reports) {
       // [dp, 1, C, F, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
       at::Tensor result = out->to(at::kCPU).flatten(0, 1);
-      auto bytes = samplers::SerializeLatent(result);
+      // The mask goes on with the result, as ComfyUI's KSampler passes the LATENT's on.
+      auto bytes = samplers::SerializeLatent(result, noise_mask);
       if (!bytes.ok()) return bytes.status();
       outcome.latent = *std::move(bytes);
     }

@@ -31,6 +31,42 @@ absl::Status InField(const std::string& field, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
 }
 
+// A starting latent's noise mask (samplers/denoise_mask.h): what PrepareDenoiseMask accepts,
+// checked from the file's header. A mask at pixel size (4x the frames, 16x each side at most) is
+// resized; anything larger is refused before a worker reads it.
+absl::Status CheckNoiseMask(const models::StTensorInfo& mask, const models::wan::WanConfig& config,
+                            int64_t frames, int64_t height, int64_t width) {
+  if (config.i2v()) {
+    return Invalid("latent", absl::StrCat("a 'noise_mask' with ", config.name,
+                                          " (image-to-video takes its mask from the "
+                                          "conditioning) is not supported"));
+  }
+  if (mask.dtype != models::StDtype::kF32 && mask.dtype != models::StDtype::kF16 &&
+      mask.dtype != models::StDtype::kBF16 && mask.dtype != models::StDtype::kF64) {
+    return Invalid("latent", absl::StrCat("'noise_mask' is ", models::StDtypeName(mask.dtype),
+                                          "; a mask is F32, F16, BF16 or F64"));
+  }
+  const std::vector<int64_t>& shape = mask.shape;
+  const auto shape_text = [&] { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); };
+  int64_t elements = 1;
+  for (int64_t side : shape) elements *= side;
+  if (shape.size() < 2 || shape.size() > 5 || elements == 0) {
+    return Invalid("latent", absl::StrCat("'noise_mask' is ", shape_text(),
+                                          "; a video mask is [B, 1 or C, F, H, W] or [F, H, W]"));
+  }
+  if (shape.size() == 5 && shape[1] != 1 && shape[1] != config.out_channels) {
+    return Invalid("latent", absl::StrCat("'noise_mask' has ", shape[1], " channels; ", config.name,
+                                          " has ", config.out_channels));
+  }
+  if (shape[shape.size() - 2] > 16 * height || shape.back() > 16 * width ||
+      elements > 64 * 4 * frames * height * width * config.out_channels) {
+    return Invalid("latent",
+                   absl::StrCat("'noise_mask' ", shape_text(), " is larger than the ",
+                                "latent's pixels (", frames, "x", height, "x", width, " latent)"));
+  }
+  return absl::OkStatus();
+}
+
 struct CommonPlan {
   std::vector<std::string> files;
   models::wan::WanConfig config;
@@ -204,6 +240,11 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
     frames = shape[1];
     height = shape[2];
     width = shape[3];
+    if (const models::StTensorInfo* mask = header->Find("noise_mask")) {
+      if (auto status = CheckNoiseMask(*mask, config, frames, height, width); !status.ok()) {
+        return status;
+      }
+    }
   } else {
     const int spatial = static_cast<int>(config.vae_spatial());
     const int multiple = spatial * static_cast<int>(config.patch_h);

@@ -118,6 +118,7 @@ def _run_job(node: str, model: ModelRef, latent_image: Any, **job: Any) -> tuple
         positive = convert.conditioning_to_tensors(job.pop("positive"), "positive")
         negative = convert.conditioning_to_tensors(job.pop("negative"), "negative")
         latent = convert.latent_to_tensor(latent_image, "latent_image")
+        noise_mask = convert.noise_mask_of(latent_image, "latent_image")
     except convert.NodeInputError as error:
         raise _node_error(node, error) from None
     settings = {**model.settings, **job}
@@ -129,7 +130,12 @@ def _run_job(node: str, model: ModelRef, latent_image: Any, **job: Any) -> tuple
         try:
             info = client.submit(
                 raylight.sample_job(
-                    settings.pop("model"), positive, negative, latent=latent, **settings
+                    settings.pop("model"),
+                    positive,
+                    negative,
+                    latent=latent,
+                    noise_mask=noise_mask,
+                    **settings,
                 )
             )
         except raylight.RaylightError as error:
@@ -169,7 +175,7 @@ def _run_job(node: str, model: ModelRef, latent_image: Any, **job: Any) -> tuple
         finally:
             done.set()
             watcher.join()
-    return (convert.latent_from_tensor(result.latent),)
+    return (convert.latent_from_tensor(result.latent, latent_image),)
 
 
 class RaylightCluster:

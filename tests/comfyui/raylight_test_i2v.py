@@ -1,14 +1,19 @@
-"""A test-only ComfyUI node: image-to-video inputs attached to a prompt pair the way ComfyUI's
-WanImageToVideo attaches them (concat_latent_image: the start image's LATENT; concat_mask: 0 on
-the frames it gives; clip_vision_output: CLIP vision's penultimate hidden states), from fresh
-random values, so that the node pack's I2V path runs in ComfyUI without the VAE and CLIP-vision
-models a real run would load.
+"""Test-only ComfyUI nodes that make image-to-video inputs from fresh random values, so that the
+node pack's I2V paths run in ComfyUI without the VAE and CLIP-vision models a real run would load:
+
+- RaylightTestI2VInputs attaches them to a prompt pair the way ComfyUI's WanImageToVideo does
+  (concat_latent_image: the start image's LATENT; concat_mask: 0 on the frames it gives;
+  clip_vision_output: CLIP vision's penultimate hidden states).
+- RaylightTestTI2VLatent runs ComfyUI's own Wan22ImageToVideoLatent (Wan 2.2 TI2V-5B's start
+  image: the image's latent in the LATENT's first frames and a noise_mask 0 there) with a stand-in
+  VAE whose encoder returns random 48-channel latents.
 """
 
 from typing import Any
 
 import node_helpers
 import torch
+from comfy_extras.nodes_wan import Wan22ImageToVideoLatent
 
 
 class _VisionOutput:
@@ -48,4 +53,45 @@ class RaylightTestI2VInputs:
         )
 
 
-NODE_CLASS_MAPPINGS = {"RaylightTestI2VInputs": RaylightTestI2VInputs}
+class _RandomWan22Encoder:
+    """What Wan22ImageToVideoLatent asks of a VAE: encode(images [T, H, W, 3]) -> the Wan 2.2
+    VAE's latent [1, 48, (T - 1) // 4 + 1, H / 16, W / 16]; here random values of that shape."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        frames, height, width = images.shape[0], images.shape[1], images.shape[2]
+        shape = (1, 48, (frames - 1) // 4 + 1, height // 16, width // 16)
+        return torch.randn(shape, generator=self.generator)
+
+
+class RaylightTestTI2VLatent:
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "width": ("INT", {"default": 128, "min": 32, "max": 4096, "step": 32}),
+                "height": ("INT", {"default": 96, "min": 32, "max": 4096, "step": 32}),
+                "length": ("INT", {"default": 9, "min": 1, "max": 4096, "step": 4}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+            }
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "make"
+    CATEGORY = "_for_testing"
+
+    def make(self, width: int, height: int, length: int, seed: int) -> tuple[Any]:
+        g = torch.Generator().manual_seed(seed)
+        start_image = torch.rand(1, height, width, 3, generator=g)
+        output = Wan22ImageToVideoLatent.execute(
+            _RandomWan22Encoder(g), width, height, length, 1, start_image
+        )
+        return (output.result[0],)
+
+
+NODE_CLASS_MAPPINGS = {
+    "RaylightTestI2VInputs": RaylightTestI2VInputs,
+    "RaylightTestTI2VLatent": RaylightTestTI2VLatent,
+}

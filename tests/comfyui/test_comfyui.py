@@ -62,15 +62,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def random_wan(path: Path, seed: int, i2v: bool = False) -> None:
-    """A random Wan 2.1 T2V (or I2V) in ComfyUI's spelling (model.diffusion_model.*), f32."""
+def random_wan(path: Path, seed: int, i2v: bool = False, channels: int = CHANNELS) -> None:
+    """A random Wan 2.1 T2V (or I2V; or with 48 channels Wan 2.2 TI2V) in ComfyUI's spelling
+    (model.diffusion_model.*), f32."""
     g = torch.Generator().manual_seed(seed)
 
     def w(*shape: int, scale: float = 0.05) -> torch.Tensor:
         return torch.randn(*shape, generator=g) * scale
 
     t: dict[str, torch.Tensor] = {
-        "patch_embedding.weight": w(DIM, CHANNELS + (20 if i2v else 0), 1, 2, 2),
+        "patch_embedding.weight": w(DIM, channels + (20 if i2v else 0), 1, 2, 2),
         "patch_embedding.bias": w(DIM),
         "text_embedding.0.weight": w(DIM, TEXT_DIM, scale=0.02),
         "text_embedding.0.bias": w(DIM),
@@ -83,8 +84,8 @@ def random_wan(path: Path, seed: int, i2v: bool = False) -> None:
         "time_projection.1.weight": w(6 * DIM, DIM),
         "time_projection.1.bias": w(6 * DIM),
         "head.modulation": w(1, 2, DIM),
-        "head.head.weight": w(CHANNELS * 4, DIM),
-        "head.head.bias": w(CHANNELS * 4),
+        "head.head.weight": w(channels * 4, DIM),
+        "head.head.bias": w(channels * 4),
     }
     if i2v:  # CLIP vision's 1280 features -> the model (MLPProj)
         t |= {
@@ -266,6 +267,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     random_wan(models / "wan_high.safetensors", seed)
     random_wan(models / "wan_low.safetensors", seed + 1)
     random_wan(models / "wan_i2v.safetensors", seed + 5, i2v=True)
+    random_wan(models / "wan_ti2v.safetensors", seed + 6, channels=48)
     umt5_like(base / "input" / "positive.safetensors", 11, 512, seed + 2)
     umt5_like(base / "input" / "negative.safetensors", 4, 512, seed + 3)
     umt5_like(base / "input" / "long.safetensors", 600, 600, seed + 4)
@@ -508,6 +510,68 @@ def test_image_to_video_conditioning_gives_comfyuis_latent(setup: Setup) -> None
     assert error < TOLERANCE
 
 
+def test_wan22_ti2v_start_image_gives_comfyuis_latent(setup: Setup) -> None:
+    """Wan22ImageToVideoLatent's LATENT (start image in the first frame, noise_mask 0 there) on
+    a 48-channel Wan 2.2 TI2V: ComfyUI keeps that frame clean at every model call and gives each
+    frame its own timestep (WAN22.process_timestep)."""
+    g = Graph()
+    c = common_nodes(g, setup, "wan_ti2v.safetensors")
+    start = g.add(
+        "RaylightTestTI2VLatent", width=128, height=96, length=9, seed=random.randrange(1 << 30)
+    )
+    c["latent"] = g.out(start)
+    given = save(g, c["latent"], "ti2v_start")
+    pairs = []
+    for sampler in ("euler", "dpmpp_2m_sde"):
+        inputs = ksampler_inputs(c, sampler, "simple", 4, random.randrange(1 << 48))
+        ksampler = g.add("RaylightKSampler", model=c["raylight_model"], **inputs)
+        ours = save(g, g.out(ksampler), f"r_ti2v_{sampler}")
+        theirs = save(g, g.out(g.add("KSampler", model=c["comfy_model"], **inputs)), f"c_{sampler}")
+        pairs.append((sampler, ours, theirs))
+        if sampler == "euler":  # the per-frame timesteps split with the tokens under Ulysses
+            ulysses = raylight_model(g, c["cluster"], "wan_ti2v.safetensors", ulysses=2)
+            split = g.add("RaylightKSampler", model=ulysses, **inputs)
+            pairs.append(("euler, ulysses 2", save(g, g.out(split), "r_ti2v_u2"), theirs))
+    entry = setup.comfy.run(g.nodes)
+    start_latent = setup.comfy.latent(entry, given)
+    for sampler, ours, theirs in pairs:
+        ours_latent = setup.comfy.latent(entry, ours)
+        error = rel_l2(ours_latent, setup.comfy.latent(entry, theirs))
+        kept = rel_l2(ours_latent[:, :, :1], start_latent[:, :, :1])
+        print(f"TI2V start image, {sampler}: relative L2 {error:.2e}; first frame kept {kept:.1e}")
+        assert error < TOLERANCE
+        assert kept < 1e-5  # the start image's frame comes back as given
+
+
+def test_an_inpainting_noise_mask_gives_comfyuis_latent(setup: Setup) -> None:
+    """SetLatentNoiseMask on a Wan 2.1 LATENT: a pixel-size mask (the left half 0.25, the rest
+    1) resized to the latent, the kept part re-noised to each call's sigma."""
+    g = Graph()
+    c = common_nodes(g, setup)
+    first = ksampler_inputs(c, "euler", "simple", 3, random.randrange(1 << 48))
+    c["latent"] = g.out(g.add("RaylightKSampler", model=c["raylight_model"], **first))
+    whole = g.add("SolidMask", value=1.0, width=WIDTH, height=HEIGHT)
+    left = g.add("SolidMask", value=0.25, width=WIDTH // 2, height=HEIGHT)
+    mask = g.add(
+        "MaskComposite",
+        destination=g.out(whole),
+        source=g.out(left),
+        x=0,
+        y=0,
+        operation="multiply",
+    )
+    c["latent"] = g.out(g.add("SetLatentNoiseMask", samples=c["latent"], mask=g.out(mask)))
+    inputs = ksampler_inputs(c, "dpmpp_2m", "simple", 5, random.randrange(1 << 48)) | {
+        "denoise": 0.8
+    }
+    ours = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_inp")
+    theirs = save(g, g.out(g.add("KSampler", model=c["comfy_model"], **inputs)), "c_inp")
+    entry = setup.comfy.run(g.nodes)
+    error = rel_l2(setup.comfy.latent(entry, ours), setup.comfy.latent(entry, theirs))
+    print(f"inpainting noise mask: relative L2 {error:.2e}")
+    assert error < TOLERANCE
+
+
 def test_a_raylightctl_latent_loads_in_comfyui(setup: Setup) -> None:
     seed, steps = random.randrange(1 << 48), 5
     prefix = setup.base / "cli"
@@ -637,7 +701,12 @@ def test_invalid_inputs_are_node_errors_that_name_the_input(setup: Setup) -> Non
 def test_the_model_list_comes_from_the_cluster(setup: Setup) -> None:
     info = setup.comfy.get("/object_info/RaylightModel")["RaylightModel"]
     listed = info["input"]["required"]["model"][0]
-    assert listed == ["wan_high.safetensors", "wan_i2v.safetensors", "wan_low.safetensors"]
+    assert listed == [
+        "wan_high.safetensors",
+        "wan_i2v.safetensors",
+        "wan_low.safetensors",
+        "wan_ti2v.safetensors",
+    ]
     samplers = setup.comfy.get("/object_info/RaylightKSampler")["RaylightKSampler"]
     names = samplers["input"]["required"]["sampler_name"][0]
     assert "euler" in names and "uni_pc" in names

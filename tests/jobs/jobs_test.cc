@@ -338,7 +338,29 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
       "latent_tensor", models::StDtype::kI8, {1, 16, 3, 6, 10}, 0, bytes.size()};
   std::string int_latent = models::BuildSafetensorsHeader({int8}, {});
   int_latent.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  // A float LATENT with a noise mask that cannot apply: 3 channels for a 16-channel model, or
+  // integers.
+  auto with_mask = [](models::StDtype dtype, std::vector<int64_t> shape) {
+    const size_t latent_bytes = 16 * 3 * 6 * 10 * 4;
+    size_t mask_bytes = dtype == models::StDtype::kI8 ? 1 : 4;
+    for (int64_t side : shape) mask_bytes *= side;
+    models::StTensorInfo latent{
+        "latent_tensor", models::StDtype::kF32, {1, 16, 3, 6, 10}, 0, latent_bytes};
+    models::StTensorInfo mask{"noise_mask", dtype, shape, latent_bytes, latent_bytes + mask_bytes};
+    std::string file = models::BuildSafetensorsHeader({latent, mask}, {});
+    file.append(latent_bytes + mask_bytes, '\0');
+    return file;
+  };
+  const std::string three_channel_mask = with_mask(models::StDtype::kF32, {1, 3, 3, 6, 10});
+  const std::string int_mask = with_mask(models::StDtype::kI8, {3, 6, 10});
+  const std::string huge_mask = with_mask(models::StDtype::kF32, {1, 1, 3, 6, 1000});
   const std::vector<Case> cases = {
+      {"a noise mask of 3 channels", [&](auto& j) { j.set_latent(three_channel_mask); },
+       absl::StatusCode::kInvalidArgument, "'noise_mask' has 3 channels"},
+      {"an integer noise mask", [&](auto& j) { j.set_latent(int_mask); },
+       absl::StatusCode::kInvalidArgument, "'noise_mask' is I8"},
+      {"a noise mask wider than the pixels", [&](auto& j) { j.set_latent(huge_mask); },
+       absl::StatusCode::kInvalidArgument, "larger than the latent's pixels"},
       {"unknown model", [](auto& j) { j.set_model("nope.safetensors"); },
        absl::StatusCode::kNotFound, "model:"},
       {"dot-dot", [](auto& j) { j.set_model("../outside/secret.safetensors"); },

@@ -62,9 +62,10 @@ double RelativeL2(const at::Tensor& ours, const at::Tensor& reference) {
   return ((ours - reference).norm() / reference.norm().clamp_min(1e-30)).item<double>();
 }
 
-// The network both sides run: velocity a x + b tanh(x) t / 1000 + c.
+// The network both sides run: velocity a x + b tanh(x) t / 1000 + c + d roll(x, 1 frame); the
+// roll mixes frames, so that what a noise mask keeps reaches what it samples.
 struct Network {
-  double a, b, c;
+  double a, b, c, d;
 };
 
 // In the reference's float32 order of operations: ComfyUI hands the network
@@ -73,7 +74,7 @@ struct Network {
 ModelFn NetworkFn(const Network& n) {
   return [n](const at::Tensor& x, double timestep, Branch) -> absl::StatusOr<at::Tensor> {
     const float t = static_cast<float>(timestep / 1000) * 1000.0f;
-    return x * n.a + at::tanh(x) * n.b * (t / 1000.0f) + n.c;
+    return x * n.a + at::tanh(x) * n.b * (t / 1000.0f) + n.c + at::roll(x, 1, -3) * n.d;
   };
 }
 
@@ -89,12 +90,15 @@ struct Case {
   bool leftover = false;
   bool wan22 = false;
   std::vector<double> sigmas;
+  std::string mask;    // a LATENT noise mask: "mask21" / "mask22" (see below), or none
+  bool clean = false;  // the kept part enters clean (Wan 2.2's WAN22), else re-noised
 };
 
 TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
   std::mt19937_64 rng(std::random_device{}());
   std::uniform_real_distribution<double> unit(0, 1);
-  const Network net{0.1 + 0.4 * unit(rng), -0.3 + 0.6 * unit(rng), -0.1 + 0.2 * unit(rng)};
+  const Network net{0.1 + 0.4 * unit(rng), -0.3 + 0.6 * unit(rng), -0.1 + 0.2 * unit(rng),
+                    -0.2 + 0.4 * unit(rng)};
   // A shift in quarters: shift and shift - 1 are exact in float32, so the flow table's top sigma
   // is exactly 1 on both sides (an arbitrary double can put ComfyUI's float32 table one ulp above
   // 1, where the rectified-flow ancestral samplers' log-SNR is NaN).
@@ -178,11 +182,48 @@ TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
   wan22.nonzero_latent = true;
   cases.push_back(wan22);
 
+  // A LATENT noise mask: inpainting a vid2vid LATENT (SetLatentNoiseMask's fractional mask at
+  // another size, resized; the kept part re-noised), over both halves of a chained run, and
+  // Wan22ImageToVideoLatent's (first frame kept, clean).
+  for (const char* sampler : {"euler", "dpmpp_2m_sde", "uni_pc"}) {
+    Case inpaint{.name = absl::StrCat("inpaint_", sampler), .sampler = sampler};
+    inpaint.scheduler = "simple";
+    inpaint.seed = rng() % 100000;
+    inpaint.nonzero_latent = true;
+    inpaint.mask = "mask21";
+    cases.push_back(inpaint);
+    Case start_image = inpaint;
+    start_image.name = absl::StrCat("start_image_", sampler);
+    start_image.wan22 = true;
+    start_image.mask = "mask22";
+    start_image.clean = true;
+    cases.push_back(start_image);
+  }
+  Case masked_first{.name = "inpaint_first_half", .sampler = "euler", .scheduler = "simple"};
+  masked_first.seed = rng() % 100000;
+  masked_first.nonzero_latent = true;
+  masked_first.mask = "mask21";
+  masked_first.steps = 8;
+  masked_first.end_step = 3;
+  masked_first.leftover = true;
+  cases.push_back(masked_first);
+  Case masked_second = masked_first;
+  masked_second.name = "inpaint_second_half";
+  masked_second.chained_from = masked_first.name;
+  masked_second.add_noise = false;
+  masked_second.start_step = 3;
+  masked_second.end_step = 10000;
+  masked_second.leftover = false;
+  cases.push_back(masked_second);
+
   // A LATENT like a VAE's: per-channel offsets and scales around Wan's statistics.
   const std::vector<int64_t> shape21 = {1, 16, 2, 4, 6}, shape22 = {1, 48, 2, 4, 6};
   at::manual_seed(rng());
   const at::Tensor latent21 = models::ProcessOut(models::Wan21LatentFormat(), at::randn(shape21));
   const at::Tensor latent22 = models::ProcessOut(models::Wan22LatentFormat(), at::randn(shape22));
+  const at::Tensor mask21 = at::rand({3, 7, 9});
+  at::Tensor mask22 = at::ones({1, 1, 2, 4, 6});
+  mask22.narrow(2, 0, 1).zero_();
   std::string json = "{\"cases\": [";
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
@@ -202,11 +243,14 @@ TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
                     ",\"return_with_leftover_noise\":", c.leftover ? "true" : "false",
                     ",\"format\":\"", c.wan22 ? "wan22" : "wan21", "\",\"shift\":", Num(shift),
                     ",\"sigmas\":[", sigmas, "],\"a\":", Num(net.a), ",\"b\":", Num(net.b),
-                    ",\"c\":", Num(net.c), "}");
+                    ",\"c\":", Num(net.c), ",\"d\":", Num(net.d), ",\"mask\":\"", c.mask,
+                    "\",\"inpaint\":\"", c.clean ? "clean" : "renoise", "\"}");
   }
   json += "]}";
   testing_util::TempDir dir("comfyui_parity");
-  auto reference = RunComfyUi(dir, json, {{"latent21", latent21}, {"latent22", latent22}});
+  auto reference = RunComfyUi(
+      dir, json,
+      {{"latent21", latent21}, {"latent22", latent22}, {"mask21", mask21}, {"mask22", mask22}});
   ASSERT_TRUE(reference.ok()) << reference.status();
 
   const ModelSampling flow = ModelSampling::DiscreteFlow(shift);
@@ -228,6 +272,9 @@ TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
     options.return_with_leftover_noise = c.leftover;
     options.sigmas = c.sigmas;
     options.latent_format = c.wan22 ? &models::Wan22LatentFormat() : &models::Wan21LatentFormat();
+    if (c.mask == "mask21") options.denoise_mask = mask21;
+    if (c.mask == "mask22") options.denoise_mask = mask22;
+    options.inpaint_input = c.clean ? InpaintInput::kClean : InpaintInput::kRenoised;
     at::Tensor start =
         c.nonzero_latent ? (c.wan22 ? latent22 : latent21) : at::zeros(c.wan22 ? shape22 : shape21);
     // Chained as a workflow chains two KSamplerAdvanced nodes: our first half's LATENT.

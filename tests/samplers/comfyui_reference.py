@@ -15,7 +15,9 @@ C++ test runs; see `network`), and CFGGuider.inner_sample, whose latent handling
 Cases (JSON list): name, sampler, scheduler, steps, denoise, seed, latent (a tensor name in the
 inputs, "@NAME" for an earlier case's result, or "" for zeros shaped like `shape`), shape, add_noise, start_step, end_step,
 return_with_leftover_noise, format ("wan21" | "wan22"), shift, sigmas (optional custom schedule),
-and the network constants a, b, c. Also `beta_indices`: writes the beta scheduler's sigmas for
+the network constants a, b, c, d, and optionally a LATENT noise mask: mask (a tensor name in the
+inputs) with inpaint "renoise" (BaseModel.scale_latent_inpaint) or "clean" (WAN22's), prepared as
+CFGGuider.outer_sample prepares it and applied by ComfyUI's own KSamplerX0Inpaint. Also `beta_indices`: writes the beta scheduler's sigmas for
 every step count listed, on the model's table; and `brownian`: ComfyUI's BrownianTreeNoiseSampler
 (torchsde) for a seed, shape and sigma list, at each listed (sigma, sigma_next) query.
 
@@ -63,10 +65,13 @@ def make_sampling(comfy: Any, shift: float) -> Any:
     return sampling
 
 
-def network(x: torch.Tensor, t: torch.Tensor, a: float, b: float, c: float) -> torch.Tensor:
-    """The model's velocity for input x at timestep t (the same formula as the C++ test's)."""
+def network(
+    x: torch.Tensor, t: torch.Tensor, a: float, b: float, c: float, d: float
+) -> torch.Tensor:
+    """The model's velocity for input x at timestep t (the same formula as the C++ test's); the
+    d term mixes frames, so that what a noise mask keeps reaches what it samples."""
     tt = (t / 1000.0).reshape(-1, *([1] * (x.ndim - 1)))
-    return a * x + b * torch.tanh(x) * tt + c
+    return a * x + b * torch.tanh(x) * tt + c + d * torch.roll(x, 1, -3)
 
 
 class Patcher:
@@ -91,11 +96,15 @@ class Inner:
     def process_latent_out(self, latent: torch.Tensor) -> torch.Tensor:
         return self.latent_format.process_out(latent)
 
+    def scale_latent_inpaint(self, **kwargs: Any) -> torch.Tensor:
+        # The model class's own method, run on this stand-in (it reads self.model_sampling).
+        return self.inpaint_model.scale_latent_inpaint(self, **kwargs)  # type: ignore[no-any-return]
+
 
 class Wrap:
     """The CFG model wrapper at cfg 1: BaseModel.apply_model's input, timestep and denoised."""
 
-    def __init__(self, inner: Inner, constants: tuple[float, float, float]) -> None:
+    def __init__(self, inner: Inner, constants: tuple[float, float, float, float]) -> None:
         self.inner_model = inner
         self.constants = constants
         # The SDE samplers read the model sampling through the patcher (log-SNR for flow models).
@@ -116,7 +125,13 @@ def run_case(comfy: Any, case: dict[str, Any], inputs: dict[str, torch.Tensor],
         case["format"]
     ]()
     inner = Inner(sampling, latent_format)
-    wrap = Wrap(inner, (case["a"], case["b"], case["c"]))
+    import comfy.model_base
+
+    inner.inpaint_model = (  # type: ignore[attr-defined]
+        comfy.model_base.WAN22 if case.get("inpaint") == "clean" else comfy.model_base.BaseModel
+    )
+    mask = inputs[case["mask"]] if case.get("mask") else None
+    wrap = Wrap(inner, (case["a"], case["b"], case["c"], case["d"]))
     if case["latent"].startswith("@"):  # an earlier case's LATENT, as a chained node gets it
         latent = outputs[case["latent"][1:]]
     else:
@@ -130,8 +145,12 @@ def run_case(comfy: Any, case: dict[str, Any], inputs: dict[str, torch.Tensor],
         # CFGGuider.inner_sample's latent handling around ComfyUI's own KSAMPLER.sample.
         if latent_image is not None and torch.count_nonzero(latent_image) > 0:
             latent_image = inner.process_latent_in(latent_image)
+        if denoise_mask is not None:  # CFGGuider.outer_sample's
+            denoise_mask = comfy.sampler_helpers.prepare_mask(denoise_mask, noise.shape, "cpu")
         extra_args = {"model_options": {}, "seed": seed}
-        samples = sampler.sample(wrap, sigmas, extra_args, None, noise, latent_image, None, True)
+        samples = sampler.sample(
+            wrap, sigmas, extra_args, None, noise, latent_image, denoise_mask, True
+        )
         return inner.process_latent_out(samples.to(torch.float32))
 
     comfy.samplers.sample = guided_sample
@@ -146,7 +165,7 @@ def run_case(comfy: Any, case: dict[str, Any], inputs: dict[str, torch.Tensor],
     return ksampler.sample(
         noise, None, None, 1.0, latent_image=latent, start_step=case["start_step"],
         last_step=case["end_step"], force_full_denoise=not case["return_with_leftover_noise"],
-        sigmas=custom, disable_pbar=True, seed=case["seed"])
+        denoise_mask=mask, sigmas=custom, disable_pbar=True, seed=case["seed"])
 
 
 def main() -> None:
@@ -162,6 +181,7 @@ def main() -> None:
         tar.extractall(args.workdir, filter="data")
     comfy = load_comfy(os.path.join(args.workdir, top))
     import comfy.sample  # noqa: F401  (prepare_noise)
+    import comfy.sampler_helpers  # noqa: F401  (prepare_mask)
 
     spec = json.load(open(args.cases))
     inputs = load_file(args.inputs)

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "models/core/safetensors_tensors.h"
+#include "samplers/denoise_mask.h"
 #include "samplers/k_samplers.h"
 #include "samplers/ksampler.h"
 #include "samplers/latent_file.h"
@@ -665,6 +666,54 @@ TEST(LatentFileTest, RoundTripAndComfyUiKeys) {
   EXPECT_TRUE(at::allclose(*ReadLatentFile(old), latent / 0.18215));
   EXPECT_EQ(ReadLatentFile(dir.path() + "/none.latent").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(LatentFileTest, ANoiseMaskTravelsWithTheLatent) {
+  at::Tensor latent = at::randn({1, 48, 3, 4, 6}), mask = at::rand({1, 1, 3, 4, 6});
+  auto bytes = SerializeLatent(latent, mask);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto back = ParseLatent(*bytes, "test");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(at::equal(back->samples, latent));
+  EXPECT_TRUE(at::equal(back->noise_mask, mask));
+  auto plain = ParseLatent(*SerializeLatent(latent), "test");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->noise_mask.defined());
+  auto integers = models::SerializeTensors(
+      {{"latent_tensor", latent}, {"noise_mask", at::ones({3, 4, 6}, at::kInt)}});
+  ASSERT_TRUE(integers.ok());
+  EXPECT_NE(ParseLatent(*integers, "test").status().message().find("'noise_mask'"),
+            std::string::npos);
+}
+
+// The mask at the latent's shape as ComfyUI's prepare_mask makes it (the resize itself is
+// compared with ComfyUI in ComfyUiParityTest); what it cannot take names the field.
+TEST(DenoiseMaskTest, ShapesAndErrors) {
+  const std::vector<int64_t> video = {2, 16, 3, 4, 6};
+  auto same = PrepareDenoiseMask(at::full({1, 1, 3, 4, 6}, 0.25), video);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(same->sizes(), at::IntArrayRef(video));
+  EXPECT_TRUE(at::equal(*same, at::full(video, 0.25)));
+  auto pixels = PrepareDenoiseMask(at::ones({9, 32, 48}), video);  // frames x pixels
+  ASSERT_TRUE(pixels.ok()) << pixels.status();
+  EXPECT_TRUE(at::equal(*pixels, at::ones(video)));
+  auto image = PrepareDenoiseMask(at::zeros({1, 64, 64}), {1, 16, 8, 8});
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_EQ(image->sizes(), at::IntArrayRef({1, 16, 8, 8}));
+  for (const auto& [mask, why] :
+       {std::pair{at::ones({1, 3, 3, 4, 6}), "3 channels"},
+        std::pair{at::ones({3, 4, 6}, at::kInt), "floating-point"},
+        std::pair{at::full({3, 4, 6}, NAN), "NaN"}, std::pair{at::ones({6}), "shape"}}) {
+    auto refused = PrepareDenoiseMask(mask, video);
+    ASSERT_FALSE(refused.ok()) << why;
+    EXPECT_NE(refused.status().message().find("noise_mask: "), std::string::npos);
+    EXPECT_NE(refused.status().message().find(why), std::string::npos) << refused.status();
+  }
+  // WAN22's per-frame timestep scale: the first frame kept, the rest half sampled.
+  at::Tensor start_image = at::full(video, 0.5);
+  start_image.narrow(2, 0, 1).zero_();
+  EXPECT_TRUE(
+      at::equal(FrameTimestepScale(start_image), at::tensor({0.0f, 0.5f, 0.5f}).repeat({2, 1})));
 }
 
 }  // namespace

@@ -255,6 +255,14 @@ def test_latents_round_trip_as_comfyui_files() -> None:
     assert torch.allclose(raylight.latent_from_bytes(old), latent / 0.18215)
     with pytest.raises(ValueError, match="latent_tensor"):
         raylight.latent_from_bytes(save({"x": latent}))
+    from safetensors.torch import load
+
+    mask = torch.rand(1, 1, 3, 4, 5)
+    masked = load(raylight.latent_to_bytes(latent, mask))
+    assert torch.equal(masked["noise_mask"], mask)
+    assert torch.equal(masked["latent_tensor"], latent)
+    with pytest.raises(ValueError, match="noise_mask"):
+        raylight.sample_job("m", {"text": torch.zeros(2, 4)}, noise_mask=mask)
 
 
 def test_errors_name_their_field() -> None:

@@ -83,10 +83,16 @@ def test_latents() -> None:
     samples = torch.randn(1, 16, 3, 6, 10)
     assert comfyui.latent_to_tensor({"samples": samples}, "latent_image") is samples
     assert comfyui.latent_from_tensor(samples)["samples"] is samples
+    mask = torch.ones(1, 1, 3, 6, 10)
+    given = {"samples": torch.zeros(1), "noise_mask": mask}
+    assert comfyui.noise_mask_of(given, "latent_image") is mask
+    assert comfyui.noise_mask_of({"samples": samples}, "latent_image") is None
+    assert comfyui.latent_from_tensor(samples, given) == {"samples": samples, "noise_mask": mask}
+    with pytest.raises(comfyui.NodeInputError, match="noise_mask"):
+        comfyui.noise_mask_of({"samples": samples, "noise_mask": [1]}, "latent_image")
     for latent, expected in [
         ({"samples": torch.randn(2, 16, 3, 6, 10)}, "a batch of 2"),
         ({"samples": torch.randn(1, 4, 64, 64)}, "video LATENT"),
-        ({"samples": samples, "noise_mask": torch.ones(1)}, "noise mask"),
         ({"samples": samples, "batch_index": [3]}, "batch_index"),
         ({"latent": samples}, "not a LATENT"),
     ]:

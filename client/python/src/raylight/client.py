@@ -143,6 +143,7 @@ def sample_job(
     negative: Conditioning | None = None,
     *,
     latent: torch.Tensor | None = None,
+    noise_mask: torch.Tensor | None = None,
     width: int = 832,
     height: int = 480,
     frames: int = 81,
@@ -173,8 +174,12 @@ def sample_job(
     """A raylight.v1.SampleJob from ComfyUI-style arguments (KSampler and KSamplerAdvanced).
 
     `latent` is a ComfyUI LATENT (the VAE's space); without one the job starts from zeros of
-    width x height x frames. Conditioning is a dict of tensors or safetensors bytes.
+    width x height x frames. `noise_mask` is the LATENT's noise mask (1 where sampled, 0 where
+    the latent is kept: inpainting, Wan 2.2 TI2V's start image). Conditioning is a dict of
+    tensors or safetensors bytes.
     """
+    if noise_mask is not None and latent is None:
+        raise ValueError("noise_mask: given without a latent")
     job = diffusion_pb2.SampleJob(
         model=model,
         dtype=dtype,
@@ -201,7 +206,7 @@ def sample_job(
     if negative is not None:
         job.negative = conditioning_to_bytes(negative)
     if latent is not None:
-        job.latent = latent_to_bytes(latent)
+        job.latent = latent_to_bytes(latent, noise_mask)
     else:
         job.width, job.height, job.frames = width, height, frames
     if sigmas:

@@ -171,11 +171,10 @@ def conditioning_from_tensors(tensors: Mapping[str, torch.Tensor]) -> list[list[
 
 
 def latent_to_tensor(latent: Any, input_name: str) -> torch.Tensor:
-    """A ComfyUI LATENT ({"samples": [1, C, F, H, W]}) as the job's starting latent."""
+    """A ComfyUI LATENT ({"samples": [1, C, F, H, W]}) as the job's starting latent (its
+    noise_mask: `noise_mask_of`)."""
     if not isinstance(latent, Mapping) or "samples" not in latent:
         raise NodeInputError(input_name, "not a LATENT (a dict with 'samples')")
-    if latent.get("noise_mask") is not None:
-        raise NodeInputError(input_name, "a noise mask (inpainting) is not supported")
     batch_index = latent.get("batch_index")
     if batch_index is not None and list(batch_index) != [0]:
         raise NodeInputError(input_name, f"batch_index {list(batch_index)} is not supported")
@@ -194,6 +193,20 @@ def latent_to_tensor(latent: Any, input_name: str) -> torch.Tensor:
     return samples
 
 
-def latent_from_tensor(samples: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A job's resulting LATENT tensor as ComfyUI's LATENT dict."""
-    return {"samples": samples}
+def noise_mask_of(latent: Mapping[str, Any], input_name: str) -> torch.Tensor | None:
+    """A LATENT's noise mask (SetLatentNoiseMask, Wan22ImageToVideoLatent), or None; the
+    cluster prepares it as ComfyUI does (resized to the latent, repeated over channels)."""
+    mask = latent.get("noise_mask")
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor) or not mask.is_floating_point():
+        raise NodeInputError(input_name, "its noise_mask is not a floating-point tensor")
+    return mask
+
+
+def latent_from_tensor(
+    samples: torch.Tensor, given: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A job's resulting LATENT tensor as ComfyUI's LATENT dict: as ComfyUI's KSampler does,
+    the given LATENT's other entries (its noise_mask) go on with it."""
+    return {**(given or {}), "samples": samples}
