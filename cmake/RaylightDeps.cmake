@@ -81,6 +81,9 @@ find_path(RAYLIGHT_CLI11_INCLUDE_DIR CLI/CLI.hpp HINTS ${RAYLIGHT_PREFIX}/includ
 add_library(CLI11::CLI11 INTERFACE IMPORTED)
 target_include_directories(CLI11::CLI11 INTERFACE ${RAYLIGHT_CLI11_INCLUDE_DIR})
 find_package(SQLite3 REQUIRED)
+# OpenSSL's libcrypto makes a cluster's CA and certificates (runtime/rpc/certificates.cc); gRPC
+# itself links Debian's OpenSSL 3 already.
+find_package(OpenSSL 3 REQUIRED)
 
 # ---- models: nlohmann/json (header-only) parses safetensors headers ----------------------------
 find_path(RAYLIGHT_JSON_INCLUDE_DIR nlohmann/json.hpp HINTS ${RAYLIGHT_PREFIX}/include REQUIRED)

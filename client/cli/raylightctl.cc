@@ -24,6 +24,8 @@
 #include "client/sdk/client.h"
 #include "runtime/common/child_process.h"
 #include "runtime/common/file_util.h"
+#include "runtime/rpc/certificates.h"
+#include "runtime/rpc/security.h"
 
 namespace raylight::cli {
 namespace {
@@ -33,15 +35,17 @@ namespace fs = std::filesystem;
 struct Options {
   std::string state_dir;
   std::string address;  // RAYLIGHT_ADDRESS
-  std::string token_file;
-  std::string token;  // RAYLIGHT_TOKEN
+  // The daemons' tokens, TLS directory and --insecure (`token_file` / `token` are also what this
+  // command's own calls carry).
+  rpc::SecurityFlags security;
+  std::string tls_ca;  // RAYLIGHT_TLS_CA: the CA this command's calls verify the head with
+  bool tls = false;    // `up`: make (or reuse) the cluster's certificates and serve over TLS
   int port = 6380;
   std::string host = "127.0.0.1";
   int num_cpu_workers = -1;
   int tail = 50;
   std::string log_name;
   bool head = false;
-  bool insecure = false;  // passed to the daemons: no token needed beyond loopback
   std::vector<std::string> model_roots;
 };
 
@@ -59,37 +63,77 @@ std::string ReadFirstLine(const fs::path& path) {
   return line;
 }
 
-// The token `up` made for the local cluster, beside its state.
+// The tokens and certificates `up` made for the local cluster, beside its state.
 fs::path StateTokenFile(const Options& options) { return fs::path(options.state_dir) / "token"; }
+fs::path StateMemberTokenFile(const Options& options) {
+  return fs::path(options.state_dir) / "member_token";
+}
+fs::path StateTlsDir(const Options& options) { return fs::path(options.state_dir) / "tls"; }
 
 // --token-file, else --token / RAYLIGHT_TOKEN, else the local cluster's token file.
 std::string ResolveToken(const Options& options) {
-  if (!options.token_file.empty()) return ReadFirstLine(options.token_file);
-  if (!options.token.empty()) return options.token;
+  if (!options.security.token_file.empty()) return ReadFirstLine(options.security.token_file);
+  if (!options.security.token.empty()) return options.security.token;
   if (fs::exists(StateTokenFile(options))) return ReadFirstLine(StateTokenFile(options));
   return "";
 }
 
-// A cluster started here without a token gets one: 32 random bytes from the kernel, in hex, in
-// <state>/token (0600); the daemons read it from there and so does every later raylightctl.
-absl::Status EnsureToken(Options& options) {
-  if (!options.token_file.empty() || !options.token.empty()) return absl::OkStatus();
-  const fs::path path = StateTokenFile(options);
-  if (!fs::exists(path)) {
-    std::ifstream random("/dev/urandom", std::ios::binary);
-    unsigned char bytes[32];
-    if (!random.read(reinterpret_cast<char*>(bytes), sizeof(bytes))) {
-      return absl::InternalError("cannot read /dev/urandom for a cluster token");
-    }
-    std::string hex;
-    for (unsigned char byte : bytes) absl::StrAppend(&hex, absl::Hex(byte, absl::kZeroPad2));
-    const mode_t previous = umask(0077);
-    absl::Status written = WriteFileAtomically(path.string(), hex + "\n");
-    umask(previous);
-    if (!written.ok()) return written;
+// A secret at `path` (kept if there): 32 random bytes from the kernel, in hex, 0600.
+absl::Status EnsureSecret(const fs::path& path) {
+  if (fs::exists(path)) return absl::OkStatus();
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  unsigned char bytes[32];
+  if (!random.read(reinterpret_cast<char*>(bytes), sizeof(bytes))) {
+    return absl::InternalError("cannot read /dev/urandom for a token");
   }
-  options.token_file = path.string();
+  std::string hex;
+  for (unsigned char byte : bytes) absl::StrAppend(&hex, absl::Hex(byte, absl::kZeroPad2));
+  const mode_t previous = umask(0077);
+  absl::Status written = WriteFileAtomically(path.string(), hex + "\n");
+  umask(previous);
+  return written;
+}
+
+// A cluster started here without tokens gets two (auth.h): the cluster token in <state>/token,
+// which clients use, and the member token in <state>/member_token, which only the daemons read.
+absl::Status EnsureTokens(Options& options) {
+  rpc::SecurityFlags& security = options.security;
+  if (security.token_file.empty() && security.token.empty()) {
+    if (auto status = EnsureSecret(StateTokenFile(options)); !status.ok()) return status;
+    security.token_file = StateTokenFile(options).string();
+  }
+  if (security.member_token_file.empty() && security.member_token.empty()) {
+    if (auto status = EnsureSecret(StateMemberTokenFile(options)); !status.ok()) return status;
+    security.member_token_file = StateMemberTokenFile(options).string();
+  }
   return absl::OkStatus();
+}
+
+// With --tls, or a --host beyond loopback (unless --insecure), the cluster serves over mutual
+// TLS: the certificates in --tls-dir, else <state>/tls, made on first use (certificates.h).
+absl::Status EnsureTls(Options& options) {
+  rpc::SecurityFlags& security = options.security;
+  const bool wanted = options.tls || !security.tls_dir.empty() ||
+                      (!rpc::IsLoopbackHost(options.host) && !security.insecure);
+  if (!wanted) return absl::OkStatus();
+  if (security.tls_dir.empty()) {
+    const fs::path dir = StateTlsDir(options);
+    if (!fs::exists(dir / rpc::kCaCertFile)) {
+      if (auto status = rpc::MakeClusterCertificates(dir.string(), {options.host}); !status.ok()) {
+        return status;
+      }
+      std::cout << "made the cluster's CA and member certificate in " << dir.string() << "\n";
+    }
+    security.tls_dir = dir.string();
+  }
+  return absl::OkStatus();
+}
+
+// The daemon flags for the security settings; inline tokens go through the environment.
+void AddSecurityArgs(const Options& options, std::vector<std::string>& argv) {
+  std::vector<std::pair<std::string, std::string>> env;
+  rpc::PassSecurityFlags(options.security, argv, env);
+  for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
 }
 
 // The address to talk to: --address / RAYLIGHT_ADDRESS, else the local cluster's.
@@ -161,9 +205,7 @@ absl::Status StartHead(const Options& options) {
                                    absl::StrCat("--port=", options.port),
                                    "--port-file=" + port_file.string(),
                                    "--state-dir=" + options.state_dir, "--host=" + options.host};
-  if (options.insecure) argv.push_back("--insecure");
-  if (!options.token_file.empty()) argv.push_back("--token-file=" + options.token_file);
-  if (!options.token.empty()) setenv("RAYLIGHT_TOKEN", options.token.c_str(), 1);
+  AddSecurityArgs(options, argv);
   for (const std::string& root : options.model_roots) {
     argv.push_back("--model-root=" + fs::absolute(root).string());
   }
@@ -177,9 +219,7 @@ absl::Status StartNode(const Options& options, const std::string& address) {
   std::vector<std::string> argv = {(BinDir() / "raylight-node").string(), "--address=" + address,
                                    "--host=" + options.host, "--state-dir=" + options.state_dir,
                                    absl::StrCat("--num-cpu-workers=", options.num_cpu_workers)};
-  if (options.insecure) argv.push_back("--insecure");
-  if (!options.token_file.empty()) argv.push_back("--token-file=" + options.token_file);
-  if (!options.token.empty()) setenv("RAYLIGHT_TOKEN", options.token.c_str(), 1);
+  AddSecurityArgs(options, argv);
   // The workers check every model file a call names against these themselves.
   for (const std::string& root : options.model_roots) {
     argv.push_back("--model-root=" + fs::absolute(root).string());
@@ -191,6 +231,14 @@ client::ClientOptions ClientOptionsOf(const Options& options) {
   client::ClientOptions client_options;
   client_options.address = ResolveAddress(options);
   client_options.token = ResolveToken(options);
+  // The local cluster's CA when talking to the local cluster.
+  client_options.tls_ca = options.tls_ca;
+  const fs::path local_ca = StateTlsDir(options) / rpc::kCaCertFile;
+  if (client_options.tls_ca.empty() && fs::exists(local_ca) &&
+      (options.address.empty() ||
+       options.address == ReadFirstLine(fs::path(options.state_dir) / "address"))) {
+    client_options.tls_ca = local_ca.string();
+  }
   return client_options;
 }
 
@@ -205,7 +253,8 @@ int Fail(const absl::Status& status) {
 
 int Up(Options& options) {
   fs::create_directories(fs::path(options.state_dir) / "logs");
-  if (auto status = EnsureToken(options); !status.ok()) return Fail(status);
+  if (auto status = EnsureTokens(options); !status.ok()) return Fail(status);
+  if (auto status = EnsureTls(options); !status.ok()) return Fail(status);
   // `up` brings up what is not running: after a crash of either daemon it starts that one
   // again (a node re-registers with a restarted head by itself).
   auto start = [](const char* name, const absl::Status& status) {
@@ -334,8 +383,12 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", options.state_dir, "state, pid files and logs")
       ->envname("RAYLIGHT_STATE_DIR");
   app.add_option("--address", options.address, "the head (host:port)")->envname("RAYLIGHT_ADDRESS");
-  app.add_option("--token-file", options.token_file, "file holding the cluster token");
-  app.add_option("--token", options.token, "cluster token")->envname("RAYLIGHT_TOKEN");
+  app.add_option("--token-file", options.security.token_file, "file holding the cluster token");
+  app.add_option("--token", options.security.token, "cluster token")->envname("RAYLIGHT_TOKEN");
+  app.add_option("--tls-ca", options.tls_ca,
+                 "the cluster's CA certificate (PEM), to reach a head that serves TLS "
+                 "(default: the local cluster's)")
+      ->envname("RAYLIGHT_TLS_CA");
 
   auto* up = app.add_subcommand("up", "start a head and a node on this machine, wait until ready");
   up->add_option("--port", options.port, "head port")->capture_default_str();
@@ -343,8 +396,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   up->add_option("--num-cpu-workers", options.num_cpu_workers,
                  "CPU workers (default: 2 without GPUs, else 0)");
-  up->add_flag("--insecure", options.insecure,
-               "with a non-loopback --host: run without a cluster token (trusted networks only)");
+  up->add_flag("--insecure", options.security.insecure,
+               "with a non-loopback --host: run without TLS (trusted networks only)");
+  up->add_flag("--tls", options.tls,
+               "serve over mutual TLS with the cluster's own CA (made in <state>/tls on first "
+               "use; the default with a non-loopback --host)");
   up->add_option("--model-root", options.model_roots,
                  "a directory jobs may read models from (repeatable)")
       ->envname("RAYLIGHT_MODEL_ROOTS")
@@ -358,9 +414,14 @@ int main(int argc, char** argv) {
   start->add_option("--host", options.host, "this machine's reachable address")
       ->capture_default_str();
   start->add_option("--num-cpu-workers", options.num_cpu_workers, "CPU workers of the node");
-  start->add_flag(
-      "--insecure", options.insecure,
-      "with a non-loopback --host: run without a cluster token (trusted networks only)");
+  start->add_flag("--insecure", options.security.insecure,
+                  "with a non-loopback --host: run without TLS (trusted networks only)");
+  start->add_flag("--tls", options.tls, "a head: serve over mutual TLS (as `up --tls`)");
+  start->add_option("--tls-dir", options.security.tls_dir,
+                    "the cluster's ca.pem, cert.pem and key.pem (copied from the head's "
+                    "<state>/tls to join a TLS cluster)");
+  start->add_option("--member-token-file", options.security.member_token_file,
+                    "the member token (copied from the head's <state>/member_token)");
   start
       ->add_option("--model-root", options.model_roots,
                    "a directory jobs (--head) or workers (a node) may read models from")
@@ -393,10 +454,14 @@ int main(int argc, char** argv) {
   if (*models) return RunModels(ClientOptionsOf(options), *models, load_flags, unload_path);
   if (*start) {
     if (options.head) {
-      if (auto s = EnsureToken(options); !s.ok()) return Fail(s);
+      if (auto s = EnsureTokens(options); !s.ok()) return Fail(s);
+      if (auto s = EnsureTls(options); !s.ok()) return Fail(s);
       if (auto s = StartHead(options); !s.ok()) return Fail(s);
       std::cout << "head started on " << options.host << ":" << options.port << " (logs in "
-                << options.state_dir << "/logs; cluster token in " << options.token_file << ")\n";
+                << options.state_dir << "/logs; cluster token in " << options.security.token_file
+                << ", member token in " << options.security.member_token_file
+                << (options.security.tls_dir.empty() ? "" : ", certificates in ")
+                << options.security.tls_dir << ")\n";
       return 0;
     }
     if (options.address.empty())

@@ -42,9 +42,12 @@ class ClusterRef:
     address: str | None
     token: str | None
     token_file: str | None
+    tls_ca: str | None = None
 
     def client(self) -> raylight.Client:
-        return raylight.Client(self.address, self.token, token_file=self.token_file)
+        return raylight.Client(
+            self.address, self.token, token_file=self.token_file, tls_ca=self.tls_ca
+        )
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,8 @@ def _run_job(node: str, model: ModelRef, latent_image: Any, **job: Any) -> tuple
 class RaylightCluster:
     """Where the cluster's head is. Empty address: RAYLIGHT_ADDRESS, else the cluster
     `raylightctl up` started on this machine; empty token: the token file, RAYLIGHT_TOKEN, else
-    that cluster's."""
+    that cluster's; empty tls_ca: RAYLIGHT_TLS_CA, else the local cluster's CA if it serves TLS,
+    else plaintext."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -190,15 +194,23 @@ class RaylightCluster:
                 "address": ("STRING", {"default": "", "tooltip": "host:port of the head"}),
                 "token": ("STRING", {"default": "", "tooltip": "the cluster token"}),
                 "token_file": ("STRING", {"default": "", "tooltip": "a file holding the token"}),
-            }
+            },
+            "optional": {
+                "tls_ca": (
+                    "STRING",
+                    {"default": "", "tooltip": "the cluster's CA certificate (PEM file) for TLS"},
+                ),
+            },
         }
 
     RETURN_TYPES = (CLUSTER,)
     FUNCTION = "connect"
     CATEGORY = "raylight"
 
-    def connect(self, address: str, token: str, token_file: str) -> tuple[ClusterRef]:
-        cluster = ClusterRef(address or None, token or None, token_file or None)
+    def connect(
+        self, address: str, token: str, token_file: str, tls_ca: str = ""
+    ) -> tuple[ClusterRef]:
+        cluster = ClusterRef(address or None, token or None, token_file or None, tls_ca or None)
         try:
             with cluster.client() as client:
                 client.status()  # refuses a wrong address or token here, not at the sampler

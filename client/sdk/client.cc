@@ -41,17 +41,21 @@ bool NeverConnected(const absl::Status& status) {
 
 // ---- Client ---------------------------------------------------------------------------------
 
-Client::Client(ClientOptions options)
+Client::Client(ClientOptions options, rpc::TlsMaterial tls)
     : options_(std::move(options)),
       token_(options_.token),
-      head_(v1::Head::NewStub(rpc::MakeChannel(options_.address, options_.dedicated_channels))) {}
+      tls_(std::move(tls)),
+      head_(v1::Head::NewStub(
+          rpc::MakeChannel(options_.address, tls_, options_.dedicated_channels))) {}
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   if (options.address.empty()) {
     return absl::InvalidArgumentError(
         "address: the head's host:port is required (RAYLIGHT_ADDRESS)");
   }
-  return std::unique_ptr<Client>(new Client(std::move(options)));
+  auto tls = rpc::LoadClientTls(options.tls_ca);
+  if (!tls.ok()) return tls.status();
+  return std::unique_ptr<Client>(new Client(std::move(options), *std::move(tls)));
 }
 
 void Client::Prepare(grpc::ClientContext& context, absl::Duration timeout) const {
@@ -64,7 +68,7 @@ std::shared_ptr<v1::Worker::Stub> Client::WorkerStub(const std::string& address)
   absl::MutexLock lock(&mu_);
   auto& stub = workers_[address];
   if (stub == nullptr) {
-    stub = v1::Worker::NewStub(rpc::MakeChannel(address, options_.dedicated_channels));
+    stub = v1::Worker::NewStub(rpc::MakeChannel(address, tls_, options_.dedicated_channels));
   }
   return stub;
 }

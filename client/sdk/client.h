@@ -27,12 +27,14 @@
 #include "raylight/v1/worker.grpc.pb.h"
 #include "runtime/rpc/auth.h"
 #include "runtime/rpc/call_transport.h"
+#include "runtime/rpc/tls.h"
 
 namespace raylight::client {
 
 struct ClientOptions {
-  std::string address;                                 // the head, host:port
-  std::string token;                                   // cluster token; empty when auth is off
+  std::string address;  // the head, host:port
+  std::string token;    // cluster token; empty when auth is off
+  std::string tls_ca;   // the cluster's CA certificate (PEM file): TLS to head and workers
   absl::Duration rpc_timeout = absl::Seconds(30);      // control RPCs
   absl::Duration call_timeout = absl::Minutes(30);     // actor calls
   absl::Duration resolve_timeout = absl::Seconds(60);  // waiting for a RESTARTING actor
@@ -129,18 +131,20 @@ class Client {
 
   const ClientOptions& options() const { return options_; }
   const rpc::ClusterToken& token() const { return token_; }
+  const rpc::TlsMaterial& tls() const { return tls_; }
   v1::Head::Stub& head() { return *head_; }
   std::shared_ptr<v1::Worker::Stub> WorkerStub(const std::string& address);
   // A context with the control-RPC deadline and the token.
   void Prepare(grpc::ClientContext& context, absl::Duration timeout = absl::ZeroDuration()) const;
 
  private:
-  explicit Client(ClientOptions options);
+  Client(ClientOptions options, rpc::TlsMaterial tls);
   absl::StatusOr<v1::ClusterState> WaitClusterOnce(int min_nodes, int min_workers,
                                                    absl::Duration timeout);
 
   const ClientOptions options_;
   const rpc::ClusterToken token_;
+  const rpc::TlsMaterial tls_;
   std::unique_ptr<v1::Head::Stub> head_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<v1::Worker::Stub>> workers_ ABSL_GUARDED_BY(mu_);

@@ -23,8 +23,8 @@ bool Ended(v1::JobState state) {
 
 JobClient::JobClient(std::unique_ptr<Client> client)
     : client_(std::move(client)),
-      jobs_(v1::Jobs::NewStub(
-          rpc::MakeChannel(client_->options().address, client_->options().dedicated_channels))) {}
+      jobs_(v1::Jobs::NewStub(rpc::MakeChannel(client_->options().address, client_->tls(),
+                                               client_->options().dedicated_channels))) {}
 
 absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Connect(ClientOptions options) {
   auto client = Client::Connect(std::move(options));

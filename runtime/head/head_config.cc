@@ -18,18 +18,16 @@ void AddMillis(CLI::App& app, const std::string& name, absl::Duration& target,
 
 void AddHeadFlags(CLI::App& app, HeadConfig& config) {
   app.add_option("--host", config.bind_host,
-                 "address to listen on (0.0.0.0: every interface; needs a token or --insecure)")
+                 "address to listen on (0.0.0.0: every interface; needs a token and TLS, or "
+                 "--insecure)")
       ->capture_default_str();
-  app.add_flag("--insecure", config.insecure,
-               "listen beyond loopback without a cluster token (a trusted network only)");
+  rpc::AddSecurityFlags(app, config.security);
   app.add_option("--port", config.port, "port to listen on (0: any free port)")
       ->capture_default_str();
   app.add_option("--port-file", config.port_file, "write the bound port here once serving");
   app.add_option("--state-dir", config.state_dir, "directory for the state database")
       ->required()
       ->envname("RAYLIGHT_STATE_DIR");
-  app.add_option("--token-file", config.token_file, "file holding the cluster token");
-  app.add_option("--token", config.token, "cluster token")->envname("RAYLIGHT_TOKEN");
   AddMillis(app, "--heartbeat-ms", config.heartbeat_period,
             "heartbeat period of nodes and workers");
   AddMillis(app, "--deadline-ms", config.deadline,

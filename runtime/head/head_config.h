@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "runtime/rpc/security.h"
 
 namespace CLI {
 class App;
@@ -14,14 +15,12 @@ namespace raylight::head {
 
 struct HeadConfig {
   // Loopback unless told otherwise: a head that other machines reach needs --host (and then a
-  // cluster token, or --insecure).
+  // cluster token and TLS, or --insecure).
   std::string bind_host = "127.0.0.1";
-  bool insecure = false;  // allow a non-loopback --host without a token
-  int port = 6380;        // 0: any free port (written to --port-file)
-  std::string port_file;  // where the bound port is written once serving (tests, raylightctl)
-  std::string state_dir;  // SQLite state and logs; required
-  std::string token_file;
-  std::string token;  // RAYLIGHT_TOKEN
+  rpc::SecurityFlags security;  // tokens, TLS, --insecure
+  int port = 6380;              // 0: any free port (written to --port-file)
+  std::string port_file;        // where the bound port is written once serving (tests, raylightctl)
+  std::string state_dir;        // SQLite state and logs; required
   // Nodes and workers heartbeat this often...
   absl::Duration heartbeat_period = absl::Seconds(1);
   // ...and are declared dead after this long without one (Ray: 15 to 65 s by default).

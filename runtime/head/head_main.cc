@@ -32,16 +32,14 @@ int RunHead(int argc, char** argv, const JobKindRegistrar& register_kinds) {
 
   // What the head writes (state database, logs, results) is for its own user only.
   umask(0077);
-  auto token = rpc::ClusterToken::Load(config.token_file, config.token);
-  if (!token.ok()) {
-    RL_LOG(ERROR) << token.status();
+  auto security = rpc::LoadSecurity(config.security, "raylight-head", config.bind_host);
+  if (!security.ok()) {
+    RL_LOG(ERROR) << security.status().message();
     return 2;
   }
-  if (auto exposed = rpc::CheckExposure("raylight-head", config.bind_host, *token, config.insecure);
-      !exposed.ok()) {
-    RL_LOG(ERROR) << exposed.message();
-    return 2;
-  }
+  // The head's calls to workers are a member's: its certificate and the member token.
+  rpc::SetDefaultTls(security->tls);
+  const rpc::ServerAuth auth = security->server_auth();
   auto db = StateDb::Open(config.state_dir);
   if (!db.ok()) {
     RL_LOG(ERROR) << db.status();
@@ -60,25 +58,25 @@ int RunHead(int argc, char** argv, const JobKindRegistrar& register_kinds) {
   if (register_kinds) register_kinds(config, kinds);
 
   boost::asio::io_context io;
-  WorkerClient workers(io, *token);
+  WorkerClient workers(io, security->member);
   int port = 0;
   grpc::ServerBuilder builder;
   rpc::ConfigureServer(builder);
   builder.AddListeningPort(absl::StrCat(config.bind_host, ":", config.port),
-                           grpc::InsecureServerCredentials(), &port);
+                           rpc::ServerCredentialsFor(security->tls), &port);
   char hostname[256] = {};
   gethostname(hostname, sizeof(hostname) - 1);
   // The port is known only after BuildAndStart; the manager needs the address for status only.
   std::unique_ptr<HeadManager> manager;
   std::unique_ptr<HeadService> service;
-  rpc::KvStoreService kv(store, *token, db->get());
+  rpc::KvStoreService kv(store, auth, db->get());
   // Services must be registered before the server starts, so the manager exists first with a
   // placeholder address that is fixed below.
   std::string address = absl::StrCat(hostname, ":", config.port);
   manager = std::make_unique<HeadManager>(config, io, **db, workers, address);
-  service = std::make_unique<HeadService>(io, *manager, *token);
-  JobManager jobs(config, io, **db, *manager, *token, kinds);
-  JobService job_service(io, jobs, *token);
+  service = std::make_unique<HeadService>(io, *manager, auth);
+  JobManager jobs(config, io, **db, *manager, security->member, kinds);
+  JobService job_service(io, jobs, auth);
   builder.RegisterService(service.get());
   builder.RegisterService(&job_service);
   builder.RegisterService(&kv);
@@ -103,7 +101,9 @@ int RunHead(int argc, char** argv, const JobKindRegistrar& register_kinds) {
     }
   }
   RL_LOG(INFO) << "raylight-head serving on " << config.bind_host << ":" << port << " (state "
-               << config.state_dir << ", auth " << (token->enabled() ? "on" : "off") << ")";
+               << config.state_dir << ", auth " << (auth.enabled() ? "on" : "off")
+               << (security->separate_member_token ? " with a member token" : "") << ", TLS "
+               << (security->tls.enabled() ? "on" : "off") << ")";
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& error, int signal_number) {

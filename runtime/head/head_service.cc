@@ -11,7 +11,7 @@ namespace raylight::head {
   grpc::ServerUnaryReactor* HeadService::Method(grpc::CallbackServerContext* context,             \
                                                 const Request* request, Response* response) {     \
     return PostToIo(                                                                              \
-        io_, token_, context, "Head." #Method, response,                                          \
+        io_, auth_, context, "Head." #Method, response,                                           \
         [this, request](Reply<Response> reply) { manager_.Method(*request, std::move(reply)); }); \
   }
 
@@ -33,7 +33,7 @@ grpc::ServerUnaryReactor* HeadService::GetClusterState(grpc::CallbackServerConte
                                                        const v1::GetClusterStateRequest*,
                                                        v1::ClusterState* response) {
   return PostToIo(
-      io_, token_, context, "Head.GetClusterState", response,
+      io_, auth_, context, "Head.GetClusterState", response,
       [this](Reply<v1::ClusterState> reply) { manager_.GetClusterState(std::move(reply)); });
 }
 

@@ -13,8 +13,8 @@ namespace raylight::head {
 
 class HeadService final : public v1::Head::CallbackService {
  public:
-  HeadService(boost::asio::io_context& io, HeadManager& manager, rpc::ClusterToken token)
-      : io_(io), manager_(manager), token_(std::move(token)) {}
+  HeadService(boost::asio::io_context& io, HeadManager& manager, rpc::ServerAuth auth)
+      : io_(io), manager_(manager), auth_(std::move(auth)) {}
 
   grpc::ServerUnaryReactor* RegisterNode(grpc::CallbackServerContext* context,
                                          const v1::RegisterNodeRequest* request,
@@ -59,7 +59,7 @@ class HeadService final : public v1::Head::CallbackService {
  private:
   boost::asio::io_context& io_;
   HeadManager& manager_;
-  const rpc::ClusterToken token_;
+  const rpc::ServerAuth auth_;
 };
 
 }  // namespace raylight::head

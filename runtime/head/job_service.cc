@@ -103,7 +103,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public
   grpc::ServerUnaryReactor* JobService::Method(grpc::CallbackServerContext* context,            \
                                                const Request* request, Response* response) {    \
     return PostToIo(                                                                            \
-        io_, token_, context, "Jobs." #Method, response,                                        \
+        io_, auth_, context, "Jobs." #Method, response,                                         \
         [this, request](Reply<Response> reply) { manager_.Call(*request, std::move(reply)); }); \
   }
 
@@ -118,7 +118,7 @@ RAYLIGHT_JOBS_METHOD(DescribeJobKind, v1::DescribeJobKindRequest, v1::JobKindDes
 grpc::ServerWriteReactor<v1::JobEvent>* JobService::WatchJob(grpc::CallbackServerContext* context,
                                                              const v1::WatchJobRequest* request) {
   std::shared_ptr<WatchReactor> reactor = WatchReactor::Create();
-  if (grpc::Status denied = token_.Check(*context, "Jobs.WatchJob"); !denied.ok()) {
+  if (grpc::Status denied = auth_.Check(*context, "Jobs.WatchJob"); !denied.ok()) {
     reactor->Close(rpc::FromGrpc(denied));
     return reactor.get();
   }

@@ -13,8 +13,8 @@ namespace raylight::head {
 
 class JobService final : public v1::Jobs::CallbackService {
  public:
-  JobService(boost::asio::io_context& io, JobManager& manager, rpc::ClusterToken token)
-      : io_(io), manager_(manager), token_(std::move(token)) {}
+  JobService(boost::asio::io_context& io, JobManager& manager, rpc::ServerAuth auth)
+      : io_(io), manager_(manager), auth_(std::move(auth)) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -40,7 +40,7 @@ class JobService final : public v1::Jobs::CallbackService {
  private:
   boost::asio::io_context& io_;
   JobManager& manager_;
-  const rpc::ClusterToken token_;
+  const rpc::ServerAuth auth_;
 };
 
 }  // namespace raylight::head

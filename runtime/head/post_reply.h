@@ -15,11 +15,11 @@
 namespace raylight::head {
 
 template <typename Response, typename Handler>
-grpc::ServerUnaryReactor* PostToIo(boost::asio::io_context& io, const rpc::ClusterToken& token,
+grpc::ServerUnaryReactor* PostToIo(boost::asio::io_context& io, const rpc::ServerAuth& auth,
                                    grpc::CallbackServerContext* context, const char* method,
                                    Response* response, Handler handler) {
   auto* reactor = context->DefaultReactor();
-  if (grpc::Status denied = token.Check(*context, method); !denied.ok()) {
+  if (grpc::Status denied = auth.Check(*context, method); !denied.ok()) {
     reactor->Finish(denied);
     return reactor;
   }

@@ -104,16 +104,11 @@ void NodeAgent::SpawnWorker(Slot& slot) {
       absl::StrCat("--instance-id=", slot.instance_id),
       absl::StrCat("--parent-pid=", getpid()),
   };
-  if (!config_.token_file.empty())
-    argv.push_back(absl::StrCat("--token-file=", config_.token_file));
-  if (config_.insecure) argv.push_back("--insecure");
   for (const std::string& root : config_.model_roots) argv.push_back("--model-root=" + root);
   SpawnOptions options;
   options.log_path = absl::StrCat(config_.state_dir, "/logs/worker-", slot.index, ".log");
-  // The token travels in the environment, not on the command line (ps would show it).
-  if (config_.token_file.empty() && !config_.token.empty()) {
-    options.env.emplace_back("RAYLIGHT_TOKEN", config_.token);
-  }
+  // Tokens travel in the environment, not on the command line (ps would show them).
+  rpc::PassSecurityFlags(config_.security, argv, options.env);
   auto child = ChildProcess::Spawn(argv, options);
   if (!child.ok()) {
     RL_LOG(ERROR) << "cannot start worker " << slot.index << ": " << child.status();

@@ -18,14 +18,11 @@ void AddNodeFlags(CLI::App& app, NodeConfig& config) {
       ->required()
       ->envname("RAYLIGHT_STATE_DIR");
   app.add_option("--worker-binary", config.worker_binary, "the raylight-worker executable");
-  app.add_option("--token-file", config.token_file, "file holding the cluster token");
-  app.add_option("--token", config.token, "cluster token")->envname("RAYLIGHT_TOKEN");
+  rpc::AddSecurityFlags(app, config.security);
   app.add_option("--model-root", config.model_roots,
                  "a directory workers may read model files from (repeatable)")
       ->envname("RAYLIGHT_MODEL_ROOTS")
       ->delimiter(':');
-  app.add_flag("--insecure", config.insecure,
-               "let workers listen on a non-loopback --host without a cluster token");
 }
 
 }  // namespace raylight::node

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "runtime/rpc/security.h"
 
 namespace CLI {
 class App;
@@ -22,10 +23,8 @@ struct NodeConfig {
   bool no_gpu = false;
   std::string state_dir;      // worker logs go to <state_dir>/logs
   std::string worker_binary;  // default: raylight-worker next to this binary
-  std::string token_file;
-  std::string token;  // RAYLIGHT_TOKEN
-  // Let workers listen on a non-loopback --host without a token (a trusted network only).
-  bool insecure = false;
+  // Tokens, TLS and --insecure: the node's own, and passed on to its workers.
+  rpc::SecurityFlags security;
   // Directories this machine's workers may read model files from (passed to each worker, which
   // checks every model path a call names against them).
   std::vector<std::string> model_roots;

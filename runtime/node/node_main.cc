@@ -10,6 +10,7 @@
 #include "runtime/common/ids.h"
 #include "runtime/common/log.h"
 #include "runtime/node/node_agent.h"
+#include "runtime/rpc/channels.h"
 
 int main(int argc, char** argv) {
   using namespace raylight;
@@ -28,19 +29,15 @@ int main(int argc, char** argv) {
             .string();
   }
   umask(0077);  // worker logs and state: this user's only
-  auto token = rpc::ClusterToken::Load(config.token_file, config.token);
-  if (!token.ok()) {
-    RL_LOG(ERROR) << token.status();
-    return 2;
-  }
   // The workers listen on --host: refuse before starting any that would be open.
-  if (auto exposed = rpc::CheckExposure("raylight-node", config.host, *token, config.insecure);
-      !exposed.ok()) {
-    RL_LOG(ERROR) << exposed.message();
+  auto security = rpc::LoadSecurity(config.security, "raylight-node", config.host);
+  if (!security.ok()) {
+    RL_LOG(ERROR) << security.status().message();
     return 2;
   }
+  rpc::SetDefaultTls(security->tls);
   boost::asio::io_context io;
-  node::NodeAgent agent(config, *token, io);
+  node::NodeAgent agent(config, security->member, io);
   if (absl::Status status = agent.Start(); !status.ok()) {
     RL_LOG(ERROR) << status;
     return 2;

@@ -1,13 +1,16 @@
 #include "runtime/rpc/auth.h"
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/security/auth_context.h>
 #include <grpcpp/server_context.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <sstream>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -57,36 +60,72 @@ bool IsLoopbackHost(absl::string_view host) {
 }
 
 absl::Status CheckExposure(absl::string_view what, absl::string_view host,
-                           const ClusterToken& token, bool insecure) {
-  if (IsLoopbackHost(host) || token.enabled() || insecure) return absl::OkStatus();
+                           const ClusterToken& token, bool tls, bool insecure) {
+  if (IsLoopbackHost(host) || (token.enabled() && tls) || insecure) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
-      what, ": refusing to listen on ", host,
-      " without a cluster token: anyone who reaches it could run jobs, call actors and read the "
-      "KV store. Give --token-file (or RAYLIGHT_TOKEN), listen on loopback, or pass --insecure "
-      "on a network you trust."));
+      what, ": refusing to listen on ", host, " without ",
+      token.enabled() ? "TLS" : (tls ? "a cluster token" : "a cluster token and TLS"),
+      ": anyone who reaches it could run jobs, call actors and read the KV store, and read or "
+      "replay what travels in clear. Give --token-file (or RAYLIGHT_TOKEN) and --tls-dir "
+      "(`raylightctl up --tls` makes one), listen on loopback, or pass --insecure on a network "
+      "you trust."));
 }
 
-grpc::Status ClusterToken::Check(const grpc::ServerContextBase& context, const char* method) const {
-  if (!enabled()) return grpc::Status::OK;
+bool ClusterToken::PresentedBy(const grpc::ServerContextBase& context) const {
+  if (!enabled()) return false;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(kAuthMetadataKey);
-  const char* problem = nullptr;
-  if (it == metadata.end()) {
-    problem = "missing";
-  } else {
-    std::string presented(it->second.data(), it->second.size());
-    constexpr absl::string_view kBearer = "Bearer ";
-    if (presented.compare(0, kBearer.size(), kBearer.data(), kBearer.size()) != 0 ||
-        !ConstantTimeEquals(presented.substr(kBearer.size()), token_)) {
-      problem = "wrong";
-    }
+  if (it == metadata.end()) return false;
+  std::string presented(it->second.data(), it->second.size());
+  constexpr absl::string_view kBearer = "Bearer ";
+  return presented.compare(0, kBearer.size(), kBearer.data(), kBearer.size()) == 0 &&
+         ConstantTimeEquals(presented.substr(kBearer.size()), token_);
+}
+
+bool ServerAuth::MemberOnly(absl::string_view method) {
+  static const auto* const kMemberMethods = new absl::flat_hash_set<absl::string_view>{
+      "Head.RegisterNode",     "Head.NodeHeartbeat", "Head.RegisterWorker", "Head.WorkerHeartbeat",
+      "Head.ReportWorkerExit", "Worker.StartActor",  "Worker.StopActor",    "Worker.JoinGroup",
+      "Worker.LeaveGroup",     "Worker.Shutdown"};
+  return absl::StartsWith(method, "KvStore.") || kMemberMethods->contains(method);
+}
+
+grpc::Status ServerAuth::Check(const grpc::ServerContextBase& context, const char* method) const {
+  const bool member_only = MemberOnly(method);
+  const bool certified = !tls_ || context.auth_context()->IsPeerAuthenticated();
+  if (!enabled()) {
+    if (!member_only || certified) return grpc::Status::OK;
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat(method, " is for cluster members: it needs the member ",
+                                     "certificate (mutual TLS)"));
   }
-  if (problem == nullptr) return grpc::Status::OK;
-  RL_LOG(WARNING) << "rejected " << method << " from " << context.peer() << ": " << problem
-                  << " cluster token";
-  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                      absl::StrCat(problem, " cluster token (metadata '", kAuthMetadataKey,
-                                   ": Bearer <token>'; see --token-file / RAYLIGHT_TOKEN)"));
+  // Without a member token of its own, the cluster token is the members' too.
+  const ClusterToken& member = member_.enabled() ? member_ : client_;
+  const bool is_member = member.PresentedBy(context);
+  if (is_member || (!member_only && client_.PresentedBy(context))) {
+    if (!member_only || certified) {
+      return grpc::Status::OK;
+    }
+    RL_LOG(WARNING) << "rejected " << method << " from " << context.peer()
+                    << ": a member RPC without a member certificate";
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat(method, " is for cluster members: it needs the member ",
+                                     "certificate (mutual TLS) as well as the member token"));
+  }
+  if (member_only && client_.PresentedBy(context)) {
+    RL_LOG(WARNING) << "rejected " << method << " from " << context.peer()
+                    << ": a client token on a member RPC";
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat(method, " is for cluster members (nodes, workers, the head): ",
+                                     "a client's token does not grant it"));
+  }
+  const bool missing = context.client_metadata().count(kAuthMetadataKey) == 0;
+  RL_LOG(WARNING) << "rejected " << method << " from " << context.peer() << ": "
+                  << (missing ? "missing" : "wrong") << " cluster token";
+  return grpc::Status(
+      grpc::StatusCode::UNAUTHENTICATED,
+      absl::StrCat(missing ? "missing" : "wrong", " cluster token (metadata '", kAuthMetadataKey,
+                   ": Bearer <token>'; see --token-file / RAYLIGHT_TOKEN)"));
 }
 
 void ClusterToken::Attach(grpc::ClientContext& context) const {

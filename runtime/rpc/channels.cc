@@ -6,10 +6,30 @@
 #include <grpcpp/server_builder.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include "runtime/rpc/certificates.h"
+
 namespace raylight::rpc {
 
+namespace {
+
+TlsMaterial& DefaultTls() {
+  static TlsMaterial* tls = new TlsMaterial();
+  return *tls;
+}
+
+}  // namespace
+
+void SetDefaultTls(TlsMaterial tls) { DefaultTls() = std::move(tls); }
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, bool dedicated) {
+  return MakeChannel(address, DefaultTls(), dedicated);
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const TlsMaterial& tls,
+                                           bool dedicated) {
   grpc::ChannelArguments args;
+  // Every member holds the same certificate, named for the cluster rather than a host.
+  if (tls.enabled()) args.SetSslTargetNameOverride(kClusterServerName);
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // Pings keep idle connections to daemons alive and reveal a vanished peer.
@@ -21,7 +41,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, bool dedi
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
   if (dedicated) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, ChannelCredentialsFor(tls), args);
 }
 
 void ConfigureServer(grpc::ServerBuilder& builder) {

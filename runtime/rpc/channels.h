@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "runtime/rpc/tls.h"
+
 namespace grpc {
 class Channel;
 class ServerBuilder;
@@ -20,9 +22,16 @@ inline constexpr size_t kChunkBytes = 1 << 20;
 // 512-token prompts 16 MB). Worker calls of any size are chunked.
 inline constexpr int kMaxMessageBytes = 64 << 20;
 
-// A channel to `address` ("host:port"). `dedicated`: its own TCP connection instead of the
-// process-wide shared one (benchmarks model separate clients this way).
+// A channel to `address` ("host:port") with `tls` (plaintext when it is not enabled; with TLS
+// the peer must present a certificate of the cluster CA for kClusterServerName). `dedicated`: its
+// own TCP connection instead of the process-wide shared one (benchmarks model separate clients
+// this way).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const TlsMaterial& tls,
+                                           bool dedicated = false);
+// The same with the process's default TLS material (SetDefaultTls): a daemon sets its member
+// identity once at startup, before it makes a channel, and every channel it makes uses it.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, bool dedicated = false);
+void SetDefaultTls(TlsMaterial tls);
 
 // Applies the shared server settings.
 void ConfigureServer(grpc::ServerBuilder& builder);

@@ -16,7 +16,7 @@ grpc::Status CheckKey(const std::string& key) {
 
 grpc::Status KvStoreService::Set(grpc::ServerContext* context, const v1::KvSetRequest* request,
                                  v1::KvSetResponse*) {
-  if (auto denied = token_.Check(*context, "KvStore.Set"); !denied.ok()) return denied;
+  if (auto denied = auth_.Check(*context, "KvStore.Set"); !denied.ok()) return denied;
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
   if (request->durable()) {
     if (durable_ == nullptr) {
@@ -32,7 +32,7 @@ grpc::Status KvStoreService::Set(grpc::ServerContext* context, const v1::KvSetRe
 
 grpc::Status KvStoreService::Get(grpc::ServerContext* context, const v1::KvGetRequest* request,
                                  v1::KvGetResponse* response) {
-  if (auto denied = token_.Check(*context, "KvStore.Get"); !denied.ok()) return denied;
+  if (auto denied = auth_.Check(*context, "KvStore.Get"); !denied.ok()) return denied;
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
   if (request->timeout_ms() < 0 || request->timeout_ms() > kMaxKvWait.count()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -47,7 +47,7 @@ grpc::Status KvStoreService::Get(grpc::ServerContext* context, const v1::KvGetRe
 
 grpc::Status KvStoreService::Check(grpc::ServerContext* context, const v1::KvKeyRequest* request,
                                    v1::KvCheckResponse* response) {
-  if (auto denied = token_.Check(*context, "KvStore.Check"); !denied.ok()) return denied;
+  if (auto denied = auth_.Check(*context, "KvStore.Check"); !denied.ok()) return denied;
   auto present = store_.Check(request->key());
   if (!present.ok()) return ToGrpc(present.status());
   response->set_present(*present);
@@ -56,7 +56,7 @@ grpc::Status KvStoreService::Check(grpc::ServerContext* context, const v1::KvKey
 
 grpc::Status KvStoreService::Add(grpc::ServerContext* context, const v1::KvAddRequest* request,
                                  v1::KvAddResponse* response) {
-  if (auto denied = token_.Check(*context, "KvStore.Add"); !denied.ok()) return denied;
+  if (auto denied = auth_.Check(*context, "KvStore.Add"); !denied.ok()) return denied;
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
   auto value = store_.Add(request->key(), request->delta());
   if (!value.ok()) return ToGrpc(value.status());
@@ -67,7 +67,7 @@ grpc::Status KvStoreService::Add(grpc::ServerContext* context, const v1::KvAddRe
 grpc::Status KvStoreService::CompareSet(grpc::ServerContext* context,
                                         const v1::KvCompareSetRequest* request,
                                         v1::KvValueResponse* response) {
-  if (auto denied = token_.Check(*context, "KvStore.CompareSet"); !denied.ok()) return denied;
+  if (auto denied = auth_.Check(*context, "KvStore.CompareSet"); !denied.ok()) return denied;
   if (auto bad = CheckKey(request->key()); !bad.ok()) return bad;
   auto value = store_.CompareSet(request->key(), request->expected(), request->desired());
   if (!value.ok()) return ToGrpc(value.status());
@@ -77,7 +77,7 @@ grpc::Status KvStoreService::CompareSet(grpc::ServerContext* context,
 
 grpc::Status KvStoreService::Delete(grpc::ServerContext* context, const v1::KvKeyRequest* request,
                                     v1::KvDeleteResponse* response) {
-  if (auto denied = token_.Check(*context, "KvStore.Delete"); !denied.ok()) return denied;
+  if (auto denied = auth_.Check(*context, "KvStore.Delete"); !denied.ok()) return denied;
   if (durable_ != nullptr) {
     if (auto status = durable_->Forget(request->key()); !status.ok()) return ToGrpc(status);
   }
@@ -89,7 +89,7 @@ grpc::Status KvStoreService::Delete(grpc::ServerContext* context, const v1::KvKe
 
 grpc::Status KvStoreService::NumKeys(grpc::ServerContext* context, const v1::KvNumKeysRequest*,
                                      v1::KvNumKeysResponse* response) {
-  if (auto denied = token_.Check(*context, "KvStore.NumKeys"); !denied.ok()) return denied;
+  if (auto denied = auth_.Check(*context, "KvStore.NumKeys"); !denied.ok()) return denied;
   auto count = store_.NumKeys();
   if (!count.ok()) return ToGrpc(count.status());
   response->set_count(*count);

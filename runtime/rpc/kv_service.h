@@ -24,8 +24,8 @@ class KvStoreService final : public v1::KvStore::Service {
  public:
   // `store` (and `durable`, when given) must outlive the service. Without a sink, durable sets
   // are refused.
-  explicit KvStoreService(Store& store, ClusterToken token = {}, DurableKvSink* durable = nullptr)
-      : store_(store), token_(std::move(token)), durable_(durable) {}
+  explicit KvStoreService(Store& store, ServerAuth auth = {}, DurableKvSink* durable = nullptr)
+      : store_(store), auth_(std::move(auth)), durable_(durable) {}
 
   grpc::Status Set(grpc::ServerContext*, const v1::KvSetRequest*, v1::KvSetResponse*) override;
   grpc::Status Get(grpc::ServerContext*, const v1::KvGetRequest*, v1::KvGetResponse*) override;
@@ -40,7 +40,7 @@ class KvStoreService final : public v1::KvStore::Service {
 
  private:
   Store& store_;
-  const ClusterToken token_;
+  const ServerAuth auth_;
   DurableKvSink* const durable_;
 };
 

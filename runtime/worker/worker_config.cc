@@ -14,12 +14,9 @@ void AddWorkerFlags(CLI::App& app, WorkerConfig& config) {
   app.add_option("--gpu", config.gpu_index, "CUDA device ordinal; -1 for a CPU worker");
   app.add_option("--host", config.host, "address peers reach this worker at");
   app.add_option("--port", config.port, "port to serve on (0: any free port)");
-  app.add_option("--token-file", config.token_file, "file holding the cluster token");
+  rpc::AddSecurityFlags(app, config.security);
   app.add_option("--model-root", config.model_roots,
                  "a directory actors may read model files from (repeatable)");
-  app.add_flag("--insecure", config.insecure,
-               "listen on a non-loopback --host without a cluster token");
-  app.add_option("--token", config.token, "cluster token")->envname("RAYLIGHT_TOKEN");
   app.add_option("--instance-id", config.instance_id, "id of this worker process");
   app.add_option("--parent-pid", config.parent_pid, "exit when this process exits");
 }

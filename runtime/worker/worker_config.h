@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/rpc/security.h"
+
 namespace CLI {
 class App;
 }
@@ -18,9 +20,7 @@ struct WorkerConfig {
   int gpu_index = -1;              // CUDA ordinal, -1 for a CPU worker
   std::string host = "127.0.0.1";  // the address peers and clients reach this worker at
   int port = 0;                    // 0: any free port (reported to the head)
-  std::string token_file;
-  std::string token;      // RAYLIGHT_TOKEN
-  bool insecure = false;  // listen on a non-loopback --host without a token
+  rpc::SecurityFlags security;     // tokens, TLS, --insecure (as the node agent passes them)
   // Directories actors may read model files from (ActorEnvironment::file_roots).
   std::vector<std::string> model_roots;
   int parent_pid = 0;  // exit when this process (the node agent) is gone

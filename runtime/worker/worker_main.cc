@@ -35,11 +35,15 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
     if (getppid() != config.parent_pid) return 1;  // the agent died before we got here
   }
   umask(0077);
-  auto token = rpc::ClusterToken::Load(config.token_file, config.token);
-  if (!token.ok()) {
-    RL_LOG(ERROR) << token.status();
+  // On the address peers reach it at, not every interface (DESIGN: loopback unless a host is
+  // given), and beyond loopback only with a token and TLS.
+  auto security = rpc::LoadSecurity(config.security, "raylight-worker", config.host);
+  if (!security.ok()) {
+    RL_LOG(ERROR) << security.status().message();
     return 2;
   }
+  rpc::SetDefaultTls(security->tls);
+  const rpc::ClusterToken& token = security->member;  // a worker's own calls are a member's
 
   const std::string worker_id = absl::StrCat(config.node_id, "/w", config.slot);
   const std::string instance_id = config.instance_id.empty() ? RandomId("") : config.instance_id;
@@ -49,7 +53,7 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
   CallExecutor executor;
   WorkerRuntime runtime(
       registry, identity,
-      [head_channel, token = *token](const std::string& prefix) -> std::unique_ptr<Store> {
+      [head_channel, token](const std::string& prefix) -> std::unique_ptr<Store> {
         return std::make_unique<PrefixStore>(prefix,
                                              std::make_unique<rpc::GrpcStore>(head_channel, token));
       },
@@ -92,19 +96,12 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
     return out;
   };
 
-  WorkerService service(runtime, *token, info,
+  WorkerService service(runtime, security->server_auth(), info,
                         [&io]() { boost::asio::post(io, [&io]() { io.stop(); }); });
   grpc::ServerBuilder builder;
   rpc::ConfigureServer(builder);
-  // On the address peers reach it at, not every interface (DESIGN: loopback unless a host is
-  // given).
-  if (auto exposed = rpc::CheckExposure("raylight-worker", config.host, *token, config.insecure);
-      !exposed.ok()) {
-    RL_LOG(ERROR) << exposed.message();
-    return 2;
-  }
   builder.AddListeningPort(absl::StrCat(config.host, ":", config.port),
-                           grpc::InsecureServerCredentials(), &port);
+                           rpc::ServerCredentialsFor(security->tls), &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -115,7 +112,7 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
   RL_LOG(INFO) << "worker " << worker_id << " (instance " << instance_id << ", gpu "
                << config.gpu_index << ") serving at " << address;
 
-  HeadLink link(head_channel, *token, info, runtime);
+  HeadLink link(head_channel, token, info, runtime);
   link.Start();
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);

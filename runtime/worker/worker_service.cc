@@ -18,10 +18,10 @@ using rpc::ToGrpc;
 // after the runtime answered: no callback outlives it.
 class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1::CallOutput> {
  public:
-  CallStreamReactor(WorkerRuntime& runtime, const rpc::ClusterToken& token,
+  CallStreamReactor(WorkerRuntime& runtime, const rpc::ServerAuth& auth,
                     grpc::CallbackServerContext* context)
       : runtime_(runtime) {
-    if (grpc::Status denied = token.Check(*context, "Worker.CallStream"); !denied.ok()) {
+    if (grpc::Status denied = auth.Check(*context, "Worker.CallStream"); !denied.ok()) {
       Finish(denied);
       return;
     }
@@ -152,17 +152,17 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1
 
 }  // namespace
 
-WorkerService::WorkerService(WorkerRuntime& runtime, rpc::ClusterToken token,
+WorkerService::WorkerService(WorkerRuntime& runtime, rpc::ServerAuth auth,
                              std::function<v1::WorkerInfo()> stats,
                              std::function<void()> request_shutdown)
     : runtime_(runtime),
-      token_(std::move(token)),
+      auth_(std::move(auth)),
       stats_(std::move(stats)),
       request_shutdown_(std::move(request_shutdown)) {}
 
 grpc::ServerUnaryReactor* WorkerService::Reject(grpc::CallbackServerContext* context,
                                                 const char* method) {
-  grpc::Status denied = token_.Check(*context, method);
+  grpc::Status denied = auth_.Check(*context, method);
   if (denied.ok()) return nullptr;
   auto* reactor = context->DefaultReactor();
   reactor->Finish(denied);
@@ -228,7 +228,7 @@ grpc::ServerUnaryReactor* WorkerService::Call(grpc::CallbackServerContext* conte
 
 grpc::ServerBidiReactor<v1::CallChunk, v1::CallOutput>* WorkerService::CallStream(
     grpc::CallbackServerContext* context) {
-  return new CallStreamReactor(runtime_, token_, context);
+  return new CallStreamReactor(runtime_, auth_, context);
 }
 
 grpc::ServerUnaryReactor* WorkerService::GetStats(grpc::CallbackServerContext* context,

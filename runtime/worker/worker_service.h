@@ -18,8 +18,8 @@ class WorkerService final : public v1::Worker::CallbackService {
  public:
   // `runtime` must outlive the service. `stats` fills GetStats; `request_shutdown` starts a
   // graceful exit (it must not block).
-  WorkerService(WorkerRuntime& runtime, rpc::ClusterToken token,
-                std::function<v1::WorkerInfo()> stats, std::function<void()> request_shutdown);
+  WorkerService(WorkerRuntime& runtime, rpc::ServerAuth auth, std::function<v1::WorkerInfo()> stats,
+                std::function<void()> request_shutdown);
 
   grpc::ServerUnaryReactor* StartActor(grpc::CallbackServerContext* context,
                                        const v1::StartActorRequest* request,
@@ -50,7 +50,7 @@ class WorkerService final : public v1::Worker::CallbackService {
   grpc::ServerUnaryReactor* Reject(grpc::CallbackServerContext* context, const char* method);
 
   WorkerRuntime& runtime_;
-  const rpc::ClusterToken token_;
+  const rpc::ServerAuth auth_;
   std::function<v1::WorkerInfo()> stats_;
   std::function<void()> request_shutdown_;
 };

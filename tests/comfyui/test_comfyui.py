@@ -276,7 +276,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     port = _free_port()
     ctl = [str(BIN / "raylightctl"), f"--state-dir={state}"]
     subprocess.run(
-        [*ctl, "up", f"--port={port}", "--num-cpu-workers=2", f"--model-root={models}"],
+        [*ctl, "up", f"--port={port}", "--num-cpu-workers=2", f"--model-root={models}", "--tls"],
         check=True,
         capture_output=True,
         timeout=120,

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "raylight/testing/v1/test_actor.pb.h"
+#include "runtime/rpc/certificates.h"
 #include "runtime/rpc/channels.h"
 #include "runtime/rpc/grpc_store.h"
 #include "tests/util/netns.h"
@@ -476,8 +477,12 @@ TEST(MultiMachineTest, GroupAcrossNetworkNamespacesAllReduces) {
   ClusterOptions options;
   options.host = (*lab)->address(0);
   options.head_exec_prefix = (*lab)->ExecPrefix(0);
-  // Beyond loopback every service needs a token; the head listens on its "machine's" address.
+  // Beyond loopback every service needs tokens and TLS (one certificate for all members, named
+  // for the cluster, not for any address); the head listens on its "machine's" address.
   options.token = "netns-token";
+  options.member_token = "netns-member-token";
+  options.tls_dir = dir.path() + "/tls";
+  ASSERT_TRUE(rpc::MakeClusterCertificates(options.tls_dir).ok());
   options.head_args = {"--host=" + (*lab)->address(0)};
   for (int node = 0; node < 2; ++node) {
     options.node_hosts.push_back((*lab)->address(node + 1));

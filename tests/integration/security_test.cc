@@ -1,7 +1,9 @@
-// Secure by default (issue #23, items 1 and 3): the daemons listen on loopback unless given a
-// host, refuse a host beyond loopback without a cluster token (unless --insecure), refuse a token
-// file others can read, and keep their state files private; `raylightctl up` makes a token of its
-// own (0600) that every service then requires. Real binaries on real ports.
+// Secure by default (issue #23, items 1 to 3): the daemons listen on loopback unless given a
+// host, refuse a host beyond loopback without a cluster token and TLS (unless --insecure), refuse
+// a token file others can read, and keep their state files private; `raylightctl up` makes
+// tokens of its own (0600) that every service then requires, one for clients and one for
+// members; with TLS, members also present the cluster's certificate. Real binaries on real ports.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -12,13 +14,19 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "raylight/v1/head.grpc.pb.h"
+#include "raylight/v1/worker.grpc.pb.h"
 #include "runtime/common/child_process.h"
+#include "runtime/rpc/certificates.h"
+#include "runtime/rpc/channels.h"
+#include "runtime/rpc/grpc_store.h"
 #include "tests/util/cluster.h"
 #include "tests/util/read_file.h"
 #include "tests/util/run_command.h"
@@ -123,7 +131,7 @@ TEST(SecurityTest, DefaultServicesListenOnLoopbackOnly) {
   }
 }
 
-TEST(SecurityTest, AnOpenAddressNeedsATokenOrInsecure) {
+TEST(SecurityTest, AnOpenAddressNeedsATokenAndTlsOrInsecure) {
   testing_util::TempDir dir("security-open");
   const std::string port_file = dir.path() + "/head.port";
   std::vector<std::string> head = {kBin + "/raylight-head", "--host=0.0.0.0", "--port=0",
@@ -132,6 +140,27 @@ TEST(SecurityTest, AnOpenAddressNeedsATokenOrInsecure) {
   EXPECT_EQ(code, 2) << log;
   EXPECT_NE(log.find("--insecure"), std::string::npos) << log;
   EXPECT_FALSE(fs::exists(port_file));
+  // A token alone is not enough: it would travel in clear.
+  const std::string token = dir.path() + "/token";
+  std::ofstream(token) << "open-secret\n";
+  fs::permissions(token, fs::perms::owner_read | fs::perms::owner_write);
+  std::vector<std::string> with_token = head;
+  with_token.push_back("--token-file=" + token);
+  auto [token_code, token_log] = RunRefused(with_token, dir.path() + "/head-token.log");
+  EXPECT_EQ(token_code, 2) << token_log;
+  EXPECT_NE(token_log.find("without TLS"), std::string::npos) << token_log;
+  EXPECT_FALSE(fs::exists(port_file));
+  // A token and TLS: it serves.
+  ASSERT_TRUE(rpc::MakeClusterCertificates(dir.path() + "/tls").ok());
+  with_token.push_back("--tls-dir=" + dir.path() + "/tls");
+  SpawnOptions secured;
+  secured.log_path = dir.path() + "/head-tls.log";
+  auto serving = ChildProcess::Spawn(with_token, secured);
+  ASSERT_TRUE(serving.ok());
+  EXPECT_TRUE(testing_util::WaitForFile(port_file, absl::Seconds(30)).ok())
+      << testing_util::ReadFileOrEmpty(secured.log_path);
+  serving->Kill();
+  fs::remove(port_file);
   // A node whose workers would listen on a routable address: refused before any worker starts.
   auto [node_code, node_log] =
       RunRefused({kBin + "/raylight-node", "--address=127.0.0.1:1", "--host=10.255.255.1",
@@ -185,7 +214,173 @@ TEST(SecurityTest, UpMakesAPrivateTokenThatEveryCallNeeds) {
   auto client = client::Client::Connect(anonymous);
   ASSERT_TRUE(client.ok());
   EXPECT_EQ((*client)->ClusterState().status().code(), absl::StatusCode::kUnauthenticated);
+  // The members' token is another, and the client's does not open member RPCs.
+  EXPECT_EQ(ModeOf(state + "/member_token"), 0600u);
+  EXPECT_NE(testing_util::ReadFileOrEmpty(state + "/member_token"),
+            testing_util::ReadFileOrEmpty(state + "/token"));
+  std::string token = testing_util::ReadFileOrEmpty(state + "/token");
+  token.pop_back();
+  rpc::GrpcStore kv(rpc::MakeChannel(anonymous.address), rpc::ClusterToken(token));
+  EXPECT_EQ(kv.Set("k", "v").code(), absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(ctl({"down"}).ok());
+}
+
+// `raylightctl up --tls` makes the cluster's CA and certificate in <state>/tls on first use and
+// serves over mutual TLS; raylightctl finds the CA itself, a plaintext client gets nowhere.
+TEST(SecurityTest, UpWithTlsServesOnlyOverTls) {
+  testing_util::TempDir dir("security-up-tls");
+  const std::string state = dir.path() + "/state";
+  const int port = FreePort();
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {kBin + "/raylightctl", "--state-dir=" + state});
+    return testing_util::RunToCompletion(args, dir.path() + "/ctl.log", std::chrono::seconds(120));
+  };
+  ASSERT_TRUE(ctl({"up", absl::StrCat("--port=", port), "--num-cpu-workers=1", "--tls"}).ok())
+      << testing_util::ReadFileOrEmpty(dir.path() + "/ctl.log");
+  EXPECT_EQ(ModeOf(state + "/tls/key.pem"), 0600u);
+  EXPECT_TRUE(ctl({"status"}).ok()) << testing_util::ReadFileOrEmpty(dir.path() + "/ctl.log");
+  std::string token = testing_util::ReadFileOrEmpty(state + "/token");
+  token.pop_back();
+  client::ClientOptions options;
+  options.address = absl::StrCat("127.0.0.1:", port);
+  options.token = token;
+  options.rpc_timeout = absl::Seconds(5);
+  EXPECT_EQ((*client::Client::Connect(options))->ClusterState().status().code(),
+            absl::StatusCode::kUnavailable);
+  options.tls_ca = state + "/tls/ca.pem";
+  auto cluster_state = (*client::Client::Connect(options))->ClusterState();
+  ASSERT_TRUE(cluster_state.ok()) << cluster_state.status();
+  EXPECT_EQ(cluster_state->workers_size(), 1);
+  EXPECT_TRUE(ctl({"down"}).ok());
+}
+
+// A gRPC status code of a call made with `token` attached (auth.h's credentials).
+template <typename Call>
+grpc::StatusCode CodeOf(const std::string& token, Call call) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  rpc::ClusterToken(token).Attach(context);
+  return call(context).error_code();
+}
+
+// Issue #23, item 2: one token let a client do everything the head can. Clients and members now
+// hold different tokens: the client's runs jobs, actors and actor calls, but cannot drive a
+// worker (start or stop actors, join groups, shut it down), pose as a node, or touch the KV
+// store's rendezvous; the member token can.
+TEST(SecurityTest, AClientTokenCannotDriveWorkersOrPoseAsANode) {
+  testing_util::TempDir dir("security-roles");
+  testing_util::ClusterOptions options;
+  options.nodes = 1;
+  options.cpu_workers_per_node = 1;
+  options.token = "client-secret";
+  options.member_token = "member-secret";
+  testing_util::TestCluster cluster(kBin, dir.path(), options);
+  ASSERT_TRUE(cluster.Start().ok()) << cluster.Logs();
+  auto state = cluster.Connect()->ClusterState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  auto worker = v1::Worker::NewStub(rpc::MakeChannel(state->workers(0).address()));
+  auto head = v1::Head::NewStub(rpc::MakeChannel(cluster.address()));
+  const auto start_actor = [&](grpc::ClientContext& c) {
+    v1::StartActorResponse response;
+    return worker->StartActor(&c, v1::StartActorRequest(), &response);
+  };
+  const auto shutdown = [&](grpc::ClientContext& c) {
+    v1::ShutdownResponse response;
+    return worker->Shutdown(&c, v1::ShutdownRequest(), &response);
+  };
+  const auto join = [&](grpc::ClientContext& c) {
+    v1::JoinGroupResponse response;
+    return worker->JoinGroup(&c, v1::JoinGroupRequest(), &response);
+  };
+  const auto register_node = [&](grpc::ClientContext& c) {
+    v1::RegisterNodeResponse response;
+    return head->RegisterNode(&c, v1::RegisterNodeRequest(), &response);
+  };
+  const auto stats = [&](grpc::ClientContext& c) {
+    v1::WorkerInfo info;
+    return worker->GetStats(&c, v1::GetStatsRequest(), &info);
+  };
+  for (const auto& [name, call] :
+       std::vector<std::pair<std::string, std::function<grpc::Status(grpc::ClientContext&)>>>{
+           {"StartActor", start_actor},
+           {"Shutdown", shutdown},
+           {"JoinGroup", join},
+           {"RegisterNode", register_node}}) {
+    EXPECT_EQ(CodeOf("client-secret", call), grpc::StatusCode::PERMISSION_DENIED) << name;
+    EXPECT_EQ(CodeOf("wrong", call), grpc::StatusCode::UNAUTHENTICATED) << name;
+  }
+  rpc::GrpcStore client_kv(rpc::MakeChannel(cluster.address()), rpc::ClusterToken("client-secret"));
+  EXPECT_EQ(client_kv.Set("k", "v").code(), absl::StatusCode::kPermissionDenied);
+  // What clients may do: read a worker's stats, ask the head, call actors (the SDK does).
+  EXPECT_EQ(CodeOf("client-secret", stats), grpc::StatusCode::OK);
+  EXPECT_TRUE(cluster.Connect()->ClusterState().ok());
+  // The member token is a member's: the KV store and member RPCs accept it.
+  rpc::GrpcStore member_kv(rpc::MakeChannel(cluster.address()), rpc::ClusterToken("member-secret"));
+  EXPECT_TRUE(member_kv.Set("k", "v").ok());
+  EXPECT_EQ(CodeOf("member-secret", stats), grpc::StatusCode::OK);
+  // Nothing the refused calls asked for happened: the worker still serves.
+  EXPECT_TRUE(cluster.Connect()->WaitCluster(1, 1, absl::Seconds(10)).ok());
+}
+
+// Issue #23: gRPC over TLS. Members present the cluster's certificate (mutual TLS); clients
+// verify the head with the cluster's CA. A plaintext client, or one that trusts another CA, gets
+// nowhere; a member RPC needs the member certificate as well as the member token.
+TEST(SecurityTest, ATlsClusterServesOnlyOverTlsAndMembersNeedTheCertificate) {
+  testing_util::TempDir dir("security-tls");
+  const std::string tls_dir = dir.path() + "/tls";
+  ASSERT_TRUE(rpc::MakeClusterCertificates(tls_dir).ok());
+  EXPECT_EQ(ModeOf(tls_dir), 0700u);
+  EXPECT_EQ(ModeOf(tls_dir + "/key.pem"), 0600u);
+  EXPECT_EQ(ModeOf(tls_dir + "/ca.key"), 0600u);
+  EXPECT_EQ(rpc::MakeClusterCertificates(tls_dir).code(), absl::StatusCode::kAlreadyExists);
+  testing_util::ClusterOptions options;
+  options.nodes = 1;
+  options.cpu_workers_per_node = 2;
+  options.token = "client-secret";
+  options.member_token = "member-secret";
+  options.tls_dir = tls_dir;
+  testing_util::TestCluster cluster(kBin, dir.path() + "/state", options);
+  fs::create_directories(dir.path() + "/state/logs");
+  ASSERT_TRUE(cluster.Start().ok()) << cluster.Logs();
+  auto state = cluster.Connect()->ClusterState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->workers_size(), 2);
+
+  client::ClientOptions plaintext;
+  plaintext.address = cluster.address();
+  plaintext.token = "client-secret";
+  plaintext.rpc_timeout = absl::Seconds(5);
+  EXPECT_EQ((*client::Client::Connect(plaintext))->ClusterState().status().code(),
+            absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(rpc::MakeClusterCertificates(dir.path() + "/other").ok());
+  client::ClientOptions stranger = plaintext;
+  stranger.tls_ca = dir.path() + "/other/ca.pem";
+  EXPECT_EQ((*client::Client::Connect(stranger))->ClusterState().status().code(),
+            absl::StatusCode::kUnavailable);
+
+  auto client_tls = rpc::LoadClientTls(tls_dir + "/ca.pem");
+  auto member_tls = rpc::LoadMemberTls(tls_dir);
+  ASSERT_TRUE(client_tls.ok() && member_tls.ok());
+  // The member token over a client's connection (no certificate): refused.
+  rpc::GrpcStore without_certificate(rpc::MakeChannel(cluster.address(), *client_tls, true),
+                                     rpc::ClusterToken("member-secret"));
+  const absl::Status refused = without_certificate.Set("k", "v");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_NE(refused.message().find("member certificate"), std::string::npos) << refused;
+  // With the member certificate and token: a member.
+  rpc::GrpcStore member(rpc::MakeChannel(cluster.address(), *member_tls, true),
+                        rpc::ClusterToken("member-secret"));
+  EXPECT_TRUE(member.Set("k", "v").ok());
+  // The members themselves talk over TLS: a group forms only when the head's calls start and
+  // join both workers and the two rendezvous through the head's KV store.
+  v1::GroupSpec group;
+  group.set_name("tls-group");
+  group.set_size(2);
+  group.set_actor_class("TestActor");
+  group.mutable_resources()->set_cpu(1);
+  group.set_backend(v1::GLOO);
+  auto formed = cluster.Connect()->CreateGroup(group, absl::Seconds(60));
+  ASSERT_TRUE(formed.ok()) << formed.status() << cluster.Logs();
 }
 
 // Issue #23, item 11: after a head crash `raylightctl up` said the head was still running (a

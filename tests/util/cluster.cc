@@ -9,6 +9,8 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/rpc/certificates.h"
+#include "runtime/rpc/security.h"
 #include "tests/util/read_file.h"
 
 namespace raylight::testing_util {
@@ -55,6 +57,14 @@ TestCluster::~TestCluster() {
   }
 }
 
+void TestCluster::AddSecurity(std::vector<std::string>& argv, SpawnOptions& spawn) const {
+  rpc::SecurityFlags security;
+  security.token = options_.token;
+  security.member_token = options_.member_token;
+  security.tls_dir = options_.tls_dir;
+  rpc::PassSecurityFlags(security, argv, spawn.env);
+}
+
 std::string TestCluster::address() const { return absl::StrCat(options_.host, ":", port_); }
 
 absl::Status TestCluster::StartHead(int port) {
@@ -69,7 +79,7 @@ absl::Status TestCluster::StartHead(int port) {
   argv.insert(argv.end(), options_.head_args.begin(), options_.head_args.end());
   SpawnOptions spawn;
   spawn.log_path = state_dir_ + "/logs/head.log";
-  if (!options_.token.empty()) spawn.env.emplace_back("RAYLIGHT_TOKEN", options_.token);
+  AddSecurity(argv, spawn);
   auto head = ChildProcess::Spawn(argv, spawn);
   if (!head.ok()) return head.status();
   head_ = std::make_unique<ChildProcess>(*std::move(head));
@@ -96,7 +106,7 @@ absl::Status TestCluster::StartNode(int index) {
   for (const std::string& root : options_.model_roots) argv.push_back("--model-root=" + root);
   SpawnOptions spawn;
   spawn.log_path = absl::StrCat(state_dir_, "/logs/node", index, ".log");
-  if (!options_.token.empty()) spawn.env.emplace_back("RAYLIGHT_TOKEN", options_.token);
+  AddSecurity(argv, spawn);
   auto node = ChildProcess::Spawn(argv, spawn);
   if (!node.ok()) return node.status();
   if (static_cast<int>(nodes_.size()) <= index) nodes_.resize(index + 1);
@@ -127,6 +137,7 @@ std::unique_ptr<client::Client> TestCluster::Connect(const std::string& token) c
   client::ClientOptions options;
   options.address = address();
   options.token = token;
+  if (!options_.tls_dir.empty()) options.tls_ca = options_.tls_dir + "/" + rpc::kCaCertFile;
   return *client::Client::Connect(options);
 }
 

@@ -14,8 +14,10 @@ namespace raylight::testing_util {
 struct ClusterOptions {
   int nodes = 2;
   int cpu_workers_per_node = 2;
-  bool gpu = false;  // nodes discover their GPUs and start one worker each (GPU build)
-  std::string token;
+  bool gpu = false;          // nodes discover their GPUs and start one worker each (GPU build)
+  std::string token;         // the cluster (client) token
+  std::string member_token;  // the members' own; empty: the cluster token serves both
+  std::string tls_dir;       // the cluster's certificates (rpc::MakeClusterCertificates): TLS
   int heartbeat_ms = 200;
   int deadline_ms = 2000;
   // Where the head is reached; each node advertises node_hosts[i] (default: `host`).
@@ -54,6 +56,9 @@ class TestCluster {
   std::string Logs() const;
 
  private:
+  // The security flags of options_ on a daemon's command line and environment.
+  void AddSecurity(std::vector<std::string>& argv, SpawnOptions& spawn) const;
+
   const std::string bin_dir_;
   const std::string state_dir_;
   const ClusterOptions options_;

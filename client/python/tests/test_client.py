@@ -37,7 +37,8 @@ class LocalCluster:
     seed: int
 
     def client(self, **kwargs: object) -> raylight.Client:
-        return raylight.Client(self.address, token=self.token, **kwargs)  # type: ignore[arg-type]
+        settings: dict[str, Any] = {"token": self.token, "tls_ca": self.state / "tls" / "ca.pem"}
+        return raylight.Client(self.address, **(settings | kwargs))
 
 
 def _free_port() -> int:
@@ -74,7 +75,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         )
     port = _free_port()
     ctl = [str(BIN / "raylightctl"), f"--state-dir={state}"]
-    _run(*ctl, "up", f"--port={port}", "--num-cpu-workers=2", f"--model-root={root}")
+    # Over mutual TLS with the cluster's own CA: every call below is a TLS client's.
+    _run(*ctl, "up", f"--port={port}", "--num-cpu-workers=2", f"--model-root={root}", "--tls")
     try:
         yield LocalCluster(
             f"127.0.0.1:{port}", (state / "token").read_text().strip(), base, state, seed
@@ -222,8 +224,19 @@ def test_bad_input_raises_naming_the_field(
         assert len(client.list_jobs()) == before  # nothing queued
 
 
+def test_a_plaintext_client_gets_nothing_from_a_tls_cluster(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAYLIGHT_TLS_CA", raising=False)
+    monkeypatch.setenv("RAYLIGHT_STATE_DIR", str(cluster.root / "elsewhere"))
+    with raylight.Client(cluster.address, token=cluster.token, timeout=3) as client:
+        with pytest.raises(raylight.RaylightError) as error:
+            client.status()
+        assert error.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
 def test_a_wrong_token_is_refused(cluster: LocalCluster) -> None:
-    with raylight.Client(cluster.address, token="wrong", timeout=10) as client:
+    with cluster.client(token="wrong", timeout=10) as client:
         with pytest.raises(raylight.RaylightError) as error:
             client.status()
         assert error.value.code == grpc.StatusCode.UNAUTHENTICATED

@@ -126,6 +126,26 @@ def _default_address() -> str:
     )
 
 
+# Every member of a TLS cluster holds one certificate, named for the cluster rather than a host
+# (runtime/rpc/certificates.h); a client checks the head against that name and the cluster's CA.
+_CLUSTER_SERVER_NAME = "raylight-cluster"
+
+
+def _default_tls_ca(tls_ca: str | os.PathLike[str] | None, address: str) -> bytes | None:
+    """The CA certificate to verify the head with: tls_ca, RAYLIGHT_TLS_CA, else the local
+    cluster's (<state>/tls/ca.pem, which `raylightctl up --tls` made) when `address` is the
+    local cluster's; None: plaintext."""
+    if tls_ca is not None:
+        return Path(tls_ca).read_bytes()
+    if env := os.environ.get("RAYLIGHT_TLS_CA"):
+        return Path(env).read_bytes()
+    local = _state_dir() / "tls" / "ca.pem"
+    address_file = _state_dir() / "address"
+    if local.exists() and address_file.exists() and address_file.read_text().strip() == address:
+        return local.read_bytes()
+    return None
+
+
 def _default_token(token: str | None, token_file: str | os.PathLike[str] | None) -> str:
     if token is not None:
         return token
@@ -219,7 +239,9 @@ class Client:
 
     address: host:port (default: RAYLIGHT_ADDRESS, else the local cluster `raylightctl up`
     started); token: the cluster token (default: token_file, RAYLIGHT_TOKEN, else the local
-    cluster's); timeout: seconds for each unary call.
+    cluster's); tls_ca: the cluster's CA certificate (PEM) for a head that serves TLS (default:
+    RAYLIGHT_TLS_CA, else the local cluster's when address is the local one); timeout: seconds
+    for each unary call.
     """
 
     def __init__(
@@ -228,19 +250,30 @@ class Client:
         token: str | None = None,
         *,
         token_file: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
         timeout: float = 60.0,
     ) -> None:
         self.address = address or _default_address()
         self._token = _default_token(token, token_file)
         self._timeout = timeout
-        self._options = [
+        self._options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
         ]
-        self._channel = grpc.insecure_channel(self.address, options=self._options)
+        self._credentials: grpc.ChannelCredentials | None = None
+        if (ca := _default_tls_ca(tls_ca, self.address)) is not None:
+            self._options.append(("grpc.ssl_target_name_override", _CLUSTER_SERVER_NAME))
+            self._credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+        self._channel = self._new_channel(self.address)
         self._jobs = jobs_pb2_grpc.JobsStub(self._channel)  # type: ignore[no-untyped-call]
         self._head = head_pb2_grpc.HeadStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = [("authorization", f"Bearer {self._token}")] if self._token else []
+
+    def _new_channel(self, address: str) -> grpc.Channel:
+        """A channel to the head or a worker, over TLS when the cluster serves it."""
+        if self._credentials is None:
+            return grpc.insecure_channel(address, options=self._options)
+        return grpc.secure_channel(address, self._credentials, options=self._options)
 
     def close(self) -> None:
         self._channel.close()
@@ -413,7 +446,7 @@ class Client:
         for actor in self.status().actors:
             if actor.state != common_pb2.ALIVE or actor.spec.class_name != DIFFUSION_ACTOR:
                 continue
-            with grpc.insecure_channel(actor.address, options=self._options) as channel:
+            with self._new_channel(actor.address) as channel:
                 worker = worker_pb2_grpc.WorkerStub(channel)  # type: ignore[no-untyped-call]
                 header = common_pb2.CallHeader(
                     actor_id=actor.spec.actor_id,
