@@ -36,6 +36,13 @@ for pattern in 'libgrpc*.so*' 'libgpr.so*' 'libupb.so*' 'libaddress_sorting.so*'
   find "/usr/lib/$ARCH" -maxdepth 1 -name "$pattern" -exec cp -a {} "$OUT/lib/$ARCH/" \;
 done
 
+# OpenSSL 3's headers (a cluster's certificates, runtime/rpc/certificates.cc): the host has the
+# libraries (gRPC links them) but not always their headers. The link-time names point at the
+# host's own libraries, which every Debian and Ubuntu with OpenSSL 3 keeps at this path.
+cp -a /usr/include/openssl "$OUT/include/"
+cp -a /usr/include/$ARCH/openssl/. "$OUT/include/openssl/"
+ln -sf "/usr/lib/$ARCH/libssl.so.3" "$OUT/lib/$ARCH/libssl.so"
+ln -sf "/usr/lib/$ARCH/libcrypto.so.3" "$OUT/lib/$ARCH/libcrypto.so"
 # CMake package configs (relocatable as they are: they compute their prefix from their path).
 cp -a "/usr/lib/$ARCH/cmake/grpc" "/usr/lib/$ARCH/cmake/absl" "$OUT/lib/$ARCH/cmake/"
 
