@@ -9,13 +9,30 @@ namespace raylight::actors {
 namespace {
 
 ModelRequest ToModelRequest(const v1::SampleJob& job,
-                            const google::protobuf::RepeatedPtrField<std::string>& files) {
+                            const google::protobuf::RepeatedPtrField<std::string>& files,
+                            const google::protobuf::RepeatedPtrField<v1::LoraRef>& loras,
+                            const google::protobuf::RepeatedPtrField<std::string>& lora_files) {
   ModelRequest model;
   model.files.assign(files.begin(), files.end());
+  for (int i = 0; i < lora_files.size() && i < loras.size(); ++i) {
+    model.loras.push_back({lora_files[i], loras[i].strength()});
+  }
   model.dtype = job.dtype().empty() ? "auto" : job.dtype();
   model.placement = job.placement().empty() ? "auto" : job.placement();
   model.swap_budget = job.swap_budget();
   return model;
+}
+
+// The resolved LoRA files of a call: one per LoRA the job names, each inside the model roots.
+absl::Status CheckLoraFiles(const std::string& field, int named,
+                            const google::protobuf::RepeatedPtrField<std::string>& files,
+                            const std::vector<std::string>& roots) {
+  if (files.size() != named) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", files.size(), " files for ", named, " LoRAs"));
+  }
+  if (files.empty()) return absl::OkStatus();
+  return CheckModelFiles(field, {files.begin(), files.end()}, roots);
 }
 
 v1::ModelInfo ToProto(const ModelSummary& summary) {
@@ -64,10 +81,15 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
         "low_noise_model_files",
         {call.low_noise_model_files().begin(), call.low_noise_model_files().end()}, model_roots_));
   }
+  // LoRA files too come from the model roots only, one per LoRA the job names.
   const v1::SampleJob& job = call.job();
+  RL_RETURN_IF_ERROR(
+      CheckLoraFiles("lora_files", job.loras_size(), call.lora_files(), model_roots_));
+  RL_RETURN_IF_ERROR(CheckLoraFiles("low_noise_lora_files", job.low_noise_loras_size(),
+                                    call.low_noise_lora_files(), model_roots_));
   SampleRequest request;
   request.job_id = call.job_id();
-  request.model = ToModelRequest(job, call.model_files());
+  request.model = ToModelRequest(job, call.model_files(), job.loras(), call.lora_files());
   request.mesh = MeshShapeOf(job.mesh());
   request.positive = job.positive();
   request.negative = job.negative();
@@ -90,7 +112,8 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
   request.sigmas.assign(job.sigmas().begin(), job.sigmas().end());
   request.preview_every = job.preview_every();
   if (call.low_noise_model_files_size() > 0) {
-    request.low_noise_model = ToModelRequest(job, call.low_noise_model_files());
+    request.low_noise_model = ToModelRequest(job, call.low_noise_model_files(),
+                                             job.low_noise_loras(), call.low_noise_lora_files());
   }
   request.boundary = job.boundary();
   auto outcome = engine_.Sample(
@@ -123,8 +146,11 @@ absl::StatusOr<v1::LoadModelResult> DiffusionActor::LoadModel(const v1::LoadMode
   if (!group.ok()) return group.status();
   RL_RETURN_IF_ERROR(CheckModelFiles(
       "model_files", {call.model_files().begin(), call.model_files().end()}, model_roots_));
-  auto outcome = engine_.Load(ToModelRequest(call.job(), call.model_files()),
-                              MeshShapeOf(call.job().mesh()), **group);
+  RL_RETURN_IF_ERROR(
+      CheckLoraFiles("lora_files", call.job().loras_size(), call.lora_files(), model_roots_));
+  auto outcome = engine_.Load(
+      ToModelRequest(call.job(), call.model_files(), call.job().loras(), call.lora_files()),
+      MeshShapeOf(call.job().mesh()), **group);
   if (!outcome.ok()) return outcome.status();
   v1::LoadModelResult result;
   *result.mutable_model() = ToProto(outcome->model);

@@ -205,8 +205,20 @@ class DiffusionEngine::Impl {
   }
 
   // "files|dtype|": how the keys of the models of these files in this dtype begin.
+  // The cache key's model part: files, dtype, and the LoRAs merged (another set or strength is
+  // another model).
   static std::string ModelPrefix(const ModelRequest& request, at::ScalarType dtype) {
-    return absl::StrCat(absl::StrJoin(request.files, ","), "|", DtypeName(dtype), "|");
+    std::string loras;
+    for (const LoraRequest& lora : request.loras) {
+      absl::StrAppend(&loras, "+", lora.path, "@", lora.strength);
+    }
+    return absl::StrCat(absl::StrJoin(request.files, ","), loras, "|", DtypeName(dtype), "|");
+  }
+
+  static std::vector<models::LoraFile> LorasOf(const ModelRequest& request) {
+    std::vector<models::LoraFile> loras;
+    for (const LoraRequest& lora : request.loras) loras.push_back({lora.path, lora.strength});
+    return loras;
   }
 
   static std::string GroupKey(const worker::GroupContext& group) {
@@ -446,11 +458,13 @@ class DiffusionEngine::Impl {
         if (!membership.ok()) return membership.status();
         models::ShardOptions shards;
         shards.host_shards = placement == "fsdp-host";
-        loaded = models::wan::LoadWanSharded(request.files, options, *(*membership)->world, shards);
+        loaded = models::wan::LoadWanSharded(request.files, options, *(*membership)->world, shards,
+                                             LorasOf(request));
       } else if (placement == "swap") {
-        loaded = models::wan::LoadWanSwapped(request.files, options, decision->swap);
+        loaded =
+            models::wan::LoadWanSwapped(request.files, options, decision->swap, LorasOf(request));
       } else {
-        loaded = models::wan::LoadWanResident(request.files, options);
+        loaded = models::wan::LoadWanResident(request.files, options, LorasOf(request));
       }
       // Out of device memory with other models loaded: make room and try again.
       if (loaded.ok() || loaded.status().code() != absl::StatusCode::kResourceExhausted ||
@@ -460,6 +474,15 @@ class DiffusionEngine::Impl {
     }
     if (!loaded.ok()) return loaded.status();
     *seconds = SecondsSince(start);
+    if (!request.loras.empty()) {
+      const models::LoraReport& merged = loaded->loras;
+      RL_LOG(INFO) << "merged " << request.loras.size() << " LoRAs into " << merged.patched_tensors
+                   << " tensors";
+      // As ComfyUI's "lora key not loaded": listed, not an error (the others apply).
+      for (const std::string& key : merged.unmatched_keys) {
+        RL_LOG(WARNING) << "lora key not loaded: " << key;
+      }
+    }
     LoadedModel model{*std::move(loaded), {}, group_key, key};
     model.summary.path = request.files.front();
     model.summary.variant = model.wan.config.name;

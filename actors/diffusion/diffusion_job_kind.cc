@@ -153,6 +153,39 @@ void FillPlan(const CommonPlan& common, const v1::SampleJob& job, v1::JobPlan& p
 
 // The low-noise expert, when the job names one: its files, checked against the high-noise
 // expert's architecture, and the boundary.
+// A job's LoRAs (`field`: "loras" or "low_noise_loras") resolved in the model roots: one file
+// each, a safetensors header that parses, a finite strength. Errors name the entry.
+constexpr int kMaxLoras = 16;
+constexpr double kMaxLoraStrength = 100;
+absl::StatusOr<std::vector<std::string>> ResolveLoras(
+    const std::string& field, const google::protobuf::RepeatedPtrField<v1::LoraRef>& loras,
+    const std::vector<std::string>& roots) {
+  if (loras.size() > kMaxLoras) {
+    return Invalid(field, absl::StrCat(loras.size(), " LoRAs; at most ", kMaxLoras));
+  }
+  std::vector<std::string> files;
+  for (int i = 0; i < loras.size(); ++i) {
+    const std::string entry = absl::StrCat(field, "[", i, "]");
+    const v1::LoraRef& lora = loras[i];
+    if (!std::isfinite(lora.strength()) || std::abs(lora.strength()) > kMaxLoraStrength) {
+      return Invalid(entry + ".strength",
+                     absl::StrCat(lora.strength(), " is outside [-", kMaxLoraStrength, ", ",
+                                  kMaxLoraStrength, "]"));
+    }
+    auto resolved = ResolveModel(lora.name(), roots);
+    if (!resolved.ok()) return InField(entry + ".name", resolved.status());
+    if (resolved->size() != 1) {
+      return Invalid(entry + ".name", absl::StrCat("'", lora.name(),
+                                                   "' is a directory; a LoRA "
+                                                   "is one .safetensors file"));
+    }
+    auto file = models::SafetensorsFile::Open(resolved->front());
+    if (!file.ok()) return InField(entry + ".name", file.status());
+    files.push_back(resolved->front());
+  }
+  return files;
+}
+
 absl::StatusOr<std::vector<std::string>> PlanLowNoiseExpert(const v1::SampleJob& job,
                                                             const std::vector<std::string>& roots,
                                                             const CommonPlan& high) {
@@ -329,13 +362,25 @@ class SampleKind final : public head::JobKind {
     }
     auto low_noise = PlanLowNoiseExpert(job, roots_, *common);
     if (!low_noise.ok()) return low_noise.status();
+    auto loras = ResolveLoras("loras", job.loras(), roots_);
+    if (!loras.ok()) return loras.status();
+    auto low_noise_loras = ResolveLoras("low_noise_loras", job.low_noise_loras(), roots_);
+    if (!low_noise_loras.ok()) return low_noise_loras.status();
+    if (low_noise->empty() && !low_noise_loras->empty()) {
+      return Invalid("low_noise_loras", "given without a low_noise_model");
+    }
     v1::SampleCall call;
     call.set_job_id(job_id);
     *call.mutable_job() = std::move(job);
     for (const std::string& file : common->files) call.add_model_files(file);
     for (const std::string& file : *low_noise) call.add_low_noise_model_files(file);
+    for (const std::string& file : *loras) call.add_lora_files(file);
+    for (const std::string& file : *low_noise_loras) call.add_low_noise_lora_files(file);
     v1::JobPlan plan;
     FillPlan(*common, call.job(), plan);
+    if (!loras->empty()) {  // the groups holding this LoRA'd model
+      plan.set_affinity(absl::StrCat(plan.affinity(), "+", absl::StrJoin(*loras, "+")));
+    }
     if (!low_noise->empty()) {
       // Groups that hold both experts are the ones to reuse.
       plan.set_affinity(absl::StrCat(plan.affinity(), "|", absl::StrJoin(*low_noise, ",")));
@@ -375,8 +420,11 @@ class LoadKind final : public head::JobKind {
     job.set_cfg(1.0);  // nothing to split: the mesh check must not ask for a negative
     auto common = PlanCommon(job, roots_, cluster);
     if (!common.ok()) return common.status();
+    auto loras = ResolveLoras("loras", job.loras(), roots_);
+    if (!loras.ok()) return loras.status();
     v1::LoadModelCall call;
     for (const std::string& file : common->files) call.add_model_files(file);
+    for (const std::string& file : *loras) call.add_lora_files(file);
     v1::JobPlan plan;
     FillPlan(*common, job, plan);
     *call.mutable_job() = std::move(job);

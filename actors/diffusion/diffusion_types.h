@@ -12,8 +12,15 @@
 
 namespace raylight::actors {
 
+// A LoRA merged at load: a resolved file and its strength.
+struct LoraRequest {
+  std::string path;
+  double strength = 1.0;
+};
+
 struct ModelRequest {
   std::vector<std::string> files;  // resolved checkpoint files (shards of one model)
+  std::vector<LoraRequest> loras;  // merged into the weights at load, in order
   std::string dtype = "auto";      // auto, bf16, f16, f32
   std::string placement = "auto";  // auto, resident, fsdp, fsdp-host, swap
   double swap_budget = 0;          // swap: fraction of the blocks' bytes (0: from free memory)

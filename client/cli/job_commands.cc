@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -49,6 +50,9 @@ void AddModelFlags(CLI::App& command, SampleFlags& flags) {
   command.add_option("--model", flags.model, "model name under a model root, or a path inside one")
       ->required();
   command.add_option("--dtype", flags.dtype, "auto, bf16, f16, f32")->capture_default_str();
+  command.add_option("--lora", flags.loras,
+                     "a LoRA under a model root, NAME[:STRENGTH] (default 1; repeatable, merged "
+                     "in order)");
   command.add_option("--placement", flags.placement, "auto, resident, fsdp, fsdp-host, swap")
       ->capture_default_str();
   command
@@ -65,6 +69,20 @@ void AddModelFlags(CLI::App& command, SampleFlags& flags) {
   command.add_option("--dp", flags.dp, "data-parallel degree (seed + rank each)")
       ->capture_default_str();
   command.add_flag("--cpu", flags.cpu, "run on CPU workers even when GPUs exist");
+}
+
+// NAME[:STRENGTH]: the strength is what follows the last ':' when it is a number.
+v1::LoraRef ParseLora(const std::string& text) {
+  v1::LoraRef lora;
+  lora.set_name(text);
+  lora.set_strength(1.0);
+  const size_t colon = text.rfind(':');
+  double strength = 0;
+  if (colon != std::string::npos && absl::SimpleAtod(text.substr(colon + 1), &strength)) {
+    lora.set_name(text.substr(0, colon));
+    lora.set_strength(strength);
+  }
+  return lora;
 }
 
 v1::SampleJob ToJob(const SampleFlags& flags) {
@@ -90,6 +108,9 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
   for (double sigma : flags.sigmas) job.add_sigmas(sigma);
   job.set_low_noise_model(flags.low_noise_model);
   job.set_boundary(flags.boundary);
+  for (const std::string& lora : flags.loras) *job.add_loras() = ParseLora(lora);
+  for (const std::string& lora : flags.low_noise_loras)
+    *job.add_low_noise_loras() = ParseLora(lora);
   job.set_preview_every(flags.preview_every);
   job.set_cpu(flags.cpu);
   v1::MeshSpec* mesh = job.mutable_mesh();
@@ -143,6 +164,8 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
   sample->add_option("--latent", flags.latent, "a starting .latent file (instead of the size)");
   sample->add_option("--low-noise-model", flags.low_noise_model,
                      "Wan 2.2 A14B: the low-noise expert (--model is the high-noise one)");
+  sample->add_option("--low-noise-lora", flags.low_noise_loras,
+                     "a LoRA for the low-noise expert, NAME[:STRENGTH] (repeatable)");
   sample
       ->add_option("--boundary", flags.boundary,
                    "the sigma below which the low-noise expert runs (0: 0.875 T2V, 0.900 I2V)")

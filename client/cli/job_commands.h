@@ -27,6 +27,8 @@ struct SampleFlags {
   // Wan 2.2 A14B: the low-noise expert and the boundary (0: Wan 2.2's default).
   std::string low_noise_model;
   double boundary = 0;
+  // LoRAs as NAME[:STRENGTH] (strength 1 when not given), merged in order.
+  std::vector<std::string> loras, low_noise_loras;
   int ulysses = 1, ring = 1, cfg_parallel = 1, dp = 1;
   std::string placement = "auto", dtype = "auto";
   double swap_budget = 0;

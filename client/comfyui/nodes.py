@@ -414,6 +414,48 @@ class RaylightKSamplerAdvanced:
         )
 
 
+class RaylightLoraLoader:
+    """ComfyUI's LoraLoaderModelOnly for a cluster model: the LoRA (a file in the cluster's model
+    roots) is merged into the model, or into the low-noise expert, when its job loads it; chain
+    several, they merge in order."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        options = _describe()
+        files = [m.name for m in options.models if m.files == 1] if options else []
+        return {
+            "required": {
+                "model": (MODEL,),
+                "lora_name": (files, {"tooltip": "a LoRA file in the cluster's model roots"}),
+                "strength_model": (
+                    "FLOAT",
+                    {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01},
+                ),
+            },
+            "optional": {
+                "expert": (["model", "low_noise_model"], {"tooltip": "which model it patches"}),
+            },
+        }
+
+    RETURN_TYPES = (MODEL,)
+    FUNCTION = "load_lora"
+    CATEGORY = "raylight"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, lora_name: str) -> bool | str:
+        return True  # the head checks the name against its roots, naming the input
+
+    def load_lora(
+        self, model: ModelRef, lora_name: str, strength_model: float, expert: str = "model"
+    ) -> tuple[ModelRef]:
+        key = "loras" if expert == "model" else "low_noise_loras"
+        if key == "low_noise_loras" and "low_noise_model" not in model.settings:
+            raise ValueError("Raylight LoRA: input 'expert': the model has no low-noise expert")
+        settings = dict(model.settings)
+        settings[key] = [*settings.get(key, []), (lora_name, strength_model)]
+        return (ModelRef(model.cluster, settings),)
+
+
 class RaylightLoadConditioning:
     """A conditioning file (a prompt encoded elsewhere: `text` [L, 4096], for I2V `clip_fea` and
     `y`) from ComfyUI's input folder, as a CONDITIONING."""
@@ -446,6 +488,7 @@ NODE_CLASS_MAPPINGS = {
     "RaylightKSampler": RaylightKSampler,
     "RaylightKSamplerAdvanced": RaylightKSamplerAdvanced,
     "RaylightLoadConditioning": RaylightLoadConditioning,
+    "RaylightLoraLoader": RaylightLoraLoader,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -454,4 +497,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "RaylightKSampler": "Raylight KSampler",
     "RaylightKSamplerAdvanced": "Raylight KSampler (Advanced)",
     "RaylightLoadConditioning": "Raylight Load Conditioning",
+    "RaylightLoraLoader": "Raylight LoRA",
 }

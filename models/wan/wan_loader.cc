@@ -72,16 +72,20 @@ namespace {
 // Opens the checkpoint and places it with `place(checkpoint, layout, options)`.
 template <typename Place>
 absl::StatusOr<LoadedWan> Load(const std::vector<std::string>& paths, PlacementOptions options,
-                               Place place) {
+                               const std::vector<LoraFile>& loras, Place place) {
   auto opened = OpenWanCheckpoint(paths);
   if (!opened.ok()) return opened.status();
   if (!options.keep_fp32) options.keep_fp32 = WanKeepsFp32;
   BlockLayout layout;
   layout.num_blocks = static_cast<int>(opened->config.num_layers);
   try {
+    // An fp8 base merged with a LoRA is kept in the compute dtype (not requantised).
+    auto merged = ApplyLoras(opened->checkpoint, loras, NormalizeWanKey, options.compute_dtype,
+                             options.device);
+    if (!merged.ok()) return merged.status();
     auto weights = place(opened->checkpoint, layout, options);
     if (!weights.ok()) return weights.status();
-    return LoadedWan{opened->config, *std::move(weights)};
+    return LoadedWan{opened->config, *std::move(weights), *std::move(merged)};
   } catch (const c10::OutOfMemoryError& error) {
     return absl::ResourceExhaustedError(
         absl::StrCat("loading ", opened->config.name, ": ", error.what_without_backtrace()));
@@ -94,9 +98,10 @@ absl::StatusOr<LoadedWan> Load(const std::vector<std::string>& paths, PlacementO
 }  // namespace
 
 absl::StatusOr<LoadedWan> LoadWanResident(const std::vector<std::string>& paths,
-                                          PlacementOptions options) {
+                                          PlacementOptions options,
+                                          const std::vector<LoraFile>& loras) {
   return Load(
-      paths, std::move(options),
+      paths, std::move(options), loras,
       [](const Checkpoint& checkpoint, const BlockLayout& layout,
          const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
         return ResidentWeights::Create(checkpoint, layout, placement);
@@ -105,9 +110,10 @@ absl::StatusOr<LoadedWan> LoadWanResident(const std::vector<std::string>& paths,
 
 absl::StatusOr<LoadedWan> LoadWanSharded(const std::vector<std::string>& paths,
                                          PlacementOptions options, comm::Communicator& group,
-                                         const ShardOptions& shards) {
+                                         const ShardOptions& shards,
+                                         const std::vector<LoraFile>& loras) {
   return Load(
-      paths, std::move(options),
+      paths, std::move(options), loras,
       [&](const Checkpoint& checkpoint, const BlockLayout& layout,
           const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
         return ShardedWeights::Create(checkpoint, layout, placement, group, shards);
@@ -115,9 +121,10 @@ absl::StatusOr<LoadedWan> LoadWanSharded(const std::vector<std::string>& paths,
 }
 
 absl::StatusOr<LoadedWan> LoadWanSwapped(const std::vector<std::string>& paths,
-                                         PlacementOptions options, const SwapOptions& swap) {
+                                         PlacementOptions options, const SwapOptions& swap,
+                                         const std::vector<LoraFile>& loras) {
   return Load(
-      paths, std::move(options),
+      paths, std::move(options), loras,
       [&](const Checkpoint& checkpoint, const BlockLayout& layout,
           const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
         return SwappedWeights::Create(checkpoint, layout, placement, swap);

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "models/core/checkpoint.h"
+#include "models/core/lora.h"
 #include "models/core/sharded_weights.h"
 #include "models/core/swapped_weights.h"
 #include "models/core/weights.h"
@@ -26,19 +27,25 @@ absl::StatusOr<OpenedWan> OpenWanCheckpoint(const std::vector<std::string>& path
 struct LoadedWan {
   WanConfig config;
   std::unique_ptr<WeightProvider> weights;
+  LoraReport loras;  // what the LoRAs patched, and their keys that named nothing
 };
+
+// Every placement merges `loras` (models/core/lora.h) into the opened checkpoint first.
 
 // Resident placement on `options.device` (Wan's fp32 weights kept fp32).
 absl::StatusOr<LoadedWan> LoadWanResident(const std::vector<std::string>& paths,
-                                          PlacementOptions options);
+                                          PlacementOptions options,
+                                          const std::vector<LoraFile>& loras = {});
 
 // FSDP over `group` (sharded_weights.h): each rank reads and keeps 1/N of every block.
 absl::StatusOr<LoadedWan> LoadWanSharded(const std::vector<std::string>& paths,
                                          PlacementOptions options, comm::Communicator& group,
-                                         const ShardOptions& shards = {});
+                                         const ShardOptions& shards = {},
+                                         const std::vector<LoraFile>& loras = {});
 
 // Layer swap on one device (swapped_weights.h): the blocks beyond a budget stream from host memory.
 absl::StatusOr<LoadedWan> LoadWanSwapped(const std::vector<std::string>& paths,
-                                         PlacementOptions options, const SwapOptions& swap);
+                                         PlacementOptions options, const SwapOptions& swap,
+                                         const std::vector<LoraFile>& loras = {});
 
 }  // namespace raylight::models::wan

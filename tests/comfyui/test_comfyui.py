@@ -121,6 +121,59 @@ def random_wan(path: Path, seed: int, i2v: bool = False, channels: int = CHANNEL
     save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in t.items()}, str(path))
 
 
+# Wan's module names in diffusers' spelling (the test's own table: what a PEFT-trained LoRA
+# names), for the modules the random LoRAs patch.
+DIFFUSERS_NAMES = {
+    "self_attn.q": "attn1.to_q",
+    "self_attn.k": "attn1.to_k",
+    "self_attn.v": "attn1.to_v",
+    "self_attn.o": "attn1.to_out.0",
+    "cross_attn.q": "attn2.to_q",
+    "cross_attn.k": "attn2.to_k",
+    "cross_attn.v": "attn2.to_v",
+    "cross_attn.o": "attn2.to_out.0",
+    "ffn.0": "ffn.net.0.proj",
+    "ffn.2": "ffn.net.2",
+}
+
+
+def random_loras(loras: Path, seed: int) -> None:
+    """Three random LoRAs of the test's Wan: kohya names with alpha and diffs of a bias and of a
+    norm (as distillation LoRAs carry them); ComfyUI's native names; and the native one's
+    tensors again in diffusers / PEFT names (which ComfyUI 0.3.64 does not map for Wan: its
+    reference is the native file)."""
+    g = torch.Generator().manual_seed(seed)
+    rank = 4
+
+    def w(*shape: int, scale: float = 0.05) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    kohya: dict[str, torch.Tensor] = {}
+    native: dict[str, torch.Tensor] = {}
+    peft: dict[str, torch.Tensor] = {}
+    for i in range(LAYERS):
+        for module, diffusers in DIFFUSERS_NAMES.items():
+            out_dim = FFN if module == "ffn.0" else DIM
+            in_dim = FFN if module == "ffn.2" else DIM
+            key = f"lora_unet_blocks_{i}_{module.replace('.', '_')}"
+            kohya[f"{key}.lora_up.weight"] = w(out_dim, rank)
+            kohya[f"{key}.lora_down.weight"] = w(rank, in_dim)
+            kohya[f"{key}.alpha"] = torch.tensor(3.0)
+            down, up = w(rank, in_dim), w(out_dim, rank)
+            native[f"diffusion_model.blocks.{i}.{module}.lora_A.weight"] = down
+            native[f"diffusion_model.blocks.{i}.{module}.lora_B.weight"] = up
+            peft[f"transformer.blocks.{i}.{diffusers}.lora_A.weight"] = down
+            peft[f"transformer.blocks.{i}.{diffusers}.lora_B.weight"] = up
+    kohya["lora_unet_blocks_0_ffn_2.diff_b"] = w(DIM)
+    kohya["lora_unet_blocks_1_norm3.diff"] = w(DIM)
+    # No diff of a modulation table here: ComfyUI 0.3.64 maps it but leaves it unapplied (its
+    # patcher patches a module's parameters only on some load paths); the cluster applies it,
+    # which lora_test checks against the arithmetic.
+    loras.mkdir(parents=True, exist_ok=True)
+    for name, tensors in (("kohya", kohya), ("native", native), ("peft", peft)):
+        save_file(tensors, str(loras / f"lora_{name}.safetensors"))
+
+
 def umt5_like(path: Path, tokens: int, rows: int, seed: int) -> None:
     """A prompt as ComfyUI's umT5 hands it over: `tokens` rows of features, zeros up to `rows`
     (at least 512: it pads, and never truncates)."""
@@ -268,6 +321,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     random_wan(models / "wan_low.safetensors", seed + 1)
     random_wan(models / "wan_i2v.safetensors", seed + 5, i2v=True)
     random_wan(models / "wan_ti2v.safetensors", seed + 6, channels=48)
+    random_loras(base / "models" / "loras", seed + 7)
     umt5_like(base / "input" / "positive.safetensors", 11, 512, seed + 2)
     umt5_like(base / "input" / "negative.safetensors", 4, 512, seed + 3)
     umt5_like(base / "input" / "long.safetensors", 600, 600, seed + 4)
@@ -276,7 +330,15 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     port = _free_port()
     ctl = [str(BIN / "raylightctl"), f"--state-dir={state}"]
     subprocess.run(
-        [*ctl, "up", f"--port={port}", "--num-cpu-workers=2", f"--model-root={models}", "--tls"],
+        [
+            *ctl,
+            "up",
+            f"--port={port}",
+            "--num-cpu-workers=2",
+            f"--model-root={models}",
+            f"--model-root={base / 'models' / 'loras'}",
+            "--tls",
+        ],
         check=True,
         capture_output=True,
         timeout=120,
@@ -572,6 +634,48 @@ def test_an_inpainting_noise_mask_gives_comfyuis_latent(setup: Setup) -> None:
     assert error < TOLERANCE
 
 
+def test_loras_give_comfyuis_latent(setup: Setup) -> None:
+    """Two LoRAs chained on each side (ComfyUI's LoraLoaderModelOnly, Raylight LoRA): kohya
+    names with alpha and diffs at one strength, then native names at a negative one; ours takes
+    the second in diffusers / PEFT names. The merged weights differ from the base's, so the
+    latents agree only if every key landed where ComfyUI puts it, scaled as ComfyUI scales it."""
+    g = Graph()
+    c = common_nodes(g, setup)
+    strong, negative = random.uniform(0.5, 1.2), random.uniform(-0.8, -0.3)
+    unet = g.add("UNETLoader", unet_name="wan_high.safetensors", weight_dtype="default")
+    theirs_model = g.out(unet)
+    ours_model = c["raylight_model"]
+    for comfy_lora, our_lora, strength in (
+        ("lora_kohya.safetensors", "lora_kohya.safetensors", strong),
+        ("lora_native.safetensors", "lora_peft.safetensors", negative),
+    ):
+        theirs_model = g.out(
+            g.add(
+                "LoraLoaderModelOnly",
+                model=theirs_model,
+                lora_name=comfy_lora,
+                strength_model=strength,
+            )
+        )
+        ours_model = g.out(
+            g.add(
+                "RaylightLoraLoader", model=ours_model, lora_name=our_lora, strength_model=strength
+            )
+        )
+    shifted = g.out(g.add("ModelSamplingSD3", model=theirs_model, shift=SHIFT))
+    inputs = ksampler_inputs(c, "euler", "simple", 4, random.randrange(1 << 48))
+    ours = save(g, g.out(g.add("RaylightKSampler", model=ours_model, **inputs)), "r_lora")
+    theirs = save(g, g.out(g.add("KSampler", model=shifted, **inputs)), "c_lora")
+    plain = save(g, g.out(g.add("KSampler", model=c["comfy_model"], **inputs)), "c_plain")
+    entry = setup.comfy.run(g.nodes)
+    ours_latent, theirs_latent = setup.comfy.latent(entry, ours), setup.comfy.latent(entry, theirs)
+    error = rel_l2(ours_latent, theirs_latent)
+    effect = rel_l2(setup.comfy.latent(entry, plain), theirs_latent)
+    print(f"LoRAs: relative L2 {error:.2e} (the LoRAs moved the latent by {effect:.2e})")
+    assert effect > 100 * TOLERANCE  # the LoRAs matter, so agreeing means they merged alike
+    assert error < TOLERANCE
+
+
 def test_a_raylightctl_latent_loads_in_comfyui(setup: Setup) -> None:
     seed, steps = random.randrange(1 << 48), 5
     prefix = setup.base / "cli"
@@ -702,6 +806,9 @@ def test_the_model_list_comes_from_the_cluster(setup: Setup) -> None:
     info = setup.comfy.get("/object_info/RaylightModel")["RaylightModel"]
     listed = info["input"]["required"]["model"][0]
     assert listed == [
+        "lora_kohya.safetensors",
+        "lora_native.safetensors",
+        "lora_peft.safetensors",
         "wan_high.safetensors",
         "wan_i2v.safetensors",
         "wan_low.safetensors",

@@ -468,6 +468,56 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
   EXPECT_EQ(good.state(), v1::JOB_SUCCEEDED) << good.DebugString();
 }
 
+// LoRA (issue #25): a job with a LoRA equals the same job on the checkpoint with the LoRA merged
+// offline (tests/jobs/lora_reference.py), on every placement (resident, FSDP with host shards
+// under Ulysses 2, layer swap); the LoRA'd model is cached apart from the plain one.
+TEST_F(JobsTest, LoraJobsEqualTheOfflineMergeOnEveryPlacement) {
+  ASSERT_TRUE(MakeCheckpoint("deep.safetensors", 6, seed_ + 2).ok());
+  const double strength = 0.5 + static_cast<double>(seed_ % 1000) / 1000;
+  absl::Status made = RunToCompletion(
+      {RAYLIGHT_TEST_PYTHON, RAYLIGHT_LORA_REFERENCE, "--base=" + models_ + "/deep.safetensors",
+       "--lora=" + models_ + "/style.safetensors", "--merged=" + models_ + "/merged.safetensors",
+       absl::StrCat("--strength=", strength), absl::StrCat("--seed=", seed_)},
+      dir_->path() + "/lora.log", std::chrono::seconds(120));
+  ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/lora.log");
+  v1::SampleJob merged = Job();
+  merged.set_model("merged.safetensors");
+  const Latent reference = Reference(merged);
+  v1::SampleJob job = Job();
+  job.set_model("deep.safetensors");
+  v1::LoraRef* lora = job.add_loras();
+  lora->set_name("style.safetensors");
+  lora->set_strength(strength);
+  v1::SampleJob sharded = job, swapped = job;
+  sharded.mutable_mesh()->set_ulysses(2);
+  sharded.set_placement("fsdp-host");
+  swapped.set_placement("swap");
+  swapped.set_swap_budget(0.5);
+  // Resident twice (the second finds the LoRA'd model loaded), then FSDP and swap.
+  for (int run = 0; run < 4; ++run) {
+    v1::JobInfo done = RunJob(run < 2 ? job : run == 2 ? sharded : swapped);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    const v1::SampleResult result = ResultOf(done.job_id());
+    ExpectSameLatent(ReadLatent(result.latent()), reference);
+    if (run == 1) EXPECT_TRUE(result.model_was_resident());
+  }
+  v1::SampleJob plain = Job();
+  plain.set_model("deep.safetensors");
+  v1::JobInfo base = RunJob(plain);
+  ASSERT_EQ(base.state(), v1::JOB_SUCCEEDED);
+  EXPECT_GT(MaxAbsDiff(ReadLatent(ResultOf(base.job_id()).latent()), reference), 1e-3);
+  // A LoRA outside the roots, or of strength NaN, is refused naming the entry.
+  lora->set_name("../outside.safetensors");
+  auto refused = jobs_->SubmitSample(job);
+  EXPECT_NE(refused.status().message().find("loras[0].name"), std::string::npos)
+      << refused.status();
+  lora->set_name("style.safetensors");
+  lora->set_strength(NAN);
+  refused = jobs_->SubmitSample(job);
+  EXPECT_NE(refused.status().message().find("loras[0].strength"), std::string::npos)
+      << refused.status();
+}
+
 // ComfyUI's KSamplerAdvanced pattern as two jobs: the first stops at step 2 with its leftover
 // noise, the second continues from its LATENT without adding noise. With euler (one model call
 // per step, no step noise) that is the same run as one job of all the steps: the LATENT's

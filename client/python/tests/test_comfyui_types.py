@@ -105,5 +105,6 @@ def test_cluster_fields_map_to_node_inputs() -> None:
     assert comfyui.input_for_field("start_step") == "start_at_step"
     assert comfyui.input_for_field("latent") == "latent_image"
     assert comfyui.input_for_field("mesh.ulysses") == "model"
+    assert comfyui.input_for_field("loras[1].name") == "model"
     assert comfyui.input_for_field("spec.payload") is None
     assert comfyui.input_for_field(None) is None

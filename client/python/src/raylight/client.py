@@ -181,6 +181,8 @@ def sample_job(
     sigmas: Sequence[float] | None = None,
     low_noise_model: str = "",
     boundary: float = 0.0,
+    loras: Sequence[tuple[str, float]] = (),
+    low_noise_loras: Sequence[tuple[str, float]] = (),
     dtype: str = "auto",
     placement: str = "auto",
     swap_budget: float = 0.0,
@@ -196,7 +198,8 @@ def sample_job(
     `latent` is a ComfyUI LATENT (the VAE's space); without one the job starts from zeros of
     width x height x frames. `noise_mask` is the LATENT's noise mask (1 where sampled, 0 where
     the latent is kept: inpainting, Wan 2.2 TI2V's start image). Conditioning is a dict of
-    tensors or safetensors bytes.
+    tensors or safetensors bytes. `loras`: (file under the model roots, strength) pairs merged
+    into the model at load, in order; `low_noise_loras` into the low-noise expert.
     """
     if noise_mask is not None and latent is None:
         raise ValueError("noise_mask: given without a latent")
@@ -231,6 +234,10 @@ def sample_job(
         job.width, job.height, job.frames = width, height, frames
     if sigmas:
         job.sigmas.extend(float(s) for s in sigmas)
+    for name, strength in loras:
+        job.loras.add(name=name, strength=strength)
+    for name, strength in low_noise_loras:
+        job.low_noise_loras.add(name=name, strength=strength)
     return job
 
 

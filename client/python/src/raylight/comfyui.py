@@ -69,6 +69,8 @@ _FIELD_TO_INPUT = {
     "return_with_leftover_noise": "return_with_leftover_noise",
     "model": "model",
     "low_noise_model": "model",
+    "loras": "model",
+    "low_noise_loras": "model",
     "boundary": "model",
     "dtype": "model",
     "placement": "model",
@@ -90,7 +92,7 @@ def input_for_field(field: str | None) -> str | None:
     """The node input behind a job field a cluster error names ("mesh.ulysses" -> "model")."""
     if field is None:
         return None
-    return _FIELD_TO_INPUT.get(field.split(".")[0])
+    return _FIELD_TO_INPUT.get(field.split(".")[0].split("[")[0])
 
 
 def conditioning_to_tensors(conditioning: Any, input_name: str) -> dict[str, torch.Tensor]:

@@ -1,0 +1,47 @@
+// LoRA files applied to a checkpoint before it is placed: the low-rank updates (and full weight
+// or bias differences) merged into the weights they name, in float32, as ComfyUI merges them
+// (comfy/lora.py load_lora, comfy/weight_adapter/lora.py): W += strength * (alpha / rank) *
+// up @ down; `.diff` / `.diff_b` / `.w_norm` / `.b_norm`: W += strength * diff. Several LoRAs
+// apply in order. Because the merge happens on the opened checkpoint, every placement (resident,
+// layer swap, FSDP and its host shards) places the merged weights as it places any other.
+//
+// Key spellings (a module key `x` names a weight; its update is `x.lora_up.weight` /
+// `x.lora_down.weight`, `x.lora_B.weight` / `x.lora_A.weight`, `x_lora.up.weight`,
+// `x.lora.up.weight`, `x.lora_linear_layer.up.weight`, `x.lora_B.default.weight` or
+// `x.lora_B` / `x.lora_A`, with an optional `x.alpha`): kohya / ComfyUI (`lora_unet_` + the
+// weight's name with '_' for '.', as ComfyUI builds its key map from the model's own names), the
+// native and ComfyUI form (`diffusion_model.<name>`, or `<name>`), and any spelling the model's
+// key normaliser knows (diffusers / PEFT `transformer.blocks.0.attn1.to_q`). Keys that match no
+// weight are listed (ComfyUI logs "lora key not loaded"); a LoRA none of whose keys match is
+// refused as one for another architecture.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "models/core/checkpoint.h"
+
+namespace raylight::models {
+
+struct LoraFile {
+  std::string path;
+  double strength = 1.0;
+};
+
+struct LoraReport {
+  int patched_tensors = 0;
+  std::vector<std::string> unmatched_keys;  // per file, "file: key"
+};
+
+// Merges `loras` into `checkpoint` (the patched tensors become owned float tensors in their
+// stored dtype; fp8 scaled weights become `fallback_dtype`, their scale dropped), computing on
+// `device`. Errors name the file and key: an unreadable file, a LoRA of another model, shapes
+// that do not fit, DoRA (not supported yet).
+absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
+                                      const KeyNormalizer& normalize, at::ScalarType fallback_dtype,
+                                      at::Device device);
+
+}  // namespace raylight::models

@@ -1,0 +1,163 @@
+// LoRA merging (models/core/lora.h) on a tiny random Wan checkpoint: every key spelling lands on
+// the weight it names with ComfyUI's arithmetic (W += strength * alpha / rank * up @ down, diffs
+// added), several LoRAs accumulate in order, unmatched keys are listed, and a LoRA of another
+// model, DoRA and shapes that do not fit are refused naming the file and key. The merge against
+// ComfyUI's own LoraLoaderModelOnly runs in the real-ComfyUI test (tests/comfyui).
+#include "models/core/lora.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "absl/strings/str_join.h"
+
+#include "models/core/safetensors_tensors.h"
+#include "models/wan/wan_keys.h"
+#include "models/wan/wan_loader.h"
+#include "tests/models/wan_test_util.h"
+#include "tests/util/temp_dir.h"
+
+namespace raylight::models {
+namespace {
+
+class LoraTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = *wan::WanPreset("tiny-t2v");
+    config_.num_layers = 2;
+    wan::MakeCheckpointOptions options;
+    options.dtype = at::kFloat;
+    options.spelling = wan::KeySpelling::kComfyUi;
+    options.seed = std::random_device{}();
+    path_ = testing_util::MakeCheckpoint(dir_.path(), config_, options, "base.safetensors");
+    at::manual_seed(std::random_device{}());
+  }
+
+  Checkpoint Open() {
+    auto opened = wan::OpenWanCheckpoint({path_});
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    return std::move(opened->checkpoint);
+  }
+
+  at::Tensor Value(const Checkpoint& checkpoint, const std::string& name) {
+    return Materialize(checkpoint.tensors.at(name), at::kFloat, at::kCPU);
+  }
+
+  std::string Write(const std::string& name, const NamedTensors& tensors) {
+    const std::string path = dir_.path() + "/" + name;
+    EXPECT_TRUE(WriteTensors(path, tensors).ok());
+    return path;
+  }
+
+  absl::StatusOr<LoraReport> Apply(Checkpoint& checkpoint, const std::vector<LoraFile>& loras) {
+    return ApplyLoras(checkpoint, loras, wan::NormalizeWanKey, at::kFloat, at::kCPU);
+  }
+
+  testing_util::TempDir dir_{"lora"};
+  wan::WanConfig config_;
+  std::string path_;
+};
+
+TEST_F(LoraTest, EverySpellingMergesAsComfyUiDoes) {
+  const int64_t dim = config_.dim, ffn = config_.ffn_dim, rank = 4;
+  const at::Tensor q_up = at::randn({dim, rank}), q_down = at::randn({rank, dim});
+  const at::Tensor f_up = at::randn({ffn, rank}), f_down = at::randn({rank, dim});
+  const at::Tensor peft_a = at::randn({rank, dim}), peft_b = at::randn({dim, rank});
+  const at::Tensor k_bias = at::randn({dim}), modulation = at::randn({1, 6, dim});
+  const at::Tensor o_a = at::randn({rank, dim}), o_b = at::randn({dim, rank});
+  // kohya / ComfyUI, with alpha; Wan Fun's doubled underscore.
+  const std::string kohya =
+      Write("kohya.safetensors", {{"lora_unet_blocks_0_self_attn_q.lora_up.weight", q_up},
+                                  {"lora_unet_blocks_0_self_attn_q.lora_down.weight", q_down},
+                                  {"lora_unet_blocks_0_self_attn_q.alpha", at::tensor(2.0)},
+                                  {"lora_unet__blocks_1_ffn_0.lora_up.weight", f_up},
+                                  {"lora_unet__blocks_1_ffn_0.lora_down.weight", f_down}});
+  // diffusers / PEFT names on the same q (they accumulate), ComfyUI's native form with diffs of a
+  // bias and of a modulation table, and a key that names nothing.
+  const std::string peft = Write(
+      "peft.safetensors", {{"transformer.blocks.0.attn1.to_q.lora_A.weight", peft_a},
+                           {"transformer.blocks.0.attn1.to_q.lora_B.weight", peft_b},
+                           {"diffusion_model.blocks.1.self_attn.o.lora_A.weight", o_a},
+                           {"diffusion_model.blocks.1.self_attn.o.lora_B.weight", o_b},
+                           {"diffusion_model.blocks.1.self_attn.k.diff_b", k_bias},
+                           {"diffusion_model.blocks.0.modulation.diff", modulation},
+                           {"diffusion_model.not_a_layer.lora_A.weight", at::randn({rank, 3})},
+                           {"diffusion_model.not_a_layer.lora_B.weight", at::randn({3, rank})}});
+  Checkpoint base = Open(), merged = Open();
+  const double a = 0.8, b = -0.5;
+  auto report = Apply(merged, {{kohya, a}, {peft, b}});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->patched_tensors, 5);
+  ASSERT_EQ(report->unmatched_keys.size(), 2u) << absl::StrJoin(report->unmatched_keys, "; ");
+  EXPECT_NE(report->unmatched_keys[0].find("not_a_layer"), std::string::npos);
+
+  auto expect = [&](const std::string& name, const at::Tensor& want) {
+    const at::Tensor got = Value(merged, name);
+    EXPECT_LT((got - want).abs().max().item<double>(), 1e-4) << name;
+    EXPECT_GT((got - Value(base, name)).abs().max().item<double>(), 1e-3) << name << " unchanged";
+  };
+  expect("blocks.0.self_attn.q.weight", Value(base, "blocks.0.self_attn.q.weight") +
+                                            at::mm(q_up, q_down) * (a * 2.0 / rank) +
+                                            at::mm(peft_b, peft_a) * b);
+  expect("blocks.1.ffn.0.weight", Value(base, "blocks.1.ffn.0.weight") + at::mm(f_up, f_down) * a);
+  expect("blocks.1.self_attn.o.weight",
+         Value(base, "blocks.1.self_attn.o.weight") + at::mm(o_b, o_a) * b);
+  expect("blocks.1.self_attn.k.bias", Value(base, "blocks.1.self_attn.k.bias") + k_bias * b);
+  expect("blocks.0.modulation", Value(base, "blocks.0.modulation") + modulation * b);
+  // What no LoRA names is untouched, bit for bit.
+  EXPECT_TRUE(at::equal(Value(merged, "blocks.1.self_attn.q.weight"),
+                        Value(base, "blocks.1.self_attn.q.weight")));
+  // Strength 0 changes nothing.
+  Checkpoint zero = Open();
+  ASSERT_TRUE(Apply(zero, {{kohya, 0.0}}).ok());
+  EXPECT_TRUE(at::equal(Value(zero, "blocks.0.self_attn.q.weight"),
+                        Value(base, "blocks.0.self_attn.q.weight")));
+}
+
+TEST_F(LoraTest, WhatCannotApplyIsRefusedNamingFileAndKey) {
+  const int64_t dim = config_.dim;
+  const std::string other =
+      Write("flux.safetensors",
+            {{"lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight", at::randn({9, 2})},
+             {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight", at::randn({2, 9})}});
+  const std::string dora =
+      Write("dora.safetensors",
+            {{"diffusion_model.blocks.0.self_attn.q.lora_A.weight", at::randn({2, dim})},
+             {"diffusion_model.blocks.0.self_attn.q.lora_B.weight", at::randn({dim, 2})},
+             {"diffusion_model.blocks.0.self_attn.q.dora_scale", at::randn({dim, 1})}});
+  const std::string wrong =
+      Write("wrong.safetensors",
+            {{"diffusion_model.blocks.0.self_attn.q.lora_A.weight", at::randn({2, dim + 1})},
+             {"diffusion_model.blocks.0.self_attn.q.lora_B.weight", at::randn({dim, 2})}});
+  for (const auto& [path, why] : {std::pair{other, "another architecture"}, std::pair{dora, "DoRA"},
+                                  std::pair{wrong, "self_attn.q.lora_B.weight"},
+                                  std::pair{dir_.path() + "/missing.safetensors", "missing"}}) {
+    Checkpoint checkpoint = Open();
+    auto refused = Apply(checkpoint, {{path, 1.0}});
+    ASSERT_FALSE(refused.ok()) << why;
+    EXPECT_NE(refused.status().message().find(why), std::string::npos) << refused.status();
+  }
+  Checkpoint checkpoint = Open();
+  EXPECT_FALSE(Apply(checkpoint, {{dora, NAN}}).ok());
+}
+
+// Every placement places the merged weights: a LoRA'd resident model equals one loaded from a
+// checkpoint with the LoRA merged offline.
+TEST_F(LoraTest, ALoadedModelEqualsTheOfflineMerge) {
+  const int64_t dim = config_.dim;
+  const at::Tensor up = at::randn({dim, 3}), down = at::randn({3, dim});
+  const std::string lora = Write("q.safetensors", {{"blocks.1.cross_attn.v.lora_B.weight", up},
+                                                   {"blocks.1.cross_attn.v.lora_A.weight", down}});
+  PlacementOptions options;
+  auto loaded = wan::LoadWanResident({path_}, options, {{lora, 0.7}});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto block = loaded->weights->Acquire(1);
+  ASSERT_TRUE(block.ok());
+  Checkpoint base = Open();
+  const at::Tensor want = Value(base, "blocks.1.cross_attn.v.weight") + at::mm(up, down) * 0.7;
+  EXPECT_LT(((*block)->Get("cross_attn.v.weight") - want).abs().max().item<double>(), 1e-4);
+  loaded->weights->Release(1);
+}
+
+}  // namespace
+}  // namespace raylight::models
