@@ -328,6 +328,7 @@ std::string DescribeSampling(const std::vector<std::string>& roots) {
   for (const ModelEntry& entry : ListModels(roots)) {
     v1::ModelFile& model = *description.add_models();
     model.set_name(entry.name);
+    model.set_lora(entry.lora);
     model.set_bytes(entry.bytes);
     model.set_files(entry.files);
   }

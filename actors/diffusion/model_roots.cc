@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/core/lora_keys.h"
+#include "models/core/safetensors.h"
 
 namespace raylight::actors {
 namespace {
@@ -55,7 +57,11 @@ void ListUnder(const fs::path& root, const fs::path& dir, int depth, int& budget
     shards.bytes += size;
     ++shards.files;
     const std::string name = path.lexically_relative(root).string();
-    found.try_emplace(name, ModelEntry{name, size, 1});
+    // The header says whether it is a LoRA (an unreadable file is listed as a model: a job
+    // naming it gets the parse error).
+    auto file = models::SafetensorsFile::Open(resolved.string());
+    const bool lora = file.ok() && models::IsLoraFile((*file)->header());
+    found.try_emplace(name, ModelEntry{name, size, 1, lora});
   }
   // A directory of shards is one model (ResolveModel loads them together), not its files.
   if (shards.files > 0 && only_shards && dir != root) {

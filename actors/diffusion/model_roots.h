@@ -21,6 +21,7 @@ struct ModelEntry {
   std::string name;
   int64_t bytes = 0;
   int files = 0;
+  bool lora = false;  // a LoRA file (models/core/lora_keys.h), not a model
 };
 
 // The models in `roots`, by name, for front ends' choices: every *.safetensors file at most

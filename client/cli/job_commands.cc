@@ -355,9 +355,10 @@ int RunModels(const client::ClientOptions& options, CLI::App& command, const Sam
   if (command.got_subcommand("available")) {
     auto description = (*jobs)->DescribeSampling();
     if (!description.ok()) return Fail(description.status());
-    Table table({"MODEL", "SIZE", "FILES"});
+    Table table({"MODEL", "KIND", "SIZE", "FILES"});
     for (const v1::ModelFile& model : description->models()) {
-      table.Add({model.name(), HumanBytes(model.bytes()), std::to_string(model.files())});
+      table.Add({model.name(), model.lora() ? "lora" : "model", HumanBytes(model.bytes()),
+                 std::to_string(model.files())});
     }
     std::cout << table.Render();
     return 0;

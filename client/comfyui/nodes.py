@@ -226,7 +226,7 @@ class RaylightModel:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         options = _describe()
-        models = [m.name for m in options.models] if options else []
+        models = [m.name for m in options.models if not m.lora] if options else []
         dtypes = options.dtypes if options else ["auto", "bf16", "f16", "f32"]
         placements = options.placements if options else ["auto"]
         return {
@@ -422,7 +422,7 @@ class RaylightLoraLoader:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         options = _describe()
-        files = [m.name for m in options.models if m.files == 1] if options else []
+        files = [m.name for m in options.models if m.lora] if options else []
         return {
             "required": {
                 "model": (MODEL,),

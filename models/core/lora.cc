@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "models/core/lora_keys.h"
 #include "models/core/safetensors_tensors.h"
 
 namespace raylight::models {
@@ -24,25 +25,6 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ReadLoraTensors(const std::str
   }
   return tensors;
 }
-
-// The (up, down) suffix pairs ComfyUI's LoRAAdapter.load accepts, in its order.
-struct UpDown {
-  const char* up;
-  const char* down;
-  const char* mid;  // LoCon's middle factor, where the format has one
-};
-constexpr UpDown kLowRankSuffixes[] = {
-    {".lora_up.weight", ".lora_down.weight", ".lora_mid.weight"},
-    {"_lora.up.weight", "_lora.down.weight", nullptr},
-    {".lora_B.weight", ".lora_A.weight", nullptr},
-    {".lora.up.weight", ".lora.down.weight", nullptr},
-    {".lora_B", ".lora_A", nullptr},
-    {".lora_linear_layer.up.weight", ".lora_linear_layer.down.weight", nullptr},
-    {".lora_B.default.weight", ".lora_A.default.weight", nullptr},
-};
-// Whole-tensor differences: suffix, and whether it patches the bias rather than the weight.
-constexpr std::pair<const char*, bool> kDiffSuffixes[] = {
-    {".diff", false}, {".diff_b", true}, {".w_norm", false}, {".b_norm", true}};
 
 // One update to one checkpoint tensor.
 struct Patch {
@@ -121,7 +103,7 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
     if (absl::EndsWith(key, ".dora_scale")) {
       return Bad(lora.path, absl::StrCat("'", key, "': DoRA is not supported yet"));
     }
-    for (const UpDown& suffix : kLowRankSuffixes) {
+    for (const LoraUpDown& suffix : kLoraLowRankSuffixes) {
       if (!absl::EndsWith(key, suffix.up)) continue;
       const std::string module = key.substr(0, key.size() - strlen(suffix.up));
       const std::string down_key = module + suffix.down;
@@ -152,7 +134,7 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
       ++matched;
       break;
     }
-    for (const auto& [suffix, bias] : kDiffSuffixes) {
+    for (const auto& [suffix, bias] : kLoraDiffSuffixes) {
       if (!absl::EndsWith(key, suffix)) continue;
       const std::string module = key.substr(0, key.size() - strlen(suffix));
       used[key] = true;

@@ -806,13 +806,17 @@ def test_the_model_list_comes_from_the_cluster(setup: Setup) -> None:
     info = setup.comfy.get("/object_info/RaylightModel")["RaylightModel"]
     listed = info["input"]["required"]["model"][0]
     assert listed == [
-        "lora_kohya.safetensors",
-        "lora_native.safetensors",
-        "lora_peft.safetensors",
         "wan_high.safetensors",
         "wan_i2v.safetensors",
         "wan_low.safetensors",
         "wan_ti2v.safetensors",
+    ]
+    # LoRA files go to Raylight LoRA's list, not to the models'.
+    lora_info = setup.comfy.get("/object_info/RaylightLoraLoader")["RaylightLoraLoader"]
+    assert lora_info["input"]["required"]["lora_name"][0] == [
+        "lora_kohya.safetensors",
+        "lora_native.safetensors",
+        "lora_peft.safetensors",
     ]
     samplers = setup.comfy.get("/object_info/RaylightKSampler")["RaylightKSampler"]
     names = samplers["input"]["required"]["sampler_name"][0]

@@ -10,7 +10,7 @@
 #include <random>
 
 #include "absl/strings/str_join.h"
-
+#include "models/core/lora_keys.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/wan/wan_keys.h"
 #include "models/wan/wan_loader.h"
@@ -83,6 +83,13 @@ TEST_F(LoraTest, EverySpellingMergesAsComfyUiDoes) {
                            {"diffusion_model.blocks.0.modulation.diff", modulation},
                            {"diffusion_model.not_a_layer.lora_A.weight", at::randn({rank, 3})},
                            {"diffusion_model.not_a_layer.lora_B.weight", at::randn({3, rank})}});
+  // The head tells these from models by their headers.
+  for (const auto& [path, lora] :
+       {std::pair{kohya, true}, std::pair{peft, true}, std::pair{path_, false}}) {
+    auto file = SafetensorsFile::Open(path);
+    ASSERT_TRUE(file.ok());
+    EXPECT_EQ(IsLoraFile((*file)->header()), lora) << path;
+  }
   Checkpoint base = Open(), merged = Open();
   const double a = 0.8, b = -0.5;
   auto report = Apply(merged, {{kohya, a}, {peft, b}});

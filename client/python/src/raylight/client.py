@@ -85,6 +85,7 @@ class ModelFile:
     name: str  # as sample(model=...) takes it: relative to its model root
     bytes: int
     files: int
+    lora: bool = False  # a LoRA file (for sample(loras=...)), not a model
 
 
 @dataclass(frozen=True)
@@ -440,7 +441,7 @@ class Client:
         )
         d = diffusion_pb2.SampleKindDescription.FromString(response.description)
         return SamplingOptions(
-            [ModelFile(m.name, m.bytes, m.files) for m in d.models],
+            [ModelFile(m.name, m.bytes, m.files, m.lora) for m in d.models],
             list(d.samplers),
             list(d.schedulers),
             list(d.dtypes),

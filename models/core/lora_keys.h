@@ -1,0 +1,37 @@
+// The key suffixes LoRA files use (ComfyUI's LoRAAdapter.load and load_lora read the same):
+// torch-free, so that the head can tell a LoRA file from a model by its header.
+#pragma once
+
+#include <utility>
+
+#include "absl/strings/string_view.h"
+#include "models/core/safetensors.h"
+
+namespace raylight::models {
+
+// A low-rank update's key pair (and LoCon's middle factor where the format has one), in the
+// order ComfyUI tries them.
+struct LoraUpDown {
+  const char* up;
+  const char* down;
+  const char* mid;
+};
+inline constexpr LoraUpDown kLoraLowRankSuffixes[] = {
+    {".lora_up.weight", ".lora_down.weight", ".lora_mid.weight"},
+    {"_lora.up.weight", "_lora.down.weight", nullptr},
+    {".lora_B.weight", ".lora_A.weight", nullptr},
+    {".lora.up.weight", ".lora.down.weight", nullptr},
+    {".lora_B", ".lora_A", nullptr},
+    {".lora_linear_layer.up.weight", ".lora_linear_layer.down.weight", nullptr},
+    {".lora_B.default.weight", ".lora_A.default.weight", nullptr},
+};
+// Whole-tensor differences: the suffix, and whether it patches the bias instead of the weight.
+inline constexpr std::pair<const char*, bool> kLoraDiffSuffixes[] = {
+    {".diff", false}, {".diff_b", true}, {".w_norm", false}, {".b_norm", true}};
+
+// Whether `name` is one of a LoRA file's keys (an update factor, alpha, or a difference).
+bool IsLoraKey(absl::string_view name);
+// Whether a safetensors file with this header is a LoRA (any of its keys is one).
+bool IsLoraFile(const StHeader& header);
+
+}  // namespace raylight::models
