@@ -195,7 +195,7 @@ absl::Status ApplyPatch(at::Tensor& weight, const Patch& patch, at::Device devic
 
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
                                       const KeyNormalizer& normalize, at::ScalarType fallback_dtype,
-                                      at::Device device) {
+                                      at::Device device, bool keep_on_device) {
   LoraReport report;
   if (loras.empty()) return report;
   const KeyMap keys(checkpoint, normalize);
@@ -213,7 +213,9 @@ absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<
     // weight is kept in `fallback_dtype` instead of being requantised.
     const at::ScalarType stored = tensor.data.scalar_type();
     const bool fp8 = stored == at::kFloat8_e4m3fn || stored == at::kFloat8_e5m2;
-    tensor.data = weight.to(at::kCPU, fp8 ? fallback_dtype : stored).contiguous();
+    tensor.data =
+        weight.to(keep_on_device ? device : at::Device(at::kCPU), fp8 ? fallback_dtype : stored)
+            .contiguous();
     tensor.scale.reset();
     ++report.patched_tensors;
   }

@@ -36,12 +36,15 @@ struct LoraReport {
   std::vector<std::string> unmatched_keys;  // per file, "file: key"
 };
 
-// Merges `loras` into `checkpoint` (the patched tensors become owned float tensors in their
-// stored dtype; fp8 scaled weights become `fallback_dtype`, their scale dropped), computing on
-// `device`. Errors name the file and key: an unreadable file, a LoRA of another model, shapes
-// that do not fit, DoRA (not supported yet).
+// Merges `loras` into `checkpoint` (the patched tensors become owned tensors in their stored
+// dtype; fp8 scaled weights become `fallback_dtype`, their scale dropped), computing on
+// `device`. `keep_on_device`: the merged tensors stay on `device` (a resident placement there
+// then uses them as they are; a round trip through pageable host memory made a 14B merge 13x
+// the load), else they go back to host memory (swap and FSDP place from there). Errors name
+// the file and key: an unreadable file, a LoRA of another model, shapes that do not fit, DoRA
+// (not supported yet).
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
                                       const KeyNormalizer& normalize, at::ScalarType fallback_dtype,
-                                      at::Device device);
+                                      at::Device device, bool keep_on_device = false);
 
 }  // namespace raylight::models

@@ -70,9 +70,10 @@ absl::StatusOr<OpenedWan> OpenWanCheckpoint(const std::vector<std::string>& path
 namespace {
 
 // Opens the checkpoint and places it with `place(checkpoint, layout, options)`.
+// `resident`: the placement keeps every weight on options.device, so merged weights stay there.
 template <typename Place>
 absl::StatusOr<LoadedWan> Load(const std::vector<std::string>& paths, PlacementOptions options,
-                               const std::vector<LoraFile>& loras, Place place) {
+                               const std::vector<LoraFile>& loras, bool resident, Place place) {
   auto opened = OpenWanCheckpoint(paths);
   if (!opened.ok()) return opened.status();
   if (!options.keep_fp32) options.keep_fp32 = WanKeepsFp32;
@@ -81,7 +82,7 @@ absl::StatusOr<LoadedWan> Load(const std::vector<std::string>& paths, PlacementO
   try {
     // An fp8 base merged with a LoRA is kept in the compute dtype (not requantised).
     auto merged = ApplyLoras(opened->checkpoint, loras, NormalizeWanKey, options.compute_dtype,
-                             options.device);
+                             options.device, resident);
     if (!merged.ok()) return merged.status();
     auto weights = place(opened->checkpoint, layout, options);
     if (!weights.ok()) return weights.status();
@@ -101,7 +102,7 @@ absl::StatusOr<LoadedWan> LoadWanResident(const std::vector<std::string>& paths,
                                           PlacementOptions options,
                                           const std::vector<LoraFile>& loras) {
   return Load(
-      paths, std::move(options), loras,
+      paths, std::move(options), loras, /*resident=*/true,
       [](const Checkpoint& checkpoint, const BlockLayout& layout,
          const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
         return ResidentWeights::Create(checkpoint, layout, placement);
@@ -113,7 +114,7 @@ absl::StatusOr<LoadedWan> LoadWanSharded(const std::vector<std::string>& paths,
                                          const ShardOptions& shards,
                                          const std::vector<LoraFile>& loras) {
   return Load(
-      paths, std::move(options), loras,
+      paths, std::move(options), loras, /*resident=*/false,
       [&](const Checkpoint& checkpoint, const BlockLayout& layout,
           const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
         return ShardedWeights::Create(checkpoint, layout, placement, group, shards);
@@ -124,7 +125,7 @@ absl::StatusOr<LoadedWan> LoadWanSwapped(const std::vector<std::string>& paths,
                                          PlacementOptions options, const SwapOptions& swap,
                                          const std::vector<LoraFile>& loras) {
   return Load(
-      paths, std::move(options), loras,
+      paths, std::move(options), loras, /*resident=*/false,
       [&](const Checkpoint& checkpoint, const BlockLayout& layout,
           const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
         return SwappedWeights::Create(checkpoint, layout, placement, swap);
