@@ -422,6 +422,19 @@ def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+def expect_comfyuis_latent(
+    setup: Setup, g: Graph, c: dict[str, Any], inputs: dict[str, Any], what: str
+) -> None:
+    """Raylight KSampler on c's cluster model and ComfyUI's KSampler on c's ComfyUI model, the
+    same inputs, one prompt: their LATENTs agree."""
+    ours = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r")
+    theirs = save(g, g.out(g.add("KSampler", model=c["comfy_model"], **inputs)), "c")
+    entry = setup.comfy.run(g.nodes)
+    error = rel_l2(setup.comfy.latent(entry, ours), setup.comfy.latent(entry, theirs))
+    print(f"{what}: relative L2 {error:.2e}")
+    assert error < TOLERANCE
+
+
 def ksampler_inputs(c: dict[str, Any], sampler: str, scheduler: str, steps: int, seed: int) -> Any:
     return dict(
         seed=seed,
@@ -564,12 +577,7 @@ def test_image_to_video_conditioning_gives_comfyuis_latent(setup: Setup) -> None
     )
     c["positive"], c["negative"] = g.out(i2v, 0), g.out(i2v, 1)
     inputs = ksampler_inputs(c, "euler", "simple", 4, random.randrange(1 << 48))
-    ours = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_i2v")
-    theirs = save(g, g.out(g.add("KSampler", model=c["comfy_model"], **inputs)), "c_i2v")
-    entry = setup.comfy.run(g.nodes)
-    error = rel_l2(setup.comfy.latent(entry, ours), setup.comfy.latent(entry, theirs))
-    print(f"image-to-video: relative L2 {error:.2e}")
-    assert error < TOLERANCE
+    expect_comfyuis_latent(setup, g, c, inputs, "image-to-video")
 
 
 def test_wan22_ti2v_start_image_gives_comfyuis_latent(setup: Setup) -> None:
@@ -626,12 +634,7 @@ def test_an_inpainting_noise_mask_gives_comfyuis_latent(setup: Setup) -> None:
     inputs = ksampler_inputs(c, "dpmpp_2m", "simple", 5, random.randrange(1 << 48)) | {
         "denoise": 0.8
     }
-    ours = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_inp")
-    theirs = save(g, g.out(g.add("KSampler", model=c["comfy_model"], **inputs)), "c_inp")
-    entry = setup.comfy.run(g.nodes)
-    error = rel_l2(setup.comfy.latent(entry, ours), setup.comfy.latent(entry, theirs))
-    print(f"inpainting noise mask: relative L2 {error:.2e}")
-    assert error < TOLERANCE
+    expect_comfyuis_latent(setup, g, c, inputs, "inpainting noise mask")
 
 
 def test_loras_give_comfyuis_latent(setup: Setup) -> None:
