@@ -49,6 +49,8 @@ void AddHeadFlags(CLI::App& app, HeadConfig& config) {
                  "re-runs of a job whose run failed for a reason outside it")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  AddMillis(app, "--job-retention-ms", config.job_retention,
+            "an ended job and its result are kept this long, then forgotten");
   AddMillis(app, "--job-retry-backoff-ms", config.job_retry_backoff,
             "first wait before a failed job runs again");
 }

@@ -43,6 +43,9 @@ struct HeadConfig {
   int job_max_retries = 3;
   // First wait before a failed job runs again; doubles per failure.
   absl::Duration job_retry_backoff = absl::Milliseconds(500);
+  // An ended job (its row, its result file) is kept this long after it ended, then forgotten
+  // (issue #23, item 10: history grew forever).
+  absl::Duration job_retention = absl::Hours(24 * 7);
   // Bound on one run of a job (every rank's call).
   absl::Duration job_timeout = absl::Hours(12);
 };

@@ -177,8 +177,42 @@ void JobManager::ArmTimer() {
   timer_.async_wait([this](const boost::system::error_code& error) {
     if (error || stopped_) return;
     Dispatch();
+    ForgetOldJobs(absl::Now());
     ArmTimer();
   });
+}
+
+void JobManager::ForgetOldJobs(absl::Time now) {
+  if (now - last_forget_ < absl::Seconds(1)) return;
+  last_forget_ = now;
+  const int64_t cutoff_ms = absl::ToUnixMillis(now - config_.job_retention);
+  int forgotten = 0;
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    const v1::JobInfo& info = it->second.info;
+    // A run still winding down (a cancelled attempt's thread) keeps its job until it is done.
+    if (!Terminal(info.state()) || it->second.run != nullptr || info.end_unix_ms() == 0 ||
+        info.end_unix_ms() > cutoff_ms) {
+      ++it;
+      continue;
+    }
+    if (absl::Status status = db_.DeleteJob(info.job_id()); !status.ok()) {
+      RL_LOG(ERROR) << status;  // kept, and tried again on the next sweep
+      ++it;
+      continue;
+    }
+    std::error_code ignored;
+    std::filesystem::remove(ResultPath(info.job_id()), ignored);
+    if (auto request = by_request_id_.find(info.request_id());
+        request != by_request_id_.end() && request->second == info.job_id()) {
+      by_request_id_.erase(request);
+    }
+    it = jobs_.erase(it);
+    ++forgotten;
+  }
+  if (forgotten > 0) {
+    RL_LOG(INFO) << "jobs: forgot " << forgotten << " that ended more than "
+                 << absl::FormatDuration(config_.job_retention) << " ago";
+  }
 }
 
 std::string JobManager::ResultPath(const std::string& job_id) const {

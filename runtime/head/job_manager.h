@@ -104,6 +104,9 @@ class JobManager {
 
   void ArmTimer();
   void Dispatch();
+  // Forgets the jobs that ended more than config_.job_retention ago (rows, results, request
+  // ids); at most once a second.
+  void ForgetOldJobs(absl::Time now);
   void SyncPool(const v1::ClusterState& cluster);
   void Form(PoolGroup& group);
   void StartRun(Job& job, PoolGroup& group, const v1::GroupInfo& info);
@@ -125,6 +128,7 @@ class JobManager {
   boost::asio::steady_timer timer_;
   bool stopped_ = false;
   uint64_t next_seq_ = 1;
+  absl::Time last_forget_ = absl::InfinitePast();
 
   // std::map: references to entries stay valid while others are added (Dispatch holds some).
   std::map<std::string, Job> jobs_;

@@ -195,6 +195,11 @@ absl::Status StateDb::DeleteJobPlan(const std::string& job_id) {
   return Delete("job_plans", job_id);
 }
 
+absl::Status StateDb::DeleteJob(const std::string& job_id) {
+  if (absl::Status status = Delete("job_plans", job_id); !status.ok()) return status;
+  return Delete("jobs", job_id);
+}
+
 absl::StatusOr<std::vector<v1::JobInfo>> StateDb::LoadJobs() {
   return ParseValues<v1::JobInfo>(LoadAll("jobs"), "job");
 }

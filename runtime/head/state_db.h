@@ -45,6 +45,7 @@ class StateDb final : public rpc::DurableKvSink {
   absl::Status PutJob(const v1::JobInfo& job);
   absl::Status PutJobPlan(const std::string& job_id, const v1::JobPlan& plan);
   absl::Status DeleteJobPlan(const std::string& job_id);
+  absl::Status DeleteJob(const std::string& job_id);  // its row and its plan
   absl::StatusOr<std::vector<v1::JobInfo>> LoadJobs();
   absl::StatusOr<std::vector<std::pair<std::string, v1::JobPlan>>> LoadJobPlans();
 

@@ -4,6 +4,7 @@
 // raylight-sample-local, one process sampling the same inputs without the cluster.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -68,6 +69,8 @@ class JobsTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(2); }
 
+  std::vector<std::string> extra_head_args_;  // appended to the head's flags by Start
+
   void Start(int workers) {
     if (kGpu) {
       // Every GPU job test forms 2-rank groups: on a smaller machine it skips at once rather
@@ -109,6 +112,8 @@ class JobsTest : public ::testing::Test {
     options.token = kToken;
     options.model_roots = {models_};
     options.head_args = {"--job-retry-backoff-ms=200"};
+    options.head_args.insert(options.head_args.end(), extra_head_args_.begin(),
+                             extra_head_args_.end());
     cluster_ = std::make_unique<testing_util::TestCluster>(kBin, dir_->path() + "/state", options);
     absl::Status started = cluster_->Start();
     ASSERT_TRUE(started.ok()) << started;
@@ -518,6 +523,63 @@ TEST_F(JobsTest, LoraJobsEqualTheOfflineMergeOnEveryPlacement) {
       << refused.status();
 }
 
+// Issue #23, item 10: job rows and results were kept forever. An ended job is forgotten once
+// its retention has passed (row, result file, request id); jobs not ended have no end time and
+// are never swept.
+class JobHistoryTest : public JobsTest {
+ protected:
+  void SetUp() override {
+    extra_head_args_ = {"--job-retention-ms=3000"};
+    Start(2);
+  }
+
+  // How many rows the head's SQLite database holds for `job_id` (jobs and plans), read-only
+  // (the head must be stopped: it locks the database exclusively).
+  int JobRowsInStateDb(const std::string& job_id) {
+    sqlite3* db = nullptr;
+    const std::string path = cluster_->state_dir() + "/head.sqlite";
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    int rows = 0;
+    for (const char* sql : {"SELECT count(*) FROM jobs WHERE id = ?",
+                            "SELECT count(*) FROM job_plans WHERE id = ?"}) {
+      sqlite3_stmt* statement = nullptr;
+      EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &statement, nullptr), SQLITE_OK);
+      sqlite3_bind_text(statement, 1, job_id.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(statement) == SQLITE_ROW) rows += sqlite3_column_int(statement, 0);
+      sqlite3_finalize(statement);
+    }
+    sqlite3_close(db);
+    return rows;
+  }
+};
+
+TEST_F(JobHistoryTest, AnEndedJobIsForgottenAfterItsRetention) {
+  v1::JobInfo done = RunJob(Job());
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const std::string result = cluster_->state_dir() + "/jobs/" + done.job_id() + ".result";
+  EXPECT_TRUE(fs::exists(result));
+  EXPECT_TRUE(jobs_->SampleResult(done.job_id()).ok());  // kept for now
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (jobs_->Get(done.job_id()).ok() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_EQ(jobs_->Get(done.job_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs_->SampleResult(done.job_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(fs::exists(result));
+  auto listed = jobs_->List();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty());
+  // The head goes on running jobs, and keeps the new one's result.
+  v1::JobInfo ran = RunJob(Job(12));
+  EXPECT_EQ(ran.state(), v1::JOB_SUCCEEDED) << ran.DebugString();
+  EXPECT_TRUE(jobs_->SampleResult(ran.job_id()).ok());
+  // Forgotten in the state database too (a restarted head would bring it back otherwise); the
+  // head holds its database exclusively, so it is read after the head is gone.
+  cluster_->KillHead();
+  EXPECT_EQ(JobRowsInStateDb(done.job_id()), 0);
+  EXPECT_EQ(JobRowsInStateDb(ran.job_id()), 1);
+}
+
 // ComfyUI's KSamplerAdvanced pattern as two jobs: the first stops at step 2 with its leftover
 // noise, the second continues from its LATENT without adding noise. With euler (one model call
 // per step, no step noise) that is the same run as one job of all the steps: the LATENT's
@@ -756,6 +818,8 @@ TEST_F(JobsTest, QueuedJobsSurviveAHeadKill) {
 class ConcurrentJobsTest : public JobsTest {
  protected:
   void SetUp() override { Start(2); }
+
+  std::vector<std::string> extra_head_args_;  // appended to the head's flags by Start
 };
 
 TEST_F(ConcurrentJobsTest, SixteenClientsTenJobsEach) {
