@@ -31,6 +31,40 @@ absl::Status InField(const std::string& field, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
 }
 
+// What a job carries that this head does not read travels in its plan to the state database
+// and to every rank: bounded (issue #23, item 10: 60 MB of unknown fields, or of safetensors
+// metadata, were accepted and stored).
+constexpr size_t kMaxUnreadBytes = 64 << 10;
+
+// The payload as a SampleJob, refused when it is not one or carries more than kMaxUnreadBytes
+// of fields this head does not know (a newer client's few are kept and passed on).
+absl::StatusOr<v1::SampleJob> ParseSampleJob(absl::string_view payload) {
+  v1::SampleJob job;
+  if (!job.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    return Invalid("spec.payload", "not a serialized raylight.v1.SampleJob");
+  }
+  v1::SampleJob known = job;
+  known.DiscardUnknownFields();
+  const size_t unknown = payload.size() - std::min(payload.size(), known.ByteSizeLong());
+  if (unknown > kMaxUnreadBytes) {
+    return Invalid("spec.payload", absl::StrCat(unknown, " bytes of fields this head does not ",
+                                                "know; at most ", kMaxUnreadBytes));
+  }
+  return job;
+}
+
+// The metadata of a safetensors payload (conditioning, latent) is not read, only stored: bounded.
+absl::Status CheckPayloadMetadata(const std::string& field, const std::string& bytes) {
+  if (bytes.empty()) return absl::OkStatus();
+  auto header = models::ParseSafetensors(bytes, field);
+  if (!header.ok()) return absl::OkStatus();  // the field's own check says what is wrong
+  size_t total = 0;
+  for (const auto& [key, value] : header->metadata) total += key.size() + value.size();
+  if (total <= kMaxUnreadBytes) return absl::OkStatus();
+  return Invalid(
+      field, absl::StrCat("safetensors metadata of ", total, " bytes; at most ", kMaxUnreadBytes));
+}
+
 // A starting latent's noise mask (samplers/denoise_mask.h): what PrepareDenoiseMask accepts,
 // checked from the file's header. A mask at pixel size (4x the frames, 16x each side at most) is
 // resized; anything larger is refused before a worker reads it.
@@ -351,9 +385,14 @@ class SampleKind final : public head::JobKind {
 
   absl::StatusOr<v1::JobPlan> Plan(const std::string& job_id, absl::string_view payload,
                                    const v1::ClusterState& cluster) const override {
-    v1::SampleJob job;
-    if (!job.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-      return Invalid("spec.payload", "not a serialized raylight.v1.SampleJob");
+    auto parsed = ParseSampleJob(payload);
+    if (!parsed.ok()) return parsed.status();
+    v1::SampleJob job = *std::move(parsed);
+    for (const auto& [field, bytes] :
+         {std::pair<std::string, const std::string*>{"positive", &job.positive()},
+          {"negative", &job.negative()},
+          {"latent", &job.latent()}}) {
+      if (auto status = CheckPayloadMetadata(field, *bytes); !status.ok()) return status;
     }
     auto common = PlanCommon(job, roots_, cluster);
     if (!common.ok()) return common.status();
@@ -414,10 +453,9 @@ class LoadKind final : public head::JobKind {
 
   absl::StatusOr<v1::JobPlan> Plan(const std::string& job_id, absl::string_view payload,
                                    const v1::ClusterState& cluster) const override {
-    v1::SampleJob job;
-    if (!job.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-      return Invalid("spec.payload", "not a serialized raylight.v1.SampleJob");
-    }
+    auto parsed = ParseSampleJob(payload);
+    if (!parsed.ok()) return parsed.status();
+    v1::SampleJob job = *std::move(parsed);
     job.set_cfg(1.0);  // nothing to split: the mesh check must not ask for a negative
     auto common = PlanCommon(job, roots_, cluster);
     if (!common.ok()) return common.status();

@@ -359,7 +359,21 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
   const std::string three_channel_mask = with_mask(models::StDtype::kF32, {1, 3, 3, 6, 10});
   const std::string int_mask = with_mask(models::StDtype::kI8, {3, 6, 10});
   const std::string huge_mask = with_mask(models::StDtype::kF32, {1, 1, 3, 6, 1000});
+  // Conditioning of the right shape carrying 100 KB of metadata, which the head would store.
+  std::vector<float> fits(5 * 48, 0.5f);
+  models::StTensorInfo fitting{"text", models::StDtype::kF32, {5, 48}, 0, fits.size() * 4};
+  std::string heavy_cond =
+      models::BuildSafetensorsHeader({fitting}, {{"junk", std::string(100000, 'm')}});
+  heavy_cond.append(reinterpret_cast<const char*>(fits.data()), fits.size() * 4);
   const std::vector<Case> cases = {
+      {"100 KB of unknown fields",
+       [](auto& j) {
+         j.GetReflection()->MutableUnknownFields(&j)->AddLengthDelimited(999,
+                                                                         std::string(100000, 'x'));
+       },
+       absl::StatusCode::kInvalidArgument, "spec.payload: 100"},
+      {"100 KB of conditioning metadata", [&](auto& j) { j.set_positive(heavy_cond); },
+       absl::StatusCode::kInvalidArgument, "positive: safetensors metadata"},
       {"a noise mask of 3 channels", [&](auto& j) { j.set_latent(three_channel_mask); },
        absl::StatusCode::kInvalidArgument, "'noise_mask' has 3 channels"},
       {"an integer noise mask", [&](auto& j) { j.set_latent(int_mask); },
