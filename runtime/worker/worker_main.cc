@@ -10,7 +10,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
+#include <cstdlib>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/common/gpu_info.h"
 #include "runtime/common/ids.h"
@@ -96,8 +98,16 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
     return out;
   };
 
-  WorkerService service(runtime, security->server_auth(), info,
-                        [&io]() { boost::asio::post(io, [&io]() { io.stop(); }); });
+  int64_t receive_budget = kDefaultReceiveBudgetBytes;
+  if (const char* budget = std::getenv("RAYLIGHT_WORKER_RECEIVE_BYTES")) {
+    if (!absl::SimpleAtoi(budget, &receive_budget) || receive_budget <= 0) {
+      RL_LOG(ERROR) << "RAYLIGHT_WORKER_RECEIVE_BYTES: '" << budget << "' is not a byte count";
+      return 2;
+    }
+  }
+  WorkerService service(
+      runtime, security->server_auth(), info,
+      [&io]() { boost::asio::post(io, [&io]() { io.stop(); }); }, receive_budget);
   grpc::ServerBuilder builder;
   rpc::ConfigureServer(builder);
   builder.AddListeningPort(absl::StrCat(config.host, ":", config.port),

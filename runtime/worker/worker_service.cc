@@ -19,8 +19,9 @@ using rpc::ToGrpc;
 class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1::CallOutput> {
  public:
   CallStreamReactor(WorkerRuntime& runtime, const rpc::ServerAuth& auth,
-                    grpc::CallbackServerContext* context)
-      : runtime_(runtime) {
+                    grpc::CallbackServerContext* context, std::atomic<int64_t>& receiving,
+                    int64_t budget)
+      : runtime_(runtime), receiving_(receiving), budget_(budget) {
     if (grpc::Status denied = auth.Check(*context, "Worker.CallStream"); !denied.ok()) {
       Finish(denied);
       return;
@@ -39,16 +40,28 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1
       first_chunk_ = false;
     }
     if (static_cast<int64_t>(args_.size() + chunk_.data().size()) > kMaxCallPayloadBytes) {
+      ReleaseReceived();
       Finish(grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("CallChunk.data: arguments exceed ", kMaxCallPayloadBytes, " bytes")));
       return;
     }
+    const int64_t size = static_cast<int64_t>(chunk_.data().size());
+    if (receiving_.fetch_add(size) + size > budget_) {
+      receiving_.fetch_sub(size);
+      ReleaseReceived();
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("CallChunk.data: this worker is already receiving its ",
+                                       "limit of ", budget_, " argument bytes; retry later")));
+      return;
+    }
+    held_ += size;
     args_.append(chunk_.data());
     if (!chunk_.last()) {
       StartRead(&chunk_);
       return;
     }
+    ReleaseReceived();  // the arguments are the call's now
     runtime_.Call(
         header_, std::move(args_),
         [this](std::string event) {
@@ -99,9 +112,17 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1
     if (finish) Finish(ToGrpc(final_status_));
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    ReleaseReceived();
+    delete this;
+  }
 
  private:
+  void ReleaseReceived() {
+    receiving_.fetch_sub(held_);
+    held_ = 0;
+  }
+
   void Enqueue(v1::CallOutput output) {
     const v1::CallOutput* start = nullptr;
     {
@@ -148,15 +169,19 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_;  // written once before finished_ is set
   std::atomic<bool> cancelled_{false};
+  std::atomic<int64_t>& receiving_;  // the worker's bytes being received, all streams
+  const int64_t budget_;
+  int64_t held_ = 0;  // this stream's part of receiving_
 };
 
 }  // namespace
 
 WorkerService::WorkerService(WorkerRuntime& runtime, rpc::ServerAuth auth,
                              std::function<v1::WorkerInfo()> stats,
-                             std::function<void()> request_shutdown)
+                             std::function<void()> request_shutdown, int64_t receive_budget_bytes)
     : runtime_(runtime),
       auth_(std::move(auth)),
+      receive_budget_bytes_(receive_budget_bytes),
       stats_(std::move(stats)),
       request_shutdown_(std::move(request_shutdown)) {}
 
@@ -228,7 +253,7 @@ grpc::ServerUnaryReactor* WorkerService::Call(grpc::CallbackServerContext* conte
 
 grpc::ServerBidiReactor<v1::CallChunk, v1::CallOutput>* WorkerService::CallStream(
     grpc::CallbackServerContext* context) {
-  return new CallStreamReactor(runtime_, auth_, context);
+  return new CallStreamReactor(runtime_, auth_, context, receiving_bytes_, receive_budget_bytes_);
 }
 
 grpc::ServerUnaryReactor* WorkerService::GetStats(grpc::CallbackServerContext* context,

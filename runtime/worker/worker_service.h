@@ -3,6 +3,7 @@
 // no handler blocks a gRPC thread.
 #pragma once
 
+#include <atomic>
 #include <functional>
 
 #include "raylight/v1/worker.grpc.pb.h"
@@ -13,13 +14,18 @@ namespace raylight::worker {
 
 // Bound on the assembled arguments of one streamed call, checked before they are buffered.
 inline constexpr int64_t kMaxCallPayloadBytes = int64_t{4} << 30;
+// All CallStreams together may hold this many argument bytes while they are being received
+// (issue #23, item 10: each stream could hold 4 GiB, with no overall cap); a chunk beyond it
+// ends its stream with RESOURCE_EXHAUSTED. RAYLIGHT_WORKER_RECEIVE_BYTES overrides it.
+inline constexpr int64_t kDefaultReceiveBudgetBytes = int64_t{16} << 30;
 
 class WorkerService final : public v1::Worker::CallbackService {
  public:
   // `runtime` must outlive the service. `stats` fills GetStats; `request_shutdown` starts a
   // graceful exit (it must not block).
   WorkerService(WorkerRuntime& runtime, rpc::ServerAuth auth, std::function<v1::WorkerInfo()> stats,
-                std::function<void()> request_shutdown);
+                std::function<void()> request_shutdown,
+                int64_t receive_budget_bytes = kDefaultReceiveBudgetBytes);
 
   grpc::ServerUnaryReactor* StartActor(grpc::CallbackServerContext* context,
                                        const v1::StartActorRequest* request,
@@ -51,6 +57,8 @@ class WorkerService final : public v1::Worker::CallbackService {
 
   WorkerRuntime& runtime_;
   const rpc::ServerAuth auth_;
+  const int64_t receive_budget_bytes_;
+  std::atomic<int64_t> receiving_bytes_{0};  // held by CallStreams still receiving arguments
   std::function<v1::WorkerInfo()> stats_;
   std::function<void()> request_shutdown_;
 };

@@ -432,6 +432,33 @@ TEST_F(ClusterTest, HeadRestartKeepsWorkersActorsAndNames) {
   EXPECT_TRUE(still.ok()) << still.status();
 }
 
+// Issue #23, item 10: every CallStream could hold 4 GiB of arguments, with no cap over all of
+// them. A worker now holds at most its receive budget (here 3 MiB, from the environment the node
+// passes on): a call past it is refused, and what a call held is given back when it is handed
+// over, so calls within the budget go on working.
+TEST_F(ClusterTest, AWorkerReceivesAtMostItsBudgetOfArguments) {
+  setenv("RAYLIGHT_WORKER_RECEIVE_BYTES", absl::StrCat(3 << 20).c_str(), 1);
+  ClusterOptions options;
+  options.nodes = 1;
+  options.cpu_workers_per_node = 1;
+  StartCluster(options);
+  unsetenv("RAYLIGHT_WORKER_RECEIVE_BYTES");
+  auto actor = client_->CreateActor(TestActorSpec("budgeted"));
+  ASSERT_TRUE(actor.ok()) << actor.status();
+  EchoRequest echo;
+  echo.set_payload(std::string(5 << 20, 'x'));
+  auto refused = (*actor)->Call<EchoResponse>("echo", echo);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_NE(refused.status().message().find("limit of 3145728 argument bytes"), std::string::npos)
+      << refused.status();
+  for (int call = 0; call < 3; ++call) {  // 2 MiB each: within the budget, one after another
+    echo.set_payload(std::string(2 << 20, static_cast<char>('a' + call)));
+    auto reply = (*actor)->Call<EchoResponse>("echo", echo);
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(reply->payload(), echo.payload());
+  }
+}
+
 TEST_F(ClusterTest, EveryServiceRefusesAMissingOrWrongToken) {
   ClusterOptions options;
   options.nodes = 1;
