@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -14,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "runtime/common/log.h"
 
 namespace raylight::rpc {
@@ -90,6 +93,34 @@ bool ServerAuth::MemberOnly(absl::string_view method) {
   return absl::StartsWith(method, "KvStore.") || kMemberMethods->contains(method);
 }
 
+namespace {
+
+// A rejection as a log line, at most one a second per process with the count of those left out:
+// a client retrying with a wrong token wrote 0.5 MB of log a second (issue #23, item 10).
+void LogRejection(const char* method, const std::string& peer, absl::string_view why) {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::Time last = absl::InfinitePast();
+  static int64_t left_out = 0;
+  int64_t skipped = 0;
+  {
+    absl::MutexLock lock(&mu);
+    const absl::Time now = absl::Now();
+    if (now - last < absl::Seconds(1)) {
+      ++left_out;
+      return;
+    }
+    last = now;
+    skipped = std::exchange(left_out, 0);
+  }
+  RL_LOG(WARNING) << "rejected " << method << " from " << peer << ": " << why
+                  << (skipped > 0 ? absl::StrCat(" (and ", skipped,
+                                                 " more rejections since the "
+                                                 "last line)")
+                                  : "");
+}
+
+}  // namespace
+
 grpc::Status ServerAuth::Check(const grpc::ServerContextBase& context, const char* method) const {
   const bool member_only = MemberOnly(method);
   const bool certified = !tls_ || context.auth_context()->IsPeerAuthenticated();
@@ -106,22 +137,19 @@ grpc::Status ServerAuth::Check(const grpc::ServerContextBase& context, const cha
     if (!member_only || certified) {
       return grpc::Status::OK;
     }
-    RL_LOG(WARNING) << "rejected " << method << " from " << context.peer()
-                    << ": a member RPC without a member certificate";
+    LogRejection(method, context.peer(), "a member RPC without a member certificate");
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         absl::StrCat(method, " is for cluster members: it needs the member ",
                                      "certificate (mutual TLS) as well as the member token"));
   }
   if (member_only && client_.PresentedBy(context)) {
-    RL_LOG(WARNING) << "rejected " << method << " from " << context.peer()
-                    << ": a client token on a member RPC";
+    LogRejection(method, context.peer(), "a client token on a member RPC");
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         absl::StrCat(method, " is for cluster members (nodes, workers, the head): ",
                                      "a client's token does not grant it"));
   }
   const bool missing = context.client_metadata().count(kAuthMetadataKey) == 0;
-  RL_LOG(WARNING) << "rejected " << method << " from " << context.peer() << ": "
-                  << (missing ? "missing" : "wrong") << " cluster token";
+  LogRejection(method, context.peer(), missing ? "missing cluster token" : "wrong cluster token");
   return grpc::Status(
       grpc::StatusCode::UNAUTHENTICATED,
       absl::StrCat(missing ? "missing" : "wrong", " cluster token (metadata '", kAuthMetadataKey,

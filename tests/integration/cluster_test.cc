@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <set>
@@ -457,6 +458,31 @@ TEST_F(ClusterTest, AWorkerReceivesAtMostItsBudgetOfArguments) {
     ASSERT_TRUE(reply.ok()) << reply.status();
     EXPECT_EQ(reply->payload(), echo.payload());
   }
+}
+
+// Issue #23, item 10: a client retrying with a wrong token wrote 0.5 MB of head log a second. The
+// head now writes at most a line a second about rejections, with the count it left out.
+TEST_F(ClusterTest, RejectedCallsDoNotFloodTheLog) {
+  ClusterOptions options;
+  options.nodes = 1;
+  options.cpu_workers_per_node = 1;
+  options.token = "log-token";
+  StartCluster(options);
+  const std::string log = dir_.path() + "/logs/head.log";
+  auto intruder = cluster_->Connect("wrong");
+  const size_t before = testing_util::ReadFileOrEmpty(log).size();
+  const absl::Time start = absl::Now();
+  int calls = 0;
+  for (; calls < 2000; ++calls) {
+    EXPECT_EQ(intruder->ClusterState().status().code(), absl::StatusCode::kUnauthenticated);
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const std::string grown = testing_util::ReadFileOrEmpty(log).substr(before);
+  const size_t lines = std::count(grown.begin(), grown.end(), '\n');
+  // One line a second, plus one for the second the loop started in.
+  EXPECT_LE(lines, static_cast<size_t>(seconds) + 2) << calls << " calls in " << seconds << " s";
+  EXPECT_GE(lines, 1u);
+  EXPECT_NE(grown.find("wrong cluster token"), std::string::npos) << grown;
 }
 
 TEST_F(ClusterTest, EveryServiceRefusesAMissingOrWrongToken) {
