@@ -4,12 +4,20 @@
 // never interleave. Debian's Abseil predates absl/log; this is the small header STYLE.md allows.
 #pragma once
 
+#include <cstdint>
 #include <sstream>
 #include <string_view>
 
 namespace raylight::logging {
 
 enum class Severity { kInfo, kWarning, kError };
+
+// Size-based rotation for a daemon whose stderr is its log file (as ChildProcess opens it): once
+// the file passes `max_bytes`, it is renamed to "<file>.1" (replacing the previous one) and a new
+// file takes its place on stdout and stderr; a log thus holds at most about 2 x max_bytes
+// (issue #23, item 10: logs never rotated). Does nothing when stderr is not a regular file.
+// `max_bytes` <= 0: RAYLIGHT_LOG_MAX_BYTES, else 256 MiB. Call once, early in main.
+void EnableRotation(int64_t max_bytes = 0);
 
 class LogLine {
  public:

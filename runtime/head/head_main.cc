@@ -32,6 +32,7 @@ int RunHead(int argc, char** argv, const JobKindRegistrar& register_kinds) {
 
   // What the head writes (state database, logs, results) is for its own user only.
   umask(0077);
+  logging::EnableRotation();  // RAYLIGHT_LOG_MAX_BYTES, else 256 MiB per log
   auto security = rpc::LoadSecurity(config.security, "raylight-head", config.bind_host);
   if (!security.ok()) {
     RL_LOG(ERROR) << security.status().message();

@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
         (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "raylight-worker")
             .string();
   }
-  umask(0077);  // worker logs and state: this user's only
+  umask(0077);                // worker logs and state: this user's only
+  logging::EnableRotation();  // RAYLIGHT_LOG_MAX_BYTES, else 256 MiB per log
   // The workers listen on --host: refuse before starting any that would be open.
   auto security = rpc::LoadSecurity(config.security, "raylight-node", config.host);
   if (!security.ok()) {

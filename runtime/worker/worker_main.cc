@@ -37,6 +37,7 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
     if (getppid() != config.parent_pid) return 1;  // the agent died before we got here
   }
   umask(0077);
+  logging::EnableRotation();  // RAYLIGHT_LOG_MAX_BYTES, else 256 MiB per log
   // On the address peers reach it at, not every interface (DESIGN: loopback unless a host is
   // given), and beyond loopback only with a token and TLS.
   auto security = rpc::LoadSecurity(config.security, "raylight-worker", config.host);

@@ -485,6 +485,32 @@ TEST_F(ClusterTest, RejectedCallsDoNotFloodTheLog) {
   EXPECT_NE(grown.find("wrong cluster token"), std::string::npos) << grown;
 }
 
+// Issue #23, item 10: logs never rotated. A daemon's log past RAYLIGHT_LOG_MAX_BYTES (here 2 KB)
+// becomes <log>.1 and a new log takes its place; the daemon goes on logging and serving.
+TEST_F(ClusterTest, ADaemonsLogRotatesPastItsLimit) {
+  setenv("RAYLIGHT_LOG_MAX_BYTES", "2048", 1);
+  ClusterOptions options;
+  options.nodes = 1;
+  options.cpu_workers_per_node = 1;
+  StartCluster(options);
+  unsetenv("RAYLIGHT_LOG_MAX_BYTES");
+  // Each actor killed is a line in the head's log ("actor <id> DEAD: ...").
+  std::string last;
+  for (int i = 0; i < 40; ++i) {
+    auto actor = client_->CreateActor(TestActorSpec(absl::StrCat("short-lived-", i)));
+    ASSERT_TRUE(actor.ok()) << actor.status();
+    last = (*actor)->actor_id();
+    ASSERT_TRUE(client_->KillActor(last, /*no_restart=*/true).ok());
+  }
+  const std::string log = dir_.path() + "/logs/head.log";
+  const std::string rotated = testing_util::ReadFileOrEmpty(log + ".1");
+  const std::string current = testing_util::ReadFileOrEmpty(log);
+  EXPECT_GE(rotated.size(), 2048u);
+  EXPECT_LT(current.size(), 2048u + 2048u / 16 + 1024u) << "the new log holds what came after";
+  EXPECT_NE((rotated + current).find("actor " + last + " DEAD"), std::string::npos);
+  EXPECT_TRUE(client_->ClusterState().ok());
+}
+
 TEST_F(ClusterTest, EveryServiceRefusesAMissingOrWrongToken) {
   ClusterOptions options;
   options.nodes = 1;
