@@ -4,6 +4,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <thread>
+#include <vector>
+
 #include "raylight/v1/kv_store.grpc.pb.h"
 #include "runtime/common/memory_store.h"
 #include "runtime/common/store_conformance.h"
@@ -15,7 +18,8 @@ namespace {
 // A KvStoreService over a MemoryStore on an OS-chosen loopback port, and a client of it.
 class ServedStore final : public Store {
  public:
-  ServedStore() : service_(backing_) {
+  explicit ServedStore(int max_waiters = kDefaultMaxKvWaiters)
+      : service_(backing_, {}, nullptr, max_waiters) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);
@@ -28,6 +32,7 @@ class ServedStore final : public Store {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
   bool serving() const { return server_ != nullptr && port_ > 0; }
+  int waiters() const { return service_.waiters(); }
   int port() const { return port_; }
 
   absl::Status Set(absl::string_view k, absl::string_view v) override { return client_->Set(k, v); }
@@ -85,6 +90,33 @@ TEST(KvStoreService, BadRequestsNameTheField) {
     grpc::Status status = stub->Set(&context, request, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(status.error_message().find("key"), std::string::npos);
+  }
+}
+
+// Issue #23, item 10: every waiting Get holds a server thread. At most max_waiters wait; one more
+// is refused at once, a Get that does not wait still answers, and the waiters get their value.
+TEST(KvStoreService, WaitingGetsAreBounded) {
+  ServedStore store(/*max_waiters=*/2);
+  ASSERT_TRUE(store.serving());
+  std::vector<absl::StatusOr<std::string>> results(2, absl::UnknownError("not run"));
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < 2; ++i) {
+    waiters.emplace_back([&, i] { results[i] = store.Get("late", std::chrono::seconds(20)); });
+  }
+  for (int attempt = 0; attempt < 500 && store.waiters() < 2; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(store.waiters(), 2);
+  auto third = store.Get("late", std::chrono::milliseconds(50));
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  EXPECT_NE(third.status().message().find("2 gets are already waiting"), std::string::npos);
+  EXPECT_EQ(store.Get("late", std::chrono::milliseconds(0)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);  // does not wait, so not refused
+  ASSERT_TRUE(store.Set("late", "value").ok());
+  for (std::thread& waiter : waiters) waiter.join();
+  for (const auto& result : results) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(*result, "value");
   }
 }
 

@@ -39,7 +39,16 @@ grpc::Status KvStoreService::Get(grpc::ServerContext* context, const v1::KvGetRe
                         absl::StrCat("timeout_ms: ", request->timeout_ms(), " is outside [0, ",
                                      kMaxKvWait.count(), "]"));
   }
+  // Only a Get that may wait counts against the waiters' bound.
+  const bool waits = request->timeout_ms() > 0;
+  if (waits && waiters_.fetch_add(1) >= max_waiters_) {
+    waiters_.fetch_sub(1);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("KvStore.Get: ", max_waiters_,
+                                     " gets are already waiting for their keys; retry later"));
+  }
   auto value = store_.Get(request->key(), std::chrono::milliseconds(request->timeout_ms()));
+  if (waits) waiters_.fetch_sub(1);
   if (!value.ok()) return ToGrpc(value.status());
   response->set_value(*std::move(value));
   return grpc::Status::OK;
