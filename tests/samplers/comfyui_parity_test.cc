@@ -94,6 +94,19 @@ struct Case {
   bool clean = false;  // the kept part enters clean (Wan 2.2's WAN22), else re-noised
 };
 
+// The second of two chained KSamplerAdvanced runs: from `first`'s LATENT (cut at step 3 with its
+// leftover noise), without new noise, to the end of the schedule.
+Case SecondHalf(const Case& first, std::string name) {
+  Case second = first;
+  second.name = std::move(name);
+  second.chained_from = first.name;
+  second.add_noise = false;
+  second.start_step = 3;
+  second.end_step = 10000;
+  second.leftover = false;
+  return second;
+}
+
 TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
   std::mt19937_64 rng(std::random_device{}());
   std::uniform_real_distribution<double> unit(0, 1);
@@ -151,14 +164,7 @@ TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
     first.end_step = 3;
     first.leftover = true;
     cases.push_back(first);
-    Case second = first;
-    second.name = absl::StrCat("second_half_", sampler);
-    second.chained_from = first.name;
-    second.add_noise = false;
-    second.start_step = 3;
-    second.end_step = 10000;
-    second.leftover = false;
-    cases.push_back(second);
+    cases.push_back(SecondHalf(first, absl::StrCat("second_half_", sampler)));
     Case cut = first;
     cut.name = absl::StrCat("cut_to_zero_", sampler);
     cut.leftover = false;
@@ -207,14 +213,7 @@ TEST(ComfyUiParityTest, KSampleGivesComfyUisLatent) {
   masked_first.end_step = 3;
   masked_first.leftover = true;
   cases.push_back(masked_first);
-  Case masked_second = masked_first;
-  masked_second.name = "inpaint_second_half";
-  masked_second.chained_from = masked_first.name;
-  masked_second.add_noise = false;
-  masked_second.start_step = 3;
-  masked_second.end_step = 10000;
-  masked_second.leftover = false;
-  cases.push_back(masked_second);
+  cases.push_back(SecondHalf(masked_first, "inpaint_second_half"));
 
   // A LATENT like a VAE's: per-channel offsets and scales around Wan's statistics.
   const std::vector<int64_t> shape21 = {1, 16, 2, 4, 6}, shape22 = {1, 48, 2, 4, 6};
