@@ -58,6 +58,12 @@ if ! "$VENV/bin/python" -c "import einops, psutil, PIL, torchvision" 2>/dev/null
   "$VENV/bin/pip" install -q "einops==0.8.2" "psutil==7.2.2" "pillow==13.0.0"
   "$VENV/bin/pip" install -q --no-deps "torchvision==0.26.0"
 fi
+# gguf-py (llama.cpp's own package): writes the GGUF files the reader's tests check against and
+# dequantises them as the reference (tests/models/gguf_reference.py).
+if ! "$VENV/bin/python" -c "import gguf" 2>/dev/null; then
+  echo "install_deps: pip install gguf (GGUF reference) into $VENV"
+  "$VENV/bin/pip" install -q "gguf==0.19.0"
+fi
 # The Python client's build (grpcio-tools generates its stubs from proto/), runtime and checks.
 if ! "$VENV/bin/python" -c "import grpc_tools, pytest, mypy, ruff, wheel; import setuptools as s; assert int(s.__version__.split('.')[0]) >= 70" 2>/dev/null; then
   echo "install_deps: pip install grpcio-tools pytest mypy ruff (Python client) into $VENV"

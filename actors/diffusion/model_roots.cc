@@ -47,7 +47,10 @@ void ListUnder(const fs::path& root, const fs::path& dir, int depth, int& budget
       if (depth > 0) subdirs.push_back(path);
       continue;
     }
-    if (path.extension() != ".safetensors" || !fs::is_regular_file(resolved, error)) continue;
+    const bool gguf = path.extension() == ".gguf";
+    if ((path.extension() != ".safetensors" && !gguf) || !fs::is_regular_file(resolved, error)) {
+      continue;
+    }
     const int64_t size = static_cast<int64_t>(fs::file_size(resolved, error));
     if (error) {
       error.clear();
@@ -59,8 +62,11 @@ void ListUnder(const fs::path& root, const fs::path& dir, int depth, int& budget
     const std::string name = path.lexically_relative(root).string();
     // The header says whether it is a LoRA (an unreadable file is listed as a model: a job
     // naming it gets the parse error).
-    auto file = models::SafetensorsFile::Open(resolved.string());
-    const bool lora = file.ok() && models::IsLoraFile((*file)->header());
+    bool lora = false;
+    if (!gguf) {
+      auto file = models::SafetensorsFile::Open(resolved.string());
+      lora = file.ok() && models::IsLoraFile((*file)->header());
+    }
     found.try_emplace(name, ModelEntry{name, size, 1, lora});
   }
   // A directory of shards is one model (ResolveModel loads them together), not its files.

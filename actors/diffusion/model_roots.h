@@ -24,9 +24,9 @@ struct ModelEntry {
   bool lora = false;  // a LoRA file (models/core/lora_keys.h), not a model
 };
 
-// The models in `roots`, by name, for front ends' choices: every *.safetensors file at most
-// `max_depth` directories down (symlinks followed while they stay inside the root), except that
-// a directory of shards (`*-of-*.safetensors`) is one model; the first root wins a name, as in
+// The models in `roots`, by name, for front ends' choices: every *.safetensors and *.gguf file at
+// most `max_depth` directories down (symlinks followed while they stay inside the root), except
+// that a directory of shards (`*-of-*.safetensors`) is one model; the first root wins a name, as in
 // ResolveModel. Stops after `max_entries` directory entries (a root at / must not stall the
 // head). Roots that do not exist are skipped.
 std::vector<ModelEntry> ListModels(const std::vector<std::string>& roots, int max_depth = 4,

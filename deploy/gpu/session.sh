@@ -6,6 +6,8 @@
 # Logs and JSON lines go to $OUT (or ./gpu-out).
 #
 #   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
+#   deploy/gpu/session.sh gguf             issue #25: the GGUF gpu tests (TESTS=regex, none),
+#                                          then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
 #   deploy/gpu/session.sh jobs             a 14B job end to end on 2 GPUs (job_bench), its anchors
 #   deploy/gpu/session.sh placement        14B weight placement: layer swap at 10/25/50% against
 #                                          resident and a naive offload (1 GPU); FSDP with
@@ -44,7 +46,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.
 TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
   wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint raylight-make-conditioning
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
-  weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test" \
+  weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
+  gguf_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -75,6 +78,17 @@ case $WHAT in
     (cd build-gpu && timeout "${TEST_TIMEOUT:-540}" ctest -L gpu ${TESTS:+-R "$TESTS"} -V) >"$OUT/ctest-gpu.log" 2>&1
     echo "ctest -L gpu exit $?"
     grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -60 ;;
+  gguf)  # issue #25: the GGUF gpu tests, then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
+    if [ "${TESTS:-}" != none ]; then
+      (cd build-gpu && timeout "${TEST_TIMEOUT:-300}" ctest -L gpu -R "${TESTS:-Gguf}" -V) \
+        >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest exit $?"
+      grep -E "tests passed|Failed|\*\*\*|Passed|over bf16" "$OUT/ctest-gpu.log" | head -30
+    fi
+    [ "${BENCH:-1}" = 1 ] || exit 0
+    ckpt=$(checkpoint wan2.1-t2v-14b)
+    RUNS=${RUNS:-3} timeout 500 tests/bench/gguf_gpu.sh build-gpu "$ckpt" "$OUT" 2>>"$OUT/bench.log"
+    echo "gguf bench exit $?" ;;
   jobs)  # a 14B sampling job end to end through the head on 2 GPUs, and its anchors
     ckpt=$(checkpoint wan2.1-t2v-14b)
     timeout 300 build-gpu/bin/job_bench --gpu --checkpoint="$ckpt" --preset=wan2.1-t2v-14b \

@@ -5,6 +5,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "models/core/gguf.h"
+#include "models/core/gguf_dequant.h"
 #include "models/core/safetensors_tensors.h"
 
 namespace raylight::models {
@@ -27,7 +29,68 @@ bool IsDroppedKey(const std::string& key) {
          absl::EndsWith(key, ".scale_input") || absl::EndsWith(key, ".input_scale");
 }
 
+// One tensor of a file as read, before its name is normalised.
+struct RawTensor {
+  std::string name;
+  at::Tensor view;
+  std::optional<GgufEncoding> gguf;
+};
+
+absl::StatusOr<std::vector<RawTensor>> ReadSafetensors(const std::string& path,
+                                                       Checkpoint& checkpoint) {
+  auto file = SafetensorsFile::Open(path);
+  if (!file.ok()) return file.status();
+  checkpoint.files.push_back(*file);
+  for (const auto& [key, value] : (*file)->header().metadata) checkpoint.metadata[key] = value;
+  std::vector<RawTensor> tensors;
+  for (const StTensorInfo& info : (*file)->header().tensors) {
+    auto view = ViewTensor(*file, info);
+    if (!view.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": tensor '", info.name,
+                                                     "': ", view.status().message()));
+    }
+    tensors.push_back({info.name, *std::move(view), std::nullopt});
+  }
+  return tensors;
+}
+
+absl::StatusOr<std::vector<RawTensor>> ReadGguf(const std::string& path, Checkpoint& checkpoint) {
+  auto file = GgufFile::Open(path);
+  if (!file.ok()) return file.status();
+  for (const auto& [key, value] : (*file)->header().metadata) checkpoint.metadata[key] = value;
+  std::vector<RawTensor> tensors;
+  for (const GgufTensorInfo& info : (*file)->header().tensors) {
+    const absl::string_view bytes = (*file)->Bytes(info);
+    auto keep = *file;  // the deleter holds the mapping: it outlives every view of it
+    at::Tensor raw = at::from_blob(
+        const_cast<char*>(bytes.data()), {static_cast<int64_t>(bytes.size())},
+        [keep](void*) mutable { keep.reset(); }, at::TensorOptions().dtype(at::kByte));
+    switch (info.type) {
+      case GgmlType::kF32:
+        tensors.push_back({info.name, raw.view(at::kFloat).view(info.shape)});
+        break;
+      case GgmlType::kF16:
+        tensors.push_back({info.name, raw.view(at::kHalf).view(info.shape)});
+        break;
+      case GgmlType::kBF16:
+        tensors.push_back({info.name, raw.view(at::kBFloat16).view(info.shape)});
+        break;
+      default:
+        tensors.push_back({info.name, raw, GgufEncoding{info.type, info.shape}});
+    }
+  }
+  return tensors;
+}
+
 }  // namespace
+
+std::vector<int64_t> CheckpointTensor::value_shape() const {
+  return gguf ? gguf->shape : data.sizes().vec();
+}
+
+int64_t CheckpointTensor::value_numel() const {
+  return gguf ? c10::multiply_integers(gguf->shape) : data.numel();
+}
 
 absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
                                           const KeyNormalizer& normalize) {
@@ -41,19 +104,13 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
   };
   std::vector<PendingScale> scales;
   for (const std::string& path : paths) {
-    auto file = SafetensorsFile::Open(path);
-    if (!file.ok()) return file.status();
-    checkpoint.files.push_back(*file);
-    for (const auto& [key, value] : (*file)->header().metadata) checkpoint.metadata[key] = value;
-    for (const StTensorInfo& info : (*file)->header().tensors) {
+    auto raw = IsGgufPath(path) ? ReadGguf(path, checkpoint) : ReadSafetensors(path, checkpoint);
+    if (!raw.ok()) return raw.status();
+    for (RawTensor& info : *raw) {
       const std::string stripped = StripModelPrefix(info.name);
       if (IsDroppedKey(stripped)) continue;
-      auto view = ViewTensor(*file, info);
-      if (!view.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": tensor '", info.name,
-                                                       "': ", view.status().message()));
-      }
-      if (auto weight = ScaledWeightName(stripped)) {
+      at::Tensor* view = &info.view;
+      if (auto weight = ScaledWeightName(stripped); weight && !info.gguf) {
         if (view->numel() != 1) {
           return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": scale '",
                                                          info.name, "' must hold one value, has ",
@@ -67,7 +124,7 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
         checkpoint.unknown_keys.push_back(info.name);
         continue;
       }
-      CheckpointTensor tensor{*view, std::nullopt, path, info.name};
+      CheckpointTensor tensor{*view, std::nullopt, std::move(info.gguf), path, info.name};
       auto [it, inserted] = checkpoint.tensors.emplace(*name, std::move(tensor));
       if (!inserted) {
         return absl::InvalidArgumentError(
@@ -102,8 +159,17 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
 }
 
 at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at::Device device) {
-  // The stored bytes cross to the device first (fp8 or bf16 is what moves), then convert there.
+  // The stored bytes cross to the device first (fp8, GGUF blocks or bf16 is what moves), then
+  // convert there.
   at::Tensor on_device = tensor.data.to(device);
+  if (tensor.gguf) {
+    // The blocks' size was checked against the shape when the file was opened.
+    auto values =
+        DequantizeGguf(on_device.contiguous(), tensor.gguf->type, tensor.gguf->shape, dtype);
+    TORCH_CHECK(values.ok(), "checkpoint ", tensor.file, ": '", tensor.raw_name,
+                "': ", std::string(values.status().message()));
+    return *std::move(values);
+  }
   if (!tensor.scale) return on_device.to(dtype);
   return (on_device.to(at::kFloat) * *tensor.scale).to(dtype);
 }

@@ -1,7 +1,8 @@
-// A checkpoint opened for loading: one or more safetensors files (sharded checkpoints), every
-// tensor renamed to the model's internal spelling by the model's key normaliser, fp8 "scaled"
-// weights paired with their per-tensor scales. Nothing is copied: tensors are views of the
-// mapped files until a WeightProvider places them.
+// A checkpoint opened for loading: one or more safetensors files (sharded checkpoints) or a GGUF
+// file, every tensor renamed to the model's internal spelling by the model's key normaliser, fp8
+// "scaled" weights paired with their per-tensor scales, GGUF block-quantised weights kept as
+// their blocks. Nothing is copied: tensors are views of the mapped files until a WeightProvider
+// places them.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -14,22 +15,37 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "models/core/ggml_type.h"
 #include "models/core/model_prefix.h"
 #include "models/core/safetensors.h"
 
 namespace raylight::models {
 
+// A GGUF tensor stored in quantisation blocks: `data` holds the raw blocks (kByte, 1-D).
+struct GgufEncoding {
+  GgmlType type = GgmlType::kQ8_0;
+  std::vector<int64_t> shape;  // the values' shape
+};
+
 struct CheckpointTensor {
-  at::Tensor data;             // CPU view of the file (any stored dtype)
-  std::optional<float> scale;  // fp8 "scaled" weights: real value = data * scale
-  std::string file;            // where it came from, for errors
-  std::string raw_name;        // its name in that file
+  at::Tensor data;                   // CPU view of the file (any stored dtype)
+  std::optional<float> scale;        // fp8 "scaled" weights: real value = data * scale
+  std::optional<GgufEncoding> gguf;  // GGUF quantised weights: real value = dequantised blocks
+  std::string file;                  // where it came from, for errors
+  std::string raw_name;              // its name in that file
+
+  // Stored in a form the model cannot compute with (fp8 with a scale, GGUF blocks): kept that way
+  // where placements allow, and decoded when a block is acquired.
+  bool encoded() const { return scale.has_value() || gguf.has_value(); }
+  // The shape of the values (GGUF blocks are stored flat).
+  std::vector<int64_t> value_shape() const;
+  int64_t value_numel() const;
 };
 
 struct Checkpoint {
-  std::map<std::string, CheckpointTensor> tensors;  // by internal name
-  std::map<std::string, std::string> metadata;      // merged __metadata__ of every file
-  std::vector<std::shared_ptr<SafetensorsFile>> files;
+  std::map<std::string, CheckpointTensor> tensors;      // by internal name
+  std::map<std::string, std::string> metadata;          // merged __metadata__ of every file
+  std::vector<std::shared_ptr<SafetensorsFile>> files;  // the views also keep their files mapped
   // Keys the normaliser did not recognise (reported as "extra" by the model's validation).
   std::vector<std::string> unknown_keys;
 };
@@ -38,14 +54,17 @@ struct Checkpoint {
 // not one of the model's.
 using KeyNormalizer = std::function<std::optional<std::string>(const std::string& raw)>;
 
-// Opens every file, validates it, normalises names. Scale tensors (`<module>.scale_weight`,
+// Opens every file, validates it, normalises names. A GGUF file (told by its magic) is read with
+// gguf.h: F32/F16/BF16 tensors become plain views, quantised ones keep their blocks. Scale tensors
+// (`<module>.scale_weight`,
 // `<module>.weight_scale`) attach to `<module>.weight`; `scaled_fp8` markers and input scales are
 // dropped. Two keys that normalise to one name, a scale without its weight, or an fp8 weight
 // without a scale are errors naming the file and key.
 absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
                                           const KeyNormalizer& normalize);
 
-// The real value of a checkpoint tensor as `dtype` on `device` (fp8 scaled weights dequantised).
+// The real value of a checkpoint tensor as `dtype` on `device` (fp8 scaled weights and GGUF blocks
+// dequantised, on `device`: the stored bytes are what crosses to it).
 at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at::Device device);
 
 }  // namespace raylight::models

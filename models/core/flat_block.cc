@@ -18,11 +18,17 @@ void FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
   entry.name = std::move(name);
   entry.compute_dtype = fp32 ? at::kFloat : options.compute_dtype;
   entry.stored_dtype = PlacedDtype(tensor, /*in_block=*/true, fp32, options);
-  // Kept as stored (fp8): dequantised with its scale after the transfer.
-  if (tensor.scale && entry.stored_dtype == tensor.data.scalar_type()) entry.scale = tensor.scale;
-  entry.shape = tensor.data.sizes().vec();
+  // Kept as stored (fp8, GGUF blocks): dequantised after the transfer.
+  if (tensor.encoded() && entry.stored_dtype == tensor.data.scalar_type()) {
+    entry.encoded = true;
+    entry.scale = tensor.scale;
+    entry.gguf = tensor.gguf;
+  }
+  // Encoded: the stored bytes as they are; otherwise the values in the stored dtype.
+  entry.shape = entry.encoded ? tensor.data.sizes().vec() : tensor.value_shape();
   entry.offset = RoundUp(bytes_, kAlignment);
-  entry.bytes = tensor.data.numel() * static_cast<int64_t>(c10::elementSize(entry.stored_dtype));
+  entry.bytes = (entry.encoded ? tensor.data.numel() : tensor.value_numel()) *
+                static_cast<int64_t>(c10::elementSize(entry.stored_dtype));
   bytes_ = entry.offset + entry.bytes;
   entries_.push_back(std::move(entry));
 }
@@ -44,7 +50,7 @@ void FlatBlock::Fill(const std::vector<const CheckpointTensor*>& sources, int64_
     // fp8 moves as stored; everything else as its compute dtype (scaled weights not kept in fp8
     // are dequantised here, once). One tensor converted at a time: never a whole block in RAM.
     at::Tensor stored =
-        entry.scale ? source.data : Materialize(source, entry.stored_dtype, at::kCPU);
+        entry.encoded ? source.data : Materialize(source, entry.stored_dtype, at::kCPU);
     at::Tensor bytes = stored.contiguous().flatten().view(at::kByte);
     out.narrow(0, from - begin, to - from).copy_(bytes.narrow(0, from - entry.offset, to - from));
   }
@@ -55,14 +61,15 @@ WeightSet FlatBlock::Unflatten(const at::Tensor& buffer, at::Device device) cons
   for (const Entry& entry : entries_) {
     at::Tensor view =
         buffer.narrow(0, entry.offset, entry.bytes).view(entry.stored_dtype).view(entry.shape);
-    if (!entry.scale) {
+    if (!entry.encoded) {
       weights.Set(entry.name, std::move(view));
       continue;
     }
-    CheckpointTensor fp8;
-    fp8.data = std::move(view);
-    fp8.scale = entry.scale;
-    weights.Set(entry.name, Materialize(fp8, entry.compute_dtype, device));
+    CheckpointTensor encoded;
+    encoded.data = std::move(view);
+    encoded.scale = entry.scale;
+    encoded.gguf = entry.gguf;
+    weights.Set(entry.name, Materialize(encoded, entry.compute_dtype, device));
   }
   return weights;
 }

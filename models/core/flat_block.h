@@ -3,9 +3,10 @@
 //
 // Each tensor is stored in the dtype it has on the device: the compute dtype (or fp32 for the
 // weights a model keeps in fp32), except fp8 scaled weights, which stay fp8 (half of bf16's bytes
-// to move) and are dequantised after the transfer. Every tensor starts 16-byte aligned, so every
-// view(dtype) of the buffer is aligned. Views of a filled buffer are the block's weights with no
-// copy; only the fp8 tensors are materialised.
+// to move), and GGUF quantised weights, which stay in their blocks; both are dequantised after the
+// transfer, so FSDP shards and swapped blocks move the stored bytes. Every tensor starts 16-byte
+// aligned, so every view(dtype) of the buffer is aligned. Views of a filled buffer are the block's
+// weights with no copy; only the fp8 tensors are materialised.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -37,7 +38,7 @@ class FlatBlock {
   void Fill(const std::vector<const CheckpointTensor*>& sources, int64_t begin,
             at::Tensor& out) const;
   // The block's weights over a filled buffer (a kByte tensor of bytes() on `device`): views for
-  // the tensors stored as computed, materialised copies for the fp8 ones.
+  // the tensors stored as computed, materialised copies for the fp8 and GGUF ones.
   WeightSet Unflatten(const at::Tensor& buffer, at::Device device) const;
 
  private:
@@ -48,7 +49,9 @@ class FlatBlock {
     at::ScalarType stored_dtype;   // in the buffer
     at::ScalarType compute_dtype;  // what Unflatten hands out
     std::vector<int64_t> shape;
-    std::optional<float> scale;  // fp8: real value = stored * scale
+    bool encoded = false;              // fp8 or GGUF: decoded by Unflatten
+    std::optional<float> scale;        // fp8: real value = stored * scale
+    std::optional<GgufEncoding> gguf;  // GGUF: real value = dequantised blocks
   };
   std::vector<Entry> entries_;
   int64_t bytes_ = 0;

@@ -209,14 +209,15 @@ absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<
     for (const Patch& patch : list) {
       if (auto status = ApplyPatch(weight, patch, device); !status.ok()) return status;
     }
-    // Back to the stored dtype (ComfyUI casts the merge back to the weight's); an fp8 scaled
-    // weight is kept in `fallback_dtype` instead of being requantised.
+    // Back to the stored dtype (ComfyUI casts the merge back to the weight's); an fp8 scaled or
+    // GGUF quantised weight is kept in `fallback_dtype` instead of being requantised.
     const at::ScalarType stored = tensor.data.scalar_type();
-    const bool fp8 = stored == at::kFloat8_e4m3fn || stored == at::kFloat8_e5m2;
-    tensor.data =
-        weight.to(keep_on_device ? device : at::Device(at::kCPU), fp8 ? fallback_dtype : stored)
-            .contiguous();
+    tensor.data = weight
+                      .to(keep_on_device ? device : at::Device(at::kCPU),
+                          tensor.encoded() ? fallback_dtype : stored)
+                      .contiguous();
     tensor.scale.reset();
+    tensor.gguf.reset();
     ++report.patched_tensors;
   }
   return report;

@@ -1,12 +1,6 @@
 #include "models/core/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -214,40 +208,17 @@ absl::StatusOr<StHeader> ParseSafetensors(absl::string_view buffer, absl::string
 }
 
 absl::StatusOr<std::shared_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat("safetensors ", path, ": ", std::strerror(errno)));
-  }
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat("safetensors ", path, ": not a regular file"));
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  const char* data = nullptr;
-  if (size > 0) {
-    void* mapped = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (mapped == MAP_FAILED) {
-      ::close(fd);
-      return absl::InternalError(
-          absl::StrCat("safetensors ", path, ": mmap: ", std::strerror(errno)));
-    }
-    data = static_cast<const char*>(mapped);
-  }
-  ::close(fd);  // the mapping keeps the file
-  std::shared_ptr<SafetensorsFile> file(new SafetensorsFile(path, data, size));
-  auto header = ParseSafetensors(absl::string_view(data == nullptr ? "" : data, size), path);
+  auto mapping = MappedFile::Open(path, "safetensors");
+  if (!mapping.ok()) return mapping.status();
+  std::shared_ptr<SafetensorsFile> file(new SafetensorsFile(path, *std::move(mapping)));
+  auto header = ParseSafetensors(file->mapping_.bytes(), path);
   if (!header.ok()) return header.status();
   file->header_ = *std::move(header);
   return file;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (data_ != nullptr) munmap(const_cast<char*>(data_), size_);
-}
-
 absl::string_view SafetensorsFile::Bytes(const StTensorInfo& tensor) const {
-  return absl::string_view(data_ + header_.data_offset + tensor.begin, tensor.end - tensor.begin);
+  return mapping_.bytes().substr(header_.data_offset + tensor.begin, tensor.end - tensor.begin);
 }
 
 std::string BuildSafetensorsHeader(const std::vector<StTensorInfo>& tensors,

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "models/core/mapped_file.h"
 
 namespace raylight::models {
 
@@ -58,7 +59,6 @@ absl::StatusOr<StHeader> ParseSafetensors(absl::string_view buffer, absl::string
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::shared_ptr<SafetensorsFile>> Open(const std::string& path);
-  ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
@@ -66,14 +66,13 @@ class SafetensorsFile {
   const StHeader& header() const { return header_; }
   // The bytes of one tensor (valid while this object lives).
   absl::string_view Bytes(const StTensorInfo& tensor) const;
-  uint64_t size() const { return size_; }
+  uint64_t size() const { return mapping_.bytes().size(); }
 
  private:
-  SafetensorsFile(std::string path, const char* data, uint64_t size)
-      : path_(std::move(path)), data_(data), size_(size) {}
+  SafetensorsFile(std::string path, MappedFile mapping)
+      : path_(std::move(path)), mapping_(std::move(mapping)) {}
   std::string path_;
-  const char* data_;
-  uint64_t size_;
+  MappedFile mapping_;
   StHeader header_;
 };
 

@@ -19,7 +19,7 @@ int64_t WeightSet::bytes() const {
 
 at::ScalarType PlacedDtype(const CheckpointTensor& tensor, bool in_block, bool fp32,
                            const PlacementOptions& options) {
-  if (in_block && tensor.scale && options.keep_fp8 && !fp32) return tensor.data.scalar_type();
+  if (in_block && tensor.encoded() && options.keep_fp8 && !fp32) return tensor.data.scalar_type();
   return fp32 ? at::kFloat : options.compute_dtype;
 }
 
@@ -48,9 +48,9 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     const auto& [index, local] = *owner;
     Block* block = index >= 0 ? &weights->blocks_[index] : nullptr;
     const at::ScalarType dtype = PlacedDtype(tensor, block != nullptr, fp32, options);
-    if (tensor.scale && dtype == tensor.data.scalar_type()) {  // kept as stored, with its scale
+    if (tensor.encoded() && dtype == tensor.data.scalar_type()) {  // kept as stored
       CheckpointTensor on_device = tensor;
-      on_device.data = tensor.data.to(options.device);  // still fp8: half of bf16's bytes
+      on_device.data = tensor.data.to(options.device);  // still fp8 or GGUF blocks
       block->fp8.emplace(local, std::move(on_device));
       continue;
     }

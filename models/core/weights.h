@@ -38,8 +38,9 @@ class WeightSet {
 struct PlacementOptions {
   at::Device device = at::kCPU;
   at::ScalarType compute_dtype = at::kFloat;
-  // fp8 scaled weights stay fp8 in memory and are dequantised per block at Acquire (half the
-  // memory of bf16); false dequantises everything at load.
+  // fp8 scaled weights stay fp8 and GGUF weights stay in their quantisation blocks in memory, and
+  // are dequantised per block at Acquire (half the memory of bf16 or less); false dequantises
+  // everything at load.
   bool keep_fp8 = true;
   // Weights the model computes in fp32 whatever the compute dtype (modulation tables, time
   // embedding): stored as fp32.
@@ -101,7 +102,7 @@ class ResidentWeights final : public WeightProvider {
  private:
   struct Block {
     WeightSet ready;                              // compute-dtype tensors
-    std::map<std::string, CheckpointTensor> fp8;  // device fp8 data + scale, dequantised on use
+    std::map<std::string, CheckpointTensor> fp8;  // device fp8 / GGUF data, dequantised on use
     WeightSet dequantised;  // ready + fp8 materialised, between Acquire/Release
     bool acquired = false;
   };

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "models/core/gguf.h"
 #include "models/wan/wan_checkpoint_maker.h"
 
 int main(int argc, char** argv) {
@@ -15,8 +16,11 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   app.add_option("--preset", preset, "Wan preset")->check(CLI::IsMember(WanPresetNames()));
   app.add_option("--layers", layers, "blocks to write (default: the preset's)");
-  app.add_option("--dtype", dtype, "stored dtype")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "fp8"}));
+  app.add_option("--dtype", dtype,
+                 "stored dtype; a GGUF type (q8_0, q4_k, ...) writes a GGUF file of random "
+                 "quantisation blocks")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "fp8", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
+                             "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"}));
   app.add_option("--spelling", spelling, "key names")
       ->check(CLI::IsMember({"official", "comfyui", "diffusers"}));
   app.add_option("--seed", seed, "random seed");
@@ -39,6 +43,7 @@ int main(int argc, char** argv) {
                      : spelling == "diffusers" ? KeySpelling::kDiffusers
                                                : KeySpelling::kOfficial;
   options.seed = seed;
+  if (dtype.front() == 'q') options.gguf = *raylight::models::ParseGgmlType(dtype);
   options.device = at::Device(device);
   if (auto status = MakeWanCheckpoint(*config, out, options); !status.ok()) {
     std::cerr << status << "\n";

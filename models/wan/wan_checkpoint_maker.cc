@@ -3,6 +3,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "absl/strings/str_cat.h"
+#include "models/core/gguf.h"
+#include "models/core/gguf_random.h"
+#include "models/core/gguf_writer.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/wan/wan_keys.h"
 
@@ -41,6 +44,37 @@ at::Tensor RandomValues(const std::string& name, const std::vector<int64_t>& sha
   return 1.0 + 0.1 * at::randn(shape, generator, options);  // norm weights
 }
 
+absl::Status WriteGgufCheckpoint(const WanConfig& config, const std::string& path,
+                                 const MakeCheckpointOptions& options, at::Generator& generator) {
+  const GgmlTypeTraits& traits = TraitsOf(*options.gguf);
+  std::vector<at::Tensor> keep;  // the bytes the writer's views point into
+  std::vector<GgufWriteTensor> tensors;
+  for (const auto& [name, shape] : WanWeightShapes(config)) {
+    GgufWriteTensor tensor{Spell(name, options.spelling), GgmlType::kF32, shape, {}};
+    at::Tensor bytes;
+    if (IsMatrix(name, shape) && name.starts_with("blocks.") &&
+        shape.back() % traits.block_elements == 0) {
+      int64_t numel = 1;
+      for (int64_t dim : shape) numel *= dim;
+      tensor.type = *options.gguf;
+      bytes = RandomGgufBlocks(tensor.type, numel, generator, options.device);
+    } else {
+      at::Tensor values = RandomValues(name, shape, generator, options.device);
+      const bool f16 = IsMatrix(name, shape) && !name.ends_with("modulation");
+      tensor.type = f16 ? GgmlType::kF16 : GgmlType::kF32;
+      bytes = values.to(f16 ? at::kHalf : at::kFloat).cpu().contiguous().flatten().view(at::kByte);
+    }
+    tensor.bytes = absl::string_view(static_cast<const char*>(bytes.const_data_ptr()),
+                                     static_cast<size_t>(bytes.numel()));
+    keep.push_back(std::move(bytes));
+    tensors.push_back(std::move(tensor));
+  }
+  return WriteGguf(path, tensors,
+                   {{"general.architecture", "wan"},
+                    {"num_heads", absl::StrCat(config.num_heads)},
+                    {"raylight.preset", config.name}});
+}
+
 }  // namespace
 
 absl::Status MakeWanCheckpoint(const WanConfig& config, const std::string& path,
@@ -58,6 +92,7 @@ absl::Status MakeWanCheckpoint(const WanConfig& config, const std::string& path,
                                   ? at::globalContext().defaultGenerator(options.device)
                                   : at::make_generator<at::CPUGeneratorImpl>(options.seed);
     if (options.device.is_cuda()) generator.set_current_seed(options.seed);
+    if (options.gguf) return WriteGgufCheckpoint(config, path, options, generator);
     models::NamedTensors tensors;
     for (const auto& [name, shape] : WanWeightShapes(config)) {
       at::Tensor values = RandomValues(name, shape, generator, options.device);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/core/gguf.h"
 #include "models/wan/wan_keys.h"
 
 namespace raylight::models::wan {
@@ -51,17 +52,25 @@ absl::StatusOr<std::vector<int64_t>> Unbatched(const std::string& where, const S
 absl::StatusOr<WanConfig> InspectWanCheckpoint(const std::vector<std::string>& paths) {
   if (paths.empty()) return absl::InvalidArgumentError("checkpoint: no files given");
   WanKeyShapes shapes;
+  auto add = [&shapes](const std::string& raw, const std::vector<int64_t>& shape) {
+    if (auto name = NormalizeWanKey(raw)) {
+      shapes.shapes[*name] = shape;
+    } else {
+      shapes.unknown_keys.push_back(raw);
+    }
+  };
   for (const std::string& path : paths) {
+    if (IsGgufPath(path)) {  // city96's layout: ComfyUI's key names, every type a float
+      auto file = GgufFile::Open(path);
+      if (!file.ok()) return file.status();
+      for (const auto& [key, value] : (*file)->header().metadata) shapes.metadata[key] = value;
+      for (const GgufTensorInfo& info : (*file)->header().tensors) add(info.name, info.shape);
+      continue;
+    }
     auto file = SafetensorsFile::Open(path);
     if (!file.ok()) return file.status();
     for (const auto& [key, value] : (*file)->header().metadata) shapes.metadata[key] = value;
-    for (const StTensorInfo& info : (*file)->header().tensors) {
-      if (auto name = NormalizeWanKey(info.name)) {
-        shapes.shapes[*name] = info.shape;
-      } else {
-        shapes.unknown_keys.push_back(info.name);
-      }
-    }
+    for (const StTensorInfo& info : (*file)->header().tensors) add(info.name, info.shape);
   }
   return DetectWanConfig(shapes);
 }

@@ -13,8 +13,7 @@ namespace {
 WanKeyShapes KeyShapesOf(const Checkpoint& checkpoint) {
   WanKeyShapes shapes;
   for (const auto& [name, tensor] : checkpoint.tensors) {
-    const auto sizes = tensor.data.sizes();
-    shapes.shapes[name] = std::vector<int64_t>(sizes.begin(), sizes.end());
+    shapes.shapes[name] = tensor.value_shape();
   }
   shapes.metadata = checkpoint.metadata;
   shapes.unknown_keys = checkpoint.unknown_keys;
@@ -31,8 +30,8 @@ absl::Status ValidateWanCheckpoint(const Checkpoint& checkpoint, const WanConfig
       missing.push_back(name);
       continue;
     }
-    const auto sizes = it->second.data.sizes();
-    if (std::vector<int64_t>(sizes.begin(), sizes.end()) != shape) {
+    const std::vector<int64_t> sizes = it->second.value_shape();
+    if (sizes != shape) {
       wrong.push_back(absl::StrCat(it->second.raw_name, " is [", absl::StrJoin(sizes, ", "),
                                    "], expected [", absl::StrJoin(shape, ", "), "]"));
     }

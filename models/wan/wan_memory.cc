@@ -25,8 +25,11 @@ absl::StatusOr<WanBytes> MeasureWan(const std::vector<std::string>& paths,
     if (!owner.ok()) return owner.status();
     const at::ScalarType placed =
         PlacedDtype(tensor, /*in_block=*/owner->first >= 0, WanKeepsFp32(name), options);
+    // Kept encoded: the stored bytes; decoded at load: the values in the placed dtype.
     const int64_t placed_bytes =
-        tensor.data.numel() * static_cast<int64_t>(c10::elementSize(placed));
+        placed == tensor.data.scalar_type() && tensor.encoded()
+            ? tensor.data.nbytes()
+            : tensor.value_numel() * static_cast<int64_t>(c10::elementSize(placed));
     if (owner->first < 0) {
       bytes.global_bytes += placed_bytes;
     } else {

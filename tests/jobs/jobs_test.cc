@@ -537,6 +537,34 @@ TEST_F(JobsTest, LoraJobsEqualTheOfflineMergeOnEveryPlacement) {
       << refused.status();
 }
 
+// GGUF (issue #25): a job on a city96-layout GGUF file (tests/models/gguf_reference.py, every
+// 32-value type among its matrices) equals the same job on the values gguf-py dequantises from
+// it, on every placement: the blocks stay quantised on the workers and move as stored.
+TEST_F(JobsTest, GgufJobsEqualTheDequantisedCheckpointOnEveryPlacement) {
+  if (kGpu) GTEST_SKIP() << "gguf-py writes the file; not installed on the GPU machine";
+  ASSERT_TRUE(MakeCheckpoint("dense.safetensors", 4, seed_ + 3).ok());
+  absl::Status made = RunToCompletion(
+      {RAYLIGHT_TEST_PYTHON, RAYLIGHT_GGUF_REFERENCE, "convert", models_ + "/dense.safetensors",
+       models_ + "/quantised.gguf", models_ + "/dequantised.safetensors", absl::StrCat(seed_)},
+      dir_->path() + "/gguf.log", std::chrono::seconds(120));
+  ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/gguf.log");
+  v1::SampleJob dequantised = Job();
+  dequantised.set_model("dequantised.safetensors");
+  const Latent reference = Reference(dequantised);
+  v1::SampleJob job = Job();
+  job.set_model("quantised.gguf");
+  v1::SampleJob sharded = job, swapped = job;
+  sharded.mutable_mesh()->set_ulysses(2);
+  sharded.set_placement("fsdp-host");
+  swapped.set_placement("swap");
+  swapped.set_swap_budget(0.75);  // the blocks differ in size (their types rotate): 2 buffers fit
+  for (const v1::SampleJob& run : {job, sharded, swapped}) {
+    v1::JobInfo done = RunJob(run);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), reference);
+  }
+}
+
 // Issue #23, item 10: job rows and results were kept forever. An ended job is forgotten once
 // its retention has passed (row, result file, request id); jobs not ended have no end time and
 // are never swept.

@@ -61,6 +61,9 @@ ABSL_FLAG(std::string, dtype, "f32", "f32 or bf16");
 ABSL_FLAG(std::string, placement, "resident",
           "resident, fsdp (blocks sharded over the group), fsdp-host (shards in pinned host "
           "memory), swap (layer swap; one rank)");
+ABSL_FLAG(bool, keep_encoded, true,
+          "fp8 and GGUF weights stay encoded in memory, decoded per block (false: decoded at "
+          "load, the same values in the compute dtype)");
 ABSL_FLAG(int, prefetch, 1, "fsdp, swap: blocks moved ahead of the running one");
 ABSL_FLAG(double, swap_budget, 0.5, "swap: device budget as a fraction of the blocks' bytes");
 ABSL_FLAG(bool, swap_sync, false,
@@ -206,6 +209,7 @@ int Run() {
   models::PlacementOptions placement;
   placement.device = device;
   placement.compute_dtype = absl::GetFlag(FLAGS_dtype) == "bf16" ? at::kBFloat16 : at::kFloat;
+  placement.keep_fp8 = absl::GetFlag(FLAGS_keep_encoded);
   const int64_t anon_before_load = ProcessStatusBytes("RssAnon");
   const int64_t device_before_load = DeviceAllocatedBytes(device);
   const std::vector<std::string> files = {absl::GetFlag(FLAGS_checkpoint)};

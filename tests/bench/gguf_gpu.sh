@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GGUF on one GPU (issue #25's rows): one denoising step (cond + uncond at cfg 5, bf16 compute) of
+# Wan 14B at 832x480x81 with Q8_0 and Q4_K weights (blocks kept quantised on the device,
+# dequantised per block by the CUDA kernels), and Q8_0 under layer swap at 10%, against the bf16
+# checkpoint resident; with each run's device bytes for weights. Each GGUF step is also timed with
+# the same file dequantised at load (--keep_encoded=false: the same values, as bf16 on the device),
+# which isolates the per-block dequantisation from what the values themselves do to the GEMMs'
+# clocks (random blocks are not the bf16 checkpoint's values).
+#
+#   [RUNS=3 LATENT=21,60,104] tests/bench/gguf_gpu.sh BUILD_DIR BF16_CHECKPOINT OUT_DIR
+#
+# The GGUF files hold random quantisation blocks (raylight-make-checkpoint --dtype q8_0|q4_k;
+# made once per machine beside the bf16 one): the step time does not depend on the values.
+# Writes OUT_DIR/gguf.jsonl, one row per line in the results schema.
+set -uo pipefail
+BUILD=$1 BF16=$2 OUT=$3
+LATENT=${LATENT:-21,60,104}
+RUNS=${RUNS:-3}
+DIR=$(dirname "$BF16")
+export NCCL_NVLS_ENABLE=0
+
+for type in q8_0 q4_k; do
+  [ -f "$DIR/wan14b-$type.gguf" ] || "$BUILD/bin/raylight-make-checkpoint" \
+    --preset wan2.1-t2v-14b --dtype "$type" --spelling comfyui --device cuda --seed 1 \
+    --out "$DIR/wan14b-$type.gguf" >&2 || exit 1
+done
+
+# One rank's step on this GPU: prints parallel_rank_main's "key value" lines.
+step() {
+  local ckpt=$1 placement=$2 extra=${3:-}
+  local store; store=$(mktemp -d)
+  # shellcheck disable=SC2086
+  "$BUILD/bin/parallel_rank_main" --rank=0 --size=1 --store_dir="$store" --backend=nccl \
+    --checkpoint="$ckpt" --mesh= --latent="$LATENT" --dtype=bf16 --cfg=5 --forward=false \
+    --steps=0 --time_steps="$RUNS" --placement="$placement" --timeout_ms=600000 $extra \
+    2>"$store/rank0.log" || { echo "step $ckpt $placement failed:" >&2; cat "$store/rank0.log" >&2; }
+  rm -rf "$store"
+}
+value() { awk -v key="$1" '$1 == key { print $2 }'; }
+ratio() { python3 -c "print(round($1 / $2, ${3:-3}))" 2>/dev/null || echo null; }
+row() {  # name value unit anchor anchor_value
+  printf '{"name": "%s", "value": %s, "unit": "%s", "anchor": "%s", "anchor_value": %s}\n' \
+    "$1" "${2:-null}" "$3" "$4" "${5:-null}"
+}
+
+NAME=wan14b_832x480x81
+bf16=$(step "$BF16" resident)
+bf16_ms=$(echo "$bf16" | value step_ms)
+bf16_bytes=$(echo "$bf16" | value weight_device_bytes)
+{
+  row "${NAME}_bf16_step_ms" "$bf16_ms" ms "" null
+  for spec in q8_0:resident: q4_k:resident: q8_0:swap:--swap_budget=0.1; do
+    IFS=: read -r type placement flags <<<"$spec"
+    output=$(step "$DIR/wan14b-$type.gguf" "$placement" "$flags")
+    ms=$(echo "$output" | value step_ms)
+    bytes=$(echo "$output" | value weight_device_bytes)
+    label=$type
+    [ "$placement" = swap ] && label=${type}_swap10
+    row "${NAME}_${label}_step_ratio" "$([ -n "$ms" ] && ratio "$ms" "$bf16_ms" || echo null)" \
+      ratio "bf16 resident step ms" "$bf16_ms"
+    if [ "$placement" = resident ]; then
+      same=$(step "$DIR/wan14b-$type.gguf" resident --keep_encoded=false | value step_ms)
+      row "${NAME}_${label}_over_dequantised_at_load" \
+        "$([ -n "$ms" ] && [ -n "$same" ] && ratio "$ms" "$same" || echo null)" ratio \
+        "same values dequantised at load, step ms" "${same:-null}"
+    fi
+    row "${NAME}_${label}_weight_device_fraction" \
+      "$([ -n "$bytes" ] && ratio "$bytes" "$bf16_bytes" 4 || echo null)" ratio \
+      "bf16 resident weight device bytes" "$bf16_bytes"
+  done
+} | tee "$OUT/gguf.jsonl"
