@@ -124,7 +124,8 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
         checkpoint.unknown_keys.push_back(info.name);
         continue;
       }
-      CheckpointTensor tensor{*view, std::nullopt, std::move(info.gguf), path, info.name};
+      CheckpointTensor tensor{
+          .data = *view, .gguf = std::move(info.gguf), .file = path, .raw_name = info.name};
       auto [it, inserted] = checkpoint.tensors.emplace(*name, std::move(tensor));
       if (!inserted) {
         return absl::InvalidArgumentError(
@@ -163,12 +164,19 @@ at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at:
   // convert there.
   at::Tensor on_device = tensor.data.to(device);
   if (tensor.gguf) {
-    // The blocks' size was checked against the shape when the file was opened.
+    // The blocks' size was checked against the shape when the file was opened, the patches'
+    // shapes when they were attached (lora.cc).
+    const at::ScalarType decoded = tensor.patches.empty() ? dtype : at::kFloat;
     auto values =
-        DequantizeGguf(on_device.contiguous(), tensor.gguf->type, tensor.gguf->shape, dtype);
+        DequantizeGguf(on_device.contiguous(), tensor.gguf->type, tensor.gguf->shape, decoded);
     TORCH_CHECK(values.ok(), "checkpoint ", tensor.file, ": '", tensor.raw_name,
                 "': ", std::string(values.status().message()));
-    return *std::move(values);
+    if (tensor.patches.empty()) return *std::move(values);
+    for (const WeightPatch& patch : tensor.patches) {
+      const absl::Status patched = ApplyWeightPatch(*values, patch);
+      TORCH_CHECK(patched.ok(), std::string(patched.message()));
+    }
+    return values->to(dtype);
   }
   if (!tensor.scale) return on_device.to(dtype);
   return (on_device.to(at::kFloat) * *tensor.scale).to(dtype);

@@ -18,6 +18,7 @@
 #include "models/core/ggml_type.h"
 #include "models/core/model_prefix.h"
 #include "models/core/safetensors.h"
+#include "models/core/weight_patch.h"
 
 namespace raylight::models {
 
@@ -31,8 +32,10 @@ struct CheckpointTensor {
   at::Tensor data;                   // CPU view of the file (any stored dtype)
   std::optional<float> scale;        // fp8 "scaled" weights: real value = data * scale
   std::optional<GgufEncoding> gguf;  // GGUF quantised weights: real value = dequantised blocks
-  std::string file;                  // where it came from, for errors
-  std::string raw_name;              // its name in that file
+  // LoRA updates of a GGUF weight kept quantised, applied after each dequantisation.
+  std::vector<WeightPatch> patches;
+  std::string file;      // where it came from, for errors
+  std::string raw_name;  // its name in that file
 
   // Stored in a form the model cannot compute with (fp8 with a scale, GGUF blocks): kept that way
   // where placements allow, and decoded when a block is acquired.

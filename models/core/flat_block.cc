@@ -23,6 +23,11 @@ void FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
     entry.encoded = true;
     entry.scale = tensor.scale;
     entry.gguf = tensor.gguf;
+    // Every rank applies the whole patch to the gathered weight: the LoRA factors are small and
+    // replicated, on the device once.
+    for (const WeightPatch& patch : tensor.patches) {
+      entry.patches.push_back(PatchOn(patch, options.device));
+    }
   }
   // Encoded: the stored bytes as they are; otherwise the values in the stored dtype.
   entry.shape = entry.encoded ? tensor.data.sizes().vec() : tensor.value_shape();
@@ -69,6 +74,7 @@ WeightSet FlatBlock::Unflatten(const at::Tensor& buffer, at::Device device) cons
     encoded.data = std::move(view);
     encoded.scale = entry.scale;
     encoded.gguf = entry.gguf;
+    encoded.patches = entry.patches;
     weights.Set(entry.name, Materialize(encoded, entry.compute_dtype, device));
   }
   return weights;

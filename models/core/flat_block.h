@@ -52,6 +52,7 @@ class FlatBlock {
     bool encoded = false;              // fp8 or GGUF: decoded by Unflatten
     std::optional<float> scale;        // fp8: real value = stored * scale
     std::optional<GgufEncoding> gguf;  // GGUF: real value = dequantised blocks
+    std::vector<WeightPatch> patches;  // GGUF: LoRA updates, on the device, applied after
   };
   std::vector<Entry> entries_;
   int64_t bytes_ = 0;

@@ -26,12 +26,7 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ReadLoraTensors(const std::str
   return tensors;
 }
 
-// One update to one checkpoint tensor.
-struct Patch {
-  at::Tensor up, down, mid, diff;  // low rank (up, down[, mid]) or diff
-  double scale = 1.0;              // strength, times alpha / rank for a low-rank update
-  std::string source;              // "file: key" for errors
-};
+using Patch = WeightPatch;
 
 // Module key -> checkpoint name: ComfyUI's key map over the model's own names, then the
 // model's normaliser for other spellings.
@@ -160,8 +155,10 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
   return absl::OkStatus();
 }
 
-// W (float32, on the device) after one patch, as ComfyUI computes it.
-absl::Status ApplyPatch(at::Tensor& weight, const Patch& patch, at::Device device) {
+}  // namespace
+
+absl::Status ApplyWeightPatch(at::Tensor& weight, const WeightPatch& patch) {
+  const at::Device device = weight.device();
   if (patch.diff.defined()) {
     if (patch.diff.sizes() != weight.sizes()) {
       return Bad(patch.source,
@@ -191,7 +188,13 @@ absl::Status ApplyPatch(at::Tensor& weight, const Patch& patch, at::Device devic
   return absl::OkStatus();
 }
 
-}  // namespace
+WeightPatch PatchOn(const WeightPatch& patch, at::Device device) {
+  WeightPatch moved = patch;
+  for (at::Tensor* tensor : {&moved.up, &moved.down, &moved.mid, &moved.diff}) {
+    if (tensor->defined()) *tensor = tensor->to(device);
+  }
+  return moved;
+}
 
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
                                       const KeyNormalizer& normalize, at::ScalarType fallback_dtype,
@@ -203,21 +206,34 @@ absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<
   for (const LoraFile& lora : loras) {
     if (auto status = CollectPatches(lora, keys, patches, report); !status.ok()) return status;
   }
-  for (const auto& [name, list] : patches) {
+  for (auto& [name, list] : patches) {
     CheckpointTensor& tensor = checkpoint.tensors.at(name);
+    if (tensor.gguf) {
+      // Kept quantised: the patches ride along and apply at each dequantisation (checked here
+      // on the meta device, where shapes are all there is).
+      at::Tensor shape_only =
+          at::empty(tensor.gguf->shape, at::TensorOptions(at::kMeta).dtype(at::kFloat));
+      for (Patch& patch : list) {
+        if (auto status = ApplyWeightPatch(shape_only, PatchOn(patch, at::kMeta)); !status.ok()) {
+          return status;
+        }
+        tensor.patches.push_back(keep_on_device ? PatchOn(patch, device) : std::move(patch));
+      }
+      ++report.patched_tensors;
+      continue;
+    }
     at::Tensor weight = Materialize(tensor, at::kFloat, device).clone();
     for (const Patch& patch : list) {
-      if (auto status = ApplyPatch(weight, patch, device); !status.ok()) return status;
+      if (auto status = ApplyWeightPatch(weight, patch); !status.ok()) return status;
     }
-    // Back to the stored dtype (ComfyUI casts the merge back to the weight's); an fp8 scaled or
-    // GGUF quantised weight is kept in `fallback_dtype` instead of being requantised.
+    // Back to the stored dtype (ComfyUI casts the merge back to the weight's); an fp8 scaled
+    // weight is kept in `fallback_dtype` instead of being requantised.
     const at::ScalarType stored = tensor.data.scalar_type();
     tensor.data = weight
                       .to(keep_on_device ? device : at::Device(at::kCPU),
                           tensor.encoded() ? fallback_dtype : stored)
                       .contiguous();
     tensor.scale.reset();
-    tensor.gguf.reset();
     ++report.patched_tensors;
   }
   return report;

@@ -3,7 +3,9 @@
 // (comfy/lora.py load_lora, comfy/weight_adapter/lora.py): W += strength * (alpha / rank) *
 // up @ down; `.diff` / `.diff_b` / `.w_norm` / `.b_norm`: W += strength * diff. Several LoRAs
 // apply in order. Because the merge happens on the opened checkpoint, every placement (resident,
-// layer swap, FSDP and its host shards) places the merged weights as it places any other.
+// layer swap, FSDP and its host shards) places the merged weights as it places any other. A GGUF
+// weight stays quantised: its updates are attached to it (weight_patch.h) and applied in the same
+// float32 arithmetic each time its block is dequantised, as ComfyUI-GGUF patches on the fly.
 //
 // Key spellings (a module key `x` names a weight; its update is `x.lora_up.weight` /
 // `x.lora_down.weight`, `x.lora_B.weight` / `x.lora_A.weight`, `x_lora.up.weight`,
@@ -37,7 +39,8 @@ struct LoraReport {
 };
 
 // Merges `loras` into `checkpoint` (the patched tensors become owned tensors in their stored
-// dtype; fp8 scaled weights become `fallback_dtype`, their scale dropped), computing on
+// dtype; fp8 scaled weights become `fallback_dtype`, their scale dropped; GGUF weights keep
+// their blocks and carry the updates, on `device` when `keep_on_device`), computing on
 // `device`. `keep_on_device`: the merged tensors stay on `device` (a resident placement there
 // then uses them as they are; a round trip through pageable host memory made a 14B merge 13x
 // the load), else they go back to host memory (swap and FSDP place from there). Errors name

@@ -51,6 +51,7 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     if (tensor.encoded() && dtype == tensor.data.scalar_type()) {  // kept as stored
       CheckpointTensor on_device = tensor;
       on_device.data = tensor.data.to(options.device);  // still fp8 or GGUF blocks
+      for (WeightPatch& patch : on_device.patches) patch = PatchOn(patch, options.device);
       block->fp8.emplace(local, std::move(on_device));
       continue;
     }

@@ -5,7 +5,8 @@
 # checkpoint resident; with each run's device bytes for weights. Each GGUF step is also timed with
 # the same file dequantised at load (--keep_encoded=false: the same values, as bf16 on the device),
 # which isolates the per-block dequantisation from what the values themselves do to the GEMMs'
-# clocks (random blocks are not the bf16 checkpoint's values).
+# clocks (random blocks are not the bf16 checkpoint's values). And Q8_0 with a rank-64 LoRA on
+# all 400 linears, applied after each dequantisation, against Q8_0 without it.
 #
 #   [RUNS=3 LATENT=21,60,104] tests/bench/gguf_gpu.sh BUILD_DIR BF16_CHECKPOINT OUT_DIR
 #
@@ -18,6 +19,35 @@ LATENT=${LATENT:-21,60,104}
 RUNS=${RUNS:-3}
 DIR=$(dirname "$BF16")
 export NCCL_NVLS_ENABLE=0
+
+# A random rank-64 LoRA on every attention and FFN linear of the 40 blocks (kohya names), as
+# tests/bench/lora_gpu.sh makes it: on a GGUF base it is applied after each dequantisation.
+LORA=$DIR/wan14b-lora64.safetensors
+[ -f "$LORA" ] || python3 - "$BF16" "$LORA" <<'PY' >&2
+import sys, torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+base, out = sys.argv[1], sys.argv[2]
+modules = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o", "cross_attn.q",
+           "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0", "ffn.2")
+g = torch.Generator(device="cuda").manual_seed(0)
+lora = {}
+with safe_open(base, "pt") as f:
+    for key in f.keys():
+        if not key.startswith("blocks.") or not key.endswith(".weight"):
+            continue
+        module = key[: -len(".weight")]
+        if module.split(".", 2)[2] not in modules:
+            continue
+        out_dim, in_dim = f.get_slice(key).get_shape()
+        name = "lora_unet_" + module.replace(".", "_")
+        up = torch.randn(out_dim, 64, generator=g, device="cuda") * 0.01
+        down = torch.randn(64, in_dim, generator=g, device="cuda") * 0.01
+        lora[f"{name}.lora_up.weight"] = up.bfloat16().cpu()
+        lora[f"{name}.lora_down.weight"] = down.bfloat16().cpu()
+        lora[f"{name}.alpha"] = torch.tensor(64.0)
+save_file(lora, out)
+PY
 
 for type in q8_0 q4_k; do
   [ -f "$DIR/wan14b-$type.gguf" ] || "$BUILD/bin/raylight-make-checkpoint" \
@@ -58,6 +88,12 @@ bf16_bytes=$(echo "$bf16" | value weight_device_bytes)
     [ "$placement" = swap ] && label=${type}_swap10
     row "${NAME}_${label}_step_ratio" "$([ -n "$ms" ] && ratio "$ms" "$bf16_ms" || echo null)" \
       ratio "bf16 resident step ms" "$bf16_ms"
+    if [ "$spec" = q8_0:resident: ]; then
+      with_lora=$(step "$DIR/wan14b-$type.gguf" resident --lora="$LORA" | value step_ms)
+      row "${NAME}_q8_0_lora64_over_q8_0" \
+        "$([ -n "$ms" ] && [ -n "$with_lora" ] && ratio "$with_lora" "$ms" || echo null)" ratio \
+        "Q8_0 resident step ms without the LoRA" "${ms:-null}"
+    fi
     if [ "$placement" = resident ]; then
       same=$(step "$DIR/wan14b-$type.gguf" resident --keep_encoded=false | value step_ms)
       row "${NAME}_${label}_over_dequantised_at_load" \

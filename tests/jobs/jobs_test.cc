@@ -539,7 +539,8 @@ TEST_F(JobsTest, LoraJobsEqualTheOfflineMergeOnEveryPlacement) {
 
 // GGUF (issue #25): a job on a city96-layout GGUF file (tests/models/gguf_reference.py, every
 // 32-value type among its matrices) equals the same job on the values gguf-py dequantises from
-// it, on every placement: the blocks stay quantised on the workers and move as stored.
+// it, on every placement: the blocks stay quantised on the workers and move as stored; with a
+// LoRA too.
 TEST_F(JobsTest, GgufJobsEqualTheDequantisedCheckpointOnEveryPlacement) {
   if (kGpu) GTEST_SKIP() << "gguf-py writes the file; not installed on the GPU machine";
   ASSERT_TRUE(MakeCheckpoint("dense.safetensors", 4, seed_ + 3).ok());
@@ -562,6 +563,28 @@ TEST_F(JobsTest, GgufJobsEqualTheDequantisedCheckpointOnEveryPlacement) {
     v1::JobInfo done = RunJob(run);
     ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
     ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), reference);
+  }
+  // A LoRA on the quantised base (applied at each dequantisation) equals the LoRA merged offline
+  // into the dequantised values, resident and with FSDP.
+  absl::Status lora_made =
+      RunToCompletion({RAYLIGHT_TEST_PYTHON, RAYLIGHT_LORA_REFERENCE,
+                       "--base=" + models_ + "/dequantised.safetensors",
+                       "--lora=" + models_ + "/gguf-style.safetensors",
+                       "--merged=" + models_ + "/dequantised-merged.safetensors", "--strength=0.8",
+                       absl::StrCat("--seed=", seed_)},
+                      dir_->path() + "/lora.log", std::chrono::seconds(120));
+  ASSERT_TRUE(lora_made.ok()) << lora_made
+                              << testing_util::ReadFileOrEmpty(dir_->path() + "/lora.log");
+  v1::SampleJob merged = Job();
+  merged.set_model("dequantised-merged.safetensors");
+  const Latent lora_reference = Reference(merged);
+  for (v1::SampleJob run : {job, sharded}) {
+    v1::LoraRef* lora = run.add_loras();
+    lora->set_name("gguf-style.safetensors");
+    lora->set_strength(0.8);
+    v1::JobInfo done = RunJob(run);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), lora_reference);
   }
 }
 

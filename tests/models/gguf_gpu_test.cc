@@ -8,9 +8,11 @@
 
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "models/core/gguf.h"
 #include "models/core/gguf_dequant.h"
 #include "models/core/gguf_random.h"
+#include "models/core/safetensors_tensors.h"
 #include "models/wan/wan_loader.h"
 #include "tests/models/wan_test_util.h"
 #include "tests/util/temp_dir.h"
@@ -105,6 +107,49 @@ TEST_F(GgufGpuWanTest, QuantisedBlocksOnTheDeviceRunTheDequantisedForward) {
     ASSERT_TRUE(swapped.ok()) << swapped.status();
     EXPECT_TRUE(at::equal(Forward(*swapped, inputs), expected)) << TraitsOf(type).name;
   }
+}
+
+// A rank-16 LoRA on the Q8_0 base: applied on the GPU after each dequantisation, the same bits as
+// merging it at load into the file's values (dequantised on the CPU into a float32 safetensors
+// file, the CUDA decoders' bits being the CPU's).
+TEST_F(GgufGpuWanTest, LoraOnAQuantisedBaseEqualsTheMergeIntoItsValues) {
+  if (c10::cuda::device_count() < 1) GTEST_SKIP() << "needs a GPU";
+  const std::string path = Make(GgmlType::kQ8_0);
+  auto opened = wan::OpenWanCheckpoint({path});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  NamedTensors values;
+  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
+    values.emplace_back(name, Materialize(tensor, at::kFloat, at::kCPU));
+  }
+  const std::string dense = dir_->path() + "/q8_0-values.safetensors";
+  ASSERT_TRUE(WriteTensors(dense, values, opened->checkpoint.metadata).ok());
+  NamedTensors lora;
+  for (int block = 0; block < config_->num_layers; ++block) {
+    for (const char* module : {"self_attn_q", "ffn_2"}) {
+      const std::string name = absl::StrCat("lora_unet_blocks_", block, "_", module);
+      const bool ffn = std::string(module) == "ffn_2";
+      lora.emplace_back(name + ".lora_up.weight",
+                        (at::randn({config_->dim, 16}) * 0.02).to(at::kBFloat16));
+      lora.emplace_back(
+          name + ".lora_down.weight",
+          (at::randn({16, ffn ? config_->ffn_dim : config_->dim}) * 0.02).to(at::kBFloat16));
+    }
+  }
+  const std::string lora_path = dir_->path() + "/lora.safetensors";
+  ASSERT_TRUE(WriteTensors(lora_path, lora).ok());
+  const std::vector<LoraFile> loras = {{lora_path, 0.9}};
+  auto quantised = wan::LoadWanResident({path}, Placement(), loras);
+  ASSERT_TRUE(quantised.ok()) << quantised.status();
+  auto merged = wan::LoadWanResident({dense}, Placement(), loras);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  const wan::WanInputs inputs = testing_util::RandomWanInputs(*config_, {1, 3, 30, 52, 77});
+  const at::Tensor expected = Forward(*merged, inputs);
+  EXPECT_TRUE(at::equal(Forward(*quantised, inputs), expected));
+  SwapOptions swap;
+  swap.budget_fraction = 0.5;
+  auto swapped = wan::LoadWanSwapped({path}, Placement(), swap, loras);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  EXPECT_TRUE(at::equal(Forward(*swapped, inputs), expected));
 }
 
 }  // namespace

@@ -364,6 +364,63 @@ TEST_F(GgufWanTest, LayerSwapMovesTheBlocksQuantisedAndEqualsResident) {
             dynamic_cast<SwappedWeights*>(dense->weights.get())->host_bytes());
 }
 
+// LoRA on a GGUF base (kohya names, bf16 factors as LoRA files store them, a bias `.diff_b`):
+// the quantised weights keep their blocks and carry the updates, applied at each dequantisation
+// in the merge's own float32 arithmetic, so the forward equals the same LoRA merged into the
+// dequantised safetensors at load, bit for bit, resident and swapped.
+TEST_F(GgufWanTest, LoraOnAQuantisedBaseEqualsTheMergeIntoItsValues) {
+  const int64_t rank = 8;
+  NamedTensors lora;
+  for (int block = 0; block < config_->num_layers; ++block) {
+    for (const char* module : {"self_attn_q", "cross_attn_v", "ffn_0"}) {
+      const std::string name = absl::StrCat("lora_unet_blocks_", block, "_", module);
+      const int64_t out = std::string(module) == "ffn_0" ? config_->ffn_dim : config_->dim;
+      lora.emplace_back(name + ".lora_up.weight",
+                        (at::randn({out, rank}) * 0.05).to(at::kBFloat16));
+      lora.emplace_back(name + ".lora_down.weight",
+                        (at::randn({rank, config_->dim}) * 0.05).to(at::kBFloat16));
+      lora.emplace_back(name + ".alpha", at::tensor(4.0));
+    }
+    lora.emplace_back(absl::StrCat("diffusion_model.blocks.", block, ".self_attn.o.diff_b"),
+                      at::randn({config_->dim}) * 0.01);
+  }
+  const std::string path = dir_->path() + "/style.safetensors";
+  ASSERT_TRUE(WriteTensors(path, lora).ok());
+  const std::vector<LoraFile> loras = {{path, 0.75}};
+  auto reference = wan::LoadWanResident({*expected_}, Placement(), loras);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto quantised = wan::LoadWanResident({*gguf_}, Placement(), loras);
+  ASSERT_TRUE(quantised.ok()) << quantised.status();
+  EXPECT_EQ(quantised->loras.patched_tensors, reference->loras.patched_tensors);
+  SwapOptions swap;
+  swap.budget_fraction = 0.5;
+  auto swapped = wan::LoadWanSwapped({*gguf_}, Placement(), swap, loras);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  const wan::WanInputs inputs = testing_util::RandomWanInputs(*config_, {});
+  const at::Tensor expected = Forward(*reference, inputs);
+  EXPECT_TRUE(at::equal(Forward(*quantised, inputs), expected));
+  EXPECT_TRUE(at::equal(Forward(*swapped, inputs), expected));
+  // Still quantised: the patched matrices did not become float32.
+  auto plain = wan::LoadWanResident({*gguf_}, Placement());
+  ASSERT_TRUE(plain.ok());
+  const auto* with_lora = dynamic_cast<ResidentWeights*>(quantised->weights.get());
+  const auto* without = dynamic_cast<ResidentWeights*>(plain->weights.get());
+  ASSERT_TRUE(with_lora != nullptr && without != nullptr);
+  EXPECT_EQ(with_lora->resident_bytes(), without->resident_bytes());
+  // And the LoRA changes the result.
+  EXPECT_FALSE(at::allclose(Forward(*plain, inputs), expected));
+  // A factor that does not fit its weight is refused at load, naming it.
+  NamedTensors wrong = {
+      {"lora_unet_blocks_0_self_attn_q.lora_up.weight", at::randn({7, rank})},
+      {"lora_unet_blocks_0_self_attn_q.lora_down.weight", at::randn({rank, config_->dim})}};
+  ASSERT_TRUE(WriteTensors(dir_->path() + "/wrong.safetensors", wrong).ok());
+  auto refused =
+      wan::LoadWanResident({*gguf_}, Placement(), {{dir_->path() + "/wrong.safetensors", 1.0}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("lora_unet_blocks_0_self_attn_q"), std::string::npos)
+      << refused.status();
+}
+
 // raylight-make-checkpoint's GGUF files (what the GPU benchmarks load) read back by gguf-py's
 // own reader to the values Raylight loads.
 TEST(GgufWriterTest, MadeCheckpointsReadBackThroughGgufPy) {

@@ -44,7 +44,8 @@ ABSL_FLAG(int, rank, 0, "this process's rank");
 ABSL_FLAG(int, size, 1, "number of ranks");
 ABSL_FLAG(std::string, store_dir, "", "FileStore directory shared by the ranks");
 ABSL_FLAG(std::string, backend, "gloo", "gloo or nccl");
-ABSL_FLAG(std::string, checkpoint, "", "Wan checkpoint (safetensors)");
+ABSL_FLAG(std::string, checkpoint, "", "Wan checkpoint (safetensors or GGUF)");
+ABSL_FLAG(std::string, lora, "", "a LoRA file applied at load, PATH or PATH:STRENGTH");
 ABSL_FLAG(std::string, mesh, "", "dp=..,cfg=..,ring=..,ulysses=.. (omitted axes are 1)");
 ABSL_FLAG(std::string, latent, "3,8,12", "latent frames,height,width");
 ABSL_FLAG(uint64_t, input_seed, 1, "seed of the random latent and text embeddings");
@@ -213,21 +214,31 @@ int Run() {
   const int64_t anon_before_load = ProcessStatusBytes("RssAnon");
   const int64_t device_before_load = DeviceAllocatedBytes(device);
   const std::vector<std::string> files = {absl::GetFlag(FLAGS_checkpoint)};
+  std::vector<models::LoraFile> loras;
+  if (const std::string lora = absl::GetFlag(FLAGS_lora); !lora.empty()) {
+    const size_t colon = lora.rfind(':');
+    double strength = 1.0;
+    if (colon != std::string::npos && absl::SimpleAtod(lora.substr(colon + 1), &strength)) {
+      loras.push_back({lora.substr(0, colon), strength});
+    } else {
+      loras.push_back({lora, 1.0});
+    }
+  }
   absl::StatusOr<models::wan::LoadedWan> loaded;
   if (*placement_kind == models::Placement::kFsdp ||
       *placement_kind == models::Placement::kFsdpHost) {
     models::ShardOptions shards;
     shards.prefetch = absl::GetFlag(FLAGS_prefetch);
     shards.host_shards = *placement_kind == models::Placement::kFsdpHost;
-    loaded = models::wan::LoadWanSharded(files, placement, **world, shards);
+    loaded = models::wan::LoadWanSharded(files, placement, **world, shards, loras);
   } else if (*placement_kind == models::Placement::kLayerSwap) {
     models::SwapOptions swap;
     swap.budget_fraction = absl::GetFlag(FLAGS_swap_budget);
     swap.prefetch = absl::GetFlag(FLAGS_prefetch);
     swap.synchronous = absl::GetFlag(FLAGS_swap_sync);
-    loaded = models::wan::LoadWanSwapped(files, placement, swap);
+    loaded = models::wan::LoadWanSwapped(files, placement, swap, loras);
   } else {
-    loaded = models::wan::LoadWanResident(files, placement);
+    loaded = models::wan::LoadWanResident(files, placement, loras);
   }
   if (!loaded.ok()) return Fail(loaded.status());
   const models::wan::WanConfig& config = loaded->config;
