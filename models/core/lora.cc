@@ -3,6 +3,7 @@
 #include <cmath>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -84,71 +85,155 @@ absl::Status Bad(const std::string& source, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat("lora ", source, ": ", why));
 }
 
+// One LoRA file's tensors, with which of them a patch has used.
+class LoraTensors {
+ public:
+  explicit LoraTensors(std::map<std::string, at::Tensor> tensors) : tensors_(std::move(tensors)) {}
+  const std::map<std::string, at::Tensor>& all() const { return tensors_; }
+  // The tensor `key`, marked used; undefined when absent.
+  at::Tensor Take(const std::string& key) {
+    auto it = tensors_.find(key);
+    if (it == tensors_.end()) return at::Tensor();
+    used_.insert(key);
+    return it->second;
+  }
+  bool Has(const std::string& key) const { return tensors_.count(key) > 0; }
+  bool Used(const std::string& key) const { return used_.count(key) > 0; }
+
+ private:
+  std::map<std::string, at::Tensor> tensors_;
+  std::set<std::string> used_;
+};
+
+// A module's alpha over `rank` (1 without alpha, as ComfyUI), marked used.
+absl::StatusOr<double> AlphaOver(LoraTensors& tensors, const std::string& module,
+                                 std::optional<int64_t> rank, const std::string& path) {
+  at::Tensor alpha = tensors.Take(module + ".alpha");
+  if (!alpha.defined() || !rank) return 1.0;
+  if (alpha.numel() != 1 || *rank < 1) {
+    return Bad(path, absl::StrCat("'", module, ".alpha' is not one number over a rank"));
+  }
+  return alpha.to(at::kDouble).item<double>() / static_cast<double>(*rank);
+}
+
+// A LyCORIS LoHa or LoKr update whose first key is `key`, or nullopt when `key` starts none.
+absl::StatusOr<std::optional<std::pair<std::string, WeightPatch>>> LycorisPatch(
+    const std::string& key, LoraTensors& tensors, const std::string& path) {
+  for (const char* first : {".hada_w1_a", ".lokr_w1", ".lokr_w1_a"}) {
+    if (!absl::EndsWith(key, first)) continue;
+    const std::string module = key.substr(0, key.size() - strlen(first));
+    const bool loha = std::string(first) == ".hada_w1_a";
+    if (!loha && std::string(first) == ".lokr_w1_a" && tensors.Has(module + ".lokr_w1")) {
+      return std::nullopt;  // the module was started by its whole w1
+    }
+    for (const char* cp : {".hada_t1", ".hada_t2", ".lokr_t2"}) {
+      if (tensors.Has(module + cp)) {
+        return Bad(path, absl::StrCat("'", module, cp,
+                                      "': LyCORIS's CP decomposition (convolutions) is not "
+                                      "supported yet"));
+      }
+    }
+    WeightPatch patch;
+    patch.source = absl::StrCat(path, ": ", key);
+    std::optional<int64_t> rank;
+    if (loha) {
+      for (const char* part : {".hada_w1_b", ".hada_w2_a", ".hada_w2_b"}) {
+        if (!tensors.Has(module + part)) return std::nullopt;
+      }
+      patch.kind = WeightPatch::Kind::kLoha;
+      patch.w1_a = tensors.Take(module + ".hada_w1_a");
+      patch.w1_b = tensors.Take(module + ".hada_w1_b");
+      patch.w2_a = tensors.Take(module + ".hada_w2_a");
+      patch.w2_b = tensors.Take(module + ".hada_w2_b");
+      rank = patch.w1_b.dim() >= 1 ? std::optional<int64_t>(patch.w1_b.size(0)) : std::nullopt;
+    } else {
+      const bool w1 = tensors.Has(module + ".lokr_w1") ||
+                      (tensors.Has(module + ".lokr_w1_a") && tensors.Has(module + ".lokr_w1_b"));
+      const bool w2 = tensors.Has(module + ".lokr_w2") ||
+                      (tensors.Has(module + ".lokr_w2_a") && tensors.Has(module + ".lokr_w2_b"));
+      if (!w1 || !w2) return std::nullopt;
+      patch.kind = WeightPatch::Kind::kLokr;
+      patch.w1 = tensors.Take(module + ".lokr_w1");
+      patch.w2 = tensors.Take(module + ".lokr_w2");
+      // ComfyUI divides alpha by the rank of the last half given as two factors.
+      if (!patch.w1.defined()) {
+        patch.w1_a = tensors.Take(module + ".lokr_w1_a");
+        patch.w1_b = tensors.Take(module + ".lokr_w1_b");
+        if (patch.w1_b.dim() >= 1) rank = patch.w1_b.size(0);
+      }
+      if (!patch.w2.defined()) {
+        patch.w2_a = tensors.Take(module + ".lokr_w2_a");
+        patch.w2_b = tensors.Take(module + ".lokr_w2_b");
+        if (patch.w2_b.dim() >= 1) rank = patch.w2_b.size(0);
+      }
+    }
+    auto alpha = AlphaOver(tensors, module, rank, path);
+    if (!alpha.ok()) return alpha.status();
+    patch.alpha = *alpha;
+    return std::make_optional(std::make_pair(module, std::move(patch)));
+  }
+  return std::nullopt;
+}
+
 // Reads one LoRA file into patches by checkpoint name (appended to `patches`).
 absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
                             std::map<std::string, std::vector<Patch>>& patches,
                             LoraReport& report) {
   if (!std::isfinite(lora.strength)) return Bad(lora.path, "strength is not finite");
-  auto tensors = ReadLoraTensors(lora.path);
-  if (!tensors.ok()) return tensors.status();
-  std::map<std::string, bool> used;
-  for (const auto& [key, tensor] : *tensors) used[key] = false;
+  auto read = ReadLoraTensors(lora.path);
+  if (!read.ok()) return read.status();
+  LoraTensors tensors(*std::move(read));
   int matched = 0;
-  for (const auto& [key, tensor] : *tensors) {
-    if (absl::EndsWith(key, ".dora_scale")) {
-      return Bad(lora.path, absl::StrCat("'", key, "': DoRA is not supported yet"));
-    }
+  // A patch for `module`'s weight, with its DoRA scale when the file has one.
+  auto add = [&](const std::string& module, bool bias, Patch patch) -> bool {
+    auto target = keys.Find(module, bias);
+    if (!target) return false;
+    patch.strength = lora.strength;
+    if (!bias) patch.dora_scale = tensors.Take(module + ".dora_scale");
+    patches[*target].push_back(std::move(patch));
+    ++matched;
+    return true;
+  };
+  for (const auto& [key, tensor] : tensors.all()) {
+    if (tensors.Used(key)) continue;
     for (const LoraUpDown& suffix : kLoraLowRankSuffixes) {
       if (!absl::EndsWith(key, suffix.up)) continue;
       const std::string module = key.substr(0, key.size() - strlen(suffix.up));
-      const std::string down_key = module + suffix.down;
-      auto down = tensors->find(down_key);
-      if (down == tensors->end()) continue;
-      auto target = keys.Find(module, false);
-      if (!target) break;  // listed below as not loaded
-      used[key] = used[down_key] = true;
-      Patch patch{.up = tensor,
-                  .down = down->second,
-                  .scale = lora.strength,
+      if (!tensors.Has(module + suffix.down) || !keys.Find(module, false)) continue;
+      Patch patch{.up = tensors.Take(key),
+                  .down = tensors.Take(module + suffix.down),
                   .source = absl::StrCat(lora.path, ": ", key)};
-      if (suffix.mid != nullptr) {
-        if (auto mid = tensors->find(module + suffix.mid); mid != tensors->end()) {
-          patch.mid = mid->second;
-          used[mid->first] = true;
-        }
-      }
-      if (auto alpha = tensors->find(module + ".alpha"); alpha != tensors->end()) {
-        used[alpha->first] = true;
-        if (alpha->second.numel() != 1 || patch.down.dim() < 1) {
-          return Bad(lora.path, absl::StrCat("'", alpha->first, "' is not one number"));
-        }
-        patch.scale *=
-            alpha->second.to(at::kDouble).item<double>() / static_cast<double>(patch.down.size(0));
-      }
-      patches[*target].push_back(std::move(patch));
-      ++matched;
+      if (suffix.mid != nullptr) patch.mid = tensors.Take(module + suffix.mid);
+      auto alpha = AlphaOver(
+          tensors, module,
+          patch.down.dim() >= 1 ? std::optional<int64_t>(patch.down.size(0)) : std::nullopt,
+          lora.path);
+      if (!alpha.ok()) return alpha.status();
+      patch.alpha = *alpha;
+      add(module, false, std::move(patch));
       break;
+    }
+    auto lycoris = LycorisPatch(key, tensors, lora.path);
+    if (!lycoris.ok()) return lycoris.status();
+    if (*lycoris && !add((*lycoris)->first, false, std::move((*lycoris)->second))) {
+      // A module of no weight here: its factors are listed as not loaded below.
     }
     for (const auto& [suffix, bias] : kLoraDiffSuffixes) {
       if (!absl::EndsWith(key, suffix)) continue;
       const std::string module = key.substr(0, key.size() - strlen(suffix));
-      used[key] = true;
-      auto target = keys.Find(module, bias);
-      if (!target) {
-        used[key] = false;
-        break;
-      }
-      patches[*target].push_back(Patch{
-          .diff = tensor, .scale = lora.strength, .source = absl::StrCat(lora.path, ": ", key)});
-      ++matched;
+      if (!keys.Find(module, bias)) break;
+      add(module, bias,
+          Patch{.kind = Patch::Kind::kDiff,
+                .diff = tensors.Take(key),
+                .source = absl::StrCat(lora.path, ": ", key)});
       break;
     }
   }
-  for (const auto& [key, was_used] : used) {
-    if (!was_used) report.unmatched_keys.push_back(absl::StrCat(lora.path, ": ", key));
+  for (const auto& [key, tensor] : tensors.all()) {
+    if (!tensors.Used(key)) report.unmatched_keys.push_back(absl::StrCat(lora.path, ": ", key));
   }
   if (matched == 0) {
-    return Bad(lora.path, absl::StrCat("none of its ", tensors->size(),
+    return Bad(lora.path, absl::StrCat("none of its ", tensors.all().size(),
                                        " keys names a weight of this model (a LoRA for another "
                                        "architecture, or another key spelling)"));
   }
@@ -156,45 +241,6 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
 }
 
 }  // namespace
-
-absl::Status ApplyWeightPatch(at::Tensor& weight, const WeightPatch& patch) {
-  const at::Device device = weight.device();
-  if (patch.diff.defined()) {
-    if (patch.diff.sizes() != weight.sizes()) {
-      return Bad(patch.source,
-                 absl::StrCat("shape ", c10::str(patch.diff.sizes()), " does not fit the weight's ",
-                              c10::str(weight.sizes())));
-    }
-    weight += patch.diff.to(device, at::kFloat) * patch.scale;
-    return absl::OkStatus();
-  }
-  at::Tensor up = patch.up.to(device, at::kFloat), down = patch.down.to(device, at::kFloat);
-  if (patch.mid.defined()) {
-    // LoCon: the middle factor folded into down, as ComfyUI folds it.
-    at::Tensor mid = patch.mid.to(device, at::kFloat);
-    std::vector<int64_t> shape = {down.size(1), down.size(0), mid.size(2), mid.size(3)};
-    down = at::mm(down.transpose(0, 1).flatten(1), mid.transpose(0, 1).flatten(1))
-               .reshape(shape)
-               .transpose(0, 1);
-  }
-  const int64_t rank = down.size(0);
-  if (up.dim() < 2 || up.size(1) != rank || up.size(0) != weight.size(0) ||
-      down.flatten(1).size(1) * up.size(0) != weight.numel()) {
-    return Bad(patch.source,
-               absl::StrCat("up ", c10::str(up.sizes()), " and down ", c10::str(down.sizes()),
-                            " do not make the weight's ", c10::str(weight.sizes())));
-  }
-  weight += at::mm(up.flatten(1), down.flatten(1)).reshape(weight.sizes()) * patch.scale;
-  return absl::OkStatus();
-}
-
-WeightPatch PatchOn(const WeightPatch& patch, at::Device device) {
-  WeightPatch moved = patch;
-  for (at::Tensor* tensor : {&moved.up, &moved.down, &moved.mid, &moved.diff}) {
-    if (tensor->defined()) *tensor = tensor->to(device);
-  }
-  return moved;
-}
 
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
                                       const KeyNormalizer& normalize, at::ScalarType fallback_dtype,

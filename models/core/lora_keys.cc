@@ -11,6 +11,12 @@ bool IsLoraKey(absl::string_view name) {
   for (const auto& [suffix, bias] : kLoraDiffSuffixes) {
     if (absl::EndsWith(name, suffix)) return true;
   }
+  // LyCORIS LoHa / LoKr factors and DoRA magnitudes.
+  for (absl::string_view suffix :
+       {".hada_w1_a", ".hada_w1_b", ".hada_w2_a", ".hada_w2_b", ".lokr_w1", ".lokr_w2",
+        ".lokr_w1_a", ".lokr_w1_b", ".lokr_w2_a", ".lokr_w2_b", ".dora_scale"}) {
+    if (absl::EndsWith(name, suffix)) return true;
+  }
   return absl::EndsWith(name, ".alpha");
 }
 

@@ -29,7 +29,8 @@ inline constexpr LoraUpDown kLoraLowRankSuffixes[] = {
 inline constexpr std::pair<const char*, bool> kLoraDiffSuffixes[] = {
     {".diff", false}, {".diff_b", true}, {".w_norm", false}, {".b_norm", true}};
 
-// Whether `name` is one of a LoRA file's keys (an update factor, alpha, or a difference).
+// Whether `name` is one of a LoRA file's keys (an update factor, LyCORIS's LoHa / LoKr factors, a
+// DoRA scale, alpha, or a difference).
 bool IsLoraKey(absl::string_view name);
 // Whether a safetensors file with this header is a LoRA (any of its keys is one).
 bool IsLoraFile(const StHeader& header);

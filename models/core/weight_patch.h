@@ -1,8 +1,10 @@
-// One update to one checkpoint weight, as ComfyUI computes it (comfy/weight_adapter/lora.py):
-// a low-rank W += scale * up @ down (LoCon's middle factor folded into down), or a full
-// difference W += scale * diff. LoRA merges apply these at load; a GGUF weight kept quantised
-// carries them and applies them each time its block is dequantised, in the same float32
-// arithmetic, so that both give the same bits.
+// One update to one checkpoint weight, in ComfyUI's arithmetic (comfy/weight_adapter/): a
+// low-rank W += s * up @ down (LoCon's middle factor folded into down), LyCORIS LoHa
+// W += s * (w1_a @ w1_b) * (w2_a @ w2_b) and LoKr W += s * kron(w1, w2) (each factor given whole or
+// as two), a whole-tensor difference W += strength * diff, where s = strength * alpha / rank; and
+// with a `dora_scale`, DoRA's weight decomposition (base.py weight_decompose) instead of the sum.
+// LoRA merges apply these at load; a GGUF weight kept quantised carries them and applies them each
+// time its block is dequantised, in the same float32 arithmetic, so that both give the same bits.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -14,16 +16,25 @@
 namespace raylight::models {
 
 struct WeightPatch {
-  at::Tensor up, down, mid, diff;  // low rank (up, down[, mid]) or diff, as the file stores them
-  double scale = 1.0;              // strength, times alpha / rank for a low-rank update
-  std::string source;              // "file: key" for errors
+  enum class Kind { kLowRank, kDiff, kLoha, kLokr };
+  Kind kind = Kind::kLowRank;
+  // As the file stores them; the float32 copies are made per use.
+  at::Tensor up, down, mid;           // low rank
+  at::Tensor diff;                    // whole-tensor difference
+  at::Tensor w1_a, w1_b, w2_a, w2_b;  // LoHa's four factors; LoKr's halves given as two
+  at::Tensor w1, w2;                  // LoKr's halves given whole
+  at::Tensor dora_scale;              // DoRA: the decomposed weight's magnitudes
+  double strength = 1.0;
+  double alpha = 1.0;  // alpha / rank where the file gives alpha (ComfyUI's `alpha`)
+  std::string source;  // "file: key" for errors
 };
 
 // `weight` (float32) after `patch`, computed on `weight`'s device. An error names the patch's
-// source when its shapes do not make the weight's (checked without computing on the meta device).
+// source when its shapes do not make the weight's (the meta device checks shapes without
+// computing).
 absl::Status ApplyWeightPatch(at::Tensor& weight, const WeightPatch& patch);
 
-// The patch's tensors on `device` (kept as stored: their float32 copies are made per use).
+// The patch's tensors on `device` (kept as stored).
 WeightPatch PatchOn(const WeightPatch& patch, at::Device device);
 
 }  // namespace raylight::models

@@ -15,6 +15,7 @@
 #include "models/wan/wan_keys.h"
 #include "models/wan/wan_loader.h"
 #include "tests/models/wan_test_util.h"
+#include "tests/util/run_command.h"
 #include "tests/util/temp_dir.h"
 
 namespace raylight::models {
@@ -121,31 +122,108 @@ TEST_F(LoraTest, EverySpellingMergesAsComfyUiDoes) {
                         Value(base, "blocks.0.self_attn.q.weight")));
 }
 
+// LyCORIS LoHa and LoKr (each factor whole or as two) and DoRA (per output row and per input
+// column), merged as ComfyUI's own comfy.lora computes them (tests/models/lycoris_reference.py
+// runs it), at a strength below one and at one (DoRA's two branches).
+TEST_F(LoraTest, LycorisAndDoraMergeAsComfyUiComputes) {
+  const int64_t dim = config_.dim, ffn = config_.ffn_dim;
+  auto r = [](std::vector<int64_t> shape) { return at::randn(shape) * 0.1; };
+  const std::string q = "diffusion_model.blocks.0.self_attn.q";
+  const std::string k = "diffusion_model.blocks.0.self_attn.k";
+  const std::string v = "diffusion_model.blocks.0.self_attn.v";
+  const std::string o = "diffusion_model.blocks.0.self_attn.o";
+  const std::string f0 = "diffusion_model.blocks.1.ffn.0";
+  const std::string f2 = "diffusion_model.blocks.1.ffn.2";
+  const std::string path = Write("lycoris.safetensors",
+                                 {// LoHa with alpha
+                                  {q + ".hada_w1_a", r({dim, 4})},
+                                  {q + ".hada_w1_b", r({4, dim})},
+                                  {q + ".hada_w2_a", r({dim, 4})},
+                                  {q + ".hada_w2_b", r({4, dim})},
+                                  {q + ".alpha", at::tensor(2.0)},
+                                  // LoKr: w1 whole, w2 as two (alpha over w2's rank)
+                                  {k + ".lokr_w1", r({8, 8})},
+                                  {k + ".lokr_w2_a", r({8, 2})},
+                                  {k + ".lokr_w2_b", r({2, 8})},
+                                  {k + ".alpha", at::tensor(1.5)},
+                                  // LoKr: w1 as two (alpha over its rank), w2 whole
+                                  {v + ".lokr_w1_a", r({4, 2})},
+                                  {v + ".lokr_w1_b", r({2, 4})},
+                                  {v + ".lokr_w2", r({16, 16})},
+                                  {v + ".alpha", at::tensor(3.0)},
+                                  // LoRA with DoRA per output row
+                                  {o + ".lora_A.weight", r({4, dim})},
+                                  {o + ".lora_B.weight", r({dim, 4})},
+                                  {o + ".alpha", at::tensor(4.0)},
+                                  {o + ".dora_scale", 1.0 + r({dim, 1})},
+                                  // LoHa with DoRA per input column
+                                  {f0 + ".hada_w1_a", r({ffn, 2})},
+                                  {f0 + ".hada_w1_b", r({2, dim})},
+                                  {f0 + ".hada_w2_a", r({ffn, 2})},
+                                  {f0 + ".hada_w2_b", r({2, dim})},
+                                  {f0 + ".dora_scale", 1.0 + r({1, dim})},
+                                  // LoKr on a wide matrix, no alpha
+                                  {f2 + ".lokr_w1", r({4, 8})},
+                                  {f2 + ".lokr_w2", r({16, 16})}});
+  Checkpoint base = Open();
+  NamedTensors values;
+  for (const auto& [name, tensor] : base.tensors) values.emplace_back(name, Value(base, name));
+  const std::string base_values = Write("base-values.safetensors", values);
+  for (double strength : {0.7, 1.0}) {
+    const std::string out = dir_.path() + "/comfy.safetensors";
+    const absl::Status ran = testing_util::RunToCompletion(
+        {RAYLIGHT_TEST_PYTHON, RAYLIGHT_LYCORIS_REFERENCE,
+         "--comfyui-tarball=" RAYLIGHT_COMFYUI_TARBALL, "--workdir=" RAYLIGHT_COMFYUI_WORKDIR,
+         "--base=" + base_values, "--lora=" + path, "--out=" + out,
+         absl::StrCat("--strength=", strength)},
+        dir_.path() + "/comfy.log", std::chrono::seconds(300));
+    ASSERT_TRUE(ran.ok()) << ran;
+    Checkpoint checkpoint = Open();
+    auto report = Apply(checkpoint, {{path, strength}});
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(report->patched_tensors, 6);
+    EXPECT_TRUE(report->unmatched_keys.empty());
+    auto expected = SafetensorsFile::Open(out);
+    ASSERT_TRUE(expected.ok()) << expected.status();
+    ASSERT_EQ((*expected)->header().tensors.size(), 6u);
+    for (const StTensorInfo& info : (*expected)->header().tensors) {
+      const at::Tensor want = *ViewTensor(*expected, info);
+      const at::Tensor got = Value(checkpoint, info.name);
+      EXPECT_LE((got - want).abs().max().item<double>(), 1e-6 * want.abs().max().item<double>())
+          << info.name << " at strength " << strength;
+      EXPECT_FALSE(at::equal(got, Value(base, info.name))) << info.name;
+    }
+  }
+}
+
 TEST_F(LoraTest, WhatCannotApplyIsRefusedNamingFileAndKey) {
   const int64_t dim = config_.dim;
   const std::string other =
       Write("flux.safetensors",
             {{"lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight", at::randn({9, 2})},
              {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight", at::randn({2, 9})}});
-  const std::string dora =
-      Write("dora.safetensors",
-            {{"diffusion_model.blocks.0.self_attn.q.lora_A.weight", at::randn({2, dim})},
-             {"diffusion_model.blocks.0.self_attn.q.lora_B.weight", at::randn({dim, 2})},
-             {"diffusion_model.blocks.0.self_attn.q.dora_scale", at::randn({dim, 1})}});
+  const std::string cp = Write(
+      "cp.safetensors", {{"diffusion_model.blocks.0.self_attn.q.hada_w1_a", at::randn({2, 2})},
+                         {"diffusion_model.blocks.0.self_attn.q.hada_w1_b", at::randn({2, 2})},
+                         {"diffusion_model.blocks.0.self_attn.q.hada_w2_a", at::randn({2, 2})},
+                         {"diffusion_model.blocks.0.self_attn.q.hada_w2_b", at::randn({2, 2})},
+                         {"diffusion_model.blocks.0.self_attn.q.hada_t1", at::randn({2, 2})},
+                         {"diffusion_model.blocks.0.self_attn.q.hada_t2", at::randn({2, 2})}});
   const std::string wrong =
       Write("wrong.safetensors",
             {{"diffusion_model.blocks.0.self_attn.q.lora_A.weight", at::randn({2, dim + 1})},
              {"diffusion_model.blocks.0.self_attn.q.lora_B.weight", at::randn({dim, 2})}});
-  for (const auto& [path, why] : {std::pair{other, "another architecture"}, std::pair{dora, "DoRA"},
-                                  std::pair{wrong, "self_attn.q.lora_B.weight"},
-                                  std::pair{dir_.path() + "/missing.safetensors", "missing"}}) {
+  for (const auto& [path, why] :
+       {std::pair{other, "another architecture"}, std::pair{cp, "hada_t1': LyCORIS's CP"},
+        std::pair{wrong, "self_attn.q.lora_B.weight"},
+        std::pair{dir_.path() + "/missing.safetensors", "missing"}}) {
     Checkpoint checkpoint = Open();
     auto refused = Apply(checkpoint, {{path, 1.0}});
     ASSERT_FALSE(refused.ok()) << why;
     EXPECT_NE(refused.status().message().find(why), std::string::npos) << refused.status();
   }
   Checkpoint checkpoint = Open();
-  EXPECT_FALSE(Apply(checkpoint, {{dora, NAN}}).ok());
+  EXPECT_FALSE(Apply(checkpoint, {{wrong, NAN}}).ok());
 }
 
 // Every placement places the merged weights: a LoRA'd resident model equals one loaded from a

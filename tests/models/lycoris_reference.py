@@ -1,0 +1,63 @@
+"""ComfyUI's own LoRA arithmetic as the reference for Raylight's merges (tests/models/lora_test.cc):
+comfy.lora.load_lora reads the file (every adapter ComfyUI knows: LoRA, LoHa, LoKr, DoRA), and
+comfy.lora.calculate_weight applies it to each weight in float32, as ComfyUI's model patcher does.
+
+  lycoris_reference.py --comfyui-tarball TGZ --workdir DIR --base B.safetensors \\
+      --lora L.safetensors --strength S --out O.safetensors
+
+B holds the weights under their model names ("blocks.0.self_attn.q.weight"); L's keys name them
+as ComfyUI's native LoRAs do ("diffusion_model.blocks.0.self_attn.q"). O holds every patched
+weight (float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tarfile
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def comfy_lora(tarball: str, workdir: str) -> Any:
+    with tarfile.open(tarball) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        if not os.path.isdir(os.path.join(workdir, top, "comfy")):
+            tar.extractall(workdir, filter="data")
+    sys.path.insert(0, os.path.join(workdir, top))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.lora
+
+    return comfy.lora
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    for name in ("--comfyui-tarball", "--workdir", "--base", "--lora", "--out"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--strength", type=float, required=True)
+    args = parser.parse_args()
+    lora_module = comfy_lora(args.comfyui_tarball, args.workdir)
+    base = load_file(args.base)
+    lora = load_file(args.lora)
+    to_load = {
+        "diffusion_model." + key[: -len(".weight")]: key for key in base if key.endswith(".weight")
+    }
+    patches = lora_module.load_lora(lora, to_load)
+    out: dict[str, torch.Tensor] = {}
+    for key, adapter in patches.items():
+        weight = base[key].to(torch.float32).clone()
+        out[key] = lora_module.calculate_weight(
+            [(args.strength, adapter, 1.0, None, None)], weight, key
+        ).contiguous()
+    save_file(out, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
