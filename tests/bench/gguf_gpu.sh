@@ -20,32 +20,29 @@ RUNS=${RUNS:-3}
 DIR=$(dirname "$BF16")
 export NCCL_NVLS_ENABLE=0
 
-# A random rank-64 LoRA on every attention and FFN linear of the 40 blocks (kohya names), as
-# tests/bench/lora_gpu.sh makes it: on a GGUF base it is applied after each dequantisation.
+# A random rank-64 LoRA on every attention and FFN linear of the 40 blocks (PEFT names, as the
+# base's diffusers spelling has them): on a GGUF base it is applied after each dequantisation.
 LORA=$DIR/wan14b-lora64.safetensors
 [ -f "$LORA" ] || python3 - "$BF16" "$LORA" <<'PY' >&2
 import sys, torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 base, out = sys.argv[1], sys.argv[2]
-modules = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o", "cross_attn.q",
-           "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0", "ffn.2")
 g = torch.Generator(device="cuda").manual_seed(0)
 lora = {}
 with safe_open(base, "pt") as f:
     for key in f.keys():
-        if not key.startswith("blocks.") or not key.endswith(".weight"):
+        shape = f.get_slice(key).get_shape()
+        if not key.startswith("blocks.") or not key.endswith(".weight") or len(shape) != 2:
             continue
-        module = key[: -len(".weight")]
-        if module.split(".", 2)[2] not in modules:
-            continue
-        out_dim, in_dim = f.get_slice(key).get_shape()
-        name = "lora_unet_" + module.replace(".", "_")
+        out_dim, in_dim = shape
+        name = "transformer." + key[: -len(".weight")]  # PEFT names, any spelling of the base
         up = torch.randn(out_dim, 64, generator=g, device="cuda") * 0.01
         down = torch.randn(64, in_dim, generator=g, device="cuda") * 0.01
-        lora[f"{name}.lora_up.weight"] = up.bfloat16().cpu()
-        lora[f"{name}.lora_down.weight"] = down.bfloat16().cpu()
+        lora[f"{name}.lora_B.weight"] = up.bfloat16().cpu()
+        lora[f"{name}.lora_A.weight"] = down.bfloat16().cpu()
         lora[f"{name}.alpha"] = torch.tensor(64.0)
+assert len(lora) == 40 * 10 * 3, len(lora)
 save_file(lora, out)
 PY
 
@@ -74,12 +71,12 @@ row() {  # name value unit anchor anchor_value
 }
 
 NAME=wan14b_832x480x81
-bf16=$(step "$BF16" resident)
+bf16=$([ "${BF16_ROW:-1}" = 1 ] && step "$BF16" resident)
 bf16_ms=$(echo "$bf16" | value step_ms)
 bf16_bytes=$(echo "$bf16" | value weight_device_bytes)
 {
   row "${NAME}_bf16_step_ms" "$bf16_ms" ms "" null
-  for spec in q8_0:resident: q4_k:resident: q8_0:swap:--swap_budget=0.1; do
+  for spec in ${SPECS:-q8_0:resident: q4_k:resident: q8_0:swap:--swap_budget=0.1}; do
     IFS=: read -r type placement flags <<<"$spec"
     output=$(step "$DIR/wan14b-$type.gguf" "$placement" "$flags")
     ms=$(echo "$output" | value step_ms)
