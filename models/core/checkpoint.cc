@@ -159,27 +159,65 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
   return checkpoint;
 }
 
+namespace {
+
+// The stored value (fp8 scaled, GGUF blocks or plain) of `data` decoded to `dtype` on its device.
+at::Tensor Decode(const CheckpointTensor& tensor, const at::Tensor& data, at::ScalarType dtype,
+                  at::IntArrayRef shape) {
+  if (tensor.gguf) {
+    // The blocks' size was checked against the shape when the file was opened.
+    auto values = DequantizeGguf(data.contiguous(), tensor.gguf->type, shape, dtype);
+    TORCH_CHECK(values.ok(), "checkpoint ", tensor.file, ": '", tensor.raw_name,
+                "': ", std::string(values.status().message()));
+    return *std::move(values);
+  }
+  if (!tensor.scale) return data.to(dtype);
+  return (data.to(at::kFloat) * *tensor.scale).to(dtype);
+}
+
+// A merged value leaves in the dtype a merge at load would have stored it in (the file's, or
+// the requested one for encoded weights), then `dtype`.
+at::Tensor Merged(const CheckpointTensor& tensor, const at::Tensor& merged, at::ScalarType dtype) {
+  return tensor.encoded() ? merged.to(dtype) : merged.to(tensor.data.scalar_type()).to(dtype);
+}
+
+}  // namespace
+
 at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at::Device device) {
   // The stored bytes cross to the device first (fp8, GGUF blocks or bf16 is what moves), then
   // convert there.
-  at::Tensor on_device = tensor.data.to(device);
-  if (tensor.gguf) {
-    // The blocks' size was checked against the shape when the file was opened, the patches'
-    // shapes when they were attached (lora.cc).
-    const at::ScalarType decoded = tensor.patches.empty() ? dtype : at::kFloat;
-    auto values =
-        DequantizeGguf(on_device.contiguous(), tensor.gguf->type, tensor.gguf->shape, decoded);
-    TORCH_CHECK(values.ok(), "checkpoint ", tensor.file, ": '", tensor.raw_name,
-                "': ", std::string(values.status().message()));
-    if (tensor.patches.empty()) return *std::move(values);
-    for (const WeightPatch& patch : tensor.patches) {
-      const absl::Status patched = ApplyWeightPatch(*values, patch);
-      TORCH_CHECK(patched.ok(), std::string(patched.message()));
-    }
-    return values->to(dtype);
+  const at::Tensor on_device = tensor.data.to(device);
+  const std::vector<int64_t> shape = tensor.value_shape();
+  if (tensor.patches.empty()) return Decode(tensor, on_device, dtype, shape);
+  // A copy in float32 (never the mapped file itself), merged; the patches' shapes were checked
+  // when they were attached (lora.cc).
+  at::Tensor values = Decode(tensor, on_device, at::kFloat, shape);
+  if (values.data_ptr() == on_device.data_ptr()) values = values.clone();
+  for (const WeightPatch& patch : tensor.patches) {
+    const absl::Status patched = ApplyWeightPatch(values, patch);
+    TORCH_CHECK(patched.ok(), std::string(patched.message()));
   }
-  if (!tensor.scale) return on_device.to(dtype);
-  return (on_device.to(at::kFloat) * *tensor.scale).to(dtype);
+  return Merged(tensor, values, dtype);
+}
+
+at::Tensor MaterializeRows(const CheckpointTensor& tensor, int64_t begin, int64_t end,
+                           at::ScalarType dtype) {
+  const std::vector<int64_t> shape = tensor.value_shape();
+  if (tensor.gguf) return Materialize(tensor, dtype, at::kCPU).narrow(0, begin, end - begin);
+  std::vector<int64_t> rows_shape = shape;
+  rows_shape[0] = end - begin;
+  const at::Tensor data = tensor.data.narrow(0, begin, end - begin);
+  if (tensor.patches.empty()) return Decode(tensor, data, dtype, rows_shape);
+  at::Tensor rows = Decode(tensor, data, at::kFloat, rows_shape);
+  if (rows.data_ptr() == data.data_ptr()) rows = rows.clone();
+  for (const WeightPatch& patch : tensor.patches) {
+    auto applied = ApplyWeightPatchToRows(rows, patch, begin, shape);
+    TORCH_CHECK(applied.ok(), std::string(applied.status().message()));
+    if (!*applied) {  // a form that needs the whole update: merged in full, then cut
+      return Materialize(tensor, dtype, at::kCPU).narrow(0, begin, end - begin);
+    }
+  }
+  return Merged(tensor, rows, dtype);
 }
 
 }  // namespace raylight::models

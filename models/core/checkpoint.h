@@ -68,6 +68,13 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
 
 // The real value of a checkpoint tensor as `dtype` on `device` (fp8 scaled weights and GGUF blocks
 // dequantised, on `device`: the stored bytes are what crosses to it).
+// Attached LoRA patches are merged (in float32, then through the stored dtype as a merge at load
+// would round them, except for GGUF weights, which have none).
 at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at::Device device);
+
+// Rows [begin, end) of Materialize's value on the CPU, merging attached patches into only those
+// rows where their form allows (weight_patch.h), so that an FSDP rank merges its own shard.
+at::Tensor MaterializeRows(const CheckpointTensor& tensor, int64_t begin, int64_t end,
+                           at::ScalarType dtype);
 
 }  // namespace raylight::models

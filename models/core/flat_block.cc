@@ -52,12 +52,26 @@ void FlatBlock::Fill(const std::vector<const CheckpointTensor*>& sources, int64_
     const int64_t to = std::min(end, entry.offset + entry.bytes);
     if (from >= to) continue;
     const CheckpointTensor& source = *sources[e];
-    // fp8 moves as stored; everything else as its compute dtype (scaled weights not kept in fp8
-    // are dequantised here, once). One tensor converted at a time: never a whole block in RAM.
-    at::Tensor stored =
-        entry.encoded ? source.data : Materialize(source, entry.stored_dtype, at::kCPU);
+    // fp8 and GGUF blocks move as stored; everything else as its compute dtype (scaled weights
+    // not kept in fp8 are dequantised here, once). One tensor converted at a time: never a whole
+    // block in RAM. A tensor with attached LoRA patches is merged only in the rows this range
+    // covers (an FSDP rank's shard), where the patches' form allows.
+    int64_t first_byte = 0;  // of `stored` within the entry
+    at::Tensor stored;
+    if (entry.encoded) {
+      stored = source.data;
+    } else if (source.patches.empty() || entry.shape.empty() || entry.shape[0] < 2) {
+      stored = Materialize(source, entry.stored_dtype, at::kCPU);
+    } else {
+      const int64_t row_bytes = entry.bytes / entry.shape[0];
+      const int64_t first_row = (from - entry.offset) / row_bytes;
+      const int64_t end_row = (to - entry.offset + row_bytes - 1) / row_bytes;
+      stored = MaterializeRows(source, first_row, end_row, entry.stored_dtype);
+      first_byte = first_row * row_bytes;
+    }
     at::Tensor bytes = stored.contiguous().flatten().view(at::kByte);
-    out.narrow(0, from - begin, to - from).copy_(bytes.narrow(0, from - entry.offset, to - from));
+    out.narrow(0, from - begin, to - from)
+        .copy_(bytes.narrow(0, from - entry.offset - first_byte, to - from));
   }
 }
 

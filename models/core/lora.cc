@@ -244,7 +244,7 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
 
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
                                       const KeyNormalizer& normalize, at::ScalarType fallback_dtype,
-                                      at::Device device, bool keep_on_device) {
+                                      at::Device device, bool keep_on_device, bool attach) {
   LoraReport report;
   if (loras.empty()) return report;
   const KeyMap keys(checkpoint, normalize);
@@ -254,11 +254,11 @@ absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<
   }
   for (auto& [name, list] : patches) {
     CheckpointTensor& tensor = checkpoint.tensors.at(name);
-    if (tensor.gguf) {
-      // Kept quantised: the patches ride along and apply at each dequantisation (checked here
-      // on the meta device, where shapes are all there is).
+    if (tensor.gguf || attach) {
+      // Kept quantised, or merged later where the weight is materialised: the patches ride
+      // along (checked here on the meta device, where shapes are all there is).
       at::Tensor shape_only =
-          at::empty(tensor.gguf->shape, at::TensorOptions(at::kMeta).dtype(at::kFloat));
+          at::empty(tensor.value_shape(), at::TensorOptions(at::kMeta).dtype(at::kFloat));
       for (Patch& patch : list) {
         if (auto status = ApplyWeightPatch(shape_only, PatchOn(patch, at::kMeta)); !status.ok()) {
           return status;

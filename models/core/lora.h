@@ -46,8 +46,12 @@ struct LoraReport {
 // the load), else they go back to host memory (swap and FSDP place from there). Errors name
 // the file and key: an unreadable file, a LoRA of another model, shapes that do not fit, DoRA
 // (not supported yet).
+// `attach`: no tensor is merged here; every patched tensor carries its updates (checked now), and
+// whoever materialises it merges them — FSDP's shard fill merges only the rows of the rank's own
+// shard, so no rank holds a merged copy of the whole model.
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
                                       const KeyNormalizer& normalize, at::ScalarType fallback_dtype,
-                                      at::Device device, bool keep_on_device = false);
+                                      at::Device device, bool keep_on_device = false,
+                                      bool attach = false);
 
 }  // namespace raylight::models

@@ -127,6 +127,47 @@ absl::Status ApplyWeightPatch(at::Tensor& weight, const WeightPatch& patch) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> ApplyWeightPatchToRows(at::Tensor& rows, const WeightPatch& patch,
+                                            int64_t row_begin, at::IntArrayRef weight_shape) {
+  if (patch.dora_scale.defined() || patch.kind == WeightPatch::Kind::kLokr) return false;
+  // Checked against the whole weight's shape first, without computing.
+  at::Tensor whole = at::empty(weight_shape, at::TensorOptions(at::kMeta).dtype(at::kFloat));
+  if (auto status = ApplyWeightPatch(whole, PatchOn(patch, at::kMeta)); !status.ok()) {
+    return status;
+  }
+  const at::Device device = rows.device();
+  const int64_t count = rows.size(0);
+  at::Tensor difference;
+  switch (patch.kind) {
+    case WeightPatch::Kind::kDiff:
+      rows += F32(patch.diff.narrow(0, row_begin, count), device) * patch.strength;
+      return true;
+    case WeightPatch::Kind::kLoha:
+      difference =
+          at::mm(F32(patch.w1_a.narrow(0, row_begin, count), device), F32(patch.w1_b, device)) *
+          at::mm(F32(patch.w2_a.narrow(0, row_begin, count), device), F32(patch.w2_b, device));
+      break;
+    case WeightPatch::Kind::kLowRank: {
+      WeightPatch part = patch;
+      part.up = patch.up.narrow(0, row_begin, count);
+      at::Tensor down = F32(patch.down, device);
+      if (patch.mid.defined()) {
+        at::Tensor mid = F32(patch.mid, device);
+        std::vector<int64_t> shape = {down.size(1), down.size(0), mid.size(2), mid.size(3)};
+        down = at::mm(down.transpose(0, 1).flatten(1), mid.transpose(0, 1).flatten(1))
+                   .reshape(shape)
+                   .transpose(0, 1);
+      }
+      difference = at::mm(F32(part.up, device).flatten(1), down.flatten(1));
+      break;
+    }
+    case WeightPatch::Kind::kLokr:
+      return false;
+  }
+  rows += difference.reshape(rows.sizes()) * (patch.strength * patch.alpha);
+  return true;
+}
+
 WeightPatch PatchOn(const WeightPatch& patch, at::Device device) {
   WeightPatch moved = patch;
   for (at::Tensor* tensor :

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace raylight::models {
 
@@ -33,6 +34,13 @@ struct WeightPatch {
 // source when its shapes do not make the weight's (the meta device checks shapes without
 // computing).
 absl::Status ApplyWeightPatch(at::Tensor& weight, const WeightPatch& patch);
+
+// `rows` (float32): rows [row_begin, row_begin + rows.size(0)) of a weight of `weight_shape`,
+// after `patch`, computing only those rows: the same values as ApplyWeightPatch's for them. False
+// (and `rows` untouched) for the forms whose rows need the whole update (LoKr, DoRA), which the
+// caller then merges in full.
+absl::StatusOr<bool> ApplyWeightPatchToRows(at::Tensor& rows, const WeightPatch& patch,
+                                            int64_t row_begin, at::IntArrayRef weight_shape);
 
 // The patch's tensors on `device` (kept as stored).
 WeightPatch PatchOn(const WeightPatch& patch, at::Device device);

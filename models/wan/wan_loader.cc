@@ -70,9 +70,12 @@ namespace {
 
 // Opens the checkpoint and places it with `place(checkpoint, layout, options)`.
 // `resident`: the placement keeps every weight on options.device, so merged weights stay there.
+// `attach`: LoRA patches ride with the weights and are merged where they are materialised (FSDP:
+// each rank merges only its shard's rows).
 template <typename Place>
 absl::StatusOr<LoadedWan> Load(const std::vector<std::string>& paths, PlacementOptions options,
-                               const std::vector<LoraFile>& loras, bool resident, Place place) {
+                               const std::vector<LoraFile>& loras, bool resident, Place place,
+                               bool attach = false) {
   auto opened = OpenWanCheckpoint(paths);
   if (!opened.ok()) return opened.status();
   if (!options.keep_fp32) options.keep_fp32 = WanKeepsFp32;
@@ -81,7 +84,7 @@ absl::StatusOr<LoadedWan> Load(const std::vector<std::string>& paths, PlacementO
   try {
     // An fp8 base merged with a LoRA is kept in the compute dtype (not requantised).
     auto merged = ApplyLoras(opened->checkpoint, loras, NormalizeWanKey, options.compute_dtype,
-                             options.device, resident);
+                             options.device, resident, attach);
     if (!merged.ok()) return merged.status();
     auto weights = place(opened->checkpoint, layout, options);
     if (!weights.ok()) return weights.status();
@@ -117,7 +120,8 @@ absl::StatusOr<LoadedWan> LoadWanSharded(const std::vector<std::string>& paths,
       [&](const Checkpoint& checkpoint, const BlockLayout& layout,
           const PlacementOptions& placement) -> absl::StatusOr<std::unique_ptr<WeightProvider>> {
         return ShardedWeights::Create(checkpoint, layout, placement, group, shards);
-      });
+      },
+      /*attach=*/true);
 }
 
 absl::StatusOr<LoadedWan> LoadWanSwapped(const std::vector<std::string>& paths,

@@ -269,6 +269,49 @@ TEST_F(ParallelSamplingTest, FsdpGathersGgufBlocksAsStoredAndMatchesResident) {
 }
 #endif
 
+// LoRA + FSDP (issue #25): the patches ride with the checkpoint and each rank merges them into
+// only its own shard's rows (LoKr and DoRA, whose rows need the whole update, merge in full and
+// are cut), giving the resident merge's bits on 2 and 3 ranks, with shards on the device or in
+// host memory.
+TEST_F(ParallelSamplingTest, FsdpMergesLorasIntoItsOwnShardsExactly) {
+  const models::wan::WanConfig config = *models::wan::WanPreset(kPreset);
+  const int64_t dim = config.dim, ffn = config.ffn_dim;
+  auto r = [](std::vector<int64_t> shape) { return at::randn(shape) * 0.05; };
+  models::NamedTensors lora;
+  for (int block = 0; block < config.num_layers; ++block) {
+    const std::string kohya = absl::StrCat("lora_unet_blocks_", block, "_");
+    const std::string native = absl::StrCat("diffusion_model.blocks.", block, ".");
+    lora.emplace_back(kohya + "self_attn_q.lora_up.weight", r({dim, 4}));
+    lora.emplace_back(kohya + "self_attn_q.lora_down.weight", r({4, dim}));
+    lora.emplace_back(kohya + "self_attn_q.alpha", at::tensor(2.0));
+    lora.emplace_back(native + "ffn.0.hada_w1_a", r({ffn, 2}));
+    lora.emplace_back(native + "ffn.0.hada_w1_b", r({2, dim}));
+    lora.emplace_back(native + "ffn.0.hada_w2_a", r({ffn, 2}));
+    lora.emplace_back(native + "ffn.0.hada_w2_b", r({2, dim}));
+    lora.emplace_back(native + "self_attn.k.lokr_w1", r({8, 8}));
+    lora.emplace_back(native + "self_attn.k.lokr_w2", r({dim / 8, dim / 8}));
+    lora.emplace_back(native + "self_attn.o.lora_A.weight", r({4, dim}));
+    lora.emplace_back(native + "self_attn.o.lora_B.weight", r({dim, 4}));
+    lora.emplace_back(native + "self_attn.o.dora_scale", 1.0 + r({dim, 1}));
+    lora.emplace_back(native + "ffn.2.diff_b", r({dim}));
+  }
+  const std::string path = dir_->path() + "/fsdp-lora.safetensors";
+  ASSERT_TRUE(models::WriteTensors(path, lora).ok());
+  const std::string flag = absl::StrCat("--lora=", path, ":0.8");
+  const Results single = Run("", 1, kNotDividing, 7, 4.0, "resident", "", {flag});
+  const Results plain = Run("", 1, kNotDividing, 7, 4.0, "resident");
+  ASSERT_TRUE(single.forward.defined() && plain.forward.defined());
+  EXPECT_FALSE(at::equal(single.forward, plain.forward));  // the LoRA does something
+  for (auto [placement, ranks] : {std::pair{"fsdp", 2}, std::pair{"fsdp-host", 3}}) {
+    const std::string what = absl::StrCat(placement, " on ", ranks, " ranks");
+    const Results fsdp =
+        Run(absl::StrCat("dp=", ranks), ranks, kNotDividing, 7, 4.0, placement, "", {flag});
+    ASSERT_TRUE(fsdp.forward.defined()) << what;
+    EXPECT_TRUE(at::equal(fsdp.forward, single.forward)) << what;
+    EXPECT_TRUE(at::equal(fsdp.sample[0], single.sample[0])) << what;
+  }
+}
+
 TEST_F(ParallelSamplingTest, FsdpGathersFp8AsFp8AndMatchesResident) {
   // A scaled-fp8 checkpoint: the shards hold fp8 bytes, dequantised after the gather exactly as
   // the resident provider dequantises its fp8 blocks.
