@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "models/core/fp8_requantize.h"
 #include "models/core/lora_keys.h"
 #include "models/core/safetensors_tensors.h"
 
@@ -243,8 +244,8 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
 }  // namespace
 
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
-                                      const KeyNormalizer& normalize, at::ScalarType fallback_dtype,
-                                      at::Device device, bool keep_on_device, bool attach) {
+                                      const KeyNormalizer& normalize, at::Device device,
+                                      bool keep_on_device, bool attach) {
   LoraReport report;
   if (loras.empty()) return report;
   const KeyMap keys(checkpoint, normalize);
@@ -272,14 +273,19 @@ absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<
     for (const Patch& patch : list) {
       if (auto status = ApplyWeightPatch(weight, patch); !status.ok()) return status;
     }
-    // Back to the stored dtype (ComfyUI casts the merge back to the weight's); an fp8 scaled
-    // weight is kept in `fallback_dtype` instead of being requantised.
-    const at::ScalarType stored = tensor.data.scalar_type();
-    tensor.data = weight
-                      .to(keep_on_device ? device : at::Device(at::kCPU),
-                          tensor.encoded() ? fallback_dtype : stored)
-                      .contiguous();
-    tensor.scale.reset();
+    const at::Device home = keep_on_device ? device : at::Device(at::kCPU);
+    if (tensor.scale) {
+      // A scaled fp8 weight goes back to fp8 over its own scale, as ComfyUI's set_weight puts
+      // it back (fp8_requantize.h; ComfyUI's keys are the model's under "diffusion_model.").
+      tensor.data = StochasticRoundToFp8(weight / *tensor.scale, tensor.data.scalar_type(),
+                                         ComfyKeySeed("diffusion_model." + name))
+                        .to(home)
+                        .contiguous();
+      ++report.patched_tensors;
+      continue;
+    }
+    // Back to the stored dtype, as ComfyUI casts the merge back to the weight's.
+    tensor.data = weight.to(home, tensor.data.scalar_type()).contiguous();
     ++report.patched_tensors;
   }
   return report;

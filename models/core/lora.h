@@ -39,19 +39,19 @@ struct LoraReport {
 };
 
 // Merges `loras` into `checkpoint` (the patched tensors become owned tensors in their stored
-// dtype; fp8 scaled weights become `fallback_dtype`, their scale dropped; GGUF weights keep
-// their blocks and carry the updates, on `device` when `keep_on_device`), computing on
+// dtype; fp8 scaled weights are requantised over their own scale as ComfyUI does,
+// fp8_requantize.h; GGUF weights keep their blocks and carry the updates, on `device` when
+// `keep_on_device`), computing on
 // `device`. `keep_on_device`: the merged tensors stay on `device` (a resident placement there
 // then uses them as they are; a round trip through pageable host memory made a 14B merge 13x
 // the load), else they go back to host memory (swap and FSDP place from there). Errors name
-// the file and key: an unreadable file, a LoRA of another model, shapes that do not fit, DoRA
-// (not supported yet).
+// the file and key: an unreadable file, a LoRA of another model, shapes that do not fit,
+// LyCORIS's CP decomposition (not supported yet).
 // `attach`: no tensor is merged here; every patched tensor carries its updates (checked now), and
 // whoever materialises it merges them — FSDP's shard fill merges only the rows of the rank's own
 // shard, so no rank holds a merged copy of the whole model.
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
-                                      const KeyNormalizer& normalize, at::ScalarType fallback_dtype,
-                                      at::Device device, bool keep_on_device = false,
-                                      bool attach = false);
+                                      const KeyNormalizer& normalize, at::Device device,
+                                      bool keep_on_device = false, bool attach = false);
 
 }  // namespace raylight::models

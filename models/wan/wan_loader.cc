@@ -82,9 +82,9 @@ absl::StatusOr<LoadedWan> Load(const std::vector<std::string>& paths, PlacementO
   BlockLayout layout;
   layout.num_blocks = static_cast<int>(opened->config.num_layers);
   try {
-    // An fp8 base merged with a LoRA is kept in the compute dtype (not requantised).
-    auto merged = ApplyLoras(opened->checkpoint, loras, NormalizeWanKey, options.compute_dtype,
-                             options.device, resident, attach);
+    // An fp8 base merged with a LoRA is requantised to fp8 over its scale, as ComfyUI does.
+    auto merged =
+        ApplyLoras(opened->checkpoint, loras, NormalizeWanKey, options.device, resident, attach);
     if (!merged.ok()) return merged.status();
     auto weights = place(opened->checkpoint, layout, options);
     if (!weights.ok()) return weights.status();

@@ -51,7 +51,7 @@ class LoraTest : public ::testing::Test {
   }
 
   absl::StatusOr<LoraReport> Apply(Checkpoint& checkpoint, const std::vector<LoraFile>& loras) {
-    return ApplyLoras(checkpoint, loras, wan::NormalizeWanKey, at::kFloat, at::kCPU);
+    return ApplyLoras(checkpoint, loras, wan::NormalizeWanKey, at::kCPU);
   }
 
   testing_util::TempDir dir_{"lora"};
@@ -193,6 +193,57 @@ TEST_F(LoraTest, LycorisAndDoraMergeAsComfyUiComputes) {
           << info.name << " at strength " << strength;
       EXPECT_FALSE(at::equal(got, Value(base, info.name))) << info.name;
     }
+  }
+}
+
+// A LoRA on a scaled-fp8 base: the merged weight goes back to fp8 over its own scale with
+// ComfyUI's stochastic rounding, seeded from its ComfyUI key, so the stored bytes are the ones
+// ComfyUI's scaled_fp8 ops store (lycoris_reference.py runs them).
+TEST_F(LoraTest, Fp8BasesAreRequantisedAsComfyUiRequantises) {
+  wan::MakeCheckpointOptions options;
+  options.dtype = at::kFloat8_e4m3fn;
+  options.seed = std::random_device{}();
+  const std::string fp8_path =
+      testing_util::MakeCheckpoint(dir_.path(), config_, options, "fp8.safetensors");
+  auto opened = wan::OpenWanCheckpoint({fp8_path});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  const int64_t dim = config_.dim;
+  auto r = [](std::vector<int64_t> shape) { return (at::randn(shape) * 0.1).to(at::kBFloat16); };
+  const std::string lora =
+      Write("fp8-lora.safetensors",
+            {{"diffusion_model.blocks.0.self_attn.q.lora_up.weight", r({dim, 4})},
+             {"diffusion_model.blocks.0.self_attn.q.lora_down.weight", r({4, dim})},
+             {"diffusion_model.blocks.1.ffn.2.lora_up.weight", r({dim, 4})},
+             {"diffusion_model.blocks.1.ffn.2.lora_down.weight", r({4, config_.ffn_dim})}});
+  // The base as the reference reads it: fp8 weights under their names, their scales beside.
+  NamedTensors base;
+  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
+    base.emplace_back(name, tensor.data);
+    if (tensor.scale) {
+      base.emplace_back(name.substr(0, name.size() - 7) + ".scale_weight",
+                        at::full({}, *tensor.scale, at::kFloat));
+    }
+  }
+  const std::string base_path = Write("fp8-base.safetensors", base);
+  const std::string out = dir_.path() + "/fp8-comfy.safetensors";
+  const absl::Status ran = testing_util::RunToCompletion(
+      {RAYLIGHT_TEST_PYTHON, RAYLIGHT_LYCORIS_REFERENCE,
+       "--comfyui-tarball=" RAYLIGHT_COMFYUI_TARBALL, "--workdir=" RAYLIGHT_COMFYUI_WORKDIR,
+       "--base=" + base_path, "--lora=" + lora, "--out=" + out, "--strength=0.9"},
+      dir_.path() + "/fp8-comfy.log", std::chrono::seconds(300));
+  ASSERT_TRUE(ran.ok()) << ran;
+  Checkpoint checkpoint = std::move(opened->checkpoint);
+  auto report = Apply(checkpoint, {{lora, 0.9}});
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto expected = SafetensorsFile::Open(out);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  ASSERT_EQ((*expected)->header().tensors.size(), 2u);
+  for (const StTensorInfo& info : (*expected)->header().tensors) {
+    const CheckpointTensor& tensor = checkpoint.tensors.at(info.name);
+    ASSERT_EQ(tensor.data.scalar_type(), at::kFloat8_e4m3fn) << info.name;
+    ASSERT_TRUE(tensor.scale.has_value()) << info.name;
+    const at::Tensor want = *ViewTensor(*expected, info);
+    EXPECT_TRUE(at::equal(tensor.data.view(at::kByte), want.view(at::kByte))) << info.name;
   }
 }
 

@@ -7,7 +7,9 @@ comfy.lora.calculate_weight applies it to each weight in float32, as ComfyUI's m
 
 B holds the weights under their model names ("blocks.0.self_attn.q.weight"); L's keys name them
 as ComfyUI's native LoRAs do ("diffusion_model.blocks.0.self_attn.q"). O holds every patched
-weight (float32).
+weight (float32). A scaled-fp8 weight in B (with its `<module>.scale_weight`) is patched as
+ComfyUI's scaled_fp8 ops patch it: dequantised, merged, then put back to fp8 over its scale by
+comfy.float.stochastic_rounding seeded from its ComfyUI key; O holds it as fp8.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def comfy_lora(tarball: str, workdir: str) -> Any:
+def comfy_modules(tarball: str, workdir: str) -> tuple[Any, Any, Any]:
     with tarfile.open(tarball) as tar:
         top = tar.getnames()[0].split("/")[0]
         if not os.path.isdir(os.path.join(workdir, top, "comfy")):
@@ -31,9 +33,11 @@ def comfy_lora(tarball: str, workdir: str) -> Any:
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
+    import comfy.float
     import comfy.lora
+    import comfy.model_patcher
 
-    return comfy.lora
+    return comfy.lora, comfy.float, comfy.model_patcher
 
 
 def main() -> int:
@@ -42,7 +46,7 @@ def main() -> int:
         parser.add_argument(name, required=True)
     parser.add_argument("--strength", type=float, required=True)
     args = parser.parse_args()
-    lora_module = comfy_lora(args.comfyui_tarball, args.workdir)
+    lora_module, float_module, patcher = comfy_modules(args.comfyui_tarball, args.workdir)
     base = load_file(args.base)
     lora = load_file(args.lora)
     to_load = {
@@ -51,10 +55,21 @@ def main() -> int:
     patches = lora_module.load_lora(lora, to_load)
     out: dict[str, torch.Tensor] = {}
     for key, adapter in patches.items():
-        weight = base[key].to(torch.float32).clone()
-        out[key] = lora_module.calculate_weight(
+        stored = base[key]
+        scale = base.get(key[: -len(".weight")] + ".scale_weight")
+        weight = stored.to(torch.float32).clone()
+        if scale is not None:  # scaled_fp8_ops.convert_weight
+            weight *= scale.to(torch.float32)
+        merged = lora_module.calculate_weight(
             [(args.strength, adapter, 1.0, None, None)], weight, key
-        ).contiguous()
+        )
+        if scale is not None:  # scaled_fp8_ops.set_weight, seeded as the model patcher seeds it
+            merged = float_module.stochastic_rounding(
+                merged / scale.to(torch.float32),
+                stored.dtype,
+                seed=patcher.string_to_seed("diffusion_model." + key),
+            )
+        out[key] = merged.contiguous()
     save_file(out, args.out)
     return 0
 
