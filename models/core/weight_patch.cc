@@ -24,6 +24,17 @@ at::Tensor Factor(const at::Tensor& whole, const at::Tensor& a, const at::Tensor
   return whole.defined() ? F32(whole, device) : at::mm(F32(a, device), F32(b, device));
 }
 
+// A low-rank update's down factor in float32, LoCon's middle factor folded in as ComfyUI folds it.
+at::Tensor FoldedDown(const WeightPatch& patch, at::Device device) {
+  at::Tensor down = F32(patch.down, device);
+  if (!patch.mid.defined()) return down;
+  at::Tensor mid = F32(patch.mid, device);
+  std::vector<int64_t> shape = {down.size(1), down.size(0), mid.size(2), mid.size(3)};
+  return at::mm(down.transpose(0, 1).flatten(1), mid.transpose(0, 1).flatten(1))
+      .reshape(shape)
+      .transpose(0, 1);
+}
+
 // The update before strength and alpha, shaped as the weight (ComfyUI's `lora_diff`).
 absl::StatusOr<at::Tensor> Difference(const at::Tensor& weight, const WeightPatch& patch) {
   const at::Device device = weight.device();
@@ -56,15 +67,7 @@ absl::StatusOr<at::Tensor> Difference(const at::Tensor& weight, const WeightPatc
     case WeightPatch::Kind::kLowRank:
       break;
   }
-  at::Tensor up = F32(patch.up, device), down = F32(patch.down, device);
-  if (patch.mid.defined()) {
-    // LoCon: the middle factor folded into down, as ComfyUI folds it.
-    at::Tensor mid = F32(patch.mid, device);
-    std::vector<int64_t> shape = {down.size(1), down.size(0), mid.size(2), mid.size(3)};
-    down = at::mm(down.transpose(0, 1).flatten(1), mid.transpose(0, 1).flatten(1))
-               .reshape(shape)
-               .transpose(0, 1);
-  }
+  const at::Tensor up = F32(patch.up, device), down = FoldedDown(patch, device);
   const int64_t rank = down.size(0);
   if (up.dim() < 2 || up.size(1) != rank || up.size(0) != weight.size(0) ||
       down.flatten(1).size(1) * up.size(0) != weight.numel()) {
@@ -147,20 +150,10 @@ absl::StatusOr<bool> ApplyWeightPatchToRows(at::Tensor& rows, const WeightPatch&
           at::mm(F32(patch.w1_a.narrow(0, row_begin, count), device), F32(patch.w1_b, device)) *
           at::mm(F32(patch.w2_a.narrow(0, row_begin, count), device), F32(patch.w2_b, device));
       break;
-    case WeightPatch::Kind::kLowRank: {
-      WeightPatch part = patch;
-      part.up = patch.up.narrow(0, row_begin, count);
-      at::Tensor down = F32(patch.down, device);
-      if (patch.mid.defined()) {
-        at::Tensor mid = F32(patch.mid, device);
-        std::vector<int64_t> shape = {down.size(1), down.size(0), mid.size(2), mid.size(3)};
-        down = at::mm(down.transpose(0, 1).flatten(1), mid.transpose(0, 1).flatten(1))
-                   .reshape(shape)
-                   .transpose(0, 1);
-      }
-      difference = at::mm(F32(part.up, device).flatten(1), down.flatten(1));
+    case WeightPatch::Kind::kLowRank:
+      difference = at::mm(F32(patch.up.narrow(0, row_begin, count), device).flatten(1),
+                          FoldedDown(patch, device).flatten(1));
       break;
-    }
     case WeightPatch::Kind::kLokr:
       return false;
   }

@@ -44,7 +44,7 @@ QUANTISED: list[T] = [
     T.Q5_K,
     T.Q6_K,
 ]
-# The types gguf-py quantises (its K-quant quantisers are not implemented).
+# The types gguf-py quantises (it has no quantisers for the K types).
 QUANTISABLE: set[T] = {T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0}
 # Byte offsets of each block's float16 scale fields (d, and dmin / m where the type has one).
 SCALE_FIELDS: dict[T, list[int]] = {
