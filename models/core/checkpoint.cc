@@ -61,10 +61,8 @@ absl::StatusOr<std::vector<RawTensor>> ReadGguf(const std::string& path, Checkpo
   std::vector<RawTensor> tensors;
   for (const GgufTensorInfo& info : (*file)->header().tensors) {
     const absl::string_view bytes = (*file)->Bytes(info);
-    auto keep = *file;  // the deleter holds the mapping: it outlives every view of it
-    at::Tensor raw = at::from_blob(
-        const_cast<char*>(bytes.data()), {static_cast<int64_t>(bytes.size())},
-        [keep](void*) mutable { keep.reset(); }, at::TensorOptions().dtype(at::kByte));
+    const at::Tensor raw =
+        ViewMapped(bytes, *file, {static_cast<int64_t>(bytes.size())}, at::kByte);
     switch (info.type) {
       case GgmlType::kF32:
         tensors.push_back({info.name, raw.view(at::kFloat).view(info.shape)});
@@ -161,12 +159,12 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
 
 namespace {
 
-// The stored value (fp8 scaled, GGUF blocks or plain) of `data` decoded to `dtype` on its device.
-at::Tensor Decode(const CheckpointTensor& tensor, const at::Tensor& data, at::ScalarType dtype,
-                  at::IntArrayRef shape) {
+// The stored value (fp8 scaled, GGUF blocks or plain) of `data` decoded to `dtype` on its device
+// (GGUF: `data` is all of the tensor's blocks).
+at::Tensor Decode(const CheckpointTensor& tensor, const at::Tensor& data, at::ScalarType dtype) {
   if (tensor.gguf) {
     // The blocks' size was checked against the shape when the file was opened.
-    auto values = DequantizeGguf(data.contiguous(), tensor.gguf->type, shape, dtype);
+    auto values = DequantizeGguf(data.contiguous(), tensor.gguf->type, tensor.gguf->shape, dtype);
     TORCH_CHECK(values.ok(), "checkpoint ", tensor.file, ": '", tensor.raw_name,
                 "': ", std::string(values.status().message()));
     return *std::move(values);
@@ -187,11 +185,10 @@ at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at:
   // The stored bytes cross to the device first (fp8, GGUF blocks or bf16 is what moves), then
   // convert there.
   const at::Tensor on_device = tensor.data.to(device);
-  const std::vector<int64_t> shape = tensor.value_shape();
-  if (tensor.patches.empty()) return Decode(tensor, on_device, dtype, shape);
+  if (tensor.patches.empty()) return Decode(tensor, on_device, dtype);
   // A copy in float32 (never the mapped file itself), merged; the patches' shapes were checked
   // when they were attached (lora.cc).
-  at::Tensor values = Decode(tensor, on_device, at::kFloat, shape);
+  at::Tensor values = Decode(tensor, on_device, at::kFloat);
   if (values.data_ptr() == on_device.data_ptr()) values = values.clone();
   for (const WeightPatch& patch : tensor.patches) {
     const absl::Status patched = ApplyWeightPatch(values, patch);
@@ -202,16 +199,14 @@ at::Tensor Materialize(const CheckpointTensor& tensor, at::ScalarType dtype, at:
 
 at::Tensor MaterializeRows(const CheckpointTensor& tensor, int64_t begin, int64_t end,
                            at::ScalarType dtype) {
-  const std::vector<int64_t> shape = tensor.value_shape();
+  // GGUF blocks are stored flat: their rows come out of the whole tensor's decode.
   if (tensor.gguf) return Materialize(tensor, dtype, at::kCPU).narrow(0, begin, end - begin);
-  std::vector<int64_t> rows_shape = shape;
-  rows_shape[0] = end - begin;
   const at::Tensor data = tensor.data.narrow(0, begin, end - begin);
-  if (tensor.patches.empty()) return Decode(tensor, data, dtype, rows_shape);
-  at::Tensor rows = Decode(tensor, data, at::kFloat, rows_shape);
+  if (tensor.patches.empty()) return Decode(tensor, data, dtype);
+  at::Tensor rows = Decode(tensor, data, at::kFloat);
   if (rows.data_ptr() == data.data_ptr()) rows = rows.clone();
   for (const WeightPatch& patch : tensor.patches) {
-    auto applied = ApplyWeightPatchToRows(rows, patch, begin, shape);
+    auto applied = ApplyWeightPatchToRows(rows, patch, begin, tensor.data.sizes());
     TORCH_CHECK(applied.ok(), std::string(applied.status().message()));
     if (!*applied) {  // a form that needs the whole update: merged in full, then cut
       return Materialize(tensor, dtype, at::kCPU).narrow(0, begin, end - begin);

@@ -19,20 +19,19 @@ void FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
   entry.compute_dtype = fp32 ? at::kFloat : options.compute_dtype;
   entry.stored_dtype = PlacedDtype(tensor, /*in_block=*/true, fp32, options);
   // Kept as stored (fp8, GGUF blocks): dequantised after the transfer.
-  if (tensor.encoded() && entry.stored_dtype == tensor.data.scalar_type()) {
-    entry.encoded = true;
-    entry.scale = tensor.scale;
-    entry.gguf = tensor.gguf;
+  const bool encoded = tensor.encoded() && entry.stored_dtype == tensor.data.scalar_type();
+  if (encoded) {
+    entry.encoding = CheckpointTensor{.scale = tensor.scale, .gguf = tensor.gguf};
     // Every rank applies the whole patch to the gathered weight: the LoRA factors are small and
     // replicated, on the device once.
     for (const WeightPatch& patch : tensor.patches) {
-      entry.patches.push_back(PatchOn(patch, options.device));
+      entry.encoding->patches.push_back(PatchOn(patch, options.device));
     }
   }
   // Encoded: the stored bytes as they are; otherwise the values in the stored dtype.
-  entry.shape = entry.encoded ? tensor.data.sizes().vec() : tensor.value_shape();
+  entry.shape = encoded ? tensor.data.sizes().vec() : tensor.value_shape();
   entry.offset = RoundUp(bytes_, kAlignment);
-  entry.bytes = (entry.encoded ? tensor.data.numel() : tensor.value_numel()) *
+  entry.bytes = (encoded ? tensor.data.numel() : tensor.value_numel()) *
                 static_cast<int64_t>(c10::elementSize(entry.stored_dtype));
   bytes_ = entry.offset + entry.bytes;
   entries_.push_back(std::move(entry));
@@ -58,7 +57,7 @@ void FlatBlock::Fill(const std::vector<const CheckpointTensor*>& sources, int64_
     // covers (an FSDP rank's shard), where the patches' form allows.
     int64_t first_byte = 0;  // of `stored` within the entry
     at::Tensor stored;
-    if (entry.encoded) {
+    if (entry.encoding) {
       stored = source.data;
     } else if (source.patches.empty() || entry.shape.empty() || entry.shape[0] < 2) {
       stored = Materialize(source, entry.stored_dtype, at::kCPU);
@@ -80,15 +79,12 @@ WeightSet FlatBlock::Unflatten(const at::Tensor& buffer, at::Device device) cons
   for (const Entry& entry : entries_) {
     at::Tensor view =
         buffer.narrow(0, entry.offset, entry.bytes).view(entry.stored_dtype).view(entry.shape);
-    if (!entry.encoded) {
+    if (!entry.encoding) {
       weights.Set(entry.name, std::move(view));
       continue;
     }
-    CheckpointTensor encoded;
+    CheckpointTensor encoded = *entry.encoding;
     encoded.data = std::move(view);
-    encoded.scale = entry.scale;
-    encoded.gguf = entry.gguf;
-    encoded.patches = entry.patches;
     weights.Set(entry.name, Materialize(encoded, entry.compute_dtype, device));
   }
   return weights;

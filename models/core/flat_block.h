@@ -49,10 +49,9 @@ class FlatBlock {
     at::ScalarType stored_dtype;   // in the buffer
     at::ScalarType compute_dtype;  // what Unflatten hands out
     std::vector<int64_t> shape;
-    bool encoded = false;              // fp8 or GGUF: decoded by Unflatten
-    std::optional<float> scale;        // fp8: real value = stored * scale
-    std::optional<GgufEncoding> gguf;  // GGUF: real value = dequantised blocks
-    std::vector<WeightPatch> patches;  // GGUF: LoRA updates, on the device, applied after
+    // fp8 or GGUF kept as stored: the source's scale / blocks' type and LoRA patches (on the
+    // device), with no data; Unflatten decodes the buffer's bytes with it.
+    std::optional<CheckpointTensor> encoding;
   };
   std::vector<Entry> entries_;
   int64_t bytes_ = 0;

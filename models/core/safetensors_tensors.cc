@@ -75,12 +75,15 @@ absl::StatusOr<at::Tensor> ViewTensor(const std::shared_ptr<SafetensorsFile>& fi
                                       const StTensorInfo& info) {
   auto type = ToScalarType(info.dtype);
   if (!type.ok()) return type.status();
-  absl::string_view bytes = file->Bytes(info);
+  return ViewMapped(file->Bytes(info), file, info.shape, *type);
+}
+
+at::Tensor ViewMapped(absl::string_view bytes, std::shared_ptr<const void> keep,
+                      at::IntArrayRef shape, at::ScalarType dtype) {
   // The deleter holds the file: the mapping outlives every view of it.
-  auto keep = file;
   return at::from_blob(
-      const_cast<char*>(bytes.data()), info.shape, [keep](void*) mutable { keep.reset(); },
-      at::TensorOptions().dtype(*type).device(at::kCPU));
+      const_cast<char*>(bytes.data()), shape, [keep](void*) mutable { keep.reset(); },
+      at::TensorOptions().dtype(dtype).device(at::kCPU));
 }
 
 absl::StatusOr<std::map<std::string, at::Tensor>> ParseTensors(absl::string_view bytes,

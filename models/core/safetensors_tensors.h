@@ -20,6 +20,11 @@ absl::StatusOr<StDtype> FromScalarType(at::ScalarType type);
 
 // A CPU tensor viewing `info`'s bytes in `file`; it keeps the mapping alive. Read-only in
 // spirit: the mapping is PROT_READ, so writing through it faults.
+// A CPU tensor over `bytes` of a mapped file (`keep` holds the mapping for as long as any view of
+// it lives): the zero-copy view the safetensors and GGUF loaders both hand out.
+at::Tensor ViewMapped(absl::string_view bytes, std::shared_ptr<const void> keep,
+                      at::IntArrayRef shape, at::ScalarType dtype);
+
 absl::StatusOr<at::Tensor> ViewTensor(const std::shared_ptr<SafetensorsFile>& file,
                                       const StTensorInfo& info);
 
