@@ -3,7 +3,8 @@
 # wheels (.whl/, made by `pip download`; the machine has no network) beside the host's PyTorch,
 # build the GPU tests and benchmarks, then run one of the modes below. Calls on a machine still
 # warm reuse the build and the benchmark checkpoint in /tmp.
-# Logs and JSON lines go to $OUT (or ./gpu-out).
+# Logs and JSON lines go to $OUT (or ./gpu-out). Tests that run ComfyUI's code read its tarball
+# from .carry/ComfyUI-0.3.64.tar.gz (copy it from ../shared/third_party and carry it).
 #
 #   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
 #   deploy/gpu/session.sh gguf             issue #25: the GGUF gpu tests (TESTS=regex, none),
@@ -47,7 +48,7 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint raylight-make-conditioning
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
-  gguf_gpu_test" \
+  gguf_gpu_test lora_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
