@@ -33,6 +33,14 @@ find_path(RAYLIGHT_GLOO_INCLUDE_DIR gloo/context.h REQUIRED
           HINTS ${RAYLIGHT_PREFIX}/include /usr/include)
 message(STATUS "raylight: Gloo headers (declarations only) from ${RAYLIGHT_GLOO_INCLUDE_DIR}")
 
+# ---- SentencePiece ---------------------------------------------------------------------------
+# The umT5 / T5 tokenizer (models/text/sentencepiece_shim.cc is the one file that includes it).
+find_path(RAYLIGHT_SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED
+          HINTS ${RAYLIGHT_PREFIX}/include /usr/include)
+find_library(RAYLIGHT_SENTENCEPIECE_LIBRARY NAMES sentencepiece REQUIRED
+             HINTS ${RAYLIGHT_PREFIX}/lib/x86_64-linux-gnu)
+message(STATUS "raylight: SentencePiece ${RAYLIGHT_SENTENCEPIECE_LIBRARY}")
+
 # ---- CUDA + NCCL -----------------------------------------------------------------------------
 set(RAYLIGHT_HAVE_CUDA OFF)
 if(RAYLIGHT_WITH_CUDA)

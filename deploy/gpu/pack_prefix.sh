@@ -24,6 +24,8 @@ cp -a /usr/include/ares*.h "$OUT/include/"
 # (header-only; safetensors headers).
 cp -a /usr/include/CLI /usr/include/sqlite3.h /usr/include/sqlite3ext.h /usr/include/nlohmann \
   "$OUT/include/"
+# SentencePiece (the umT5 tokenizer; its library carries its own protobuf-lite).
+cp -a /usr/include/sentencepiece_processor.h /usr/include/sentencepiece_trainer.h "$OUT/include/"
 # libpng (sampler previews).
 cp -a /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h /usr/include/libpng16 \
   "$OUT/include/"
@@ -32,7 +34,7 @@ cp -a /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h /usr/i
 # host, which has compatible ones (OpenSSL 3, zlib 1).
 for pattern in 'libgrpc*.so*' 'libgpr.so*' 'libupb.so*' 'libaddress_sorting.so*' 'libabsl_*.so*' \
                'libcares.so*' 'libre2.so*' 'libprotobuf.so*' 'libprotoc.so*' 'libsqlite3.so*' \
-               'libpng16.so*' 'libpng.so'; do
+               'libpng16.so*' 'libpng.so' 'libsentencepiece.so*'; do
   find "/usr/lib/$ARCH" -maxdepth 1 -name "$pattern" -exec cp -a {} "$OUT/lib/$ARCH/" \;
 done
 

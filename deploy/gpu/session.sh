@@ -7,6 +7,7 @@
 # from .carry/ComfyUI-0.3.64.tar.gz (copy it from ../shared/third_party and carry it).
 #
 #   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
+#   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh)
 #   deploy/gpu/session.sh gguf             issue #25: the GGUF gpu tests (TESTS=regex, none),
 #                                          then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
 #   deploy/gpu/session.sh jobs             a 14B job end to end on 2 GPUs (job_bench), its anchors
@@ -48,7 +49,7 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint raylight-make-conditioning
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
-  gguf_gpu_test lora_gpu_test" \
+  gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -79,6 +80,10 @@ case $WHAT in
     (cd build-gpu && timeout "${TEST_TIMEOUT:-540}" ctest -L gpu ${TESTS:+-R "$TESTS"} -V) >"$OUT/ctest-gpu.log" 2>&1
     echo "ctest -L gpu exit $?"
     grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -60 ;;
+  text)  # issue #24: umT5-XXL (bf16) against transformers on one prompt padded to 512 tokens
+    tests/bench/umt5_gpu.sh build-gpu "$OUT" >"$OUT/umt5.log" 2>&1
+    echo "umt5 exit $?"
+    tail -8 "$OUT/umt5.log" ;;
   gguf)  # issue #25: the GGUF gpu tests, then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
     if [ "${TESTS:-}" != none ]; then
       (cd build-gpu && timeout "${TEST_TIMEOUT:-300}" ctest -L gpu -R "${TESTS:-Gguf}" -V) \
