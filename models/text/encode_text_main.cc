@@ -1,7 +1,7 @@
 // raylight-encode-text: a prompt through the umT5 encoder into a Wan conditioning file
 // (wan_conditioning.h's "text" tensor), as ComfyUI's CLIPTextEncode would hand it to the DiT.
 //
-//   raylight-encode-text --text-encoder umt5_xxl_fp16.safetensors \
+//   raylight-encode-text --text-encoder umt5_xxl_fp16.safetensors
 //       --prompt "a red fox in the snow" --out cond.safetensors [--device cuda --dtype bf16]
 #include <CLI/CLI.hpp>
 #include <algorithm>

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -38,8 +39,8 @@ std::vector<std::string> ParseParentheses(absl::string_view text) {
   for (char c : text) {  // UTF-8 continuation bytes never equal '(' or ')'
     if (c == '(') {
       if (nesting == 0) {
-        if (!current.empty()) parts.push_back(current);
-        current = "(";
+        if (!current.empty()) parts.push_back(std::move(current));
+        current.assign(1, '(');
       } else {
         current += c;
       }
@@ -47,7 +48,8 @@ std::vector<std::string> ParseParentheses(absl::string_view text) {
     } else if (c == ')') {
       --nesting;
       if (nesting == 0) {
-        parts.push_back(current + ")");
+        current += ')';
+        parts.push_back(std::move(current));
         current.clear();
       } else {
         current += c;

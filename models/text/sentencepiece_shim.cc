@@ -2,36 +2,57 @@
 
 #include <sentencepiece_processor.h>
 
-namespace raylight::models::text {
+#include <cstring>
+#include <string>
+#include <vector>
+
+struct RaylightSpm {
+  sentencepiece::SentencePieceProcessor processor;
+  std::vector<int> ids;
+};
+
 namespace {
 
-bool Check(const sentencepiece::util::Status& status, std::string* error) {
-  if (status.ok()) return true;
-  *error = status.ToString();
-  return false;
+int Report(const sentencepiece::util::Status& status, char* error, size_t error_size) {
+  if (status.ok()) return 0;
+  if (error_size > 0) {
+    const std::string message = status.ToString();
+    const size_t n = std::min(message.size(), error_size - 1);
+    std::memcpy(error, message.data(), n);
+    error[n] = '\0';
+  }
+  return 1;
 }
 
 }  // namespace
 
-SentencePieceShim::SentencePieceShim()
-    : processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
-SentencePieceShim::~SentencePieceShim() = default;
+extern "C" {
 
-bool SentencePieceShim::LoadSerialized(std::string_view model_proto, std::string* error) {
-  return Check(processor_->LoadFromSerializedProto(model_proto), error);
+RaylightSpm* raylight_spm_create() { return new RaylightSpm(); }
+void raylight_spm_destroy(RaylightSpm* spm) { delete spm; }
+
+int raylight_spm_load_serialized(RaylightSpm* spm, const char* data, size_t size, char* error,
+                                 size_t error_size) {
+  return Report(spm->processor.LoadFromSerializedProto(std::string_view(data, size)), error,
+                error_size);
 }
 
-bool SentencePieceShim::LoadFile(const std::string& path, std::string* error) {
-  return Check(processor_->Load(path), error);
+int raylight_spm_load_file(RaylightSpm* spm, const char* path, char* error, size_t error_size) {
+  return Report(spm->processor.Load(path), error, error_size);
 }
 
-bool SentencePieceShim::Encode(std::string_view text, std::vector<int>* ids,
-                               std::string* error) const {
-  return Check(processor_->Encode(text, ids), error);
+int raylight_spm_encode(RaylightSpm* spm, const char* text, size_t size, const int** ids,
+                        size_t* count, char* error, size_t error_size) {
+  spm->ids.clear();
+  const int failed =
+      Report(spm->processor.Encode(std::string_view(text, size), &spm->ids), error, error_size);
+  *ids = spm->ids.data();
+  *count = spm->ids.size();
+  return failed;
 }
 
-int SentencePieceShim::eos_id() const { return processor_->eos_id(); }
-int SentencePieceShim::pad_id() const { return processor_->pad_id(); }
-int SentencePieceShim::piece_count() const { return processor_->GetPieceSize(); }
+int raylight_spm_eos_id(const RaylightSpm* spm) { return spm->processor.eos_id(); }
+int raylight_spm_pad_id(const RaylightSpm* spm) { return spm->processor.pad_id(); }
+int raylight_spm_piece_count(const RaylightSpm* spm) { return spm->processor.GetPieceSize(); }
 
-}  // namespace raylight::models::text
+}  // extern "C"

@@ -1,6 +1,7 @@
 // A SentencePiece model (T5's and umT5's tokenizer) through Debian's libsentencepiece: the C++
 // library the Python `sentencepiece` package wraps, so ids equal what ComfyUI and transformers
-// get from the same model. Torch-free.
+// get from the same model. It is reached through libraylight_sentencepiece.so, loaded on first
+// use with its symbols kept to itself (sentencepiece_shim.h says why). Torch-free.
 #pragma once
 
 #include <memory>
@@ -9,7 +10,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "models/text/sentencepiece_shim.h"
+
+struct RaylightSpm;
 
 namespace raylight::models::text {
 
@@ -21,17 +23,20 @@ class SentencePieceTokenizer {
       absl::string_view model_proto, const std::string& source);
   // From a `spiece.model` file.
   static absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> FromFile(const std::string& path);
+  ~SentencePieceTokenizer();
 
   // The text's pieces as ids, without BOS or EOS (callers add EOS where their model wants it).
+  // Not thread-safe (one processor's scratch): callers serialise.
   absl::StatusOr<std::vector<int>> Encode(absl::string_view text) const;
-  int eos_id() const { return shim_.eos_id(); }
-  int pad_id() const { return shim_.pad_id(); }
-  int vocab_size() const { return shim_.piece_count(); }
+  int eos_id() const;
+  int pad_id() const;
+  int vocab_size() const;
   const std::string& source() const { return source_; }
 
  private:
-  explicit SentencePieceTokenizer(std::string source) : source_(std::move(source)) {}
-  SentencePieceShim shim_;
+  SentencePieceTokenizer(RaylightSpm* spm, std::string source)
+      : spm_(spm), source_(std::move(source)) {}
+  RaylightSpm* spm_;
   std::string source_;
 };
 
