@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "actors/diffusion/mesh_spec.h"
 #include "actors/diffusion/model_roots.h"
+#include "models/wan/wan_config.h"
 #include "runtime/common/status_macros.h"
 
 namespace raylight::actors {
@@ -87,8 +88,18 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
       CheckLoraFiles("lora_files", job.loras_size(), call.lora_files(), model_roots_));
   RL_RETURN_IF_ERROR(CheckLoraFiles("low_noise_lora_files", job.low_noise_loras_size(),
                                     call.low_noise_lora_files(), model_roots_));
+  if (call.text_encoder_files_size() > 0) {
+    RL_RETURN_IF_ERROR(CheckModelFiles(
+        "text_encoder_files", {call.text_encoder_files().begin(), call.text_encoder_files().end()},
+        model_roots_));
+  }
   SampleRequest request;
   request.job_id = call.job_id();
+  request.prompt = job.prompt();
+  request.negative_prompt =
+      job.has_negative_prompt() ? job.negative_prompt() : models::wan::kWanDefaultNegativePrompt;
+  request.text_encoder_files.assign(call.text_encoder_files().begin(),
+                                    call.text_encoder_files().end());
   request.model = ToModelRequest(job, call.model_files(), job.loras(), call.lora_files());
   request.mesh = MeshShapeOf(job.mesh());
   request.positive = job.positive();

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "actors/diffusion/prompt_encoder.h"
 #include "models/core/sharded_weights.h"
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
@@ -113,6 +114,27 @@ struct Membership {
   std::map<std::string, std::unique_ptr<parallel::Mesh>> meshes;  // by shape
 };
 
+// A prompt's encoding as conditioning: the text alone (T2V), as wide as the model reads it.
+absl::StatusOr<models::wan::WanConditioning> EncodedConditioning(
+    const at::Tensor& text, const std::string& field, const models::wan::WanConfig& config) {
+  if (config.i2v()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", config.name, " takes its image inputs with the text: give `positive`"));
+  }
+  if (text.size(-1) != config.text_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("text_encoder: its ", text.size(-1),
+                                                   "-wide tokens do not fit ", config.name,
+                                                   "'s text width ", config.text_dim));
+  }
+  if (text.size(1) > models::wan::WanConfig::kMaxTextTokens) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", text.size(1), " tokens; at most ",
+                                                   models::wan::WanConfig::kMaxTextTokens));
+  }
+  models::wan::WanConditioning conditioning;
+  conditioning.text = text;
+  return conditioning;
+}
+
 }  // namespace
 
 class DiffusionEngine::Impl {
@@ -127,6 +149,7 @@ class DiffusionEngine::Impl {
       at::globalContext().lazyInitDevice(at::kCUDA);
     }
 #endif
+    prompts_ = std::make_unique<PromptEncoder>(device_);
     // CPU workers share the machine's cores with each other: one intra-op thread each unless
     // told otherwise (measured: two processes' OpenMP pools contending cost more than they gave).
     const char* threads = std::getenv("RAYLIGHT_TORCH_THREADS");
@@ -399,6 +422,13 @@ class DiffusionEngine::Impl {
 
   // Unloads the least recently used model other than those in `keep`; false when there is none.
   bool EvictOne(const std::vector<std::string>& keep) {
+    // The text encoder goes first: its encodings are cached on the host, and it reloads in
+    // seconds where a DiT takes longer.
+    if (prompts_->Evict()) {
+      RL_LOG(INFO) << "unloading the text encoder to make room";
+      EmptyDeviceCache();
+      return true;
+    }
     auto victim = models_.end();
     for (auto it = models_.begin(); it != models_.end(); ++it) {
       if (std::find(keep.begin(), keep.end(), it->first) != keep.end()) continue;
@@ -554,6 +584,27 @@ class DiffusionEngine::Impl {
       if (latent.dim() == 5) return config.Tokens(latent.size(2), latent.size(3), latent.size(4));
       return PixelTokens(config, request.frames, request.height, request.width);
     };
+    // Prompts are encoded before the model loads: the encoder is dropped first if the model
+    // needs its memory.
+    at::Tensor prompt_text, negative_prompt_text;
+    auto encode = [&](const std::string& text, const char* what) -> absl::StatusOr<at::Tensor> {
+      auto encoded = prompts_->Encode(request.text_encoder_files, text);
+      if (!encoded.ok()) return encoded.status();
+      note(encoded->cached ? absl::StrCat("the ", what, " prompt's encoding was cached")
+                           : absl::StrCat("encoded the ", what, " prompt (", encoded->text.size(1),
+                                          " tokens) in ", encoded->seconds, " s"));
+      return encoded->text;
+    };
+    if (!request.prompt.empty()) {
+      auto text = encode(request.prompt, "positive");
+      if (!text.ok()) return text.status();
+      prompt_text = *text;
+    }
+    if (request.cfg != 1.0 && request.negative.empty() && !request.text_encoder_files.empty()) {
+      auto text = encode(request.negative_prompt, "negative");
+      if (!text.ok()) return text.status();
+      negative_prompt_text = *text;
+    }
     auto model = Ensure(request.model, group, shape, &outcome.model_was_resident,
                         &outcome.load_seconds, &reason);
     if (!model.ok()) return model.status();
@@ -597,11 +648,15 @@ class DiffusionEngine::Impl {
     if (!mesh.ok()) return mesh.status();
     comm::Communicator& world = *(*MembershipOf(group))->world;  // made by MeshFor just above
 
-    auto positive = models::wan::ParseWanConditioning(request.positive, "positive", config);
+    auto positive = prompt_text.defined()
+                        ? EncodedConditioning(prompt_text, "prompt", config)
+                        : models::wan::ParseWanConditioning(request.positive, "positive", config);
     if (!positive.ok()) return positive.status();
     models::wan::WanConditioning negative;
     if (request.cfg != 1.0) {
-      auto parsed = models::wan::ParseWanConditioning(request.negative, "negative", config);
+      auto parsed = negative_prompt_text.defined()
+                        ? EncodedConditioning(negative_prompt_text, "negative_prompt", config)
+                        : models::wan::ParseWanConditioning(request.negative, "negative", config);
       if (!parsed.ok()) return parsed.status();
       negative = *std::move(parsed);
     }
@@ -811,6 +866,7 @@ class DiffusionEngine::Impl {
  private:
   const worker::ActorEnvironment environment_;
   at::Device device_ = at::kCPU;
+  std::unique_ptr<PromptEncoder> prompts_;                 // made once device_ is known
   int64_t model_memory_limit_ = 0;                         // bytes; 0: no limit but the device's
   std::map<std::string, LoadedModel> models_;              // by files|dtype|placement|group
   std::map<std::string, models::wan::WanBytes> measured_;  // by files|dtype|

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "actors/diffusion/mesh_spec.h"
+#include "actors/diffusion/text_encoder_files.h"
 #include "models/core/placement_plan.h"
 #include "models/core/safetensors.h"
 #include "models/parallel/mesh_plan.h"
@@ -35,6 +36,8 @@ absl::Status InField(const std::string& field, const absl::Status& status) {
 // and to every rank: bounded (issue #23, item 10: 60 MB of unknown fields, or of safetensors
 // metadata, were accepted and stored).
 constexpr size_t kMaxUnreadBytes = 64 << 10;
+// A prompt is text: 64 KiB of it is thousands of tokens, past what the DiT takes anyway.
+constexpr size_t kMaxPromptBytes = 64 << 10;
 
 // The payload as a SampleJob, refused when it is not one or carries more than kMaxUnreadBytes
 // of fields this head does not know (a newer client's few are kept and passed on).
@@ -339,21 +342,50 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
     return Invalid(job.latent().empty() ? "frames" : "latent",
                    absl::StrCat(*tokens, " tokens exceed the limit of ", limits.max_tokens));
   }
-  if (auto status = models::wan::CheckWanConditioningBytes(job.positive(), "positive", config);
-      !status.ok()) {
-    return InField("positive",
-                   job.positive().empty() ? absl::InvalidArgumentError("required") : status);
+  for (auto [field, text] :
+       {std::pair{"prompt", &job.prompt()}, std::pair{"negative_prompt", &job.negative_prompt()}}) {
+    if (text->size() > kMaxPromptBytes) {
+      return Invalid(field, absl::StrCat(text->size(), " bytes; at most ", kMaxPromptBytes));
+    }
   }
-  if (job.cfg() != 1.0) {
-    if (job.negative().empty()) {
+  if (!job.prompt().empty()) {
+    if (!job.positive().empty()) return Invalid("prompt", "give prompt or positive, not both");
+    if (config.i2v()) {
+      return Invalid("prompt", absl::StrCat(config.name,
+                                            " takes its image inputs with the text: "
+                                            "give `positive` (prompts encode T2V jobs only)"));
+    }
+  } else if (auto status =
+                 models::wan::CheckWanConditioningBytes(job.positive(), "positive", config);
+             !status.ok()) {
+    return InField("positive", job.positive().empty()
+                                   ? absl::InvalidArgumentError("required (or a prompt)")
+                                   : status);
+  }
+  if (job.has_negative_prompt() && !job.negative().empty()) {
+    return Invalid("negative_prompt", "give negative_prompt or negative, not both");
+  }
+  if (job.cfg() != 1.0 && job.negative().empty()) {
+    if (job.prompt().empty() && !job.has_negative_prompt()) {
       return Invalid("negative", "required when cfg != 1 (the unconditional prediction uses it)");
     }
+    if (config.i2v()) {
+      return Invalid("negative_prompt",
+                     absl::StrCat(config.name, " takes `negative` conditioning"));
+    }
+  } else if (job.cfg() != 1.0) {
     if (auto status = models::wan::CheckWanConditioningBytes(job.negative(), "negative", config);
         !status.ok()) {
       return InField("negative", status);
     }
   }
   return absl::OkStatus();
+}
+
+// Whether the job has text for the workers' encoder.
+bool NeedsTextEncoder(const v1::SampleJob& job) {
+  return !job.prompt().empty() ||
+         (job.cfg() != 1.0 && job.negative().empty() && job.has_negative_prompt());
 }
 
 // What both kinds offer: the models in the roots, the samplers, schedulers, dtypes, placements.
@@ -409,9 +441,19 @@ class SampleKind final : public head::JobKind {
     if (low_noise->empty() && !low_noise_loras->empty()) {
       return Invalid("low_noise_loras", "given without a low_noise_model");
     }
+    std::string text_encoder;
+    if (NeedsTextEncoder(job)) {
+      auto resolved =
+          ResolveTextEncoder("text_encoder", job.text_encoder(), roots_, common->config.text_dim);
+      if (!resolved.ok()) return resolved.status();
+      text_encoder = *std::move(resolved);
+    } else if (!job.text_encoder().empty()) {
+      return Invalid("text_encoder", "given without a prompt to encode");
+    }
     v1::SampleCall call;
     call.set_job_id(job_id);
     *call.mutable_job() = std::move(job);
+    if (!text_encoder.empty()) call.add_text_encoder_files(text_encoder);
     for (const std::string& file : common->files) call.add_model_files(file);
     for (const std::string& file : *low_noise) call.add_low_noise_model_files(file);
     for (const std::string& file : *loras) call.add_lora_files(file);

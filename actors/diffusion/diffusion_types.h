@@ -31,7 +31,10 @@ struct SampleRequest {
   ModelRequest model;
   parallel::MeshShape mesh;
   std::string positive, negative;  // conditioning safetensors bytes
-  std::string latent;              // a .latent file's bytes, or empty
+  // Prompts to encode instead (empty: none): with `text_encoder_files`, the umT5 checkpoint.
+  std::string prompt, negative_prompt;
+  std::vector<std::string> text_encoder_files;
+  std::string latent;  // a .latent file's bytes, or empty
   int width = 0, height = 0, frames = 0;
   int steps = 20;
   double cfg = 5.0;

@@ -155,9 +155,16 @@ int WriteOutputs(client::JobClient& jobs, const std::string& job_id, std::string
 CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
   auto* sample = app.add_subcommand("sample", "sample a video or image on the cluster");
   AddModelFlags(*sample, flags);
-  sample->add_option("--cond", flags.cond, "positive conditioning (safetensors: text [L, 4096])")
-      ->required();
+  auto* cond = sample->add_option("--cond", flags.cond,
+                                  "positive conditioning (safetensors: text [L, 4096])");
+  auto* prompt = sample->add_option(
+      "--prompt", flags.prompt, "a prompt, encoded on the cluster (ComfyUI's (word:1.2) weights)");
+  cond->excludes(prompt);
   sample->add_option("--negative", flags.negative, "negative conditioning (needed when cfg != 1)");
+  sample->add_option("--negative-prompt", flags.negative_prompt,
+                     "with --prompt: the negative prompt (default: Wan's own)");
+  sample->add_option("--text-encoder", flags.text_encoder,
+                     "the umT5 file for --prompt (default: the one in a root's text_encoders/)");
   sample->add_option("--width", flags.width, "pixels")->capture_default_str();
   sample->add_option("--height", flags.height, "pixels")->capture_default_str();
   sample->add_option("--frames", flags.frames, "4k+1 frames")->capture_default_str();
@@ -209,9 +216,17 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
 
 int RunSample(const client::ClientOptions& options, const SampleFlags& flags) {
   v1::SampleJob job = ToJob(flags);
-  auto positive = ReadFile(flags.cond, "--cond");
-  if (!positive.ok()) return Fail(positive.status());
-  job.set_positive(*std::move(positive));
+  if (flags.cond.empty() && flags.prompt.empty()) {
+    return Fail(absl::InvalidArgumentError("--cond or --prompt is required"));
+  }
+  if (!flags.cond.empty()) {
+    auto positive = ReadFile(flags.cond, "--cond");
+    if (!positive.ok()) return Fail(positive.status());
+    job.set_positive(*std::move(positive));
+  }
+  job.set_prompt(flags.prompt);
+  if (flags.negative_prompt) job.set_negative_prompt(*flags.negative_prompt);
+  job.set_text_encoder(flags.text_encoder);
   if (!flags.negative.empty()) {
     auto negative = ReadFile(flags.negative, "--negative");
     if (!negative.ok()) return Fail(negative.status());

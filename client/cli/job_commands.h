@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@ namespace raylight::cli {
 
 struct SampleFlags {
   std::string model, cond, negative, latent;
+  std::string prompt, text_encoder;
+  std::optional<std::string> negative_prompt;
   int width = 832, height = 480, frames = 81;
   int steps = 20;
   double cfg = 5.0;

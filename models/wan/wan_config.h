@@ -9,6 +9,13 @@
 
 namespace raylight::models::wan {
 
+// Wan's own default negative prompt (wan/configs/shared_config.py sample_neg_prompt), used when
+// a job with a prompt gives none.
+inline constexpr char kWanDefaultNegativePrompt[] =
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
+    "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容"
+    "的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
+
 enum class WanFamily {
   kT2V,   // text to video (Wan 2.1 1.3B / 14B)
   kI2V,   // image to video: 36 input channels, CLIP-vision tokens through img_emb

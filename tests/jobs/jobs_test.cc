@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/sdk/job_client.h"
 #include "models/core/safetensors.h"
+#include "models/wan/wan_config.h"
 #include "runtime/common/gpu_info.h"
 #include "runtime/rpc/call_transport.h"
 #include "tests/util/cluster.h"
@@ -591,6 +592,86 @@ TEST_F(JobsTest, GgufJobsEqualTheDequantisedCheckpointOnEveryPlacement) {
 // Issue #23, item 10: job rows and results were kept forever. An ended job is forgotten once
 // its retention has passed (row, result file, request id); jobs not ended have no end time and
 // are never swept.
+// A prompt (issue #24): encoded on the workers by the one umT5 file in the root's ComfyUI folder
+// text_encoders/, the job equals the same job on the conditioning raylight-encode-text writes
+// (the prompt, and Wan's default negative prompt), the second time from the workers' cache of
+// encodings; an encoder that is not one, or a prompt beside `positive`, is refused naming the
+// field.
+TEST_F(JobsTest, APromptIsEncodedOnTheWorkersAsRaylightEncodeTextEncodesIt) {
+  if (kGpu) GTEST_SKIP() << "the encoder's width is the tiny preset's";
+  const std::string encoders = models_ + "/text_encoders";
+  fs::create_directories(encoders);
+  const std::string encoder = encoders + "/umt5_tiny.safetensors";
+  std::ofstream(dir_->path() + "/texts.json") << "[\"a fox\"]";
+  std::ofstream(dir_->path() + "/umt5.json")
+      << R"({"vocab": 300, "dim": 48, "heads": 4, "head_dim": 12, "ffn": 64, "layers": 2})";
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"tokenizer", "--out-dir=" + dir_->path(),
+                                 "--texts=" + dir_->path() + "/texts.json"},
+        std::vector<std::string>{"model", "--config=" + dir_->path() + "/umt5.json",
+                                 absl::StrCat("--seed=", seed_), "--spelling=hf",
+                                 "--spiece=" + dir_->path() + "/spiece.model", "--out=" + encoder,
+                                 "--expected=" + dir_->path() + "/umt5-expected.safetensors"}}) {
+    std::vector<std::string> argv = {RAYLIGHT_TEST_PYTHON, RAYLIGHT_UMT5_REFERENCE};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const absl::Status made =
+        RunToCompletion(argv, dir_->path() + "/umt5.log", std::chrono::seconds(300));
+    ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/umt5.log");
+  }
+  const std::string prompt = "a red fox runs in the (snow:1.2), cinematic";
+  for (auto [name, text] : {std::pair<std::string, std::string>{"prompt", prompt},
+                            {"default-negative", models::wan::kWanDefaultNegativePrompt}}) {
+    const absl::Status encoded =
+        RunToCompletion({kBin + "/raylight-encode-text", "--text-encoder=" + encoder,
+                         "--prompt=" + text, "--out=" + dir_->path() + "/" + name + ".safetensors"},
+                        dir_->path() + "/encode.log", std::chrono::seconds(120));
+    ASSERT_TRUE(encoded.ok()) << encoded
+                              << testing_util::ReadFileOrEmpty(dir_->path() + "/encode.log");
+  }
+  v1::SampleJob offline = Job();
+  offline.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/prompt.safetensors"));
+  offline.set_negative(
+      testing_util::ReadFileOrEmpty(dir_->path() + "/default-negative.safetensors"));
+  v1::JobInfo done = RunJob(offline);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const Latent reference = ReadLatent(ResultOf(done.job_id()).latent());
+
+  v1::SampleJob job = Job();
+  job.clear_positive();
+  job.clear_negative();
+  job.set_prompt(prompt);
+  for (int run = 0; run < 2; ++run) {
+    std::vector<v1::JobEvent> events;
+    done = RunJob(job, &events);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), reference);
+    int cached = 0;
+    for (const v1::JobEvent& event : events) {
+      v1::SampleProgress progress;
+      if (event.has_progress() && progress.ParseFromString(event.progress()) &&
+          progress.message().find("encoding was cached") != std::string::npos) {
+        ++cached;
+      }
+    }
+    EXPECT_EQ(cached, run == 0 ? 0 : 2) << "run " << run;  // the positive and the negative
+  }
+  // A different negative prompt is a different job.
+  job.set_negative_prompt("blurry");
+  done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED);
+  EXPECT_GT(MaxAbsDiff(ReadLatent(ResultOf(done.job_id()).latent()), reference), 1e-4);
+
+  job.set_text_encoder("tiny.safetensors");  // a DiT, not an encoder
+  auto refused = jobs_->SubmitSample(job);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("text_encoder"), std::string::npos) << refused.status();
+  job.clear_text_encoder();
+  job.set_positive(offline.positive());
+  refused = jobs_->SubmitSample(job);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("prompt"), std::string::npos) << refused.status();
+}
+
 class JobHistoryTest : public JobsTest {
  protected:
   void SetUp() override {

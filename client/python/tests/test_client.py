@@ -278,6 +278,20 @@ def test_latents_round_trip_as_comfyui_files() -> None:
         raylight.sample_job("m", {"text": torch.zeros(2, 4)}, noise_mask=mask)
 
 
+def test_prompts_travel_as_text() -> None:
+    job = raylight.sample_job("m", "a red fox", "blurry", text_encoder="umt5.safetensors")
+    assert (job.prompt, job.negative_prompt, job.text_encoder) == (
+        "a red fox",
+        "blurry",
+        "umt5.safetensors",
+    )
+    assert not job.positive and not job.negative
+    default_negative = raylight.sample_job("m", "a red fox")
+    assert not default_negative.HasField("negative_prompt")
+    mixed = raylight.sample_job("m", {"text": torch.zeros(2, 4)}, "blurry")
+    assert mixed.positive and not mixed.prompt and mixed.negative_prompt == "blurry"
+
+
 def test_errors_name_their_field() -> None:
     assert raylight.errors.field_of("steps: 0 is outside [1, 10000]") == "steps"
     assert raylight.errors.field_of("sigmas[1]: 0.9 does not descend") == "sigmas[1]"

@@ -160,9 +160,10 @@ def _default_token(token: str | None, token_file: str | os.PathLike[str] | None)
 
 def sample_job(
     model: str,
-    positive: Conditioning,
-    negative: Conditioning | None = None,
+    positive: Conditioning | str,
+    negative: Conditioning | str | None = None,
     *,
+    text_encoder: str = "",
     latent: torch.Tensor | None = None,
     noise_mask: torch.Tensor | None = None,
     width: int = 832,
@@ -200,7 +201,10 @@ def sample_job(
     width x height x frames. `noise_mask` is the LATENT's noise mask (1 where sampled, 0 where
     the latent is kept: inpainting, Wan 2.2 TI2V's start image). Conditioning is a dict of
     tensors or safetensors bytes. `loras`: (file under the model roots, strength) pairs merged
-    into the model at load, in order; `low_noise_loras` into the low-noise expert.
+    into the model at load, in order; `low_noise_loras` into the low-noise expert. A `str`
+    positive or negative is a prompt the cluster encodes (with `text_encoder`, a umT5 file under
+    the model roots; empty: the one in a root's text_encoders/); with a prompt and no negative,
+    Wan's default negative prompt is used.
     """
     if noise_mask is not None and latent is None:
         raise ValueError("noise_mask: given without a latent")
@@ -209,7 +213,6 @@ def sample_job(
         dtype=dtype,
         placement=placement,
         swap_budget=swap_budget,
-        positive=conditioning_to_bytes(positive),
         steps=steps,
         cfg=cfg,
         sampler=sampler,
@@ -227,8 +230,15 @@ def sample_job(
         cpu=cpu,
         mesh=diffusion_pb2.MeshSpec(dp=dp, cfg=cfg_parallel, ring=ring, ulysses=ulysses),
     )
-    if negative is not None:
+    if isinstance(positive, str):
+        job.prompt = positive
+    else:
+        job.positive = conditioning_to_bytes(positive)
+    if isinstance(negative, str):
+        job.negative_prompt = negative
+    elif negative is not None:
         job.negative = conditioning_to_bytes(negative)
+    job.text_encoder = text_encoder
     if latent is not None:
         job.latent = latent_to_bytes(latent, noise_mask)
     else:
