@@ -7,7 +7,9 @@
 # from .carry/ComfyUI-0.3.64.tar.gz (copy it from ../shared/third_party and carry it).
 #
 #   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
-#   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh)
+#   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
+#                                          ENCODER_BENCH=0: not), then a prompt job through a
+#                                          local cluster (prompt_job_gpu.sh)
 #   deploy/gpu/session.sh gguf             issue #25: the GGUF gpu tests (TESTS=regex, none),
 #                                          then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
 #   deploy/gpu/session.sh jobs             a 14B job end to end on 2 GPUs (job_bench), its anchors
@@ -81,9 +83,18 @@ case $WHAT in
     echo "ctest -L gpu exit $?"
     grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -60 ;;
   text)  # issue #24: umT5-XXL (bf16) against transformers on one prompt padded to 512 tokens
-    tests/bench/umt5_gpu.sh build-gpu "$OUT" >"$OUT/umt5.log" 2>&1
-    echo "umt5 exit $?"
-    tail -8 "$OUT/umt5.log" ;;
+    if [ "${ENCODER_BENCH:-1}" = 1 ]; then
+      tests/bench/umt5_gpu.sh build-gpu "$OUT" >"$OUT/umt5.log" 2>&1
+      echo "umt5 exit $?"
+      tail -8 "$OUT/umt5.log"
+    fi
+    # Then a prompt job through a local cluster (tests/bench/prompt_job_gpu.sh).
+    [ -f /tmp/raylight-umt5/umt5-xxl.safetensors ] ||
+      python3 tests/bench/umt5_anchor.py make --out /tmp/raylight-umt5
+    tests/bench/prompt_job_gpu.sh build-gpu "$(checkpoint wan2.1-t2v-1.3b)" \
+      /tmp/raylight-umt5/umt5-xxl.safetensors "$OUT" >"$OUT/prompt_job.log" 2>&1
+    echo "prompt job exit $?"
+    tail -8 "$OUT/prompt_job.log" ;;
   gguf)  # issue #25: the GGUF gpu tests, then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
     if [ "${TESTS:-}" != none ]; then
       (cd build-gpu && timeout "${TEST_TIMEOUT:-300}" ctest -L gpu -R "${TESTS:-Gguf}" -V) \
