@@ -33,6 +33,9 @@ find_path(RAYLIGHT_GLOO_INCLUDE_DIR gloo/context.h REQUIRED
           HINTS ${RAYLIGHT_PREFIX}/include /usr/include)
 message(STATUS "raylight: Gloo headers (declarations only) from ${RAYLIGHT_GLOO_INCLUDE_DIR}")
 
+# ---- libpng (previews, frames: models/core/png.cc) --------------------------------------------
+find_package(PNG REQUIRED)
+
 # ---- SentencePiece ---------------------------------------------------------------------------
 # The umT5 / T5 tokenizer (models/text/sentencepiece_shim.cc is the one file that includes it).
 find_path(RAYLIGHT_SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED
@@ -40,6 +43,15 @@ find_path(RAYLIGHT_SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED
 find_library(RAYLIGHT_SENTENCEPIECE_LIBRARY NAMES sentencepiece REQUIRED
              HINTS ${RAYLIGHT_PREFIX}/lib/x86_64-linux-gnu)
 message(STATUS "raylight: SentencePiece ${RAYLIGHT_SENTENCEPIECE_LIBRARY}")
+
+# ---- Video files ----------------------------------------------------------------------------
+# MP4 through FFmpeg's libraries, animated WebP through libwebp (models/media), from Debian.
+if(RAYLIGHT_WITH_MEDIA)
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(RAYLIGHT_LIBAV REQUIRED IMPORTED_TARGET libavcodec libavformat libswscale
+                    libavutil)
+  pkg_check_modules(RAYLIGHT_LIBWEBP REQUIRED IMPORTED_TARGET libwebp libwebpmux libwebpdemux)
+endif()
 
 # ---- CUDA + NCCL -----------------------------------------------------------------------------
 set(RAYLIGHT_HAVE_CUDA OFF)

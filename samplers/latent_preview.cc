@@ -4,8 +4,8 @@
 #include "runtime/common/status_macros.h"
 
 namespace raylight::samplers {
-absl::StatusOr<RgbImage> LatentToRgb(const at::Tensor& latent, const models::LatentFormat& format,
-                                     int64_t frame) {
+absl::StatusOr<models::RgbImage> LatentToRgb(const at::Tensor& latent,
+                                             const models::LatentFormat& format, int64_t frame) {
   at::Tensor x = latent.dim() == 5 ? latent[0] : latent;
   const int64_t channels = format.channels;
   if (x.dim() != 4 || x.size(0) != channels) {
@@ -24,7 +24,7 @@ absl::StatusOr<RgbImage> LatentToRgb(const at::Tensor& latent, const models::Lat
                                at::kFloat)) +
       at::from_blob(const_cast<float*>(format.rgb_bias.data()), {3}, at::kFloat);
   pixels = ((pixels + 1) * 0.5).clamp(0, 1).mul(255).to(at::kByte).contiguous();  // truncates
-  RgbImage image;
+  models::RgbImage image;
   image.height = static_cast<int>(pixels.size(0));
   image.width = static_cast<int>(pixels.size(1));
   image.pixels.assign(pixels.data_ptr<uint8_t>(), pixels.data_ptr<uint8_t>() + pixels.numel());
@@ -33,8 +33,8 @@ absl::StatusOr<RgbImage> LatentToRgb(const at::Tensor& latent, const models::Lat
 
 absl::StatusOr<std::string> LatentPreviewPng(const at::Tensor& latent,
                                              const models::LatentFormat& format, int64_t frame) {
-  RL_ASSIGN_OR_RETURN(RgbImage image, LatentToRgb(latent, format, frame));
-  return EncodePng(image);
+  RL_ASSIGN_OR_RETURN(models::RgbImage image, LatentToRgb(latent, format, frame));
+  return models::EncodePng(image);
 }
 
 }  // namespace raylight::samplers

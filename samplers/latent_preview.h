@@ -10,14 +10,14 @@
 
 #include "absl/status/statusor.h"
 #include "models/core/latent_format.h"
-#include "samplers/png.h"
+#include "models/core/png.h"
 
 namespace raylight::samplers {
 
 // latent: [B, C, T, H, W] or [C, T, H, W] in the model's space (what a sampler's denoised
 // estimate is). Renders batch item 0, frame `frame`.
-absl::StatusOr<RgbImage> LatentToRgb(const at::Tensor& latent, const models::LatentFormat& format,
-                                     int64_t frame = 0);
+absl::StatusOr<models::RgbImage> LatentToRgb(const at::Tensor& latent,
+                                             const models::LatentFormat& format, int64_t frame = 0);
 
 // LatentToRgb then EncodePng.
 absl::StatusOr<std::string> LatentPreviewPng(const at::Tensor& latent,

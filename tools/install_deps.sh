@@ -15,6 +15,7 @@ PACKAGES=(
   libboost-dev libboost-system-dev libsqlite3-dev libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev libgloo-dev libpng-dev
   libsentencepiece-dev  # the umT5 tokenizer (models/text/sentencepiece_shim.cc)
+  libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libwebp-dev  # video files
   libssl-dev  # a cluster's TLS certificates (runtime/rpc/certificates.cc)
   iproute2  # the multi-machine test puts head and nodes in network namespaces
   clang libclang-rt-14-dev  # libFuzzer for the safetensors parser (tests/fuzz)

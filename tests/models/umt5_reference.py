@@ -26,14 +26,12 @@ import argparse
 import io
 import json
 import os
-import shutil
 import sys
-import tarfile
-import tempfile
 from typing import Any
 
 import sentencepiece as spm
 import torch
+from comfyui_tree import unpack_comfyui
 from safetensors.torch import load_file, save_file
 
 WORDS = (
@@ -167,20 +165,7 @@ def make_model(args: argparse.Namespace) -> None:
 
 
 def comfy_modules(tarball: str, workdir: str) -> tuple[Any, Any, Any]:
-    with tarfile.open(tarball) as tar:
-        top = tar.getnames()[0].split("/")[0]
-        if not os.path.isdir(os.path.join(workdir, top)):
-            # Unpacked beside, then renamed into place: tests running at once never see a
-            # half-unpacked tree (the loser of the race drops its copy).
-            os.makedirs(workdir, exist_ok=True)
-            staging = tempfile.mkdtemp(dir=workdir)
-            tar.extractall(staging, filter="data")
-            try:
-                os.rename(os.path.join(staging, top), os.path.join(workdir, top))
-            except OSError:
-                pass
-            shutil.rmtree(staging, ignore_errors=True)
-    sys.path.insert(0, os.path.join(workdir, top))
+    unpack_comfyui(tarball, workdir)
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True

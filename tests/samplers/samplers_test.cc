@@ -7,13 +7,13 @@
 #include <map>
 #include <random>
 
+#include "models/core/png.h"
 #include "models/core/safetensors_tensors.h"
 #include "samplers/denoise_mask.h"
 #include "samplers/k_samplers.h"
 #include "samplers/ksampler.h"
 #include "samplers/latent_file.h"
 #include "samplers/latent_preview.h"
-#include "samplers/png.h"
 #include "samplers/schedulers.h"
 #include "samplers/uni_pc.h"
 #include "tests/util/run_command.h"
@@ -581,7 +581,7 @@ TEST(ProgressTest, EveryStepReportsAndPreviewsComeEveryNSteps) {
                        EXPECT_EQ(info.total, 7);
                        if (info.preview_png == nullptr) return;
                        previewed.push_back(info.step);
-                       auto image = DecodePng(*info.preview_png);
+                       auto image = models::DecodePng(*info.preview_png);
                        ASSERT_TRUE(image.ok()) << image.status();
                        EXPECT_EQ(image->width, width);
                        EXPECT_EQ(image->height, height);
@@ -617,9 +617,9 @@ TEST(PreviewTest, ProjectionIsComfyUisLinearMap) {
   // A random 48-channel latent through PNG and back is unchanged; bad shapes are named.
   auto wan22 = LatentToRgb(at::randn({1, 48, 3, 5, 7}), models::Wan22LatentFormat(), 2);
   ASSERT_TRUE(wan22.ok());
-  auto png = EncodePng(*wan22);
+  auto png = models::EncodePng(*wan22);
   ASSERT_TRUE(png.ok());
-  EXPECT_EQ(DecodePng(*png)->pixels, wan22->pixels);
+  EXPECT_EQ(models::DecodePng(*png)->pixels, wan22->pixels);
   EXPECT_NE(LatentToRgb(at::randn({16, 1, 4, 4}), models::Wan22LatentFormat())
                 .status()
                 .message()
@@ -632,7 +632,7 @@ TEST(PreviewTest, ProjectionIsComfyUisLinearMap) {
             std::string::npos);
   EXPECT_FALSE(models::LatentFormatForChannels(4).ok());
   EXPECT_EQ(*models::LatentFormatForChannels(48), &models::Wan22LatentFormat());
-  EXPECT_FALSE(DecodePng("not a png").ok());
+  EXPECT_FALSE(models::DecodePng("not a png").ok());
 }
 
 TEST(NoiseTest, StepNoiseOnTheCpuIsSeededWithSeedPlusOne) {

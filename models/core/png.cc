@@ -1,4 +1,4 @@
-#include "samplers/png.h"
+#include "models/core/png.h"
 
 #include <png.h>
 
@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace raylight::samplers {
+namespace raylight::models {
 namespace {
 
 // libpng reports errors through longjmp by default; its simplified API (png_image_*) returns a
@@ -60,4 +60,4 @@ absl::StatusOr<RgbImage> DecodePng(const std::string& bytes) {
   return image;
 }
 
-}  // namespace raylight::samplers
+}  // namespace raylight::models

@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace raylight::samplers {
+namespace raylight::models {
 
 struct RgbImage {
   int width = 0;
@@ -19,4 +19,4 @@ struct RgbImage {
 absl::StatusOr<std::string> EncodePng(const RgbImage& image);
 absl::StatusOr<RgbImage> DecodePng(const std::string& png);
 
-}  // namespace raylight::samplers
+}  // namespace raylight::models
