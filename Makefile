@@ -27,10 +27,11 @@ build: configure
 test: build
 	cd $(BUILD) && ctest -LE gpu --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-# The main job (tools/demo.sh): a local cluster up, a tiny Wan checkpoint and prompt embeddings, a
-# 2-rank Ulysses sampling job through the head with a progress bar, its outputs, the cluster down.
+# The main job (tools/demo.sh): a local cluster up, a tiny Wan checkpoint and umT5 encoder, a
+# 2-rank Ulysses sampling job from a prompt through the head with a progress bar, its outputs,
+# the cluster down.
 demo: build
-	BUILD=$(BUILD) tools/demo.sh
+	BUILD=$(BUILD) PYTHON=$(PYTHON) tools/demo.sh
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')
