@@ -584,16 +584,46 @@ class DiffusionEngine::Impl {
       if (latent.dim() == 5) return config.Tokens(latent.size(2), latent.size(3), latent.size(4));
       return PixelTokens(config, request.frames, request.height, request.width);
     };
-    // Prompts are encoded before the model loads: the encoder is dropped first if the model
-    // needs its memory.
+    // Prompts are encoded before the model loads (the encoder is dropped first if the model
+    // needs its memory), by rank 0 alone: the others receive the encoding, so a group holds one
+    // encoder, not one per GPU.
     at::Tensor prompt_text, negative_prompt_text;
     auto encode = [&](const std::string& text, const char* what) -> absl::StatusOr<at::Tensor> {
-      auto encoded = prompts_->Encode(request.text_encoder_files, text);
-      if (!encoded.ok()) return encoded.status();
-      note(encoded->cached ? absl::StrCat("the ", what, " prompt's encoding was cached")
-                           : absl::StrCat("encoded the ", what, " prompt (", encoded->text.size(1),
-                                          " tokens) in ", encoded->seconds, " s"));
-      return encoded->text;
+      absl::StatusOr<PromptEncoder::Encoded> encoded =
+          absl::FailedPreconditionError("rank 0 could not encode the prompt");
+      if (group.rank == 0) {
+        encoded = prompts_->Encode(request.text_encoder_files, text);
+        if (encoded.ok()) {
+          note(encoded->cached
+                   ? absl::StrCat("the ", what, " prompt's encoding was cached")
+                   : absl::StrCat("encoded the ", what, " prompt (", encoded->text.size(1),
+                                  " tokens) in ", encoded->seconds, " s"));
+        }
+      }
+      if (group.size == 1) {
+        if (!encoded.ok()) return encoded.status();
+        return encoded->text;
+      }
+      auto membership = MembershipOf(group);
+      if (!membership.ok()) return membership.status();
+      comm::Communicator& world = *(*membership)->world;
+      // Whether it worked and its shape first, so that every rank fails together or receives.
+      at::Tensor header = at::zeros({3}, at::TensorOptions().dtype(at::kLong).device(device_));
+      if (encoded.ok()) {
+        header.copy_(at::tensor({int64_t{1}, encoded->text.size(1), encoded->text.size(2)}));
+      }
+      if (auto sent = world.Broadcast(header, 0); !sent.ok()) return sent;
+      const at::Tensor shape = header.cpu();
+      if (shape[0].item<int64_t>() == 0) {
+        if (!encoded.ok()) return encoded.status();
+        return absl::InternalError("rank 0 could not encode the prompt");
+      }
+      at::Tensor values = group.rank == 0
+                              ? encoded->text.to(device_)
+                              : at::empty({1, shape[1].item<int64_t>(), shape[2].item<int64_t>()},
+                                          at::TensorOptions().dtype(at::kFloat).device(device_));
+      if (auto sent = world.Broadcast(values, 0); !sent.ok()) return sent;
+      return values.cpu();
     };
     if (!request.prompt.empty()) {
       auto text = encode(request.prompt, "positive");

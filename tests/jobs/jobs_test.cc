@@ -640,20 +640,25 @@ TEST_F(JobsTest, APromptIsEncodedOnTheWorkersAsRaylightEncodeTextEncodesIt) {
   job.clear_positive();
   job.clear_negative();
   job.set_prompt(prompt);
-  for (int run = 0; run < 2; ++run) {
+  // One rank, the second time from its cache; then a 2-rank group (Ulysses 2), whose rank 0
+  // encodes (its actor is the group's own, with a cache of its own) and sends the encodings to
+  // the other rank: one message per prompt, and the same latent.
+  for (int run = 0; run < 3; ++run) {
     std::vector<v1::JobEvent> events;
-    done = RunJob(job, &events);
+    v1::SampleJob this_run = job;
+    if (run == 2) this_run.mutable_mesh()->set_ulysses(2);
+    done = RunJob(this_run, &events);
     ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
     ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), reference);
-    int cached = 0;
+    int cached = 0, encoded = 0;
     for (const v1::JobEvent& event : events) {
       v1::SampleProgress progress;
-      if (event.has_progress() && progress.ParseFromString(event.progress()) &&
-          progress.message().find("encoding was cached") != std::string::npos) {
-        ++cached;
-      }
+      if (!event.has_progress() || !progress.ParseFromString(event.progress())) continue;
+      if (progress.message().find("encoding was cached") != std::string::npos) ++cached;
+      if (progress.message().find("encoded the") != std::string::npos) ++encoded;
     }
-    EXPECT_EQ(cached, run == 0 ? 0 : 2) << "run " << run;  // the positive and the negative
+    EXPECT_EQ(cached + encoded, 2) << "run " << run;  // the positive and the negative
+    if (run < 2) EXPECT_EQ(cached, run == 0 ? 0 : 2) << "run " << run;
   }
   // A different negative prompt is a different job.
   job.set_negative_prompt("blurry");
