@@ -50,8 +50,12 @@ absl::StatusOr<std::string> ResolveTextEncoder(const std::string& field, const s
       looked.push_back(folder.string());
       std::error_code error;
       for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
-        if (entry.path().extension() == ".safetensors" && Umt5Of(entry.path().string()).ok()) {
-          found.push_back(entry.path().string());
+        if (entry.path().extension() != ".safetensors") continue;
+        // Through ResolveModel, as a named encoder: a regular file inside this root after
+        // symlinks, checked before anything opens it (a FIFO would block the head).
+        auto files = ResolveModel("text_encoders/" + entry.path().filename().string(), {root});
+        if (files.ok() && files->size() == 1 && Umt5Of(files->front()).ok()) {
+          found.push_back(files->front());
         }
       }
     }

@@ -602,6 +602,8 @@ TEST_F(JobsTest, APromptIsEncodedOnTheWorkersAsRaylightEncodeTextEncodesIt) {
   const std::string encoders = models_ + "/text_encoders";
   fs::create_directories(encoders);
   const std::string encoder = encoders + "/umt5_tiny.safetensors";
+  // A FIFO beside it: the search must pass it by without opening it (issue #23, item 9).
+  ASSERT_EQ(mkfifo((encoders + "/fifo.safetensors").c_str(), 0600), 0);
   std::ofstream(dir_->path() + "/texts.json") << "[\"a fox\"]";
   std::ofstream(dir_->path() + "/umt5.json")
       << R"({"vocab": 300, "dim": 48, "heads": 4, "head_dim": 12, "ffn": 64, "layers": 2})";
