@@ -1,8 +1,8 @@
 #include "actors/diffusion/text_encoder_files.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <map>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -35,6 +35,7 @@ absl::StatusOr<std::string> ResolveTextEncoder(const std::string& field, const s
                                                const std::vector<std::string>& roots,
                                                int64_t text_dim) {
   std::string path;
+  absl::StatusOr<models::text::Umt5Config> config;
   if (!name.empty()) {
     auto files = ResolveModel(name, roots);
     if (!files.ok()) return Invalid(field, std::string(files.status().message()));
@@ -42,8 +43,13 @@ absl::StatusOr<std::string> ResolveTextEncoder(const std::string& field, const s
       return Invalid(field, absl::StrCat("'", name, "' is a directory; an encoder is one file"));
     }
     path = files->front();
+    config = Umt5Of(path);
+    if (!config.ok()) {
+      return Invalid(field,
+                     absl::StrCat(path, " is not a umT5 encoder: ", config.status().message()));
+    }
   } else {
-    std::vector<std::string> found;
+    std::map<std::string, models::text::Umt5Config> found;  // by path: sorted
     std::vector<std::string> looked;
     for (const std::string& root : roots) {
       const std::filesystem::path folder = std::filesystem::path(root) / "text_encoders";
@@ -54,32 +60,25 @@ absl::StatusOr<std::string> ResolveTextEncoder(const std::string& field, const s
         // Through ResolveModel, as a named encoder: a regular file inside this root after
         // symlinks, checked before anything opens it (a FIFO would block the head).
         auto files = ResolveModel("text_encoders/" + entry.path().filename().string(), {root});
-        if (files.ok() && files->size() == 1 && Umt5Of(files->front()).ok()) {
-          found.push_back(files->front());
-        }
+        if (!files.ok() || files->size() != 1) continue;
+        if (auto umt5 = Umt5Of(files->front()); umt5.ok()) found.emplace(files->front(), *umt5);
       }
     }
-    std::sort(found.begin(), found.end());
     if (found.empty()) {
       return Invalid(field,
                      absl::StrCat("none given, and no umT5 file in ", absl::StrJoin(looked, ", ")));
     }
     if (found.size() > 1) {
+      std::vector<std::string> paths;
+      for (const auto& [candidate, unused] : found) paths.push_back(candidate);
       return Invalid(field, absl::StrCat("none given, and several umT5 files to choose from (",
-                                         absl::StrJoin(found, ", "), "): name one"));
+                                         absl::StrJoin(paths, ", "), "): name one"));
     }
-    path = found.front();
-  }
-  auto config = Umt5Of(path);
-  if (!config.ok()) {
-    return Invalid(field,
-                   absl::StrCat(path, " is not a umT5 encoder: ", config.status().message()));
+    std::tie(path, config) = *found.begin();
   }
   if (config->dim != text_dim) {
     return Invalid(field, absl::StrCat(path, " encodes ", config->dim,
-                                       "-wide tokens; the model "
-                                       "takes ",
-                                       text_dim));
+                                       "-wide tokens; the model takes ", text_dim));
   }
   return path;
 }

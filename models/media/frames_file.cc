@@ -1,37 +1,16 @@
 #include "models/media/frames_file.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/core/gguf_blocks.h"  // the exact half and bfloat16 decoders
 #include "models/core/safetensors.h"
 
 namespace raylight::models::media {
 namespace {
-
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16;
-  uint32_t exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
-  uint32_t bits;
-  if (exponent == 0x1F) {
-    bits = sign | 0x7F800000u | (mantissa << 13);
-  } else if (exponent != 0) {
-    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  } else if (mantissa == 0) {
-    bits = sign;
-  } else {  // subnormal: normalise
-    exponent = 113;
-    while ((mantissa & 0x400) == 0) {
-      mantissa <<= 1;
-      --exponent;
-    }
-    bits = sign | (exponent << 23) | ((mantissa & 0x3FF) << 13);
-  }
-  return std::bit_cast<float>(bits);
-}
 
 uint8_t ToByte(float value) {
   // ComfyUI: np.clip(255. * i, 0, 255).astype(np.uint8); NaN becomes 0.
@@ -77,11 +56,10 @@ absl::StatusOr<VideoFrames> ReadFramesFile(const std::string& path, double fps) 
     case StDtype::kF16:
     case StDtype::kBF16:
       for (size_t i = 0; i < n; ++i) {
-        uint16_t half;
-        std::memcpy(&half, bytes.data() + 2 * i, 2);
-        frames.rgb[i] = ToByte(info->dtype == StDtype::kF16
-                                   ? HalfToFloat(half)
-                                   : std::bit_cast<float>(static_cast<uint32_t>(half) << 16));
+        const uint16_t half =
+            gguf_blocks::Load16(reinterpret_cast<const uint8_t*>(bytes.data()) + 2 * i);
+        frames.rgb[i] = ToByte(info->dtype == StDtype::kF16 ? gguf_blocks::HalfToFloat(half)
+                                                            : gguf_blocks::BF16ToFloat(half));
       }
       break;
     default:

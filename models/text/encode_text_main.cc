@@ -11,6 +11,7 @@
 #include "models/text/prompt_weights.h"
 #include "models/text/umt5_encoder.h"
 #include "models/wan/wan_conditioning.h"
+#include "models/wan/wan_config.h"
 
 namespace {
 
@@ -27,7 +28,13 @@ int main(int argc, char** argv) {
   std::string tokenizer, prompt, out, device = "cpu", dtype = "fp32", clean = "wan";
   app.add_option("--text-encoder", files, "umT5 safetensors file(s)")->required();
   app.add_option("--tokenizer", tokenizer, "spiece.model (default: the file's own, or beside it)");
-  app.add_option("--prompt", prompt, "the prompt (ComfyUI's (word:1.2) weights apply)")->required();
+  bool wan_negative = false;
+  auto* prompt_option =
+      app.add_option("--prompt", prompt, "the prompt (ComfyUI's (word:1.2) weights apply)");
+  auto* negative_option = app.add_flag("--wan-default-negative", wan_negative,
+                                       "encode Wan's default negative prompt (what a job with a "
+                                       "prompt and no negative_prompt uses)");
+  prompt_option->excludes(negative_option);
   app.add_option("--clean", clean, "wan: Wan's whitespace and HTML clean-up first; none: as typed")
       ->check(CLI::IsMember({"wan", "none"}));
   app.add_option("--device", device, "cpu, cuda, cuda:N");
@@ -37,6 +44,10 @@ int main(int argc, char** argv) {
   app.add_option("--runs", runs, "encode this many times; print the median encode time as JSON")
       ->check(CLI::Range(1, 1000));
   CLI11_PARSE(app, argc, argv);
+  if (prompt_option->count() == 0 && !wan_negative) {
+    std::cerr << "--prompt or --wan-default-negative is required\n";
+    return 2;
+  }
 
   text::Umt5LoadOptions options;
   try {
@@ -54,6 +65,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double load_seconds = SecondsSince(start);
+  if (wan_negative) prompt = wan::kWanDefaultNegativePrompt;
   const std::string text = clean == "wan" ? text::CleanPromptLikeWan(prompt) : prompt;
   absl::StatusOr<at::Tensor> cond;
   std::vector<double> encode_ms;

@@ -12,21 +12,20 @@
 namespace raylight::models::text {
 namespace {
 
-// The tokenizer: an explicit spiece.model, else the `spiece_model` tensor of one of the files
-// (ComfyUI's umT5 files carry it), else a spiece.model beside the first file.
+// The tokenizer: an explicit spiece.model, else the `spiece_model` tensor of one of the opened
+// checkpoint's files (ComfyUI's umT5 files carry it), else a spiece.model beside the first file.
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> FindTokenizer(
-    const std::vector<std::string>& paths, const std::string& explicit_path) {
+    const std::vector<std::string>& paths, const Checkpoint& checkpoint,
+    const std::string& explicit_path) {
   if (!explicit_path.empty()) return SentencePieceTokenizer::FromFile(explicit_path);
-  for (const std::string& path : paths) {
-    auto file = SafetensorsFile::Open(path);
-    if (!file.ok()) continue;  // a GGUF or unreadable file: OpenCheckpoint reports it
-    if (const StTensorInfo* info = (*file)->header().Find("spiece_model")) {
+  for (const std::shared_ptr<SafetensorsFile>& file : checkpoint.files) {
+    if (const StTensorInfo* info = file->header().Find("spiece_model")) {
       if (info->dtype != StDtype::kU8 && info->dtype != StDtype::kI8) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(path, ": spiece_model is ", StDtypeName(info->dtype), ", not bytes"));
+        return absl::InvalidArgumentError(absl::StrCat(file->path(), ": spiece_model is ",
+                                                       StDtypeName(info->dtype), ", not bytes"));
       }
-      return SentencePieceTokenizer::FromSerialized((*file)->Bytes(*info),
-                                                    absl::StrCat(path, ":spiece_model"));
+      return SentencePieceTokenizer::FromSerialized(file->Bytes(*info),
+                                                    absl::StrCat(file->path(), ":spiece_model"));
     }
   }
   const std::filesystem::path beside =
@@ -83,7 +82,7 @@ absl::StatusOr<std::unique_ptr<Umt5Encoder>> Umt5Encoder::Load(
         absl::StrCat(paths.front(), ": not a umT5 encoder: ", config.status().message()));
   }
   if (auto checked = CheckWeights(*checkpoint, *config); !checked.ok()) return checked;
-  auto tokenizer = FindTokenizer(paths, options.tokenizer_path);
+  auto tokenizer = FindTokenizer(paths, *checkpoint, options.tokenizer_path);
   if (!tokenizer.ok()) return tokenizer.status();
   if ((*tokenizer)->vocab_size() > config->vocab) {
     return absl::InvalidArgumentError(

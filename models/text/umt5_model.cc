@@ -85,8 +85,13 @@ absl::StatusOr<at::Tensor> Umt5Forward(WeightProvider& weights, const Umt5Config
     const at::Device device = weights.device();
     const at::Tensor tokens = ids.to(device, at::kLong);
     const at::Tensor& embedding = weights.globals().Get("token_embedding.weight");
-    if (tokens.numel() > 0 &&
-        (tokens.min().item<int64_t>() < 0 || tokens.max().item<int64_t>() >= embedding.size(0))) {
+    // The id range in one read back from the device.
+    at::Tensor range = at::zeros({2}, at::kLong);
+    if (tokens.numel() > 0) {
+      const auto [low, high] = at::aminmax(tokens);
+      range = at::stack({low, high}).cpu();
+    }
+    if (range[0].item<int64_t>() < 0 || range[1].item<int64_t>() >= embedding.size(0)) {
       return absl::InvalidArgumentError(
           absl::StrCat("umT5: token ids outside the vocabulary of ", embedding.size(0)));
     }

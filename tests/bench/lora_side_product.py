@@ -90,30 +90,24 @@ def main() -> None:
             totals[name] += time_ms(fn)
         del linear
     step = {name: ms * 40 * 2 for name, ms in totals.items()}
-    anchor = "plain GEMMs after a bf16 dequantisation, ms per step"
+    anchors = {
+        "plain": "plain GEMMs after a bf16 dequantisation, ms per step",
+        "merge": "merge per block, ms per step",
+    }
     tag = f"wan14b_832x480x81_lora{args.rank}"
     results = [
         dict(
-            name=f"{tag}_merge_over_plain",
-            value=step["merge"] / step["plain"],
+            name=f"{tag}_{label}_over_{base}",
+            value=step[ours] / step[base],
             unit="ratio",
-            anchor=anchor,
-            anchor_value=step["plain"],
-        ),
-        dict(
-            name=f"{tag}_side_product_over_plain",
-            value=step["side"] / step["plain"],
-            unit="ratio",
-            anchor=anchor,
-            anchor_value=step["plain"],
-        ),
-        dict(
-            name=f"{tag}_side_product_over_merge",
-            value=step["side"] / step["merge"],
-            unit="ratio",
-            anchor="merge per block, ms per step",
-            anchor_value=step["merge"],
-        ),
+            anchor=anchors[base],
+            anchor_value=step[base],
+        )
+        for label, ours, base in (
+            ("merge", "merge", "plain"),
+            ("side_product", "side", "plain"),
+            ("side_product", "side", "merge"),
+        )
     ]
     print(json.dumps({"results": results, "ms_per_step": step}))
 

@@ -36,14 +36,7 @@ run first --prompt "$PROMPT"
 run cached --prompt "$PROMPT"
 "$BIN/raylight-encode-text" --text-encoder "$UMT5" --prompt "$PROMPT" --device cuda \
   --dtype bf16 --out "$WORK/positive.safetensors" >"$OUT/encode.log"
-NEGATIVE=$(python3 - <<'PY'
-import re
-text = open("models/wan/wan_config.h", encoding="utf-8").read()
-body = text[text.index("kWanDefaultNegativePrompt[] ="):text.index(";", text.index("kWanDefaultNegativePrompt[] ="))]
-print("".join(re.findall(r'"([^"]*)"', body)))
-PY
-)
-"$BIN/raylight-encode-text" --text-encoder "$UMT5" --prompt "$NEGATIVE" --device cuda \
+"$BIN/raylight-encode-text" --text-encoder "$UMT5" --wan-default-negative --device cuda \
   --dtype bf16 --out "$WORK/negative.safetensors" >>"$OUT/encode.log"
 run conditioned --cond "$WORK/positive.safetensors" --negative "$WORK/negative.safetensors"
 grep -h "prompt" "$WORK/state/logs/"worker-*.log | tail -4 >"$OUT/prompt_messages.log" || true

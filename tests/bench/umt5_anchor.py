@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """umT5-XXL on one GPU (issue #24's row): writes a random umT5-XXL checkpoint with ComfyUI's names
-(bf16, a small SentencePiece model trained here stored inside as `spiece_model`), then times
+(bf16, the tests' small SentencePiece model stored inside as `spiece_model`), then times
 transformers' UMT5EncoderModel (bf16, sdpa) on the prompt as ComfyUI hands it to the encoder
 (its tokens, EOS, padding to 512, the mask), and checks Raylight's conditioning file against it.
 
@@ -11,56 +11,38 @@ transformers' UMT5EncoderModel (bf16, sdpa) on the prompt as ComfyUI hands it to
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
+import sys
 
 import sentencepiece as spm
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import UMT5Config, UMT5EncoderModel
+from transformers import UMT5EncoderModel
 
-CONFIG = dict(
-    vocab_size=256384,
-    d_model=4096,
-    d_kv=64,
-    d_ff=10240,
-    num_layers=24,
-    num_heads=64,
-    feed_forward_proj="gated-gelu",
-    dropout_rate=0.0,
-)
-WORDS = "a red fox runs in the snow under a pale winter sky cinematic slow motion wide shot".split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
+from umt5_reference import hf_config, train_spiece  # noqa: E402
+
+# umT5-XXL's sizes, in the tests' config form (umt5_reference.hf_config).
+XXL = {"vocab": 256384, "dim": 4096, "heads": 64, "head_dim": 64, "ffn": 10240, "layers": 24}
 
 
 def make(out: str) -> None:
     os.makedirs(out, exist_ok=True)
     with torch.device("cuda"):
         torch.manual_seed(0)
-        model = UMT5EncoderModel(UMT5Config(**CONFIG)).to(torch.bfloat16)
+        model = UMT5EncoderModel(hf_config(XXL)).to(torch.bfloat16)  # type: ignore[arg-type]
     state = {
         k: v.contiguous().cpu()
         for k, v in model.state_dict().items()
         if k != "encoder.embed_tokens.weight"
     }
-    sentences = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(9)) for i in range(200)]
-    tokenizer = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=tokenizer,
-        vocab_size=64,
-        hard_vocab_limit=False,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        minloglevel=2,
-    )
-    state["spiece_model"] = torch.frombuffer(bytearray(tokenizer.getvalue()), dtype=torch.uint8)
+    tokenizer = train_spiece()  # the tests' tokenizer (tests/models/umt5_reference.py)
+    state["spiece_model"] = torch.frombuffer(bytearray(tokenizer), dtype=torch.uint8)
     save_file(state, os.path.join(out, "umt5-xxl.safetensors"))
     with open(os.path.join(out, "spiece.model"), "wb") as f:
-        f.write(tokenizer.getvalue())
+        f.write(tokenizer)
 
 
 def time_forward(directory: str, prompt: str, ours: str) -> None:
@@ -68,9 +50,9 @@ def time_forward(directory: str, prompt: str, ours: str) -> None:
     state.pop("spiece_model")
     state["encoder.embed_tokens.weight"] = state["shared.weight"]
     with torch.device("meta"):
-        model = UMT5EncoderModel(UMT5Config(**CONFIG))
+        model = UMT5EncoderModel(hf_config(XXL))
     model.load_state_dict(state, assign=True)
-    model = model.to("cuda").eval()
+    model = model.to("cuda").eval()  # type: ignore[arg-type]
     processor = spm.SentencePieceProcessor(model_file=os.path.join(directory, "spiece.model"))
     ids = processor.encode(prompt) + [1]
     attended = len(ids)
@@ -82,8 +64,8 @@ def time_forward(directory: str, prompt: str, ours: str) -> None:
     with torch.no_grad():
         for _ in range(23):
             torch.cuda.synchronize()
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
+            start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
             start.record()
             hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             end.record()

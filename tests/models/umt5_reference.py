@@ -42,7 +42,9 @@ WORDS = (
 CJK = "一只红色的狐狸在雪中奔跑，天空很蓝。色调艳丽，过曝，静态，细节模糊不清！（慢动作）"
 
 
-def train_tokenizer(out_dir: str, texts_path: str) -> None:
+def train_spiece() -> bytes:
+    """A small SentencePiece model with T5's id layout (pad 0, EOS 1, unk 2, no BOS), trained on a
+    corpus of English words, CJK and full-width punctuation; its serialized bytes."""
     generator = torch.Generator().manual_seed(0)
     sentences = []
     for _ in range(400):
@@ -64,9 +66,13 @@ def train_tokenizer(out_dir: str, texts_path: str) -> None:
         bos_id=-1,
         minloglevel=2,
     )
+    return model.getvalue()
+
+
+def train_tokenizer(out_dir: str, texts_path: str) -> None:
     path = os.path.join(out_dir, "spiece.model")
     with open(path, "wb") as f:
-        f.write(model.getvalue())
+        f.write(train_spiece())
     processor = spm.SentencePieceProcessor(model_file=path)
     with open(texts_path) as f:
         texts = json.load(f)
