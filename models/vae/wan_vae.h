@@ -1,0 +1,73 @@
+// The Wan VAE (2.1 and 2.2), encoder and decoder, as functions over named weights (internal
+// names of wan_vae_keys.h), numerically the official code's, ComfyUI's and diffusers'
+// AutoencoderKLWan's:
+//   - decode runs one latent frame at a time (the first makes one frame, each later one
+//     temporal_factor frames) with each causal convolution's last two input frames cached, so
+//     memory does not grow with the frame count, and hands each chunk of frames to a sink as it
+//     is made (streaming to host memory or a file);
+//   - encode runs chunks of 1, 4, 4, ... frames the same way and returns the posterior's mean;
+//   - over a group (RowBands::Split), each rank decodes a band of rows, exchanging one halo row
+//     per 3x3 convolution with its neighbours and every row's keys and values for the middle
+//     attention: the result is the single-process decode's (no blended tiles), gathered on rank 0.
+// Latents are the VAE's own (ComfyUI's LATENT), not the diffusion model's normalised space;
+// pixels are in [-1, 1], [B, 3, frames, height, width].
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "models/vae/row_bands.h"
+#include "models/vae/wan_vae_config.h"
+
+namespace raylight::models::vae {
+
+struct WanVaeOptions {
+  at::Device device = at::kCPU;
+  // bf16 and fp16 run the convolutions in that dtype and the norms in float32, as diffusers
+  // does; the output frames are float32 either way.
+  at::ScalarType dtype = at::kFloat;
+};
+
+class WanVae {
+ public:
+  // Frames as they are made: [B, 3, n, H, W] float32 in [-1, 1] on the VAE's device.
+  using FrameSink = std::function<absl::Status(const at::Tensor& frames)>;
+
+  // Reads safetensors files in either spelling; the config is detected from the weights.
+  static absl::StatusOr<std::unique_ptr<WanVae>> Load(const std::vector<std::string>& paths,
+                                                      const WanVaeOptions& options);
+  // From tensors by internal name (any device and dtype; moved to the options').
+  static absl::StatusOr<std::unique_ptr<WanVae>> FromWeights(
+      const WanVaeConfig& config, const std::map<std::string, at::Tensor>& weights,
+      const WanVaeOptions& options);
+
+  const WanVaeConfig& config() const { return config_; }
+  const WanVaeOptions& options() const { return options_; }
+  int64_t bytes() const;
+
+  // latent [B, z_dim, T, h, w] (or without B). One process when `bands` is the default; over a
+  // group every rank passes the same whole latent and the sink is called on rank 0 only.
+  absl::Status Decode(const at::Tensor& latent, const RowBands& bands, const FrameSink& sink) const;
+  // Every frame at once: [B, 3, 1 + 4 (T - 1), 8h, 8w] (16h, 16w for 2.2), on the VAE's device.
+  absl::StatusOr<at::Tensor> Decode(const at::Tensor& latent) const;
+  // video [B, 3, T, H, W] in [-1, 1], H and W multiples of the spatial factor -> the latent mean
+  // [B, z_dim, 1 + (T - 1) / 4, H / f, W / f]; frames past the last whole chunk of 4 are dropped,
+  // as every implementation does.
+  absl::StatusOr<at::Tensor> Encode(const at::Tensor& video) const;
+
+ private:
+  WanVae(WanVaeConfig config, WanVaeOptions options, std::map<std::string, at::Tensor> weights)
+      : config_(std::move(config)), options_(options), weights_(std::move(weights)) {}
+
+  WanVaeConfig config_;
+  WanVaeOptions options_;
+  std::map<std::string, at::Tensor> weights_;
+};
+
+}  // namespace raylight::models::vae
