@@ -10,6 +10,8 @@
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
+#   deploy/gpu/session.sh vae              issue #24: the Wan VAE decode (2.1 at 480p and 720p, 2.2
+#                                          at 1280x704x121) against diffusers (wan_vae_gpu.py)
 #   deploy/gpu/session.sh gguf             issue #25: the GGUF gpu tests (TESTS=regex, none),
 #                                          then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
 #   deploy/gpu/session.sh jobs             a 14B job end to end on 2 GPUs (job_bench), its anchors
@@ -51,7 +53,7 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint raylight-make-conditioning
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
-  gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test" \
+  gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -95,6 +97,12 @@ case $WHAT in
       /tmp/raylight-umt5/umt5-xxl.safetensors "$OUT" >"$OUT/prompt_job.log" 2>&1
     echo "prompt job exit $?"
     tail -8 "$OUT/prompt_job.log" ;;
+  vae)  # issue #24: the Wan VAE decode against diffusers (SHAPES=21:832x480x81,... RUNS=3)
+    timeout 540 python3 tests/bench/wan_vae_gpu.py --rank-binary build-gpu/bin/wan_vae_rank_main \
+      --out "$OUT/wan_vae.jsonl" --runs "${RUNS:-3}" \
+      ${SHAPES:+--shapes "$SHAPES"} >"$OUT/wan_vae.log" 2>&1
+    echo "vae bench exit $?"
+    tail -12 "$OUT/wan_vae.log" ;;
   gguf)  # issue #25: the GGUF gpu tests, then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
     if [ "${TESTS:-}" != none ]; then
       (cd build-gpu && timeout "${TEST_TIMEOUT:-300}" ctest -L gpu -R "${TESTS:-Gguf}" -V) \

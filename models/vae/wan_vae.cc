@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/checkpoint.h"
@@ -77,7 +78,9 @@ absl::StatusOr<Tensor> Pass::CausalConv(const Tensor& x, const std::string& name
     Tensor& cache = caches_[name];
     Tensor stream = cache.defined() ? at::cat({cache, input}, 2) : input;
     const int64_t frames = stream.size(2);
-    cache = stream.narrow(2, std::max<int64_t>(0, frames - 2), std::min<int64_t>(2, frames));
+    // A copy, not a view: a view would keep the whole stream alive until the next chunk.
+    cache =
+        stream.narrow(2, std::max<int64_t>(0, frames - 2), std::min<int64_t>(2, frames)).clone();
     const int64_t cached = frames - input.size(2);
     if (cached < 2) {
       std::vector<int64_t> shape = stream.sizes().vec();
@@ -172,7 +175,7 @@ absl::StatusOr<Tensor> Pass::Resample(Tensor x, const std::string& name, bool up
       cache = x;
     } else {
       const Tensor input = at::cat({cache.narrow(2, cache.size(2) - 1, 1), x}, 2);
-      cache = x.narrow(2, x.size(2) - 1, 1);
+      cache = x.narrow(2, x.size(2) - 1, 1).clone();
       x = at::conv3d(input, W(conv + ".weight"), W(conv + ".bias"), {2, 1, 1});
     }
   }
@@ -324,7 +327,13 @@ absl::StatusOr<std::unique_ptr<WanVae>> WanVae::FromWeights(
           absl::StrCat("Wan VAE: ", name, " has shape [", absl::StrJoin(it->second.sizes(), ", "),
                        "], expected [", absl::StrJoin(shape, ", "), "]"));
     }
-    placed[name] = it->second.to(options.device, options.dtype).contiguous();
+    Tensor placed_weight = it->second.to(options.device, options.dtype).contiguous();
+    if (options.channels_last && placed_weight.dim() == 5) {
+      placed_weight = placed_weight.contiguous(at::MemoryFormat::ChannelsLast3d);
+    } else if (options.channels_last && placed_weight.dim() == 4 && shape[2] > 1) {
+      placed_weight = placed_weight.contiguous(at::MemoryFormat::ChannelsLast);
+    }
+    placed[name] = std::move(placed_weight);
   }
   return std::unique_ptr<WanVae>(new WanVae(config, options, std::move(placed)));
 }
@@ -372,7 +381,15 @@ absl::Status WanVae::Decode(const at::Tensor& latent_in, const RowBands& bands,
                                                    absl::StrJoin(latent_in.sizes(), ", "), "]"));
   }
   return Guard([&]() -> absl::Status {
+    // cuDNN's algorithm search pays off: a decode runs the same few conv shapes hundreds of
+    // times. Restored after, so the rest of the process keeps its setting.
+    const bool benchmark_before = at::globalContext().benchmarkCuDNN();
+    at::globalContext().setBenchmarkCuDNN(options_.cudnn_benchmark);
+    absl::Cleanup restore = [benchmark_before] {
+      at::globalContext().setBenchmarkCuDNN(benchmark_before);
+    };
     Tensor x = latent.to(options_.device, options_.dtype);
+    if (options_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
     if (bands.split()) x = x.narrow(3, bands.begin(), bands.end() - bands.begin());
     // The post-quant conv is 1x1x1: the whole latent at once.
     x = at::conv3d(x, weights_.at("conv2.weight"), weights_.at("conv2.bias"));

@@ -32,6 +32,10 @@ struct WanVaeOptions {
   // bf16 and fp16 run the convolutions in that dtype and the norms in float32, as diffusers
   // does; the output frames are float32 either way.
   at::ScalarType dtype = at::kFloat;
+  // Convolutions in NDHWC (channels-last) layout, which cuDNN runs faster on tensor cores.
+  bool channels_last = false;
+  // cuDNN picks each convolution's fastest algorithm by trying them (during the decode only).
+  bool cudnn_benchmark = true;
 };
 
 class WanVae {

@@ -34,6 +34,8 @@ ABSL_FLAG(std::string, out, "", "rank 0 writes `decoded` here");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (one GPU per rank)");
 ABSL_FLAG(std::string, dtype, "f32", "f32 or bf16");
 ABSL_FLAG(int, repeat, 0, "time this many more decodes");
+ABSL_FLAG(bool, channels_last, false, "convolutions in channels-last layout");
+ABSL_FLAG(bool, cudnn_benchmark, true, "cuDNN's algorithm search during the decode");
 
 namespace raylight {
 namespace {
@@ -92,6 +94,8 @@ int Main() {
   models::vae::WanVaeOptions options;
   options.device = device;
   options.dtype = absl::GetFlag(FLAGS_dtype) == "bf16" ? at::kBFloat16 : at::kFloat;
+  options.channels_last = absl::GetFlag(FLAGS_channels_last);
+  options.cudnn_benchmark = absl::GetFlag(FLAGS_cudnn_benchmark);
   auto vae = models::vae::WanVae::Load({absl::GetFlag(FLAGS_vae)}, options);
   if (!vae.ok()) return Fail(vae.status());
 
