@@ -27,9 +27,9 @@ build: configure
 test: build
 	cd $(BUILD) && ctest -LE gpu --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-# The main job (tools/demo.sh): a local cluster up, a tiny Wan checkpoint and umT5 encoder, a
-# 2-rank Ulysses sampling job from a prompt through the head with a progress bar, its outputs,
-# the cluster down.
+# The main job (tools/demo.sh): a local cluster up, a tiny Wan checkpoint, umT5 encoder and VAE,
+# a 2-rank Ulysses sampling job from a prompt to an MP4 through the head with a progress bar, its
+# outputs, the cluster down.
 demo: build
 	BUILD=$(BUILD) PYTHON=$(PYTHON) tools/demo.sh
 

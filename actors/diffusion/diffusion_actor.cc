@@ -93,8 +93,16 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
         "text_encoder_files", {call.text_encoder_files().begin(), call.text_encoder_files().end()},
         model_roots_));
   }
+  if (call.vae_files_size() > 0) {
+    RL_RETURN_IF_ERROR(CheckModelFiles(
+        "vae_files", {call.vae_files().begin(), call.vae_files().end()}, model_roots_));
+  }
   SampleRequest request;
   request.job_id = call.job_id();
+  request.output = job.output().empty() ? "latent" : job.output();
+  request.vae_files.assign(call.vae_files().begin(), call.vae_files().end());
+  request.fps = job.fps();  // 0: the engine's default for the model
+  request.crf = job.has_crf() ? job.crf() : 19;
   request.prompt = job.prompt();
   request.negative_prompt =
       job.has_negative_prompt() ? job.negative_prompt() : models::wan::kWanDefaultNegativePrompt;
@@ -148,6 +156,9 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
   result.set_load_seconds(outcome->load_seconds);
   result.set_sample_seconds(outcome->sample_seconds);
   result.set_placement(outcome->placement);
+  result.set_video(std::move(outcome->video));
+  result.set_video_format(outcome->video_format);
+  result.set_decode_seconds(outcome->decode_seconds);
   return result;
 }
 

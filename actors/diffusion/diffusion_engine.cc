@@ -11,8 +11,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "actors/diffusion/prompt_encoder.h"
+#include "actors/diffusion/video_output.h"
 #include "models/core/sharded_weights.h"
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
@@ -23,6 +25,7 @@
 #include "models/wan/wan_model.h"
 #include "runtime/common/gpu_info.h"
 #include "runtime/common/log.h"
+#include "runtime/common/status_macros.h"
 #include "samplers/denoise_mask.h"
 #include "samplers/latent_file.h"
 #include "samplers/mesh_sample.h"
@@ -150,6 +153,7 @@ class DiffusionEngine::Impl {
     }
 #endif
     prompts_ = std::make_unique<PromptEncoder>(device_);
+    video_ = std::make_unique<VideoOutput>(device_);
     // CPU workers share the machine's cores with each other: one intra-op thread each unless
     // told otherwise (measured: two processes' OpenMP pools contending cost more than they gave).
     const char* threads = std::getenv("RAYLIGHT_TORCH_THREADS");
@@ -429,6 +433,11 @@ class DiffusionEngine::Impl {
       EmptyDeviceCache();
       return true;
     }
+    if (video_->Evict()) {
+      RL_LOG(INFO) << "unloading the VAE to make room";
+      EmptyDeviceCache();
+      return true;
+    }
     auto victim = models_.end();
     for (auto it = models_.begin(); it != models_.end(); ++it) {
       if (std::find(keep.begin(), keep.end(), it->first) != keep.end()) continue;
@@ -570,6 +579,8 @@ class DiffusionEngine::Impl {
     };
     SampleOutcome outcome;
     std::string reason;
+    const bool decodes = request.output != "latent";
+    if (decodes) RL_RETURN_IF_ERROR(VideoOutput::CheckSupported(request.output));
     // A starting latent, when given, is read first: its size is the job's for the placement.
     at::Tensor latent, noise_mask;
     if (!request.latent.empty()) {
@@ -830,6 +841,24 @@ class DiffusionEngine::Impl {
       if (!bytes.ok()) return bytes.status();
       outcome.latent = *std::move(bytes);
     }
+    if (decodes) {
+      auto dtype = ComputeDtype(request.model.dtype, gpu());
+      if (!dtype.ok()) return dtype.status();
+      note(absl::StrCat("decoding ", out->size(0), " latent(s) of ", out->size(3), " frames over ",
+                        world.size(), " rank(s)"));
+      VideoOutputRequest video{.output = request.output,
+                               .vae_files = request.vae_files,
+                               .fps = request.fps,
+                               .crf = request.crf,
+                               .dtype = *dtype};
+      auto decoded = video_->Decode(video, out->flatten(0, 1), world);
+      if (!decoded.ok()) return decoded.status();
+      outcome.video = std::move(decoded->file);
+      outcome.video_format = decoded->format;
+      outcome.decode_seconds = decoded->seconds;
+      note(absl::StrCat("decoded ", decoded->frames, " frames to ", decoded->format, " in ",
+                        absl::StrFormat("%.2f", decoded->seconds), " s"));
+    }
     RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
                  << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all)";
     return outcome;
@@ -897,6 +926,7 @@ class DiffusionEngine::Impl {
   const worker::ActorEnvironment environment_;
   at::Device device_ = at::kCPU;
   std::unique_ptr<PromptEncoder> prompts_;                 // made once device_ is known
+  std::unique_ptr<VideoOutput> video_;                     // likewise
   int64_t model_memory_limit_ = 0;                         // bytes; 0: no limit but the device's
   std::map<std::string, LoadedModel> models_;              // by files|dtype|placement|group
   std::map<std::string, models::wan::WanBytes> measured_;  // by files|dtype|

@@ -6,8 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "actors/diffusion/component_files.h"
 #include "actors/diffusion/mesh_spec.h"
-#include "actors/diffusion/text_encoder_files.h"
 #include "models/core/placement_plan.h"
 #include "models/core/safetensors.h"
 #include "models/parallel/mesh_plan.h"
@@ -382,6 +382,27 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
   return absl::OkStatus();
 }
 
+// The decoded output a job asks for (SampleJob.output, fps, crf); nothing is resolved here.
+absl::Status CheckOutput(const v1::SampleJob& job) {
+  const std::string& output = job.output();
+  if (!output.empty() && output != "latent" && output != "video" && output != "webp" &&
+      output != "frames") {
+    return Invalid("output", absl::StrCat("'", output.substr(0, 64),
+                                          "' is not one of latent, video, webp, frames"));
+  }
+  if (!(job.fps() == 0 || (job.fps() > 0 && job.fps() <= 240))) {
+    return Invalid("fps", absl::StrCat(job.fps(), " is not in (0, 240] (0: the model's own)"));
+  }
+  if (job.has_crf() && (job.crf() < 0 || job.crf() > 51)) {
+    return Invalid("crf", absl::StrCat(job.crf(), " is not in [0, 51]"));
+  }
+  return absl::OkStatus();
+}
+
+bool DecodesOutput(const v1::SampleJob& job) {
+  return !job.output().empty() && job.output() != "latent";
+}
+
 // Whether the job has text for the workers' encoder.
 bool NeedsTextEncoder(const v1::SampleJob& job) {
   return !job.prompt().empty() ||
@@ -450,10 +471,20 @@ class SampleKind final : public head::JobKind {
     } else if (!job.text_encoder().empty()) {
       return Invalid("text_encoder", "given without a prompt to encode");
     }
+    if (auto status = CheckOutput(job); !status.ok()) return status;
+    std::string vae;
+    if (DecodesOutput(job)) {
+      auto resolved = ResolveVae("vae", job.vae(), roots_, common->config.out_channels);
+      if (!resolved.ok()) return resolved.status();
+      vae = *std::move(resolved);
+    } else if (!job.vae().empty()) {
+      return Invalid("vae", "given without an output to decode (output is latent)");
+    }
     v1::SampleCall call;
     call.set_job_id(job_id);
     *call.mutable_job() = std::move(job);
     if (!text_encoder.empty()) call.add_text_encoder_files(text_encoder);
+    if (!vae.empty()) call.add_vae_files(vae);
     for (const std::string& file : common->files) call.add_model_files(file);
     for (const std::string& file : *low_noise) call.add_low_noise_model_files(file);
     for (const std::string& file : *loras) call.add_lora_files(file);
@@ -478,7 +509,8 @@ class SampleKind final : public head::JobKind {
                      j.sampler().empty() ? "euler" : j.sampler(),
                      low_noise->empty() ? "" : " with a low-noise expert", ", cfg ", j.cfg(),
                      ", seed ", j.seed(), ", ", common->mesh.ToString(), " on ",
-                     common->mesh.world(), common->gpu ? " GPU" : " CPU", " workers"));
+                     common->mesh.world(), common->gpu ? " GPU" : " CPU", " workers",
+                     DecodesOutput(j) ? absl::StrCat(", decoded to ", j.output()) : ""));
     return plan;
   }
 

@@ -55,6 +55,12 @@ struct SampleRequest {
   // takes over (0: Wan 2.2's default for the model's kind).
   ModelRequest low_noise_model;
   double boundary = 0;
+  // The decoded output (SampleJob.output): "latent" (none), "video", "webp" or "frames", by the
+  // VAE in `vae_files`.
+  std::string output = "latent";
+  std::vector<std::string> vae_files;
+  double fps = 0;  // 0: the model's own (16; TI2V-5B: 24)
+  int crf = 19;
 };
 
 struct ModelSummary {
@@ -84,6 +90,9 @@ struct SampleUpdate {
 
 struct SampleOutcome {
   std::string latent;  // .latent bytes, rank 0 only
+  std::string video;   // the decoded output's file, rank 0 only
+  std::string video_format;
+  double decode_seconds = 0;
   std::string preview_png;
   bool model_was_resident = false;
   double load_seconds = 0;

@@ -85,6 +85,15 @@ v1::LoraRef ParseLora(const std::string& text) {
   return lora;
 }
 
+// The decoded output a file name asks for by its extension ("" for none of them).
+std::string OutputOfExtension(const std::string& path) {
+  const std::string extension = fs::path(path).extension().string();
+  if (extension == ".mp4" || extension == ".png") return "video";
+  if (extension == ".webp") return "webp";
+  if (extension == ".safetensors") return "frames";
+  return "";
+}
+
 v1::SampleJob ToJob(const SampleFlags& flags) {
   v1::SampleJob job;
   job.set_model(flags.model);
@@ -113,6 +122,10 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
     *job.add_low_noise_loras() = ParseLora(lora);
   job.set_preview_every(flags.preview_every);
   job.set_cpu(flags.cpu);
+  job.set_output(flags.output.empty() ? OutputOfExtension(flags.out) : flags.output);
+  job.set_vae(flags.vae);
+  job.set_fps(flags.fps);
+  if (flags.crf >= 0) job.set_crf(flags.crf);
   v1::MeshSpec* mesh = job.mutable_mesh();
   mesh->set_dp(flags.dp);
   mesh->set_cfg(flags.cfg_parallel);
@@ -126,17 +139,33 @@ absl::StatusOr<std::unique_ptr<client::JobClient>> ConnectJobs(
   return client::JobClient::Connect(options);
 }
 
-// Writes <prefix>.latent (and <prefix>.png) from a finished sample job; prints the paths.
+// Writes <prefix>.latent, the decoded output (--out itself when it names a video file, else
+// <prefix>.<format>) and the last preview; prints the paths.
 int WriteOutputs(client::JobClient& jobs, const std::string& job_id, std::string prefix) {
   auto result = jobs.SampleResult(job_id);
   if (!result.ok()) return Fail(result.status());
   if (prefix.empty()) prefix = absl::StrCat("raylight-", job_id);
+  std::string preview_suffix = ".png";
+  if (!result->video().empty()) {
+    const std::string format = result->video_format();
+    std::string path = absl::StrCat(prefix, ".", format == "frames" ? "safetensors" : format);
+    if (!OutputOfExtension(prefix).empty()) {
+      path = prefix;
+      prefix = fs::path(prefix).replace_extension().string();
+      // A one-frame video asked for as x.mp4 comes back as a PNG: named for what it is.
+      if (format == "png" && fs::path(path).extension() != ".png") path = prefix + ".png";
+    }
+    if (auto status = WriteFileAtomically(path, result->video()); !status.ok()) return Fail(status);
+    std::cout << absl::StrFormat("%-8s %s (decoded in %.2f s)\n", format + ":",
+                                 fs::absolute(path).string(), result->decode_seconds());
+    preview_suffix = ".preview.png";
+  }
   const std::string latent = prefix + ".latent";
   if (auto status = WriteFileAtomically(latent, result->latent()); !status.ok())
     return Fail(status);
   std::cout << "latent:  " << fs::absolute(latent).string() << "\n";
   if (!result->preview_png().empty()) {
-    const std::string png = prefix + ".png";
+    const std::string png = prefix + preview_suffix;
     if (auto status = WriteFileAtomically(png, result->preview_png()); !status.ok())
       return Fail(status);
     std::cout << "preview: " << fs::absolute(png).string() << "\n";
@@ -209,7 +238,17 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
       ->add_option("--preview-every", flags.preview_every, "a PNG preview every N steps (0: none)")
       ->capture_default_str();
   sample->add_option("--priority", flags.priority, "higher runs first")->capture_default_str();
-  sample->add_option("--out", flags.out, "output path prefix (default raylight-<job id>)");
+  sample
+      ->add_option("--output", flags.output,
+                   "what to decode besides the latent: latent, video (MP4; one frame: PNG), webp, "
+                   "frames (IMAGE safetensors); default: from --out's extension")
+      ->check(CLI::IsMember({"latent", "video", "webp", "frames"}));
+  sample->add_option("--vae", flags.vae, "the VAE (default: the Wan VAE in a root's vae/)");
+  sample->add_option("--fps", flags.fps, "video frame rate (0: the model's)");
+  sample->add_option("--crf", flags.crf, "H.264 quality 0..51 (default 19)");
+  sample->add_option("--out", flags.out,
+                     "output path prefix (default raylight-<job id>), or the video file: x.mp4, "
+                     "x.webp, x.png (one frame), x.safetensors (frames)");
   sample->add_flag("--no-wait", flags.no_wait, "submit, print the job id and return");
   return sample;
 }

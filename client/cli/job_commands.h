@@ -39,7 +39,12 @@ struct SampleFlags {
   int priority = 0;
   bool cpu = false;
   bool no_wait = false;
-  std::string out;  // output path prefix
+  // The decoded output (latent, video, webp, frames; empty: from --out's extension), the VAE
+  // that decodes it, the video's frame rate (0: the model's) and H.264 quality (-1: 19).
+  std::string output, vae;
+  double fps = 0;
+  int crf = -1;
+  std::string out;  // output path prefix, or the video file (.mp4, .webp, .png, .safetensors)
 };
 
 struct JobsFlags {

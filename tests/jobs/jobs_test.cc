@@ -519,7 +519,9 @@ TEST_F(JobsTest, LoraJobsEqualTheOfflineMergeOnEveryPlacement) {
     ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
     const v1::SampleResult result = ResultOf(done.job_id());
     ExpectSameLatent(ReadLatent(result.latent()), reference);
-    if (run == 1) EXPECT_TRUE(result.model_was_resident());
+    if (run == 1) {
+      EXPECT_TRUE(result.model_was_resident());
+    }
   }
   v1::SampleJob plain = Job();
   plain.set_model("deep.safetensors");
@@ -660,7 +662,9 @@ TEST_F(JobsTest, APromptIsEncodedOnTheWorkersAsRaylightEncodeTextEncodesIt) {
       if (progress.message().find("encoded the") != std::string::npos) ++encoded;
     }
     EXPECT_EQ(cached + encoded, 2) << "run " << run;  // the positive and the negative
-    if (run < 2) EXPECT_EQ(cached, run == 0 ? 0 : 2) << "run " << run;
+    if (run < 2) {
+      EXPECT_EQ(cached, run == 0 ? 0 : 2) << "run " << run;
+    }
   }
   // A different negative prompt is a different job.
   job.set_negative_prompt("blurry");
@@ -677,6 +681,123 @@ TEST_F(JobsTest, APromptIsEncodedOnTheWorkersAsRaylightEncodeTextEncodesIt) {
   refused = jobs_->SubmitSample(job);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("prompt"), std::string::npos) << refused.status();
+}
+
+// The "images" bytes of a frames file (ComfyUI's IMAGE, uint8) and its [F, H, W, 3] shape.
+std::pair<std::string, std::vector<int64_t>> FrameBytes(const std::string& path) {
+  auto file = models::SafetensorsFile::Open(path);
+  EXPECT_TRUE(file.ok()) << file.status();
+  if (!file.ok()) return {};
+  const models::StTensorInfo* images = (*file)->header().Find("images");
+  EXPECT_NE(images, nullptr) << path;
+  if (images == nullptr) return {};
+  return {std::string((*file)->Bytes(*images)), images->shape};
+}
+
+TEST_F(JobsTest, AJobDecodesItsVideoOnItsGroupAsRaylightVaeDecodesItsLatent) {
+  // A narrow random Wan 2.1 VAE in the root's ComfyUI folder vae/, found by the latent's
+  // channels; a Wan 2.2 one beside it (48 channels) is passed by.
+  fs::create_directories(models_ + "/vae");
+  for (auto [preset, name] : {std::pair{"wan2.1", "wan_2.1_vae.safetensors"},
+                              std::pair{"wan2.2", "wan2.2_vae.safetensors"}}) {
+    const absl::Status made = RunToCompletion(
+        {kBin + "/raylight-vae", "make-random", std::string("--preset=") + preset, "--width=8",
+         absl::StrCat("--seed=", seed_), "--out=" + models_ + "/vae/" + name},
+        dir_->path() + "/vae.log", std::chrono::seconds(120));
+    ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/vae.log");
+  }
+  // Frames decoded over a 2-rank group (a band of rows each) against the tool's one-process
+  // decode of the job's own latent.
+  v1::SampleJob job = Job();
+  job.mutable_mesh()->set_ulysses(2);
+  job.set_output("frames");
+  std::vector<v1::JobEvent> events;
+  v1::JobInfo done = RunJob(job, &events);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  v1::SampleResult result = ResultOf(done.job_id());
+  EXPECT_EQ(result.video_format(), "frames");
+  EXPECT_GT(result.decode_seconds(), 0);
+  int decode_messages = 0;
+  for (const v1::JobEvent& event : events) {
+    v1::SampleProgress progress;
+    if (event.has_progress() && progress.ParseFromString(event.progress()) &&
+        progress.message().find("decoded 9 frames") != std::string::npos) {
+      ++decode_messages;
+    }
+  }
+  EXPECT_EQ(decode_messages, 1);
+  const std::string latent_path = dir_->path() + "/job.latent";
+  const std::string frames_path = dir_->path() + "/job-frames.safetensors";
+  const std::string tool_path = dir_->path() + "/tool-frames.safetensors";
+  std::ofstream(latent_path, std::ios::binary) << result.latent();
+  std::ofstream(frames_path, std::ios::binary) << result.video();
+  std::vector<std::string> decode = {kBin + "/raylight-vae", "decode",
+                                     "--vae=" + models_ + "/vae/wan_2.1_vae.safetensors",
+                                     "--latent=" + latent_path, "--out=" + tool_path};
+  if (kGpu) decode.insert(decode.end(), {"--device=cuda", "--dtype=bf16"});
+  const absl::Status decoded =
+      RunToCompletion(decode, dir_->path() + "/decode.log", std::chrono::seconds(120));
+  ASSERT_TRUE(decoded.ok()) << decoded
+                            << testing_util::ReadFileOrEmpty(dir_->path() + "/decode.log");
+  const auto [job_frames, job_shape] = FrameBytes(frames_path);
+  const auto [tool_frames, tool_shape] = FrameBytes(tool_path);
+  EXPECT_EQ(job_shape, (std::vector<int64_t>{9, 48, 80, 3}));
+  ASSERT_EQ(job_shape, tool_shape);
+  // Bands and the whole image differ in float rounding only, which truncation to bytes turns
+  // into a difference of one level at a few pixels (bf16 on GPUs: a little more).
+  int64_t differing = 0, worst = 0, total = 0;
+  for (size_t i = 0; i < job_frames.size(); ++i) {
+    const int diff = std::abs(int(uint8_t(job_frames[i])) - int(uint8_t(tool_frames[i])));
+    differing += diff > 0;
+    worst = std::max<int64_t>(worst, diff);
+    total += diff;
+  }
+  if (kGpu) {
+    EXPECT_LT(double(total) / job_frames.size(), 2.0);
+  } else {
+    EXPECT_LE(worst, 1);
+    EXPECT_LT(double(differing) / job_frames.size(), 0.01);
+  }
+
+  // An MP4 (where the workers have FFmpeg; GPU builds may not) and a one-frame PNG.
+  job.set_output("video");
+  job.set_fps(24);
+  done = RunJob(job);
+  if (kGpu && done.error().find("without FFmpeg") != std::string::npos) {
+    EXPECT_NE(done.error().find("output"), std::string::npos);
+  } else {
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    result = ResultOf(done.job_id());
+    EXPECT_EQ(result.video_format(), "mp4");
+    ASSERT_GT(result.video().size(), 12u);
+    EXPECT_EQ(result.video().substr(4, 4), "ftyp");
+  }
+  job.set_frames(1);
+  done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  result = ResultOf(done.job_id());
+  EXPECT_EQ(result.video_format(), "png");
+  EXPECT_EQ(result.video().substr(1, 3), "PNG");
+
+  // Bad outputs are refused at submission, naming the field.
+  for (auto [field, edit] :
+       std::vector<std::pair<std::string, std::function<void(v1::SampleJob&)>>>{
+           {"output", [](v1::SampleJob& j) { j.set_output("gif"); }},
+           {"crf", [](v1::SampleJob& j) { j.set_crf(60); }},
+           {"fps", [](v1::SampleJob& j) { j.set_fps(-1); }},
+           {"vae", [](v1::SampleJob& j) { j.set_vae("tiny.safetensors"); }},  // a DiT
+           {"vae", [](v1::SampleJob& j) { j.set_vae("vae/wan2.2_vae.safetensors"); }},
+           {"vae", [](v1::SampleJob& j) {
+              j.set_output("latent");
+              j.set_vae("vae/wan_2.1_vae.safetensors");
+            }}}) {
+    v1::SampleJob bad = job;
+    edit(bad);
+    auto refused = jobs_->SubmitSample(bad);
+    ASSERT_FALSE(refused.ok()) << field;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_NE(refused.status().message().find(field), std::string::npos) << refused.status();
+  }
 }
 
 class JobHistoryTest : public JobsTest {

@@ -278,6 +278,16 @@ def test_latents_round_trip_as_comfyui_files() -> None:
         raylight.sample_job("m", {"text": torch.zeros(2, 4)}, noise_mask=mask)
 
 
+def test_decoded_outputs_travel_in_the_job() -> None:
+    job = raylight.sample_job(
+        "m", "a fox", output="video", vae="vae/wan.safetensors", fps=24, crf=0
+    )
+    assert (job.output, job.vae, job.fps, job.crf) == ("video", "vae/wan.safetensors", 24.0, 0)
+    assert job.HasField("crf")
+    plain = raylight.sample_job("m", "a fox")
+    assert plain.output == "latent" and not plain.HasField("crf")
+
+
 def test_prompts_travel_as_text() -> None:
     job = raylight.sample_job("m", "a red fox", "blurry", text_encoder="umt5.safetensors")
     assert (job.prompt, job.negative_prompt, job.text_encoder) == (

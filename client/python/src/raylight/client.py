@@ -78,6 +78,11 @@ class SampleResult:
     load_seconds: float
     sample_seconds: float
     placement: str
+    # The decoded output sample_job(output=...) asked for: the file's bytes and its format
+    # ("mp4", "png", "webp", "frames": ComfyUI's IMAGE safetensors); empty for output "latent".
+    video: bytes = b""
+    video_format: str = ""
+    decode_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,10 @@ def sample_job(
     dp: int = 1,
     preview_every: int = 0,
     cpu: bool = False,
+    output: str = "latent",
+    vae: str = "",
+    fps: float = 0.0,
+    crf: int | None = None,
 ) -> Any:
     """A raylight.v1.SampleJob from ComfyUI-style arguments (KSampler and KSamplerAdvanced).
 
@@ -204,7 +213,10 @@ def sample_job(
     into the model at load, in order; `low_noise_loras` into the low-noise expert. A `str`
     positive or negative is a prompt the cluster encodes (with `text_encoder`, a umT5 file under
     the model roots; empty: the one in a root's text_encoders/); with a prompt and no negative,
-    Wan's default negative prompt is used.
+    Wan's default negative prompt is used. `output` decodes the result on the cluster besides
+    the latent: "video" (MP4; one frame: PNG), "webp", "frames" (ComfyUI's IMAGE safetensors),
+    by `vae` (a file under the model roots; empty: the Wan VAE in a root's vae/), at `fps` (0: the
+    model's) and H.264 quality `crf` (None: 19).
     """
     if noise_mask is not None and latent is None:
         raise ValueError("noise_mask: given without a latent")
@@ -239,6 +251,9 @@ def sample_job(
     elif negative is not None:
         job.negative = conditioning_to_bytes(negative)
     job.text_encoder = text_encoder
+    job.output, job.vae, job.fps = output, vae, fps
+    if crf is not None:
+        job.crf = crf
     if latent is not None:
         job.latent = latent_to_bytes(latent, noise_mask)
     else:
@@ -396,6 +411,9 @@ class Client:
             r.load_seconds,
             r.sample_seconds,
             r.placement,
+            r.video,
+            r.video_format,
+            r.decode_seconds,
         )
 
     def sample(

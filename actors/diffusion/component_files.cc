@@ -1,0 +1,116 @@
+#include "actors/diffusion/component_files.h"
+
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "actors/diffusion/model_roots.h"
+#include "models/core/safetensors.h"
+#include "models/text/umt5_config.h"
+#include "models/text/umt5_keys.h"
+#include "models/vae/wan_vae_keys.h"
+
+namespace raylight::actors {
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+// Every tensor's name and shape from a file's header (nothing else is read).
+absl::StatusOr<std::map<std::string, std::vector<int64_t>>> HeaderShapes(const std::string& path) {
+  auto file = models::SafetensorsFile::Open(path);
+  if (!file.ok()) return file.status();
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const models::StTensorInfo& tensor : (*file)->header().tensors) {
+    shapes[tensor.name] = tensor.shape;
+  }
+  return shapes;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ResolveComponent(const ComponentSearch& search, const std::string& name,
+                                             const std::vector<std::string>& roots) {
+  if (!name.empty()) {
+    auto files = ResolveModel(name, roots);
+    if (!files.ok()) return Invalid(search.field, std::string(files.status().message()));
+    if (files->size() != 1) {
+      return Invalid(search.field, absl::StrCat("'", name, "' is a directory; give one file"));
+    }
+    if (absl::Status fits = search.fits(files->front()); !fits.ok()) {
+      return Invalid(search.field, absl::StrCat(files->front(), " is not a fitting ", search.what,
+                                                ": ", fits.message()));
+    }
+    return files->front();
+  }
+  std::vector<std::string> found;  // sorted: directory order is not
+  std::vector<std::string> looked;
+  for (const std::string& root : roots) {
+    const std::filesystem::path folder = std::filesystem::path(root) / search.folder;
+    looked.push_back(folder.string());
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
+      if (entry.path().extension() != ".safetensors") continue;
+      // Through ResolveModel, as a named file: a regular file inside this root after symlinks,
+      // checked before anything opens it (a FIFO would block the head).
+      auto files = ResolveModel(search.folder + "/" + entry.path().filename().string(), {root});
+      if (!files.ok() || files->size() != 1) continue;
+      if (search.fits(files->front()).ok()) found.push_back(files->front());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  if (found.empty()) {
+    return Invalid(search.field, absl::StrCat("none given, and no fitting ", search.what, " in ",
+                                              absl::StrJoin(looked, ", ")));
+  }
+  if (found.size() > 1) {
+    return Invalid(search.field,
+                   absl::StrCat("none given, and several ", search.what, " files to choose from (",
+                                absl::StrJoin(found, ", "), "): name one"));
+  }
+  return found.front();
+}
+
+absl::StatusOr<std::string> ResolveTextEncoder(const std::string& field, const std::string& name,
+                                               const std::vector<std::string>& roots,
+                                               int64_t text_dim) {
+  ComponentSearch search{.field = field, .folder = "text_encoders", .what = "umT5 encoder"};
+  search.fits = [text_dim](const std::string& path) -> absl::Status {
+    auto header = HeaderShapes(path);
+    if (!header.ok()) return header.status();
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& [raw, shape] : *header) {
+      if (auto internal = models::text::NormalizeUmt5Key(raw)) shapes[*internal] = shape;
+    }
+    auto config = models::text::DetectUmt5Config(shapes);
+    if (!config.ok()) return config.status();
+    if (config->dim != text_dim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("it encodes ", config->dim, "-wide tokens; the model takes ", text_dim));
+    }
+    return absl::OkStatus();
+  };
+  return ResolveComponent(search, name, roots);
+}
+
+absl::StatusOr<std::string> ResolveVae(const std::string& field, const std::string& name,
+                                       const std::vector<std::string>& roots,
+                                       int64_t latent_channels) {
+  ComponentSearch search{.field = field, .folder = "vae", .what = "Wan VAE"};
+  search.fits = [latent_channels](const std::string& path) -> absl::Status {
+    auto header = HeaderShapes(path);
+    if (!header.ok()) return header.status();
+    auto map = models::vae::MapWanVaeKeys(*header);
+    if (!map.ok()) return map.status();
+    if (map->config.z_dim != latent_channels) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "its latent has ", map->config.z_dim, " channels; the model's has ", latent_channels));
+    }
+    return absl::OkStatus();
+  };
+  return ResolveComponent(search, name, roots);
+}
+
+}  // namespace raylight::actors

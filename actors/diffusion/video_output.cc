@@ -1,0 +1,76 @@
+#include "actors/diffusion/video_output.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "models/vae/video_file.h"
+#include "runtime/common/status_macros.h"
+
+namespace raylight::actors {
+
+absl::Status VideoOutput::CheckSupported(const std::string& output) {
+  return models::vae::CheckVideoFileKind(output);
+}
+
+absl::StatusOr<const models::vae::WanVae*> VideoOutput::Loaded(const VideoOutputRequest& request) {
+  if (vae_ != nullptr && files_ == request.vae_files && dtype_ == request.dtype) return vae_.get();
+  vae_.reset();
+  models::vae::WanVaeOptions options;
+  options.device = device_;
+  options.dtype = request.dtype;
+  auto loaded = models::vae::WanVae::Load(request.vae_files, options);
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(), absl::StrCat("vae: ", loaded.status().message()));
+  }
+  vae_ = *std::move(loaded);
+  files_ = request.vae_files;
+  dtype_ = request.dtype;
+  return vae_.get();
+}
+
+absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& request,
+                                                  const at::Tensor& latent,
+                                                  comm::Communicator& world) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::MutexLock lock(&mutex_);
+  RL_ASSIGN_OR_RETURN(const models::vae::WanVae* vae, Loaded(request));
+  // Bands over the whole group when every rank gets a latent row; otherwise rank 0 alone
+  // (every rank takes the same branch: the latent's shape is the same on all).
+  const bool banded = latent.size(-2) >= world.size();
+  absl::StatusOr<models::vae::RowBands> bands =
+      banded ? models::vae::RowBands::Split(&world, latent.size(-2)) : models::vae::RowBands();
+  if (!bands.ok()) return bands.status();
+  DecodedOutput decoded;
+  std::vector<at::Tensor> bytes;
+  if (banded || world.rank() == 0) {
+    for (int64_t i = 0; i < latent.size(0); ++i) {
+      RL_RETURN_IF_ERROR(
+          vae->Decode(latent.narrow(0, i, 1), *bands, [&bytes](const at::Tensor& frames) {
+            bytes.push_back(models::vae::PixelsToBytes(frames));
+            return absl::OkStatus();
+          }));
+    }
+  }
+  if (world.rank() == 0) {
+    const at::Tensor all = at::cat(bytes, 0);
+    decoded.frames = all.size(0);
+    const double fps = request.fps > 0 ? request.fps : (vae->config().z_dim == 48 ? 24.0 : 16.0);
+    RL_ASSIGN_OR_RETURN(models::vae::VideoFile file,
+                        models::vae::EncodeVideoFile(
+                            all, {.kind = request.output, .fps = fps, .crf = request.crf}));
+    decoded.file = std::move(file.bytes);
+    decoded.format = file.format;
+  }
+  decoded.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return decoded;
+}
+
+bool VideoOutput::Evict() {
+  absl::MutexLock lock(&mutex_);
+  const bool had = vae_ != nullptr;
+  vae_.reset();
+  files_.clear();
+  return had;
+}
+
+}  // namespace raylight::actors

@@ -1,0 +1,62 @@
+// A job's decoded output (SampleJob.output) on a worker, torch side: the VAE the job names,
+// loaded on the worker's device when an output needs it and kept for the next job (dropped
+// first, with the text encoder, when a model needs the room), the decode over the job's group
+// (each rank a band of rows, models/vae/row_bands.h), and on rank 0 the frames as the file the
+// job asked for (models/vae/video_file.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "models/parallel/comm/communicator.h"
+#include "models/vae/wan_vae.h"
+
+namespace raylight::actors {
+
+struct VideoOutputRequest {
+  std::string output;  // "video", "webp" or "frames"
+  std::vector<std::string> vae_files;
+  double fps = 0;  // 0: the VAE's model's own (16; a 48-channel latent, TI2V-5B: 24)
+  int crf = 19;
+  at::ScalarType dtype = at::kFloat;
+};
+
+struct DecodedOutput {
+  std::string file;    // rank 0 only
+  std::string format;  // "mp4", "png", "webp", "frames"
+  int64_t frames = 0;
+  double seconds = 0;
+};
+
+class VideoOutput {
+ public:
+  explicit VideoOutput(at::Device device) : device_(device) {}
+
+  // FailedPrecondition when this worker cannot make `output` (built without FFmpeg or libwebp):
+  // checked before a job samples, so that nothing is spent on a result it cannot deliver.
+  static absl::Status CheckSupported(const std::string& output);
+
+  // `latent`: [N, C, F, h, w] (N results, decoded one after another), the same on every rank of
+  // `world`. Collective over `world`.
+  absl::StatusOr<DecodedOutput> Decode(const VideoOutputRequest& request, const at::Tensor& latent,
+                                       comm::Communicator& world);
+  // Drops the loaded VAE; true when one was loaded.
+  bool Evict();
+
+ private:
+  absl::StatusOr<const models::vae::WanVae*> Loaded(const VideoOutputRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  const at::Device device_;
+  absl::Mutex mutex_;
+  std::vector<std::string> files_ ABSL_GUARDED_BY(mutex_);
+  at::ScalarType dtype_ ABSL_GUARDED_BY(mutex_) = at::kFloat;
+  std::unique_ptr<models::vae::WanVae> vae_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace raylight::actors

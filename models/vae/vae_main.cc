@@ -1,0 +1,131 @@
+// raylight-vae: a Wan VAE outside the cluster.
+//
+//   raylight-vae decode --vae wan_2.1_vae.safetensors --latent x.latent --out x.mp4
+//       [--device cuda --dtype bf16 --fps 16 --crf 19]
+//     decodes a ComfyUI .latent file (its LATENT convention: the VAE's latent, what a job
+//     returns) to x.mp4, x.webp, x.png (one frame) or x.safetensors (ComfyUI's IMAGE, uint8);
+//   raylight-vae make-random --preset wan2.1 [--width 96] --seed 1 --out vae.safetensors
+//     writes a VAE of the preset's structure with random weights (official / ComfyUI names),
+//     at the preset's widths or narrower: for tests and `make demo`.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "models/core/safetensors_tensors.h"
+#include "models/vae/video_file.h"
+#include "models/vae/wan_vae.h"
+#include "models/vae/wan_vae_keys.h"
+
+namespace {
+
+using namespace raylight::models;
+
+int Fail(const absl::Status& status) {
+  std::cerr << "raylight-vae: " << status << "\n";
+  return 1;
+}
+
+std::string KindOf(const std::string& path) {
+  const std::string extension = std::filesystem::path(path).extension().string();
+  if (extension == ".webp") return "webp";
+  if (extension == ".safetensors") return "frames";
+  return "video";  // .mp4, and .png for one frame
+}
+
+int Decode(const std::string& vae_path, const std::string& latent_path, const std::string& out,
+           const std::string& device, const std::string& dtype, double fps, int crf) {
+  vae::WanVaeOptions options;
+  try {
+    options.device = at::Device(device);
+  } catch (const c10::Error&) {
+    return Fail(absl::InvalidArgumentError("--device: '" + device + "' is not a device"));
+  }
+  options.dtype = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+  const std::string kind = KindOf(out);
+  if (absl::Status supported = vae::CheckVideoFileKind(kind); !supported.ok()) {
+    return Fail(supported);
+  }
+  std::ifstream file(latent_path, std::ios::binary);
+  if (!file) return Fail(absl::NotFoundError("--latent: cannot read " + latent_path));
+  const std::string bytes((std::istreambuf_iterator<char>(file)), {});
+  auto tensors = ParseTensors(bytes, latent_path);
+  if (!tensors.ok()) return Fail(tensors.status());
+  auto found = tensors->find("latent_tensor");  // ComfyUI's SaveLatent name
+  if (found == tensors->end()) found = tensors->find("latent");
+  if (found == tensors->end()) {
+    return Fail(absl::InvalidArgumentError("--latent: no latent_tensor in " + latent_path));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto loaded = vae::WanVae::Load({vae_path}, options);
+  if (!loaded.ok()) return Fail(loaded.status());
+  auto pixels = (*loaded)->Decode(found->second.to(at::kFloat));
+  if (!pixels.ok()) return Fail(pixels.status());
+  const double default_fps = (*loaded)->config().z_dim == 48 ? 24 : 16;
+  auto video = vae::EncodeVideoFile(vae::PixelsToBytes(*pixels),
+                                    {.kind = kind, .fps = fps > 0 ? fps : default_fps, .crf = crf});
+  if (!video.ok()) return Fail(video.status());
+  std::ofstream(out, std::ios::binary) << video->bytes;
+  std::cout << "wrote " << out << " (" << video->format << ", " << pixels->size(2) << " frames, "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+            << " s)\n";
+  return 0;
+}
+
+int MakeRandom(const std::string& preset, int64_t width, uint64_t seed, const std::string& out) {
+  auto config = vae::WanVaePreset(preset);
+  if (!config.ok()) return Fail(config.status());
+  if (width > 0) {
+    // Narrower, the same structure: the decoder keeps the preset's ratio to the encoder.
+    config->decoder_dim = config->decoder_dim * width / config->encoder_dim;
+    config->encoder_dim = width;
+  }
+  at::manual_seed(seed);
+  NamedTensors tensors;
+  for (const auto& [name, shape] : vae::WanVaeWeightShapes(*config)) {
+    at::Tensor value;
+    if (name.ends_with(".gamma")) {
+      value = 1 + 0.2 * at::randn(shape);
+    } else if (name.ends_with(".bias")) {
+      value = 0.05 * at::randn(shape);
+    } else {
+      // Variance 1 / fan-in: activations neither vanish nor explode through the 30-odd convs.
+      const int64_t fan_in = at::empty(shape, at::kMeta)[0].numel();
+      value = at::randn(shape) / std::sqrt(static_cast<double>(fan_in));
+    }
+    tensors.emplace_back(name, value);
+  }
+  if (absl::Status written = WriteTensors(out, tensors); !written.ok()) return Fail(written);
+  std::cout << "wrote " << out << " (" << tensors.size() << " tensors)\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("raylight-vae: a Wan VAE (2.1 or 2.2) outside the cluster");
+  app.require_subcommand(1);
+  auto* decode = app.add_subcommand("decode", "a .latent file to a video, PNG or IMAGE file");
+  std::string vae_path, latent, out, device = "cpu", dtype = "fp32";
+  double fps = 0;
+  int crf = 19;
+  decode->add_option("--vae", vae_path, "the VAE (either spelling)")->required();
+  decode->add_option("--latent", latent, "a ComfyUI .latent file")->required();
+  decode->add_option("--out", out, "x.mp4, x.webp, x.png (one frame), x.safetensors")->required();
+  decode->add_option("--device", device, "cpu, cuda, cuda:N");
+  decode->add_option("--dtype", dtype)->check(CLI::IsMember({"fp32", "bf16"}));
+  decode->add_option("--fps", fps, "frame rate (0: 16, or 24 for Wan 2.2's VAE)");
+  decode->add_option("--crf", crf, "H.264 quality 0..51")->check(CLI::Range(0, 51));
+  auto* make = app.add_subcommand("make-random", "a VAE with random weights (tests, demos)");
+  std::string preset = "wan2.1";
+  int64_t width = 0;
+  uint64_t seed = 0;
+  make->add_option("--preset", preset)->check(CLI::IsMember({"wan2.1", "wan2.2"}));
+  make->add_option("--width", width, "the encoder's base width (0: the preset's)");
+  make->add_option("--seed", seed);
+  make->add_option("--out", out)->required();
+  CLI11_PARSE(app, argc, argv);
+  if (decode->parsed()) return Decode(vae_path, latent, out, device, dtype, fps, crf);
+  return MakeRandom(preset, width, seed, out);
+}
