@@ -34,6 +34,18 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
   const auto start = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mutex_);
   RL_ASSIGN_OR_RETURN(const models::vae::WanVae* vae, Loaded(request));
+  if (request.output == "frames") {
+    // Frames travel back in one message (the RPC layer's kMaxResultBytes, 1 GiB).
+    const models::vae::WanVaeConfig& c = vae->config();
+    const int64_t bytes = latent.size(0) * c.DecodedFrames(latent.size(2)) * latent.size(3) *
+                          latent.size(4) * c.spatial_factor() * c.spatial_factor() * 3;
+    if (bytes > (int64_t{1} << 30) - (int64_t{1} << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("output: ", bytes,
+                       " bytes of frames exceed the 1 GiB a result may hold; ask for "
+                       "'video' (or fewer frames)"));
+    }
+  }
   // Bands over the whole group when every rank gets a latent row; otherwise rank 0 alone
   // (every rank takes the same branch: the latent's shape is the same on all).
   const bool banded = latent.size(-2) >= world.size();

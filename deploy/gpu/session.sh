@@ -10,6 +10,8 @@
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
+#   deploy/gpu/session.sh video            issue #24: the VAE gpu tests, then a prompt-to-frames
+#                                          job through a local cluster (prompt_to_video_gpu.sh)
 #   deploy/gpu/session.sh vae              issue #24: the Wan VAE decode (2.1 at 480p and 720p, 2.2
 #                                          at 1280x704x121) against diffusers (wan_vae_gpu.py)
 #   deploy/gpu/session.sh gguf             issue #25: the GGUF gpu tests (TESTS=regex, none),
@@ -53,7 +55,8 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint raylight-make-conditioning
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
-  gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main" \
+  gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
+  raylight-vae wan_vae_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -97,6 +100,16 @@ case $WHAT in
       /tmp/raylight-umt5/umt5-xxl.safetensors "$OUT" >"$OUT/prompt_job.log" 2>&1
     echo "prompt job exit $?"
     tail -8 "$OUT/prompt_job.log" ;;
+  video)  # issue #24: the VAE gpu tests, then a prompt-to-frames job (prompt_to_video_gpu.sh)
+    (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-WanVaeGpu}" -V) >"$OUT/ctest-gpu.log" 2>&1
+    echo "ctest exit $?"
+    grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -20
+    [ -f /tmp/raylight-umt5/umt5-xxl.safetensors ] ||
+      python3 tests/bench/umt5_anchor.py make --out /tmp/raylight-umt5
+    tests/bench/prompt_to_video_gpu.sh build-gpu "$(checkpoint wan2.1-t2v-1.3b)" \
+      /tmp/raylight-umt5/umt5-xxl.safetensors "$OUT" >"$OUT/prompt_to_video.log" 2>&1
+    echo "prompt to video exit $?"
+    tail -8 "$OUT/prompt_to_video.log" ;;
   vae)  # issue #24: the Wan VAE decode against diffusers (SHAPES=21:832x480x81,... RUNS=3)
     timeout 540 python3 tests/bench/wan_vae_gpu.py --rank-binary build-gpu/bin/wan_vae_rank_main \
       --out "$OUT/wan_vae.jsonl" --runs "${RUNS:-3}" \

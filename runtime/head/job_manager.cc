@@ -238,6 +238,8 @@ void JobManager::NotifyState(Job& job) {
   if (Terminal(job.info.state())) {
     for (auto& watcher : job.watchers) watcher->Close(absl::OkStatus());
     job.watchers.clear();
+    job.recent_progress.clear();
+    job.recent_progress_bytes = 0;
   }
 }
 
@@ -452,6 +454,11 @@ void JobManager::Watch(const std::string& job_id, std::shared_ptr<JobWatcher> wa
   if (Terminal(job.info.state())) {
     watcher->Close(absl::OkStatus());
     return;
+  }
+  for (const std::string& recent : job.recent_progress) {
+    v1::JobEvent replay;
+    replay.set_progress(recent);
+    if (!watcher->Send(replay)) return;
   }
   job.watchers.push_back(std::move(watcher));
 }
@@ -732,6 +739,16 @@ void JobManager::OnProgress(const std::string& job_id, const std::shared_ptr<Run
   if (it == jobs_.end() || it->second.run != run) return;
   Job& job = it->second;
   job.info.set_last_progress(event);
+  // Kept for late watchers; previews make events large, so bytes are bounded too.
+  constexpr size_t kRecentProgressEvents = 32;
+  constexpr int64_t kRecentProgressBytes = 4 << 20;
+  job.recent_progress.push_back(event);
+  job.recent_progress_bytes += static_cast<int64_t>(event.size());
+  while (job.recent_progress.size() > kRecentProgressEvents ||
+         (job.recent_progress.size() > 1 && job.recent_progress_bytes > kRecentProgressBytes)) {
+    job.recent_progress_bytes -= static_cast<int64_t>(job.recent_progress.front().size());
+    job.recent_progress.pop_front();
+  }
   v1::JobEvent progress;
   progress.set_progress(std::move(event));
   Notify(job, progress);

@@ -23,6 +23,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -90,6 +91,10 @@ class JobManager {
     bool cancel_requested = false;
     std::shared_ptr<Run> run;
     std::vector<std::shared_ptr<JobWatcher>> watchers;
+    // The running job's latest progress events (bounded: kRecentProgressEvents and bytes),
+    // replayed to a watcher that subscribes late, so that it sees the log lines it missed.
+    std::deque<std::string> recent_progress;
+    int64_t recent_progress_bytes = 0;
   };
   struct PoolGroup {
     std::string name;

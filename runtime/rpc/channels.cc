@@ -30,7 +30,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const Tls
   grpc::ChannelArguments args;
   // Every member holds the same certificate, named for the cluster rather than a host.
   if (tls.enabled()) args.SetSslTargetNameOverride(kClusterServerName);
-  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxReceiveMessageSize(kMaxResultBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // Pings keep idle connections to daemons alive and reveal a vanished peer.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
@@ -46,7 +46,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const Tls
 
 void ConfigureServer(grpc::ServerBuilder& builder) {
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxResultBytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5'000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);

@@ -21,6 +21,10 @@ inline constexpr size_t kChunkBytes = 1 << 20;
 // or result in one message (a Wan 14B 832x480x81 latent is 8.4 MB, 1280x720x81 19 MB; two fp32
 // 512-token prompts 16 MB). Worker calls of any size are chunked.
 inline constexpr int kMaxMessageBytes = 64 << 20;
+// Bound on one message a daemon sends, and one a channel receives: a job's decoded frames come
+// back in one GetJobResult response (81 frames of 1280x720 RGB are 224 MB). What a daemon
+// receives from a caller stays bounded by kMaxMessageBytes.
+inline constexpr int kMaxResultBytes = 1 << 30;
 
 // A channel to `address` ("host:port") with `tls` (plaintext when it is not enabled; with TLS
 // the peer must present a certificate of the cluster CA for kClusterServerName). `dedicated`: its

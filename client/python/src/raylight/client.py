@@ -41,6 +41,8 @@ SAMPLE_JOB_KIND = "diffusion.sample"
 DIFFUSION_ACTOR = "DiffusionActor"
 # Results and conditioning can be large (a 720p video's LATENT, image conditioning).
 _MAX_MESSAGE_BYTES = 512 << 20
+# A job's decoded frames come back in one response (81 frames of 1280x720 RGB: 224 MB).
+_MAX_RESULT_BYTES = 1 << 30
 _ENDED = (jobs_pb2.JOB_SUCCEEDED, jobs_pb2.JOB_FAILED, jobs_pb2.JOB_CANCELLED)
 
 Conditioning = Mapping[str, torch.Tensor] | bytes
@@ -290,7 +292,7 @@ class Client:
         self._token = _default_token(token, token_file)
         self._timeout = timeout
         self._options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", _MAX_RESULT_BYTES),
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
         ]
         self._credentials: grpc.ChannelCredentials | None = None
