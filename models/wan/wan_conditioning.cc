@@ -33,19 +33,13 @@ absl::StatusOr<at::Tensor> Unbatched(const std::string& where, const std::string
 at::Tensor ComfyImageToY(const std::string& where, std::map<std::string, at::Tensor>& tensors) {
   auto image = Unbatched(where, "concat_latent_image", tensors["concat_latent_image"], 4);
   if (!image.ok()) return at::Tensor();
-  const at::Tensor latent = image->unsqueeze(0);
-  const auto format = LatentFormatForChannels(latent.size(1));
-  const at::Tensor normalised = format.ok() ? ProcessIn(**format, latent) : latent;
-  at::Tensor mask = at::zeros({1, 4, latent.size(2), latent.size(3), latent.size(4)});
+  at::Tensor mask;
   if (tensors.count("concat_mask")) {
     auto given = Unbatched(where, "concat_mask", tensors["concat_mask"], 4);
     if (!given.ok()) return at::Tensor();
     mask = given->unsqueeze(0);
-    if (mask.size(1) != 4) mask = at::mean(mask, 1, /*keepdim=*/true);
-    mask = 1.0 - mask;
-    if (mask.size(1) == 1) mask = mask.repeat({1, 4, 1, 1, 1});
   }
-  return at::cat({mask, normalised}, 1).contiguous();
+  return WanImageToY(image->unsqueeze(0), mask);
 }
 
 // Tensors that passed CheckWanConditioningHeader -> the conditioning.
@@ -75,6 +69,20 @@ absl::StatusOr<WanConditioning> Assemble(const std::string& where,
 }
 
 }  // namespace
+
+at::Tensor WanImageToY(const at::Tensor& concat_latent_image, const at::Tensor& concat_mask) {
+  const at::Tensor latent = concat_latent_image.to(at::kFloat);
+  const auto format = LatentFormatForChannels(latent.size(1));
+  const at::Tensor normalised = format.ok() ? ProcessIn(**format, latent) : latent;
+  at::Tensor mask = at::zeros({1, 4, latent.size(2), latent.size(3), latent.size(4)});
+  if (concat_mask.defined()) {
+    mask = concat_mask.to(at::kFloat);
+    if (mask.size(1) != 4) mask = at::mean(mask, 1, /*keepdim=*/true);
+    mask = 1.0 - mask;
+    if (mask.size(1) == 1) mask = mask.repeat({1, 4, 1, 1, 1});
+  }
+  return at::cat({mask, normalised}, 1).contiguous();
+}
 
 absl::StatusOr<WanConditioning> ReadWanConditioning(const std::string& path,
                                                     const WanConfig& config) {

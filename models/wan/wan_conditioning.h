@@ -46,6 +46,13 @@ absl::StatusOr<WanConditioning> ParseWanConditioning(absl::string_view bytes,
                                                      const WanConfig& config);
 absl::Status WriteWanConditioning(const std::string& path, const WanConditioning& conditioning);
 
+// ComfyUI's image-to-video inputs as Wan's `y` [1, 4 + C, F, H, W], as its WAN21.concat_cond
+// builds them for a latent of the image's size: the mask (concat_mask [1, 1 or 4, F, H, W];
+// undefined: zeros) averaged over channels, inverted (1 where a frame is given) and repeated to
+// 4, then the image latent (concat_latent_image [1, C, F, H, W], the VAE's space) taken into the
+// model's space (process_in).
+at::Tensor WanImageToY(const at::Tensor& concat_latent_image, const at::Tensor& concat_mask);
+
 // Random conditioning shaped for `config` (for demos and tests with random weights): `tokens`
 // text tokens, unit-variance values; I2V also gets CLIP features and a `y` for a latent of
 // frames x height x width.

@@ -1,0 +1,39 @@
+// Wan's image inputs as ComfyUI makes them: its WanImageToVideo (I2V: a start image) and
+// WanFirstLastFrameToVideo (FLF2V: start and end images) nodes with CLIPVisionEncode. The images
+// are scaled to the video's size (ComfyUI's common_upscale: centre crop to the aspect, bilinear),
+// placed in a clip of `length` grey frames that the VAE encodes (concat_latent_image), a mask
+// marks the given frames (concat_mask), and the CLIP vision tower's penultimate states of each
+// image are Wan's clip_fea (start and end concatenated for FLF2V). wan_conditioning.h's
+// WanImageToY turns the first two into the DiT's `y`.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "absl/status/statusor.h"
+#include "models/vae/wan_vae.h"
+#include "models/vision/clip_vision.h"
+
+namespace raylight::models::wan {
+
+struct WanImageInputs {
+  at::Tensor concat_latent_image;  // [1, z, F, h, w]: the VAE's latent of the image clip
+  at::Tensor concat_mask;          // [1, 1, F, h, w] (I2V) or [1, 4, F, h, w] (FLF2V): 0 = given
+  at::Tensor clip_fea;             // [1, 257 (x2 with an end image), width]; undefined without CLIP
+};
+
+// ComfyUI's common_upscale(images, width, height, "bilinear", "center") on IMAGE [N, H, W, 3].
+at::Tensor CommonUpscaleCenter(const at::Tensor& images, int64_t width, int64_t height);
+
+struct WanImageRequest {
+  at::Tensor start_image;  // IMAGE [N, H, W, 3] float in [0, 1]; undefined: none
+  at::Tensor end_image;    // FLF2V's; undefined: none (I2V)
+  int64_t width = 832, height = 480, length = 81;
+  bool clip_crop = true;  // CLIPVisionEncode's "center" crop; false: its "none"
+};
+
+// Errors name the field (start_image, end_image, width, height, length).
+absl::StatusOr<WanImageInputs> MakeWanImageInputs(const WanImageRequest& request,
+                                                  const vae::WanVae& vae,
+                                                  const vision::ClipVision* clip_vision);
+
+}  // namespace raylight::models::wan

@@ -1,0 +1,147 @@
+// Wan's image inputs (I2V's start image, FLF2V's start and end images) against ComfyUI's own
+// WanImageToVideo and WanFirstLastFrameToVideo nodes with CLIPVisionEncode
+// (wan_image_reference.py), on a random Wan 2.1 VAE and a small random CLIP vision tower
+// that ComfyUI loads with its own loaders; images of other aspects than the video's (the centre
+// crop and bilinear scale of common_upscale); the conditioning's `y` built from them.
+#include "models/wan/wan_image_inputs.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "models/core/safetensors_tensors.h"
+#include "models/vae/wan_vae_keys.h"
+#include "models/vision/clip_vision_config.h"
+#include "models/wan/wan_conditioning.h"
+#include "nlohmann/json.hpp"
+#include "tests/models/wan_test_util.h"
+#include "tests/util/run_command.h"
+#include "tests/util/temp_dir.h"
+
+namespace raylight::models::wan {
+namespace {
+
+using testing_util::RelativeL2;
+
+absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(file)), {});
+  return ParseTensors(bytes, path);
+}
+
+at::Tensor RandomWeight(const std::string& name, const std::vector<int64_t>& shape) {
+  if (name.ends_with(".gamma") ||
+      (name.find("norm") != std::string::npos && name.ends_with(".weight"))) {
+    return 1 + 0.1 * at::randn(shape);
+  }
+  if (name.ends_with(".bias")) return 0.05 * at::randn(shape);
+  if (name.find("embedding") != std::string::npos && shape.size() <= 2) {
+    return 0.5 * at::randn(shape);
+  }
+  const int64_t fan_in = at::empty(shape, at::kMeta)[0].numel();
+  return at::randn(shape) / std::sqrt(static_cast<double>(fan_in));
+}
+
+TEST(WanImageInputsTest, EqualComfyUisImageToVideoNodes) {
+  testing_util::TempDir dir("wan_image_inputs");
+  const uint64_t seed = std::random_device{}();
+  at::manual_seed(seed);
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  // Wan 2.1's real widths: ComfyUI's VAE loader builds the real architecture.
+  auto vae_config = vae::WanVaePreset("wan2.1");
+  ASSERT_TRUE(vae_config.ok());
+  std::map<std::string, at::Tensor> vae_weights;
+  for (const auto& [name, shape] : vae::WanVaeWeightShapes(*vae_config)) {
+    vae_weights[name] = RandomWeight(name, shape);
+  }
+  vision::ClipVisionConfig clip_config;
+  clip_config.width = 768;
+  clip_config.heads = 12;
+  clip_config.layers = 2;
+  clip_config.mlp = 3072;
+  clip_config.projection = 512;
+  clip_config.activation = "quick_gelu";
+  std::map<std::string, at::Tensor> clip_weights;
+  NamedTensors clip_file;
+  for (const auto& [name, shape] : vision::ClipVisionWeightShapes(clip_config)) {
+    clip_weights[name] = RandomWeight(name, shape);
+    clip_file.emplace_back(name == "visual_projection.weight" ? name : "vision_model." + name,
+                           clip_weights[name]);
+  }
+  ASSERT_TRUE(WriteTensors(dir.path() + "/vae.safetensors",
+                           NamedTensors(vae_weights.begin(), vae_weights.end()))
+                  .ok());
+  ASSERT_TRUE(WriteTensors(dir.path() + "/clip.safetensors", clip_file).ok());
+  std::ofstream(dir.path() + "/clip.json") << nlohmann::json{
+      {"hidden_size", 768},         {"intermediate_size", 3072},
+      {"num_attention_heads", 12},  {"num_hidden_layers", 2},
+      {"patch_size", 14},           {"image_size", 224},
+      {"hidden_act", "quick_gelu"}, {"projection_dim", 512},
+      {"num_channels", 3},          {"model_type", "clip_vision_model"},
+      {"layer_norm_eps", 1e-5}}.dump();
+  auto vae = vae::WanVae::FromWeights(*vae_config, vae_weights, vae::WanVaeOptions());
+  ASSERT_TRUE(vae.ok()) << vae.status();
+  auto clip =
+      vision::ClipVision::FromWeights(clip_config, clip_weights, vision::ClipVisionOptions());
+  ASSERT_TRUE(clip.ok()) << clip.status();
+
+  const at::Tensor start = at::rand({1, 301, 199, 3});  // taller than the video: cropped rows
+  const at::Tensor end = at::rand({1, 90, 256, 3});     // wider: cropped columns
+  for (bool flf2v : {false, true}) {
+    SCOPED_TRACE(flf2v ? "FLF2V" : "I2V");
+    NamedTensors images = {{"start_image", start}};
+    if (flf2v) images.emplace_back("end_image", end);
+    ASSERT_TRUE(WriteTensors(dir.path() + "/images.safetensors", images).ok());
+    const std::string expected_path = dir.path() + "/expected.safetensors";
+    const absl::Status ran = testing_util::RunToCompletion(
+        {RAYLIGHT_TEST_PYTHON, RAYLIGHT_WAN_IMAGE_REFERENCE, "make",
+         "--vae=" + dir.path() + "/vae.safetensors", "--clip=" + dir.path() + "/clip.safetensors",
+         "--clip-config=" + dir.path() + "/clip.json",
+         "--images=" + dir.path() + "/images.safetensors", "--width=80", "--height=48",
+         "--length=9", "--out=" + expected_path, "--comfyui-tarball=" RAYLIGHT_COMFYUI_TARBALL,
+         "--workdir=" RAYLIGHT_COMFYUI_WORKDIR},
+        dir.path() + "/reference.log", std::chrono::seconds(600));
+    ASSERT_TRUE(ran.ok()) << ran;
+    auto expected = ReadTensors(expected_path);
+    ASSERT_TRUE(expected.ok()) << expected.status();
+
+    WanImageRequest request;
+    request.start_image = start;
+    if (flf2v) request.end_image = end;
+    request.width = 80;
+    request.height = 48;
+    request.length = 9;
+    auto inputs = MakeWanImageInputs(request, **vae, clip->get());
+    ASSERT_TRUE(inputs.ok()) << inputs.status();
+    const at::Tensor& latent = expected->at("concat_latent_image");
+    ASSERT_EQ(inputs->concat_latent_image.sizes(), latent.sizes());
+    EXPECT_LT(RelativeL2(inputs->concat_latent_image, latent), 1e-5);
+    ASSERT_EQ(inputs->concat_mask.sizes(), expected->at("concat_mask").sizes());
+    EXPECT_TRUE(at::equal(inputs->concat_mask, expected->at("concat_mask")));
+    ASSERT_EQ(inputs->clip_fea.sizes(), expected->at("clip_fea").sizes());
+    // The CLIP preprocess rounds to 8 bits: a value on a rounding edge may differ by a level.
+    EXPECT_LT(RelativeL2(inputs->clip_fea, expected->at("clip_fea")), 1e-4);
+    // What the DiT receives: 4 mask channels (1 where given), then the normalised latent.
+    const at::Tensor y = WanImageToY(inputs->concat_latent_image, inputs->concat_mask);
+    EXPECT_EQ(y.size(1), 4 + latent.size(1));
+    EXPECT_TRUE(
+        at::equal(y.narrow(1, 0, 4).select(2, 0), at::ones_like(y.narrow(1, 0, 4).select(2, 0))));
+  }
+
+  // Bad requests are refused by field.
+  WanImageRequest bad;
+  bad.start_image = at::rand({1, 32, 32, 2});
+  auto refused = MakeWanImageInputs(bad, **vae, clip->get());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("start_image"), std::string::npos);
+  bad.start_image = start;
+  bad.width = 84;
+  refused = MakeWanImageInputs(bad, **vae, clip->get());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("width"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace raylight::models::wan
