@@ -10,6 +10,7 @@
 #include "models/text/umt5_config.h"
 #include "models/text/umt5_keys.h"
 #include "models/vae/wan_vae_keys.h"
+#include "models/vision/clip_vision_config.h"
 
 namespace raylight::actors {
 namespace {
@@ -107,6 +108,28 @@ absl::StatusOr<std::string> ResolveVae(const std::string& field, const std::stri
     if (map->config.z_dim != latent_channels) {
       return absl::InvalidArgumentError(absl::StrCat(
           "its latent has ", map->config.z_dim, " channels; the model's has ", latent_channels));
+    }
+    return absl::OkStatus();
+  };
+  return ResolveComponent(search, name, roots);
+}
+
+absl::StatusOr<std::string> ResolveClipVision(const std::string& field, const std::string& name,
+                                              const std::vector<std::string>& roots,
+                                              int64_t image_dim) {
+  ComponentSearch search{.field = field, .folder = "clip_vision", .what = "CLIP vision tower"};
+  search.fits = [image_dim](const std::string& path) -> absl::Status {
+    auto header = HeaderShapes(path);
+    if (!header.ok()) return header.status();
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& [raw, shape] : *header) {
+      if (auto internal = models::vision::NormalizeClipVisionKey(raw)) shapes[*internal] = shape;
+    }
+    auto config = models::vision::DetectClipVisionConfig(shapes);
+    if (!config.ok()) return config.status();
+    if (config->width != image_dim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("it makes ", config->width, "-wide features; the model takes ", image_dim));
     }
     return absl::OkStatus();
   };

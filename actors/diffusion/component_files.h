@@ -36,4 +36,9 @@ absl::StatusOr<std::string> ResolveVae(const std::string& field, const std::stri
                                        const std::vector<std::string>& roots,
                                        int64_t latent_channels);
 
+// The CLIP vision tower's file (`image_dim` wide: 1280 for Wan's ViT-H/14).
+absl::StatusOr<std::string> ResolveClipVision(const std::string& field, const std::string& name,
+                                              const std::vector<std::string>& roots,
+                                              int64_t image_dim);
+
 }  // namespace raylight::actors

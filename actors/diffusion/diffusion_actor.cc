@@ -97,8 +97,16 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
     RL_RETURN_IF_ERROR(CheckModelFiles(
         "vae_files", {call.vae_files().begin(), call.vae_files().end()}, model_roots_));
   }
+  if (call.clip_vision_files_size() > 0) {
+    RL_RETURN_IF_ERROR(CheckModelFiles(
+        "clip_vision_files", {call.clip_vision_files().begin(), call.clip_vision_files().end()},
+        model_roots_));
+  }
   SampleRequest request;
   request.job_id = call.job_id();
+  request.image = job.image();
+  request.clip_vision_files.assign(call.clip_vision_files().begin(),
+                                   call.clip_vision_files().end());
   request.output = job.output().empty() ? "latent" : job.output();
   request.vae_files.assign(call.vae_files().begin(), call.vae_files().end());
   request.fps = job.fps();  // 0: the engine's default for the model

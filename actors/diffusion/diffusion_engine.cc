@@ -13,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "actors/diffusion/image_encoder.h"
 #include "actors/diffusion/prompt_encoder.h"
+#include "actors/diffusion/root_broadcast.h"
 #include "actors/diffusion/video_output.h"
 #include "models/core/sharded_weights.h"
 #include "models/parallel/comm/gloo_communicator.h"
@@ -117,12 +119,16 @@ struct Membership {
   std::map<std::string, std::unique_ptr<parallel::Mesh>> meshes;  // by shape
 };
 
-// A prompt's encoding as conditioning: the text alone (T2V), as wide as the model reads it.
+// A prompt's encoding as conditioning, as wide as the model reads it: the text alone (T2V), or
+// with the start image's encoding (I2V: `clip_fea` and `y`, the same for both prompts).
 absl::StatusOr<models::wan::WanConditioning> EncodedConditioning(
-    const at::Tensor& text, const std::string& field, const models::wan::WanConfig& config) {
-  if (config.i2v()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": ", config.name, " takes its image inputs with the text: give `positive`"));
+    const at::Tensor& text, const std::string& field, const models::wan::WanConfig& config,
+    const at::Tensor& clip_fea = {}, const at::Tensor& y = {}) {
+  if (config.i2v() != clip_fea.defined()) {
+    return absl::InvalidArgumentError(
+        config.i2v() ? absl::StrCat(field, ": ", config.name,
+                                    " takes a start image with the text: give `image`")
+                     : absl::StrCat("image: ", config.name, " takes no start image"));
   }
   if (text.size(-1) != config.text_dim) {
     return absl::InvalidArgumentError(absl::StrCat("text_encoder: its ", text.size(-1),
@@ -135,6 +141,19 @@ absl::StatusOr<models::wan::WanConditioning> EncodedConditioning(
   }
   models::wan::WanConditioning conditioning;
   conditioning.text = text;
+  if (clip_fea.defined()) {
+    if (clip_fea.size(-1) != config.image_dim) {
+      return absl::InvalidArgumentError(absl::StrCat("clip_vision: its ", clip_fea.size(-1),
+                                                     "-wide features do not fit ", config.name,
+                                                     "'s image width ", config.image_dim));
+    }
+    if (y.size(1) != config.in_channels - config.out_channels) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("vae: its ", y.size(1) - 4, "-channel latent does not fit ", config.name));
+    }
+    conditioning.clip_fea = clip_fea;
+    conditioning.y = y;
+  }
   return conditioning;
 }
 
@@ -154,6 +173,7 @@ class DiffusionEngine::Impl {
 #endif
     prompts_ = std::make_unique<PromptEncoder>(device_);
     video_ = std::make_unique<VideoOutput>(device_);
+    images_ = std::make_unique<ImageEncoder>(device_);
     // CPU workers share the machine's cores with each other: one intra-op thread each unless
     // told otherwise (measured: two processes' OpenMP pools contending cost more than they gave).
     const char* threads = std::getenv("RAYLIGHT_TORCH_THREADS");
@@ -433,6 +453,11 @@ class DiffusionEngine::Impl {
       EmptyDeviceCache();
       return true;
     }
+    if (images_->Evict()) {
+      RL_LOG(INFO) << "unloading the CLIP vision tower to make room";
+      EmptyDeviceCache();
+      return true;
+    }
     if (video_->Evict()) {
       RL_LOG(INFO) << "unloading the VAE to make room";
       EmptyDeviceCache();
@@ -611,30 +636,12 @@ class DiffusionEngine::Impl {
                                   " tokens) in ", encoded->seconds, " s"));
         }
       }
-      if (group.size == 1) {
-        if (!encoded.ok()) return encoded.status();
-        return encoded->text;
-      }
       auto membership = MembershipOf(group);
       if (!membership.ok()) return membership.status();
-      comm::Communicator& world = *(*membership)->world;
-      // Whether it worked and its shape first, so that every rank fails together or receives.
-      at::Tensor header = at::zeros({3}, at::TensorOptions().dtype(at::kLong).device(device_));
-      if (encoded.ok()) {
-        header.copy_(at::tensor({int64_t{1}, encoded->text.size(1), encoded->text.size(2)}));
-      }
-      if (auto sent = world.Broadcast(header, 0); !sent.ok()) return sent;
-      const at::Tensor shape = header.cpu();
-      if (shape[0].item<int64_t>() == 0) {
-        if (!encoded.ok()) return encoded.status();
-        return absl::InternalError("rank 0 could not encode the prompt");
-      }
-      at::Tensor values = group.rank == 0
-                              ? encoded->text.to(device_)
-                              : at::empty({1, shape[1].item<int64_t>(), shape[2].item<int64_t>()},
-                                          at::TensorOptions().dtype(at::kFloat).device(device_));
-      if (auto sent = world.Broadcast(values, 0); !sent.ok()) return sent;
-      return values.cpu();
+      return BroadcastFromRoot(*(*membership)->world,
+                               encoded.ok() ? absl::StatusOr<at::Tensor>(encoded->text)
+                                            : absl::StatusOr<at::Tensor>(encoded.status()),
+                               device_);
     };
     if (!request.prompt.empty()) {
       auto text = encode(request.prompt, "positive");
@@ -645,6 +652,44 @@ class DiffusionEngine::Impl {
       auto text = encode(request.negative_prompt, "negative");
       if (!text.ok()) return text.status();
       negative_prompt_text = *text;
+    }
+    // The start image (I2V), likewise by rank 0 with the VAE and the CLIP vision tower, before
+    // the model loads; its encoding goes with both prompts.
+    at::Tensor image_clip_fea, image_y;
+    if (!request.image.empty()) {
+      auto dtype = ComputeDtype(request.model.dtype, gpu());
+      if (!dtype.ok()) return dtype.status();
+      ImageRequest image{.png = request.image,
+                         .vae_files = request.vae_files,
+                         .clip_vision_files = request.clip_vision_files,
+                         .width = request.width,
+                         .height = request.height,
+                         .frames = request.frames,
+                         .dtype = *dtype};
+      if (latent.defined()) {  // the starting latent's size is the video's
+        image.width = latent.size(4) * 8;
+        image.height = latent.size(3) * 8;
+        image.frames = 1 + 4 * (latent.size(2) - 1);
+      }
+      absl::StatusOr<EncodedImage> encoded =
+          absl::FailedPreconditionError("rank 0 could not encode the image");
+      if (group.rank == 0) {
+        encoded = images_->Encode(image, *video_);
+        if (encoded.ok()) note(absl::StrCat("encoded the start image in ", encoded->seconds, " s"));
+      }
+      auto membership = MembershipOf(group);
+      if (!membership.ok()) return membership.status();
+      comm::Communicator& image_world = *(*membership)->world;
+      auto failed = [&]() -> absl::StatusOr<at::Tensor> { return encoded.status(); };
+      auto clip_fea = BroadcastFromRoot(
+          image_world, encoded.ok() ? absl::StatusOr<at::Tensor>(encoded->clip_fea) : failed(),
+          device_);
+      if (!clip_fea.ok()) return clip_fea.status();
+      auto y = BroadcastFromRoot(
+          image_world, encoded.ok() ? absl::StatusOr<at::Tensor>(encoded->y) : failed(), device_);
+      if (!y.ok()) return y.status();
+      image_clip_fea = *std::move(clip_fea);
+      image_y = *std::move(y);
     }
     auto model = Ensure(request.model, group, shape, &outcome.model_was_resident,
                         &outcome.load_seconds, &reason);
@@ -689,14 +734,16 @@ class DiffusionEngine::Impl {
     if (!mesh.ok()) return mesh.status();
     comm::Communicator& world = *(*MembershipOf(group))->world;  // made by MeshFor just above
 
-    auto positive = prompt_text.defined()
-                        ? EncodedConditioning(prompt_text, "prompt", config)
-                        : models::wan::ParseWanConditioning(request.positive, "positive", config);
+    auto positive =
+        prompt_text.defined()
+            ? EncodedConditioning(prompt_text, "prompt", config, image_clip_fea, image_y)
+            : models::wan::ParseWanConditioning(request.positive, "positive", config);
     if (!positive.ok()) return positive.status();
     models::wan::WanConditioning negative;
     if (request.cfg != 1.0) {
       auto parsed = negative_prompt_text.defined()
-                        ? EncodedConditioning(negative_prompt_text, "negative_prompt", config)
+                        ? EncodedConditioning(negative_prompt_text, "negative_prompt", config,
+                                              image_clip_fea, image_y)
                         : models::wan::ParseWanConditioning(request.negative, "negative", config);
       if (!parsed.ok()) return parsed.status();
       negative = *std::move(parsed);
@@ -927,6 +974,7 @@ class DiffusionEngine::Impl {
   at::Device device_ = at::kCPU;
   std::unique_ptr<PromptEncoder> prompts_;                 // made once device_ is known
   std::unique_ptr<VideoOutput> video_;                     // likewise
+  std::unique_ptr<ImageEncoder> images_;                   // likewise
   int64_t model_memory_limit_ = 0;                         // bytes; 0: no limit but the device's
   std::map<std::string, LoadedModel> models_;              // by files|dtype|placement|group
   std::map<std::string, models::wan::WanBytes> measured_;  // by files|dtype|

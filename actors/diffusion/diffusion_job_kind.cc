@@ -9,6 +9,7 @@
 #include "actors/diffusion/component_files.h"
 #include "actors/diffusion/mesh_spec.h"
 #include "models/core/placement_plan.h"
+#include "models/core/png.h"
 #include "models/core/safetensors.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
@@ -38,6 +39,8 @@ absl::Status InField(const std::string& field, const absl::Status& status) {
 constexpr size_t kMaxUnreadBytes = 64 << 10;
 // A prompt is text: 64 KiB of it is thousands of tokens, past what the DiT takes anyway.
 constexpr size_t kMaxPromptBytes = 64 << 10;
+// A start image's file: a 4K PNG is a few MB.
+constexpr size_t kMaxImageBytes = 32 << 20;
 
 // The payload as a SampleJob, refused when it is not one or carries more than kMaxUnreadBytes
 // of fields this head does not know (a newer client's few are kept and passed on).
@@ -348,12 +351,30 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
       return Invalid(field, absl::StrCat(text->size(), " bytes; at most ", kMaxPromptBytes));
     }
   }
+  if (!job.image().empty()) {
+    if (!config.i2v()) {
+      return Invalid("image",
+                     absl::StrCat(config.name, " takes no start image (an I2V model does)"));
+    }
+    if (job.prompt().empty()) {
+      return Invalid("image",
+                     "given without a prompt (images go with prompts; a `positive` file "
+                     "carries its own image inputs)");
+    }
+    if (job.image().size() > kMaxImageBytes) {
+      return Invalid("image", absl::StrCat(job.image().size(), " bytes; at most ", kMaxImageBytes));
+    }
+    auto decoded = models::DecodePng(job.image());
+    if (!decoded.ok()) {
+      return Invalid("image", absl::StrCat("not a PNG image: ", decoded.status().message()));
+    }
+  }
   if (!job.prompt().empty()) {
     if (!job.positive().empty()) return Invalid("prompt", "give prompt or positive, not both");
-    if (config.i2v()) {
-      return Invalid("prompt", absl::StrCat(config.name,
-                                            " takes its image inputs with the text: "
-                                            "give `positive` (prompts encode T2V jobs only)"));
+    if (config.i2v() && job.image().empty()) {
+      return Invalid("image", absl::StrCat("required: ", config.name,
+                                           " takes a start image with a prompt (or give "
+                                           "`positive` with its image inputs)"));
     }
   } else if (auto status =
                  models::wan::CheckWanConditioningBytes(job.positive(), "positive", config);
@@ -369,7 +390,7 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
     if (job.prompt().empty() && !job.has_negative_prompt()) {
       return Invalid("negative", "required when cfg != 1 (the unconditional prediction uses it)");
     }
-    if (config.i2v()) {
+    if (config.i2v() && job.image().empty()) {
       return Invalid("negative_prompt",
                      absl::StrCat(config.name, " takes `negative` conditioning"));
     }
@@ -472,19 +493,28 @@ class SampleKind final : public head::JobKind {
       return Invalid("text_encoder", "given without a prompt to encode");
     }
     if (auto status = CheckOutput(job); !status.ok()) return status;
-    std::string vae;
-    if (DecodesOutput(job)) {
+    std::string vae, clip_vision;
+    if (DecodesOutput(job) || !job.image().empty()) {
       auto resolved = ResolveVae("vae", job.vae(), roots_, common->config.out_channels);
       if (!resolved.ok()) return resolved.status();
       vae = *std::move(resolved);
     } else if (!job.vae().empty()) {
-      return Invalid("vae", "given without an output to decode (output is latent)");
+      return Invalid("vae", "given without an output to decode or an image to encode");
+    }
+    if (!job.image().empty()) {
+      auto resolved =
+          ResolveClipVision("clip_vision", job.clip_vision(), roots_, common->config.image_dim);
+      if (!resolved.ok()) return resolved.status();
+      clip_vision = *std::move(resolved);
+    } else if (!job.clip_vision().empty()) {
+      return Invalid("clip_vision", "given without an image to encode");
     }
     v1::SampleCall call;
     call.set_job_id(job_id);
     *call.mutable_job() = std::move(job);
     if (!text_encoder.empty()) call.add_text_encoder_files(text_encoder);
     if (!vae.empty()) call.add_vae_files(vae);
+    if (!clip_vision.empty()) call.add_clip_vision_files(clip_vision);
     for (const std::string& file : common->files) call.add_model_files(file);
     for (const std::string& file : *low_noise) call.add_low_noise_model_files(file);
     for (const std::string& file : *loras) call.add_lora_files(file);

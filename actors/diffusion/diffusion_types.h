@@ -61,6 +61,10 @@ struct SampleRequest {
   std::vector<std::string> vae_files;
   double fps = 0;  // 0: the model's own (16; TI2V-5B: 24)
   int crf = 19;
+  // I2V with a prompt: the start image's PNG bytes, encoded by the VAE in `vae_files` and the
+  // CLIP vision tower in `clip_vision_files`.
+  std::string image;
+  std::vector<std::string> clip_vision_files;
 };
 
 struct ModelSummary {

@@ -12,20 +12,28 @@ absl::Status VideoOutput::CheckSupported(const std::string& output) {
   return models::vae::CheckVideoFileKind(output);
 }
 
-absl::StatusOr<const models::vae::WanVae*> VideoOutput::Loaded(const VideoOutputRequest& request) {
-  if (vae_ != nullptr && files_ == request.vae_files && dtype_ == request.dtype) return vae_.get();
+absl::StatusOr<const models::vae::WanVae*> VideoOutput::Loaded(
+    const std::vector<std::string>& files, at::ScalarType dtype) {
+  if (vae_ != nullptr && files_ == files && dtype_ == dtype) return vae_.get();
   vae_.reset();
   models::vae::WanVaeOptions options;
   options.device = device_;
-  options.dtype = request.dtype;
-  auto loaded = models::vae::WanVae::Load(request.vae_files, options);
+  options.dtype = dtype;
+  auto loaded = models::vae::WanVae::Load(files, options);
   if (!loaded.ok()) {
     return absl::Status(loaded.status().code(), absl::StrCat("vae: ", loaded.status().message()));
   }
   vae_ = *std::move(loaded);
-  files_ = request.vae_files;
-  dtype_ = request.dtype;
+  files_ = files;
+  dtype_ = dtype;
   return vae_.get();
+}
+
+absl::Status VideoOutput::WithVae(const std::vector<std::string>& files, at::ScalarType dtype,
+                                  absl::FunctionRef<absl::Status(const models::vae::WanVae&)> use) {
+  absl::MutexLock lock(&mutex_);
+  RL_ASSIGN_OR_RETURN(const models::vae::WanVae* vae, Loaded(files, dtype));
+  return use(*vae);
 }
 
 absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& request,
@@ -33,7 +41,7 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
                                                   comm::Communicator& world) {
   const auto start = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mutex_);
-  RL_ASSIGN_OR_RETURN(const models::vae::WanVae* vae, Loaded(request));
+  RL_ASSIGN_OR_RETURN(const models::vae::WanVae* vae, Loaded(request.vae_files, request.dtype));
   if (request.output == "frames") {
     // Frames travel back in one message (the RPC layer's kMaxResultBytes, 1 GiB).
     const models::vae::WanVaeConfig& c = vae->config();

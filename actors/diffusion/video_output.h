@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "models/parallel/comm/communicator.h"
@@ -45,11 +46,15 @@ class VideoOutput {
   // `world`. Collective over `world`.
   absl::StatusOr<DecodedOutput> Decode(const VideoOutputRequest& request, const at::Tensor& latent,
                                        comm::Communicator& world);
+  // Runs `use` with the VAE of `files` loaded in `dtype` (encoding images for I2V).
+  absl::Status WithVae(const std::vector<std::string>& files, at::ScalarType dtype,
+                       absl::FunctionRef<absl::Status(const models::vae::WanVae&)> use);
   // Drops the loaded VAE; true when one was loaded.
   bool Evict();
 
  private:
-  absl::StatusOr<const models::vae::WanVae*> Loaded(const VideoOutputRequest& request)
+  absl::StatusOr<const models::vae::WanVae*> Loaded(const std::vector<std::string>& files,
+                                                    at::ScalarType dtype)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const at::Device device_;

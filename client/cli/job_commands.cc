@@ -244,6 +244,10 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
                    "frames (IMAGE safetensors); default: from --out's extension")
       ->check(CLI::IsMember({"latent", "video", "webp", "frames"}));
   sample->add_option("--vae", flags.vae, "the VAE (default: the Wan VAE in a root's vae/)");
+  sample->add_option("--image", flags.image, "I2V with --prompt: the start image (PNG)");
+  sample->add_option("--clip-vision", flags.clip_vision,
+                     "the CLIP vision tower for --image (default: the one in a root's "
+                     "clip_vision/)");
   sample->add_option("--fps", flags.fps, "video frame rate (0: the model's)");
   sample->add_option("--crf", flags.crf, "H.264 quality 0..51 (default 19)");
   sample->add_option("--out", flags.out,
@@ -271,6 +275,12 @@ int RunSample(const client::ClientOptions& options, const SampleFlags& flags) {
     if (!negative.ok()) return Fail(negative.status());
     job.set_negative(*std::move(negative));
   }
+  if (!flags.image.empty()) {
+    auto image = ReadFile(flags.image, "--image");
+    if (!image.ok()) return Fail(image.status());
+    job.set_image(*std::move(image));
+  }
+  job.set_clip_vision(flags.clip_vision);
   if (!flags.latent.empty()) {
     auto latent = ReadFile(flags.latent, "--latent");
     if (!latent.ok()) return Fail(latent.status());

@@ -3,15 +3,23 @@
 //
 //   raylight-encode-text --text-encoder umt5_xxl_fp16.safetensors
 //       --prompt "a red fox in the snow" --out cond.safetensors [--device cuda --dtype bf16]
+//       [--image start.png --vae wan_2.1_vae.safetensors --clip-vision clip_vision_h.safetensors
+//        --width 832 --height 480 --frames 81]
+// With --image, an I2V conditioning: the text with the start image's `clip_fea` and `y`, as
+// ComfyUI's CLIPTextEncode + CLIPVisionEncode + WanImageToVideo make them (what a job with a
+// prompt and an image computes on its workers).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 
+#include "models/core/png.h"
 #include "models/text/prompt_weights.h"
 #include "models/text/umt5_encoder.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_config.h"
+#include "models/wan/wan_image_inputs.h"
 
 namespace {
 
@@ -43,6 +51,14 @@ int main(int argc, char** argv) {
   int runs = 1;
   app.add_option("--runs", runs, "encode this many times; print the median encode time as JSON")
       ->check(CLI::Range(1, 1000));
+  std::string image, vae_path, clip_path;
+  int64_t width = 832, height = 480, frames = 81;
+  app.add_option("--image", image, "I2V: the start image (PNG)");
+  app.add_option("--vae", vae_path, "with --image: the Wan VAE");
+  app.add_option("--clip-vision", clip_path, "with --image: the CLIP vision tower");
+  app.add_option("--width", width, "with --image: the video's width");
+  app.add_option("--height", height, "with --image: the video's height");
+  app.add_option("--frames", frames, "with --image: the video's frames");
   CLI11_PARSE(app, argc, argv);
   if (prompt_option->count() == 0 && !wan_negative) {
     std::cerr << "--prompt or --wan-default-negative is required\n";
@@ -80,6 +96,46 @@ int main(int argc, char** argv) {
   }
   wan::WanConditioning conditioning;
   conditioning.text = *cond;
+  if (!image.empty()) {
+    std::ifstream file(image, std::ios::binary);
+    const std::string png((std::istreambuf_iterator<char>(file)), {});
+    auto decoded = DecodePng(png);
+    if (!decoded.ok()) {
+      std::cerr << "--image: " << decoded.status() << "\n";
+      return 1;
+    }
+    vae::WanVaeOptions vae_options;
+    vae_options.device = options.placement.device;
+    vae_options.dtype = options.placement.compute_dtype;
+    auto vae = vae::WanVae::Load({vae_path}, vae_options);
+    if (!vae.ok()) {
+      std::cerr << "--vae: " << vae.status() << "\n";
+      return 1;
+    }
+    vision::ClipVisionOptions clip_options;
+    clip_options.device = options.placement.device;
+    clip_options.dtype = options.placement.compute_dtype;
+    auto clip = vision::ClipVision::Load({clip_path}, clip_options);
+    if (!clip.ok()) {
+      std::cerr << "--clip-vision: " << clip.status() << "\n";
+      return 1;
+    }
+    wan::WanImageRequest request;
+    request.start_image =
+        at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte)
+            .to(at::kFloat) /
+        255.0;
+    request.width = width;
+    request.height = height;
+    request.length = frames;
+    auto inputs = wan::MakeWanImageInputs(request, **vae, clip->get());
+    if (!inputs.ok()) {
+      std::cerr << inputs.status() << "\n";
+      return 1;
+    }
+    conditioning.clip_fea = inputs->clip_fea;
+    conditioning.y = wan::WanImageToY(inputs->concat_latent_image, inputs->concat_mask);
+  }
   if (auto written = wan::WriteWanConditioning(out, conditioning); !written.ok()) {
     std::cerr << written << "\n";
     return 1;

@@ -36,7 +36,7 @@ std::vector<WanConfig> Presets() {
     c.text_dim = 48;
     c.text_len = 512;  // diffusers assumes 512 text tokens when splitting I2V context
     c.image_dim = 40;
-    c.image_tokens = 9;
+    c.image_tokens = 5;  // a 28-pixel CLIP grid of 2 x 2 patches of 14, and its class token
     presets.push_back(c);
   }
   return presets;

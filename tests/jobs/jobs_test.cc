@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/sdk/job_client.h"
+#include "models/core/png.h"
 #include "models/core/safetensors.h"
 #include "models/wan/wan_config.h"
 #include "runtime/common/gpu_info.h"
@@ -136,6 +137,32 @@ class JobsTest : public ::testing::Test {
                             absl::StrCat("--layers=", layers), "--dtype=bf16",
                             absl::StrCat("--seed=", seed), "--out=" + models_ + "/" + name},
                            dir_->path() + "/make.log", std::chrono::seconds(120));
+  }
+
+  // A tiny random umT5 (48 wide, the tiny presets' text width) in the root's text_encoders/,
+  // its tokenizer trained on the spot; returns its path ("" after a failure).
+  std::string MakeTinyUmt5() {
+    const std::string encoders = models_ + "/text_encoders";
+    fs::create_directories(encoders);
+    const std::string encoder = encoders + "/umt5_tiny.safetensors";
+    std::ofstream(dir_->path() + "/texts.json") << "[\"a fox\"]";
+    std::ofstream(dir_->path() + "/umt5.json")
+        << R"({"vocab": 300, "dim": 48, "heads": 4, "head_dim": 12, "ffn": 64, "layers": 2})";
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"tokenizer", "--out-dir=" + dir_->path(),
+                                   "--texts=" + dir_->path() + "/texts.json"},
+          std::vector<std::string>{"model", "--config=" + dir_->path() + "/umt5.json",
+                                   absl::StrCat("--seed=", seed_), "--spelling=hf",
+                                   "--spiece=" + dir_->path() + "/spiece.model", "--out=" + encoder,
+                                   "--expected=" + dir_->path() + "/umt5-expected.safetensors"}}) {
+      std::vector<std::string> argv = {RAYLIGHT_TEST_PYTHON, RAYLIGHT_UMT5_REFERENCE};
+      argv.insert(argv.end(), args.begin(), args.end());
+      const absl::Status made =
+          RunToCompletion(argv, dir_->path() + "/umt5.log", std::chrono::seconds(300));
+      EXPECT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/umt5.log");
+      if (!made.ok()) return "";
+    }
+    return encoder;
   }
 
   void TearDown() override {
@@ -603,25 +630,10 @@ TEST_F(JobsTest, APromptIsEncodedOnTheWorkersAsRaylightEncodeTextEncodesIt) {
   if (kGpu) GTEST_SKIP() << "the encoder's width is the tiny preset's";
   const std::string encoders = models_ + "/text_encoders";
   fs::create_directories(encoders);
-  const std::string encoder = encoders + "/umt5_tiny.safetensors";
   // A FIFO beside it: the search must pass it by without opening it (issue #23, item 9).
   ASSERT_EQ(mkfifo((encoders + "/fifo.safetensors").c_str(), 0600), 0);
-  std::ofstream(dir_->path() + "/texts.json") << "[\"a fox\"]";
-  std::ofstream(dir_->path() + "/umt5.json")
-      << R"({"vocab": 300, "dim": 48, "heads": 4, "head_dim": 12, "ffn": 64, "layers": 2})";
-  for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"tokenizer", "--out-dir=" + dir_->path(),
-                                 "--texts=" + dir_->path() + "/texts.json"},
-        std::vector<std::string>{"model", "--config=" + dir_->path() + "/umt5.json",
-                                 absl::StrCat("--seed=", seed_), "--spelling=hf",
-                                 "--spiece=" + dir_->path() + "/spiece.model", "--out=" + encoder,
-                                 "--expected=" + dir_->path() + "/umt5-expected.safetensors"}}) {
-    std::vector<std::string> argv = {RAYLIGHT_TEST_PYTHON, RAYLIGHT_UMT5_REFERENCE};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const absl::Status made =
-        RunToCompletion(argv, dir_->path() + "/umt5.log", std::chrono::seconds(300));
-    ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/umt5.log");
-  }
+  const std::string encoder = MakeTinyUmt5();
+  ASSERT_FALSE(encoder.empty());
   const std::string prompt = "a red fox runs in the (snow:1.2), cinematic";
   for (auto [name, text] : {std::pair<std::string, std::string>{"prompt", prompt},
                             {"default-negative", models::wan::kWanDefaultNegativePrompt}}) {
@@ -681,6 +693,129 @@ TEST_F(JobsTest, APromptIsEncodedOnTheWorkersAsRaylightEncodeTextEncodesIt) {
   refused = jobs_->SubmitSample(job);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("prompt"), std::string::npos) << refused.status();
+}
+
+// An I2V job from a prompt and a start image (issue #24): the workers encode the prompts with
+// the root's umT5, the image with its VAE and CLIP vision tower (ComfyUI's folders
+// text_encoders/, vae/, clip_vision/), and the job equals the same job on the conditioning files
+// raylight-encode-text --image writes; on two ranks too. Images without a prompt or on a T2V
+// model, bytes that are no PNG, and a prompt on an I2V model without an image are refused by
+// field.
+TEST_F(JobsTest, AnI2vJobEncodesItsStartImageAsRaylightEncodeTextDoes) {
+  if (kGpu) GTEST_SKIP() << "the encoders' widths are the tiny presets'";
+  const std::string encoder = MakeTinyUmt5();
+  ASSERT_FALSE(encoder.empty());
+  fs::create_directories(models_ + "/vae");
+  fs::create_directories(models_ + "/clip_vision");
+  const std::string vae = models_ + "/vae/wan_2.1_vae.safetensors";
+  const std::string clip = models_ + "/clip_vision/clip_tiny.safetensors";
+  std::ofstream(dir_->path() + "/clip.json")
+      << R"({"width": 40, "heads": 1, "layers": 2, "mlp": 64, "activation": "quick_gelu"})";
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{kBin + "/raylight-make-checkpoint", "--preset=tiny-i2v",
+                                 "--layers=2", "--dtype=bf16", absl::StrCat("--seed=", seed_),
+                                 "--out=" + models_ + "/i2v.safetensors"},
+        std::vector<std::string>{kBin + "/raylight-vae", "make-random", "--preset=wan2.1",
+                                 "--width=8", absl::StrCat("--seed=", seed_), "--out=" + vae},
+        std::vector<std::string>{RAYLIGHT_TEST_PYTHON, RAYLIGHT_CLIP_VISION_REFERENCE, "random",
+                                 "--config=" + dir_->path() + "/clip.json", "--image-size=28",
+                                 absl::StrCat("--seed=", seed_), "--out=" + clip}}) {
+    const absl::Status made =
+        RunToCompletion(argv, dir_->path() + "/make.log", std::chrono::seconds(300));
+    ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/make.log");
+  }
+  // A start image of another aspect than the video's (cropped to it, then scaled).
+  std::mt19937 random(seed_);
+  models::RgbImage image;
+  image.width = 53;
+  image.height = 37;
+  for (int i = 0; i < image.width * image.height * 3; ++i) image.pixels.push_back(random() % 256);
+  auto png = models::EncodePng(image);
+  ASSERT_TRUE(png.ok()) << png.status();
+  std::ofstream(dir_->path() + "/start.png", std::ios::binary) << *png;
+  const std::string prompt = "the fox turns its head";
+  for (auto [name, flag] :
+       {std::pair<std::string, std::string>{"i2v-positive", "--prompt=" + prompt},
+        {"i2v-negative", "--wan-default-negative"}}) {
+    const absl::Status encoded =
+        RunToCompletion({kBin + "/raylight-encode-text", "--text-encoder=" + encoder, flag,
+                         "--image=" + dir_->path() + "/start.png", "--vae=" + vae,
+                         "--clip-vision=" + clip, "--width=80", "--height=48", "--frames=9",
+                         "--out=" + dir_->path() + "/" + name + ".safetensors"},
+                        dir_->path() + "/encode.log", std::chrono::seconds(120));
+    ASSERT_TRUE(encoded.ok()) << encoded
+                              << testing_util::ReadFileOrEmpty(dir_->path() + "/encode.log");
+  }
+  v1::SampleJob offline = Job();
+  offline.set_model("i2v.safetensors");
+  offline.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/i2v-positive.safetensors"));
+  offline.set_negative(testing_util::ReadFileOrEmpty(dir_->path() + "/i2v-negative.safetensors"));
+  v1::JobInfo done = RunJob(offline);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const Latent reference = ReadLatent(ResultOf(done.job_id()).latent());
+
+  v1::SampleJob job = offline;
+  job.clear_positive();
+  job.clear_negative();
+  job.set_prompt(prompt);
+  job.set_image(*png);
+  for (int ranks : {1, 2}) {
+    v1::SampleJob this_run = job;
+    this_run.mutable_mesh()->set_ulysses(ranks);
+    std::vector<v1::JobEvent> events;
+    done = RunJob(this_run, &events);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << ranks << " ranks: " << done.DebugString();
+    ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), reference);
+    int image_messages = 0;
+    for (const v1::JobEvent& event : events) {
+      v1::SampleProgress progress;
+      if (event.has_progress() && progress.ParseFromString(event.progress()) &&
+          progress.message().find("encoded the start image") != std::string::npos) {
+        ++image_messages;
+      }
+    }
+    EXPECT_EQ(image_messages, 1) << ranks << " ranks";
+  }
+
+  for (
+      auto [field, edit] : std::vector<
+          std::pair<
+              std::string,
+              std::function<void(
+                  v1::SampleJob&)>>>{{"image",
+                                      [](v1::SampleJob& j) {
+                                        j.set_model("tiny.safetensors");
+                                      }},  // T2V
+                                     {
+                                         "image",
+                                         [](v1::SampleJob& j) { j.set_image("GIF89a not a png"); }},
+                                     {"image",
+                                      [](v1::SampleJob& j) { j.clear_image(); }},  // a prompt
+                                                                                   // without it
+                                     {
+                                         "image",
+                                         [&](v1::SampleJob& j) {
+                                           j.clear_prompt();
+                                           j.set_positive(offline.positive());
+                                           j.set_negative(offline.negative());
+                                         }},
+                                     {"clip_vision",
+                                      [](v1::SampleJob&
+                                             j) { j.set_clip_vision("vae/wan_2.1_vae.safetensors"); }},
+                                     {"clip_vision", [&](v1::SampleJob& j) {
+                                        j.clear_image();
+                                        j.clear_prompt();
+                                        j.set_positive(offline.positive());
+                                        j.set_negative(offline.negative());
+                                        j.set_clip_vision("clip_vision/clip_tiny.safetensors");
+                                      }}}) {
+    v1::SampleJob bad = job;
+    edit(bad);
+    auto refused = jobs_->SubmitSample(bad);
+    ASSERT_FALSE(refused.ok()) << field;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_NE(refused.status().message().find(field), std::string::npos) << refused.status();
+  }
 }
 
 // The "images" bytes of a frames file (ComfyUI's IMAGE, uint8) and its [F, H, W, 3] shape.

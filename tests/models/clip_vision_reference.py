@@ -11,6 +11,9 @@
   and image embeds, and ComfyUI's own CLIPVisionModelProjection's penultimate on the same weights
   (`comfy_penultimate_<i>`).
 
+  clip_vision_reference.py random --config C.json --image-size S --seed S --out M.safetensors
+      a random tower of that config for S-pixel images (tests of jobs with start images).
+
 C.json: {"width": D, "heads": H, "layers": N, "mlp": F, "activation": "gelu" | "quick_gelu"}.
 """
 
@@ -36,6 +39,24 @@ def comfy_modules(tarball: str, workdir: str) -> tuple[Any, Any, Any]:
     import comfy.ops
 
     return comfy.clip_vision, comfy.clip_model, comfy.ops
+
+
+def random_tower(args: argparse.Namespace) -> None:
+    with open(args.config) as f:
+        c = json.load(f)
+    torch.manual_seed(args.seed)
+    config = CLIPVisionConfig(
+        hidden_size=c["width"],
+        intermediate_size=c["mlp"],
+        num_attention_heads=c["heads"],
+        num_hidden_layers=c["layers"],
+        patch_size=14,
+        image_size=args.image_size,
+        hidden_act=c["activation"],
+        projection_dim=c["width"],
+    )
+    model = CLIPVisionModelWithProjection(config)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
 
 
 def make(args: argparse.Namespace) -> None:
@@ -109,9 +130,17 @@ def main() -> int:
         "--workdir",
     ):
         mk.add_argument(name, required=True)
+    rnd = sub.add_parser("random")
+    rnd.add_argument("--config", required=True)
+    rnd.add_argument("--image-size", type=int, required=True)
+    rnd.add_argument("--seed", type=int, required=True)
+    rnd.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    make(args)
+    if args.command == "random":
+        random_tower(args)
+    else:
+        make(args)
     return 0
 
 

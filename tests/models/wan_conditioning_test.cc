@@ -66,7 +66,8 @@ TEST_F(WanConditioningTest, ComfyUisImageToVideoInputsBecomeY) {
   // become Wan's y as ComfyUI's WAN21.concat_cond builds it: 1 - mask on 4 channels, then the
   // image latent in the model's space.
   const WanConfig i2v = *WanPreset("tiny-i2v");
-  const at::Tensor image = at::randn({1, 16, 3, 4, 5}), clip = at::randn({9, 40});
+  const at::Tensor image = at::randn({1, 16, 3, 4, 5}),
+                   clip = at::randn({i2v.image_tokens, i2v.image_dim});
   at::Tensor mask = at::ones({1, 1, 3, 4, 5});
   mask.slice(2, 0, 1).zero_();
   const at::Tensor text = at::randn({5, 48});
