@@ -165,6 +165,17 @@ class JobsTest : public ::testing::Test {
     return encoder;
   }
 
+  // `job` changed by `edit` is refused at submission: InvalidArgument naming `field`.
+  void ExpectRefusedNaming(const v1::SampleJob& job, const std::string& field,
+                           const std::function<void(v1::SampleJob&)>& edit) {
+    v1::SampleJob bad = job;
+    edit(bad);
+    auto refused = jobs_->SubmitSample(bad);
+    ASSERT_FALSE(refused.ok()) << field;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_NE(refused.status().message().find(field), std::string::npos) << refused.status();
+  }
+
   void TearDown() override {
     if (HasFailure() && cluster_ != nullptr) std::cerr << cluster_->Logs();
   }
@@ -809,12 +820,7 @@ TEST_F(JobsTest, AnI2vJobEncodesItsStartImageAsRaylightEncodeTextDoes) {
                                         j.set_negative(offline.negative());
                                         j.set_clip_vision("clip_vision/clip_tiny.safetensors");
                                       }}}) {
-    v1::SampleJob bad = job;
-    edit(bad);
-    auto refused = jobs_->SubmitSample(bad);
-    ASSERT_FALSE(refused.ok()) << field;
-    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
-    EXPECT_NE(refused.status().message().find(field), std::string::npos) << refused.status();
+    ExpectRefusedNaming(job, field, edit);
   }
 }
 
@@ -926,12 +932,7 @@ TEST_F(JobsTest, AJobDecodesItsVideoOnItsGroupAsRaylightVaeDecodesItsLatent) {
               j.set_output("latent");
               j.set_vae("vae/wan_2.1_vae.safetensors");
             }}}) {
-    v1::SampleJob bad = job;
-    edit(bad);
-    auto refused = jobs_->SubmitSample(bad);
-    ASSERT_FALSE(refused.ok()) << field;
-    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
-    EXPECT_NE(refused.status().message().find(field), std::string::npos) << refused.status();
+    ExpectRefusedNaming(job, field, edit);
   }
 }
 

@@ -41,21 +41,25 @@ def comfy_modules(tarball: str, workdir: str) -> tuple[Any, Any, Any]:
     return comfy.clip_vision, comfy.clip_model, comfy.ops
 
 
-def random_tower(args: argparse.Namespace) -> None:
-    with open(args.config) as f:
-        c = json.load(f)
-    torch.manual_seed(args.seed)
-    config = CLIPVisionConfig(
+def tower_config(c: dict[str, Any], image_size: int, projection: int) -> CLIPVisionConfig:
+    """transformers' config for C.json's tower (patches of 14)."""
+    return CLIPVisionConfig(
         hidden_size=c["width"],
         intermediate_size=c["mlp"],
         num_attention_heads=c["heads"],
         num_hidden_layers=c["layers"],
         patch_size=14,
-        image_size=args.image_size,
+        image_size=image_size,
         hidden_act=c["activation"],
-        projection_dim=c["width"],
+        projection_dim=projection,
     )
-    model = CLIPVisionModelWithProjection(config)
+
+
+def random_tower(args: argparse.Namespace) -> None:
+    with open(args.config) as f:
+        c = json.load(f)
+    torch.manual_seed(args.seed)
+    model = CLIPVisionModelWithProjection(tower_config(c, args.image_size, c["width"]))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
 
 
@@ -63,17 +67,7 @@ def make(args: argparse.Namespace) -> None:
     with open(args.config) as f:
         c = json.load(f)
     torch.manual_seed(args.seed)
-    config = CLIPVisionConfig(
-        hidden_size=c["width"],
-        intermediate_size=c["mlp"],
-        num_attention_heads=c["heads"],
-        num_hidden_layers=c["layers"],
-        patch_size=14,
-        image_size=224,
-        hidden_act=c["activation"],
-        projection_dim=1024,
-    )
-    model = CLIPVisionModelWithProjection(config)
+    model = CLIPVisionModelWithProjection(tower_config(c, 224, 1024))
     model.eval()  # type: ignore[no-untyped-call]
     with torch.no_grad():  # LayerNorms away from their identity start, so their names matter
         for name, param in model.named_parameters():

@@ -21,13 +21,8 @@
 namespace raylight::models::vision {
 namespace {
 
+using testing_util::ReadTensors;
 using testing_util::RelativeL2;
-
-absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(file)), {});
-  return ParseTensors(bytes, path);
-}
 
 class ClipVisionTest : public testing::TestWithParam<nlohmann::json> {};
 

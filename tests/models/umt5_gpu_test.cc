@@ -18,11 +18,7 @@
 namespace raylight::models::text {
 namespace {
 
-absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(file)), {});
-  return ParseTensors(bytes, path);
-}
+using testing_util::ReadTensors;
 
 absl::Status Reference(const testing_util::TempDir& dir, std::vector<std::string> args) {
   args.insert(args.begin(), {RAYLIGHT_TEST_PYTHON, RAYLIGHT_UMT5_REFERENCE});

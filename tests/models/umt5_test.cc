@@ -38,11 +38,7 @@ std::string RandomText(std::mt19937_64& random, int words) {
   return absl::StrJoin(picked, " ");
 }
 
-absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(file)), {});
-  return ParseTensors(bytes, path);
-}
+using testing_util::ReadTensors;
 
 void WriteJson(const std::string& path, const nlohmann::json& value) {
   std::ofstream(path) << value.dump();

@@ -25,11 +25,7 @@ namespace {
 
 using testing_util::RelativeL2;
 
-absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(file)), {});
-  return ParseTensors(bytes, path);
-}
+using testing_util::ReadTensors;
 
 at::Tensor RandomWeight(const std::string& name, const std::vector<int64_t>& shape) {
   if (name.ends_with(".gamma") ||

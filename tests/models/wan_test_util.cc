@@ -96,4 +96,10 @@ double RelativeL2(const at::Tensor& actual, const at::Tensor& expected) {
   return ((a - e).norm() / e.norm()).item<double>();
 }
 
+absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(file)), {});
+  return models::ParseTensors(bytes, path);
+}
+
 }  // namespace raylight::testing_util

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -35,5 +36,8 @@ absl::StatusOr<at::Tensor> DiffusersForward(const std::string& dir,
                                             int time_runs = 0, double* forward_ms = nullptr);
 
 double RelativeL2(const at::Tensor& actual, const at::Tensor& expected);
+
+// Every tensor of a safetensors file (a reference script's output), by name.
+absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path);
 
 }  // namespace raylight::testing_util

@@ -27,11 +27,7 @@ namespace {
 
 using testing_util::RelativeL2;
 
-absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(file)), {});
-  return ParseTensors(bytes, path);
-}
+using testing_util::ReadTensors;
 
 struct Case {
   std::string impl;  // comfy | diffusers
