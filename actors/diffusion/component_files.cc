@@ -1,7 +1,9 @@
 #include "actors/diffusion/component_files.h"
 
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -19,13 +21,20 @@ absl::Status Invalid(const std::string& field, const std::string& message) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
 }
 
-// Every tensor's name and shape from a file's header (nothing else is read).
-absl::StatusOr<std::map<std::string, std::vector<int64_t>>> HeaderShapes(const std::string& path) {
+// Every tensor's shape from a file's header (nothing else is read), by the name `normalize` gives
+// it (keys it maps to nullopt are left out); no normaliser: by the file's own names.
+absl::StatusOr<std::map<std::string, std::vector<int64_t>>> HeaderShapes(
+    const std::string& path,
+    const std::function<std::optional<std::string>(const std::string&)>& normalize = nullptr) {
   auto file = models::SafetensorsFile::Open(path);
   if (!file.ok()) return file.status();
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const models::StTensorInfo& tensor : (*file)->header().tensors) {
-    shapes[tensor.name] = tensor.shape;
+    if (!normalize) {
+      shapes[tensor.name] = tensor.shape;
+    } else if (std::optional<std::string> name = normalize(tensor.name)) {
+      shapes[*name] = tensor.shape;
+    }
   }
   return shapes;
 }
@@ -79,13 +88,9 @@ absl::StatusOr<std::string> ResolveTextEncoder(const std::string& field, const s
                                                int64_t text_dim) {
   ComponentSearch search{.field = field, .folder = "text_encoders", .what = "umT5 encoder"};
   search.fits = [text_dim](const std::string& path) -> absl::Status {
-    auto header = HeaderShapes(path);
-    if (!header.ok()) return header.status();
-    std::map<std::string, std::vector<int64_t>> shapes;
-    for (const auto& [raw, shape] : *header) {
-      if (auto internal = models::text::NormalizeUmt5Key(raw)) shapes[*internal] = shape;
-    }
-    auto config = models::text::DetectUmt5Config(shapes);
+    auto shapes = HeaderShapes(path, models::text::NormalizeUmt5Key);
+    if (!shapes.ok()) return shapes.status();
+    auto config = models::text::DetectUmt5Config(*shapes);
     if (!config.ok()) return config.status();
     if (config->dim != text_dim) {
       return absl::InvalidArgumentError(
@@ -119,13 +124,9 @@ absl::StatusOr<std::string> ResolveClipVision(const std::string& field, const st
                                               int64_t image_dim) {
   ComponentSearch search{.field = field, .folder = "clip_vision", .what = "CLIP vision tower"};
   search.fits = [image_dim](const std::string& path) -> absl::Status {
-    auto header = HeaderShapes(path);
-    if (!header.ok()) return header.status();
-    std::map<std::string, std::vector<int64_t>> shapes;
-    for (const auto& [raw, shape] : *header) {
-      if (auto internal = models::vision::NormalizeClipVisionKey(raw)) shapes[*internal] = shape;
-    }
-    auto config = models::vision::DetectClipVisionConfig(shapes);
+    auto shapes = HeaderShapes(path, models::vision::NormalizeClipVisionKey);
+    if (!shapes.ok()) return shapes.status();
+    auto config = models::vision::DetectClipVisionConfig(*shapes);
     if (!config.ok()) return config.status();
     if (config->width != image_dim) {
       return absl::InvalidArgumentError(

@@ -21,6 +21,7 @@
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
 #include "models/parallel/mesh.h"
+#include "models/vae/video_file.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_memory.h"
@@ -605,7 +606,8 @@ class DiffusionEngine::Impl {
     SampleOutcome outcome;
     std::string reason;
     const bool decodes = request.output != "latent";
-    if (decodes) RL_RETURN_IF_ERROR(VideoOutput::CheckSupported(request.output));
+    // An output this worker cannot write (no FFmpeg) fails before anything is spent on it.
+    if (decodes) RL_RETURN_IF_ERROR(models::vae::CheckVideoFileKind(request.output));
     // A starting latent, when given, is read first: its size is the job's for the placement.
     at::Tensor latent, noise_mask;
     if (!request.latent.empty()) {

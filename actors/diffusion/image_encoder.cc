@@ -17,20 +17,13 @@ absl::StatusOr<EncodedImage> ImageEncoder::Encode(const ImageRequest& request, V
     return absl::InvalidArgumentError(absl::StrCat("image: ", decoded.status().message()));
   }
   absl::MutexLock lock(&mutex_);
-  if (clip_ == nullptr || files_ != request.clip_vision_files || dtype_ != request.dtype) {
-    clip_.reset();
-    models::vision::ClipVisionOptions options;
-    options.device = device_;
-    options.dtype = request.dtype;
-    auto loaded = models::vision::ClipVision::Load(request.clip_vision_files, options);
-    if (!loaded.ok()) {
-      return absl::Status(loaded.status().code(),
-                          absl::StrCat("clip_vision: ", loaded.status().message()));
-    }
-    clip_ = *std::move(loaded);
-    files_ = request.clip_vision_files;
-    dtype_ = request.dtype;
-  }
+  RL_ASSIGN_OR_RETURN(models::vision::ClipVision * clip,
+                      clip_.Get(request.clip_vision_files, request.dtype, "clip_vision", [&] {
+                        models::vision::ClipVisionOptions options;
+                        options.device = device_;
+                        options.dtype = request.dtype;
+                        return models::vision::ClipVision::Load(request.clip_vision_files, options);
+                      }));
   // ComfyUI's IMAGE: [1, H, W, 3] in [0, 1].
   const at::Tensor bytes =
       at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte);
@@ -43,7 +36,7 @@ absl::StatusOr<EncodedImage> ImageEncoder::Encode(const ImageRequest& request, V
   RL_RETURN_IF_ERROR(vae.WithVae(
       request.vae_files, request.dtype, [&](const models::vae::WanVae& loaded) -> absl::Status {
         RL_ASSIGN_OR_RETURN(models::wan::WanImageInputs inputs,
-                            models::wan::MakeWanImageInputs(inputs_request, loaded, clip_.get()));
+                            models::wan::MakeWanImageInputs(inputs_request, loaded, clip));
         encoded.clip_fea = inputs.clip_fea;
         encoded.y = models::wan::WanImageToY(inputs.concat_latent_image, inputs.concat_mask);
         return absl::OkStatus();
@@ -54,10 +47,7 @@ absl::StatusOr<EncodedImage> ImageEncoder::Encode(const ImageRequest& request, V
 
 bool ImageEncoder::Evict() {
   absl::MutexLock lock(&mutex_);
-  const bool had = clip_ != nullptr;
-  clip_.reset();
-  files_.clear();
-  return had;
+  return clip_.Evict();
 }
 
 }  // namespace raylight::actors

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "actors/diffusion/loaded_slot.h"
 #include "actors/diffusion/video_output.h"
 #include "models/vision/clip_vision.h"
 
@@ -41,9 +42,7 @@ class ImageEncoder {
  private:
   const at::Device device_;
   absl::Mutex mutex_;
-  std::vector<std::string> files_ ABSL_GUARDED_BY(mutex_);
-  at::ScalarType dtype_ ABSL_GUARDED_BY(mutex_) = at::kFloat;
-  std::unique_ptr<models::vision::ClipVision> clip_ ABSL_GUARDED_BY(mutex_);
+  LoadedSlot<models::vision::ClipVision> clip_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace raylight::actors

@@ -8,31 +8,20 @@
 
 namespace raylight::actors {
 
-absl::Status VideoOutput::CheckSupported(const std::string& output) {
-  return models::vae::CheckVideoFileKind(output);
-}
-
-absl::StatusOr<const models::vae::WanVae*> VideoOutput::Loaded(
-    const std::vector<std::string>& files, at::ScalarType dtype) {
-  if (vae_ != nullptr && files_ == files && dtype_ == dtype) return vae_.get();
-  vae_.reset();
-  models::vae::WanVaeOptions options;
-  options.device = device_;
-  options.dtype = dtype;
-  auto loaded = models::vae::WanVae::Load(files, options);
-  if (!loaded.ok()) {
-    return absl::Status(loaded.status().code(), absl::StrCat("vae: ", loaded.status().message()));
-  }
-  vae_ = *std::move(loaded);
-  files_ = files;
-  dtype_ = dtype;
-  return vae_.get();
+absl::StatusOr<models::vae::WanVae*> VideoOutput::Loaded(const std::vector<std::string>& files,
+                                                         at::ScalarType dtype) {
+  return vae_.Get(files, dtype, "vae", [&] {
+    models::vae::WanVaeOptions options;
+    options.device = device_;
+    options.dtype = dtype;
+    return models::vae::WanVae::Load(files, options);
+  });
 }
 
 absl::Status VideoOutput::WithVae(const std::vector<std::string>& files, at::ScalarType dtype,
                                   absl::FunctionRef<absl::Status(const models::vae::WanVae&)> use) {
   absl::MutexLock lock(&mutex_);
-  RL_ASSIGN_OR_RETURN(const models::vae::WanVae* vae, Loaded(files, dtype));
+  RL_ASSIGN_OR_RETURN(models::vae::WanVae * vae, Loaded(files, dtype));
   return use(*vae);
 }
 
@@ -41,7 +30,7 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
                                                   comm::Communicator& world) {
   const auto start = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mutex_);
-  RL_ASSIGN_OR_RETURN(const models::vae::WanVae* vae, Loaded(request.vae_files, request.dtype));
+  RL_ASSIGN_OR_RETURN(models::vae::WanVae * vae, Loaded(request.vae_files, request.dtype));
   if (request.output == "frames") {
     // Frames travel back in one message (the RPC layer's kMaxResultBytes, 1 GiB).
     const models::vae::WanVaeConfig& c = vae->config();
@@ -87,10 +76,7 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
 
 bool VideoOutput::Evict() {
   absl::MutexLock lock(&mutex_);
-  const bool had = vae_ != nullptr;
-  vae_.reset();
-  files_.clear();
-  return had;
+  return vae_.Evict();
 }
 
 }  // namespace raylight::actors

@@ -14,6 +14,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "actors/diffusion/loaded_slot.h"
 #include "models/parallel/comm/communicator.h"
 #include "models/vae/wan_vae.h"
 
@@ -38,10 +39,6 @@ class VideoOutput {
  public:
   explicit VideoOutput(at::Device device) : device_(device) {}
 
-  // FailedPrecondition when this worker cannot make `output` (built without FFmpeg or libwebp):
-  // checked before a job samples, so that nothing is spent on a result it cannot deliver.
-  static absl::Status CheckSupported(const std::string& output);
-
   // `latent`: [N, C, F, h, w] (N results, decoded one after another), the same on every rank of
   // `world`. Collective over `world`.
   absl::StatusOr<DecodedOutput> Decode(const VideoOutputRequest& request, const at::Tensor& latent,
@@ -53,15 +50,13 @@ class VideoOutput {
   bool Evict();
 
  private:
-  absl::StatusOr<const models::vae::WanVae*> Loaded(const std::vector<std::string>& files,
-                                                    at::ScalarType dtype)
+  absl::StatusOr<models::vae::WanVae*> Loaded(const std::vector<std::string>& files,
+                                              at::ScalarType dtype)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const at::Device device_;
   absl::Mutex mutex_;
-  std::vector<std::string> files_ ABSL_GUARDED_BY(mutex_);
-  at::ScalarType dtype_ ABSL_GUARDED_BY(mutex_) = at::kFloat;
-  std::unique_ptr<models::vae::WanVae> vae_ ABSL_GUARDED_BY(mutex_);
+  LoadedSlot<models::vae::WanVae> vae_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace raylight::actors

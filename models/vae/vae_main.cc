@@ -16,7 +16,7 @@
 #include "models/core/safetensors_tensors.h"
 #include "models/vae/video_file.h"
 #include "models/vae/wan_vae.h"
-#include "models/vae/wan_vae_keys.h"
+#include "models/vae/wan_vae_random.h"
 
 namespace {
 
@@ -81,21 +81,8 @@ int MakeRandom(const std::string& preset, int64_t width, uint64_t seed, const st
     config->decoder_dim = config->decoder_dim * width / config->encoder_dim;
     config->encoder_dim = width;
   }
-  at::manual_seed(seed);
-  NamedTensors tensors;
-  for (const auto& [name, shape] : vae::WanVaeWeightShapes(*config)) {
-    at::Tensor value;
-    if (name.ends_with(".gamma")) {
-      value = 1 + 0.2 * at::randn(shape);
-    } else if (name.ends_with(".bias")) {
-      value = 0.05 * at::randn(shape);
-    } else {
-      // Variance 1 / fan-in: activations neither vanish nor explode through the 30-odd convs.
-      const int64_t fan_in = at::empty(shape, at::kMeta)[0].numel();
-      value = at::randn(shape) / std::sqrt(static_cast<double>(fan_in));
-    }
-    tensors.emplace_back(name, value);
-  }
+  const std::map<std::string, at::Tensor> weights = vae::RandomWanVaeWeights(*config, seed);
+  const NamedTensors tensors(weights.begin(), weights.end());
   if (absl::Status written = WriteTensors(out, tensors); !written.ok()) return Fail(written);
   std::cout << "wrote " << out << " (" << tensors.size() << " tensors)\n";
   return 0;

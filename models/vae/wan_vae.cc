@@ -341,24 +341,19 @@ absl::StatusOr<std::unique_ptr<WanVae>> WanVae::FromWeights(
 absl::StatusOr<std::unique_ptr<WanVae>> WanVae::Load(const std::vector<std::string>& paths,
                                                      const WanVaeOptions& options) {
   if (paths.empty()) return absl::InvalidArgumentError("Wan VAE: no file");
-  // Names first (the spelling and the config), then the tensors under their internal names.
-  std::map<std::string, std::vector<int64_t>> raw_shapes;
-  for (const std::string& path : paths) {
-    RL_ASSIGN_OR_RETURN(std::shared_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
-    for (const StTensorInfo& info : file->header().tensors) raw_shapes[info.name] = info.shape;
-  }
-  RL_ASSIGN_OR_RETURN(WanVaeKeyMap map, MapWanVaeKeys(raw_shapes));
+  // Opened once under the files' own names: they tell the spelling and the config, which name
+  // each tensor internally.
   RL_ASSIGN_OR_RETURN(
       Checkpoint checkpoint,
-      OpenCheckpoint(paths, [&map](const std::string& raw) -> std::optional<std::string> {
-        auto it = map.internal_by_raw.find(raw);
-        if (it == map.internal_by_raw.end()) return std::nullopt;
-        return it->second;
-      }));
+      OpenCheckpoint(paths,
+                     [](const std::string& raw) -> std::optional<std::string> { return raw; }));
+  std::map<std::string, std::vector<int64_t>> raw_shapes;
+  for (const auto& [raw, tensor] : checkpoint.tensors) raw_shapes[raw] = tensor.value_shape();
+  RL_ASSIGN_OR_RETURN(WanVaeKeyMap map, MapWanVaeKeys(raw_shapes));
   std::map<std::string, Tensor> weights;
   try {
-    for (const auto& [name, tensor] : checkpoint.tensors) {
-      weights[name] = Materialize(tensor, options.dtype, options.device);
+    for (const auto& [raw, internal] : map.internal_by_raw) {
+      weights[internal] = Materialize(checkpoint.tensors.at(raw), options.dtype, options.device);
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("Wan VAE: ", e.what_without_backtrace()));

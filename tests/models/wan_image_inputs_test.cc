@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "models/core/safetensors_tensors.h"
-#include "models/vae/wan_vae_keys.h"
+#include "models/vae/wan_vae_random.h"
 #include "models/vision/clip_vision_config.h"
 #include "models/wan/wan_conditioning.h"
 #include "nlohmann/json.hpp"
@@ -27,9 +27,10 @@ using testing_util::RelativeL2;
 
 using testing_util::ReadTensors;
 
-at::Tensor RandomWeight(const std::string& name, const std::vector<int64_t>& shape) {
-  if (name.ends_with(".gamma") ||
-      (name.find("norm") != std::string::npos && name.ends_with(".weight"))) {
+// A CLIP vision weight: layer-norm gains near 1, small biases, embeddings of unit-ish scale,
+// matrices with variance 1 / fan-in.
+at::Tensor RandomClipWeight(const std::string& name, const std::vector<int64_t>& shape) {
+  if (name.find("norm") != std::string::npos && name.ends_with(".weight")) {
     return 1 + 0.1 * at::randn(shape);
   }
   if (name.ends_with(".bias")) return 0.05 * at::randn(shape);
@@ -48,10 +49,7 @@ TEST(WanImageInputsTest, EqualComfyUisImageToVideoNodes) {
   // Wan 2.1's real widths: ComfyUI's VAE loader builds the real architecture.
   auto vae_config = vae::WanVaePreset("wan2.1");
   ASSERT_TRUE(vae_config.ok());
-  std::map<std::string, at::Tensor> vae_weights;
-  for (const auto& [name, shape] : vae::WanVaeWeightShapes(*vae_config)) {
-    vae_weights[name] = RandomWeight(name, shape);
-  }
+  const std::map<std::string, at::Tensor> vae_weights = vae::RandomWanVaeWeights(*vae_config, seed);
   vision::ClipVisionConfig clip_config;
   clip_config.width = 768;
   clip_config.heads = 12;
@@ -62,7 +60,7 @@ TEST(WanImageInputsTest, EqualComfyUisImageToVideoNodes) {
   std::map<std::string, at::Tensor> clip_weights;
   NamedTensors clip_file;
   for (const auto& [name, shape] : vision::ClipVisionWeightShapes(clip_config)) {
-    clip_weights[name] = RandomWeight(name, shape);
+    clip_weights[name] = RandomClipWeight(name, shape);
     clip_file.emplace_back(name == "visual_projection.weight" ? name : "vision_model." + name,
                            clip_weights[name]);
   }

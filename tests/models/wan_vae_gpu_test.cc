@@ -8,8 +8,10 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "models/vae/wan_vae.h"
-#include "models/vae/wan_vae_keys.h"
+#include "models/vae/wan_vae_random.h"
 #include "tests/models/wan_test_util.h"
 
 namespace raylight::models::vae {
@@ -17,28 +19,14 @@ namespace {
 
 using testing_util::RelativeL2;
 
-std::map<std::string, at::Tensor> RandomWeights(const WanVaeConfig& config) {
-  std::map<std::string, at::Tensor> weights;
-  for (const auto& [name, shape] : WanVaeWeightShapes(config)) {
-    if (name.ends_with(".gamma")) {
-      weights[name] = 1 + 0.2 * at::randn(shape);
-    } else if (name.ends_with(".bias")) {
-      weights[name] = 0.05 * at::randn(shape);
-    } else {
-      const int64_t fan_in = at::empty(shape, at::kMeta)[0].numel();
-      weights[name] = at::randn(shape) / std::sqrt(static_cast<double>(fan_in));
-    }
-  }
-  return weights;
-}
-
 class WanVaeGpuTest : public testing::TestWithParam<std::string> {};
 
 TEST_P(WanVaeGpuTest, CudaDecodesAndEncodesAsTheCpuDoes) {
   if (c10::cuda::device_count() < 1) GTEST_SKIP() << "needs a GPU";
   auto config = WanVaePreset(GetParam());
   ASSERT_TRUE(config.ok());
-  const std::map<std::string, at::Tensor> weights = RandomWeights(*config);
+  const std::map<std::string, at::Tensor> weights =
+      RandomWanVaeWeights(*config, std::random_device{}());
   const int64_t f = config->spatial_factor();
   const at::Tensor latent = at::randn({1, config->z_dim, 3, 6, 10});
   const at::Tensor video = at::rand({1, 3, 5, 4 * f, 6 * f}) * 2 - 1;
