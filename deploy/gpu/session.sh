@@ -12,8 +12,9 @@
 #                                          local cluster (prompt_job_gpu.sh)
 #   deploy/gpu/session.sh video            issue #24: the VAE gpu tests, then a prompt-to-frames
 #                                          job through a local cluster (prompt_to_video_gpu.sh)
-#   deploy/gpu/session.sh vae              issue #24: the Wan VAE decode (2.1 at 480p and 720p, 2.2
-#                                          at 1280x704x121) against diffusers (wan_vae_gpu.py)
+#   deploy/gpu/session.sh vae              issue #24: the VAE gpu tests (TESTS=none: not), then
+#                                          the Wan VAE decode (2.1 at 480p and 720p, 2.2 at
+#                                          1280x704x121) against diffusers (wan_vae_gpu.py)
 #   deploy/gpu/session.sh gguf             issue #25: the GGUF gpu tests (TESTS=regex, none),
 #                                          then 14B Q8_0 / Q4_K / Q8_0 swap 10% against bf16
 #   deploy/gpu/session.sh jobs             a 14B job end to end on 2 GPUs (job_bench), its anchors
@@ -110,7 +111,14 @@ case $WHAT in
       /tmp/raylight-umt5/umt5-xxl.safetensors "$OUT" >"$OUT/prompt_to_video.log" 2>&1
     echo "prompt to video exit $?"
     tail -8 "$OUT/prompt_to_video.log" ;;
-  vae)  # issue #24: the Wan VAE decode against diffusers (SHAPES=21:832x480x81,... RUNS=3)
+  vae)  # issue #24: the VAE gpu tests (TESTS=none: not), then the Wan VAE decode against
+        # diffusers (SHAPES=21:832x480x81,... RUNS=3)
+    if [ "${TESTS:-}" != none ]; then
+      (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-WanVaeGpu|ChannelNormGpu}" -V) \
+        >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest exit $?"
+      grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -20
+    fi
     timeout 540 python3 tests/bench/wan_vae_gpu.py --rank-binary build-gpu/bin/wan_vae_rank_main \
       --out "$OUT/wan_vae.jsonl" --runs "${RUNS:-3}" \
       ${SHAPES:+--shapes "$SHAPES"} >"$OUT/wan_vae.log" 2>&1

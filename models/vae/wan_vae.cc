@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/checkpoint.h"
+#include "models/vae/channel_norm.h"
 #include "models/vae/wan_vae_keys.h"
 #include "runtime/common/status_macros.h"
 
@@ -30,8 +31,10 @@ class Pass {
   const Tensor& W(const std::string& name) const { return weights_.at(name); }
   bool HasWeight(const std::string& name) const { return weights_.contains(name); }
 
-  absl::StatusOr<Tensor> CausalConv(const Tensor& x, const std::string& name);
-  Tensor Norm(const Tensor& x, const std::string& name, int64_t channel_dim) const;
+  // The convolution of x, or with `norm` (a norm's weight name) of silu(norm(x)).
+  absl::StatusOr<Tensor> CausalConv(const Tensor& x, const std::string& name,
+                                    const std::string& norm = "");
+  Tensor Norm(const Tensor& x, const std::string& name) const;
   absl::StatusOr<Tensor> Residual(Tensor x, const std::string& name);
   absl::StatusOr<Tensor> Attention(const Tensor& x, const std::string& name);
   absl::StatusOr<Tensor> Resample(Tensor x, const std::string& name, bool up, bool temporal);
@@ -57,48 +60,57 @@ Tensor ImagesToFrames(const Tensor& x, int64_t batch) {
       .permute({0, 2, 1, 3, 4});
 }
 
-absl::StatusOr<Tensor> Pass::CausalConv(const Tensor& x, const std::string& name) {
+absl::StatusOr<Tensor> Pass::CausalConv(const Tensor& x, const std::string& name,
+                                        const std::string& norm) {
   const Tensor& weight = W(name + ".weight");
   const Tensor& bias = W(name + ".bias");
   const int64_t kt = weight.size(2);
   const int64_t kh = weight.size(3);
   Tensor input = x;
   std::vector<int64_t> padding = {0, 0, 0};
+  // Whether `input` still needs the norm: over bands the norm runs before the halo exchange.
+  bool normalise = !norm.empty();
   if (kh == 3) {
     // One process: the convolution's own zero padding. Bands: the neighbours' rows.
     padding[2] = 1;
     if (bands_.split()) {
-      RL_ASSIGN_OR_RETURN(input, bands_.PadRows(x, 3, 1, 1));
+      if (normalise) input = ChannelRmsNorm(x, W(norm + ".gamma"), /*silu=*/true);
+      normalise = false;
+      RL_ASSIGN_OR_RETURN(input, bands_.PadRows(input, 3, 1, 1));
     } else {
       padding[1] = 1;
     }
   }
-  if (kt == 3) {
-    // The stream so far: this chunk after the cached frames, zero frames before the first.
-    Tensor& cache = caches_[name];
-    Tensor stream = cache.defined() ? at::cat({cache, input}, 2) : input;
-    const int64_t frames = stream.size(2);
-    // A copy, not a view: a view would keep the whole stream alive until the next chunk.
-    cache =
-        stream.narrow(2, std::max<int64_t>(0, frames - 2), std::min<int64_t>(2, frames)).clone();
-    const int64_t cached = frames - input.size(2);
-    if (cached < 2) {
-      std::vector<int64_t> shape = stream.sizes().vec();
-      shape[2] = 2 - cached;
-      stream = at::cat({at::zeros(shape, stream.options()), stream}, 2);
-    }
-    input = stream;
+  if (kt != 3) {
+    if (normalise) input = ChannelRmsNorm(input, W(norm + ".gamma"), /*silu=*/true);
+    return at::conv3d(input, weight, bias, {1, 1, 1}, padding);
   }
-  return at::conv3d(input, weight, bias, {1, 1, 1}, padding);
+  // The stream so far: the cached last two frames (zeros before the first chunk), then this
+  // chunk, written (and normalised) straight into one buffer.
+  Tensor& cache = caches_[name];
+  const int64_t frames = input.size(2);
+  std::vector<int64_t> shape = input.sizes().vec();
+  shape[2] = 2 + frames;
+  Tensor stream =
+      at::empty(shape, input.options().memory_format(input.suggest_memory_format()));
+  if (cache.defined()) {
+    stream.narrow(2, 0, 2).copy_(cache);
+  } else {
+    stream.narrow(2, 0, 2).zero_();
+  }
+  if (normalise) {
+    ChannelRmsNormInto(input, W(norm + ".gamma"), /*silu=*/true, stream.narrow(2, 2, frames));
+  } else {
+    stream.narrow(2, 2, frames).copy_(input);
+  }
+  // A copy, not a view: a view would keep the whole stream alive until the next chunk.
+  cache = stream.narrow(2, frames, 2).clone();
+  return at::conv3d(stream, weight, bias, {1, 1, 1}, padding);
 }
 
-// F.normalize over channels (eps 1e-12) times sqrt(C) times gamma; float32 for half inputs.
-Tensor Pass::Norm(const Tensor& x, const std::string& name, int64_t channel_dim) const {
-  const Tensor& gamma = W(name + ".gamma");
-  const Tensor xf = x.scalar_type() == at::kFloat ? x : x.to(at::kFloat);
-  const Tensor normalized =
-      (xf / xf.norm(2, {channel_dim}, /*keepdim=*/true).clamp_min(1e-12)).to(x.scalar_type());
-  return normalized * std::sqrt(static_cast<double>(x.size(channel_dim))) * gamma;
+// F.normalize over channels (eps 1e-12) times sqrt(C) times gamma (channel_norm.h).
+Tensor Pass::Norm(const Tensor& x, const std::string& name) const {
+  return ChannelRmsNorm(x, W(name + ".gamma"), /*silu=*/false);
 }
 
 absl::StatusOr<Tensor> Pass::Residual(Tensor x, const std::string& name) {
@@ -106,17 +118,16 @@ absl::StatusOr<Tensor> Pass::Residual(Tensor x, const std::string& name) {
   if (HasWeight(name + ".shortcut.weight")) {
     RL_ASSIGN_OR_RETURN(shortcut, CausalConv(x, name + ".shortcut"));
   }
-  Tensor h = at::silu(Norm(x, name + ".residual.0", 1));
-  RL_ASSIGN_OR_RETURN(h, CausalConv(h, name + ".residual.2"));
-  h = at::silu(Norm(h, name + ".residual.3", 1));
-  RL_ASSIGN_OR_RETURN(h, CausalConv(h, name + ".residual.6"));
-  return h + shortcut;
+  RL_ASSIGN_OR_RETURN(Tensor h, CausalConv(x, name + ".residual.2", name + ".residual.0"));
+  RL_ASSIGN_OR_RETURN(h, CausalConv(h, name + ".residual.6", name + ".residual.3"));
+  // The conv's output is this block's own: added in place, no third full-size tensor.
+  return h.add_(shortcut);
 }
 
 // Single-head attention over each frame's pixels; a band's queries see every band's keys.
 absl::StatusOr<Tensor> Pass::Attention(const Tensor& x, const std::string& name) {
   const int64_t batch = x.size(0), channels = x.size(1);
-  const Tensor images = Norm(FramesToImages(x), name + ".norm", 1);
+  const Tensor images = Norm(FramesToImages(x), name + ".norm");
   const Tensor qkv = at::conv2d(images, W(name + ".to_qkv.weight"), W(name + ".to_qkv.bias"));
   std::vector<Tensor> parts = qkv.chunk(3, 1);
   Tensor k = parts[1], v = parts[2];
@@ -189,21 +200,29 @@ absl::StatusOr<Tensor> Pass::Middle(Tensor x, const std::string& side) {
 }
 
 absl::StatusOr<Tensor> Pass::Head(Tensor x, const std::string& side) {
-  return CausalConv(at::silu(Norm(x, side + ".head.0", 1)), side + ".head.2");
+  return CausalConv(x, side + ".head.2", side + ".head.0");
 }
 
-// Wan 2.2's shortcut around an upsampling level: channels spread over a 2x2 (x2 in time)
-// neighbourhood; the first chunk keeps its last frame only.
-Tensor DupUp(const Tensor& x, int64_t out_channels, int64_t factor_t, bool first_chunk) {
-  const int64_t factor = factor_t * 4;
-  const int64_t repeats = out_channels * factor / x.size(1);
-  const int64_t b = x.size(0), t = x.size(2), h = x.size(3), w = x.size(4);
-  Tensor y = x.repeat_interleave(repeats, 1)
-                 .view({b, out_channels, factor_t, 2, 2, t, h, w})
-                 .permute({0, 1, 5, 2, 6, 3, 7, 4})
-                 .reshape({b, out_channels, t * factor_t, h * 2, w * 2});
-  if (first_chunk && factor_t > 1) y = y.narrow(2, factor_t - 1, y.size(2) - (factor_t - 1));
-  return y;
+// Wan 2.2's shortcut around an upsampling level, added into the level's output `main`: x's
+// channels spread over a 2x2 (x2 in time) neighbourhood; the first chunk keeps its last frame
+// only. Read through a broadcast view of x and added through a split view of main: no copy of
+// the full-size shortcut is made.
+void AddDupUp(Tensor& main, const Tensor& x, int64_t factor_t, bool first_chunk) {
+  const int64_t out_channels = main.size(1);
+  const int64_t repeats = out_channels * factor_t * 4 / x.size(1);
+  const int64_t b = x.size(0), c = x.size(1), t = x.size(2), h = x.size(3), w = x.size(4);
+  // [b, c, repeats, ...] -> [b, out_channels, factor_t, 2 (row), 2 (column), t, h, w] ->
+  // [b, out_channels, t, factor_t, h, 2, w, 2]
+  Tensor source = x.unsqueeze(2)
+                      .expand({b, c, repeats, t, h, w})
+                      .reshape({b, out_channels, factor_t, 2, 2, t, h, w})
+                      .permute({0, 1, 5, 2, 6, 3, 7, 4});
+  int64_t kept = factor_t;
+  if (first_chunk && factor_t > 1) {
+    source = source.narrow(3, factor_t - 1, 1);
+    kept = 1;
+  }
+  main.view({b, out_channels, t, kept, h, 2, w, 2}).add_(source);
 }
 
 // Wan 2.2's shortcut around a downsampling level: the mean of channel groups of the
@@ -247,7 +266,7 @@ absl::StatusOr<Tensor> Pass::DecoderChunk(Tensor x, bool first_chunk) {
     if (up) {
       RL_ASSIGN_OR_RETURN(
           main, Resample(main, absl::StrCat(level, c_.num_res_blocks + 1), true, temporal));
-      main = main + DupUp(x, main.size(1), temporal ? 2 : 1, first_chunk);
+      AddDupUp(main, x, temporal ? 2 : 1, first_chunk);
     }
     x = main;
   }
@@ -328,9 +347,9 @@ absl::StatusOr<std::unique_ptr<WanVae>> WanVae::FromWeights(
                        "], expected [", absl::StrJoin(shape, ", "), "]"));
     }
     Tensor placed_weight = it->second.to(options.device, options.dtype).contiguous();
-    if (options.channels_last && placed_weight.dim() == 5) {
+    if (options.UseChannelsLast() && placed_weight.dim() == 5) {
       placed_weight = placed_weight.contiguous(at::MemoryFormat::ChannelsLast3d);
-    } else if (options.channels_last && placed_weight.dim() == 4 && shape[2] > 1) {
+    } else if (options.UseChannelsLast() && placed_weight.dim() == 4 && shape[2] > 1) {
       placed_weight = placed_weight.contiguous(at::MemoryFormat::ChannelsLast);
     }
     placed[name] = std::move(placed_weight);
@@ -384,7 +403,7 @@ absl::Status WanVae::Decode(const at::Tensor& latent_in, const RowBands& bands,
       at::globalContext().setBenchmarkCuDNN(benchmark_before);
     };
     Tensor x = latent.to(options_.device, options_.dtype);
-    if (options_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
+    if (options_.UseChannelsLast()) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
     if (bands.split()) x = x.narrow(3, bands.begin(), bands.end() - bands.begin());
     // The post-quant conv is 1x1x1: the whole latent at once.
     x = at::conv3d(x, weights_.at("conv2.weight"), weights_.at("conv2.bias"));
@@ -419,7 +438,8 @@ absl::StatusOr<at::Tensor> WanVae::Encode(const at::Tensor& video_in) const {
   }
   Tensor result;
   RL_RETURN_IF_ERROR(Guard([&]() -> absl::Status {
-    const Tensor x = Patchify(video.to(options_.device, options_.dtype), config_.patch_size);
+    Tensor x = Patchify(video.to(options_.device, options_.dtype), config_.patch_size);
+    if (options_.UseChannelsLast()) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
     const RowBands whole;
     Pass pass(config_, weights_, whole);
     const int64_t factor = config_.temporal_factor();

@@ -111,7 +111,7 @@ def main() -> int:
         anchor_rel = float((anchor_out - reference).norm() / reference.norm())
         out_path = os.path.join(work, "ours.safetensors")
         tag = f"wan{version}_vae_decode_{size}"
-        for variant, flags in (("", []), ("_channels_last", ["--channels_last"])):
+        for variant, flags in (("", []), ("_ncdhw", ["--channels_last=false"])):
             run = subprocess.run(
                 [
                     args.rank_binary,

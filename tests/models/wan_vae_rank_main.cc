@@ -34,7 +34,7 @@ ABSL_FLAG(std::string, out, "", "rank 0 writes `decoded` here");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (one GPU per rank)");
 ABSL_FLAG(std::string, dtype, "f32", "f32 or bf16");
 ABSL_FLAG(int, repeat, 0, "time this many more decodes");
-ABSL_FLAG(bool, channels_last, false, "convolutions in channels-last layout");
+ABSL_FLAG(bool, channels_last, true, "on CUDA, convolutions in channels-last layout");
 ABSL_FLAG(bool, cudnn_benchmark, true, "cuDNN's algorithm search during the decode");
 
 namespace raylight {
