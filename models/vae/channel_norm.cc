@@ -29,10 +29,17 @@ at::Tensor Composite(const at::Tensor& x, const at::Tensor& gamma, bool silu) {
 bool Fused(const at::Tensor& x, const at::Tensor& gamma, bool silu, at::Tensor& out) {
   NormElement element;
   switch (x.scalar_type()) {
-    case at::kFloat: element = NormElement::kFloat32; break;
-    case at::kBFloat16: element = NormElement::kBFloat16; break;
-    case at::kHalf: element = NormElement::kFloat16; break;
-    default: return false;
+    case at::kFloat:
+      element = NormElement::kFloat32;
+      break;
+    case at::kBFloat16:
+      element = NormElement::kBFloat16;
+      break;
+    case at::kHalf:
+      element = NormElement::kFloat16;
+      break;
+    default:
+      return false;
   }
   const at::Tensor in5 = x.dim() == 4 ? x.unsqueeze(2) : x;
   const at::Tensor out5 = out.dim() == 4 ? out.unsqueeze(2) : out;
@@ -50,9 +57,8 @@ bool Fused(const at::Tensor& x, const at::Tensor& gamma, bool silu, at::Tensor& 
   const c10::cuda::CUDAGuard guard(x.device());
   const int error = LaunchChannelRmsNorm(
       x.const_data_ptr(), out.data_ptr(), gamma_f.const_data_ptr<float>(), layout,
-      static_cast<float>(std::sqrt(static_cast<double>(layout.channels))),
-      static_cast<float>(kEps), silu, element,
-      c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+      static_cast<float>(std::sqrt(static_cast<double>(layout.channels))), static_cast<float>(kEps),
+      silu, element, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
   TORCH_CHECK(error == 0, "Wan VAE channel norm: CUDA launch failed (error ", error, ")");
   return true;
 }

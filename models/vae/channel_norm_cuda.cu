@@ -91,8 +91,8 @@ __global__ void ThreadPerPosition(const T* __restrict__ in, T* __restrict__ out,
                                   const float* __restrict__ gamma, ChannelNormLayout l,
                                   int64_t positions, float scale, float eps, bool silu) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t pos = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       pos < positions; pos += stride) {
+  for (int64_t pos = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; pos < positions;
+       pos += stride) {
     int64_t in_offset, out_offset;
     Offsets(l, pos, &in_offset, &out_offset);
     const T* x = in + in_offset;
@@ -127,7 +127,8 @@ cudaError_t Launch(const void* in, void* out, const float* gamma, const ChannelN
   if (contiguous_channels) {
     WarpPerPosition<T><<<grid, kThreads, 0, stream>>>(x, y, gamma, l, positions, scale, eps, silu);
   } else {
-    ThreadPerPosition<T><<<grid, kThreads, 0, stream>>>(x, y, gamma, l, positions, scale, eps, silu);
+    ThreadPerPosition<T>
+        <<<grid, kThreads, 0, stream>>>(x, y, gamma, l, positions, scale, eps, silu);
   }
   return cudaGetLastError();
 }

@@ -91,8 +91,7 @@ absl::StatusOr<Tensor> Pass::CausalConv(const Tensor& x, const std::string& name
   const int64_t frames = input.size(2);
   std::vector<int64_t> shape = input.sizes().vec();
   shape[2] = 2 + frames;
-  Tensor stream =
-      at::empty(shape, input.options().memory_format(input.suggest_memory_format()));
+  Tensor stream = at::empty(shape, input.options().memory_format(input.suggest_memory_format()));
   if (cache.defined()) {
     stream.narrow(2, 0, 2).copy_(cache);
   } else {

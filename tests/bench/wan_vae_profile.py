@@ -31,8 +31,8 @@ def timed(fn: Callable[[], Any], runs: int = 10) -> float:
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
+    start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+    end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
     start.record()
     for _ in range(runs):
         fn()
@@ -68,7 +68,8 @@ def kind(name: str) -> str:
 def profile_diffusers(results: list[dict[str, Any]], frames: int) -> None:
     from diffusers import AutoencoderKLWan
 
-    vae: Any = AutoencoderKLWan().to(device="cuda", dtype=torch.bfloat16).eval()  # type: ignore[no-untyped-call]
+    vae: Any = AutoencoderKLWan()  # type: ignore[no-untyped-call]
+    vae = vae.to(device="cuda", dtype=torch.bfloat16).eval()
     latent = torch.randn(1, 16, frames, 90, 160, device="cuda", dtype=torch.bfloat16)
     torch.backends.cudnn.benchmark = True
     with torch.no_grad():
@@ -106,7 +107,9 @@ def rms_silu(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     return F.silu(normalized * (x.shape[1] ** 0.5) * gamma)
 
 
-def level(results: list[dict[str, Any]], label: str, channels: int, frames: int, h: int, w: int) -> None:
+def level(
+    results: list[dict[str, Any]], label: str, channels: int, frames: int, h: int, w: int
+) -> None:
     dev, dt = "cuda", torch.bfloat16
     x = torch.randn(1, channels, frames + 2, h, w, device=dev, dtype=dt)
     weight = torch.randn(channels, channels, 3, 3, 3, device=dev, dtype=dt) / (27 * channels) ** 0.5
@@ -134,7 +137,9 @@ def level(results: list[dict[str, Any]], label: str, channels: int, frames: int,
 
     conv_stacked = timed(stacked)
     conv_summed = timed(summed)
-    reference = F.conv3d(x.float(), weight.float(), bias.float(), padding=(0, 1, 1))[0].transpose(0, 1)
+    reference = F.conv3d(x.float(), weight.float(), bias.float(), padding=(0, 1, 1))[0].transpose(
+        0, 1
+    )
     for name, out in (("stacked", stacked()), ("summed", summed())):
         err = (out.float() - reference).norm() / reference.norm()
         print(f"{label} {name} relative L2 vs fp32 conv3d: {err.item():.3e}")
@@ -153,7 +158,15 @@ def level(results: list[dict[str, Any]], label: str, channels: int, frames: int,
         ("norm_silu_fused_channels_last", norm_cl, "norm+silu unfused, ms", norm_unfused),
         ("cache_cat", cat_ms, "conv3d ncdhw, ms", conv_ncdhw),
     ):
-        results.append({"name": f"{label}_{name}_ms", "value": value, "unit": "ms", "anchor": anchor, "anchor_value": anchor_value})
+        results.append(
+            {
+                "name": f"{label}_{name}_ms",
+                "value": value,
+                "unit": "ms",
+                "anchor": anchor,
+                "anchor_value": anchor_value,
+            }
+        )
         print(f"{label} {name}: {value:.2f} ms")
 
 
@@ -168,7 +181,15 @@ def main() -> int:
     level(results, "level2_192x360x640x4", 192, 4, 360, 640)
     level(results, "level1_384x180x320x2", 384, 2, 180, 320)
     with open(args.out, "w") as f:
-        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": results}, f, indent=1)
+        json.dump(
+            {
+                "device": torch.cuda.get_device_name(),
+                "torch": torch.__version__,
+                "results": results,
+            },
+            f,
+            indent=1,
+        )
     print("wrote", os.path.abspath(args.out))
     return 0
 

@@ -11,7 +11,6 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-
 #include "models/vae/channel_norm.h"
 #include "models/vae/wan_vae.h"
 #include "models/vae/wan_vae_random.h"
@@ -90,10 +89,9 @@ TEST(ChannelNormGpuTest, TheFusedKernelIsTheChainRoundedOnce) {
                                               : at::MemoryFormat::ChannelsLast);
             }
             const at::Tensor fused = ChannelRmsNorm(input, gamma.to(cuda, dtype), silu).cpu();
-            const std::string what = absl::StrCat(at::toString(dtype), " C=", channels,
-                                                  five_d ? " 5-D" : " 4-D",
-                                                  channels_last ? " channels-last" : "",
-                                                  silu ? " silu" : "");
+            const std::string what =
+                absl::StrCat(at::toString(dtype), " C=", channels, five_d ? " 5-D" : " 4-D",
+                             channels_last ? " channels-last" : "", silu ? " silu" : "");
             // Into the second half of a buffer twice the batch, in the input's layout (the
             // same kernel, so the same bits).
             std::vector<int64_t> doubled = shape;
