@@ -1,5 +1,6 @@
 #include "models/wan/wan_config.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -25,6 +26,8 @@ std::vector<WanConfig> Presets() {
       Make("wan2.1-t2v-1.3b", WanFamily::kT2V, 1536, 8960, 12, 30, 16, 16),
       Make("wan2.1-t2v-14b", WanFamily::kT2V, 5120, 13824, 40, 40, 16, 16),
       Make("wan2.1-i2v-14b", WanFamily::kI2V, 5120, 13824, 40, 40, 36, 16),
+      // I2V's shape plus learned positions for the start and end images' 2 x 257 CLIP tokens.
+      Make("wan2.1-flf2v-14b", WanFamily::kI2V, 5120, 13824, 40, 40, 36, 16),
       Make("wan2.2-ti2v-5b", WanFamily::kTI2V, 3072, 14336, 24, 30, 48, 48),
   };
   // Test sizes: 4 heads so that Ulysses degrees 2 and 4 divide, head_dim 16 (RoPE split
@@ -38,6 +41,12 @@ std::vector<WanConfig> Presets() {
     c.image_dim = 40;
     c.image_tokens = 5;  // a 28-pixel CLIP grid of 2 x 2 patches of 14, and its class token
     presets.push_back(c);
+  }
+  WanConfig tiny_flf2v = presets[presets.size() - 2];  // tiny-i2v
+  tiny_flf2v.name = "tiny-flf2v";
+  presets.push_back(tiny_flf2v);
+  for (WanConfig& c : presets) {
+    if (absl::StrContains(c.name, "flf2v")) c.flf_pos_tokens = 2 * c.image_tokens;
   }
   return presets;
 }
@@ -63,6 +72,7 @@ int64_t WanConfig::ParameterCount() const {
   total += 2 * dim;
   if (i2v())
     total += 2 * image_dim + image_dim * image_dim + image_dim + image_dim * dim + dim + 2 * dim;
+    total += flf_pos_tokens * image_dim;
   return total;
 }
 

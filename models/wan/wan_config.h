@@ -36,6 +36,9 @@ struct WanConfig {
   int64_t freq_dim = 256;
   int64_t image_dim = 1280;    // CLIP-vision feature width (I2V)
   int64_t image_tokens = 257;  // CLIP-vision tokens (I2V)
+  // FLF2V (first-last-frame) models: learned positions added to the start and end images'
+  // CLIP tokens (img_emb.emb_pos, [1, 2 x image_tokens, image_dim]); 0 for other models.
+  int64_t flf_pos_tokens = 0;
   double eps = 1e-6;
   int64_t patch_t = 1, patch_h = 2, patch_w = 2;
 

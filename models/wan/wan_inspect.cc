@@ -130,10 +130,13 @@ absl::Status CheckWanConditioningHeader(const StHeader& header, const std::strin
   }
   auto clip = Unbatched(where, *tensors["clip_fea"], 2);
   if (!clip.ok()) return clip.status();
-  if ((*clip)[0] != config.image_tokens || (*clip)[1] != config.image_dim) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": 'clip_fea' has shape ", ShapeText(*clip), "; ", config.name,
-                     " takes [", config.image_tokens, ", ", config.image_dim, "]"));
+  // One image's tokens, or a start and an end image's (FLF2V, as ComfyUI allows on any I2V model).
+  if (((*clip)[0] != config.image_tokens && (*clip)[0] != 2 * config.image_tokens) ||
+      (*clip)[1] != config.image_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": 'clip_fea' has shape ", ShapeText(*clip), "; ", config.name, " takes [",
+        config.image_tokens, ", ", config.image_dim, "] (one image) or [", 2 * config.image_tokens,
+        ", ", config.image_dim, "] (start and end images)"));
   }
   const int64_t y_channels = config.in_channels - config.out_channels;
   if (comfy_image) {

@@ -21,6 +21,7 @@ const std::vector<std::pair<std::string, std::string>>& GlobalRenames() {
       {"condition_embedder.image_embedder.ff.net.0.proj.", "img_emb.proj.1."},
       {"condition_embedder.image_embedder.ff.net.2.", "img_emb.proj.3."},
       {"condition_embedder.image_embedder.norm2.", "img_emb.proj.4."},
+      {"condition_embedder.image_embedder.pos_embed", "img_emb.emb_pos"},
       {"proj_out.", "head.head."},
   };
   return *renames;
@@ -97,7 +98,7 @@ bool IsOfficialBlockLeaf(const std::string& rest) {
 
 bool IsOfficialGlobal(const std::string& key) {
   static const std::vector<std::string>* names = [] {
-    auto* v = new std::vector<std::string>{"head.modulation"};
+    auto* v = new std::vector<std::string>{"head.modulation", "img_emb.emb_pos"};
     for (const char* module :
          {"patch_embedding", "text_embedding.0", "text_embedding.2", "time_embedding.0",
           "time_embedding.2", "time_projection.1", "head.head", "img_emb.proj.0", "img_emb.proj.1",
@@ -182,6 +183,7 @@ std::map<std::string, std::vector<int64_t>> WanWeightShapes(const WanConfig& c) 
     linear("img_emb.proj.3", c.image_dim, c.dim);
     shapes["img_emb.proj.4.weight"] = {c.dim};
     shapes["img_emb.proj.4.bias"] = {c.dim};
+    if (c.flf_pos_tokens > 0) shapes["img_emb.emb_pos"] = {1, c.flf_pos_tokens, c.image_dim};
   }
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string b = absl::StrCat("blocks.", i, ".");
@@ -249,6 +251,11 @@ absl::StatusOr<WanConfig> DetectWanConfig(const WanKeyShapes& checkpoint) {
              : c.in_channels == 48                            ? WanFamily::kTI2V
                                                               : WanFamily::kT2V;
   if (c.i2v()) c.image_dim = checkpoint.shapes.at("img_emb.proj.1.weight")[1];
+  if (auto it = checkpoint.shapes.find("img_emb.emb_pos");
+      c.i2v() && it != checkpoint.shapes.end() && it->second.size() == 3) {
+    c.flf_pos_tokens = it->second[1];
+    c.image_tokens = c.flf_pos_tokens / 2;
+  }
   int64_t layers = 0;
   while (checkpoint.shapes.count(absl::StrCat("blocks.", layers, ".modulation"))) ++layers;
   c.num_layers = layers;
@@ -258,7 +265,8 @@ absl::StatusOr<WanConfig> DetectWanConfig(const WanKeyShapes& checkpoint) {
   for (const std::string& name : WanPresetNames()) {
     WanConfig preset = *WanPreset(name);
     if (preset.dim == c.dim && preset.ffn_dim == c.ffn_dim && preset.in_channels == c.in_channels &&
-        preset.family == c.family && preset.text_dim == c.text_dim && layers <= preset.num_layers) {
+        preset.family == c.family && preset.text_dim == c.text_dim &&
+        preset.flf_pos_tokens == c.flf_pos_tokens && layers <= preset.num_layers) {
       c.name = name;
       c.num_heads = preset.num_heads;
       c.text_len = preset.text_len;

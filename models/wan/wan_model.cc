@@ -269,6 +269,12 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
   at::Tensor context_img;
   if (c.i2v()) {
     at::Tensor f = in.clip_fea.to(device, at::kFloat);
+    if (c.flf_pos_tokens > 0) {
+      // FLF2V: the start and end images' tokens get learned positions (ComfyUI's MLPProj:
+      // tokens past the table are dropped, a start image alone gets the first half).
+      const int64_t n = std::min(f.size(1), c.flf_pos_tokens);
+      f = f.narrow(1, 0, n) + g.Get("img_emb.emb_pos").narrow(1, 0, n).to(at::kFloat);
+    }
     f = at::layer_norm(f, {c.image_dim}, g.Get("img_emb.proj.0.weight").to(at::kFloat),
                        g.Get("img_emb.proj.0.bias").to(at::kFloat), 1e-5)
             .to(dtype);

@@ -49,6 +49,7 @@ def main():
             eps=cfg["eps"],
             image_dim=cfg["image_dim"] if i2v else None,
             added_kv_proj_dim=cfg["dim"] if i2v else None,
+            pos_embed_seq_len=cfg.get("flf_pos_tokens") or None,
         )
     state = load_file(args.checkpoint)
     state = {k: v.to(dtype) for k, v in state.items()}
@@ -77,6 +78,9 @@ def main():
     pad = 512 - context.shape[1]
     context = torch.nn.functional.pad(context, (0, 0, 0, pad)).to(args.device, dtype)
     clip = inputs["clip_fea"].to(args.device, dtype) if "clip_fea" in inputs else None
+    if clip is not None and cfg.get("flf_pos_tokens"):
+        # FLF2V: diffusers takes the two images as a batch of 2 per sample and joins them.
+        clip = clip.reshape(-1, clip.shape[1] // 2, clip.shape[2])
 
     def forward():
         with torch.no_grad():

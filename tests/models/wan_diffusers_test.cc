@@ -73,6 +73,9 @@ void Compare(const Case& c) {
 #ifndef RAYLIGHT_TEST_GPU
 TEST(WanDiffusersTest, TinyT2V) { Compare({"tiny-t2v", 2, {2, 3, 8, 12, 20}}); }
 TEST(WanDiffusersTest, TinyI2VWithClipFeatures) { Compare({"tiny-i2v", 2, {1, 3, 8, 12, 20}}); }
+TEST(WanDiffusersTest, TinyFLF2VWithStartAndEndImagePositions) {
+  Compare({"tiny-flf2v", 2, {1, 3, 8, 12, 20}});
+}
 TEST(WanDiffusersTest, TinyTI2VWithPerTokenTimesteps) {
   Compare({"tiny-ti2v", 2, {1, 3, 8, 12, 20}});
 }

@@ -28,7 +28,9 @@ models::wan::WanInputs RandomWanInputs(const WanConfig& c, const LatentSize& s) 
   in.context = at::randn({s.batch, s.text_tokens, c.text_dim});
   if (c.i2v()) {
     in.y = at::randn({s.batch, c.in_channels - noise_channels, s.frames, s.height, s.width});
-    in.clip_fea = at::randn({s.batch, c.image_tokens, c.image_dim});
+    // FLF2V: a start and an end image's tokens.
+    in.clip_fea = at::randn(
+        {s.batch, c.flf_pos_tokens > 0 ? c.flf_pos_tokens : c.image_tokens, c.image_dim});
   }
   return in;
 }
@@ -63,7 +65,7 @@ absl::StatusOr<at::Tensor> DiffusersForward(const std::string& dir, const WanCon
       ", \"in_channels\": ", c.in_channels, ", \"out_channels\": ", c.out_channels,
       ", \"text_dim\": ", c.text_dim, ", \"freq_dim\": ", c.freq_dim, ", \"ffn_dim\": ", c.ffn_dim,
       ", \"num_layers\": ", c.num_layers, ", \"eps\": ", c.eps, ", \"image_dim\": ", c.image_dim,
-      "}");
+      ", \"flf_pos_tokens\": ", c.flf_pos_tokens, "}");
   const std::string log_path = dir + "/diffusers.log";
   absl::Status ran = RunToCompletion(
       {RAYLIGHT_TEST_PYTHON, RAYLIGHT_DIFFUSERS_SCRIPT, "--config", config, "--checkpoint",
