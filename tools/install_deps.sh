@@ -13,7 +13,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config python3-venv
   libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libboost-dev libboost-system-dev libsqlite3-dev libgtest-dev libgmock-dev
-  libcli11-dev nlohmann-json3-dev libgloo-dev libpng-dev
+  libcli11-dev nlohmann-json3-dev libgloo-dev libpng-dev libjpeg62-turbo-dev
   libsentencepiece-dev  # the umT5 tokenizer (models/text/sentencepiece_shim.cc)
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libwebp-dev  # video files
   libssl-dev  # a cluster's TLS certificates (runtime/rpc/certificates.cc)

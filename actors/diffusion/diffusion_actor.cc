@@ -105,6 +105,7 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
   SampleRequest request;
   request.job_id = call.job_id();
   request.image = job.image();
+  request.end_image = job.end_image();
   request.clip_vision_files.assign(call.clip_vision_files().begin(),
                                    call.clip_vision_files().end());
   request.output = job.output().empty() ? "latent" : job.output();

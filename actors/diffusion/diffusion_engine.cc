@@ -17,6 +17,7 @@
 #include "actors/diffusion/prompt_encoder.h"
 #include "actors/diffusion/root_broadcast.h"
 #include "actors/diffusion/video_output.h"
+#include "models/core/latent_file.h"
 #include "models/core/sharded_weights.h"
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
@@ -30,7 +31,6 @@
 #include "runtime/common/log.h"
 #include "runtime/common/status_macros.h"
 #include "samplers/denoise_mask.h"
-#include "samplers/latent_file.h"
 #include "samplers/mesh_sample.h"
 
 #ifdef RAYLIGHT_HAVE_CUDA
@@ -611,7 +611,7 @@ class DiffusionEngine::Impl {
     // A starting latent, when given, is read first: its size is the job's for the placement.
     at::Tensor latent, noise_mask;
     if (!request.latent.empty()) {
-      auto parsed = samplers::ParseLatent(request.latent, "latent");
+      auto parsed = models::ParseLatent(request.latent, "latent");
       if (!parsed.ok()) return parsed.status();
       latent = std::move(parsed->samples);
       noise_mask = std::move(parsed->noise_mask);
@@ -655,20 +655,22 @@ class DiffusionEngine::Impl {
       if (!text.ok()) return text.status();
       negative_prompt_text = *text;
     }
-    // The start image (I2V), likewise by rank 0 with the VAE and the CLIP vision tower, before
-    // the model loads; its encoding goes with both prompts.
+    // The images, likewise by rank 0 with the VAE (and for I2V the CLIP vision tower), before
+    // the model loads: I2V's encoding goes with both prompts; TI2V-5B's start image becomes the
+    // starting latent and its noise mask (the head refuses a `latent` beside it).
     at::Tensor image_clip_fea, image_y;
-    if (!request.image.empty()) {
+    if (!request.image.empty() || !request.end_image.empty()) {
       auto dtype = ComputeDtype(request.model.dtype, gpu());
       if (!dtype.ok()) return dtype.status();
-      ImageRequest image{.png = request.image,
+      ImageRequest image{.start = request.image,
+                         .end = request.end_image,
                          .vae_files = request.vae_files,
                          .clip_vision_files = request.clip_vision_files,
                          .width = request.width,
                          .height = request.height,
                          .frames = request.frames,
                          .dtype = *dtype};
-      if (latent.defined()) {  // the starting latent's size is the video's
+      if (latent.defined()) {  // the starting latent's size is the video's (Wan 2.1's VAE)
         image.width = latent.size(4) * 8;
         image.height = latent.size(3) * 8;
         image.frames = 1 + 4 * (latent.size(2) - 1);
@@ -677,21 +679,35 @@ class DiffusionEngine::Impl {
           absl::FailedPreconditionError("rank 0 could not encode the image");
       if (group.rank == 0) {
         encoded = images_->Encode(image, *video_);
-        if (encoded.ok()) note(absl::StrCat("encoded the start image in ", encoded->seconds, " s"));
+        const char* what = request.end_image.empty() ? "the start image"
+                           : request.image.empty()   ? "the end image"
+                                                     : "the start and end images";
+        if (encoded.ok()) note(absl::StrCat("encoded ", what, " in ", encoded->seconds, " s"));
       }
       auto membership = MembershipOf(group);
       if (!membership.ok()) return membership.status();
       comm::Communicator& image_world = *(*membership)->world;
-      auto failed = [&]() -> absl::StatusOr<at::Tensor> { return encoded.status(); };
-      auto clip_fea = BroadcastFromRoot(
-          image_world, encoded.ok() ? absl::StatusOr<at::Tensor>(encoded->clip_fea) : failed(),
-          device_);
+      // Undefined fields (TI2V has no clip_fea, I2V no latent) arrive undefined.
+      auto broadcast = [&](const at::Tensor EncodedImage::*field) {
+        return BroadcastFromRoot(image_world,
+                                 encoded.ok() ? absl::StatusOr<at::Tensor>((*encoded).*field)
+                                              : absl::StatusOr<at::Tensor>(encoded.status()),
+                                 device_);
+      };
+      auto clip_fea = broadcast(&EncodedImage::clip_fea);
       if (!clip_fea.ok()) return clip_fea.status();
-      auto y = BroadcastFromRoot(
-          image_world, encoded.ok() ? absl::StatusOr<at::Tensor>(encoded->y) : failed(), device_);
+      auto y = broadcast(&EncodedImage::y);
       if (!y.ok()) return y.status();
+      auto start_latent = broadcast(&EncodedImage::latent);
+      if (!start_latent.ok()) return start_latent.status();
+      auto start_mask = broadcast(&EncodedImage::noise_mask);
+      if (!start_mask.ok()) return start_mask.status();
       image_clip_fea = *std::move(clip_fea);
       image_y = *std::move(y);
+      if (start_latent->defined()) {
+        latent = *std::move(start_latent);
+        noise_mask = *std::move(start_mask);
+      }
     }
     auto model = Ensure(request.model, group, shape, &outcome.model_was_resident,
                         &outcome.load_seconds, &reason);
@@ -886,7 +902,7 @@ class DiffusionEngine::Impl {
       // [dp, 1, C, F, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
       at::Tensor result = out->to(at::kCPU).flatten(0, 1);
       // The mask goes on with the result, as ComfyUI's KSampler passes the LATENT's on.
-      auto bytes = samplers::SerializeLatent(result, noise_mask);
+      auto bytes = models::SerializeLatent(result, noise_mask);
       if (!bytes.ok()) return bytes.status();
       outcome.latent = *std::move(bytes);
     }
@@ -899,14 +915,18 @@ class DiffusionEngine::Impl {
                                .vae_files = request.vae_files,
                                .fps = request.fps,
                                .crf = request.crf,
-                               .dtype = *dtype};
+                               .dtype = *dtype,
+                               .free_bytes = gpu() ? DeviceFreeBytes() : 0};
       auto decoded = video_->Decode(video, out->flatten(0, 1), world);
       if (!decoded.ok()) return decoded.status();
       outcome.video = std::move(decoded->file);
       outcome.video_format = decoded->format;
       outcome.decode_seconds = decoded->seconds;
       note(absl::StrCat("decoded ", decoded->frames, " frames to ", decoded->format, " in ",
-                        absl::StrFormat("%.2f", decoded->seconds), " s"));
+                        absl::StrFormat("%.2f", decoded->seconds), " s",
+                        decoded->tile > 0 ? absl::StrCat(" (in ", decoded->tile,
+                                                         "-pixel tiles: device memory short)")
+                                          : ""));
     }
     RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
                  << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all)";

@@ -8,8 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "actors/diffusion/component_files.h"
 #include "actors/diffusion/mesh_spec.h"
+#include "models/core/image_file.h"
 #include "models/core/placement_plan.h"
-#include "models/core/png.h"
 #include "models/core/safetensors.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
@@ -250,6 +250,35 @@ absl::StatusOr<std::vector<std::string>> PlanLowNoiseExpert(const v1::SampleJob&
   return files;
 }
 
+// The images a job gives with its prompt (SampleJob.image, end_image): which models take which,
+// and that the bytes are an image (decoded here, so a bad file fails at submit).
+absl::Status CheckImages(const v1::SampleJob& job, const models::wan::WanConfig& config) {
+  for (auto [field, bytes] : {std::pair{"image", &job.image()}, {"end_image", &job.end_image()}}) {
+    if (bytes->empty()) continue;
+    const bool end = std::string_view(field) == "end_image";
+    if (!config.i2v() && (end || !config.per_token_timesteps())) {
+      return Invalid(field,
+                     absl::StrCat(config.name, " takes no ", end ? "end" : "start", " image (",
+                                  end ? "an I2V model does" : "I2V and TI2V models do", ")"));
+    }
+    if (job.prompt().empty()) {
+      return Invalid(field,
+                     "given without a prompt (images go with prompts; a `positive` file "
+                     "carries its own image inputs)");
+    }
+    if (bytes->size() > kMaxImageBytes) {
+      return Invalid(field, absl::StrCat(bytes->size(), " bytes; at most ", kMaxImageBytes));
+    }
+    auto decoded = models::DecodeImage(*bytes);
+    if (!decoded.ok()) return Invalid(field, std::string(decoded.status().message()));
+  }
+  if (config.per_token_timesteps() && !job.image().empty() && !job.latent().empty()) {
+    return Invalid("latent",
+                   absl::StrCat(config.name, " makes its starting latent from `image`: give one"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfig& config,
                            const SampleLimits& limits, int64_t* tokens) {
   // An explicit schedule replaces steps, scheduler and denoise (ComfyUI's SamplerCustom).
@@ -351,27 +380,10 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
       return Invalid(field, absl::StrCat(text->size(), " bytes; at most ", kMaxPromptBytes));
     }
   }
-  if (!job.image().empty()) {
-    if (!config.i2v()) {
-      return Invalid("image",
-                     absl::StrCat(config.name, " takes no start image (an I2V model does)"));
-    }
-    if (job.prompt().empty()) {
-      return Invalid("image",
-                     "given without a prompt (images go with prompts; a `positive` file "
-                     "carries its own image inputs)");
-    }
-    if (job.image().size() > kMaxImageBytes) {
-      return Invalid("image", absl::StrCat(job.image().size(), " bytes; at most ", kMaxImageBytes));
-    }
-    auto decoded = models::DecodePng(job.image());
-    if (!decoded.ok()) {
-      return Invalid("image", absl::StrCat("not a PNG image: ", decoded.status().message()));
-    }
-  }
+  if (auto status = CheckImages(job, config); !status.ok()) return status;
   if (!job.prompt().empty()) {
     if (!job.positive().empty()) return Invalid("prompt", "give prompt or positive, not both");
-    if (config.i2v() && job.image().empty()) {
+    if (config.i2v() && job.image().empty() && job.end_image().empty()) {
       return Invalid("image", absl::StrCat("required: ", config.name,
                                            " takes a start image with a prompt (or give "
                                            "`positive` with its image inputs)"));
@@ -390,7 +402,7 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
     if (job.prompt().empty() && !job.has_negative_prompt()) {
       return Invalid("negative", "required when cfg != 1 (the unconditional prediction uses it)");
     }
-    if (config.i2v() && job.image().empty()) {
+    if (config.i2v() && job.image().empty() && job.end_image().empty()) {
       return Invalid("negative_prompt",
                      absl::StrCat(config.name, " takes `negative` conditioning"));
     }
@@ -494,20 +506,22 @@ class SampleKind final : public head::JobKind {
     }
     if (auto status = CheckOutput(job); !status.ok()) return status;
     std::string vae, clip_vision;
-    if (DecodesOutput(job) || !job.image().empty()) {
+    const bool images = !job.image().empty() || !job.end_image().empty();
+    if (DecodesOutput(job) || images) {
       auto resolved = ResolveVae("vae", job.vae(), roots_, common->config.out_channels);
       if (!resolved.ok()) return resolved.status();
       vae = *std::move(resolved);
     } else if (!job.vae().empty()) {
       return Invalid("vae", "given without an output to decode or an image to encode");
     }
-    if (!job.image().empty()) {
+    // CLIP vision for I2V models' images; TI2V's start image is the VAE's alone.
+    if (images && common->config.i2v()) {
       auto resolved =
           ResolveClipVision("clip_vision", job.clip_vision(), roots_, common->config.image_dim);
       if (!resolved.ok()) return resolved.status();
       clip_vision = *std::move(resolved);
     } else if (!job.clip_vision().empty()) {
-      return Invalid("clip_vision", "given without an image to encode");
+      return Invalid("clip_vision", "given without an image for an I2V model to encode");
     }
     v1::SampleCall call;
     call.set_job_id(job_id);

@@ -61,9 +61,9 @@ struct SampleRequest {
   std::vector<std::string> vae_files;
   double fps = 0;  // 0: the model's own (16; TI2V-5B: 24)
   int crf = 19;
-  // I2V with a prompt: the start image's PNG bytes, encoded by the VAE in `vae_files` and the
-  // CLIP vision tower in `clip_vision_files`.
-  std::string image;
+  // With a prompt, the start and end images' PNG or JPEG bytes (SampleJob.image, end_image),
+  // encoded by the VAE in `vae_files` and (I2V) the CLIP vision tower in `clip_vision_files`.
+  std::string image, end_image;
   std::vector<std::string> clip_vision_files;
 };
 

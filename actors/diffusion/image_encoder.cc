@@ -3,38 +3,56 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "models/core/png.h"
+#include "models/core/image_file.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_image_inputs.h"
 #include "runtime/common/status_macros.h"
 
 namespace raylight::actors {
+namespace {
+
+// ComfyUI's IMAGE [1, H, W, 3] in [0, 1] from PNG or JPEG bytes; undefined for none.
+absl::StatusOr<at::Tensor> ImageOf(const std::string& bytes, const char* field) {
+  if (bytes.empty()) return at::Tensor();
+  auto decoded = models::DecodeImage(bytes);
+  if (!decoded.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", decoded.status().message()));
+  }
+  return at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte)
+             .to(at::kFloat) /
+         255.0;
+}
+
+}  // namespace
 
 absl::StatusOr<EncodedImage> ImageEncoder::Encode(const ImageRequest& request, VideoOutput& vae) {
   const auto start = std::chrono::steady_clock::now();
-  auto decoded = models::DecodePng(request.png);
-  if (!decoded.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("image: ", decoded.status().message()));
-  }
-  absl::MutexLock lock(&mutex_);
-  RL_ASSIGN_OR_RETURN(models::vision::ClipVision * clip,
-                      clip_.Get(request.clip_vision_files, request.dtype, "clip_vision", [&] {
-                        models::vision::ClipVisionOptions options;
-                        options.device = device_;
-                        options.dtype = request.dtype;
-                        return models::vision::ClipVision::Load(request.clip_vision_files, options);
-                      }));
-  // ComfyUI's IMAGE: [1, H, W, 3] in [0, 1].
-  const at::Tensor bytes =
-      at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte);
   models::wan::WanImageRequest inputs_request;
-  inputs_request.start_image = bytes.to(at::kFloat) / 255.0;
+  RL_ASSIGN_OR_RETURN(inputs_request.start_image, ImageOf(request.start, "image"));
+  RL_ASSIGN_OR_RETURN(inputs_request.end_image, ImageOf(request.end, "end_image"));
   inputs_request.width = request.width;
   inputs_request.height = request.height;
   inputs_request.length = request.frames;
   EncodedImage encoded;
+  absl::MutexLock lock(&mutex_);
   RL_RETURN_IF_ERROR(vae.WithVae(
       request.vae_files, request.dtype, [&](const models::vae::WanVae& loaded) -> absl::Status {
+        if (loaded.config().version == 22) {
+          // TI2V-5B: the image is the first latent frame, no CLIP.
+          RL_ASSIGN_OR_RETURN(models::wan::Wan22StartLatent made,
+                              models::wan::MakeWan22StartLatent(inputs_request, loaded));
+          encoded.latent = made.samples;
+          encoded.noise_mask = made.noise_mask;
+          return absl::OkStatus();
+        }
+        RL_ASSIGN_OR_RETURN(models::vision::ClipVision * clip,
+                            clip_.Get(request.clip_vision_files, request.dtype, "clip_vision", [&] {
+                              models::vision::ClipVisionOptions options;
+                              options.device = device_;
+                              options.dtype = request.dtype;
+                              return models::vision::ClipVision::Load(request.clip_vision_files,
+                                                                      options);
+                            }));
         RL_ASSIGN_OR_RETURN(models::wan::WanImageInputs inputs,
                             models::wan::MakeWanImageInputs(inputs_request, loaded, clip));
         encoded.clip_fea = inputs.clip_fea;

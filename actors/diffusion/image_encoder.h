@@ -1,7 +1,8 @@
-// A worker's image encoding for I2V jobs (torch side): the CLIP vision tower a job names, loaded
+// A worker's image encoding for image jobs (torch side): the CLIP vision tower a job names, loaded
 // on the worker's device when an image needs it and kept for the next job (dropped first, with
-// the text encoder and the VAE, when a model needs the room), and the start image made into the
-// model's image inputs (models/wan/wan_image_inputs.h) with the VAE VideoOutput holds.
+// the text encoder and the VAE, when a model needs the room), and the start (and end) image made
+// into the model's image inputs (models/wan/wan_image_inputs.h) with the VAE VideoOutput holds:
+// I2V's clip_fea and y, or TI2V-5B's starting latent.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -19,15 +20,19 @@
 namespace raylight::actors {
 
 struct ImageRequest {
-  std::string png;  // the start image's file
+  std::string start, end;  // the images' files (PNG or JPEG); either may be empty, not both
   std::vector<std::string> vae_files, clip_vision_files;
   int64_t width = 0, height = 0, frames = 0;
   at::ScalarType dtype = at::kFloat;
 };
 
+// I2V (a Wan 2.1 VAE): clip_fea and y. TI2V-5B (a Wan 2.2 VAE): the starting latent and its
+// noise mask.
 struct EncodedImage {
-  at::Tensor clip_fea;  // [1, tokens, width], float32
-  at::Tensor y;         // [1, 4 + z, F, h, w], float32 (mask, then the latent in model space)
+  at::Tensor clip_fea;    // [1, tokens, width], float32
+  at::Tensor y;           // [1, 4 + z, F, h, w], float32 (mask, then the latent in model space)
+  at::Tensor latent;      // [1, 48, F, h, w], float32 (the VAE's latent: ComfyUI's LATENT)
+  at::Tensor noise_mask;  // [1, 1, F, h, w], 0 where the image is
   double seconds = 0;
 };
 

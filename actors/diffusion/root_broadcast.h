@@ -11,7 +11,8 @@
 namespace raylight::actors {
 
 // Collective over `world`. `made`: rank 0's result (ignored elsewhere); float32 tensors of up to
-// six dimensions. Returns a CPU float32 tensor on every rank.
+// six dimensions, or undefined (then undefined on every rank). Returns a CPU float32 tensor on
+// every rank.
 absl::StatusOr<at::Tensor> BroadcastFromRoot(comm::Communicator& world,
                                              const absl::StatusOr<at::Tensor>& made,
                                              at::Device device);

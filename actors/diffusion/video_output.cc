@@ -1,12 +1,27 @@
 #include "actors/diffusion/video_output.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "models/vae/video_file.h"
 #include "runtime/common/status_macros.h"
 
 namespace raylight::actors {
+namespace {
+
+// diffusers' tile shape (stride 3/4 of the side) at the largest side, a multiple of four times
+// the spatial factor, whose estimated decode fits in `free_bytes`; at least four latent rows.
+models::vae::WanVaeTiling TilingFor(const models::vae::WanVae& vae, int64_t free_bytes) {
+  const int64_t unit = 4 * vae.config().spatial_factor();
+  const double per_pixel = static_cast<double>(vae.DecodePeakBytes(1, 1));
+  const int64_t side = static_cast<int64_t>(std::sqrt(static_cast<double>(free_bytes) / per_pixel));
+  const int64_t size = std::max(unit, side / unit * unit);
+  return {.size = size, .stride = size / 4 * 3};
+}
+
+}  // namespace
 
 absl::StatusOr<models::vae::WanVae*> VideoOutput::Loaded(const std::vector<std::string>& files,
                                                          at::ScalarType dtype) {
@@ -51,15 +66,26 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
   if (!bands.ok()) return bands.status();
   DecodedOutput decoded;
   std::vector<at::Tensor> bytes;
+  // Alone (one rank, or rank 0 of a group too short for bands) on a device too full for the
+  // whole frame: tiles. Bands already divide the memory by the group's size.
+  const models::vae::WanVaeConfig& config = vae->config();
+  const int64_t height = latent.size(3) * config.spatial_factor();
+  const int64_t width = latent.size(4) * config.spatial_factor();
+  const bool tiled = !bands->split() && request.free_bytes > 0 &&
+                     vae->DecodePeakBytes(height, width) > request.free_bytes;
+  const models::vae::WanVaeTiling tiling =
+      tiled ? TilingFor(*vae, request.free_bytes) : models::vae::WanVaeTiling();
   if (banded || world.rank() == 0) {
+    auto sink = [&bytes](const at::Tensor& frames) {
+      bytes.push_back(models::vae::PixelsToBytes(frames));
+      return absl::OkStatus();
+    };
     for (int64_t i = 0; i < latent.size(0); ++i) {
-      RL_RETURN_IF_ERROR(
-          vae->Decode(latent.narrow(0, i, 1), *bands, [&bytes](const at::Tensor& frames) {
-            bytes.push_back(models::vae::PixelsToBytes(frames));
-            return absl::OkStatus();
-          }));
+      RL_RETURN_IF_ERROR(tiled ? vae->DecodeTiled(latent.narrow(0, i, 1), tiling, sink)
+                               : vae->Decode(latent.narrow(0, i, 1), *bands, sink));
     }
   }
+  if (tiled) decoded.tile = tiling.size;
   if (world.rank() == 0) {
     const at::Tensor all = at::cat(bytes, 0);
     decoded.frames = all.size(0);

@@ -2,7 +2,8 @@
 // loaded on the worker's device when an output needs it and kept for the next job (dropped
 // first, with the text encoder, when a model needs the room), the decode over the job's group
 // (each rank a band of rows, models/vae/row_bands.h), and on rank 0 the frames as the file the
-// job asked for (models/vae/video_file.h).
+// job asked for (models/vae/video_file.h). A decode alone on a device too full for it runs in
+// spatial tiles (models/vae/wan_vae.h's WanVaeTiling) instead of failing.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -26,6 +27,9 @@ struct VideoOutputRequest {
   double fps = 0;  // 0: the VAE's model's own (16; a 48-channel latent, TI2V-5B: 24)
   int crf = 19;
   at::ScalarType dtype = at::kFloat;
+  // The device memory free for the decode (0: unknown). A one-process decode whose estimated
+  // peak (WanVae::DecodePeakBytes) exceeds it runs in spatial tiles that fit.
+  int64_t free_bytes = 0;
 };
 
 struct DecodedOutput {
@@ -33,6 +37,7 @@ struct DecodedOutput {
   std::string format;  // "mp4", "png", "webp", "frames"
   int64_t frames = 0;
   double seconds = 0;
+  int64_t tile = 0;  // the tile side in pixels when memory was short; 0: untiled
 };
 
 class VideoOutput {

@@ -244,9 +244,12 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
                    "frames (IMAGE safetensors); default: from --out's extension")
       ->check(CLI::IsMember({"latent", "video", "webp", "frames"}));
   sample->add_option("--vae", flags.vae, "the VAE (default: the Wan VAE in a root's vae/)");
-  sample->add_option("--image", flags.image, "I2V with --prompt: the start image (PNG)");
+  sample->add_option("--image", flags.image,
+                     "with --prompt: the start image (PNG or JPEG; I2V and TI2V models)");
+  sample->add_option("--end-image", flags.end_image,
+                     "with --prompt: the end image (PNG or JPEG; FLF2V on I2V models)");
   sample->add_option("--clip-vision", flags.clip_vision,
-                     "the CLIP vision tower for --image (default: the one in a root's "
+                     "the CLIP vision tower for the images (default: the one in a root's "
                      "clip_vision/)");
   sample->add_option("--fps", flags.fps, "video frame rate (0: the model's)");
   sample->add_option("--crf", flags.crf, "H.264 quality 0..51 (default 19)");
@@ -279,6 +282,11 @@ int RunSample(const client::ClientOptions& options, const SampleFlags& flags) {
     auto image = ReadFile(flags.image, "--image");
     if (!image.ok()) return Fail(image.status());
     job.set_image(*std::move(image));
+  }
+  if (!flags.end_image.empty()) {
+    auto image = ReadFile(flags.end_image, "--end-image");
+    if (!image.ok()) return Fail(image.status());
+    job.set_end_image(*std::move(image));
   }
   job.set_clip_vision(flags.clip_vision);
   if (!flags.latent.empty()) {

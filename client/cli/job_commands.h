@@ -43,7 +43,7 @@ struct SampleFlags {
   // that decodes it, the video's frame rate (0: the model's) and H.264 quality (-1: 19).
   std::string output, vae;
   // I2V: the start image (a PNG file) and the CLIP vision tower that encodes it.
-  std::string image, clip_vision;
+  std::string image, end_image, clip_vision;
   double fps = 0;
   int crf = -1;
   std::string out;  // output path prefix, or the video file (.mp4, .webp, .png, .safetensors)

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "models/core/image_file.h"
 
 namespace raylight::models {
 namespace {
@@ -47,6 +48,11 @@ absl::StatusOr<RgbImage> DecodePng(const std::string& bytes) {
   png.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&png, bytes.data(), bytes.size())) {
     return Failed("png decode", png);
+  }
+  if (static_cast<int64_t>(png.width) * png.height > kMaxImagePixels) {
+    png_image_free(&png);
+    return absl::InvalidArgumentError(absl::StrCat("png decode: ", png.width, "x", png.height,
+                                                   " pixels; at most ", kMaxImagePixels));
   }
   png.format = PNG_FORMAT_RGB;
   RgbImage image;

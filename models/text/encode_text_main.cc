@@ -3,18 +3,22 @@
 //
 //   raylight-encode-text --text-encoder umt5_xxl_fp16.safetensors
 //       --prompt "a red fox in the snow" --out cond.safetensors [--device cuda --dtype bf16]
-//       [--image start.png --vae wan_2.1_vae.safetensors --clip-vision clip_vision_h.safetensors
-//        --width 832 --height 480 --frames 81]
-// With --image, an I2V conditioning: the text with the start image's `clip_fea` and `y`, as
-// ComfyUI's CLIPTextEncode + CLIPVisionEncode + WanImageToVideo make them (what a job with a
-// prompt and an image computes on its workers).
+//       [--image start.png [--end-image end.png] --vae wan_2.1_vae.safetensors
+//        --clip-vision clip_vision_h.safetensors --width 832 --height 480 --frames 81]
+//       [--image start.jpg --vae wan2.2_vae.safetensors --latent-out start.latent ...]
+// With --image (and --end-image) and a Wan 2.1 VAE, an I2V (FLF2V) conditioning: the text with
+// the images' `clip_fea` and `y`, as ComfyUI's CLIPTextEncode + CLIPVisionEncode +
+// WanImageToVideo (WanFirstLastFrameToVideo) make them. With a Wan 2.2 VAE (TI2V-5B), the start
+// image as Wan22ImageToVideoLatent makes it: a .latent with its noise mask, at --latent-out.
+// What a job with a prompt and images computes on its workers.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 
-#include "models/core/png.h"
+#include "models/core/image_file.h"
+#include "models/core/latent_file.h"
 #include "models/text/prompt_weights.h"
 #include "models/text/umt5_encoder.h"
 #include "models/wan/wan_conditioning.h"
@@ -51,9 +55,11 @@ int main(int argc, char** argv) {
   int runs = 1;
   app.add_option("--runs", runs, "encode this many times; print the median encode time as JSON")
       ->check(CLI::Range(1, 1000));
-  std::string image, vae_path, clip_path;
+  std::string image, end_image, vae_path, clip_path, latent_out;
   int64_t width = 832, height = 480, frames = 81;
-  app.add_option("--image", image, "I2V: the start image (PNG)");
+  app.add_option("--image", image, "I2V / TI2V: the start image (PNG or JPEG)");
+  app.add_option("--end-image", end_image, "FLF2V: the end image (PNG or JPEG)");
+  app.add_option("--latent-out", latent_out, "TI2V (a Wan 2.2 VAE): the start latent's file");
   app.add_option("--vae", vae_path, "with --image: the Wan VAE");
   app.add_option("--clip-vision", clip_path, "with --image: the CLIP vision tower");
   app.add_option("--width", width, "with --image: the video's width");
@@ -96,14 +102,26 @@ int main(int argc, char** argv) {
   }
   wan::WanConditioning conditioning;
   conditioning.text = *cond;
-  if (!image.empty()) {
-    std::ifstream file(image, std::ios::binary);
-    const std::string png((std::istreambuf_iterator<char>(file)), {});
-    auto decoded = DecodePng(png);
-    if (!decoded.ok()) {
-      std::cerr << "--image: " << decoded.status() << "\n";
-      return 1;
+  if (!image.empty() || !end_image.empty()) {
+    wan::WanImageRequest request;
+    for (auto [path, flag, tensor] : {std::tuple{&image, "--image", &request.start_image},
+                                      std::tuple{&end_image, "--end-image", &request.end_image}}) {
+      if (path->empty()) continue;
+      std::ifstream file(*path, std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(file)), {});
+      auto decoded = DecodeImage(bytes);
+      if (!decoded.ok()) {
+        std::cerr << flag << ": " << decoded.status() << "\n";
+        return 1;
+      }
+      *tensor =
+          at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte)
+              .to(at::kFloat) /
+          255.0;
     }
+    request.width = width;
+    request.height = height;
+    request.length = frames;
     vae::WanVaeOptions vae_options;
     vae_options.device = options.placement.device;
     vae_options.dtype = options.placement.compute_dtype;
@@ -112,29 +130,37 @@ int main(int argc, char** argv) {
       std::cerr << "--vae: " << vae.status() << "\n";
       return 1;
     }
-    vision::ClipVisionOptions clip_options;
-    clip_options.device = options.placement.device;
-    clip_options.dtype = options.placement.compute_dtype;
-    auto clip = vision::ClipVision::Load({clip_path}, clip_options);
-    if (!clip.ok()) {
-      std::cerr << "--clip-vision: " << clip.status() << "\n";
-      return 1;
+    if ((*vae)->config().version == 22) {
+      auto start_latent = wan::MakeWan22StartLatent(request, **vae);
+      if (!start_latent.ok()) {
+        std::cerr << start_latent.status() << "\n";
+        return 1;
+      }
+      auto bytes = SerializeLatent(start_latent->samples, start_latent->noise_mask);
+      if (latent_out.empty() || !bytes.ok()) {
+        std::cerr << "--latent-out: "
+                  << (bytes.ok() ? "required with a Wan 2.2 VAE" : bytes.status().ToString())
+                  << "\n";
+        return 1;
+      }
+      std::ofstream(latent_out, std::ios::binary) << *bytes;
+    } else {
+      vision::ClipVisionOptions clip_options;
+      clip_options.device = options.placement.device;
+      clip_options.dtype = options.placement.compute_dtype;
+      auto clip = vision::ClipVision::Load({clip_path}, clip_options);
+      if (!clip.ok()) {
+        std::cerr << "--clip-vision: " << clip.status() << "\n";
+        return 1;
+      }
+      auto inputs = wan::MakeWanImageInputs(request, **vae, clip->get());
+      if (!inputs.ok()) {
+        std::cerr << inputs.status() << "\n";
+        return 1;
+      }
+      conditioning.clip_fea = inputs->clip_fea;
+      conditioning.y = wan::WanImageToY(inputs->concat_latent_image, inputs->concat_mask);
     }
-    wan::WanImageRequest request;
-    request.start_image =
-        at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte)
-            .to(at::kFloat) /
-        255.0;
-    request.width = width;
-    request.height = height;
-    request.length = frames;
-    auto inputs = wan::MakeWanImageInputs(request, **vae, clip->get());
-    if (!inputs.ok()) {
-      std::cerr << inputs.status() << "\n";
-      return 1;
-    }
-    conditioning.clip_fea = inputs->clip_fea;
-    conditioning.y = wan::WanImageToY(inputs->concat_latent_image, inputs->concat_mask);
   }
   if (auto written = wan::WriteWanConditioning(out, conditioning); !written.ok()) {
     std::cerr << written << "\n";

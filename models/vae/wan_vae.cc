@@ -1,5 +1,6 @@
 #include "models/vae/wan_vae.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -415,6 +416,100 @@ absl::Status WanVae::Decode(const at::Tensor& latent_in, const RowBands& bands,
     }
     return absl::OkStatus();
   });
+}
+
+namespace {
+
+// diffusers' blend_v / blend_h: the first `extent` rows (columns) of `b` fade in from the last of
+// `a`, in place, with weights y / extent computed in double as Python does.
+void BlendInto(const Tensor& a, Tensor& b, int64_t extent, int64_t dim) {
+  extent = std::min({a.size(dim), b.size(dim), extent});
+  if (extent <= 0) return;
+  std::vector<int64_t> shape(b.dim(), 1);
+  shape[dim] = extent;
+  const Tensor weight = (at::arange(extent, at::kDouble) / static_cast<double>(extent))
+                            .to(b.scalar_type())
+                            .to(b.device())
+                            .reshape(shape);
+  Tensor head = b.narrow(dim, 0, extent);
+  head.copy_(a.narrow(dim, a.size(dim) - extent, extent) * (1 - weight) + head * weight);
+}
+
+}  // namespace
+
+absl::Status WanVae::DecodeTiled(const at::Tensor& latent_in, const WanVaeTiling& tiling,
+                                 const FrameSink& sink) const {
+  const Tensor latent = latent_in.dim() == 4 ? latent_in.unsqueeze(0) : latent_in;
+  if (latent.dim() != 5 || latent.size(1) != config_.z_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("latent: expected [B, ", config_.z_dim,
+                                                   ", T, h, w], got [",
+                                                   absl::StrJoin(latent_in.sizes(), ", "), "]"));
+  }
+  const int64_t f = config_.spatial_factor(), p = config_.patch_size;
+  if (tiling.size < f || tiling.size % f != 0 || tiling.stride < f || tiling.stride % f != 0 ||
+      tiling.stride > tiling.size) {
+    return absl::InvalidArgumentError(absl::StrCat("tiling: size ", tiling.size, " and stride ",
+                                                   tiling.stride, " must be multiples of ", f,
+                                                   " with 0 < stride <= size"));
+  }
+  return Guard([&]() -> absl::Status {
+    const bool benchmark_before = at::globalContext().benchmarkCuDNN();
+    at::globalContext().setBenchmarkCuDNN(options_.cudnn_benchmark);
+    absl::Cleanup restore = [benchmark_before] {
+      at::globalContext().setBenchmarkCuDNN(benchmark_before);
+    };
+    Tensor x = latent.to(options_.device, options_.dtype);
+    if (options_.UseChannelsLast()) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
+    x = at::conv3d(x, weights_.at("conv2.weight"), weights_.at("conv2.bias"));
+    const int64_t h = x.size(3), w = x.size(4);
+    const int64_t tile = tiling.size / f, step = tiling.stride / f;
+    // In the decoder's output (2x2 patches for 2.2): what each tile keeps and blends.
+    const int64_t keep = tiling.stride / p, blend = tiling.size / p - tiling.stride / p;
+    std::vector<int64_t> row_starts, column_starts;
+    for (int64_t i = 0; i < h; i += step) row_starts.push_back(i);
+    for (int64_t j = 0; j < w; j += step) column_starts.push_back(j);
+    const RowBands whole;
+    std::vector<std::unique_ptr<Pass>> passes;
+    for (size_t n = 0; n < row_starts.size() * column_starts.size(); ++n) {
+      passes.push_back(std::make_unique<Pass>(config_, weights_, whole));
+    }
+    const size_t columns = column_starts.size();
+    for (int64_t t = 0; t < x.size(2); ++t) {
+      std::vector<Tensor> tiles(passes.size());
+      for (size_t r = 0; r < row_starts.size(); ++r) {
+        for (size_t c = 0; c < columns; ++c) {
+          const int64_t i = row_starts[r], j = column_starts[c];
+          const Tensor part = x.narrow(2, t, 1)
+                                  .narrow(3, i, std::min(tile, h - i))
+                                  .narrow(4, j, std::min(tile, w - j));
+          RL_ASSIGN_OR_RETURN(Tensor out, passes[r * columns + c]->DecoderChunk(part, t == 0));
+          // Blended in float32 (the tiles are a few channels wide).
+          tiles[r * columns + c] = out.to(at::kFloat).contiguous();
+        }
+      }
+      std::vector<Tensor> rows;
+      for (size_t r = 0; r < row_starts.size(); ++r) {
+        std::vector<Tensor> row;
+        for (size_t c = 0; c < columns; ++c) {
+          Tensor& current = tiles[r * columns + c];
+          if (r > 0) BlendInto(tiles[(r - 1) * columns + c], current, blend, 3);
+          if (c > 0) BlendInto(tiles[r * columns + c - 1], current, blend, 4);
+          row.push_back(current.narrow(3, 0, std::min(keep, current.size(3)))
+                            .narrow(4, 0, std::min(keep, current.size(4))));
+        }
+        rows.push_back(at::cat(row, 4));
+      }
+      Tensor frames = at::cat(rows, 3).narrow(3, 0, h * f / p).narrow(4, 0, w * f / p);
+      frames = Unpatchify(frames, p).clamp(-1.0, 1.0);
+      RL_RETURN_IF_ERROR(sink(frames));
+    }
+    return absl::OkStatus();
+  });
+}
+
+int64_t WanVae::DecodePeakBytes(int64_t height, int64_t width) const {
+  const int64_t per_pixel = options_.dtype == at::kFloat ? 20000 : 10000;
+  return per_pixel * height * width;
 }
 
 absl::StatusOr<at::Tensor> WanVae::Decode(const at::Tensor& latent) const {

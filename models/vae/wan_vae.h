@@ -42,6 +42,17 @@ struct WanVaeOptions {
   bool cudnn_benchmark = true;
 };
 
+// Spatial tiles for a decode that does not fit at once, as diffusers' AutoencoderKLWan tiled
+// decode makes them: tiles `size` pixels square every `stride` pixels (both multiples of the
+// spatial factor; diffusers' defaults 256 and 192), each decoded with its own causal caches, the
+// overlap blended linearly (upper and left neighbours into each tile, in raster order). The seams
+// are approximations of the untiled decode (RowBands is the exact way to split one); memory
+// follows the tile, not the frame.
+struct WanVaeTiling {
+  int64_t size = 256;
+  int64_t stride = 192;
+};
+
 class WanVae {
  public:
   // Frames as they are made: [B, 3, n, H, W] float32 in [-1, 1] on the VAE's device.
@@ -64,6 +75,13 @@ class WanVae {
   absl::Status Decode(const at::Tensor& latent, const RowBands& bands, const FrameSink& sink) const;
   // Every frame at once: [B, 3, 1 + 4 (T - 1), 8h, 8w] (16h, 16w for 2.2), on the VAE's device.
   absl::StatusOr<at::Tensor> Decode(const at::Tensor& latent) const;
+  // One process, in tiles (WanVaeTiling); frames to the sink as Decode's.
+  absl::Status DecodeTiled(const at::Tensor& latent, const WanVaeTiling& tiling,
+                           const FrameSink& sink) const;
+  // The device memory a one-process decode of a height x width video peaks at, estimated: the
+  // measured peak per output pixel (8.5-8.9 KB in bf16 on CUDA, channels-last, Wan 2.1 and 2.2,
+  // BENCHMARKS.md) rounded up to 10 KB, twice that in float32; it does not grow with frames.
+  int64_t DecodePeakBytes(int64_t height, int64_t width) const;
   // video [B, 3, T, H, W] in [-1, 1], H and W multiples of the spatial factor -> the latent mean
   // [B, z_dim, 1 + (T - 1) / 4, H / f, W / f]; frames past the last whole chunk of 4 are dropped,
   // as every implementation does.

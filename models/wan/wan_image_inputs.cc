@@ -18,6 +18,24 @@ absl::Status CheckImage(const Tensor& image, const char* field) {
   return absl::OkStatus();
 }
 
+absl::Status CheckSize(const WanImageRequest& request, int64_t factor) {
+  if (request.width < factor || request.width % factor != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("width: ", request.width, " is not a positive multiple of ", factor));
+  }
+  if (request.height < factor || request.height % factor != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("height: ", request.height, " is not a positive multiple of ", factor));
+  }
+  if (request.length < 1) return absl::InvalidArgumentError("length: at least one frame");
+  return absl::OkStatus();
+}
+
+// ComfyUI's VAE wrapper: IMAGE [N, H, W, 3] in [0, 1] to a video [1, 3, N, H, W] in [-1, 1].
+Tensor ImagesToVideo(const Tensor& images) {
+  return (images * 2.0 - 1.0).permute({3, 0, 1, 2}).unsqueeze(0);
+}
+
 }  // namespace
 
 Tensor CommonUpscaleCenter(const Tensor& images, int64_t width, int64_t height) {
@@ -43,15 +61,7 @@ absl::StatusOr<WanImageInputs> MakeWanImageInputs(const WanImageRequest& request
                                                   const vae::WanVae& vae,
                                                   const vision::ClipVision* clip_vision) {
   const int64_t factor = vae.config().spatial_factor();
-  if (request.width < factor || request.width % factor != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("width: ", request.width, " is not a positive multiple of ", factor));
-  }
-  if (request.height < factor || request.height % factor != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("height: ", request.height, " is not a positive multiple of ", factor));
-  }
-  if (request.length < 1) return absl::InvalidArgumentError("length: at least one frame");
+  if (absl::Status s = CheckSize(request, factor); !s.ok()) return s;
   if (!request.start_image.defined() && !request.end_image.defined()) {
     return absl::InvalidArgumentError("start_image: no image given");
   }
@@ -95,9 +105,7 @@ absl::StatusOr<WanImageInputs> MakeWanImageInputs(const WanImageRequest& request
       mask.narrow(2, mask.size(2) - n, n).zero_();
       out.concat_mask = mask.view({1, latent_frames, 4, h, w}).transpose(1, 2).contiguous();
     }
-    // ComfyUI's VAE wrapper: pixels to [-1, 1], [1, 3, T, H, W].
-    const Tensor video = (clip * 2.0 - 1.0).permute({3, 0, 1, 2}).unsqueeze(0);
-    absl::StatusOr<Tensor> latent = vae.Encode(video);
+    absl::StatusOr<Tensor> latent = vae.Encode(ImagesToVideo(clip));
     if (!latent.ok()) return latent.status();
     out.concat_latent_image = latent->to(at::kCPU);
     if (clip_vision != nullptr) {
@@ -119,6 +127,42 @@ absl::StatusOr<WanImageInputs> MakeWanImageInputs(const WanImageRequest& request
     return out;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("image inputs: ", e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<Wan22StartLatent> MakeWan22StartLatent(const WanImageRequest& request,
+                                                      const vae::WanVae& vae) {
+  if (absl::Status s = CheckSize(request, vae.config().spatial_factor()); !s.ok()) return s;
+  if (!request.start_image.defined()) {
+    return absl::InvalidArgumentError("start_image: no image given");
+  }
+  if (absl::Status s = CheckImage(request.start_image, "start_image"); !s.ok()) return s;
+  if (request.end_image.defined()) {
+    return absl::InvalidArgumentError("end_image: Wan 2.2 TI2V takes a start image only");
+  }
+  absl::StatusOr<const LatentFormat*> format = LatentFormatForChannels(vae.config().z_dim);
+  if (!format.ok()) return format.status();
+  try {
+    const int64_t factor = vae.config().spatial_factor();
+    const int64_t frames = (request.length - 1) / 4 + 1;
+    Tensor latent =
+        at::zeros({1, vae.config().z_dim, frames, request.height / factor, request.width / factor});
+    Tensor mask = at::ones({1, 1, frames, latent.size(3), latent.size(4)});
+    const Tensor start =
+        CommonUpscaleCenter(request.start_image.narrow(3, 0, 3).narrow(
+                                0, 0, std::min(request.start_image.size(0), request.length)),
+                            request.width, request.height);
+    absl::StatusOr<Tensor> encoded = vae.Encode(ImagesToVideo(start));
+    if (!encoded.ok()) return encoded.status();
+    const int64_t given = encoded->size(2);
+    latent.narrow(2, 0, given).copy_(encoded->to(at::kCPU));
+    mask.narrow(2, 0, given).zero_();
+    Wan22StartLatent out;
+    out.samples = ProcessOut(**format, latent) * mask + latent * (1.0 - mask);
+    out.noise_mask = mask;
+    return out;
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("start latent: ", e.what_without_backtrace()));
   }
 }
 

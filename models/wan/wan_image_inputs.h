@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/status/statusor.h"
+#include "models/core/latent_format.h"
 #include "models/vae/wan_vae.h"
 #include "models/vision/clip_vision.h"
 
@@ -35,5 +36,16 @@ struct WanImageRequest {
 absl::StatusOr<WanImageInputs> MakeWanImageInputs(const WanImageRequest& request,
                                                   const vae::WanVae& vae,
                                                   const vision::ClipVision* clip_vision);
+
+// Wan 2.2 TI2V-5B's start image as ComfyUI's Wan22ImageToVideoLatent makes it: a LATENT whose
+// first frames are the VAE's encoding of the (scaled) start images, held by a noise mask of 0
+// there and 1 elsewhere, the rest the latent format's mean (process_out of zero). The DiT then
+// sees those frames at timestep 0 (per-token timesteps).
+struct Wan22StartLatent {
+  at::Tensor samples;     // [1, 48, F, h, w]: the VAE's latent (ComfyUI's LATENT)
+  at::Tensor noise_mask;  // [1, 1, F, h, w]: 0 = given
+};
+absl::StatusOr<Wan22StartLatent> MakeWan22StartLatent(const WanImageRequest& request,
+                                                      const vae::WanVae& vae);
 
 }  // namespace raylight::models::wan

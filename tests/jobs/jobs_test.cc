@@ -788,6 +788,47 @@ TEST_F(JobsTest, AnI2vJobEncodesItsStartImageAsRaylightEncodeTextDoes) {
     EXPECT_EQ(image_messages, 1) << ranks << " ranks";
   }
 
+  // FLF2V: an end image too, a JPEG (what a camera gives), against the tool's conditioning.
+  const std::string end_jpeg = dir_->path() + "/end.jpg";
+  const absl::Status converted = RunToCompletion(
+      {RAYLIGHT_TEST_PYTHON, "-c",
+       "import sys; from PIL import Image; "
+       "Image.open(sys.argv[1]).rotate(90, expand=True).save(sys.argv[2], quality=90)",
+       dir_->path() + "/start.png", end_jpeg},
+      dir_->path() + "/jpeg.log", std::chrono::seconds(60));
+  ASSERT_TRUE(converted.ok()) << converted
+                              << testing_util::ReadFileOrEmpty(dir_->path() + "/jpeg.log");
+  for (auto [name, flag] :
+       {std::pair<std::string, std::string>{"flf-positive", "--prompt=" + prompt},
+        {"flf-negative", "--wan-default-negative"}}) {
+    const absl::Status encoded =
+        RunToCompletion({kBin + "/raylight-encode-text", "--text-encoder=" + encoder, flag,
+                         "--image=" + dir_->path() + "/start.png", "--end-image=" + end_jpeg,
+                         "--vae=" + vae, "--clip-vision=" + clip, "--width=80", "--height=48",
+                         "--frames=9", "--out=" + dir_->path() + "/" + name + ".safetensors"},
+                        dir_->path() + "/encode.log", std::chrono::seconds(120));
+    ASSERT_TRUE(encoded.ok()) << encoded
+                              << testing_util::ReadFileOrEmpty(dir_->path() + "/encode.log");
+  }
+  v1::SampleJob flf_offline = offline;
+  flf_offline.set_positive(
+      testing_util::ReadFileOrEmpty(dir_->path() + "/flf-positive.safetensors"));
+  flf_offline.set_negative(
+      testing_util::ReadFileOrEmpty(dir_->path() + "/flf-negative.safetensors"));
+  done = RunJob(flf_offline);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const Latent flf_reference = ReadLatent(ResultOf(done.job_id()).latent());
+  v1::SampleJob flf = job;
+  flf.set_end_image(testing_util::ReadFileOrEmpty(end_jpeg));
+  done = RunJob(flf);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), flf_reference);
+  ExpectRefusedNaming(flf, "end_image", [](v1::SampleJob& j) { j.set_end_image("\xff\xd8 no"); });
+  ExpectRefusedNaming(flf, "end_image", [](v1::SampleJob& j) {
+    j.clear_image();
+    j.set_model("tiny.safetensors");
+  });
+
   for (
       auto [field, edit] : std::vector<
           std::pair<
@@ -822,6 +863,69 @@ TEST_F(JobsTest, AnI2vJobEncodesItsStartImageAsRaylightEncodeTextDoes) {
                                       }}}) {
     ExpectRefusedNaming(job, field, edit);
   }
+}
+
+TEST_F(JobsTest, ATi2vJobStartsFromItsImageAsRaylightEncodeTextMakesIt) {
+  if (kGpu) GTEST_SKIP() << "the encoders' widths are the tiny presets'";
+  const std::string encoder = MakeTinyUmt5();
+  ASSERT_FALSE(encoder.empty());
+  fs::create_directories(models_ + "/vae");
+  const std::string vae = models_ + "/vae/wan2.2_vae.safetensors";
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{kBin + "/raylight-make-checkpoint", "--preset=tiny-ti2v",
+                                 "--layers=2", "--dtype=bf16", absl::StrCat("--seed=", seed_),
+                                 "--out=" + models_ + "/ti2v.safetensors"},
+        std::vector<std::string>{kBin + "/raylight-vae", "make-random", "--preset=wan2.2",
+                                 "--width=8", absl::StrCat("--seed=", seed_), "--out=" + vae}}) {
+    const absl::Status made =
+        RunToCompletion(argv, dir_->path() + "/make.log", std::chrono::seconds(300));
+    ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/make.log");
+  }
+  std::mt19937 random(seed_);
+  models::RgbImage image;
+  image.width = 45;
+  image.height = 29;
+  for (int i = 0; i < image.width * image.height * 3; ++i) image.pixels.push_back(random() % 256);
+  auto png = models::EncodePng(image);
+  ASSERT_TRUE(png.ok()) << png.status();
+  std::ofstream(dir_->path() + "/start.png", std::ios::binary) << *png;
+  const std::string prompt = "the fox jumps";
+  for (auto [name, flag] :
+       {std::pair<std::string, std::string>{"ti2v-positive", "--prompt=" + prompt},
+        {"ti2v-negative", "--wan-default-negative"}}) {
+    const absl::Status encoded = RunToCompletion(
+        {kBin + "/raylight-encode-text", "--text-encoder=" + encoder, flag,
+         "--image=" + dir_->path() + "/start.png", "--vae=" + vae, "--width=64", "--height=32",
+         "--frames=9", "--latent-out=" + dir_->path() + "/start.latent",
+         "--out=" + dir_->path() + "/" + name + ".safetensors"},
+        dir_->path() + "/encode.log", std::chrono::seconds(120));
+    ASSERT_TRUE(encoded.ok()) << encoded
+                              << testing_util::ReadFileOrEmpty(dir_->path() + "/encode.log");
+  }
+  v1::SampleJob offline = Job();
+  offline.set_model("ti2v.safetensors");
+  offline.set_width(64);
+  offline.set_height(32);
+  offline.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/ti2v-positive.safetensors"));
+  offline.set_negative(testing_util::ReadFileOrEmpty(dir_->path() + "/ti2v-negative.safetensors"));
+  offline.set_latent(testing_util::ReadFileOrEmpty(dir_->path() + "/start.latent"));
+  v1::JobInfo done = RunJob(offline);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const Latent reference = ReadLatent(ResultOf(done.job_id()).latent());
+
+  v1::SampleJob job = offline;
+  job.clear_positive();
+  job.clear_negative();
+  job.clear_latent();
+  job.set_prompt(prompt);
+  job.set_image(*png);
+  done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), reference);
+  ExpectRefusedNaming(job, "latent", [&](v1::SampleJob& j) { j.set_latent(offline.latent()); });
+  ExpectRefusedNaming(job, "end_image", [&](v1::SampleJob& j) { j.set_end_image(*png); });
+  ExpectRefusedNaming(job, "clip_vision",
+                      [](v1::SampleJob& j) { j.set_clip_vision("vae/wan2.2_vae.safetensors"); });
 }
 
 // The "images" bytes of a frames file (ComfyUI's IMAGE, uint8) and its [F, H, W, 3] shape.

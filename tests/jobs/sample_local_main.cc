@@ -7,11 +7,11 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "models/core/latent_file.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
 #include "samplers/ksampler.h"
-#include "samplers/latent_file.h"
 
 int main(int argc, char** argv) {
   using namespace raylight;
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
     std::cerr << result.status() << "\n";
     return 1;
   }
-  if (auto status = samplers::WriteLatentFile(out, result->to(at::kCPU)); !status.ok()) {
+  if (auto status = models::WriteLatentFile(out, result->to(at::kCPU)); !status.ok()) {
     std::cerr << status << "\n";
     return 1;
   }

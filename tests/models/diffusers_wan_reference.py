@@ -9,6 +9,7 @@ forward on the given inputs and writes the prediction. Called by tests/models/wa
 Inputs (safetensors): x [B, C, F, H, W] with every input channel, t [B] or [B, L], context
 [B, Ltext, text_dim] (zero-padded here to 512 as the Wan pipelines do), clip_fea (I2V).
 """
+
 import argparse
 import json
 import sys
@@ -27,8 +28,12 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
-    parser.add_argument("--time-runs", type=int, default=0,
-                        help="also time this many forwards after one warm-up; print ms as JSON")
+    parser.add_argument(
+        "--time-runs",
+        type=int,
+        default=0,
+        help="also time this many forwards after one warm-up; print ms as JSON",
+    )
     args = parser.parse_args()
     cfg = json.loads(args.config)
     dtype = torch.float32 if args.dtype == "f32" else torch.bfloat16
@@ -55,8 +60,10 @@ def main():
     state = {k: v.to(dtype) for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
-        print(f"checkpoint does not match diffusers: missing {missing[:8]}, unexpected {unexpected[:8]}",
-              file=sys.stderr)
+        print(
+            f"checkpoint does not match diffusers: missing {missing[:8]}, unexpected {unexpected[:8]}",
+            file=sys.stderr,
+        )
         return 2
     # The rotary table is a non-persistent buffer (not in checkpoints): rebuild it off the meta device.
     rope = type(model.rope)(cfg["dim"] // cfg["num_heads"], (1, 2, 2), 1024)
@@ -93,7 +100,11 @@ def main():
         for _ in range(args.time_runs):
             forward()
         torch.cuda.synchronize()
-        print(json.dumps({"diffusers_forward_ms": (time.perf_counter() - start) * 1e3 / args.time_runs}))
+        print(
+            json.dumps(
+                {"diffusers_forward_ms": (time.perf_counter() - start) * 1e3 / args.time_runs}
+            )
+        )
     save_file({"out": out.float().cpu().contiguous()}, args.out)
     return 0
 

@@ -137,5 +137,53 @@ TEST(WanImageInputsTest, EqualComfyUisImageToVideoNodes) {
   EXPECT_NE(refused.status().message().find("width"), std::string::npos);
 }
 
+// TI2V-5B's start image: the LATENT and noise mask ComfyUI's Wan22ImageToVideoLatent makes, on a
+// random Wan 2.2 VAE at its real widths (ComfyUI's loader builds those), an image of another
+// aspect than the video's.
+TEST(WanImageInputsTest, Wan22StartLatentEqualsComfyUisNode) {
+  testing_util::TempDir dir("wan22_start_latent");
+  const uint64_t seed = std::random_device{}();
+  at::manual_seed(seed);
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  auto vae_config = vae::WanVaePreset("wan2.2");
+  ASSERT_TRUE(vae_config.ok());
+  const std::map<std::string, at::Tensor> vae_weights = vae::RandomWanVaeWeights(*vae_config, seed);
+  ASSERT_TRUE(WriteTensors(dir.path() + "/vae.safetensors",
+                           NamedTensors(vae_weights.begin(), vae_weights.end()))
+                  .ok());
+  const at::Tensor start = at::rand({1, 70, 45, 3});
+  ASSERT_TRUE(WriteTensors(dir.path() + "/images.safetensors", {{"start_image", start}}).ok());
+  const std::string expected_path = dir.path() + "/expected.safetensors";
+  const absl::Status ran = testing_util::RunToCompletion(
+      {RAYLIGHT_TEST_PYTHON, RAYLIGHT_WAN_IMAGE_REFERENCE, "wan22",
+       "--vae=" + dir.path() + "/vae.safetensors", "--images=" + dir.path() + "/images.safetensors",
+       "--width=64", "--height=32", "--length=9", "--out=" + expected_path,
+       "--comfyui-tarball=" RAYLIGHT_COMFYUI_TARBALL, "--workdir=" RAYLIGHT_COMFYUI_WORKDIR},
+      dir.path() + "/reference.log", std::chrono::seconds(600));
+  ASSERT_TRUE(ran.ok()) << ran;
+  auto expected = ReadTensors(expected_path);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+
+  auto vae = vae::WanVae::FromWeights(*vae_config, vae_weights, vae::WanVaeOptions());
+  ASSERT_TRUE(vae.ok()) << vae.status();
+  WanImageRequest request;
+  request.start_image = start;
+  request.width = 64;
+  request.height = 32;
+  request.length = 9;
+  auto made = MakeWan22StartLatent(request, **vae);
+  ASSERT_TRUE(made.ok()) << made.status();
+  ASSERT_EQ(made->samples.sizes(), expected->at("samples").sizes());
+  EXPECT_LT(RelativeL2(made->samples, expected->at("samples")), 1e-5);
+  EXPECT_TRUE(at::equal(made->noise_mask, expected->at("noise_mask")));
+  EXPECT_EQ(made->noise_mask.select(2, 0).sum().item<double>(), 0);
+  EXPECT_GT(made->noise_mask.select(2, 1).min().item<double>(), 0.5);
+
+  request.end_image = start;
+  auto refused = MakeWan22StartLatent(request, **vae);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("end_image"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace raylight::models::wan

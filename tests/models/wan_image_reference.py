@@ -10,6 +10,12 @@ I's `start_image` (and `end_image`, if there) with ComfyUI's CLIPVisionEncode pa
 (encode_image, centre crop), runs WanImageToVideo (start only) or WanFirstLastFrameToVideo
 (both) at W x H x L, and writes what the nodes put in the positive conditioning:
 `concat_latent_image`, `concat_mask` and `clip_fea` (the penultimate states).
+
+wan_image_reference.py wan22 --vae V.safetensors --images I.safetensors --width W --height H
+    --length L --out E.safetensors --comfyui-tarball TGZ --workdir DIR
+
+runs Wan22ImageToVideoLatent (TI2V-5B's start image) and writes its LATENT: `samples` and
+`noise_mask`.
 """
 
 from __future__ import annotations
@@ -85,6 +91,30 @@ def make(args: argparse.Namespace) -> None:
     )
 
 
+def wan22(args: argparse.Namespace) -> None:
+    unpack_comfyui(args.comfyui_tarball, args.workdir)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.sd
+    from comfy_extras.nodes_wan import Wan22ImageToVideoLatent
+
+    vae = comfy.sd.VAE(sd=load_file(args.vae))
+    start = load_file(args.images)["start_image"]
+    with torch.no_grad():
+        out = Wan22ImageToVideoLatent.execute(
+            vae, args.width, args.height, args.length, 1, start_image=start
+        )
+    latent = out.result[0]
+    save_file(
+        {
+            "samples": latent["samples"].float().contiguous(),
+            "noise_mask": latent["noise_mask"].float().contiguous(),
+        },
+        args.out,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,9 +131,17 @@ def main() -> int:
         mk.add_argument(name, required=True)
     for name in ("--width", "--height", "--length"):
         mk.add_argument(name, type=int, required=True)
+    w22 = sub.add_parser("wan22")
+    for name in ("--vae", "--images", "--out", "--comfyui-tarball", "--workdir"):
+        w22.add_argument(name, required=True)
+    for name in ("--width", "--height", "--length"):
+        w22.add_argument(name, type=int, required=True)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    make(args)
+    if args.command == "make":
+        make(args)
+    else:
+        wan22(args)
     return 0
 
 

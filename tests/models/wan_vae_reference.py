@@ -8,6 +8,8 @@
   implementation -- ComfyUI's own comfy/ldm/wan/vae.py or vae2_2.py (the official spelling), or
   diffusers' AutoencoderKLWan -- writes its state dict as M in that implementation's names, and
   runs it on the inputs of L: every `latent_<i>` [1, z, T, h, w] decoded (E's `decoded_<i>`,
+  and with --tile S,T every `tile_<i>` decoded by diffusers' tiled decode with S-pixel tiles
+  every T pixels: E's `tiled_<i>`),
   frame-at-a-time as each implementation does it, unclamped for ComfyUI, clamped to [-1, 1] by
   diffusers) and every `video_<i>` [1, 3, T, H, W] encoded to the posterior's mean (E's
   `encoded_<i>`). No weight conversion between spellings happens here: each spelling is tested
@@ -109,6 +111,16 @@ def make(args: argparse.Namespace) -> None:
                 else:
                     out = model.decode(value).sample
                 expected[f"decoded_{index}"] = out.contiguous()
+            elif kind == "tile":
+                size, stride = (int(v) for v in args.tile.split(","))
+                model.enable_tiling(
+                    tile_sample_min_height=size,
+                    tile_sample_min_width=size,
+                    tile_sample_stride_height=stride,
+                    tile_sample_stride_width=stride,
+                )
+                expected[f"tiled_{index}"] = model.decode(value).sample.contiguous()
+                model.disable_tiling()
             elif kind == "video":
                 if args.impl == "comfy":
                     mean = model.encode(value)
@@ -128,6 +140,7 @@ def main() -> int:
     for name in ("--config", "--latents", "--out-model", "--out-expected"):
         mk.add_argument(name, required=True)
     mk.add_argument("--comfyui-tarball", default="")
+    mk.add_argument("--tile", default="", help="diffusers: tile size,stride in pixels")
     mk.add_argument("--workdir", default="")
     args = parser.parse_args()
     torch.set_num_threads(2)

@@ -7,12 +7,12 @@
 #include <map>
 #include <random>
 
+#include "models/core/latent_file.h"
 #include "models/core/png.h"
 #include "models/core/safetensors_tensors.h"
 #include "samplers/denoise_mask.h"
 #include "samplers/k_samplers.h"
 #include "samplers/ksampler.h"
-#include "samplers/latent_file.h"
 #include "samplers/latent_preview.h"
 #include "samplers/schedulers.h"
 #include "samplers/uni_pc.h"
@@ -21,6 +21,11 @@
 
 namespace raylight::samplers {
 namespace {
+
+using models::ParseLatent;
+using models::ReadLatentFile;
+using models::SerializeLatent;
+using models::WriteLatentFile;
 
 double Shift(double s, double t) { return s * t / (1 + (s - 1) * t); }
 

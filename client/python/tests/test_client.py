@@ -287,9 +287,14 @@ def test_decoded_outputs_travel_in_the_job() -> None:
     plain = raylight.sample_job("m", "a fox")
     assert plain.output == "latent" and not plain.HasField("crf")
     i2v = raylight.sample_job(
-        "m", "a fox", image=b"\x89PNG", clip_vision="clip_vision/h.safetensors"
+        "m",
+        "a fox",
+        image=b"\x89PNG",
+        end_image=b"\xff\xd8\xff",
+        clip_vision="clip_vision/h.safetensors",
     )
     assert (i2v.image, i2v.clip_vision) == (b"\x89PNG", "clip_vision/h.safetensors")
+    assert i2v.end_image == b"\xff\xd8\xff"
 
 
 def test_prompts_travel_as_text() -> None:

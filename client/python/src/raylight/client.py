@@ -207,6 +207,7 @@ def sample_job(
     crf: int | None = None,
     image: bytes = b"",
     clip_vision: str = "",
+    end_image: bytes = b"",
 ) -> Any:
     """A raylight.v1.SampleJob from ComfyUI-style arguments (KSampler and KSamplerAdvanced).
 
@@ -220,9 +221,10 @@ def sample_job(
     Wan's default negative prompt is used. `output` decodes the result on the cluster besides
     the latent: "video" (MP4; one frame: PNG), "webp", "frames" (ComfyUI's IMAGE safetensors),
     by `vae` (a file under the model roots; empty: the Wan VAE in a root's vae/), at `fps` (0: the
-    model's) and H.264 quality `crf` (None: 19). I2V models with a prompt take the start image
-    as PNG bytes (`image`), encoded on the cluster by the VAE and `clip_vision` (empty: the CLIP
-    vision tower in a root's clip_vision/).
+    model's) and H.264 quality `crf` (None: 19). With a prompt, `image` is the start image (PNG
+    or JPEG bytes), encoded on the cluster by the VAE: for I2V models with `clip_vision` (empty:
+    the CLIP vision tower in a root's clip_vision/), and `end_image` for FLF2V; for Wan 2.2
+    TI2V-5B as the starting latent's first frame (then no `latent`).
     """
     if noise_mask is not None and latent is None:
         raise ValueError("noise_mask: given without a latent")
@@ -258,7 +260,7 @@ def sample_job(
         job.negative = conditioning_to_bytes(negative)
     job.text_encoder = text_encoder
     job.output, job.vae, job.fps = output, vae, fps
-    job.image, job.clip_vision = image, clip_vision
+    job.image, job.end_image, job.clip_vision = image, end_image, clip_vision
     if crf is not None:
         job.crf = crf
     if latent is not None:

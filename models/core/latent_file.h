@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace raylight::samplers {
+namespace raylight::models {
 
 struct Latent {
   at::Tensor samples;     // float32
@@ -27,4 +27,4 @@ absl::StatusOr<Latent> ParseLatent(absl::string_view bytes, const std::string& s
 // values ComfyUI scales by 1 / 0.18215 on load — done here too.
 absl::StatusOr<at::Tensor> ReadLatentFile(const std::string& path);
 
-}  // namespace raylight::samplers
+}  // namespace raylight::models

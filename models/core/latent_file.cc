@@ -1,9 +1,9 @@
-#include "samplers/latent_file.h"
+#include "models/core/latent_file.h"
 
 #include "absl/strings/str_cat.h"
 #include "models/core/safetensors_tensors.h"
 
-namespace raylight::samplers {
+namespace raylight::models {
 
 namespace {
 
@@ -72,4 +72,4 @@ absl::StatusOr<at::Tensor> ReadLatentFile(const std::string& path) {
   return Unscaled(*view, (*file)->header().Find("latent_format_version_0") != nullptr);
 }
 
-}  // namespace raylight::samplers
+}  // namespace raylight::models
