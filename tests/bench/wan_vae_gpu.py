@@ -111,7 +111,11 @@ def main() -> int:
         anchor_rel = float((anchor_out - reference).norm() / reference.norm())
         out_path = os.path.join(work, "ours.safetensors")
         tag = f"wan{version}_vae_decode_{size}"
-        for variant, flags in (("", []), ("_ncdhw", ["--channels_last=false"])):
+        variants: list[tuple[str, list[str]]] = [("", []), ("_ncdhw", ["--channels_last=false"])]
+        if version == 21 and size == "1280x720x81":
+            # diffusers' default tiles (256 px every 192): the memory-short path.
+            variants.append(("_tiled256", ["--tile=256", "--tile_stride=192"]))
+        for variant, flags in variants:
             run = subprocess.run(
                 [
                     args.rank_binary,

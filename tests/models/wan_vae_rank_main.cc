@@ -36,6 +36,8 @@ ABSL_FLAG(std::string, dtype, "f32", "f32 or bf16");
 ABSL_FLAG(int, repeat, 0, "time this many more decodes");
 ABSL_FLAG(bool, channels_last, true, "on CUDA, convolutions in channels-last layout");
 ABSL_FLAG(bool, cudnn_benchmark, true, "cuDNN's algorithm search during the decode");
+ABSL_FLAG(int64_t, tile, 0, "one process: spatial tiles of this many pixels (0: none)");
+ABSL_FLAG(int64_t, tile_stride, 0, "with --tile: the tiles' stride (0: 3/4 of --tile)");
 
 namespace raylight {
 namespace {
@@ -102,10 +104,16 @@ int Main() {
   std::vector<at::Tensor> chunks;
   auto decode = [&]() {
     chunks.clear();
-    return (*vae)->Decode(latent, *bands, [&chunks](const at::Tensor& frames) {
+    auto sink = [&chunks](const at::Tensor& frames) {
       chunks.push_back(frames.to(at::kCPU));
       return absl::OkStatus();
-    });
+    };
+    if (const int64_t tile = absl::GetFlag(FLAGS_tile); tile > 0) {
+      const int64_t stride = absl::GetFlag(FLAGS_tile_stride);
+      return (*vae)->DecodeTiled(
+          latent, {.size = tile, .stride = stride > 0 ? stride : tile / 4 * 3}, sink);
+    }
+    return (*vae)->Decode(latent, *bands, sink);
   };
   if (absl::Status decoded = decode(); !decoded.ok()) return Fail(decoded);
   if (rank == 0 && !absl::GetFlag(FLAGS_out).empty()) {
