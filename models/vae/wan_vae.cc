@@ -468,32 +468,32 @@ absl::Status WanVae::DecodeTiled(const at::Tensor& latent_in, const WanVaeTiling
     std::vector<int64_t> row_starts, column_starts;
     for (int64_t i = 0; i < h; i += step) row_starts.push_back(i);
     for (int64_t j = 0; j < w; j += step) column_starts.push_back(j);
+    // Tile by tile, each through every frame with its own caches (only one tile's caches and
+    // activations are on the device at a time), its output kept on the host in float32 (the
+    // blend's precision); then each chunk of frames is blended and handed on.
     const RowBands whole;
-    std::vector<std::unique_ptr<Pass>> passes;
-    for (size_t n = 0; n < row_starts.size() * column_starts.size(); ++n) {
-      passes.push_back(std::make_unique<Pass>(config_, weights_, whole));
-    }
     const size_t columns = column_starts.size();
-    for (int64_t t = 0; t < x.size(2); ++t) {
-      std::vector<Tensor> tiles(passes.size());
-      for (size_t r = 0; r < row_starts.size(); ++r) {
-        for (size_t c = 0; c < columns; ++c) {
-          const int64_t i = row_starts[r], j = column_starts[c];
-          const Tensor part = x.narrow(2, t, 1)
-                                  .narrow(3, i, std::min(tile, h - i))
-                                  .narrow(4, j, std::min(tile, w - j));
-          RL_ASSIGN_OR_RETURN(Tensor out, passes[r * columns + c]->DecoderChunk(part, t == 0));
-          // Blended in float32 (the tiles are a few channels wide).
-          tiles[r * columns + c] = out.to(at::kFloat).contiguous();
+    std::vector<std::vector<Tensor>> outputs(row_starts.size() * columns);
+    for (size_t r = 0; r < row_starts.size(); ++r) {
+      for (size_t c = 0; c < columns; ++c) {
+        const int64_t i = row_starts[r], j = column_starts[c];
+        const Tensor part =
+            x.narrow(3, i, std::min(tile, h - i)).narrow(4, j, std::min(tile, w - j));
+        Pass pass(config_, weights_, whole);
+        for (int64_t t = 0; t < x.size(2); ++t) {
+          RL_ASSIGN_OR_RETURN(Tensor out, pass.DecoderChunk(part.narrow(2, t, 1), t == 0));
+          outputs[r * columns + c].push_back(out.to(at::kCPU, at::kFloat).contiguous());
         }
       }
+    }
+    for (int64_t t = 0; t < x.size(2); ++t) {
       std::vector<Tensor> rows;
       for (size_t r = 0; r < row_starts.size(); ++r) {
         std::vector<Tensor> row;
         for (size_t c = 0; c < columns; ++c) {
-          Tensor& current = tiles[r * columns + c];
-          if (r > 0) BlendInto(tiles[(r - 1) * columns + c], current, blend, 3);
-          if (c > 0) BlendInto(tiles[r * columns + c - 1], current, blend, 4);
+          Tensor& current = outputs[r * columns + c][t];
+          if (r > 0) BlendInto(outputs[(r - 1) * columns + c][t], current, blend, 3);
+          if (c > 0) BlendInto(outputs[r * columns + c - 1][t], current, blend, 4);
           row.push_back(current.narrow(3, 0, std::min(keep, current.size(3)))
                             .narrow(4, 0, std::min(keep, current.size(4))));
         }

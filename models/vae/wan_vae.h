@@ -46,8 +46,10 @@ struct WanVaeOptions {
 // decode makes them: tiles `size` pixels square every `stride` pixels (both multiples of the
 // spatial factor; diffusers' defaults 256 and 192), each decoded with its own causal caches, the
 // overlap blended linearly (upper and left neighbours into each tile, in raster order). The seams
-// are approximations of the untiled decode (RowBands is the exact way to split one); memory
-// follows the tile, not the frame.
+// are approximations of the untiled decode (RowBands is the exact way to split one). Device
+// memory follows the tile, not the frame: one tile's causal caches and activations at a time
+// (frame-major tiling would keep every tile's caches, which at 81 frames cost as much as the
+// untiled decode); the decoded video waits on the host.
 struct WanVaeTiling {
   int64_t size = 256;
   int64_t stride = 192;
@@ -75,7 +77,8 @@ class WanVae {
   absl::Status Decode(const at::Tensor& latent, const RowBands& bands, const FrameSink& sink) const;
   // Every frame at once: [B, 3, 1 + 4 (T - 1), 8h, 8w] (16h, 16w for 2.2), on the VAE's device.
   absl::StatusOr<at::Tensor> Decode(const at::Tensor& latent) const;
-  // One process, in tiles (WanVaeTiling); frames to the sink as Decode's.
+  // One process, in tiles (WanVaeTiling): each tile through every frame, its output kept on the
+  // host, then the frames blended and handed to the sink (on the host) a chunk at a time.
   absl::Status DecodeTiled(const at::Tensor& latent, const WanVaeTiling& tiling,
                            const FrameSink& sink) const;
   // The device memory a one-process decode of a height x width video peaks at, estimated: the
