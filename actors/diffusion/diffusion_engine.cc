@@ -961,11 +961,25 @@ class DiffusionEngine::Impl {
   std::vector<ModelSummary> List() const {
     std::vector<ModelSummary> out;
     for (const auto& [key, model] : models_) out.push_back(model.summary);
+    for (std::optional<ModelSummary> side :
+         {prompts_->Summary(), images_->Summary(), video_->Summary()}) {
+      if (side.has_value()) out.push_back(*std::move(side));
+    }
     return out;
   }
 
   std::vector<ModelSummary> Unload(const std::string& path) {
     std::vector<ModelSummary> out;
+    // Side models by their first file, as the list shows them.
+    auto unload_side = [&](auto& holder) {
+      std::optional<ModelSummary> side = holder.Summary();
+      if (side.has_value() && (path.empty() || side->path == path) && holder.Evict()) {
+        out.push_back(*std::move(side));
+      }
+    };
+    unload_side(*prompts_);
+    unload_side(*images_);
+    unload_side(*video_);
     for (auto it = models_.begin(); it != models_.end();) {
       if (path.empty() || it->second.summary.path == path) {
         out.push_back(it->second.summary);

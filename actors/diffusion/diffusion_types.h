@@ -77,6 +77,19 @@ struct ModelSummary {
   int64_t last_used_unix_ms = 0;
 };
 
+// A side model (text encoder, CLIP vision tower, VAE) as the models list shows it: kept between
+// jobs, unloaded before any diffusion model when one needs the room.
+inline ModelSummary SideModelSummary(const std::vector<std::string>& files, std::string variant,
+                                     std::string dtype, int64_t device_bytes, bool on_device) {
+  ModelSummary summary;
+  summary.path = files.empty() ? std::string() : files.front();
+  summary.variant = std::move(variant);
+  summary.dtype = std::move(dtype);
+  summary.placement = "side model (kept between jobs; unloaded first for a model)";
+  (on_device ? summary.device_bytes : summary.host_bytes) = device_bytes;
+  return summary;
+}
+
 struct LoadOutcome {
   ModelSummary model;
   bool already_loaded = false;

@@ -63,6 +63,14 @@ absl::StatusOr<EncodedImage> ImageEncoder::Encode(const ImageRequest& request, V
   return encoded;
 }
 
+std::optional<ModelSummary> ImageEncoder::Summary() {
+  absl::MutexLock lock(&mutex_);
+  const models::vision::ClipVision* clip = clip_.held();
+  if (clip == nullptr) return std::nullopt;
+  return SideModelSummary(clip_.files(), "CLIP vision", c10::toString(clip_.dtype()), clip->bytes(),
+                          device_.is_cuda());
+}
+
 bool ImageEncoder::Evict() {
   absl::MutexLock lock(&mutex_);
   return clip_.Evict();

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ class ImageEncoder {
   absl::StatusOr<EncodedImage> Encode(const ImageRequest& request, VideoOutput& vae);
   // Drops the loaded CLIP vision tower; true when one was loaded.
   bool Evict();
+  // The loaded CLIP vision tower as the models list shows it; none when none is loaded.
+  std::optional<ModelSummary> Summary();
 
  private:
   const at::Device device_;

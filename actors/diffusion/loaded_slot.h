@@ -37,6 +37,10 @@ class LoadedSlot {
     return held_.get();
   }
 
+  const T* held() const { return held_.get(); }
+  const std::vector<std::string>& files() const { return files_; }
+  at::ScalarType dtype() const { return dtype_; }
+
   // True when a model was held.
   bool Evict() {
     const bool had = held_ != nullptr;

@@ -1,5 +1,9 @@
 #include "actors/diffusion/prompt_encoder.h"
 
+#ifdef RAYLIGHT_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -7,6 +11,22 @@
 #include "models/text/prompt_weights.h"
 
 namespace raylight::actors {
+namespace {
+
+// What the caching allocator holds on `device` (0 on the CPU).
+int64_t AllocatedDeviceBytes(const at::Device& device) {
+#ifdef RAYLIGHT_HAVE_CUDA
+  if (device.is_cuda()) {
+    return c10::cuda::CUDACachingAllocator::getDeviceStats(device.index())
+        .allocated_bytes[0]
+        .current;
+  }
+#endif
+  (void)device;
+  return 0;
+}
+
+}  // namespace
 
 absl::StatusOr<PromptEncoder::Encoded> PromptEncoder::Encode(const std::vector<std::string>& files,
                                                              const std::string& prompt) {
@@ -23,12 +43,14 @@ absl::StatusOr<PromptEncoder::Encoded> PromptEncoder::Encode(const std::vector<s
     models::text::Umt5LoadOptions options;
     options.placement.device = device_;
     options.placement.compute_dtype = device_.is_cuda() ? at::kBFloat16 : at::kFloat;
+    const int64_t before = AllocatedDeviceBytes(device_);
     auto loaded = models::text::Umt5Encoder::Load(files, options);
     if (!loaded.ok()) {
       return absl::Status(loaded.status().code(),
                           absl::StrCat("text_encoder: ", loaded.status().message()));
     }
     encoder_ = *std::move(loaded);
+    encoder_bytes_ = AllocatedDeviceBytes(device_) - before;
     files_ = files;
   }
   auto encoded = encoder_->EncodePrompt(text);
@@ -43,6 +65,13 @@ absl::StatusOr<PromptEncoder::Encoded> PromptEncoder::Encode(const std::vector<s
       .text = *encoded,
       .cached = false,
       .seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+}
+
+std::optional<ModelSummary> PromptEncoder::Summary() {
+  absl::MutexLock lock(&mutex_);
+  if (encoder_ == nullptr) return std::nullopt;
+  return SideModelSummary(files_, "umT5 text encoder", device_.is_cuda() ? "bf16" : "f32",
+                          encoder_bytes_, true);
 }
 
 bool PromptEncoder::Evict() {

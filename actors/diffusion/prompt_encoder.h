@@ -9,12 +9,14 @@
 
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "actors/diffusion/diffusion_types.h"
 #include "models/text/umt5_encoder.h"
 
 namespace raylight::actors {
@@ -32,6 +34,9 @@ class PromptEncoder {
   absl::StatusOr<Encoded> Encode(const std::vector<std::string>& files, const std::string& prompt);
   // Drops the loaded encoder's weights; true when one was loaded.
   bool Evict();
+  // The loaded encoder as the models list shows it (its device bytes as the allocator counted
+  // them at load); none when none is loaded.
+  std::optional<ModelSummary> Summary();
 
  private:
   static constexpr size_t kMaxCached = 64;  // 64 x 8 MiB at 512 x 4096 float32
@@ -39,6 +44,7 @@ class PromptEncoder {
   absl::Mutex mutex_;
   std::vector<std::string> files_ ABSL_GUARDED_BY(mutex_);
   std::unique_ptr<models::text::Umt5Encoder> encoder_ ABSL_GUARDED_BY(mutex_);
+  int64_t encoder_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
   // Most recently used first.
   std::list<std::pair<std::string, at::Tensor>> recent_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<std::string, std::list<std::pair<std::string, at::Tensor>>::iterator> index_

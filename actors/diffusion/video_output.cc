@@ -100,6 +100,16 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
   return decoded;
 }
 
+std::optional<ModelSummary> VideoOutput::Summary() {
+  absl::MutexLock lock(&mutex_);
+  const models::vae::WanVae* vae = vae_.held();
+  if (vae == nullptr) return std::nullopt;
+  return SideModelSummary(
+      vae_.files(),
+      absl::StrCat("Wan VAE ", vae->config().version / 10, ".", vae->config().version % 10),
+      c10::toString(vae_.dtype()), vae->bytes(), device_.is_cuda());
+}
+
 bool VideoOutput::Evict() {
   absl::MutexLock lock(&mutex_);
   return vae_.Evict();

@@ -9,12 +9,14 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "actors/diffusion/diffusion_types.h"
 #include "actors/diffusion/loaded_slot.h"
 #include "models/parallel/comm/communicator.h"
 #include "models/vae/wan_vae.h"
@@ -53,6 +55,8 @@ class VideoOutput {
                        absl::FunctionRef<absl::Status(const models::vae::WanVae&)> use);
   // Drops the loaded VAE; true when one was loaded.
   bool Evict();
+  // The loaded VAE as the models list shows it; none when none is loaded.
+  std::optional<ModelSummary> Summary();
 
  private:
   absl::StatusOr<models::vae::WanVae*> Loaded(const std::vector<std::string>& files,

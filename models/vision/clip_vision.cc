@@ -55,6 +55,12 @@ absl::StatusOr<std::unique_ptr<ClipVision>> ClipVision::Load(const std::vector<s
   return FromWeights(*config, weights, options);
 }
 
+int64_t ClipVision::bytes() const {
+  int64_t total = 0;
+  for (const auto& [name, tensor] : weights_) total += tensor.nbytes();
+  return total;
+}
+
 absl::StatusOr<at::Tensor> ClipVision::Preprocess(const at::Tensor& image_in, bool crop) const {
   const Tensor image = image_in.dim() == 3 ? image_in.unsqueeze(0) : image_in;
   if (image.dim() != 4 || image.size(3) < 3 || image.size(1) < 1 || image.size(2) < 1) {

@@ -39,6 +39,7 @@ class ClipVision {
       const ClipVisionOptions& options);
 
   const ClipVisionConfig& config() const { return config_; }
+  int64_t bytes() const;  // the weights' bytes
 
   // image [B, H, W, 3] (ComfyUI's IMAGE: float in [0, 1]) -> pixels [B, 3, S, S], float32, on
   // the encoder's device. `crop`: ComfyUI's default; false: resized to S x S whatever the aspect.

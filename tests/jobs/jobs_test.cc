@@ -962,6 +962,20 @@ TEST_F(JobsTest, AJobDecodesItsVideoOnItsGroupAsRaylightVaeDecodesItsLatent) {
   v1::SampleResult result = ResultOf(done.job_id());
   EXPECT_EQ(result.video_format(), "frames");
   EXPECT_GT(result.decode_seconds(), 0);
+  // The VAE stays loaded and the models list shows it beside the diffusion model.
+  auto models = jobs_->ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  int vaes = 0;
+  for (const auto& worker : *models) {
+    for (const auto& model : worker.models) {
+      if (model.variant() == "Wan VAE 2.1") {
+        ++vaes;
+        EXPECT_NE(model.path().find("wan_2.1_vae.safetensors"), std::string::npos);
+        EXPECT_NE(model.placement().find("side model"), std::string::npos);
+      }
+    }
+  }
+  EXPECT_EQ(vaes, 2);  // both ranks decoded a band
   int decode_messages = 0;
   for (const v1::JobEvent& event : events) {
     v1::SampleProgress progress;
