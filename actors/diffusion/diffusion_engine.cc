@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "actors/diffusion/image_encoder.h"
+#include "actors/diffusion/job_inputs.h"
 #include "actors/diffusion/prompt_encoder.h"
 #include "actors/diffusion/root_broadcast.h"
 #include "actors/diffusion/video_output.h"
@@ -608,107 +609,26 @@ class DiffusionEngine::Impl {
     const bool decodes = request.output != "latent";
     // An output this worker cannot write (no FFmpeg) fails before anything is spent on it.
     if (decodes) RL_RETURN_IF_ERROR(models::vae::CheckVideoFileKind(request.output));
-    // A starting latent, when given, is read first: its size is the job's for the placement.
-    at::Tensor latent, noise_mask;
-    if (!request.latent.empty()) {
-      auto parsed = models::ParseLatent(request.latent, "latent");
-      if (!parsed.ok()) return parsed.status();
-      latent = std::move(parsed->samples);
-      noise_mask = std::move(parsed->noise_mask);
-      if (latent.dim() == 4) latent = latent.unsqueeze(0);
-    }
+    // Prompts and images are encoded before the model loads; the starting latent's size is the
+    // job's for the placement.
+    auto inputs = MakeJobInputs(
+        request, group.rank, SideModels{*prompts_, *images_, *video_}, device_,
+        ComputeDtype(request.model.dtype, gpu()),
+        [&]() -> absl::StatusOr<comm::Communicator*> {
+          RL_ASSIGN_OR_RETURN(Membership * membership, MembershipOf(group));
+          return membership->world.get();
+        },
+        note);
+    if (!inputs.ok()) return inputs.status();
+    at::Tensor latent = inputs->latent, noise_mask = inputs->noise_mask;
+    const at::Tensor &prompt_text = inputs->prompt_text,
+                     &negative_prompt_text = inputs->negative_prompt_text;
+    const at::Tensor &image_clip_fea = inputs->image_clip_fea, &image_y = inputs->image_y;
     JobShape shape = ShapeOf(request.mesh, request.cfg);
     shape.tokens = [&](const models::wan::WanConfig& config) -> int64_t {
       if (latent.dim() == 5) return config.Tokens(latent.size(2), latent.size(3), latent.size(4));
       return PixelTokens(config, request.frames, request.height, request.width);
     };
-    // Prompts are encoded before the model loads (the encoder is dropped first if the model
-    // needs its memory), by rank 0 alone: the others receive the encoding, so a group holds one
-    // encoder, not one per GPU.
-    at::Tensor prompt_text, negative_prompt_text;
-    auto encode = [&](const std::string& text, const char* what) -> absl::StatusOr<at::Tensor> {
-      absl::StatusOr<PromptEncoder::Encoded> encoded =
-          absl::FailedPreconditionError("rank 0 could not encode the prompt");
-      if (group.rank == 0) {
-        encoded = prompts_->Encode(request.text_encoder_files, text);
-        if (encoded.ok()) {
-          note(encoded->cached
-                   ? absl::StrCat("the ", what, " prompt's encoding was cached")
-                   : absl::StrCat("encoded the ", what, " prompt (", encoded->text.size(1),
-                                  " tokens) in ", encoded->seconds, " s"));
-        }
-      }
-      auto membership = MembershipOf(group);
-      if (!membership.ok()) return membership.status();
-      return BroadcastFromRoot(*(*membership)->world,
-                               encoded.ok() ? absl::StatusOr<at::Tensor>(encoded->text)
-                                            : absl::StatusOr<at::Tensor>(encoded.status()),
-                               device_);
-    };
-    if (!request.prompt.empty()) {
-      auto text = encode(request.prompt, "positive");
-      if (!text.ok()) return text.status();
-      prompt_text = *text;
-    }
-    if (request.cfg != 1.0 && request.negative.empty() && !request.text_encoder_files.empty()) {
-      auto text = encode(request.negative_prompt, "negative");
-      if (!text.ok()) return text.status();
-      negative_prompt_text = *text;
-    }
-    // The images, likewise by rank 0 with the VAE (and for I2V the CLIP vision tower), before
-    // the model loads: I2V's encoding goes with both prompts; TI2V-5B's start image becomes the
-    // starting latent and its noise mask (the head refuses a `latent` beside it).
-    at::Tensor image_clip_fea, image_y;
-    if (!request.image.empty() || !request.end_image.empty()) {
-      auto dtype = ComputeDtype(request.model.dtype, gpu());
-      if (!dtype.ok()) return dtype.status();
-      ImageRequest image{.start = request.image,
-                         .end = request.end_image,
-                         .vae_files = request.vae_files,
-                         .clip_vision_files = request.clip_vision_files,
-                         .width = request.width,
-                         .height = request.height,
-                         .frames = request.frames,
-                         .dtype = *dtype};
-      if (latent.defined()) {  // the starting latent's size is the video's (Wan 2.1's VAE)
-        image.width = latent.size(4) * 8;
-        image.height = latent.size(3) * 8;
-        image.frames = 1 + 4 * (latent.size(2) - 1);
-      }
-      absl::StatusOr<EncodedImage> encoded =
-          absl::FailedPreconditionError("rank 0 could not encode the image");
-      if (group.rank == 0) {
-        encoded = images_->Encode(image, *video_);
-        const char* what = request.end_image.empty() ? "the start image"
-                           : request.image.empty()   ? "the end image"
-                                                     : "the start and end images";
-        if (encoded.ok()) note(absl::StrCat("encoded ", what, " in ", encoded->seconds, " s"));
-      }
-      auto membership = MembershipOf(group);
-      if (!membership.ok()) return membership.status();
-      comm::Communicator& image_world = *(*membership)->world;
-      // Undefined fields (TI2V has no clip_fea, I2V no latent) arrive undefined.
-      auto broadcast = [&](const at::Tensor EncodedImage::*field) {
-        return BroadcastFromRoot(image_world,
-                                 encoded.ok() ? absl::StatusOr<at::Tensor>((*encoded).*field)
-                                              : absl::StatusOr<at::Tensor>(encoded.status()),
-                                 device_);
-      };
-      auto clip_fea = broadcast(&EncodedImage::clip_fea);
-      if (!clip_fea.ok()) return clip_fea.status();
-      auto y = broadcast(&EncodedImage::y);
-      if (!y.ok()) return y.status();
-      auto start_latent = broadcast(&EncodedImage::latent);
-      if (!start_latent.ok()) return start_latent.status();
-      auto start_mask = broadcast(&EncodedImage::noise_mask);
-      if (!start_mask.ok()) return start_mask.status();
-      image_clip_fea = *std::move(clip_fea);
-      image_y = *std::move(y);
-      if (start_latent->defined()) {
-        latent = *std::move(start_latent);
-        noise_mask = *std::move(start_mask);
-      }
-    }
     auto model = Ensure(request.model, group, shape, &outcome.model_was_resident,
                         &outcome.load_seconds, &reason);
     if (!model.ok()) return model.status();
