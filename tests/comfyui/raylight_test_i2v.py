@@ -30,22 +30,37 @@ class RaylightTestI2VInputs:
                 "negative": ("CONDITIONING",),
                 "latent": ("LATENT",),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
-            }
+            },
+            "optional": {"first_last": ("BOOLEAN", {"default": False})},
         }
 
     RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
     FUNCTION = "attach"
     CATEGORY = "_for_testing"
 
-    def attach(self, positive: Any, negative: Any, latent: Any, seed: int) -> tuple[Any, Any]:
+    def attach(
+        self, positive: Any, negative: Any, latent: Any, seed: int, first_last: bool = False
+    ) -> tuple[Any, Any]:
         g = torch.Generator().manual_seed(seed)
         shape = latent["samples"].shape  # [1, 16, frames, h, w]
-        mask = torch.ones(1, 1, *shape[2:])
-        mask[:, :, :1] = 0.0  # the first latent frame is given
+        if first_last:
+            # WanFirstLastFrameToVideo's: a mask per pixel frame (the first latent frame counts
+            # four), the first image's four and the last frame given, folded into 4 channels;
+            # both images' CLIP tokens joined.
+            frames = shape[2]
+            mask = torch.ones(1, 1, frames * 4, *shape[3:])
+            mask[:, :, :4] = 0.0
+            mask[:, :, -1:] = 0.0
+            mask = mask.view(1, frames, 4, *shape[3:]).transpose(1, 2)
+            clip = torch.randn(1, 514, 1280, generator=g)
+        else:
+            mask = torch.ones(1, 1, *shape[2:])
+            mask[:, :, :1] = 0.0  # the first latent frame is given
+            clip = torch.randn(1, 257, 1280, generator=g)
         values = {
             "concat_latent_image": torch.randn(shape, generator=g),
             "concat_mask": mask,
-            "clip_vision_output": _VisionOutput(torch.randn(1, 257, 1280, generator=g)),
+            "clip_vision_output": _VisionOutput(clip),
         }
         return (
             node_helpers.conditioning_set_values(positive, values),

@@ -580,6 +580,24 @@ def test_image_to_video_conditioning_gives_comfyuis_latent(setup: Setup) -> None
     expect_comfyuis_latent(setup, g, c, inputs, "image-to-video")
 
 
+def test_first_last_frame_conditioning_gives_comfyuis_latent(setup: Setup) -> None:
+    """WanFirstLastFrameToVideo's outputs (4-channel mask, both images' 514 CLIP tokens) on a
+    Wan I2V model, as ComfyUI lets FLF2V conditioning drive one."""
+    g = Graph()
+    c = common_nodes(g, setup, "wan_i2v.safetensors")
+    flf = g.add(
+        "RaylightTestI2VInputs",
+        positive=c["positive"],
+        negative=c["negative"],
+        latent=c["latent"],
+        seed=random.randrange(1 << 30),
+        first_last=True,
+    )
+    c["positive"], c["negative"] = g.out(flf, 0), g.out(flf, 1)
+    inputs = ksampler_inputs(c, "euler", "simple", 4, random.randrange(1 << 48))
+    expect_comfyuis_latent(setup, g, c, inputs, "first-last-frame")
+
+
 def test_wan22_ti2v_start_image_gives_comfyuis_latent(setup: Setup) -> None:
     """Wan22ImageToVideoLatent's LATENT (start image in the first frame, noise_mask 0 there) on
     a 48-channel Wan 2.2 TI2V: ComfyUI keeps that frame clean at every model call and gives each
