@@ -251,7 +251,8 @@ absl::StatusOr<std::vector<std::string>> PlanLowNoiseExpert(const v1::SampleJob&
 }
 
 // The images a job gives with its prompt (SampleJob.image, end_image): which models take which,
-// and that the bytes are an image (decoded here, so a bad file fails at submit).
+// and that the bytes are a PNG or JPEG of a size a worker will decode (the header only: this
+// runs on the head's I/O thread; pixels that do not decode fail the job on the worker).
 absl::Status CheckImages(const v1::SampleJob& job, const models::wan::WanConfig& config) {
   for (auto [field, bytes] : {std::pair{"image", &job.image()}, {"end_image", &job.end_image()}}) {
     if (bytes->empty()) continue;
@@ -269,8 +270,8 @@ absl::Status CheckImages(const v1::SampleJob& job, const models::wan::WanConfig&
     if (bytes->size() > kMaxImageBytes) {
       return Invalid(field, absl::StrCat(bytes->size(), " bytes; at most ", kMaxImageBytes));
     }
-    auto decoded = models::DecodeImage(*bytes);
-    if (!decoded.ok()) return Invalid(field, std::string(decoded.status().message()));
+    auto header = models::ReadImageHeader(*bytes);
+    if (!header.ok()) return Invalid(field, std::string(header.status().message()));
   }
   if (config.per_token_timesteps() && !job.image().empty() && !job.latent().empty()) {
     return Invalid("latent",

@@ -17,7 +17,17 @@ inline constexpr int64_t kMaxImagePixels = int64_t{8192} * 4096;
 // Errors say what the bytes are not ("not a PNG or JPEG image") or why they do not decode.
 absl::StatusOr<RgbImage> DecodeImage(const std::string& bytes);
 
-// JPEG alone; FAILED_PRECONDITION when built without libjpeg.
+struct ImageSize {
+  int width = 0;
+  int height = 0;
+};
+// The signature and the header only (microseconds: what a daemon's I/O thread may afford): the
+// format, the size, and the pixel bound. The pixels may still be corrupt.
+absl::StatusOr<ImageSize> ReadImageHeader(const std::string& bytes);
+
+// One format alone; JPEG's give FAILED_PRECONDITION when built without libjpeg.
 absl::StatusOr<RgbImage> DecodeJpeg(const std::string& bytes);
+absl::StatusOr<ImageSize> ReadJpegHeader(const std::string& bytes);
+absl::StatusOr<ImageSize> ReadPngHeader(const std::string& bytes);
 
 }  // namespace raylight::models

@@ -71,7 +71,40 @@ absl::StatusOr<RgbImage> DecodeJpeg(const std::string& bytes) {
   return image;
 }
 
+absl::StatusOr<ImageSize> ReadJpegHeader(const std::string& bytes) {
+  jpeg_decompress_struct info;
+  ErrorManager errors;
+  info.err = jpeg_std_error(&errors.base);
+  errors.base.error_exit = OnError;
+  errors.base.output_message = Quiet;
+  errors.message[0] = '\0';
+  if (setjmp(errors.jump) != 0) {
+    jpeg_destroy_decompress(&info);
+    return absl::InvalidArgumentError(absl::StrCat("jpeg decode: ", errors.message));
+  }
+  jpeg_create_decompress(&info);
+  jpeg_mem_src(&info, reinterpret_cast<const unsigned char*>(bytes.data()),
+               static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&info, TRUE);
+  const ImageSize size{static_cast<int>(info.image_width), static_cast<int>(info.image_height)};
+  const J_COLOR_SPACE colour = info.jpeg_color_space;
+  jpeg_destroy_decompress(&info);
+  if (static_cast<int64_t>(size.width) * size.height > kMaxImagePixels) {
+    return absl::InvalidArgumentError(absl::StrCat("jpeg decode: ", size.width, "x", size.height,
+                                                   " pixels; at most ", kMaxImagePixels));
+  }
+  if (colour == JCS_CMYK || colour == JCS_YCCK) {
+    return absl::InvalidArgumentError("jpeg decode: a CMYK JPEG (save it as RGB)");
+  }
+  return size;
+}
+
 #else
+
+absl::StatusOr<ImageSize> ReadJpegHeader(const std::string&) {
+  return absl::FailedPreconditionError(
+      "jpeg decode: this build has no JPEG support (libjpeg was not found); give a PNG");
+}
 
 absl::StatusOr<RgbImage> DecodeJpeg(const std::string&) {
   return absl::FailedPreconditionError(

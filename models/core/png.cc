@@ -42,8 +42,10 @@ absl::StatusOr<std::string> EncodePng(const RgbImage& image) {
   return out;
 }
 
-absl::StatusOr<RgbImage> DecodePng(const std::string& bytes) {
-  png_image png;
+namespace {
+
+// libpng's simplified reader past the header, the pixel bound checked; png_image_free after.
+absl::Status BeginRead(const std::string& bytes, png_image& png) {
   std::memset(&png, 0, sizeof(png));
   png.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&png, bytes.data(), bytes.size())) {
@@ -54,6 +56,22 @@ absl::StatusOr<RgbImage> DecodePng(const std::string& bytes) {
     return absl::InvalidArgumentError(absl::StrCat("png decode: ", png.width, "x", png.height,
                                                    " pixels; at most ", kMaxImagePixels));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ImageSize> ReadPngHeader(const std::string& bytes) {
+  png_image png;
+  if (absl::Status begun = BeginRead(bytes, png); !begun.ok()) return begun;
+  const ImageSize size{static_cast<int>(png.width), static_cast<int>(png.height)};
+  png_image_free(&png);
+  return size;
+}
+
+absl::StatusOr<RgbImage> DecodePng(const std::string& bytes) {
+  png_image png;
+  if (absl::Status begun = BeginRead(bytes, png); !begun.ok()) return begun;
   png.format = PNG_FORMAT_RGB;
   RgbImage image;
   image.width = png.width;

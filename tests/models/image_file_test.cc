@@ -33,6 +33,10 @@ TEST(ImageFileTest, JpegsDecodeToPillowsPixels) {
     const std::string expected = testing_util::ReadFileOrEmpty(dir.path() + "/" + name + ".rgb");
     ASSERT_EQ(image->pixels.size(), expected.size());
     EXPECT_EQ(std::string(image->pixels.begin(), image->pixels.end()), expected);
+    auto header = ReadImageHeader(testing_util::ReadFileOrEmpty(dir.path() + "/" + name + ".jpg"));
+    ASSERT_TRUE(header.ok()) << header.status();
+    EXPECT_EQ(header->width, 53);
+    EXPECT_EQ(header->height, 37);
   }
   auto cmyk = DecodeImage(testing_util::ReadFileOrEmpty(dir.path() + "/cmyk.jpg"));
   ASSERT_FALSE(cmyk.ok());
@@ -40,6 +44,13 @@ TEST(ImageFileTest, JpegsDecodeToPillowsPixels) {
   auto huge = DecodeImage(testing_util::ReadFileOrEmpty(dir.path() + "/huge.jpg"));
   ASSERT_FALSE(huge.ok());
   EXPECT_NE(huge.status().message().find("60000x60000"), std::string::npos) << huge.status();
+  // The header alone refuses both too (what the head checks).
+  auto huge_header = ReadImageHeader(testing_util::ReadFileOrEmpty(dir.path() + "/huge.jpg"));
+  ASSERT_FALSE(huge_header.ok());
+  EXPECT_NE(huge_header.status().message().find("60000x60000"), std::string::npos);
+  auto cmyk_header = ReadImageHeader(testing_util::ReadFileOrEmpty(dir.path() + "/cmyk.jpg"));
+  ASSERT_FALSE(cmyk_header.ok());
+  EXPECT_NE(cmyk_header.status().message().find("CMYK"), std::string::npos);
 }
 
 TEST(ImageFileTest, PngsRoundTripAndOtherBytesAreRefused) {
@@ -53,11 +64,16 @@ TEST(ImageFileTest, PngsRoundTripAndOtherBytesAreRefused) {
   auto decoded = DecodeImage(*png);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(decoded->pixels, image.pixels);
+  auto header = ReadImageHeader(*png);
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_EQ(header->width, 7);
+  EXPECT_EQ(header->height, 5);
   for (const std::string& bad :
        {std::string("GIF89a...."), std::string(), std::string("\xff\xd8")}) {
     auto refused = DecodeImage(bad);
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.status().message(), "not a PNG or JPEG image");
+    EXPECT_FALSE(ReadImageHeader(bad).ok());
   }
   auto truncated = DecodeImage(png->substr(0, png->size() / 2));
   EXPECT_FALSE(truncated.ok());
