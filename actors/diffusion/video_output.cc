@@ -1,27 +1,12 @@
 #include "actors/diffusion/video_output.h"
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "models/vae/video_file.h"
 #include "runtime/common/status_macros.h"
 
 namespace raylight::actors {
-namespace {
-
-// diffusers' tile shape (stride 3/4 of the side) at the largest side, a multiple of four times
-// the spatial factor, whose estimated decode fits in `free_bytes`; at least four latent rows.
-models::vae::WanVaeTiling TilingFor(const models::vae::WanVae& vae, int64_t free_bytes) {
-  const int64_t unit = 4 * vae.config().spatial_factor();
-  const double per_pixel = static_cast<double>(vae.DecodePeakBytes(1, 1));
-  const int64_t side = static_cast<int64_t>(std::sqrt(static_cast<double>(free_bytes) / per_pixel));
-  const int64_t size = std::max(unit, side / unit * unit);
-  return {.size = size, .stride = size / 4 * 3};
-}
-
-}  // namespace
 
 absl::StatusOr<models::vae::WanVae*> VideoOutput::Loaded(const std::vector<std::string>& files,
                                                          at::ScalarType dtype) {
@@ -74,7 +59,7 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
   const bool tiled = !bands->split() && request.free_bytes > 0 &&
                      vae->DecodePeakBytes(height, width) > request.free_bytes;
   const models::vae::WanVaeTiling tiling =
-      tiled ? TilingFor(*vae, request.free_bytes) : models::vae::WanVaeTiling();
+      tiled ? vae->TilingWithin(request.free_bytes) : models::vae::WanVaeTiling();
   if (banded || world.rank() == 0) {
     auto sink = [&bytes](const at::Tensor& frames) {
       bytes.push_back(models::vae::PixelsToBytes(frames));

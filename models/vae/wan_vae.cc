@@ -507,6 +507,14 @@ absl::Status WanVae::DecodeTiled(const at::Tensor& latent_in, const WanVaeTiling
   });
 }
 
+WanVaeTiling WanVae::TilingWithin(int64_t free_bytes) const {
+  const int64_t unit = 4 * config_.spatial_factor();
+  const double per_pixel = static_cast<double>(DecodePeakBytes(1, 1));
+  const auto side = static_cast<int64_t>(std::sqrt(static_cast<double>(free_bytes) / per_pixel));
+  const int64_t size = std::max(unit, side / unit * unit);
+  return {.size = size, .stride = size / 4 * 3};
+}
+
 int64_t WanVae::DecodePeakBytes(int64_t height, int64_t width) const {
   const int64_t per_pixel = options_.dtype == at::kFloat ? 20000 : 10000;
   return per_pixel * height * width;

@@ -85,6 +85,9 @@ class WanVae {
   // measured peak per output pixel (8.5-8.9 KB in bf16 on CUDA, channels-last, Wan 2.1 and 2.2,
   // BENCHMARKS.md) rounded up to 10 KB, twice that in float32; it does not grow with frames.
   int64_t DecodePeakBytes(int64_t height, int64_t width) const;
+  // diffusers' tile shape (stride 3/4 of the side) at the largest side, a multiple of four latent
+  // rows, whose estimated decode fits in `free_bytes`; at least four latent rows.
+  WanVaeTiling TilingWithin(int64_t free_bytes) const;
   // video [B, 3, T, H, W] in [-1, 1], H and W multiples of the spatial factor -> the latent mean
   // [B, z_dim, 1 + (T - 1) / 4, H / f, W / f]; frames past the last whole chunk of 4 are dropped,
   // as every implementation does.

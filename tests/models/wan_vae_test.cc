@@ -16,6 +16,7 @@
 #include "models/core/safetensors.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/vae/wan_vae_keys.h"
+#include "models/vae/wan_vae_random.h"
 #include "nlohmann/json.hpp"
 #include "tests/models/wan_test_util.h"
 #include "tests/util/rank_launcher.h"
@@ -225,6 +226,32 @@ INSTANTIATE_TEST_SUITE_P(Spellings, WanVaeTest,
                          testing::Values(Case{"comfy", 21}, Case{"diffusers", 21},
                                          Case{"comfy", 22}, Case{"diffusers", 22}),
                          CaseName);
+
+// The tiles a worker short of memory decodes in: the largest diffusers-shaped tile whose
+// estimated peak fits, never under four latent rows.
+TEST(WanVaeConfigTest, TilesFitTheFreeMemory) {
+  for (const char* preset : {"wan2.1", "wan2.2"}) {
+    auto config = WanVaePreset(preset);
+    ASSERT_TRUE(config.ok());
+    config->encoder_dim = 8;
+    config->decoder_dim = 8;
+    auto vae = WanVae::FromWeights(*config, RandomWanVaeWeights(*config, 1), WanVaeOptions());
+    ASSERT_TRUE(vae.ok()) << vae.status();
+    const int64_t unit = 4 * config->spatial_factor();
+    for (int64_t free :
+         {(*vae)->DecodePeakBytes(720, 1280) / 4, (*vae)->DecodePeakBytes(480, 832), int64_t{1}}) {
+      const WanVaeTiling tiling = (*vae)->TilingWithin(free);
+      EXPECT_EQ(tiling.size % unit, 0) << preset;
+      EXPECT_EQ(tiling.stride, tiling.size / 4 * 3) << preset;
+      if (tiling.size > unit) {
+        EXPECT_LE((*vae)->DecodePeakBytes(tiling.size, tiling.size), free) << preset;
+        EXPECT_GT((*vae)->DecodePeakBytes(tiling.size + unit, tiling.size + unit), free) << preset;
+      } else {
+        EXPECT_EQ(tiling.size, unit) << preset;
+      }
+    }
+  }
+}
 
 TEST(WanVaeConfigTest, PresetsHaveTheRealShapes) {
   auto wan21 = WanVaePreset("wan2.1");
