@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "actors/diffusion/dtype_name.h"
 #include "actors/diffusion/image_encoder.h"
 #include "actors/diffusion/job_inputs.h"
 #include "actors/diffusion/prompt_encoder.h"
@@ -72,10 +73,6 @@ absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu) 
   if (dtype == "f32") return at::kFloat;
   return absl::InvalidArgumentError(
       absl::StrCat("dtype: unknown '", dtype, "' (auto, bf16, f16, f32)"));
-}
-
-const char* DtypeName(at::ScalarType dtype) {
-  return dtype == at::kBFloat16 ? "bf16" : dtype == at::kHalf ? "f16" : "f32";
 }
 
 struct LoadedModel {

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "actors/diffusion/dtype_name.h"
 #include "models/core/image_file.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_image_inputs.h"
@@ -67,7 +68,7 @@ std::optional<ModelSummary> ImageEncoder::Summary() {
   absl::MutexLock lock(&mutex_);
   const models::vision::ClipVision* clip = clip_.held();
   if (clip == nullptr) return std::nullopt;
-  return SideModelSummary(clip_.files(), "CLIP vision", c10::toString(clip_.dtype()), clip->bytes(),
+  return SideModelSummary(clip_.files(), "CLIP vision", DtypeName(clip_.dtype()), clip->bytes(),
                           device_.is_cuda());
 }
 

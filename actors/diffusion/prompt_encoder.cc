@@ -71,7 +71,7 @@ std::optional<ModelSummary> PromptEncoder::Summary() {
   absl::MutexLock lock(&mutex_);
   if (encoder_ == nullptr) return std::nullopt;
   return SideModelSummary(files_, "umT5 text encoder", device_.is_cuda() ? "bf16" : "f32",
-                          encoder_bytes_, true);
+                          encoder_bytes_, device_.is_cuda());
 }
 
 bool PromptEncoder::Evict() {

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "actors/diffusion/dtype_name.h"
 #include "models/vae/video_file.h"
 #include "runtime/common/status_macros.h"
 
@@ -92,7 +93,7 @@ std::optional<ModelSummary> VideoOutput::Summary() {
   return SideModelSummary(
       vae_.files(),
       absl::StrCat("Wan VAE ", vae->config().version / 10, ".", vae->config().version % 10),
-      c10::toString(vae_.dtype()), vae->bytes(), device_.is_cuda());
+      DtypeName(vae_.dtype()), vae->bytes(), device_.is_cuda());
 }
 
 bool VideoOutput::Evict() {
