@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "actors/diffusion/dtype_name.h"
-#include "models/core/image_file.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_image_inputs.h"
 #include "runtime/common/status_macros.h"
@@ -12,16 +11,13 @@
 namespace raylight::actors {
 namespace {
 
-// ComfyUI's IMAGE [1, H, W, 3] in [0, 1] from PNG or JPEG bytes; undefined for none.
+// The image of a job field, or undefined for none.
 absl::StatusOr<at::Tensor> ImageOf(const std::string& bytes, const char* field) {
   if (bytes.empty()) return at::Tensor();
-  auto decoded = models::DecodeImage(bytes);
-  if (!decoded.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", decoded.status().message()));
-  }
-  return at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte)
-             .to(at::kFloat) /
-         255.0;
+  absl::StatusOr<at::Tensor> image = models::wan::ImageFromBytes(bytes);
+  if (!image.ok())
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", image.status().message()));
+  return image;
 }
 
 }  // namespace

@@ -29,18 +29,18 @@ struct ErrorManager {
 
 void Quiet(j_common_ptr) {}  // warnings (a truncated file, ...) are not printed to stderr
 
-}  // namespace
-
-absl::StatusOr<RgbImage> DecodeJpeg(const std::string& bytes) {
-  // Everything the longjmp lands beside lives outside the setjmp's scope (no destructor skipped).
-  RgbImage image;
+// The header, its checks, and with `image` the pixels: one function, because the setjmp that
+// libjpeg's errors return to must be in the frame that calls libjpeg. Everything declared before
+// the setjmp: a longjmp then skips no destructor.
+absl::StatusOr<ImageSize> ReadJpeg(const std::string& bytes, RgbImage* image) {
+  ImageSize size;
+  absl::Status refused;
   jpeg_decompress_struct info;
   ErrorManager errors;
   info.err = jpeg_std_error(&errors.base);
   errors.base.error_exit = OnError;
   errors.base.output_message = Quiet;
   errors.message[0] = '\0';
-  std::string too_large;
   if (setjmp(errors.jump) != 0) {
     jpeg_destroy_decompress(&info);
     return absl::InvalidArgumentError(absl::StrCat("jpeg decode: ", errors.message));
@@ -49,54 +49,44 @@ absl::StatusOr<RgbImage> DecodeJpeg(const std::string& bytes) {
   jpeg_mem_src(&info, reinterpret_cast<const unsigned char*>(bytes.data()),
                static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&info, TRUE);
-  if (static_cast<int64_t>(info.image_width) * info.image_height > kMaxImagePixels) {
-    too_large = absl::StrCat("jpeg decode: ", info.image_width, "x", info.image_height,
-                             " pixels; at most ", kMaxImagePixels);
-    jpeg_destroy_decompress(&info);
-    return absl::InvalidArgumentError(too_large);
+  size = {static_cast<int>(info.image_width), static_cast<int>(info.image_height)};
+  if (static_cast<int64_t>(size.width) * size.height > kMaxImagePixels) {
+    refused = absl::InvalidArgumentError(absl::StrCat("jpeg decode: ", size.width, "x", size.height,
+                                                      " pixels; at most ", kMaxImagePixels));
+  } else if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
+    // libjpeg converts grey and YCbCr to RGB, not CMYK.
+    refused = absl::InvalidArgumentError("jpeg decode: a CMYK JPEG (save it as RGB)");
   }
-  // Grey and YCbCr convert to RGB; CMYK cannot (libjpeg refuses it by name).
+  if (!refused.ok() || image == nullptr) {
+    jpeg_destroy_decompress(&info);
+    if (!refused.ok()) return refused;
+    return size;
+  }
   info.out_color_space = JCS_RGB;
   jpeg_start_decompress(&info);
-  image.width = static_cast<int>(info.output_width);
-  image.height = static_cast<int>(info.output_height);
-  image.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
+  image->width = static_cast<int>(info.output_width);
+  image->height = static_cast<int>(info.output_height);
+  image->pixels.resize(static_cast<size_t>(image->width) * image->height * 3);
   while (info.output_scanline < info.output_height) {
     JSAMPROW row =
-        image.pixels.data() + static_cast<size_t>(info.output_scanline) * image.width * 3;
+        image->pixels.data() + static_cast<size_t>(info.output_scanline) * image->width * 3;
     jpeg_read_scanlines(&info, &row, 1);
   }
   jpeg_finish_decompress(&info);
   jpeg_destroy_decompress(&info);
+  return size;
+}
+
+}  // namespace
+
+absl::StatusOr<RgbImage> DecodeJpeg(const std::string& bytes) {
+  RgbImage image;
+  if (absl::StatusOr<ImageSize> read = ReadJpeg(bytes, &image); !read.ok()) return read.status();
   return image;
 }
 
 absl::StatusOr<ImageSize> ReadJpegHeader(const std::string& bytes) {
-  jpeg_decompress_struct info;
-  ErrorManager errors;
-  info.err = jpeg_std_error(&errors.base);
-  errors.base.error_exit = OnError;
-  errors.base.output_message = Quiet;
-  errors.message[0] = '\0';
-  if (setjmp(errors.jump) != 0) {
-    jpeg_destroy_decompress(&info);
-    return absl::InvalidArgumentError(absl::StrCat("jpeg decode: ", errors.message));
-  }
-  jpeg_create_decompress(&info);
-  jpeg_mem_src(&info, reinterpret_cast<const unsigned char*>(bytes.data()),
-               static_cast<unsigned long>(bytes.size()));
-  jpeg_read_header(&info, TRUE);
-  const ImageSize size{static_cast<int>(info.image_width), static_cast<int>(info.image_height)};
-  const J_COLOR_SPACE colour = info.jpeg_color_space;
-  jpeg_destroy_decompress(&info);
-  if (static_cast<int64_t>(size.width) * size.height > kMaxImagePixels) {
-    return absl::InvalidArgumentError(absl::StrCat("jpeg decode: ", size.width, "x", size.height,
-                                                   " pixels; at most ", kMaxImagePixels));
-  }
-  if (colour == JCS_CMYK || colour == JCS_YCCK) {
-    return absl::InvalidArgumentError("jpeg decode: a CMYK JPEG (save it as RGB)");
-  }
-  return size;
+  return ReadJpeg(bytes, nullptr);
 }
 
 #else

@@ -17,7 +17,6 @@
 #include <fstream>
 #include <iostream>
 
-#include "models/core/image_file.h"
 #include "models/core/latent_file.h"
 #include "models/text/prompt_weights.h"
 #include "models/text/umt5_encoder.h"
@@ -109,15 +108,12 @@ int main(int argc, char** argv) {
       if (path->empty()) continue;
       std::ifstream file(*path, std::ios::binary);
       const std::string bytes((std::istreambuf_iterator<char>(file)), {});
-      auto decoded = DecodeImage(bytes);
+      auto decoded = wan::ImageFromBytes(bytes);
       if (!decoded.ok()) {
         std::cerr << flag << ": " << decoded.status() << "\n";
         return 1;
       }
-      *tensor =
-          at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte)
-              .to(at::kFloat) /
-          255.0;
+      *tensor = *std::move(decoded);
     }
     request.width = width;
     request.height = height;

@@ -386,14 +386,25 @@ int64_t WanVae::bytes() const {
   return total;
 }
 
-absl::Status WanVae::Decode(const at::Tensor& latent_in, const RowBands& bands,
-                            const FrameSink& sink) const {
+absl::StatusOr<at::Tensor> WanVae::CheckedLatent(const at::Tensor& latent_in) const {
   const Tensor latent = latent_in.dim() == 4 ? latent_in.unsqueeze(0) : latent_in;
   if (latent.dim() != 5 || latent.size(1) != config_.z_dim) {
     return absl::InvalidArgumentError(absl::StrCat("latent: expected [B, ", config_.z_dim,
                                                    ", T, h, w], got [",
                                                    absl::StrJoin(latent_in.sizes(), ", "), "]"));
   }
+  return latent;
+}
+
+at::Tensor WanVae::DecoderInput(const at::Tensor& latent, const RowBands& bands) const {
+  Tensor x = latent.to(options_.device, options_.dtype);
+  if (options_.UseChannelsLast()) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
+  if (bands.split()) x = x.narrow(3, bands.begin(), bands.end() - bands.begin());
+  // The post-quant conv is 1x1x1: the whole latent at once.
+  return at::conv3d(x, weights_.at("conv2.weight"), weights_.at("conv2.bias"));
+}
+
+absl::Status WanVae::Run(const std::function<absl::Status()>& body) const {
   return Guard([&]() -> absl::Status {
     // cuDNN's algorithm search pays off: a decode runs the same few conv shapes hundreds of
     // times. Restored after, so the rest of the process keeps its setting.
@@ -402,11 +413,15 @@ absl::Status WanVae::Decode(const at::Tensor& latent_in, const RowBands& bands,
     absl::Cleanup restore = [benchmark_before] {
       at::globalContext().setBenchmarkCuDNN(benchmark_before);
     };
-    Tensor x = latent.to(options_.device, options_.dtype);
-    if (options_.UseChannelsLast()) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
-    if (bands.split()) x = x.narrow(3, bands.begin(), bands.end() - bands.begin());
-    // The post-quant conv is 1x1x1: the whole latent at once.
-    x = at::conv3d(x, weights_.at("conv2.weight"), weights_.at("conv2.bias"));
+    return body();
+  });
+}
+
+absl::Status WanVae::Decode(const at::Tensor& latent_in, const RowBands& bands,
+                            const FrameSink& sink) const {
+  RL_ASSIGN_OR_RETURN(const Tensor latent, CheckedLatent(latent_in));
+  return Run([&]() -> absl::Status {
+    const Tensor x = DecoderInput(latent, bands);
     Pass pass(config_, weights_, bands);
     for (int64_t t = 0; t < x.size(2); ++t) {
       RL_ASSIGN_OR_RETURN(Tensor frames, pass.DecoderChunk(x.narrow(2, t, 1), t == 0));
@@ -439,12 +454,7 @@ void BlendInto(const Tensor& a, Tensor& b, int64_t extent, int64_t dim) {
 
 absl::Status WanVae::DecodeTiled(const at::Tensor& latent_in, const WanVaeTiling& tiling,
                                  const FrameSink& sink) const {
-  const Tensor latent = latent_in.dim() == 4 ? latent_in.unsqueeze(0) : latent_in;
-  if (latent.dim() != 5 || latent.size(1) != config_.z_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("latent: expected [B, ", config_.z_dim,
-                                                   ", T, h, w], got [",
-                                                   absl::StrJoin(latent_in.sizes(), ", "), "]"));
-  }
+  RL_ASSIGN_OR_RETURN(const Tensor latent, CheckedLatent(latent_in));
   const int64_t f = config_.spatial_factor(), p = config_.patch_size;
   if (tiling.size < f || tiling.size % f != 0 || tiling.stride < f || tiling.stride % f != 0 ||
       tiling.stride > tiling.size) {
@@ -452,15 +462,8 @@ absl::Status WanVae::DecodeTiled(const at::Tensor& latent_in, const WanVaeTiling
                                                    tiling.stride, " must be multiples of ", f,
                                                    " with 0 < stride <= size"));
   }
-  return Guard([&]() -> absl::Status {
-    const bool benchmark_before = at::globalContext().benchmarkCuDNN();
-    at::globalContext().setBenchmarkCuDNN(options_.cudnn_benchmark);
-    absl::Cleanup restore = [benchmark_before] {
-      at::globalContext().setBenchmarkCuDNN(benchmark_before);
-    };
-    Tensor x = latent.to(options_.device, options_.dtype);
-    if (options_.UseChannelsLast()) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
-    x = at::conv3d(x, weights_.at("conv2.weight"), weights_.at("conv2.bias"));
+  return Run([&]() -> absl::Status {
+    const Tensor x = DecoderInput(latent, RowBands());
     const int64_t h = x.size(3), w = x.size(4);
     const int64_t tile = tiling.size / f, step = tiling.stride / f;
     // In the decoder's output (2x2 patches for 2.2): what each tile keeps and blends.

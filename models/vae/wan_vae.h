@@ -97,6 +97,14 @@ class WanVae {
   WanVae(WanVaeConfig config, WanVaeOptions options, std::map<std::string, at::Tensor> weights)
       : config_(std::move(config)), options_(options), weights_(std::move(weights)) {}
 
+  // A decode's latent [B, z_dim, T, h, w] (a missing B added), or an error naming `latent`.
+  absl::StatusOr<at::Tensor> CheckedLatent(const at::Tensor& latent) const;
+  // What the decoder's first chunk reads from: the latent on the VAE's device and layout, this
+  // rank's band of rows, through the 1x1x1 post-quant conv.
+  at::Tensor DecoderInput(const at::Tensor& latent, const RowBands& bands) const;
+  // `body` with c10 errors as statuses and cuDNN's algorithm search as the options say.
+  absl::Status Run(const std::function<absl::Status()>& body) const;
+
   WanVaeConfig config_;
   WanVaeOptions options_;
   std::map<std::string, at::Tensor> weights_;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "models/core/image_file.h"
 
 namespace raylight::models::wan {
 namespace {
@@ -37,6 +38,14 @@ Tensor ImagesToVideo(const Tensor& images) {
 }
 
 }  // namespace
+
+absl::StatusOr<at::Tensor> ImageFromBytes(const std::string& bytes) {
+  absl::StatusOr<RgbImage> decoded = DecodeImage(bytes);
+  if (!decoded.ok()) return decoded.status();
+  return at::from_blob(decoded->pixels.data(), {1, decoded->height, decoded->width, 3}, at::kByte)
+             .to(at::kFloat) /
+         255.0;
+}
 
 Tensor CommonUpscaleCenter(const Tensor& images, int64_t width, int64_t height) {
   Tensor s = images.permute({0, 3, 1, 2}).to(at::kFloat);

@@ -9,6 +9,8 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
+
 #include "absl/status/statusor.h"
 #include "models/core/latent_format.h"
 #include "models/vae/wan_vae.h"
@@ -21,6 +23,9 @@ struct WanImageInputs {
   at::Tensor concat_mask;          // [1, 1, F, h, w] (I2V) or [1, 4, F, h, w] (FLF2V): 0 = given
   at::Tensor clip_fea;             // [1, 257 (x2 with an end image), width]; undefined without CLIP
 };
+
+// ComfyUI's IMAGE [1, H, W, 3] (float in [0, 1]) from PNG or JPEG bytes (core/image_file.h).
+absl::StatusOr<at::Tensor> ImageFromBytes(const std::string& bytes);
 
 // ComfyUI's common_upscale(images, width, height, "bilinear", "center") on IMAGE [N, H, W, 3].
 at::Tensor CommonUpscaleCenter(const at::Tensor& images, int64_t width, int64_t height);

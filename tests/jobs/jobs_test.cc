@@ -141,6 +141,50 @@ class JobsTest : public ::testing::Test {
 
   // A tiny random umT5 (48 wide, the tiny presets' text width) in the root's text_encoders/,
   // its tokenizer trained on the spot; returns its path ("" after a failure).
+  // Runs each command to completion in turn; the first failure comes with its log.
+  absl::Status RunTools(const std::vector<std::vector<std::string>>& argvs,
+                        const std::string& log_name, std::chrono::seconds timeout) {
+    const std::string log = dir_->path() + "/" + log_name;
+    for (const std::vector<std::string>& argv : argvs) {
+      const absl::Status ran = RunToCompletion(argv, log, timeout);
+      if (!ran.ok()) {
+        return absl::Status(ran.code(),
+                            absl::StrCat(ran.message(), "\n", testing_util::ReadFileOrEmpty(log)));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // raylight-encode-text on `prompt` and on Wan's default negative prompt, with `args` (the
+  // images and their encoders): <prefix>-positive.safetensors and <prefix>-negative.safetensors.
+  absl::Status EncodePrompts(const std::string& encoder, const std::string& prompt,
+                             const std::string& prefix, const std::vector<std::string>& args) {
+    std::vector<std::vector<std::string>> argvs;
+    for (auto [side, flag] : {std::pair<std::string, std::string>{"positive", "--prompt=" + prompt},
+                              {"negative", "--wan-default-negative"}}) {
+      std::vector<std::string> argv = {
+          kBin + "/raylight-encode-text", "--text-encoder=" + encoder, flag,
+          "--out=" + dir_->path() + "/" + prefix + "-" + side + ".safetensors"};
+      argv.insert(argv.end(), args.begin(), args.end());
+      argvs.push_back(std::move(argv));
+    }
+    return RunTools(argvs, "encode.log", std::chrono::seconds(120));
+  }
+
+  // A PNG of random pixels (from the test's seed) at dir/start.png; its bytes.
+  std::string WriteRandomPng(int width, int height) {
+    std::mt19937 random(seed_);
+    models::RgbImage image;
+    image.width = width;
+    image.height = height;
+    for (int i = 0; i < width * height * 3; ++i) image.pixels.push_back(random() % 256);
+    auto png = models::EncodePng(image);
+    EXPECT_TRUE(png.ok()) << png.status();
+    if (!png.ok()) return "";
+    std::ofstream(dir_->path() + "/start.png", std::ios::binary) << *png;
+    return *png;
+  }
+
   std::string MakeTinyUmt5() {
     const std::string encoders = models_ + "/text_encoders";
     fs::create_directories(encoders);
@@ -722,41 +766,28 @@ TEST_F(JobsTest, AnI2vJobEncodesItsStartImageAsRaylightEncodeTextDoes) {
   const std::string clip = models_ + "/clip_vision/clip_tiny.safetensors";
   std::ofstream(dir_->path() + "/clip.json")
       << R"({"width": 40, "heads": 1, "layers": 2, "mlp": 64, "activation": "quick_gelu"})";
-  for (const std::vector<std::string>& argv :
-       {std::vector<std::string>{kBin + "/raylight-make-checkpoint", "--preset=tiny-i2v",
-                                 "--layers=2", "--dtype=bf16", absl::StrCat("--seed=", seed_),
-                                 "--out=" + models_ + "/i2v.safetensors"},
-        std::vector<std::string>{kBin + "/raylight-vae", "make-random", "--preset=wan2.1",
-                                 "--width=8", absl::StrCat("--seed=", seed_), "--out=" + vae},
-        std::vector<std::string>{RAYLIGHT_TEST_PYTHON, RAYLIGHT_CLIP_VISION_REFERENCE, "random",
-                                 "--config=" + dir_->path() + "/clip.json", "--image-size=28",
-                                 absl::StrCat("--seed=", seed_), "--out=" + clip}}) {
-    const absl::Status made =
-        RunToCompletion(argv, dir_->path() + "/make.log", std::chrono::seconds(300));
-    ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/make.log");
-  }
+  const absl::Status made = RunTools(
+      {{kBin + "/raylight-make-checkpoint", "--preset=tiny-i2v", "--layers=2", "--dtype=bf16",
+        absl::StrCat("--seed=", seed_), "--out=" + models_ + "/i2v.safetensors"},
+       {kBin + "/raylight-vae", "make-random", "--preset=wan2.1", "--width=8",
+        absl::StrCat("--seed=", seed_), "--out=" + vae},
+       {RAYLIGHT_TEST_PYTHON, RAYLIGHT_CLIP_VISION_REFERENCE, "random",
+        "--config=" + dir_->path() + "/clip.json", "--image-size=28",
+        absl::StrCat("--seed=", seed_), "--out=" + clip}},
+      "make.log", std::chrono::seconds(300));
+  ASSERT_TRUE(made.ok()) << made;
   // A start image of another aspect than the video's (cropped to it, then scaled).
-  std::mt19937 random(seed_);
-  models::RgbImage image;
-  image.width = 53;
-  image.height = 37;
-  for (int i = 0; i < image.width * image.height * 3; ++i) image.pixels.push_back(random() % 256);
-  auto png = models::EncodePng(image);
-  ASSERT_TRUE(png.ok()) << png.status();
-  std::ofstream(dir_->path() + "/start.png", std::ios::binary) << *png;
+  const std::string png = WriteRandomPng(53, 37);
+  ASSERT_FALSE(png.empty());
   const std::string prompt = "the fox turns its head";
-  for (auto [name, flag] :
-       {std::pair<std::string, std::string>{"i2v-positive", "--prompt=" + prompt},
-        {"i2v-negative", "--wan-default-negative"}}) {
-    const absl::Status encoded =
-        RunToCompletion({kBin + "/raylight-encode-text", "--text-encoder=" + encoder, flag,
-                         "--image=" + dir_->path() + "/start.png", "--vae=" + vae,
-                         "--clip-vision=" + clip, "--width=80", "--height=48", "--frames=9",
-                         "--out=" + dir_->path() + "/" + name + ".safetensors"},
-                        dir_->path() + "/encode.log", std::chrono::seconds(120));
-    ASSERT_TRUE(encoded.ok()) << encoded
-                              << testing_util::ReadFileOrEmpty(dir_->path() + "/encode.log");
-  }
+  const std::vector<std::string> i2v_args = {"--image=" + dir_->path() + "/start.png",
+                                             "--vae=" + vae,
+                                             "--clip-vision=" + clip,
+                                             "--width=80",
+                                             "--height=48",
+                                             "--frames=9"};
+  const absl::Status encoded = EncodePrompts(encoder, prompt, "i2v", i2v_args);
+  ASSERT_TRUE(encoded.ok()) << encoded;
   v1::SampleJob offline = Job();
   offline.set_model("i2v.safetensors");
   offline.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/i2v-positive.safetensors"));
@@ -769,7 +800,7 @@ TEST_F(JobsTest, AnI2vJobEncodesItsStartImageAsRaylightEncodeTextDoes) {
   job.clear_positive();
   job.clear_negative();
   job.set_prompt(prompt);
-  job.set_image(*png);
+  job.set_image(png);
   for (int ranks : {1, 2}) {
     v1::SampleJob this_run = job;
     this_run.mutable_mesh()->set_ulysses(ranks);
@@ -798,18 +829,10 @@ TEST_F(JobsTest, AnI2vJobEncodesItsStartImageAsRaylightEncodeTextDoes) {
       dir_->path() + "/jpeg.log", std::chrono::seconds(60));
   ASSERT_TRUE(converted.ok()) << converted
                               << testing_util::ReadFileOrEmpty(dir_->path() + "/jpeg.log");
-  for (auto [name, flag] :
-       {std::pair<std::string, std::string>{"flf-positive", "--prompt=" + prompt},
-        {"flf-negative", "--wan-default-negative"}}) {
-    const absl::Status encoded =
-        RunToCompletion({kBin + "/raylight-encode-text", "--text-encoder=" + encoder, flag,
-                         "--image=" + dir_->path() + "/start.png", "--end-image=" + end_jpeg,
-                         "--vae=" + vae, "--clip-vision=" + clip, "--width=80", "--height=48",
-                         "--frames=9", "--out=" + dir_->path() + "/" + name + ".safetensors"},
-                        dir_->path() + "/encode.log", std::chrono::seconds(120));
-    ASSERT_TRUE(encoded.ok()) << encoded
-                              << testing_util::ReadFileOrEmpty(dir_->path() + "/encode.log");
-  }
+  std::vector<std::string> flf_args = i2v_args;
+  flf_args.push_back("--end-image=" + end_jpeg);
+  const absl::Status flf_encoded = EncodePrompts(encoder, prompt, "flf", flf_args);
+  ASSERT_TRUE(flf_encoded.ok()) << flf_encoded;
   v1::SampleJob flf_offline = offline;
   flf_offline.set_positive(
       testing_util::ReadFileOrEmpty(dir_->path() + "/flf-positive.safetensors"));
@@ -871,37 +894,21 @@ TEST_F(JobsTest, ATi2vJobStartsFromItsImageAsRaylightEncodeTextMakesIt) {
   ASSERT_FALSE(encoder.empty());
   fs::create_directories(models_ + "/vae");
   const std::string vae = models_ + "/vae/wan2.2_vae.safetensors";
-  for (const std::vector<std::string>& argv :
-       {std::vector<std::string>{kBin + "/raylight-make-checkpoint", "--preset=tiny-ti2v",
-                                 "--layers=2", "--dtype=bf16", absl::StrCat("--seed=", seed_),
-                                 "--out=" + models_ + "/ti2v.safetensors"},
-        std::vector<std::string>{kBin + "/raylight-vae", "make-random", "--preset=wan2.2",
-                                 "--width=8", absl::StrCat("--seed=", seed_), "--out=" + vae}}) {
-    const absl::Status made =
-        RunToCompletion(argv, dir_->path() + "/make.log", std::chrono::seconds(300));
-    ASSERT_TRUE(made.ok()) << made << testing_util::ReadFileOrEmpty(dir_->path() + "/make.log");
-  }
-  std::mt19937 random(seed_);
-  models::RgbImage image;
-  image.width = 45;
-  image.height = 29;
-  for (int i = 0; i < image.width * image.height * 3; ++i) image.pixels.push_back(random() % 256);
-  auto png = models::EncodePng(image);
-  ASSERT_TRUE(png.ok()) << png.status();
-  std::ofstream(dir_->path() + "/start.png", std::ios::binary) << *png;
+  const absl::Status made = RunTools(
+      {{kBin + "/raylight-make-checkpoint", "--preset=tiny-ti2v", "--layers=2", "--dtype=bf16",
+        absl::StrCat("--seed=", seed_), "--out=" + models_ + "/ti2v.safetensors"},
+       {kBin + "/raylight-vae", "make-random", "--preset=wan2.2", "--width=8",
+        absl::StrCat("--seed=", seed_), "--out=" + vae}},
+      "make.log", std::chrono::seconds(300));
+  ASSERT_TRUE(made.ok()) << made;
+  const std::string png = WriteRandomPng(45, 29);
+  ASSERT_FALSE(png.empty());
   const std::string prompt = "the fox jumps";
-  for (auto [name, flag] :
-       {std::pair<std::string, std::string>{"ti2v-positive", "--prompt=" + prompt},
-        {"ti2v-negative", "--wan-default-negative"}}) {
-    const absl::Status encoded = RunToCompletion(
-        {kBin + "/raylight-encode-text", "--text-encoder=" + encoder, flag,
-         "--image=" + dir_->path() + "/start.png", "--vae=" + vae, "--width=64", "--height=32",
-         "--frames=9", "--latent-out=" + dir_->path() + "/start.latent",
-         "--out=" + dir_->path() + "/" + name + ".safetensors"},
-        dir_->path() + "/encode.log", std::chrono::seconds(120));
-    ASSERT_TRUE(encoded.ok()) << encoded
-                              << testing_util::ReadFileOrEmpty(dir_->path() + "/encode.log");
-  }
+  const absl::Status encoded = EncodePrompts(
+      encoder, prompt, "ti2v",
+      {"--image=" + dir_->path() + "/start.png", "--vae=" + vae, "--width=64", "--height=32",
+       "--frames=9", "--latent-out=" + dir_->path() + "/start.latent"});
+  ASSERT_TRUE(encoded.ok()) << encoded;
   v1::SampleJob offline = Job();
   offline.set_model("ti2v.safetensors");
   offline.set_width(64);
@@ -918,12 +925,12 @@ TEST_F(JobsTest, ATi2vJobStartsFromItsImageAsRaylightEncodeTextMakesIt) {
   job.clear_negative();
   job.clear_latent();
   job.set_prompt(prompt);
-  job.set_image(*png);
+  job.set_image(png);
   done = RunJob(job);
   ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
   ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), reference);
   ExpectRefusedNaming(job, "latent", [&](v1::SampleJob& j) { j.set_latent(offline.latent()); });
-  ExpectRefusedNaming(job, "end_image", [&](v1::SampleJob& j) { j.set_end_image(*png); });
+  ExpectRefusedNaming(job, "end_image", [&](v1::SampleJob& j) { j.set_end_image(png); });
   ExpectRefusedNaming(job, "clip_vision",
                       [](v1::SampleJob& j) { j.set_clip_vision("vae/wan2.2_vae.safetensors"); });
 }
