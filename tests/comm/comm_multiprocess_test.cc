@@ -75,6 +75,26 @@ TEST(GlooFailures, APeerDyingMidJobIsAnErrorNotAHang) {
                milliseconds(60'000)));
 }
 
+// Issue #23: a rank waiting for a peer that will not come (cancelled before it started, hung,
+// lost) waited for the collective timeout. Abort ends the wait at once, in collectives, in a
+// communicator split from the aborted one, in point-to-point receives and in the rendezvous.
+TEST(GlooFailures, AnAbortEndsCollectivesAndReceivesWaitingForAPeer) {
+  const auto start = std::chrono::steady_clock::now();
+  ExpectAllSucceeded(
+      RunRanks({.backend = "gloo", .size = 2, .scenario = "abort_waiting", .timeout_ms = 120'000},
+               milliseconds(60'000)));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(30'000));
+}
+
+TEST(GlooFailures, AnAbortEndsARendezvousWaitingForAPeer) {
+  ExpectAllSucceeded(RunRanks({.backend = "gloo",
+                               .size = 2,
+                               .scenario = "abort_rendezvous",
+                               .ranks_started = {1},
+                               .timeout_ms = 120'000},
+                              milliseconds(60'000)));
+}
+
 #else  // RAYLIGHT_TEST_GPU
 
 bool HaveTwoGpus() { return c10::cuda::device_count() >= 2; }
@@ -105,6 +125,23 @@ TEST(NcclFailures, APeerDyingMidJobIsAnErrorNotAHang) {
   ExpectAllSucceeded(
       RunRanks({.backend = "nccl", .size = 2, .scenario = "peer_dies", .timeout_ms = 5'000},
                milliseconds(120'000)));
+}
+
+TEST(NcclFailures, AnAbortEndsCollectivesAndReceivesWaitingForAPeer) {
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs 2 GPUs";
+  ExpectAllSucceeded(
+      RunRanks({.backend = "nccl", .size = 2, .scenario = "abort_waiting", .timeout_ms = 120'000},
+               milliseconds(120'000)));
+}
+
+TEST(NcclFailures, AnAbortEndsARendezvousWaitingForAPeer) {
+  if (!HaveTwoGpus()) GTEST_SKIP() << "needs 2 GPUs";
+  ExpectAllSucceeded(RunRanks({.backend = "nccl",
+                               .size = 2,
+                               .scenario = "abort_rendezvous",
+                               .ranks_started = {1},
+                               .timeout_ms = 120'000},
+                              milliseconds(60'000)));
 }
 
 #endif

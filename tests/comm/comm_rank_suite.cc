@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -28,7 +29,8 @@ ABSL_FLAG(int, size, 2, "number of ranks");
 ABSL_FLAG(std::string, store_dir, "", "FileStore directory shared by the ranks");
 ABSL_FLAG(uint64_t, seed, 1, "seed of every random input (fresh per test run)");
 ABSL_FLAG(int, timeout_ms, 60000, "communicator timeout");
-ABSL_FLAG(std::string, scenario, "suite", "suite | never_arrive | peer_dies");
+ABSL_FLAG(std::string, scenario, "suite",
+          "suite | never_arrive | peer_dies | abort_waiting | abort_rendezvous");
 
 namespace raylight::comm {
 namespace {
@@ -38,7 +40,8 @@ using std::chrono::milliseconds;
 std::unique_ptr<Store> g_store;
 std::unique_ptr<Communicator> g_comm;
 
-absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(const std::string& group) {
+absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(
+    const std::string& group, std::shared_ptr<AbortSignal> abort_signal = nullptr) {
   const int rank = absl::GetFlag(FLAGS_rank);
   const int size = absl::GetFlag(FLAGS_size);
   const milliseconds timeout(absl::GetFlag(FLAGS_timeout_ms));
@@ -46,12 +49,14 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(const std::string
     NcclOptions options;
     options.timeout = timeout;
     options.group_name = group;
+    options.abort_signal = std::move(abort_signal);
     return CreateNcclCommunicator(*g_store, rank, size, /*device_index=*/rank, options);
   }
   GlooOptions options;
   options.timeout = timeout;
   options.hostname = "127.0.0.1";
   options.group_name = group;
+  options.abort_signal = std::move(abort_signal);
   return CreateGlooCommunicator(*g_store, rank, size, options);
 }
 
@@ -475,6 +480,89 @@ int PeerDies() {
   std::_Exit(0);  // skip destructors: the group is gone, and the point was made
 }
 
+// Runs `wait` while another thread aborts through `abort` after 300 ms; returns how `wait`
+// ended and prints how long it took (the abort must end it, not the timeout).
+absl::Status AbortedAfterAWhile(const char* what, const std::function<void()>& abort,
+                                const std::function<absl::Status()>& wait,
+                                milliseconds* took = nullptr) {
+  std::thread aborter([&] {
+    std::this_thread::sleep_for(milliseconds(300));
+    abort();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status status = wait();
+  aborter.join();
+  const auto elapsed =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+  std::cout << what << ": " << status << " after " << elapsed.count() << " ms" << std::endl;
+  if (took != nullptr) *took = elapsed;
+  return status;
+}
+
+// Every rank joins a world, a communicator split from it and a second world; then rank 0 stops
+// taking part (it stays alive, as a hung peer does), and each other rank's collective, its
+// split's collective and its receive must end ABORTED soon after another thread aborts them,
+// long before the timeout; the aborted communicators must go away without waiting for it.
+int AbortWaiting() {
+  auto world = MakeCommunicator("abort_world");
+  if (!world.ok()) return 3;
+  auto split = (*world)->Split(0, (*world)->rank());
+  auto p2p = MakeCommunicator("abort_p2p");
+  if (!split.ok() || *split == nullptr || !p2p.ok()) return 4;
+  at::Tensor t = at::ones({1024}).to((*world)->device());
+  if (!(*world)->AllReduce(t).ok() || !(*world)->Synchronize().ok()) return 5;
+  if ((*world)->rank() == 0) {
+    std::this_thread::sleep_for(milliseconds(6000));
+    std::_Exit(0);  // the others have made their point by now
+  }
+  const milliseconds bound(5000);  // the timeout is 120 s
+  milliseconds took;
+  // The split shares the world's signal: aborting the world ends the split's collective.
+  absl::Status status = AbortedAfterAWhile(
+      "split's all-reduce", [&] { (*world)->Abort(absl::AbortedError("test")); },
+      [&] {
+        absl::Status reduced = (*split)->AllReduce(t);
+        return reduced.ok() ? (*split)->Synchronize() : reduced;
+      },
+      &took);
+  if (status.code() != absl::StatusCode::kAborted || took > bound) return 6;
+  if ((*world)->AllReduce(t).ok()) return 7;  // aborted for good
+  std::vector<P2POp> receive = {{P2POp::Kind::kRecv, t, 0}};
+  status = AbortedAfterAWhile(
+      "receive", [&] { (*p2p)->Abort(absl::AbortedError("test")); },
+      [&] {
+        absl::Status received = (*p2p)->SendRecv(receive);
+        return received.ok() ? (*p2p)->Synchronize() : received;  // NCCL returns once queued
+      },
+      &took);
+  if (status.code() != absl::StatusCode::kAborted || took > bound) return 8;
+  const auto start = std::chrono::steady_clock::now();
+  split->reset();
+  world->reset();
+  p2p->reset();
+  const auto gone = std::chrono::steady_clock::now() - start;
+  std::cout << "destroyed in " << std::chrono::duration_cast<milliseconds>(gone).count() << " ms"
+            << std::endl;
+  if (gone > milliseconds(2000)) return 9;
+  std::_Exit(0);
+}
+
+// Only this rank was started: an abort must end the rendezvous long before its timeout.
+int AbortRendezvous() {
+  auto signal = std::make_shared<AbortSignal>();
+  absl::StatusOr<std::unique_ptr<Communicator>> comm;
+  milliseconds took;
+  const absl::Status status = AbortedAfterAWhile(
+      "rendezvous", [&] { signal->Fire(absl::AbortedError("test")); },
+      [&] {
+        comm = MakeCommunicator("abort_rendezvous", signal);
+        return comm.status();
+      },
+      &took);
+  if (status.code() != absl::StatusCode::kAborted) return 2;
+  return took < milliseconds(5000) ? 0 : 3;
+}
+
 }  // namespace
 }  // namespace raylight::comm
 
@@ -491,6 +579,8 @@ int main(int argc, char** argv) {
   const std::string scenario = absl::GetFlag(FLAGS_scenario);
   if (scenario == "never_arrive") return comm::NeverArrive();
   if (scenario == "peer_dies") return comm::PeerDies();
+  if (scenario == "abort_waiting") return comm::AbortWaiting();
+  if (scenario == "abort_rendezvous") return comm::AbortRendezvous();
   auto made = comm::MakeCommunicator("suite");
   if (!made.ok()) {
     std::cerr << "rank " << absl::GetFlag(FLAGS_rank) << ": " << made.status() << std::endl;

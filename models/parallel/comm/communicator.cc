@@ -59,6 +59,9 @@ absl::Status CheckDivisible(absl::string_view op, const at::Tensor& t, int64_t d
 
 template <typename Fn>
 auto Communicator::Run(absl::string_view op, Fn&& fn) -> decltype(fn()) {
+  if (failure_.ok() && abort_signal_->fired()) {
+    failure_ = absl::AbortedError(absl::StrCat("aborted: ", abort_signal_->why().message()));
+  }
   if (!failure_.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         op, ": this communicator failed earlier and cannot be used: ", failure_.message()));

@@ -9,7 +9,8 @@
 //     operations have finished when they return.
 // Both are created from a raylight::Store (rendezvous) and both fail with a Status, never hang:
 // every operation is bounded by the communicator's timeout, after which the communicator is
-// aborted and every later call returns the error.
+// aborted and every later call returns the error. Abort() does the same at once, from any thread
+// (a peer is known to be gone: waiting for the timeout would only hold the group).
 //
 // Dtypes: f32, f16, bf16, fp8 e4m3fn, i32, i64, u8. Data movement (all-to-all, all-gather,
 // broadcast, send/recv) copies bytes, so every dtype moves bit-exactly. Reductions run in the
@@ -30,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "models/parallel/comm/abort_signal.h"
 
 namespace raylight::comm {
 
@@ -121,8 +123,20 @@ class Communicator {
   // Waits until every operation issued so far has finished, within the timeout.
   virtual absl::Status Synchronize() = 0;
 
+  // Makes every operation in flight on this communicator and on every communicator split from
+  // it (they share one AbortSignal) fail now with ABORTED and `why`, and every later one fail at
+  // once. The one method meant for another thread than the issuing one. The communicator is not
+  // usable afterwards, as after a timeout: the group is formed again.
+  void Abort(absl::Status why) { abort_signal_->Fire(std::move(why)); }
+  const std::shared_ptr<AbortSignal>& abort_signal() const { return abort_signal_; }
+
  protected:
-  Communicator(int rank, int size) : rank_(rank), size_(size) {}
+  // `signal`: the creator's (the run that may abort it) or the parent's for a Split; null makes
+  // one of its own.
+  Communicator(int rank, int size, std::shared_ptr<AbortSignal> signal = nullptr)
+      : rank_(rank),
+        size_(size),
+        abort_signal_(signal != nullptr ? std::move(signal) : std::make_shared<AbortSignal>()) {}
 
   // What the backends implement. Inputs are validated, contiguous and on device(). Movement
   // operations receive flat byte (kByte) tensors; reductions receive flat tensors of a dtype for
@@ -168,6 +182,7 @@ class Communicator {
 
   const int rank_;
   const int size_;
+  const std::shared_ptr<AbortSignal> abort_signal_;
   absl::Status failure_;
   at::Tensor workspace_;  // the default DoWorkspace's memory
   // The default peer exchange: its memory and the puts waiting for the next fence.

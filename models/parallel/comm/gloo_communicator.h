@@ -19,10 +19,14 @@ struct GlooOptions {
   std::string hostname;
   // Namespaces the rendezvous keys, so that several groups can share one store.
   std::string group_name = "default";
+  // Fired by another thread, it ends the rendezvous and every operation at once (see
+  // Communicator::Abort); null: the communicator makes its own. Inherited by Split.
+  std::shared_ptr<AbortSignal> abort_signal;
 };
 
 // Collective over `size` processes: blocks until every rank has joined through `store`, or fails
-// with DeadlineExceeded after `options.timeout`. `store` must outlive the communicator.
+// with DeadlineExceeded after `options.timeout` (Aborted when the signal fires first). `store`
+// must outlive the communicator.
 absl::StatusOr<std::unique_ptr<Communicator>> CreateGlooCommunicator(Store& store, int rank,
                                                                      int size,
                                                                      const GlooOptions& options);

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "models/parallel/comm/abortable_store.h"
 #include "models/parallel/comm/comm_errors.h"
 #include "models/parallel/comm/peer_memory.h"
 #include "models/parallel/comm/split_plan.h"
@@ -82,11 +83,21 @@ absl::StatusOr<std::unique_ptr<Communicator>> InitCommunicator(const std::string
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(int rank, int size, int device, ncclComm_t comm, NcclOptions options)
-      : Communicator(rank, size), device_(device), options_(std::move(options)), comm_(comm) {
+      : Communicator(rank, size, options.abort_signal),
+        device_(device),
+        options_(std::move(options)),
+        comm_(comm) {
     watchdog_ = std::thread([this] { WatchdogLoop(); });
+    // ncclCommAbort from the aborting thread: it also ends kernels waiting for a lost peer.
+    abort_listener_ = abort_signal()->Subscribe([this](const absl::Status& why) {
+      absl::MutexLock lock(&mu_);
+      c10::cuda::CUDAGuard guard(device_);
+      AbortLocked(absl::AbortedError(absl::StrCat("aborted: ", why.message())));
+    });
   }
 
   ~NcclCommunicator() override {
+    abort_signal()->Unsubscribe(abort_listener_);
     {
       absl::MutexLock lock(&mu_);
       stop_ = true;
@@ -513,6 +524,7 @@ class NcclCommunicator final : public Communicator {
   at::Tensor peer_tensor_ ABSL_GUARDED_BY(mu_);
   std::optional<bool> peer_capable_;
   std::thread watchdog_;
+  int64_t abort_listener_ = 0;
 };
 
 // Builds the communicator from a shared unique id. The communicator is a blocking one: NCCL's
@@ -541,10 +553,19 @@ absl::StatusOr<std::unique_ptr<Communicator>> InitCommunicator(const std::string
     state->result = ncclCommInitRankConfig(&state->comm, size, id, rank, &config);
     state->done.set_value();
   }).detach();
-  if (done.wait_for(options.timeout) != std::future_status::ready) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(what, ": NCCL initialisation did not complete within ",
-                     options.timeout.count(), " ms: a rank stopped during rendezvous"));
+  // Waited in slices: an abort (a peer will not come) ends the wait; the init thread is left
+  // behind as after a timeout.
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  while (done.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (options.abort_signal != nullptr && options.abort_signal->fired()) {
+      return absl::AbortedError(absl::StrCat(
+          what, ": NCCL initialisation aborted: ", options.abort_signal->why().message()));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(what, ": NCCL initialisation did not complete within ",
+                       options.timeout.count(), " ms: a rank stopped during rendezvous"));
+    }
   }
   if (state->result != ncclSuccess) return NcclError(what, state->result, state->comm);
   return std::unique_ptr<Communicator>(
@@ -557,7 +578,9 @@ bool NcclAvailable() { return true; }
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& store, int rank,
                                                                      int size, int device_index,
-                                                                     const NcclOptions& options) {
+                                                                     const NcclOptions& given) {
+  NcclOptions options = given;
+  if (options.abort_signal == nullptr) options.abort_signal = std::make_shared<AbortSignal>();
   const std::string what =
       absl::StrCat("NCCL group '", options.group_name, "' (rank ", rank, " of ", size, ")");
   if (size < 1 || rank < 0 || rank >= size) {
@@ -568,7 +591,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& stor
     return absl::InvalidArgumentError(absl::StrCat(what, ": device index ", device_index,
                                                    " but this process sees ", devices, " GPUs"));
   }
-  PrefixStore group_store(absl::StrCat("nccl/", options.group_name), store);
+  AbortableStore abortable(store, options.abort_signal);  // an abort ends the waits below
+  PrefixStore group_store(absl::StrCat("nccl/", options.group_name), abortable);
   ncclUniqueId id;
   if (rank == 0) {
     if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess) return NcclError(what, r, nullptr);
@@ -577,6 +601,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& stor
   } else {
     auto published = group_store.Get("unique_id", options.timeout);
     if (!published.ok()) {
+      if (published.status().code() == absl::StatusCode::kAborted) return published.status();
       return absl::DeadlineExceededError(absl::StrCat(
           what, ": rank 0 did not publish the NCCL id: ", published.status().message()));
     }
@@ -592,6 +617,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store& stor
   std::vector<std::string> arrivals;
   for (int r = 0; r < size; ++r) arrivals.push_back(absl::StrCat("arrived/", r));
   if (absl::Status all = group_store.Wait(arrivals, options.timeout); !all.ok()) {
+    if (all.code() == absl::StatusCode::kAborted) return all;
     return absl::DeadlineExceededError(absl::StrCat(
         what, ": not every rank joined within ", options.timeout.count(), " ms: ", all.message()));
   }

@@ -29,6 +29,9 @@ struct NcclOptions {
   // engines instead of SMs, so that they overlap compute without slowing it. Other operations
   // keep NCCL's kernels. Inherited by Split.
   bool copy_engine_exchanges = true;
+  // Fired by another thread, it aborts the communicator (ncclCommAbort) and ends a rendezvous at
+  // once (see Communicator::Abort); null: the communicator makes its own. Inherited by Split.
+  std::shared_ptr<AbortSignal> abort_signal;
 };
 
 // Collective over `size` processes: rank 0 publishes the NCCL unique id in `store`, the others
