@@ -35,6 +35,7 @@ message(STATUS "raylight: Gloo headers (declarations only) from ${RAYLIGHT_GLOO_
 
 # ---- libpng (previews, frames: models/core/png.cc) --------------------------------------------
 find_package(PNG REQUIRED)
+find_package(ZLIB REQUIRED)  # CRC-32 of journal records
 
 # ---- SentencePiece ---------------------------------------------------------------------------
 # The umT5 / T5 tokenizer (models/text/sentencepiece_shim.cc is the one file that includes it).

@@ -71,6 +71,10 @@ void DiffusionActor::OnGroupLeft(const worker::GroupContext& group) {
   engine_.GroupLeft(group.group_id);
 }
 
+void DiffusionActor::AbortGroupCall(const worker::GroupContext& group, const absl::Status& why) {
+  engine_.AbortGroup(group, why);
+}
+
 absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& call,
                                                         worker::CallContext& context) {
   auto group = GroupOf(context, "sample");
@@ -104,6 +108,13 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
   }
   SampleRequest request;
   request.job_id = call.job_id();
+  {
+    // FNV-1a over the call's bytes: the same on every run of the job (the head sends the plan's
+    // bytes each time), stable across processes, unlike std::hash.
+    uint64_t hash = 14695981039346656037ull;
+    for (unsigned char c : call.SerializeAsString()) hash = (hash ^ c) * 1099511628211ull;
+    request.fingerprint = hash == 0 ? 1 : hash;
+  }
   request.image = job.image();
   request.end_image = job.end_image();
   request.clip_vision_files.assign(call.clip_vision_files().begin(),

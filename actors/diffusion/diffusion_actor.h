@@ -26,6 +26,7 @@ class DiffusionActor final : public worker::MethodTable<DiffusionActor> {
   explicit DiffusionActor(const worker::ActorEnvironment& environment);
 
   void OnGroupLeft(const worker::GroupContext& group) override;
+  void AbortGroupCall(const worker::GroupContext& group, const absl::Status& why) override;
 
   absl::StatusOr<v1::SampleResult> Sample(const v1::SampleCall& call, worker::CallContext& context);
   absl::StatusOr<v1::LoadModelResult> LoadModel(const v1::LoadModelCall& call,

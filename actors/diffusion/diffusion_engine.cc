@@ -13,9 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "actors/diffusion/agreed_model_calls.h"
 #include "actors/diffusion/dtype_name.h"
 #include "actors/diffusion/image_encoder.h"
 #include "actors/diffusion/job_inputs.h"
+#include "actors/diffusion/model_call_journal.h"
 #include "actors/diffusion/prompt_encoder.h"
 #include "actors/diffusion/root_broadcast.h"
 #include "actors/diffusion/video_output.h"
@@ -186,8 +189,18 @@ class DiffusionEngine::Impl {
 
   absl::StatusOr<Membership*> MembershipOf(const worker::GroupContext& group) {
     auto it = groups_.find(group.group_id);
-    if (it != groups_.end() && it->second.incarnation == group.incarnation) return &it->second;
-    if (it != groups_.end()) DropGroup(group.group_id);
+    if (it != groups_.end() && it->second.incarnation != group.incarnation) {
+      DropGroup(group.group_id);
+      it = groups_.end();
+    }
+    // An aborted membership (a rank was lost) is never used again: the head forms the group anew.
+    const std::shared_ptr<comm::AbortSignal> signal = SignalFor(group.group_id, group.incarnation);
+    if (signal->fired()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("group ", group.name, " incarnation ", group.incarnation, " was aborted (",
+                       signal->why().message(), "); it must be formed again"));
+    }
+    if (it != groups_.end()) return &it->second;
     Membership membership;
     membership.incarnation = group.incarnation;
     const std::string name = absl::StrCat("diffusion-", group.incarnation);
@@ -197,6 +210,7 @@ class DiffusionEngine::Impl {
       comm::NcclOptions options;
       options.timeout = CollectiveTimeout();
       options.group_name = name;
+      options.abort_signal = signal;
       world = comm::CreateNcclCommunicator(*group.store, group.rank, group.size,
                                            environment_.gpu_index, options);
     } else {
@@ -204,6 +218,7 @@ class DiffusionEngine::Impl {
       options.timeout = CollectiveTimeout();
       options.hostname = environment_.host;
       options.group_name = name;
+      options.abort_signal = signal;
       world = comm::CreateGlooCommunicator(*group.store, group.rank, group.size, options);
     }
     if (!world.ok()) return world.status();
@@ -606,6 +621,12 @@ class DiffusionEngine::Impl {
     const bool decodes = request.output != "latent";
     // An output this worker cannot write (no FFmpeg) fails before anything is spent on it.
     if (decodes) RL_RETURN_IF_ERROR(models::vae::CheckVideoFileKind(request.output));
+    {
+      // A cancel that reached rank 0 before the run started stops every rank here, together.
+      RL_ASSIGN_OR_RETURN(Membership * membership, MembershipOf(group));
+      RL_RETURN_IF_ERROR(
+          AgreeToGoOn(*membership->world, reports, cancelled, device_, request.job_id));
+    }
     // Prompts and images are encoded before the model loads; the starting latent's size is the
     // job's for the placement.
     auto inputs = MakeJobInputs(
@@ -667,7 +688,9 @@ class DiffusionEngine::Impl {
     for (const std::string& line : plan->notes) note(line);
     auto mesh = MeshFor(request.mesh, group);
     if (!mesh.ok()) return mesh.status();
-    comm::Communicator& world = *(*MembershipOf(group))->world;  // made by MeshFor just above
+    auto membership = MembershipOf(group);  // made by MeshFor just above, unless aborted since
+    if (!membership.ok()) return membership.status();
+    comm::Communicator& world = *(*membership)->world;
 
     auto positive =
         prompt_text.defined()
@@ -729,35 +752,36 @@ class DiffusionEngine::Impl {
       }
     }
     const models::ParallelContext sequence = (*mesh)->sequence_context();
+    // Rank 0 journals the run's model outputs where every rank's are the same (no data or CFG
+    // parallel axis), so that the job's next run after a lost rank replays them.
+    std::unique_ptr<ModelCallJournal> journal = OpenJournal(request, group.rank);
+    if (journal != nullptr && journal->recorded() > 0) {
+      note(absl::StrCat("resuming: an earlier run of this job left ", journal->recorded(),
+                        " model calls to replay"));
+    }
+    AgreedModelCalls agreed(world, reports, cancelled, journal.get(), device_, request.job_id);
     // The network of one loaded model (an expert of a two-expert job, or the job's model).
     auto model_fn_for = [&](models::WeightProvider& weights) -> samplers::ModelFn {
       return [&, weights = &weights](const at::Tensor& x, double timestep,
                                      samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
-        // Every rank makes the same model calls, so agreeing here keeps them in step: rank 0
-        // decides, all stop at the same call, no collective is left half-entered.
-        at::Tensor stop = at::zeros({1}, on_device.dtype(at::kInt));
-        if (reports && cancelled && cancelled()) stop.fill_(1);
-        if (world.size() > 1) {
-          if (auto status = world.Broadcast(stop, 0); !status.ok()) return status;
-        }
-        if (stop.item<int>() != 0) {
-          return absl::CancelledError(absl::StrCat("job ", request.job_id, " cancelled"));
-        }
-        auto inputs = [&](bool cond) {
-          models::wan::WanInputs in;
-          in.x = x;
-          in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
-          if (frame_timestep_scale.defined()) {
-            in.t = (frame_timestep_scale * in.t).repeat_interleave(tokens_per_frame, 1);
-          }
-          in.context = cond ? positive_text : negative_text;
-          in.clip_fea = clip_fea;
-          in.y = y;
-          return in;
+        auto forward = [&]() -> absl::StatusOr<at::Tensor> {
+          auto inputs = [&](bool cond) {
+            models::wan::WanInputs in;
+            in.x = x;
+            in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
+            if (frame_timestep_scale.defined()) {
+              in.t = (frame_timestep_scale * in.t).repeat_interleave(tokens_per_frame, 1);
+            }
+            in.context = cond ? positive_text : negative_text;
+            in.clip_fea = clip_fea;
+            in.y = y;
+            return in;
+          };
+          return models::wan::WanForward(
+              config, samplers::InputsFor(branch, inputs, models::wan::BatchInputs), sequence,
+              *weights);
         };
-        return models::wan::WanForward(
-            config, samplers::InputsFor(branch, inputs, models::wan::BatchInputs), sequence,
-            *weights);
+        return agreed.Call(x, timestep, static_cast<int>(branch), forward);
       };
     };
 
@@ -813,7 +837,13 @@ class DiffusionEngine::Impl {
                         sampling, latent.to(device_), options, request, config, **mesh, *plan,
                         callback, &steps_before, &steps_in_all);
     }
-    if (!out.ok()) return out.status();
+    if (!out.ok()) {
+      // A cancelled job does not run again; an aborted or failed run may (its journal stays).
+      if (journal != nullptr && out.status().code() == absl::StatusCode::kCancelled) {
+        journal->Remove();
+      }
+      return out.status();
+    }
     outcome.sample_seconds = SecondsSince(sample_start);
     if (reports) {
       // [dp, 1, C, F, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
@@ -845,8 +875,14 @@ class DiffusionEngine::Impl {
                                                          "-pixel tiles: device memory short)")
                                           : ""));
     }
+    if (journal != nullptr) journal->Remove();  // the job is done: nothing to resume
     RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
-                 << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all)";
+                 << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all"
+                 << (agreed.replayed() > 0
+                         ? absl::StrCat(", ", agreed.replayed(), " of ", agreed.calls(),
+                                        " model calls replayed from an earlier run")
+                         : std::string())
+                 << ")";
     return outcome;
   }
 
@@ -919,7 +955,43 @@ class DiffusionEngine::Impl {
       }
     }
     groups_.erase(group_id);
+    {
+      absl::MutexLock lock(&signals_mu_);
+      signals_.erase(group_id);
+    }
     EmptyDeviceCache();
+  }
+
+  // Rank 0's journal of the job's model calls (model_call_journal.h), where there is one to keep:
+  // a state directory, and every rank's model outputs the same (no data or CFG parallel axis,
+  // whose ranks compute different latents or branches).
+  std::unique_ptr<ModelCallJournal> OpenJournal(const SampleRequest& request, int rank) const {
+    if (rank != 0 || environment_.state_dir.empty() || request.fingerprint == 0 ||
+        request.mesh.dp > 1 || request.mesh.cfg > 1) {
+      return nullptr;
+    }
+    const char* limit = std::getenv("RAYLIGHT_JOURNAL_MAX_MIB");
+    const int64_t max_bytes = (limit != nullptr ? std::atoll(limit) : 4096) << 20;
+    auto journal = ModelCallJournal::Open(environment_.state_dir + "/journals", request.job_id,
+                                          request.fingerprint, max_bytes, absl::Hours(24));
+    if (!journal.ok()) {
+      RL_LOG(WARNING) << "job " << request.job_id << ": no journal: " << journal.status();
+      return nullptr;
+    }
+    return *std::move(journal);
+  }
+
+  // The abort signal of the group's membership at `incarnation` (made on first use: an abort may
+  // come before the run has created its communicators, and then ends their rendezvous).
+  // Thread-safe.
+  std::shared_ptr<comm::AbortSignal> SignalFor(const std::string& group_id, int64_t incarnation) {
+    absl::MutexLock lock(&signals_mu_);
+    GroupSignal& entry = signals_[group_id];
+    if (entry.signal == nullptr || entry.incarnation != incarnation) {
+      entry.incarnation = incarnation;
+      entry.signal = std::make_shared<comm::AbortSignal>();
+    }
+    return entry.signal;
   }
 
  private:
@@ -932,6 +1004,13 @@ class DiffusionEngine::Impl {
   std::map<std::string, LoadedModel> models_;              // by files|dtype|placement|group
   std::map<std::string, models::wan::WanBytes> measured_;  // by files|dtype|
   std::map<std::string, Membership> groups_;               // by group id
+  // Shared with the thread that aborts a run (AbortGroup): by group id.
+  struct GroupSignal {
+    int64_t incarnation = 0;
+    std::shared_ptr<comm::AbortSignal> signal;
+  };
+  absl::Mutex signals_mu_;
+  std::map<std::string, GroupSignal> signals_ ABSL_GUARDED_BY(signals_mu_);
 };
 
 DiffusionEngine::DiffusionEngine(const worker::ActorEnvironment& environment)
@@ -966,5 +1045,9 @@ std::vector<ModelSummary> DiffusionEngine::Unload(const std::string& path) {
 }
 
 void DiffusionEngine::GroupLeft(const std::string& group_id) { impl_->DropGroup(group_id); }
+
+void DiffusionEngine::AbortGroup(const worker::GroupContext& group, const absl::Status& why) {
+  impl_->SignalFor(group.group_id, group.incarnation)->Fire(why);
+}
 
 }  // namespace raylight::actors

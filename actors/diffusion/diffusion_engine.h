@@ -7,7 +7,7 @@
 // One communicator per group membership, created at the group's first job (or load) and kept
 // until the group is left; a mesh (its axis communicators) per shape, built once per membership.
 //
-// Not thread-safe: the worker's executor calls it from one thread.
+// Not thread-safe: the worker's executor calls it from one thread, except AbortGroup.
 #pragma once
 
 #include <memory>
@@ -40,6 +40,9 @@ class DiffusionEngine {
   std::vector<ModelSummary> Unload(const std::string& path);
   // Drops the group's communicators and the models sharded over it.
   void GroupLeft(const std::string& group_id);
+  // From another thread while a call on `group` runs: its communicators and rendezvous fail now
+  // (a rank was lost); the membership is not used again (the head forms the group anew).
+  void AbortGroup(const worker::GroupContext& group, const absl::Status& why);
 
  private:
   class Impl;

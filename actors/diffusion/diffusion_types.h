@@ -28,6 +28,9 @@ struct ModelRequest {
 
 struct SampleRequest {
   std::string job_id;
+  // Names the job's inputs (its SampleCall's bytes): a journal of the job's model calls is
+  // replayed only into a run of the same inputs (model_call_journal.h). 0: no journal.
+  uint64_t fingerprint = 0;
   ModelRequest model;
   parallel::MeshShape mesh;
   std::string positive, negative;  // conditioning safetensors bytes

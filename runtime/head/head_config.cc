@@ -53,6 +53,10 @@ void AddHeadFlags(CLI::App& app, HeadConfig& config) {
             "an ended job and its result are kept this long, then forgotten");
   AddMillis(app, "--job-retry-backoff-ms", config.job_retry_backoff,
             "first wait before a failed job runs again");
+  AddMillis(app, "--rank-grace-ms", config.rank_grace,
+            "once rank 0 of a run ended, the other ranks are aborted after this");
+  AddMillis(app, "--cancel-grace-ms", config.cancel_grace,
+            "a cancelled job still running this long after the cancel is aborted");
 }
 
 }  // namespace raylight::head

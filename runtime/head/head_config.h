@@ -48,6 +48,13 @@ struct HeadConfig {
   absl::Duration job_retention = absl::Hours(24 * 7);
   // Bound on one run of a job (every rank's call).
   absl::Duration job_timeout = absl::Hours(12);
+  // Once one rank's call of a run has ended (its result in, or its cancel sent), the others have
+  // this long to end too; then their calls are cancelled and their workers abort the group's
+  // collectives (the group is formed again). A rank that fails aborts the others at once.
+  absl::Duration rank_grace = absl::Seconds(5);
+  // A cancelled job's ranks stop together at the next model call (its group kept as it is); one
+  // still running this long after the cancel (a step longer than this, a rank stuck) is aborted.
+  absl::Duration cancel_grace = absl::Seconds(60);
 };
 
 void AddHeadFlags(CLI::App& app, HeadConfig& config);

@@ -945,6 +945,11 @@ void HeadManager::DissolveGroup(Group& group, const std::string& reason) {
     request.set_reason(reason);
     workers_.LeaveGroup(actor->info.address(), std::move(request), [](absl::Status) {});
   }
+  if (group_dissolved_) group_dissolved_(group.info.spec().name(), reason);
+}
+
+void HeadManager::DissolveGroupNamed(const std::string& name, const std::string& reason) {
+  if (Group* group = FindGroup("", name); group != nullptr) DissolveGroup(*group, reason);
 }
 
 void HeadManager::FailGroupWaiters(Group& group, const absl::Status& status) {

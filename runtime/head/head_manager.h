@@ -78,6 +78,15 @@ class HeadManager {
   void WaitCluster(const v1::WaitClusterRequest& request, Reply<v1::ClusterState> reply);
   // The cluster as it is now (the job scheduler reads it).
   v1::ClusterState Snapshot() const;
+  // Dissolves the group named `name` (its members leave it and keep their actors and what they
+  // loaded; CreateGroup forms it again). Nothing for an unknown or dissolved group.
+  void DissolveGroupNamed(const std::string& name, const std::string& reason);
+  // Told of every group dissolved from now on (a member lost or hung, a formation failed, ...),
+  // with the group's name and why. One listener (the job manager); on the io thread.
+  void OnGroupDissolved(
+      std::function<void(const std::string& name, const std::string& reason)> listener) {
+    group_dissolved_ = std::move(listener);
+  }
 
  private:
   struct Node {
@@ -185,6 +194,7 @@ class HeadManager {
   absl::flat_hash_map<std::string, std::string> actor_names_;  // live actors only
   absl::flat_hash_map<std::string, std::string> group_names_;
   std::vector<ClusterWaiter> cluster_waiters_;
+  std::function<void(const std::string&, const std::string&)> group_dissolved_;
 };
 
 }  // namespace raylight::head

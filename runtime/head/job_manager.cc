@@ -72,26 +72,58 @@ std::string ShapePrefix(const v1::JobPlan& plan) {
 }  // namespace
 
 // One attempt of a job: a thread per rank making the group call; the last one to finish posts
-// the outcome to the io thread. Contexts are kept so that a cancel can reach the calls.
+// the outcome to the io thread. Contexts are kept so that an abort can reach the calls.
+//
+// A rank whose call ends before the others leaves them waiting in collectives for a peer that
+// will not come (issue #23: cancel right after submit, a lost or hung rank held the group for
+// the 300 s collective timeout). So a failed rank aborts the others at once, and after any other
+// end (a result, the user's cancel reaching rank 0) the others have the grace to end on their own.
+// Aborting a call is cancelling it: its worker aborts the group's communicators and the group is
+// formed again after the run.
 struct JobManager::Run {
   int attempt = 0;
   std::string group_name;
+  std::string rank0_address;  // where Worker.CancelCall reaches rank 0
+  std::string caller_id;      // the calls' CallHeader.caller_id
   std::vector<std::thread> threads;
   std::vector<absl::StatusOr<std::string>> results;  // by rank; each written by its own thread
   std::atomic<int> remaining{0};
 
   absl::Mutex mu;
   std::vector<grpc::ClientContext*> contexts ABSL_GUARDED_BY(mu);  // null once that call ended
+  // Ranks whose call the head cancelled to abort it (their results say nothing of the job).
+  std::vector<bool> aborted ABSL_GUARDED_BY(mu);
   bool cancel_rank0 ABSL_GUARDED_BY(mu) = false;
   bool cancel_all ABSL_GUARDED_BY(mu) = false;
 
-  void Cancel(bool all) {
+  // The user's cancel, sent to rank 0's worker (Worker.CancelCall): rank 0 decides for every
+  // rank at its next model call, and the group stays as it is.
+  void MarkCancelled() {
     absl::MutexLock lock(&mu);
     cancel_rank0 = true;
-    cancel_all = cancel_all || all;
+  }
+  // Cancels every call not yet ended, those not yet started included; their workers abort the
+  // group's collectives.
+  void Abort() {
+    absl::MutexLock lock(&mu);
+    cancel_all = true;
     for (size_t rank = 0; rank < contexts.size(); ++rank) {
-      if (contexts[rank] != nullptr && (rank == 0 || all)) contexts[rank]->TryCancel();
+      if (contexts[rank] == nullptr) continue;
+      aborted[rank] = true;
+      contexts[rank]->TryCancel();
     }
+  }
+  bool AbortedRank(int rank) {
+    absl::MutexLock lock(&mu);
+    return aborted[rank];
+  }
+  bool AnyAborted() {
+    absl::MutexLock lock(&mu);
+    return std::find(aborted.begin(), aborted.end(), true) != aborted.end();
+  }
+  bool GracefulCancel() {
+    absl::MutexLock lock(&mu);
+    return cancel_rank0 && !cancel_all;
   }
   void Join() {
     for (std::thread& thread : threads) {
@@ -156,6 +188,17 @@ absl::Status JobManager::Start() {
     RL_LOG(INFO) << "jobs: " << jobs_.size() << " loaded, " << live_.size() << " to run ("
                  << requeued << " interrupted by the restart)";
   }
+  // A group dissolved under a run (a member died or stopped answering heartbeats): the survivors
+  // wait for it in collectives; end their calls now.
+  head_.OnGroupDissolved([this](const std::string& name, const std::string& reason) {
+    for (Job* job : live_) {
+      if (job->run != nullptr && job->run->group_name == name) {
+        RL_LOG(WARNING) << "job " << job->info.job_id() << ": group " << name
+                        << " dissolved under its run (" << reason << "); aborting the run";
+        job->run->Abort();
+      }
+    }
+  });
   ArmTimer();
   return absl::OkStatus();
 }
@@ -166,7 +209,7 @@ void JobManager::Stop() {
   timer_.cancel();
   for (Job* job : live_) {
     if (job->run == nullptr) continue;
-    job->run->Cancel(/*all=*/true);
+    job->run->Abort();
     job->run->Join();
   }
 }
@@ -382,12 +425,45 @@ void JobManager::Cancel(const v1::CancelJobRequest& request, Reply<v1::JobInfo> 
   }
   if (job.run == nullptr) {
     Finish(job, v1::JOB_CANCELLED, "cancelled before it ran");
-  } else {
+  } else if (!job.cancel_requested) {
     job.cancel_requested = true;
-    // Rank 0 decides for every rank at its next model call (the ranks agree there).
-    job.run->Cancel(/*all=*/false);
+    // Rank 0 decides for every rank at its next model call (the ranks agree there), and the
+    // group keeps its communicators and sharded models. A run that has not stopped within the
+    // grace (a step longer than it, a rank stuck) is aborted.
+    std::shared_ptr<Run> run = job.run;
+    run->MarkCancelled();
+    SendCancelCall(run);
+    auto timer = std::make_shared<boost::asio::steady_timer>(
+        io_, absl::ToChronoMilliseconds(config_.cancel_grace));
+    timer->async_wait([run, timer](const boost::system::error_code& error) {
+      if (!error) run->Abort();
+    });
   }
   reply(job.info);
+}
+
+void JobManager::SendCancelCall(const std::shared_ptr<Run>& run) {
+  struct Call {
+    grpc::ClientContext context;
+    v1::CancelCallRequest request;
+    v1::CancelCallResponse response;
+    std::shared_ptr<v1::Worker::Stub> stub;
+  };
+  auto* call = new Call;
+  call->request.set_caller_id(run->caller_id);
+  call->stub = StubFor(run->rank0_address);
+  call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  token_.Attach(call->context);
+  call->stub->async()->CancelCall(&call->context, &call->request, &call->response,
+                                  [call, caller = run->caller_id](grpc::Status status) {
+                                    // Not reached: the worker is gone, and so is the call (the
+                                    // run fails and ends); the grace bounds the rest.
+                                    if (!status.ok()) {
+                                      RL_LOG(WARNING) << "cancel of " << caller << ": "
+                                                      << status.error_message();
+                                    }
+                                    delete call;
+                                  });
 }
 
 absl::Status JobManager::UnknownKind(const std::string& field, const std::string& kind) const {
@@ -671,6 +747,7 @@ void JobManager::StartRun(Job& job, PoolGroup& group, const v1::GroupInfo& info)
   {
     absl::MutexLock lock(&run->mu);
     run->contexts.assign(size, nullptr);
+    run->aborted.assign(size, false);
   }
   group.busy_job = job.info.job_id();
   group.affinity = job.plan.affinity();
@@ -688,11 +765,13 @@ void JobManager::StartRun(Job& job, PoolGroup& group, const v1::GroupInfo& info)
 
   const std::string job_id = job.info.job_id();
   const std::string result_path = ResultPath(job_id);
+  run->caller_id = absl::StrCat("job:", job_id, ":", run->attempt);
   for (const v1::GroupMember& member : info.members()) {
+    if (member.rank() == 0) run->rank0_address = member.address();
     v1::CallHeader header;
     header.set_actor_id(member.actor_id());
     header.set_method(job.plan.method());
-    header.set_caller_id(absl::StrCat("job:", job_id, ":", run->attempt));
+    header.set_caller_id(run->caller_id);
     header.set_seq(0);
     header.set_group_id(info.group_id());
     header.set_group_incarnation(info.incarnation());
@@ -710,12 +789,35 @@ void JobManager::StartRun(Job& job, PoolGroup& group, const v1::GroupInfo& info)
                              [run, rank](grpc::ClientContext* context) {
                                absl::MutexLock lock(&run->mu);
                                run->contexts[rank] = context;
-                               if (run->cancel_all || (rank == 0 && run->cancel_rank0))
-                                 context->TryCancel();
+                               if (context == nullptr) return;  // the call is over
+                               if (!run->cancel_all) return;
+                               run->aborted[rank] = true;
+                               context->TryCancel();
                              });
       {
         absl::MutexLock lock(&run->mu);
         run->contexts[rank] = nullptr;
+      }
+      // A rank that failed leaves the others waiting for it: they are aborted at once. Once rank 0
+      // has its result (or the user's cancel, which the ranks agree on at the next model call),
+      // the others have the grace to end. Another rank's success leaves rank 0 be: it may still
+      // be writing the job's output.
+      if (run->remaining.load() > 1 && !run->AbortedRank(rank)) {
+        // The user's cancel ends every rank CANCELLED at the same model call: not a failure.
+        const bool agreed_cancel =
+            run->GracefulCancel() &&
+            (rank == 0 || result.status().code() == absl::StatusCode::kCancelled);
+        if (!result.ok() && !agreed_cancel) {
+          run->Abort();
+        } else if (rank == 0) {
+          boost::asio::post(io_, [this, run] {
+            auto timer = std::make_shared<boost::asio::steady_timer>(
+                io_, absl::ToChronoMilliseconds(config_.rank_grace));
+            timer->async_wait([run, timer](const boost::system::error_code& error) {
+              if (!error) run->Abort();
+            });
+          });
+        }
       }
       if (rank == 0 && result.ok()) {
         // Stored before the job is SUCCEEDED: a finished job always has its result.
@@ -765,12 +867,34 @@ void JobManager::OnRunDone(const std::string& job_id, const std::shared_ptr<Run>
   Job& job = it->second;
   job.run = nullptr;
   if (stopped_) return;  // the head is stopping: the job stays RUNNING and is requeued at start
-  // The first failure, rank 0's if it failed: the one that says the most.
+  // The first failure, rank 0's if it failed: the one that says the most. Ranks the head aborted
+  // say only that; a rank's own failure is the cause.
   const absl::Status* failure = nullptr;
-  for (const auto& result : run->results) {
-    if (!result.ok() && (failure == nullptr || &result == &run->results.front())) {
+  bool failure_is_own = false;
+  for (size_t rank = 0; rank < run->results.size(); ++rank) {
+    const auto& result = run->results[rank];
+    if (result.ok()) continue;
+    const bool own = !run->AbortedRank(static_cast<int>(rank));
+    if (failure == nullptr || (own && !failure_is_own) || (own && rank == 0)) {
       failure = &result.status();
+      failure_is_own = own;
     }
+  }
+  // A run that ended irregularly may have left communicators aborted or mid-collective: the
+  // group is formed again before the next run (its members keep what they loaded). Regular: all
+  // ranks succeeded, or all ended with the same cancel or fault of the job before any was aborted.
+  const bool regular =
+      failure == nullptr ||
+      (!run->AnyAborted() &&
+       std::all_of(run->results.begin(), run->results.end(),
+                   [&](const absl::StatusOr<std::string>& result) {
+                     return !result.ok() && result.status().code() == failure->code();
+                   }) &&
+       (failure->code() == absl::StatusCode::kCancelled || JobsFault(failure->code())));
+  if (!regular) {
+    head_.DissolveGroupNamed(run->group_name,
+                             absl::StrCat("job ", job_id, " attempt ", run->attempt,
+                                          " ended irregularly: ", failure->message()));
   }
   if (failure == nullptr) {
     int64_t bytes = 0;

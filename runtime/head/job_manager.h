@@ -10,6 +10,17 @@
 //     | a rank lost, a transient error:
 //                          +----(backoff, bounded)---+ requeued (failed_attempts < max_retries)
 //
+// Rank loss: a run's ranks wait for each other in collectives, so one rank's end is everyone's.
+// A user's cancel goes to rank 0 (Worker.CancelCall): the ranks stop together at the next model
+// call and the group is kept; a run still going after `cancel_grace` is aborted. A rank whose call
+// fails (its worker died, or it failed on its own) has the others' calls cancelled at once; once
+// rank 0 has ended the others have `rank_grace`; a group the HeadManager dissolves under a run (a
+// member dead or hung) has the run's calls cancelled at once. A cancelled call's worker aborts the
+// group's communicators (CallCancellation), and a run that ended so, or otherwise irregularly, has
+// its group dissolved and formed again before the next run (its members keep their models). The
+// retry then waits on the group's formation, which waits out workers the head has not yet seen die
+// (their joins fail as missing capacity, which does not count against the job).
+//
 // Groups: the manager keeps a pool of groups named "jobs/<class>/<gpu|cpu>/<size>/<n>". A job runs
 // on an idle READY group of its shape, preferring the one that ran the last job with the same
 // affinity (its model is loaded); else a dissolved one of that shape is formed again (survivors
@@ -123,6 +134,8 @@ class JobManager {
   void NotifyState(Job& job);
   std::string ResultPath(const std::string& job_id) const;
   std::shared_ptr<v1::Worker::Stub> StubFor(const std::string& address);
+  // Worker.CancelCall to the run's rank 0 (asynchronous; on the io thread).
+  void SendCancelCall(const std::shared_ptr<Run>& run);
 
   const HeadConfig config_;
   boost::asio::io_context& io_;

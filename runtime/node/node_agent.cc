@@ -103,6 +103,7 @@ void NodeAgent::SpawnWorker(Slot& slot) {
       absl::StrCat("--host=", config_.host),
       absl::StrCat("--instance-id=", slot.instance_id),
       absl::StrCat("--parent-pid=", getpid()),
+      absl::StrCat("--state-dir=", config_.state_dir),
   };
   for (const std::string& root : config_.model_roots) argv.push_back("--model-root=" + root);
   SpawnOptions options;

@@ -89,7 +89,7 @@ bool ServerAuth::MemberOnly(absl::string_view method) {
   static const auto* const kMemberMethods = new absl::flat_hash_set<absl::string_view>{
       "Head.RegisterNode",     "Head.NodeHeartbeat", "Head.RegisterWorker", "Head.WorkerHeartbeat",
       "Head.ReportWorkerExit", "Worker.StartActor",  "Worker.StopActor",    "Worker.JoinGroup",
-      "Worker.LeaveGroup",     "Worker.Shutdown"};
+      "Worker.LeaveGroup",     "Worker.Shutdown",    "Worker.CancelCall"};
   return absl::StartsWith(method, "KvStore.") || kMemberMethods->contains(method);
 }
 

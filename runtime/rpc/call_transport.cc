@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "runtime/rpc/channels.h"
 #include "runtime/rpc/grpc_status.h"
 
@@ -21,6 +22,10 @@ absl::StatusOr<std::string> Unary(v1::Worker::Stub& stub, const ClusterToken& to
                                   const v1::CallHeader& header, const std::string& args,
                                   absl::Duration timeout, const ContextHook& on_context) {
   grpc::ClientContext context;
+  // Told before the context is destroyed: another thread may be about to TryCancel it.
+  absl::Cleanup forget = [&on_context] {
+    if (on_context) on_context(nullptr);
+  };
   Prepare(context, token, timeout, on_context);
   v1::CallRequest request;
   *request.mutable_header() = header;
@@ -36,6 +41,10 @@ absl::StatusOr<std::string> Streamed(v1::Worker::Stub& stub, const ClusterToken&
                                      absl::Duration timeout, const EventCallback& on_event,
                                      const ContextHook& on_context) {
   grpc::ClientContext context;
+  // Told before the context is destroyed: another thread may be about to TryCancel it.
+  absl::Cleanup forget = [&on_context] {
+    if (on_context) on_context(nullptr);
+  };
   Prepare(context, token, timeout, on_context);
   auto stream = stub.CallStream(&context);
   size_t offset = 0;

@@ -17,7 +17,7 @@ namespace raylight::rpc {
 using EventCallback = std::function<void(const std::string& event)>;
 
 // Called with the call's context before the call starts, so that another thread can
-// TryCancel() it; the context lives until CallActorOnce returns.
+// TryCancel() it, and with nullptr before the context is destroyed (inside CallActorOnce).
 using ContextHook = std::function<void(grpc::ClientContext* context)>;
 
 absl::StatusOr<std::string> CallActorOnce(v1::Worker::Stub& stub, const ClusterToken& token,

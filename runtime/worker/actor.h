@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "runtime/common/store.h"
@@ -31,6 +32,9 @@ struct ActorEnvironment {
   // The directories this worker's actors may read files from (the node's --model-root); an
   // actor checks every path a call names against them itself, whoever sent the call.
   std::vector<std::string> file_roots;
+  // The node's state directory (the actor's files that outlive the worker process, such as the
+  // journals of running jobs, go under it); empty: none.
+  std::string state_dir;
 };
 
 enum class CollectiveBackend { kGloo, kNccl };
@@ -73,6 +77,14 @@ class Actor {
   // The group is gone (dissolved or removed): drop its communicators. `group.store` is about to
   // be destroyed.
   virtual void OnGroupLeft(const GroupContext& group) {}
+
+  // Called on another thread while a call made through `group` runs (or is about to), when that
+  // call's caller cancelled it or went away: the head does so when a rank of the group is lost,
+  // so the call's collectives wait for a peer that will never come. Make them, and the
+  // rendezvous, fail now (Communicator::Abort); the call then returns its error and the head
+  // forms the group again. Must be quick and safe against the running call. The default does
+  // nothing: the call ends at its next cancelled() check or collective timeout.
+  virtual void AbortGroupCall(const GroupContext& group, const absl::Status& why) {}
 };
 
 // Creates an actor of one class from the init arguments of its ActorSpec.

@@ -17,6 +17,8 @@ void AddWorkerFlags(CLI::App& app, WorkerConfig& config) {
   rpc::AddSecurityFlags(app, config.security);
   app.add_option("--model-root", config.model_roots,
                  "a directory actors may read model files from (repeatable)");
+  app.add_option("--state-dir", config.state_dir,
+                 "the node's state directory (job journals that outlive this process)");
   app.add_option("--instance-id", config.instance_id, "id of this worker process");
   app.add_option("--parent-pid", config.parent_pid, "exit when this process exits");
 }

@@ -23,6 +23,8 @@ struct WorkerConfig {
   rpc::SecurityFlags security;     // tokens, TLS, --insecure (as the node agent passes them)
   // Directories actors may read model files from (ActorEnvironment::file_roots).
   std::vector<std::string> model_roots;
+  // The node's state directory (ActorEnvironment::state_dir); empty: none.
+  std::string state_dir;
   int parent_pid = 0;  // exit when this process (the node agent) is gone
   // Names this process; the node agent chooses it so that it can report the exit. Default: random.
   std::string instance_id;

@@ -51,8 +51,8 @@ int RunWorker(int argc, char** argv, const ActorRegistry& registry) {
   const std::string worker_id = absl::StrCat(config.node_id, "/w", config.slot);
   const std::string instance_id = config.instance_id.empty() ? RandomId("") : config.instance_id;
   auto head_channel = rpc::MakeChannel(config.head_address);
-  WorkerIdentity identity{worker_id, config.node_id, config.host, config.gpu_index,
-                          config.model_roots};
+  WorkerIdentity identity{worker_id,        config.node_id,     config.host,
+                          config.gpu_index, config.model_roots, config.state_dir};
   CallExecutor executor;
   WorkerRuntime runtime(
       registry, identity,

@@ -17,18 +17,18 @@ namespace {
 class CallContextImpl final : public CallContext {
  public:
   CallContextImpl(const WorkerRuntime::EventSink& events, const GroupContext* group,
-                  const WorkerRuntime::CancelCheck& cancelled)
-      : events_(events), group_(group), cancelled_(cancelled) {}
+                  const WorkerRuntime::Cancellation& cancellation)
+      : events_(events), group_(group), cancellation_(cancellation) {}
   void Emit(std::string event) override {
     if (events_) events_(std::move(event));
   }
   const GroupContext* group() const override { return group_; }
-  bool cancelled() const override { return cancelled_ && cancelled_(); }
+  bool cancelled() const override { return cancellation_ && cancellation_->cancelled(); }
 
  private:
   const WorkerRuntime::EventSink& events_;
   const GroupContext* group_;
-  const WorkerRuntime::CancelCheck& cancelled_;
+  const WorkerRuntime::Cancellation& cancellation_;
 };
 
 CollectiveBackend ToBackend(v1::CollectiveBackend backend, int gpu_index) {
@@ -82,9 +82,9 @@ absl::Status WorkerRuntime::StartActorNow(const v1::ActorSpec& spec, int64_t inc
         absl::StrCat("class_name: this worker hosts no class '", spec.class_name(), "'"));
   }
   if (actor_ != nullptr) StopActorNow(absl::StrCat("replaced by actor ", spec.actor_id()));
-  ActorEnvironment environment{spec.actor_id(),     identity_.worker_id, identity_.node_id,
-                               identity_.host,      identity_.gpu_index, incarnation,
-                               identity_.file_roots};
+  ActorEnvironment environment{spec.actor_id(),      identity_.worker_id, identity_.node_id,
+                               identity_.host,       identity_.gpu_index, incarnation,
+                               identity_.file_roots, identity_.state_dir};
   auto actor = registry_.Create(spec.class_name(), environment, spec.init_args());
   if (!actor.ok()) return actor.status();
   actor_ = *std::move(actor);
@@ -180,19 +180,64 @@ void WorkerRuntime::LeaveGroup(std::string group_id, int64_t incarnation, std::s
 }
 
 void WorkerRuntime::Call(const v1::CallHeader& header, std::string args, EventSink events,
-                         CallDone done, CancelCheck cancelled) {
+                         CallDone done, Cancellation cancellation) {
+  if (cancellation == nullptr) cancellation = std::make_shared<CallCancellation>();
+  Track(header.caller_id(), cancellation);
   auto shared_done = std::make_shared<CallDone>(std::move(done));
-  executor_.Submit(header.caller_id(), header.seq(),
-                   {[this, header, args = std::move(args), events = std::move(events),
-                     cancelled = std::move(cancelled), shared_done]() mutable {
-                      (*shared_done)(CallNow(header, args, events, cancelled));
-                    },
-                    [shared_done](absl::Status status) { (*shared_done)(status); }});
+  executor_.Submit(
+      header.caller_id(), header.seq(),
+      {[this, header, args = std::move(args), events = std::move(events), cancellation,
+        shared_done]() mutable {
+         absl::StatusOr<std::string> result = CallNow(header, args, events, cancellation);
+         Untrack(header.caller_id(), cancellation);
+         (*shared_done)(std::move(result));
+       },
+       [this, caller = header.caller_id(), cancellation, shared_done](absl::Status status) {
+         Untrack(caller, cancellation);
+         (*shared_done)(status);
+       }});
+}
+
+void WorkerRuntime::Track(const std::string& caller_id, const Cancellation& cancellation) {
+  if (caller_id.empty()) return;
+  absl::MutexLock lock(&calls_mu_);
+  if (auto stopped = stopped_callers_.find(caller_id); stopped != stopped_callers_.end()) {
+    cancellation->RequestStop();  // the stop overtook the call
+  }
+  live_calls_[caller_id].push_back(cancellation);
+}
+
+void WorkerRuntime::Untrack(const std::string& caller_id, const Cancellation& cancellation) {
+  if (caller_id.empty()) return;
+  absl::MutexLock lock(&calls_mu_);
+  auto it = live_calls_.find(caller_id);
+  if (it == live_calls_.end()) return;
+  std::erase(it->second, cancellation);
+  if (it->second.empty()) live_calls_.erase(it);
+}
+
+bool WorkerRuntime::StopCall(const std::string& caller_id) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&calls_mu_);
+  // Bounded: remembered for kStopMemory, at most kMaxRemembered at a time.
+  constexpr size_t kMaxRemembered = 4096;
+  for (auto entry = stopped_callers_.begin(); entry != stopped_callers_.end();) {
+    if (now - entry->second > kStopMemory) {
+      stopped_callers_.erase(entry++);
+    } else {
+      ++entry;
+    }
+  }
+  if (stopped_callers_.size() < kMaxRemembered) stopped_callers_[caller_id] = now;
+  auto it = live_calls_.find(caller_id);
+  if (it == live_calls_.end()) return false;
+  for (const Cancellation& cancellation : it->second) cancellation->RequestStop();
+  return true;
 }
 
 absl::StatusOr<std::string> WorkerRuntime::CallNow(const v1::CallHeader& header,
                                                    const std::string& args, const EventSink& events,
-                                                   const CancelCheck& cancelled) {
+                                                   const Cancellation& cancellation) {
   if (actor_ == nullptr || actor_spec_.actor_id() != header.actor_id()) {
     // The caller's view of where the actor lives is stale: it re-resolves through the head.
     return absl::FailedPreconditionError(absl::StrCat("actor_id: worker ", identity_.worker_id,
@@ -209,8 +254,31 @@ absl::StatusOr<std::string> WorkerRuntime::CallNow(const v1::CallHeader& header,
     }
     group = &it->second->context;
   }
-  CallContextImpl context(events, group, cancelled);
-  return actor_->Call(header.method(), args, context);
+  CallContextImpl context(events, group, cancellation);
+  if (group == nullptr) return actor_->Call(header.method(), args, context);
+  // A group call whose caller gave up before it started: its peers are being aborted, and
+  // starting it would only wait for them. (A stop request runs it: the ranks agree to stop.)
+  if (cancellation->rpc_cancelled()) {
+    return absl::CancelledError(absl::StrCat("call ", header.caller_id(),
+                                             " was cancelled by its caller before it started"));
+  }
+  cancellation->Arm([actor = actor_.get(), group, caller = header.caller_id()] {
+    actor->AbortGroupCall(
+        *group, absl::AbortedError(absl::StrCat("call ", caller, " cancelled by its caller")));
+  });
+  absl::StatusOr<std::string> result = actor_->Call(header.method(), args, context);
+  cancellation->Disarm();
+  if (cancellation->aborted()) {
+    RL_LOG(WARNING) << "group call " << header.caller_id() << " on group " << group->name
+                    << " aborted by its caller: "
+                    << (result.ok() ? std::string("finished") : result.status().ToString());
+    if (!result.ok()) {
+      return absl::AbortedError(
+          absl::StrCat("call ", header.caller_id(),
+                       " aborted (its caller cancelled it): ", result.status().message()));
+    }
+  }
+  return result;
 }
 
 void WorkerRuntime::PublishSnapshot() {

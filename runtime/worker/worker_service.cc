@@ -84,11 +84,12 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1
           }
           Complete(result.status());
         },
-        [this] { return cancelled_.load(std::memory_order_relaxed); });
+        cancellation_);
   }
 
-  // The caller cancelled or went away; the running call sees it through CallContext::cancelled.
-  void OnCancel() override { cancelled_.store(true, std::memory_order_relaxed); }
+  // The caller cancelled or went away: the call sees it through CallContext::cancelled, and a
+  // group call blocked in a collective is aborted (CallCancellation).
+  void OnCancel() override { cancellation_->Cancel(); }
 
   void OnWriteDone(bool ok) override {
     const v1::CallOutput* next = nullptr;
@@ -168,7 +169,7 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<v1::CallChunk, v1
   bool completed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_;  // written once before finished_ is set
-  std::atomic<bool> cancelled_{false};
+  const std::shared_ptr<CallCancellation> cancellation_ = std::make_shared<CallCancellation>();
   std::atomic<int64_t>& receiving_;  // the worker's bytes being received, all streams
   const int64_t budget_;
   int64_t held_ = 0;  // this stream's part of receiving_
@@ -247,7 +248,17 @@ grpc::ServerUnaryReactor* WorkerService::Call(grpc::CallbackServerContext* conte
         if (result.ok()) response->set_result(*std::move(result));
         reactor->Finish(ToGrpc(result.status()));
       },
-      [context] { return context->IsCancelled(); });
+      std::make_shared<CallCancellation>([context] { return context->IsCancelled(); }));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkerService::CancelCall(grpc::CallbackServerContext* context,
+                                                    const v1::CancelCallRequest* request,
+                                                    v1::CancelCallResponse* response) {
+  if (auto* rejected = Reject(context, "Worker.CancelCall")) return rejected;
+  response->set_found(runtime_.StopCall(request->caller_id()));
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

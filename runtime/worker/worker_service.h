@@ -42,6 +42,9 @@ class WorkerService final : public v1::Worker::CallbackService {
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
                                  const v1::CallRequest* request,
                                  v1::CallResponse* response) override;
+  grpc::ServerUnaryReactor* CancelCall(grpc::CallbackServerContext* context,
+                                       const v1::CancelCallRequest* request,
+                                       v1::CancelCallResponse* response) override;
   grpc::ServerBidiReactor<v1::CallChunk, v1::CallOutput>* CallStream(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
