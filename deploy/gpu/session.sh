@@ -7,6 +7,8 @@
 # from .carry/ComfyUI-0.3.64.tar.gz (copy it from ../shared/third_party and carry it).
 #
 #   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
+#   deploy/gpu/session.sh resume           issue #23: a 1.3B job whose worker is killed halfway
+#                                          resumes from its last step (resume_gpu.sh)
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
@@ -88,6 +90,17 @@ case $WHAT in
     (cd build-gpu && timeout "${TEST_TIMEOUT:-540}" ctest -L gpu ${TESTS:+-R "$TESTS"} -V) >"$OUT/ctest-gpu.log" 2>&1
     echo "ctest -L gpu exit $?"
     grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -60 ;;
+  resume)  # issue #23: the gpu tests of TESTS (none by default), then a 1.3B job whose worker is
+           # killed halfway resumes from its last step (tests/bench/resume_gpu.sh)
+    if [ -n "${TESTS:-}" ]; then
+      (cd build-gpu && timeout 300 ctest -L gpu -R "$TESTS" -V) >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest exit $?"
+      grep -E "tests passed|Failed|\*\*\*|Passed" "$OUT/ctest-gpu.log" | head -20
+    fi
+    tests/bench/resume_gpu.sh build-gpu "$(checkpoint wan2.1-t2v-1.3b)" "$OUT" \
+      >"$OUT/resume_run.log" 2>&1
+    echo "resume exit $?"
+    tail -12 "$OUT/resume_run.log" ;;
   text)  # issue #24: umT5-XXL (bf16) against transformers on one prompt padded to 512 tokens
     if [ "${ENCODER_BENCH:-1}" = 1 ]; then
       tests/bench/umt5_gpu.sh build-gpu "$OUT" >"$OUT/umt5.log" 2>&1
