@@ -116,6 +116,12 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
     request.fingerprint = hash == 0 ? 1 : hash;
   }
   request.image = job.image();
+  request.cache_kind = job.cache().kind();
+  request.cache_threshold = job.cache().threshold();
+  request.cache_coefficients.assign(job.cache().coefficients().begin(),
+                                    job.cache().coefficients().end());
+  request.cache_retention_steps =
+      !job.cache().has_retention_steps() || job.cache().retention_steps();
   request.end_image = job.end_image();
   request.clip_vision_files.assign(call.clip_vision_files().begin(),
                                    call.clip_vision_files().end());
@@ -179,6 +185,8 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
   result.set_video(std::move(outcome->video));
   result.set_video_format(outcome->video_format);
   result.set_decode_seconds(outcome->decode_seconds);
+  result.set_model_calls(outcome->model_calls);
+  result.set_calls_reused(outcome->calls_reused);
   return result;
 }
 

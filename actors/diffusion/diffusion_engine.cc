@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +22,7 @@
 #include "actors/diffusion/model_call_journal.h"
 #include "actors/diffusion/prompt_encoder.h"
 #include "actors/diffusion/root_broadcast.h"
+#include "actors/diffusion/step_caches.h"
 #include "actors/diffusion/video_output.h"
 #include "models/core/latent_file.h"
 #include "models/core/sharded_weights.h"
@@ -760,6 +762,12 @@ class DiffusionEngine::Impl {
                         " model calls to replay"));
     }
     AgreedModelCalls agreed(world, reports, cancelled, journal.get(), device_, request.job_id);
+    // Step caching (TeaCache): one state per model and conditioning branch.
+    auto step_caches =
+        StepCaches::ForJob(request, config, latent.size(4) * config.vae_spatial(),
+                           latent.size(3) * config.vae_spatial(), low_noise != nullptr);
+    if (!step_caches.ok()) return step_caches.status();
+    if (step_caches->enabled()) note(step_caches->Describe());
     // The network of one loaded model (an expert of a two-expert job, or the job's model).
     auto model_fn_for = [&](models::WeightProvider& weights) -> samplers::ModelFn {
       return [&, weights = &weights](const at::Tensor& x, double timestep,
@@ -777,9 +785,10 @@ class DiffusionEngine::Impl {
             in.y = y;
             return in;
           };
-          return models::wan::WanForward(
-              config, samplers::InputsFor(branch, inputs, models::wan::BatchInputs), sequence,
-              *weights);
+          models::wan::WanInputs batch =
+              samplers::InputsFor(branch, inputs, models::wan::BatchInputs);
+          batch.step_cache = step_caches->For(weights, static_cast<int>(branch));
+          return models::wan::WanForward(config, batch, sequence, *weights);
         };
         return agreed.Call(x, timestep, static_cast<int>(branch), forward);
       };
@@ -876,6 +885,12 @@ class DiffusionEngine::Impl {
                                           : ""));
     }
     if (journal != nullptr) journal->Remove();  // the job is done: nothing to resume
+    outcome.model_calls = static_cast<int>(agreed.calls());
+    outcome.calls_reused = step_caches->reused();
+    if (step_caches->enabled()) {
+      note(absl::StrCat("TeaCache reused the blocks' residual for ", outcome.calls_reused, " of ",
+                        outcome.model_calls, " model calls"));
+    }
     RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
                  << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all"
                  << (agreed.replayed() > 0
@@ -966,8 +981,9 @@ class DiffusionEngine::Impl {
   // a state directory, and every rank's model outputs the same (no data or CFG parallel axis,
   // whose ranks compute different latents or branches).
   std::unique_ptr<ModelCallJournal> OpenJournal(const SampleRequest& request, int rank) const {
+    // A step-caching run is not journaled: its cached residuals would be missing after a replay.
     if (rank != 0 || environment_.state_dir.empty() || request.fingerprint == 0 ||
-        request.mesh.dp > 1 || request.mesh.cfg > 1) {
+        request.mesh.dp > 1 || request.mesh.cfg > 1 || !request.cache_kind.empty()) {
       return nullptr;
     }
     const char* limit = std::getenv("RAYLIGHT_JOURNAL_MAX_MIB");

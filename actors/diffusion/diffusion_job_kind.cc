@@ -13,6 +13,7 @@
 #include "models/core/safetensors.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
+#include "models/wan/wan_tea_cache.h"
 #include "raylight/v1/diffusion.pb.h"
 #include "runtime/common/status_macros.h"
 #include "samplers/custom_sigmas.h"
@@ -280,6 +281,36 @@ absl::Status CheckImages(const v1::SampleJob& job, const models::wan::WanConfig&
   return absl::OkStatus();
 }
 
+// SampleJob.cache: a known kind, sane numbers, and coefficients for the model (the published ones,
+// or the job's own: Wan 2.2's experts, calibrated by nobody, need the job's).
+absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConfig& config,
+                            bool two_experts) {
+  const v1::StepCache& cache = job.cache();
+  if (cache.kind().empty()) {
+    if (cache.threshold() != 0 || cache.coefficients_size() > 0 || cache.has_retention_steps()) {
+      return Invalid("cache.kind", "empty, but other cache settings are given (kind: teacache)");
+    }
+    return absl::OkStatus();
+  }
+  if (cache.kind() != "teacache") {
+    return Invalid("cache.kind", absl::StrCat("'", cache.kind(), "' (known: teacache)"));
+  }
+  if (two_experts && cache.coefficients_size() == 0) {
+    return Invalid("cache.coefficients",
+                   "Wan 2.2's experts have no published TeaCache coefficients; give the job's own");
+  }
+  models::wan::WanTeaCacheRequest request{
+      .threshold = cache.threshold(),
+      .coefficients = {cache.coefficients().begin(), cache.coefficients().end()},
+      .retention_steps = !cache.has_retention_steps() || cache.retention_steps(),
+      .steps = job.steps()};
+  auto settings = models::wan::WanTeaCacheSettings(config, job.width(), job.height(), request);
+  if (!settings.ok()) {
+    return absl::InvalidArgumentError(settings.status().message());  // it names the field
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfig& config,
                            const SampleLimits& limits, int64_t* tokens) {
   // An explicit schedule replaces steps, scheduler and denoise (ComfyUI's SamplerCustom).
@@ -489,6 +520,9 @@ class SampleKind final : public head::JobKind {
     }
     auto low_noise = PlanLowNoiseExpert(job, roots_, *common);
     if (!low_noise.ok()) return low_noise.status();
+    if (auto status = CheckStepCache(job, common->config, !low_noise->empty()); !status.ok()) {
+      return status;
+    }
     auto loras = ResolveLoras("loras", job.loras(), roots_);
     if (!loras.ok()) return loras.status();
     auto low_noise_loras = ResolveLoras("low_noise_loras", job.low_noise_loras(), roots_);

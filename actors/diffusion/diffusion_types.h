@@ -68,6 +68,11 @@ struct SampleRequest {
   // encoded by the VAE in `vae_files` and (I2V) the CLIP vision tower in `clip_vision_files`.
   std::string image, end_image;
   std::vector<std::string> clip_vision_files;
+  // SampleJob.cache: "teacache" or empty.
+  std::string cache_kind;
+  double cache_threshold = 0;
+  std::vector<double> cache_coefficients;
+  bool cache_retention_steps = true;
 };
 
 struct ModelSummary {
@@ -118,6 +123,8 @@ struct SampleOutcome {
   double load_seconds = 0;
   double sample_seconds = 0;
   std::string placement;
+  int model_calls = 0;
+  int calls_reused = 0;  // by the step cache
 };
 
 using UpdateFn = std::function<void(const SampleUpdate&)>;

@@ -126,6 +126,11 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
   job.set_vae(flags.vae);
   job.set_fps(flags.fps);
   if (flags.crf >= 0) job.set_crf(flags.crf);
+  if (!flags.cache.empty()) {
+    job.mutable_cache()->set_kind(flags.cache);
+    job.mutable_cache()->set_threshold(flags.cache_threshold);
+    for (double c : flags.cache_coefficients) job.mutable_cache()->add_coefficients(c);
+  }
   v1::MeshSpec* mesh = job.mutable_mesh();
   mesh->set_dp(flags.dp);
   mesh->set_cfg(flags.cfg_parallel);
@@ -176,6 +181,10 @@ int WriteOutputs(client::JobClient& jobs, const std::string& job_id, std::string
           ? " (model resident)"
           : absl::StrFormat(" after a %.2f s load", result->load_seconds()),
       result->placement());
+  if (result->calls_reused() > 0) {
+    std::cout << "step cache: " << result->calls_reused() << " of " << result->model_calls()
+              << " model calls reused\n";
+  }
   return 0;
 }
 
@@ -253,6 +262,16 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
                      "clip_vision/)");
   sample->add_option("--fps", flags.fps, "video frame rate (0: the model's)");
   sample->add_option("--crf", flags.crf, "H.264 quality 0..51 (default 19)");
+  sample->add_option("--cache", flags.cache,
+                     "step caching: teacache (reuse the blocks' residual while the timestep "
+                     "modulation changes little)");
+  sample->add_option("--cache-threshold", flags.cache_threshold,
+                     "TeaCache's threshold (0: the authors' quality threshold for the model)");
+  sample
+      ->add_option("--cache-coefficients", flags.cache_coefficients,
+                   "TeaCache's rescaling polynomial, highest power first (default: the "
+                   "authors' for the model)")
+      ->delimiter(',');
   sample->add_option("--out", flags.out,
                      "output path prefix (default raylight-<job id>), or the video file: x.mp4, "
                      "x.webp, x.png (one frame), x.safetensors (frames)");

@@ -46,6 +46,10 @@ struct SampleFlags {
   std::string image, end_image, clip_vision;
   double fps = 0;
   int crf = -1;
+  // SampleJob.cache: "teacache" or empty; 0: the published threshold; empty: published.
+  std::string cache;
+  double cache_threshold = 0;
+  std::vector<double> cache_coefficients;
   std::string out;  // output path prefix, or the video file (.mp4, .webp, .png, .safetensors)
 };
 

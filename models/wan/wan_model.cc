@@ -258,6 +258,25 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
     e = e.view({batch, c.dim});
     e0 = e0.view({batch, 6, c.dim});
   }
+  // TeaCache: whether this call runs the blocks or adds the branch's last residual.
+  WanStepCache* cache = in.step_cache;
+  bool reuse = false;
+  if (cache != nullptr) {
+    TORCH_CHECK(!per_token, "TeaCache needs one timestep per call, not one per token");
+    const at::Tensor& modulated = cache->e0 ? e0 : e;
+    double rel_l1 = 0;
+    const bool comparable =
+        cache->previous.defined() && cache->previous.sizes() == modulated.sizes();
+    if (comparable) {
+      rel_l1 = ((modulated - cache->previous).abs().mean() / cache->previous.abs().mean())
+                   .item<double>();
+    }
+    const bool compute = cache->policy.ShouldCompute(cache->calls, rel_l1);
+    reuse = !compute && comparable && cache->residual.defined() &&
+            cache->residual.size(0) == batch && cache->residual.size(1) == x.size(1);
+    cache->previous = modulated.clone();
+    ++cache->calls;
+  }
 
   // Text: zero-padded to text_len, then the text MLP.
   at::Tensor context = in.context.to(device, dtype);
@@ -288,7 +307,9 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
   RopeTable rope = MakeRopeTable(frames, height, width, c.head_dim(), device);
   rope.rotation = ShardSequence(rope.rotation, 0, sp, /*pad_value=*/1.0);  // padding: no rotation
 
-  for (int i = 0; i < provider.num_blocks(); ++i) {
+  // The blocks update the residual stream in place: a computed call that caches keeps a copy.
+  const at::Tensor before_blocks = cache != nullptr && !reuse ? x.clone() : x;
+  for (int i = 0; i < provider.num_blocks() && !reuse; ++i) {
     if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
     auto block = provider.Acquire(i);
     TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
@@ -296,6 +317,11 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
     // taken until then.
     const absl::Cleanup release = [&provider, i] { provider.Release(i); };
     x = Block(c, x, e0, context, context_img, rope, **block, sp, dtype);
+  }
+  if (reuse) {
+    x = x + cache->residual;
+  } else if (cache != nullptr) {
+    cache->residual = x - before_blocks;
   }
 
   // Head in fp32: shift/scale from e (not e0), no gate.

@@ -11,10 +11,26 @@
 
 #include "absl/status/statusor.h"
 #include "models/core/parallel_context.h"
+#include "models/core/tea_cache.h"
 #include "models/core/weights.h"
 #include "models/wan/wan_config.h"
 
 namespace raylight::models::wan {
+
+// TeaCache (models/core/tea_cache.h) for one conditioning branch of a run, on this rank: the
+// previous call's timestep modulation (e0, or e without retention steps) and the residual the
+// blocks added to this rank's tokens at the last computed call. A reused call adds that residual
+// instead of running the blocks. The decision depends only on the timestep and the time
+// embedding's weights, so every rank of a group takes the same one (FSDP's gathers stay matched).
+struct WanStepCache {
+  WanStepCache(TeaCacheSettings settings, bool modulation_e0)
+      : policy(std::move(settings)), e0(modulation_e0) {}
+  TeaCachePolicy policy;
+  bool e0 = true;
+  at::Tensor previous;  // [B, 6, dim] or [B, dim], fp32
+  at::Tensor residual;  // [B, local tokens, dim], fp32
+  int calls = 0;
+};
 
 struct WanInputs {
   at::Tensor x;         // [B, C, F, H, W] noisy latent (I2V: 16 channels with `y`, or all 36)
@@ -22,6 +38,8 @@ struct WanInputs {
   at::Tensor context;   // [B, Ltext, text_dim], Ltext <= kMaxTextTokens; zero-padded to text_len
   at::Tensor clip_fea;  // I2V: [B, image_tokens, image_dim] CLIP-vision features
   at::Tensor y;         // I2V: [B, in_channels - C, F, H, W] mask + image latent, concatenated to x
+  // The branch's TeaCache state, when the run caches steps; null: every call runs the blocks.
+  WanStepCache* step_cache = nullptr;
 };
 
 // Two sets of inputs as one batch, `first` then `second` (cond and uncond in one forward, as

@@ -29,6 +29,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/sdk/job_client.h"
@@ -253,16 +254,33 @@ class JobsTest : public ::testing::Test {
 
   Latent Reference(const v1::SampleJob& job) {
     const std::string out = absl::StrCat(dir_->path(), "/reference-", job.seed(), ".latent");
-    absl::Status ran = RunToCompletion(
-        {kBin + "/raylight-sample-local", "--checkpoint=" + models_ + "/" + job.model(),
-         "--cond=" + dir_->path() + "/positive.safetensors",
-         "--negative=" + dir_->path() + "/negative.safetensors",
-         absl::StrCat("--width=", job.width()), absl::StrCat("--height=", job.height()),
-         absl::StrCat("--frames=", job.frames()), absl::StrCat("--steps=", job.steps()),
-         absl::StrCat("--cfg=", job.cfg()), "--sampler=" + job.sampler(),
-         absl::StrCat("--seed=", job.seed()), "--out=" + out,
-         kGpu ? "--device=cuda" : "--device=cpu", kGpu ? "--dtype=bf16" : "--dtype=f32"},
-        dir_->path() + "/reference.log", std::chrono::seconds(300));
+    std::vector<std::string> argv = {kBin + "/raylight-sample-local",
+                                     "--checkpoint=" + models_ + "/" + job.model(),
+                                     "--cond=" + dir_->path() + "/positive.safetensors",
+                                     "--negative=" + dir_->path() + "/negative.safetensors",
+                                     absl::StrCat("--width=", job.width()),
+                                     absl::StrCat("--height=", job.height()),
+                                     absl::StrCat("--frames=", job.frames()),
+                                     absl::StrCat("--steps=", job.steps()),
+                                     absl::StrCat("--cfg=", job.cfg()),
+                                     "--sampler=" + job.sampler(),
+                                     absl::StrCat("--seed=", job.seed()),
+                                     "--out=" + out,
+                                     kGpu ? "--device=cuda" : "--device=cpu",
+                                     kGpu ? "--dtype=bf16" : "--dtype=f32"};
+    if (job.cache().kind() == "teacache") {  // the same step caching
+      argv.push_back("--teacache");
+      argv.push_back(absl::StrCat("--teacache-threshold=", job.cache().threshold()));
+      if (job.cache().coefficients_size() > 0) {
+        argv.push_back(absl::StrCat("--teacache-coefficients=",
+                                    absl::StrJoin(job.cache().coefficients(), ",")));
+      }
+      if (job.cache().has_retention_steps() && !job.cache().retention_steps()) {
+        argv.push_back("--teacache-plain");
+      }
+    }
+    absl::Status ran =
+        RunToCompletion(argv, dir_->path() + "/reference.log", std::chrono::seconds(300));
     EXPECT_TRUE(ran.ok()) << ran << testing_util::ReadFileOrEmpty(dir_->path() + "/reference.log");
     return ReadLatent(testing_util::ReadFileOrEmpty(out));
   }

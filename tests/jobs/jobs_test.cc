@@ -820,6 +820,67 @@ TEST_F(JobHistoryTest, AnEndedJobIsForgottenAfterItsRetention) {
 // noise, the second continues from its LATENT without adding noise. With euler (one model call
 // per step, no step noise) that is the same run as one job of all the steps: the LATENT's
 // round trip through the VAE's space between them costs float rounding only.
+// Issue #27: TeaCache through the head on a Ulysses-2 group. Both ranks take the same decisions
+// (one that differed would leave a collective half-entered), the latent equals one process
+// caching the same way, and the result counts the reused calls (past the five retained calls, a
+// high threshold reuses most). The tiny model has no published coefficients, so the job gives its
+// own (the identity).
+v1::SampleJob TeaCacheJob(v1::SampleJob job, int ranks) {
+  job.mutable_mesh()->set_ulysses(ranks);
+  job.set_steps(12);
+  job.mutable_cache()->set_kind("teacache");
+  job.mutable_cache()->set_threshold(9.5);
+  job.mutable_cache()->add_coefficients(1);  // the identity: the relative change as it is
+  job.mutable_cache()->add_coefficients(0);
+  return job;
+}
+
+TEST_F(JobsTest, ATeaCacheJobOnTwoRanksEqualsOneProcessCachingTheSameWay) {
+  v1::SampleJob job = TeaCacheJob(Job(71), 2);
+  v1::JobInfo done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const v1::SampleResult result = ResultOf(done.job_id());
+  EXPECT_EQ(result.model_calls(), 12);  // cond and uncond batched: one call a step
+  EXPECT_GT(result.calls_reused(), 0);
+  EXPECT_LE(result.calls_reused(), 7);
+  std::cout << "TeaCache reused " << result.calls_reused() << " of " << result.model_calls()
+            << " model calls" << std::endl;
+  const Latent cached = ReadLatent(result.latent());
+  ExpectSameLatent(cached, Reference(job));
+  v1::SampleJob uncached = job;
+  uncached.clear_cache();
+  EXPECT_GT(MaxAbsDiff(cached, Reference(uncached)), 1e-4);  // the reuse is real
+  // Refused before anything is queued, naming the field.
+  for (auto [field, change] :
+       std::vector<std::pair<std::string, std::function<void(v1::StepCache&)>>>{
+           {"cache.kind", [](v1::StepCache& c) { c.set_kind("magic"); }},
+           {"cache.coefficients", [](v1::StepCache& c) { c.clear_coefficients(); }},
+           {"cache.threshold", [](v1::StepCache& c) { c.set_threshold(-1); }},
+       }) {
+    v1::SampleJob bad = job;
+    change(*bad.mutable_cache());
+    auto refused = jobs_->SubmitSample(bad);
+    ASSERT_FALSE(refused.ok()) << field;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_NE(refused.status().message().find(field), std::string::npos) << refused.status();
+  }
+}
+
+class FourWorkerJobsTest : public JobsTest {
+ protected:
+  void SetUp() override { Start(4); }
+};
+
+// The same decisions on every rank of a 4-rank group.
+TEST_F(FourWorkerJobsTest, ATeaCacheJobOnFourRanksEqualsOneProcess) {
+  const v1::SampleJob job = TeaCacheJob(Job(72), 4);
+  v1::JobInfo done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const v1::SampleResult result = ResultOf(done.job_id());
+  EXPECT_GT(result.calls_reused(), 0);
+  ExpectSameLatent(ReadLatent(result.latent()), Reference(job));
+}
+
 TEST_F(JobsTest, ChainedAdvancedJobsContinueOneRun) {
   v1::SampleJob full = Job(23);
   full.set_sampler("euler");

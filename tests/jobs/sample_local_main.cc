@@ -6,11 +6,15 @@
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
 
 #include "models/core/latent_file.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
+#include "models/wan/wan_tea_cache.h"
 #include "samplers/ksampler.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +24,9 @@ int main(int argc, char** argv) {
   int width = 0, height = 0, frames = 0, steps = 4;
   double cfg = 1.0, shift = 5.0;
   uint64_t seed = 0;
+  bool teacache = false, teacache_plain = false;
+  double teacache_threshold = 0;
+  std::vector<double> teacache_coefficients;
   CLI::App app("raylight-sample-local: one single-process sampling run (test reference)");
   app.add_option("--checkpoint", checkpoint)->required();
   app.add_option("--cond", cond)->required();
@@ -36,6 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--out", out)->required();
   app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--dtype", dtype_name)->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_flag("--teacache", teacache, "cache steps as SampleJob.cache {kind: teacache} does");
+  app.add_option("--teacache-threshold", teacache_threshold);
+  app.add_option("--teacache-coefficients", teacache_coefficients)->delimiter(',');
+  app.add_flag("--teacache-plain", teacache_plain, "without the retention steps");
   CLI11_PARSE(app, argc, argv);
 
   models::PlacementOptions placement;
@@ -63,6 +74,20 @@ int main(int argc, char** argv) {
     uncond = *read;
   }
   const models::ParallelContext single;
+  std::map<int, std::unique_ptr<models::wan::WanStepCache>> caches;  // by branch
+  std::optional<models::TeaCacheSettings> tea_cache;
+  if (teacache) {
+    auto settings = models::wan::WanTeaCacheSettings(config, width, height,
+                                                     {.threshold = teacache_threshold,
+                                                      .coefficients = teacache_coefficients,
+                                                      .retention_steps = !teacache_plain,
+                                                      .steps = steps});
+    if (!settings.ok()) {
+      std::cerr << settings.status() << "\n";
+      return 1;
+    }
+    tea_cache = *settings;
+  }
   samplers::ModelFn model = [&](const at::Tensor& x, double timestep,
                                 samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
     auto inputs = [&](bool use_cond) {
@@ -72,9 +97,15 @@ int main(int argc, char** argv) {
       in.context = (use_cond ? positive->text : uncond.text).to(device);
       return in;
     };
-    return models::wan::WanForward(config,
-                                   samplers::InputsFor(branch, inputs, models::wan::BatchInputs),
-                                   single, *loaded->weights);
+    models::wan::WanInputs batch = samplers::InputsFor(branch, inputs, models::wan::BatchInputs);
+    if (tea_cache.has_value()) {
+      auto& cache = caches[static_cast<int>(branch)];
+      if (cache == nullptr) {
+        cache = std::make_unique<models::wan::WanStepCache>(*tea_cache, !teacache_plain);
+      }
+      batch.step_cache = cache.get();
+    }
+    return models::wan::WanForward(config, batch, single, *loaded->weights);
   };
   samplers::KSamplerOptions options;
   options.seed = seed;
@@ -100,5 +131,8 @@ int main(int argc, char** argv) {
     std::cerr << status << "\n";
     return 1;
   }
+  int reused = 0;
+  for (const auto& [branch, cache] : caches) reused += cache->policy.reused();
+  if (tea_cache.has_value()) std::cout << "teacache reused " << reused << " calls\n";
   return 0;
 }

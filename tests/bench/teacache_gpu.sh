@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# TeaCache on one GPU (issue #27): a random Wan 2.1 1.3B (bf16) job, 832x480x81, STEPS steps at
+# cfg 5, through a local cluster, uncached and with `--cache teacache` at the authors' 1.3B
+# thresholds (0.05: their quality setting; 0.10: their fast one with retention steps) and with a
+# threshold that reuses every call past the retained five (the identity polynomial, threshold
+# 9.5: what a reused call costs). Random weights make the time embedding's changes, and so the
+# number of calls reused at the published thresholds, unlike a trained model's: the rows report
+# the reuse each run got beside its time. The latent's relative L2 from the uncached run says
+# how far the reuse moved it.
+#
+#   [STEPS=30] tests/bench/teacache_gpu.sh BUILD_DIR WAN_CHECKPOINT OUT_DIR
+#
+# Writes OUT_DIR/teacache.jsonl in the results schema.
+set -euo pipefail
+BIN=$1/bin
+WAN=$2 OUT=$3
+STEPS=${STEPS:-30}
+WORK=/tmp/raylight-teacache
+rm -rf "$WORK" && mkdir -p "$WORK/models"
+ln "$WAN" "$WORK/models/wan.safetensors"
+for side in positive:1 negative:2; do  # equal lengths: cond and uncond batched, a call a step
+  "$BIN/raylight-make-conditioning" --preset=wan2.1-t2v-1.3b --tokens=77 --seed="${side#*:}" \
+    --out="$WORK/${side%%:*}.safetensors" >>"$OUT/teacache.log" 2>&1
+done
+CTL=("$BIN/raylightctl" --state-dir="$WORK/state")
+trap '"${CTL[@]}" down >/dev/null 2>&1 || true' EXIT
+"${CTL[@]}" up --port="${PORT:-6396}" --num-cpu-workers=0 --model-root="$WORK/models" \
+  >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
+JOB=(sample --model wan.safetensors --width 832 --height 480 --frames 81 --steps "$STEPS" --cfg 5
+     --seed 7 --cond "$WORK/positive.safetensors" --negative "$WORK/negative.safetensors")
+run() {  # NAME ARGS...: the job's sampling seconds and reuse into $WORK/NAME.txt
+  local name=$1; shift
+  "${CTL[@]}" "${JOB[@]}" --out "$WORK/$name" "$@" >"$OUT/teacache_$name.log" 2>&1
+  local seconds reused calls
+  seconds=$(grep -o "sampled in [0-9.]*" "$OUT/teacache_$name.log" | awk '{print $3}')
+  reused=$(grep -o "step cache: [0-9]* of [0-9]*" "$OUT/teacache_$name.log" |
+           awk '{print $3}' || true)
+  calls=$(grep -o "step cache: [0-9]* of [0-9]*" "$OUT/teacache_$name.log" |
+          awk '{print $5}' || true)
+  echo "$seconds ${reused:-0} ${calls:-0}" >"$WORK/$name.txt"
+  echo "$name: sampled in $seconds s, ${reused:-0} of ${calls:-?} model calls reused"
+}
+run warm  # the model loads; not measured
+run uncached
+run published --cache teacache --cache-threshold 0.05
+run fast --cache teacache --cache-threshold 0.10
+run every --cache teacache --cache-threshold 9.5 --cache-coefficients 1,0
+
+python3 - "$WORK" "$STEPS" >"$OUT/teacache.jsonl" <<'PY'
+import json, sys
+from safetensors.torch import load_file
+work, steps = sys.argv[1], int(sys.argv[2])
+def read(name):
+    seconds, reused, calls = open(f"{work}/{name}.txt").read().split()
+    latent = load_file(f"{work}/{name}.latent")["latent_tensor"].float()
+    return float(seconds), int(reused), int(calls), latent
+base_s, _, _, base = read("uncached")
+rows = []
+for name, label in [("published", "thresh0.05"), ("fast", "thresh0.10"), ("every", "every_call")]:
+    seconds, reused, calls, latent = read(name)
+    rows += [
+        dict(name=f"wan1_3b_832x480x81_teacache_{label}_job_ratio", value=seconds / base_s,
+             unit="ratio", anchor="the same job uncached, sampling s", anchor_value=base_s),
+        dict(name=f"wan1_3b_832x480x81_teacache_{label}_calls_reused", value=reused,
+             unit="calls", anchor="model calls of the job", anchor_value=calls),
+        dict(name=f"wan1_3b_832x480x81_teacache_{label}_latent_rel_l2",
+             value=float((latent - base).norm() / base.norm()), unit="ratio",
+             anchor="the uncached job's latent", anchor_value=0.0),
+    ]
+print(json.dumps({"results": rows}))
+PY
+cat "$OUT/teacache.jsonl"
