@@ -297,6 +297,15 @@ def test_decoded_outputs_travel_in_the_job() -> None:
     assert i2v.end_image == b"\xff\xd8\xff"
 
 
+def test_step_caching_travels_in_the_job() -> None:
+    job = raylight.sample_job(
+        "m", "a fox", cache="teacache", cache_threshold=0.2, cache_coefficients=[1.0, 0.0]
+    )
+    assert (job.cache.kind, job.cache.threshold) == ("teacache", 0.2)
+    assert list(job.cache.coefficients) == [1.0, 0.0] and job.cache.retention_steps
+    assert not raylight.sample_job("m", "a fox").HasField("cache")
+
+
 def test_prompts_travel_as_text() -> None:
     job = raylight.sample_job("m", "a red fox", "blurry", text_encoder="umt5.safetensors")
     assert (job.prompt, job.negative_prompt, job.text_encoder) == (

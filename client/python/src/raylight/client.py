@@ -208,6 +208,10 @@ def sample_job(
     image: bytes = b"",
     clip_vision: str = "",
     end_image: bytes = b"",
+    cache: str = "",
+    cache_threshold: float = 0.0,
+    cache_coefficients: Sequence[float] = (),
+    cache_retention_steps: bool = True,
 ) -> Any:
     """A raylight.v1.SampleJob from ComfyUI-style arguments (KSampler and KSamplerAdvanced).
 
@@ -224,7 +228,10 @@ def sample_job(
     model's) and H.264 quality `crf` (None: 19). With a prompt, `image` is the start image (PNG
     or JPEG bytes), encoded on the cluster by the VAE: for I2V models with `clip_vision` (empty:
     the CLIP vision tower in a root's clip_vision/), and `end_image` for FLF2V; for Wan 2.2
-    TI2V-5B as the starting latent's first frame (then no `latent`).
+    TI2V-5B as the starting latent's first frame (then no `latent`). `cache="teacache"` reuses the
+    blocks' work across steps (TeaCache as its authors run Wan 2.1: `cache_threshold` 0 takes
+    their quality threshold for the model, empty `cache_coefficients` their polynomial;
+    `cache_retention_steps` their use_ret_steps).
     """
     if noise_mask is not None and latent is None:
         raise ValueError("noise_mask: given without a latent")
@@ -273,6 +280,11 @@ def sample_job(
         job.loras.add(name=name, strength=strength)
     for name, strength in low_noise_loras:
         job.low_noise_loras.add(name=name, strength=strength)
+    if cache:
+        job.cache.kind = cache
+        job.cache.threshold = cache_threshold
+        job.cache.coefficients.extend(float(c) for c in cache_coefficients)
+        job.cache.retention_steps = cache_retention_steps
     return job
 
 
