@@ -447,23 +447,23 @@ void JobManager::SendCancelCall(const std::shared_ptr<Run>& run) {
     grpc::ClientContext context;
     v1::CancelCallRequest request;
     v1::CancelCallResponse response;
-    std::shared_ptr<v1::Worker::Stub> stub;
+    std::shared_ptr<v1::Worker::Stub> worker_stub;
   };
   auto* call = new Call;
   call->request.set_caller_id(run->caller_id);
-  call->stub = StubFor(run->rank0_address);
+  call->worker_stub = StubFor(run->rank0_address);
   call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   token_.Attach(call->context);
-  call->stub->async()->CancelCall(&call->context, &call->request, &call->response,
-                                  [call, caller = run->caller_id](grpc::Status status) {
-                                    // Not reached: the worker is gone, and so is the call (the
-                                    // run fails and ends); the grace bounds the rest.
-                                    if (!status.ok()) {
-                                      RL_LOG(WARNING) << "cancel of " << caller << ": "
-                                                      << status.error_message();
-                                    }
-                                    delete call;
-                                  });
+  call->worker_stub->async()->CancelCall(&call->context, &call->request, &call->response,
+                                         [call, caller = run->caller_id](grpc::Status status) {
+                                           // Not reached: the worker is gone, and so is the call
+                                           // (the run fails and ends); the grace bounds the rest.
+                                           if (!status.ok()) {
+                                             RL_LOG(WARNING) << "cancel of " << caller << ": "
+                                                             << status.error_message();
+                                           }
+                                           delete call;
+                                         });
 }
 
 absl::Status JobManager::UnknownKind(const std::string& field, const std::string& kind) const {
