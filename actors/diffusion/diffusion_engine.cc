@@ -195,10 +195,11 @@ class DiffusionEngine::Impl {
       DropGroup(group.group_id);
       it = groups_.end();
     }
-    // An aborted membership (a rank was lost) is never used again: the head forms the group anew.
+    // An aborted membership (a rank was lost, the head went away mid-run) is never used again:
+    // ABORTED tells the head to form the group anew (not the job's failure).
     const std::shared_ptr<comm::AbortSignal> signal = SignalFor(group.group_id, group.incarnation);
     if (signal->fired()) {
-      return absl::FailedPreconditionError(
+      return absl::AbortedError(
           absl::StrCat("group ", group.name, " incarnation ", group.incarnation, " was aborted (",
                        signal->why().message(), "); it must be formed again"));
     }

@@ -908,7 +908,14 @@ void JobManager::OnRunDone(const std::string& job_id, const std::shared_ptr<Run>
     const std::string error =
         absl::StrCat("attempt ", run->attempt, " on ", run->group_name, ": ",
                      absl::StatusCodeToString(failure->code()), ": ", failure->message());
-    job.info.set_failed_attempts(job.info.failed_attempts() + 1);
+    // Workers answer ABORTED when the group's communicators were aborted before this run (a head
+    // that died mid-run left them so): the group was stale, the attempt not the job's failure.
+    const bool stale_group =
+        !run->AnyAborted() &&
+        std::all_of(run->results.begin(), run->results.end(), [](const auto& result) {
+          return result.ok() || result.status().code() == absl::StatusCode::kAborted;
+        });
+    if (!stale_group) job.info.set_failed_attempts(job.info.failed_attempts() + 1);
     if (JobsFault(failure->code()) || job.info.failed_attempts() > job.info.max_retries()) {
       Finish(job, v1::JOB_FAILED, error);
     } else {

@@ -361,6 +361,9 @@ TEST_F(JobsTest, QueuedJobsSurviveAHeadKill) {
     auto done = jobs_->Wait(id, absl::Seconds(120));
     ASSERT_TRUE(done.ok()) << id << ": " << done.status();
     EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString();
+    // The run the kill interrupted is requeued, and the group its workers aborted is formed
+    // again: neither counts against the job.
+    EXPECT_EQ(done->failed_attempts(), 0) << done->DebugString();
     latents.insert(ResultOf(id).latent());
   }
   EXPECT_EQ(latents.size(), ids.size());  // twenty seeds, twenty different results
