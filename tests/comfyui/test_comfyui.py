@@ -39,6 +39,8 @@ import pytest
 import torch
 from safetensors.torch import load, save_file
 
+import raylight
+
 BIN = Path(os.environ["RAYLIGHT_BIN_DIR"])
 COMFYUI = Path(os.environ["COMFYUI_DIR"])  # the unpacked ComfyUI source
 HERE = Path(__file__).resolve().parent
@@ -695,6 +697,31 @@ def test_loras_give_comfyuis_latent(setup: Setup) -> None:
     print(f"LoRAs: relative L2 {error:.2e} (the LoRAs moved the latent by {effect:.2e})")
     assert effect > 100 * TOLERANCE  # the LoRAs matter, so agreeing means they merged alike
     assert error < TOLERANCE
+
+
+def test_teacache_node_reuses_steps_on_the_cluster(setup: Setup) -> None:
+    """Raylight TeaCache before a Raylight KSampler: the job caches (the head's result counts the
+    reused calls) and its latent differs from the uncached one's. The test model has no published
+    coefficients: the identity, and a threshold that reuses most calls past the retained five."""
+    g = Graph()
+    c = common_nodes(g, setup)
+    cached_model = g.out(
+        g.add("RaylightTeaCache", model=c["raylight_model"], threshold=9.5, coefficients="1,0")
+    )
+    inputs = ksampler_inputs(c, "euler", "simple", 10, random.randrange(1 << 48))
+    cached = save(g, g.out(g.add("RaylightKSampler", model=cached_model, **inputs)), "r_tea")
+    plain = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_raw")
+    entry = setup.comfy.run(g.nodes)
+    effect = rel_l2(setup.comfy.latent(entry, cached), setup.comfy.latent(entry, plain))
+    with raylight.Client(
+        address=setup.address,
+        token_file=str(setup.token_file),
+        tls_ca=str(setup.state / "tls" / "ca.pem"),  # the cluster serves TLS
+    ) as client:
+        reused = [client.result(job.job_id).calls_reused for job in client.list_jobs(limit=2)]
+    print(f"TeaCache: calls reused by the last two jobs {reused}, latent moved by {effect:.2e}")
+    assert sorted(reused)[0] == 0 and sorted(reused)[1] > 0
+    assert effect > TOLERANCE
 
 
 def test_a_raylightctl_latent_loads_in_comfyui(setup: Setup) -> None:

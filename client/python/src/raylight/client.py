@@ -85,6 +85,9 @@ class SampleResult:
     video: bytes = b""
     video_format: str = ""
     decode_seconds: float = 0.0
+    # Model calls made (every branch's), and of them those the step cache answered.
+    model_calls: int = 0
+    calls_reused: int = 0
 
 
 @dataclass(frozen=True)
@@ -435,6 +438,8 @@ class Client:
             r.video,
             r.video_format,
             r.decode_seconds,
+            r.model_calls,
+            r.calls_reused,
         )
 
     def sample(
