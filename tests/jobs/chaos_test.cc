@@ -8,6 +8,60 @@
 namespace raylight::jobs_testing {
 namespace {
 
+// A job long enough (150 steps over ~300 tokens) to be disturbed in its middle.
+v1::SampleJob LongJob(v1::SampleJob job, int ulysses) {
+  if (ulysses > 1) job.mutable_mesh()->set_ulysses(ulysses);
+  job.set_steps(150);
+  job.set_width(160);
+  job.set_height(160);
+  return job;
+}
+
+// The worker hosting `rank` of the READY group, from the head's view (none when there is none).
+std::optional<v1::WorkerInfo> WorkerOfRank(const v1::ClusterState& state, int rank) {
+  for (const auto& group : state.groups()) {
+    if (group.state() != v1::GROUP_READY || group.members_size() <= rank) continue;
+    for (const auto& worker : state.workers()) {
+      if (worker.worker_id() == group.members(rank).worker_id()) return worker;
+    }
+  }
+  return std::nullopt;
+}
+
+struct Disturbed {
+  absl::StatusOr<v1::JobInfo> done;
+  bool disturbed = false;
+};
+
+// Submits `job` and, once its progress reports step `at_step`, calls `disturb` with the worker
+// hosting `rank` (on the watcher's thread); `on_progress` sees every progress event. Returns how
+// the job ended and whether the disturbance happened.
+Disturbed RunDisturbed(client::JobClient& jobs, testing_util::TestCluster& cluster,
+                       const v1::SampleJob& job, int at_step, int rank,
+                       const std::function<void(const v1::WorkerInfo&)>& disturb,
+                       absl::Duration timeout,
+                       const std::function<void(const v1::SampleProgress&)>& on_progress = {}) {
+  auto submitted = jobs.SubmitSample(job);
+  if (!submitted.ok()) return {submitted.status()};
+  std::atomic<bool> disturbed{false};
+  auto done = jobs.Watch(
+      submitted->job_id(),
+      [&](const v1::JobEvent& event) {
+        v1::SampleProgress progress;
+        if (!event.has_progress() || !progress.ParseFromString(event.progress())) return;
+        if (on_progress) on_progress(progress);
+        if (progress.step() < at_step || disturbed.load()) return;
+        auto state = cluster.Connect()->ClusterState();
+        ASSERT_TRUE(state.ok()) << state.status();
+        auto worker = WorkerOfRank(*state, rank);
+        ASSERT_TRUE(worker.has_value()) << state->DebugString();
+        disturbed = true;
+        disturb(*worker);
+      },
+      timeout);
+  return {std::move(done), disturbed.load()};
+}
+
 // Issue #23, item 4: one 1-rank job running on one of two workers, then a 2-rank job and a
 // 1-rank job queued. The 2-rank group cannot form until the first job ends; the head used to
 // remove the 1-rank group the second job formed (to make room that was not enough) and form it
@@ -95,48 +149,18 @@ TEST_F(JobsTest, CancelStopsARunningJobAndFreesItsGroup) {
 }
 
 TEST_F(JobsTest, WorkerKilledMidJobIsRetriedToTheSameLatent) {
-  v1::SampleJob job = Job(23);
-  job.mutable_mesh()->set_ulysses(2);
-  job.set_steps(150);  // long enough (~300 tokens) to be killed in the middle
-  job.set_width(160);
-  job.set_height(160);
-  auto submitted = jobs_->SubmitSample(job);
-  ASSERT_TRUE(submitted.ok()) << submitted.status();
-  std::atomic<bool> killed{false};
-  auto done = jobs_->Watch(
-      submitted->job_id(),
-      [&](const v1::JobEvent& event) {
-        v1::SampleProgress progress;
-        if (!event.has_progress() || !progress.ParseFromString(event.progress())) return;
-        if (progress.step() < 3 || killed.exchange(true)) return;
-        // kill -9 the worker of rank 1 in the middle of the job.
-        auto state = cluster_->Connect()->ClusterState();
-        ASSERT_TRUE(state.ok());
-        for (const auto& group : state->groups()) {
-          if (group.state() != v1::GROUP_READY || group.members_size() != 2) continue;
-          for (const auto& worker : state->workers()) {
-            if (worker.worker_id() == group.members(1).worker_id()) kill(worker.pid(), SIGKILL);
-          }
-        }
-      },
-      absl::Seconds(180));
-  ASSERT_TRUE(done.ok()) << done.status();
-  ASSERT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString();
-  EXPECT_TRUE(killed.load());
-  EXPECT_EQ(done->attempts(), 2) << done->DebugString();
-  EXPECT_EQ(done->failed_attempts(), 1);
-  ExpectSameLatent(ReadLatent(ResultOf(done->job_id()).latent()), Reference(job));
-}
-
-// The worker of `rank` in the READY 2-rank group, from the head's view (null when none).
-std::optional<v1::WorkerInfo> WorkerOfRank(const v1::ClusterState& state, int rank) {
-  for (const auto& group : state.groups()) {
-    if (group.state() != v1::GROUP_READY || group.members_size() != 2) continue;
-    for (const auto& worker : state.workers()) {
-      if (worker.worker_id() == group.members(rank).worker_id()) return worker;
-    }
-  }
-  return std::nullopt;
+  const v1::SampleJob job = LongJob(Job(23), 2);
+  // kill -9 the worker of rank 1 in the middle of the job.
+  Disturbed run = RunDisturbed(
+      *jobs_, *cluster_, job, /*at_step=*/3, /*rank=*/1,
+      [](const v1::WorkerInfo& worker) { kill(worker.pid(), SIGKILL); }, absl::Seconds(180));
+  ASSERT_TRUE(run.done.ok()) << run.done.status();
+  const v1::JobInfo& done = *run.done;
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  EXPECT_TRUE(run.disturbed);
+  EXPECT_EQ(done.attempts(), 2) << done.DebugString();
+  EXPECT_EQ(done.failed_attempts(), 1);
+  ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), Reference(job));
 }
 
 // Issue #23, item 6: a cancel right after submit reached rank 0 before its call started, and
@@ -189,63 +213,38 @@ class ResumeTest : public JobsTest {
   // retry must replay at least the 60 steps' model calls, and the latent equal the undisturbed
   // run's.
   void ExpectAKilledRankResumes(const v1::SampleJob& job, int rank) {
-    auto submitted = jobs_->SubmitSample(job);
-    ASSERT_TRUE(submitted.ok()) << submitted.status();
     constexpr int kKillAfter = 60;
     constexpr absl::string_view kResuming = "resuming: an earlier run of this job left ";
-    std::atomic<bool> killed{false};
     std::atomic<int64_t> replayed{-1};
-    auto done = jobs_->Watch(
-        submitted->job_id(),
-        [&](const v1::JobEvent& event) {
-          v1::SampleProgress progress;
-          if (!event.has_progress() || !progress.ParseFromString(event.progress())) return;
-          if (absl::StartsWith(progress.message(), kResuming)) {
-            const std::vector<std::string> words =
-                absl::StrSplit(absl::StripPrefix(progress.message(), kResuming), ' ');
-            int64_t calls = 0;
-            if (!words.empty() && absl::SimpleAtoi(words.front(), &calls)) replayed = calls;
-          }
-          if (progress.step() < kKillAfter || killed.exchange(true)) return;
-          auto state = cluster_->Connect()->ClusterState();
-          ASSERT_TRUE(state.ok());
-          for (const auto& group : state->groups()) {
-            if (group.state() != v1::GROUP_READY || group.members_size() <= rank) continue;
-            for (const auto& worker : state->workers()) {
-              if (worker.worker_id() == group.members(rank).worker_id()) {
-                kill(worker.pid(), SIGKILL);
-              }
-            }
-          }
-        },
-        absl::Seconds(240));
-    ASSERT_TRUE(done.ok()) << done.status();
-    ASSERT_TRUE(killed.load());
-    ASSERT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString();
-    EXPECT_EQ(done->failed_attempts(), 1) << done->DebugString();
+    Disturbed run = RunDisturbed(
+        *jobs_, *cluster_, job, kKillAfter, rank,
+        [](const v1::WorkerInfo& worker) { kill(worker.pid(), SIGKILL); }, absl::Seconds(240),
+        [&](const v1::SampleProgress& progress) {
+          if (!absl::StartsWith(progress.message(), kResuming)) return;
+          const std::vector<std::string> words =
+              absl::StrSplit(absl::StripPrefix(progress.message(), kResuming), ' ');
+          int64_t calls = 0;
+          if (!words.empty() && absl::SimpleAtoi(words.front(), &calls)) replayed = calls;
+        });
+    ASSERT_TRUE(run.done.ok()) << run.done.status();
+    ASSERT_TRUE(run.disturbed);
+    const v1::JobInfo& done = *run.done;
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    EXPECT_EQ(done.failed_attempts(), 1) << done.DebugString();
     // One model call a step here (cond and uncond batched): at least the steps before the kill.
     EXPECT_GE(replayed.load(), kKillAfter);
     std::cout << "killed rank " << rank << "'s worker after step " << kKillAfter
               << "; the retry replayed " << replayed.load() << " model calls" << std::endl;
-    ExpectSameLatent(ReadLatent(ResultOf(done->job_id()).latent()), Reference(job));
+    ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), Reference(job));
   }
 };
 
 TEST_F(ResumeTest, AJobWhoseRankDiesResumesFromItsLastStep) {
-  v1::SampleJob job = Job(61);
-  job.mutable_mesh()->set_ulysses(2);
-  job.set_steps(150);
-  job.set_width(160);
-  job.set_height(160);
-  ExpectAKilledRankResumes(job, /*rank=*/1);
+  ExpectAKilledRankResumes(LongJob(Job(61), 2), /*rank=*/1);
 }
 
 TEST_F(ResumeTest, AOneRankJobWhoseWorkerDiesResumesOnItsNode) {
-  v1::SampleJob job = Job(62);
-  job.set_steps(150);
-  job.set_width(160);
-  job.set_height(160);
-  ExpectAKilledRankResumes(job, /*rank=*/0);
+  ExpectAKilledRankResumes(LongJob(Job(62), 1), /*rank=*/0);
 }
 
 class SpareWorkerJobsTest : public JobsTest {
@@ -258,42 +257,30 @@ class SpareWorkerJobsTest : public JobsTest {
 // dissolution aborts the run at once, and the job runs again on the spare worker to the same
 // latent.
 TEST_F(SpareWorkerJobsTest, AHungWorkersRunEndsAtOnceAndIsRetriedToTheSameLatent) {
-  v1::SampleJob job = Job(29);
-  job.mutable_mesh()->set_ulysses(2);
-  job.set_steps(150);
-  job.set_width(160);
-  job.set_height(160);
-  auto submitted = jobs_->SubmitSample(job);
-  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const v1::SampleJob job = LongJob(Job(29), 2);
   std::atomic<int> stopped_pid{0};
   std::atomic<int64_t> stopped_at_ms{0};
-  auto done = jobs_->Watch(
-      submitted->job_id(),
-      [&](const v1::JobEvent& event) {
-        v1::SampleProgress progress;
-        if (!event.has_progress() || !progress.ParseFromString(event.progress())) return;
-        if (progress.step() < 3 || stopped_pid.load() != 0) return;
-        auto state = cluster_->Connect()->ClusterState();
-        ASSERT_TRUE(state.ok());
-        auto worker = WorkerOfRank(*state, 1);
-        ASSERT_TRUE(worker.has_value());
-        stopped_pid = worker->pid();
+  Disturbed run = RunDisturbed(
+      *jobs_, *cluster_, job, /*at_step=*/3, /*rank=*/1,
+      [&](const v1::WorkerInfo& worker) {
+        stopped_pid = worker.pid();
         stopped_at_ms = absl::ToUnixMillis(absl::Now());
-        kill(worker->pid(), SIGSTOP);
+        kill(worker.pid(), SIGSTOP);
       },
       absl::Seconds(120));
   const absl::Duration took = absl::Now() - absl::FromUnixMillis(stopped_at_ms.load());
   if (stopped_pid.load() != 0) {
     kill(stopped_pid.load(), SIGKILL);  // a stopped process would outlive the cluster
   }
-  ASSERT_TRUE(done.ok()) << done.status() << cluster_->Logs();
-  ASSERT_NE(stopped_pid.load(), 0);
-  ASSERT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString();
-  EXPECT_EQ(done->attempts(), 2) << done->DebugString();
+  ASSERT_TRUE(run.done.ok()) << run.done.status() << cluster_->Logs();
+  ASSERT_TRUE(run.disturbed);
+  const v1::JobInfo& done = *run.done;
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  EXPECT_EQ(done.attempts(), 2) << done.DebugString();
   std::cout << "stopped rank 1's worker; the job succeeded " << took << " later" << std::endl;
   // The heartbeat deadline (2 s here), the abort, and the whole job once more (~10 s on 2 cores).
   EXPECT_LT(took, absl::Seconds(60));
-  ExpectSameLatent(ReadLatent(ResultOf(done->job_id()).latent()), Reference(job));
+  ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), Reference(job));
 }
 
 class TwoNodeJobsTest : public JobsTest {
@@ -309,34 +296,20 @@ class TwoNodeJobsTest : public JobsTest {
 // dead. Now a retry waits for the group to form again, which waits out workers the head has not
 // yet seen die, and the job succeeds on the other node's workers to the same latent.
 TEST_F(TwoNodeJobsTest, ANodeCrashMidJobIsRetriedOnTheOtherNode) {
-  v1::SampleJob job = Job(31);
-  job.mutable_mesh()->set_ulysses(2);
-  job.set_steps(150);
-  job.set_width(160);
-  job.set_height(160);
-  auto submitted = jobs_->SubmitSample(job);
-  ASSERT_TRUE(submitted.ok()) << submitted.status();
-  std::atomic<bool> crashed{false};
-  auto done = jobs_->Watch(
-      submitted->job_id(),
-      [&](const v1::JobEvent& event) {
-        v1::SampleProgress progress;
-        if (!event.has_progress() || !progress.ParseFromString(event.progress())) return;
-        if (progress.step() < 3 || crashed.load()) return;
-        auto state = cluster_->Connect()->ClusterState();
-        ASSERT_TRUE(state.ok());
-        auto worker = WorkerOfRank(*state, 1);
-        ASSERT_TRUE(worker.has_value());
-        // kill -9 the node agent; its workers die with it (PR_SET_PDEATHSIG).
-        cluster_->node(worker->node_id() == "node0" ? 0 : 1).Kill();
-        crashed = true;
+  const v1::SampleJob job = LongJob(Job(31), 2);
+  // kill -9 the node agent of rank 1's worker; its workers die with it (PR_SET_PDEATHSIG).
+  Disturbed run = RunDisturbed(
+      *jobs_, *cluster_, job, /*at_step=*/3, /*rank=*/1,
+      [&](const v1::WorkerInfo& worker) {
+        cluster_->node(worker.node_id() == "node0" ? 0 : 1).Kill();
       },
       absl::Seconds(180));
-  ASSERT_TRUE(done.ok()) << done.status() << cluster_->Logs();
-  ASSERT_TRUE(crashed.load());
-  ASSERT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString();
-  EXPECT_EQ(done->failed_attempts(), 1) << done->DebugString();
-  ExpectSameLatent(ReadLatent(ResultOf(done->job_id()).latent()), Reference(job));
+  ASSERT_TRUE(run.done.ok()) << run.done.status() << cluster_->Logs();
+  ASSERT_TRUE(run.disturbed);
+  const v1::JobInfo& done = *run.done;
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  EXPECT_EQ(done.failed_attempts(), 1) << done.DebugString();
+  ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), Reference(job));
 }
 
 TEST_F(JobsTest, QueuedJobsSurviveAHeadKill) {
