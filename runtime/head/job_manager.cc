@@ -433,13 +433,17 @@ void JobManager::Cancel(const v1::CancelJobRequest& request, Reply<v1::JobInfo> 
     std::shared_ptr<Run> run = job.run;
     run->MarkCancelled();
     SendCancelCall(run);
-    auto timer = std::make_shared<boost::asio::steady_timer>(
-        io_, absl::ToChronoMilliseconds(config_.cancel_grace));
-    timer->async_wait([run, timer](const boost::system::error_code& error) {
-      if (!error) run->Abort();
-    });
+    AbortAfter(run, config_.cancel_grace);
   }
   reply(job.info);
+}
+
+void JobManager::AbortAfter(const std::shared_ptr<Run>& run, absl::Duration grace) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(io_, absl::ToChronoMilliseconds(grace));
+  // A run that ended meanwhile has no call left to abort.
+  timer->async_wait([run, timer](const boost::system::error_code& error) {
+    if (!error) run->Abort();
+  });
 }
 
 void JobManager::SendCancelCall(const std::shared_ptr<Run>& run) {
@@ -794,10 +798,7 @@ void JobManager::StartRun(Job& job, PoolGroup& group, const v1::GroupInfo& info)
                                run->aborted[rank] = true;
                                context->TryCancel();
                              });
-      {
-        absl::MutexLock lock(&run->mu);
-        run->contexts[rank] = nullptr;
-      }
+      // (CallActorOnce handed the hook nullptr before its context went away.)
       // A rank that failed leaves the others waiting for it: they are aborted at once. Once rank 0
       // has its result (or the user's cancel, which the ranks agree on at the next model call),
       // the others have the grace to end. Another rank's success leaves rank 0 be: it may still
@@ -810,13 +811,7 @@ void JobManager::StartRun(Job& job, PoolGroup& group, const v1::GroupInfo& info)
         if (!result.ok() && !agreed_cancel) {
           run->Abort();
         } else if (rank == 0) {
-          boost::asio::post(io_, [this, run] {
-            auto timer = std::make_shared<boost::asio::steady_timer>(
-                io_, absl::ToChronoMilliseconds(config_.rank_grace));
-            timer->async_wait([run, timer](const boost::system::error_code& error) {
-              if (!error) run->Abort();
-            });
-          });
+          boost::asio::post(io_, [this, run] { AbortAfter(run, config_.rank_grace); });
         }
       }
       if (rank == 0 && result.ok()) {

@@ -136,6 +136,8 @@ class JobManager {
   std::shared_ptr<v1::Worker::Stub> StubFor(const std::string& address);
   // Worker.CancelCall to the run's rank 0 (asynchronous; on the io thread).
   void SendCancelCall(const std::shared_ptr<Run>& run);
+  // Aborts what is left of `run` once `grace` has passed (on the io thread).
+  void AbortAfter(const std::shared_ptr<Run>& run, absl::Duration grace);
 
   const HeadConfig config_;
   boost::asio::io_context& io_;
