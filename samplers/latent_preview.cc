@@ -6,12 +6,16 @@
 namespace raylight::samplers {
 absl::StatusOr<models::RgbImage> LatentToRgb(const at::Tensor& latent,
                                              const models::LatentFormat& format, int64_t frame) {
-  at::Tensor x = latent.dim() == 5 ? latent[0] : latent;
   const int64_t channels = format.channels;
+  at::Tensor x = latent.dim() == 5 ? latent[0] : latent;
+  // An image latent [B, C, H, W] (Flux) is one frame.
+  if (latent.dim() == 4 && latent.size(1) == channels && latent.size(0) != channels) {
+    x = latent[0].unsqueeze(1);
+  }
   if (x.dim() != 4 || x.size(0) != channels) {
     return absl::InvalidArgumentError(
         absl::StrCat("preview: latent of shape ", c10::str(latent.sizes()),
-                     " is not [B, C, T, H, W] or [C, T, H, W] with C = ", channels));
+                     " is not [B, C, T, H, W], [C, T, H, W] or [B, C, H, W] with C = ", channels));
   }
   if (frame < 0 || frame >= x.size(1)) {
     return absl::InvalidArgumentError(

@@ -25,14 +25,16 @@
 #include "actors/diffusion/step_caches.h"
 #include "actors/diffusion/video_output.h"
 #include "models/core/latent_file.h"
+#include "models/core/latent_format.h"
 #include "models/core/sharded_weights.h"
+#include "models/family/diffusion_model.h"
+#include "models/flux/flux_conditioning.h"
+#include "models/flux/flux_model.h"
 #include "models/parallel/comm/gloo_communicator.h"
 #include "models/parallel/comm/nccl_communicator.h"
 #include "models/parallel/mesh.h"
 #include "models/vae/video_file.h"
 #include "models/wan/wan_conditioning.h"
-#include "models/wan/wan_loader.h"
-#include "models/wan/wan_memory.h"
 #include "models/wan/wan_model.h"
 #include "runtime/common/gpu_info.h"
 #include "runtime/common/log.h"
@@ -81,7 +83,7 @@ absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu) 
 }
 
 struct LoadedModel {
-  models::wan::LoadedWan wan;
+  std::unique_ptr<models::DiffusionModel> model;
   ModelSummary summary;
   std::string group_key;  // FSDP: the group incarnation its shards span; empty otherwise
   std::string key;        // its key in the model cache
@@ -99,16 +101,10 @@ struct PlacementDecision {
 // samples at once (at most cond and uncond together: batched under Ulysses, and counted as
 // batched whenever CFG is not split over ranks, an upper bound for two forwards).
 struct JobShape {
-  std::function<int64_t(const models::wan::WanConfig&)> tokens;
+  std::function<int64_t(const models::ModelInfo&)> tokens;
   int sequence_degree = 1;
   int batch = 2;
 };
-
-// Tokens of a video of `frames` frames of `width` x `height` pixels.
-int64_t PixelTokens(const models::wan::WanConfig& config, int frames, int height, int width) {
-  const int64_t spatial = config.vae_spatial();
-  return config.Tokens((std::max(frames, 1) - 1) / 4 + 1, height / spatial, width / spatial);
-}
 
 JobShape ShapeOf(const parallel::MeshShape& mesh, double cfg) {
   JobShape shape;
@@ -122,6 +118,44 @@ struct Membership {
   std::unique_ptr<comm::Communicator> world;
   std::map<std::string, std::unique_ptr<parallel::Mesh>> meshes;  // by shape
 };
+
+// The job's sampler settings (ComfyUI's KSampler / KSamplerAdvanced / SamplerCustom inputs).
+samplers::KSamplerOptions SamplerOptionsOf(const SampleRequest& request) {
+  samplers::KSamplerOptions options;
+  options.seed = request.seed;
+  options.steps = request.steps;
+  options.cfg = request.cfg;
+  options.sampler = request.sampler;
+  options.scheduler = request.scheduler;
+  options.denoise = request.denoise > 0 ? request.denoise : 1.0;
+  options.preview_every = request.preview_every;
+  options.add_noise = request.add_noise;
+  options.start_step = request.start_step;
+  options.end_step = request.end_step;
+  options.return_with_leftover_noise = request.return_with_leftover_noise;
+  options.sigmas = request.sigmas;
+  return options;
+}
+
+// Progress to the client from rank 0: step i of n (over every run of the job: a two-expert job's
+// second run continues the first's count), sigma, and the preview when there is one.
+samplers::StepCallback ProgressCallback(bool reports, const UpdateFn& update,
+                                        SampleOutcome& outcome, const int& steps_before,
+                                        const int& steps_in_all) {
+  return [&, reports](const samplers::StepInfo& step) {
+    if (!reports || !update) return;
+    SampleUpdate progress;
+    progress.step = steps_before + step.step + 1;
+    progress.total = std::max(steps_in_all, step.total);
+    progress.sigma = step.sigma;
+    progress.elapsed_seconds = step.elapsed_seconds;
+    if (step.preview_png != nullptr) {
+      progress.preview_png = *step.preview_png;
+      outcome.preview_png = *step.preview_png;
+    }
+    update(progress);
+  };
+}
 
 // A prompt's encoding as conditioning, as wide as the model reads it: the text alone (T2V), or
 // with the start image's encoding (I2V: `clip_fea` and `y`, the same for both prompts).
@@ -240,9 +274,8 @@ class DiffusionEngine::Impl {
 
   static absl::StatusOr<parallel::MeshPlan> PlanFor(const parallel::MeshShape& mesh,
                                                     const worker::GroupContext& group,
-                                                    const models::wan::WanConfig& config,
-                                                    double cfg) {
-    return parallel::PlanMesh(mesh, group.size, static_cast<int>(config.num_heads), cfg);
+                                                    const models::ModelInfo& info, double cfg) {
+    return parallel::PlanMesh(mesh, group.size, info.num_heads, cfg);
   }
 
   // The group's communicator and the mesh of this shape over it, created on first use (NCCL's
@@ -304,11 +337,11 @@ class DiffusionEngine::Impl {
   }
 
   // The checkpoint's bytes as placed, read from its header once per files and dtype.
-  absl::StatusOr<const models::wan::WanBytes*> Measure(const ModelRequest& request,
+  absl::StatusOr<const models::MeasuredModel*> Measure(const ModelRequest& request,
                                                        at::ScalarType dtype) {
     const std::string key = ModelPrefix(request, dtype);
     if (auto it = measured_.find(key); it != measured_.end()) return &it->second;
-    auto bytes = models::wan::MeasureWan(request.files, dtype);
+    auto bytes = models::MeasureDiffusionModel(request.files, dtype);
     if (!bytes.ok()) return bytes.status();
     return &(measured_[key] = *std::move(bytes));
   }
@@ -340,13 +373,12 @@ class DiffusionEngine::Impl {
       return absl::InvalidArgumentError(
           absl::StrCat("swap_budget: ", request.swap_budget, " is not a fraction in (0, 1]"));
     }
-    auto bytes = Measure(request, dtype);
-    if (!bytes.ok()) return bytes.status();
-    const models::wan::WanConfig& config = (*bytes)->config;
+    auto measured = Measure(request, dtype);
+    if (!measured.ok()) return measured.status();
     const int64_t tokens_per_rank =
-        (shape.tokens(config) + shape.sequence_degree - 1) / shape.sequence_degree;
-    models::PlacementInputs inputs = models::wan::WanPlacementInputs(
-        **bytes, models::wan::WanActivationBytes(config, tokens_per_rank, shape.batch, dtype));
+        (shape.tokens((*measured)->info) + shape.sequence_degree - 1) / shape.sequence_degree;
+    models::PlacementInputs inputs = (*measured)->bytes;
+    inputs.activation_bytes = (*measured)->activation_bytes(tokens_per_rank, shape.batch);
     inputs.group_size = group.size;
     inputs.weight_limit_bytes = model_memory_limit_ > 0 ? model_memory_limit_ : INT64_MAX;
     // Loaded models count as free: they are evicted (LRU) to make room.
@@ -532,21 +564,19 @@ class DiffusionEngine::Impl {
     models::PlacementOptions options;
     options.device = device_;
     options.compute_dtype = *dtype;
-    absl::StatusOr<models::wan::LoadedWan> loaded;
+    absl::StatusOr<std::unique_ptr<models::DiffusionModel>> loaded;
     for (;;) {
+      models::WeightPlacement where = models::WeightPlacement::Resident();
       if (sharded) {
         auto membership = MembershipOf(group);
         if (!membership.ok()) return membership.status();
         models::ShardOptions shards;
         shards.host_shards = placement == "fsdp-host";
-        loaded = models::wan::LoadWanSharded(request.files, options, *(*membership)->world, shards,
-                                             LorasOf(request));
+        where = models::WeightPlacement::Sharded(*(*membership)->world, shards);
       } else if (placement == "swap") {
-        loaded =
-            models::wan::LoadWanSwapped(request.files, options, decision->swap, LorasOf(request));
-      } else {
-        loaded = models::wan::LoadWanResident(request.files, options, LorasOf(request));
+        where = models::WeightPlacement::Swapped(decision->swap);
       }
+      loaded = models::LoadDiffusionModel(request.files, options, where, LorasOf(request));
       // Out of device memory with other models loaded: make room and try again.
       if (loaded.ok() || loaded.status().code() != absl::StatusCode::kResourceExhausted ||
           !EvictOne(keep)) {
@@ -556,7 +586,7 @@ class DiffusionEngine::Impl {
     if (!loaded.ok()) return loaded.status();
     *seconds = SecondsSince(start);
     if (!request.loras.empty()) {
-      const models::LoraReport& merged = loaded->loras;
+      const models::LoraReport& merged = (*loaded)->loras();
       RL_LOG(INFO) << "merged " << request.loras.size() << " LoRAs into " << merged.patched_tensors
                    << " tensors";
       // As ComfyUI's "lora key not loaded": listed, not an error (the others apply).
@@ -566,7 +596,7 @@ class DiffusionEngine::Impl {
     }
     LoadedModel model{*std::move(loaded), {}, group_key, key};
     model.summary.path = request.files.front();
-    model.summary.variant = model.wan.config.name;
+    model.summary.variant = model.model->info().variant;
     model.summary.dtype = DtypeName(*dtype);
     model.summary.placement = placement;
     model.summary.device_bytes = DeviceAllocatedBytes() - device_before;
@@ -619,6 +649,9 @@ class DiffusionEngine::Impl {
       RL_LOG(INFO) << "job " << request.job_id << ": " << message;
       if (reports && update) update(SampleUpdate{.message = std::move(message)});
     };
+    // The family decides the run: Wan's (prompts, images, experts, video) or an image family's.
+    RL_ASSIGN_OR_RETURN(const models::ModelInfo info, models::InspectModel(request.model.files));
+    if (info.family == "flux") return SampleFlux(request, group, update, cancelled, note);
     SampleOutcome outcome;
     std::string reason;
     const bool decodes = request.output != "latent";
@@ -646,14 +679,19 @@ class DiffusionEngine::Impl {
                      &negative_prompt_text = inputs->negative_prompt_text;
     const at::Tensor &image_clip_fea = inputs->image_clip_fea, &image_y = inputs->image_y;
     JobShape shape = ShapeOf(request.mesh, request.cfg);
-    shape.tokens = [&](const models::wan::WanConfig& config) -> int64_t {
-      if (latent.dim() == 5) return config.Tokens(latent.size(2), latent.size(3), latent.size(4));
-      return PixelTokens(config, request.frames, request.height, request.width);
+    shape.tokens = [&](const models::ModelInfo& info) -> int64_t {
+      if (latent.dim() == 5) return info.Tokens(latent.size(2), latent.size(3), latent.size(4));
+      return info.PixelTokens(request.frames, request.height, request.width);
     };
     auto model = Ensure(request.model, group, shape, &outcome.model_was_resident,
                         &outcome.load_seconds, &reason);
     if (!model.ok()) return model.status();
-    const models::wan::WanConfig& config = (*model)->wan.config;
+    const auto* wan_model = dynamic_cast<const models::WanDiffusionModel*>((*model)->model.get());
+    if (wan_model == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model: ", (*model)->summary.path, " is not a Wan model"));
+    }
+    const models::wan::WanConfig& config = wan_model->config();
     outcome.placement = absl::StrCat((*model)->summary.placement, " (", reason, ")");
     note(outcome.model_was_resident
              ? absl::StrCat("model ", (*model)->summary.path, " is resident (", config.name, ", ",
@@ -673,11 +711,10 @@ class DiffusionEngine::Impl {
                             absl::StrCat("low_noise_model: ", loaded.status().message()));
       }
       low_noise = *loaded;
-      const models::wan::WanConfig& low = low_noise->wan.config;
-      if (!low.SameArchitecture(config)) {
-        return absl::InvalidArgumentError(absl::StrCat("low_noise_model: ", low.name,
-                                                       " is not the architecture of the ",
-                                                       "high-noise expert (", config.name, ")"));
+      if (!low_noise->model->SameArchitecture(*(*model)->model)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "low_noise_model: ", low_noise->model->info().variant,
+            " is not the architecture of the ", "high-noise expert (", config.name, ")"));
       }
       outcome.model_was_resident = outcome.model_was_resident && resident;
       outcome.load_seconds += seconds;
@@ -686,7 +723,7 @@ class DiffusionEngine::Impl {
                                    low_noise->summary.placement, ") in ", seconds, " s"));
     }
 
-    auto plan = PlanFor(request.mesh, group, config, request.cfg);
+    auto plan = PlanFor(request.mesh, group, (*model)->model->info(), request.cfg);
     if (!plan.ok()) return plan.status();
     for (const std::string& line : plan->notes) note(line);
     auto mesh = MeshFor(request.mesh, group);
@@ -795,19 +832,7 @@ class DiffusionEngine::Impl {
       };
     };
 
-    samplers::KSamplerOptions options;
-    options.seed = request.seed;
-    options.steps = request.steps;
-    options.cfg = request.cfg;
-    options.sampler = request.sampler;
-    options.scheduler = request.scheduler;
-    options.denoise = request.denoise > 0 ? request.denoise : 1.0;
-    options.preview_every = request.preview_every;
-    options.add_noise = request.add_noise;
-    options.start_step = request.start_step;
-    options.end_step = request.end_step;
-    options.return_with_leftover_noise = request.return_with_leftover_noise;
-    options.sigmas = request.sigmas;
+    samplers::KSamplerOptions options = SamplerOptionsOf(request);
     // Cond and uncond batched only where that is exact (texts past text_len of different
     // lengths are not: ComfyUI runs them apart too).
     if (!models::wan::TextsBatchExactly(config, positive_text.size(-2), negative_text.size(-2))) {
@@ -823,29 +848,18 @@ class DiffusionEngine::Impl {
     const auto sample_start = Clock::now();
     // A two-expert job is two runs; progress counts the steps of both.
     int steps_before = 0, steps_in_all = 0;
-    samplers::StepCallback callback = [&](const samplers::StepInfo& step) {
-      if (!reports || !update) return;
-      SampleUpdate progress;
-      progress.step = steps_before + step.step + 1;
-      progress.total = std::max(steps_in_all, step.total);
-      progress.sigma = step.sigma;
-      progress.elapsed_seconds = step.elapsed_seconds;
-      if (step.preview_png != nullptr) {
-        progress.preview_png = *step.preview_png;
-        outcome.preview_png = *step.preview_png;
-      }
-      update(progress);
-    };
+    samplers::StepCallback callback =
+        ProgressCallback(reports, update, outcome, steps_before, steps_in_all);
     absl::StatusOr<at::Tensor> out;
     if (low_noise == nullptr) {
-      out = samplers::KSampleOnMesh(model_fn_for(*(*model)->wan.weights), sampling,
+      out = samplers::KSampleOnMesh(model_fn_for((*model)->model->weights()), sampling,
                                     latent.to(device_), options, **mesh, *plan, request.seeds,
                                     callback);
     } else {
-      out =
-          SampleExperts(model_fn_for(*(*model)->wan.weights), model_fn_for(*low_noise->wan.weights),
-                        sampling, latent.to(device_), options, request, config, **mesh, *plan,
-                        callback, &steps_before, &steps_in_all);
+      out = SampleExperts(model_fn_for((*model)->model->weights()),
+                          model_fn_for(low_noise->model->weights()), sampling, latent.to(device_),
+                          options, request, config, **mesh, *plan, callback, &steps_before,
+                          &steps_in_all);
     }
     if (!out.ok()) {
       // A cancelled job does not run again; an aborted or failed run may (its journal stays).
@@ -902,14 +916,167 @@ class DiffusionEngine::Impl {
     return outcome;
   }
 
+  // An image family's run (Flux.1): conditioning files in, a LATENT out. The head refuses what
+  // Flux jobs cannot have yet (prompts: its CLIP-L and T5 encoders; images; decoding: its VAE;
+  // step caches; LoRAs); the checks here say the same to a caller that skipped the head.
+  absl::StatusOr<SampleOutcome> SampleFlux(const SampleRequest& request,
+                                           const worker::GroupContext& group,
+                                           const UpdateFn& update, const CancelledFn& cancelled,
+                                           const std::function<void(std::string)>& note) {
+    const auto start = Clock::now();
+    const bool reports = group.rank == 0;
+    for (const auto& [field, given] :
+         {std::pair{"prompt", !request.prompt.empty()},
+          std::pair{"image", !request.image.empty() || !request.end_image.empty()},
+          std::pair{"low_noise_model", !request.low_noise_model.files.empty()},
+          std::pair{"cache", !request.cache_kind.empty()},
+          std::pair{"loras", !request.model.loras.empty()},
+          std::pair{"output", request.output != "latent" && !request.output.empty()}}) {
+      if (given) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field,
+                         ": not available for Flux models yet (they take `positive` conditioning "
+                         "files and return a latent)"));
+      }
+    }
+    SampleOutcome outcome;
+    std::string reason;
+    {
+      RL_ASSIGN_OR_RETURN(Membership * membership, MembershipOf(group));
+      RL_RETURN_IF_ERROR(
+          AgreeToGoOn(*membership->world, reports, cancelled, device_, request.job_id));
+    }
+    // The starting LATENT ([B, 16, H, W] as ComfyUI stores an image latent), or an empty one.
+    at::Tensor latent;
+    if (!request.latent.empty()) {
+      RL_ASSIGN_OR_RETURN(models::Latent parsed, models::ParseLatent(request.latent, "latent"));
+      if (parsed.noise_mask.defined()) {
+        return absl::InvalidArgumentError(
+            "latent: a 'noise_mask' with a Flux model is not supported yet");
+      }
+      latent = parsed.samples.dim() == 3 ? parsed.samples.unsqueeze(0) : parsed.samples;
+    }
+    JobShape shape = ShapeOf(request.mesh, request.cfg);
+    shape.tokens = [&](const models::ModelInfo& info) -> int64_t {
+      if (latent.defined() && latent.dim() == 4) {
+        return info.Tokens(1, latent.size(2), latent.size(3));
+      }
+      return info.PixelTokens(1, request.height, request.width);
+    };
+    RL_ASSIGN_OR_RETURN(LoadedModel * model,
+                        Ensure(request.model, group, shape, &outcome.model_was_resident,
+                               &outcome.load_seconds, &reason));
+    const auto* flux_model = dynamic_cast<const models::FluxDiffusionModel*>(model->model.get());
+    if (flux_model == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model: ", model->summary.path, " is not a Flux model"));
+    }
+    const models::flux::FluxConfig& config = flux_model->config();
+    outcome.placement = absl::StrCat(model->summary.placement, " (", reason, ")");
+    note(outcome.model_was_resident
+             ? absl::StrCat("model ", model->summary.path, " is resident (", config.name, ", ",
+                            outcome.placement, ")")
+             : absl::StrCat("loaded ", model->summary.path, " (", config.name, ", ",
+                            outcome.placement, ") in ", outcome.load_seconds, " s"));
+    if (latent.defined()) {
+      if (latent.dim() != 4 || latent.size(0) != 1 || latent.size(1) != config.latent_channels) {
+        return absl::InvalidArgumentError(absl::StrCat("latent: shape ", c10::str(latent.sizes()),
+                                                       "; ", config.name, " takes [1, ",
+                                                       config.latent_channels, ", H, W]"));
+      }
+    } else {
+      latent = at::zeros({1, config.latent_channels, request.height / 8, request.width / 8});
+    }
+    RL_ASSIGN_OR_RETURN(parallel::MeshPlan plan,
+                        PlanFor(request.mesh, group, model->model->info(), request.cfg));
+    for (const std::string& line : plan.notes) note(line);
+    RL_ASSIGN_OR_RETURN(parallel::Mesh * mesh, MeshFor(request.mesh, group));
+    RL_ASSIGN_OR_RETURN(Membership * membership, MembershipOf(group));
+    comm::Communicator& world = *membership->world;
+
+    RL_ASSIGN_OR_RETURN(models::flux::FluxConditioning positive,
+                        models::flux::ParseFluxConditioning(request.positive, "positive", config));
+    models::flux::FluxConditioning negative = positive;
+    if (request.cfg != 1.0) {
+      RL_ASSIGN_OR_RETURN(
+          negative, models::flux::ParseFluxConditioning(request.negative, "negative", config));
+    }
+    const models::ParallelContext sequence = mesh->sequence_context();
+    std::unique_ptr<ModelCallJournal> journal = OpenJournal(request, group.rank);
+    if (journal != nullptr && journal->recorded() > 0) {
+      note(absl::StrCat("resuming: an earlier run of this job left ", journal->recorded(),
+                        " model calls to replay"));
+    }
+    AgreedModelCalls agreed(world, reports, cancelled, journal.get(), device_, request.job_id);
+    models::WeightProvider& weights = model->model->weights();
+    const at::TensorOptions floats = at::TensorOptions().device(device_).dtype(at::kFloat);
+    auto as_inputs = [&](const models::flux::FluxConditioning& c) {
+      models::flux::FluxInputs in;
+      in.context = c.text.to(device_);
+      in.pooled = c.pooled.to(device_);
+      in.guidance = at::full({1}, c.guidance, floats);
+      return in;
+    };
+    const models::flux::FluxInputs cond = as_inputs(positive), uncond = as_inputs(negative);
+    samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
+                                     samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
+      auto forward = [&]() -> absl::StatusOr<at::Tensor> {
+        auto inputs = [&](bool positive_branch) {
+          models::flux::FluxInputs in = positive_branch ? cond : uncond;
+          in.x = x;
+          in.t = at::full({x.size(0)}, timestep, floats);
+          in.guidance = in.guidance.expand({x.size(0)});
+          return in;
+        };
+        const models::flux::FluxInputs batch =
+            samplers::InputsFor(branch, inputs, models::flux::BatchInputs);
+        return models::flux::FluxForward(config, batch, sequence, weights);
+      };
+      return agreed.Call(x, timestep, static_cast<int>(branch), forward);
+    };
+    samplers::KSamplerOptions options = SamplerOptionsOf(request);
+    if (!models::flux::TextsBatchExactly(cond.context.size(1), uncond.context.size(1))) {
+      options.batch_cfg = false;
+    }
+    options.latent_format = &models::Flux1LatentFormat();
+    // ComfyUI's ModelSamplingFlux: shift 1.15 for dev (its default), 1.0 for schnell (its
+    // sampling_settings); the job's shift replaces it.
+    const double shift = request.shift > 0 ? request.shift : config.guidance_embed ? 1.15 : 1.0;
+    const samplers::ModelSampling sampling = samplers::ModelSampling::Flux(shift);
+    const auto sample_start = Clock::now();
+    const int no_steps_before = 0, no_total = 0;
+    const samplers::StepCallback callback =
+        ProgressCallback(reports, update, outcome, no_steps_before, no_total);
+    auto out = samplers::KSampleOnMesh(model_fn, sampling, latent.to(device_), options, *mesh, plan,
+                                       request.seeds, callback);
+    if (!out.ok()) {
+      if (journal != nullptr && out.status().code() == absl::StatusCode::kCancelled) {
+        journal->Remove();
+      }
+      return out.status();
+    }
+    outcome.sample_seconds = SecondsSince(sample_start);
+    if (reports) {
+      // [dp, 1, C, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
+      RL_ASSIGN_OR_RETURN(outcome.latent,
+                          models::SerializeLatent(out->to(at::kCPU).flatten(0, 1), at::Tensor()));
+    }
+    if (journal != nullptr) journal->Remove();
+    outcome.model_calls = static_cast<int>(agreed.calls());
+    RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
+                 << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all)";
+    return outcome;
+  }
+
   absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const parallel::MeshShape& mesh,
                                    const worker::GroupContext& group) {
     LoadOutcome outcome;
     std::string reason;
-    // The job's size is not known yet: plan for Wan's default 832x480, 81 frames, with CFG.
+    // The job's size is not known yet: plan for Wan's default 832x480, 81 frames (an image
+    // family's 1024x1024), with CFG.
     JobShape shape = ShapeOf(mesh, 5.0);
-    shape.tokens = [](const models::wan::WanConfig& config) {
-      return PixelTokens(config, 81, 480, 832);
+    shape.tokens = [](const models::ModelInfo& info) {
+      return info.video ? info.PixelTokens(81, 480, 832) : info.PixelTokens(1, 1024, 1024);
     };
     auto loaded =
         Ensure(model, group, shape, &outcome.already_loaded, &outcome.load_seconds, &reason);
@@ -919,7 +1086,7 @@ class DiffusionEngine::Impl {
     // (on 2 H200s, a 14B job's time outside its steps: 851 ms with that, 167 ms without; see
     // BENCHMARKS.md). A load is the moment to pay it. Any cfg: the mesh does not depend on it.
     if (group.size > 1) {
-      if (auto plan = PlanFor(mesh, group, (*loaded)->wan.config, 1.0); !plan.ok()) {
+      if (auto plan = PlanFor(mesh, group, (*loaded)->model->info(), 1.0); !plan.ok()) {
         return plan.status();
       }
       if (auto built = MeshFor(mesh, group); !built.ok()) return built.status();
@@ -1019,7 +1186,7 @@ class DiffusionEngine::Impl {
   std::unique_ptr<ImageEncoder> images_;                   // likewise
   int64_t model_memory_limit_ = 0;                         // bytes; 0: no limit but the device's
   std::map<std::string, LoadedModel> models_;              // by files|dtype|placement|group
-  std::map<std::string, models::wan::WanBytes> measured_;  // by files|dtype|
+  std::map<std::string, models::MeasuredModel> measured_;  // by files|dtype|
   std::map<std::string, Membership> groups_;               // by group id
   // Shared with the thread that aborts a run (AbortGroup): by group id.
   struct GroupSignal {

@@ -11,6 +11,9 @@
 #include "models/core/image_file.h"
 #include "models/core/placement_plan.h"
 #include "models/core/safetensors.h"
+#include "models/family/model_info.h"
+#include "models/flux/flux_conditioning_header.h"
+#include "models/flux/flux_keys.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
 #include "models/wan/wan_tea_cache.h"
@@ -110,7 +113,9 @@ absl::Status CheckNoiseMask(const models::StTensorInfo& mask, const models::wan:
 
 struct CommonPlan {
   std::vector<std::string> files;
-  models::wan::WanConfig config;
+  models::ModelInfo info;
+  models::wan::WanConfig config;  // family "wan"
+  models::flux::FluxConfig flux;  // family "flux"
   parallel::MeshShape mesh;
   bool gpu = false;
 };
@@ -123,9 +128,18 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
   auto files = ResolveModel(job.model(), roots);
   if (!files.ok()) return files.status();
   plan.files = *std::move(files);
-  auto config = models::wan::InspectWanCheckpoint(plan.files);
-  if (!config.ok()) return InField("model", config.status());
-  plan.config = *config;
+  auto info = models::InspectModel(plan.files);
+  if (!info.ok()) return InField("model", info.status());
+  plan.info = *info;
+  if (info->family == "flux") {
+    auto config = models::flux::InspectFluxCheckpoint(plan.files);
+    if (!config.ok()) return InField("model", config.status());
+    plan.flux = *config;
+  } else {
+    auto config = models::wan::InspectWanCheckpoint(plan.files);
+    if (!config.ok()) return InField("model", config.status());
+    plan.config = *config;
+  }
   const std::vector<std::string> dtypes = {"", "auto", "bf16", "f16", "f32"};
   if (std::find(dtypes.begin(), dtypes.end(), job.dtype()) == dtypes.end()) {
     return Invalid("dtype", absl::StrCat("unknown '", job.dtype(), "' (auto, bf16, f16, f32)"));
@@ -151,8 +165,13 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
   const int world = plan.mesh.world();
   if (world > 64)
     return Invalid("mesh", absl::StrCat(plan.mesh.ToString(), " is ", world, " ranks"));
-  auto planned =
-      parallel::PlanMesh(plan.mesh, world, static_cast<int>(plan.config.num_heads), job.cfg());
+  if (plan.info.guidance_distilled && plan.mesh.cfg > 1) {
+    return Invalid("mesh.cfg",
+                   absl::StrCat(plan.info.variant,
+                                " is guidance-distilled (its guidance strength is an input, run "
+                                "at cfg 1): there is no unconditional branch to split off"));
+  }
+  auto planned = parallel::PlanMesh(plan.mesh, world, plan.info.num_heads, job.cfg());
   if (!planned.ok()) return planned.status();
   if ((job.placement() == "fsdp" || job.placement() == "fsdp-host") && world < 2) {
     return Invalid("placement", absl::StrCat(job.placement(),
@@ -311,8 +330,8 @@ absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConf
   return absl::OkStatus();
 }
 
-absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfig& config,
-                           const SampleLimits& limits, int64_t* tokens) {
+// What every family's job checks the same way: the schedule, the sampler and its numbers, seeds.
+absl::Status CheckSamplerSettings(const v1::SampleJob& job, const SampleLimits& limits) {
   // An explicit schedule replaces steps, scheduler and denoise (ComfyUI's SamplerCustom).
   if (job.sigmas_size() > 0) {
     RL_RETURN_IF_ERROR(samplers::CheckCustomSigmas(
@@ -351,6 +370,12 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
     return Invalid("seeds", absl::StrCat(job.seeds_size(), " given for ",
                                          std::max(job.mesh().dp(), 1), " data-parallel ranks"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfig& config,
+                           const SampleLimits& limits, int64_t* tokens) {
+  RL_RETURN_IF_ERROR(CheckSamplerSettings(job, limits));
   // The latent: given, or made from the pixel size.
   int64_t frames = 0, height = 0, width = 0;
   if (!job.latent().empty()) {
@@ -447,6 +472,84 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
   return absl::OkStatus();
 }
 
+// A Flux job: conditioning files in, a LATENT out (what Flux jobs cannot have yet is refused by
+// name), an image of width x height (multiples of 16) or a starting LATENT [1, 16, H, W].
+absl::Status CheckFluxJob(const v1::SampleJob& job, const models::flux::FluxConfig& config,
+                          const SampleLimits& limits, int64_t* tokens) {
+  RL_RETURN_IF_ERROR(CheckSamplerSettings(job, limits));
+  const std::string not_yet =
+      "not available for Flux models yet (they take `positive` "
+      "conditioning files and return a latent)";
+  for (const auto& [field, given] :
+       {std::pair{"prompt", !job.prompt().empty()},
+        std::pair{"negative_prompt", job.has_negative_prompt()},
+        std::pair{"image", !job.image().empty()}, std::pair{"end_image", !job.end_image().empty()},
+        std::pair{"low_noise_model", !job.low_noise_model().empty()},
+        std::pair{"cache.kind", !job.cache().kind().empty()},
+        std::pair{"loras", job.loras_size() > 0},
+        std::pair{"text_encoder", !job.text_encoder().empty()},
+        std::pair{"vae", !job.vae().empty()}, std::pair{"clip_vision", !job.clip_vision().empty()},
+        std::pair{"output", !job.output().empty() && job.output() != "latent"}}) {
+    if (given) return Invalid(field, not_yet);
+  }
+  int64_t height = 0, width = 0;
+  if (!job.latent().empty()) {
+    auto header = models::ParseSafetensors(job.latent(), "latent");
+    if (!header.ok()) return InField("latent", header.status());
+    const models::StTensorInfo* latent = header->Find("latent_tensor");
+    if (latent == nullptr) return Invalid("latent", "no 'latent_tensor' (a ComfyUI .latent file)");
+    if (header->Find("noise_mask") != nullptr) {
+      return Invalid("latent", "a 'noise_mask' with a Flux model is not supported yet");
+    }
+    std::vector<int64_t> shape = latent->shape;
+    if (shape.size() == 4 && shape[0] == 1) shape.erase(shape.begin());
+    if (shape.size() != 3 || shape[0] != config.latent_channels) {
+      return Invalid("latent",
+                     absl::StrCat("'latent_tensor' is [", absl::StrJoin(latent->shape, ", "), "]; ",
+                                  config.name, " takes [1, ", config.latent_channels, ", H, W]"));
+    }
+    height = shape[1];
+    width = shape[2];
+    if (height < 1 || width < 1 || height > limits.max_side / 8 || width > limits.max_side / 8) {
+      return Invalid("latent", absl::StrCat(height, "x", width, " is outside [1, ",
+                                            limits.max_side / 8, "] a side"));
+    }
+  } else {
+    for (auto [name, side] : {std::pair{"width", job.width()}, std::pair{"height", job.height()}}) {
+      if (side < 16 || side > limits.max_side || side % 16 != 0) {
+        return Invalid(
+            name, absl::StrCat(side, " must be a multiple of 16 in [16, ", limits.max_side, "]"));
+      }
+    }
+    height = job.height() / 8;
+    width = job.width() / 8;
+  }
+  if (job.frames() > 1) {
+    return Invalid("frames", absl::StrCat(config.name, " makes images: frames must be 0 or 1"));
+  }
+  *tokens = config.Tokens(height, width);
+  if (*tokens > limits.max_tokens) {
+    return Invalid(job.latent().empty() ? "width" : "latent",
+                   absl::StrCat(*tokens, " tokens exceed the limit of ", limits.max_tokens));
+  }
+  if (auto status = models::flux::CheckFluxConditioningBytes(job.positive(), "positive", config);
+      !status.ok()) {
+    return InField("positive", job.positive().empty()
+                                   ? absl::InvalidArgumentError("required (Flux conditioning)")
+                                   : status);
+  }
+  if (job.cfg() != 1.0) {
+    if (job.negative().empty()) {
+      return Invalid("negative", "required when cfg != 1 (the unconditional prediction uses it)");
+    }
+    if (auto status = models::flux::CheckFluxConditioningBytes(job.negative(), "negative", config);
+        !status.ok()) {
+      return InField("negative", status);
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The decoded output a job asks for (SampleJob.output, fps, crf); nothing is resolved here.
 absl::Status CheckOutput(const v1::SampleJob& job) {
   const std::string& output = job.output();
@@ -515,6 +618,7 @@ class SampleKind final : public head::JobKind {
     auto common = PlanCommon(job, roots_, cluster);
     if (!common.ok()) return common.status();
     int64_t tokens = 0;
+    if (common->info.family == "flux") return PlanFlux(job_id, std::move(job), *common);
     if (auto status = CheckSampling(job, common->config, limits_, &tokens); !status.ok()) {
       return status;
     }
@@ -596,6 +700,28 @@ class SampleKind final : public head::JobKind {
   absl::StatusOr<std::string> Describe() const override { return DescribeSampling(roots_); }
 
  private:
+  absl::StatusOr<v1::JobPlan> PlanFlux(const std::string& job_id, v1::SampleJob job,
+                                       const CommonPlan& common) const {
+    int64_t tokens = 0;
+    RL_RETURN_IF_ERROR(CheckFluxJob(job, common.flux, limits_, &tokens));
+    v1::SampleCall call;
+    call.set_job_id(job_id);
+    *call.mutable_job() = std::move(job);
+    for (const std::string& file : common.files) call.add_model_files(file);
+    v1::JobPlan plan;
+    FillPlan(common, call.job(), plan);
+    plan.set_method("sample");
+    plan.set_args(call.SerializeAsString());
+    const v1::SampleJob& j = call.job();
+    plan.set_summary(absl::StrCat(
+        common.flux.name, " ",
+        j.latent().empty() ? absl::StrCat(j.width(), "x", j.height()) : "from latent", " (", tokens,
+        " image tokens), ", j.steps(), " steps ", j.sampler().empty() ? "euler" : j.sampler(),
+        ", cfg ", j.cfg(), ", seed ", j.seed(), ", ", common.mesh.ToString(), " on ",
+        common.mesh.world(), common.gpu ? " GPU" : " CPU", " workers"));
+    return plan;
+  }
+
   const std::vector<std::string> roots_;
   const SampleLimits limits_;
 };
@@ -622,7 +748,7 @@ class LoadKind final : public head::JobKind {
     *call.mutable_job() = std::move(job);
     plan.set_method("load_model");
     plan.set_args(call.SerializeAsString());
-    plan.set_summary(absl::StrCat("load ", common->config.name, " on ", common->mesh.world(),
+    plan.set_summary(absl::StrCat("load ", common->info.variant, " on ", common->mesh.world(),
                                   common->gpu ? " GPU" : " CPU", " workers"));
     return plan;
   }

@@ -215,4 +215,12 @@ at::Tensor MaterializeRows(const CheckpointTensor& tensor, int64_t begin, int64_
   return Merged(tensor, rows, dtype);
 }
 
+KeyShapes KeyShapesOf(const Checkpoint& checkpoint) {
+  KeyShapes shapes;
+  for (const auto& [name, tensor] : checkpoint.tensors) shapes.shapes[name] = tensor.value_shape();
+  shapes.metadata = checkpoint.metadata;
+  shapes.unknown_keys = checkpoint.unknown_keys;
+  return shapes;
+}
+
 }  // namespace raylight::models

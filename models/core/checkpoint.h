@@ -19,6 +19,7 @@
 #include "models/core/model_prefix.h"
 #include "models/core/safetensors.h"
 #include "models/core/weight_patch.h"
+#include "models/core/weight_shapes.h"
 
 namespace raylight::models {
 
@@ -65,6 +66,10 @@ using KeyNormalizer = std::function<std::optional<std::string>(const std::string
 // without a scale are errors naming the file and key.
 absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
                                           const KeyNormalizer& normalize);
+
+// Names and value shapes of an opened checkpoint, for the detection and checks that also run on
+// headers alone.
+KeyShapes KeyShapesOf(const Checkpoint& checkpoint);
 
 // The real value of a checkpoint tensor as `dtype` on `device` (fp8 scaled weights and GGUF blocks
 // dequantised, on `device`: the stored bytes are what crosses to it).

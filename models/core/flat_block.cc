@@ -93,8 +93,8 @@ WeightSet FlatBlock::Unflatten(const at::Tensor& buffer, at::Device device) cons
 absl::StatusOr<FlatModel> FlattenBlocks(const Checkpoint& checkpoint, const BlockLayout& layout,
                                         const PlacementOptions& options) {
   FlatModel model;
-  model.blocks.resize(layout.num_blocks);
-  model.sources.resize(layout.num_blocks);
+  model.blocks.resize(layout.num_blocks());
+  model.sources.resize(layout.num_blocks());
   // checkpoint.tensors is ordered by name, so every rank lays a block out the same way.
   for (const auto& [name, tensor] : checkpoint.tensors) {
     auto owner = BlockOf(name, layout);

@@ -62,6 +62,24 @@ LatentFormat MakeWan22() {
   return f;
 }
 
+LatentFormat MakeFlux1() {
+  LatentFormat f;
+  f.name = "Flux";
+  f.channels = 16;
+  f.scale_factor = 0.3611;
+  f.shift_factor = 0.1159;
+  // ComfyUI's latent_formats.Flux latent_rgb_factors and bias.
+  f.rgb_factors = {
+      {-0.0346, 0.0244, 0.0681},  {0.0034, 0.0210, 0.0687},    {0.0275, -0.0668, -0.0433},
+      {-0.0174, 0.0160, 0.0617},  {0.0859, 0.0721, 0.0329},    {0.0004, 0.0383, 0.0115},
+      {0.0405, 0.0861, 0.0915},   {-0.0236, -0.0185, -0.0259}, {-0.0245, 0.0250, 0.1180},
+      {0.1008, 0.0755, -0.0421},  {-0.0515, 0.0201, 0.0011},   {0.0428, -0.0012, -0.0036},
+      {0.0817, 0.0765, 0.0749},   {-0.1264, -0.0522, -0.1103}, {-0.0280, -0.0881, -0.0499},
+      {-0.1262, -0.0982, -0.0778}};
+  f.rgb_bias = {-0.0329, -0.0718, -0.0851};
+  return f;
+}
+
 // A per-channel vector as [1, C, 1, ...] for a latent of `dims` dimensions.
 at::Tensor PerChannel(const std::vector<float>& values, const at::Tensor& like) {
   std::vector<int64_t> shape(like.dim(), 1);
@@ -87,6 +105,11 @@ const LatentFormat& Wan22LatentFormat() {
   return *format;
 }
 
+const LatentFormat& Flux1LatentFormat() {
+  static const LatentFormat* format = new LatentFormat(MakeFlux1());
+  return *format;
+}
+
 absl::StatusOr<const LatentFormat*> LatentFormatForChannels(int64_t channels) {
   for (const LatentFormat* format : {&Wan21LatentFormat(), &Wan22LatentFormat()}) {
     if (format->channels == channels) return format;
@@ -99,6 +122,7 @@ absl::StatusOr<const LatentFormat*> LatentFormatForChannels(int64_t channels) {
 // The operations in ComfyUI's order, so the float32 results are its bits.
 at::Tensor ProcessIn(const LatentFormat& format, const at::Tensor& latent) {
   CheckChannels(format, latent);
+  if (format.shift_factor != 0) return (latent - format.shift_factor) * format.scale_factor;
   if (format.mean.empty()) return latent * format.scale_factor;
   return (latent - PerChannel(format.mean, latent)) * format.scale_factor /
          PerChannel(format.std, latent);
@@ -106,6 +130,7 @@ at::Tensor ProcessIn(const LatentFormat& format, const at::Tensor& latent) {
 
 at::Tensor ProcessOut(const LatentFormat& format, const at::Tensor& latent) {
   CheckChannels(format, latent);
+  if (format.shift_factor != 0) return latent / format.scale_factor + format.shift_factor;
   if (format.mean.empty()) return latent / format.scale_factor;
   return latent * PerChannel(format.std, latent) / format.scale_factor +
          PerChannel(format.mean, latent);

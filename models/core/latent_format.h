@@ -27,6 +27,8 @@ struct LatentFormat {
   const char* name = "";
   int64_t channels = 0;
   double scale_factor = 1.0;
+  // Subtracted before the scale (SD3, Flux: (latent - shift) * scale); 0 for the others.
+  double shift_factor = 0.0;
   // Per channel; empty: no shift and no per-channel scale.
   std::vector<float> mean, std;
   // Latent2RGB: each channel's (R, G, B) weight, then the bias; applied to the model's space.
@@ -39,7 +41,10 @@ const LatentFormat& Wan21LatentFormat();
 // Wan 2.2 TI2V-5B: 48 channels.
 const LatentFormat& Wan22LatentFormat();
 
-// The format with this many channels; an error names the known counts.
+// Flux.1 (dev, schnell, Krea, Kontext): 16 channels, a shift and a scale.
+const LatentFormat& Flux1LatentFormat();
+
+// The Wan format with this many channels; an error names the known counts.
 absl::StatusOr<const LatentFormat*> LatentFormatForChannels(int64_t channels);
 
 // ComfyUI's process_in: a VAE latent [B, C, ...] (channels on dim 1) to the model's space.

@@ -25,11 +25,11 @@ absl::StatusOr<std::unique_ptr<ShardedWeights>> ShardedWeights::Create(
   auto flat = FlattenBlocks(checkpoint, layout, options);
   if (!flat.ok()) return flat.status();
   weights->globals_ = std::move(flat->globals);
-  weights->blocks_.resize(layout.num_blocks);
+  weights->blocks_.resize(layout.num_blocks());
   const int64_t ranks = group.size(), rank = group.rank();
   const bool pinned = shards.host_shards && options.device.is_cuda();
   int64_t largest = 0;
-  for (int i = 0; i < layout.num_blocks; ++i) {
+  for (int i = 0; i < layout.num_blocks(); ++i) {
     Block& block = weights->blocks_[i];
     block.layout = std::move(flat->blocks[i]);
     block.layout.PadTo(ranks * 16);
@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<ShardedWeights>> ShardedWeights::Create(
     block.layout.Fill(flat->sources[i], rank * shard, host);
     block.shard = shards.host_shards ? std::move(host) : host.to(options.device);
   }
-  const int buffers = std::min(shards.prefetch + 1, std::max(layout.num_blocks, 1));
+  const int buffers = std::min(shards.prefetch + 1, std::max(layout.num_blocks(), 1));
   weights->pool_ = std::make_unique<TransferPool>(buffers, largest, options.device);
   if (shards.host_shards) {
     weights->staging_ =

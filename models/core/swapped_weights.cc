@@ -18,10 +18,10 @@ absl::StatusOr<std::unique_ptr<SwappedWeights>> SwappedWeights::Create(
   if (!flat.ok()) return flat.status();
   std::unique_ptr<SwappedWeights> weights(new SwappedWeights(options));
   weights->globals_ = std::move(flat->globals);
-  weights->blocks_.resize(layout.num_blocks);
+  weights->blocks_.resize(layout.num_blocks());
   std::vector<int64_t> block_bytes;
   int64_t total = 0;
-  for (int i = 0; i < layout.num_blocks; ++i) {
+  for (int i = 0; i < layout.num_blocks(); ++i) {
     FlatBlock& block = weights->blocks_[i].layout = std::move(flat->blocks[i]);
     block.PadTo(1);
     block_bytes.push_back(block.bytes());
@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<SwappedWeights>> SwappedWeights::Create(
   weights->plan_ = *std::move(plan);
 
   const bool pinned = options.device.is_cuda() && !swap.synchronous;
-  for (int i = 0; i < layout.num_blocks; ++i) {
+  for (int i = 0; i < layout.num_blocks(); ++i) {
     Block& block = weights->blocks_[i];
     const bool resident = weights->plan_.resident[i];
     at::Tensor host = HostBytes(block.layout.bytes(), pinned && !resident);

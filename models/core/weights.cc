@@ -25,22 +25,28 @@ at::ScalarType PlacedDtype(const CheckpointTensor& tensor, bool in_block, bool f
 
 absl::StatusOr<std::pair<int, std::string>> BlockOf(const std::string& name,
                                                     const BlockLayout& layout) {
-  if (name.rfind(layout.block_prefix, 0) != 0) return std::make_pair(-1, name);
-  const std::string rest = name.substr(layout.block_prefix.size());
-  const size_t dot = rest.find('.');
-  int index = -1;
-  if (dot == std::string::npos || !absl::SimpleAtoi(rest.substr(0, dot), &index) || index < 0 ||
-      index >= layout.num_blocks) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("weights: '", name, "' names no block in [0, ", layout.num_blocks, ")"));
+  int first = 0;  // the flat index of the segment's block 0
+  for (const BlockSegment& segment : layout.segments) {
+    if (name.rfind(segment.prefix, 0) == 0) {
+      const std::string rest = name.substr(segment.prefix.size());
+      const size_t dot = rest.find('.');
+      int index = -1;
+      if (dot == std::string::npos || !absl::SimpleAtoi(rest.substr(0, dot), &index) || index < 0 ||
+          index >= segment.count) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("weights: '", name, "' names no block in [0, ", segment.count, ")"));
+      }
+      return std::make_pair(first + index, rest.substr(dot + 1));
+    }
+    first += segment.count;
   }
-  return std::make_pair(index, rest.substr(dot + 1));
+  return std::make_pair(-1, name);
 }
 
 absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     const Checkpoint& checkpoint, const BlockLayout& layout, const PlacementOptions& options) {
   std::unique_ptr<ResidentWeights> weights(new ResidentWeights(options));
-  weights->blocks_.resize(layout.num_blocks);
+  weights->blocks_.resize(layout.num_blocks());
   for (const auto& [name, tensor] : checkpoint.tensors) {
     const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
     auto owner = BlockOf(name, layout);

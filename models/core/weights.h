@@ -70,10 +70,25 @@ class WeightProvider {
   WeightSet globals_;  // filled by the provider's Create
 };
 
-// Splits internal names into blocks: "blocks.<i>.<rest>" belongs to block i as "<rest>".
+// Splits internal names into blocks: "<prefix><i>.<rest>" belongs to block i as "<rest>". A model
+// with blocks of several kinds lists one segment per kind, in order, and the indices run on
+// across them (Flux: "double_blocks.0" .. "double_blocks.18" are blocks 0-18, "single_blocks.0"
+// is block 19): placements see one flat sequence of blocks.
+struct BlockSegment {
+  std::string prefix;  // "blocks."
+  int count = 0;
+};
 struct BlockLayout {
-  std::string block_prefix = "blocks.";
-  int num_blocks = 0;
+  std::vector<BlockSegment> segments;
+  // One segment of `count` blocks named "<prefix><i>.".
+  static BlockLayout Uniform(int count, std::string prefix = "blocks.") {
+    return BlockLayout{{BlockSegment{std::move(prefix), count}}};
+  }
+  int num_blocks() const {
+    int total = 0;
+    for (const BlockSegment& segment : segments) total += segment.count;
+    return total;
+  }
 };
 
 // The dtype a checkpoint tensor is kept in on the device: fp8 scaled block weights stay fp8

@@ -96,7 +96,7 @@ absl::StatusOr<std::unique_ptr<Umt5Encoder>> Umt5Encoder::Load(
            name.ends_with("norm2.weight") || name.ends_with("pos_embedding.embedding.weight");
   };
   auto weights = ResidentWeights::Create(
-      *checkpoint, BlockLayout{"blocks.", static_cast<int>(config->num_layers)}, placement);
+      *checkpoint, BlockLayout::Uniform(static_cast<int>(config->num_layers)), placement);
   if (!weights.ok()) return weights.status();
   std::unique_ptr<Umt5Encoder> encoder(new Umt5Encoder());
   encoder->config_ = *config;

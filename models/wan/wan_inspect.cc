@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "models/core/gguf.h"
+#include "models/core/weight_shapes.h"
 #include "models/wan/wan_keys.h"
 
 namespace raylight::models::wan {
@@ -50,29 +50,9 @@ absl::StatusOr<std::vector<int64_t>> Unbatched(const std::string& where, const S
 }  // namespace
 
 absl::StatusOr<WanConfig> InspectWanCheckpoint(const std::vector<std::string>& paths) {
-  if (paths.empty()) return absl::InvalidArgumentError("checkpoint: no files given");
-  WanKeyShapes shapes;
-  auto add = [&shapes](const std::string& raw, const std::vector<int64_t>& shape) {
-    if (auto name = NormalizeWanKey(raw)) {
-      shapes.shapes[*name] = shape;
-    } else {
-      shapes.unknown_keys.push_back(raw);
-    }
-  };
-  for (const std::string& path : paths) {
-    if (IsGgufPath(path)) {  // city96's layout: ComfyUI's key names, every type a float
-      auto file = GgufFile::Open(path);
-      if (!file.ok()) return file.status();
-      for (const auto& [key, value] : (*file)->header().metadata) shapes.metadata[key] = value;
-      for (const GgufTensorInfo& info : (*file)->header().tensors) add(info.name, info.shape);
-      continue;
-    }
-    auto file = SafetensorsFile::Open(path);
-    if (!file.ok()) return file.status();
-    for (const auto& [key, value] : (*file)->header().metadata) shapes.metadata[key] = value;
-    for (const StTensorInfo& info : (*file)->header().tensors) add(info.name, info.shape);
-  }
-  return DetectWanConfig(shapes);
+  auto shapes = ReadKeyShapes(paths, NormalizeWanKey);
+  if (!shapes.ok()) return shapes.status();
+  return DetectWanConfig(*shapes);
 }
 
 absl::Status CheckWanConditioningHeader(const StHeader& header, const std::string& where,
@@ -133,10 +113,10 @@ absl::Status CheckWanConditioningHeader(const StHeader& header, const std::strin
   // One image's tokens, or a start and an end image's (FLF2V, as ComfyUI allows on any I2V model).
   if (((*clip)[0] != config.image_tokens && (*clip)[0] != 2 * config.image_tokens) ||
       (*clip)[1] != config.image_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": 'clip_fea' has shape ", ShapeText(*clip), "; ", config.name, " takes [",
-        config.image_tokens, ", ", config.image_dim, "] (one image) or [", 2 * config.image_tokens,
-        ", ", config.image_dim, "] (start and end images)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": 'clip_fea' has shape ", ShapeText(*clip), "; ", config.name,
+                     " takes [", config.image_tokens, ", ", config.image_dim, "] (one image) or [",
+                     2 * config.image_tokens, ", ", config.image_dim, "] (start and end images)"));
   }
   const int64_t y_channels = config.in_channels - config.out_channels;
   if (comfy_image) {

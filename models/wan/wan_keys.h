@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "models/core/weight_shapes.h"
 #include "models/wan/wan_config.h"
 
 namespace raylight::models::wan {
@@ -25,11 +26,7 @@ std::map<std::string, std::vector<int64_t>> WanWeightShapes(const WanConfig& con
 
 // What detection needs from a checkpoint: no tensor data, so that it runs on headers alone (the
 // head validates jobs without libtorch).
-struct WanKeyShapes {
-  std::map<std::string, std::vector<int64_t>> shapes;  // by internal name
-  std::map<std::string, std::string> metadata;
-  std::vector<std::string> unknown_keys;  // raw names NormalizeWanKey did not recognise
-};
+using WanKeyShapes = KeyShapes;
 
 // The config a checkpoint holds: family from the keys (img_emb: I2V; 48 input channels: TI2V),
 // sizes from the shapes, layers from the block count, heads from the matching preset (or the

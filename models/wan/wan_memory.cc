@@ -1,8 +1,8 @@
 #include "models/wan/wan_memory.h"
 
 #include <algorithm>
-#include <map>
 
+#include "models/core/placed_checkpoint.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
 
@@ -12,33 +12,18 @@ absl::StatusOr<WanBytes> MeasureWan(const std::vector<std::string>& paths,
                                     at::ScalarType compute_dtype, bool keep_fp8) {
   auto opened = OpenWanCheckpoint(paths);
   if (!opened.ok()) return opened.status();
-  WanBytes bytes;
-  bytes.config = opened->config;
   PlacementOptions options;
   options.compute_dtype = compute_dtype;
   options.keep_fp8 = keep_fp8;
-  BlockLayout layout;
-  layout.num_blocks = static_cast<int>(opened->config.num_layers);
-  std::map<int, int64_t> per_block;
-  for (const auto& [name, tensor] : opened->checkpoint.tensors) {
-    auto owner = BlockOf(name, layout);
-    if (!owner.ok()) return owner.status();
-    const at::ScalarType placed =
-        PlacedDtype(tensor, /*in_block=*/owner->first >= 0, WanKeepsFp32(name), options);
-    // Kept encoded: the stored bytes; decoded at load: the values in the placed dtype.
-    const int64_t placed_bytes =
-        placed == tensor.data.scalar_type() && tensor.encoded()
-            ? tensor.data.nbytes()
-            : tensor.value_numel() * static_cast<int64_t>(c10::elementSize(placed));
-    if (owner->first < 0) {
-      bytes.global_bytes += placed_bytes;
-    } else {
-      per_block[owner->first] += placed_bytes;
-    }
-  }
-  for (const auto& [index, block] : per_block) {
-    bytes.block_bytes = std::max(bytes.block_bytes, block);
-  }
+  options.keep_fp32 = WanKeepsFp32;
+  auto placed = MeasurePlacedBytes(
+      opened->checkpoint, BlockLayout::Uniform(static_cast<int>(opened->config.num_layers)),
+      options);
+  if (!placed.ok()) return placed.status();
+  WanBytes bytes;
+  bytes.config = opened->config;
+  bytes.block_bytes = placed->block_bytes;
+  bytes.global_bytes = placed->global_bytes;
   return bytes;
 }
 

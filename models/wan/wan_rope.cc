@@ -1,5 +1,7 @@
 #include "models/wan/wan_rope.h"
 
+#include "models/core/rotary.h"
+
 namespace raylight::models::wan {
 namespace {
 
@@ -28,15 +30,11 @@ RopeTable MakeRopeTable(int64_t frames, int64_t height, int64_t width, int64_t h
                                fw.view({1, 1, width, -1}).expand({frames, height, width, -1})},
                               -1)
                           .reshape({frames * height * width, head_dim / 2});
-  return {at::complex(at::cos(angles).to(at::kFloat), at::sin(angles).to(at::kFloat))};
+  return {RotationOf(angles)};
 }
 
 at::Tensor ApplyRope(const at::Tensor& x, const RopeTable& table) {
-  // One fp32 complex multiply: (x[2i] + i x[2i+1]) * (cos + i sin).
-  at::Tensor pairs =
-      at::view_as_complex(x.to(at::kFloat).unflatten(-1, {-1, 2}));  // [B, L, H, d/2]
-  at::Tensor rotation = table.rotation.unsqueeze(0).unsqueeze(2);    // [1, L, 1, d/2]
-  return at::view_as_real(pairs * rotation).flatten(-2).to(x.scalar_type());
+  return ApplyRotary(x, table.rotation);
 }
 
 }  // namespace raylight::models::wan

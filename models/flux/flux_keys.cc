@@ -1,0 +1,277 @@
+#include "models/flux/flux_keys.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/core/model_prefix.h"
+#include "models/core/weight_shapes.h"
+
+namespace raylight::models::flux {
+namespace {
+
+using Renames = std::vector<std::pair<std::string, std::string>>;
+
+// diffusers -> internal, outside the blocks.
+const Renames& GlobalRenames() {
+  static const auto* renames = new Renames{
+      {"x_embedder.", "img_in."},
+      {"context_embedder.", "txt_in."},
+      {"time_text_embed.timestep_embedder.linear_1.", "time_in.in_layer."},
+      {"time_text_embed.timestep_embedder.linear_2.", "time_in.out_layer."},
+      {"time_text_embed.guidance_embedder.linear_1.", "guidance_in.in_layer."},
+      {"time_text_embed.guidance_embedder.linear_2.", "guidance_in.out_layer."},
+      {"time_text_embed.text_embedder.linear_1.", "vector_in.in_layer."},
+      {"time_text_embed.text_embedder.linear_2.", "vector_in.out_layer."},
+      {"norm_out.linear.", "final_layer.scale_shift."},
+      {"proj_out.", "final_layer.linear."},
+  };
+  return *renames;
+}
+
+// diffusers -> internal, inside a double-stream block (the rest of the name after "N.").
+const Renames& DoubleRenames() {
+  static const auto* renames = new Renames{
+      {"norm1.linear.", "img_mod.lin."},
+      {"norm1_context.linear.", "txt_mod.lin."},
+      {"attn.to_q.", "img_attn.qkv.q."},
+      {"attn.to_k.", "img_attn.qkv.k."},
+      {"attn.to_v.", "img_attn.qkv.v."},
+      {"attn.norm_q.weight", "img_attn.norm.query_norm.scale"},
+      {"attn.norm_k.weight", "img_attn.norm.key_norm.scale"},
+      {"attn.to_out.0.", "img_attn.proj."},
+      {"attn.add_q_proj.", "txt_attn.qkv.q."},
+      {"attn.add_k_proj.", "txt_attn.qkv.k."},
+      {"attn.add_v_proj.", "txt_attn.qkv.v."},
+      {"attn.norm_added_q.weight", "txt_attn.norm.query_norm.scale"},
+      {"attn.norm_added_k.weight", "txt_attn.norm.key_norm.scale"},
+      {"attn.to_add_out.", "txt_attn.proj."},
+      {"ff.net.0.proj.", "img_mlp.0."},
+      {"ff.net.2.", "img_mlp.2."},
+      {"ff_context.net.0.proj.", "txt_mlp.0."},
+      {"ff_context.net.2.", "txt_mlp.2."},
+  };
+  return *renames;
+}
+
+const Renames& SingleRenames() {
+  static const auto* renames = new Renames{
+      {"norm.linear.", "modulation.lin."},
+      {"attn.to_q.", "linear1.q."},
+      {"attn.to_k.", "linear1.k."},
+      {"attn.to_v.", "linear1.v."},
+      {"proj_mlp.", "linear1.mlp."},
+      {"attn.norm_q.weight", "norm.query_norm.scale"},
+      {"attn.norm_k.weight", "norm.key_norm.scale"},
+      {"proj_out.", "linear2."},
+  };
+  return *renames;
+}
+
+std::optional<std::string> Rename(const std::string& key, const Renames& renames) {
+  for (const auto& [from, to] : renames) {
+    if (absl::StartsWith(key, from)) return to + key.substr(from.size());
+  }
+  return std::nullopt;
+}
+
+// "<prefix><n>.<rest>" -> (n, rest).
+bool SplitBlock(const std::string& key, const std::string& prefix, int* index, std::string* rest) {
+  if (!absl::StartsWith(key, prefix)) return false;
+  const size_t dot = key.find('.', prefix.size());
+  if (dot == std::string::npos) return false;
+  if (!absl::SimpleAtoi(key.substr(prefix.size(), dot - prefix.size()), index) || *index < 0) {
+    return false;
+  }
+  *rest = key.substr(dot + 1);
+  return true;
+}
+
+void Linear(WeightShapes& shapes, const std::string& name, int64_t in, int64_t out) {
+  shapes[name + ".weight"] = {out, in};
+  shapes[name + ".bias"] = {out};
+}
+
+// A projection BFL fuses: one matrix of the parts' widths stacked, or the parts on their own.
+void Fused(WeightShapes& shapes, const std::string& name, int64_t in,
+           const std::vector<std::pair<std::string, int64_t>>& parts, FluxSpelling spelling) {
+  if (spelling == FluxSpelling::kFused) {
+    int64_t out = 0;
+    for (const auto& part : parts) out += part.second;
+    Linear(shapes, name, in, out);
+    return;
+  }
+  for (const auto& [part, out] : parts) Linear(shapes, name + "." + part, in, out);
+}
+
+const std::vector<int64_t>* ShapeOf(const FluxKeyShapes& c, const std::string& name) {
+  auto it = c.shapes.find(name);
+  return it == c.shapes.end() ? nullptr : &it->second;
+}
+
+// Blocks present per prefix: one more than the largest index.
+int BlockCount(const FluxKeyShapes& c, const std::string& prefix) {
+  int count = 0;
+  for (const auto& [name, shape] : c.shapes) {
+    int index = 0;
+    std::string rest;
+    if (SplitBlock(name, prefix, &index, &rest)) count = std::max(count, index + 1);
+  }
+  return count;
+}
+
+}  // namespace
+
+std::optional<std::string> NormalizeFluxKey(const std::string& raw) {
+  const std::string key = StripModelPrefix(raw);
+  int index = 0;
+  std::string rest;
+  if (SplitBlock(key, "transformer_blocks.", &index, &rest)) {
+    auto renamed = Rename(rest, DoubleRenames());
+    if (!renamed) return std::nullopt;
+    return absl::StrCat("double_blocks.", index, ".", *renamed);
+  }
+  if (SplitBlock(key, "single_transformer_blocks.", &index, &rest)) {
+    auto renamed = Rename(rest, SingleRenames());
+    if (!renamed) return std::nullopt;
+    return absl::StrCat("single_blocks.", index, ".", *renamed);
+  }
+  if (auto renamed = Rename(key, GlobalRenames())) return renamed;
+  // BFL / ComfyUI names are the internal ones: kept when they belong to a Flux module.
+  static const auto* modules = new std::vector<std::string>{
+      "double_blocks.", "single_blocks.", "img_in.",      "txt_in.",
+      "time_in.",       "vector_in.",     "guidance_in.", "final_layer."};
+  for (const std::string& module : *modules) {
+    if (absl::StartsWith(key, module)) return key;
+  }
+  return std::nullopt;
+}
+
+WeightShapes FluxWeightShapes(const FluxConfig& c, FluxSpelling spelling) {
+  WeightShapes shapes;
+  const int64_t h = c.hidden;
+  Linear(shapes, "img_in", c.in_channels(), h);
+  Linear(shapes, "txt_in", c.context_dim, h);
+  for (const std::string embedder : {"time_in", "vector_in", "guidance_in"}) {
+    if (embedder == "guidance_in" && !c.guidance_embed) continue;
+    Linear(shapes, embedder + ".in_layer", embedder == "vector_in" ? c.vec_dim : 256, h);
+    Linear(shapes, embedder + ".out_layer", h, h);
+  }
+  Linear(shapes,
+         spelling == FluxSpelling::kFused ? "final_layer.adaLN_modulation.1"
+                                          : "final_layer.scale_shift",
+         h, 2 * h);
+  Linear(shapes, "final_layer.linear", h, c.patch * c.patch * c.latent_channels);
+  for (int64_t i = 0; i < c.depth; ++i) {
+    const std::string block = absl::StrCat("double_blocks.", i, ".");
+    for (const std::string stream : {"img", "txt"}) {
+      const std::string s = block + stream;
+      Linear(shapes, s + "_mod.lin", h, 6 * h);
+      Fused(shapes, s + "_attn.qkv", h, {{"q", h}, {"k", h}, {"v", h}}, spelling);
+      shapes[s + "_attn.norm.query_norm.scale"] = {c.head_dim()};
+      shapes[s + "_attn.norm.key_norm.scale"] = {c.head_dim()};
+      Linear(shapes, s + "_attn.proj", h, h);
+      Linear(shapes, s + "_mlp.0", h, c.mlp_hidden);
+      Linear(shapes, s + "_mlp.2", c.mlp_hidden, h);
+    }
+  }
+  for (int64_t i = 0; i < c.depth_single; ++i) {
+    const std::string block = absl::StrCat("single_blocks.", i, ".");
+    Linear(shapes, block + "modulation.lin", h, 3 * h);
+    Fused(shapes, block + "linear1", h, {{"q", h}, {"k", h}, {"v", h}, {"mlp", c.mlp_hidden}},
+          spelling);
+    Linear(shapes, block + "linear2", h + c.mlp_hidden, h);
+    shapes[block + "norm.query_norm.scale"] = {c.head_dim()};
+    shapes[block + "norm.key_norm.scale"] = {c.head_dim()};
+  }
+  return shapes;
+}
+
+bool LooksLikeFlux(const FluxKeyShapes& c) {
+  return c.shapes.contains("txt_in.weight") && c.shapes.contains("img_in.weight") &&
+         (c.shapes.contains("double_blocks.0.img_mod.lin.weight") ||
+          c.shapes.contains("single_blocks.0.modulation.lin.weight"));
+}
+
+FluxSpelling SpellingOf(const FluxKeyShapes& c) {
+  return c.shapes.contains("final_layer.scale_shift.weight") ? FluxSpelling::kSplit
+                                                             : FluxSpelling::kFused;
+}
+
+absl::StatusOr<FluxConfig> DetectFluxConfig(const FluxKeyShapes& c) {
+  auto need = [&](const std::string& name,
+                  size_t rank) -> absl::StatusOr<const std::vector<int64_t>*> {
+    const std::vector<int64_t>* shape = ShapeOf(c, name);
+    if (shape == nullptr || shape->size() != rank) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("flux checkpoint: '", name, "' is missing or not of rank ", rank));
+    }
+    return shape;
+  };
+  FluxConfig config;
+  auto img_in = need("img_in.weight", 2);
+  if (!img_in.ok()) return img_in.status();
+  auto txt_in = need("txt_in.weight", 2);
+  if (!txt_in.ok()) return txt_in.status();
+  auto vector_in = need("vector_in.in_layer.weight", 2);
+  if (!vector_in.ok()) return vector_in.status();
+  config.hidden = (**img_in)[0];
+  const int64_t in_channels = (**img_in)[1];
+  if (in_channels % (config.patch * config.patch) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("flux checkpoint: img_in takes ", in_channels,
+                                                   " values per token, not a 2x2 patch"));
+  }
+  config.latent_channels = in_channels / (config.patch * config.patch);
+  config.context_dim = (**txt_in)[1];
+  config.vec_dim = (**vector_in)[1];
+  config.guidance_embed = c.shapes.contains("guidance_in.in_layer.weight");
+  config.depth = BlockCount(c, "double_blocks.");
+  config.depth_single = BlockCount(c, "single_blocks.");
+  const std::string norm = config.depth > 0 ? "double_blocks.0.img_attn.norm.query_norm.scale"
+                                            : "single_blocks.0.norm.query_norm.scale";
+  auto head = need(norm, 1);
+  if (!head.ok()) return head.status();
+  const int64_t head_dim = (**head)[0];
+  if (head_dim <= 0 || config.hidden % head_dim != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("flux checkpoint: query norm width ", head_dim,
+                                                   " does not divide hidden ", config.hidden));
+  }
+  config.num_heads = config.hidden / head_dim;
+  const std::string mlp =
+      config.depth > 0 ? "double_blocks.0.img_mlp.0.weight" : "single_blocks.0.linear2.weight";
+  auto mlp_shape = need(mlp, 2);
+  if (!mlp_shape.ok()) return mlp_shape.status();
+  config.mlp_hidden = config.depth > 0 ? (**mlp_shape)[0] : (**mlp_shape)[1] - config.hidden;
+  auto axes = FluxAxesFor(head_dim);
+  if (!axes.ok()) return axes.status();
+  config.axes_dim = *axes;
+  for (const std::string& preset : FluxPresetNames()) {
+    FluxConfig candidate = *FluxPreset(preset);
+    const bool fewer_blocks =
+        config.depth <= candidate.depth && config.depth_single <= candidate.depth_single;
+    candidate.depth = config.depth;
+    candidate.depth_single = config.depth_single;
+    if (fewer_blocks && candidate.SameArchitecture(config)) {
+      config.name = preset;
+      break;
+    }
+  }
+  if (auto status = config.Validate(); !status.ok()) return status;
+  return config;
+}
+
+absl::Status CheckFluxWeights(const FluxKeyShapes& c, const FluxConfig& config) {
+  return CheckWeightShapes("Flux", config.name, FluxWeightShapes(config, SpellingOf(c)), c.shapes,
+                           c.unknown_keys);
+}
+
+absl::StatusOr<FluxConfig> InspectFluxCheckpoint(const std::vector<std::string>& paths) {
+  auto shapes = ReadKeyShapes(paths, NormalizeFluxKey);
+  if (!shapes.ok()) return shapes.status();
+  auto config = DetectFluxConfig(*shapes);
+  if (!config.ok()) return config.status();
+  if (auto status = CheckFluxWeights(*shapes, *config); !status.ok()) return status;
+  return config;
+}
+
+}  // namespace raylight::models::flux

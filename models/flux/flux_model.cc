@@ -1,0 +1,351 @@
+#include "models/flux/flux_model.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/core/attention.h"
+#include "models/core/rotary.h"
+#include "models/core/sequence_parallel.h"
+
+namespace raylight::models::flux {
+namespace {
+
+constexpr int64_t kMaxTokens = int64_t{1} << 20;
+constexpr int64_t kMaxBatch = 64;
+constexpr double kEps = 1e-6;
+
+std::string Shape(const at::Tensor& t) {
+  return t.defined() ? absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]") : "undefined";
+}
+
+at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& name) {
+  return at::linear(x, w.Get(name + ".weight"), w.Get(name + ".bias"));
+}
+
+// A projection BFL fuses (flux_keys.h): one GEMM over the fused matrix, split into the parts, or
+// (diffusers' spelling) one GEMM per part.
+std::vector<at::Tensor> Project(const at::Tensor& x, const WeightSet& w, const std::string& name,
+                                const std::vector<std::pair<std::string, int64_t>>& parts) {
+  std::vector<at::Tensor> out;
+  if (w.Has(name + ".weight")) {
+    std::vector<int64_t> widths;
+    for (const auto& part : parts) widths.push_back(part.second);
+    for (const at::Tensor& piece : at::split_with_sizes(Linear(x, w, name), widths, -1)) {
+      out.push_back(piece);
+    }
+    return out;
+  }
+  for (const auto& part : parts) out.push_back(Linear(x, w, name + "." + part.first));
+  return out;
+}
+
+// MLPEmbedder: out_layer(silu(in_layer(x))).
+at::Tensor Embed(const at::Tensor& x, const WeightSet& g, const std::string& name) {
+  return Linear(at::silu(Linear(x, g, name + ".in_layer")), g, name + ".out_layer");
+}
+
+// Modulation(vec): `count` vectors [B, 1, hidden] in fp32 (shift, scale, gate, ...).
+std::vector<at::Tensor> Modulate(const at::Tensor& silu_vec, const WeightSet& w,
+                                 const std::string& name, int64_t count) {
+  at::Tensor table = Linear(silu_vec, w, name).to(at::kFloat).unsqueeze(1);  // [B, 1, n * hidden]
+  return table.chunk(count, -1);
+}
+
+// LayerNorm without affine (eps 1e-6) then (1 + scale) * x + shift, in fp32, written in `dtype`.
+at::Tensor ModulatedNorm(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
+                         at::ScalarType dtype) {
+  const at::Tensor normed = at::layer_norm(x.to(at::kFloat), {x.size(-1)}, {}, {}, kEps);
+  return at::addcmul(shift, normed, 1 + scale).to(dtype);
+}
+
+// q or k [B, n, H, D] through the block's RMSNorm over D (the scale in the compute dtype).
+at::Tensor HeadNorm(const at::Tensor& x, const WeightSet& w, const std::string& name) {
+  return at::rms_norm(x, {x.size(-1)}, w.Get(name), kEps);
+}
+
+struct HeadsQkv {
+  at::Tensor q, k, v;  // [B, n, H, D]
+};
+
+HeadsQkv Heads(const std::vector<at::Tensor>& qkv, const WeightSet& w, const std::string& norm,
+               int64_t heads) {
+  HeadsQkv out;
+  out.q = HeadNorm(qkv[0].unflatten(-1, {heads, -1}), w, norm + ".query_norm.scale");
+  out.k = HeadNorm(qkv[1].unflatten(-1, {heads, -1}), w, norm + ".key_norm.scale");
+  out.v = qkv[2].unflatten(-1, {heads, -1});
+  return out;
+}
+
+// Joint attention over this rank's rows [text; image] (each part may be empty), RoPE applied.
+at::Tensor JointAttention(const std::vector<HeadsQkv>& streams, const at::Tensor& rotation,
+                          const ParallelContext& parallel) {
+  std::vector<at::Tensor> q, k, v;
+  for (const HeadsQkv& s : streams) {
+    q.push_back(s.q);
+    k.push_back(s.k);
+    v.push_back(s.v);
+  }
+  const at::Tensor query = ApplyRotary(at::cat(q, 1), rotation);
+  const at::Tensor key = ApplyRotary(at::cat(k, 1), rotation);
+  return Attention(query, key, at::cat(v, 1), parallel, AttentionKind::kSelf).flatten(-2);
+}
+
+// One double-stream block on this rank's rows: the first `text_rows` are text, the rest image.
+// x is the fp32 residual stream, updated in place.
+void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows, const at::Tensor& silu_vec,
+                 const at::Tensor& rotation, const WeightSet& w, const ParallelContext& parallel,
+                 at::ScalarType dtype) {
+  struct Stream {
+    std::string name;
+    at::Tensor rows;  // a view of x
+    std::vector<at::Tensor> mod;
+    HeadsQkv qkv;
+  };
+  std::vector<Stream> streams;
+  const int64_t image_rows = x.size(1) - text_rows;
+  if (text_rows > 0) streams.push_back({"txt", x.narrow(1, 0, text_rows)});
+  if (image_rows > 0) streams.push_back({"img", x.narrow(1, text_rows, image_rows)});
+  std::vector<HeadsQkv> heads;
+  const int64_t h = c.hidden;
+  for (Stream& s : streams) {
+    s.mod = Modulate(silu_vec, w, s.name + "_mod.lin", 6);
+    const at::Tensor normed = ModulatedNorm(s.rows, s.mod[0], s.mod[1], dtype);
+    s.qkv = Heads(Project(normed, w, s.name + "_attn.qkv", {{"q", h}, {"k", h}, {"v", h}}), w,
+                  s.name + "_attn.norm", c.num_heads);
+    heads.push_back(s.qkv);
+  }
+  const at::Tensor attention = JointAttention(heads, rotation, parallel);
+  int64_t row = 0;
+  for (Stream& s : streams) {
+    const at::Tensor out = attention.narrow(1, row, s.rows.size(1));
+    row += s.rows.size(1);
+    s.rows.addcmul_(Linear(out, w, s.name + "_attn.proj"), s.mod[2]);
+    const at::Tensor normed = ModulatedNorm(s.rows, s.mod[3], s.mod[4], dtype);
+    const at::Tensor mlp =
+        Linear(at::gelu(Linear(normed, w, s.name + "_mlp.0"), "tanh"), w, s.name + "_mlp.2");
+    s.rows.addcmul_(mlp, s.mod[5]);
+  }
+}
+
+// One single-stream block over every row (x fp32, updated in place).
+void SingleBlock(const FluxConfig& c, at::Tensor& x, const at::Tensor& silu_vec,
+                 const at::Tensor& rotation, const WeightSet& w, const ParallelContext& parallel,
+                 at::ScalarType dtype) {
+  const std::vector<at::Tensor> mod = Modulate(silu_vec, w, "modulation.lin", 3);
+  const at::Tensor normed = ModulatedNorm(x, mod[0], mod[1], dtype);
+  const int64_t h = c.hidden;
+  const std::vector<at::Tensor> parts =
+      Project(normed, w, "linear1", {{"q", h}, {"k", h}, {"v", h}, {"mlp", c.mlp_hidden}});
+  const HeadsQkv qkv = Heads(parts, w, "norm", c.num_heads);
+  const at::Tensor attention = JointAttention({qkv}, rotation, parallel);
+  const at::Tensor out = Linear(at::cat({attention, at::gelu(parts[3], "tanh")}, -1), w, "linear2");
+  x.addcmul_(out, mod[2]);
+}
+
+// Position ids of the joint sequence: text rows at (0, 0, 0), then image token (r, c) at
+// (0, r, c) in row-major order; float64 [text + rows * cols, 3].
+at::Tensor PositionIds(int64_t text, int64_t rows, int64_t cols, at::Device device) {
+  const at::TensorOptions options = at::TensorOptions().dtype(at::kDouble).device(device);
+  at::Tensor r = at::arange(rows, options).view({rows, 1}).expand({rows, cols});
+  at::Tensor col = at::arange(cols, options).view({1, cols}).expand({rows, cols});
+  at::Tensor image = at::stack({at::zeros({rows, cols}, options), r, col}, -1).view({-1, 3});
+  return at::cat({at::zeros({text, 3}, options), image}, 0);
+}
+
+at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelContext& parallel,
+                   WeightProvider& provider) {
+  const at::Device device = provider.device();
+  const at::ScalarType dtype = provider.compute_dtype();
+  const WeightSet& g = provider.globals();
+  const int64_t batch = in.x.size(0);
+  const int64_t height = in.x.size(2), width = in.x.size(3);
+
+  // Patches: odd sides padded circularly (ComfyUI's pad_to_patch_size), then [B, C, H, W] ->
+  // [B, rows * cols, C * 2 * 2] (channel, then the patch's row and column).
+  at::Tensor x = in.x.to(device, dtype);
+  const int64_t pad_h = (c.patch - height % c.patch) % c.patch;
+  const int64_t pad_w = (c.patch - width % c.patch) % c.patch;
+  if (pad_h > 0 || pad_w > 0) x = at::pad(x, {0, pad_w, 0, pad_h}, "circular");
+  const int64_t rows = x.size(2) / c.patch, cols = x.size(3) / c.patch;
+  x = x.view({batch, c.latent_channels, rows, c.patch, cols, c.patch})
+          .permute({0, 2, 4, 1, 3, 5})
+          .reshape({batch, rows * cols, c.in_channels()});
+  const at::Tensor image = Linear(x, g, "img_in");
+
+  // The conditioning vector: time, guidance (dev) and the pooled CLIP vector.
+  at::Tensor vec = Embed(FluxTimestepEmbedding(in.t.to(device), 256).to(dtype), g, "time_in");
+  if (c.guidance_embed) {
+    vec =
+        vec + Embed(FluxTimestepEmbedding(in.guidance.to(device), 256).to(dtype), g, "guidance_in");
+  }
+  const at::Tensor pooled = in.pooled.defined()
+                                ? in.pooled.narrow(1, 0, c.vec_dim).to(device, dtype)
+                                : at::zeros({batch, c.vec_dim}, image.options());
+  vec = vec + Embed(pooled, g, "vector_in");
+  const at::Tensor silu_vec = at::silu(vec);
+
+  const at::Tensor text = Linear(in.context.to(device, dtype), g, "txt_in");
+  const int64_t text_tokens = text.size(1);
+  const int64_t tokens = text_tokens + rows * cols;
+
+  // The joint sequence [text; image], split across the ranks as one sequence.
+  ParallelContext sp = parallel;
+  sp.valid_tokens = tokens;
+  at::Tensor joint = ShardSequence(at::cat({text, image}, 1).to(at::kFloat), 1, sp);
+  at::Tensor rotation = RotationOf(
+      AxisPositionAngles(PositionIds(text_tokens, rows, cols, device), c.axes_dim, c.theta));
+  rotation = ShardSequence(rotation, 0, sp, /*pad_value=*/1.0);  // padding: no rotation
+  const int64_t chunk = joint.size(1);
+  const int64_t text_rows = std::clamp<int64_t>(text_tokens - sp.sequence_rank() * chunk, 0, chunk);
+
+  for (int i = 0; i < provider.num_blocks(); ++i) {
+    if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
+    auto block = provider.Acquire(i);
+    TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
+    const absl::Cleanup release = [&provider, i] { provider.Release(i); };
+    if (i < c.depth) {
+      DoubleBlock(c, joint, text_rows, silu_vec, rotation, **block, sp, dtype);
+    } else {
+      SingleBlock(c, joint, silu_vec, rotation, **block, sp, dtype);
+    }
+  }
+
+  // Final layer: BFL stores (shift, scale), diffusers (scale, shift).
+  std::vector<at::Tensor> final;
+  if (g.Has("final_layer.adaLN_modulation.1.weight")) {
+    final = Modulate(silu_vec, g, "final_layer.adaLN_modulation.1", 2);
+  } else {
+    final = Modulate(silu_vec, g, "final_layer.scale_shift", 2);
+    std::swap(final[0], final[1]);
+  }
+  at::Tensor out = Linear(ModulatedNorm(joint, final[0], final[1], dtype), g, "final_layer.linear");
+  out = GatherSequence(out.to(at::kFloat), 1, tokens, sp).narrow(1, text_tokens, rows * cols);
+
+  // Back to the latent: [B, rows * cols, C * 2 * 2] -> [B, C, H, W], the padding cut off.
+  out = out.view({batch, rows, cols, c.latent_channels, c.patch, c.patch})
+            .permute({0, 3, 1, 4, 2, 5})
+            .reshape({batch, c.latent_channels, rows * c.patch, cols * c.patch});
+  return out.narrow(2, 0, height).narrow(3, 0, width).contiguous();
+}
+
+}  // namespace
+
+at::Tensor FluxTimestepEmbedding(const at::Tensor& t, int64_t dim) {
+  const int64_t half = dim / 2;
+  const at::Tensor scaled = t.to(at::kFloat) * 1000.0f;
+  const at::Tensor freqs =
+      at::exp(-std::log(10000.0) * at::arange(half, scaled.options()) / static_cast<double>(half));
+  const at::Tensor args = scaled.unsqueeze(1) * freqs.unsqueeze(0);
+  return at::cat({at::cos(args), at::sin(args)}, -1);
+}
+
+bool TextsBatchExactly(int64_t first_tokens, int64_t second_tokens) {
+  return first_tokens == second_tokens;
+}
+
+FluxInputs BatchInputs(const FluxInputs& first, const FluxInputs& second) {
+  auto both = [](const at::Tensor& a, const at::Tensor& b) {
+    return a.defined() && b.defined() ? at::cat({a, b}, 0) : at::Tensor();
+  };
+  auto per_sample = [](const at::Tensor& t, const at::Tensor& x) {
+    return t.defined() && x.defined() && t.dim() == 1 && t.size(0) == 1 && x.dim() > 0
+               ? t.expand({x.size(0)})
+               : t;
+  };
+  FluxInputs batch;
+  batch.x = both(first.x, second.x);
+  batch.t = both(per_sample(first.t, first.x), per_sample(second.t, second.x));
+  batch.context = both(first.context, second.context);
+  batch.guidance = both(per_sample(first.guidance, first.x), per_sample(second.guidance, second.x));
+  if (first.pooled.defined() || second.pooled.defined()) {
+    auto or_zeros = [](const at::Tensor& p, const at::Tensor& other, int64_t rows) {
+      return p.defined() ? p : at::zeros({rows, other.size(1)}, other.options());
+    };
+    const at::Tensor& known = first.pooled.defined() ? first.pooled : second.pooled;
+    batch.pooled = at::cat({or_zeros(first.pooled, known, first.x.size(0)),
+                            or_zeros(second.pooled, known, second.x.size(0))},
+                           0);
+  }
+  return batch;
+}
+
+absl::Status ValidateFluxInputs(const FluxConfig& c, const FluxInputs& in) {
+  auto bad = [](const std::string& field, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+  };
+  if (!in.x.defined() || in.x.dim() != 4)
+    return bad("x", "must be [B, C, H, W], is " + Shape(in.x));
+  const int64_t batch = in.x.size(0);
+  if (batch < 1 || batch > kMaxBatch) {
+    return bad("x", absl::StrCat("batch ", batch, " outside [1, ", kMaxBatch, "]"));
+  }
+  if (in.x.size(1) != c.latent_channels) {
+    return bad("x", absl::StrCat("has ", in.x.size(1), " channels; ", c.name, " takes ",
+                                 c.latent_channels));
+  }
+  if (in.x.size(2) < 1 || in.x.size(3) < 1) return bad("x", "height and width must be positive");
+  if (c.Tokens(in.x.size(2), in.x.size(3)) > kMaxTokens) {
+    return bad("x", absl::StrCat(c.Tokens(in.x.size(2), in.x.size(3)),
+                                 " image tokens exceed the limit of ", kMaxTokens));
+  }
+  auto per_sample = [&](const char* field, const at::Tensor& t) -> absl::Status {
+    if (!t.defined() || t.dim() != 1 || t.size(0) != batch) {
+      return bad(field, absl::StrCat("must be [", batch, "], is ", Shape(t)));
+    }
+    return absl::OkStatus();
+  };
+  if (auto status = per_sample("t", in.t); !status.ok()) return status;
+  if (c.guidance_embed) {
+    if (!in.guidance.defined()) {
+      return bad("guidance",
+                 absl::StrCat(c.name, " takes a distilled guidance strength per sample"));
+    }
+    if (auto status = per_sample("guidance", in.guidance); !status.ok()) return status;
+  }
+  if (!in.context.defined() || in.context.dim() != 3 || in.context.size(0) != batch ||
+      in.context.size(2) != c.context_dim || in.context.size(1) < 1 ||
+      in.context.size(1) > FluxConfig::kMaxTextTokens) {
+    return bad("context", absl::StrCat("must be [", batch, ", 1..", FluxConfig::kMaxTextTokens,
+                                       ", ", c.context_dim, "], is ", Shape(in.context)));
+  }
+  if (in.pooled.defined() &&
+      (in.pooled.dim() != 2 || in.pooled.size(0) != batch || in.pooled.size(1) < c.vec_dim)) {
+    return bad("pooled",
+               absl::StrCat("must be [", batch, ", ", c.vec_dim, "], is ", Shape(in.pooled)));
+  }
+  std::vector<std::pair<const char*, const at::Tensor*>> finite = {
+      {"x", &in.x}, {"t", &in.t}, {"context", &in.context}};
+  if (in.pooled.defined()) finite.push_back({"pooled", &in.pooled});
+  if (c.guidance_embed) finite.push_back({"guidance", &in.guidance});
+  for (const auto& [name, tensor] : finite) {
+    if (!at::isfinite(*tensor).all().item<bool>()) return bad(name, "holds NaN or infinity");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<at::Tensor> FluxForward(const FluxConfig& config, const FluxInputs& inputs,
+                                       const ParallelContext& parallel, WeightProvider& weights) {
+  if (auto status = ValidateFluxInputs(config, inputs); !status.ok()) return status;
+  if (weights.num_blocks() != config.num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat("weights hold ", weights.num_blocks(),
+                                                   " blocks; ", config.name, " has ",
+                                                   config.num_blocks()));
+  }
+  try {
+    c10::InferenceMode inference;
+    return Forward(config, inputs, parallel, weights);
+  } catch (const c10::OutOfMemoryError& error) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("flux forward: ", error.what_without_backtrace()));
+  } catch (const c10::Error& error) {
+    return absl::InternalError(absl::StrCat("flux forward: ", error.what_without_backtrace()));
+  }
+}
+
+}  // namespace raylight::models::flux

@@ -1,0 +1,119 @@
+// Flux.1 jobs through the cluster (issue #26) against ComfyUI's own sampling: a tiny random Flux
+// checkpoint in ComfyUI's spelling in the model root, random conditioning files (T5 tokens, the
+// pooled vector, the guidance), and the same job run by ComfyUI 0.3.64's comfy.sample.sample
+// with its Flux model, ModelSamplingFlux and latent format (tests/models/flux_reference.py
+// --sample). fp32 on CPU workers: max abs difference under 1e-4, one rank and Ulysses 2 (the
+// joint text + image sequence split across the ranks).
+#include "tests/jobs/jobs_fixture.h"
+
+namespace raylight::jobs_testing {
+namespace {
+
+constexpr char kTinyFluxDev[] =
+    R"({"hidden": 128, "heads": 4, "depth": 2, "depth_single": 2, "context_dim": 48, )"
+    R"("vec_dim": 24, "guidance_embed": true, "axes_dim": [4, 14, 14]})";
+
+class FluxJobsTest : public JobsTest {
+ protected:
+  void SetUp() override {
+    JobsTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    const std::string reference = RAYLIGHT_FLUX_REFERENCE;
+    const absl::Status made = RunTools(
+        {{RAYLIGHT_TEST_PYTHON, reference, "--config", kTinyFluxDev, "--seed", absl::StrCat(seed_),
+          "--out-dir", dir_->path(), "--skip-diffusers", "--comfyui-tarball",
+          RAYLIGHT_COMFYUI_TARBALL, "--workdir", dir_->path() + "/comfyui"},
+         {RAYLIGHT_TEST_PYTHON, reference, "--conditioning",
+          dir_->path() + "/flux-positive.safetensors", "--config", kTinyFluxDev, "--seed",
+          absl::StrCat(seed_ + 1), "--tokens", "7", "--guidance", "3.0"},
+         {RAYLIGHT_TEST_PYTHON, reference, "--conditioning",
+          dir_->path() + "/flux-negative.safetensors", "--config", kTinyFluxDev, "--seed",
+          absl::StrCat(seed_ + 2), "--tokens", "7"}},
+        "flux.log", std::chrono::seconds(300));
+    ASSERT_TRUE(made.ok()) << made;
+    fs::rename(dir_->path() + "/comfyui.safetensors", models_ + "/flux-tiny.safetensors");
+  }
+
+  // 96 x 64 pixels: a 8 x 12 latent, 24 image tokens beside 7 text tokens (31: Ulysses 2 pads).
+  v1::SampleJob FluxJob() const {
+    v1::SampleJob job;
+    job.set_model("flux-tiny.safetensors");
+    job.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/flux-positive.safetensors"));
+    job.set_negative(testing_util::ReadFileOrEmpty(dir_->path() + "/flux-negative.safetensors"));
+    job.set_width(96);
+    job.set_height(64);
+    job.set_steps(4);
+    job.set_cfg(2.0);
+    job.set_sampler("euler");
+    job.set_scheduler("simple");
+    job.set_seed(5);
+    return job;
+  }
+
+  // ComfyUI's LATENT for the same job.
+  Latent ComfyReference(const v1::SampleJob& job) {
+    const std::string out = dir_->path() + "/comfyui-sampled.safetensors";
+    const std::string c = absl::StrCat(
+        R"({"config": )", kTinyFluxDev, R"(, "checkpoint": ")", models_, "/", job.model(),
+        R"(", "positive": ")", dir_->path(), R"(/flux-positive.safetensors", "negative": ")",
+        dir_->path(), R"(/flux-negative.safetensors", "width": )", job.width(), R"(, "height": )",
+        job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )", job.cfg(), R"(, "sampler": ")",
+        job.sampler(), R"(", "scheduler": ")", job.scheduler(), R"(", "seed": )", job.seed(),
+        R"(, "out": ")", out, R"("})");
+    const absl::Status ran = RunTools(
+        {{RAYLIGHT_TEST_PYTHON, RAYLIGHT_FLUX_REFERENCE, "--sample", c, "--comfyui-tarball",
+          RAYLIGHT_COMFYUI_TARBALL, "--workdir", dir_->path() + "/comfyui"}},
+        "comfyui-sample.log", std::chrono::seconds(300));
+    EXPECT_TRUE(ran.ok()) << ran;
+    return ReadLatent(testing_util::ReadFileOrEmpty(out));
+  }
+};
+
+TEST_F(FluxJobsTest, AJobOnOneRankEqualsComfyUisSampling) {
+  const v1::SampleJob job = FluxJob();
+  v1::JobInfo done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
+  EXPECT_EQ(got.shape, (std::vector<int64_t>{1, 16, 8, 12}));
+  const Latent want = ComfyReference(job);
+  ASSERT_EQ(got.shape, want.shape);
+  EXPECT_LT(MaxAbsDiff(got, want), 1e-4);
+  std::printf("flux job vs ComfyUI: max abs diff %.3g\n", MaxAbsDiff(got, want));
+}
+
+TEST_F(FluxJobsTest, AUlyssesJobSplitsTheJointSequenceAndEqualsComfyUi) {
+  v1::SampleJob job = FluxJob();
+  job.mutable_mesh()->set_ulysses(2);
+  job.set_sampler("dpmpp_2m");
+  job.set_preview_every(2);
+  v1::JobInfo done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const v1::SampleResult result = ResultOf(done.job_id());
+  EXPECT_EQ(result.preview_png().substr(1, 3), "PNG");
+  const Latent got = ReadLatent(result.latent());
+  const Latent want = ComfyReference(job);
+  ASSERT_EQ(got.shape, want.shape);
+  EXPECT_LT(MaxAbsDiff(got, want), 1e-4);
+}
+
+TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
+  const v1::SampleJob job = FluxJob();
+  ExpectRefusedNaming(job, "mesh.cfg", [](v1::SampleJob& j) { j.mutable_mesh()->set_cfg(2); });
+  ExpectRefusedNaming(job, "prompt", [](v1::SampleJob& j) {
+    j.clear_positive();
+    j.set_prompt("a red fox");
+  });
+  ExpectRefusedNaming(job, "frames", [](v1::SampleJob& j) { j.set_frames(9); });
+  ExpectRefusedNaming(job, "width", [](v1::SampleJob& j) { j.set_width(100); });
+  ExpectRefusedNaming(job, "output", [](v1::SampleJob& j) { j.set_output("video"); });
+  ExpectRefusedNaming(job, "cache.kind",
+                      [](v1::SampleJob& j) { j.mutable_cache()->set_kind("teacache"); });
+  // A Wan conditioning file (a 48-wide text only... of the wrong width here) is not Flux's.
+  ExpectRefusedNaming(job, "positive", [&](v1::SampleJob& j) {
+    j.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/positive.safetensors") + "x");
+  });
+  ExpectRefusedNaming(job, "negative", [](v1::SampleJob& j) { j.clear_negative(); });
+}
+
+}  // namespace
+}  // namespace raylight::jobs_testing

@@ -1,0 +1,156 @@
+// Our Flux.1 forward against two implementations nobody here wrote: diffusers'
+// FluxTransformer2DModel and ComfyUI's Flux (Black Forest Labs' code), each with its own random
+// weights in its own spelling (diffusers' split projections; BFL's fused ones under ComfyUI's
+// prefix), on the same fresh random inputs. fp32 on the CPU, relative L2 under 1e-4: tiny sizes,
+// Flux.1's real head sizes with one block of each kind, odd latent sides (ComfyUI pads them).
+#include "models/flux/flux_model.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "models/core/safetensors_tensors.h"
+#include "models/flux/flux_keys.h"
+#include "models/flux/flux_loader.h"
+#include "tests/models/flux_test_util.h"
+#include "tests/models/wan_test_util.h"
+#include "tests/util/temp_dir.h"
+
+namespace raylight::models::flux {
+namespace {
+
+using testing_util::FluxSize;
+using testing_util::RelativeL2;
+
+constexpr double kTolerance = 1e-4;
+
+at::Tensor OurForward(const std::string& checkpoint, const FluxInputs& inputs,
+                      const std::string& expected_name) {
+  auto loaded = LoadFlux({checkpoint}, PlacementOptions{});
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  if (!loaded.ok()) return {};
+  EXPECT_EQ(loaded->config.name, expected_name);
+  auto out = FluxForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? *out : at::Tensor();
+}
+
+struct Case {
+  std::string preset;
+  int64_t depth = 0, depth_single = 0;  // 0: the preset's
+  FluxSize size;
+  testing_util::FluxReferenceOptions references;
+};
+
+void Compare(const Case& c) {
+  testing_util::TempDir dir("flux-reference");
+  FluxConfig config = *FluxPreset(c.preset);
+  if (c.depth > 0) config.depth = c.depth;
+  if (c.depth_single > 0) config.depth_single = c.depth_single;
+  const FluxInputs inputs = testing_util::RandomFluxInputs(config, c.size);
+  auto reference = testing_util::RunFluxReference(dir.path(), config, inputs, c.references);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  for (const auto& [name, file, expected] :
+       {std::tuple{"diffusers", reference->diffusers_checkpoint, reference->diffusers},
+        std::tuple{"comfyui", reference->comfyui_checkpoint, reference->comfyui}}) {
+    if (file.empty()) continue;
+    const at::Tensor ours = OurForward(file, inputs, c.preset);
+    ASSERT_TRUE(ours.defined());
+    ASSERT_EQ(ours.sizes(), expected.sizes()) << name;
+    const double error = RelativeL2(ours, expected);
+    EXPECT_LT(error, kTolerance) << c.preset << " against " << name;
+    std::printf("%s (%ld + %ld blocks) vs %s: relative L2 %.3g\n", c.preset.c_str(),
+                static_cast<long>(config.depth), static_cast<long>(config.depth_single), name,
+                error);
+  }
+}
+
+TEST(FluxModelTest, TinyDevMatchesDiffusersAndComfyUI) {
+  Compare({"tiny-flux-dev", 0, 0, {2, 8, 12, 7}});
+}
+
+TEST(FluxModelTest, TinySchnellMatchesDiffusersAndComfyUIWithoutGuidance) {
+  Compare({"tiny-flux-schnell", 0, 0, {1, 6, 10, 5}});
+}
+
+TEST(FluxModelTest, OddLatentSidesArePaddedAsComfyUIPadsThem) {
+  Compare({"tiny-flux-dev", 0, 0, {1, 7, 9, 4}, {.diffusers = false}});
+}
+
+TEST(FluxModelTest, RealHeadSizesMatchDiffusers) {
+  // Flux.1-dev's widths (3072, 24 heads of 128, RoPE 16/56/56, T5 4096, CLIP 768) with one block
+  // of each kind: detected as flux1-dev with fewer blocks.
+  Compare({"flux1-dev", 1, 1, {1, 4, 6, 6}, {.comfyui = false}});
+}
+
+TEST(FluxModelTest, InputsAreCheckedFieldByField) {
+  const FluxConfig config = *FluxPreset("tiny-flux-dev");
+  const FluxInputs good = testing_util::RandomFluxInputs(config, {});
+  EXPECT_TRUE(ValidateFluxInputs(config, good).ok());
+  auto expect_error = [&](FluxInputs in, const std::string& field) {
+    const absl::Status status = ValidateFluxInputs(config, in);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_EQ(std::string(status.message()).rfind(field + ":", 0), 0u) << status;
+  };
+  FluxInputs in = good;
+  in.guidance = at::Tensor();
+  expect_error(in, "guidance");
+  in = good;
+  in.x = at::randn({1, 4, 8, 12});
+  expect_error(in, "x");
+  in = good;
+  in.context = at::randn({1, 7, config.context_dim + 1});
+  expect_error(in, "context");
+  in = good;
+  in.t = at::full({1}, std::nan(""));
+  expect_error(in, "t");
+  in = good;
+  in.pooled = at::randn({2, config.vec_dim});
+  expect_error(in, "pooled");
+  // schnell has no guidance embedding: none needed.
+  const FluxConfig schnell = *FluxPreset("tiny-flux-schnell");
+  in = testing_util::RandomFluxInputs(schnell, {});
+  EXPECT_TRUE(ValidateFluxInputs(schnell, in).ok());
+}
+
+TEST(FluxModelTest, CheckpointErrorsNameTheKeys) {
+  testing_util::TempDir dir("flux-keys");
+  const FluxConfig config = *FluxPreset("tiny-flux-dev");
+  const FluxInputs inputs = testing_util::RandomFluxInputs(config, {});
+  auto reference = testing_util::RunFluxReference(dir.path(), config, inputs, {.diffusers = false});
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto tensors = testing_util::ReadTensors(reference->comfyui_checkpoint);
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  NamedTensors kept;
+  for (const auto& [name, tensor] : *tensors) {
+    if (name != "model.diffusion_model.single_blocks.1.linear2.bias")
+      kept.emplace_back(name, tensor);
+  }
+  kept.emplace_back("model.diffusion_model.double_blocks.0.img_attn.extra.weight", at::ones({2}));
+  const std::string broken = dir.path() + "/broken.safetensors";
+  ASSERT_TRUE(WriteTensors(broken, kept).ok());
+  auto opened = OpenFluxCheckpoint({broken});
+  ASSERT_FALSE(opened.ok());
+  const std::string message(opened.status().message());
+  EXPECT_NE(message.find("missing keys: single_blocks.1.linear2.bias"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("extra keys: double_blocks.0.img_attn.extra.weight"), std::string::npos)
+      << message;
+  // The header-only inspection (the head's) says the same.
+  auto inspected = InspectFluxCheckpoint({broken});
+  ASSERT_FALSE(inspected.ok());
+  EXPECT_EQ(inspected.status().message(), opened.status().message());
+}
+
+TEST(FluxModelTest, PresetsCountFluxOnesTwelveBillionParameters) {
+  const FluxConfig dev = *FluxPreset("flux1-dev");
+  EXPECT_TRUE(dev.Validate().ok());
+  // Flux.1-dev: 11.9 billion parameters (BFL's model card says 12B).
+  EXPECT_NEAR(static_cast<double>(dev.ParameterCount()) / 1e9, 11.9, 0.05);
+  EXPECT_EQ(dev.num_blocks(), 57);
+  EXPECT_FALSE(FluxPreset("flux1-schnell")->guidance_embed);
+  EXPECT_FALSE(FluxPreset("flux9").ok());
+}
+
+}  // namespace
+}  // namespace raylight::models::flux
