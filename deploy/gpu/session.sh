@@ -7,6 +7,9 @@
 # from .carry/ComfyUI-0.3.64.tar.gz (copy it from ../shared/third_party and carry it).
 #
 #   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
+#   deploy/gpu/session.sh flux             issue #26: the Flux gpu tests (TESTS=regex, none),
+#                                          then Flux.1-dev 1024x1024 against diffusers
+#                                          (flux_gpu.sh; COMPILE=1: also with torch.compile)
 #   deploy/gpu/session.sh resume           issue #23: a 1.3B job whose worker is killed halfway
 #                                          resumes from its last step (resume_gpu.sh)
 #   deploy/gpu/session.sh teacache         issue #27: TeaCache on a 1.3B job (teacache_gpu.sh)
@@ -60,7 +63,7 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
   gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
-  raylight-vae wan_vae_gpu_test" \
+  raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -91,6 +94,15 @@ case $WHAT in
     (cd build-gpu && timeout "${TEST_TIMEOUT:-540}" ctest -L gpu ${TESTS:+-R "$TESTS"} -V) >"$OUT/ctest-gpu.log" 2>&1
     echo "ctest -L gpu exit $?"
     grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -60 ;;
+  flux)  # issue #26: the Flux gpu tests, then Flux.1-dev 1024x1024 against diffusers
+    if [ "${TESTS:-}" != none ]; then
+      (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-FluxGpu}" -V) >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest exit $?"
+      grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -20
+    fi
+    tests/bench/flux_gpu.sh build-gpu "$OUT" >"$OUT/flux_run.log" 2>&1
+    echo "flux exit $?"
+    tail -12 "$OUT/flux_run.log" ;;
   resume)  # issue #23: the gpu tests of TESTS (none by default), then a 1.3B job whose worker is
            # killed halfway resumes from its last step (tests/bench/resume_gpu.sh)
     if [ -n "${TESTS:-}" ]; then

@@ -71,7 +71,7 @@ def diffusers_forward(
     randomize(model, generator)
     model = model.to(device, dtype).eval()
     save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
+        {k: v.contiguous().cpu() for k, v in model.state_dict().items()},
         os.path.join(out_dir, "diffusers.safetensors"),
     )
     x = inputs["x"].to(device, dtype)
@@ -136,7 +136,7 @@ def comfyui_forward(
     randomize(model, generator)
     model = model.eval()
     save_file(
-        {"model.diffusion_model." + k: v.contiguous() for k, v in model.state_dict().items()},
+        {"model.diffusion_model." + k: v.contiguous().cpu() for k, v in model.state_dict().items()},
         os.path.join(out_dir, "comfyui.safetensors"),
     )
     if not inputs:  # the checkpoint alone

@@ -1,0 +1,175 @@
+// One Flux.1 forward (batch 1, bf16, one GPU) at an image size with its T5 tokens, timed, with
+// its output and inputs written for the anchor (tests/bench/flux_diffusers_anchor.py runs
+// diffusers' FluxTransformer2DModel on the same checkpoint and inputs), model FLOP utilisation
+// against a bf16 matmul peak measured in the same process, and the checkpoint's load
+// throughput from the page cache. Prints JSON lines in the results schema.
+//
+//   flux_bench --make --checkpoint flux1-dev.safetensors           a random bf16 checkpoint in
+//                                                                  BFL's spelling (real sizes)
+//   flux_bench --checkpoint F --inputs I --out O --name flux1_dev_1024x1024
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "models/core/safetensors_tensors.h"
+#include "models/flux/flux_keys.h"
+#include "models/flux/flux_loader.h"
+#include "models/flux/flux_model.h"
+#include "tests/models/flux_test_util.h"
+
+ABSL_FLAG(bool, make, false, "write a random checkpoint of --preset to --checkpoint and exit");
+ABSL_FLAG(std::string, preset, "flux1-dev", "the preset --make writes");
+ABSL_FLAG(std::string, checkpoint, "", "Flux checkpoint");
+ABSL_FLAG(std::string, inputs, "", "where the inputs go (for the anchor)");
+ABSL_FLAG(std::string, out, "", "where the prediction goes (for the anchor's comparison)");
+ABSL_FLAG(std::string, name, "flux1_dev_1024x1024", "row name prefix");
+ABSL_FLAG(int64_t, width, 1024, "pixels");
+ABSL_FLAG(int64_t, height, 1024, "pixels");
+ABSL_FLAG(int64_t, text_tokens, 512, "T5 tokens (the pipelines pad to 512)");
+ABSL_FLAG(int, runs, 5, "timed forwards after two warm-ups");
+
+namespace raylight {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+void Emit(const std::string& name, double value, const std::string& unit,
+          const std::string& anchor = "", double anchor_value = 0) {
+  std::printf(
+      "{\"name\": \"%s\", \"value\": %.6g, \"unit\": \"%s\", \"anchor\": \"%s\", "
+      "\"anchor_value\": %.6g}\n",
+      name.c_str(), value, unit.c_str(), anchor.c_str(), anchor_value);
+  std::fflush(stdout);
+}
+
+double MatmulPeakTflops() {
+  auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  at::Tensor a = at::randn({8192, 8192}, options), b = at::randn({8192, 8192}, options);
+  for (int i = 0; i < 3; ++i) at::mm(a, b);
+  c10::cuda::device_synchronize();
+  constexpr int kIters = 20;
+  const auto start = Clock::now();
+  for (int i = 0; i < kIters; ++i) at::mm(a, b);
+  c10::cuda::device_synchronize();
+  return 2.0 * 8192.0 * 8192.0 * 8192.0 * kIters / Seconds(start) / 1e12;
+}
+
+// Random weights of the preset in BFL's spelling, bf16: matrices at 1/sqrt(fan-in), norm
+// scales around 1, biases small (drawn on the GPU, written tensor by tensor).
+int Make() {
+  auto config = models::flux::FluxPreset(absl::GetFlag(FLAGS_preset));
+  if (!config.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  models::NamedTensors tensors;
+  const auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
+  for (const auto& [name, shape] :
+       models::flux::FluxWeightShapes(*config, models::flux::FluxSpelling::kFused)) {
+    at::Tensor t = at::randn(shape, options);
+    if (shape.size() == 2) {
+      t = t / std::sqrt(static_cast<double>(shape[1]));
+    } else if (name.ends_with(".scale")) {
+      t = 1 + 0.1 * t;
+    } else {
+      t = 0.02 * t;
+    }
+    tensors.emplace_back(name, t.to(at::kBFloat16).cpu());
+  }
+  const absl::Status written = models::WriteTensors(absl::GetFlag(FLAGS_checkpoint), tensors);
+  if (!written.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(written.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+int Run() {
+  const std::string prefix = absl::GetFlag(FLAGS_name);
+  const std::string path = absl::GetFlag(FLAGS_checkpoint);
+  models::PlacementOptions placement;
+  placement.device = at::Device(at::kCUDA, 0);
+  placement.compute_dtype = at::kBFloat16;
+  const auto load_start = Clock::now();
+  auto loaded = models::flux::LoadFlux({path}, placement);
+  c10::cuda::device_synchronize();
+  const double load_seconds = Seconds(load_start);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(loaded.status().message()).c_str());
+    return 1;
+  }
+  const double file_gb = static_cast<double>(std::filesystem::file_size(path)) / 1e9;
+  Emit(prefix + "_load_throughput", file_gb / load_seconds, "GB/s");
+  const models::flux::FluxConfig& config = loaded->config;
+  testing_util::FluxSize size{1, absl::GetFlag(FLAGS_height) / 8, absl::GetFlag(FLAGS_width) / 8,
+                              absl::GetFlag(FLAGS_text_tokens)};
+  models::flux::FluxInputs inputs = testing_util::RandomFluxInputs(config, size, /*seed=*/1234);
+  inputs.t = at::full({1}, 0.75);
+  inputs.guidance = at::full({1}, 3.5);
+  if (!absl::GetFlag(FLAGS_inputs).empty()) {
+    const absl::Status written =
+        models::WriteTensors(absl::GetFlag(FLAGS_inputs), {{"x", inputs.x},
+                                                           {"t", inputs.t},
+                                                           {"context", inputs.context},
+                                                           {"pooled", inputs.pooled},
+                                                           {"guidance", inputs.guidance}});
+    if (!written.ok()) return 1;
+  }
+  std::vector<double> ms;
+  at::Tensor out;
+  c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+  for (int i = 0; i < absl::GetFlag(FLAGS_runs) + 2; ++i) {
+    const auto start = Clock::now();
+    auto forward =
+        models::flux::FluxForward(config, inputs, models::ParallelContext{}, *loaded->weights);
+    c10::cuda::device_synchronize();
+    if (!forward.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(forward.status().message()).c_str());
+      return 1;
+    }
+    if (i == 0) Emit(prefix + "_first_forward", Seconds(start) * 1000, "ms");
+    if (i >= 2) ms.push_back(Seconds(start) * 1000);
+    out = *forward;
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median = ms[ms.size() / 2];
+  Emit(prefix + "_forward", median, "ms");
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+  Emit(prefix + "_peak_allocated", static_cast<double>(stats.allocated_bytes[0].peak) / (1 << 30),
+       "GiB");
+  // Every token meets 12 hidden^2 multiply-adds of block weights per block (each stream its own
+  // in the double blocks), and attention 2 L^2 hidden per block; modulation is per sample.
+  const double tokens =
+      static_cast<double>(config.Tokens(size.height, size.width) + size.text_tokens);
+  const double h = static_cast<double>(config.hidden);
+  const double flops = static_cast<double>(config.num_blocks()) *
+                       (24.0 * h * h * tokens + 4.0 * tokens * tokens * h);
+  const double peak = MatmulPeakTflops();
+  Emit(prefix + "_mfu", flops / (median / 1000) / 1e12 / peak, "ratio",
+       "measured bf16 matmul peak, TFLOP/s", peak);
+  if (!absl::GetFlag(FLAGS_out).empty()) {
+    if (!models::WriteTensors(absl::GetFlag(FLAGS_out), {{"out", out.cpu()}}).ok()) return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace raylight
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return absl::GetFlag(FLAGS_make) ? raylight::Make() : raylight::Run();
+}

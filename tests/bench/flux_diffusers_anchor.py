@@ -1,0 +1,121 @@
+"""The anchor of flux_bench: diffusers' FluxTransformer2DModel on the same checkpoint (BFL's
+spelling, converted by diffusers' own convert_flux_transformer_checkpoint_to_diffusers), the same
+inputs and the same GPU, bf16: its forward's median time, eager and (--compile) with
+`compile_repeated_blocks` as diffusers recommends, and its prediction's relative L2 against ours.
+
+    flux_diffusers_anchor.py --checkpoint F --inputs I --ours O --name PREFIX [--runs N]
+                             [--compile] [--guidance-embed 0|1]
+
+Prints JSON lines in the results schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import torch
+from diffusers import FluxPipeline, FluxTransformer2DModel
+from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+from safetensors.torch import load_file
+
+
+def emit(name: str, value: float, unit: str, anchor: str = "", anchor_value: float = 0) -> None:
+    row: dict[str, Any] = {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "anchor": anchor,
+        "anchor_value": anchor_value,
+    }
+    print(json.dumps(row), flush=True)
+
+
+def median_ms(run: Any, runs: int, warmups: int) -> float:
+    for _ in range(warmups):
+        run()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--inputs", required=True)
+    parser.add_argument("--ours", required=True)
+    parser.add_argument("--ours-ms", type=float, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+
+    state = convert_flux_transformer_checkpoint_to_diffusers(load_file(args.checkpoint))
+    guidance_embed = any(k.startswith("time_text_embed.guidance_embedder.") for k in state)
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(guidance_embeds=guidance_embed)
+    model.load_state_dict(state, strict=True, assign=True)
+    model = model.to("cuda", torch.bfloat16).eval()
+    del state
+
+    device, dtype = "cuda", torch.bfloat16
+    inputs = load_file(args.inputs)
+    x = inputs["x"].to(device, dtype)
+    batch, channels, height, width = x.shape
+    packed = FluxPipeline._pack_latents(x, batch, channels, height, width)
+    img_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, device, dtype)
+    context = inputs["context"].to(device, dtype)
+    txt_ids = torch.zeros(context.shape[1], 3, device=device, dtype=dtype)
+    kwargs = dict(
+        hidden_states=packed,
+        encoder_hidden_states=context,
+        pooled_projections=inputs["pooled"].to(device, dtype),
+        timestep=inputs["t"].to(device, dtype),
+        img_ids=img_ids,
+        txt_ids=txt_ids,
+        guidance=inputs["guidance"].to(device, dtype) if guidance_embed else None,
+        return_dict=False,
+    )
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(**kwargs)[0]
+
+    out = FluxPipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
+    ours = load_file(args.ours)["out"].float()
+    rel_l2 = float((ours - out).norm() / out.norm())
+    emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' prediction", 0.0)
+    eager = median_ms(forward, args.runs, 2)
+    emit(
+        f"{args.name}_forward_ratio_vs_diffusers",
+        args.ours_ms / eager,
+        "ratio",
+        "diffusers eager forward, ms",
+        eager,
+    )
+    if args.compile:
+        start = time.perf_counter()
+        model.compile_repeated_blocks(fullgraph=True)
+        forward()
+        torch.cuda.synchronize()
+        warmup = time.perf_counter() - start
+        compiled = median_ms(forward, args.runs, 1)
+        emit(
+            f"{args.name}_forward_ratio_vs_diffusers_compile",
+            args.ours_ms / compiled,
+            "ratio",
+            f"diffusers + compile_repeated_blocks forward, ms ({warmup:.0f} s of warm-up)",
+            compiled,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
