@@ -91,7 +91,7 @@ def main() -> int:
     out = FluxPipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
     ours = load_file(args.ours)["out"].float()
     rel_l2 = float((ours - out).norm() / out.norm())
-    emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' prediction", 0.0)
+    emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0.0)
     eager = median_ms(forward, args.runs, 2)
     emit(
         f"{args.name}_forward_ratio_vs_diffusers",
@@ -99,6 +99,26 @@ def main() -> int:
         "ratio",
         "diffusers eager forward, ms",
         eager,
+    )
+    # The fp32 forward of the same weights (upcast from bf16: the same values) as the truth both
+    # bf16 forwards are measured against.
+    model = model.float()
+    kwargs.update(
+        {k: v.float() for k, v in kwargs.items() if isinstance(v, torch.Tensor) and k != "img_ids"}
+    )
+    truth = FluxPipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
+    ours_error = float((ours - truth).norm() / truth.norm())
+    theirs_error = float((out - truth).norm() / truth.norm())
+    emit(
+        f"{args.name}_rel_l2_vs_fp32",
+        ours_error,
+        "ratio",
+        "diffusers' bf16 prediction's relative L2 from the fp32 one",
+        theirs_error,
+    )
+    model = model.to(torch.bfloat16)
+    kwargs.update(
+        {k: v.to(torch.bfloat16) for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
     )
     if args.compile:
         start = time.perf_counter()
