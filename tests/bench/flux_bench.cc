@@ -11,11 +11,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -36,6 +38,8 @@ ABSL_FLAG(int64_t, width, 1024, "pixels");
 ABSL_FLAG(int64_t, height, 1024, "pixels");
 ABSL_FLAG(int64_t, text_tokens, 512, "T5 tokens (the pipelines pad to 512)");
 ABSL_FLAG(int, runs, 5, "timed forwards after two warm-ups");
+ABSL_FLAG(std::string, profile_trace, "",
+          "also profile one forward (CPU ops and CUDA kernels) into this Chrome trace");
 
 namespace raylight {
 namespace {
@@ -162,6 +166,20 @@ int Run() {
   const double peak = MatmulPeakTflops();
   Emit(prefix + "_mfu", flops / (median / 1000) / 1e12 / peak, "ratio",
        "measured bf16 matmul peak, TFLOP/s", peak);
+  if (const std::string trace = absl::GetFlag(FLAGS_profile_trace); !trace.empty()) {
+    namespace profiler = torch::autograd::profiler;
+    using torch::profiler::impl::ActivityType;
+    const std::set<ActivityType> activities = {ActivityType::CPU, ActivityType::CUDA};
+    const torch::profiler::impl::ProfilerConfig profile(
+        torch::profiler::impl::ProfilerState::KINETO);
+    profiler::prepareProfiler(profile, activities);
+    profiler::enableProfiler(profile, activities);
+    auto forward =
+        models::flux::FluxForward(config, inputs, models::ParallelContext{}, *loaded->weights);
+    c10::cuda::device_synchronize();
+    profiler::disableProfiler()->save(trace);
+    if (!forward.ok()) return 1;
+  }
   if (!absl::GetFlag(FLAGS_out).empty()) {
     if (!models::WriteTensors(absl::GetFlag(FLAGS_out), {{"out", out.cpu()}}).ok()) return 1;
   }
