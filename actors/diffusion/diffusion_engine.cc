@@ -22,6 +22,7 @@
 #include "actors/diffusion/model_call_journal.h"
 #include "actors/diffusion/prompt_encoder.h"
 #include "actors/diffusion/root_broadcast.h"
+#include "actors/diffusion/sampling_run.h"
 #include "actors/diffusion/step_caches.h"
 #include "actors/diffusion/video_output.h"
 #include "models/core/latent_file.h"
@@ -51,35 +52,16 @@
 namespace raylight::actors {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-// Wan 2.2 A14B's expert boundaries on the shifted sigma (its official configs).
-constexpr double kWan22T2vBoundary = 0.875;
-constexpr double kWan22I2vBoundary = 0.900;
-
 // Collectives of one job wait this long for a peer (a dead peer's socket closes sooner).
 std::chrono::milliseconds CollectiveTimeout() {
   const char* value = std::getenv("RAYLIGHT_COLLECTIVE_TIMEOUT_MS");
   return std::chrono::milliseconds(value != nullptr ? std::atoll(value) : 300000);
-}
-
-absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu) {
-  if (dtype.empty() || dtype == "auto") return gpu ? at::kBFloat16 : at::kFloat;
-  if (dtype == "bf16") return at::kBFloat16;
-  if (dtype == "f16") return at::kHalf;
-  if (dtype == "f32") return at::kFloat;
-  return absl::InvalidArgumentError(
-      absl::StrCat("dtype: unknown '", dtype, "' (auto, bf16, f16, f32)"));
 }
 
 struct LoadedModel {
@@ -97,107 +79,15 @@ struct PlacementDecision {
   std::string reason;        // the numbers behind it, for the job's log and result
 };
 
-// What one forward of the job holds on a rank: its tokens split `sequence_degree` ways, `batch`
-// samples at once (at most cond and uncond together: batched under Ulysses, and counted as
-// batched whenever CFG is not split over ranks, an upper bound for two forwards).
-struct JobShape {
-  std::function<int64_t(const models::ModelInfo&)> tokens;
-  int sequence_degree = 1;
-  int batch = 2;
-};
-
-JobShape ShapeOf(const parallel::MeshShape& mesh, double cfg) {
-  JobShape shape;
-  shape.sequence_degree = std::max(1, mesh.ulysses * mesh.ring);
-  shape.batch = cfg != 1.0 && mesh.cfg < 2 ? 2 : 1;
-  return shape;
-}
-
 struct Membership {
   int64_t incarnation = 0;
   std::unique_ptr<comm::Communicator> world;
   std::map<std::string, std::unique_ptr<parallel::Mesh>> meshes;  // by shape
 };
 
-// The job's sampler settings (ComfyUI's KSampler / KSamplerAdvanced / SamplerCustom inputs).
-samplers::KSamplerOptions SamplerOptionsOf(const SampleRequest& request) {
-  samplers::KSamplerOptions options;
-  options.seed = request.seed;
-  options.steps = request.steps;
-  options.cfg = request.cfg;
-  options.sampler = request.sampler;
-  options.scheduler = request.scheduler;
-  options.denoise = request.denoise > 0 ? request.denoise : 1.0;
-  options.preview_every = request.preview_every;
-  options.add_noise = request.add_noise;
-  options.start_step = request.start_step;
-  options.end_step = request.end_step;
-  options.return_with_leftover_noise = request.return_with_leftover_noise;
-  options.sigmas = request.sigmas;
-  return options;
-}
-
-// Progress to the client from rank 0: step i of n (over every run of the job: a two-expert job's
-// second run continues the first's count), sigma, and the preview when there is one.
-samplers::StepCallback ProgressCallback(bool reports, const UpdateFn& update,
-                                        SampleOutcome& outcome, const int& steps_before,
-                                        const int& steps_in_all) {
-  return [&, reports](const samplers::StepInfo& step) {
-    if (!reports || !update) return;
-    SampleUpdate progress;
-    progress.step = steps_before + step.step + 1;
-    progress.total = std::max(steps_in_all, step.total);
-    progress.sigma = step.sigma;
-    progress.elapsed_seconds = step.elapsed_seconds;
-    if (step.preview_png != nullptr) {
-      progress.preview_png = *step.preview_png;
-      outcome.preview_png = *step.preview_png;
-    }
-    update(progress);
-  };
-}
-
-// A prompt's encoding as conditioning, as wide as the model reads it: the text alone (T2V), or
-// with the start image's encoding (I2V: `clip_fea` and `y`, the same for both prompts).
-absl::StatusOr<models::wan::WanConditioning> EncodedConditioning(
-    const at::Tensor& text, const std::string& field, const models::wan::WanConfig& config,
-    const at::Tensor& clip_fea = {}, const at::Tensor& y = {}) {
-  if (config.i2v() != clip_fea.defined()) {
-    return absl::InvalidArgumentError(
-        config.i2v() ? absl::StrCat(field, ": ", config.name,
-                                    " takes a start image with the text: give `image`")
-                     : absl::StrCat("image: ", config.name, " takes no start image"));
-  }
-  if (text.size(-1) != config.text_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("text_encoder: its ", text.size(-1),
-                                                   "-wide tokens do not fit ", config.name,
-                                                   "'s text width ", config.text_dim));
-  }
-  if (text.size(1) > models::wan::WanConfig::kMaxTextTokens) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", text.size(1), " tokens; at most ",
-                                                   models::wan::WanConfig::kMaxTextTokens));
-  }
-  models::wan::WanConditioning conditioning;
-  conditioning.text = text;
-  if (clip_fea.defined()) {
-    if (clip_fea.size(-1) != config.image_dim) {
-      return absl::InvalidArgumentError(absl::StrCat("clip_vision: its ", clip_fea.size(-1),
-                                                     "-wide features do not fit ", config.name,
-                                                     "'s image width ", config.image_dim));
-    }
-    if (y.size(1) != config.in_channels - config.out_channels) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("vae: its ", y.size(1) - 4, "-channel latent does not fit ", config.name));
-    }
-    conditioning.clip_fea = clip_fea;
-    conditioning.y = y;
-  }
-  return conditioning;
-}
-
 }  // namespace
 
-class DiffusionEngine::Impl {
+class DiffusionEngine::Impl final : public SamplingServices {
  public:
   explicit Impl(const worker::ActorEnvironment& environment) : environment_(environment) {
 #ifdef RAYLIGHT_HAVE_CUDA
@@ -270,12 +160,6 @@ class DiffusionEngine::Impl {
     auto mesh = parallel::Mesh::Build(*membership.world, shape);
     if (!mesh.ok()) return mesh.status();
     return (membership.meshes[key] = *std::move(mesh)).get();
-  }
-
-  static absl::StatusOr<parallel::MeshPlan> PlanFor(const parallel::MeshShape& mesh,
-                                                    const worker::GroupContext& group,
-                                                    const models::ModelInfo& info, double cfg) {
-    return parallel::PlanMesh(mesh, group.size, info.num_heads, cfg);
   }
 
   // The group's communicator and the mesh of this shape over it, created on first use (NCCL's
@@ -382,7 +266,7 @@ class DiffusionEngine::Impl {
     inputs.group_size = group.size;
     inputs.weight_limit_bytes = model_memory_limit_ > 0 ? model_memory_limit_ : INT64_MAX;
     // Loaded models count as free: they are evicted (LRU) to make room.
-    inputs.free_vram_bytes = std::max<int64_t>(1, DeviceFreeBytes() + HeldDeviceBytes());
+    inputs.free_vram_bytes = std::max<int64_t>(1, FreeBytesOnDevice() + HeldDeviceBytes());
     // Ranks on one machine share its memory.
     inputs.free_host_bytes = HostAvailableBytes() / std::max(group.size, 1);
 
@@ -446,7 +330,7 @@ class DiffusionEngine::Impl {
   // cache, within RAYLIGHT_MODEL_MEMORY_MIB when set (the most this worker's models may hold, for a
   // GPU shared with other programs, as vLLM's gpu_memory_utilization).
   int64_t FreeDeviceBytes() const {
-    int64_t free = DeviceFreeBytes();
+    int64_t free = FreeBytesOnDevice();
     if (model_memory_limit_ > 0) {
       free = std::min(free, std::max<int64_t>(0, model_memory_limit_ - HeldDeviceBytes()));
     }
@@ -454,7 +338,7 @@ class DiffusionEngine::Impl {
   }
 
   // The device's free memory: the driver's plus the allocator's cache (no limit applied).
-  int64_t DeviceFreeBytes() const {
+  int64_t FreeBytesOnDevice() const {
     int64_t free = INT64_MAX / 4;
 #ifdef RAYLIGHT_HAVE_CUDA
     if (gpu()) {
@@ -608,465 +492,39 @@ class DiffusionEngine::Impl {
     return &(models_[key] = std::move(model));
   }
 
-  // Wan 2.2 A14B in one job: the two runs of samplers::SplitForExperts, the second starting on
-  // every data-parallel rank from its own first result, exactly as two chained jobs would.
-  // Returns what KSampleOnMesh returns ([dp, ...], every rank).
-  static absl::StatusOr<at::Tensor> SampleExperts(
-      const samplers::ModelFn& high_noise, const samplers::ModelFn& low_noise,
-      const samplers::ModelSampling& sampling, const at::Tensor& latent,
-      const samplers::KSamplerOptions& options, const SampleRequest& request,
-      const models::wan::WanConfig& config, const parallel::Mesh& mesh,
-      const parallel::MeshPlan& plan, const samplers::StepCallback& callback, int* steps_before,
-      int* steps_in_all) {
-    const double boundary = request.boundary > 0 ? request.boundary
-                            : config.i2v()       ? kWan22I2vBoundary
-                                                 : kWan22T2vBoundary;
-    auto runs = samplers::SplitForExperts(sampling, options, boundary);
-    if (!runs.ok()) return runs.status();
-    *steps_in_all = runs->high_noise_steps + runs->low_noise_steps;
-    if (!runs->low_noise) {
-      return samplers::KSampleOnMesh(high_noise, sampling, latent, *runs->high_noise, mesh, plan,
-                                     request.seeds, callback);
-    }
-    at::Tensor start = latent;
-    if (runs->high_noise) {
-      auto first = samplers::KSampleOnMesh(high_noise, sampling, latent, *runs->high_noise, mesh,
-                                           plan, request.seeds, callback);
-      if (!first.ok()) return first.status();
-      start = first->select(0, mesh.coords().dp);  // this data-parallel rank's own LATENT
-      *steps_before = runs->high_noise_steps;
-    }
-    return samplers::KSampleOnMesh(low_noise, sampling, start, *runs->low_noise, mesh, plan,
-                                   request.seeds, callback);
-  }
-
+  // The family decides the run: Wan's (prompts, images, experts, video) or Flux's.
   absl::StatusOr<SampleOutcome> Sample(const SampleRequest& request,
                                        const worker::GroupContext& group, const UpdateFn& update,
                                        const CancelledFn& cancelled) {
-    const auto start = Clock::now();
-    const bool reports = group.rank == 0;
-    auto note = [&](std::string message) {
-      RL_LOG(INFO) << "job " << request.job_id << ": " << message;
-      if (reports && update) update(SampleUpdate{.message = std::move(message)});
-    };
-    // The family decides the run: Wan's (prompts, images, experts, video) or an image family's.
     RL_ASSIGN_OR_RETURN(const models::ModelInfo info, models::InspectModel(request.model.files));
-    if (info.family == "flux") return SampleFlux(request, group, update, cancelled, note);
-    SampleOutcome outcome;
-    std::string reason;
-    const bool decodes = request.output != "latent";
-    // An output this worker cannot write (no FFmpeg) fails before anything is spent on it.
-    if (decodes) RL_RETURN_IF_ERROR(models::vae::CheckVideoFileKind(request.output));
-    {
-      // A cancel that reached rank 0 before the run started stops every rank here, together.
-      RL_ASSIGN_OR_RETURN(Membership * membership, MembershipOf(group));
-      RL_RETURN_IF_ERROR(
-          AgreeToGoOn(*membership->world, reports, cancelled, device_, request.job_id));
-    }
-    // Prompts and images are encoded before the model loads; the starting latent's size is the
-    // job's for the placement.
-    auto inputs = MakeJobInputs(
-        request, group.rank, SideModels{*prompts_, *images_, *video_}, device_,
-        ComputeDtype(request.model.dtype, gpu()),
-        [&]() -> absl::StatusOr<comm::Communicator*> {
-          RL_ASSIGN_OR_RETURN(Membership * membership, MembershipOf(group));
-          return membership->world.get();
-        },
-        note);
-    if (!inputs.ok()) return inputs.status();
-    at::Tensor latent = inputs->latent, noise_mask = inputs->noise_mask;
-    const at::Tensor &prompt_text = inputs->prompt_text,
-                     &negative_prompt_text = inputs->negative_prompt_text;
-    const at::Tensor &image_clip_fea = inputs->image_clip_fea, &image_y = inputs->image_y;
-    JobShape shape = ShapeOf(request.mesh, request.cfg);
-    shape.tokens = [&](const models::ModelInfo& info) -> int64_t {
-      if (latent.dim() == 5) return info.Tokens(latent.size(2), latent.size(3), latent.size(4));
-      return info.PixelTokens(request.frames, request.height, request.width);
-    };
-    auto model = Ensure(request.model, group, shape, &outcome.model_was_resident,
-                        &outcome.load_seconds, &reason);
-    if (!model.ok()) return model.status();
-    const auto* wan_model = dynamic_cast<const models::WanDiffusionModel*>((*model)->model.get());
-    if (wan_model == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model: ", (*model)->summary.path, " is not a Wan model"));
-    }
-    const models::wan::WanConfig& config = wan_model->config();
-    outcome.placement = absl::StrCat((*model)->summary.placement, " (", reason, ")");
-    note(outcome.model_was_resident
-             ? absl::StrCat("model ", (*model)->summary.path, " is resident (", config.name, ", ",
-                            outcome.placement, ")")
-             : absl::StrCat("loaded ", (*model)->summary.path, " (", config.name, ", ",
-                            outcome.placement, ") in ", outcome.load_seconds, " s"));
-    // Wan 2.2 A14B: the low-noise expert beside the high-noise one, both kept.
-    LoadedModel* low_noise = nullptr;
-    if (!request.low_noise_model.files.empty()) {
-      bool resident = false;
-      double seconds = 0;
-      std::string low_reason;
-      auto loaded = Ensure(request.low_noise_model, group, shape, &resident, &seconds, &low_reason,
-                           {(*model)->key});
-      if (!loaded.ok()) {
-        return absl::Status(loaded.status().code(),
-                            absl::StrCat("low_noise_model: ", loaded.status().message()));
-      }
-      low_noise = *loaded;
-      if (!low_noise->model->SameArchitecture(*(*model)->model)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "low_noise_model: ", low_noise->model->info().variant,
-            " is not the architecture of the ", "high-noise expert (", config.name, ")"));
-      }
-      outcome.model_was_resident = outcome.model_was_resident && resident;
-      outcome.load_seconds += seconds;
-      note(resident ? absl::StrCat("low-noise expert ", low_noise->summary.path, " is resident")
-                    : absl::StrCat("loaded the low-noise expert ", low_noise->summary.path, " (",
-                                   low_noise->summary.placement, ") in ", seconds, " s"));
-    }
-
-    auto plan = PlanFor(request.mesh, group, (*model)->model->info(), request.cfg);
-    if (!plan.ok()) return plan.status();
-    for (const std::string& line : plan->notes) note(line);
-    auto mesh = MeshFor(request.mesh, group);
-    if (!mesh.ok()) return mesh.status();
-    auto membership = MembershipOf(group);  // made by MeshFor just above, unless aborted since
-    if (!membership.ok()) return membership.status();
-    comm::Communicator& world = *(*membership)->world;
-
-    auto positive =
-        prompt_text.defined()
-            ? EncodedConditioning(prompt_text, "prompt", config, image_clip_fea, image_y)
-            : models::wan::ParseWanConditioning(request.positive, "positive", config);
-    if (!positive.ok()) return positive.status();
-    models::wan::WanConditioning negative;
-    if (request.cfg != 1.0) {
-      auto parsed = negative_prompt_text.defined()
-                        ? EncodedConditioning(negative_prompt_text, "negative_prompt", config,
-                                              image_clip_fea, image_y)
-                        : models::wan::ParseWanConditioning(request.negative, "negative", config);
-      if (!parsed.ok()) return parsed.status();
-      negative = *std::move(parsed);
-    }
-    if (latent.defined()) {
-      if (latent.dim() != 5 || latent.size(0) != 1 || latent.size(1) != config.out_channels) {
-        return absl::InvalidArgumentError(absl::StrCat("latent: shape ", c10::str(latent.sizes()),
-                                                       "; ", config.name, " takes [1, ",
-                                                       config.out_channels, ", F, H, W]"));
-      }
-    } else {
-      const int64_t spatial = config.vae_spatial();
-      latent = at::zeros({1, config.out_channels, (request.frames - 1) / 4 + 1,
-                          request.height / spatial, request.width / spatial});
-    }
-    auto latent_format = models::LatentFormatForChannels(config.out_channels);
-    if (!latent_format.ok()) return latent_format.status();
-    if (config.i2v() && positive->y.sizes().slice(2) != latent.sizes().slice(2)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("positive: 'y' is ", c10::str(positive->y.sizes()),
-                       ", not the latent's frames x height x width ", c10::str(latent.sizes())));
-    }
-    const at::TensorOptions on_device = at::TensorOptions().device(device_);
-    const at::Tensor positive_text = positive->text.to(device_);
-    const at::Tensor negative_text =
-        negative.text.defined() ? negative.text.to(device_) : positive_text;
-    const at::Tensor clip_fea =
-        positive->clip_fea.defined() ? positive->clip_fea.to(device_) : at::Tensor();
-    const at::Tensor y = positive->y.defined() ? positive->y.to(device_) : at::Tensor();
-    // A noise mask: Wan 2.2's 48-channel model (ComfyUI's WAN22) sees a timestep per frame,
-    // scaled by the frame's share of noise — [1, tokens] after repeating over a frame's tokens.
-    at::Tensor frame_timestep_scale;
-    int64_t tokens_per_frame = 0;
-    if (noise_mask.defined()) {
-      if (config.i2v()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "latent: a 'noise_mask' with ", config.name,
-            " (image-to-video takes its mask from the conditioning) is not supported"));
-      }
-      auto prepared = samplers::PrepareDenoiseMask(noise_mask, latent.sizes());
-      if (!prepared.ok()) {
-        return absl::Status(prepared.status().code(),
-                            absl::StrCat("latent: ", prepared.status().message()));
-      }
-      if (config.per_token_timesteps()) {
-        frame_timestep_scale = samplers::FrameTimestepScale(*prepared).to(device_);
-        tokens_per_frame = (latent.size(3) / config.patch_h) * (latent.size(4) / config.patch_w);
-      }
-    }
-    const models::ParallelContext sequence = (*mesh)->sequence_context();
-    // Rank 0 journals the run's model outputs where every rank's are the same (no data or CFG
-    // parallel axis), so that the job's next run after a lost rank replays them.
-    std::unique_ptr<ModelCallJournal> journal = OpenJournal(request, group.rank);
-    if (journal != nullptr && journal->recorded() > 0) {
-      note(absl::StrCat("resuming: an earlier run of this job left ", journal->recorded(),
-                        " model calls to replay"));
-    }
-    AgreedModelCalls agreed(world, reports, cancelled, journal.get(), device_, request.job_id);
-    // Step caching (TeaCache): one state per model and conditioning branch.
-    auto step_caches =
-        StepCaches::ForJob(request, config, latent.size(4) * config.vae_spatial(),
-                           latent.size(3) * config.vae_spatial(), low_noise != nullptr);
-    if (!step_caches.ok()) return step_caches.status();
-    if (step_caches->enabled()) note(step_caches->Describe());
-    // The network of one loaded model (an expert of a two-expert job, or the job's model).
-    auto model_fn_for = [&](models::WeightProvider& weights) -> samplers::ModelFn {
-      return [&, weights = &weights](const at::Tensor& x, double timestep,
-                                     samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
-        auto forward = [&]() -> absl::StatusOr<at::Tensor> {
-          auto inputs = [&](bool cond) {
-            models::wan::WanInputs in;
-            in.x = x;
-            in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
-            if (frame_timestep_scale.defined()) {
-              in.t = (frame_timestep_scale * in.t).repeat_interleave(tokens_per_frame, 1);
-            }
-            in.context = cond ? positive_text : negative_text;
-            in.clip_fea = clip_fea;
-            in.y = y;
-            return in;
-          };
-          models::wan::WanInputs batch =
-              samplers::InputsFor(branch, inputs, models::wan::BatchInputs);
-          batch.step_cache = step_caches->For(weights, static_cast<int>(branch));
-          return models::wan::WanForward(config, batch, sequence, *weights);
-        };
-        return agreed.Call(x, timestep, static_cast<int>(branch), forward);
-      };
-    };
-
-    samplers::KSamplerOptions options = SamplerOptionsOf(request);
-    // Cond and uncond batched only where that is exact (texts past text_len of different
-    // lengths are not: ComfyUI runs them apart too).
-    if (!models::wan::TextsBatchExactly(config, positive_text.size(-2), negative_text.size(-2))) {
-      options.batch_cfg = false;
-    }
-    // Latents enter and leave in ComfyUI's LATENT convention (the VAE's space).
-    options.latent_format = *latent_format;
-    options.denoise_mask = noise_mask;
-    options.inpaint_input = config.per_token_timesteps() ? samplers::InpaintInput::kClean
-                                                         : samplers::InpaintInput::kRenoised;
-    const samplers::ModelSampling sampling =
-        samplers::ModelSampling::DiscreteFlow(request.shift > 0 ? request.shift : 5.0);
-    const auto sample_start = Clock::now();
-    // A two-expert job is two runs; progress counts the steps of both.
-    int steps_before = 0, steps_in_all = 0;
-    samplers::StepCallback callback =
-        ProgressCallback(reports, update, outcome, steps_before, steps_in_all);
-    absl::StatusOr<at::Tensor> out;
-    if (low_noise == nullptr) {
-      out = samplers::KSampleOnMesh(model_fn_for((*model)->model->weights()), sampling,
-                                    latent.to(device_), options, **mesh, *plan, request.seeds,
-                                    callback);
-    } else {
-      out = SampleExperts(model_fn_for((*model)->model->weights()),
-                          model_fn_for(low_noise->model->weights()), sampling, latent.to(device_),
-                          options, request, config, **mesh, *plan, callback, &steps_before,
-                          &steps_in_all);
-    }
-    if (!out.ok()) {
-      // A cancelled job does not run again; an aborted or failed run may (its journal stays).
-      if (journal != nullptr && out.status().code() == absl::StatusCode::kCancelled) {
-        journal->Remove();
-      }
-      return out.status();
-    }
-    outcome.sample_seconds = SecondsSince(sample_start);
-    if (reports) {
-      // [dp, 1, C, F, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
-      at::Tensor result = out->to(at::kCPU).flatten(0, 1);
-      // The mask goes on with the result, as ComfyUI's KSampler passes the LATENT's on.
-      auto bytes = models::SerializeLatent(result, noise_mask);
-      if (!bytes.ok()) return bytes.status();
-      outcome.latent = *std::move(bytes);
-    }
-    if (decodes) {
-      auto dtype = ComputeDtype(request.model.dtype, gpu());
-      if (!dtype.ok()) return dtype.status();
-      note(absl::StrCat("decoding ", out->size(0), " latent(s) of ", out->size(3), " frames over ",
-                        world.size(), " rank(s)"));
-      VideoOutputRequest video{.output = request.output,
-                               .vae_files = request.vae_files,
-                               .fps = request.fps,
-                               .crf = request.crf,
-                               .dtype = *dtype,
-                               .free_bytes = gpu() ? DeviceFreeBytes() : 0};
-      auto decoded = video_->Decode(video, out->flatten(0, 1), world);
-      if (!decoded.ok()) return decoded.status();
-      outcome.video = std::move(decoded->file);
-      outcome.video_format = decoded->format;
-      outcome.decode_seconds = decoded->seconds;
-      note(absl::StrCat("decoded ", decoded->frames, " frames to ", decoded->format, " in ",
-                        absl::StrFormat("%.2f", decoded->seconds), " s",
-                        decoded->tile > 0 ? absl::StrCat(" (in ", decoded->tile,
-                                                         "-pixel tiles: device memory short)")
-                                          : ""));
-    }
-    if (journal != nullptr) journal->Remove();  // the job is done: nothing to resume
-    outcome.model_calls = static_cast<int>(agreed.calls());
-    outcome.calls_reused = step_caches->reused();
-    if (step_caches->enabled()) {
-      note(absl::StrCat("TeaCache reused the blocks' residual for ", outcome.calls_reused, " of ",
-                        outcome.model_calls, " model calls"));
-    }
-    RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
-                 << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all"
-                 << (agreed.replayed() > 0
-                         ? absl::StrCat(", ", agreed.replayed(), " of ", agreed.calls(),
-                                        " model calls replayed from an earlier run")
-                         : std::string())
-                 << ")";
-    return outcome;
+    if (info.family == "flux") return SampleFlux(request, group, update, cancelled, *this);
+    return SampleWan(request, group, update, cancelled, *this);
   }
 
-  // An image family's run (Flux.1): conditioning files in, a LATENT out. The head refuses what
-  // Flux jobs cannot have yet (prompts: its CLIP-L and T5 encoders; images; decoding: its VAE;
-  // step caches; LoRAs); the checks here say the same to a caller that skipped the head.
-  absl::StatusOr<SampleOutcome> SampleFlux(const SampleRequest& request,
-                                           const worker::GroupContext& group,
-                                           const UpdateFn& update, const CancelledFn& cancelled,
-                                           const std::function<void(std::string)>& note) {
-    const auto start = Clock::now();
-    const bool reports = group.rank == 0;
-    for (const auto& [field, given] :
-         {std::pair{"prompt", !request.prompt.empty()},
-          std::pair{"image", !request.image.empty() || !request.end_image.empty()},
-          std::pair{"low_noise_model", !request.low_noise_model.files.empty()},
-          std::pair{"cache", !request.cache_kind.empty()},
-          std::pair{"loras", !request.model.loras.empty()},
-          std::pair{"output", request.output != "latent" && !request.output.empty()}}) {
-      if (given) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(field,
-                         ": not available for Flux models yet (they take `positive` conditioning "
-                         "files and return a latent)"));
-      }
-    }
-    SampleOutcome outcome;
-    std::string reason;
-    {
-      RL_ASSIGN_OR_RETURN(Membership * membership, MembershipOf(group));
-      RL_RETURN_IF_ERROR(
-          AgreeToGoOn(*membership->world, reports, cancelled, device_, request.job_id));
-    }
-    // The starting LATENT ([B, 16, H, W] as ComfyUI stores an image latent), or an empty one.
-    at::Tensor latent;
-    if (!request.latent.empty()) {
-      RL_ASSIGN_OR_RETURN(models::Latent parsed, models::ParseLatent(request.latent, "latent"));
-      if (parsed.noise_mask.defined()) {
-        return absl::InvalidArgumentError(
-            "latent: a 'noise_mask' with a Flux model is not supported yet");
-      }
-      latent = parsed.samples.dim() == 3 ? parsed.samples.unsqueeze(0) : parsed.samples;
-    }
-    JobShape shape = ShapeOf(request.mesh, request.cfg);
-    shape.tokens = [&](const models::ModelInfo& info) -> int64_t {
-      if (latent.defined() && latent.dim() == 4) {
-        return info.Tokens(1, latent.size(2), latent.size(3));
-      }
-      return info.PixelTokens(1, request.height, request.width);
-    };
-    RL_ASSIGN_OR_RETURN(LoadedModel * model,
-                        Ensure(request.model, group, shape, &outcome.model_was_resident,
-                               &outcome.load_seconds, &reason));
-    const auto* flux_model = dynamic_cast<const models::FluxDiffusionModel*>(model->model.get());
-    if (flux_model == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model: ", model->summary.path, " is not a Flux model"));
-    }
-    const models::flux::FluxConfig& config = flux_model->config();
-    outcome.placement = absl::StrCat(model->summary.placement, " (", reason, ")");
-    note(outcome.model_was_resident
-             ? absl::StrCat("model ", model->summary.path, " is resident (", config.name, ", ",
-                            outcome.placement, ")")
-             : absl::StrCat("loaded ", model->summary.path, " (", config.name, ", ",
-                            outcome.placement, ") in ", outcome.load_seconds, " s"));
-    if (latent.defined()) {
-      if (latent.dim() != 4 || latent.size(0) != 1 || latent.size(1) != config.latent_channels) {
-        return absl::InvalidArgumentError(absl::StrCat("latent: shape ", c10::str(latent.sizes()),
-                                                       "; ", config.name, " takes [1, ",
-                                                       config.latent_channels, ", H, W]"));
-      }
-    } else {
-      latent = at::zeros({1, config.latent_channels, request.height / 8, request.width / 8});
-    }
-    RL_ASSIGN_OR_RETURN(parallel::MeshPlan plan,
-                        PlanFor(request.mesh, group, model->model->info(), request.cfg));
-    for (const std::string& line : plan.notes) note(line);
-    RL_ASSIGN_OR_RETURN(parallel::Mesh * mesh, MeshFor(request.mesh, group));
+  // SamplingServices.
+  at::Device device() const override { return device_; }
+  absl::StatusOr<comm::Communicator*> World(const worker::GroupContext& group) override {
     RL_ASSIGN_OR_RETURN(Membership * membership, MembershipOf(group));
-    comm::Communicator& world = *membership->world;
-
-    RL_ASSIGN_OR_RETURN(models::flux::FluxConditioning positive,
-                        models::flux::ParseFluxConditioning(request.positive, "positive", config));
-    models::flux::FluxConditioning negative = positive;
-    if (request.cfg != 1.0) {
-      RL_ASSIGN_OR_RETURN(
-          negative, models::flux::ParseFluxConditioning(request.negative, "negative", config));
-    }
-    const models::ParallelContext sequence = mesh->sequence_context();
-    std::unique_ptr<ModelCallJournal> journal = OpenJournal(request, group.rank);
-    if (journal != nullptr && journal->recorded() > 0) {
-      note(absl::StrCat("resuming: an earlier run of this job left ", journal->recorded(),
-                        " model calls to replay"));
-    }
-    AgreedModelCalls agreed(world, reports, cancelled, journal.get(), device_, request.job_id);
-    models::WeightProvider& weights = model->model->weights();
-    const at::TensorOptions floats = at::TensorOptions().device(device_).dtype(at::kFloat);
-    auto as_inputs = [&](const models::flux::FluxConditioning& c) {
-      models::flux::FluxInputs in;
-      in.context = c.text.to(device_);
-      in.pooled = c.pooled.to(device_);
-      in.guidance = at::full({1}, c.guidance, floats);
-      return in;
-    };
-    const models::flux::FluxInputs cond = as_inputs(positive), uncond = as_inputs(negative);
-    samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
-                                     samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
-      auto forward = [&]() -> absl::StatusOr<at::Tensor> {
-        auto inputs = [&](bool positive_branch) {
-          models::flux::FluxInputs in = positive_branch ? cond : uncond;
-          in.x = x;
-          in.t = at::full({x.size(0)}, timestep, floats);
-          in.guidance = in.guidance.expand({x.size(0)});
-          return in;
-        };
-        const models::flux::FluxInputs batch =
-            samplers::InputsFor(branch, inputs, models::flux::BatchInputs);
-        return models::flux::FluxForward(config, batch, sequence, weights);
-      };
-      return agreed.Call(x, timestep, static_cast<int>(branch), forward);
-    };
-    samplers::KSamplerOptions options = SamplerOptionsOf(request);
-    if (!models::flux::TextsBatchExactly(cond.context.size(1), uncond.context.size(1))) {
-      options.batch_cfg = false;
-    }
-    options.latent_format = &models::Flux1LatentFormat();
-    // ComfyUI's ModelSamplingFlux: shift 1.15 for dev (its default), 1.0 for schnell (its
-    // sampling_settings); the job's shift replaces it.
-    const double shift = request.shift > 0 ? request.shift : config.guidance_embed ? 1.15 : 1.0;
-    const samplers::ModelSampling sampling = samplers::ModelSampling::Flux(shift);
-    const auto sample_start = Clock::now();
-    const int no_steps_before = 0, no_total = 0;
-    const samplers::StepCallback callback =
-        ProgressCallback(reports, update, outcome, no_steps_before, no_total);
-    auto out = samplers::KSampleOnMesh(model_fn, sampling, latent.to(device_), options, *mesh, plan,
-                                       request.seeds, callback);
-    if (!out.ok()) {
-      if (journal != nullptr && out.status().code() == absl::StatusCode::kCancelled) {
-        journal->Remove();
-      }
-      return out.status();
-    }
-    outcome.sample_seconds = SecondsSince(sample_start);
-    if (reports) {
-      // [dp, 1, C, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
-      RL_ASSIGN_OR_RETURN(outcome.latent,
-                          models::SerializeLatent(out->to(at::kCPU).flatten(0, 1), at::Tensor()));
-    }
-    if (journal != nullptr) journal->Remove();
-    outcome.model_calls = static_cast<int>(agreed.calls());
-    RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
-                 << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all)";
-    return outcome;
+    return membership->world.get();
   }
+  absl::StatusOr<parallel::Mesh*> Mesh(const parallel::MeshShape& shape,
+                                       const worker::GroupContext& group) override {
+    return MeshFor(shape, group);
+  }
+  absl::StatusOr<EnsuredModel> Ensure(const ModelRequest& request,
+                                      const worker::GroupContext& group, const JobShape& shape,
+                                      std::vector<std::string> keep) override {
+    EnsuredModel ensured;
+    RL_ASSIGN_OR_RETURN(LoadedModel * loaded,
+                        Ensure(request, group, shape, &ensured.was_resident, &ensured.seconds,
+                               &ensured.reason, std::move(keep)));
+    ensured.model = loaded->model.get();
+    ensured.summary = &loaded->summary;
+    ensured.key = loaded->key;
+    return ensured;
+  }
+  SideModels side_models() override { return SideModels{*prompts_, *images_, *video_}; }
+  int64_t DeviceFreeBytes() const override { return gpu() ? FreeBytesOnDevice() : 0; }
 
   absl::StatusOr<LoadOutcome> Load(const ModelRequest& model, const parallel::MeshShape& mesh,
                                    const worker::GroupContext& group) {
@@ -1148,7 +606,8 @@ class DiffusionEngine::Impl {
   // Rank 0's journal of the job's model calls (model_call_journal.h), where there is one to keep:
   // a state directory, and every rank's model outputs the same (no data or CFG parallel axis,
   // whose ranks compute different latents or branches).
-  std::unique_ptr<ModelCallJournal> OpenJournal(const SampleRequest& request, int rank) const {
+  std::unique_ptr<ModelCallJournal> OpenJournal(const SampleRequest& request,
+                                                int rank) const override {
     // A step-caching run is not journaled: its cached residuals would be missing after a replay.
     if (rank != 0 || environment_.state_dir.empty() || request.fingerprint == 0 ||
         request.mesh.dp > 1 || request.mesh.cfg > 1 || !request.cache_kind.empty()) {

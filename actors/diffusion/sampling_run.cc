@@ -1,0 +1,79 @@
+#include "actors/diffusion/sampling_run.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/common/log.h"
+
+namespace raylight::actors {
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu) {
+  if (dtype.empty() || dtype == "auto") return gpu ? at::kBFloat16 : at::kFloat;
+  if (dtype == "bf16") return at::kBFloat16;
+  if (dtype == "f16") return at::kHalf;
+  if (dtype == "f32") return at::kFloat;
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype: unknown '", dtype, "' (auto, bf16, f16, f32)"));
+}
+
+JobShape ShapeOf(const parallel::MeshShape& mesh, double cfg) {
+  JobShape shape;
+  shape.sequence_degree = std::max(1, mesh.ulysses * mesh.ring);
+  shape.batch = cfg != 1.0 && mesh.cfg < 2 ? 2 : 1;
+  return shape;
+}
+
+absl::StatusOr<parallel::MeshPlan> PlanFor(const parallel::MeshShape& mesh,
+                                           const worker::GroupContext& group,
+                                           const models::ModelInfo& info, double cfg) {
+  return parallel::PlanMesh(mesh, group.size, info.num_heads, cfg);
+}
+
+samplers::KSamplerOptions SamplerOptionsOf(const SampleRequest& request) {
+  samplers::KSamplerOptions options;
+  options.seed = request.seed;
+  options.steps = request.steps;
+  options.cfg = request.cfg;
+  options.sampler = request.sampler;
+  options.scheduler = request.scheduler;
+  options.denoise = request.denoise > 0 ? request.denoise : 1.0;
+  options.preview_every = request.preview_every;
+  options.add_noise = request.add_noise;
+  options.start_step = request.start_step;
+  options.end_step = request.end_step;
+  options.return_with_leftover_noise = request.return_with_leftover_noise;
+  options.sigmas = request.sigmas;
+  return options;
+}
+
+samplers::StepCallback ProgressCallback(bool reports, const UpdateFn& update,
+                                        SampleOutcome& outcome, const int& steps_before,
+                                        const int& steps_in_all) {
+  return [&, reports](const samplers::StepInfo& step) {
+    if (!reports || !update) return;
+    SampleUpdate progress;
+    progress.step = steps_before + step.step + 1;
+    progress.total = std::max(steps_in_all, step.total);
+    progress.sigma = step.sigma;
+    progress.elapsed_seconds = step.elapsed_seconds;
+    if (step.preview_png != nullptr) {
+      progress.preview_png = *step.preview_png;
+      outcome.preview_png = *step.preview_png;
+    }
+    update(progress);
+  };
+}
+
+std::function<void(std::string)> JobNotes(const SampleRequest& request, bool reports,
+                                          const UpdateFn& update) {
+  return [job_id = request.job_id, reports, update](std::string message) {
+    RL_LOG(INFO) << "job " << job_id << ": " << message;
+    if (reports && update) update(SampleUpdate{.message = std::move(message)});
+  };
+}
+
+}  // namespace raylight::actors

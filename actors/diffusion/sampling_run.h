@@ -1,0 +1,106 @@
+// A family's sampling run (torch side): what it asks of the worker's engine (SamplingServices,
+// which diffusion_engine.cc implements: the group's communicator and meshes, the model cache, the
+// journal, the side models), and the helpers every run shares. One file per family holds its run
+// (wan_sampling.cc, flux_sampling.cc); the engine picks the run by the checkpoint's family.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "actors/diffusion/diffusion_types.h"
+#include "actors/diffusion/job_inputs.h"
+#include "actors/diffusion/model_call_journal.h"
+#include "models/family/diffusion_model.h"
+#include "models/parallel/comm/communicator.h"
+#include "models/parallel/mesh.h"
+#include "models/parallel/mesh_plan.h"
+#include "runtime/worker/actor.h"
+#include "samplers/ksampler.h"
+
+namespace raylight::actors {
+
+using Clock = std::chrono::steady_clock;
+double SecondsSince(Clock::time_point start);
+
+// "auto" (bf16 on a GPU, fp32 on a CPU), "bf16", "f16", "f32"; an error names the field.
+absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu);
+
+// What one forward of the job holds on a rank, for the placement planner: its tokens split
+// `sequence_degree` ways, `batch` samples at once (at most cond and uncond together: batched
+// under Ulysses, and counted as batched whenever CFG is not split over ranks, an upper bound for
+// two forwards).
+struct JobShape {
+  std::function<int64_t(const models::ModelInfo&)> tokens;
+  int sequence_degree = 1;
+  int batch = 2;
+};
+JobShape ShapeOf(const parallel::MeshShape& mesh, double cfg);
+
+// A model of the job, loaded (or found loaded) by the engine's cache.
+struct EnsuredModel {
+  models::DiffusionModel* model = nullptr;
+  const ModelSummary* summary = nullptr;
+  std::string key;  // its key in the cache (what a later Ensure of the same job must keep)
+  bool was_resident = false;
+  double seconds = 0;  // the load's
+  std::string reason;  // why this placement
+};
+
+class SamplingServices {
+ public:
+  virtual ~SamplingServices() = default;
+  virtual at::Device device() const = 0;
+  // The group's communicator (made on first use; collective with the group's other ranks).
+  virtual absl::StatusOr<comm::Communicator*> World(const worker::GroupContext& group) = 0;
+  // The mesh of `shape` over the group (made on first use, kept for the membership).
+  virtual absl::StatusOr<parallel::Mesh*> Mesh(const parallel::MeshShape& shape,
+                                               const worker::GroupContext& group) = 0;
+  // The model of `request` placed for the job; `keep`: cache keys eviction must leave alone.
+  virtual absl::StatusOr<EnsuredModel> Ensure(const ModelRequest& request,
+                                              const worker::GroupContext& group,
+                                              const JobShape& shape,
+                                              std::vector<std::string> keep = {}) = 0;
+  // Rank 0's journal of the job's model calls, where one is kept (null otherwise).
+  virtual std::unique_ptr<ModelCallJournal> OpenJournal(const SampleRequest& request,
+                                                        int rank) const = 0;
+  virtual SideModels side_models() = 0;
+  // What a decode may take on the device (0 on a CPU worker).
+  virtual int64_t DeviceFreeBytes() const = 0;
+};
+
+// The mesh's plan for a model of `info` (heads divide the Ulysses degree, ...).
+absl::StatusOr<parallel::MeshPlan> PlanFor(const parallel::MeshShape& mesh,
+                                           const worker::GroupContext& group,
+                                           const models::ModelInfo& info, double cfg);
+
+// The job's sampler settings (ComfyUI's KSampler / KSamplerAdvanced / SamplerCustom inputs).
+samplers::KSamplerOptions SamplerOptionsOf(const SampleRequest& request);
+
+// Progress to the client from rank 0 (`reports`): step i of n over every run of the job (a
+// two-expert job's second run continues the first's count through `steps_before` and
+// `steps_in_all`, read at each step), sigma, and the preview when there is one (kept in
+// `outcome` too).
+samplers::StepCallback ProgressCallback(bool reports, const UpdateFn& update,
+                                        SampleOutcome& outcome, const int& steps_before,
+                                        const int& steps_in_all);
+
+// A job's log line, reaching the client from rank 0.
+std::function<void(std::string)> JobNotes(const SampleRequest& request, bool reports,
+                                          const UpdateFn& update);
+
+// The runs, one per family.
+absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
+                                        const worker::GroupContext& group, const UpdateFn& update,
+                                        const CancelledFn& cancelled, SamplingServices& services);
+absl::StatusOr<SampleOutcome> SampleFlux(const SampleRequest& request,
+                                         const worker::GroupContext& group, const UpdateFn& update,
+                                         const CancelledFn& cancelled, SamplingServices& services);
+
+}  // namespace raylight::actors
