@@ -112,6 +112,10 @@ absl::StatusOr<SampleOutcome> SampleFlux(const SampleRequest& request,
     models::flux::FluxInputs in;
     in.context = c.text.to(device);
     in.pooled = c.pooled.to(device);
+    // Kontext's references enter the model's space as ComfyUI's extra_conds takes them there.
+    for (const at::Tensor& ref : c.reference_latents) {
+      in.references.push_back(models::ProcessIn(models::Flux1LatentFormat(), ref).to(device));
+    }
     in.guidance = at::full({1}, c.guidance, floats);
     return in;
   };
@@ -133,7 +137,7 @@ absl::StatusOr<SampleOutcome> SampleFlux(const SampleRequest& request,
     return agreed.Call(x, timestep, static_cast<int>(branch), forward);
   };
   samplers::KSamplerOptions options = SamplerOptionsOf(request);
-  if (!models::flux::TextsBatchExactly(cond.context.size(1), uncond.context.size(1))) {
+  if (!models::flux::BatchesExactly(cond, uncond)) {
     options.batch_cfg = false;
   }
   options.latent_format = &models::Flux1LatentFormat();

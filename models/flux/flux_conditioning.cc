@@ -27,13 +27,24 @@ absl::StatusOr<FluxConditioning> ParseFluxConditioning(absl::string_view bytes,
   out.guidance = tensors->contains("guidance")
                      ? (*tensors)["guidance"].to(at::kDouble).item<double>()
                      : kDefaultFluxGuidance;
+  for (int i = 0; tensors->contains(absl::StrCat("reference_latent_", i)); ++i) {
+    const at::Tensor& ref = (*tensors)[absl::StrCat("reference_latent_", i)];
+    out.reference_latents.push_back(
+        ref.to(at::kFloat)
+            .reshape({1, config.latent_channels, ref.size(-2), ref.size(-1)})
+            .contiguous());
+  }
   return out;
 }
 
 absl::Status WriteFluxConditioning(const std::string& path, const FluxConditioning& conditioning) {
-  return WriteTensors(path, {{"text", conditioning.text},
-                             {"pooled", conditioning.pooled},
-                             {"guidance", at::full({1}, conditioning.guidance)}});
+  NamedTensors tensors = {{"text", conditioning.text},
+                          {"pooled", conditioning.pooled},
+                          {"guidance", at::full({1}, conditioning.guidance)}};
+  for (size_t i = 0; i < conditioning.reference_latents.size(); ++i) {
+    tensors.emplace_back(absl::StrCat("reference_latent_", i), conditioning.reference_latents[i]);
+  }
+  return WriteTensors(path, tensors);
 }
 
 }  // namespace raylight::models::flux

@@ -23,11 +23,14 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 absl::Status CheckFluxConditioningHeader(const StHeader& header, const std::string& where,
                                          const FluxConfig& config) {
   std::map<std::string, const StTensorInfo*> tensors;
+  int references = 0;
   for (const StTensorInfo& info : header.tensors) {
-    if (info.name != "text" && info.name != "pooled" && info.name != "guidance") {
+    const bool reference = info.name.rfind("reference_latent_", 0) == 0;
+    references += reference ? 1 : 0;
+    if (info.name != "text" && info.name != "pooled" && info.name != "guidance" && !reference) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": unknown tensor '", info.name,
-                       "' (a Flux conditioning has text, pooled, guidance)"));
+                       "' (a Flux conditioning has text, pooled, guidance, reference_latent_<i>)"));
     }
     if (!IsFloat(info.dtype)) {
       return absl::InvalidArgumentError(
@@ -53,6 +56,25 @@ absl::Status CheckFluxConditioningHeader(const StHeader& header, const std::stri
       return absl::InvalidArgumentError(absl::StrCat(where, ": 'pooled' has shape ",
                                                      ShapeText(tensors["pooled"]->shape), "; ",
                                                      config.name, " takes [", config.vec_dim, "]"));
+    }
+  }
+  if (references > kMaxFluxReferences) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", references, " reference latents; at most ", kMaxFluxReferences));
+  }
+  for (int i = 0; i < references; ++i) {
+    const std::string name = absl::StrCat("reference_latent_", i);
+    if (!tensors.contains(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": reference latents are numbered from 0 with no gap; '", name, "' is missing"));
+    }
+    std::vector<int64_t> shape = tensors[name]->shape;
+    if (shape.size() == 4 && shape[0] == 1) shape.erase(shape.begin());
+    if (shape.size() != 3 || shape[0] != config.latent_channels || shape[1] < 1 || shape[2] < 1 ||
+        shape[1] > 1024 || shape[2] > 1024) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": '", name, "' has shape ", ShapeText(tensors[name]->shape), "; ", config.name,
+          " takes [", config.latent_channels, ", h, w] (a LATENT, sides up to 1024)"));
     }
   }
   if (tensors.contains("guidance")) {

@@ -8,6 +8,11 @@
 //                                                         dev / Krea model; absent: 3.5, ComfyUI's
 //                                                         default; ignored by schnell
 //
+//   "reference_latent_0", "reference_latent_1", ... [16, h, w] or [1, 16, h, w] (optional)
+//                                                         Kontext's reference images as LATENTs
+//                                                         (the VAE's space, what ComfyUI's
+//                                                         ReferenceLatent node attaches), any size
+//
 // Any float dtype. The head checks the header (torch-free); the worker reads the values.
 #pragma once
 
@@ -19,6 +24,9 @@
 #include "models/flux/flux_config.h"
 
 namespace raylight::models::flux {
+
+// At most this many reference latents.
+inline constexpr int kMaxFluxReferences = 8;
 
 // ComfyUI's default guidance (its Flux model's extra_conds and the FluxGuidance node).
 inline constexpr double kDefaultFluxGuidance = 3.5;

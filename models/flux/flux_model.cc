@@ -174,14 +174,57 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const at::Tensor& silu_vec,
   x.addcmul_(out, mod[2]);
 }
 
-// Position ids of the joint sequence: text rows at (0, 0, 0), then image token (r, c) at
-// (0, r, c) in row-major order; float64 [text + rows * cols, 3].
-at::Tensor PositionIds(int64_t text, int64_t rows, int64_t cols, at::Device device) {
+// A latent as image tokens: odd sides padded circularly (ComfyUI's pad_to_patch_size), then
+// [B, C, H, W] -> [B, rows * cols, C * 2 * 2] (channel, then the patch's row and column), with
+// their position ids (index, row + row_offset, column + column_offset), float64 [rows * cols, 3].
+struct Patches {
+  at::Tensor tokens, ids;
+  int64_t rows = 0, cols = 0;
+};
+Patches Patchify(const FluxConfig& c, const at::Tensor& latent, at::ScalarType dtype,
+                 at::Device device, double index = 0, int64_t row_offset = 0,
+                 int64_t column_offset = 0) {
+  at::Tensor x = latent.to(device, dtype);
+  const int64_t pad_h = (c.patch - x.size(2) % c.patch) % c.patch;
+  const int64_t pad_w = (c.patch - x.size(3) % c.patch) % c.patch;
+  if (pad_h > 0 || pad_w > 0) x = at::pad(x, {0, pad_w, 0, pad_h}, "circular");
+  Patches p;
+  p.rows = x.size(2) / c.patch;
+  p.cols = x.size(3) / c.patch;
+  p.tokens = x.view({x.size(0), c.latent_channels, p.rows, c.patch, p.cols, c.patch})
+                 .permute({0, 2, 4, 1, 3, 5})
+                 .reshape({x.size(0), p.rows * p.cols, c.in_channels()});
   const at::TensorOptions options = at::TensorOptions().dtype(at::kDouble).device(device);
-  at::Tensor r = at::arange(rows, options).view({rows, 1}).expand({rows, cols});
-  at::Tensor col = at::arange(cols, options).view({1, cols}).expand({rows, cols});
-  at::Tensor image = at::stack({at::zeros({rows, cols}, options), r, col}, -1).view({-1, 3});
-  return at::cat({at::zeros({text, 3}, options), image}, 0);
+  const at::Tensor r =
+      (at::arange(p.rows, options) + row_offset).view({p.rows, 1}).expand({p.rows, p.cols});
+  const at::Tensor col =
+      (at::arange(p.cols, options) + column_offset).view({1, p.cols}).expand({p.rows, p.cols});
+  p.ids = at::stack({at::full({p.rows, p.cols}, index, options), r, col}, -1).view({-1, 3});
+  return p;
+}
+
+// Kontext's reference latents as more image tokens after the image's, as ComfyUI's Flux places
+// them ("offset", its default): index 1, each reference beside the ones before it, to the right
+// when taller than the space so far is wide, else below (offsets in pixels of the latent, rounded
+// to patches).
+std::vector<Patches> ReferencePatches(const FluxConfig& c, const std::vector<at::Tensor>& refs,
+                                      at::ScalarType dtype, at::Device device) {
+  std::vector<Patches> out;
+  int64_t h = 0, w = 0;
+  for (const at::Tensor& ref : refs) {
+    int64_t h_offset = 0, w_offset = 0;
+    if (ref.size(2) + h > ref.size(3) + w) {
+      w_offset = w;
+    } else {
+      h_offset = h;
+    }
+    h = std::max(h, ref.size(2) + h_offset);
+    w = std::max(w, ref.size(3) + w_offset);
+    const int64_t half = c.patch / 2;
+    out.push_back(Patchify(c, ref, dtype, device, 1, (h_offset + half) / c.patch,
+                           (w_offset + half) / c.patch));
+  }
+  return out;
 }
 
 at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelContext& parallel,
@@ -192,17 +235,15 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
   const int64_t batch = in.x.size(0);
   const int64_t height = in.x.size(2), width = in.x.size(3);
 
-  // Patches: odd sides padded circularly (ComfyUI's pad_to_patch_size), then [B, C, H, W] ->
-  // [B, rows * cols, C * 2 * 2] (channel, then the patch's row and column).
-  at::Tensor x = in.x.to(device, dtype);
-  const int64_t pad_h = (c.patch - height % c.patch) % c.patch;
-  const int64_t pad_w = (c.patch - width % c.patch) % c.patch;
-  if (pad_h > 0 || pad_w > 0) x = at::pad(x, {0, pad_w, 0, pad_h}, "circular");
-  const int64_t rows = x.size(2) / c.patch, cols = x.size(3) / c.patch;
-  x = x.view({batch, c.latent_channels, rows, c.patch, cols, c.patch})
-          .permute({0, 2, 4, 1, 3, 5})
-          .reshape({batch, rows * cols, c.in_channels()});
-  const at::Tensor image = Linear(x, g, "img_in");
+  // The image's tokens, then Kontext's reference images' (the prediction is the image's alone).
+  const Patches patches = Patchify(c, in.x, dtype, device);
+  const int64_t rows = patches.rows, cols = patches.cols;
+  std::vector<at::Tensor> image_tokens = {patches.tokens}, image_ids = {patches.ids};
+  for (const Patches& ref : ReferencePatches(c, in.references, dtype, device)) {
+    image_tokens.push_back(ref.tokens);
+    image_ids.push_back(ref.ids);
+  }
+  const at::Tensor image = Linear(at::cat(image_tokens, 1), g, "img_in");
 
   // The conditioning vector: time, guidance (dev) and the pooled CLIP vector.
   at::Tensor vec = Embed(FluxTimestepEmbedding(in.t.to(device), 256).to(dtype), g, "time_in");
@@ -218,14 +259,17 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
 
   const at::Tensor text = Linear(in.context.to(device, dtype), g, "txt_in");
   const int64_t text_tokens = text.size(1);
-  const int64_t tokens = text_tokens + rows * cols;
+  const int64_t tokens = text_tokens + image.size(1);
 
   // The joint sequence [text; image], split across the ranks as one sequence.
   ParallelContext sp = parallel;
   sp.valid_tokens = tokens;
   at::Tensor joint = ShardSequence(at::cat({text, image}, 1).to(at::kFloat), 1, sp);
-  at::Tensor rotation = RotationOf(
-      AxisPositionAngles(PositionIds(text_tokens, rows, cols, device), c.axes_dim, c.theta));
+  // Position ids: text at (0, 0, 0), then the image tokens'.
+  image_ids.insert(
+      image_ids.begin(),
+      at::zeros({text_tokens, 3}, at::TensorOptions().dtype(at::kDouble).device(device)));
+  at::Tensor rotation = RotationOf(AxisPositionAngles(at::cat(image_ids, 0), c.axes_dim, c.theta));
   rotation = ShardSequence(rotation, 0, sp, /*pad_value=*/1.0);  // padding: no rotation
   const int64_t chunk = joint.size(1);
   const int64_t text_rows = std::clamp<int64_t>(text_tokens - sp.sequence_rank() * chunk, 0, chunk);
@@ -271,8 +315,15 @@ at::Tensor FluxTimestepEmbedding(const at::Tensor& t, int64_t dim) {
   return at::cat({at::cos(args), at::sin(args)}, -1);
 }
 
-bool TextsBatchExactly(int64_t first_tokens, int64_t second_tokens) {
-  return first_tokens == second_tokens;
+bool BatchesExactly(const FluxInputs& first, const FluxInputs& second) {
+  if (first.context.size(1) != second.context.size(1) ||
+      first.references.size() != second.references.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < first.references.size(); ++i) {
+    if (first.references[i].sizes().slice(1) != second.references[i].sizes().slice(1)) return false;
+  }
+  return true;
 }
 
 FluxInputs BatchInputs(const FluxInputs& first, const FluxInputs& second) {
@@ -289,6 +340,9 @@ FluxInputs BatchInputs(const FluxInputs& first, const FluxInputs& second) {
   batch.t = both(per_sample(first.t, first.x), per_sample(second.t, second.x));
   batch.context = both(first.context, second.context);
   batch.guidance = both(per_sample(first.guidance, first.x), per_sample(second.guidance, second.x));
+  for (size_t i = 0; i < std::min(first.references.size(), second.references.size()); ++i) {
+    batch.references.push_back(both(first.references[i], second.references[i]));
+  }
   if (first.pooled.defined() || second.pooled.defined()) {
     auto or_zeros = [](const at::Tensor& p, const at::Tensor& other, int64_t rows) {
       return p.defined() ? p : at::zeros({rows, other.size(1)}, other.options());
@@ -344,6 +398,25 @@ absl::Status ValidateFluxInputs(const FluxConfig& c, const FluxInputs& in) {
       (in.pooled.dim() != 2 || in.pooled.size(0) != batch || in.pooled.size(1) < c.vec_dim)) {
     return bad("pooled",
                absl::StrCat("must be [", batch, ", ", c.vec_dim, "], is ", Shape(in.pooled)));
+  }
+  constexpr size_t kMaxReferences = 8;
+  if (in.references.size() > kMaxReferences) {
+    return bad("references",
+               absl::StrCat(in.references.size(), " given; at most ", kMaxReferences));
+  }
+  int64_t reference_tokens = 0;
+  for (const at::Tensor& ref : in.references) {
+    if (!ref.defined() || ref.dim() != 4 || ref.size(0) != batch ||
+        ref.size(1) != c.latent_channels || ref.size(2) < 1 || ref.size(3) < 1) {
+      return bad("references", absl::StrCat("each must be [", batch, ", ", c.latent_channels,
+                                            ", h, w], one is ", Shape(ref)));
+    }
+    if (!at::isfinite(ref).all().item<bool>()) return bad("references", "hold NaN or infinity");
+    reference_tokens += c.Tokens(ref.size(2), ref.size(3));
+  }
+  if (c.Tokens(in.x.size(2), in.x.size(3)) + reference_tokens > kMaxTokens) {
+    return bad("references",
+               absl::StrCat("the image's and the references' tokens exceed ", kMaxTokens));
   }
   std::vector<std::pair<const char*, const at::Tensor*>> finite = {
       {"x", &in.x}, {"t", &in.t}, {"context", &in.context}};

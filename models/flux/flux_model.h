@@ -14,6 +14,8 @@
 
 #include <ATen/ATen.h>
 
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "models/core/parallel_context.h"
 #include "models/core/weights.h"
@@ -28,11 +30,15 @@ struct FluxInputs {
   at::Tensor pooled;    // [B, vec_dim] CLIP-L pooled vector; undefined: zeros (ComfyUI's default)
   at::Tensor guidance;  // [B] distilled guidance strength: required by dev / Krea; schnell has
                         // no guidance embedding and ignores it, as ComfyUI does
+  // Kontext: reference images' latents [B, latent_channels, h, w] in the model's space (ComfyUI's
+  // process_in applied), any size each; their tokens join the image's with position index 1.
+  std::vector<at::Tensor> references;
 };
 
 // Two sets of inputs as one batch (cond and uncond in one forward): every tensor concatenated
-// along the batch; texts of different lengths cannot batch (no attention mask here).
-bool TextsBatchExactly(int64_t first_tokens, int64_t second_tokens);
+// along the batch. They batch exactly when their texts have as many tokens (there is no attention
+// mask to pad with) and their references the same sizes; otherwise they run as two calls.
+bool BatchesExactly(const FluxInputs& first, const FluxInputs& second);
 FluxInputs BatchInputs(const FluxInputs& first, const FluxInputs& second);
 
 // Checks shapes against the config (each error names the input); no tensor work.

@@ -51,13 +51,14 @@ class FluxJobsTest : public JobsTest {
   }
 
   // ComfyUI's LATENT for the same job.
-  Latent ComfyReference(const v1::SampleJob& job) {
+  Latent ComfyReference(const v1::SampleJob& job,
+                        const std::string& positive = "flux-positive.safetensors") {
     const std::string out = dir_->path() + "/comfyui-sampled.safetensors";
     const std::string c = absl::StrCat(
         R"({"config": )", kTinyFluxDev, R"(, "checkpoint": ")", models_, "/", job.model(),
-        R"(", "positive": ")", dir_->path(), R"(/flux-positive.safetensors", "negative": ")",
-        dir_->path(), R"(/flux-negative.safetensors", "width": )", job.width(), R"(, "height": )",
-        job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )", job.cfg(), R"(, "sampler": ")",
+        R"(", "positive": ")", dir_->path(), "/", positive, R"(", "negative": ")", dir_->path(),
+        R"(/flux-negative.safetensors", "width": )", job.width(), R"(, "height": )", job.height(),
+        R"(, "steps": )", job.steps(), R"(, "cfg": )", job.cfg(), R"(, "sampler": ")",
         job.sampler(), R"(", "scheduler": ")", job.scheduler(), R"(", "seed": )", job.seed(),
         R"(, "out": ")", out, R"("})");
     const absl::Status ran = RunTools(
@@ -92,6 +93,26 @@ TEST_F(FluxJobsTest, AUlyssesJobSplitsTheJointSequenceAndEqualsComfyUi) {
   EXPECT_EQ(result.preview_png().substr(1, 3), "PNG");
   const Latent got = ReadLatent(result.latent());
   const Latent want = ComfyReference(job);
+  ASSERT_EQ(got.shape, want.shape);
+  EXPECT_LT(MaxAbsDiff(got, want), 1e-4);
+}
+
+// Flux Kontext: the positive conditioning carries a reference image's LATENT (as ComfyUI's
+// ReferenceLatent node attaches it); its tokens join the image's, and the job equals ComfyUI's.
+TEST_F(FluxJobsTest, AKontextJobWithAReferenceLatentEqualsComfyUis) {
+  const std::string kontext = dir_->path() + "/flux-kontext.safetensors";
+  ASSERT_TRUE(RunTools({{RAYLIGHT_TEST_PYTHON, RAYLIGHT_FLUX_REFERENCE, "--conditioning", kontext,
+                         "--config", kTinyFluxDev, "--seed", absl::StrCat(seed_ + 3), "--tokens",
+                         "7", "--guidance", "2.5", "--references", "6x10"}},
+                       "flux.log", std::chrono::seconds(120))
+                  .ok());
+  v1::SampleJob job = FluxJob();
+  job.set_positive(testing_util::ReadFileOrEmpty(kontext));
+  job.mutable_mesh()->set_ulysses(2);
+  v1::JobInfo done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
+  const Latent want = ComfyReference(job, "flux-kontext.safetensors");
   ASSERT_EQ(got.shape, want.shape);
   EXPECT_LT(MaxAbsDiff(got, want), 1e-4);
 }

@@ -110,6 +110,28 @@ TEST(FluxModelTest, RealHeadSizesMatchDiffusers) {
   Compare({"flux1-dev", 1, 1, {1, 4, 6, 6}, {.comfyui = false}});
 }
 
+// Kontext: two reference latents (one of odd height: padded as ComfyUI pads) join the image's
+// tokens at index 1, the second placed below the first as ComfyUI's "offset" placement does.
+TEST(FluxModelTest, KontextReferencesJoinTheImageTokensAsComfyUis) {
+  testing_util::TempDir dir("flux-kontext");
+  const FluxConfig config = *FluxPreset("tiny-flux-dev");
+  FluxInputs inputs = testing_util::RandomFluxInputs(config, {1, 8, 12, 6});
+  inputs.references = {at::randn({1, 16, 7, 10}), at::randn({1, 16, 8, 5})};
+  auto reference = testing_util::RunFluxReference(dir.path(), config, inputs, {.diffusers = false});
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  const at::Tensor ours = OurForward(reference->comfyui_checkpoint, inputs, "tiny-flux-dev");
+  ASSERT_TRUE(ours.defined());
+  ASSERT_EQ(ours.sizes(), reference->comfyui.sizes());
+  const double error = RelativeL2(ours, reference->comfyui);
+  EXPECT_LT(error, kTolerance);
+  std::printf("kontext (2 references) vs comfyui: relative L2 %.3g\n", error);
+  // The references change the prediction (they are not ignored).
+  FluxInputs alone = inputs;
+  alone.references.clear();
+  EXPECT_GT(RelativeL2(OurForward(reference->comfyui_checkpoint, alone, "tiny-flux-dev"), ours),
+            1e-3);
+}
+
 TEST(FluxModelTest, InputsAreCheckedFieldByField) {
   const FluxConfig config = *FluxPreset("tiny-flux-dev");
   const FluxInputs good = testing_util::RandomFluxInputs(config, {});
@@ -134,6 +156,9 @@ TEST(FluxModelTest, InputsAreCheckedFieldByField) {
   in = good;
   in.pooled = at::randn({2, config.vec_dim});
   expect_error(in, "pooled");
+  in = good;
+  in.references = {at::randn({1, 4, 6, 6})};
+  expect_error(in, "references");
   // schnell has no guidance embedding: none needed.
   const FluxConfig schnell = *FluxPreset("tiny-flux-schnell");
   in = testing_util::RandomFluxInputs(schnell, {});

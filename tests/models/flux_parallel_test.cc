@@ -33,15 +33,32 @@ class FluxParallelTest : public testing::Test {
 
   // The forward of `size` ranks on `mesh`, written by rank 0.
   at::Tensor Run(const std::string& mesh, int size, const testing_util::FluxSize& latent,
-                 uint64_t seed, const std::string& placement = "resident") {
-    const std::string out =
-        absl::StrCat(dir_->path(), "/out-", size, "-", mesh, "-", placement, ".safetensors");
-    auto outcomes = testing_util::LaunchRanks(
-        {RAYLIGHT_FLUX_RANK_MAIN, "--checkpoint", *checkpoint_, "--mesh", mesh, "--placement",
-         placement, "--batch", absl::StrCat(latent.batch), "--height", absl::StrCat(latent.height),
-         "--width", absl::StrCat(latent.width), "--text_tokens", absl::StrCat(latent.text_tokens),
-         "--input_seed", absl::StrCat(seed), "--out", out},
-        size, std::chrono::milliseconds(300'000));
+                 uint64_t seed, const std::string& placement = "resident",
+                 const std::string& references = "") {
+    const std::string out = absl::StrCat(dir_->path(), "/out-", size, "-", mesh, "-", placement,
+                                         "-", references, ".safetensors");
+    auto outcomes = testing_util::LaunchRanks({RAYLIGHT_FLUX_RANK_MAIN,
+                                               "--checkpoint",
+                                               *checkpoint_,
+                                               "--mesh",
+                                               mesh,
+                                               "--placement",
+                                               placement,
+                                               "--batch",
+                                               absl::StrCat(latent.batch),
+                                               "--height",
+                                               absl::StrCat(latent.height),
+                                               "--width",
+                                               absl::StrCat(latent.width),
+                                               "--text_tokens",
+                                               absl::StrCat(latent.text_tokens),
+                                               "--input_seed",
+                                               absl::StrCat(seed),
+                                               "--references",
+                                               references,
+                                               "--out",
+                                               out},
+                                              size, std::chrono::milliseconds(300'000));
     for (const auto& outcome : outcomes) {
       EXPECT_EQ(outcome.exit_code, 0) << "rank " << outcome.rank << ":\n" << outcome.log;
     }
@@ -51,10 +68,10 @@ class FluxParallelTest : public testing::Test {
   }
 
   void Compare(const std::string& mesh, int size, const testing_util::FluxSize& latent,
-               const std::string& placement = "resident") {
+               const std::string& placement = "resident", const std::string& references = "") {
     const uint64_t seed = std::random_device{}();
-    const at::Tensor one = Run("", 1, latent, seed);
-    const at::Tensor many = Run(mesh, size, latent, seed, placement);
+    const at::Tensor one = Run("", 1, latent, seed, "resident", references);
+    const at::Tensor many = Run(mesh, size, latent, seed, placement, references);
     ASSERT_TRUE(one.defined() && many.defined());
     ASSERT_EQ(one.sizes(), many.sizes());
     const double diff = (one - many).abs().max().item<double>();
@@ -77,6 +94,10 @@ TEST_F(FluxParallelTest, Ring2) { Compare("ring=2", 2, {1, 8, 12, 7}); }
 TEST_F(FluxParallelTest, Ulysses2Ring2) { Compare("ring=2,ulysses=2", 4, {1, 8, 12, 7}); }
 // 20 text + 6 image tokens over 4 ranks: the first chunks hold only text, the last one both.
 TEST_F(FluxParallelTest, Ulysses4ChunksOfTextOnly) { Compare("ulysses=4", 4, {1, 4, 6, 20}); }
+// Kontext: the references' tokens join the split sequence after the image's.
+TEST_F(FluxParallelTest, Ulysses2Ring2WithKontextReferences) {
+  Compare("ring=2,ulysses=2", 4, {1, 8, 12, 7}, "resident", "7x10,4x6");
+}
 TEST_F(FluxParallelTest, FsdpShardsTheDoubleAndSingleBlocks) {
   Compare("ulysses=2", 2, {1, 7, 9, 5}, "fsdp");
 }

@@ -2,10 +2,14 @@
 // a FileStore, builds the mesh, loads the checkpoint (resident or FSDP-sharded over the group),
 // runs one forward on inputs every rank regenerates from --input_seed, and rank 0 writes the
 // prediction to --out as "forward".
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <iostream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/flux/flux_loader.h"
 #include "models/flux/flux_model.h"
@@ -25,6 +29,7 @@ ABSL_FLAG(int64_t, height, 8, "latent height");
 ABSL_FLAG(int64_t, width, 12, "latent width");
 ABSL_FLAG(int64_t, text_tokens, 7, "T5 tokens");
 ABSL_FLAG(uint64_t, input_seed, 1, "seed of the random inputs");
+ABSL_FLAG(std::string, references, "", "Kontext reference latents: HxW,HxW (random, seeded)");
 ABSL_FLAG(std::string, out, "", "rank 0 writes the prediction here");
 
 namespace raylight {
@@ -53,11 +58,22 @@ int Run() {
   auto loaded = models::flux::LoadFlux({absl::GetFlag(FLAGS_checkpoint)},
                                        models::PlacementOptions{}, placement);
   if (!loaded.ok()) return Fail(loaded.status());
-  const models::flux::FluxInputs inputs =
+  models::flux::FluxInputs inputs =
       testing_util::RandomFluxInputs(loaded->config,
                                      {absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_height),
                                       absl::GetFlag(FLAGS_width), absl::GetFlag(FLAGS_text_tokens)},
                                      absl::GetFlag(FLAGS_input_seed));
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_input_seed) + 1);
+  for (absl::string_view size :
+       absl::StrSplit(absl::GetFlag(FLAGS_references), ',', absl::SkipEmpty())) {
+    const std::vector<std::string> sides = absl::StrSplit(size, 'x');
+    int64_t h = 0, w = 0;
+    if (sides.size() != 2 || !absl::SimpleAtoi(sides[0], &h) || !absl::SimpleAtoi(sides[1], &w)) {
+      return Fail(absl::InvalidArgumentError("references: HxW,HxW"));
+    }
+    inputs.references.push_back(
+        at::randn({absl::GetFlag(FLAGS_batch), loaded->config.latent_channels, h, w}, gen));
+  }
   auto out = models::flux::FluxForward(loaded->config, inputs, (*mesh)->sequence_context(),
                                        *loaded->weights);
   if (!out.ok()) return Fail(out.status());

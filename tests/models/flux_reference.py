@@ -13,8 +13,8 @@ helpers; H and W even) and `comfyui` ([B, 16, H, W], any H and W).
 
     flux_reference.py --conditioning OUT --config JSON --seed S --tokens N [--guidance G]
 
-writes a random Flux conditioning file (text [1, N, context_dim], pooled [1, vec_dim], and the
-guidance when given).
+writes a random Flux conditioning file (text [1, N, context_dim], pooled [1, vec_dim], the
+guidance when given, and --references HxW,... as reference_latent_i [1, 16, H, W]).
 
 JSON: {"hidden", "heads", "depth", "depth_single", "context_dim", "vec_dim", "guidance_embed",
 "axes_dim"}; the MLP ratio is 4 (diffusers fixes it).
@@ -141,6 +141,10 @@ def comfyui_forward(
     )
     if not inputs:  # the checkpoint alone
         return torch.empty(0)
+    # Kontext's reference latents (ref_0, ref_1, ...), already in the model's space.
+    refs = [
+        inputs[f"ref_{i}"].to(device, dtype) for i in range(len(inputs)) if f"ref_{i}" in inputs
+    ]
     with torch.no_grad():
         out = model(
             inputs["x"].to(device, dtype),
@@ -148,6 +152,7 @@ def comfyui_forward(
             inputs["context"].to(device, dtype),
             y=inputs["pooled"].to(device, dtype),
             guidance=inputs["guidance"].to(device, dtype) if cfg["guidance_embed"] else None,
+            ref_latents=refs or None,
         )
     return out.float().cpu().contiguous()
 
@@ -202,6 +207,12 @@ def comfyui_sample(case: dict[str, Any], tarball: str, workdir: str) -> None:
     def conditioning(path: str) -> list[Any]:
         tensors = load_file(path)
         extra: dict[str, Any] = {"pooled_output": tensors["pooled"].reshape(1, -1).float()}
+        # What ComfyUI's ReferenceLatent node attaches (LATENTs, the VAE's space).
+        refs = [
+            tensors[f"reference_latent_{i}"] for i in range(8) if f"reference_latent_{i}" in tensors
+        ]
+        if refs:
+            extra["reference_latents"] = [r.reshape(1, *r.shape[-3:]).float() for r in refs]
         if "guidance" in tensors:
             extra["guidance"] = float(tensors["guidance"].reshape(-1)[0])
         return [[tensors["text"].reshape(1, -1, tensors["text"].shape[-1]).float(), extra]]
@@ -231,6 +242,7 @@ def main() -> int:
     parser.add_argument("--conditioning", help="write a random conditioning file here instead")
     parser.add_argument("--tokens", type=int, default=7)
     parser.add_argument("--guidance", type=float)
+    parser.add_argument("--references", default="", help="HxW,HxW: reference latents to add")
     parser.add_argument("--config")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--inputs")
@@ -253,6 +265,9 @@ def main() -> int:
         }
         if args.guidance is not None:
             tensors["guidance"] = torch.tensor([args.guidance])
+        for i, size in enumerate(filter(None, args.references.split(","))):
+            h, w = (int(v) for v in size.split("x"))
+            tensors[f"reference_latent_{i}"] = torch.randn(1, 16, h, w, generator=generator)
         save_file(tensors, args.conditioning)
         return 0
     dtype = torch.float32 if args.dtype == "f32" else torch.bfloat16

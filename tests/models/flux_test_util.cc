@@ -37,6 +37,9 @@ absl::StatusOr<FluxReference> RunFluxReference(const std::string& dir,
       {"context", inputs.context},
       {"pooled", inputs.pooled},
       {"guidance", inputs.guidance.defined() ? inputs.guidance : at::zeros_like(inputs.t)}};
+  for (size_t i = 0; i < inputs.references.size(); ++i) {
+    tensors.emplace_back(absl::StrCat("ref_", i), inputs.references[i]);
+  }
   if (auto status = models::WriteTensors(input_path, tensors); !status.ok()) return status;
   const std::string config = absl::StrCat(
       "{\"hidden\": ", c.hidden, ", \"heads\": ", c.num_heads, ", \"depth\": ", c.depth,

@@ -37,7 +37,8 @@ struct FluxReferenceOptions {
   std::string dtype = "f32";
 };
 
-// Runs flux_reference.py in `dir` for `config` on `inputs` (fresh weight seed per call).
+// Runs flux_reference.py in `dir` for `config` on `inputs` (fresh weight seed per call); Kontext's
+// references go to ComfyUI only (diffusers' Flux pipeline places one reference, at no offset).
 absl::StatusOr<FluxReference> RunFluxReference(const std::string& dir,
                                                const models::flux::FluxConfig& config,
                                                const models::flux::FluxInputs& inputs,

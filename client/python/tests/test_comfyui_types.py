@@ -73,8 +73,8 @@ def test_a_conditioning_file_round_trips() -> None:
     back = comfyui.conditioning_to_tensors(cond, "positive")
     assert torch.equal(back["text"], tensors["text"])
     assert torch.equal(back["clip_fea"], tensors["clip_fea"])
-    with pytest.raises(ValueError, match="unknown tensors pooled"):
-        comfyui.conditioning_from_tensors({"text": torch.randn(3, 8), "pooled": torch.randn(8)})
+    with pytest.raises(ValueError, match="unknown tensors extra"):
+        comfyui.conditioning_from_tensors({"text": torch.randn(3, 8), "extra": torch.randn(8)})
     with pytest.raises(ValueError, match="no 'text'"):
         comfyui.conditioning_from_tensors({"y": torch.randn(3, 8)})
 
@@ -92,12 +92,36 @@ def test_latents() -> None:
         comfyui.noise_mask_of({"samples": samples, "noise_mask": [1]}, "latent_image")
     for latent, expected in [
         ({"samples": torch.randn(2, 16, 3, 6, 10)}, "a batch of 2"),
-        ({"samples": torch.randn(1, 4, 64, 64)}, "video LATENT"),
+        ({"samples": torch.randn(1, 64, 64)}, "must be a LATENT"),
         ({"samples": samples, "batch_index": [3]}, "batch_index"),
         ({"latent": samples}, "not a LATENT"),
     ]:
         with pytest.raises(comfyui.NodeInputError, match=expected):
             comfyui.latent_to_tensor(latent, "latent_image")
+
+
+def test_flux_conditioning_and_image_latents_are_carried() -> None:
+    pooled, references = torch.randn(1, 768), [torch.randn(1, 16, 6, 8), torch.randn(1, 16, 4, 4)]
+    cond = _cond(256, pooled_output=pooled, guidance=3.5, reference_latents=references)
+    tensors = comfyui.conditioning_to_tensors(cond, "positive")
+    assert sorted(tensors) == [
+        "guidance",
+        "pooled",
+        "reference_latent_0",
+        "reference_latent_1",
+        "text",
+    ]
+    assert torch.equal(tensors["pooled"], pooled[0])
+    assert float(tensors["guidance"][0]) == 3.5
+    assert torch.equal(tensors["reference_latent_1"], references[1][0])
+    back = comfyui.conditioning_from_tensors(tensors)[0][1]
+    assert torch.equal(back["pooled_output"], pooled)
+    assert back["guidance"] == 3.5
+    assert [r.shape for r in back["reference_latents"]] == [r.shape for r in references]
+    with pytest.raises(comfyui.NodeInputError, match="'guidance' must be a number"):
+        comfyui.conditioning_to_tensors(_cond(guidance="high"), "positive")
+    image = torch.randn(1, 16, 128, 128)  # EmptySD3LatentImage's, as Flux takes it
+    assert comfyui.latent_to_tensor({"samples": image}, "latent_image") is image
 
 
 def test_cluster_fields_map_to_node_inputs() -> None:

@@ -9,6 +9,10 @@ What the cluster cannot honour is refused with a message that names the node inp
 dropped: several conditionings (Conditioning Combine / Concat), areas, masks, strengths other
 than 1, timestep ranges, ControlNets, GLIGEN, hooks, latent batches, noise masks (so Wan 2.2
 TI2V-5B's start image, which ComfyUI carries as the LATENT's noise mask, is not taken yet).
+
+Flux's CONDITIONING carries more than the text: CLIP-L's pooled output, FluxGuidance's strength
+and Kontext's reference LATENTs (ReferenceLatent); they go to the job's conditioning as `pooled`,
+`guidance` and `reference_latent_<i>` (the cluster checks them against the model's family).
 """
 
 from __future__ import annotations
@@ -19,10 +23,9 @@ from typing import Any
 import torch
 
 # A CONDITIONING entry's extras the cluster can take as they are: what ComfyUI's encoders put
-# there when nothing else is asked for (umT5 gives pooled_output None; Conditioning Set
-# Timestep Range / Set Area Strength at their defaults change nothing).
+# there when nothing else is asked for (Conditioning Set Timestep Range / Set Area Strength at
+# their defaults change nothing).
 _NEUTRAL_EXTRAS: dict[str, Any] = {
-    "pooled_output": None,
     "strength": 1.0,
     "start_percent": 0.0,
     "end_percent": 1.0,
@@ -126,6 +129,16 @@ def conditioning_to_tensors(conditioning: Any, input_name: str) -> dict[str, tor
             tensors[key.removeprefix("raylight_")] = value
         elif key in _IMAGE_TO_VIDEO and value is not None:
             tensors[key] = _one(value, input_name, key)
+        elif key == "pooled_output":  # umT5 gives None; Flux's CLIP-L its pooled vector
+            if value is not None:
+                tensors["pooled"] = _one(value, input_name, key)
+        elif key == "guidance" and value is not None:  # FluxGuidance
+            if not isinstance(value, int | float):
+                raise NodeInputError(input_name, f"'guidance' must be a number, is {value!r}")
+            tensors["guidance"] = torch.tensor([float(value)])
+        elif key == "reference_latents" and value is not None:  # Kontext's ReferenceLatent
+            for i, reference in enumerate(value):
+                tensors[f"reference_latent_{i}"] = _one(reference, input_name, key)
         elif key == "clip_vision_output" and value is not None:
             hidden = getattr(value, "penultimate_hidden_states", None)
             if not isinstance(hidden, torch.Tensor):
@@ -165,26 +178,43 @@ def conditioning_from_tensors(tensors: Mapping[str, torch.Tensor]) -> list[list[
     for name in ("clip_fea", "y"):
         if name in tensors:
             extras[f"raylight_{name}"] = tensors[name]
-    unknown = sorted(set(tensors) - {"text", "clip_fea", "y"})
+    # Flux's: the pooled vector, the guidance, Kontext's references.
+    if "pooled" in tensors:
+        extras["pooled_output"] = tensors["pooled"].to(torch.float32).reshape(1, -1)
+    if "guidance" in tensors:
+        extras["guidance"] = float(tensors["guidance"].reshape(-1)[0])
+    references = [f"reference_latent_{i}" for i in range(len(tensors))]
+    references = [name for name in references if name in tensors]
+    if references:
+        extras["reference_latents"] = [
+            tensors[name].to(torch.float32).reshape(1, *tensors[name].shape[-3:])
+            for name in references
+        ]
+    known = {"text", "clip_fea", "y", "pooled", "guidance", *references}
+    unknown = sorted(set(tensors) - known)
     if unknown:
         names = ", ".join(unknown)
-        raise ValueError(f"unknown tensors {names} (a Wan conditioning has text, clip_fea, y)")
+        raise ValueError(
+            f"unknown tensors {names} (a conditioning has text; Wan's clip_fea, y; Flux's "
+            "pooled, guidance, reference_latent_<i>)"
+        )
     return [[text, extras]]
 
 
 def latent_to_tensor(latent: Any, input_name: str) -> torch.Tensor:
-    """A ComfyUI LATENT ({"samples": [1, C, F, H, W]}) as the job's starting latent (its
-    noise_mask: `noise_mask_of`)."""
+    """A ComfyUI LATENT ({"samples": [1, C, F, H, W]} for video models, [1, C, H, W] for image
+    models) as the job's starting latent (its noise_mask: `noise_mask_of`)."""
     if not isinstance(latent, Mapping) or "samples" not in latent:
         raise NodeInputError(input_name, "not a LATENT (a dict with 'samples')")
     batch_index = latent.get("batch_index")
     if batch_index is not None and list(batch_index) != [0]:
         raise NodeInputError(input_name, f"batch_index {list(batch_index)} is not supported")
     samples = latent["samples"]
-    if not isinstance(samples, torch.Tensor) or samples.dim() != 5:
+    if not isinstance(samples, torch.Tensor) or samples.dim() not in (4, 5):
         shape = list(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
         raise NodeInputError(
-            input_name, f"must be a video LATENT [1, C, frames, H, W] (Wan), is {shape}"
+            input_name,
+            f"must be a LATENT [1, C, frames, H, W] (Wan) or [1, C, H, W] (Flux), is {shape}",
         )
     if samples.shape[0] != 1:
         raise NodeInputError(
