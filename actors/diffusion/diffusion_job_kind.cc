@@ -586,6 +586,7 @@ std::string DescribeSampling(const std::vector<std::string>& roots) {
     model.set_lora(entry.lora);
     model.set_bytes(entry.bytes);
     model.set_files(entry.files);
+    model.set_family(entry.family);
   }
   for (const std::string& name : samplers::kSamplerNames) description.add_samplers(name);
   for (const std::string& name : samplers::kSchedulerNames) description.add_schedulers(name);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "models/core/lora_keys.h"
 #include "models/core/safetensors.h"
+#include "models/family/model_info.h"
 
 namespace raylight::actors {
 namespace {
@@ -67,7 +68,12 @@ void ListUnder(const fs::path& root, const fs::path& dir, int depth, int& budget
       auto file = models::SafetensorsFile::Open(resolved.string());
       lora = file.ok() && models::IsLoraFile((*file)->header());
     }
-    found.try_emplace(name, ModelEntry{name, size, 1, lora});
+    std::string family;
+    if (!lora) {
+      auto info = models::InspectModel({resolved.string()});
+      if (info.ok()) family = info->family;
+    }
+    found.try_emplace(name, ModelEntry{name, size, 1, lora, std::move(family)});
   }
   // A directory of shards is one model (ResolveModel loads them together), not its files.
   if (shards.files > 0 && only_shards && dir != root) {

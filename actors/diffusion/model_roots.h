@@ -22,6 +22,7 @@ struct ModelEntry {
   int64_t bytes = 0;
   int files = 0;
   bool lora = false;  // a LoRA file (models/core/lora_keys.h), not a model
+  std::string family;  // models/family/model_info.h's, for single-file models it reads
 };
 
 // The models in `roots`, by name, for front ends' choices: every *.safetensors and *.gguf file at

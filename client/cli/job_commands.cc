@@ -448,8 +448,11 @@ int RunModels(const client::ClientOptions& options, CLI::App& command, const Sam
     if (!description.ok()) return Fail(description.status());
     Table table({"MODEL", "KIND", "SIZE", "FILES"});
     for (const v1::ModelFile& model : description->models()) {
-      table.Add({model.name(), model.lora() ? "lora" : "model", HumanBytes(model.bytes()),
-                 std::to_string(model.files())});
+      // A model's kind is its family where the head could read it ("wan", "flux").
+      const std::string kind = model.lora()             ? "lora"
+                               : model.family().empty() ? "model"
+                                                        : model.family();
+      table.Add({model.name(), kind, HumanBytes(model.bytes()), std::to_string(model.files())});
     }
     std::cout << table.Render();
     return 0;

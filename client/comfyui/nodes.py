@@ -239,8 +239,18 @@ class RaylightModel:
                 "ring": ("INT", {"default": 1, "min": 1, "max": 64}),
                 "cfg_parallel": ("INT", {"default": 1, "min": 1, "max": 2}),
                 "dp": ("INT", {"default": 1, "min": 1, "max": 64}),
-                # ComfyUI's Wan default (its model config's shift; ModelSamplingSD3 sets others).
-                "shift": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.01}),
+                # 0: what ComfyUI's model config sets for the model's family (Wan 8; Flux 1.15
+                # for dev, 1.0 for schnell); ModelSamplingSD3 / ModelSamplingFlux set others.
+                "shift": (
+                    "FLOAT",
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.01,
+                        "tooltip": "0: ComfyUI's default for the model (Wan 8, Flux dev 1.15)",
+                    },
+                ),
             },
             "optional": {
                 "low_noise_model": ([_NONE, *models],),
@@ -297,7 +307,19 @@ class RaylightModel:
         )
         if low_noise_model and low_noise_model != _NONE:
             settings.update(low_noise_model=low_noise_model, boundary=boundary)
+        if shift == 0:
+            settings["shift"] = convert.comfyui_default_shift(_family_of(cluster, model))
         return (ModelRef(cluster, settings),)
+
+
+def _family_of(cluster: ClusterRef, model: str) -> str:
+    """The model's family as the cluster's head reads it ("" when it cannot say)."""
+    try:
+        with cluster.client() as client:
+            options = client.describe()
+    except raylight.RaylightError:
+        return ""
+    return next((m.family for m in options.models if m.name == model), "")
 
 
 def _sampling_inputs() -> dict[str, Any]:

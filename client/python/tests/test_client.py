@@ -367,6 +367,8 @@ def test_describe_lists_the_models_in_the_roots_and_the_samplers(cluster: LocalC
     assert sorted(by_name) == ["sharded", "tiny.safetensors"]  # the symlink leaves the root
     assert (by_name["sharded"].files, by_name["sharded"].bytes) == (2, 30)
     assert by_name["tiny.safetensors"].bytes == (models / "tiny.safetensors").stat().st_size
+    assert by_name["tiny.safetensors"].family == "wan"  # read from its header by the head
+    assert by_name["sharded"].family == ""  # directories of shards are not inspected
     assert options.samplers[:3] == ["euler", "euler_ancestral", "heun"]
     assert "uni_pc" in options.samplers and "beta" in options.schedulers
     assert "f32" in options.dtypes and "fsdp" in options.placements

@@ -124,6 +124,12 @@ def test_flux_conditioning_and_image_latents_are_carried() -> None:
     assert comfyui.latent_to_tensor({"samples": image}, "latent_image") is image
 
 
+def test_comfyui_default_shift_by_family() -> None:
+    assert comfyui.comfyui_default_shift("wan") == 8.0
+    assert comfyui.comfyui_default_shift("") == 8.0
+    assert comfyui.comfyui_default_shift("flux") == 0.0  # the cluster applies ComfyUI's Flux own
+
+
 def test_cluster_fields_map_to_node_inputs() -> None:
     assert comfyui.input_for_field("sampler") == "sampler_name"
     assert comfyui.input_for_field("start_step") == "start_at_step"

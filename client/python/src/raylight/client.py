@@ -96,6 +96,7 @@ class ModelFile:
     bytes: int
     files: int
     lora: bool = False  # a LoRA file (for sample(loras=...)), not a model
+    family: str = ""  # "wan", "flux" (from its header); empty for LoRAs and unknown files
 
 
 @dataclass(frozen=True)
@@ -495,7 +496,7 @@ class Client:
         )
         d = diffusion_pb2.SampleKindDescription.FromString(response.description)
         return SamplingOptions(
-            [ModelFile(m.name, m.bytes, m.files, m.lora) for m in d.models],
+            [ModelFile(m.name, m.bytes, m.files, m.lora, m.family) for m in d.models],
             list(d.samplers),
             list(d.schedulers),
             list(d.dtypes),

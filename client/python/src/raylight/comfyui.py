@@ -91,6 +91,19 @@ class NodeInputError(ValueError):
         super().__init__(f"input '{input_name}': {message}")
 
 
+# ComfyUI's model_sampling shift for a family when a workflow asks for none: Wan's model configs
+# set 8.0; for Flux the cluster applies ComfyUI's own default itself when the job's shift is 0
+# (1.15 for dev, 1.0 for schnell, by the checkpoint).
+_COMFYUI_SHIFT = {"wan": 8.0}
+
+
+def comfyui_default_shift(family: str) -> float:
+    """The job's shift for ComfyUI's default sampling of a model of `family` (0: the cluster's
+    own default for it, which for every family but Wan is ComfyUI's). An unknown family is taken
+    as Wan, the family whose default the cluster's differs from ComfyUI's."""
+    return _COMFYUI_SHIFT.get(family or "wan", 0.0)
+
+
 def input_for_field(field: str | None) -> str | None:
     """The node input behind a job field a cluster error names ("mesh.ulysses" -> "model")."""
     if field is None:
