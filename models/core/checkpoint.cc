@@ -147,12 +147,11 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
     }
     it->second.scale = scale.value;
   }
-  for (const auto& [name, tensor] : checkpoint.tensors) {
-    if (IsFp8(tensor.data.scalar_type()) && !tensor.scale) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", tensor.file, ": fp8 weight '",
-                                                     tensor.raw_name,
-                                                     "' has no scale_weight / weight_scale"));
-    }
+  // An fp8 weight without a scale holds its values as they are (ComfyUI's unscaled fp8 files,
+  // flux1-dev-fp8 and wan2.1_*_fp8_e4m3fn: its loader casts them): scale 1, kept fp8 in memory
+  // like a scaled one.
+  for (auto& [name, tensor] : checkpoint.tensors) {
+    if (IsFp8(tensor.data.scalar_type()) && !tensor.scale) tensor.scale = 1.0f;
   }
   return checkpoint;
 }

@@ -62,8 +62,8 @@ using KeyNormalizer = std::function<std::optional<std::string>(const std::string
 // gguf.h: F32/F16/BF16 tensors become plain views, quantised ones keep their blocks. Scale tensors
 // (`<module>.scale_weight`,
 // `<module>.weight_scale`) attach to `<module>.weight`; `scaled_fp8` markers and input scales are
-// dropped. Two keys that normalise to one name, a scale without its weight, or an fp8 weight
-// without a scale are errors naming the file and key.
+// dropped; an fp8 weight without a scale (ComfyUI's unscaled fp8 files) gets scale 1. Two keys
+// that normalise to one name, or a scale without its weight, are errors naming the file and key.
 absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
                                           const KeyNormalizer& normalize);
 

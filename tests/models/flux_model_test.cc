@@ -132,6 +132,32 @@ TEST(FluxModelTest, KontextReferencesJoinTheImageTokensAsComfyUis) {
             1e-3);
 }
 
+// ComfyUI's unscaled fp8 Flux files (flux1-dev-fp8: the blocks' matrices float8_e4m3fn, no
+// scales) load as their values, kept fp8 in memory: the forward equals the same values in fp32.
+TEST(FluxModelTest, UnscaledFp8WeightsLoadAsComfyUisFp8FilesHoldThem) {
+  testing_util::TempDir dir("flux-fp8");
+  const FluxConfig config = *FluxPreset("tiny-flux-dev");
+  const FluxInputs inputs = testing_util::RandomFluxInputs(config, {});
+  auto reference = testing_util::RunFluxReference(dir.path(), config, inputs, {.diffusers = false});
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto tensors = testing_util::ReadTensors(reference->comfyui_checkpoint);
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  NamedTensors fp8, values;
+  for (const auto& [name, tensor] : *tensors) {
+    const bool block_matrix = name.find("_blocks.") != std::string::npos && tensor.dim() == 2;
+    const at::Tensor stored = block_matrix ? tensor.to(at::kFloat8_e4m3fn) : tensor;
+    fp8.emplace_back(name, stored);
+    values.emplace_back(name, stored.to(at::kFloat));
+  }
+  ASSERT_TRUE(WriteTensors(dir.path() + "/fp8.safetensors", fp8).ok());
+  ASSERT_TRUE(WriteTensors(dir.path() + "/values.safetensors", values).ok());
+  // The same values; the GEMMs may round differently on the file's mapped fp32 rows than on a
+  // fresh copy (as in gguf_test).
+  EXPECT_LT(RelativeL2(OurForward(dir.path() + "/fp8.safetensors", inputs, "tiny-flux-dev"),
+                       OurForward(dir.path() + "/values.safetensors", inputs, "tiny-flux-dev")),
+            1e-6);
+}
+
 TEST(FluxModelTest, InputsAreCheckedFieldByField) {
   const FluxConfig config = *FluxPreset("tiny-flux-dev");
   const FluxInputs good = testing_util::RandomFluxInputs(config, {});
