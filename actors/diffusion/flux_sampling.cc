@@ -151,18 +151,8 @@ absl::StatusOr<SampleOutcome> SampleFlux(const SampleRequest& request,
       ProgressCallback(reports, update, outcome, no_steps_before, no_total);
   auto out = samplers::KSampleOnMesh(model_fn, sampling, latent.to(device), options, *mesh, plan,
                                      request.seeds, callback);
-  if (!out.ok()) {
-    if (journal != nullptr && out.status().code() == absl::StatusCode::kCancelled) {
-      journal->Remove();
-    }
-    return out.status();
-  }
   outcome.sample_seconds = SecondsSince(sample_start);
-  if (reports) {
-    // [dp, 1, C, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
-    RL_ASSIGN_OR_RETURN(outcome.latent,
-                        models::SerializeLatent(out->to(at::kCPU).flatten(0, 1), at::Tensor()));
-  }
+  RL_RETURN_IF_ERROR(KeepResult(out, journal.get(), reports, at::Tensor(), outcome));
   if (journal != nullptr) journal->Remove();
   outcome.model_calls = static_cast<int>(agreed.calls());
   RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "

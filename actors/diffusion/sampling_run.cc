@@ -3,7 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "models/core/latent_file.h"
 #include "runtime/common/log.h"
+#include "runtime/common/status_macros.h"
 
 namespace raylight::actors {
 
@@ -66,6 +68,21 @@ samplers::StepCallback ProgressCallback(bool reports, const UpdateFn& update,
     }
     update(progress);
   };
+}
+
+absl::Status KeepResult(const absl::StatusOr<at::Tensor>& out, ModelCallJournal* journal,
+                        bool reports, const at::Tensor& noise_mask, SampleOutcome& outcome) {
+  if (!out.ok()) {
+    if (journal != nullptr && out.status().code() == absl::StatusCode::kCancelled) {
+      journal->Remove();
+    }
+    return out.status();
+  }
+  if (reports) {
+    RL_ASSIGN_OR_RETURN(outcome.latent,
+                        models::SerializeLatent(out->to(at::kCPU).flatten(0, 1), noise_mask));
+  }
+  return absl::OkStatus();
 }
 
 std::function<void(std::string)> JobNotes(const SampleRequest& request, bool reports,

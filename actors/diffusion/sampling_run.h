@@ -91,6 +91,13 @@ samplers::StepCallback ProgressCallback(bool reports, const UpdateFn& update,
                                         SampleOutcome& outcome, const int& steps_before,
                                         const int& steps_in_all);
 
+// The end of a run: a failure's status (a cancelled job's journal removed: it does not run again;
+// an aborted or failed run may, and keeps its journal), else on rank 0 (`reports`) the LATENT:
+// [dp, 1, C, ...] -> a batch of dp latents as ComfyUI stores a batch, with `noise_mask` passed on
+// as ComfyUI's KSampler passes the LATENT's.
+absl::Status KeepResult(const absl::StatusOr<at::Tensor>& out, ModelCallJournal* journal,
+                        bool reports, const at::Tensor& noise_mask, SampleOutcome& outcome);
+
 // A job's log line, reaching the client from rank 0.
 std::function<void(std::string)> JobNotes(const SampleRequest& request, bool reports,
                                           const UpdateFn& update);

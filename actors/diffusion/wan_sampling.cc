@@ -309,22 +309,8 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
                         options, request, config, **mesh, *plan, callback, &steps_before,
                         &steps_in_all);
   }
-  if (!out.ok()) {
-    // A cancelled job does not run again; an aborted or failed run may (its journal stays).
-    if (journal != nullptr && out.status().code() == absl::StatusCode::kCancelled) {
-      journal->Remove();
-    }
-    return out.status();
-  }
   outcome.sample_seconds = SecondsSince(sample_start);
-  if (reports) {
-    // [dp, 1, C, F, H, W] -> a batch of dp latents, as ComfyUI stores a batch.
-    at::Tensor result = out->to(at::kCPU).flatten(0, 1);
-    // The mask goes on with the result, as ComfyUI's KSampler passes the LATENT's on.
-    auto bytes = models::SerializeLatent(result, noise_mask);
-    if (!bytes.ok()) return bytes.status();
-    outcome.latent = *std::move(bytes);
-  }
+  RL_RETURN_IF_ERROR(KeepResult(out, journal.get(), reports, noise_mask, outcome));
   if (decodes) {
     auto dtype = ComputeDtype(request.model.dtype, device.is_cuda());
     if (!dtype.ok()) return dtype.status();

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
+#include "models/core/batch_rows.h"
 #include "models/core/rotary.h"
 #include "models/core/sequence_parallel.h"
 
@@ -327,21 +328,14 @@ bool BatchesExactly(const FluxInputs& first, const FluxInputs& second) {
 }
 
 FluxInputs BatchInputs(const FluxInputs& first, const FluxInputs& second) {
-  auto both = [](const at::Tensor& a, const at::Tensor& b) {
-    return a.defined() && b.defined() ? at::cat({a, b}, 0) : at::Tensor();
-  };
-  auto per_sample = [](const at::Tensor& t, const at::Tensor& x) {
-    return t.defined() && x.defined() && t.dim() == 1 && t.size(0) == 1 && x.dim() > 0
-               ? t.expand({x.size(0)})
-               : t;
-  };
   FluxInputs batch;
-  batch.x = both(first.x, second.x);
-  batch.t = both(per_sample(first.t, first.x), per_sample(second.t, second.x));
-  batch.context = both(first.context, second.context);
-  batch.guidance = both(per_sample(first.guidance, first.x), per_sample(second.guidance, second.x));
+  batch.x = JoinRows(first.x, second.x);
+  batch.t = JoinRows(PerSample(first.t, first.x), PerSample(second.t, second.x));
+  batch.context = JoinRows(first.context, second.context);
+  batch.guidance =
+      JoinRows(PerSample(first.guidance, first.x), PerSample(second.guidance, second.x));
   for (size_t i = 0; i < std::min(first.references.size(), second.references.size()); ++i) {
-    batch.references.push_back(both(first.references[i], second.references[i]));
+    batch.references.push_back(JoinRows(first.references[i], second.references[i]));
   }
   if (first.pooled.defined() || second.pooled.defined()) {
     auto or_zeros = [](const at::Tensor& p, const at::Tensor& other, int64_t rows) {

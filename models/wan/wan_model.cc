@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
+#include "models/core/batch_rows.h"
 #include "models/core/sequence_parallel.h"
 #include "models/core/side_stream.h"
 #include "models/wan/wan_rope.h"
@@ -357,27 +358,18 @@ bool TextsBatchExactly(const WanConfig& config, int64_t first_tokens, int64_t se
 }
 
 WanInputs BatchInputs(const WanInputs& first, const WanInputs& second) {
-  auto both = [](const at::Tensor& a, const at::Tensor& b) {
-    return a.defined() && b.defined() ? at::cat({a, b}, 0) : at::Tensor();
-  };
-  // A timestep given once for a batch (t [1] beside x [B, ...]) applies to each of its samples.
-  auto per_sample = [](const at::Tensor& t, const at::Tensor& x) {
-    return t.defined() && x.defined() && t.dim() == 1 && t.size(0) == 1 && x.dim() > 0
-               ? t.expand({x.size(0)})
-               : t;
-  };
   WanInputs batch;
-  batch.x = both(first.x, second.x);
-  batch.t = both(per_sample(first.t, first.x), per_sample(second.t, second.x));
+  batch.x = JoinRows(first.x, second.x);
+  batch.t = JoinRows(PerSample(first.t, first.x), PerSample(second.t, second.x));
   at::Tensor a = first.context, b = second.context;
   if (a.defined() && b.defined() && a.dim() == 3 && b.dim() == 3 && a.size(1) != b.size(1)) {
     const int64_t length = std::max(a.size(1), b.size(1));
     a = at::constant_pad_nd(a, {0, 0, 0, length - a.size(1)});
     b = at::constant_pad_nd(b, {0, 0, 0, length - b.size(1)});
   }
-  batch.context = both(a, b);
-  batch.clip_fea = both(first.clip_fea, second.clip_fea);
-  batch.y = both(first.y, second.y);
+  batch.context = JoinRows(a, b);
+  batch.clip_fea = JoinRows(first.clip_fea, second.clip_fea);
+  batch.y = JoinRows(first.y, second.y);
   return batch;
 }
 

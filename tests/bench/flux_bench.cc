@@ -26,6 +26,7 @@
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_loader.h"
 #include "models/flux/flux_model.h"
+#include "tests/bench/matmul_peak.h"
 #include "tests/models/flux_test_util.h"
 
 ABSL_FLAG(bool, make, false, "write a random checkpoint of --preset to --checkpoint and exit");
@@ -57,18 +58,6 @@ void Emit(const std::string& name, double value, const std::string& unit,
       "\"anchor_value\": %.6g}\n",
       name.c_str(), value, unit.c_str(), anchor.c_str(), anchor_value);
   std::fflush(stdout);
-}
-
-double MatmulPeakTflops() {
-  auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
-  at::Tensor a = at::randn({8192, 8192}, options), b = at::randn({8192, 8192}, options);
-  for (int i = 0; i < 3; ++i) at::mm(a, b);
-  c10::cuda::device_synchronize();
-  constexpr int kIters = 20;
-  const auto start = Clock::now();
-  for (int i = 0; i < kIters; ++i) at::mm(a, b);
-  c10::cuda::device_synchronize();
-  return 2.0 * 8192.0 * 8192.0 * 8192.0 * kIters / Seconds(start) / 1e12;
 }
 
 // Random weights of the preset in BFL's spelling, bf16: matrices at 1/sqrt(fan-in), norm
@@ -167,7 +156,7 @@ int Run() {
   const double h = static_cast<double>(config.hidden);
   const double flops = static_cast<double>(config.num_blocks()) *
                        (24.0 * h * h * tokens + 4.0 * tokens * tokens * h);
-  const double peak = MatmulPeakTflops();
+  const double peak = bench::MatmulPeakTflops();
   Emit(prefix + "_mfu", flops / (median / 1000) / 1e12 / peak, "ratio",
        "measured bf16 matmul peak, TFLOP/s", peak);
   if (const std::string trace = absl::GetFlag(FLAGS_profile_trace); !trace.empty()) {

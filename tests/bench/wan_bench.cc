@@ -21,6 +21,7 @@
 #include "models/core/attention.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
+#include "tests/bench/matmul_peak.h"
 #include "tests/models/wan_test_util.h"
 #include "tests/util/temp_dir.h"
 
@@ -48,18 +49,6 @@ void Emit(const std::string& name, double value, const std::string& unit) {
   std::fflush(stdout);
 }
 
-double MatmulPeakTflops() {
-  auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
-  at::Tensor a = at::randn({8192, 8192}, options), b = at::randn({8192, 8192}, options);
-  for (int i = 0; i < 3; ++i) at::mm(a, b);
-  c10::cuda::device_synchronize();
-  constexpr int kIters = 20;
-  const auto start = Clock::now();
-  for (int i = 0; i < kIters; ++i) at::mm(a, b);
-  c10::cuda::device_synchronize();
-  return 2.0 * 8192.0 * 8192.0 * 8192.0 * kIters / Seconds(start) / 1e12;
-}
-
 // Dense FLOPs of one forward (linear layers and attention; elementwise work left out).
 double ForwardFlops(const models::wan::WanConfig& c, int64_t tokens) {
   const double l = static_cast<double>(tokens), d = c.dim, f = c.ffn_dim, text = c.text_len;
@@ -77,7 +66,7 @@ int Run() {
     std::fprintf(stderr, "wan_bench needs a GPU\n");
     return 2;
   }
-  const double peak = MatmulPeakTflops();
+  const double peak = bench::MatmulPeakTflops();
   Emit("bf16_matmul_8192_tflops", peak, "TFLOP/s");
 
   models::PlacementOptions placement;
