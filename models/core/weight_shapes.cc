@@ -45,6 +45,22 @@ absl::Status CheckWeightShapes(const std::string& model, const std::string& conf
   return absl::InvalidArgumentError(message);
 }
 
+KeyShapes RenamedKeyShapes(
+    const KeyShapes& raw,
+    const std::function<std::optional<std::string>(const std::string&)>& normalize) {
+  KeyShapes named;
+  named.metadata = raw.metadata;
+  named.unknown_keys = raw.unknown_keys;
+  for (const auto& [key, shape] : raw.shapes) {
+    if (auto name = normalize(key)) {
+      named.shapes[*name] = shape;
+    } else {
+      named.unknown_keys.push_back(key);
+    }
+  }
+  return named;
+}
+
 absl::StatusOr<KeyShapes> ReadKeyShapes(
     const std::vector<std::string>& paths,
     const std::function<std::optional<std::string>(const std::string&)>& normalize) {

@@ -31,6 +31,12 @@ absl::StatusOr<KeyShapes> ReadKeyShapes(
     const std::vector<std::string>& paths,
     const std::function<std::optional<std::string>(const std::string&)>& normalize);
 
+// `raw` (read with raw names) named by `normalize` as ReadKeyShapes would have named it: one read
+// of the headers serves every family a caller tries.
+KeyShapes RenamedKeyShapes(
+    const KeyShapes& raw,
+    const std::function<std::optional<std::string>(const std::string&)>& normalize);
+
 // OK, or one InvalidArgument listing the missing keys, the extra ones (present but not expected,
 // and `unknown_keys` the model's normaliser did not recognise) and the wrong shapes, each list cut
 // at eight entries: "<model> checkpoint does not match <config>: missing keys: ...".

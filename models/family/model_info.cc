@@ -6,6 +6,7 @@
 #include "models/family/flux_info.h"
 #include "models/family/wan_info.h"
 #include "models/flux/flux_keys.h"
+#include "models/wan/wan_keys.h"
 
 namespace raylight::models {
 int64_t ModelInfo::Tokens(int64_t frames, int64_t height, int64_t width) const {
@@ -24,15 +25,20 @@ int64_t ModelInfo::PixelTokens(int64_t frames, int64_t height, int64_t width) co
 absl::StatusOr<ModelInfo> InspectModel(const std::vector<std::string>& paths) {
   // Flux first: its names are unmistakable, while Wan's detection is the fallback that explains
   // what a checkpoint of no family lacks.
-  auto flux_shapes = ReadKeyShapes(paths, flux::NormalizeFluxKey);
-  if (!flux_shapes.ok()) return flux_shapes.status();
-  if (flux::LooksLikeFlux(*flux_shapes)) {
-    auto config = flux::DetectFluxConfig(*flux_shapes);
+  // The headers are read once, with their raw names, and named by each family in turn.
+  auto raw = ReadKeyShapes(
+      paths, [](const std::string& key) -> std::optional<std::string> { return key; });
+  if (!raw.ok()) return raw.status();
+  const KeyShapes flux_shapes = RenamedKeyShapes(*raw, flux::NormalizeFluxKey);
+  if (flux::LooksLikeFlux(flux_shapes)) {
+    auto config = flux::DetectFluxConfig(flux_shapes);
     if (!config.ok()) return config.status();
-    if (auto status = flux::CheckFluxWeights(*flux_shapes, *config); !status.ok()) return status;
+    if (auto status = flux::CheckFluxWeights(flux_shapes, *config); !status.ok()) return status;
     return FluxModelInfo(*config);
   }
-  return InspectWanModel(paths);
+  auto config = wan::DetectWanConfig(RenamedKeyShapes(*raw, wan::NormalizeWanKey));
+  if (!config.ok()) return config.status();
+  return WanModelInfo(*config);
 }
 
 }  // namespace raylight::models

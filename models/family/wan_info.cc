@@ -1,7 +1,5 @@
 #include "models/family/wan_info.h"
 
-#include "models/wan/wan_inspect.h"
-
 namespace raylight::models {
 
 ModelInfo WanModelInfo(const wan::WanConfig& config) {
@@ -17,12 +15,6 @@ ModelInfo WanModelInfo(const wan::WanConfig& config) {
   info.patch_h = config.patch_h;
   info.patch_w = config.patch_w;
   return info;
-}
-
-absl::StatusOr<ModelInfo> InspectWanModel(const std::vector<std::string>& paths) {
-  auto config = wan::InspectWanCheckpoint(paths);
-  if (!config.ok()) return config.status();
-  return WanModelInfo(*config);
 }
 
 }  // namespace raylight::models
