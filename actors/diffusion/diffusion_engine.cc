@@ -492,13 +492,14 @@ class DiffusionEngine::Impl final : public SamplingServices {
     return &(models_[key] = std::move(model));
   }
 
-  // The family decides the run: Wan's (prompts, images, experts, video) or Flux's.
+  // Wan's own run (prompts, images, experts, video), or the conditioning-file run of every
+  // other family.
   absl::StatusOr<SampleOutcome> Sample(const SampleRequest& request,
                                        const worker::GroupContext& group, const UpdateFn& update,
                                        const CancelledFn& cancelled) {
     RL_ASSIGN_OR_RETURN(const models::ModelInfo info, models::InspectModel(request.model.files));
-    if (info.family == "flux") return SampleFlux(request, group, update, cancelled, *this);
-    return SampleWan(request, group, update, cancelled, *this);
+    if (info.family == "wan") return SampleWan(request, group, update, cancelled, *this);
+    return SampleConditioned(request, group, update, cancelled, *this);
   }
 
   // SamplingServices.

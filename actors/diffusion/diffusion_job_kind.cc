@@ -12,8 +12,6 @@
 #include "models/core/placement_plan.h"
 #include "models/core/safetensors.h"
 #include "models/family/model_info.h"
-#include "models/flux/flux_conditioning_header.h"
-#include "models/flux/flux_keys.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
 #include "models/wan/wan_tea_cache.h"
@@ -43,6 +41,8 @@ absl::Status InField(const std::string& field, const absl::Status& status) {
 constexpr size_t kMaxUnreadBytes = 64 << 10;
 // A prompt is text: 64 KiB of it is thousands of tokens, past what the DiT takes anyway.
 constexpr size_t kMaxPromptBytes = 64 << 10;
+// A video job's frames when it gives none (SampleJob.frames 0): Wan's 5 seconds at 16 fps.
+constexpr int kDefaultVideoFrames = 81;
 // A start image's file: a 4K PNG is a few MB.
 constexpr size_t kMaxImageBytes = 32 << 20;
 
@@ -114,8 +114,7 @@ absl::Status CheckNoiseMask(const models::StTensorInfo& mask, const models::wan:
 struct CommonPlan {
   std::vector<std::string> files;
   models::ModelInfo info;
-  models::wan::WanConfig config;  // family "wan"
-  models::flux::FluxConfig flux;  // family "flux"
+  models::wan::WanConfig config;  // family "wan" (its own plan reads more than ModelInfo)
   parallel::MeshShape mesh;
   bool gpu = false;
 };
@@ -131,11 +130,7 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
   auto info = models::InspectModel(plan.files);
   if (!info.ok()) return InField("model", info.status());
   plan.info = *info;
-  if (info->family == "flux") {
-    auto config = models::flux::InspectFluxCheckpoint(plan.files);
-    if (!config.ok()) return InField("model", config.status());
-    plan.flux = *config;
-  } else {
+  if (info->family == "wan") {
     auto config = models::wan::InspectWanCheckpoint(plan.files);
     if (!config.ok()) return InField("model", config.status());
     plan.config = *config;
@@ -472,81 +467,112 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
   return absl::OkStatus();
 }
 
-// A Flux job: conditioning files in, a LATENT out (what Flux jobs cannot have yet is refused by
-// name), an image of width x height (multiples of 16) or a starting LATENT [1, 16, H, W].
-absl::Status CheckFluxJob(const v1::SampleJob& job, const models::flux::FluxConfig& config,
-                          const SampleLimits& limits, int64_t* tokens) {
+// A job of any family but Wan: conditioning files in (checked by the family's
+// ModelInfo.check_conditioning), a LATENT out; what such jobs cannot have yet is refused by
+// name. An image of width x height (and frames, for a video family) or a starting LATENT.
+absl::Status CheckConditionedJob(const v1::SampleJob& job, const models::ModelInfo& info,
+                                 const SampleLimits& limits, int64_t* tokens) {
   RL_RETURN_IF_ERROR(CheckSamplerSettings(job, limits));
   const std::string not_yet =
-      "not available for Flux models yet (they take `positive` "
-      "conditioning files and return a latent)";
+      absl::StrCat("not available for ", info.family,
+                   " models yet (they take `positive` conditioning files and return a latent)");
   for (const auto& [field, given] :
        {std::pair{"prompt", !job.prompt().empty()},
         std::pair{"negative_prompt", job.has_negative_prompt()},
         std::pair{"image", !job.image().empty()}, std::pair{"end_image", !job.end_image().empty()},
         std::pair{"low_noise_model", !job.low_noise_model().empty()},
         std::pair{"cache.kind", !job.cache().kind().empty()},
-        std::pair{"loras", job.loras_size() > 0},
+        std::pair{"loras", job.loras_size() > 0 && !info.merges_loras},
         std::pair{"text_encoder", !job.text_encoder().empty()},
         std::pair{"vae", !job.vae().empty()}, std::pair{"clip_vision", !job.clip_vision().empty()},
         std::pair{"output", !job.output().empty() && job.output() != "latent"}}) {
     if (given) return Invalid(field, not_yet);
   }
-  int64_t height = 0, width = 0;
+  const std::string layout = info.video ? "F, H, W" : "H, W";
+  int64_t frames = 1, height = 0, width = 0;
   if (!job.latent().empty()) {
     auto header = models::ParseSafetensors(job.latent(), "latent");
     if (!header.ok()) return InField("latent", header.status());
     const models::StTensorInfo* latent = header->Find("latent_tensor");
     if (latent == nullptr) return Invalid("latent", "no 'latent_tensor' (a ComfyUI .latent file)");
     if (header->Find("noise_mask") != nullptr) {
-      return Invalid("latent", "a 'noise_mask' with a Flux model is not supported yet");
+      return Invalid("latent", absl::StrCat("a 'noise_mask' with a ", info.family,
+                                            " model is not supported yet"));
     }
     std::vector<int64_t> shape = latent->shape;
-    if (shape.size() == 4 && shape[0] == 1) shape.erase(shape.begin());
-    if (shape.size() != 3 || shape[0] != config.latent_channels) {
-      return Invalid("latent",
-                     absl::StrCat("'latent_tensor' is [", absl::StrJoin(latent->shape, ", "), "]; ",
-                                  config.name, " takes [1, ", config.latent_channels, ", H, W]"));
+    const size_t sides = info.video ? 4 : 3;  // C and the sides, without the batch
+    if (shape.size() == sides + 1 && shape[0] == 1) {
+      shape.erase(shape.begin());
+    } else if (info.video && shape.size() == 4 && shape[0] == 1 &&
+               shape[1] == info.latent_channels) {
+      shape = {shape[1], 1, shape[2], shape[3]};  // an image LATENT: one frame (ComfyUI's too)
     }
-    height = shape[1];
-    width = shape[2];
-    if (height < 1 || width < 1 || height > limits.max_side / 8 || width > limits.max_side / 8) {
-      return Invalid("latent", absl::StrCat(height, "x", width, " is outside [1, ",
-                                            limits.max_side / 8, "] a side"));
+    if (shape.size() != sides || shape[0] != info.latent_channels) {
+      return Invalid(
+          "latent",
+          absl::StrCat("'latent_tensor' is [", absl::StrJoin(latent->shape, ", "), "]; ",
+                       info.variant, " takes [1, ", info.latent_channels, ", ", layout, "]"));
+    }
+    if (info.video) frames = shape[1];
+    if (info.max_frames > 0 && frames > info.max_frames) {
+      return Invalid("latent", absl::StrCat(info.variant, " makes images: the latent has ", frames,
+                                            " frames"));
+    }
+    height = shape[sides - 2];
+    width = shape[sides - 1];
+    const int64_t max_side = limits.max_side / info.spatial_factor;
+    if (frames < 1 || height < 1 || width < 1 || height > max_side || width > max_side) {
+      return Invalid("latent",
+                     absl::StrCat(height, "x", width, " is outside [1, ", max_side, "] a side"));
     }
   } else {
+    const int64_t multiple = info.spatial_factor * info.patch_h;
     for (auto [name, side] : {std::pair{"width", job.width()}, std::pair{"height", job.height()}}) {
-      if (side < 16 || side > limits.max_side || side % 16 != 0) {
-        return Invalid(
-            name, absl::StrCat(side, " must be a multiple of 16 in [16, ", limits.max_side, "]"));
+      if (side < multiple || side > limits.max_side || side % multiple != 0) {
+        return Invalid(name, absl::StrCat(side, " must be a multiple of ", multiple, " in [",
+                                          multiple, ", ", limits.max_side, "]"));
       }
     }
-    height = job.height() / 8;
-    width = job.width() / 8;
+    height = job.height() / info.spatial_factor;
+    width = job.width() / info.spatial_factor;
+    if (info.video && info.max_frames == 1) {
+      if (job.frames() > 1) {
+        return Invalid("frames",
+                       absl::StrCat(info.variant, " makes images: frames must be 0 or 1"));
+      }
+    } else if (info.video) {
+      const int64_t t = info.temporal_factor;
+      if (job.frames() < 1 || job.frames() > limits.max_frames || (job.frames() - 1) % t != 0) {
+        return Invalid("frames", absl::StrCat(job.frames(), " must be ", t, "k+1 in [1, ",
+                                              limits.max_frames, "]"));
+      }
+      frames = (job.frames() - 1) / t + 1;
+    }
   }
-  if (job.frames() > 1) {
-    return Invalid("frames", absl::StrCat(config.name, " makes images: frames must be 0 or 1"));
+  if (!info.video && job.frames() > 1) {
+    return Invalid("frames", absl::StrCat(info.variant, " makes images: frames must be 0 or 1"));
   }
-  *tokens = config.Tokens(height, width);
+  *tokens = info.Tokens(frames, height, width) - info.joint_text_tokens;
   if (*tokens > limits.max_tokens) {
     return Invalid(job.latent().empty() ? "width" : "latent",
                    absl::StrCat(*tokens, " tokens exceed the limit of ", limits.max_tokens));
   }
-  if (auto status = models::flux::CheckFluxConditioningBytes(job.positive(), "positive", config);
-      !status.ok()) {
-    return InField("positive", job.positive().empty()
-                                   ? absl::InvalidArgumentError("required (Flux conditioning)")
-                                   : status);
+  if (!info.check_conditioning) {
+    return Invalid("positive", absl::StrCat(info.family, " models take no conditioning files"));
   }
-  if (job.cfg() != 1.0) {
-    if (job.negative().empty()) {
-      return Invalid("negative", "required when cfg != 1 (the unconditional prediction uses it)");
+  auto check = [&](const std::string& field) -> absl::Status {
+    const std::string& bytes = field == "positive" ? job.positive() : job.negative();
+    if (bytes.empty()) {
+      return Invalid(field, field == "positive"
+                                ? absl::StrCat("required (", info.family, " conditioning)")
+                                : "required when cfg != 1 (the unconditional prediction uses it)");
     }
-    if (auto status = models::flux::CheckFluxConditioningBytes(job.negative(), "negative", config);
-        !status.ok()) {
-      return InField("negative", status);
-    }
-  }
+    auto header = models::ParseSafetensors(bytes, field);
+    if (!header.ok()) return InField(field, header.status());
+    return InField(field, info.check_conditioning(*header, absl::StrCat("conditioning ", field)));
+  };
+  RL_RETURN_IF_ERROR(check("positive"));
+  if (job.cfg() != 1.0) RL_RETURN_IF_ERROR(check("negative"));
   return absl::OkStatus();
 }
 
@@ -619,7 +645,10 @@ class SampleKind final : public head::JobKind {
     auto common = PlanCommon(job, roots_, cluster);
     if (!common.ok()) return common.status();
     int64_t tokens = 0;
-    if (common->info.family == "flux") return PlanFlux(job_id, std::move(job), *common);
+    // Wan's plan (prompts, images, experts, side models) below; every other family's is the
+    // conditioning-file plan, which knows it only through its ModelInfo.
+    if (common->info.family != "wan") return PlanConditioned(job_id, std::move(job), *common);
+    if (job.frames() == 0 && job.latent().empty()) job.set_frames(kDefaultVideoFrames);
     if (auto status = CheckSampling(job, common->config, limits_, &tokens); !status.ok()) {
       return status;
     }
@@ -701,25 +730,37 @@ class SampleKind final : public head::JobKind {
   absl::StatusOr<std::string> Describe() const override { return DescribeSampling(roots_); }
 
  private:
-  absl::StatusOr<v1::JobPlan> PlanFlux(const std::string& job_id, v1::SampleJob job,
-                                       const CommonPlan& common) const {
+  absl::StatusOr<v1::JobPlan> PlanConditioned(const std::string& job_id, v1::SampleJob job,
+                                              const CommonPlan& common) const {
+    if (common.info.video && job.frames() == 0 && job.latent().empty()) {
+      job.set_frames(common.info.max_frames == 1 ? 1 : kDefaultVideoFrames);
+    }
     int64_t tokens = 0;
-    RL_RETURN_IF_ERROR(CheckFluxJob(job, common.flux, limits_, &tokens));
+    RL_RETURN_IF_ERROR(CheckConditionedJob(job, common.info, limits_, &tokens));
+    auto loras = ResolveLoras("loras", job.loras(), roots_);
+    if (!loras.ok()) return loras.status();
     v1::SampleCall call;
     call.set_job_id(job_id);
     *call.mutable_job() = std::move(job);
     for (const std::string& file : common.files) call.add_model_files(file);
+    for (const std::string& file : *loras) call.add_lora_files(file);
     v1::JobPlan plan;
     FillPlan(common, call.job(), plan);
+    if (!loras->empty()) {
+      plan.set_affinity(absl::StrCat(plan.affinity(), "+", absl::StrJoin(*loras, "+")));
+    }
     plan.set_method("sample");
     plan.set_args(call.SerializeAsString());
     const v1::SampleJob& j = call.job();
     plan.set_summary(absl::StrCat(
-        common.flux.name, " ",
-        j.latent().empty() ? absl::StrCat(j.width(), "x", j.height()) : "from latent", " (", tokens,
-        " image tokens), ", j.steps(), " steps ", j.sampler().empty() ? "euler" : j.sampler(),
-        ", cfg ", j.cfg(), ", seed ", j.seed(), ", ", common.mesh.ToString(), " on ",
-        common.mesh.world(), common.gpu ? " GPU" : " CPU", " workers"));
+        common.info.variant, " ",
+        j.latent().empty() ? absl::StrCat(j.width(), "x", j.height(),
+                                          common.info.video ? absl::StrCat("x", j.frames()) : "")
+                           : "from latent",
+        " (", tokens, " latent tokens), ", j.steps(), " steps ",
+        j.sampler().empty() ? "euler" : j.sampler(), ", cfg ", j.cfg(), ", seed ", j.seed(), ", ",
+        common.mesh.ToString(), " on ", common.mesh.world(), common.gpu ? " GPU" : " CPU",
+        " workers"));
     return plan;
   }
 
@@ -739,6 +780,10 @@ class LoadKind final : public head::JobKind {
     job.set_cfg(1.0);  // nothing to split: the mesh check must not ask for a negative
     auto common = PlanCommon(job, roots_, cluster);
     if (!common.ok()) return common.status();
+    if (job.loras_size() > 0 && !common->info.merges_loras) {
+      return Invalid("loras", absl::StrCat(common->info.variant, " (", common->info.family,
+                                           ") takes no LoRAs yet"));
+    }
     auto loras = ResolveLoras("loras", job.loras(), roots_);
     if (!loras.ok()) return loras.status();
     v1::LoadModelCall call;

@@ -1,7 +1,8 @@
 // A family's sampling run (torch side): what it asks of the worker's engine (SamplingServices,
 // which diffusion_engine.cc implements: the group's communicator and meshes, the model cache, the
-// journal, the side models), and the helpers every run shares. One file per family holds its run
-// (wan_sampling.cc, flux_sampling.cc); the engine picks the run by the checkpoint's family.
+// journal, the side models), and the helpers every run shares. Wan has a run of its own
+// (wan_sampling.cc); every other family runs through conditioned_sampling.cc, which reaches it
+// only through models::DiffusionModel.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -102,12 +103,15 @@ absl::Status KeepResult(const absl::StatusOr<at::Tensor>& out, ModelCallJournal*
 std::function<void(std::string)> JobNotes(const SampleRequest& request, bool reports,
                                           const UpdateFn& update);
 
-// The runs, one per family.
+// Wan's run (prompts, images, two experts, decoded video: wan_sampling.cc) and every other
+// family's (conditioning files in, a LATENT out: conditioned_sampling.cc).
 absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
                                         const worker::GroupContext& group, const UpdateFn& update,
                                         const CancelledFn& cancelled, SamplingServices& services);
-absl::StatusOr<SampleOutcome> SampleFlux(const SampleRequest& request,
-                                         const worker::GroupContext& group, const UpdateFn& update,
-                                         const CancelledFn& cancelled, SamplingServices& services);
+absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
+                                                const worker::GroupContext& group,
+                                                const UpdateFn& update,
+                                                const CancelledFn& cancelled,
+                                                SamplingServices& services);
 
 }  // namespace raylight::actors

@@ -17,6 +17,7 @@
 #include "models/core/latent_format.h"
 #include "models/vae/video_file.h"
 #include "models/wan/wan_conditioning.h"
+#include "models/wan/wan_family.h"
 #include "models/wan/wan_model.h"
 #include "runtime/common/log.h"
 #include "runtime/common/status_macros.h"
@@ -138,7 +139,7 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   outcome.model_was_resident = model.was_resident;
   outcome.load_seconds = model.seconds;
   const std::string& reason = model.reason;
-  const auto* wan_model = dynamic_cast<const models::WanDiffusionModel*>(model.model);
+  const auto* wan_model = dynamic_cast<const models::wan::WanDiffusionModel*>(model.model);
   if (wan_model == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("model: ", model.summary->path, " is not a Wan model"));

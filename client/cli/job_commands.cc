@@ -205,7 +205,8 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
                      "the umT5 file for --prompt (default: the one in a root's text_encoders/)");
   sample->add_option("--width", flags.width, "pixels")->capture_default_str();
   sample->add_option("--height", flags.height, "pixels")->capture_default_str();
-  sample->add_option("--frames", flags.frames, "4k+1 frames")->capture_default_str();
+  sample->add_option("--frames", flags.frames,
+                     "4k+1 frames for a video model (default 81); image models make one");
   sample->add_option("--latent", flags.latent, "a starting .latent file (instead of the size)");
   sample->add_option("--low-noise-model", flags.low_noise_model,
                      "Wan 2.2 A14B: the low-noise expert (--model is the high-noise one)");

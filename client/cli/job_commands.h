@@ -15,7 +15,7 @@ struct SampleFlags {
   std::string model, cond, negative, latent;
   std::string prompt, text_encoder;
   std::optional<std::string> negative_prompt;
-  int width = 832, height = 480, frames = 81;
+  int width = 832, height = 480, frames = 0;  // 0: the model's default
   int steps = 20;
   double cfg = 5.0;
   std::string sampler = "euler", scheduler = "simple";

@@ -10,6 +10,9 @@
 #   deploy/gpu/session.sh flux             issue #26: the Flux gpu tests (TESTS=regex, none),
 #                                          then Flux.1-dev 1024x1024 against diffusers
 #                                          (flux_gpu.sh; COMPILE=1: also with torch.compile)
+#   deploy/gpu/session.sh qwen             issue #26: the Qwen-Image gpu tests (TESTS=regex,
+#                                          none), then Qwen-Image 1328x1328 against diffusers
+#                                          (qwen_image_gpu.sh; SIZE=WxH, COMPILE=1)
 #   deploy/gpu/session.sh resume           issue #23: a 1.3B job whose worker is killed halfway
 #                                          resumes from its last step (resume_gpu.sh)
 #   deploy/gpu/session.sh teacache         issue #27: TeaCache on a 1.3B job (teacache_gpu.sh)
@@ -63,7 +66,7 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
   gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
-  raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test" \
+  raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test qwen_image_model_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -103,6 +106,16 @@ case $WHAT in
     tests/bench/flux_gpu.sh build-gpu "$OUT" >"$OUT/flux_run.log" 2>&1
     echo "flux exit $?"
     tail -12 "$OUT/flux_run.log" ;;
+  qwen)  # issue #26: the Qwen-Image gpu tests, then Qwen-Image 1328x1328 against diffusers
+    if [ "${TESTS:-}" != none ]; then
+      (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-QwenImageGpu}" -V) >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest exit $?"
+      grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -20
+    fi
+    rm -rf /tmp/raylight-flux  # its checkpoint and Qwen-Image's do not fit the disk together
+    tests/bench/qwen_image_gpu.sh build-gpu "$OUT" >"$OUT/qwen_run.log" 2>&1
+    echo "qwen exit $?"
+    tail -12 "$OUT/qwen_run.log" ;;
   resume)  # issue #23: the gpu tests of TESTS (none by default), then a 1.3B job whose worker is
            # killed halfway resumes from its last step (tests/bench/resume_gpu.sh)
     if [ -n "${TESTS:-}" ]; then

@@ -1,25 +1,49 @@
 #include "models/family/diffusion_model.h"
 
-#include "models/family/flux_info.h"
-#include "models/family/wan_info.h"
-#include "models/flux/flux_memory.h"
-#include "models/wan/wan_memory.h"
+#include "absl/strings/str_cat.h"
 
 namespace raylight::models {
-WanDiffusionModel::WanDiffusionModel(wan::LoadedWan loaded)
-    : DiffusionModel(WanModelInfo(loaded.config)), wan_(std::move(loaded)) {}
 
-bool WanDiffusionModel::SameArchitecture(const DiffusionModel& other) const {
-  const auto* wan = dynamic_cast<const WanDiffusionModel*>(&other);
-  return wan != nullptr && wan->config().SameArchitecture(config());
+#define RAYLIGHT_FAMILY(name) \
+  namespace name {            \
+  FamilyModels Models();      \
+  }
+#include "models/family/families.inc"
+#undef RAYLIGHT_FAMILY
+
+namespace {
+
+std::vector<FamilyModels>& Registry() {
+  static auto* families = new std::vector<FamilyModels>{
+#define RAYLIGHT_FAMILY(name) name::Models(),
+#include "models/family/families.inc"
+#undef RAYLIGHT_FAMILY
+  };
+  return *families;
 }
 
-FluxDiffusionModel::FluxDiffusionModel(flux::LoadedFlux loaded)
-    : DiffusionModel(FluxModelInfo(loaded.config)), flux_(std::move(loaded)) {}
+absl::StatusOr<const FamilyModels*> ModelsOf(const ModelInfo& info) {
+  for (const FamilyModels& family : Registry()) {
+    if (family.name == info.family) return &family;
+  }
+  return absl::FailedPreconditionError(absl::StrCat("family '", info.family, "' (", info.variant,
+                                                    ") has no registered loader in this worker"));
+}
 
-bool FluxDiffusionModel::SameArchitecture(const DiffusionModel& other) const {
-  const auto* flux = dynamic_cast<const FluxDiffusionModel*>(&other);
-  return flux != nullptr && flux->config().SameArchitecture(config());
+}  // namespace
+
+absl::Status RegisterFamilyModels(FamilyModels family) {
+  if (family.name.empty() || !family.load || !family.measure) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("family '", family.name, "': a name, load and measure are required"));
+  }
+  for (const FamilyModels& known : Registry()) {
+    if (known.name == family.name) {
+      return absl::AlreadyExistsError(absl::StrCat("family '", family.name, "' is registered"));
+    }
+  }
+  Registry().push_back(std::move(family));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<DiffusionModel>> LoadDiffusionModel(
@@ -27,48 +51,24 @@ absl::StatusOr<std::unique_ptr<DiffusionModel>> LoadDiffusionModel(
     const WeightPlacement& placement, const std::vector<LoraFile>& loras) {
   auto info = InspectModel(paths);
   if (!info.ok()) return info.status();
-  if (info->family == "flux") {
-    auto loaded = flux::LoadFlux(paths, options, placement, loras);
-    if (!loaded.ok()) return loaded.status();
-    return std::make_unique<FluxDiffusionModel>(*std::move(loaded));
+  auto family = ModelsOf(*info);
+  if (!family.ok()) return family.status();
+  if (!loras.empty() && !info->merges_loras) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("loras: ", info->variant, " (", info->family, ") takes no LoRAs yet"));
   }
-  absl::StatusOr<wan::LoadedWan> loaded;
-  switch (placement.kind) {
-    case WeightPlacement::Kind::kResident:
-      loaded = wan::LoadWanResident(paths, options, loras);
-      break;
-    case WeightPlacement::Kind::kSharded:
-      loaded = wan::LoadWanSharded(paths, options, *placement.group, placement.shards, loras);
-      break;
-    case WeightPlacement::Kind::kSwapped:
-      loaded = wan::LoadWanSwapped(paths, options, placement.swap, loras);
-      break;
-  }
-  if (!loaded.ok()) return loaded.status();
-  return std::make_unique<WanDiffusionModel>(*std::move(loaded));
+  return (*family)->load(paths, options, placement, loras);
 }
 
 absl::StatusOr<MeasuredModel> MeasureDiffusionModel(const std::vector<std::string>& paths,
                                                     at::ScalarType dtype) {
   auto info = InspectModel(paths);
   if (!info.ok()) return info.status();
-  MeasuredModel measured;
-  measured.info = *info;
-  if (info->family == "flux") {
-    auto bytes = flux::MeasureFlux(paths, dtype);
-    if (!bytes.ok()) return bytes.status();
-    measured.bytes = flux::FluxPlacementInputs(*bytes, 0);
-    measured.activation_bytes = [config = bytes->config, dtype](int64_t tokens, int batch) {
-      return flux::FluxActivationBytes(config, tokens, batch, dtype);
-    };
-    return measured;
-  }
-  auto bytes = wan::MeasureWan(paths, dtype);
-  if (!bytes.ok()) return bytes.status();
-  measured.bytes = wan::WanPlacementInputs(*bytes, 0);
-  measured.activation_bytes = [config = bytes->config, dtype](int64_t tokens, int batch) {
-    return wan::WanActivationBytes(config, tokens, batch, dtype);
-  };
+  auto family = ModelsOf(*info);
+  if (!family.ok()) return family.status();
+  auto measured = (*family)->measure(paths, dtype);
+  if (!measured.ok()) return measured.status();
+  measured->info = *std::move(info);
   return measured;
 }
 

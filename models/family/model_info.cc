@@ -2,11 +2,10 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "models/core/weight_shapes.h"
-#include "models/family/flux_info.h"
-#include "models/family/wan_info.h"
-#include "models/flux/flux_keys.h"
-#include "models/wan/wan_keys.h"
+#include "models/family/family_registry.h"
 
 namespace raylight::models {
 int64_t ModelInfo::Tokens(int64_t frames, int64_t height, int64_t width) const {
@@ -23,22 +22,26 @@ int64_t ModelInfo::PixelTokens(int64_t frames, int64_t height, int64_t width) co
 }
 
 absl::StatusOr<ModelInfo> InspectModel(const std::vector<std::string>& paths) {
-  // Flux first: its names are unmistakable, while Wan's detection is the fallback that explains
-  // what a checkpoint of no family lacks.
   // The headers are read once, with their raw names, and named by each family in turn.
   auto raw = ReadKeyShapes(
       paths, [](const std::string& key) -> std::optional<std::string> { return key; });
   if (!raw.ok()) return raw.status();
-  const KeyShapes flux_shapes = RenamedKeyShapes(*raw, flux::NormalizeFluxKey);
-  if (flux::LooksLikeFlux(flux_shapes)) {
-    auto config = flux::DetectFluxConfig(flux_shapes);
-    if (!config.ok()) return config.status();
-    if (auto status = flux::CheckFluxWeights(flux_shapes, *config); !status.ok()) return status;
-    return FluxModelInfo(*config);
+  std::vector<std::string> names;
+  for (const FamilyInspection& family : Families()) {
+    const KeyShapes shapes = RenamedKeyShapes(*raw, family.normalize_key);
+    if (family.claims(shapes)) return family.inspect(shapes);
+    names.push_back(family.name);
   }
-  auto config = wan::DetectWanConfig(RenamedKeyShapes(*raw, wan::NormalizeWanKey));
-  if (!config.ok()) return config.status();
-  return WanModelInfo(*config);
+  std::vector<std::string> examples;
+  for (const auto& [key, shape] : raw->shapes) {
+    if (examples.size() == 3) break;
+    examples.push_back(absl::StrCat("'", key, "'"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(paths.empty() ? std::string("no files") : paths.front(),
+                   ": not a diffusion transformer of a known family (", absl::StrJoin(names, ", "),
+                   "); ", raw->shapes.size(), " tensors", examples.empty() ? "" : ", e.g. ",
+                   absl::StrJoin(examples, ", ")));
 }
 
 }  // namespace raylight::models

@@ -1,19 +1,30 @@
 // What any diffusion checkpoint is, from its header alone (torch-free: the head plans jobs with
 // it, the worker's engine sizes and places models with it): its family and variant, the numbers
-// the mesh planner and the placement planner need, and its latent's geometry. Each family fills
-// it from its own detection (models/<family>/); InspectModel asks each registered family in turn.
+// the mesh planner and the placement planner need, its latent's geometry, its model sampling and
+// how its conditioning files are checked. Each family fills it from its own detection
+// (family_registry.h); InspectModel asks each family in turn.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "models/core/safetensors.h"
 
 namespace raylight::models {
 
+// How a family's network is sampled (ComfyUI's model_sampling): the sampler maps it to its own
+// ModelSampling (models never depend on samplers).
+enum class SamplingKind {
+  kShiftedFlow,  // ModelSamplingDiscreteFlow: sigma' = s*sigma / (1 + (s-1)*sigma) (Wan, SD3)
+  kFluxShift,    // ModelSamplingFlux: sigma = exp(mu) / (exp(mu) + (1/t - 1)), mu = the shift
+};
+
 struct ModelInfo {
-  std::string family;   // "wan", "flux"
+  std::string family;   // the registered family's name: "wan", "flux"
   std::string variant;  // the family's preset name ("wan2.1-t2v-14b", "flux1-dev"), or "custom"
   int num_heads = 0;    // attention heads (Ulysses degrees must divide them)
   // The LATENT: [B, C, F, H, W] for video families, [B, C, H, W] for image ones.
@@ -21,6 +32,9 @@ struct ModelInfo {
   int64_t latent_channels = 16;
   int64_t spatial_factor = 8;   // the VAE's compression of width and height
   int64_t temporal_factor = 4;  // of frames (video): 4k + 1 frames make k + 1 latent frames
+  // The most frames a job may make: 0 any 4k + 1; 1 for an image model whose LATENT keeps a
+  // frame axis (Qwen-Image: [B, 16, 1, H, W], ComfyUI's Wan21 latent format).
+  int64_t max_frames = 0;
   int64_t patch_t = 1, patch_h = 2, patch_w = 2;  // the transformer's patch over the latent
   // Tokens beside the image's in the attention sequence (Flux's joint text tokens: 512 for a
   // T5 prompt padded as the pipelines pad it); 0 where text enters by cross-attention (Wan).
@@ -28,6 +42,14 @@ struct ModelInfo {
   // A guidance-distilled model takes its guidance strength as an input (Flux.1-dev): classifier-
   // free guidance is not how it is run, and CFG parallelism has nothing to split.
   bool guidance_distilled = false;
+  // The model sampling ComfyUI gives the model, and its shift where a job gives none.
+  SamplingKind sampling = SamplingKind::kShiftedFlow;
+  double default_shift = 1.0;
+  // Whether the family's loader merges LoRAs (a job's `loras` are refused by name otherwise).
+  bool merges_loras = false;
+  // A job's conditioning file (`positive`, `negative`), from its header: what the family's
+  // forward takes; `where` starts every message. Unset for a family whose jobs have no files.
+  std::function<absl::Status(const StHeader& header, const std::string& where)> check_conditioning;
 
   // Attention tokens of one sample of a latent frames x height x width (latent units; frames 1
   // for image families), text included where it joins the sequence.
@@ -36,9 +58,9 @@ struct ModelInfo {
   int64_t PixelTokens(int64_t frames, int64_t height, int64_t width) const;
 };
 
-// The model in `paths` (safetensors shards or a GGUF file): the first registered family whose
-// names the checkpoint has (Flux: double-stream blocks and a text input; Wan otherwise), with that
-// family's detection and checks. Errors are the family's, naming the file and key.
+// The model in `paths` (safetensors shards or a GGUF file): the first family (the built-in ones,
+// then those registered by RegisterFamily) that claims the checkpoint's names, with that family's
+// detection and checks. Errors are the family's, naming the file and key.
 absl::StatusOr<ModelInfo> InspectModel(const std::vector<std::string>& paths);
 
 }  // namespace raylight::models

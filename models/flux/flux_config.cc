@@ -36,22 +36,29 @@ int64_t Linear(int64_t in, int64_t out) { return in * out + out; }
 }  // namespace
 
 int64_t FluxConfig::DoubleBlockParameterCount() const {
-  const int64_t stream = Linear(hidden, 6 * hidden) + Linear(hidden, 3 * hidden) + 2 * head_dim() +
-                         Linear(hidden, hidden) + Linear(hidden, mlp_hidden) +
+  const int64_t stream = (chroma() ? 0 : Linear(hidden, 6 * hidden)) + Linear(hidden, 3 * hidden) +
+                         2 * head_dim() + Linear(hidden, hidden) + Linear(hidden, mlp_hidden) +
                          Linear(mlp_hidden, hidden);
   return 2 * stream;
 }
 
 int64_t FluxConfig::SingleBlockParameterCount() const {
   return Linear(hidden, 3 * hidden + mlp_hidden) + Linear(hidden + mlp_hidden, hidden) +
-         2 * head_dim() + Linear(hidden, 3 * hidden);
+         2 * head_dim() + (chroma() ? 0 : Linear(hidden, 3 * hidden));
 }
 
 int64_t FluxConfig::ParameterCount() const {
-  int64_t globals = Linear(in_channels(), hidden) + Linear(256, hidden) + Linear(hidden, hidden) +
-                    Linear(vec_dim, hidden) + Linear(hidden, hidden) + Linear(context_dim, hidden) +
-                    Linear(hidden, 2 * hidden) + Linear(hidden, patch * patch * latent_channels);
+  int64_t globals = Linear(in_channels(), hidden) + Linear(context_dim, hidden) +
+                    Linear(hidden, patch * patch * latent_channels);
+  if (chroma()) {
+    const int64_t a = approximator_hidden;
+    globals += Linear(64, a) + approximator_layers * (2 * Linear(a, a) + a) + Linear(a, hidden);
+  } else {
+    globals += Linear(256, hidden) + Linear(hidden, hidden) + Linear(hidden, 2 * hidden);
+  }
+  if (vec_dim > 0) globals += Linear(vec_dim, hidden) + Linear(hidden, hidden);
   if (guidance_embed) globals += Linear(256, hidden) + Linear(hidden, hidden);
+  if (text_norm) globals += context_dim;
   return globals + depth * DoubleBlockParameterCount() + depth_single * SingleBlockParameterCount();
 }
 
@@ -63,7 +70,7 @@ absl::Status FluxConfig::Validate() const {
     return bad(absl::StrCat(num_heads, " heads do not divide hidden ", hidden));
   }
   if (depth < 0 || depth_single < 0 || depth + depth_single == 0) return bad("no blocks");
-  if (latent_channels <= 0 || patch <= 0 || mlp_hidden <= 0 || context_dim <= 0 || vec_dim <= 0) {
+  if (latent_channels <= 0 || patch <= 0 || mlp_hidden <= 0 || context_dim <= 0 || vec_dim < 0) {
     return bad("sizes must be positive");
   }
   if (std::accumulate(axes_dim.begin(), axes_dim.end(), int64_t{0}) != head_dim()) {
@@ -80,7 +87,10 @@ bool FluxConfig::SameArchitecture(const FluxConfig& o) const {
   return latent_channels == o.latent_channels && patch == o.patch && hidden == o.hidden &&
          num_heads == o.num_heads && depth == o.depth && depth_single == o.depth_single &&
          mlp_hidden == o.mlp_hidden && context_dim == o.context_dim && vec_dim == o.vec_dim &&
-         guidance_embed == o.guidance_embed && axes_dim == o.axes_dim && theta == o.theta;
+         guidance_embed == o.guidance_embed && axes_dim == o.axes_dim && theta == o.theta &&
+         text_norm == o.text_norm && positions == o.positions &&
+         time_scaled_last == o.time_scaled_last && approximator_hidden == o.approximator_hidden &&
+         approximator_layers == o.approximator_layers && modulation_rows == o.modulation_rows;
 }
 
 absl::StatusOr<FluxConfig> FluxPreset(const std::string& name) {

@@ -1,6 +1,10 @@
 // Flux.1 transformer configurations (Black Forest Labs' `flux/model.py` FluxParams; ComfyUI's
 // comfy/ldm/flux): dev, schnell and Krea share one architecture; schnell has no guidance
 // embedding. Torch-free: the head detects a checkpoint's variant from its header.
+//
+// The same forward runs Qwen-Image (models/qwen_image), whose blocks are Flux's double-stream
+// blocks under other names: no single-stream blocks, no pooled vector (vec_dim 0), an RMSNorm
+// over the text before txt_in, and its own RoPE positions.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +14,13 @@
 #include "absl/status/statusor.h"
 
 namespace raylight::models::flux {
+
+// Where the RoPE positions of the joint sequence are.
+enum class RopePositions {
+  kFlux,       // text at (0, 0, 0); image (0, row, column)
+  kQwenImage,  // image (0, row - rows/2, column - columns/2) as ComfyUI centres it; text at
+               // (s + i, s + i, s + i) from s = max(rows/2, columns/2)
+};
 
 struct FluxConfig {
   std::string name = "custom";   // preset name, or "custom" for a detected shape matching none
@@ -21,8 +32,18 @@ struct FluxConfig {
   int64_t depth_single = 38;   // single-stream blocks (one joint sequence)
   int64_t mlp_hidden = 12288;  // hidden x mlp_ratio 4
   int64_t context_dim = 4096;  // T5-XXL token width
-  int64_t vec_dim = 768;       // CLIP-L pooled vector width
-  bool guidance_embed = true;  // dev / Krea: the distilled guidance strength is an input
+  int64_t vec_dim = 768;       // CLIP-L pooled vector width; 0: no pooled vector (Qwen-Image)
+  bool text_norm = false;      // an RMSNorm ("txt_norm.scale") over the text before txt_in
+  RopePositions positions = RopePositions::kFlux;
+  // The time embedding's x1000 after the frequencies (Qwen-Image's rounding; BFL's before).
+  bool time_scaled_last = false;
+  // Chroma: no per-block modulation linears, no time / guidance / pooled embedders; every
+  // block's modulation is rows of one table an MLP (its "distilled guidance layer": 64 inputs,
+  // `approximator_layers` residual layers of `approximator_hidden`) makes. 0: Flux's.
+  int64_t approximator_hidden = 0;
+  int64_t approximator_layers = 5;
+  int64_t modulation_rows = 344;  // ComfyUI's count whatever the blocks (19 + 38 use them all)
+  bool guidance_embed = true;     // dev / Krea: the distilled guidance strength is an input
   std::vector<int64_t> axes_dim = {16, 56, 56};  // RoPE widths of the (index, row, column) axes
   double theta = 10000;
 
@@ -33,6 +54,7 @@ struct FluxConfig {
   int64_t head_dim() const { return hidden / num_heads; }
   int64_t in_channels() const { return latent_channels * patch * patch; }
   int64_t num_blocks() const { return depth + depth_single; }
+  bool chroma() const { return approximator_hidden > 0; }
   // Image tokens of a latent of height x width (latent units; each side rounded up to the patch).
   int64_t Tokens(int64_t height, int64_t width) const {
     return ((height + patch - 1) / patch) * ((width + patch - 1) / patch);

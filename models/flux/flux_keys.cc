@@ -10,7 +10,7 @@
 namespace raylight::models::flux {
 namespace {
 
-using Renames = std::vector<std::pair<std::string, std::string>>;
+using Renames = KeyRenames;
 
 // diffusers -> internal, outside the blocks.
 const Renames& GlobalRenames() {
@@ -68,13 +68,6 @@ const Renames& SingleRenames() {
   return *renames;
 }
 
-std::optional<std::string> Rename(const std::string& key, const Renames& renames) {
-  for (const auto& [from, to] : renames) {
-    if (absl::StartsWith(key, from)) return to + key.substr(from.size());
-  }
-  return std::nullopt;
-}
-
 // "<prefix><n>.<rest>" -> (n, rest).
 bool SplitBlock(const std::string& key, const std::string& prefix, int* index, std::string* rest) {
   if (!absl::StartsWith(key, prefix)) return false;
@@ -109,34 +102,100 @@ const std::vector<int64_t>* ShapeOf(const FluxKeyShapes& c, const std::string& n
   return it == c.shapes.end() ? nullptr : &it->second;
 }
 
-// Blocks present per prefix: one more than the largest index.
-int BlockCount(const FluxKeyShapes& c, const std::string& prefix) {
-  int count = 0;
+}  // namespace
+
+std::optional<std::string> RenameByPrefix(const std::string& key, const KeyRenames& renames) {
+  for (const auto& [from, to] : renames) {
+    if (absl::StartsWith(key, from)) return to + key.substr(from.size());
+  }
+  return std::nullopt;
+}
+
+int64_t BlockCount(const KeyShapes& c, const std::string& prefix) {
+  int64_t count = 0;
   for (const auto& [name, shape] : c.shapes) {
     int index = 0;
     std::string rest;
-    if (SplitBlock(name, prefix, &index, &rest)) count = std::max(count, index + 1);
+    if (SplitBlock(name, prefix, &index, &rest)) count = std::max<int64_t>(count, index + 1);
   }
   return count;
 }
 
-}  // namespace
+absl::Status DetectSizes(const KeyShapes& c, const std::string& family, FluxConfig& config) {
+  auto need = [&](const std::string& name,
+                  size_t rank) -> absl::StatusOr<const std::vector<int64_t>*> {
+    const std::vector<int64_t>* shape = ShapeOf(c, name);
+    if (shape == nullptr || shape->size() != rank) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(family, " checkpoint: '", name, "' is missing or not of rank ", rank));
+    }
+    return shape;
+  };
+  auto img_in = need("img_in.weight", 2);
+  if (!img_in.ok()) return img_in.status();
+  auto txt_in = need("txt_in.weight", 2);
+  if (!txt_in.ok()) return txt_in.status();
+  config.hidden = (**img_in)[0];
+  const int64_t in_channels = (**img_in)[1];
+  if (in_channels % (config.patch * config.patch) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(family, " checkpoint: img_in takes ",
+                                                   in_channels, " values per token, not a ",
+                                                   config.patch, "x", config.patch, " patch"));
+  }
+  config.latent_channels = in_channels / (config.patch * config.patch);
+  config.context_dim = (**txt_in)[1];
+  config.depth = BlockCount(c, "double_blocks.");
+  config.depth_single = BlockCount(c, "single_blocks.");
+  auto head = need(config.depth > 0 ? "double_blocks.0.img_attn.norm.query_norm.scale"
+                                    : "single_blocks.0.norm.query_norm.scale",
+                   1);
+  if (!head.ok()) return head.status();
+  const int64_t head_dim = (**head)[0];
+  if (head_dim <= 0 || config.hidden % head_dim != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(family, " checkpoint: query norm width ",
+                                                   head_dim, " does not divide ", config.hidden));
+  }
+  config.num_heads = config.hidden / head_dim;
+  auto mlp = need(
+      config.depth > 0 ? "double_blocks.0.img_mlp.0.weight" : "single_blocks.0.linear2.weight", 2);
+  if (!mlp.ok()) return mlp.status();
+  config.mlp_hidden = config.depth > 0 ? (**mlp)[0] : (**mlp)[1] - config.hidden;
+  auto axes = FluxAxesFor(head_dim);
+  if (!axes.ok()) return axes.status();
+  config.axes_dim = *axes;
+  return absl::OkStatus();
+}
+
+void NamePreset(FluxConfig& config, const std::vector<FluxConfig>& presets) {
+  config.name = "custom";
+  for (FluxConfig candidate : presets) {
+    const bool fewer_blocks =
+        config.depth <= candidate.depth && config.depth_single <= candidate.depth_single;
+    const std::string name = candidate.name;
+    candidate.depth = config.depth;
+    candidate.depth_single = config.depth_single;
+    if (fewer_blocks && candidate.SameArchitecture(config)) {
+      config.name = name;
+      return;
+    }
+  }
+}
 
 std::optional<std::string> NormalizeFluxKey(const std::string& raw) {
   const std::string key = StripModelPrefix(raw);
   int index = 0;
   std::string rest;
   if (SplitBlock(key, "transformer_blocks.", &index, &rest)) {
-    auto renamed = Rename(rest, DoubleRenames());
+    auto renamed = RenameByPrefix(rest, DoubleRenames());
     if (!renamed) return std::nullopt;
     return absl::StrCat("double_blocks.", index, ".", *renamed);
   }
   if (SplitBlock(key, "single_transformer_blocks.", &index, &rest)) {
-    auto renamed = Rename(rest, SingleRenames());
+    auto renamed = RenameByPrefix(rest, SingleRenames());
     if (!renamed) return std::nullopt;
     return absl::StrCat("single_blocks.", index, ".", *renamed);
   }
-  if (auto renamed = Rename(key, GlobalRenames())) return renamed;
+  if (auto renamed = RenameByPrefix(key, GlobalRenames())) return renamed;
   // BFL / ComfyUI names are the internal ones: kept when they belong to a Flux module.
   static const auto* modules = new std::vector<std::string>{
       "double_blocks.", "single_blocks.", "img_in.",      "txt_in.",
@@ -152,21 +211,36 @@ WeightShapes FluxWeightShapes(const FluxConfig& c, FluxSpelling spelling) {
   const int64_t h = c.hidden;
   Linear(shapes, "img_in", c.in_channels(), h);
   Linear(shapes, "txt_in", c.context_dim, h);
+  if (c.text_norm) shapes["txt_norm.scale"] = {c.context_dim};
   for (const std::string embedder : {"time_in", "vector_in", "guidance_in"}) {
+    if (c.chroma()) break;
     if (embedder == "guidance_in" && !c.guidance_embed) continue;
+    if (embedder == "vector_in" && c.vec_dim == 0) continue;
     Linear(shapes, embedder + ".in_layer", embedder == "vector_in" ? c.vec_dim : 256, h);
     Linear(shapes, embedder + ".out_layer", h, h);
   }
-  Linear(shapes,
-         spelling == FluxSpelling::kFused ? "final_layer.adaLN_modulation.1"
-                                          : "final_layer.scale_shift",
-         h, 2 * h);
+  if (c.chroma()) {
+    const std::string layer = "distilled_guidance_layer.";
+    const int64_t a = c.approximator_hidden;
+    Linear(shapes, layer + "in_proj", 64, a);
+    for (int64_t i = 0; i < c.approximator_layers; ++i) {
+      Linear(shapes, absl::StrCat(layer, "layers.", i, ".in_layer"), a, a);
+      Linear(shapes, absl::StrCat(layer, "layers.", i, ".out_layer"), a, a);
+      shapes[absl::StrCat(layer, "norms.", i, ".scale")] = {a};
+    }
+    Linear(shapes, layer + "out_proj", a, h);
+  } else {
+    Linear(shapes,
+           spelling == FluxSpelling::kFused ? "final_layer.adaLN_modulation.1"
+                                            : "final_layer.scale_shift",
+           h, 2 * h);
+  }
   Linear(shapes, "final_layer.linear", h, c.patch * c.patch * c.latent_channels);
   for (int64_t i = 0; i < c.depth; ++i) {
     const std::string block = absl::StrCat("double_blocks.", i, ".");
     for (const std::string stream : {"img", "txt"}) {
       const std::string s = block + stream;
-      Linear(shapes, s + "_mod.lin", h, 6 * h);
+      if (!c.chroma()) Linear(shapes, s + "_mod.lin", h, 6 * h);
       Fused(shapes, s + "_attn.qkv", h, {{"q", h}, {"k", h}, {"v", h}}, spelling);
       shapes[s + "_attn.norm.query_norm.scale"] = {c.head_dim()};
       shapes[s + "_attn.norm.key_norm.scale"] = {c.head_dim()};
@@ -177,7 +251,7 @@ WeightShapes FluxWeightShapes(const FluxConfig& c, FluxSpelling spelling) {
   }
   for (int64_t i = 0; i < c.depth_single; ++i) {
     const std::string block = absl::StrCat("single_blocks.", i, ".");
-    Linear(shapes, block + "modulation.lin", h, 3 * h);
+    if (!c.chroma()) Linear(shapes, block + "modulation.lin", h, 3 * h);
     Fused(shapes, block + "linear1", h, {{"q", h}, {"k", h}, {"v", h}, {"mlp", c.mlp_hidden}},
           spelling);
     Linear(shapes, block + "linear2", h + c.mlp_hidden, h);
@@ -194,68 +268,26 @@ bool LooksLikeFlux(const FluxKeyShapes& c) {
 }
 
 FluxSpelling SpellingOf(const FluxKeyShapes& c) {
-  return c.shapes.contains("final_layer.scale_shift.weight") ? FluxSpelling::kSplit
-                                                             : FluxSpelling::kFused;
+  return c.shapes.contains("final_layer.scale_shift.weight") ||
+                 c.shapes.contains("double_blocks.0.img_attn.qkv.q.weight") ||
+                 c.shapes.contains("single_blocks.0.linear1.q.weight")
+             ? FluxSpelling::kSplit
+             : FluxSpelling::kFused;
 }
 
 absl::StatusOr<FluxConfig> DetectFluxConfig(const FluxKeyShapes& c) {
-  auto need = [&](const std::string& name,
-                  size_t rank) -> absl::StatusOr<const std::vector<int64_t>*> {
-    const std::vector<int64_t>* shape = ShapeOf(c, name);
-    if (shape == nullptr || shape->size() != rank) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flux checkpoint: '", name, "' is missing or not of rank ", rank));
-    }
-    return shape;
-  };
   FluxConfig config;
-  auto img_in = need("img_in.weight", 2);
-  if (!img_in.ok()) return img_in.status();
-  auto txt_in = need("txt_in.weight", 2);
-  if (!txt_in.ok()) return txt_in.status();
-  auto vector_in = need("vector_in.in_layer.weight", 2);
-  if (!vector_in.ok()) return vector_in.status();
-  config.hidden = (**img_in)[0];
-  const int64_t in_channels = (**img_in)[1];
-  if (in_channels % (config.patch * config.patch) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("flux checkpoint: img_in takes ", in_channels,
-                                                   " values per token, not a 2x2 patch"));
+  const std::vector<int64_t>* vector_in = ShapeOf(c, "vector_in.in_layer.weight");
+  if (vector_in == nullptr || vector_in->size() != 2) {
+    return absl::InvalidArgumentError(
+        "flux checkpoint: 'vector_in.in_layer.weight' is missing or not of rank 2");
   }
-  config.latent_channels = in_channels / (config.patch * config.patch);
-  config.context_dim = (**txt_in)[1];
-  config.vec_dim = (**vector_in)[1];
+  config.vec_dim = (*vector_in)[1];
   config.guidance_embed = c.shapes.contains("guidance_in.in_layer.weight");
-  config.depth = BlockCount(c, "double_blocks.");
-  config.depth_single = BlockCount(c, "single_blocks.");
-  const std::string norm = config.depth > 0 ? "double_blocks.0.img_attn.norm.query_norm.scale"
-                                            : "single_blocks.0.norm.query_norm.scale";
-  auto head = need(norm, 1);
-  if (!head.ok()) return head.status();
-  const int64_t head_dim = (**head)[0];
-  if (head_dim <= 0 || config.hidden % head_dim != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("flux checkpoint: query norm width ", head_dim,
-                                                   " does not divide hidden ", config.hidden));
-  }
-  config.num_heads = config.hidden / head_dim;
-  const std::string mlp =
-      config.depth > 0 ? "double_blocks.0.img_mlp.0.weight" : "single_blocks.0.linear2.weight";
-  auto mlp_shape = need(mlp, 2);
-  if (!mlp_shape.ok()) return mlp_shape.status();
-  config.mlp_hidden = config.depth > 0 ? (**mlp_shape)[0] : (**mlp_shape)[1] - config.hidden;
-  auto axes = FluxAxesFor(head_dim);
-  if (!axes.ok()) return axes.status();
-  config.axes_dim = *axes;
-  for (const std::string& preset : FluxPresetNames()) {
-    FluxConfig candidate = *FluxPreset(preset);
-    const bool fewer_blocks =
-        config.depth <= candidate.depth && config.depth_single <= candidate.depth_single;
-    candidate.depth = config.depth;
-    candidate.depth_single = config.depth_single;
-    if (fewer_blocks && candidate.SameArchitecture(config)) {
-      config.name = preset;
-      break;
-    }
-  }
+  if (auto status = DetectSizes(c, "flux", config); !status.ok()) return status;
+  std::vector<FluxConfig> presets;
+  for (const std::string& preset : FluxPresetNames()) presets.push_back(*FluxPreset(preset));
+  NamePreset(config, presets);
   if (auto status = config.Validate(); !status.ok()) return status;
   return config;
 }

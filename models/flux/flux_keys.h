@@ -50,4 +50,20 @@ absl::StatusOr<FluxConfig> InspectFluxCheckpoint(const std::vector<std::string>&
 // Missing, extra and wrongly shaped weights against `config`, in one error naming them.
 absl::Status CheckFluxWeights(const FluxKeyShapes& checkpoint, const FluxConfig& config);
 
+// What the families on the Flux forward (Chroma, Qwen-Image) share to read their names:
+// prefix renames (the first `from` a key starts with becomes `to`), block counts, the blocks'
+// sizes and the preset a detected config is.
+using KeyRenames = std::vector<std::pair<std::string, std::string>>;
+std::optional<std::string> RenameByPrefix(const std::string& key, const KeyRenames& renames);
+// One more than the largest block index under `prefix` ("double_blocks.").
+int64_t BlockCount(const KeyShapes& checkpoint, const std::string& prefix);
+// The sizes every Flux-shaped checkpoint shows: hidden and latent channels from img_in, the text
+// width from txt_in, depth and depth_single from the names, heads from the first block's query
+// norm, the MLP's width, RoPE axes; `family` starts every error.
+absl::Status DetectSizes(const KeyShapes& checkpoint, const std::string& family,
+                         FluxConfig& config);
+// `config` named after the first of `presets` whose sizes it has (fewer blocks allowed), else
+// "custom".
+void NamePreset(FluxConfig& config, const std::vector<FluxConfig>& presets);
+
 }  // namespace raylight::models::flux

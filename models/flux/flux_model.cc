@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -106,7 +107,9 @@ at::Tensor JointAttention(const std::vector<HeadsQkv>& streams, const at::Tensor
 
 // One double-stream block on this rank's rows: the first `text_rows` are text, the rest image.
 // x is the fp32 residual stream, updated in place.
-void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows, const at::Tensor& silu_vec,
+// `modulation(stream)`: the stream's 6 vectors (shift, scale, gate twice) for this block.
+void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows,
+                 const std::function<std::vector<at::Tensor>(const std::string&)>& modulation,
                  const at::Tensor& rotation, const WeightSet& w, const ParallelContext& parallel,
                  at::ScalarType dtype) {
   struct Stream {
@@ -122,7 +125,7 @@ void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows, const at
   std::vector<HeadsQkv> heads;
   const int64_t h = c.hidden;
   for (Stream& s : streams) {
-    s.mod = Modulate(silu_vec, w, s.name + "_mod.lin", 6);
+    s.mod = modulation(s.name);
     const at::Tensor normed = ModulatedNorm(s.rows, s.mod[0], s.mod[1], dtype);
     s.qkv = Heads(Project(normed, w, s.name + "_attn.qkv", {{"q", h}, {"k", h}, {"v", h}}), w,
                   s.name + "_attn.norm", c.num_heads);
@@ -146,10 +149,9 @@ void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows, const at
 // contiguous tensor (on a column slice of one fused output GELU runs 4.6x slower on an H200), and
 // linear2 as two over its column blocks, accumulating, instead of joining the attention and the
 // MLP into one copy first.
-void SingleBlock(const FluxConfig& c, at::Tensor& x, const at::Tensor& silu_vec,
+void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tensor>& mod,
                  const at::Tensor& rotation, const WeightSet& w, const ParallelContext& parallel,
                  at::ScalarType dtype) {
-  const std::vector<at::Tensor> mod = Modulate(silu_vec, w, "modulation.lin", 3);
   const at::Tensor normed = ModulatedNorm(x, mod[0], mod[1], dtype);
   const int64_t h = c.hidden;
   std::vector<at::Tensor> qkv;
@@ -182,9 +184,11 @@ struct Patches {
   at::Tensor tokens, ids;
   int64_t rows = 0, cols = 0;
 };
+// `centred`: the positions less rows / 2 and columns / 2 (Qwen-Image, as ComfyUI computes them;
+// diffusers centres an odd count one lower).
 Patches Patchify(const FluxConfig& c, const at::Tensor& latent, at::ScalarType dtype,
                  at::Device device, double index = 0, int64_t row_offset = 0,
-                 int64_t column_offset = 0) {
+                 int64_t column_offset = 0, bool centred = false) {
   at::Tensor x = latent.to(device, dtype);
   const int64_t pad_h = (c.patch - x.size(2) % c.patch) % c.patch;
   const int64_t pad_w = (c.patch - x.size(3) % c.patch) % c.patch;
@@ -195,6 +199,10 @@ Patches Patchify(const FluxConfig& c, const at::Tensor& latent, at::ScalarType d
   p.tokens = x.view({x.size(0), c.latent_channels, p.rows, c.patch, p.cols, c.patch})
                  .permute({0, 2, 4, 1, 3, 5})
                  .reshape({x.size(0), p.rows * p.cols, c.in_channels()});
+  if (centred) {
+    row_offset -= p.rows / 2;
+    column_offset -= p.cols / 2;
+  }
   const at::TensorOptions options = at::TensorOptions().dtype(at::kDouble).device(device);
   const at::Tensor r =
       (at::arange(p.rows, options) + row_offset).view({p.rows, 1}).expand({p.rows, p.cols});
@@ -208,9 +216,17 @@ Patches Patchify(const FluxConfig& c, const at::Tensor& latent, at::ScalarType d
 // them ("offset", its default): index 1, each reference beside the ones before it, to the right
 // when taller than the space so far is wide, else below (offsets in pixels of the latent, rounded
 // to patches).
+// Qwen-Image-Edit's as ComfyUI's Qwen-Image places them ("index", its default): reference i at
+// index i + 1, each centred on its own.
 std::vector<Patches> ReferencePatches(const FluxConfig& c, const std::vector<at::Tensor>& refs,
                                       at::ScalarType dtype, at::Device device) {
   std::vector<Patches> out;
+  if (c.positions == RopePositions::kQwenImage) {
+    for (size_t i = 0; i < refs.size(); ++i) {
+      out.push_back(Patchify(c, refs[i], dtype, device, static_cast<double>(i + 1), 0, 0, true));
+    }
+    return out;
+  }
   int64_t h = 0, w = 0;
   for (const at::Tensor& ref : refs) {
     int64_t h_offset = 0, w_offset = 0;
@@ -228,6 +244,46 @@ std::vector<Patches> ReferencePatches(const FluxConfig& c, const std::vector<at:
   return out;
 }
 
+// Chroma's modulation table [B, rows, hidden] (its "distilled guidance layer"): for each row r
+// the embeddings of the timestep (16), the guidance (16) and r (32), through an MLP of residual
+// RMSNorm'd layers, in the compute dtype as ComfyUI runs it. ComfyUI makes 344 rows whatever the
+// block count (Chroma's 38 single and 19 double blocks need exactly that).
+at::Tensor ChromaModulations(const FluxConfig& c, const FluxInputs& in, const WeightSet& g,
+                             at::Device device, at::ScalarType dtype) {
+  const int64_t batch = in.x.size(0);
+  const at::Tensor guidance =
+      in.guidance.defined() ? in.guidance.to(device) : at::zeros({batch}, in.t.options());
+  const at::Tensor per_sample = at::cat({FluxTimestepEmbedding(in.t.to(device), 16),
+                                         FluxTimestepEmbedding(PerSample(guidance, in.x), 16)},
+                                        1);  // [B, 32]
+  // Row r's embedding is of r x 1000, exact in fp32 (the references' x1000 of an integer).
+  const at::Tensor index = FluxTimestepEmbedding(
+      at::arange(c.modulation_rows, at::TensorOptions().device(device).dtype(at::kFloat)) * 1000.0,
+      32, false, 1.0f);  // [rows, 32]
+  at::Tensor x = at::cat({per_sample.unsqueeze(1).expand({batch, c.modulation_rows, 32}),
+                          index.unsqueeze(0).expand({batch, c.modulation_rows, 32})},
+                         -1)
+                     .to(dtype);
+  x = Linear(x, g, "distilled_guidance_layer.in_proj");
+  for (int64_t i = 0; i < c.approximator_layers; ++i) {
+    const std::string layer = absl::StrCat("distilled_guidance_layer.layers.", i);
+    const at::Tensor normed = at::rms_norm(
+        x, {x.size(-1)}, g.Get(absl::StrCat("distilled_guidance_layer.norms.", i, ".scale")), kEps);
+    x = x + Embed(normed, g, layer);
+  }
+  return Linear(x, g, "distilled_guidance_layer.out_proj");
+}
+
+// The text tokens' position ids, float64 [tokens, 3]: Flux's all zero; Qwen-Image's counting
+// up on every axis from past the centred image's half extent.
+at::Tensor TextIds(const FluxConfig& c, int64_t tokens, int64_t rows, int64_t cols,
+                   at::Device device) {
+  const at::TensorOptions options = at::TensorOptions().dtype(at::kDouble).device(device);
+  if (c.positions == RopePositions::kFlux) return at::zeros({tokens, 3}, options);
+  const int64_t start = std::max(rows / 2, cols / 2);
+  return (at::arange(tokens, options) + start).view({tokens, 1}).expand({tokens, 3});
+}
+
 at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelContext& parallel,
                    WeightProvider& provider) {
   const at::Device device = provider.device();
@@ -237,7 +293,8 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
   const int64_t height = in.x.size(2), width = in.x.size(3);
 
   // The image's tokens, then Kontext's reference images' (the prediction is the image's alone).
-  const Patches patches = Patchify(c, in.x, dtype, device);
+  const bool centred = c.positions == RopePositions::kQwenImage;
+  const Patches patches = Patchify(c, in.x, dtype, device, 0, 0, 0, centred);
   const int64_t rows = patches.rows, cols = patches.cols;
   std::vector<at::Tensor> image_tokens = {patches.tokens}, image_ids = {patches.ids};
   for (const Patches& ref : ReferencePatches(c, in.references, dtype, device)) {
@@ -246,19 +303,34 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
   }
   const at::Tensor image = Linear(at::cat(image_tokens, 1), g, "img_in");
 
-  // The conditioning vector: time, guidance (dev) and the pooled CLIP vector.
-  at::Tensor vec = Embed(FluxTimestepEmbedding(in.t.to(device), 256).to(dtype), g, "time_in");
-  if (c.guidance_embed) {
-    vec =
-        vec + Embed(FluxTimestepEmbedding(in.guidance.to(device), 256).to(dtype), g, "guidance_in");
+  // The modulation: Flux's from one conditioning vector (time, guidance for dev, the pooled CLIP
+  // vector) through each block's own linear; Chroma's every block's rows of one table.
+  at::Tensor silu_vec, table;
+  if (c.approximator_hidden > 0) {
+    table = ChromaModulations(c, in, g, device, dtype);
+  } else {
+    at::Tensor vec = Embed(
+        FluxTimestepEmbedding(in.t.to(device), 256, c.time_scaled_last).to(dtype), g, "time_in");
+    if (c.guidance_embed) {
+      vec = vec +
+            Embed(FluxTimestepEmbedding(in.guidance.to(device), 256).to(dtype), g, "guidance_in");
+    }
+    if (c.vec_dim > 0) {
+      const at::Tensor pooled = in.pooled.defined()
+                                    ? in.pooled.narrow(1, 0, c.vec_dim).to(device, dtype)
+                                    : at::zeros({batch, c.vec_dim}, image.options());
+      vec = vec + Embed(pooled, g, "vector_in");
+    }
+    silu_vec = at::silu(vec);
   }
-  const at::Tensor pooled = in.pooled.defined()
-                                ? in.pooled.narrow(1, 0, c.vec_dim).to(device, dtype)
-                                : at::zeros({batch, c.vec_dim}, image.options());
-  vec = vec + Embed(pooled, g, "vector_in");
-  const at::Tensor silu_vec = at::silu(vec);
+  // `count` rows of Chroma's table from `row`, each [B, 1, hidden].
+  auto rows_of = [&](int64_t row, int64_t count) {
+    return table.narrow(1, row, count).to(at::kFloat).split(1, 1);
+  };
 
-  const at::Tensor text = Linear(in.context.to(device, dtype), g, "txt_in");
+  at::Tensor context = in.context.to(device, dtype);
+  if (c.text_norm) context = at::rms_norm(context, {c.context_dim}, g.Get("txt_norm.scale"), kEps);
+  const at::Tensor text = Linear(context, g, "txt_in");
   const int64_t text_tokens = text.size(1);
   const int64_t tokens = text_tokens + image.size(1);
 
@@ -266,10 +338,8 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
   ParallelContext sp = parallel;
   sp.valid_tokens = tokens;
   at::Tensor joint = ShardSequence(at::cat({text, image}, 1).to(at::kFloat), 1, sp);
-  // Position ids: text at (0, 0, 0), then the image tokens'.
-  image_ids.insert(
-      image_ids.begin(),
-      at::zeros({text_tokens, 3}, at::TensorOptions().dtype(at::kDouble).device(device)));
+  // Position ids: the text's, then the image tokens'.
+  image_ids.insert(image_ids.begin(), TextIds(c, text_tokens, rows, cols, device));
   at::Tensor rotation = RotationOf(AxisPositionAngles(at::cat(image_ids, 0), c.axes_dim, c.theta));
   rotation = ShardSequence(rotation, 0, sp, /*pad_value=*/1.0);  // padding: no rotation
   const int64_t chunk = joint.size(1);
@@ -281,15 +351,29 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
     TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
     const absl::Cleanup release = [&provider, i] { provider.Release(i); };
     if (i < c.depth) {
-      DoubleBlock(c, joint, text_rows, silu_vec, rotation, **block, sp, dtype);
+      auto modulation = [&](const std::string& stream) -> std::vector<at::Tensor> {
+        if (!table.defined()) return Modulate(silu_vec, **block, stream + "_mod.lin", 6);
+        // Chroma's table: the single blocks' 3 rows each, then the double blocks' image rows,
+        // then their text rows, 6 each.
+        const int64_t image_rows = 3 * c.depth_single + 6 * i;
+        return rows_of(stream == "img" ? image_rows : image_rows + 6 * c.depth, 6);
+      };
+      DoubleBlock(c, joint, text_rows, modulation, rotation, **block, sp, dtype);
     } else {
-      SingleBlock(c, joint, silu_vec, rotation, **block, sp, dtype);
+      const int64_t single = i - c.depth;
+      SingleBlock(c, joint,
+                  table.defined() ? rows_of(3 * single, 3)
+                                  : Modulate(silu_vec, **block, "modulation.lin", 3),
+                  rotation, **block, sp, dtype);
     }
   }
 
-  // Final layer: BFL stores (shift, scale), diffusers (scale, shift).
+  // Final layer: BFL stores (shift, scale), diffusers (scale, shift); Chroma's are its table's
+  // last two rows (shift, scale).
   std::vector<at::Tensor> final;
-  if (g.Has("final_layer.adaLN_modulation.1.weight")) {
+  if (table.defined()) {
+    final = rows_of(table.size(1) - 2, 2);
+  } else if (g.Has("final_layer.adaLN_modulation.1.weight")) {
     final = Modulate(silu_vec, g, "final_layer.adaLN_modulation.1", 2);
   } else {
     final = Modulate(silu_vec, g, "final_layer.scale_shift", 2);
@@ -307,12 +391,14 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
 
 }  // namespace
 
-at::Tensor FluxTimestepEmbedding(const at::Tensor& t, int64_t dim) {
+at::Tensor FluxTimestepEmbedding(const at::Tensor& t, int64_t dim, bool scale_last,
+                                 float time_factor) {
   const int64_t half = dim / 2;
-  const at::Tensor scaled = t.to(at::kFloat) * 1000.0f;
+  const at::Tensor time = t.to(at::kFloat);
   const at::Tensor freqs =
-      at::exp(-std::log(10000.0) * at::arange(half, scaled.options()) / static_cast<double>(half));
-  const at::Tensor args = scaled.unsqueeze(1) * freqs.unsqueeze(0);
+      at::exp(-std::log(10000.0) * at::arange(half, time.options()) / static_cast<double>(half));
+  const at::Tensor args = scale_last ? time.unsqueeze(1) * freqs.unsqueeze(0) * time_factor
+                                     : (time * time_factor).unsqueeze(1) * freqs.unsqueeze(0);
   return at::cat({at::cos(args), at::sin(args)}, -1);
 }
 

@@ -50,7 +50,10 @@ absl::StatusOr<at::Tensor> FluxForward(const FluxConfig& config, const FluxInput
                                        const ParallelContext& parallel, WeightProvider& weights);
 
 // The sinusoidal embedding Flux uses for the timestep and the guidance: [N, dim] (cos then sin)
-// of `t` x 1000 against 10000^(-i / (dim/2)), in fp32 as the reference computes it.
-at::Tensor FluxTimestepEmbedding(const at::Tensor& t, int64_t dim);
+// of `t` x 1000 against 10000^(-i / (dim/2)), in fp32 as the reference computes it: BFL scales t
+// first; `scale_last` multiplies t by the frequencies first and the product by 1000, as diffusers'
+// Timesteps (Qwen-Image's) rounds it. `time_factor`: the 1000.
+at::Tensor FluxTimestepEmbedding(const at::Tensor& t, int64_t dim, bool scale_last = false,
+                                 float time_factor = 1000.0f);
 
 }  // namespace raylight::models::flux

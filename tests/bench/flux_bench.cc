@@ -1,12 +1,15 @@
-// One Flux.1 forward (batch 1, bf16, one GPU) at an image size with its T5 tokens, timed, with
-// its output and inputs written for the anchor (tests/bench/flux_diffusers_anchor.py runs
-// diffusers' FluxTransformer2DModel on the same checkpoint and inputs), model FLOP utilisation
-// against a bf16 matmul peak measured in the same process, and the checkpoint's load
-// throughput from the page cache. Prints JSON lines in the results schema.
+// One Flux.1 or Qwen-Image forward (batch 1, bf16, one GPU) at an image size with its text
+// tokens, timed, with its output and inputs written for the anchor (tests/bench/
+// flux_diffusers_anchor.py and qwen_image_diffusers_anchor.py run diffusers' transformer on the
+// same checkpoint and inputs), model FLOP utilisation against a bf16 matmul peak measured in the
+// same process, and the checkpoint's load throughput from the page cache. Prints JSON lines in
+// the results schema.
 //
 //   flux_bench --make --checkpoint flux1-dev.safetensors           a random bf16 checkpoint in
 //                                                                  BFL's spelling (real sizes)
 //   flux_bench --checkpoint F --inputs I --out O --name flux1_dev_1024x1024
+//   flux_bench --family qwen_image --checkpoint F ...              a Qwen-Image checkpoint (the
+//                                                                  anchor script makes one)
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -26,9 +29,11 @@
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_loader.h"
 #include "models/flux/flux_model.h"
+#include "models/qwen_image/qwen_image_family.h"
 #include "tests/bench/matmul_peak.h"
 #include "tests/models/flux_test_util.h"
 
+ABSL_FLAG(std::string, family, "flux", "flux or qwen_image (the same forward, other names)");
 ABSL_FLAG(bool, make, false, "write a random checkpoint of --preset to --checkpoint and exit");
 ABSL_FLAG(std::string, preset, "flux1-dev", "the preset --make writes");
 ABSL_FLAG(std::string, checkpoint, "", "Flux checkpoint");
@@ -96,44 +101,60 @@ int Run() {
   models::PlacementOptions placement;
   placement.device = at::Device(at::kCUDA, 0);
   placement.compute_dtype = at::kBFloat16;
+  const bool qwen = absl::GetFlag(FLAGS_family) == "qwen_image";
   const auto load_start = Clock::now();
-  auto loaded = models::flux::LoadFlux({path}, placement);
+  models::flux::FluxConfig config;
+  std::unique_ptr<models::WeightProvider> weights;
+  absl::Status status;
+  if (qwen) {
+    auto loaded = models::qwen_image::LoadQwenImage({path}, placement);
+    status = loaded.status();
+    if (loaded.ok()) {
+      config = loaded->config;
+      weights = std::move(loaded->weights);
+    }
+  } else {
+    auto loaded = models::flux::LoadFlux({path}, placement);
+    status = loaded.status();
+    if (loaded.ok()) {
+      config = loaded->config;
+      weights = std::move(loaded->weights);
+    }
+  }
   c10::cuda::device_synchronize();
   const double load_seconds = Seconds(load_start);
-  if (!loaded.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(loaded.status().message()).c_str());
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
     return 1;
   }
   const double file_gb = static_cast<double>(std::filesystem::file_size(path)) / 1e9;
   Emit(prefix + "_load_throughput", file_gb / load_seconds, "GB/s");
-  const models::flux::FluxConfig& config = loaded->config;
   testing_util::FluxSize size{1, absl::GetFlag(FLAGS_height) / 8, absl::GetFlag(FLAGS_width) / 8,
                               absl::GetFlag(FLAGS_text_tokens)};
   models::flux::FluxInputs inputs = testing_util::RandomFluxInputs(config, size, /*seed=*/1234);
   // Values whose x1000 bf16 holds exactly: diffusers scales them by 1000 in bf16 (750 would become
   // 752 there and move its whole time embedding; ours and ComfyUI's scale in fp32).
   inputs.t = at::full({1}, 0.5);
-  inputs.guidance = at::full({1}, 4.0);
+  inputs.guidance = qwen ? at::Tensor() : at::full({1}, 4.0);
+  if (qwen) inputs.pooled = at::Tensor();
   if (!absl::GetFlag(FLAGS_inputs).empty()) {
-    const absl::Status written =
-        models::WriteTensors(absl::GetFlag(FLAGS_inputs), {{"x", inputs.x},
-                                                           {"t", inputs.t},
-                                                           {"context", inputs.context},
-                                                           {"pooled", inputs.pooled},
-                                                           {"guidance", inputs.guidance}});
-    if (!written.ok()) return 1;
+    models::NamedTensors written = {{"x", inputs.x}, {"t", inputs.t}, {"context", inputs.context}};
+    if (!qwen) {
+      written.emplace_back("pooled", inputs.pooled);
+      written.emplace_back("guidance", inputs.guidance);
+    }
+    if (!models::WriteTensors(absl::GetFlag(FLAGS_inputs), written).ok()) return 1;
   }
   // On the device, as the engine hands them over (the timing is the forward's, not the copies').
   for (at::Tensor* t : {&inputs.x, &inputs.t, &inputs.context, &inputs.pooled, &inputs.guidance}) {
-    *t = t->to(placement.device);
+    if (t->defined()) *t = t->to(placement.device);
   }
   std::vector<double> ms;
   at::Tensor out;
   c10::cuda::CUDACachingAllocator::resetPeakStats(0);
   for (int i = 0; i < absl::GetFlag(FLAGS_runs) + 2; ++i) {
     const auto start = Clock::now();
-    auto forward =
-        models::flux::FluxForward(config, inputs, models::ParallelContext{}, *loaded->weights);
+    auto forward = models::flux::FluxForward(config, inputs, models::ParallelContext{}, *weights);
     c10::cuda::device_synchronize();
     if (!forward.ok()) {
       std::fprintf(stderr, "%s\n", std::string(forward.status().message()).c_str());
@@ -167,8 +188,7 @@ int Run() {
         torch::profiler::impl::ProfilerState::KINETO);
     profiler::prepareProfiler(profile, activities);
     profiler::enableProfiler(profile, activities);
-    auto forward =
-        models::flux::FluxForward(config, inputs, models::ParallelContext{}, *loaded->weights);
+    auto forward = models::flux::FluxForward(config, inputs, models::ParallelContext{}, *weights);
     c10::cuda::device_synchronize();
     profiler::disableProfiler()->save(trace);
     if (!forward.ok()) return 1;

@@ -12,38 +12,13 @@ Prints JSON lines in the results schema.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from typing import Any
 
 import torch
+from anchor_rows import emit, median_ms
 from diffusers import FluxPipeline, FluxTransformer2DModel
 from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 from safetensors.torch import load_file
-
-
-def emit(name: str, value: float, unit: str, anchor: str = "", anchor_value: float = 0) -> None:
-    row: dict[str, Any] = {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "anchor": anchor,
-        "anchor_value": anchor_value,
-    }
-    print(json.dumps(row), flush=True)
-
-
-def median_ms(run: Any, runs: int, warmups: int) -> float:
-    for _ in range(warmups):
-        run()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> int:

@@ -82,8 +82,10 @@ class JobsTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(2); }
 
-  std::vector<std::string> extra_head_args_;  // appended to the head's flags by Start
-  int nodes_ = 1;                             // Start(workers) starts `workers` on each
+  std::vector<std::string> extra_head_args_;   // appended to the head's flags by Start
+  std::string head_binary_ = "raylight-head";  // the test's own head and worker builds
+  std::string worker_binary_;
+  int nodes_ = 1;  // Start(workers) starts `workers` on each
 
   void Start(int workers) {
     if (kGpu) {
@@ -128,6 +130,8 @@ class JobsTest : public ::testing::Test {
     options.head_args = {"--job-retry-backoff-ms=200"};
     options.head_args.insert(options.head_args.end(), extra_head_args_.begin(),
                              extra_head_args_.end());
+    options.head_binary = head_binary_;
+    options.worker_binary = worker_binary_;
     cluster_ = std::make_unique<testing_util::TestCluster>(kBin, dir_->path() + "/state", options);
     absl::Status started = cluster_->Start();
     ASSERT_TRUE(started.ok()) << started;

@@ -28,22 +28,8 @@ import os
 from typing import Any
 
 import torch
+from dit_reference import comfyui_sample, randomize
 from safetensors.torch import load_file, save_file
-
-
-def randomize(module: torch.nn.Module, generator: torch.Generator) -> None:
-    """Every parameter drawn afresh: matrices at 1/sqrt(fan-in), vectors (biases, norm scales)
-    small, norm scales around 1, so that no path of the model is left at an initialiser's zero."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            values = torch.randn(p.shape, generator=generator, dtype=torch.float32)
-            if p.dim() >= 2:
-                values = values / (p.shape[-1] ** 0.5)
-            elif "norm" in name or name.endswith("scale"):
-                values = 1 + 0.1 * values
-            else:
-                values = 0.1 * values
-            p.copy_(values.to(p.dtype))
 
 
 def diffusers_forward(
@@ -177,15 +163,13 @@ def comfy_flux_params(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def comfyui_sample(case: dict[str, Any], tarball: str, workdir: str) -> None:
+def sample(case: dict[str, Any], tarball: str, workdir: str) -> None:
     from comfyui_tree import unpack_comfyui
 
     unpack_comfyui(tarball, workdir)
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
-    import comfy.model_patcher
-    import comfy.sample
     import comfy.supported_models
 
     cfg = case["config"]
@@ -193,15 +177,6 @@ def comfyui_sample(case: dict[str, Any], tarball: str, workdir: str) -> None:
     # loader would have made it for a real one (dev: Flux, schnell: FluxSchnell).
     config_class = (
         comfy.supported_models.Flux if cfg["guidance_embed"] else comfy.supported_models.FluxSchnell
-    )
-    model_config = config_class(comfy_flux_params(cfg))
-    model_config.set_inference_dtype(torch.float32, None)
-    prefix = "model.diffusion_model."
-    state = {k[len(prefix) :]: v for k, v in load_file(case["checkpoint"]).items()}
-    model = model_config.get_model(state, device=torch.device("cpu"))
-    model.diffusion_model.load_state_dict(state, strict=True)
-    patcher = comfy.model_patcher.ModelPatcher(
-        model, load_device=torch.device("cpu"), offload_device=torch.device("cpu")
     )
 
     def conditioning(path: str) -> list[Any]:
@@ -217,23 +192,7 @@ def comfyui_sample(case: dict[str, Any], tarball: str, workdir: str) -> None:
             extra["guidance"] = float(tensors["guidance"].reshape(-1)[0])
         return [[tensors["text"].reshape(1, -1, tensors["text"].shape[-1]).float(), extra]]
 
-    latent = torch.zeros(1, 16, case["height"] // 8, case["width"] // 8)
-    noise = comfy.sample.prepare_noise(latent, case["seed"])
-    samples = comfy.sample.sample(
-        patcher,
-        noise,
-        case["steps"],
-        case["cfg"],
-        case["sampler"],
-        case["scheduler"],
-        conditioning(case["positive"]),
-        conditioning(case["negative"]),
-        latent,
-        denoise=1.0,
-        seed=case["seed"],
-        disable_pbar=True,
-    )
-    save_file({"latent_tensor": samples.float().contiguous()}, case["out"])
+    comfyui_sample(case, config_class(comfy_flux_params(cfg)), conditioning)
 
 
 def main() -> int:
@@ -254,7 +213,7 @@ def main() -> int:
     parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     args = parser.parse_args()
     if args.sample:
-        comfyui_sample(json.loads(args.sample), args.comfyui_tarball, args.workdir)
+        sample(json.loads(args.sample), args.comfyui_tarball, args.workdir)
         return 0
     cfg = json.loads(args.config)
     if args.conditioning:

@@ -71,7 +71,7 @@ absl::Status TestCluster::StartHead(int port) {
   const std::string port_file = absl::StrCat(state_dir_, "/head.port");
   std::filesystem::remove(port_file);
   std::vector<std::string> argv = options_.head_exec_prefix;
-  argv.insert(argv.end(), {bin_dir_ + "/raylight-head", absl::StrCat("--port=", port),
+  argv.insert(argv.end(), {bin_dir_ + "/" + options_.head_binary, absl::StrCat("--port=", port),
                            "--port-file=" + port_file, "--state-dir=" + state_dir_,
                            absl::StrCat("--heartbeat-ms=", options_.heartbeat_ms),
                            absl::StrCat("--deadline-ms=", options_.deadline_ms)});
@@ -103,6 +103,9 @@ absl::Status TestCluster::StartNode(int index) {
                            absl::StrCat("--num-cpu-workers=", options_.cpu_workers_per_node),
                            absl::StrCat("--state-dir=", state_dir_, "/node", index)});
   if (!options_.gpu) argv.push_back("--no-gpu");
+  if (!options_.worker_binary.empty()) {
+    argv.push_back("--worker-binary=" + bin_dir_ + "/" + options_.worker_binary);
+  }
   for (const std::string& root : options_.model_roots) argv.push_back("--model-root=" + root);
   SpawnOptions spawn;
   spawn.log_path = absl::StrCat(state_dir_, "/logs/node", index, ".log");

@@ -32,6 +32,10 @@ struct ClusterOptions {
   std::vector<std::string> model_roots;
   // Appended to the head's argv.
   std::vector<std::string> head_args;
+  // The executables in the bin dir: a test's own builds (a family registered in the test) in
+  // place of raylight-head and the node's raylight-worker.
+  std::string head_binary = "raylight-head";
+  std::string worker_binary;  // empty: the node's default
 };
 
 class TestCluster {

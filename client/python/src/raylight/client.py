@@ -179,7 +179,7 @@ def sample_job(
     noise_mask: torch.Tensor | None = None,
     width: int = 832,
     height: int = 480,
-    frames: int = 81,
+    frames: int = 0,
     steps: int = 20,
     cfg: float = 5.0,
     sampler: str = "euler",
@@ -220,7 +220,8 @@ def sample_job(
     """A raylight.v1.SampleJob from ComfyUI-style arguments (KSampler and KSamplerAdvanced).
 
     `latent` is a ComfyUI LATENT (the VAE's space); without one the job starts from zeros of
-    width x height x frames. `noise_mask` is the LATENT's noise mask (1 where sampled, 0 where
+    width x height x frames (frames 0: the model's default, 81 for Wan, one image for Flux and
+    Qwen-Image). `noise_mask` is the LATENT's noise mask (1 where sampled, 0 where
     the latent is kept: inpainting, Wan 2.2 TI2V's start image). Conditioning is a dict of
     tensors or safetensors bytes. `loras`: (file under the model roots, strength) pairs merged
     into the model at load, in order; `low_noise_loras` into the low-noise expert. A `str`

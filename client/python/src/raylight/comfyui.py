@@ -92,8 +92,8 @@ class NodeInputError(ValueError):
 
 
 # ComfyUI's model_sampling shift for a family when a workflow asks for none: Wan's model configs
-# set 8.0; for Flux the cluster applies ComfyUI's own default itself when the job's shift is 0
-# (1.15 for dev, 1.0 for schnell, by the checkpoint).
+# set 8.0; for the others the cluster applies ComfyUI's own default itself when the job's shift
+# is 0 (Flux 1.15 for dev, 1.0 for schnell, by the checkpoint; Chroma and Qwen-Image 1.15).
 _COMFYUI_SHIFT = {"wan": 8.0}
 
 
@@ -215,8 +215,8 @@ def conditioning_from_tensors(tensors: Mapping[str, torch.Tensor]) -> list[list[
 
 
 def latent_to_tensor(latent: Any, input_name: str) -> torch.Tensor:
-    """A ComfyUI LATENT ({"samples": [1, C, F, H, W]} for video models, [1, C, H, W] for image
-    models) as the job's starting latent (its noise_mask: `noise_mask_of`)."""
+    """A ComfyUI LATENT ({"samples": [1, C, F, H, W]} for video models and Qwen-Image, [1, C, H, W]
+    for Flux and Chroma) as the job's starting latent (its noise_mask: `noise_mask_of`)."""
     if not isinstance(latent, Mapping) or "samples" not in latent:
         raise NodeInputError(input_name, "not a LATENT (a dict with 'samples')")
     batch_index = latent.get("batch_index")
@@ -227,7 +227,8 @@ def latent_to_tensor(latent: Any, input_name: str) -> torch.Tensor:
         shape = list(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
         raise NodeInputError(
             input_name,
-            f"must be a LATENT [1, C, frames, H, W] (Wan) or [1, C, H, W] (Flux), is {shape}",
+            f"must be a LATENT [1, C, frames, H, W] (Wan, Qwen-Image) or [1, C, H, W] (Flux), "
+            f"is {shape}",
         )
     if samples.shape[0] != 1:
         raise NodeInputError(

@@ -1,0 +1,18 @@
+// Chroma's torch side as a family (family/diffusion_model.h, families.inc): the Flux forward's
+// loading and model (flux_family.h) with Chroma's names and conditioning files.
+#pragma once
+
+#include "models/flux/flux_family.h"
+
+namespace raylight::models::chroma {
+
+const flux::FluxArchitecture& ChromaArchitecture();
+
+absl::StatusOr<flux::LoadedFlux> LoadChroma(
+    const std::vector<std::string>& paths, const PlacementOptions& options,
+    const WeightPlacement& placement = WeightPlacement::Resident(),
+    const std::vector<LoraFile>& loras = {});
+
+FamilyModels Models();
+
+}  // namespace raylight::models::chroma

@@ -1,0 +1,112 @@
+"""The Qwen-Image anchor of flux_bench (--family qwen_image): diffusers' QwenImageTransformer2DModel
+on the same checkpoint, inputs and GPU, bf16: its forward's median time, eager and (--compile)
+with `compile_repeated_blocks`, and (for even patch counts, where diffusers centres the image's
+RoPE positions as ComfyUI and we do) its prediction's relative L2 against ours.
+
+    qwen_image_diffusers_anchor.py --make F         a random bf16 checkpoint of Qwen-Image's real
+                                                    sizes in diffusers' names (20.4B parameters)
+    qwen_image_diffusers_anchor.py --checkpoint F --inputs I --ours O --ours-ms MS --name PREFIX
+                                   [--runs N] [--compile]
+
+Prints JSON lines in the results schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from anchor_rows import emit, median_ms
+from diffusers import QwenImagePipeline, QwenImageTransformer2DModel
+from safetensors.torch import load_file, save_file
+
+
+def make(path: str) -> None:
+    """Random weights drawn on the GPU: matrices at 1/sqrt(fan-in), norm scales around 1, other
+    vectors small."""
+    generator = torch.Generator("cuda").manual_seed(1234)
+    with torch.device("meta"):
+        model = QwenImageTransformer2DModel()
+    tensors = {}
+    for name, p in model.state_dict().items():
+        values = torch.randn(p.shape, generator=generator, device="cuda")
+        if p.dim() >= 2:
+            values = values / (p.shape[-1] ** 0.5)
+        elif "norm" in name:
+            values = 1 + 0.1 * values
+        else:
+            values = 0.02 * values
+        tensors[name] = values.to(torch.bfloat16).cpu()
+    save_file(tensors, path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--make")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--inputs")
+    parser.add_argument("--ours")
+    parser.add_argument("--ours-ms", type=float)
+    parser.add_argument("--name")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    if args.make:
+        make(args.make)
+        return 0
+
+    with torch.device("meta"):
+        model = QwenImageTransformer2DModel()
+    model.load_state_dict(load_file(args.checkpoint, device="cuda"), strict=True, assign=True)
+    model = model.to("cuda", torch.bfloat16).eval()
+
+    device, dtype = "cuda", torch.bfloat16
+    inputs = load_file(args.inputs)
+    x = inputs["x"].to(device, dtype)
+    batch, channels, height, width = x.shape
+    packed = QwenImagePipeline._pack_latents(x, batch, channels, height, width)
+    kwargs = dict(
+        hidden_states=packed,
+        encoder_hidden_states=inputs["context"].to(device, dtype),
+        timestep=inputs["t"].to(device, dtype),
+        img_shapes=[[(1, height // 2, width // 2)]] * batch,
+        return_dict=False,
+    )
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(**kwargs)[0]
+
+    out = QwenImagePipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
+    if (height // 2) % 2 == 0 and (width // 2) % 2 == 0:
+        ours = load_file(args.ours)["out"].float().reshape(out.shape)
+        rel_l2 = float((ours - out).norm() / out.norm())
+        emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0)
+    eager = median_ms(forward, args.runs, 2)
+    emit(
+        f"{args.name}_forward_ratio_vs_diffusers",
+        args.ours_ms / eager,
+        "ratio",
+        "diffusers eager forward, ms",
+        eager,
+    )
+    if args.compile:
+        start = time.perf_counter()
+        model.compile_repeated_blocks(fullgraph=True)
+        forward()
+        torch.cuda.synchronize()
+        warmup = time.perf_counter() - start
+        compiled = median_ms(forward, args.runs, 1)
+        emit(
+            f"{args.name}_forward_ratio_vs_diffusers_compile",
+            args.ours_ms / compiled,
+            "ratio",
+            f"diffusers + compile_repeated_blocks forward, ms ({warmup:.0f} s of warm-up)",
+            compiled,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

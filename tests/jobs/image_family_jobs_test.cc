@@ -1,0 +1,169 @@
+// Qwen-Image and Chroma jobs through the cluster (issue #26) against ComfyUI's own sampling: a
+// tiny random checkpoint of the family in ComfyUI's spelling in the model root, random
+// conditioning files, and the same job run by ComfyUI 0.3.64's comfy.sample.sample with its model
+// of the family (tests/models/<family>_reference.py --sample): Qwen-Image with ModelSamplingFlux at
+// shift 1.15 and the Wan21 latent format (a LATENT [1, 16, 1, H, W]); Chroma with ModelSamplingFlux
+// and Flux's latent format, real CFG. fp32 on CPU workers: max abs difference under 1e-4 on one
+// rank, under Ulysses 2 with FSDP-placed weights, Ring 2 and CFG parallel, even and odd patch
+// counts. No code of the engine or the head names these families: each is a folder.
+#include "tests/jobs/jobs_fixture.h"
+
+namespace raylight::jobs_testing {
+namespace {
+
+struct Family {
+  std::string name;
+  std::string reference;              // its reference script
+  std::string config;                 // the script's JSON config of a tiny model
+  std::vector<int64_t> latent_shape;  // of a 96 x 64 job's LATENT
+};
+
+std::string PrintFamily(const ::testing::TestParamInfo<Family>& info) { return info.param.name; }
+void PrintTo(const Family& family, std::ostream* out) { *out << family.name; }
+
+class ImageFamilyJobsTest : public JobsTest, public ::testing::WithParamInterface<Family> {
+ protected:
+  void SetUp() override {
+    JobsTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    const Family& family = GetParam();
+    const absl::Status made = RunTools(
+        {{RAYLIGHT_TEST_PYTHON, family.reference, "--config", family.config, "--seed",
+          absl::StrCat(seed_), "--out-dir", dir_->path(), "--skip-diffusers", "--comfyui-tarball",
+          RAYLIGHT_COMFYUI_TARBALL, "--workdir", dir_->path() + "/comfyui"},
+         {RAYLIGHT_TEST_PYTHON, family.reference, "--conditioning",
+          dir_->path() + "/family-positive.safetensors", "--config", family.config, "--seed",
+          absl::StrCat(seed_ + 1), "--tokens", "9"},
+         {RAYLIGHT_TEST_PYTHON, family.reference, "--conditioning",
+          dir_->path() + "/family-negative.safetensors", "--config", family.config, "--seed",
+          absl::StrCat(seed_ + 2), "--tokens", "4"}},
+        "family.log", std::chrono::seconds(300));
+    ASSERT_TRUE(made.ok()) << made;
+    fs::rename(dir_->path() + "/comfyui.safetensors", models_ + "/family-tiny.safetensors");
+  }
+
+  // 96 x 64 pixels: a 8 x 12 latent, 24 image tokens beside 9 text tokens (33: Ulysses 2 pads).
+  v1::SampleJob FamilyJob() const {
+    v1::SampleJob job;
+    job.set_model("family-tiny.safetensors");
+    job.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/family-positive.safetensors"));
+    job.set_negative(testing_util::ReadFileOrEmpty(dir_->path() + "/family-negative.safetensors"));
+    job.set_width(96);
+    job.set_height(64);
+    job.set_steps(4);
+    job.set_cfg(2.0);
+    job.set_sampler("euler");
+    job.set_scheduler("simple");
+    job.set_seed(7);
+    return job;
+  }
+
+  Latent ComfyReference(const v1::SampleJob& job) {
+    const std::string out = dir_->path() + "/comfyui-sampled.safetensors";
+    const std::string c = absl::StrCat(
+        R"({"config": )", GetParam().config, R"(, "checkpoint": ")", models_, "/", job.model(),
+        R"(", "positive": ")", dir_->path(), R"(/family-positive.safetensors", "negative": ")",
+        dir_->path(), R"(/family-negative.safetensors", "width": )", job.width(), R"(, "height": )",
+        job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )", job.cfg(), R"(, "sampler": ")",
+        job.sampler(), R"(", "scheduler": ")", job.scheduler(), R"(", "seed": )", job.seed(),
+        R"(, "out": ")", out, R"("})");
+    const absl::Status ran =
+        RunTools({{RAYLIGHT_TEST_PYTHON, GetParam().reference, "--sample", c, "--comfyui-tarball",
+                   RAYLIGHT_COMFYUI_TARBALL, "--workdir", dir_->path() + "/comfyui"}},
+                 "comfyui-sample.log", std::chrono::seconds(300));
+    EXPECT_TRUE(ran.ok()) << ran;
+    return ReadLatent(testing_util::ReadFileOrEmpty(out));
+  }
+
+  void ExpectEqualsComfy(const v1::SampleJob& job, const Latent& want) {
+    const v1::JobInfo done = RunJob(job);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
+    ASSERT_EQ(got.shape, want.shape);
+    EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << job.mesh().ShortDebugString() << job.placement();
+    std::printf("%s job (%s %s) vs ComfyUI: max abs diff %.3g\n", GetParam().name.c_str(),
+                job.mesh().ShortDebugString().c_str(), job.placement().c_str(),
+                MaxAbsDiff(got, want));
+  }
+};
+
+TEST_P(ImageFamilyJobsTest, OneRankAndUlyssesWithShardedWeightsEqualComfyUisSampling) {
+  v1::SampleJob job = FamilyJob();
+  const Latent want = ComfyReference(job);
+  EXPECT_EQ(want.shape, GetParam().latent_shape);
+  ExpectEqualsComfy(job, want);
+  job.mutable_mesh()->set_ulysses(2);
+  job.set_placement("fsdp");
+  ExpectEqualsComfy(job, want);
+}
+
+TEST_P(ImageFamilyJobsTest, RingAndCfgParallelOnOddPatchCountsEqualComfyUis) {
+  // 80 x 112 pixels: 10 x 14 latent, 5 x 7 patches (Qwen-Image: ComfyUI's centring of an odd
+  // count).
+  v1::SampleJob job = FamilyJob();
+  job.set_width(112);
+  job.set_height(80);
+  job.set_sampler("dpmpp_2m");
+  const Latent want = ComfyReference(job);
+  job.mutable_mesh()->set_ring(2);
+  ExpectEqualsComfy(job, want);
+  job.mutable_mesh()->set_ring(1);
+  job.mutable_mesh()->set_cfg(2);
+  ExpectEqualsComfy(job, want);
+}
+
+// A reference image's LATENT in the positive conditioning (ComfyUI's ReferenceLatent node):
+// Qwen-Image-Edit's tokens join the image's and the job equals ComfyUI's; Chroma takes none and
+// refuses the file by name.
+TEST_P(ImageFamilyJobsTest, AReferenceLatentJobEqualsComfyUisOrIsRefused) {
+  const std::string edit = dir_->path() + "/family-positive.safetensors";
+  ASSERT_TRUE(RunTools({{RAYLIGHT_TEST_PYTHON, GetParam().reference, "--conditioning", edit,
+                         "--config", GetParam().config, "--seed", absl::StrCat(seed_ + 3),
+                         "--tokens", "9", "--references", "6x10"}},
+                       "family.log", std::chrono::seconds(120))
+                  .ok());
+  v1::SampleJob job = FamilyJob();
+  if (GetParam().name == "chroma") {
+    ExpectRefusedNaming(job, "positive", [](v1::SampleJob&) {});
+    return;
+  }
+  job.mutable_mesh()->set_ulysses(2);
+  ExpectEqualsComfy(job, ComfyReference(job));
+}
+
+TEST_P(ImageFamilyJobsTest, WhatTheseJobsCannotHaveIsRefusedNamingTheField) {
+  const v1::SampleJob job = FamilyJob();
+  ExpectRefusedNaming(job, "prompt", [](v1::SampleJob& j) {
+    j.clear_positive();
+    j.set_prompt("a red fox");
+  });
+  ExpectRefusedNaming(job, "frames", [](v1::SampleJob& j) { j.set_frames(5); });
+  ExpectRefusedNaming(job, "width", [](v1::SampleJob& j) { j.set_width(100); });
+  ExpectRefusedNaming(job, "loras", [](v1::SampleJob& j) { j.add_loras()->set_name("x"); });
+  // Not a safetensors file, then a Wan conditioning file (its extra tensors are not the
+  // family's).
+  ExpectRefusedNaming(job, "positive", [&](v1::SampleJob& j) {
+    j.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/positive.safetensors") + "x");
+  });
+  ExpectRefusedNaming(job, "negative", [](v1::SampleJob& j) { j.clear_negative(); });
+  ExpectRefusedNaming(job, "latent", [](v1::SampleJob& j) { j.set_latent("not a latent"); });
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, ImageFamilyJobsTest,
+    ::testing::Values(
+        Family{"qwen_image",
+               RAYLIGHT_QWEN_IMAGE_REFERENCE,
+               R"({"hidden": 128, "heads": 4, "depth": 2, "context_dim": 48, )"
+               R"("axes_dim": [4, 14, 14]})",
+               {1, 16, 1, 8, 12}},
+        Family{"chroma",
+               RAYLIGHT_CHROMA_REFERENCE,
+               R"({"hidden": 64, "heads": 2, "depth": 19, "depth_single": 38, )"
+               R"("context_dim": 48, "axes_dim": [4, 14, 14], "approximator_hidden": 32, )"
+               R"("approximator_layers": 2})",
+               {1, 16, 8, 12}}),
+    PrintFamily);
+
+}  // namespace
+}  // namespace raylight::jobs_testing
