@@ -10,6 +10,7 @@
 #include "absl/strings/str_replace.h"
 #include "models/core/fp8_requantize.h"
 #include "models/core/lora_keys.h"
+#include "models/core/model_prefix.h"
 #include "models/core/safetensors_tensors.h"
 
 namespace raylight::models {
@@ -36,16 +37,33 @@ class KeyMap {
  public:
   KeyMap(const Checkpoint& checkpoint, const KeyNormalizer& normalize)
       : checkpoint_(checkpoint), normalize_(normalize) {
-    for (const auto& [name, tensor] : checkpoint.tensors) {
-      if (absl::EndsWith(name, ".bias")) continue;
-      // A weight is named by its module; a parameter of its own (Wan's modulation tables) by
-      // its full name, for whole-tensor differences.
-      const bool weight = absl::EndsWith(name, ".weight");
-      const std::string module = weight ? name.substr(0, name.size() - 7) : name;
-      map_[absl::StrCat("lora_unet_", absl::StrReplaceAll(module, {{".", "_"}}))] = module;
-      map_[absl::StrCat("diffusion_model.", module)] = module;
-      map_[module] = module;
+    // The model's own names first, then (where they differ) the file's: a LoRA named after the
+    // checkpoint it was trained on (Qwen-Image's kohya keys spell diffusers' module names).
+    for (bool raw_names : {false, true}) {
+      for (const auto& [name, tensor] : checkpoint.tensors) {
+        if (absl::EndsWith(name, ".bias")) continue;
+        // A weight is named by its module; a parameter of its own (Wan's modulation tables) by
+        // its full name, for whole-tensor differences.
+        const bool weight = absl::EndsWith(name, ".weight");
+        const std::string module = weight ? name.substr(0, name.size() - 7) : name;
+        if (!raw_names) {
+          Add(module, module);
+          continue;
+        }
+        std::string raw = StripModelPrefix(tensor.raw_name);
+        if (weight != absl::EndsWith(raw, ".weight")) continue;
+        if (weight) raw.resize(raw.size() - 7);
+        if (raw != module) Add(raw, module);
+      }
     }
+  }
+
+  // `spelled`'s LoRA module keys (kohya's, ComfyUI's, bare) -> `module`; a key already taken
+  // keeps its first module.
+  void Add(const std::string& spelled, const std::string& module) {
+    map_.emplace(absl::StrCat("lora_unet_", absl::StrReplaceAll(spelled, {{".", "_"}})), module);
+    map_.emplace(absl::StrCat("diffusion_model.", spelled), module);
+    map_.emplace(spelled, module);
   }
 
   // The checkpoint name of `module`'s weight (or bias), or nullopt.

@@ -81,6 +81,9 @@ ModelInfo QwenImageModelInfo(const flux::FluxConfig& config) {
   // ComfyUI runs it with ModelSamplingFlux (model type FLUX), shift 1.15.
   info.sampling = SamplingKind::kFluxShift;
   info.default_shift = 1.15;
+  // Its LoRAs name diffusers' modules (PEFT's or kohya's spelling of them), which its checkpoints
+  // use too: each maps onto one weight.
+  info.merges_loras = true;
   info.check_conditioning = [config](const StHeader& header, const std::string& where) {
     return CheckQwenImageConditioningHeader(header, where, config);
   };

@@ -75,13 +75,14 @@ class ImageFamilyJobsTest : public JobsTest, public ::testing::WithParamInterfac
     return ReadLatent(testing_util::ReadFileOrEmpty(out));
   }
 
-  void ExpectEqualsComfy(const v1::SampleJob& job, const Latent& want) {
+  // `job`'s LATENT against `want` (ComfyUI's, or a reference job's), max abs difference 1e-4.
+  void ExpectSameAs(const v1::SampleJob& job, const Latent& want) {
     const v1::JobInfo done = RunJob(job);
     ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
     const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
     ASSERT_EQ(got.shape, want.shape);
     EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << job.mesh().ShortDebugString() << job.placement();
-    std::printf("%s job (%s %s) vs ComfyUI: max abs diff %.3g\n", GetParam().name.c_str(),
+    std::printf("%s job (%s %s) vs reference: max abs diff %.3g\n", GetParam().name.c_str(),
                 job.mesh().ShortDebugString().c_str(), job.placement().c_str(),
                 MaxAbsDiff(got, want));
   }
@@ -91,10 +92,10 @@ TEST_P(ImageFamilyJobsTest, OneRankAndUlyssesWithShardedWeightsEqualComfyUisSamp
   v1::SampleJob job = FamilyJob();
   const Latent want = ComfyReference(job);
   EXPECT_EQ(want.shape, GetParam().latent_shape);
-  ExpectEqualsComfy(job, want);
+  ExpectSameAs(job, want);
   job.mutable_mesh()->set_ulysses(2);
   job.set_placement("fsdp");
-  ExpectEqualsComfy(job, want);
+  ExpectSameAs(job, want);
 }
 
 TEST_P(ImageFamilyJobsTest, RingAndCfgParallelOnOddPatchCountsEqualComfyUis) {
@@ -106,10 +107,10 @@ TEST_P(ImageFamilyJobsTest, RingAndCfgParallelOnOddPatchCountsEqualComfyUis) {
   job.set_sampler("dpmpp_2m");
   const Latent want = ComfyReference(job);
   job.mutable_mesh()->set_ring(2);
-  ExpectEqualsComfy(job, want);
+  ExpectSameAs(job, want);
   job.mutable_mesh()->set_ring(1);
   job.mutable_mesh()->set_cfg(2);
-  ExpectEqualsComfy(job, want);
+  ExpectSameAs(job, want);
 }
 
 // A reference image's LATENT in the positive conditioning (ComfyUI's ReferenceLatent node):
@@ -128,7 +129,47 @@ TEST_P(ImageFamilyJobsTest, AReferenceLatentJobEqualsComfyUisOrIsRefused) {
     return;
   }
   job.mutable_mesh()->set_ulysses(2);
-  ExpectEqualsComfy(job, ComfyReference(job));
+  ExpectSameAs(job, ComfyReference(job));
+}
+
+// LoRAs: Qwen-Image's (diffusers' / PEFT's names, then kohya's) merged at load equal the
+// checkpoint with the LoRA merged offline (tests/jobs/lora_reference.py), on one rank and under
+// Ulysses 2 with FSDP-placed weights; Chroma merges none yet and refuses them by name.
+TEST_P(ImageFamilyJobsTest, LorasMergeAsTheirDefinitionOrAreRefused) {
+  for (const bool kohya : {false, true}) {
+    const std::string suffix = kohya ? "-kohya" : "";
+    std::vector<std::string> argv = {RAYLIGHT_TEST_PYTHON,
+                                     RAYLIGHT_LORA_REFERENCE,
+                                     "--base=" + models_ + "/family-tiny.safetensors",
+                                     "--lora=" + models_ + "/style" + suffix + ".safetensors",
+                                     "--merged=" + models_ + "/merged" + suffix + ".safetensors",
+                                     "--strength=0.8",
+                                     absl::StrCat("--seed=", seed_ + 5),
+                                     "--family=qwen_image"};
+    if (kohya) argv.push_back("--kohya");
+    ASSERT_TRUE(RunTools({argv}, "lora.log", std::chrono::seconds(120)).ok());
+    v1::SampleJob job = FamilyJob();
+    v1::LoraRef* lora = job.add_loras();
+    lora->set_name("style" + suffix + ".safetensors");
+    lora->set_strength(0.8);
+    if (GetParam().name == "chroma") {
+      ExpectRefusedNaming(job, "loras", [](v1::SampleJob&) {});
+      return;
+    }
+    v1::SampleJob merged = FamilyJob();
+    merged.set_model("merged" + suffix + ".safetensors");
+    const v1::JobInfo reference = RunJob(merged);
+    ASSERT_EQ(reference.state(), v1::JOB_SUCCEEDED) << reference.DebugString();
+    const Latent want = ReadLatent(ResultOf(reference.job_id()).latent());
+    if (!kohya) {  // the LoRA changes the result (it is not a no-op that the equality hides)
+      const v1::JobInfo base = RunJob(FamilyJob());
+      EXPECT_GT(MaxAbsDiff(ReadLatent(ResultOf(base.job_id()).latent()), want), 1e-3);
+    }
+    ExpectSameAs(job, want);
+    job.mutable_mesh()->set_ulysses(2);
+    job.set_placement("fsdp");
+    ExpectSameAs(job, want);
+  }
 }
 
 TEST_P(ImageFamilyJobsTest, WhatTheseJobsCannotHaveIsRefusedNamingTheField) {
