@@ -98,6 +98,32 @@ TEST_P(ImageFamilyJobsTest, OneRankAndUlyssesWithShardedWeightsEqualComfyUisSamp
   ExpectSameAs(job, want);
 }
 
+// Layer swap (half the blocks' bytes on the device) and data parallelism (two seeds, one per
+// rank: the job's seed and the next) give ComfyUI's latents of those seeds.
+TEST_P(ImageFamilyJobsTest, LayerSwapAndDataParallelSeedsEqualComfyUis) {
+  v1::SampleJob job = FamilyJob();
+  const Latent want = ComfyReference(job);
+  v1::SampleJob swapped = job;
+  swapped.set_placement("swap");
+  swapped.set_swap_budget(0.5);
+  ExpectSameAs(swapped, want);
+  v1::SampleJob next_seed = job;
+  next_seed.set_seed(job.seed() + 1);
+  const Latent want_next = ComfyReference(next_seed);
+  job.mutable_mesh()->set_dp(2);
+  const v1::JobInfo done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
+  ASSERT_EQ(got.shape.size(), want.shape.size());
+  ASSERT_EQ(got.shape[0], 2);
+  const size_t half = got.values.size() / 2;
+  for (const auto& [sample, expected] : {std::pair{0, &want}, std::pair{1, &want_next}}) {
+    Latent one{expected->shape, std::vector<float>(got.values.begin() + sample * half,
+                                                   got.values.begin() + (sample + 1) * half)};
+    EXPECT_LT(MaxAbsDiff(one, *expected), 1e-4) << "dp rank " << sample;
+  }
+}
+
 TEST_P(ImageFamilyJobsTest, RingAndCfgParallelOnOddPatchCountsEqualComfyUis) {
   // 80 x 112 pixels: 10 x 14 latent, 5 x 7 patches (Qwen-Image: ComfyUI's centring of an odd
   // count).
@@ -180,7 +206,6 @@ TEST_P(ImageFamilyJobsTest, WhatTheseJobsCannotHaveIsRefusedNamingTheField) {
   });
   ExpectRefusedNaming(job, "frames", [](v1::SampleJob& j) { j.set_frames(5); });
   ExpectRefusedNaming(job, "width", [](v1::SampleJob& j) { j.set_width(100); });
-  ExpectRefusedNaming(job, "loras", [](v1::SampleJob& j) { j.add_loras()->set_name("x"); });
   // Not a safetensors file, then a Wan conditioning file (its extra tensors are not the
   // family's).
   ExpectRefusedNaming(job, "positive", [&](v1::SampleJob& j) {
@@ -195,7 +220,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Family{"qwen_image",
                RAYLIGHT_QWEN_IMAGE_REFERENCE,
-               R"({"hidden": 128, "heads": 4, "depth": 2, "context_dim": 48, )"
+               R"({"hidden": 128, "heads": 4, "depth": 4, "context_dim": 48, )"
                R"("axes_dim": [4, 14, 14]})",
                {1, 16, 1, 8, 12}},
         Family{"chroma",
