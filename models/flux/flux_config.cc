@@ -31,33 +31,38 @@ std::vector<FluxConfig> Presets() {
   return {dev, schnell, tiny, tiny_schnell};
 }
 
-int64_t Linear(int64_t in, int64_t out) { return in * out + out; }
+int64_t Linear(int64_t in, int64_t out, bool bias = true) { return in * out + (bias ? out : 0); }
 
 }  // namespace
 
 int64_t FluxConfig::DoubleBlockParameterCount() const {
-  const int64_t stream = (chroma() ? 0 : Linear(hidden, 6 * hidden)) + Linear(hidden, 3 * hidden) +
-                         2 * head_dim() + Linear(hidden, hidden) + Linear(hidden, mlp_hidden) +
-                         Linear(mlp_hidden, hidden);
+  const bool own_modulation = !chroma() && !shared_modulation;
+  const int64_t stream = (own_modulation ? Linear(hidden, 6 * hidden) : 0) +
+                         Linear(hidden, 3 * hidden, bias) + 2 * head_dim() +
+                         Linear(hidden, hidden, bias) + Linear(hidden, mlp_in(), bias) +
+                         Linear(mlp_hidden, hidden, bias);
   return 2 * stream;
 }
 
 int64_t FluxConfig::SingleBlockParameterCount() const {
-  return Linear(hidden, 3 * hidden + mlp_hidden) + Linear(hidden + mlp_hidden, hidden) +
-         2 * head_dim() + (chroma() ? 0 : Linear(hidden, 3 * hidden));
+  const bool own_modulation = !chroma() && !shared_modulation;
+  return Linear(hidden, 3 * hidden + mlp_in(), bias) + Linear(hidden + mlp_hidden, hidden, bias) +
+         2 * head_dim() + (own_modulation ? Linear(hidden, 3 * hidden) : 0);
 }
 
 int64_t FluxConfig::ParameterCount() const {
-  int64_t globals = Linear(in_channels(), hidden) + Linear(context_dim, hidden) +
-                    Linear(hidden, patch * patch * latent_channels);
+  int64_t globals = Linear(in_channels(), hidden, bias) + Linear(context_dim, hidden, bias) +
+                    Linear(hidden, patch * patch * latent_channels, bias);
   if (chroma()) {
     const int64_t a = approximator_hidden;
     globals += Linear(64, a) + approximator_layers * (2 * Linear(a, a) + a) + Linear(a, hidden);
   } else {
-    globals += Linear(256, hidden) + Linear(hidden, hidden) + Linear(hidden, 2 * hidden);
+    globals +=
+        Linear(256, hidden, bias) + Linear(hidden, hidden, bias) + Linear(hidden, 2 * hidden, bias);
   }
+  if (shared_modulation) globals += Linear(hidden, 15 * hidden, false);
   if (vec_dim > 0) globals += Linear(vec_dim, hidden) + Linear(hidden, hidden);
-  if (guidance_embed) globals += Linear(256, hidden) + Linear(hidden, hidden);
+  if (guidance_embed) globals += Linear(256, hidden, bias) + Linear(hidden, hidden, bias);
   if (text_norm) globals += context_dim;
   return globals + depth * DoubleBlockParameterCount() + depth_single * SingleBlockParameterCount();
 }
@@ -90,7 +95,8 @@ bool FluxConfig::SameArchitecture(const FluxConfig& o) const {
          guidance_embed == o.guidance_embed && axes_dim == o.axes_dim && theta == o.theta &&
          text_norm == o.text_norm && positions == o.positions &&
          time_scaled_last == o.time_scaled_last && approximator_hidden == o.approximator_hidden &&
-         approximator_layers == o.approximator_layers && modulation_rows == o.modulation_rows;
+         approximator_layers == o.approximator_layers && modulation_rows == o.modulation_rows &&
+         shared_modulation == o.shared_modulation && swiglu == o.swiglu && bias == o.bias;
 }
 
 absl::StatusOr<FluxConfig> FluxPreset(const std::string& name) {

@@ -20,6 +20,7 @@ enum class RopePositions {
   kFlux,       // text at (0, 0, 0); image (0, row, column)
   kQwenImage,  // image (0, row - rows/2, column - columns/2) as ComfyUI centres it; text at
                // (s + i, s + i, s + i) from s = max(rows/2, columns/2)
+  kFlux2,      // four axes: image (0, row, column, 0); text (0, 0, 0, i)
 };
 
 struct FluxConfig {
@@ -43,7 +44,13 @@ struct FluxConfig {
   int64_t approximator_hidden = 0;
   int64_t approximator_layers = 5;
   int64_t modulation_rows = 344;  // ComfyUI's count whatever the blocks (19 + 38 use them all)
-  bool guidance_embed = true;     // dev / Krea: the distilled guidance strength is an input
+  // Flux 2: every block's modulation from three shared linears ("double_mod_img.lin",
+  // "double_mod_txt.lin", "single_mod.lin"), SwiGLU MLPs (the input projection twice as wide:
+  // silu(first half) x second half), no biases.
+  bool shared_modulation = false;
+  bool swiglu = false;
+  bool bias = true;
+  bool guidance_embed = true;  // dev / Krea: the distilled guidance strength is an input
   std::vector<int64_t> axes_dim = {16, 56, 56};  // RoPE widths of the (index, row, column) axes
   double theta = 10000;
 
@@ -55,6 +62,8 @@ struct FluxConfig {
   int64_t in_channels() const { return latent_channels * patch * patch; }
   int64_t num_blocks() const { return depth + depth_single; }
   bool chroma() const { return approximator_hidden > 0; }
+  // The MLP input projection's width (SwiGLU's gate and value halves).
+  int64_t mlp_in() const { return swiglu ? 2 * mlp_hidden : mlp_hidden; }
   // Image tokens of a latent of height x width (latent units; each side rounded up to the patch).
   int64_t Tokens(int64_t height, int64_t width) const {
     return ((height + patch - 1) / patch) * ((width + patch - 1) / patch);

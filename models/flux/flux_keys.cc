@@ -80,21 +80,23 @@ bool SplitBlock(const std::string& key, const std::string& prefix, int* index, s
   return true;
 }
 
-void Linear(WeightShapes& shapes, const std::string& name, int64_t in, int64_t out) {
+void Linear(WeightShapes& shapes, const std::string& name, int64_t in, int64_t out,
+            bool bias = true) {
   shapes[name + ".weight"] = {out, in};
-  shapes[name + ".bias"] = {out};
+  if (bias) shapes[name + ".bias"] = {out};
 }
 
 // A projection BFL fuses: one matrix of the parts' widths stacked, or the parts on their own.
 void Fused(WeightShapes& shapes, const std::string& name, int64_t in,
-           const std::vector<std::pair<std::string, int64_t>>& parts, FluxSpelling spelling) {
+           const std::vector<std::pair<std::string, int64_t>>& parts, FluxSpelling spelling,
+           bool bias) {
   if (spelling == FluxSpelling::kFused) {
     int64_t out = 0;
     for (const auto& part : parts) out += part.second;
-    Linear(shapes, name, in, out);
+    Linear(shapes, name, in, out, bias);
     return;
   }
-  for (const auto& [part, out] : parts) Linear(shapes, name + "." + part, in, out);
+  for (const auto& [part, out] : parts) Linear(shapes, name + "." + part, in, out, bias);
 }
 
 const std::vector<int64_t>* ShapeOf(const FluxKeyShapes& c, const std::string& name) {
@@ -159,7 +161,8 @@ absl::Status DetectSizes(const KeyShapes& c, const std::string& family, FluxConf
   auto mlp = need(
       config.depth > 0 ? "double_blocks.0.img_mlp.0.weight" : "single_blocks.0.linear2.weight", 2);
   if (!mlp.ok()) return mlp.status();
-  config.mlp_hidden = config.depth > 0 ? (**mlp)[0] : (**mlp)[1] - config.hidden;
+  config.mlp_hidden =
+      config.depth > 0 ? (**mlp)[0] / (config.swiglu ? 2 : 1) : (**mlp)[1] - config.hidden;
   auto axes = FluxAxesFor(head_dim);
   if (!axes.ok()) return axes.status();
   config.axes_dim = *axes;
@@ -209,15 +212,16 @@ std::optional<std::string> NormalizeFluxKey(const std::string& raw) {
 WeightShapes FluxWeightShapes(const FluxConfig& c, FluxSpelling spelling) {
   WeightShapes shapes;
   const int64_t h = c.hidden;
-  Linear(shapes, "img_in", c.in_channels(), h);
-  Linear(shapes, "txt_in", c.context_dim, h);
+  const bool b = c.bias;
+  Linear(shapes, "img_in", c.in_channels(), h, b);
+  Linear(shapes, "txt_in", c.context_dim, h, b);
   if (c.text_norm) shapes["txt_norm.scale"] = {c.context_dim};
   for (const std::string embedder : {"time_in", "vector_in", "guidance_in"}) {
     if (c.chroma()) break;
     if (embedder == "guidance_in" && !c.guidance_embed) continue;
     if (embedder == "vector_in" && c.vec_dim == 0) continue;
-    Linear(shapes, embedder + ".in_layer", embedder == "vector_in" ? c.vec_dim : 256, h);
-    Linear(shapes, embedder + ".out_layer", h, h);
+    Linear(shapes, embedder + ".in_layer", embedder == "vector_in" ? c.vec_dim : 256, h, b);
+    Linear(shapes, embedder + ".out_layer", h, h, b);
   }
   if (c.chroma()) {
     const std::string layer = "distilled_guidance_layer.";
@@ -233,28 +237,36 @@ WeightShapes FluxWeightShapes(const FluxConfig& c, FluxSpelling spelling) {
     Linear(shapes,
            spelling == FluxSpelling::kFused ? "final_layer.adaLN_modulation.1"
                                             : "final_layer.scale_shift",
-           h, 2 * h);
+           h, 2 * h, b);
   }
-  Linear(shapes, "final_layer.linear", h, c.patch * c.patch * c.latent_channels);
+  if (c.shared_modulation) {
+    Linear(shapes, "double_mod_img.lin", h, 6 * h, false);
+    Linear(shapes, "double_mod_txt.lin", h, 6 * h, false);
+    Linear(shapes, "single_mod.lin", h, 3 * h, false);
+  }
+  const bool own_modulation = !c.chroma() && !c.shared_modulation;
+  Linear(shapes, "final_layer.linear", h, c.patch * c.patch * c.latent_channels, b);
   for (int64_t i = 0; i < c.depth; ++i) {
     const std::string block = absl::StrCat("double_blocks.", i, ".");
     for (const std::string stream : {"img", "txt"}) {
       const std::string s = block + stream;
-      if (!c.chroma()) Linear(shapes, s + "_mod.lin", h, 6 * h);
-      Fused(shapes, s + "_attn.qkv", h, {{"q", h}, {"k", h}, {"v", h}}, spelling);
+      if (own_modulation) Linear(shapes, s + "_mod.lin", h, 6 * h);
+      Fused(shapes, s + "_attn.qkv", h, {{"q", h}, {"k", h}, {"v", h}}, spelling, b);
       shapes[s + "_attn.norm.query_norm.scale"] = {c.head_dim()};
       shapes[s + "_attn.norm.key_norm.scale"] = {c.head_dim()};
-      Linear(shapes, s + "_attn.proj", h, h);
-      Linear(shapes, s + "_mlp.0", h, c.mlp_hidden);
-      Linear(shapes, s + "_mlp.2", c.mlp_hidden, h);
+      Linear(shapes, s + "_attn.proj", h, h, b);
+      Linear(shapes, s + "_mlp.0", h, c.mlp_in(), b);
+      Linear(shapes, s + "_mlp.2", c.mlp_hidden, h, b);
     }
   }
+  // Flux 2's diffusers spelling keeps the single blocks' fused projection.
+  const FluxSpelling single = c.shared_modulation ? FluxSpelling::kFused : spelling;
   for (int64_t i = 0; i < c.depth_single; ++i) {
     const std::string block = absl::StrCat("single_blocks.", i, ".");
-    if (!c.chroma()) Linear(shapes, block + "modulation.lin", h, 3 * h);
-    Fused(shapes, block + "linear1", h, {{"q", h}, {"k", h}, {"v", h}, {"mlp", c.mlp_hidden}},
-          spelling);
-    Linear(shapes, block + "linear2", h + c.mlp_hidden, h);
+    if (own_modulation) Linear(shapes, block + "modulation.lin", h, 3 * h);
+    Fused(shapes, block + "linear1", h, {{"q", h}, {"k", h}, {"v", h}, {"mlp", c.mlp_in()}}, single,
+          b);
+    Linear(shapes, block + "linear2", h + c.mlp_hidden, h, b);
     shapes[block + "norm.query_norm.scale"] = {c.head_dim()};
     shapes[block + "norm.key_norm.scale"] = {c.head_dim()};
   }

@@ -74,6 +74,14 @@ at::Tensor HeadNorm(const at::Tensor& x, const WeightSet& w, const std::string& 
   return at::rms_norm(x, {x.size(-1)}, w.Get(name), kEps);
 }
 
+// The block MLP's activation on its input projection: GELU (tanh), or Flux 2's SwiGLU (silu of
+// the first half times the second).
+at::Tensor MlpActivation(const FluxConfig& c, const at::Tensor& projected) {
+  if (!c.swiglu) return at::gelu(projected, "tanh");
+  const std::vector<at::Tensor> halves = projected.chunk(2, -1);
+  return at::silu(halves[0]) * halves[1];
+}
+
 struct HeadsQkv {
   at::Tensor q, k, v;  // [B, n, H, D]
 };
@@ -139,7 +147,7 @@ void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows,
     s.rows.addcmul_(Linear(out, w, s.name + "_attn.proj"), s.mod[2]);
     const at::Tensor normed = ModulatedNorm(s.rows, s.mod[3], s.mod[4], dtype);
     const at::Tensor mlp =
-        Linear(at::gelu(Linear(normed, w, s.name + "_mlp.0"), "tanh"), w, s.name + "_mlp.2");
+        Linear(MlpActivation(c, Linear(normed, w, s.name + "_mlp.0")), w, s.name + "_mlp.2");
     s.rows.addcmul_(mlp, s.mod[5]);
   }
 }
@@ -158,12 +166,13 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tenso
   at::Tensor mlp;
   if (w.Has("linear1.weight")) {
     const at::Tensor& weight = w.Get("linear1.weight");
-    const at::Tensor& bias = w.Get("linear1.bias");
-    const at::Tensor projected =
-        at::linear(normed, weight.narrow(0, 0, 3 * h), bias.narrow(0, 0, 3 * h));
+    const at::Tensor& bias = w.Get("linear1.bias");  // undefined without biases (Flux 2)
+    auto rows = [&](const at::Tensor& t, int64_t begin, int64_t count) {
+      return t.defined() ? t.narrow(0, begin, count) : at::Tensor();
+    };
+    const at::Tensor projected = at::linear(normed, rows(weight, 0, 3 * h), rows(bias, 0, 3 * h));
     for (const at::Tensor& part : projected.split(h, -1)) qkv.push_back(part);
-    mlp = at::linear(normed, weight.narrow(0, 3 * h, c.mlp_hidden),
-                     bias.narrow(0, 3 * h, c.mlp_hidden));
+    mlp = at::linear(normed, rows(weight, 3 * h, c.mlp_in()), rows(bias, 3 * h, c.mlp_in()));
   } else {
     qkv = Project(normed, w, "linear1", {{"q", h}, {"k", h}, {"v", h}});
     mlp = Linear(normed, w, "linear1.mlp");
@@ -172,7 +181,7 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tenso
       JointAttention({Heads(qkv, w, "norm", c.num_heads)}, rotation, parallel);
   const at::Tensor& weight = w.Get("linear2.weight");  // [hidden, hidden + mlp_hidden]
   at::Tensor out = at::linear(attention, weight.narrow(1, 0, h), w.Get("linear2.bias"));
-  out.view({-1, h}).addmm_(at::gelu(mlp, "tanh").view({-1, c.mlp_hidden}),
+  out.view({-1, h}).addmm_(MlpActivation(c, mlp).reshape({-1, c.mlp_hidden}),
                            weight.narrow(1, h, c.mlp_hidden).t());
   x.addcmul_(out, mod[2]);
 }
@@ -208,7 +217,9 @@ Patches Patchify(const FluxConfig& c, const at::Tensor& latent, at::ScalarType d
       (at::arange(p.rows, options) + row_offset).view({p.rows, 1}).expand({p.rows, p.cols});
   const at::Tensor col =
       (at::arange(p.cols, options) + column_offset).view({1, p.cols}).expand({p.rows, p.cols});
-  p.ids = at::stack({at::full({p.rows, p.cols}, index, options), r, col}, -1).view({-1, 3});
+  std::vector<at::Tensor> axes = {at::full({p.rows, p.cols}, index, options), r, col};
+  if (c.positions == RopePositions::kFlux2) axes.push_back(at::zeros({p.rows, p.cols}, options));
+  p.ids = at::stack(axes, -1).view({p.rows * p.cols, -1});
   return p;
 }
 
@@ -280,6 +291,10 @@ at::Tensor TextIds(const FluxConfig& c, int64_t tokens, int64_t rows, int64_t co
                    at::Device device) {
   const at::TensorOptions options = at::TensorOptions().dtype(at::kDouble).device(device);
   if (c.positions == RopePositions::kFlux) return at::zeros({tokens, 3}, options);
+  if (c.positions == RopePositions::kFlux2) {
+    return at::cat({at::zeros({tokens, 3}, options), at::arange(tokens, options).view({tokens, 1})},
+                   1);
+  }
   const int64_t start = std::max(rows / 2, cols / 2);
   return (at::arange(tokens, options) + start).view({tokens, 1}).expand({tokens, 3});
 }
@@ -323,6 +338,13 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
     }
     silu_vec = at::silu(vec);
   }
+  // Flux 2's: one set for every block of a kind.
+  std::vector<at::Tensor> shared_img, shared_txt, shared_single;
+  if (c.shared_modulation) {
+    shared_img = Modulate(silu_vec, g, "double_mod_img.lin", 6);
+    shared_txt = Modulate(silu_vec, g, "double_mod_txt.lin", 6);
+    shared_single = Modulate(silu_vec, g, "single_mod.lin", 3);
+  }
   // `count` rows of Chroma's table from `row`, each [B, 1, hidden].
   auto rows_of = [&](int64_t row, int64_t count) {
     return table.narrow(1, row, count).to(at::kFloat).split(1, 1);
@@ -352,6 +374,7 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
     const absl::Cleanup release = [&provider, i] { provider.Release(i); };
     if (i < c.depth) {
       auto modulation = [&](const std::string& stream) -> std::vector<at::Tensor> {
+        if (c.shared_modulation) return stream == "img" ? shared_img : shared_txt;
         if (!table.defined()) return Modulate(silu_vec, **block, stream + "_mod.lin", 6);
         // Chroma's table: the single blocks' 3 rows each, then the double blocks' image rows,
         // then their text rows, 6 each.
@@ -362,8 +385,9 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
     } else {
       const int64_t single = i - c.depth;
       SingleBlock(c, joint,
-                  table.defined() ? rows_of(3 * single, 3)
-                                  : Modulate(silu_vec, **block, "modulation.lin", 3),
+                  c.shared_modulation ? shared_single
+                  : table.defined()   ? rows_of(3 * single, 3)
+                                      : Modulate(silu_vec, **block, "modulation.lin", 3),
                   rotation, **block, sp, dtype);
     }
   }

@@ -1,0 +1,126 @@
+// Our FLUX.2 forward (the Flux forward with SwiGLU MLPs, shared modulation, no biases, 4-axis
+// RoPE) against diffusers' Flux2Transformer2DModel with its own random weights, on fresh random
+// inputs (ComfyUI 0.3.64 predates FLUX.2). fp32 on the CPU, relative L2 under 1e-4: the tiny size
+// and FLUX.2's head geometry (heads of 128, RoPE 32 x 4 at theta 2000, text 15360 wide) with one
+// block of each kind.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/core/safetensors_tensors.h"
+#include "models/family/model_info.h"
+#include "models/flux/flux_model.h"
+#include "models/flux2/flux2_family.h"
+#include "models/flux2/flux2_keys.h"
+#include "tests/models/reference_forward.h"
+#include "tests/models/wan_test_util.h"
+#include "tests/util/temp_dir.h"
+
+namespace raylight::models::flux2 {
+namespace {
+
+using flux::FluxConfig;
+using flux::FluxInputs;
+using testing_util::RelativeL2;
+
+std::string ConfigJson(const FluxConfig& c) {
+  return absl::StrCat("{\"hidden\": ", c.hidden, ", \"heads\": ", c.num_heads,
+                      ", \"depth\": ", c.depth, ", \"depth_single\": ", c.depth_single,
+                      ", \"context_dim\": ", c.context_dim, ", \"axes_dim\": [",
+                      absl::StrJoin(c.axes_dim, ", "), "]}");
+}
+
+FluxInputs RandomInputs(const FluxConfig& config, int64_t batch, int64_t height, int64_t width,
+                        int64_t tokens) {
+  FluxInputs in;
+  in.x = at::randn({batch, config.latent_channels, height, width});
+  in.t = at::rand({batch}) * 0.9 + 0.05;
+  in.context = at::randn({batch, tokens, config.context_dim});
+  in.guidance = at::rand({batch}) * 4 + 1;
+  return in;
+}
+
+absl::StatusOr<testing_util::ReferenceForward> Reference(const std::string& dir,
+                                                         const FluxConfig& config,
+                                                         const FluxInputs& inputs) {
+  return testing_util::RunReferenceForward(RAYLIGHT_FLUX2_REFERENCE, ConfigJson(config),
+                                           {{"x", inputs.x},
+                                            {"t", inputs.t},
+                                            {"context", inputs.context},
+                                            {"guidance", inputs.guidance}},
+                                           dir, "", {.comfyui = false});
+}
+
+void Compare(FluxConfig config, const FluxInputs& inputs, const std::string& expected_name) {
+  testing_util::TempDir dir("flux2-reference");
+  auto reference = Reference(dir.path(), config, inputs);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto loaded = LoadFlux2({reference->diffusers_checkpoint}, PlacementOptions{});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config.name, expected_name);
+  auto ours = flux::FluxForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  ASSERT_EQ(ours->sizes(), reference->diffusers.sizes());
+  const double error = RelativeL2(*ours, reference->diffusers);
+  EXPECT_LT(error, 1e-4);
+  std::printf("%s (%ld + %ld blocks) vs diffusers: relative L2 %.3g\n", expected_name.c_str(),
+              static_cast<long>(config.depth), static_cast<long>(config.depth_single), error);
+}
+
+TEST(Flux2ModelTest, TinyMatchesDiffusers) {
+  const FluxConfig config = *Flux2Preset("tiny-flux2");
+  Compare(config, RandomInputs(config, 2, 4, 6, 7), "tiny-flux2");
+}
+
+TEST(Flux2ModelTest, RealHeadGeometryMatchesDiffusers) {
+  // Heads of 128 with RoPE 32 x 4, FLUX.2's 15360-wide text, two heads, one block of each kind.
+  FluxConfig config = *Flux2Preset("flux2-dev");
+  config.hidden = 256;
+  config.num_heads = 2;
+  config.mlp_hidden = 3 * config.hidden;
+  config.depth = 1;
+  config.depth_single = 1;
+  Compare(config, RandomInputs(config, 1, 3, 5, 6), "custom");
+}
+
+TEST(Flux2ModelTest, IsItsOwnFamilyAndErrorsNameTheKeys) {
+  testing_util::TempDir dir("flux2-family");
+  const FluxConfig config = *Flux2Preset("tiny-flux2");
+  auto reference = Reference(dir.path(), config, RandomInputs(config, 1, 2, 2, 3));
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto info = InspectModel({reference->diffusers_checkpoint});
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->family, "flux2");
+  EXPECT_EQ(info->variant, "tiny-flux2");
+  EXPECT_TRUE(info->guidance_distilled);
+  EXPECT_EQ(info->spatial_factor, 16);
+  auto tensors = testing_util::ReadTensors(reference->diffusers_checkpoint);
+  ASSERT_TRUE(tensors.ok());
+  NamedTensors kept;
+  for (const auto& [name, tensor] : *tensors) {
+    if (name != "single_transformer_blocks.1.attn.to_out.weight") kept.emplace_back(name, tensor);
+  }
+  kept.emplace_back("transformer_blocks.0.attn.to_q.bias", at::ones({128}));
+  const std::string broken = dir.path() + "/broken.safetensors";
+  ASSERT_TRUE(WriteTensors(broken, kept).ok());
+  auto inspected = InspectModel({broken});
+  ASSERT_FALSE(inspected.ok());
+  const std::string message(inspected.status().message());
+  EXPECT_NE(message.find("missing keys: single_blocks.1.linear2.weight"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("extra keys: double_blocks.0.img_attn.qkv.q.bias"), std::string::npos)
+      << message;
+}
+
+TEST(Flux2ModelTest, PresetCountsThirtyTwoBillionParameters) {
+  const FluxConfig dev = *Flux2Preset("flux2-dev");
+  EXPECT_TRUE(dev.Validate().ok());
+  // FLUX.2 [dev]: 32 billion parameters (BFL's model card).
+  EXPECT_NEAR(static_cast<double>(dev.ParameterCount()) / 1e9, 32.2, 0.3);
+  EXPECT_EQ(dev.num_blocks(), 56);
+}
+
+}  // namespace
+}  // namespace raylight::models::flux2
