@@ -24,7 +24,8 @@ int64_t FluxActivationBytes(const FluxConfig& config, int64_t tokens_per_rank, i
   const int64_t element = static_cast<int64_t>(c10::elementSize(compute_dtype));
   const int64_t rows = tokens_per_rank * std::max(batch, 1);
   const int64_t residual = rows * config.hidden * 4 * 2;
-  const int64_t projection = rows * (3 * config.hidden + config.mlp_hidden) * element * 2;
+  // The fused projection's output (q, k, v and the MLP input: twice the MLP width for SwiGLU).
+  const int64_t projection = rows * (3 * config.hidden + config.mlp_in()) * element * 2;
   const int64_t attention = rows * config.hidden * (4 * element * 2 + 4);
   constexpr int64_t kWorkspaces = int64_t{512} << 20;
   return residual + std::max(projection, attention) + kWorkspaces;
