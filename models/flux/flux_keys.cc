@@ -113,6 +113,16 @@ std::optional<std::string> RenameByPrefix(const std::string& key, const KeyRenam
   return std::nullopt;
 }
 
+std::optional<std::string> RenameBlockKey(const std::string& key, const std::string& prefix,
+                                          const std::string& to, const KeyRenames& renames) {
+  int index = 0;
+  std::string rest;
+  if (!SplitBlock(key, prefix, &index, &rest)) return std::nullopt;
+  auto renamed = RenameByPrefix(rest, renames);
+  if (!renamed) return std::nullopt;
+  return absl::StrCat(to, index, ".", *renamed);
+}
+
 int64_t BlockCount(const KeyShapes& c, const std::string& prefix) {
   int64_t count = 0;
   for (const auto& [name, shape] : c.shapes) {
@@ -186,17 +196,11 @@ void NamePreset(FluxConfig& config, const std::vector<FluxConfig>& presets) {
 
 std::optional<std::string> NormalizeFluxKey(const std::string& raw) {
   const std::string key = StripModelPrefix(raw);
-  int index = 0;
-  std::string rest;
-  if (SplitBlock(key, "transformer_blocks.", &index, &rest)) {
-    auto renamed = RenameByPrefix(rest, DoubleRenames());
-    if (!renamed) return std::nullopt;
-    return absl::StrCat("double_blocks.", index, ".", *renamed);
+  if (absl::StartsWith(key, "transformer_blocks.")) {
+    return RenameBlockKey(key, "transformer_blocks.", "double_blocks.", DoubleRenames());
   }
-  if (SplitBlock(key, "single_transformer_blocks.", &index, &rest)) {
-    auto renamed = RenameByPrefix(rest, SingleRenames());
-    if (!renamed) return std::nullopt;
-    return absl::StrCat("single_blocks.", index, ".", *renamed);
+  if (absl::StartsWith(key, "single_transformer_blocks.")) {
+    return RenameBlockKey(key, "single_transformer_blocks.", "single_blocks.", SingleRenames());
   }
   if (auto renamed = RenameByPrefix(key, GlobalRenames())) return renamed;
   // BFL / ComfyUI names are the internal ones: kept when they belong to a Flux module.

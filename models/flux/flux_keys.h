@@ -55,6 +55,10 @@ absl::Status CheckFluxWeights(const FluxKeyShapes& checkpoint, const FluxConfig&
 // sizes and the preset a detected config is.
 using KeyRenames = std::vector<std::pair<std::string, std::string>>;
 std::optional<std::string> RenameByPrefix(const std::string& key, const KeyRenames& renames);
+// A block's key "<prefix><n>.<rest>" as "<to><n>.<rest renamed>"; nullopt when the key is not
+// under `prefix` or its rest has no rename.
+std::optional<std::string> RenameBlockKey(const std::string& key, const std::string& prefix,
+                                          const std::string& to, const KeyRenames& renames);
 // One more than the largest block index under `prefix` ("double_blocks.").
 int64_t BlockCount(const KeyShapes& checkpoint, const std::string& prefix);
 // The sizes every Flux-shaped checkpoint shows: hidden and latent channels from img_in, the text

@@ -1,7 +1,6 @@
 #include "models/flux2/flux2_keys.h"
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/model_prefix.h"
@@ -62,20 +61,6 @@ const KeyRenames& SingleRenames() {
   return *renames;
 }
 
-// "<prefix><n>.<rest>" -> "<to><n>.<rest renamed>".
-std::optional<std::string> RenameBlock(const std::string& key, const std::string& prefix,
-                                       const std::string& to, const KeyRenames& renames) {
-  const size_t dot = key.find('.', prefix.size());
-  int index = 0;
-  if (dot == std::string::npos ||
-      !absl::SimpleAtoi(key.substr(prefix.size(), dot - prefix.size()), &index) || index < 0) {
-    return std::nullopt;
-  }
-  auto renamed = flux::RenameByPrefix(key.substr(dot + 1), renames);
-  if (!renamed) return std::nullopt;
-  return absl::StrCat(to, index, ".", *renamed);
-}
-
 std::vector<FluxConfig> Presets() {
   FluxConfig full;
   full.name = "flux2-dev";
@@ -126,10 +111,11 @@ std::vector<std::string> Flux2PresetNames() {
 std::optional<std::string> NormalizeFlux2Key(const std::string& raw) {
   const std::string key = StripModelPrefix(raw);
   if (absl::StartsWith(key, "transformer_blocks.")) {
-    return RenameBlock(key, "transformer_blocks.", "double_blocks.", DoubleRenames());
+    return flux::RenameBlockKey(key, "transformer_blocks.", "double_blocks.", DoubleRenames());
   }
   if (absl::StartsWith(key, "single_transformer_blocks.")) {
-    return RenameBlock(key, "single_transformer_blocks.", "single_blocks.", SingleRenames());
+    return flux::RenameBlockKey(key, "single_transformer_blocks.", "single_blocks.",
+                                SingleRenames());
   }
   return flux::RenameByPrefix(key, GlobalRenames());
 }

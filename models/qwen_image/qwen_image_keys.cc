@@ -1,7 +1,6 @@
 #include "models/qwen_image/qwen_image_keys.h"
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/model_prefix.h"
@@ -94,17 +93,8 @@ std::vector<std::string> QwenImagePresetNames() {
 
 std::optional<std::string> NormalizeQwenImageKey(const std::string& raw) {
   const std::string key = StripModelPrefix(raw);
-  const std::string blocks = "transformer_blocks.";
-  if (absl::StartsWith(key, blocks)) {
-    const size_t dot = key.find('.', blocks.size());
-    int index = 0;
-    if (dot == std::string::npos ||
-        !absl::SimpleAtoi(key.substr(blocks.size(), dot - blocks.size()), &index) || index < 0) {
-      return std::nullopt;
-    }
-    auto renamed = flux::RenameByPrefix(key.substr(dot + 1), BlockRenames());
-    if (!renamed) return std::nullopt;
-    return absl::StrCat("double_blocks.", index, ".", *renamed);
+  if (absl::StartsWith(key, "transformer_blocks.")) {
+    return flux::RenameBlockKey(key, "transformer_blocks.", "double_blocks.", BlockRenames());
   }
   return flux::RenameByPrefix(key, GlobalRenames());
 }
