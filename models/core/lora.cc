@@ -31,12 +31,18 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ReadLoraTensors(const std::str
 
 using Patch = WeightPatch;
 
-// Module key -> checkpoint name: ComfyUI's key map over the model's own names, then the
-// model's normaliser for other spellings.
+// A weight (or bias) a LoRA module patches, and which of its rows.
+struct Target {
+  std::string name;
+  PatchRows rows;
+};
+
+// Module key -> checkpoint names: ComfyUI's key map over the model's own names, then the
+// model's normaliser for other spellings, then the modules the checkpoint arranges otherwise.
 class KeyMap {
  public:
-  KeyMap(const Checkpoint& checkpoint, const KeyNormalizer& normalize)
-      : checkpoint_(checkpoint), normalize_(normalize) {
+  KeyMap(const Checkpoint& checkpoint, const KeyNormalizer& normalize, const LoraRowMap& remapped)
+      : checkpoint_(checkpoint), normalize_(normalize), remapped_(remapped) {
     // The model's own names first, then (where they differ) the file's: a LoRA named after the
     // checkpoint it was trained on (Qwen-Image's kohya keys spell diffusers' module names).
     for (bool raw_names : {false, true}) {
@@ -56,6 +62,9 @@ class KeyMap {
         if (raw != module) Add(raw, module);
       }
     }
+    // Kohya's spelling of a module this checkpoint stores in other rows (a fused projection's
+    // part, or the parts' fused whole).
+    for (const auto& [module, pieces] : remapped) Add(module, module);
   }
 
   // `spelled`'s LoRA module keys (kohya's, ComfyUI's, bare) -> `module`; a key already taken
@@ -66,8 +75,9 @@ class KeyMap {
     map_.emplace(spelled, module);
   }
 
-  // The checkpoint name of `module`'s weight (or bias), or nullopt.
-  std::optional<std::string> Find(std::string module, bool bias) const {
+  // What `module`'s weight (or bias) update patches: the checkpoint tensor of that name, or the
+  // rows of the tensors it is arranged in; empty when nothing here.
+  std::vector<Target> Find(std::string module, bool bias) const {
     // Wan Fun's LoRAs double the underscore after the prefix (comfy/lora_convert.py).
     if (absl::StartsWith(module, "lora_unet__")) module = "lora_unet_" + module.substr(11);
     // diffusers pipelines save a transformer's LoRA under "transformer.", PEFT under
@@ -86,17 +96,32 @@ class KeyMap {
     } else if (auto parameter = normalize_(module); parameter) {
       base = *parameter;  // a parameter of its own (diffusers' scale_shift_table)
     } else {
-      return std::nullopt;
+      return {};
     }
+    if (auto name = TensorOf(base, bias)) return {Target{*name, {}}};
+    auto pieces = remapped_.find(base);
+    if (pieces == remapped_.end()) return {};
+    std::vector<Target> targets;
+    for (const LoraRowPiece& piece : pieces->second) {
+      auto name = TensorOf(piece.module, bias);
+      if (!name) return {};
+      targets.push_back(Target{*name, {piece.from, piece.into, piece.count}});
+    }
+    return targets;
+  }
+
+ private:
+  // The checkpoint tensor of `base`'s weight (or bias), or `base` itself (a parameter).
+  std::optional<std::string> TensorOf(const std::string& base, bool bias) const {
     for (const std::string& name : {base + (bias ? ".bias" : ".weight"), base}) {
       if (checkpoint_.tensors.count(name) && (name != base || !bias)) return name;
     }
     return std::nullopt;
   }
 
- private:
   const Checkpoint& checkpoint_;
   const KeyNormalizer& normalize_;
+  const LoraRowMap& remapped_;
   std::map<std::string, std::string> map_;
 };
 
@@ -205,11 +230,14 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
   int matched = 0;
   // A patch for `module`'s weight, with its DoRA scale when the file has one.
   auto add = [&](const std::string& module, bool bias, Patch patch) -> bool {
-    auto target = keys.Find(module, bias);
-    if (!target) return false;
+    const std::vector<Target> targets = keys.Find(module, bias);
+    if (targets.empty()) return false;
     patch.strength = lora.strength;
     if (!bias) patch.dora_scale = tensors.Take(module + ".dora_scale");
-    patches[*target].push_back(std::move(patch));
+    for (const Target& target : targets) {
+      patch.rows = target.rows;
+      patches[target.name].push_back(patch);
+    }
     ++matched;
     return true;
   };
@@ -218,7 +246,7 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
     for (const LoraUpDown& suffix : kLoraLowRankSuffixes) {
       if (!absl::EndsWith(key, suffix.up)) continue;
       const std::string module = key.substr(0, key.size() - strlen(suffix.up));
-      if (!tensors.Has(module + suffix.down) || !keys.Find(module, false)) continue;
+      if (!tensors.Has(module + suffix.down) || keys.Find(module, false).empty()) continue;
       Patch patch{.up = tensors.Take(key),
                   .down = tensors.Take(module + suffix.down),
                   .source = absl::StrCat(lora.path, ": ", key)};
@@ -240,7 +268,7 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
     for (const auto& [suffix, bias] : kLoraDiffSuffixes) {
       if (!absl::EndsWith(key, suffix)) continue;
       const std::string module = key.substr(0, key.size() - strlen(suffix));
-      if (!keys.Find(module, bias)) break;
+      if (keys.Find(module, bias).empty()) break;
       add(module, bias,
           Patch{.kind = Patch::Kind::kDiff,
                 .diff = tensors.Take(key),
@@ -263,10 +291,11 @@ absl::Status CollectPatches(const LoraFile& lora, const KeyMap& keys,
 
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
                                       const KeyNormalizer& normalize, at::Device device,
-                                      bool keep_on_device, bool attach) {
+                                      bool keep_on_device, bool attach,
+                                      const LoraRowMap& remapped) {
   LoraReport report;
   if (loras.empty()) return report;
-  const KeyMap keys(checkpoint, normalize);
+  const KeyMap keys(checkpoint, normalize, remapped);
   std::map<std::string, std::vector<Patch>> patches;
   for (const LoraFile& lora : loras) {
     if (auto status = CollectPatches(lora, keys, patches, report); !status.ok()) return status;

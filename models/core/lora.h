@@ -15,7 +15,10 @@
 // native and ComfyUI form (`diffusion_model.<name>`, or `<name>`), and any spelling the model's
 // key normaliser knows (diffusers / PEFT `transformer.blocks.0.attn1.to_q`). Keys that match no
 // weight are listed (ComfyUI logs "lora key not loaded"); a LoRA none of whose keys match is
-// refused as one for another architecture.
+// refused as one for another architecture. A module the checkpoint stores in another arrangement
+// (`remapped`, lora_keys.h) patches the rows its pieces name, as ComfyUI's offsets do for
+// diffusers' Flux LoRAs on BFL's fused weights; the reverse (a fused module's LoRA on a checkpoint
+// of parts) gives each part its rows of the update.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -25,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "models/core/checkpoint.h"
+#include "models/core/lora_keys.h"
 
 namespace raylight::models {
 
@@ -52,6 +56,7 @@ struct LoraReport {
 // shard, so no rank holds a merged copy of the whole model.
 absl::StatusOr<LoraReport> ApplyLoras(Checkpoint& checkpoint, const std::vector<LoraFile>& loras,
                                       const KeyNormalizer& normalize, at::Device device,
-                                      bool keep_on_device = false, bool attach = false);
+                                      bool keep_on_device = false, bool attach = false,
+                                      const LoraRowMap& remapped = {});
 
 }  // namespace raylight::models

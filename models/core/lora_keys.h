@@ -2,7 +2,11 @@
 // torch-free, so that the head can tell a LoRA file from a model by its header.
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "models/core/safetensors.h"
@@ -28,6 +32,20 @@ inline constexpr LoraUpDown kLoraLowRankSuffixes[] = {
 // Whole-tensor differences: the suffix, and whether it patches the bias instead of the weight.
 inline constexpr std::pair<const char*, bool> kLoraDiffSuffixes[] = {
     {".diff", false}, {".diff_b", true}, {".w_norm", false}, {".b_norm", true}};
+
+// Where a LoRA module's update goes when the checkpoint stores that module's weight in another
+// arrangement (Flux's q, k and v fused into one matrix by one spelling and kept apart by another;
+// diffusers' (scale, shift) rows where BFL stores (shift, scale)): rows [from, from + count) of the
+// update into rows [into, into + count) of `module`'s weight (and bias).
+struct LoraRowPiece {
+  std::string module;
+  int64_t from = 0;
+  int64_t into = 0;
+  int64_t count = 0;
+};
+// A checkpoint's such modules (in the model's internal naming) -> their pieces. A family whose
+// spellings arrange a weight differently makes one from the checkpoint it opened.
+using LoraRowMap = std::map<std::string, std::vector<LoraRowPiece>>;
 
 // Whether `name` is one of a LoRA file's keys (an update factor, LyCORIS's LoHa / LoKr factors, a
 // DoRA scale, alpha, or a difference).

@@ -6,12 +6,10 @@
 
 namespace raylight::models {
 
-absl::StatusOr<PlacedCheckpoint> PlaceCheckpoint(Checkpoint& checkpoint, const BlockLayout& layout,
-                                                 const PlacementOptions& options,
-                                                 const WeightPlacement& placement,
-                                                 const std::vector<LoraFile>& loras,
-                                                 const KeyNormalizer& normalize,
-                                                 const std::string& model) {
+absl::StatusOr<PlacedCheckpoint> PlaceCheckpoint(
+    Checkpoint& checkpoint, const BlockLayout& layout, const PlacementOptions& options,
+    const WeightPlacement& placement, const std::vector<LoraFile>& loras,
+    const KeyNormalizer& normalize, const std::string& model, const LoraRowMap& remapped) {
   if (placement.kind == WeightPlacement::Kind::kSharded && placement.group == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("loading ", model, ": sharding needs a group"));
   }
@@ -19,7 +17,8 @@ absl::StatusOr<PlacedCheckpoint> PlaceCheckpoint(Checkpoint& checkpoint, const B
   const bool resident = placement.kind == WeightPlacement::Kind::kResident;
   const bool attach = placement.kind == WeightPlacement::Kind::kSharded;
   try {
-    auto merged = ApplyLoras(checkpoint, loras, normalize, options.device, resident, attach);
+    auto merged =
+        ApplyLoras(checkpoint, loras, normalize, options.device, resident, attach, remapped);
     if (!merged.ok()) return merged.status();
     absl::StatusOr<std::unique_ptr<WeightProvider>> weights;
     switch (placement.kind) {

@@ -40,14 +40,13 @@ struct PlacedCheckpoint {
 };
 
 // Merges `loras` into `checkpoint` (an fp8 base is requantised over its scale, as ComfyUI does;
-// FSDP attaches them so that each rank merges its own rows) and places it. libtorch errors come
+// FSDP attaches them so that each rank merges its own rows; `remapped`: the modules the
+// checkpoint stores in other rows, lora.h) and places it. libtorch errors come
 // back as a Status naming `model` (ResourceExhausted for out-of-memory).
-absl::StatusOr<PlacedCheckpoint> PlaceCheckpoint(Checkpoint& checkpoint, const BlockLayout& layout,
-                                                 const PlacementOptions& options,
-                                                 const WeightPlacement& placement,
-                                                 const std::vector<LoraFile>& loras,
-                                                 const KeyNormalizer& normalize,
-                                                 const std::string& model);
+absl::StatusOr<PlacedCheckpoint> PlaceCheckpoint(
+    Checkpoint& checkpoint, const BlockLayout& layout, const PlacementOptions& options,
+    const WeightPlacement& placement, const std::vector<LoraFile>& loras,
+    const KeyNormalizer& normalize, const std::string& model, const LoraRowMap& remapped = {});
 
 // What a checkpoint takes on a device as `options` would place it (fp8 and GGUF blocks kept
 // encoded where they stay so, the rest in its placed dtype), read from the opened checkpoint with

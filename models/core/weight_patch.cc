@@ -1,5 +1,6 @@
 #include "models/core/weight_patch.h"
 
+#include <algorithm>
 #include <limits>
 #include <vector>
 
@@ -35,47 +36,84 @@ at::Tensor FoldedDown(const WeightPatch& patch, at::Device device) {
       .transpose(0, 1);
 }
 
-// The update before strength and alpha, shaped as the weight (ComfyUI's `lora_diff`).
-absl::StatusOr<at::Tensor> Difference(const at::Tensor& weight, const WeightPatch& patch) {
-  const at::Device device = weight.device();
+// How many rows the patch's whole update has.
+int64_t UpdateRowCount(const WeightPatch& patch) {
   switch (patch.kind) {
     case WeightPatch::Kind::kDiff:
-      return F32(patch.diff, device);
+      return patch.diff.dim() >= 1 ? patch.diff.size(0) : 0;
+    case WeightPatch::Kind::kLoha:
+      return patch.w1_a.dim() >= 1 ? patch.w1_a.size(0) : 0;
+    case WeightPatch::Kind::kLokr: {
+      auto rows = [](const at::Tensor& whole, const at::Tensor& a) {
+        const at::Tensor& t = whole.defined() ? whole : a;
+        return t.dim() >= 1 ? t.size(0) : 0;
+      };
+      return rows(patch.w1, patch.w1_a) * rows(patch.w2, patch.w2_a);
+    }
+    case WeightPatch::Kind::kLowRank:
+      break;
+  }
+  return patch.up.dim() >= 1 ? patch.up.size(0) : 0;
+}
+
+// Rows [begin, begin + target.size(0)) of the update before strength and alpha, shaped as
+// `target` (ComfyUI's `lora_diff`); `whole`: the update must have exactly the target's rows.
+absl::StatusOr<at::Tensor> UpdateRows(const at::Tensor& target, const WeightPatch& patch,
+                                      int64_t begin, bool whole) {
+  const at::Device device = target.device();
+  const int64_t count = target.size(0);
+  const int64_t total = UpdateRowCount(patch);
+  if (begin < 0 || begin + count > total || (whole && total != count)) {
+    return Misfit(
+        patch,
+        absl::StrCat(total, " update rows", whole ? "" : absl::StrCat(" (from row ", begin, ")")),
+        target);
+  }
+  switch (patch.kind) {
+    case WeightPatch::Kind::kDiff: {
+      at::Tensor diff = F32(patch.diff.narrow(0, begin, count), device);
+      if (diff.sizes() != target.sizes()) {
+        return Misfit(patch, absl::StrCat("a difference of ", c10::str(patch.diff.sizes())),
+                      target);
+      }
+      return diff;
+    }
     case WeightPatch::Kind::kLoha: {
-      at::Tensor m1 = at::mm(F32(patch.w1_a, device), F32(patch.w1_b, device));
-      at::Tensor m2 = at::mm(F32(patch.w2_a, device), F32(patch.w2_b, device));
-      if (m1.sizes() != m2.sizes() || m1.numel() != weight.numel()) {
+      at::Tensor m1 =
+          at::mm(F32(patch.w1_a.narrow(0, begin, count), device), F32(patch.w1_b, device));
+      at::Tensor m2 =
+          at::mm(F32(patch.w2_a.narrow(0, begin, count), device), F32(patch.w2_b, device));
+      if (m1.sizes() != m2.sizes() || m1.numel() != target.numel()) {
         return Misfit(
             patch,
             absl::StrCat("hada factors of ", c10::str(m1.sizes()), " and ", c10::str(m2.sizes())),
-            weight);
+            target);
       }
-      return (m1 * m2).reshape(weight.sizes());
+      return (m1 * m2).reshape(target.sizes());
     }
     case WeightPatch::Kind::kLokr: {
       at::Tensor w1 = Factor(patch.w1, patch.w1_a, patch.w1_b, device);
       at::Tensor w2 = Factor(patch.w2, patch.w2_a, patch.w2_b, device);
       if (w2.dim() == 4) w1 = w1.unsqueeze(2).unsqueeze(2);
-      if (w1.dim() != w2.dim() || w1.numel() * w2.numel() != weight.numel()) {
+      if (w1.dim() != w2.dim() || w1.numel() * w2.numel() * count != target.numel() * total) {
         return Misfit(
             patch,
             absl::StrCat("kron factors of ", c10::str(w1.sizes()), " and ", c10::str(w2.sizes())),
-            weight);
+            target);
       }
-      return at::kron(w1, w2).reshape(weight.sizes());
+      return at::kron(w1, w2).narrow(0, begin, count).reshape(target.sizes());
     }
     case WeightPatch::Kind::kLowRank:
       break;
   }
   const at::Tensor up = F32(patch.up, device), down = FoldedDown(patch, device);
   const int64_t rank = down.size(0);
-  if (up.dim() < 2 || up.size(1) != rank || up.size(0) != weight.size(0) ||
-      down.flatten(1).size(1) * up.size(0) != weight.numel()) {
+  if (up.dim() < 2 || up.size(1) != rank || down.flatten(1).size(1) * count != target.numel()) {
     return Misfit(patch,
                   absl::StrCat("up ", c10::str(up.sizes()), " and down ", c10::str(down.sizes())),
-                  weight);
+                  target);
   }
-  return at::mm(up.flatten(1), down.flatten(1)).reshape(weight.sizes());
+  return at::mm(up.narrow(0, begin, count).flatten(1), down.flatten(1)).reshape(target.sizes());
 }
 
 // DoRA (ComfyUI's weight_decompose): the updated weight rescaled to `dora_scale`'s magnitudes,
@@ -116,48 +154,55 @@ absl::Status Decompose(at::Tensor& weight, at::Tensor difference, const WeightPa
 }  // namespace
 
 absl::Status ApplyWeightPatch(at::Tensor& weight, const WeightPatch& patch) {
-  auto difference = Difference(weight, patch);
-  if (!difference.ok()) return difference.status();
-  if (difference->sizes() != weight.sizes()) {
-    return Misfit(patch, absl::StrCat("a difference of ", c10::str(difference->sizes())), weight);
+  const PatchRows& rows = patch.rows;
+  if (!rows.whole() &&
+      (weight.dim() < 1 || rows.into < 0 || rows.into + rows.count > weight.size(0))) {
+    return Misfit(patch, absl::StrCat("rows [", rows.into, ", ", rows.into + rows.count, ")"),
+                  weight);
   }
-  if (patch.dora_scale.defined()) return Decompose(weight, *std::move(difference), patch);
+  // ComfyUI patches the narrowed weight as if it were the whole one.
+  at::Tensor target = rows.whole() ? weight : weight.narrow(0, rows.into, rows.count);
+  if (patch.dora_scale.defined() && !rows.whole() && UpdateRowCount(patch) != rows.count) {
+    // DoRA's magnitudes are of the module the LoRA was trained on: a part of it cannot be
+    // rescaled alone.
+    return absl::InvalidArgumentError(
+        absl::StrCat("lora ", patch.source,
+                     ": a DoRA update of a fused projection onto a checkpoint that stores it as "
+                     "parts is not supported"));
+  }
+  auto difference = UpdateRows(target, patch, rows.whole() ? 0 : rows.from, rows.whole());
+  if (!difference.ok()) return difference.status();
+  if (patch.dora_scale.defined()) return Decompose(target, *std::move(difference), patch);
   if (patch.kind == WeightPatch::Kind::kDiff) {
-    weight += *difference * patch.strength;
+    target += *difference * patch.strength;
   } else {
-    weight += *difference * (patch.strength * patch.alpha);
+    target += *difference * (patch.strength * patch.alpha);
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<bool> ApplyWeightPatchToRows(at::Tensor& rows, const WeightPatch& patch,
                                             int64_t row_begin, at::IntArrayRef weight_shape) {
-  if (patch.dora_scale.defined() || patch.kind == WeightPatch::Kind::kLokr) return false;
+  if (patch.dora_scale.defined()) return false;
   // Checked against the whole weight's shape first, without computing.
   at::Tensor whole = at::empty(weight_shape, at::TensorOptions(at::kMeta).dtype(at::kFloat));
   if (auto status = ApplyWeightPatch(whole, PatchOn(patch, at::kMeta)); !status.ok()) {
     return status;
   }
-  const at::Device device = rows.device();
-  const int64_t count = rows.size(0);
-  at::Tensor difference;
-  switch (patch.kind) {
-    case WeightPatch::Kind::kDiff:
-      rows += F32(patch.diff.narrow(0, row_begin, count), device) * patch.strength;
-      return true;
-    case WeightPatch::Kind::kLoha:
-      difference =
-          at::mm(F32(patch.w1_a.narrow(0, row_begin, count), device), F32(patch.w1_b, device)) *
-          at::mm(F32(patch.w2_a.narrow(0, row_begin, count), device), F32(patch.w2_b, device));
-      break;
-    case WeightPatch::Kind::kLowRank:
-      difference = at::mm(F32(patch.up.narrow(0, row_begin, count), device).flatten(1),
-                          FoldedDown(patch, device).flatten(1));
-      break;
-    case WeightPatch::Kind::kLokr:
-      return false;
-  }
-  rows += difference.reshape(rows.sizes()) * (patch.strength * patch.alpha);
+  // The weight rows the patch covers, within these rows.
+  const int64_t covered_begin = patch.rows.whole() ? 0 : patch.rows.into;
+  const int64_t covered_end =
+      patch.rows.whole() ? weight_shape[0] : covered_begin + patch.rows.count;
+  const int64_t begin = std::max(row_begin, covered_begin);
+  const int64_t end = std::min(row_begin + rows.size(0), covered_end);
+  if (begin >= end) return true;
+  at::Tensor target = rows.narrow(0, begin - row_begin, end - begin);
+  const int64_t from = (patch.rows.whole() ? 0 : patch.rows.from) + (begin - covered_begin);
+  auto difference = UpdateRows(target, patch, from, /*whole=*/false);
+  if (!difference.ok()) return difference.status();
+  const double scale =
+      patch.kind == WeightPatch::Kind::kDiff ? patch.strength : patch.strength * patch.alpha;
+  target += *difference * scale;
   return true;
 }
 

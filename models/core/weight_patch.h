@@ -3,6 +3,9 @@
 // W += s * (w1_a @ w1_b) * (w2_a @ w2_b) and LoKr W += s * kron(w1, w2) (each factor given whole or
 // as two), a whole-tensor difference W += strength * diff, where s = strength * alpha / rank; and
 // with a `dora_scale`, DoRA's weight decomposition (base.py weight_decompose) instead of the sum.
+// A patch may cover only some rows of its weight, or give only some rows of its update (`rows`):
+// where a checkpoint stores as one matrix what a LoRA names as parts (Flux's fused q, k, v), or
+// the reverse, as ComfyUI's offsets (comfy/lora.py calculate_weight) patch a narrowed weight.
 // LoRA merges apply these at load; a GGUF weight kept quantised carries them and applies them each
 // time its block is dequantised, in the same float32 arithmetic, so that both give the same bits.
 #pragma once
@@ -16,6 +19,15 @@
 
 namespace raylight::models {
 
+// Rows [from, from + count) of a patch's update go to rows [into, into + count) of its weight
+// (along the first dimension); count < 0: the whole update onto the whole weight.
+struct PatchRows {
+  int64_t from = 0;
+  int64_t into = 0;
+  int64_t count = -1;
+  bool whole() const { return count < 0; }
+};
+
 struct WeightPatch {
   enum class Kind { kLowRank, kDiff, kLoha, kLokr };
   Kind kind = Kind::kLowRank;
@@ -28,6 +40,7 @@ struct WeightPatch {
   double strength = 1.0;
   double alpha = 1.0;  // alpha / rank where the file gives alpha (ComfyUI's `alpha`)
   std::string source;  // "file: key" for errors
+  PatchRows rows;
 };
 
 // `weight` (float32) after `patch`, computed on `weight`'s device. An error names the patch's

@@ -138,7 +138,8 @@ absl::StatusOr<LoadedFlux> LoadFluxArchitecture(const FluxArchitecture& architec
   auto opened = Open(architecture, paths);
   if (!opened.ok()) return opened.status();
   auto placed = PlaceCheckpoint(opened->checkpoint, FluxBlockLayout(opened->config), options,
-                                placement, loras, architecture.normalize, opened->config.name);
+                                placement, loras, architecture.normalize, opened->config.name,
+                                LoraRowsOf(opened->checkpoint, opened->config));
   if (!placed.ok()) return placed.status();
   return LoadedFlux{opened->config, std::move(placed->weights), std::move(placed->loras)};
 }

@@ -12,6 +12,7 @@ ModelInfo FluxModelInfo(const FluxConfig& config) {
   info.variant = config.name;
   info.num_heads = static_cast<int>(config.num_heads);
   info.video = false;
+  info.merges_loras = true;
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 8;
   info.temporal_factor = 1;

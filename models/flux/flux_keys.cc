@@ -277,6 +277,53 @@ WeightShapes FluxWeightShapes(const FluxConfig& c, FluxSpelling spelling) {
   return shapes;
 }
 
+LoraRowMap FluxLoraRows(const FluxConfig& c,
+                        const std::function<bool(const std::string&)>& has_weight) {
+  LoraRowMap rows;
+  const int64_t h = c.hidden;
+  using Parts = std::vector<std::pair<std::string, int64_t>>;
+  // `fused`'s parts in row order: the parts' names onto the fused matrix's rows, or the fused
+  // name onto the parts, whichever the checkpoint lacks.
+  auto fused_projection = [&](const std::string& fused, const Parts& parts) {
+    const bool whole = has_weight(fused + ".weight");
+    int64_t offset = 0;
+    for (const auto& [part, count] : parts) {
+      const std::string name = fused + "." + part;
+      if (whole) {
+        rows[name] = {{fused, 0, offset, count}};
+      } else if (has_weight(name + ".weight")) {
+        rows[fused].push_back({name, offset, 0, count});
+      }
+      offset += count;
+    }
+  };
+  const Parts qkv = {{"q", h}, {"k", h}, {"v", h}};
+  for (int64_t i = 0; i < c.depth; ++i) {
+    for (const std::string stream : {"img", "txt"}) {
+      fused_projection(absl::StrCat("double_blocks.", i, ".", stream, "_attn.qkv"), qkv);
+    }
+  }
+  for (int64_t i = 0; i < c.depth_single; ++i) {
+    const std::string linear1 = absl::StrCat("single_blocks.", i, ".linear1");
+    fused_projection(linear1, {{"q", h}, {"k", h}, {"v", h}, {"mlp", c.mlp_in()}});
+    // A trainer's name for the attention's rows of linear1 (ComfyUI maps it too).
+    if (has_weight(linear1 + ".weight")) {
+      rows[linear1 + "_qkv"] = {{linear1, 0, 0, 3 * h}};
+    } else if (has_weight(linear1 + ".q.weight")) {
+      rows[linear1 + "_qkv"] = {
+          {linear1 + ".q", 0, 0, h}, {linear1 + ".k", h, 0, h}, {linear1 + ".v", 2 * h, 0, h}};
+    }
+  }
+  // The final modulation: (shift, scale) as BFL stores it, (scale, shift) in diffusers' order.
+  for (const auto& [present, absent] :
+       {std::pair<std::string, std::string>{"final_layer.adaLN_modulation.1",
+                                            "final_layer.scale_shift"},
+        {"final_layer.scale_shift", "final_layer.adaLN_modulation.1"}}) {
+    if (has_weight(present + ".weight")) rows[absent] = {{present, 0, h, h}, {present, h, 0, h}};
+  }
+  return rows;
+}
+
 bool LooksLikeFlux(const FluxKeyShapes& c) {
   return c.shapes.contains("txt_in.weight") && c.shapes.contains("img_in.weight") &&
          (c.shapes.contains("double_blocks.0.img_mod.lin.weight") ||

@@ -8,12 +8,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "models/core/lora_keys.h"
 #include "models/core/weight_shapes.h"
 #include "models/flux/flux_config.h"
 
@@ -49,6 +51,15 @@ absl::StatusOr<FluxConfig> InspectFluxCheckpoint(const std::vector<std::string>&
 
 // Missing, extra and wrongly shaped weights against `config`, in one error naming them.
 absl::Status CheckFluxWeights(const FluxKeyShapes& checkpoint, const FluxConfig& config);
+
+// The modules a LoRA may name that this checkpoint (`has_weight`: whether it has a weight of
+// that internal name) stores in other rows, as ComfyUI maps them (comfy/utils.py
+// flux_to_diffusers and comfy/lora.py): on a checkpoint of fused projections, diffusers' parts
+// (`double_blocks.N.img_attn.qkv.q` from `to_q`, a single block's `linear1.mlp` from `proj_mlp`)
+// and a single block's `linear1_qkv`; on one of parts, the fused wholes (kohya's
+// `lora_unet_double_blocks_N_img_attn_qkv`); and the final modulation in the other row order.
+LoraRowMap FluxLoraRows(const FluxConfig& config,
+                        const std::function<bool(const std::string&)>& has_weight);
 
 // What the families on the Flux forward (Chroma, Qwen-Image) share to read their names:
 // prefix renames (the first `from` a key starts with becomes `to`), block counts, the blocks'

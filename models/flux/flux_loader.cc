@@ -19,6 +19,12 @@ BlockLayout FluxBlockLayout(const FluxConfig& config) {
                       {"single_blocks.", static_cast<int>(config.depth_single)}}};
 }
 
+LoraRowMap LoraRowsOf(const Checkpoint& checkpoint, const FluxConfig& config) {
+  return FluxLoraRows(config, [&checkpoint](const std::string& name) {
+    return checkpoint.tensors.count(name) > 0;
+  });
+}
+
 absl::StatusOr<LoadedFlux> LoadFlux(const std::vector<std::string>& paths,
                                     const PlacementOptions& options,
                                     const WeightPlacement& placement,
@@ -28,7 +34,8 @@ absl::StatusOr<LoadedFlux> LoadFlux(const std::vector<std::string>& paths,
   // Flux computes its modulation from the weights as stored (BFL runs it in the model's dtype):
   // nothing is kept in fp32 (the modulation tables are a quarter of the model).
   auto placed = PlaceCheckpoint(opened->checkpoint, FluxBlockLayout(opened->config), options,
-                                placement, loras, NormalizeFluxKey, opened->config.name);
+                                placement, loras, NormalizeFluxKey, opened->config.name,
+                                LoraRowsOf(opened->checkpoint, opened->config));
   if (!placed.ok()) return placed.status();
   return LoadedFlux{opened->config, std::move(placed->weights), std::move(placed->loras)};
 }

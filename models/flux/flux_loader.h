@@ -26,6 +26,9 @@ absl::StatusOr<OpenedFlux> OpenFluxCheckpoint(const std::vector<std::string>& pa
 // i - depth after.
 BlockLayout FluxBlockLayout(const FluxConfig& config);
 
+// The modules a LoRA may name that `checkpoint` stores in other rows (flux_keys.h FluxLoraRows).
+LoraRowMap LoraRowsOf(const Checkpoint& checkpoint, const FluxConfig& config);
+
 struct LoadedFlux {
   FluxConfig config;
   std::unique_ptr<WeightProvider> weights;

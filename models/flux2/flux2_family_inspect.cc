@@ -28,6 +28,7 @@ ModelInfo Flux2ModelInfo(const flux::FluxConfig& config) {
   // ComfyUI's Flux2 latent format: 128 channels at 1/16 of the pixels (its VAE's 32 channels
   // with their 2x2 patches folded in), no scale; the transformer's patch is 1x1.
   info.video = false;
+  info.merges_loras = true;
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 16;
   info.temporal_factor = 1;

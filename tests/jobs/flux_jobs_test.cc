@@ -3,7 +3,8 @@
 // pooled vector, the guidance), and the same job run by ComfyUI 0.3.64's comfy.sample.sample
 // with its Flux model, ModelSamplingFlux and latent format (tests/models/flux_reference.py
 // --sample). fp32 on CPU workers: max abs difference under 1e-4, one rank and Ulysses 2 (the
-// joint text + image sequence split across the ranks).
+// joint text + image sequence split across the ranks), Kontext references and LoRAs in both
+// spellings.
 #include "tests/jobs/jobs_fixture.h"
 
 namespace raylight::jobs_testing {
@@ -50,17 +51,19 @@ class FluxJobsTest : public JobsTest {
     return job;
   }
 
-  // ComfyUI's LATENT for the same job.
+  // ComfyUI's LATENT for the same job, on the checkpoint in BFL's names (whatever spelling the
+  // job's copy has), with `loras` (a JSON list of {"path", "strength"}) applied.
   Latent ComfyReference(const v1::SampleJob& job,
-                        const std::string& positive = "flux-positive.safetensors") {
+                        const std::string& positive = "flux-positive.safetensors",
+                        const std::string& loras = "[]") {
     const std::string out = dir_->path() + "/comfyui-sampled.safetensors";
     const std::string c = absl::StrCat(
-        R"({"config": )", kTinyFluxDev, R"(, "checkpoint": ")", models_, "/", job.model(),
-        R"(", "positive": ")", dir_->path(), "/", positive, R"(", "negative": ")", dir_->path(),
-        R"(/flux-negative.safetensors", "width": )", job.width(), R"(, "height": )", job.height(),
-        R"(, "steps": )", job.steps(), R"(, "cfg": )", job.cfg(), R"(, "sampler": ")",
-        job.sampler(), R"(", "scheduler": ")", job.scheduler(), R"(", "seed": )", job.seed(),
-        R"(, "out": ")", out, R"("})");
+        R"({"loras": )", loras, R"(, "config": )", kTinyFluxDev, R"(, "checkpoint": ")", models_,
+        "/flux-tiny.safetensors", R"(", "positive": ")", dir_->path(), "/", positive,
+        R"(", "negative": ")", dir_->path(), R"(/flux-negative.safetensors", "width": )",
+        job.width(), R"(, "height": )", job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )",
+        job.cfg(), R"(, "sampler": ")", job.sampler(), R"(", "scheduler": ")", job.scheduler(),
+        R"(", "seed": )", job.seed(), R"(, "out": ")", out, R"("})");
     const absl::Status ran = RunTools(
         {{RAYLIGHT_TEST_PYTHON, RAYLIGHT_FLUX_REFERENCE, "--sample", c, "--comfyui-tarball",
           RAYLIGHT_COMFYUI_TARBALL, "--workdir", dir_->path() + "/comfyui"}},
@@ -115,6 +118,58 @@ TEST_F(FluxJobsTest, AKontextJobWithAReferenceLatentEqualsComfyUis) {
   const Latent want = ComfyReference(job, "flux-kontext.safetensors");
   ASSERT_EQ(got.shape, want.shape);
   EXPECT_LT(MaxAbsDiff(got, want), 1e-4);
+}
+
+// LoRAs on Flux's fused projections against ComfyUI applying them to its own BFL-named weights
+// (comfy/lora.py with comfy/utils.py flux_to_diffusers' row offsets): a diffusers / PEFT LoRA
+// (to_q, add_v_proj, proj_mlp, norm_out...: rows of BFL's fused qkv and linear1, and the final
+// modulation in the other row order) on the BFL checkpoint; a kohya LoRA of BFL's fused names on
+// the same weights in diffusers' spelling (written by ComfyUI's own map), where each part takes
+// its rows of the update. One rank, and Ulysses 2 with FSDP-placed weights (each rank merges its
+// shard's rows).
+TEST_F(FluxJobsTest, LorasOnFusedAndSplitProjectionsEqualComfyUisSampling) {
+  const std::string diffusers_copy = "flux-tiny-diffusers.safetensors";
+  ASSERT_TRUE(
+      RunTools({{RAYLIGHT_TEST_PYTHON, RAYLIGHT_FLUX_LORA_REFERENCE, "--base",
+                 models_ + "/flux-tiny.safetensors", "--lora", models_ + "/peft.safetensors",
+                 "--form", "diffusers", "--seed", absl::StrCat(seed_ + 5), "--diffusers-copy",
+                 models_ + "/" + diffusers_copy, "--comfyui-tarball", RAYLIGHT_COMFYUI_TARBALL,
+                 "--workdir", dir_->path() + "/comfyui"},
+                {RAYLIGHT_TEST_PYTHON, RAYLIGHT_FLUX_LORA_REFERENCE, "--base",
+                 models_ + "/flux-tiny.safetensors", "--lora", models_ + "/kohya.safetensors",
+                 "--form", "kohya", "--seed", absl::StrCat(seed_ + 6)}},
+               "flux-lora.log", std::chrono::seconds(300))
+          .ok());
+  v1::JobInfo base = RunJob(FluxJob());
+  ASSERT_EQ(base.state(), v1::JOB_SUCCEEDED) << base.DebugString();
+  const Latent without = ReadLatent(ResultOf(base.job_id()).latent());
+  for (const auto& [model, lora] :
+       {std::pair<std::string, std::string>{"flux-tiny.safetensors", "peft.safetensors"},
+        {diffusers_copy, "kohya.safetensors"}}) {
+    v1::SampleJob job = FluxJob();
+    job.set_model(model);
+    v1::LoraRef* ref = job.add_loras();
+    ref->set_name(lora);
+    ref->set_strength(0.8);
+    const Latent want = ComfyReference(
+        job, "flux-positive.safetensors",
+        absl::StrCat(R"([{"path": ")", models_, "/", lora, R"(", "strength": 0.8}])"));
+    // The LoRA changes the result (the equality below is not a no-op's).
+    EXPECT_GT(MaxAbsDiff(without, want), 1e-2) << lora;
+    for (const bool sharded : {false, true}) {
+      if (sharded) {
+        job.mutable_mesh()->set_ulysses(2);
+        job.set_placement("fsdp");
+      }
+      v1::JobInfo done = RunJob(job);
+      ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+      const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
+      ASSERT_EQ(got.shape, want.shape);
+      EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << model << " + " << lora << (sharded ? " fsdp" : "");
+      std::printf("flux %s + %s%s vs ComfyUI: max abs diff %.3g\n", model.c_str(), lora.c_str(),
+                  sharded ? " (ulysses 2, fsdp)" : "", MaxAbsDiff(got, want));
+    }
+  }
 }
 
 TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {

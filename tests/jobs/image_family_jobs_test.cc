@@ -27,7 +27,10 @@ struct Family {
   double tolerance = 1e-4;
   bool cfg_parallel = true;  // not for a guidance-distilled model
   bool references = false;   // takes reference latents
-  bool loras = false;        // merges LoRAs
+  // Its LoRAs' reference: ComfyUI's sampling with the LoRA (flux_lora_reference.py writes them
+  // for BFL's names), else the checkpoint with the LoRA merged offline by its definition
+  // (lora_reference.py --family <name>).
+  bool comfyui_loras = false;
 };
 
 std::string PrintFamily(const ::testing::TestParamInfo<Family>& info) { return info.param.name; }
@@ -70,15 +73,17 @@ class ImageFamilyJobsTest : public JobsTest, public ::testing::WithParamInterfac
     return job;
   }
 
-  Latent ComfyReference(const v1::SampleJob& job) {
+  // ComfyUI's LATENT for `job`, with `loras` (a JSON list of {"path", "strength"}) applied.
+  Latent ComfyReference(const v1::SampleJob& job, const std::string& loras = "[]") {
     const std::string out = dir_->path() + "/comfyui-sampled.safetensors";
-    const std::string c = absl::StrCat(
-        R"({"config": )", GetParam().config, R"(, "checkpoint": ")", models_, "/", job.model(),
-        R"(", "positive": ")", dir_->path(), R"(/family-positive.safetensors", "negative": ")",
-        dir_->path(), R"(/family-negative.safetensors", "width": )", job.width(), R"(, "height": )",
-        job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )", job.cfg(), R"(, "sampler": ")",
-        job.sampler(), R"(", "scheduler": ")", job.scheduler(), R"(", "seed": )", job.seed(),
-        R"(, "out": ")", out, R"("})");
+    const std::string c =
+        absl::StrCat(R"({"loras": )", loras, R"(, "config": )", GetParam().config,
+                     R"(, "checkpoint": ")", models_, "/", job.model(), R"(", "positive": ")",
+                     dir_->path(), R"(/family-positive.safetensors", "negative": ")", dir_->path(),
+                     R"(/family-negative.safetensors", "width": )", job.width(), R"(, "height": )",
+                     job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )", job.cfg(),
+                     R"(, "sampler": ")", job.sampler(), R"(", "scheduler": ")", job.scheduler(),
+                     R"(", "seed": )", job.seed(), R"(, "out": ")", out, R"("})");
     const absl::Status ran =
         RunTools({{RAYLIGHT_TEST_PYTHON, GetParam().reference, "--sample", c, "--comfyui-tarball",
                    RAYLIGHT_COMFYUI_TARBALL, "--workdir", dir_->path() + "/comfyui"}},
@@ -172,35 +177,51 @@ TEST_P(ImageFamilyJobsTest, AReferenceLatentJobEqualsComfyUisOrIsRefused) {
   ExpectSameAs(job, ComfyReference(job));
 }
 
-// LoRAs: Qwen-Image's (diffusers' / PEFT's names, then kohya's) merged at load equal the
-// checkpoint with the LoRA merged offline (tests/jobs/lora_reference.py), on one rank and under
-// Ulysses 2 with FSDP-placed weights; Chroma merges none yet and refuses them by name.
-TEST_P(ImageFamilyJobsTest, LorasMergeAsTheirDefinitionOrAreRefused) {
+// LoRAs in diffusers' / PEFT's names and in kohya's, merged at load, on one rank and under
+// Ulysses 2 with FSDP-placed weights (each rank merges its shard's rows): Qwen-Image's and
+// FLUX.2's (diffusers-named checkpoints) equal the checkpoint with the LoRA merged offline by its
+// definition (lora_reference.py); Chroma's equal ComfyUI's sampling with the LoRA applied to its
+// BFL-named weights, the diffusers form by ComfyUI's row offsets into the fused projections.
+TEST_P(ImageFamilyJobsTest, LorasMergeAsTheirReferenceMergesThem) {
+  const Family& family = GetParam();
   for (const bool kohya : {false, true}) {
     const std::string suffix = kohya ? "-kohya" : "";
-    std::vector<std::string> argv = {RAYLIGHT_TEST_PYTHON,
-                                     RAYLIGHT_LORA_REFERENCE,
-                                     "--base=" + models_ + "/family-tiny.safetensors",
-                                     "--lora=" + models_ + "/style" + suffix + ".safetensors",
-                                     "--merged=" + models_ + "/merged" + suffix + ".safetensors",
-                                     "--strength=0.8",
-                                     absl::StrCat("--seed=", seed_ + 5),
-                                     "--family=qwen_image"};
-    if (kohya) argv.push_back("--kohya");
+    const std::string lora_path = models_ + "/style" + suffix + ".safetensors";
+    std::vector<std::string> argv;
+    if (family.comfyui_loras) {
+      argv = {RAYLIGHT_TEST_PYTHON,
+              RAYLIGHT_FLUX_LORA_REFERENCE,
+              "--base=" + models_ + "/family-tiny.safetensors",
+              "--lora=" + lora_path,
+              kohya ? "--form=kohya" : "--form=diffusers",
+              absl::StrCat("--seed=", seed_ + 5)};
+    } else {
+      argv = {RAYLIGHT_TEST_PYTHON,
+              RAYLIGHT_LORA_REFERENCE,
+              "--base=" + models_ + "/family-tiny.safetensors",
+              "--lora=" + lora_path,
+              "--merged=" + models_ + "/merged" + suffix + ".safetensors",
+              "--strength=0.8",
+              absl::StrCat("--seed=", seed_ + 5),
+              "--family=" + family.name};
+      if (kohya) argv.push_back("--kohya");
+    }
     ASSERT_TRUE(RunTools({argv}, "lora.log", std::chrono::seconds(120)).ok());
     v1::SampleJob job = FamilyJob();
     v1::LoraRef* lora = job.add_loras();
     lora->set_name("style" + suffix + ".safetensors");
     lora->set_strength(0.8);
-    if (!GetParam().loras) {
-      ExpectRefusedNaming(job, "loras", [](v1::SampleJob&) {});
-      return;
+    Latent want;
+    if (family.comfyui_loras) {
+      want =
+          ComfyReference(job, absl::StrCat(R"([{"path": ")", lora_path, R"(", "strength": 0.8}])"));
+    } else {
+      v1::SampleJob merged = FamilyJob();
+      merged.set_model("merged" + suffix + ".safetensors");
+      const v1::JobInfo reference = RunJob(merged);
+      ASSERT_EQ(reference.state(), v1::JOB_SUCCEEDED) << reference.DebugString();
+      want = ReadLatent(ResultOf(reference.job_id()).latent());
     }
-    v1::SampleJob merged = FamilyJob();
-    merged.set_model("merged" + suffix + ".safetensors");
-    const v1::JobInfo reference = RunJob(merged);
-    ASSERT_EQ(reference.state(), v1::JOB_SUCCEEDED) << reference.DebugString();
-    const Latent want = ReadLatent(ResultOf(reference.job_id()).latent());
     if (!kohya) {  // the LoRA changes the result (it is not a no-op that the equality hides)
       const v1::JobInfo base = RunJob(FamilyJob());
       EXPECT_GT(MaxAbsDiff(ReadLatent(ResultOf(base.job_id()).latent()), want), 1e-3);
@@ -240,15 +261,15 @@ INSTANTIATE_TEST_SUITE_P(
                          R"("axes_dim": [4, 14, 14]})",
                .latent_shape = {1, 16, 1, 8, 12},
                .checkpoint = "comfyui.safetensors",
-               .references = true,
-               .loras = true},
+               .references = true},
         Family{.name = "chroma",
                .reference = RAYLIGHT_CHROMA_REFERENCE,
                .config = R"({"hidden": 64, "heads": 2, "depth": 19, "depth_single": 38, )"
                          R"("context_dim": 48, "axes_dim": [4, 14, 14], )"
                          R"("approximator_hidden": 32, "approximator_layers": 2})",
                .latent_shape = {1, 16, 8, 12},
-               .checkpoint = "comfyui.safetensors"},
+               .checkpoint = "comfyui.safetensors",
+               .comfyui_loras = true},
         // FLUX.2: diffusers' network inside ComfyUI's sampling code (its Flux2 conventions).
         Family{.name = "flux2",
                .reference = RAYLIGHT_FLUX2_REFERENCE,

@@ -35,8 +35,9 @@ def comfyui_sample(
     `model.diffusion_model.`) with `model_config` (a comfy.supported_models class instance; the
     ComfyUI tree already on sys.path): an empty LATENT of the case's size made as ComfyUI's
     sampler makes it for the model's latent format, its seed's noise, the case's steps, cfg,
-    sampler and scheduler, `conditioning(path)` of the positive and negative files; the LATENT
-    goes to case["out"]."""
+    sampler and scheduler, `conditioning(path)` of the positive and negative files, and
+    case["loras"] ([{"path", "strength"}]) applied as ComfyUI's LoraLoader applies them (every
+    key of each must load); the LATENT goes to case["out"]."""
     import comfy.model_patcher
     import comfy.sample
 
@@ -48,6 +49,8 @@ def comfyui_sample(
     patcher = comfy.model_patcher.ModelPatcher(
         model, load_device=torch.device("cpu"), offload_device=torch.device("cpu")
     )
+    for lora in case.get("loras", []):
+        patcher = with_lora(patcher, lora["path"], lora["strength"])
     latent = torch.zeros(1, 16, case["height"] // 8, case["width"] // 8)
     latent = comfy.sample.fix_empty_latent_channels(patcher, latent)
     noise = comfy.sample.prepare_noise(latent, case["seed"])
@@ -66,3 +69,35 @@ def comfyui_sample(
         disable_pbar=True,
     )
     save_file({"latent_tensor": samples.float().contiguous()}, case["out"])
+
+
+def with_lora(patcher: Any, path: str, strength: float) -> Any:
+    """`patcher` with the LoRA file's patches added as comfy.sd.load_lora_for_models adds them
+    (ComfyUI's key map of the model, its converter, its loader); a key ComfyUI does not load is an
+    error here, so that the reference applies all of what the cluster is compared on."""
+    import logging
+
+    import comfy.lora
+    import comfy.lora_convert
+
+    not_loaded: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "not loaded" in record.getMessage():
+                not_loaded.append(record.getMessage())
+
+    handler = Collect()
+    logging.getLogger().addHandler(handler)
+    try:
+        key_map = comfy.lora.model_lora_keys_unet(patcher.model, {})
+        loaded = comfy.lora.load_lora(comfy.lora_convert.convert_lora(load_file(path)), key_map)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    if not_loaded:
+        raise SystemExit(f"{path}: ComfyUI did not load {not_loaded}")
+    patched = patcher.clone()
+    added = patched.add_patches(loaded, strength)
+    if len(added) != len(loaded):
+        raise SystemExit(f"{path}: ComfyUI patched {len(added)} of {len(loaded)} weights")
+    return patched

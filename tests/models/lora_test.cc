@@ -9,12 +9,14 @@
 
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/lora_keys.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/wan/wan_keys.h"
 #include "models/wan/wan_loader.h"
 #include "tests/models/wan_test_util.h"
+#include "tests/util/read_file.h"
 #include "tests/util/run_command.h"
 #include "tests/util/temp_dir.h"
 
@@ -192,6 +194,109 @@ TEST_F(LoraTest, LycorisAndDoraMergeAsComfyUiComputes) {
       EXPECT_LE((got - want).abs().max().item<double>(), 1e-6 * want.abs().max().item<double>())
           << info.name << " at strength " << strength;
       EXPECT_FALSE(at::equal(got, Value(base, info.name))) << info.name;
+    }
+  }
+}
+
+// Row pieces (lora_keys.h LoraRowMap): modules a LoRA names that the checkpoint stores in rows of
+// other weights, as Flux's spellings fuse q, k and v differently. Parts of a weight patched by
+// LoHa, LoKr, a low-rank update with DoRA (per row) and a difference equal ComfyUI's offsets
+// (calculate_weight on the narrowed weight); a fused module's low-rank, LoHa and LoKr updates
+// split over its parts equal ComfyUI's merge of the fused weight cut back into them
+// (lycoris_reference.py --pieces). Each rank's rows of an attached patch (FSDP's shard fill)
+// equal the same rows of the whole merge.
+TEST_F(LoraTest, RowPiecesMergeAsComfyUisOffsetsAndShardRowsAgree) {
+  auto r = [](std::vector<int64_t> shape) { return at::randn(shape) * 0.1; };
+  const std::string m = "diffusion_model.";
+  const LoraRowMap remapped = {
+      {"blocks.0.self_attn.q.top", {{"blocks.0.self_attn.q", 0, 0, 24}}},
+      {"blocks.0.self_attn.q.bottom", {{"blocks.0.self_attn.q", 0, 24, 40}}},
+      {"blocks.0.self_attn.k.part", {{"blocks.0.self_attn.k", 0, 16, 32}}},
+      {"blocks.0.self_attn.v.part", {{"blocks.0.self_attn.v", 0, 32, 32}}},
+      {"blocks.1.self_attn.qk",
+       {{"blocks.1.self_attn.q", 0, 0, 64}, {"blocks.1.self_attn.k", 64, 0, 64}}},
+      {"blocks.1.cross_attn.qkv",
+       {{"blocks.1.cross_attn.q", 0, 0, 64},
+        {"blocks.1.cross_attn.k", 64, 0, 64},
+        {"blocks.1.cross_attn.v", 128, 0, 64}}},
+      {"blocks.1.self_attn.vo",
+       {{"blocks.1.self_attn.v", 0, 0, 64}, {"blocks.1.self_attn.o", 64, 0, 64}}}};
+  const std::string top = m + "blocks.0.self_attn.q.top",
+                    bottom = m + "blocks.0.self_attn.q.bottom";
+  const std::string k = m + "blocks.0.self_attn.k.part", v = m + "blocks.0.self_attn.v.part";
+  const std::string qk = m + "blocks.1.self_attn.qk", qkv = m + "blocks.1.cross_attn.qkv";
+  const std::string vo = m + "blocks.1.self_attn.vo";
+  const std::string path = Write("pieces.safetensors", {{top + ".hada_w1_a", r({24, 2})},
+                                                        {top + ".hada_w1_b", r({2, 64})},
+                                                        {top + ".hada_w2_a", r({24, 2})},
+                                                        {top + ".hada_w2_b", r({2, 64})},
+                                                        {top + ".alpha", at::tensor(1.0)},
+                                                        {bottom + ".lokr_w1", r({4, 4})},
+                                                        {bottom + ".lokr_w2", r({10, 16})},
+                                                        {k + ".lora_A.weight", r({3, 64})},
+                                                        {k + ".lora_B.weight", r({32, 3})},
+                                                        {k + ".dora_scale", 1.0 + r({32, 1})},
+                                                        {v + ".diff", r({32, 64})},
+                                                        {qk + ".lora_down.weight", r({3, 64})},
+                                                        {qk + ".lora_up.weight", r({128, 3})},
+                                                        {qk + ".alpha", at::tensor(6.0)},
+                                                        {qkv + ".hada_w1_a", r({192, 2})},
+                                                        {qkv + ".hada_w1_b", r({2, 64})},
+                                                        {qkv + ".hada_w2_a", r({192, 2})},
+                                                        {qkv + ".hada_w2_b", r({2, 64})},
+                                                        {vo + ".lokr_w1", r({8, 4})},
+                                                        {vo + ".lokr_w2", r({16, 16})}});
+  std::string pieces = "{";
+  for (const auto& [module, list] : remapped) {
+    std::vector<std::string> rows;
+    for (const LoraRowPiece& p : list) {
+      rows.push_back(
+          absl::StrCat(R"([")", p.module, R"(", )", p.from, ", ", p.into, ", ", p.count, "]"));
+    }
+    absl::StrAppend(&pieces, pieces.size() > 1 ? ", " : "", R"(")", m, module, R"(": [)",
+                    absl::StrJoin(rows, ", "), "]");
+  }
+  pieces += "}";
+  Checkpoint base = Open();
+  NamedTensors values;
+  for (const auto& [name, tensor] : base.tensors) values.emplace_back(name, Value(base, name));
+  const std::string base_values = Write("base-values.safetensors", values);
+  const double strength = 0.8;
+  const std::string out = dir_.path() + "/comfy.safetensors";
+  ASSERT_TRUE(testing_util::RunToCompletion(
+                  {RAYLIGHT_TEST_PYTHON, RAYLIGHT_LYCORIS_REFERENCE,
+                   "--comfyui-tarball=" RAYLIGHT_COMFYUI_TARBALL,
+                   "--workdir=" RAYLIGHT_COMFYUI_WORKDIR, "--base=" + base_values, "--lora=" + path,
+                   "--out=" + out, absl::StrCat("--strength=", strength), "--pieces=" + pieces},
+                  dir_.path() + "/comfy.log", std::chrono::seconds(300))
+                  .ok())
+      << testing_util::ReadFileOrEmpty(dir_.path() + "/comfy.log");
+  auto expected = SafetensorsFile::Open(out);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  ASSERT_EQ((*expected)->header().tensors.size(), 10u);
+  Checkpoint merged = Open();
+  auto report = ApplyLoras(merged, {{path, strength}}, wan::NormalizeWanKey, at::kCPU,
+                           /*keep_on_device=*/false, /*attach=*/false, remapped);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->patched_tensors, 10);
+  EXPECT_TRUE(report->unmatched_keys.empty()) << absl::StrJoin(report->unmatched_keys, ", ");
+  Checkpoint attached = Open();
+  ASSERT_TRUE(ApplyLoras(attached, {{path, strength}}, wan::NormalizeWanKey, at::kCPU,
+                         /*keep_on_device=*/false, /*attach=*/true, remapped)
+                  .ok());
+  for (const StTensorInfo& info : (*expected)->header().tensors) {
+    const at::Tensor want = *ViewTensor(*expected, info);
+    const at::Tensor got = Value(merged, info.name);
+    EXPECT_LE((got - want).abs().max().item<double>(), 1e-6 * want.abs().max().item<double>())
+        << info.name;
+    EXPECT_FALSE(at::equal(got, Value(base, info.name))) << info.name;
+    // Shards that cut across the pieces' boundaries (24, 16 + 32, 64).
+    for (const auto& [begin, end] : {std::pair{0, 20}, std::pair{20, 50}, std::pair{50, 64}}) {
+      const at::Tensor rows =
+          MaterializeRows(attached.tensors.at(info.name), begin, end, at::kFloat);
+      EXPECT_LE((rows - got.narrow(0, begin, end - begin)).abs().max().item<double>(),
+                1e-6 * want.abs().max().item<double>())
+          << info.name << " rows " << begin << ".." << end;
     }
   }
 }
