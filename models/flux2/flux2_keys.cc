@@ -25,6 +25,11 @@ const KeyRenames& GlobalRenames() {
       {"single_stream_modulation.linear.", "single_mod.lin."},
       {"norm_out.linear.", "final_layer.scale_shift."},
       {"proj_out.", "final_layer.linear."},
+      // Black Forest Labs' (and ComfyUI's) names for the shared modulation; their other names
+      // are the internal ones.
+      {"double_stream_modulation_img.lin.", "double_mod_img.lin."},
+      {"double_stream_modulation_txt.lin.", "double_mod_txt.lin."},
+      {"single_stream_modulation.lin.", "single_mod.lin."},
   };
   return *renames;
 }
@@ -117,7 +122,14 @@ std::optional<std::string> NormalizeFlux2Key(const std::string& raw) {
     return flux::RenameBlockKey(key, "single_transformer_blocks.", "single_blocks.",
                                 SingleRenames());
   }
-  return flux::RenameByPrefix(key, GlobalRenames());
+  if (auto renamed = flux::RenameByPrefix(key, GlobalRenames())) return renamed;
+  static const auto* modules =
+      new std::vector<std::string>{"double_blocks.", "single_blocks.", "img_in.",     "txt_in.",
+                                   "time_in.",       "guidance_in.",   "final_layer."};
+  for (const std::string& module : *modules) {
+    if (absl::StartsWith(key, module)) return key;
+  }
+  return std::nullopt;
 }
 
 bool LooksLikeFlux2(const KeyShapes& c) {
@@ -139,8 +151,8 @@ absl::StatusOr<FluxConfig> DetectFlux2Config(const KeyShapes& c) {
   flux::NamePreset(config, Presets());
   if (auto status = config.Validate(); !status.ok()) return status;
   if (auto status = CheckWeightShapes("FLUX.2", config.name,
-                                      flux::FluxWeightShapes(config, flux::FluxSpelling::kSplit),
-                                      c.shapes, c.unknown_keys);
+                                      flux::FluxWeightShapes(config, flux::SpellingOf(c)), c.shapes,
+                                      c.unknown_keys);
       !status.ok()) {
     return status;
   }

@@ -1,7 +1,9 @@
-// FLUX.2 [dev] checkpoints in diffusers' Flux2Transformer2DModel names, onto Flux's internal ones:
-// its blocks are Flux's double- and single-stream blocks with SwiGLU MLPs, no biases, and their
-// modulation from three linears every block shares (FluxConfig::shared_modulation), so the Flux
-// forward runs it. (Black Forest Labs' own spelling, which ComfyUI's files use, is not read yet.)
+// FLUX.2 [dev] checkpoints in diffusers' Flux2Transformer2DModel names and in Black Forest Labs'
+// own (which ComfyUI's `flux2_dev*.safetensors` use: fused `img_attn.qkv`, `linear1`,
+// `double_stream_modulation_img.lin`, `final_layer.adaLN_modulation.1` in (shift, scale) order),
+// onto Flux's internal ones: its blocks are Flux's double- and single-stream blocks with SwiGLU
+// MLPs, no biases, and their modulation from three linears every block shares
+// (FluxConfig::shared_modulation), so the Flux forward runs it.
 // Torch-free: the head inspects checkpoints with it.
 #pragma once
 

@@ -1,6 +1,7 @@
 // Our FLUX.2 forward (the Flux forward with SwiGLU MLPs, shared modulation, no biases, 4-axis
 // RoPE) against diffusers' Flux2Transformer2DModel with its own random weights, on fresh random
-// inputs (ComfyUI 0.3.64 predates FLUX.2). fp32 on the CPU, relative L2 under 1e-4: the tiny size
+// inputs (ComfyUI 0.3.64 predates FLUX.2), loaded from diffusers' names and from Black Forest
+// Labs' (ComfyUI's files). fp32 on the CPU, relative L2 under 1e-4: the tiny size
 // and FLUX.2's head geometry (heads of 128, RoPE 32 x 4 at theta 2000, text 15360 wide) with one
 // block of each kind.
 #include <gtest/gtest.h>
@@ -53,20 +54,26 @@ absl::StatusOr<testing_util::ReferenceForward> Reference(const std::string& dir,
                                            dir, "", {.comfyui = false});
 }
 
+// Our forward on the reference's weights in diffusers' names and in BFL's (ComfyUI's files),
+// each against diffusers' output.
 void Compare(FluxConfig config, const FluxInputs& inputs, const std::string& expected_name) {
   testing_util::TempDir dir("flux2-reference");
   auto reference = Reference(dir.path(), config, inputs);
   ASSERT_TRUE(reference.ok()) << reference.status();
-  auto loaded = LoadFlux2({reference->diffusers_checkpoint}, PlacementOptions{});
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ(loaded->config.name, expected_name);
-  auto ours = flux::FluxForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
-  ASSERT_TRUE(ours.ok()) << ours.status();
-  ASSERT_EQ(ours->sizes(), reference->diffusers.sizes());
-  const double error = RelativeL2(*ours, reference->diffusers);
-  EXPECT_LT(error, 1e-4);
-  std::printf("%s (%ld + %ld blocks) vs diffusers: relative L2 %.3g\n", expected_name.c_str(),
-              static_cast<long>(config.depth), static_cast<long>(config.depth_single), error);
+  for (const std::string& checkpoint :
+       {reference->diffusers_checkpoint, dir.path() + "/bfl.safetensors"}) {
+    auto loaded = LoadFlux2({checkpoint}, PlacementOptions{});
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ(loaded->config.name, expected_name);
+    auto ours = flux::FluxForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
+    ASSERT_TRUE(ours.ok()) << ours.status();
+    ASSERT_EQ(ours->sizes(), reference->diffusers.sizes());
+    const double error = RelativeL2(*ours, reference->diffusers);
+    EXPECT_LT(error, 1e-4) << checkpoint;
+    std::printf("%s (%ld + %ld blocks, %s) vs diffusers: relative L2 %.3g\n", expected_name.c_str(),
+                static_cast<long>(config.depth), static_cast<long>(config.depth_single),
+                checkpoint.c_str(), error);
+  }
 }
 
 TEST(Flux2ModelTest, TinyMatchesDiffusers) {
@@ -90,12 +97,15 @@ TEST(Flux2ModelTest, IsItsOwnFamilyAndErrorsNameTheKeys) {
   const FluxConfig config = *Flux2Preset("tiny-flux2");
   auto reference = Reference(dir.path(), config, RandomInputs(config, 1, 2, 2, 3));
   ASSERT_TRUE(reference.ok()) << reference.status();
-  auto info = InspectModel({reference->diffusers_checkpoint});
-  ASSERT_TRUE(info.ok()) << info.status();
-  EXPECT_EQ(info->family, "flux2");
-  EXPECT_EQ(info->variant, "tiny-flux2");
-  EXPECT_TRUE(info->guidance_distilled);
-  EXPECT_EQ(info->spatial_factor, 16);
+  for (const std::string& checkpoint :
+       {reference->diffusers_checkpoint, dir.path() + "/bfl.safetensors"}) {
+    auto info = InspectModel({checkpoint});
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->family, "flux2") << checkpoint;
+    EXPECT_EQ(info->variant, "tiny-flux2");
+    EXPECT_TRUE(info->guidance_distilled);
+    EXPECT_EQ(info->spatial_factor, 16);
+  }
   auto tensors = testing_util::ReadTensors(reference->diffusers_checkpoint);
   ASSERT_TRUE(tensors.ok());
   NamedTensors kept;

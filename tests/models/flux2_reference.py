@@ -3,7 +3,10 @@ image_family_jobs_test.cc): diffusers' Flux2Transformer2DModel (ComfyUI 0.3.64 p
 
     flux2_reference.py --config JSON --seed S --out-dir D [--inputs I.safetensors]
 
-Random weights (every parameter drawn), saved in diffusers' names as D/diffusers.safetensors;
+Random weights (every parameter drawn), saved in diffusers' names as D/diffusers.safetensors
+and in Black Forest Labs' names under ComfyUI's prefix as D/bfl.safetensors (fused q, k, v;
+(shift, scale) final modulation), checked to be what diffusers' own single-file converter
+(convert_flux2_transformer_checkpoint_to_diffusers) turns back into the diffusers weights;
 with inputs, the forward on I (x [B, 128, H, W], t [B] sigmas, context [B, L, C], guidance [B])
 with the pipeline's position ids (image (0, h, w, 0), text (0, 0, 0, l)) goes to
 D/expected.safetensors as `diffusers` [B, 128, H, W].
@@ -132,6 +135,76 @@ def sample(case: dict[str, Any], tarball: str, workdir: str) -> None:
     save_file({"latent_tensor": samples.float().contiguous()}, case["out"])
 
 
+# diffusers' name -> BFL's, for the names that map one to one.
+BFL_GLOBAL = {
+    "x_embedder": "img_in",
+    "context_embedder": "txt_in",
+    "time_guidance_embed.timestep_embedder.linear_1": "time_in.in_layer",
+    "time_guidance_embed.timestep_embedder.linear_2": "time_in.out_layer",
+    "time_guidance_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+    "time_guidance_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+    "double_stream_modulation_img.linear": "double_stream_modulation_img.lin",
+    "double_stream_modulation_txt.linear": "double_stream_modulation_txt.lin",
+    "single_stream_modulation.linear": "single_stream_modulation.lin",
+    "proj_out": "final_layer.linear",
+}
+BFL_DOUBLE = {
+    "attn.norm_q.weight": "img_attn.norm.query_norm.scale",
+    "attn.norm_k.weight": "img_attn.norm.key_norm.scale",
+    "attn.norm_added_q.weight": "txt_attn.norm.query_norm.scale",
+    "attn.norm_added_k.weight": "txt_attn.norm.key_norm.scale",
+    "attn.to_out.0.weight": "img_attn.proj.weight",
+    "attn.to_add_out.weight": "txt_attn.proj.weight",
+    "ff.linear_in.weight": "img_mlp.0.weight",
+    "ff.linear_out.weight": "img_mlp.2.weight",
+    "ff_context.linear_in.weight": "txt_mlp.0.weight",
+    "ff_context.linear_out.weight": "txt_mlp.2.weight",
+}
+BFL_SINGLE = {
+    "attn.to_qkv_mlp_proj.weight": "linear1.weight",
+    "attn.to_out.weight": "linear2.weight",
+    "attn.norm_q.weight": "norm.query_norm.scale",
+    "attn.norm_k.weight": "norm.key_norm.scale",
+}
+
+
+def to_bfl(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """diffusers' FLUX.2 weights in Black Forest Labs' names; raises unless diffusers' own
+    converter makes exactly `state` of them again."""
+    from diffusers.loaders.single_file_utils import (
+        convert_flux2_transformer_checkpoint_to_diffusers,
+    )
+
+    bfl: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        module, _, param = key.rpartition(".")
+        if key.startswith("transformer_blocks."):
+            _, index, rest = key.split(".", 2)
+            block = f"double_blocks.{index}."
+            for stream, names in (
+                ("img", ("to_q", "to_k", "to_v")),
+                ("txt", ("add_q_proj", "add_k_proj", "add_v_proj")),
+            ):
+                if rest == f"attn.{names[0]}.weight":
+                    bfl[block + f"{stream}_attn.qkv.weight"] = torch.cat(
+                        [state[f"transformer_blocks.{index}.attn.{n}.weight"] for n in names]
+                    )
+            if rest in BFL_DOUBLE:
+                bfl[block + BFL_DOUBLE[rest]] = value
+        elif key.startswith("single_transformer_blocks."):
+            _, index, rest = key.split(".", 2)
+            bfl[f"single_blocks.{index}.{BFL_SINGLE[rest]}"] = value
+        elif module == "norm_out.linear":  # (scale, shift) -> (shift, scale)
+            scale, shift = value.chunk(2, dim=0)
+            bfl[f"final_layer.adaLN_modulation.1.{param}"] = torch.cat([shift, scale])
+        else:
+            bfl[f"{BFL_GLOBAL[module]}.{param}"] = value
+    back = convert_flux2_transformer_checkpoint_to_diffusers(dict(bfl))
+    if set(back) != set(state) or any(not torch.equal(back[k], state[k]) for k in state):
+        raise SystemExit("the BFL names do not convert back to the diffusers weights")
+    return bfl
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sample", help="a ComfyUI-style sampling run (JSON), instead")
@@ -163,9 +236,11 @@ def main() -> int:
         return 0
     model = make_model(cfg)
     randomize(model, generator)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, os.path.join(args.out_dir, "diffusers.safetensors"))
     save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
-        os.path.join(args.out_dir, "diffusers.safetensors"),
+        {"model.diffusion_model." + k: v.contiguous() for k, v in to_bfl(state).items()},
+        os.path.join(args.out_dir, "bfl.safetensors"),
     )
     if args.inputs:
         inputs = load_file(args.inputs)
