@@ -51,6 +51,16 @@ inline bool DiscardsPenultimateSigma(const std::string& sampler) {
 // instead, and its KSampler then scales the result back from it too (samplers/ksampler.cc).
 inline constexpr double kUniPcLastSigma = 0.001;
 
+// Whether every step of the sampler evaluates the model once (not Heun's or DPM-2's two, nor
+// the SDE / 2S samplers' midpoint): step caches calibrated per step count calls.
+inline bool CallsTheModelOncePerStep(const std::string& sampler) {
+  for (const char* twice :
+       {"heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde"}) {
+    if (sampler == twice) return false;
+  }
+  return true;
+}
+
 inline bool IsUniPc(const std::string& sampler) {
   return sampler == "uni_pc" || sampler == "uni_pc_bh2";
 }

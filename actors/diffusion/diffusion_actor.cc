@@ -122,6 +122,10 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
                                     job.cache().coefficients().end());
   request.cache_retention_steps =
       !job.cache().has_retention_steps() || job.cache().retention_steps();
+  request.cache_max_skips = job.cache().max_skips();
+  request.cache_retention_ratio =
+      job.cache().has_retention_ratio() ? job.cache().retention_ratio() : -1;
+  request.cache_mag_ratios.assign(job.cache().mag_ratios().begin(), job.cache().mag_ratios().end());
   request.end_image = job.end_image();
   request.clip_vision_files.assign(call.clip_vision_files().begin(),
                                    call.clip_vision_files().end());

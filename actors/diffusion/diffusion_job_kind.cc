@@ -14,6 +14,7 @@
 #include "models/family/model_info.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
+#include "models/wan/wan_mag_cache.h"
 #include "models/wan/wan_tea_cache.h"
 #include "raylight/v1/diffusion.pb.h"
 #include "runtime/common/status_macros.h"
@@ -295,19 +296,57 @@ absl::Status CheckImages(const v1::SampleJob& job, const models::wan::WanConfig&
   return absl::OkStatus();
 }
 
-// SampleJob.cache: a known kind, sane numbers, and coefficients for the model (the published ones,
-// or the job's own: Wan 2.2's experts, calibrated by nobody, need the job's).
+// SampleJob.cache: a known kind, sane numbers, and what the kind calibrates for the model (the
+// published numbers, or the job's own: Wan 2.2's experts, calibrated by nobody, need the job's);
+// the other kind's settings refused.
 absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConfig& config,
                             bool two_experts) {
   const v1::StepCache& cache = job.cache();
+  const bool tea_settings = cache.coefficients_size() > 0 || cache.has_retention_steps();
+  const bool mag_settings =
+      cache.max_skips() != 0 || cache.has_retention_ratio() || cache.mag_ratios_size() > 0;
   if (cache.kind().empty()) {
-    if (cache.threshold() != 0 || cache.coefficients_size() > 0 || cache.has_retention_steps()) {
-      return Invalid("cache.kind", "empty, but other cache settings are given (kind: teacache)");
+    if (cache.threshold() != 0 || tea_settings || mag_settings) {
+      return Invalid("cache.kind",
+                     "empty, but other cache settings are given (kind: teacache or magcache)");
+    }
+    return absl::OkStatus();
+  }
+  if (cache.kind() == "magcache") {
+    if (tea_settings) {
+      return Invalid(cache.coefficients_size() > 0 ? "cache.coefficients" : "cache.retention_steps",
+                     "TeaCache's; MagCache takes threshold, max_skips, retention_ratio and "
+                     "mag_ratios");
+    }
+    if (two_experts) {
+      return Invalid("cache.kind",
+                     "MagCache over Wan 2.2's two experts (a schedule per expert) is not "
+                     "supported yet");
+    }
+    auto settings = models::wan::WanMagCacheSettings(
+        config, job.width(), job.height(),
+        {.threshold = cache.threshold(),
+         .max_skips = cache.max_skips(),
+         .retention_ratio = cache.has_retention_ratio() ? cache.retention_ratio() : -1,
+         .ratios = {cache.mag_ratios().begin(), cache.mag_ratios().end()}});
+    if (!settings.ok()) {
+      return absl::InvalidArgumentError(settings.status().message());  // it names the field
+    }
+    // The authors calibrate one model call per step; a sampler that calls the model more often
+    // would run the schedule out early.
+    if (!samplers::CallsTheModelOncePerStep(job.sampler())) {
+      return Invalid("cache.kind",
+                     absl::StrCat("MagCache's schedule counts one model call per step; sampler '",
+                                  job.sampler(), "' makes more"));
     }
     return absl::OkStatus();
   }
   if (cache.kind() != "teacache") {
-    return Invalid("cache.kind", absl::StrCat("'", cache.kind(), "' (known: teacache)"));
+    return Invalid("cache.kind", absl::StrCat("'", cache.kind(), "' (known: teacache, magcache)"));
+  }
+  if (mag_settings) {
+    return Invalid(cache.mag_ratios_size() > 0 ? "cache.mag_ratios" : "cache.max_skips",
+                   "MagCache's; TeaCache takes threshold, coefficients and retention_steps");
   }
   if (two_experts && cache.coefficients_size() == 0) {
     return Invalid("cache.coefficients",

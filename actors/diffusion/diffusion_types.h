@@ -68,11 +68,14 @@ struct SampleRequest {
   // encoded by the VAE in `vae_files` and (I2V) the CLIP vision tower in `clip_vision_files`.
   std::string image, end_image;
   std::vector<std::string> clip_vision_files;
-  // SampleJob.cache: "teacache" or empty.
+  // SampleJob.cache: "teacache", "magcache" or empty.
   std::string cache_kind;
   double cache_threshold = 0;
   std::vector<double> cache_coefficients;
   bool cache_retention_steps = true;
+  int cache_max_skips = 0;
+  double cache_retention_ratio = -1;  // unset
+  std::vector<double> cache_mag_ratios;
 };
 
 struct ModelSummary {

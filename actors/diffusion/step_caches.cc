@@ -1,6 +1,9 @@
 #include "actors/diffusion/step_caches.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "models/wan/wan_mag_cache.h"
 #include "models/wan/wan_tea_cache.h"
 
 namespace raylight::actors {
@@ -10,9 +13,28 @@ absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
                                               int64_t height, bool two_experts) {
   StepCaches caches;
   if (request.cache_kind.empty()) return caches;
+  if (request.cache_kind == "magcache") {
+    if (two_experts) {
+      return absl::InvalidArgumentError(
+          "cache.kind: MagCache over Wan 2.2's two experts (a schedule per expert) is not "
+          "supported yet");
+    }
+    auto settings =
+        models::wan::WanMagCacheSettings(config, width, height,
+                                         {.threshold = request.cache_threshold,
+                                          .max_skips = request.cache_max_skips,
+                                          .retention_ratio = request.cache_retention_ratio,
+                                          .ratios = request.cache_mag_ratios});
+    if (!settings.ok()) return settings.status();
+    caches.mag_ = *std::move(settings);
+    // Cond and uncond calls exist where the job guides (cfg 1 runs the cond branch alone).
+    caches.schedule_ =
+        models::MagCacheSchedule(*caches.mag_, request.steps, /*two_branches=*/request.cfg != 1.0);
+    return caches;
+  }
   if (request.cache_kind != "teacache") {
-    return absl::InvalidArgumentError(absl::StrCat("cache.kind: '", request.cache_kind,
-                                                   "' is not a step cache (known: teacache)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cache.kind: '", request.cache_kind, "' is not a step cache (known: teacache, magcache)"));
   }
   if (two_experts && request.cache_coefficients.empty()) {
     return absl::InvalidArgumentError(
@@ -26,29 +48,41 @@ absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
                                         .retention_steps = request.cache_retention_steps,
                                         .steps = request.steps});
   if (!settings.ok()) return settings.status();
-  caches.settings_ = *std::move(settings);
+  caches.tea_ = *std::move(settings);
   caches.retention_steps_ = request.cache_retention_steps;
   return caches;
 }
 
 models::wan::WanStepCache* StepCaches::For(const void* model, int branch) {
-  if (!settings_.has_value()) return nullptr;
+  if (!enabled()) return nullptr;
   auto& cache = caches_[{model, branch}];
   if (cache == nullptr) {
-    cache = std::make_unique<models::wan::WanStepCache>(*settings_, retention_steps_);
+    if (mag_.has_value()) {
+      cache = std::make_unique<models::wan::WanStepCache>(
+          std::make_unique<models::ScheduledSkips>(schedule_), /*modulation_e0=*/true);
+    } else {
+      cache = std::make_unique<models::wan::WanStepCache>(
+          std::make_unique<models::TeaCachePolicy>(*tea_), retention_steps_);
+    }
   }
   return cache.get();
 }
 
 int StepCaches::reused() const {
   int reused = 0;
-  for (const auto& [key, cache] : caches_) reused += cache->policy.reused();
+  for (const auto& [key, cache] : caches_) reused += cache->policy->reused();
   return reused;
 }
 
 std::string StepCaches::Describe() const {
-  if (!settings_.has_value()) return "no step cache";
-  return absl::StrCat("TeaCache: threshold ", settings_->threshold,
+  if (mag_.has_value()) {
+    const int skipped = static_cast<int>(std::count(schedule_.begin(), schedule_.end(), false));
+    return absl::StrCat("MagCache: threshold ", mag_->threshold, ", at most ", mag_->max_skips,
+                        " in a row, retention ratio ", mag_->retention_ratio, "; ", skipped, " of ",
+                        schedule_.size(), " steps reuse");
+  }
+  if (!tea_.has_value()) return "no step cache";
+  return absl::StrCat("TeaCache: threshold ", tea_->threshold,
                       retention_steps_ ? ", retention steps" : "");
 }
 

@@ -1,6 +1,7 @@
-// StepCaches: a sampling run's TeaCache states (models/wan/wan_model.h WanStepCache), one per
+// StepCaches: a sampling run's step cache states (models/wan/wan_model.h WanStepCache), one per
 // model (each expert of a two-expert job) and conditioning branch, made from the job's cache
-// settings; none when the job does not cache.
+// settings: TeaCache (each state measures its own branch) or MagCache (every state follows the
+// run's one schedule); none when the job does not cache.
 #pragma once
 
 #include <map>
@@ -8,9 +9,12 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "actors/diffusion/diffusion_types.h"
+#include "models/core/mag_cache.h"
+#include "models/core/tea_cache.h"
 #include "models/wan/wan_model.h"
 
 namespace raylight::actors {
@@ -19,12 +23,12 @@ class StepCaches {
  public:
   // The job's settings for `config` at the latent's width x height (in pixels). InvalidArgument
   // or NotFound naming the field for an unknown kind, bad numbers, or a model nobody calibrated
-  // (`two_experts`: Wan 2.2's) without the job's own coefficients.
+  // (`two_experts`: Wan 2.2's) without the job's own coefficients or ratios.
   static absl::StatusOr<StepCaches> ForJob(const SampleRequest& request,
                                            const models::wan::WanConfig& config, int64_t width,
                                            int64_t height, bool two_experts);
 
-  bool enabled() const { return settings_.has_value(); }
+  bool enabled() const { return tea_.has_value() || mag_.has_value(); }
   // The state of `model`'s `branch` (made on first use); null when the job does not cache.
   models::wan::WanStepCache* For(const void* model, int branch);
   // Calls answered from a cache, over every state.
@@ -33,8 +37,10 @@ class StepCaches {
   std::string Describe() const;
 
  private:
-  std::optional<models::TeaCacheSettings> settings_;
+  std::optional<models::TeaCacheSettings> tea_;
   bool retention_steps_ = true;
+  std::optional<models::MagCacheSettings> mag_;
+  std::vector<bool> schedule_;  // MagCache's, per step
   std::map<std::pair<const void*, int>, std::unique_ptr<models::wan::WanStepCache>> caches_;
 };
 

@@ -338,7 +338,7 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   outcome.model_calls = static_cast<int>(agreed.calls());
   outcome.calls_reused = step_caches->reused();
   if (step_caches->enabled()) {
-    note(absl::StrCat("TeaCache reused the blocks' residual for ", outcome.calls_reused, " of ",
+    note(absl::StrCat("the step cache reused the blocks' residual for ", outcome.calls_reused, " of ",
                       outcome.model_calls, " model calls"));
   }
   RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "

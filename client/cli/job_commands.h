@@ -46,10 +46,13 @@ struct SampleFlags {
   std::string image, end_image, clip_vision;
   double fps = 0;
   int crf = -1;
-  // SampleJob.cache: "teacache" or empty; 0: the published threshold; empty: published.
+  // SampleJob.cache: "teacache", "magcache" or empty; 0: the published threshold; empty:
+  // published; MagCache's K (0: 2) and retention ratio (negative: 0.2).
   std::string cache;
   double cache_threshold = 0;
   std::vector<double> cache_coefficients;
+  int cache_max_skips = 0;
+  double cache_retention_ratio = -1;
   std::string out;  // output path prefix, or the video file (.mp4, .webp, .png, .safetensors)
 };
 

@@ -527,6 +527,63 @@ class RaylightTeaCache:
         return (ModelRef(model.cluster, settings),)
 
 
+class RaylightMagCache:
+    """Step caching for a cluster model's jobs, as ComfyUI-MagCache patches a MODEL: MagCache as
+    its authors run Wan 2.1 (calls reuse the blocks' residual while the accumulated error of the
+    model's calibrated magnitude ratios stays under the threshold, at most max_skips in a row).
+    0 takes the authors' numbers (threshold 0.12, max_skips 2); mag_ratios empty: theirs (Wan 2.1
+    t2v 1.3B / 14B, i2v 14B; other models need them: cond, uncond of each step in turn)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": (MODEL,),
+                "threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01}),
+                "max_skips": ("INT", {"default": 0, "min": 0, "max": 1000}),
+                "retention_ratio": (
+                    "FLOAT",
+                    {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.05},
+                ),
+            },
+            "optional": {
+                "mag_ratios": (
+                    "STRING",
+                    {"default": "", "tooltip": "calibrated ratios, cond and uncond in turn: a,b,c"},
+                ),
+            },
+        }
+
+    RETURN_TYPES = (MODEL,)
+    FUNCTION = "cache"
+    CATEGORY = "raylight"
+
+    def cache(
+        self,
+        model: ModelRef,
+        threshold: float,
+        max_skips: int,
+        retention_ratio: float,
+        mag_ratios: str = "",
+    ) -> tuple[ModelRef]:
+        try:
+            values = [float(c) for c in mag_ratios.split(",") if c.strip()]
+        except ValueError:
+            raise ValueError(
+                f"Raylight MagCache: input 'mag_ratios': '{mag_ratios}' is not numbers"
+            ) from None
+        settings = dict(model.settings)
+        settings.update(
+            cache="magcache",
+            cache_threshold=threshold,
+            cache_coefficients=[],
+            cache_max_skips=max_skips,
+            cache_retention_ratio=retention_ratio,
+            cache_mag_ratios=values,
+        )
+        return (ModelRef(model.cluster, settings),)
+
+
 class RaylightLoadConditioning:
     """A conditioning file (a prompt encoded elsewhere: `text` [L, 4096], for I2V `clip_fea` and
     `y`) from ComfyUI's input folder, as a CONDITIONING."""
@@ -561,6 +618,7 @@ NODE_CLASS_MAPPINGS = {
     "RaylightLoadConditioning": RaylightLoadConditioning,
     "RaylightLoraLoader": RaylightLoraLoader,
     "RaylightTeaCache": RaylightTeaCache,
+    "RaylightMagCache": RaylightMagCache,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -571,4 +629,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "RaylightLoadConditioning": "Raylight Load Conditioning",
     "RaylightLoraLoader": "Raylight LoRA",
     "RaylightTeaCache": "Raylight TeaCache",
+    "RaylightMagCache": "Raylight MagCache",
 }

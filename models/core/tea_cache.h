@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "models/core/step_cache_policy.h"
 
 namespace raylight::models {
 
@@ -27,14 +28,15 @@ struct TeaCacheSettings {
 // Checks the numbers (a finite threshold in [0, 10], finite coefficients, at most 8 of them).
 absl::Status ValidateTeaCacheSettings(const TeaCacheSettings& settings);
 
-class TeaCachePolicy {
+class TeaCachePolicy final : public StepCachePolicy {
  public:
   explicit TeaCachePolicy(TeaCacheSettings settings) : settings_(std::move(settings)) {}
 
   // Whether call `call` (0-based, of this branch) must run the blocks; `rel_l1` is its modulated
   // input's relative L1 distance from the previous call's (not read for the retained calls).
-  bool ShouldCompute(int call, double rel_l1);
-  int reused() const { return reused_; }
+  bool ShouldCompute(int call, double rel_l1) override;
+  bool measures_change() const override { return true; }
+  int reused() const override { return reused_; }
   double accumulated() const { return accumulated_; }
 
  private:

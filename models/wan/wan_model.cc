@@ -263,19 +263,21 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
   WanStepCache* cache = in.step_cache;
   bool reuse = false;
   if (cache != nullptr) {
-    TORCH_CHECK(!per_token, "TeaCache needs one timestep per call, not one per token");
+    // TeaCache measures the change of the timestep modulation; MagCache follows its schedule.
+    const bool measures = cache->policy->measures_change();
+    TORCH_CHECK(!measures || !per_token, "TeaCache needs one timestep per call, not one per token");
     const at::Tensor& modulated = cache->e0 ? e0 : e;
     double rel_l1 = 0;
     const bool comparable =
-        cache->previous.defined() && cache->previous.sizes() == modulated.sizes();
-    if (comparable) {
+        !measures || (cache->previous.defined() && cache->previous.sizes() == modulated.sizes());
+    if (measures && comparable) {
       rel_l1 = ((modulated - cache->previous).abs().mean() / cache->previous.abs().mean())
                    .item<double>();
     }
-    const bool compute = cache->policy.ShouldCompute(cache->calls, rel_l1);
+    const bool compute = cache->policy->ShouldCompute(cache->calls, rel_l1);
     reuse = !compute && comparable && cache->residual.defined() &&
             cache->residual.size(0) == batch && cache->residual.size(1) == x.size(1);
-    cache->previous = modulated.clone();
+    if (measures) cache->previous = modulated.clone();
     ++cache->calls;
   }
 

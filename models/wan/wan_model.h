@@ -7,25 +7,28 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <optional>
 
 #include "absl/status/statusor.h"
 #include "models/core/parallel_context.h"
-#include "models/core/tea_cache.h"
+#include "models/core/step_cache_policy.h"
 #include "models/core/weights.h"
 #include "models/wan/wan_config.h"
 
 namespace raylight::models::wan {
 
-// TeaCache (models/core/tea_cache.h) for one conditioning branch of a run, on this rank: the
-// previous call's timestep modulation (e0, or e without retention steps) and the residual the
+// A step cache (TeaCache, models/core/tea_cache.h; MagCache, mag_cache.h) for one conditioning
+// branch of a run, on this rank: its policy, the previous call's timestep modulation (e0, or e
+// without TeaCache's retention steps) where the policy measures its change, and the residual the
 // blocks added to this rank's tokens at the last computed call. A reused call adds that residual
-// instead of running the blocks. The decision depends only on the timestep and the time
-// embedding's weights, so every rank of a group takes the same one (FSDP's gathers stay matched).
+// instead of running the blocks. TeaCache's decision depends only on the timestep and the time
+// embedding's weights, MagCache's on the step index, so every rank of a group takes the same one
+// (FSDP's gathers stay matched).
 struct WanStepCache {
-  WanStepCache(TeaCacheSettings settings, bool modulation_e0)
-      : policy(std::move(settings)), e0(modulation_e0) {}
-  TeaCachePolicy policy;
+  WanStepCache(std::unique_ptr<StepCachePolicy> step_policy, bool modulation_e0)
+      : policy(std::move(step_policy)), e0(modulation_e0) {}
+  std::unique_ptr<StepCachePolicy> policy;
   bool e0 = true;
   at::Tensor previous;  // [B, 6, dim] or [B, dim], fp32
   at::Tensor residual;  // [B, local tokens, dim], fp32

@@ -724,6 +724,42 @@ def test_teacache_node_reuses_steps_on_the_cluster(setup: Setup) -> None:
     assert effect > TOLERANCE
 
 
+def test_magcache_node_reuses_steps_on_the_cluster(setup: Setup) -> None:
+    """Raylight MagCache before a Raylight KSampler: the job follows the schedule of the ratios it
+    gives (the test model has no published ones: 0.99 a step reuses two steps in every three past
+    the retained fifth) and the result counts the reused calls."""
+    g = Graph()
+    c = common_nodes(g, setup)
+    cached_model = g.out(
+        g.add(
+            "RaylightMagCache",
+            model=c["raylight_model"],
+            threshold=0.0,
+            max_skips=0,
+            retention_ratio=0.2,
+            mag_ratios=",".join(["0.99"] * 20),
+        )
+    )
+    inputs = ksampler_inputs(c, "euler", "simple", 10, random.randrange(1 << 48))
+    cached = save(g, g.out(g.add("RaylightKSampler", model=cached_model, **inputs)), "r_mag")
+    plain = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_raw")
+    entry = setup.comfy.run(g.nodes)
+    effect = rel_l2(setup.comfy.latent(entry, cached), setup.comfy.latent(entry, plain))
+    with raylight.Client(
+        address=setup.address,
+        token_file=str(setup.token_file),
+        tls_ca=str(setup.state / "tls" / "ca.pem"),  # the cluster serves TLS
+    ) as client:
+        results = [client.result(job.job_id) for job in client.list_jobs(limit=2)]
+    reused = sorted((r.calls_reused, r.model_calls) for r in results)
+    print(f"MagCache: (reused, calls) of the last two jobs {reused}, latent moved by {effect:.2e}")
+    # 10 steps, 4 retained calls (steps 0, 1), then reuse, reuse, compute: steps 2, 3, 5, 6, 8, 9
+    # reused, with every call of each (cond and uncond, batched or not).
+    assert reused[0][0] == 0
+    assert reused[1][0] * 10 == 6 * reused[1][1]
+    assert effect > TOLERANCE
+
+
 def test_a_raylightctl_latent_loads_in_comfyui(setup: Setup) -> None:
     seed, steps = random.randrange(1 << 48), 5
     prefix = setup.base / "cli"

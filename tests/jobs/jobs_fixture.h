@@ -283,6 +283,15 @@ class JobsTest : public ::testing::Test {
         argv.push_back("--teacache-plain");
       }
     }
+    if (job.cache().kind() == "magcache") {  // the same schedule, with the job's own ratios
+      argv.push_back(
+          absl::StrCat("--magcache-ratios=", absl::StrJoin(job.cache().mag_ratios(), ",")));
+      argv.push_back(absl::StrCat("--magcache-threshold=", job.cache().threshold()));
+      argv.push_back(absl::StrCat("--magcache-max-skips=", job.cache().max_skips()));
+      if (job.cache().has_retention_ratio()) {
+        argv.push_back(absl::StrCat("--magcache-retention-ratio=", job.cache().retention_ratio()));
+      }
+    }
     absl::Status ran =
         RunToCompletion(argv, dir_->path() + "/reference.log", std::chrono::seconds(300));
     EXPECT_TRUE(ran.ok()) << ran << testing_util::ReadFileOrEmpty(dir_->path() + "/reference.log");

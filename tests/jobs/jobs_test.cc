@@ -2,6 +2,9 @@
 // one node with CPU workers hosting DiffusionActors, a tiny Wan checkpoint and conditioning
 // written by the project's tools, the SDK submitting and watching. Compared against
 // raylight-sample-local, one process sampling the same inputs without the cluster.
+#include <algorithm>
+
+#include "models/core/mag_cache.h"
 #include "tests/jobs/jobs_fixture.h"
 
 namespace raylight::jobs_testing {
@@ -874,6 +877,80 @@ class FourWorkerJobsTest : public JobsTest {
 // The same decisions on every rank of a 4-rank group.
 TEST_F(FourWorkerJobsTest, ATeaCacheJobOnFourRanksEqualsOneProcess) {
   const v1::SampleJob job = TeaCacheJob(Job(72), 4);
+  v1::JobInfo done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const v1::SampleResult result = ResultOf(done.job_id());
+  EXPECT_GT(result.calls_reused(), 0);
+  ExpectSameLatent(ReadLatent(result.latent()), Reference(job));
+}
+
+// Issue #27: MagCache through the head. Its schedule is fixed before the run and a step's cond
+// and uncond calls skip together, so a job on one rank (cond and uncond batched), on a Ulysses-2
+// group and over CFG-parallel ranks (one branch each) takes the same decisions as one process
+// following the same schedule, and the result counts the calls it reused. The tiny model has no
+// published ratios: the job gives its own (0.99 a step: two reused steps, then the third's
+// accumulated error passes the default K of 2).
+v1::SampleJob MagCacheJob(v1::SampleJob job) {
+  job.set_steps(12);
+  job.set_sampler("euler");
+  job.mutable_cache()->set_kind("magcache");
+  for (int i = 0; i < 24; ++i) job.mutable_cache()->add_mag_ratios(0.99);
+  return job;
+}
+
+TEST_F(JobsTest, AMagCacheJobFollowsItsScheduleOnEveryMesh) {
+  const v1::SampleJob job = MagCacheJob(Job(73));
+  models::MagCacheSettings settings;  // the authors' defaults, the job's ratios
+  settings.ratios.assign(job.cache().mag_ratios().begin(), job.cache().mag_ratios().end());
+  const std::vector<bool> schedule = models::MagCacheSchedule(settings, job.steps(), true);
+  const int reused_steps = static_cast<int>(std::count(schedule.begin(), schedule.end(), false));
+  ASSERT_GT(reused_steps, 0);
+  const Latent want = Reference(job);
+  v1::SampleJob uncached = job;
+  uncached.clear_cache();
+  for (const auto& [ulysses, cfg] : {std::pair{1, 1}, std::pair{2, 1}, std::pair{1, 2}}) {
+    v1::SampleJob meshed = job;
+    meshed.mutable_mesh()->set_ulysses(ulysses);
+    meshed.mutable_mesh()->set_cfg(cfg);
+    v1::JobInfo done = RunJob(meshed);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    const v1::SampleResult result = ResultOf(done.job_id());
+    // Every call of a reused step is reused: one or two calls a step (cond and uncond batched or
+    // not; one branch per CFG rank).
+    EXPECT_EQ(result.calls_reused() * job.steps(), reused_steps * result.model_calls())
+        << meshed.mesh().ShortDebugString();
+    EXPECT_GT(result.calls_reused(), 0);
+    const Latent cached = ReadLatent(result.latent());
+    ExpectSameLatent(cached, want);
+    if (ulysses == 1 && cfg == 1) {
+      EXPECT_GT(MaxAbsDiff(cached, Reference(uncached)), 1e-4);  // the reuse is real
+    }
+  }
+  // Refused before anything is queued, naming the field.
+  for (auto [field, change] :
+       std::vector<std::pair<std::string, std::function<void(v1::SampleJob&)>>>{
+           {"cache.mag_ratios", [](v1::SampleJob& j) { j.mutable_cache()->clear_mag_ratios(); }},
+           {"cache.mag_ratios", [](v1::SampleJob& j) { j.mutable_cache()->add_mag_ratios(1); }},
+           {"cache.coefficients", [](v1::SampleJob& j) { j.mutable_cache()->add_coefficients(1); }},
+           {"cache.retention_ratio",
+            [](v1::SampleJob& j) { j.mutable_cache()->set_retention_ratio(2); }},
+           {"cache.max_skips", [](v1::SampleJob& j) { j.mutable_cache()->set_max_skips(-1); }},
+           {"cache.kind", [](v1::SampleJob& j) { j.set_sampler("heun"); }},
+       }) {
+    v1::SampleJob bad = job;
+    change(bad);
+    auto refused = jobs_->SubmitSample(bad);
+    ASSERT_FALSE(refused.ok()) << field;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_NE(refused.status().message().find(field), std::string::npos) << refused.status();
+  }
+}
+
+// The same decisions on every rank of a 4-rank group (Ulysses 2 x CFG 2).
+TEST_F(FourWorkerJobsTest, AMagCacheJobOnFourRanksEqualsOneProcess) {
+  v1::SampleJob job = MagCacheJob(Job(74));
+  job.mutable_mesh()->set_ulysses(2);
+  job.mutable_mesh()->set_cfg(2);
   v1::JobInfo done = RunJob(job);
   ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
   const v1::SampleResult result = ResultOf(done.job_id());

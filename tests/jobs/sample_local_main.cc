@@ -11,8 +11,10 @@
 #include <optional>
 
 #include "models/core/latent_file.h"
+#include "models/core/mag_cache.h"
 #include "models/wan/wan_conditioning.h"
 #include "models/wan/wan_loader.h"
+#include "models/wan/wan_mag_cache.h"
 #include "models/wan/wan_model.h"
 #include "models/wan/wan_tea_cache.h"
 #include "samplers/ksampler.h"
@@ -27,6 +29,9 @@ int main(int argc, char** argv) {
   bool teacache = false, teacache_plain = false;
   double teacache_threshold = 0;
   std::vector<double> teacache_coefficients;
+  std::vector<double> magcache_ratios;
+  double magcache_threshold = 0, magcache_retention = -1;
+  int magcache_max_skips = 0;
   CLI::App app("raylight-sample-local: one single-process sampling run (test reference)");
   app.add_option("--checkpoint", checkpoint)->required();
   app.add_option("--cond", cond)->required();
@@ -47,6 +52,12 @@ int main(int argc, char** argv) {
   app.add_option("--teacache-threshold", teacache_threshold);
   app.add_option("--teacache-coefficients", teacache_coefficients)->delimiter(',');
   app.add_flag("--teacache-plain", teacache_plain, "without the retention steps");
+  app.add_option("--magcache-ratios", magcache_ratios,
+                 "cache steps as SampleJob.cache {kind: magcache} does, with these ratios")
+      ->delimiter(',');
+  app.add_option("--magcache-threshold", magcache_threshold);
+  app.add_option("--magcache-max-skips", magcache_max_skips);
+  app.add_option("--magcache-retention-ratio", magcache_retention);
   CLI11_PARSE(app, argc, argv);
 
   models::PlacementOptions placement;
@@ -88,6 +99,19 @@ int main(int argc, char** argv) {
     }
     tea_cache = *settings;
   }
+  std::vector<bool> mag_schedule;  // MagCache's, per step; empty: none
+  if (!magcache_ratios.empty()) {
+    auto settings = models::wan::WanMagCacheSettings(config, width, height,
+                                                     {.threshold = magcache_threshold,
+                                                      .max_skips = magcache_max_skips,
+                                                      .retention_ratio = magcache_retention,
+                                                      .ratios = magcache_ratios});
+    if (!settings.ok()) {
+      std::cerr << settings.status() << "\n";
+      return 1;
+    }
+    mag_schedule = models::MagCacheSchedule(*settings, steps, /*two_branches=*/cfg != 1.0);
+  }
   samplers::ModelFn model = [&](const at::Tensor& x, double timestep,
                                 samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
     auto inputs = [&](bool use_cond) {
@@ -98,10 +122,14 @@ int main(int argc, char** argv) {
       return in;
     };
     models::wan::WanInputs batch = samplers::InputsFor(branch, inputs, models::wan::BatchInputs);
-    if (tea_cache.has_value()) {
+    if (tea_cache.has_value() || !mag_schedule.empty()) {
       auto& cache = caches[static_cast<int>(branch)];
-      if (cache == nullptr) {
-        cache = std::make_unique<models::wan::WanStepCache>(*tea_cache, !teacache_plain);
+      if (cache == nullptr && tea_cache.has_value()) {
+        cache = std::make_unique<models::wan::WanStepCache>(
+            std::make_unique<models::TeaCachePolicy>(*tea_cache), !teacache_plain);
+      } else if (cache == nullptr) {
+        cache = std::make_unique<models::wan::WanStepCache>(
+            std::make_unique<models::ScheduledSkips>(mag_schedule), true);
       }
       batch.step_cache = cache.get();
     }
@@ -132,7 +160,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   int reused = 0;
-  for (const auto& [branch, cache] : caches) reused += cache->policy.reused();
-  if (tea_cache.has_value()) std::cout << "teacache reused " << reused << " calls\n";
+  for (const auto& [branch, cache] : caches) reused += cache->policy->reused();
+  if (!caches.empty()) std::cout << "step cache reused " << reused << " calls\n";
   return 0;
 }

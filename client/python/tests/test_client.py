@@ -304,6 +304,17 @@ def test_step_caching_travels_in_the_job() -> None:
     assert (job.cache.kind, job.cache.threshold) == ("teacache", 0.2)
     assert list(job.cache.coefficients) == [1.0, 0.0] and job.cache.retention_steps
     assert not raylight.sample_job("m", "a fox").HasField("cache")
+    mag = raylight.sample_job(
+        "m", "a fox", cache="magcache", cache_max_skips=4, cache_mag_ratios=[1.0, 0.99]
+    )
+    assert (mag.cache.kind, mag.cache.max_skips, list(mag.cache.mag_ratios)) == (
+        "magcache",
+        4,
+        [1.0, 0.99],
+    )
+    # TeaCache's retention steps stay unset (the head refuses them on MagCache), and so does an
+    # unset retention ratio (the authors' 0.2).
+    assert not mag.cache.HasField("retention_steps") and not mag.cache.HasField("retention_ratio")
 
 
 def test_prompts_travel_as_text() -> None:

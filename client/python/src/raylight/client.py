@@ -216,6 +216,9 @@ def sample_job(
     cache_threshold: float = 0.0,
     cache_coefficients: Sequence[float] = (),
     cache_retention_steps: bool = True,
+    cache_max_skips: int = 0,
+    cache_retention_ratio: float | None = None,
+    cache_mag_ratios: Sequence[float] = (),
 ) -> Any:
     """A raylight.v1.SampleJob from ComfyUI-style arguments (KSampler and KSamplerAdvanced).
 
@@ -236,7 +239,10 @@ def sample_job(
     TI2V-5B as the starting latent's first frame (then no `latent`). `cache="teacache"` reuses the
     blocks' work across steps (TeaCache as its authors run Wan 2.1: `cache_threshold` 0 takes
     their quality threshold for the model, empty `cache_coefficients` their polynomial;
-    `cache_retention_steps` their use_ret_steps).
+    `cache_retention_steps` their use_ret_steps); `cache="magcache"` by MagCache's calibrated
+    schedule (its authors' Wan 2.1 ratios: `cache_threshold` 0 takes their 0.12,
+    `cache_max_skips` 0 their 2, `cache_retention_ratio` None their 0.2, empty
+    `cache_mag_ratios` their curve for the model).
     """
     if noise_mask is not None and latent is None:
         raise ValueError("noise_mask: given without a latent")
@@ -289,7 +295,12 @@ def sample_job(
         job.cache.kind = cache
         job.cache.threshold = cache_threshold
         job.cache.coefficients.extend(float(c) for c in cache_coefficients)
-        job.cache.retention_steps = cache_retention_steps
+        if cache == "teacache":
+            job.cache.retention_steps = cache_retention_steps
+        job.cache.max_skips = cache_max_skips
+        job.cache.mag_ratios.extend(float(r) for r in cache_mag_ratios)
+        if cache_retention_ratio is not None:
+            job.cache.retention_ratio = cache_retention_ratio
     return job
 
 

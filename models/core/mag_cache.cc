@@ -1,0 +1,130 @@
+#include "models/core/mag_cache.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace raylight::models {
+namespace {
+
+// One branch's accumulators (the authors' accumulated_ratio, _steps, _err).
+struct BranchState {
+  double ratio = 1.0;
+  int skipped = 0;
+  double error = 0.0;
+
+  void Restart() { *this = BranchState(); }
+};
+
+// The authors' rule for call `call` (their counter) of a branch: true to reuse. Updates `state`
+// as they do: a reuse keeps the accumulators, a compute restarts them.
+bool RuleReuses(const MagCacheSettings& settings, const std::vector<double>& ratios, int call,
+                int retained_calls, BranchState& state) {
+  // The first call of a branch has no residual to reuse (the authors' code would fail there with
+  // no retained calls).
+  if (call < retained_calls || call < 2) return false;
+  state.ratio *= ratios[call];
+  state.skipped += 1;
+  state.error += std::abs(1.0 - state.ratio);
+  if (state.error < settings.threshold && state.skipped <= settings.max_skips) return true;
+  state.Restart();
+  return false;
+}
+
+// The authors' int(num_steps * retention_ratio), num_steps counting both branches' calls.
+int RetainedCalls(const MagCacheSettings& settings, int steps) {
+  return static_cast<int>(2.0 * steps * settings.retention_ratio);
+}
+
+}  // namespace
+
+absl::Status ValidateMagCacheSettings(const MagCacheSettings& settings) {
+  if (!std::isfinite(settings.threshold) || settings.threshold < 0 || settings.threshold > 10) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threshold: ", settings.threshold, " is outside [0, 10]"));
+  }
+  if (settings.max_skips < 1 || settings.max_skips > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_skips: ", settings.max_skips, " is outside [1, 1000]"));
+  }
+  if (!std::isfinite(settings.retention_ratio) || settings.retention_ratio < 0 ||
+      settings.retention_ratio > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retention_ratio: ", settings.retention_ratio, " is outside [0, 1]"));
+  }
+  if (settings.ratios.empty() || settings.ratios.size() % 2 != 0 ||
+      settings.ratios.size() > 20000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mag_ratios: ", settings.ratios.size(),
+                     " values; cond and uncond of each step in turn (an even count, at most "
+                     "20000)"));
+  }
+  for (double r : settings.ratios) {
+    if (!std::isfinite(r) || r <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("mag_ratios: ", r, " is not a finite positive ratio"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<double> NearestInterp(const std::vector<double>& source, int length) {
+  if (length <= 0 || source.empty()) return {};
+  if (length == 1) return {source.back()};
+  const double scale = static_cast<double>(source.size() - 1) / static_cast<double>(length - 1);
+  std::vector<double> out;
+  out.reserve(length);
+  for (int i = 0; i < length; ++i) {
+    // numpy.round: halves to even.
+    out.push_back(source[static_cast<size_t>(std::nearbyint(i * scale))]);
+  }
+  return out;
+}
+
+std::vector<double> RatiosForSteps(const std::vector<double>& interleaved, int steps) {
+  if (interleaved.size() == static_cast<size_t>(2 * steps)) return interleaved;
+  std::vector<double> branch[2];
+  for (size_t i = 0; i < interleaved.size(); ++i) branch[i % 2].push_back(interleaved[i]);
+  const std::vector<double> cond = NearestInterp(branch[0], steps);
+  const std::vector<double> uncond = NearestInterp(branch[1], steps);
+  std::vector<double> out;
+  for (int k = 0; k < steps; ++k) {
+    out.push_back(cond[k]);
+    out.push_back(uncond[k]);
+  }
+  return out;
+}
+
+std::vector<std::vector<bool>> AuthorsMagCacheDecisions(const MagCacheSettings& settings,
+                                                        int steps) {
+  const std::vector<double> ratios = RatiosForSteps(settings.ratios, steps);
+  const int retained = RetainedCalls(settings, steps);
+  std::vector<std::vector<bool>> compute(2, std::vector<bool>(steps, true));
+  BranchState state[2];
+  for (int call = 0; call < 2 * steps; ++call) {
+    const int branch = call % 2;
+    compute[branch][call / 2] = !RuleReuses(settings, ratios, call, retained, state[branch]);
+  }
+  return compute;
+}
+
+std::vector<bool> MagCacheSchedule(const MagCacheSettings& settings, int steps, bool two_branches) {
+  const std::vector<double> ratios = RatiosForSteps(settings.ratios, steps);
+  const int retained = RetainedCalls(settings, steps);
+  std::vector<bool> compute(steps, true);
+  BranchState state[2];
+  for (int step = 0; step < steps; ++step) {
+    bool reuse = RuleReuses(settings, ratios, 2 * step, retained, state[0]);
+    if (two_branches) {
+      reuse = RuleReuses(settings, ratios, 2 * step + 1, retained, state[1]) && reuse;
+    }
+    if (!reuse) {  // both branches compute: both restart, as a computing call does
+      state[0].Restart();
+      state[1].Restart();
+    }
+    compute[step] = !reuse;
+  }
+  return compute;
+}
+
+}  // namespace raylight::models

@@ -1,0 +1,31 @@
+// MagCache for Wan (models/core/mag_cache.h): the authors' calibrated magnitude ratios for the
+// Wan 2.1 checkpoints they published them for (MagCache4Wan2.1: t2v 1.3B and 14B over 50 steps,
+// i2v 14B at 480p and 720p over 40), and a job's settings from them. Torch-free: the head
+// validates a job's cache settings with it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "models/core/mag_cache.h"
+#include "models/wan/wan_config.h"
+
+namespace raylight::models::wan {
+
+struct WanMagCacheRequest {
+  double threshold = 0;         // 0: the authors' 0.12
+  int max_skips = 0;            // 0: the authors' K of 2
+  double retention_ratio = -1;  // negative: the authors' 0.2
+  std::vector<double> ratios;   // empty: the authors' for the model
+};
+
+// The settings of a job's MagCache: its own ratios, or the published ones for `config` at
+// `width` x `height` (i2v: 720p's at or above 1280x720's area, 480p's below). NotFound for a model
+// nobody calibrated (Wan 2.2, FLF2V, custom shapes) unless ratios are given; InvalidArgument naming
+// the field for numbers out of range.
+absl::StatusOr<MagCacheSettings> WanMagCacheSettings(const WanConfig& config, int64_t width,
+                                                     int64_t height,
+                                                     const WanMagCacheRequest& request);
+
+}  // namespace raylight::models::wan
