@@ -15,7 +15,8 @@
 #                                          (qwen_image_gpu.sh; SIZE=WxH, COMPILE=1)
 #   deploy/gpu/session.sh resume           issue #23: a 1.3B job whose worker is killed halfway
 #                                          resumes from its last step (resume_gpu.sh)
-#   deploy/gpu/session.sh teacache         issue #27: TeaCache on a 1.3B job (teacache_gpu.sh)
+#   deploy/gpu/session.sh teacache         issue #27: TeaCache and MagCache on a 1.3B job
+#                                          (step_cache_gpu.sh)
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
@@ -127,8 +128,8 @@ case $WHAT in
       >"$OUT/resume_run.log" 2>&1
     echo "resume exit $?"
     tail -12 "$OUT/resume_run.log" ;;
-  teacache)  # issue #27: TeaCache on a 1.3B job through a local cluster (teacache_gpu.sh)
-    tests/bench/teacache_gpu.sh build-gpu "$(checkpoint wan2.1-t2v-1.3b)" "$OUT" \
+  teacache)  # issue #27: TeaCache and MagCache on a 1.3B job through a local cluster
+    tests/bench/step_cache_gpu.sh build-gpu "$(checkpoint wan2.1-t2v-1.3b)" "$OUT" \
       >"$OUT/teacache_run.log" 2>&1
     echo "teacache exit $?"
     tail -8 "$OUT/teacache_run.log" ;;

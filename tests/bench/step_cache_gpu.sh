@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# TeaCache on one GPU (issue #27): a random Wan 2.1 1.3B (bf16) job, 832x480x81, STEPS steps at
-# cfg 5, through a local cluster, uncached and with `--cache teacache` at the authors' 1.3B
+# Step caching on one GPU (issue #27): a random Wan 2.1 1.3B (bf16) job, 832x480x81, STEPS steps
+# at cfg 5, through a local cluster, uncached and with `--cache teacache` at the authors' 1.3B
 # thresholds (0.05: their quality setting; 0.10: their fast one with retention steps) and with a
 # threshold that reuses every call past the retained five (the identity polynomial, threshold
 # 9.5: what a reused call costs). Random weights make the time embedding's changes, and so the
 # number of calls reused at the published thresholds, unlike a trained model's: the rows report
-# the reuse each run got beside its time. The latent's relative L2 from the uncached run says
-# how far the reuse moved it.
+# the reuse each run got beside its time. Then `--cache magcache` with the authors' 1.3B curve at
+# their default (threshold 0.12, K 2) and at their README's fast setting (0.24, K 6): MagCache's
+# schedule comes from the curve alone, so its reuse, and so its time, is what a trained model's
+# job gets. The latent's relative L2 from the uncached run says how far the reuse moved it
+# (random weights: not a quality measure).
 #
-#   [STEPS=30] tests/bench/teacache_gpu.sh BUILD_DIR WAN_CHECKPOINT OUT_DIR
+#   [STEPS=30] tests/bench/step_cache_gpu.sh BUILD_DIR WAN_CHECKPOINT OUT_DIR
 #
 # Writes OUT_DIR/teacache.jsonl in the results schema.
 set -euo pipefail
@@ -45,6 +48,8 @@ run uncached
 run published --cache teacache --cache-threshold 0.05
 run fast --cache teacache --cache-threshold 0.10
 run every --cache teacache --cache-threshold 9.5 --cache-coefficients 1,0
+run magcache --cache magcache
+run magcache_fast --cache magcache --cache-threshold 0.24 --cache-max-skips 6
 
 python3 - "$WORK" "$STEPS" >"$OUT/teacache.jsonl" <<'PY'
 import json, sys
@@ -56,14 +61,16 @@ def read(name):
     return float(seconds), int(reused), int(calls), latent
 base_s, _, _, base = read("uncached")
 rows = []
-for name, label in [("published", "thresh0.05"), ("fast", "thresh0.10"), ("every", "every_call")]:
+for name, label in [("published", "teacache_thresh0.05"), ("fast", "teacache_thresh0.10"),
+                    ("every", "teacache_every_call"), ("magcache", "magcache_thresh0.12_k2"),
+                    ("magcache_fast", "magcache_thresh0.24_k6")]:
     seconds, reused, calls, latent = read(name)
     rows += [
-        dict(name=f"wan1_3b_832x480x81_teacache_{label}_job_ratio", value=seconds / base_s,
+        dict(name=f"wan1_3b_832x480x81_{label}_job_ratio", value=seconds / base_s,
              unit="ratio", anchor="the same job uncached, sampling s", anchor_value=base_s),
-        dict(name=f"wan1_3b_832x480x81_teacache_{label}_calls_reused", value=reused,
+        dict(name=f"wan1_3b_832x480x81_{label}_calls_reused", value=reused,
              unit="calls", anchor="model calls of the job", anchor_value=calls),
-        dict(name=f"wan1_3b_832x480x81_teacache_{label}_latent_rel_l2",
+        dict(name=f"wan1_3b_832x480x81_{label}_latent_rel_l2",
              value=float((latent - base).norm() / base.norm()), unit="ratio",
              anchor="the uncached job's latent", anchor_value=0.0),
     ]
