@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "actors/diffusion/agreed_model_calls.h"
 #include "actors/diffusion/sampling_run.h"
+#include "actors/diffusion/step_caches.h"
 #include "models/core/latent_file.h"
 #include "models/core/latent_format.h"
 #include "runtime/common/log.h"
@@ -32,8 +33,8 @@ samplers::ModelSampling SamplingOf(const models::ModelInfo& info, double job_shi
 }  // namespace
 
 // The head refuses what these jobs cannot have (prompts: no family but Wan has its encoders here;
-// images; decoding; step caches; LoRAs where the family merges none); the checks here say the
-// same to a caller that skipped the head.
+// images; decoding; step caches but MagCache; LoRAs where the family merges none); the checks here
+// say the same to a caller that skipped the head.
 absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
                                                 const worker::GroupContext& group,
                                                 const UpdateFn& update,
@@ -47,7 +48,6 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
        {std::pair{"prompt", !request.prompt.empty()},
         std::pair{"image", !request.image.empty() || !request.end_image.empty()},
         std::pair{"low_noise_model", !request.low_noise_model.files.empty()},
-        std::pair{"cache", !request.cache_kind.empty()},
         std::pair{"output", request.output != "latent" && !request.output.empty()}}) {
     if (given) {
       return absl::InvalidArgumentError(
@@ -131,14 +131,20 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
                       " model calls to replay"));
   }
   AgreedModelCalls agreed(world, reports, cancelled, journal.get(), device, request.job_id);
+  // Step caching (MagCache): one state per conditioning branch, one schedule for the run.
+  RL_ASSIGN_OR_RETURN(StepCaches step_caches,
+                      StepCaches::ForFamily(request, info, latent.size(-1) * info.spatial_factor,
+                                            latent.size(-2) * info.spatial_factor));
+  if (step_caches.enabled()) note(step_caches.Describe());
   samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
                                    samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
     const models::ConditioningRows rows =
         branch == samplers::Branch::kBoth   ? models::ConditioningRows::kBoth
         : branch == samplers::Branch::kCond ? models::ConditioningRows::kPositive
                                             : models::ConditioningRows::kNegative;
+    models::ResidualCache* cache = step_caches.For(conditioned.get(), static_cast<int>(branch));
     return agreed.Call(x, timestep, static_cast<int>(branch),
-                       [&] { return conditioned->Forward(x, timestep, rows, sequence); });
+                       [&] { return conditioned->Forward(x, timestep, rows, sequence, cache); });
   };
   samplers::KSamplerOptions options = SamplerOptionsOf(request);
   if (!conditioned->BatchesExactly()) options.batch_cfg = false;
@@ -154,6 +160,11 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   RL_RETURN_IF_ERROR(KeepResult(out, journal.get(), reports, at::Tensor(), outcome));
   if (journal != nullptr) journal->Remove();
   outcome.model_calls = static_cast<int>(agreed.calls());
+  outcome.calls_reused = step_caches.reused();
+  if (step_caches.enabled()) {
+    note(absl::StrCat("the step cache reused the blocks' residual for ", outcome.calls_reused,
+                      " of ", outcome.model_calls, " model calls"));
+  }
   RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
                << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all)";
   return outcome;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -296,55 +298,80 @@ absl::Status CheckImages(const v1::SampleJob& job, const models::wan::WanConfig&
   return absl::OkStatus();
 }
 
-// SampleJob.cache: a known kind, sane numbers, and what the kind calibrates for the model (the
-// published numbers, or the job's own: Wan 2.2's experts, calibrated by nobody, need the job's);
-// the other kind's settings refused.
+// SampleJob.cache's MagCache numbers as the settings take them.
+models::MagCacheRequest MagCacheRequestOf(const v1::StepCache& cache) {
+  return {.threshold = cache.threshold(),
+          .max_skips = cache.max_skips(),
+          .retention_ratio = cache.has_retention_ratio() ? cache.retention_ratio() : -1,
+          .ratios = {cache.mag_ratios().begin(), cache.mag_ratios().end()}};
+}
+
+bool HasTeaCacheSettings(const v1::StepCache& cache) {
+  return cache.coefficients_size() > 0 || cache.has_retention_steps();
+}
+bool HasMagCacheSettings(const v1::StepCache& cache) {
+  return cache.max_skips() != 0 || cache.has_retention_ratio() || cache.mag_ratios_size() > 0;
+}
+
+// No cache settings without a kind.
+absl::Status CheckCacheKindGiven(const v1::StepCache& cache) {
+  if (cache.kind().empty() &&
+      (cache.threshold() != 0 || HasTeaCacheSettings(cache) || HasMagCacheSettings(cache))) {
+    return Invalid("cache.kind",
+                   "empty, but other cache settings are given (kind: teacache or magcache)");
+  }
+  return absl::OkStatus();
+}
+
+// SampleJob.cache of kind magcache: none of TeaCache's settings, numbers in range, ratios the
+// authors published for the model or the job's own (`settings_for` makes them), and a sampler
+// that calls the model once a step (the schedule counts steps).
+absl::Status CheckMagCache(
+    const v1::SampleJob& job,
+    const std::function<absl::StatusOr<models::MagCacheSettings>(const models::MagCacheRequest&)>&
+        settings_for) {
+  const v1::StepCache& cache = job.cache();
+  if (HasTeaCacheSettings(cache)) {
+    return Invalid(cache.coefficients_size() > 0 ? "cache.coefficients" : "cache.retention_steps",
+                   "TeaCache's; MagCache takes threshold, max_skips, retention_ratio and "
+                   "mag_ratios");
+  }
+  auto settings = settings_for(MagCacheRequestOf(cache));
+  if (!settings.ok()) {
+    return absl::InvalidArgumentError(settings.status().message());  // it names the field
+  }
+  // The authors calibrate one model call per step; a sampler that calls the model more often
+  // would run the schedule out early.
+  if (!samplers::CallsTheModelOncePerStep(job.sampler())) {
+    return Invalid("cache.kind",
+                   absl::StrCat("MagCache's schedule counts one model call per step; sampler '",
+                                job.sampler(), "' makes more"));
+  }
+  return absl::OkStatus();
+}
+
+// SampleJob.cache of a Wan job: a known kind, sane numbers, and what the kind calibrates for the
+// model (the published numbers, or the job's own: Wan 2.2's experts, calibrated by nobody, need
+// the job's); the other kind's settings refused.
 absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConfig& config,
                             bool two_experts) {
   const v1::StepCache& cache = job.cache();
-  const bool tea_settings = cache.coefficients_size() > 0 || cache.has_retention_steps();
-  const bool mag_settings =
-      cache.max_skips() != 0 || cache.has_retention_ratio() || cache.mag_ratios_size() > 0;
-  if (cache.kind().empty()) {
-    if (cache.threshold() != 0 || tea_settings || mag_settings) {
-      return Invalid("cache.kind",
-                     "empty, but other cache settings are given (kind: teacache or magcache)");
-    }
-    return absl::OkStatus();
-  }
+  RL_RETURN_IF_ERROR(CheckCacheKindGiven(cache));
+  if (cache.kind().empty()) return absl::OkStatus();
   if (cache.kind() == "magcache") {
-    if (tea_settings) {
-      return Invalid(cache.coefficients_size() > 0 ? "cache.coefficients" : "cache.retention_steps",
-                     "TeaCache's; MagCache takes threshold, max_skips, retention_ratio and "
-                     "mag_ratios");
-    }
     if (two_experts) {
       return Invalid("cache.kind",
                      "MagCache over Wan 2.2's two experts (a schedule per expert) is not "
                      "supported yet");
     }
-    auto settings = models::wan::WanMagCacheSettings(
-        config, job.width(), job.height(),
-        {.threshold = cache.threshold(),
-         .max_skips = cache.max_skips(),
-         .retention_ratio = cache.has_retention_ratio() ? cache.retention_ratio() : -1,
-         .ratios = {cache.mag_ratios().begin(), cache.mag_ratios().end()}});
-    if (!settings.ok()) {
-      return absl::InvalidArgumentError(settings.status().message());  // it names the field
-    }
-    // The authors calibrate one model call per step; a sampler that calls the model more often
-    // would run the schedule out early.
-    if (!samplers::CallsTheModelOncePerStep(job.sampler())) {
-      return Invalid("cache.kind",
-                     absl::StrCat("MagCache's schedule counts one model call per step; sampler '",
-                                  job.sampler(), "' makes more"));
-    }
-    return absl::OkStatus();
+    return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
+      return models::wan::WanMagCacheSettings(config, job.width(), job.height(), request);
+    });
   }
   if (cache.kind() != "teacache") {
     return Invalid("cache.kind", absl::StrCat("'", cache.kind(), "' (known: teacache, magcache)"));
   }
-  if (mag_settings) {
+  if (HasMagCacheSettings(cache)) {
     return Invalid(cache.mag_ratios_size() > 0 ? "cache.mag_ratios" : "cache.max_skips",
                    "MagCache's; TeaCache takes threshold, coefficients and retention_steps");
   }
@@ -362,6 +389,25 @@ absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConf
     return absl::InvalidArgumentError(settings.status().message());  // it names the field
   }
   return absl::OkStatus();
+}
+
+// SampleJob.cache of a job of any family but Wan: MagCache where the family's forward caches
+// steps (TeaCache's calibrations are Wan's).
+absl::Status CheckFamilyStepCache(const v1::SampleJob& job, const models::ModelInfo& info,
+                                  int64_t width, int64_t height) {
+  const v1::StepCache& cache = job.cache();
+  RL_RETURN_IF_ERROR(CheckCacheKindGiven(cache));
+  if (cache.kind().empty()) return absl::OkStatus();
+  if (cache.kind() != "magcache" || !info.caches_steps) {
+    return Invalid("cache.kind",
+                   absl::StrCat("'", cache.kind(), "': ", info.family, " models take ",
+                                info.caches_steps ? "magcache" : "no step cache"));
+  }
+  return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
+    return models::MagCacheSettingsFor(
+        info.published_mag_cache ? info.published_mag_cache(width, height) : std::nullopt, request,
+        info.variant, "the authors published Wan 2.1's and Qwen-Image's");
+  });
 }
 
 // What every family's job checks the same way: the schedule, the sampler and its numbers, seeds.
@@ -520,7 +566,6 @@ absl::Status CheckConditionedJob(const v1::SampleJob& job, const models::ModelIn
         std::pair{"negative_prompt", job.has_negative_prompt()},
         std::pair{"image", !job.image().empty()}, std::pair{"end_image", !job.end_image().empty()},
         std::pair{"low_noise_model", !job.low_noise_model().empty()},
-        std::pair{"cache.kind", !job.cache().kind().empty()},
         std::pair{"loras", job.loras_size() > 0 && !info.merges_loras},
         std::pair{"text_encoder", !job.text_encoder().empty()},
         std::pair{"vae", !job.vae().empty()}, std::pair{"clip_vision", !job.clip_vision().empty()},
@@ -596,6 +641,8 @@ absl::Status CheckConditionedJob(const v1::SampleJob& job, const models::ModelIn
     return Invalid(job.latent().empty() ? "width" : "latent",
                    absl::StrCat(*tokens, " tokens exceed the limit of ", limits.max_tokens));
   }
+  RL_RETURN_IF_ERROR(
+      CheckFamilyStepCache(job, info, width * info.spatial_factor, height * info.spatial_factor));
   if (!info.check_conditioning) {
     return Invalid("positive", absl::StrCat(info.family, " models take no conditioning files"));
   }

@@ -7,6 +7,40 @@
 #include "models/wan/wan_tea_cache.h"
 
 namespace raylight::actors {
+namespace {
+
+models::MagCacheRequest MagRequestOf(const SampleRequest& request) {
+  return {.threshold = request.cache_threshold,
+          .max_skips = request.cache_max_skips,
+          .retention_ratio = request.cache_retention_ratio,
+          .ratios = request.cache_mag_ratios};
+}
+
+}  // namespace
+
+void StepCaches::SetMagCache(models::MagCacheSettings settings, const SampleRequest& request) {
+  mag_ = std::move(settings);
+  // Cond and uncond calls exist where the job guides (cfg 1 runs the cond branch alone).
+  schedule_ = models::MagCacheSchedule(*mag_, request.steps, /*two_branches=*/request.cfg != 1.0);
+}
+
+absl::StatusOr<StepCaches> StepCaches::ForFamily(const SampleRequest& request,
+                                                 const models::ModelInfo& info, int64_t width,
+                                                 int64_t height) {
+  StepCaches caches;
+  if (request.cache_kind.empty()) return caches;
+  if (request.cache_kind != "magcache" || !info.caches_steps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache.kind: '", request.cache_kind, "': ", info.family, " models take ",
+                     info.caches_steps ? "magcache" : "no step cache"));
+  }
+  auto settings = models::MagCacheSettingsFor(
+      info.published_mag_cache ? info.published_mag_cache(width, height) : std::nullopt,
+      MagRequestOf(request), info.variant, "the authors published Wan 2.1's and Qwen-Image's");
+  if (!settings.ok()) return settings.status();
+  caches.SetMagCache(*std::move(settings), request);
+  return caches;
+}
 
 absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
                                               const models::wan::WanConfig& config, int64_t width,
@@ -19,17 +53,9 @@ absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
           "cache.kind: MagCache over Wan 2.2's two experts (a schedule per expert) is not "
           "supported yet");
     }
-    auto settings =
-        models::wan::WanMagCacheSettings(config, width, height,
-                                         {.threshold = request.cache_threshold,
-                                          .max_skips = request.cache_max_skips,
-                                          .retention_ratio = request.cache_retention_ratio,
-                                          .ratios = request.cache_mag_ratios});
+    auto settings = models::wan::WanMagCacheSettings(config, width, height, MagRequestOf(request));
     if (!settings.ok()) return settings.status();
-    caches.mag_ = *std::move(settings);
-    // Cond and uncond calls exist where the job guides (cfg 1 runs the cond branch alone).
-    caches.schedule_ =
-        models::MagCacheSchedule(*caches.mag_, request.steps, /*two_branches=*/request.cfg != 1.0);
+    caches.SetMagCache(*std::move(settings), request);
     return caches;
   }
   if (request.cache_kind != "teacache") {

@@ -15,6 +15,7 @@
 #include "actors/diffusion/diffusion_types.h"
 #include "models/core/mag_cache.h"
 #include "models/core/tea_cache.h"
+#include "models/family/model_info.h"
 #include "models/wan/wan_model.h"
 
 namespace raylight::actors {
@@ -27,6 +28,12 @@ class StepCaches {
   static absl::StatusOr<StepCaches> ForJob(const SampleRequest& request,
                                            const models::wan::WanConfig& config, int64_t width,
                                            int64_t height, bool two_experts);
+  // A run of any other family (conditioned_sampling.cc): MagCache only, from the authors'
+  // settings for the model (ModelInfo.published_mag_cache at width x height pixels) and the
+  // job's numbers; InvalidArgument naming the field where the family caches no steps.
+  static absl::StatusOr<StepCaches> ForFamily(const SampleRequest& request,
+                                              const models::ModelInfo& info, int64_t width,
+                                              int64_t height);
 
   bool enabled() const { return tea_.has_value() || mag_.has_value(); }
   // The state of `model`'s `branch` (made on first use); null when the job does not cache.
@@ -34,9 +41,12 @@ class StepCaches {
   // Calls answered from a cache, over every state.
   int reused() const;
   // "TeaCache: threshold 0.1, retention steps" (for the job's log).
+  // A family's forward takes the base of the state For() returns.
   std::string Describe() const;
 
  private:
+  void SetMagCache(models::MagCacheSettings settings, const SampleRequest& request);
+
   std::optional<models::TeaCacheSettings> tea_;
   bool retention_steps_ = true;
   std::optional<models::MagCacheSettings> mag_;

@@ -27,6 +27,7 @@ ModelInfo ChromaModelInfo(const flux::FluxConfig& config) {
   info.num_heads = static_cast<int>(config.num_heads);
   info.video = false;
   info.merges_loras = true;
+  info.caches_steps = true;  // MagCache with the job's own ratios (none published here)
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 8;
   info.temporal_factor = 1;

@@ -68,6 +68,24 @@ absl::Status ValidateMagCacheSettings(const MagCacheSettings& settings) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<MagCacheSettings> MagCacheSettingsFor(
+    const std::optional<MagCacheSettings>& published, const MagCacheRequest& request,
+    const std::string& model, const std::string& calibrated) {
+  MagCacheSettings settings = published.value_or(MagCacheSettings());
+  if (request.threshold != 0) settings.threshold = request.threshold;
+  if (request.max_skips != 0) settings.max_skips = request.max_skips;
+  if (request.retention_ratio >= 0) settings.retention_ratio = request.retention_ratio;
+  if (!request.ratios.empty()) settings.ratios = request.ratios;
+  if (settings.ratios.empty()) {
+    return absl::NotFoundError(absl::StrCat("cache.mag_ratios: no published MagCache ratios for ",
+                                            model, " (", calibrated, "); give the job's own"));
+  }
+  if (auto valid = ValidateMagCacheSettings(settings); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("cache.", valid.message()));
+  }
+  return settings;
+}
+
 std::vector<double> NearestInterp(const std::vector<double>& source, int length) {
   if (length <= 0 || source.empty()) return {};
   if (length == 1) return {source.back()};

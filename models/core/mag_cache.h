@@ -18,6 +18,8 @@
 // gathers, take one decision. Torch-free: the head checks a job's settings with it.
 #pragma once
 
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,6 +34,22 @@ struct MagCacheSettings {
   double retention_ratio = 0.2;
   std::vector<double> ratios;  // cond, uncond of each step in turn (2 per step)
 };
+
+// What a job asks (SampleJob.cache): 0 / negative / empty take the published (or default) value.
+struct MagCacheRequest {
+  double threshold = 0;
+  int max_skips = 0;
+  double retention_ratio = -1;
+  std::vector<double> ratios;
+};
+
+// The job's settings: `published` (the authors' calibration for the model, nullopt where they
+// published none) with the job's numbers where it gives them. NotFound naming cache.mag_ratios
+// when neither has ratios (`calibrated`: which models the authors calibrated, for the message);
+// InvalidArgument naming the field ("cache.threshold", ...) for numbers out of range.
+absl::StatusOr<MagCacheSettings> MagCacheSettingsFor(
+    const std::optional<MagCacheSettings>& published, const MagCacheRequest& request,
+    const std::string& model, const std::string& calibrated);
 
 // The numbers in range (threshold in [0, 10], max_skips in [1, 1000], retention_ratio in [0, 1],
 // an even count of finite positive ratios), errors naming the field ("threshold", "max_skips",

@@ -19,6 +19,7 @@
 #include "models/core/parallel_context.h"
 #include "models/core/placed_checkpoint.h"
 #include "models/core/placement_plan.h"
+#include "models/core/residual_cache.h"
 #include "models/core/weights.h"
 #include "models/family/model_info.h"
 
@@ -34,10 +35,11 @@ class ConditionedForward {
  public:
   virtual ~ConditionedForward() = default;
   // x [B, C, ...] (the LATENT's layout in the model's space), the full sequence: a family splits
-  // it over `sequence` itself and returns the full output on every rank.
+  // it over `sequence` itself and returns the full output on every rank. `cache`: the rows'
+  // step cache (null: run the blocks), for a family whose ModelInfo says it caches steps.
   virtual absl::StatusOr<at::Tensor> Forward(const at::Tensor& x, double timestep,
-                                             ConditioningRows rows,
-                                             const ParallelContext& sequence) = 0;
+                                             ConditioningRows rows, const ParallelContext& sequence,
+                                             ResidualCache* cache) = 0;
   // Whether a kBoth batch gives what the two halves alone give (false: the sampler calls the
   // positive and the negative one after the other; token counts that differ, say).
   virtual bool BatchesExactly() const { return true; }

@@ -7,11 +7,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "models/core/mag_cache.h"
 #include "models/core/safetensors.h"
 
 namespace raylight::models {
@@ -47,6 +49,11 @@ struct ModelInfo {
   double default_shift = 1.0;
   // Whether the family's loader merges LoRAs (a job's `loras` are refused by name otherwise).
   bool merges_loras = false;
+  // Step caching (MagCache, models/core/mag_cache.h): whether the family's forward takes a step
+  // cache (a job's `cache` is refused by name otherwise), and the authors' calibration for the
+  // model at a job's width x height where they published one (nullopt: the job gives its ratios).
+  bool caches_steps = false;
+  std::function<std::optional<MagCacheSettings>(int64_t width, int64_t height)> published_mag_cache;
   // A job's conditioning file (`positive`, `negative`), from its header: what the family's
   // forward takes; `where` starts every message. Unset for a family whose jobs have no files.
   std::function<absl::Status(const StHeader& header, const std::string& where)> check_conditioning;

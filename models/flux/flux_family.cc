@@ -20,7 +20,8 @@ class FluxConditionedForward final : public ConditionedForward {
         frame_axis_(frame_axis) {}
 
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& x, double timestep, ConditioningRows rows,
-                                     const ParallelContext& sequence) override {
+                                     const ParallelContext& sequence,
+                                     ResidualCache* cache) override {
     if (frame_axis_ && (x.dim() != 5 || x.size(2) != 1)) {
       return absl::InvalidArgumentError(
           absl::StrCat("x: ", c10::str(x.sizes()), "; ", config_.name, " takes [B, C, 1, H, W]"));
@@ -35,10 +36,10 @@ class FluxConditionedForward final : public ConditionedForward {
       if (in.guidance.defined()) in.guidance = in.guidance.expand({image.size(0)});
       return in;
     };
-    const FluxInputs batch =
-        rows == ConditioningRows::kBoth
-            ? BatchInputs(inputs(positive_), inputs(negative_))
-            : inputs(rows == ConditioningRows::kPositive ? positive_ : negative_);
+    FluxInputs batch = rows == ConditioningRows::kBoth
+                           ? BatchInputs(inputs(positive_), inputs(negative_))
+                           : inputs(rows == ConditioningRows::kPositive ? positive_ : negative_);
+    batch.step_cache = cache;
     auto out = FluxForward(config_, batch, sequence, weights_);
     if (!out.ok() || !frame_axis_) return out;
     return out->unsqueeze(2);

@@ -367,7 +367,13 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
   const int64_t chunk = joint.size(1);
   const int64_t text_rows = std::clamp<int64_t>(text_tokens - sp.sequence_rank() * chunk, 0, chunk);
 
-  for (int i = 0; i < provider.num_blocks(); ++i) {
+  // A step cache: this call adds the residual the blocks added last time, or runs them and keeps
+  // what they add (to the joint rows: the image rows' part is what the final layer reads).
+  ResidualCache* cache = in.step_cache;
+  const bool reuse = cache != nullptr && cache->ReuseFor(joint);
+  const at::Tensor before_blocks = cache != nullptr && !reuse ? joint.clone() : at::Tensor();
+  if (reuse) joint = joint + cache->residual;
+  for (int i = 0; i < provider.num_blocks() && !reuse; ++i) {
     if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
     auto block = provider.Acquire(i);
     TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
@@ -391,6 +397,8 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
                   rotation, **block, sp, dtype);
     }
   }
+
+  if (before_blocks.defined()) cache->Keep(before_blocks, joint);
 
   // Final layer: BFL stores (shift, scale), diffusers (scale, shift); Chroma's are its table's
   // last two rows (shift, scale).

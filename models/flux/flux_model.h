@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "models/core/parallel_context.h"
+#include "models/core/residual_cache.h"
 #include "models/core/weights.h"
 #include "models/flux/flux_config.h"
 
@@ -33,6 +34,8 @@ struct FluxInputs {
   // Kontext: reference images' latents [B, latent_channels, h, w] in the model's space (ComfyUI's
   // process_in applied), any size each; their tokens join the image's with position index 1.
   std::vector<at::Tensor> references;
+  // The branch's step cache (MagCache), when the run caches; null: every call runs the blocks.
+  ResidualCache* step_cache = nullptr;
 };
 
 // Two sets of inputs as one batch (cond and uncond in one forward): every tensor concatenated

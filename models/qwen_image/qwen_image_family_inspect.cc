@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "models/flux/flux_conditioning_header.h"
 #include "models/qwen_image/qwen_image_keys.h"
+#include "models/qwen_image/qwen_image_mag_cache.h"
 
 namespace raylight::models::qwen_image {
 
@@ -84,6 +85,11 @@ ModelInfo QwenImageModelInfo(const flux::FluxConfig& config) {
   // Its LoRAs name diffusers' modules (PEFT's or kohya's spelling of them), which its checkpoints
   // use too: each maps onto one weight.
   info.merges_loras = true;
+  // MagCache: the authors' Qwen-Image calibration (the real size), else the job's ratios.
+  info.caches_steps = true;
+  info.published_mag_cache = [config](int64_t, int64_t) {
+    return PublishedQwenImageMagCache(config);
+  };
   info.check_conditioning = [config](const StHeader& header, const std::string& where) {
     return CheckQwenImageConditioningHeader(header, where, config);
   };

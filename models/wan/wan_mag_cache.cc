@@ -79,23 +79,12 @@ std::vector<double> Published(const WanConfig& config, int64_t width, int64_t he
 absl::StatusOr<MagCacheSettings> WanMagCacheSettings(const WanConfig& config, int64_t width,
                                                      int64_t height,
                                                      const WanMagCacheRequest& request) {
-  MagCacheSettings settings;
-  if (request.threshold != 0) settings.threshold = request.threshold;
-  if (request.max_skips != 0) settings.max_skips = request.max_skips;
-  if (request.retention_ratio >= 0) settings.retention_ratio = request.retention_ratio;
-  settings.ratios = request.ratios;
-  if (settings.ratios.empty()) {
-    settings.ratios = Published(config, width, height);
-    if (settings.ratios.empty()) {
-      return absl::NotFoundError(absl::StrCat(
-          "cache.mag_ratios: no published MagCache ratios for ", config.name,
-          " (MagCache4Wan2.1 calibrated Wan 2.1 t2v 1.3B and 14B, i2v 14B); give the job's own"));
-    }
+  std::optional<MagCacheSettings> published;
+  if (std::vector<double> ratios = Published(config, width, height); !ratios.empty()) {
+    published = MagCacheSettings{.ratios = std::move(ratios)};  // the authors' defaults
   }
-  if (auto valid = ValidateMagCacheSettings(settings); !valid.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("cache.", valid.message()));
-  }
-  return settings;
+  return MagCacheSettingsFor(published, request, config.name,
+                             "MagCache4Wan2.1 calibrated Wan 2.1 t2v 1.3B and 14B, i2v 14B");
 }
 
 }  // namespace raylight::models::wan

@@ -13,12 +13,8 @@
 
 namespace raylight::models::wan {
 
-struct WanMagCacheRequest {
-  double threshold = 0;         // 0: the authors' 0.12
-  int max_skips = 0;            // 0: the authors' K of 2
-  double retention_ratio = -1;  // negative: the authors' 0.2
-  std::vector<double> ratios;   // empty: the authors' for the model
-};
+// 0 / negative / empty: the authors' (threshold 0.12, K 2, retention 0.2, the model's curve).
+using WanMagCacheRequest = MagCacheRequest;
 
 // The settings of a job's MagCache: its own ratios, or the published ones for `config` at
 // `width` x `height` (i2v: 720p's at or above 1280x720's area, 480p's below). NotFound for a model

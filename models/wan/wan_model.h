@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "models/core/parallel_context.h"
-#include "models/core/step_cache_policy.h"
+#include "models/core/residual_cache.h"
 #include "models/core/weights.h"
 #include "models/wan/wan_config.h"
 
@@ -25,14 +25,11 @@ namespace raylight::models::wan {
 // instead of running the blocks. TeaCache's decision depends only on the timestep and the time
 // embedding's weights, MagCache's on the step index, so every rank of a group takes the same one
 // (FSDP's gathers stay matched).
-struct WanStepCache {
+struct WanStepCache : ResidualCache {
   WanStepCache(std::unique_ptr<StepCachePolicy> step_policy, bool modulation_e0)
-      : policy(std::move(step_policy)), e0(modulation_e0) {}
-  std::unique_ptr<StepCachePolicy> policy;
+      : ResidualCache(std::move(step_policy)), e0(modulation_e0) {}
   bool e0 = true;
   at::Tensor previous;  // [B, 6, dim] or [B, dim], fp32
-  at::Tensor residual;  // [B, local tokens, dim], fp32
-  int calls = 0;
 };
 
 struct WanInputs {

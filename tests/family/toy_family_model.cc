@@ -47,8 +47,10 @@ class ToyForward final : public models::ConditionedForward {
       : weights_(weights), positive_(std::move(positive)), negative_(std::move(negative)) {}
 
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& x, double timestep, ConditioningRows rows,
-                                     const models::ParallelContext& sequence) override {
+                                     const models::ParallelContext& sequence,
+                                     models::ResidualCache* cache) override {
     (void)sequence;  // every token is its own: each rank computes them all
+    (void)cache;     // its ModelInfo does not offer step caching: the head refuses it
     const double sigma = timestep / 1000.0;
     auto velocity = [&](const at::Tensor& text) -> absl::StatusOr<at::Tensor> {
       const models::WeightSet& globals = weights_.globals();

@@ -140,6 +140,12 @@ TEST_F(ToyFamilyTest, IsListedWithItsFamilyAndRefusesWhatItLacksByName) {
   const v1::SampleJob job = ToyJob();
   ExpectRefusedNaming(job, "prompt", [](v1::SampleJob& j) { j.set_prompt("a fox"); });
   ExpectRefusedNaming(job, "loras", [](v1::SampleJob& j) { j.add_loras()->set_name("x"); });
+  // Its forward takes no step cache (ModelInfo.caches_steps false).
+  ExpectRefusedNaming(job, "cache.kind", [](v1::SampleJob& j) {
+    j.mutable_cache()->set_kind("magcache");
+    j.mutable_cache()->add_mag_ratios(1);
+    j.mutable_cache()->add_mag_ratios(1);
+  });
   ExpectRefusedNaming(job, "frames", [](v1::SampleJob& j) { j.set_frames(5); });
   ExpectRefusedNaming(job, "width", [](v1::SampleJob& j) { j.set_width(44); });
   ExpectRefusedNaming(job, "positive", [](v1::SampleJob& j) {

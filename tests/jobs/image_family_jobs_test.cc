@@ -9,6 +9,9 @@
 // difference under 1e-4 on one rank, under Ulysses 2 with FSDP-placed weights, layer swap, data
 // parallelism, Ring 2 and CFG parallel, even and odd patch counts. No code of the engine or the
 // head names these families: each is a folder.
+#include <algorithm>
+
+#include "models/core/mag_cache.h"
 #include "tests/jobs/jobs_fixture.h"
 
 namespace raylight::jobs_testing {
@@ -231,6 +234,50 @@ TEST_P(ImageFamilyJobsTest, LorasMergeAsTheirReferenceMergesThem) {
     job.set_placement("fsdp");
     ExpectSameAs(job, want);
   }
+}
+
+// MagCache (issue #27) on the Flux forward: the job's own ratios (the tiny models have no
+// published ones: 0.99 a step, so two reused steps in every three past the retained fifth), one
+// schedule for the run, so a job on one rank, under Ulysses 2 with FSDP-placed weights and
+// (guided models) over CFG-parallel ranks gives the same latent; every call of a reused step is
+// counted, and the reuse moves the latent.
+TEST_P(ImageFamilyJobsTest, AMagCacheJobFollowsItsScheduleOnEveryMesh) {
+  v1::SampleJob job = FamilyJob();
+  job.set_steps(8);
+  job.mutable_cache()->set_kind("magcache");
+  for (int i = 0; i < 16; ++i) job.mutable_cache()->add_mag_ratios(0.99);
+  models::MagCacheSettings settings;
+  settings.ratios.assign(job.cache().mag_ratios().begin(), job.cache().mag_ratios().end());
+  const std::vector<bool> schedule =
+      models::MagCacheSchedule(settings, job.steps(), job.cfg() != 1.0);
+  const int reused_steps = static_cast<int>(std::count(schedule.begin(), schedule.end(), false));
+  ASSERT_GT(reused_steps, 0);
+  v1::SampleJob uncached = job;
+  uncached.clear_cache();
+  const v1::JobInfo plain = RunJob(uncached);
+  ASSERT_EQ(plain.state(), v1::JOB_SUCCEEDED) << plain.DebugString();
+  const v1::JobInfo one = RunJob(job);
+  ASSERT_EQ(one.state(), v1::JOB_SUCCEEDED) << one.DebugString();
+  const v1::SampleResult result = ResultOf(one.job_id());
+  EXPECT_EQ(result.calls_reused() * job.steps(), reused_steps * result.model_calls());
+  const Latent want = ReadLatent(result.latent());
+  EXPECT_GT(MaxAbsDiff(ReadLatent(ResultOf(plain.job_id()).latent()), want), 1e-3);
+  v1::SampleJob sharded = job;
+  sharded.mutable_mesh()->set_ulysses(2);
+  sharded.set_placement("fsdp");
+  ExpectSameAs(sharded, want);
+  if (GetParam().cfg_parallel) {
+    v1::SampleJob split = job;
+    split.mutable_mesh()->set_cfg(2);
+    ExpectSameAs(split, want);
+  }
+  // TeaCache's calibrations are Wan's; MagCache's numbers are checked as for Wan.
+  ExpectRefusedNaming(job, "cache.kind", [](v1::SampleJob& j) {
+    j.mutable_cache()->set_kind("teacache");
+    j.mutable_cache()->clear_mag_ratios();
+  });
+  ExpectRefusedNaming(job, "cache.mag_ratios",
+                      [](v1::SampleJob& j) { j.mutable_cache()->clear_mag_ratios(); });
 }
 
 TEST_P(ImageFamilyJobsTest, WhatTheseJobsCannotHaveIsRefusedNamingTheField) {

@@ -9,6 +9,7 @@
 
 #include <cstdio>
 
+#include "models/core/mag_cache.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_loader.h"
@@ -130,6 +131,35 @@ TEST(FluxModelTest, KontextReferencesJoinTheImageTokensAsComfyUis) {
   alone.references.clear();
   EXPECT_GT(RelativeL2(OurForward(reference->comfyui_checkpoint, alone, "tiny-flux-dev"), ours),
             1e-3);
+}
+
+// A step cache on the Flux forward (MagCache's schedule): a computed call equals the plain
+// forward, a reused call adds the residual the blocks added at the last computed one (the same
+// inputs here, so the same output up to the residual's rounding), and past the schedule every
+// call computes again.
+TEST(FluxModelTest, AStepCacheReusesTheLastComputedResidual) {
+  testing_util::TempDir dir("flux-step-cache");
+  const FluxConfig config = *FluxPreset("tiny-flux-dev");
+  const FluxInputs inputs = testing_util::RandomFluxInputs(config, {});
+  auto reference = testing_util::RunFluxReference(dir.path(), config, inputs, {.diffusers = false});
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto loaded = LoadFlux({reference->comfyui_checkpoint}, PlacementOptions{});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto plain = FluxForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ResidualCache cache(std::make_unique<ScheduledSkips>(std::vector<bool>{true, false}));
+  FluxInputs cached = inputs;
+  cached.step_cache = &cache;
+  for (int call = 0; call < 3; ++call) {
+    auto out = FluxForward(loaded->config, cached, ParallelContext{}, *loaded->weights);
+    ASSERT_TRUE(out.ok()) << out.status();
+    if (call == 1) {
+      EXPECT_LT((*out - *plain).abs().max().item<double>(), 1e-5);
+    } else {
+      EXPECT_TRUE(at::equal(*out, *plain)) << "call " << call;
+    }
+  }
+  EXPECT_EQ(cache.policy->reused(), 1);
 }
 
 // ComfyUI's unscaled fp8 Flux files (flux1-dev-fp8: the blocks' matrices float8_e4m3fn, no
