@@ -10,6 +10,7 @@
 #include "actors/diffusion/step_caches.h"
 #include "models/core/latent_file.h"
 #include "models/core/latent_format.h"
+#include "models/vae/video_file.h"
 #include "runtime/common/log.h"
 #include "runtime/common/status_macros.h"
 #include "samplers/mesh_sample.h"
@@ -33,8 +34,8 @@ samplers::ModelSampling SamplingOf(const models::ModelInfo& info, double job_shi
 }  // namespace
 
 // The head refuses what these jobs cannot have (prompts: no family but Wan has its encoders here;
-// images; decoding; step caches but MagCache; LoRAs where the family merges none); the checks here
-// say the same to a caller that skipped the head.
+// images; decoding where no VAE here takes the family's latents; step caches but MagCache; LoRAs
+// where the family merges none); the checks here say the same to a caller that skipped the head.
 absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
                                                 const worker::GroupContext& group,
                                                 const UpdateFn& update,
@@ -47,8 +48,7 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   for (const auto& [field, given] :
        {std::pair{"prompt", !request.prompt.empty()},
         std::pair{"image", !request.image.empty() || !request.end_image.empty()},
-        std::pair{"low_noise_model", !request.low_noise_model.files.empty()},
-        std::pair{"output", request.output != "latent" && !request.output.empty()}}) {
+        std::pair{"low_noise_model", !request.low_noise_model.files.empty()}}) {
     if (given) {
       return absl::InvalidArgumentError(
           absl::StrCat(field,
@@ -56,6 +56,8 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
                        "conditioning files and returns a latent)"));
     }
   }
+  const bool decodes = !request.output.empty() && request.output != "latent";
+  if (decodes) RL_RETURN_IF_ERROR(models::vae::CheckVideoFileKind(request.output));
   SampleOutcome outcome;
   {
     RL_ASSIGN_OR_RETURN(comm::Communicator * world, services.World(group));
@@ -86,6 +88,11 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   outcome.model_was_resident = model.was_resident;
   outcome.load_seconds = model.seconds;
   const models::ModelInfo& info = model.model->info();
+  if (decodes && (info.vae.empty() || request.vae_files.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "output: ", info.vae.empty() ? "no VAE decodes " + info.family + " latents here yet"
+                                     : "no VAE file given to decode with"));
+  }
   outcome.placement = absl::StrCat(model.summary->placement, " (", model.reason, ")");
   note(outcome.model_was_resident
            ? absl::StrCat("model ", model.summary->path, " is resident (", info.variant, ", ",
@@ -158,6 +165,8 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
                                      request.seeds, callback);
   outcome.sample_seconds = SecondsSince(sample_start);
   RL_RETURN_IF_ERROR(KeepResult(out, journal.get(), reports, at::Tensor(), outcome));
+  // The family's LATENT is a video VAE's ([.., C, F, H, W]; Qwen-Image's one frame: a PNG).
+  if (decodes) RL_RETURN_IF_ERROR(DecodeResult(request, *out, world, services, note, outcome));
   if (journal != nullptr) journal->Remove();
   outcome.model_calls = static_cast<int>(agreed.calls());
   outcome.calls_reused = step_caches.reused();

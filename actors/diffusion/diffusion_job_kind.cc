@@ -552,6 +552,27 @@ absl::Status CheckSampling(const v1::SampleJob& job, const models::wan::WanConfi
   return absl::OkStatus();
 }
 
+// The decoded output a job asks for (SampleJob.output, fps, crf); nothing is resolved here.
+absl::Status CheckOutput(const v1::SampleJob& job) {
+  const std::string& output = job.output();
+  if (!output.empty() && output != "latent" && output != "video" && output != "webp" &&
+      output != "frames") {
+    return Invalid("output", absl::StrCat("'", output.substr(0, 64),
+                                          "' is not one of latent, video, webp, frames"));
+  }
+  if (!(job.fps() == 0 || (job.fps() > 0 && job.fps() <= 240))) {
+    return Invalid("fps", absl::StrCat(job.fps(), " is not in (0, 240] (0: the model's own)"));
+  }
+  if (job.has_crf() && (job.crf() < 0 || job.crf() > 51)) {
+    return Invalid("crf", absl::StrCat(job.crf(), " is not in [0, 51]"));
+  }
+  return absl::OkStatus();
+}
+
+bool DecodesOutput(const v1::SampleJob& job) {
+  return !job.output().empty() && job.output() != "latent";
+}
+
 // A job of any family but Wan: conditioning files in (checked by the family's
 // ModelInfo.check_conditioning), a LATENT out; what such jobs cannot have yet is refused by
 // name. An image of width x height (and frames, for a video family) or a starting LATENT.
@@ -568,10 +589,13 @@ absl::Status CheckConditionedJob(const v1::SampleJob& job, const models::ModelIn
         std::pair{"low_noise_model", !job.low_noise_model().empty()},
         std::pair{"loras", job.loras_size() > 0 && !info.merges_loras},
         std::pair{"text_encoder", !job.text_encoder().empty()},
-        std::pair{"vae", !job.vae().empty()}, std::pair{"clip_vision", !job.clip_vision().empty()},
-        std::pair{"output", !job.output().empty() && job.output() != "latent"}}) {
+        std::pair{"vae", !job.vae().empty() && info.vae.empty()},
+        std::pair{"clip_vision", !job.clip_vision().empty()},
+        std::pair{"output",
+                  !job.output().empty() && job.output() != "latent" && info.vae.empty()}}) {
     if (given) return Invalid(field, not_yet);
   }
+  RL_RETURN_IF_ERROR(CheckOutput(job));
   const std::string layout = info.video ? "F, H, W" : "H, W";
   int64_t frames = 1, height = 0, width = 0;
   if (!job.latent().empty()) {
@@ -660,27 +684,6 @@ absl::Status CheckConditionedJob(const v1::SampleJob& job, const models::ModelIn
   RL_RETURN_IF_ERROR(check("positive"));
   if (job.cfg() != 1.0) RL_RETURN_IF_ERROR(check("negative"));
   return absl::OkStatus();
-}
-
-// The decoded output a job asks for (SampleJob.output, fps, crf); nothing is resolved here.
-absl::Status CheckOutput(const v1::SampleJob& job) {
-  const std::string& output = job.output();
-  if (!output.empty() && output != "latent" && output != "video" && output != "webp" &&
-      output != "frames") {
-    return Invalid("output", absl::StrCat("'", output.substr(0, 64),
-                                          "' is not one of latent, video, webp, frames"));
-  }
-  if (!(job.fps() == 0 || (job.fps() > 0 && job.fps() <= 240))) {
-    return Invalid("fps", absl::StrCat(job.fps(), " is not in (0, 240] (0: the model's own)"));
-  }
-  if (job.has_crf() && (job.crf() < 0 || job.crf() > 51)) {
-    return Invalid("crf", absl::StrCat(job.crf(), " is not in [0, 51]"));
-  }
-  return absl::OkStatus();
-}
-
-bool DecodesOutput(const v1::SampleJob& job) {
-  return !job.output().empty() && job.output() != "latent";
 }
 
 // Whether the job has text for the workers' encoder.
@@ -825,11 +828,19 @@ class SampleKind final : public head::JobKind {
     RL_RETURN_IF_ERROR(CheckConditionedJob(job, common.info, limits_, &tokens));
     auto loras = ResolveLoras("loras", job.loras(), roots_);
     if (!loras.ok()) return loras.status();
+    // The family's VAE (Qwen-Image's: a Wan 2.1 VAE of its latent's channels) for an output.
+    std::string vae;
+    if (DecodesOutput(job)) {
+      RL_ASSIGN_OR_RETURN(vae, ResolveVae("vae", job.vae(), roots_, common.info.latent_channels));
+    } else if (!job.vae().empty()) {
+      return Invalid("vae", "given without an output to decode");
+    }
     v1::SampleCall call;
     call.set_job_id(job_id);
     *call.mutable_job() = std::move(job);
     for (const std::string& file : common.files) call.add_model_files(file);
     for (const std::string& file : *loras) call.add_lora_files(file);
+    if (!vae.empty()) call.add_vae_files(vae);
     v1::JobPlan plan;
     FillPlan(common, call.job(), plan);
     if (!loras->empty()) {
@@ -846,7 +857,7 @@ class SampleKind final : public head::JobKind {
         " (", tokens, " latent tokens), ", j.steps(), " steps ",
         j.sampler().empty() ? "euler" : j.sampler(), ", cfg ", j.cfg(), ", seed ", j.seed(), ", ",
         common.mesh.ToString(), " on ", common.mesh.world(), common.gpu ? " GPU" : " CPU",
-        " workers"));
+        " workers", DecodesOutput(j) ? absl::StrCat(", decoded to ", j.output()) : ""));
     return plan;
   }
 

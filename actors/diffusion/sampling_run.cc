@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "actors/diffusion/video_output.h"
 #include "models/core/latent_file.h"
 #include "runtime/common/log.h"
 #include "runtime/common/status_macros.h"
@@ -82,6 +84,32 @@ absl::Status KeepResult(const absl::StatusOr<at::Tensor>& out, ModelCallJournal*
     RL_ASSIGN_OR_RETURN(outcome.latent,
                         models::SerializeLatent(out->to(at::kCPU).flatten(0, 1), noise_mask));
   }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeResult(const SampleRequest& request, const at::Tensor& out,
+                          comm::Communicator& world, SamplingServices& services,
+                          const std::function<void(std::string)>& note, SampleOutcome& outcome) {
+  RL_ASSIGN_OR_RETURN(const at::ScalarType dtype,
+                      ComputeDtype(request.model.dtype, services.device().is_cuda()));
+  note(absl::StrCat("decoding ", out.size(0), " latent(s) of ", out.size(3), " frames over ",
+                    world.size(), " rank(s)"));
+  VideoOutputRequest video{.output = request.output,
+                           .vae_files = request.vae_files,
+                           .fps = request.fps,
+                           .crf = request.crf,
+                           .dtype = dtype,
+                           .free_bytes = services.DeviceFreeBytes()};
+  RL_ASSIGN_OR_RETURN(DecodedOutput decoded,
+                      services.side_models().video.Decode(video, out.flatten(0, 1), world));
+  outcome.video = std::move(decoded.file);
+  outcome.video_format = decoded.format;
+  outcome.decode_seconds = decoded.seconds;
+  note(absl::StrCat("decoded ", decoded.frames, " frames to ", decoded.format, " in ",
+                    absl::StrFormat("%.2f", decoded.seconds), " s",
+                    decoded.tile > 0
+                        ? absl::StrCat(" (in ", decoded.tile, "-pixel tiles: device memory short)")
+                        : ""));
   return absl::OkStatus();
 }
 

@@ -312,34 +312,13 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   }
   outcome.sample_seconds = SecondsSince(sample_start);
   RL_RETURN_IF_ERROR(KeepResult(out, journal.get(), reports, noise_mask, outcome));
-  if (decodes) {
-    auto dtype = ComputeDtype(request.model.dtype, device.is_cuda());
-    if (!dtype.ok()) return dtype.status();
-    note(absl::StrCat("decoding ", out->size(0), " latent(s) of ", out->size(3), " frames over ",
-                      world.size(), " rank(s)"));
-    VideoOutputRequest video{.output = request.output,
-                             .vae_files = request.vae_files,
-                             .fps = request.fps,
-                             .crf = request.crf,
-                             .dtype = *dtype,
-                             .free_bytes = services.DeviceFreeBytes()};
-    auto decoded = services.side_models().video.Decode(video, out->flatten(0, 1), world);
-    if (!decoded.ok()) return decoded.status();
-    outcome.video = std::move(decoded->file);
-    outcome.video_format = decoded->format;
-    outcome.decode_seconds = decoded->seconds;
-    note(absl::StrCat("decoded ", decoded->frames, " frames to ", decoded->format, " in ",
-                      absl::StrFormat("%.2f", decoded->seconds), " s",
-                      decoded->tile > 0 ? absl::StrCat(" (in ", decoded->tile,
-                                                       "-pixel tiles: device memory short)")
-                                        : ""));
-  }
+  if (decodes) RL_RETURN_IF_ERROR(DecodeResult(request, *out, world, services, note, outcome));
   if (journal != nullptr) journal->Remove();  // the job is done: nothing to resume
   outcome.model_calls = static_cast<int>(agreed.calls());
   outcome.calls_reused = step_caches->reused();
   if (step_caches->enabled()) {
-    note(absl::StrCat("the step cache reused the blocks' residual for ", outcome.calls_reused, " of ",
-                      outcome.model_calls, " model calls"));
+    note(absl::StrCat("the step cache reused the blocks' residual for ", outcome.calls_reused,
+                      " of ", outcome.model_calls, " model calls"));
   }
   RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
                << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all"

@@ -49,6 +49,9 @@ struct ModelInfo {
   double default_shift = 1.0;
   // Whether the family's loader merges LoRAs (a job's `loras` are refused by name otherwise).
   bool merges_loras = false;
+  // The VAE that decodes its LATENT on the cluster (a job's `output`): "wan2.1" (Wan 2.1's
+  // architecture: Qwen-Image's VAE is one, with its own weights); empty: none here yet.
+  std::string vae;
   // Step caching (MagCache, models/core/mag_cache.h): whether the family's forward takes a step
   // cache (a job's `cache` is refused by name otherwise), and the authors' calibration for the
   // model at a job's width x height where they published one (nullopt: the job gives its ratios).

@@ -85,6 +85,9 @@ ModelInfo QwenImageModelInfo(const flux::FluxConfig& config) {
   // Its LoRAs name diffusers' modules (PEFT's or kohya's spelling of them), which its checkpoints
   // use too: each maps onto one weight.
   info.merges_loras = true;
+  // Its VAE is Wan 2.1's architecture (ComfyUI's qwen_image_vae.safetensors, diffusers'
+  // AutoencoderKLQwenImage), its LATENT Wan 2.1's format: the Wan VAE decodes it.
+  info.vae = "wan2.1";
   // MagCache: the authors' Qwen-Image calibration (the real size), else the job's ratios.
   info.caches_steps = true;
   info.published_mag_cache = [config](int64_t, int64_t) {

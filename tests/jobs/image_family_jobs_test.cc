@@ -34,6 +34,7 @@ struct Family {
   // for BFL's names), else the checkpoint with the LoRA merged offline by its definition
   // (lora_reference.py --family <name>).
   bool comfyui_loras = false;
+  bool decodes = false;  // a VAE here decodes its latents (Qwen-Image's: a Wan 2.1 VAE)
 };
 
 std::string PrintFamily(const ::testing::TestParamInfo<Family>& info) { return info.param.name; }
@@ -280,6 +281,64 @@ TEST_P(ImageFamilyJobsTest, AMagCacheJobFollowsItsScheduleOnEveryMesh) {
                       [](v1::SampleJob& j) { j.mutable_cache()->clear_mag_ratios(); });
 }
 
+// Decoding on the cluster: Qwen-Image's VAE is a Wan 2.1 VAE (its own weights, ComfyUI's
+// qwen_image_vae.safetensors; here a narrow random one in the root's vae/): its frames, decoded
+// over a 2-rank group (a band of rows each), equal raylight-vae's one-process decode of the
+// job's latent, and `output` video makes a one-frame PNG. The families no VAE here decodes
+// refuse `output` and `vae` by name.
+TEST_P(ImageFamilyJobsTest, AJobDecodesItsImageWhereItsVaeIsHere) {
+  fs::create_directories(models_ + "/vae");
+  ASSERT_TRUE(RunTools({{kBin + "/raylight-vae", "make-random", "--preset=wan2.1", "--width=8",
+                         absl::StrCat("--seed=", seed_ + 7),
+                         "--out=" + models_ + "/vae/qwen_image_vae.safetensors"}},
+                       "vae.log", std::chrono::seconds(120))
+                  .ok());
+  v1::SampleJob job = FamilyJob();
+  job.set_output("frames");
+  if (!GetParam().decodes) {
+    ExpectRefusedNaming(job, "output", [](v1::SampleJob&) {});
+    ExpectRefusedNaming(FamilyJob(), "vae",
+                        [](v1::SampleJob& j) { j.set_vae("vae/qwen_image_vae.safetensors"); });
+    return;
+  }
+  job.mutable_mesh()->set_ulysses(2);
+  const v1::JobInfo done = RunJob(job);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const v1::SampleResult result = ResultOf(done.job_id());
+  EXPECT_EQ(result.video_format(), "frames");
+  const std::string latent_path = dir_->path() + "/job.latent";
+  const std::string frames_path = dir_->path() + "/job-frames.safetensors";
+  const std::string tool_path = dir_->path() + "/tool-frames.safetensors";
+  std::ofstream(latent_path, std::ios::binary) << result.latent();
+  std::ofstream(frames_path, std::ios::binary) << result.video();
+  ASSERT_TRUE(RunTools({{kBin + "/raylight-vae", "decode",
+                         "--vae=" + models_ + "/vae/qwen_image_vae.safetensors",
+                         "--latent=" + latent_path, "--out=" + tool_path}},
+                       "decode.log", std::chrono::seconds(120))
+                  .ok());
+  const auto [job_frames, job_shape] = FrameBytes(frames_path);
+  const auto [tool_frames, tool_shape] = FrameBytes(tool_path);
+  EXPECT_EQ(job_shape, (std::vector<int64_t>{1, 64, 96, 3}));
+  ASSERT_EQ(job_shape, tool_shape);
+  // Bands and the whole image differ in float rounding only: a level at a few pixels.
+  int64_t differing = 0, worst = 0;
+  for (size_t i = 0; i < job_frames.size(); ++i) {
+    const int diff = std::abs(int(uint8_t(job_frames[i])) - int(uint8_t(tool_frames[i])));
+    differing += diff > 0;
+    worst = std::max<int64_t>(worst, diff);
+  }
+  EXPECT_LE(worst, 1);
+  EXPECT_LT(double(differing) / job_frames.size(), 0.01);
+  job.set_output("video");  // one frame: a PNG
+  const v1::JobInfo png = RunJob(job);
+  ASSERT_EQ(png.state(), v1::JOB_SUCCEEDED) << png.DebugString();
+  const v1::SampleResult image = ResultOf(png.job_id());
+  EXPECT_EQ(image.video_format(), "png");
+  EXPECT_EQ(image.video().substr(1, 3), "PNG");
+  ExpectRefusedNaming(FamilyJob(), "vae",
+                      [](v1::SampleJob& j) { j.set_vae("vae/qwen_image_vae.safetensors"); });
+}
+
 TEST_P(ImageFamilyJobsTest, WhatTheseJobsCannotHaveIsRefusedNamingTheField) {
   const v1::SampleJob job = FamilyJob();
   ExpectRefusedNaming(job, "prompt", [](v1::SampleJob& j) {
@@ -308,7 +367,8 @@ INSTANTIATE_TEST_SUITE_P(
                          R"("axes_dim": [4, 14, 14]})",
                .latent_shape = {1, 16, 1, 8, 12},
                .checkpoint = "comfyui.safetensors",
-               .references = true},
+               .references = true,
+               .decodes = true},
         Family{.name = "chroma",
                .reference = RAYLIGHT_CHROMA_REFERENCE,
                .config = R"({"hidden": 64, "heads": 2, "depth": 19, "depth_single": 38, )"

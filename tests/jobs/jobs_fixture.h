@@ -69,6 +69,17 @@ constexpr const char* kPreset = "tiny-t2v";
 
 // The cluster's latent against the single-process one: fp32 on the CPU to 1e-4; bf16 on GPUs
 // to a relative L2 of 1e-2 (the project's two standards).
+// The "images" bytes of a frames file (ComfyUI's IMAGE, uint8) and its [F, H, W, 3] shape.
+inline std::pair<std::string, std::vector<int64_t>> FrameBytes(const std::string& path) {
+  auto file = models::SafetensorsFile::Open(path);
+  EXPECT_TRUE(file.ok()) << file.status();
+  if (!file.ok()) return {};
+  const models::StTensorInfo* images = (*file)->header().Find("images");
+  EXPECT_NE(images, nullptr) << path;
+  if (images == nullptr) return {};
+  return {std::string((*file)->Bytes(*images)), images->shape};
+}
+
 inline void ExpectSameLatent(const Latent& got, const Latent& want) {
   ASSERT_FALSE(want.values.empty());
   if (kGpu) {

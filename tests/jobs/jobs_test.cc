@@ -639,17 +639,6 @@ TEST_F(JobsTest, ATi2vJobStartsFromItsImageAsRaylightEncodeTextMakesIt) {
                       [](v1::SampleJob& j) { j.set_clip_vision("vae/wan2.2_vae.safetensors"); });
 }
 
-// The "images" bytes of a frames file (ComfyUI's IMAGE, uint8) and its [F, H, W, 3] shape.
-std::pair<std::string, std::vector<int64_t>> FrameBytes(const std::string& path) {
-  auto file = models::SafetensorsFile::Open(path);
-  EXPECT_TRUE(file.ok()) << file.status();
-  if (!file.ok()) return {};
-  const models::StTensorInfo* images = (*file)->header().Find("images");
-  EXPECT_NE(images, nullptr) << path;
-  if (images == nullptr) return {};
-  return {std::string((*file)->Bytes(*images)), images->shape};
-}
-
 TEST_F(JobsTest, AJobDecodesItsVideoOnItsGroupAsRaylightVaeDecodesItsLatent) {
   // A narrow random Wan 2.1 VAE in the root's ComfyUI folder vae/, found by the latent's
   // channels; a Wan 2.2 one beside it (48 channels) is passed by.
