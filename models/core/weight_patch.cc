@@ -61,6 +61,12 @@ int64_t UpdateRowCount(const WeightPatch& patch) {
 absl::StatusOr<at::Tensor> UpdateRows(const at::Tensor& target, const WeightPatch& patch,
                                       int64_t begin, bool whole) {
   const at::Device device = target.device();
+  if (target.dim() == 0) {  // a scalar parameter: only a whole difference of one value fits
+    if (patch.kind != WeightPatch::Kind::kDiff || patch.diff.numel() != 1 || !whole) {
+      return Misfit(patch, "factors", target);
+    }
+    return F32(patch.diff, device).reshape({});
+  }
   const int64_t count = target.size(0);
   const int64_t total = UpdateRowCount(patch);
   if (begin < 0 || begin + count > total || (whole && total != count)) {

@@ -49,9 +49,9 @@ struct WeightPatch {
 absl::Status ApplyWeightPatch(at::Tensor& weight, const WeightPatch& patch);
 
 // `rows` (float32): rows [row_begin, row_begin + rows.size(0)) of a weight of `weight_shape`,
-// after `patch`, computing only those rows: the same values as ApplyWeightPatch's for them. False
-// (and `rows` untouched) for the forms whose rows need the whole update (LoKr, DoRA), which the
-// caller then merges in full.
+// after `patch`, computing only those rows (LoKr's Kronecker product is made whole, then cut):
+// the same values as ApplyWeightPatch's for them. False (and `rows` untouched) for DoRA, whose
+// rows need the whole updated weight's norms: the caller then merges in full.
 absl::StatusOr<bool> ApplyWeightPatchToRows(at::Tensor& rows, const WeightPatch& patch,
                                             int64_t row_begin, at::IntArrayRef weight_shape);
 
