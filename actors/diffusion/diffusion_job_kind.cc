@@ -404,9 +404,7 @@ absl::Status CheckFamilyStepCache(const v1::SampleJob& job, const models::ModelI
                                 info.caches_steps ? "magcache" : "no step cache"));
   }
   return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
-    return models::MagCacheSettingsFor(
-        info.published_mag_cache ? info.published_mag_cache(width, height) : std::nullopt, request,
-        info.variant, "the authors published Wan 2.1's and Qwen-Image's");
+    return models::MagCacheSettingsOf(info, request, width, height);
   });
 }
 

@@ -20,8 +20,16 @@ models::MagCacheRequest MagRequestOf(const SampleRequest& request) {
 
 void StepCaches::SetMagCache(models::MagCacheSettings settings, const SampleRequest& request) {
   mag_ = std::move(settings);
+  // The whole schedule's steps (a custom one's, or KSampler's), of which the run makes those from
+  // start_step to end_step (KSamplerAdvanced): their decisions are the whole run's at those steps.
+  const bool custom = !request.sigmas.empty();
+  const int steps = custom ? static_cast<int>(request.sigmas.size()) - 1 : request.steps;
+  const int begin = custom ? 0 : std::clamp(request.start_step, 0, steps);
+  const int end = custom ? steps : std::clamp(request.end_step, begin, steps);
   // Cond and uncond calls exist where the job guides (cfg 1 runs the cond branch alone).
-  schedule_ = models::MagCacheSchedule(*mag_, request.steps, /*two_branches=*/request.cfg != 1.0);
+  const std::vector<bool> whole =
+      models::MagCacheSchedule(*mag_, steps, /*two_branches=*/request.cfg != 1.0);
+  schedule_.assign(whole.begin() + begin, whole.begin() + end);
 }
 
 absl::StatusOr<StepCaches> StepCaches::ForFamily(const SampleRequest& request,
@@ -34,9 +42,7 @@ absl::StatusOr<StepCaches> StepCaches::ForFamily(const SampleRequest& request,
         absl::StrCat("cache.kind: '", request.cache_kind, "': ", info.family, " models take ",
                      info.caches_steps ? "magcache" : "no step cache"));
   }
-  auto settings = models::MagCacheSettingsFor(
-      info.published_mag_cache ? info.published_mag_cache(width, height) : std::nullopt,
-      MagRequestOf(request), info.variant, "the authors published Wan 2.1's and Qwen-Image's");
+  auto settings = models::MagCacheSettingsOf(info, MagRequestOf(request), width, height);
   if (!settings.ok()) return settings.status();
   caches.SetMagCache(*std::move(settings), request);
   return caches;

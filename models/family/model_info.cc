@@ -1,6 +1,7 @@
 #include "models/family/model_info.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -8,6 +9,7 @@
 #include "models/family/family_registry.h"
 
 namespace raylight::models {
+
 int64_t ModelInfo::Tokens(int64_t frames, int64_t height, int64_t width) const {
   auto cells = [](int64_t side, int64_t patch) { return (side + patch - 1) / patch; };
   return cells(std::max<int64_t>(frames, 1), patch_t) * cells(height, patch_h) *
@@ -19,6 +21,14 @@ int64_t ModelInfo::PixelTokens(int64_t frames, int64_t height, int64_t width) co
   const int64_t latent_frames =
       video ? (std::max<int64_t>(frames, 1) - 1) / temporal_factor + 1 : 1;
   return Tokens(latent_frames, height / spatial_factor, width / spatial_factor);
+}
+
+absl::StatusOr<MagCacheSettings> MagCacheSettingsOf(const ModelInfo& info,
+                                                    const MagCacheRequest& request, int64_t width,
+                                                    int64_t height) {
+  return MagCacheSettingsFor(
+      info.published_mag_cache ? info.published_mag_cache(width, height) : std::nullopt, request,
+      info.variant, "the authors published Wan 2.1's and Qwen-Image's");
 }
 
 absl::StatusOr<ModelInfo> InspectModel(const std::vector<std::string>& paths) {

@@ -68,6 +68,12 @@ struct ModelInfo {
   int64_t PixelTokens(int64_t frames, int64_t height, int64_t width) const;
 };
 
+// The MagCache settings of a job on a model of `info` at width x height pixels: the authors'
+// where they published some for it, with the job's numbers (mag_cache.h MagCacheSettingsFor).
+absl::StatusOr<MagCacheSettings> MagCacheSettingsOf(const ModelInfo& info,
+                                                    const MagCacheRequest& request, int64_t width,
+                                                    int64_t height);
+
 // The model in `paths` (safetensors shards or a GGUF file): the first family (the built-in ones,
 // then those registered by RegisterFamily) that claims the checkpoint's names, with that family's
 // detection and checks. Errors are the family's, naming the file and key.
