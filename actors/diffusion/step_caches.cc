@@ -102,7 +102,7 @@ models::wan::WanStepCache* StepCaches::For(const void* model, int branch) {
 
 int StepCaches::reused() const {
   int reused = 0;
-  for (const auto& [key, cache] : caches_) reused += cache->policy->reused();
+  for (const auto& [key, cache] : caches_) reused += cache->reused;
   return reused;
 }
 

@@ -23,7 +23,9 @@ struct ResidualCache {
   // call. A decision to reuse with no residual of the stream's shape runs the blocks.
   bool ReuseFor(const at::Tensor& stream) {
     const bool compute = policy->ShouldCompute(calls++, 0.0);
-    return !compute && residual.defined() && residual.sizes() == stream.sizes();
+    const bool reuse = !compute && residual.defined() && residual.sizes() == stream.sizes();
+    reused += reuse;
+    return reuse;
   }
   // After a computed call: what the blocks added (`after` - `before`).
   void Keep(const at::Tensor& before, const at::Tensor& after) { residual = after - before; }
@@ -31,6 +33,7 @@ struct ResidualCache {
   std::unique_ptr<StepCachePolicy> policy;
   at::Tensor residual;  // this rank's rows, fp32
   int calls = 0;
+  int reused = 0;  // calls that added the residual (a policy's reuse with none to add computes)
 };
 
 }  // namespace raylight::models

@@ -277,6 +277,7 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
     const bool compute = cache->policy->ShouldCompute(cache->calls, rel_l1);
     reuse = !compute && comparable && cache->residual.defined() &&
             cache->residual.size(0) == batch && cache->residual.size(1) == x.size(1);
+    cache->reused += reuse;
     if (measures) cache->previous = modulated.clone();
     ++cache->calls;
   }
