@@ -935,6 +935,45 @@ TEST_F(JobsTest, AMagCacheJobFollowsItsScheduleOnEveryMesh) {
   }
 }
 
+// A KSamplerAdvanced pair (steps 0-7, then 7-12 from its latent) takes the whole schedule's
+// decisions at its steps (half the calls retained: steps 0-5 compute, then reuse, reuse, compute:
+// a second job that started its own schedule would reuse none of its first five); the second
+// job's first call has no residual to reuse and computes.
+TEST_F(JobsTest, AdvancedMagCacheJobsFollowTheWholeSchedulesSteps) {
+  v1::SampleJob job = MagCacheJob(Job(75));
+  job.mutable_cache()->set_retention_ratio(0.5);
+  models::MagCacheSettings settings;
+  settings.retention_ratio = 0.5;
+  settings.ratios.assign(job.cache().mag_ratios().begin(), job.cache().mag_ratios().end());
+  const std::vector<bool> schedule = models::MagCacheSchedule(settings, job.steps(), true);
+  const int split = 7;
+  ASSERT_FALSE(schedule[split]);  // the boundary case
+  ASSERT_TRUE(std::all_of(schedule.begin(), schedule.begin() + job.steps() - split,
+                          [](bool compute) { return compute; }));
+  v1::SampleJob first = job;
+  first.set_end_step(split);
+  first.set_return_with_leftover_noise(true);
+  const v1::JobInfo first_done = RunJob(first);
+  ASSERT_EQ(first_done.state(), v1::JOB_SUCCEEDED) << first_done.DebugString();
+  const v1::SampleResult first_result = ResultOf(first_done.job_id());
+  v1::SampleJob second = job;
+  second.set_latent(first_result.latent());
+  second.set_add_noise(false);
+  second.set_start_step(split);
+  const v1::JobInfo second_done = RunJob(second);
+  ASSERT_EQ(second_done.state(), v1::JOB_SUCCEEDED) << second_done.DebugString();
+  const v1::SampleResult second_result = ResultOf(second_done.job_id());
+  auto reused = [&](int begin, int end) {
+    return static_cast<int>(std::count(schedule.begin() + begin, schedule.begin() + end, false));
+  };
+  const int first_steps = reused(0, split);
+  const int second_steps = reused(split, job.steps()) - 1;  // its first call computes
+  ASSERT_GT(second_steps, 0);
+  EXPECT_EQ(first_result.calls_reused() * split, first_steps * first_result.model_calls());
+  EXPECT_EQ(second_result.calls_reused() * (job.steps() - split),
+            second_steps * second_result.model_calls());
+}
+
 // The same decisions on every rank of a 4-rank group (Ulysses 2 x CFG 2).
 TEST_F(FourWorkerJobsTest, AMagCacheJobOnFourRanksEqualsOneProcess) {
   v1::SampleJob job = MagCacheJob(Job(74));
