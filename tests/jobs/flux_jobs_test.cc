@@ -172,6 +172,54 @@ TEST_F(FluxJobsTest, LorasOnFusedAndSplitProjectionsEqualComfyUisSampling) {
   }
 }
 
+// ComfyUI-GGUF's Flux files (city96's layout, BFL's names; tests/models/gguf_reference.py: a
+// quantisation type per matrix in turn) alone and with a diffusers LoRA on their blocks' fused
+// projections: the job keeps the blocks quantised and patches each dequantised block's rows,
+// resident and under Ulysses 2 with FSDP, and equals ComfyUI's sampling of the values gguf-py
+// dequantises from the file with the same LoRA. (Not the weights outside the blocks here: the
+// tiny model's text input is 48 wide, so the file keeps it F16, and a LoRA'd F16 weight goes
+// back to F16 as ComfyUI stores it, which the float32 reference file does not.)
+TEST_F(FluxJobsTest, AGgufModelWithALoraOnItsFusedProjectionsEqualsComfyUis) {
+  ASSERT_TRUE(
+      RunTools({{RAYLIGHT_TEST_PYTHON, RAYLIGHT_GGUF_REFERENCE, "convert",
+                 models_ + "/flux-tiny.safetensors", models_ + "/flux-tiny.gguf",
+                 dir_->path() + "/flux-dequantised.safetensors", absl::StrCat(seed_ + 8)},
+                {RAYLIGHT_TEST_PYTHON, RAYLIGHT_FLUX_LORA_REFERENCE, "--base",
+                 models_ + "/flux-tiny.safetensors", "--lora", models_ + "/peft.safetensors",
+                 "--form", "diffusers", "--seed", absl::StrCat(seed_ + 9), "--blocks-only"}},
+               "flux-gguf.log", std::chrono::seconds(300))
+          .ok());
+  // ComfyUI reads the dequantised values under its own checkpoint's name.
+  fs::rename(models_ + "/flux-tiny.safetensors", dir_->path() + "/flux-tiny-original.safetensors");
+  fs::rename(dir_->path() + "/flux-dequantised.safetensors", models_ + "/flux-tiny.safetensors");
+  v1::SampleJob job = FluxJob();
+  job.set_model("flux-tiny.gguf");
+  {
+    v1::JobInfo done = RunJob(job);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    EXPECT_LT(MaxAbsDiff(ReadLatent(ResultOf(done.job_id()).latent()), ComfyReference(job)), 1e-4);
+  }
+  v1::LoraRef* lora = job.add_loras();
+  lora->set_name("peft.safetensors");
+  lora->set_strength(0.8);
+  const Latent want = ComfyReference(
+      job, "flux-positive.safetensors",
+      absl::StrCat(R"([{"path": ")", models_, R"(/peft.safetensors", "strength": 0.8}])"));
+  for (const bool sharded : {false, true}) {
+    if (sharded) {
+      job.mutable_mesh()->set_ulysses(2);
+      job.set_placement("fsdp");
+    }
+    v1::JobInfo done = RunJob(job);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
+    ASSERT_EQ(got.shape, want.shape);
+    EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << (sharded ? "fsdp" : "resident");
+    std::printf("flux gguf + lora%s vs ComfyUI: max abs diff %.3g\n",
+                sharded ? " (ulysses 2, fsdp)" : "", MaxAbsDiff(got, want));
+  }
+}
+
 TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
   const v1::SampleJob job = FluxJob();
   ExpectRefusedNaming(job, "mesh.cfg", [](v1::SampleJob& j) { j.mutable_mesh()->set_cfg(2); });

@@ -4,7 +4,7 @@ spelling: the inputs of the Flux-family LoRA job tests, whose reference is Comfy
 LoRA to its own (fused) weights.
 
     flux_lora_reference.py --base B.safetensors --lora L.safetensors --form diffusers|kohya \\
-        --seed N
+        --seed N [--blocks-only]
 
 diffusers: PEFT's names under "transformer." (to_q, to_k, add_v_proj, to_out.0, ff.net.0.proj,
 norm1.linear; a single block's to_q, to_v, proj_mlp, proj_out; norm_out.linear), no alpha: the
@@ -86,13 +86,15 @@ def kohya_modules(w: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
     return modules
 
 
-def write_lora(base: str, out: str, form: str, seed: int) -> None:
+def write_lora(base: str, out: str, form: str, seed: int, blocks_only: bool) -> None:
     w = bfl_weights(base)
     g = torch.Generator().manual_seed(seed)
     rank, alpha = 4, 3.0
     lora: dict[str, torch.Tensor] = {}
     modules = diffusers_modules(w) if form == "diffusers" else kohya_modules(w)
     for module, (rows, cols) in modules.items():
+        if blocks_only and "blocks." not in module:
+            continue
         up = torch.randn(rows, rank, generator=g) * 0.05
         down = torch.randn(rank, cols, generator=g) * 0.05
         if form == "diffusers":
@@ -152,12 +154,15 @@ def main() -> None:
     parser.add_argument("--lora")
     parser.add_argument("--form", choices=["diffusers", "kohya"])
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--blocks-only", action="store_true", help="no LoRA on the weights outside the blocks"
+    )
     parser.add_argument("--diffusers-copy")
     parser.add_argument("--comfyui-tarball")
     parser.add_argument("--workdir")
     args = parser.parse_args()
     if args.lora:
-        write_lora(args.base, args.lora, args.form, args.seed)
+        write_lora(args.base, args.lora, args.form, args.seed, args.blocks_only)
     if args.diffusers_copy:
         write_diffusers_copy(args.base, args.diffusers_copy, args.comfyui_tarball, args.workdir)
 
