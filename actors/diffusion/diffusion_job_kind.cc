@@ -365,7 +365,8 @@ absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConf
                      "supported yet");
     }
     return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
-      return models::wan::WanMagCacheSettings(config, job.width(), job.height(), request);
+      return models::wan::WanMagCacheSettings(config, job.width(), job.height(), request,
+                                              /*start_image=*/!job.image().empty());
     });
   }
   if (cache.kind() != "teacache") {

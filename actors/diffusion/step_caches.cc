@@ -59,7 +59,8 @@ absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
           "cache.kind: MagCache over Wan 2.2's two experts (a schedule per expert) is not "
           "supported yet");
     }
-    auto settings = models::wan::WanMagCacheSettings(config, width, height, MagRequestOf(request));
+    auto settings = models::wan::WanMagCacheSettings(config, width, height, MagRequestOf(request),
+                                                     /*start_image=*/!request.image.empty());
     if (!settings.ok()) return settings.status();
     caches.SetMagCache(*std::move(settings), request);
     return caches;

@@ -59,32 +59,68 @@ constexpr double kI2v720p[] = {
     0.94649, 0.94655, 0.93397, 0.93414, 0.91636, 0.9165,  0.89088, 0.89109, 0.8679,  0.86768,
 };
 
+// MagCache4Wan2.2's ratios for TI2V-5B (magcache_generate.py; its defaults: threshold 0.04, K 2,
+// retention 0.2), with a start image and without.
+// TI2V-5B, text: 50 steps
+constexpr double kTi2v5bText[] = {
+    1.0,     1.0,     0.99505, 0.99389, 0.99441, 0.9957,  0.99558, 0.99551, 0.99499, 0.9945,
+    0.99534, 0.99548, 0.99468, 0.9946,  0.99463, 0.99458, 0.9946,  0.99453, 0.99408, 0.99404,
+    0.9945,  0.99441, 0.99409, 0.99398, 0.99403, 0.99397, 0.99382, 0.99377, 0.99349, 0.99343,
+    0.99377, 0.99378, 0.9933,  0.99328, 0.99303, 0.99301, 0.99217, 0.99216, 0.992,   0.99201,
+    0.99201, 0.99202, 0.99133, 0.99132, 0.99112, 0.9911,  0.99155, 0.99155, 0.98958, 0.98957,
+    0.98959, 0.98958, 0.98838, 0.98835, 0.98826, 0.98825, 0.9883,  0.98828, 0.98711, 0.98709,
+    0.98562, 0.98561, 0.98511, 0.9851,  0.98414, 0.98412, 0.98284, 0.98282, 0.98104, 0.98101,
+    0.97981, 0.97979, 0.97849, 0.97849, 0.97557, 0.97554, 0.97398, 0.97395, 0.97171, 0.97166,
+    0.96917, 0.96913, 0.96511, 0.96507, 0.96263, 0.96257, 0.95839, 0.95835, 0.95483, 0.95475,
+    0.94942, 0.94936, 0.9468,  0.94678, 0.94583, 0.94594, 0.94843, 0.94872, 0.96949, 0.97015,
+};
+
+// TI2V-5B, a start image: 50 steps
+constexpr double kTi2v5bImage[] = {
+    1.0,     1.0,     0.99512, 0.99559, 0.99559, 0.99561, 0.99595, 0.99577, 0.99512, 0.99512,
+    0.99546, 0.99534, 0.99543, 0.99531, 0.99496, 0.99491, 0.99504, 0.99499, 0.99444, 0.99449,
+    0.99481, 0.99481, 0.99435, 0.99435, 0.9943,  0.99431, 0.99411, 0.99406, 0.99373, 0.99376,
+    0.99413, 0.99405, 0.99363, 0.99359, 0.99335, 0.99331, 0.99244, 0.99243, 0.99229, 0.99229,
+    0.99239, 0.99236, 0.99163, 0.9916,  0.99149, 0.99151, 0.99191, 0.99192, 0.9898,  0.98981,
+    0.9899,  0.98987, 0.98849, 0.98849, 0.98846, 0.98846, 0.98861, 0.98861, 0.9874,  0.98738,
+    0.98588, 0.98589, 0.98539, 0.98534, 0.98444, 0.98439, 0.9831,  0.98309, 0.98119, 0.98118,
+    0.98001, 0.98,    0.97862, 0.97859, 0.97555, 0.97558, 0.97392, 0.97388, 0.97152, 0.97145,
+    0.96871, 0.9687,  0.96435, 0.96434, 0.96129, 0.96127, 0.95639, 0.95638, 0.95176, 0.95175,
+    0.94446, 0.94452, 0.93972, 0.93974, 0.93575, 0.9359,  0.93537, 0.93552, 0.96655, 0.96616,
+};
+
 template <size_t N>
 std::vector<double> Ratios(const double (&ratios)[N]) {
   return std::vector<double>(ratios, ratios + N);
 }
 
-// The published ratios for the model at this size; empty when nobody calibrated it.
-std::vector<double> Published(const WanConfig& config, int64_t width, int64_t height) {
-  if (config.name == "wan2.1-t2v-1.3b") return Ratios(kT2v1_3b);
-  if (config.name == "wan2.1-t2v-14b") return Ratios(kT2v14b);
+// The published settings for the model at this size (`start_image`: TI2V-5B's image-to-video
+// curve); nullopt when nobody calibrated it.
+std::optional<MagCacheSettings> Published(const WanConfig& config, int64_t width, int64_t height,
+                                          bool start_image) {
+  auto authors = [](std::vector<double> ratios, double threshold = 0.12) {
+    return MagCacheSettings{.threshold = threshold, .ratios = std::move(ratios)};
+  };
+  if (config.name == "wan2.1-t2v-1.3b") return authors(Ratios(kT2v1_3b));
+  if (config.name == "wan2.1-t2v-14b") return authors(Ratios(kT2v14b));
   if (config.name == "wan2.1-i2v-14b") {
-    return width * height >= int64_t{1280} * 720 ? Ratios(kI2v720p) : Ratios(kI2v480p);
+    return authors(width * height >= int64_t{1280} * 720 ? Ratios(kI2v720p) : Ratios(kI2v480p));
   }
-  return {};
+  if (config.name == "wan2.2-ti2v-5b") {
+    return authors(start_image ? Ratios(kTi2v5bImage) : Ratios(kTi2v5bText), 0.04);
+  }
+  return std::nullopt;
 }
 
 }  // namespace
 
 absl::StatusOr<MagCacheSettings> WanMagCacheSettings(const WanConfig& config, int64_t width,
                                                      int64_t height,
-                                                     const WanMagCacheRequest& request) {
-  std::optional<MagCacheSettings> published;
-  if (std::vector<double> ratios = Published(config, width, height); !ratios.empty()) {
-    published = MagCacheSettings{.ratios = std::move(ratios)};  // the authors' defaults
-  }
-  return MagCacheSettingsFor(published, request, config.name,
-                             "MagCache4Wan2.1 calibrated Wan 2.1 t2v 1.3B and 14B, i2v 14B");
+                                                     const WanMagCacheRequest& request,
+                                                     bool start_image) {
+  return MagCacheSettingsFor(Published(config, width, height, start_image), request, config.name,
+                             "MagCache4Wan2.1 calibrated Wan 2.1 t2v 1.3B and 14B, i2v 14B; "
+                             "MagCache4Wan2.2 TI2V-5B");
 }
 
 }  // namespace raylight::models::wan

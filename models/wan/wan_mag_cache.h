@@ -1,10 +1,12 @@
 // MagCache for Wan (models/core/mag_cache.h): the authors' calibrated magnitude ratios for the
-// Wan 2.1 checkpoints they published them for (MagCache4Wan2.1: t2v 1.3B and 14B over 50 steps,
-// i2v 14B at 480p and 720p over 40), and a job's settings from them. Torch-free: the head
+// Wan checkpoints they published them for (MagCache4Wan2.1: t2v 1.3B and 14B over 50 steps, i2v
+// 14B at 480p and 720p over 40; MagCache4Wan2.2: TI2V-5B over 50, with and without a start image,
+// at their threshold 0.04), and a job's settings from them. Torch-free: the head
 // validates a job's cache settings with it.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -17,11 +19,13 @@ namespace raylight::models::wan {
 using WanMagCacheRequest = MagCacheRequest;
 
 // The settings of a job's MagCache: its own ratios, or the published ones for `config` at
-// `width` x `height` (i2v: 720p's at or above 1280x720's area, 480p's below). NotFound for a model
-// nobody calibrated (Wan 2.2, FLF2V, custom shapes) unless ratios are given; InvalidArgument naming
-// the field for numbers out of range.
+// `width` x `height` (i2v: 720p's at or above 1280x720's area, 480p's below; TI2V-5B: the curve
+// for a job with a `start_image` or without). NotFound for a model nobody calibrated (Wan 2.2's
+// experts, FLF2V, custom shapes) unless ratios are given; InvalidArgument naming the field for
+// numbers out of range.
 absl::StatusOr<MagCacheSettings> WanMagCacheSettings(const WanConfig& config, int64_t width,
                                                      int64_t height,
-                                                     const WanMagCacheRequest& request);
+                                                     const WanMagCacheRequest& request,
+                                                     bool start_image = false);
 
 }  // namespace raylight::models::wan

@@ -125,9 +125,17 @@ TEST(MagCacheTest, PublishedRatiosForTheCalibratedWanModelsOnly) {
   auto flf = wan::WanMagCacheSettings(Preset("wan2.1-flf2v-14b"), 1280, 720, {});
   EXPECT_EQ(flf.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(flf.status().message().find("cache.mag_ratios"), std::string::npos);
-  auto own = wan::WanMagCacheSettings(Preset("wan2.2-ti2v-5b"), 1280, 704,
+  auto own = wan::WanMagCacheSettings(Preset("wan2.1-flf2v-14b"), 1280, 720,
                                       {.ratios = {1.0, 1.0, 0.99, 0.99}});
   EXPECT_TRUE(own.ok()) << own.status();
+  // TI2V-5B (MagCache4Wan2.2): a curve with a start image and one without, their threshold 0.04.
+  auto ti2v_text = wan::WanMagCacheSettings(Preset("wan2.2-ti2v-5b"), 1280, 704, {});
+  auto ti2v_image = wan::WanMagCacheSettings(Preset("wan2.2-ti2v-5b"), 1280, 704, {}, true);
+  ASSERT_TRUE(ti2v_text.ok() && ti2v_image.ok());
+  EXPECT_DOUBLE_EQ(ti2v_text->threshold, 0.04);
+  EXPECT_EQ(ti2v_text->ratios.size(), 100u);
+  EXPECT_DOUBLE_EQ(ti2v_text->ratios[2], 0.99505);
+  EXPECT_DOUBLE_EQ(ti2v_image->ratios[2], 0.99512);
   for (const auto& [request, field] :
        {std::pair{wan::WanMagCacheRequest{.threshold = -1}, "cache.threshold"},
         std::pair{wan::WanMagCacheRequest{.max_skips = -2}, "cache.max_skips"},
