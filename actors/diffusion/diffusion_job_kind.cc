@@ -359,14 +359,9 @@ absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConf
   RL_RETURN_IF_ERROR(CheckCacheKindGiven(cache));
   if (cache.kind().empty()) return absl::OkStatus();
   if (cache.kind() == "magcache") {
-    if (two_experts) {
-      return Invalid("cache.kind",
-                     "MagCache over Wan 2.2's two experts (a schedule per expert) is not "
-                     "supported yet");
-    }
     return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
       return models::wan::WanMagCacheSettings(config, job.width(), job.height(), request,
-                                              /*start_image=*/!job.image().empty());
+                                              /*start_image=*/!job.image().empty(), two_experts);
     });
   }
   if (cache.kind() != "teacache") {

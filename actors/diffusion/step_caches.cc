@@ -18,7 +18,8 @@ models::MagCacheRequest MagRequestOf(const SampleRequest& request) {
 
 }  // namespace
 
-void StepCaches::SetMagCache(models::MagCacheSettings settings, const SampleRequest& request) {
+void StepCaches::SetMagCache(models::MagCacheSettings settings, const SampleRequest& request,
+                             models::ExpertSplit experts) {
   mag_ = std::move(settings);
   // The whole schedule's steps (a custom one's, or KSampler's), of which the run makes those from
   // start_step to end_step (KSamplerAdvanced): their decisions are the whole run's at those steps.
@@ -28,7 +29,7 @@ void StepCaches::SetMagCache(models::MagCacheSettings settings, const SampleRequ
   const int end = custom ? steps : std::clamp(request.end_step, begin, steps);
   // Cond and uncond calls exist where the job guides (cfg 1 runs the cond branch alone).
   const std::vector<bool> whole =
-      models::MagCacheSchedule(*mag_, steps, /*two_branches=*/request.cfg != 1.0);
+      models::MagCacheSchedule(*mag_, steps, /*two_branches=*/request.cfg != 1.0, experts);
   schedule_.assign(whole.begin() + begin, whole.begin() + end);
 }
 
@@ -50,19 +51,20 @@ absl::StatusOr<StepCaches> StepCaches::ForFamily(const SampleRequest& request,
 
 absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
                                               const models::wan::WanConfig& config, int64_t width,
-                                              int64_t height, bool two_experts) {
+                                              int64_t height, bool two_experts,
+                                              int expert_switch_step) {
   StepCaches caches;
   if (request.cache_kind.empty()) return caches;
   if (request.cache_kind == "magcache") {
-    if (two_experts) {
-      return absl::InvalidArgumentError(
-          "cache.kind: MagCache over Wan 2.2's two experts (a schedule per expert) is not "
-          "supported yet");
-    }
-    auto settings = models::wan::WanMagCacheSettings(config, width, height, MagRequestOf(request),
-                                                     /*start_image=*/!request.image.empty());
+    auto settings =
+        models::wan::WanMagCacheSettings(config, width, height, MagRequestOf(request),
+                                         /*start_image=*/!request.image.empty(), two_experts);
     if (!settings.ok()) return settings.status();
-    caches.SetMagCache(*std::move(settings), request);
+    // Both experts follow one schedule with one state per branch (the authors share their
+    // counter and residual across the experts), retained as they retain each kind's.
+    caches.SetMagCache(
+        *std::move(settings), request,
+        {.switch_step = two_experts ? expert_switch_step : 0, .image_to_video = config.i2v()});
     return caches;
   }
   if (request.cache_kind != "teacache") {
@@ -88,7 +90,8 @@ absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
 
 models::wan::WanStepCache* StepCaches::For(const void* model, int branch) {
   if (!enabled()) return nullptr;
-  auto& cache = caches_[{model, branch}];
+  // MagCache's state is the branch's over the whole run, both experts of a two-expert job alike.
+  auto& cache = caches_[{mag_.has_value() ? nullptr : model, branch}];
   if (cache == nullptr) {
     if (mag_.has_value()) {
       cache = std::make_unique<models::wan::WanStepCache>(

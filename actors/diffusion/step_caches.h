@@ -24,10 +24,12 @@ class StepCaches {
  public:
   // The job's settings for `config` at the latent's width x height (in pixels). InvalidArgument
   // or NotFound naming the field for an unknown kind, bad numbers, or a model nobody calibrated
-  // (`two_experts`: Wan 2.2's) without the job's own coefficients or ratios.
+  // (`two_experts`: Wan 2.2 A14B's, whose low-noise expert takes over at `expert_switch_step`)
+  // without the job's own coefficients or ratios.
   static absl::StatusOr<StepCaches> ForJob(const SampleRequest& request,
                                            const models::wan::WanConfig& config, int64_t width,
-                                           int64_t height, bool two_experts);
+                                           int64_t height, bool two_experts,
+                                           int expert_switch_step = 0);
   // A run of any other family (conditioned_sampling.cc): MagCache only, from the authors'
   // settings for the model (ModelInfo.published_mag_cache at width x height pixels) and the
   // job's numbers; InvalidArgument naming the field where the family caches no steps.
@@ -45,7 +47,8 @@ class StepCaches {
   std::string Describe() const;
 
  private:
-  void SetMagCache(models::MagCacheSettings settings, const SampleRequest& request);
+  void SetMagCache(models::MagCacheSettings settings, const SampleRequest& request,
+                   models::ExpertSplit experts = {});
 
   std::optional<models::TeaCacheSettings> tea_;
   bool retention_steps_ = true;

@@ -69,6 +69,18 @@ absl::StatusOr<models::wan::WanConditioning> EncodedConditioning(
   return conditioning;
 }
 
+// Wan 2.2 A14B's expert boundary: the job's, else the one for its kind.
+double ExpertBoundary(const SampleRequest& request, const models::wan::WanConfig& config) {
+  return request.boundary > 0 ? request.boundary
+         : config.i2v()       ? kWan22I2vBoundary
+                              : kWan22T2vBoundary;
+}
+
+// The schedule's model sampling (ComfyUI's ModelSamplingSD3 for Wan, the job's shift or 5).
+samplers::ModelSampling WanSampling(const SampleRequest& request) {
+  return samplers::ModelSampling::DiscreteFlow(request.shift > 0 ? request.shift : 5.0);
+}
+
 // Wan 2.2 A14B in one job: the two runs of samplers::SplitForExperts, the second starting on
 // every data-parallel rank from its own first result, exactly as two chained jobs would.
 // Returns what KSampleOnMesh returns ([dp, ...], every rank).
@@ -79,10 +91,7 @@ absl::StatusOr<at::Tensor> SampleExperts(
     const models::wan::WanConfig& config, const parallel::Mesh& mesh,
     const parallel::MeshPlan& plan, const samplers::StepCallback& callback, int* steps_before,
     int* steps_in_all) {
-  const double boundary = request.boundary > 0 ? request.boundary
-                          : config.i2v()       ? kWan22I2vBoundary
-                                               : kWan22T2vBoundary;
-  auto runs = samplers::SplitForExperts(sampling, options, boundary);
+  auto runs = samplers::SplitForExperts(sampling, options, ExpertBoundary(request, config));
   if (!runs.ok()) return runs.status();
   *steps_in_all = runs->high_noise_steps + runs->low_noise_steps;
   if (!runs->low_noise) {
@@ -250,10 +259,18 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
                       " model calls to replay"));
   }
   AgreedModelCalls agreed(world, reports, cancelled, journal.get(), device, request.job_id);
-  // Step caching (TeaCache): one state per model and conditioning branch.
+  // Step caching (TeaCache: one state per model and conditioning branch; MagCache: one schedule
+  // for the run, both experts of a two-expert job following it from the switch step on).
+  int switch_step = 0;
+  if (low_noise.has_value()) {
+    auto runs = samplers::SplitForExperts(WanSampling(request), SamplerOptionsOf(request),
+                                          ExpertBoundary(request, config));
+    if (!runs.ok()) return runs.status();
+    switch_step = runs->switch_step;
+  }
   auto step_caches =
       StepCaches::ForJob(request, config, latent.size(4) * config.vae_spatial(),
-                         latent.size(3) * config.vae_spatial(), low_noise.has_value());
+                         latent.size(3) * config.vae_spatial(), low_noise.has_value(), switch_step);
   if (!step_caches.ok()) return step_caches.status();
   if (step_caches->enabled()) note(step_caches->Describe());
   // The network of one loaded model (an expert of a two-expert job, or the job's model).
@@ -293,8 +310,7 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   options.denoise_mask = noise_mask;
   options.inpaint_input = config.per_token_timesteps() ? samplers::InpaintInput::kClean
                                                        : samplers::InpaintInput::kRenoised;
-  const samplers::ModelSampling sampling =
-      samplers::ModelSampling::DiscreteFlow(request.shift > 0 ? request.shift : 5.0);
+  const samplers::ModelSampling sampling = WanSampling(request);
   const auto sample_start = Clock::now();
   // A two-expert job is two runs; progress counts the steps of both.
   int steps_before = 0, steps_in_all = 0;

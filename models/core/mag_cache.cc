@@ -16,24 +16,43 @@ struct BranchState {
   void Restart() { *this = BranchState(); }
 };
 
+// The calls the authors always compute (their `cnt` over 2 x steps calls, cond and uncond in
+// turn): the first share of them; with two experts, per their rule for the run's kind. The first
+// call of a branch has no residual to reuse either (their code would fail there with no retained
+// calls).
+class Retention {
+ public:
+  Retention(const MagCacheSettings& settings, int steps, ExpertSplit experts)
+      : ratio_(settings.retention_ratio),
+        calls_(2 * steps),
+        split_(2 * experts.switch_step),
+        image_(experts.image_to_video) {}
+
+  bool Retained(int call) const {
+    if (call < 2) return true;
+    if (split_ <= 0) return call < static_cast<int>(calls_ * ratio_);
+    if (image_) return call < static_cast<int>(split_ + (calls_ - split_) * ratio_);
+    return call < static_cast<int>(split_ * ratio_) ||
+           (call >= split_ && call <= (calls_ - split_) * ratio_ + split_);
+  }
+
+ private:
+  const double ratio_;
+  const int calls_, split_;
+  const bool image_;
+};
+
 // The authors' rule for call `call` (their counter) of a branch: true to reuse. Updates `state`
 // as they do: a reuse keeps the accumulators, a compute restarts them.
 bool RuleReuses(const MagCacheSettings& settings, const std::vector<double>& ratios, int call,
-                int retained_calls, BranchState& state) {
-  // The first call of a branch has no residual to reuse (the authors' code would fail there with
-  // no retained calls).
-  if (call < retained_calls || call < 2) return false;
+                const Retention& retention, BranchState& state) {
+  if (retention.Retained(call)) return false;
   state.ratio *= ratios[call];
   state.skipped += 1;
   state.error += std::abs(1.0 - state.ratio);
   if (state.error < settings.threshold && state.skipped <= settings.max_skips) return true;
   state.Restart();
   return false;
-}
-
-// The authors' int(num_steps * retention_ratio), num_steps counting both branches' calls.
-int RetainedCalls(const MagCacheSettings& settings, int steps) {
-  return static_cast<int>(2.0 * steps * settings.retention_ratio);
 }
 
 }  // namespace
@@ -113,10 +132,10 @@ std::vector<double> RatiosForSteps(const std::vector<double>& interleaved, int s
   return out;
 }
 
-std::vector<std::vector<bool>> AuthorsMagCacheDecisions(const MagCacheSettings& settings,
-                                                        int steps) {
+std::vector<std::vector<bool>> AuthorsMagCacheDecisions(const MagCacheSettings& settings, int steps,
+                                                        ExpertSplit experts) {
   const std::vector<double> ratios = RatiosForSteps(settings.ratios, steps);
-  const int retained = RetainedCalls(settings, steps);
+  const Retention retained(settings, steps, experts);
   std::vector<std::vector<bool>> compute(2, std::vector<bool>(steps, true));
   BranchState state[2];
   for (int call = 0; call < 2 * steps; ++call) {
@@ -126,19 +145,22 @@ std::vector<std::vector<bool>> AuthorsMagCacheDecisions(const MagCacheSettings& 
   return compute;
 }
 
-std::vector<bool> MagCacheSchedule(const MagCacheSettings& settings, int steps, bool two_branches) {
+std::vector<bool> MagCacheSchedule(const MagCacheSettings& settings, int steps, bool two_branches,
+                                   ExpertSplit experts) {
   const std::vector<double> ratios = RatiosForSteps(settings.ratios, steps);
-  const int retained = RetainedCalls(settings, steps);
+  const Retention retained(settings, steps, experts);
   std::vector<bool> compute(steps, true);
   BranchState state[2];
   for (int step = 0; step < steps; ++step) {
-    bool reuse = RuleReuses(settings, ratios, 2 * step, retained, state[0]);
-    if (two_branches) {
-      reuse = RuleReuses(settings, ratios, 2 * step + 1, retained, state[1]) && reuse;
-    }
-    if (!reuse) {  // both branches compute: both restart, as a computing call does
-      state[0].Restart();
-      state[1].Restart();
+    const bool cond = RuleReuses(settings, ratios, 2 * step, retained, state[0]);
+    const bool uncond =
+        two_branches && RuleReuses(settings, ratios, 2 * step + 1, retained, state[1]);
+    const bool reuse = cond && (uncond || !two_branches);
+    // A branch whose rule would reuse but computes with the other restarts, as a computing call
+    // does (a retained call keeps the accumulators, as the authors' do).
+    if (!reuse) {
+      if (cond) state[0].Restart();
+      if (uncond) state[1].Restart();
     }
     compute[step] = !reuse;
   }

@@ -15,7 +15,8 @@
 // group follows the same. Raylight's one change to the authors' rule: a step's cond and uncond
 // calls skip together (both branches' rules must say reuse; where one computes, both compute and
 // both restart), so that a batched cond + uncond forward, or CFG-parallel ranks sharing FSDP
-// gathers, take one decision. Torch-free: the head checks a job's settings with it.
+// gathers, take one decision (a branch made to compute so restarts its accumulators, as a
+// computing call does). Torch-free: the head checks a job's settings with it.
 #pragma once
 
 #include <optional>
@@ -63,13 +64,23 @@ std::vector<double> NearestInterp(const std::vector<double>& source, int length)
 // branch's values interpolated to `steps` and interleaved again (as the authors do).
 std::vector<double> RatiosForSteps(const std::vector<double>& interleaved, int steps);
 
+// Wan 2.2 A14B's two experts as one run (MagCache4Wan2.2: one call counter and one residual per
+// branch across both experts): the step at which the low-noise expert takes over (0: one model),
+// and which retention its authors use: image-to-video retains the whole high-noise part and the
+// first share of the rest; text-to-video the first share of each expert's calls.
+struct ExpertSplit {
+  int switch_step = 0;
+  bool image_to_video = false;
+};
+
 // Whether each call of a branch computes, by the authors' rule alone: [branch][step].
-std::vector<std::vector<bool>> AuthorsMagCacheDecisions(const MagCacheSettings& settings,
-                                                        int steps);
+std::vector<std::vector<bool>> AuthorsMagCacheDecisions(const MagCacheSettings& settings, int steps,
+                                                        ExpertSplit experts = {});
 
 // The run's schedule: whether step k's call(s) compute. `two_branches`: the job has cond and
 // uncond calls (cfg != 1), which skip together; otherwise the cond branch's rule alone.
-std::vector<bool> MagCacheSchedule(const MagCacheSettings& settings, int steps, bool two_branches);
+std::vector<bool> MagCacheSchedule(const MagCacheSettings& settings, int steps, bool two_branches,
+                                   ExpertSplit experts = {});
 
 // A branch's calls following a schedule made before the run (MagCacheSchedule): call k computes
 // where schedule[k] is true, and past its end.

@@ -89,18 +89,47 @@ constexpr double kTi2v5bImage[] = {
     0.94446, 0.94452, 0.93972, 0.93974, 0.93575, 0.9359,  0.93537, 0.93552, 0.96655, 0.96616,
 };
 
+// MagCache4Wan2.2's ratios for A14B's two experts as one run (text- and image-to-video; 40
+// steps; their threshold 0.04).
+constexpr double kA14bT2v[] = {
+    1.0,     1.0,     1.00124, 1.00155, 0.99822, 0.99851, 0.99696, 0.99687, 0.99703, 0.99732,
+    0.9966,  0.99679, 0.99602, 0.99658, 0.99578, 0.99664, 0.99484, 0.9949,  0.99633, 0.996,
+    0.99659, 0.99683, 0.99534, 0.99549, 0.99584, 0.99577, 0.99681, 0.99694, 0.99563, 0.99554,
+    0.9944,  0.99473, 0.99594, 0.9964,  0.99466, 0.99461, 0.99453, 0.99481, 0.99389, 0.99365,
+    0.99391, 0.99406, 0.99354, 0.99361, 0.99283, 0.99278, 0.99268, 0.99263, 0.99057, 0.99091,
+    0.99125, 0.99126, 0.65523, 0.65252, 0.98808, 0.98852, 0.98765, 0.98736, 0.9851,  0.98535,
+    0.98311, 0.98339, 0.9805,  0.9806,  0.97776, 0.97771, 0.97278, 0.97286, 0.96731, 0.96728,
+    0.95857, 0.95855, 0.94385, 0.94385, 0.92118, 0.921,   0.88108, 0.88076, 0.80263, 0.80181,
+};
+
+constexpr double kA14bI2v[] = {
+    1.0,     1.0,     0.99191, 0.99144, 0.99356, 0.99337, 0.99326, 0.99285, 0.99251, 0.99264,
+    0.99393, 0.99366, 0.9943,  0.9943,  0.99276, 0.99288, 0.99389, 0.99393, 0.99274, 0.99289,
+    0.99316, 0.9931,  0.99379, 0.99377, 0.99268, 0.99271, 0.99222, 0.99227, 0.99175, 0.9916,
+    0.91076, 0.91046, 0.98931, 0.98933, 0.99087, 0.99088, 0.98852, 0.98855, 0.98895, 0.98896,
+    0.98806, 0.98808, 0.9871,  0.98711, 0.98613, 0.98618, 0.98434, 0.98435, 0.983,   0.98307,
+    0.98185, 0.98187, 0.98131, 0.98131, 0.9783,  0.97835, 0.97619, 0.9762,  0.97264, 0.9727,
+    0.97088, 0.97098, 0.96568, 0.9658,  0.96045, 0.96055, 0.95322, 0.95335, 0.94579, 0.94594,
+    0.93297, 0.93311, 0.91699, 0.9172,  0.89174, 0.89202, 0.8541,  0.85446, 0.79823, 0.79902,
+};
+
 template <size_t N>
 std::vector<double> Ratios(const double (&ratios)[N]) {
   return std::vector<double>(ratios, ratios + N);
 }
 
 // The published settings for the model at this size (`start_image`: TI2V-5B's image-to-video
-// curve); nullopt when nobody calibrated it.
+// curve; `two_experts`: A14B's); nullopt when nobody calibrated it.
 std::optional<MagCacheSettings> Published(const WanConfig& config, int64_t width, int64_t height,
-                                          bool start_image) {
+                                          bool start_image, bool two_experts) {
   auto authors = [](std::vector<double> ratios, double threshold = 0.12) {
     return MagCacheSettings{.threshold = threshold, .ratios = std::move(ratios)};
   };
+  if (two_experts) {  // A14B's experts have Wan 2.1 14B's shapes
+    if (config.name == "wan2.1-t2v-14b") return authors(Ratios(kA14bT2v), 0.04);
+    if (config.name == "wan2.1-i2v-14b") return authors(Ratios(kA14bI2v), 0.04);
+    return std::nullopt;
+  }
   if (config.name == "wan2.1-t2v-1.3b") return authors(Ratios(kT2v1_3b));
   if (config.name == "wan2.1-t2v-14b") return authors(Ratios(kT2v14b));
   if (config.name == "wan2.1-i2v-14b") {
@@ -117,10 +146,11 @@ std::optional<MagCacheSettings> Published(const WanConfig& config, int64_t width
 absl::StatusOr<MagCacheSettings> WanMagCacheSettings(const WanConfig& config, int64_t width,
                                                      int64_t height,
                                                      const WanMagCacheRequest& request,
-                                                     bool start_image) {
-  return MagCacheSettingsFor(Published(config, width, height, start_image), request, config.name,
+                                                     bool start_image, bool two_experts) {
+  return MagCacheSettingsFor(Published(config, width, height, start_image, two_experts), request,
+                             two_experts ? config.name + " experts" : config.name,
                              "MagCache4Wan2.1 calibrated Wan 2.1 t2v 1.3B and 14B, i2v 14B; "
-                             "MagCache4Wan2.2 TI2V-5B");
+                             "MagCache4Wan2.2 A14B t2v and i2v, TI2V-5B");
 }
 
 }  // namespace raylight::models::wan

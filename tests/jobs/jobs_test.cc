@@ -974,6 +974,34 @@ TEST_F(JobsTest, AdvancedMagCacheJobsFollowTheWholeSchedulesSteps) {
             second_steps * second_result.model_calls());
 }
 
+// Wan 2.2 A14B with MagCache: both experts follow one schedule with one state per branch across
+// them (the authors share their counter and residual; text-to-video retains the start of each
+// expert's calls), the same decisions on one rank and on a Ulysses-2 group; the reuse is real.
+TEST_F(JobsTest, ATwoExpertMagCacheJobFollowsOneScheduleOnEveryMesh) {
+  ASSERT_TRUE(MakeCheckpoint("low.safetensors", 2, seed_ + 1000).ok());
+  v1::SampleJob job = MagCacheJob(Job(76));
+  job.set_low_noise_model("low.safetensors");
+  v1::JobInfo one = RunJob(job);
+  ASSERT_EQ(one.state(), v1::JOB_SUCCEEDED) << one.DebugString();
+  const v1::SampleResult result = ResultOf(one.job_id());
+  EXPECT_GT(result.calls_reused(), 0);
+  const Latent want = ReadLatent(result.latent());
+  v1::SampleJob split = job;
+  split.mutable_mesh()->set_ulysses(2);
+  v1::JobInfo two = RunJob(split);
+  ASSERT_EQ(two.state(), v1::JOB_SUCCEEDED) << two.DebugString();
+  // The same steps reused (cond and uncond batched on one mesh, apart on the other).
+  const v1::SampleResult split_result = ResultOf(two.job_id());
+  EXPECT_EQ(split_result.calls_reused() * result.model_calls(),
+            result.calls_reused() * split_result.model_calls());
+  ExpectSameLatent(ReadLatent(ResultOf(two.job_id()).latent()), want);
+  v1::SampleJob uncached = job;
+  uncached.clear_cache();
+  v1::JobInfo plain = RunJob(uncached);
+  ASSERT_EQ(plain.state(), v1::JOB_SUCCEEDED) << plain.DebugString();
+  EXPECT_GT(MaxAbsDiff(ReadLatent(ResultOf(plain.job_id()).latent()), want), 1e-4);
+}
+
 // The same decisions on every rank of a 4-rank group (Ulysses 2 x CFG 2).
 TEST_F(FourWorkerJobsTest, AMagCacheJobOnFourRanksEqualsOneProcess) {
   v1::SampleJob job = MagCacheJob(Job(74));

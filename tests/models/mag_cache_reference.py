@@ -5,12 +5,14 @@ reference tests/models/mag_cache_test.cc checks models::MagCacheSchedule against
     mag_cache_reference.py CASES.json OUT.json
 
 Each case gives "ratios" (cond, uncond of each step in turn), "steps", "threshold", "max_skips"
-(the authors' K) and "retention_ratio". OUT gets, per case, "authors": the decision of every call
-of each branch ([cond per step, uncond per step], True: compute) as the authors' counter `cnt`
-walks cond and uncond in turn; "joint": Raylight's rule (a step's two calls reuse only when both
-branches' rules reuse; where either computes, both restart); "single": the cond branch's rule
-alone (a job without an uncond branch). One reading the authors' code leaves open: the first call
-of a branch has no residual to reuse, so it computes even with no retained calls.
+(the authors' K) and "retention_ratio", and for Wan 2.2's two experts "switch_step" and
+"image_to_video" (MagCache4Wan2.2's split_step and mode: its retention rule). OUT gets, per
+case, "authors": the decision of every call of each branch ([cond per step, uncond per step],
+True: compute) as the authors' counter `cnt` walks cond and uncond in turn; "joint": Raylight's
+rule (a step's two calls reuse only when both branches' rules reuse; a branch made to compute so
+restarts, as a computing call does); "single": the cond branch's rule alone (a job without an
+uncond branch). One reading the authors' code leaves open: the first call of a branch has no
+residual to reuse, so it computes even with no retained calls.
 """
 
 import json
@@ -43,7 +45,11 @@ class Branches:
         self.mag = mag
         self.thresh = case["threshold"]
         self.k = case["max_skips"]
-        self.retained = int(case["steps"] * 2 * case["retention_ratio"])
+        self.num_steps = case["steps"] * 2
+        self.retention_ratio = case["retention_ratio"]
+        # MagCache4Wan2.2's two experts: its split_step (in calls) and mode.
+        self.split_step = case.get("switch_step", 0) * 2
+        self.mode = "i2v" if case.get("image_to_video", False) else "t2v"
         self.accumulated_ratio = [1.0, 1.0]
         self.accumulated_steps = [0, 0]
         self.accumulated_err = [0.0, 0.0]
@@ -53,9 +59,23 @@ class Branches:
         self.accumulated_steps[side] = 0
         self.accumulated_ratio[side] = 1.0
 
+    def retained(self, cnt: int) -> bool:
+        if cnt < 2:
+            return True
+        if self.split_step:  # magcache_generate.py of MagCache4Wan2.2
+            if self.mode == "i2v":
+                return cnt < int(
+                    self.split_step + (self.num_steps - self.split_step) * self.retention_ratio
+                )
+            return cnt < int(self.split_step * self.retention_ratio) or (
+                cnt <= ((self.num_steps - self.split_step) * self.retention_ratio + self.split_step)
+                and cnt >= self.split_step
+            )
+        return cnt < int(self.num_steps * self.retention_ratio)
+
     def skips(self, cnt: int) -> bool:
         side = cnt % 2
-        if cnt < self.retained or cnt < 2:
+        if self.retained(cnt):
             return False
         self.accumulated_ratio[side] = self.accumulated_ratio[side] * self.mag[cnt]
         self.accumulated_steps[side] += 1
@@ -78,9 +98,11 @@ def decide(case: dict) -> dict:
     for step in range(steps):
         cond = joint_state.skips(2 * step)
         uncond = joint_state.skips(2 * step + 1)
-        if not (cond and uncond):
-            joint_state.restart(0)
-            joint_state.restart(1)
+        if not (cond and uncond):  # a branch forced to compute restarts as computing does
+            if cond:
+                joint_state.restart(0)
+            if uncond:
+                joint_state.restart(1)
         joint.append(not (cond and uncond))
         single.append(not single_state.skips(2 * step))
     return {"authors": calls, "joint": joint, "single": single}

@@ -35,6 +35,7 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
   std::mt19937 random(std::random_device{}());  // fresh per run
   std::vector<MagCacheSettings> cases;
   std::vector<int> steps;
+  std::vector<ExpertSplit> experts;
   // The published curves at their own step counts and others (interpolated).
   for (const auto& [model, width, height, n] :
        {std::tuple{"wan2.1-t2v-1.3b", 832, 480, 50}, std::tuple{"wan2.1-t2v-14b", 1280, 720, 30},
@@ -45,6 +46,7 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
       ASSERT_TRUE(settings.ok()) << settings.status();
       cases.push_back(*settings);
       steps.push_back(n);
+      experts.push_back({});
     }
   }
   // Random curves drifting below 1 as the authors' do, of random lengths, at random settings.
@@ -63,6 +65,13 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
     ASSERT_TRUE(ValidateMagCacheSettings(s).ok());
     cases.push_back(s);
     steps.push_back(std::uniform_int_distribution<int>(1, 60)(random));
+    // A third as Wan 2.2's two experts (MagCache4Wan2.2's retention), text and image to video.
+    ExpertSplit split;
+    if (i % 3 != 0) {
+      split.switch_step = std::uniform_int_distribution<int>(1, steps.back())(random);
+      split.image_to_video = i % 3 == 2;
+    }
+    experts.push_back(split);
   }
   testing_util::TempDir dir("mag-cache");
   nlohmann::json input = nlohmann::json::array();
@@ -71,7 +80,9 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
                      {"steps", steps[i]},
                      {"threshold", cases[i].threshold},
                      {"max_skips", cases[i].max_skips},
-                     {"retention_ratio", cases[i].retention_ratio}});
+                     {"retention_ratio", cases[i].retention_ratio},
+                     {"switch_step", experts[i].switch_step},
+                     {"image_to_video", experts[i].image_to_video}});
   }
   std::ofstream(dir.path() + "/cases.json") << input.dump();
   ASSERT_TRUE(testing_util::RunToCompletion({RAYLIGHT_TEST_PYTHON, RAYLIGHT_MAG_CACHE_REFERENCE,
@@ -84,14 +95,15 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
   ASSERT_EQ(out.size(), cases.size());
   int reused = 0, differ = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
-    const std::string what = input[i].dump().substr(0, 200);
+    const std::string what = input[i].dump().substr(0, 120) + input[i]["switch_step"].dump() +
+                             (experts[i].image_to_video ? " i2v" : "");
     const std::vector<std::vector<bool>> authors = out[i]["authors"];
-    EXPECT_EQ(AuthorsMagCacheDecisions(cases[i], steps[i]), authors) << what;
+    EXPECT_EQ(AuthorsMagCacheDecisions(cases[i], steps[i], experts[i]), authors) << what;
     const std::vector<bool> joint = out[i]["joint"];
-    const std::vector<bool> schedule = MagCacheSchedule(cases[i], steps[i], true);
+    const std::vector<bool> schedule = MagCacheSchedule(cases[i], steps[i], true, experts[i]);
     EXPECT_EQ(schedule, joint) << what;
     const std::vector<bool> single = out[i]["single"];
-    EXPECT_EQ(MagCacheSchedule(cases[i], steps[i], false), single) << what;
+    EXPECT_EQ(MagCacheSchedule(cases[i], steps[i], false, experts[i]), single) << what;
     // The joint schedule reuses a step only where both branches' own rules would.
     for (int k = 0; k < steps[i]; ++k) {
       if (!schedule[k]) reused += 1;
@@ -136,6 +148,14 @@ TEST(MagCacheTest, PublishedRatiosForTheCalibratedWanModelsOnly) {
   EXPECT_EQ(ti2v_text->ratios.size(), 100u);
   EXPECT_DOUBLE_EQ(ti2v_text->ratios[2], 0.99505);
   EXPECT_DOUBLE_EQ(ti2v_image->ratios[2], 0.99512);
+  // A14B's two experts (their shapes are Wan 2.1 14B's): MagCache4Wan2.2's curves, 40 steps.
+  auto a14b_t2v = wan::WanMagCacheSettings(Preset("wan2.1-t2v-14b"), 1280, 720, {}, false, true);
+  auto a14b_i2v = wan::WanMagCacheSettings(Preset("wan2.1-i2v-14b"), 1280, 720, {}, true, true);
+  ASSERT_TRUE(a14b_t2v.ok() && a14b_i2v.ok());
+  EXPECT_EQ(a14b_t2v->ratios.size(), 80u);
+  EXPECT_DOUBLE_EQ(a14b_t2v->threshold, 0.04);
+  EXPECT_DOUBLE_EQ(a14b_t2v->ratios[2], 1.00124);
+  EXPECT_DOUBLE_EQ(a14b_i2v->ratios[2], 0.99191);
   for (const auto& [request, field] :
        {std::pair{wan::WanMagCacheRequest{.threshold = -1}, "cache.threshold"},
         std::pair{wan::WanMagCacheRequest{.max_skips = -2}, "cache.max_skips"},
