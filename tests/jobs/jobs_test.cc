@@ -637,6 +637,21 @@ TEST_F(JobsTest, ATi2vJobStartsFromItsImageAsRaylightEncodeTextMakesIt) {
   ExpectRefusedNaming(job, "end_image", [&](v1::SampleJob& j) { j.set_end_image(png); });
   ExpectRefusedNaming(job, "clip_vision",
                       [](v1::SampleJob& j) { j.set_clip_vision("vae/wan2.2_vae.safetensors"); });
+  // MagCache's schedule reads no timestep modulation, so TI2V's per-token timesteps take it (the
+  // job's own ratios: the tiny model has none published), the same on a Ulysses-2 group.
+  v1::SampleJob cached = offline;
+  cached.set_steps(12);
+  cached.set_sampler("euler");
+  cached.mutable_cache()->set_kind("magcache");
+  for (int i = 0; i < 24; ++i) cached.mutable_cache()->add_mag_ratios(0.99);
+  done = RunJob(cached);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  EXPECT_GT(ResultOf(done.job_id()).calls_reused(), 0);
+  const Latent one_rank = ReadLatent(ResultOf(done.job_id()).latent());
+  cached.mutable_mesh()->set_ulysses(2);
+  done = RunJob(cached);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  ExpectSameLatent(ReadLatent(ResultOf(done.job_id()).latent()), one_rank);
 }
 
 TEST_F(JobsTest, AJobDecodesItsVideoOnItsGroupAsRaylightVaeDecodesItsLatent) {
