@@ -4,7 +4,8 @@
 // authors calibrate it once and a run decides from it alone which calls reuse the last residual.
 //
 // Per conditioning branch, over the authors' call counter n = 2 * step + branch (cond 0, uncond 1;
-// 2 x steps calls): calls n < int(2 x steps x retention_ratio) compute. Otherwise
+// 2 x steps calls): calls n < int(2 x steps x retention_ratio) compute (Wan 2.2 A14B's experts:
+// ExpertSplit's rules), keeping the accumulators. Otherwise
 //   ratio *= r[n]; skipped += 1; error += |1 - ratio|
 //   error < threshold and skipped <= max_skips:  reuse
 //   otherwise:                                   compute; ratio = 1, skipped = 0, error = 0
@@ -13,10 +14,10 @@
 //
 // The schedule depends on the step index only, so it is made before the run and every rank of a
 // group follows the same. Raylight's one change to the authors' rule: a step's cond and uncond
-// calls skip together (both branches' rules must say reuse; where one computes, both compute and
-// both restart), so that a batched cond + uncond forward, or CFG-parallel ranks sharing FSDP
-// gathers, take one decision (a branch made to compute so restarts its accumulators, as a
-// computing call does). Torch-free: the head checks a job's settings with it.
+// calls skip together (both branches' rules must say reuse; where one computes, both compute),
+// so that a batched cond + uncond forward, or CFG-parallel ranks sharing FSDP gathers, take one
+// decision; a branch whose rule said reuse but computes restarts its accumulators, as a computing
+// call does. Torch-free: the head checks a job's settings with it.
 #pragma once
 
 #include <optional>
