@@ -262,7 +262,7 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   // Step caching (TeaCache: one state per model and conditioning branch; MagCache: one schedule
   // for the run, both experts of a two-expert job following it from the switch step on).
   int switch_step = 0;
-  if (low_noise.has_value()) {
+  if (low_noise.has_value() && request.cache_kind == "magcache") {
     auto runs = samplers::SplitForExperts(WanSampling(request), SamplerOptionsOf(request),
                                           ExpertBoundary(request, config));
     if (!runs.ok()) return runs.status();

@@ -19,11 +19,13 @@ struct ResidualCache {
   virtual ~ResidualCache() = default;
 
   // Whether this call adds the cached residual to `stream` (this rank's rows, before the
-  // blocks) instead of running the blocks, by a policy that needs no measured change; counts the
-  // call. A decision to reuse with no residual of the stream's shape runs the blocks.
-  bool ReuseFor(const at::Tensor& stream) {
-    const bool compute = policy->ShouldCompute(calls++, 0.0);
-    const bool reuse = !compute && residual.defined() && residual.sizes() == stream.sizes();
+  // blocks) instead of running the blocks; counts the call. `change`: the measured change a
+  // measuring policy reads; `comparable`: whether it was measurable (false: run the blocks). A
+  // decision to reuse with no residual of the stream's shape runs the blocks.
+  bool ReuseFor(const at::Tensor& stream, double change = 0.0, bool comparable = true) {
+    const bool compute = policy->ShouldCompute(calls++, change);
+    const bool reuse =
+        !compute && comparable && residual.defined() && residual.sizes() == stream.sizes();
     reused += reuse;
     return reuse;
   }

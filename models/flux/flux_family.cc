@@ -138,9 +138,10 @@ absl::StatusOr<LoadedFlux> LoadFluxArchitecture(const FluxArchitecture& architec
                                                 const std::vector<LoraFile>& loras) {
   auto opened = Open(architecture, paths);
   if (!opened.ok()) return opened.status();
-  auto placed = PlaceCheckpoint(opened->checkpoint, FluxBlockLayout(opened->config), options,
-                                placement, loras, architecture.normalize, opened->config.name,
-                                LoraRowsOf(opened->checkpoint, opened->config));
+  auto placed = PlaceCheckpoint(
+      opened->checkpoint, FluxBlockLayout(opened->config), options, placement, loras,
+      architecture.normalize, opened->config.name,
+      loras.empty() ? LoraRowMap() : LoraRowsOf(opened->checkpoint, opened->config));
   if (!placed.ok()) return placed.status();
   return LoadedFlux{opened->config, std::move(placed->weights), std::move(placed->loras)};
 }

@@ -33,9 +33,10 @@ absl::StatusOr<LoadedFlux> LoadFlux(const std::vector<std::string>& paths,
   if (!opened.ok()) return opened.status();
   // Flux computes its modulation from the weights as stored (BFL runs it in the model's dtype):
   // nothing is kept in fp32 (the modulation tables are a quarter of the model).
-  auto placed = PlaceCheckpoint(opened->checkpoint, FluxBlockLayout(opened->config), options,
-                                placement, loras, NormalizeFluxKey, opened->config.name,
-                                LoraRowsOf(opened->checkpoint, opened->config));
+  auto placed = PlaceCheckpoint(
+      opened->checkpoint, FluxBlockLayout(opened->config), options, placement, loras,
+      NormalizeFluxKey, opened->config.name,
+      loras.empty() ? LoraRowMap() : LoraRowsOf(opened->checkpoint, opened->config));
   if (!placed.ok()) return placed.status();
   return LoadedFlux{opened->config, std::move(placed->weights), std::move(placed->loras)};
 }

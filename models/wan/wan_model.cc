@@ -274,12 +274,8 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
       rel_l1 = ((modulated - cache->previous).abs().mean() / cache->previous.abs().mean())
                    .item<double>();
     }
-    const bool compute = cache->policy->ShouldCompute(cache->calls, rel_l1);
-    reuse = !compute && comparable && cache->residual.defined() &&
-            cache->residual.size(0) == batch && cache->residual.size(1) == x.size(1);
-    cache->reused += reuse;
+    reuse = cache->ReuseFor(x, rel_l1, comparable);
     if (measures) cache->previous = modulated.clone();
-    ++cache->calls;
   }
 
   // Text: zero-padded to text_len, then the text MLP.
@@ -325,7 +321,7 @@ at::Tensor Forward(const WanConfig& c, const WanInputs& in, const ParallelContex
   if (reuse) {
     x = x + cache->residual;
   } else if (cache != nullptr) {
-    cache->residual = x - before_blocks;
+    cache->Keep(before_blocks, x);
   }
 
   // Head in fp32: shift/scale from e (not e0), no gate.

@@ -699,6 +699,16 @@ def test_loras_give_comfyuis_latent(setup: Setup) -> None:
     assert error < TOLERANCE
 
 
+def last_results(setup: Setup, count: int) -> list[Any]:
+    """The results of the cluster's last `count` jobs, read with the Python client."""
+    with raylight.Client(
+        address=setup.address,
+        token_file=str(setup.token_file),
+        tls_ca=str(setup.state / "tls" / "ca.pem"),  # the cluster serves TLS
+    ) as client:
+        return [client.result(job.job_id) for job in client.list_jobs(limit=count)]
+
+
 def test_teacache_node_reuses_steps_on_the_cluster(setup: Setup) -> None:
     """Raylight TeaCache before a Raylight KSampler: the job caches (the head's result counts the
     reused calls) and its latent differs from the uncached one's. The test model has no published
@@ -713,12 +723,7 @@ def test_teacache_node_reuses_steps_on_the_cluster(setup: Setup) -> None:
     plain = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_raw")
     entry = setup.comfy.run(g.nodes)
     effect = rel_l2(setup.comfy.latent(entry, cached), setup.comfy.latent(entry, plain))
-    with raylight.Client(
-        address=setup.address,
-        token_file=str(setup.token_file),
-        tls_ca=str(setup.state / "tls" / "ca.pem"),  # the cluster serves TLS
-    ) as client:
-        reused = [client.result(job.job_id).calls_reused for job in client.list_jobs(limit=2)]
+    reused = [r.calls_reused for r in last_results(setup, 2)]
     print(f"TeaCache: calls reused by the last two jobs {reused}, latent moved by {effect:.2e}")
     assert sorted(reused)[0] == 0 and sorted(reused)[1] > 0
     assert effect > TOLERANCE
@@ -745,13 +750,7 @@ def test_magcache_node_reuses_steps_on_the_cluster(setup: Setup) -> None:
     plain = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_raw")
     entry = setup.comfy.run(g.nodes)
     effect = rel_l2(setup.comfy.latent(entry, cached), setup.comfy.latent(entry, plain))
-    with raylight.Client(
-        address=setup.address,
-        token_file=str(setup.token_file),
-        tls_ca=str(setup.state / "tls" / "ca.pem"),  # the cluster serves TLS
-    ) as client:
-        results = [client.result(job.job_id) for job in client.list_jobs(limit=2)]
-    reused = sorted((r.calls_reused, r.model_calls) for r in results)
+    reused = sorted((r.calls_reused, r.model_calls) for r in last_results(setup, 2))
     print(f"MagCache: (reused, calls) of the last two jobs {reused}, latent moved by {effect:.2e}")
     # 10 steps, 4 retained calls (steps 0, 1), then reuse, reuse, compute: steps 2, 3, 5, 6, 8, 9
     # reused, with every call of each (cond and uncond, batched or not).

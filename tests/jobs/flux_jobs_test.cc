@@ -71,6 +71,30 @@ class FluxJobsTest : public JobsTest {
     EXPECT_TRUE(ran.ok()) << ran;
     return ReadLatent(testing_util::ReadFileOrEmpty(out));
   }
+
+  // A JSON list of one LoRA file of the model root at `strength`, as ComfyReference takes it.
+  std::string LoraList(const std::string& name, double strength) const {
+    return absl::StrCat(R"([{"path": ")", models_, "/", name, R"(", "strength": )", strength, "}]");
+  }
+
+  // `job` resident on one rank, then under Ulysses 2 with FSDP-placed weights (each rank merging
+  // its shard's rows), each against `want` (max abs difference 1e-4).
+  void ExpectResidentAndShardedEqual(v1::SampleJob job, const Latent& want,
+                                     const std::string& what) {
+    for (const bool sharded : {false, true}) {
+      if (sharded) {
+        job.mutable_mesh()->set_ulysses(2);
+        job.set_placement("fsdp");
+      }
+      v1::JobInfo done = RunJob(job);
+      ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+      const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
+      ASSERT_EQ(got.shape, want.shape);
+      EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << what << (sharded ? " fsdp" : "");
+      std::printf("flux %s%s vs ComfyUI: max abs diff %.3g\n", what.c_str(),
+                  sharded ? " (ulysses 2, fsdp)" : "", MaxAbsDiff(got, want));
+    }
+  }
 };
 
 TEST_F(FluxJobsTest, AJobOnOneRankEqualsComfyUisSampling) {
@@ -151,24 +175,10 @@ TEST_F(FluxJobsTest, LorasOnFusedAndSplitProjectionsEqualComfyUisSampling) {
     v1::LoraRef* ref = job.add_loras();
     ref->set_name(lora);
     ref->set_strength(0.8);
-    const Latent want = ComfyReference(
-        job, "flux-positive.safetensors",
-        absl::StrCat(R"([{"path": ")", models_, "/", lora, R"(", "strength": 0.8}])"));
+    const Latent want = ComfyReference(job, "flux-positive.safetensors", LoraList(lora, 0.8));
     // The LoRA changes the result (the equality below is not a no-op's).
     EXPECT_GT(MaxAbsDiff(without, want), 1e-2) << lora;
-    for (const bool sharded : {false, true}) {
-      if (sharded) {
-        job.mutable_mesh()->set_ulysses(2);
-        job.set_placement("fsdp");
-      }
-      v1::JobInfo done = RunJob(job);
-      ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
-      const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
-      ASSERT_EQ(got.shape, want.shape);
-      EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << model << " + " << lora << (sharded ? " fsdp" : "");
-      std::printf("flux %s + %s%s vs ComfyUI: max abs diff %.3g\n", model.c_str(), lora.c_str(),
-                  sharded ? " (ulysses 2, fsdp)" : "", MaxAbsDiff(got, want));
-    }
+    ExpectResidentAndShardedEqual(job, want, model + " + " + lora);
   }
 }
 
@@ -202,22 +212,9 @@ TEST_F(FluxJobsTest, AGgufModelWithALoraOnItsFusedProjectionsEqualsComfyUis) {
   v1::LoraRef* lora = job.add_loras();
   lora->set_name("peft.safetensors");
   lora->set_strength(0.8);
-  const Latent want = ComfyReference(
-      job, "flux-positive.safetensors",
-      absl::StrCat(R"([{"path": ")", models_, R"(/peft.safetensors", "strength": 0.8}])"));
-  for (const bool sharded : {false, true}) {
-    if (sharded) {
-      job.mutable_mesh()->set_ulysses(2);
-      job.set_placement("fsdp");
-    }
-    v1::JobInfo done = RunJob(job);
-    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
-    const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
-    ASSERT_EQ(got.shape, want.shape);
-    EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << (sharded ? "fsdp" : "resident");
-    std::printf("flux gguf + lora%s vs ComfyUI: max abs diff %.3g\n",
-                sharded ? " (ulysses 2, fsdp)" : "", MaxAbsDiff(got, want));
-  }
+  const Latent want =
+      ComfyReference(job, "flux-positive.safetensors", LoraList("peft.safetensors", 0.8));
+  ExpectResidentAndShardedEqual(job, want, "gguf + lora");
 }
 
 TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
