@@ -21,6 +21,7 @@ ModelRequest ToModelRequest(const v1::SampleJob& job,
   model.dtype = job.dtype().empty() ? "auto" : job.dtype();
   model.placement = job.placement().empty() ? "auto" : job.placement();
   model.swap_budget = job.swap_budget();
+  model.fp8_compute = job.compute() == "fp8";
   return model;
 }
 

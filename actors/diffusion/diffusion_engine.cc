@@ -193,7 +193,8 @@ class DiffusionEngine::Impl final : public SamplingServices {
     for (const LoraRequest& lora : request.loras) {
       absl::StrAppend(&loras, "+", lora.path, "@", lora.strength);
     }
-    return absl::StrCat(absl::StrJoin(request.files, ","), loras, "|", DtypeName(dtype), "|");
+    return absl::StrCat(absl::StrJoin(request.files, ","), loras, "|", DtypeName(dtype),
+                        request.fp8_compute ? "+fp8" : "", "|");
   }
 
   static std::vector<models::LoraFile> LorasOf(const ModelRequest& request) {
@@ -425,6 +426,11 @@ class DiffusionEngine::Impl final : public SamplingServices {
     if (!decision.ok()) return decision.status();
     *reason = decision->reason;
     const std::string& placement = decision->name;
+    if (request.fp8_compute && placement != "resident") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("compute: fp8 keeps the weights resident, and the placement is ", placement,
+                       " (", decision->reason, ")"));
+    }
     const bool sharded = placement == "fsdp" || placement == "fsdp-host";
     const std::string group_key = sharded ? GroupKey(group) : "";
     // A swap budget asked for is part of what was loaded: another budget loads again.
@@ -448,6 +454,7 @@ class DiffusionEngine::Impl final : public SamplingServices {
     models::PlacementOptions options;
     options.device = device_;
     options.compute_dtype = *dtype;
+    options.fp8_compute = request.fp8_compute;
     absl::StatusOr<std::unique_ptr<models::DiffusionModel>> loaded;
     for (;;) {
       models::WeightPlacement where = models::WeightPlacement::Resident();
@@ -481,7 +488,7 @@ class DiffusionEngine::Impl final : public SamplingServices {
     LoadedModel model{*std::move(loaded), {}, group_key, key};
     model.summary.path = request.files.front();
     model.summary.variant = model.model->info().variant;
-    model.summary.dtype = DtypeName(*dtype);
+    model.summary.dtype = absl::StrCat(DtypeName(*dtype), request.fp8_compute ? "+fp8" : "");
     model.summary.placement = placement;
     model.summary.device_bytes = DeviceAllocatedBytes() - device_before;
     model.summary.host_bytes = std::max<int64_t>(0, HostRssBytes() - host_before);

@@ -147,6 +147,19 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
       return InField("placement", placement.status());
     }
   }
+  if (!job.compute().empty() && job.compute() != "default") {
+    if (job.compute() != "fp8") {
+      return Invalid("compute", absl::StrCat("unknown '", job.compute(), "' (default, fp8)"));
+    }
+    if (!plan.info.computes_fp8) {
+      return Invalid("compute", absl::StrCat("fp8: ", plan.info.variant,
+                                             "'s forward has no fp8 path (Wan's has)"));
+    }
+    if (!job.placement().empty() && job.placement() != "auto" && job.placement() != "resident") {
+      return Invalid("compute", absl::StrCat("fp8 keeps the weights resident; placement ",
+                                             job.placement(), " moves them"));
+    }
+  }
   if (!(job.swap_budget() >= 0 && job.swap_budget() <= 1)) {  // NaN fails too
     return Invalid(
         "swap_budget",
@@ -205,8 +218,8 @@ void FillPlan(const CommonPlan& common, const v1::SampleJob& job, v1::JobPlan& p
     plan.mutable_resources()->set_cpu(1);
   }
   // Jobs on the same model, dtype and placement find it resident on the group that ran the last.
-  plan.set_affinity(
-      absl::StrCat(absl::StrJoin(common.files, ","), "|", job.dtype(), "|", job.placement()));
+  plan.set_affinity(absl::StrCat(absl::StrJoin(common.files, ","), "|", job.dtype(), "|",
+                                 job.placement(), "|", job.compute()));
 }
 
 // The low-noise expert, when the job names one: its files, checked against the high-noise

@@ -24,6 +24,7 @@ struct ModelRequest {
   std::string dtype = "auto";      // auto, bf16, f16, f32
   std::string placement = "auto";  // auto, resident, fsdp, fsdp-host, swap
   double swap_budget = 0;          // swap: fraction of the blocks' bytes (0: from free memory)
+  bool fp8_compute = false;        // the job's compute "fp8" (models/core/fp8_linear.h)
 };
 
 struct SampleRequest {

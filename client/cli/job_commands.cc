@@ -50,6 +50,10 @@ void AddModelFlags(CLI::App& command, SampleFlags& flags) {
   command.add_option("--model", flags.model, "model name under a model root, or a path inside one")
       ->required();
   command.add_option("--dtype", flags.dtype, "auto, bf16, f16, f32")->capture_default_str();
+  command
+      .add_option("--compute", flags.compute,
+                  "default, or fp8: the linear layers as fp8 e4m3 GEMMs (Wan; weights resident)")
+      ->capture_default_str();
   command.add_option("--lora", flags.loras,
                      "a LoRA under a model root, NAME[:STRENGTH] (default 1; repeatable, merged "
                      "in order)");
@@ -98,6 +102,7 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
   v1::SampleJob job;
   job.set_model(flags.model);
   job.set_dtype(flags.dtype);
+  job.set_compute(flags.compute);
   job.set_placement(flags.placement);
   job.set_swap_budget(flags.swap_budget);
   job.set_width(flags.width);

@@ -265,6 +265,10 @@ class RaylightModel:
                     },
                 ),
                 "cpu": ("BOOLEAN", {"default": False, "tooltip": "run on CPU workers"}),
+                "compute": (
+                    ["default", "fp8"],
+                    {"tooltip": "fp8: the linear layers as fp8 GEMMs (Wan; weights resident)"},
+                ),
             },
         }
 
@@ -292,10 +296,12 @@ class RaylightModel:
         low_noise_model: str = _NONE,
         boundary: float = 0.875,
         cpu: bool = False,
+        compute: str = "default",
     ) -> tuple[ModelRef]:
         settings: dict[str, Any] = dict(
             model=model,
             dtype=dtype,
+            compute=compute,
             placement=placement,
             ulysses=ulysses,
             ring=ring,

@@ -17,6 +17,9 @@
 #                                          resumes from its last step (resume_gpu.sh)
 #   deploy/gpu/session.sh teacache         issue #27: TeaCache and MagCache on a 1.3B job
 #                                          (step_cache_gpu.sh)
+#   deploy/gpu/session.sh fp8              issue #27: the fp8 gpu tests (TESTS=none: not), then
+#                                          the 14B forward in bf16 and with fp8 compute against
+#                                          diffusers (wan_bench --fp8)
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
@@ -67,7 +70,8 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
   gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
-  raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test qwen_image_model_gpu_test" \
+  raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test qwen_image_model_gpu_test
+  fp8_linear_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -133,6 +137,17 @@ case $WHAT in
       >"$OUT/teacache_run.log" 2>&1
     echo "teacache exit $?"
     tail -8 "$OUT/teacache_run.log" ;;
+  fp8)  # issue #27: fp8 compute's gpu tests, then the 14B forward bf16 / fp8 / diffusers
+    if [ "${TESTS:-}" != none ]; then
+      (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8}" -V) >"$OUT/ctest-gpu.log" 2>&1
+      echo "ctest exit $?"
+      grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -20
+    fi
+    ckpt=$(checkpoint wan2.1-t2v-14b)
+    timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 --fp8 \
+      --runs "${RUNS:-3}" >>"$OUT/wan_fp8.jsonl" 2>>"$OUT/bench.log"
+    echo "wan_bench exit $?"
+    cat "$OUT/wan_fp8.jsonl" ;;
   text)  # issue #24: umT5-XXL (bf16) against transformers on one prompt padded to 512 tokens
     if [ "${ENCODER_BENCH:-1}" = 1 ]; then
       tests/bench/umt5_gpu.sh build-gpu "$OUT" >"$OUT/umt5.log" 2>&1

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "models/core/fp8_linear.h"
 
 namespace raylight::models {
 
@@ -12,6 +13,10 @@ absl::StatusOr<PlacedCheckpoint> PlaceCheckpoint(
     const KeyNormalizer& normalize, const std::string& model, const LoraRowMap& remapped) {
   if (placement.kind == WeightPlacement::Kind::kSharded && placement.group == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("loading ", model, ": sharding needs a group"));
+  }
+  if (options.fp8_compute && placement.kind != WeightPlacement::Kind::kResident) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loading ", model, ": compute fp8 keeps the weights resident (not with FSDP or swap)"));
   }
   // A resident placement keeps every weight on the device, so merged weights may stay there.
   const bool resident = placement.kind == WeightPlacement::Kind::kResident;
@@ -56,9 +61,14 @@ absl::StatusOr<PlacedBytes> MeasurePlacedBytes(const Checkpoint& checkpoint,
     const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
     const at::ScalarType placed =
         PlacedDtype(tensor, /*in_block=*/owner->first >= 0, fp32, options);
-    // Kept encoded: the stored bytes; decoded at load: the values in the placed dtype.
+    const std::vector<int64_t> shape = tensor.value_shape();
+    const bool fp8_linear =
+        options.fp8_compute && owner->first >= 0 && !fp32 && IsFp8Linear(owner->second, shape);
+    // Kept encoded: the stored bytes; decoded at load: the values in the placed dtype; fp8
+    // compute: a byte a value and a float a row.
     const int64_t placed_bytes =
-        placed == tensor.data.scalar_type() && tensor.encoded()
+        fp8_linear ? tensor.value_numel() + shape[0] * static_cast<int64_t>(sizeof(float))
+        : placed == tensor.data.scalar_type() && tensor.encoded()
             ? tensor.data.nbytes()
             : tensor.value_numel() * static_cast<int64_t>(c10::elementSize(placed));
     if (owner->first < 0) {

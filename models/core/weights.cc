@@ -2,6 +2,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "models/core/fp8_linear.h"
 
 namespace raylight::models {
 
@@ -54,6 +55,21 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     const auto& [index, local] = *owner;
     Block* block = index >= 0 ? &weights->blocks_[index] : nullptr;
     const at::ScalarType dtype = PlacedDtype(tensor, block != nullptr, fp32, options);
+    if (block != nullptr && options.fp8_compute && !fp32 &&
+        IsFp8Linear(local, tensor.value_shape())) {
+      Fp8Rows rows;
+      if (tensor.scale.has_value() && tensor.data.scalar_type() == at::kFloat8_e4m3fn &&
+          tensor.patches.empty()) {  // an fp8-scaled file's bytes, as stored
+        rows.values = tensor.data.to(options.device);
+        rows.scale = at::full({tensor.data.size(0)}, *tensor.scale,
+                              at::TensorOptions().dtype(at::kFloat).device(options.device));
+      } else {
+        rows = QuantizeFp8Rows(Materialize(tensor, options.compute_dtype, options.device));
+      }
+      block->ready.Set(Fp8ScaleName(local), std::move(rows.scale));
+      block->ready.Set(local, std::move(rows.values));
+      continue;
+    }
     if (tensor.encoded() && dtype == tensor.data.scalar_type()) {  // kept as stored
       CheckpointTensor on_device = tensor;
       on_device.data = tensor.data.to(options.device);  // still fp8 or GGUF blocks

@@ -42,6 +42,10 @@ struct PlacementOptions {
   // are dequantised per block at Acquire (half the memory of bf16 or less); false dequantises
   // everything at load.
   bool keep_fp8 = true;
+  // fp8 compute (models/core/fp8_linear.h): every block linear weight (IsFp8Linear) held as e4m3
+  // with a per-row scale ("<name>_scale") for the model's fp8 GEMMs, made once at load. Resident
+  // placements only (the planner refuses the others).
+  bool fp8_compute = false;
   // Weights the model computes in fp32 whatever the compute dtype (modulation tables, time
   // embedding): stored as fp32.
   std::function<bool(const std::string& name)> keep_fp32;

@@ -57,6 +57,10 @@ absl::StatusOr<std::unique_ptr<DiffusionModel>> LoadDiffusionModel(
     return absl::InvalidArgumentError(
         absl::StrCat("loras: ", info->variant, " (", info->family, ") takes no LoRAs yet"));
   }
+  if (options.fp8_compute && !info->computes_fp8) {
+    return absl::InvalidArgumentError(absl::StrCat("compute: fp8: ", info->variant, " (",
+                                                   info->family, ") has no fp8 forward yet"));
+  }
   return (*family)->load(paths, options, placement, loras);
 }
 

@@ -49,6 +49,9 @@ struct ModelInfo {
   double default_shift = 1.0;
   // Whether the family's loader merges LoRAs (a job's `loras` are refused by name otherwise).
   bool merges_loras = false;
+  // Whether the family's forward runs its block linears as fp8 GEMMs under a job's
+  // `compute: fp8` (models/core/fp8_linear.h; refused by name otherwise).
+  bool computes_fp8 = false;
   // The VAE that decodes its LATENT on the cluster (a job's `output`): "wan2.1" (Wan 2.1's
   // architecture: Qwen-Image's VAE is one, with its own weights); empty: none here yet.
   std::string vae;

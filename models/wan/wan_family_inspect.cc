@@ -22,6 +22,7 @@ ModelInfo WanModelInfo(const WanConfig& config) {
   info.sampling = SamplingKind::kShiftedFlow;
   info.default_shift = 5.0;
   info.merges_loras = true;
+  info.computes_fp8 = true;  // every block linear goes through wan_model.cc's Linear
   info.caches_steps = true;  // TeaCache and MagCache (its own run: wan_sampling.cc)
   info.check_conditioning = [config](const StHeader& header, const std::string& where) {
     return CheckWanConditioningHeader(header, where, config);

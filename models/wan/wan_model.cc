@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
 #include "models/core/batch_rows.h"
+#include "models/core/fp8_linear.h"
 #include "models/core/sequence_parallel.h"
 #include "models/core/side_stream.h"
 #include "models/wan/wan_rope.h"
@@ -24,7 +25,11 @@ std::string Shape(const at::Tensor& t) {
 }
 
 at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& name) {
-  return at::linear(x, w.Get(name + ".weight"), w.Get(name + ".bias"));
+  const at::Tensor& weight = w.Get(name + ".weight");
+  if (weight.scalar_type() == at::kFloat8_e4m3fn) {  // fp8 compute
+    return Fp8Linear(x, weight, w.Get(Fp8ScaleName(name + ".weight")), w.Get(name + ".bias"));
+  }
+  return at::linear(x, weight, w.Get(name + ".bias"));
 }
 
 // x * rsqrt(mean(x^2) + eps) * weight over all heads together; libtorch's fused kernel

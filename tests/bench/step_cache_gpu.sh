@@ -8,7 +8,9 @@
 # the reuse each run got beside its time. Then `--cache magcache` with the authors' 1.3B curve at
 # their default (threshold 0.12, K 2) and at their README's fast setting (0.24, K 6): MagCache's
 # schedule comes from the curve alone, so its reuse, and so its time, is what a trained model's
-# job gets. The latent's relative L2 from the uncached run says how far the reuse moved it
+# job gets. Then the uncached job with `--compute fp8` (the linears as e4m3 GEMMs): its time and
+# its final latent's distance from the bf16 job's (issue #27's accuracy after a whole run). The
+# latent's relative L2 from the uncached run says how far the reuse moved it
 # (random weights: not a quality measure).
 #
 #   [STEPS=30] tests/bench/step_cache_gpu.sh BUILD_DIR WAN_CHECKPOINT OUT_DIR
@@ -50,6 +52,8 @@ run fast --cache teacache --cache-threshold 0.10
 run every --cache teacache --cache-threshold 9.5 --cache-coefficients 1,0
 run magcache --cache magcache
 run magcache_fast --cache magcache --cache-threshold 0.24 --cache-max-skips 6
+run fp8_warm --compute fp8  # the fp8 model loads; not measured
+run fp8 --compute fp8
 
 python3 - "$WORK" "$STEPS" >"$OUT/teacache.jsonl" <<'PY'
 import json, sys
@@ -63,7 +67,7 @@ base_s, _, _, base = read("uncached")
 rows = []
 for name, label in [("published", "teacache_thresh0.05"), ("fast", "teacache_thresh0.10"),
                     ("every", "teacache_every_call"), ("magcache", "magcache_thresh0.12_k2"),
-                    ("magcache_fast", "magcache_thresh0.24_k6")]:
+                    ("magcache_fast", "magcache_thresh0.24_k6"), ("fp8", "fp8_compute")]:
     seconds, reused, calls, latent = read(name)
     rows += [
         dict(name=f"wan1_3b_832x480x81_{label}_job_ratio", value=seconds / base_s,
@@ -74,6 +78,7 @@ for name, label in [("published", "teacache_thresh0.05"), ("fast", "teacache_thr
              value=float((latent - base).norm() / base.norm()), unit="ratio",
              anchor="the uncached job's latent", anchor_value=0.0),
     ]
+rows = [r for r in rows if r["name"] != "wan1_3b_832x480x81_fp8_compute_calls_reused"]
 print(json.dumps({"results": rows}))
 PY
 cat "$OUT/teacache.jsonl"

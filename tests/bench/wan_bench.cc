@@ -33,6 +33,9 @@ ABSL_FLAG(int64_t, height, 60, "latent height (480 pixels)");
 ABSL_FLAG(int64_t, width, 104, "latent width (832 pixels)");
 ABSL_FLAG(int, runs, 3, "timed forwards after one warm-up");
 ABSL_FLAG(bool, diffusers, true, "also time diffusers' forward (the anchor)");
+ABSL_FLAG(
+    bool, fp8, false,
+    "also the forward with fp8 compute (the linears as e4m3 GEMMs, models/core/fp8_linear.h)");
 
 namespace raylight {
 namespace {
@@ -91,8 +94,9 @@ int Run() {
   const models::wan::WanConfig& config = loaded->config;
   models::wan::WanInputs inputs = testing_util::RandomWanInputs(config, size);
   const int64_t tokens = size.frames * (size.height / 2) * (size.width / 2);
+  models::WeightProvider* weights = loaded->weights.get();
   auto forward = [&] {
-    auto out = models::wan::WanForward(config, inputs, models::ParallelContext{}, *loaded->weights);
+    auto out = models::wan::WanForward(config, inputs, models::ParallelContext{}, *weights);
     if (!out.ok()) {
       std::fprintf(stderr, "%s\n", out.status().ToString().c_str());
       std::exit(1);
@@ -122,6 +126,28 @@ int Run() {
     Emit(name + "_step_ms_1gpu_default_sdpa", time_forwards(), "ms");
     models::SetAttentionBackend(models::AttentionBackend::kAuto);
   }
+  double fp8_ms = 0;
+  if (absl::GetFlag(FLAGS_fp8)) {
+    // The same file loaded for fp8 compute (quantised per output channel on the GPU at load).
+    models::PlacementOptions fp8_placement = placement;
+    fp8_placement.fp8_compute = true;
+    const auto fp8_start = Clock::now();
+    auto fp8 = models::wan::LoadWanResident({path}, fp8_placement);
+    if (!fp8.ok()) {
+      std::fprintf(stderr, "%s\n", fp8.status().ToString().c_str());
+      return 1;
+    }
+    c10::cuda::device_synchronize();
+    Emit(name + "_fp8_load_s", Seconds(fp8_start), "s");
+    weights = fp8->weights.get();
+    const at::Tensor fp8_out = forward();
+    c10::cuda::device_synchronize();
+    fp8_ms = time_forwards();
+    Emit(name + "_fp8_step_ms_1gpu", fp8_ms, "ms");
+    Emit(name + "_fp8_over_bf16", fp8_ms / step_ms, "ratio");
+    Emit(name + "_fp8_rel_l2_vs_bf16", testing_util::RelativeL2(fp8_out, ours), "");
+    weights = loaded->weights.get();
+  }
   std::fprintf(stderr, "%s: %s, %ld blocks, %ld tokens, load %.1f s for %.1f GB\n", name.c_str(),
                config.name.c_str(), static_cast<long>(config.num_layers), static_cast<long>(tokens),
                load_s, file_gb);
@@ -138,6 +164,8 @@ int Run() {
       return 1;
     }
     Emit(name + "_step_ms_1gpu_diffusers", diffusers_ms, "ms");
+    Emit(name + "_bf16_step_ratio_vs_diffusers", step_ms / diffusers_ms, "ratio");
+    if (fp8_ms > 0) Emit(name + "_fp8_step_ratio_vs_diffusers", fp8_ms / diffusers_ms, "ratio");
     Emit(name + "_rel_l2_vs_diffusers", testing_util::RelativeL2(ours, *reference), "");
   }
   return 0;

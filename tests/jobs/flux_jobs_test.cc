@@ -229,6 +229,7 @@ TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
   ExpectRefusedNaming(job, "output", [](v1::SampleJob& j) { j.set_output("video"); });
   ExpectRefusedNaming(job, "cache.kind",
                       [](v1::SampleJob& j) { j.mutable_cache()->set_kind("teacache"); });
+  ExpectRefusedNaming(job, "compute", [](v1::SampleJob& j) { j.set_compute("fp8"); });
   // A Wan conditioning file (a 48-wide text only... of the wrong width here) is not Flux's.
   ExpectRefusedNaming(job, "positive", [&](v1::SampleJob& j) {
     j.set_positive(testing_util::ReadFileOrEmpty(dir_->path() + "/positive.safetensors") + "x");

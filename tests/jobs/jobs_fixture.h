@@ -283,6 +283,7 @@ class JobsTest : public ::testing::Test {
                                      "--out=" + out,
                                      kGpu ? "--device=cuda" : "--device=cpu",
                                      kGpu ? "--dtype=bf16" : "--dtype=f32"};
+    if (job.compute() == "fp8") argv.push_back("--fp8-compute");
     if (job.cache().kind() == "teacache") {  // the same step caching
       argv.push_back("--teacache");
       argv.push_back(absl::StrCat("--teacache-threshold=", job.cache().threshold()));

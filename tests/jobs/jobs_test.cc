@@ -3,7 +3,9 @@
 // written by the project's tools, the SDK submitting and watching. Compared against
 // raylight-sample-local, one process sampling the same inputs without the cluster.
 #include <algorithm>
+#include <cmath>
 
+#include "absl/strings/match.h"
 #include "models/core/mag_cache.h"
 #include "tests/jobs/jobs_fixture.h"
 
@@ -101,6 +103,52 @@ TEST_F(JobsTest, HostShardAndLayerSwapJobsMatchOneProcess) {
   EXPECT_NE(done.error().find("below the 2 block buffers"), std::string::npos) << done.error();
   swapped.set_swap_budget(0.5);
   EXPECT_EQ(RunJob(swapped).state(), v1::JOB_SUCCEEDED);
+}
+
+// fp8 compute through the head (issue #27): on one rank the job equals one process computing in
+// fp8; under Ulysses the attention sums in another order, and a 1e-7 change in an activation
+// moves its e4m3 rounding by a whole step (2^-4) now and then, so the latent is compared by
+// relative L2, against the documented bound (0.5e-7 when only the weights are fp8, checked
+// while writing this; with the activations too, 0 to 0.02 by the draw). The fp8 model
+// is another resident model than the default one, and stays near the default job's latent.
+TEST_F(JobsTest, AnFp8ComputeJobEqualsOneProcessComputingInFp8) {
+  v1::SampleJob job = Job();
+  job.set_compute("fp8");
+  const Latent want = Reference(job);
+  for (int ulysses : {1, 2}) {
+    v1::SampleJob meshed = job;
+    meshed.mutable_mesh()->set_ulysses(ulysses);
+    v1::JobInfo done = RunJob(meshed);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    const Latent got = ReadLatent(ResultOf(done.job_id()).latent());
+    if (ulysses == 1) {
+      ExpectSameLatent(got, want);
+    } else {
+      const double error = testing_util::RelativeL2(got, want);
+      std::printf("fp8 compute, ulysses 2 against one process: relative L2 %.3g\n", error);
+      EXPECT_LT(error, 0.10);  // each run within the documented bound of the exact one
+    }
+  }
+  bool listed = false;
+  auto models = jobs_->ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  for (const auto& worker : *models) {
+    for (const auto& model : worker.models) listed |= absl::EndsWith(model.dtype(), "+fp8");
+  }
+  EXPECT_TRUE(listed);
+  // The default job on the same group: another model than the fp8 one, loaded beside it.
+  v1::SampleJob plain = job;
+  plain.clear_compute();
+  plain.mutable_mesh()->set_ulysses(2);
+  v1::JobInfo done = RunJob(plain);
+  ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+  const v1::SampleResult result = ResultOf(done.job_id());
+  EXPECT_FALSE(result.model_was_resident());
+  const Latent full = ReadLatent(result.latent());
+  EXPECT_GT(MaxAbsDiff(full, want), 1e-4);  // it really was computed in fp8
+  const double error = testing_util::RelativeL2(want, full);
+  std::printf("fp8 compute against the default job: relative L2 %.3g\n", error);
+  EXPECT_LT(error, 0.10);  // fp8_linear.h's bound, after the whole run
 }
 
 #ifndef RAYLIGHT_TEST_GPU  // what follows is the runtime's behaviour, the same on GPUs: CPU only
@@ -208,6 +256,14 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
        absl::StatusCode::kInvalidArgument, "swap_budget:"},
       {"nan swap budget", [](auto& j) { j.set_swap_budget(NAN); },
        absl::StatusCode::kInvalidArgument, "swap_budget:"},
+      {"unknown compute", [](auto& j) { j.set_compute("int4"); },
+       absl::StatusCode::kInvalidArgument, "compute: unknown 'int4'"},
+      {"fp8 compute with layer swap",
+       [](auto& j) {
+         j.set_compute("fp8");
+         j.set_placement("swap");
+       },
+       absl::StatusCode::kInvalidArgument, "compute: fp8 keeps the weights resident"},
       {"model name with a NUL",
        [](auto& j) { j.set_model(std::string("tiny.safetensors\0junk", 21)); },
        absl::StatusCode::kInvalidArgument, "NUL"},

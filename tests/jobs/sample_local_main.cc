@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   app.add_option("--out", out)->required();
   app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--dtype", dtype_name)->check(CLI::IsMember({"f32", "bf16"}));
+  bool fp8_compute = false;
+  app.add_flag("--fp8-compute", fp8_compute, "the linears as fp8 GEMMs, as SampleJob.compute fp8");
   app.add_flag("--teacache", teacache, "cache steps as SampleJob.cache {kind: teacache} does");
   app.add_option("--teacache-threshold", teacache_threshold);
   app.add_option("--teacache-coefficients", teacache_coefficients)->delimiter(',');
@@ -63,6 +65,7 @@ int main(int argc, char** argv) {
   models::PlacementOptions placement;
   placement.device = device_name == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
   placement.compute_dtype = dtype_name == "bf16" ? at::kBFloat16 : at::kFloat;
+  placement.fp8_compute = fp8_compute;
   const at::Device device = placement.device;
   auto loaded = models::wan::LoadWanResident({checkpoint}, placement);
   if (!loaded.ok()) {

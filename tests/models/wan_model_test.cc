@@ -6,6 +6,7 @@
 #include <random>
 
 #include "absl/strings/match.h"
+#include "models/core/fp8_linear.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/wan/wan_keys.h"
 #include "models/wan/wan_loader.h"
@@ -372,6 +373,85 @@ TEST(WanModelTest, Fp8ScaledCheckpointStaysCloseToFullPrecision) {
   const double error = RelativeL2(Forward(quantized, inputs), Forward(full, inputs));
   EXPECT_LT(error, 0.10);
   EXPECT_GT(error, 1e-4);  // it really is the quantised model
+}
+
+// fp8 compute (a job's `compute: fp8`): every block linear held as e4m3 with a scale per output
+// channel and multiplied with per-token-scaled e4m3 activations (fp8_linear.h). On the CPU the
+// products are the GPU's up to summation order, so this bounds what the H200 computes too.
+at::Tensor Fp8ComputeForward(const std::string& path, const WanInputs& inputs,
+                             int64_t* block_bytes) {
+  PlacementOptions options;
+  options.fp8_compute = true;
+  auto loaded = LoadWanResident({path}, options);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  if (!loaded.ok()) return {};
+  auto block = loaded->weights->Acquire(0);
+  EXPECT_TRUE(block.ok());
+  for (const char* name : {"self_attn.q.weight", "cross_attn.o.weight", "ffn.0.weight"}) {
+    EXPECT_EQ((*block)->Get(name).scalar_type(), at::kFloat8_e4m3fn) << name;
+    EXPECT_EQ((*block)->Get(Fp8ScaleName(name)).sizes()[0], (*block)->Get(name).size(0)) << name;
+  }
+  EXPECT_EQ((*block)->Get("norm3.weight").scalar_type(), at::kFloat);  // not a linear
+  *block_bytes = (*block)->bytes();
+  loaded->weights->Release(0);
+  auto out = WanForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? *out : at::Tensor();
+}
+
+TEST(WanModelTest, Fp8ComputeStaysWithinItsBoundOfFullPrecision) {
+  testing_util::TempDir dir("wan-fp8-compute");
+  for (const char* preset : {"tiny-t2v", "tiny-i2v"}) {
+    WanConfig config = *WanPreset(preset);
+    const std::string full = testing_util::MakeCheckpoint(
+        dir.path(), config, F32(KeySpelling::kOfficial, std::random_device{}()), preset);
+    const WanInputs inputs = RandomWanInputs(config, LatentSize{});
+    int64_t fp8_bytes = 0;
+    const at::Tensor fp8 = Fp8ComputeForward(full, inputs, &fp8_bytes);
+    ASSERT_TRUE(fp8.defined());
+    auto loaded = LoadWanResident({full}, {});
+    ASSERT_TRUE(loaded.ok());
+    // A byte a value instead of four (the scales and the norms add a little).
+    EXPECT_LT(fp8_bytes, (*loaded->weights->Acquire(0))->bytes() / 3) << preset;
+    // Each linear's operands carry 3 mantissa bits (~4-5% per layer, fp8_linear.h); the
+    // forward's documented bound is 10% relative L2, as for fp8-scaled weights alone.
+    const double error = RelativeL2(fp8, Forward(full, inputs));
+    std::printf("%s: fp8 compute vs fp32, relative L2 %.4g\n", preset, error);
+    EXPECT_LT(error, 0.10) << preset;
+    EXPECT_GT(error, 1e-3) << preset;  // it really is computed in fp8
+  }
+}
+
+// An fp8-scaled checkpoint's e4m3 bytes are the fp8 GEMMs' weights as stored (its scale per
+// tensor repeated per row), not quantised a second time.
+TEST(WanModelTest, Fp8ComputeUsesAScaledCheckpointsOwnBytes) {
+  testing_util::TempDir dir("wan-fp8-compute");
+  WanConfig config = *WanPreset("tiny-t2v");
+  MakeCheckpointOptions fp8 = F32(KeySpelling::kOfficial, std::random_device{}());
+  fp8.dtype = at::kFloat8_e4m3fn;
+  const std::string path = testing_util::MakeCheckpoint(dir.path(), config, fp8, "fp8");
+  auto stored = testing_util::ReadTensors(path);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  PlacementOptions options;
+  options.fp8_compute = true;
+  auto loaded = LoadWanResident({path}, options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto block = loaded->weights->Acquire(1);
+  ASSERT_TRUE(block.ok());
+  const at::Tensor& weight = (*block)->Get("ffn.2.weight");
+  const at::Tensor& file = stored->at("blocks.1.ffn.2.weight");
+  ASSERT_EQ(weight.scalar_type(), at::kFloat8_e4m3fn);
+  EXPECT_TRUE(at::equal(weight.view(at::kByte), file.view(at::kByte)));
+  const float scale = stored->at("blocks.1.ffn.2.scale_weight").item<float>();
+  EXPECT_TRUE(at::equal((*block)->Get("ffn.2.weight_scale"), at::full({weight.size(0)}, scale)));
+  loaded->weights->Release(1);
+  const WanInputs inputs = RandomWanInputs(config, LatentSize{});
+  auto out = WanForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
+  ASSERT_TRUE(out.ok()) << out.status();
+  // Against the same weights dequantised (only the activations' rounding differs).
+  const double error = RelativeL2(*out, Forward(path, inputs));
+  EXPECT_LT(error, 0.10);
+  EXPECT_GT(error, 1e-4);
 }
 
 }  // namespace

@@ -317,6 +317,11 @@ def test_step_caching_travels_in_the_job() -> None:
     assert not mag.cache.HasField("retention_steps") and not mag.cache.HasField("retention_ratio")
 
 
+def test_fp8_compute_travels_in_the_job() -> None:
+    assert raylight.sample_job("m", "a fox", compute="fp8").compute == "fp8"
+    assert raylight.sample_job("m", "a fox").compute == "default"
+
+
 def test_prompts_travel_as_text() -> None:
     job = raylight.sample_job("m", "a red fox", "blurry", text_encoder="umt5.safetensors")
     assert (job.prompt, job.negative_prompt, job.text_encoder) == (

@@ -197,6 +197,7 @@ def sample_job(
     loras: Sequence[tuple[str, float]] = (),
     low_noise_loras: Sequence[tuple[str, float]] = (),
     dtype: str = "auto",
+    compute: str = "default",
     placement: str = "auto",
     swap_budget: float = 0.0,
     ulysses: int = 1,
@@ -242,13 +243,16 @@ def sample_job(
     `cache_retention_steps` their use_ret_steps); `cache="magcache"` by MagCache's calibrated
     schedule (its authors' Wan 2.1 ratios: `cache_threshold` 0 takes their 0.12,
     `cache_max_skips` 0 their 2, `cache_retention_ratio` None their 0.2, empty
-    `cache_mag_ratios` their curve for the model).
+    `cache_mag_ratios` their curve for the model). `compute="fp8"` runs the model's linear
+    layers as fp8 e4m3 GEMMs (Wan; weights quantised per output channel at load and kept
+    resident, activations per token).
     """
     if noise_mask is not None and latent is None:
         raise ValueError("noise_mask: given without a latent")
     job = diffusion_pb2.SampleJob(
         model=model,
         dtype=dtype,
+        compute=compute,
         placement=placement,
         swap_budget=swap_budget,
         steps=steps,

@@ -76,6 +76,7 @@ _FIELD_TO_INPUT = {
     "low_noise_loras": "model",
     "boundary": "model",
     "dtype": "model",
+    "compute": "model",
     "placement": "model",
     "swap_budget": "model",
     "mesh": "model",

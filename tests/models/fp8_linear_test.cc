@@ -1,0 +1,110 @@
+// fp8 compute's linear layer (models/core/fp8_linear.h) against the fp32 product of the
+// unquantised operands, on fresh random operands: the per-row weight scales and per-token
+// activation scales, the error bound the header states, and tokens whose magnitudes differ by
+// orders (what per-token scaling is for). On the GPU (label `gpu`) the `_scaled_mm` path against
+// the same quantised values multiplied in fp32, and against bf16.
+#include "models/core/fp8_linear.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/models/wan_test_util.h"
+
+namespace raylight::models {
+namespace {
+
+using testing_util::RelativeL2;
+
+// The header's per-layer bound on Gaussian operands: both operands rounded to 3 mantissa bits.
+constexpr double kLayerBound = 0.08;
+
+#ifndef RAYLIGHT_TEST_GPU
+TEST(Fp8LinearTest, RowsQuantiseToTheirOwnMaximum) {
+  // Rows of very different magnitudes, one all zero.
+  at::Tensor weight = at::randn({48, 64}) * at::logspace(-3, 3, 48).unsqueeze(1);
+  weight[5].zero_();
+  const Fp8Rows rows = QuantizeFp8Rows(weight);
+  ASSERT_EQ(rows.values.scalar_type(), at::kFloat8_e4m3fn);
+  ASSERT_EQ(rows.scale.sizes(), at::IntArrayRef({48}));
+  const at::Tensor values = rows.values.to(at::kFloat);
+  // Every nonzero row's largest value lands on e4m3's largest, 448.
+  for (int64_t r = 0; r < 48; ++r) {
+    if (r == 5) continue;
+    EXPECT_EQ(values[r].abs().max().item<float>(), kFp8E4m3Max) << "row " << r;
+  }
+  EXPECT_EQ(values[5].abs().max().item<float>(), 0);
+  EXPECT_TRUE(at::isfinite(rows.scale).all().item<bool>());
+  // Each value within half an e4m3 step (2^-4 relative) of itself, or of a subnormal step.
+  const at::Tensor back = values * rows.scale.unsqueeze(1);
+  const at::Tensor step =
+      at::maximum(weight.abs() * std::pow(2.0, -4), rows.scale.unsqueeze(1) * std::pow(2.0, -9));
+  EXPECT_TRUE(((back - weight).abs() <= step * 1.0001).all().item<bool>());
+  for (int64_t r = 0; r < 48; ++r) {
+    if (r == 5) continue;
+    EXPECT_LT(RelativeL2(back[r], weight[r]), 0.04) << "row " << r;
+  }
+}
+
+TEST(Fp8LinearTest, ProductStaysWithinTheStatedBoundForEveryToken) {
+  const int64_t tokens = 96, in = 256, out = 160;
+  // Tokens from 1e-3 to 1e3 in magnitude: one scale for the tensor would flush the small ones.
+  const at::Tensor x =
+      at::randn({2, tokens / 2, in}) * at::logspace(-3, 3, tokens).reshape({2, tokens / 2, 1});
+  const at::Tensor weight = at::randn({out, in}) / std::sqrt(double(in));
+  const at::Tensor bias = at::randn({out});
+  const Fp8Rows w = QuantizeFp8Rows(weight);
+  const at::Tensor y = Fp8Linear(x, w.values, w.scale, bias);
+  const at::Tensor expected = at::linear(x, weight, bias);
+  ASSERT_EQ(y.sizes(), expected.sizes());
+  ASSERT_EQ(y.scalar_type(), at::kFloat);
+  // Per token, without the bias (which is exact and would hide the small tokens' error).
+  const at::Tensor got = (y - bias).reshape({tokens, out});
+  const at::Tensor want = (expected - bias).reshape({tokens, out});
+  double worst = 0;
+  for (int64_t t = 0; t < tokens; ++t) worst = std::max(worst, RelativeL2(got[t], want[t]));
+  std::printf("fp8 linear, %ld tokens over six orders of magnitude: worst token relative L2 %.4g\n",
+              static_cast<long>(tokens), worst);
+  EXPECT_LT(worst, kLayerBound);
+  EXPECT_GT(worst, 1e-3);  // it really is quantised
+  // The quantised input per token: x ~ values * scale, the largest value of each token at 448.
+  const Fp8Rows q = QuantizeFp8Tokens(x);
+  ASSERT_EQ(q.scale.sizes(), at::IntArrayRef({tokens, 1}));
+  EXPECT_TRUE(at::allclose(q.values.to(at::kFloat).abs().amax(1), at::full({tokens}, kFp8E4m3Max)));
+}
+
+TEST(Fp8LinearTest, WeightsOfOtherShapesAreNotFp8Linears) {
+  EXPECT_TRUE(IsFp8Linear("self_attn.q.weight", {1536, 1536}));
+  EXPECT_FALSE(IsFp8Linear("self_attn.q.bias", {1536}));
+  EXPECT_FALSE(IsFp8Linear("norm3.weight", {1536}));
+  EXPECT_FALSE(IsFp8Linear("modulation", {1, 6, 1536}));
+  EXPECT_FALSE(IsFp8Linear("ffn.0.weight", {8960, 1530}));  // not a multiple of 16
+  EXPECT_EQ(Fp8ScaleName("ffn.0.weight"), "ffn.0.weight_scale");
+}
+
+#else
+TEST(Fp8LinearGpuTest, ScaledMmEqualsTheQuantisedProductAndStaysNearBf16) {
+  const at::Device cuda("cuda");
+  const int64_t tokens = 4096, in = 5120, out = 13824;  // Wan 14B's FFN in
+  const at::Tensor x = at::randn({1, tokens, in}, cuda).to(at::kBFloat16);
+  const at::Tensor weight = (at::randn({out, in}, cuda) / std::sqrt(double(in))).to(at::kBFloat16);
+  const at::Tensor bias = at::randn({out}, cuda).to(at::kBFloat16);
+  const Fp8Rows w = QuantizeFp8Rows(weight);
+  const at::Tensor y = Fp8Linear(x, w.values, w.scale, bias);
+  ASSERT_EQ(y.scalar_type(), at::kBFloat16);
+  // The CPU path multiplies the same quantised values in fp32.
+  const at::Tensor emulated =
+      Fp8Linear(x.cpu().to(at::kFloat), w.values.cpu(), w.scale.cpu(), bias.cpu());
+  const double vs_emulated = RelativeL2(y.cpu().to(at::kFloat), emulated);
+  const double vs_bf16 =
+      RelativeL2(y.cpu().to(at::kFloat), at::linear(x, weight, bias).cpu().to(at::kFloat));
+  std::printf(
+      "fp8 GEMM %ldx%ldx%ld: relative L2 %.3g against the same fp8 values in fp32, "
+      "%.3g against bf16\n",
+      static_cast<long>(tokens), static_cast<long>(in), static_cast<long>(out), vs_emulated,
+      vs_bf16);
+  EXPECT_LT(vs_emulated, 1e-2);  // bf16 output rounding and summation order
+  EXPECT_LT(vs_bf16, kLayerBound);
+}
+#endif
+
+}  // namespace
+}  // namespace raylight::models
