@@ -23,45 +23,60 @@ ModelFn SwitchExperts(ModelFn high_noise, ModelFn low_noise, double boundary_sig
   };
 }
 
-Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
-                     bool batched) {
-  return [model, &sampling, cfg, batched](const at::Tensor& x,
-                                          double sigma) -> absl::StatusOr<at::Tensor> {
+Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg, bool batched,
+                     std::shared_ptr<EasyCache> cache) {
+  return [model, &sampling, cfg, batched, cache](const at::Tensor& x,
+                                                 double sigma) -> absl::StatusOr<at::Tensor> {
     const at::Tensor input = sampling.CalculateInput(sigma, x);
     const double timestep = sampling.Timestep(sigma);
+    const bool both = cfg != 1.0;
+    std::optional<BranchOutputs> reused;
+    if (cache != nullptr) reused = cache->Reuse(input, sigma, both, both && !batched ? 2 : 1);
     at::Tensor cond, uncond;
-    if (cfg != 1.0 && batched) {
-      auto both = model(input, timestep, Branch::kBoth);
-      if (!both.ok()) return both.status();
-      if (both->dim() < 1 || both->size(0) != 2 * input.size(0)) {
+    if (reused.has_value()) {
+      cond = std::move(reused->cond);
+      uncond = std::move(reused->uncond);
+    } else if (both && batched) {
+      auto outputs = model(input, timestep, Branch::kBoth);
+      if (!outputs.ok()) return outputs.status();
+      if (outputs->dim() < 1 || outputs->size(0) != 2 * input.size(0)) {
         return absl::InternalError(
-            absl::StrCat("cfg: the model returned ", both->dim() < 1 ? 0 : both->size(0),
+            absl::StrCat("cfg: the model returned ", outputs->dim() < 1 ? 0 : outputs->size(0),
                          " samples for cond and uncond of batch ", input.size(0)));
       }
-      cond = both->narrow(0, 0, input.size(0));
-      uncond = both->narrow(0, input.size(0), input.size(0));
+      cond = outputs->narrow(0, 0, input.size(0));
+      uncond = outputs->narrow(0, input.size(0), input.size(0));
     } else {
       auto out = model(input, timestep, Branch::kCond);
       if (!out.ok()) return out.status();
       cond = *std::move(out);
-      if (cfg != 1.0) {
+      if (both) {
         out = model(input, timestep, Branch::kUncond);
         if (!out.ok()) return out.status();
         uncond = *std::move(out);
       }
     }
+    if (cache != nullptr && !reused.has_value()) cache->Computed(input, {cond, uncond});
     at::Tensor denoised_cond = sampling.CalculateDenoised(sigma, cond, x);
-    if (cfg == 1.0) return denoised_cond;
+    if (!both) return denoised_cond;
     at::Tensor denoised_uncond = sampling.CalculateDenoised(sigma, uncond, x);
     return denoised_uncond + (denoised_cond - denoised_uncond) * cfg;
   };
 }
 
+// The EasyCache state of one run of `options` (none when it asks for none).
+std::shared_ptr<EasyCache> EasyCacheFor(const KSamplerOptions& options,
+                                        const ModelSampling& sampling) {
+  if (!options.easy_cache.has_value()) return nullptr;
+  return std::make_shared<EasyCache>(*options.easy_cache, sampling, options.easy_cache_stats);
+}
+
 absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sampling,
                                    const at::Tensor& latent, const KSamplerOptions& o,
                                    const StepCallback& callback) {
-  return KSampleWith(CfgDenoiser(model, sampling, o.cfg, o.batch_cfg.value_or(false)), sampling,
-                     latent, o, callback);
+  return KSampleWith(
+      CfgDenoiser(model, sampling, o.cfg, o.batch_cfg.value_or(false), EasyCacheFor(o, sampling)),
+      sampling, latent, o, callback);
 }
 
 absl::StatusOr<std::vector<double>> RunSigmas(const ModelSampling& sampling,

@@ -5,12 +5,14 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "models/core/latent_format.h"
 #include "samplers/denoise_mask.h"
+#include "samplers/easy_cache.h"
 #include "samplers/k_samplers.h"
 #include "samplers/latent_preview.h"
 #include "samplers/model_sampling.h"
@@ -48,8 +50,10 @@ ModelFn SwitchExperts(ModelFn high_noise, ModelFn low_noise, double boundary_sig
 // forward over a batch of two, which under Ulysses interleaves the two halves so that each one's
 // exchanges run beside the other's compute; otherwise two calls (on one GPU the batch of two
 // measured 2% slower than two forwards, Wan 14B on an H200), half the activations.
+// With `cache`, EasyCache answers evaluations from the last computed one where it may
+// (easy_cache.h); the state lives as long as the denoiser.
 Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
-                     bool batched = false);
+                     bool batched = false, std::shared_ptr<EasyCache> cache = nullptr);
 
 struct KSamplerOptions {
   uint64_t seed = 0;
@@ -85,6 +89,10 @@ struct KSamplerOptions {
   // starting latent is kept (PrepareDenoiseMask's shapes), and how the kept part enters a call.
   at::Tensor denoise_mask;
   InpaintInput inpaint_input = InpaintInput::kRenoised;
+  // ComfyUI's EasyCache node on the model (easy_cache.h): one state per KSample run, what it did
+  // added to `easy_cache_stats` when given.
+  std::optional<EasyCacheSettings> easy_cache;
+  EasyCacheStats* easy_cache_stats = nullptr;
 };
 
 // The sigmas a KSample run steps through: the schedule (or the custom sigmas), cut to
@@ -111,6 +119,10 @@ absl::StatusOr<ExpertRuns> SplitForExperts(const ModelSampling& sampling,
 absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sampling,
                                    const at::Tensor& latent, const KSamplerOptions& options,
                                    const StepCallback& callback = nullptr);
+
+// The EasyCache state of one run of `options` (null when it asks for none).
+std::shared_ptr<EasyCache> EasyCacheFor(const KSamplerOptions& options,
+                                        const ModelSampling& sampling);
 
 // KSample over any denoiser (CfgDenoiser is KSample's; parallel CFG brings its own). options.cfg
 // is then only validated.

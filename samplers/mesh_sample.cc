@@ -7,34 +7,47 @@
 namespace raylight::samplers {
 
 Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
-                             comm::Communicator& group) {
-  return [model, &sampling, cfg, &group](const at::Tensor& x,
-                                         double sigma) -> absl::StatusOr<at::Tensor> {
+                             comm::Communicator& group, std::shared_ptr<EasyCache> cache) {
+  return [model, &sampling, cfg, &group, cache](const at::Tensor& x,
+                                                double sigma) -> absl::StatusOr<at::Tensor> {
     const at::Tensor input = sampling.CalculateInput(sigma, x);
     const double timestep = sampling.Timestep(sigma);
-    const bool cond = cfg == 1.0 || group.rank() == 0;
-    auto output = model(input, timestep, cond ? Branch::kCond : Branch::kUncond);
-    if (!output.ok()) return output.status();
-    at::Tensor denoised = sampling.CalculateDenoised(sigma, *output, x);
-    if (cfg == 1.0) return denoised;
-    // [2, ...]: cond from cfg rank 0, uncond from cfg rank 1; then CfgDenoiser's formula.
-    auto both = group.AllGather(denoised.unsqueeze(0).contiguous(), 0);
-    if (!both.ok()) {
-      return absl::Status(both.status().code(),
-                          absl::StrCat("cfg exchange: ", both.status().message()));
+    const bool both = cfg != 1.0;
+    std::optional<BranchOutputs> outputs;
+    if (cache != nullptr) outputs = cache->Reuse(input, sigma, both, 1);
+    if (!outputs.has_value()) {
+      const bool cond = !both || group.rank() == 0;
+      auto output = model(input, timestep, cond ? Branch::kCond : Branch::kUncond);
+      if (!output.ok()) return output.status();
+      if (!both) {
+        outputs = BranchOutputs{*std::move(output), at::Tensor()};
+      } else {
+        // [2, ...]: cond from cfg rank 0, uncond from cfg rank 1, raw outputs on both ranks.
+        auto gathered = group.AllGather(output->unsqueeze(0).contiguous(), 0);
+        if (!gathered.ok()) {
+          return absl::Status(gathered.status().code(),
+                              absl::StrCat("cfg exchange: ", gathered.status().message()));
+        }
+        outputs = BranchOutputs{(*gathered)[0], (*gathered)[1]};
+      }
+      if (cache != nullptr) cache->Computed(input, *outputs);
     }
-    at::Tensor denoised_cond = (*both)[0], denoised_uncond = (*both)[1];
+    at::Tensor denoised_cond = sampling.CalculateDenoised(sigma, outputs->cond, x);
+    if (!both) return denoised_cond;
+    // CfgDenoiser's formula, on the same values on both ranks.
+    at::Tensor denoised_uncond = sampling.CalculateDenoised(sigma, outputs->uncond, x);
     return denoised_uncond + (denoised_cond - denoised_uncond) * cfg;
   };
 }
 
 Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
                       const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
-                      std::optional<bool> batch_cfg) {
+                      std::optional<bool> batch_cfg, std::shared_ptr<EasyCache> cache) {
   if (plan.split_cfg && mesh.cfg() != nullptr) {
-    return CfgParallelDenoiser(model, sampling, cfg, *mesh.cfg());
+    return CfgParallelDenoiser(model, sampling, cfg, *mesh.cfg(), std::move(cache));
   }
-  return CfgDenoiser(model, sampling, cfg, batch_cfg.value_or(mesh.shape().ulysses > 1));
+  return CfgDenoiser(model, sampling, cfg, batch_cfg.value_or(mesh.shape().ulysses > 1),
+                     std::move(cache));
 }
 
 absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampling& sampling,
@@ -48,7 +61,8 @@ absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampli
         absl::StrCat("seeds: ", seeds.size(), " given for a data-parallel degree of ", dp));
   }
   options.seed = seeds.empty() ? options.seed + dp_rank : seeds[dp_rank];
-  auto out = KSampleWith(MeshDenoiser(model, sampling, options.cfg, mesh, plan, options.batch_cfg),
+  auto out = KSampleWith(MeshDenoiser(model, sampling, options.cfg, mesh, plan, options.batch_cfg,
+                                      EasyCacheFor(options, sampling)),
                          sampling, latent, options, callback);
   if (!out.ok()) return out.status();
   at::Tensor mine = out->unsqueeze(0).contiguous();

@@ -20,15 +20,18 @@ namespace raylight::samplers {
 
 // CFG with cond and uncond on the two ranks of `group` (rank 0: cond). Both ranks return the
 // same combined estimate, bit for bit; cfg == 1 evaluates cond on both without an exchange.
+// Both ranks hold both raw outputs after the exchange, so an EasyCache `cache` decides the same
+// on both.
 Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
-                             comm::Communicator& group);
+                             comm::Communicator& group, std::shared_ptr<EasyCache> cache = nullptr);
 
 // The denoiser one rank of `mesh` runs: CFG split over the cfg axis when the plan splits it,
 // otherwise CfgDenoiser, with cond and uncond in one batch when `batch_cfg` says so or, unset,
 // when the mesh runs Ulysses (whose forward interleaves the two halves).
 Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, double cfg,
                       const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
-                      std::optional<bool> batch_cfg = std::nullopt);
+                      std::optional<bool> batch_cfg = std::nullopt,
+                      std::shared_ptr<EasyCache> cache = nullptr);
 
 // Returns every dp rank's result stacked along a new first dimension [dp, ...], on every rank.
 // `seeds`: empty (seed + dp rank) or one per dp rank.

@@ -142,6 +142,7 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   RL_ASSIGN_OR_RETURN(StepCaches step_caches,
                       StepCaches::ForFamily(request, info, latent.size(-1) * info.spatial_factor,
                                             latent.size(-2) * info.spatial_factor));
+  RL_RETURN_IF_ERROR(step_caches.CheckPlacement(model.summary->placement, request.mesh.dp));
   if (step_caches.enabled()) note(step_caches.Describe());
   samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
                                    samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
@@ -156,6 +157,7 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   samplers::KSamplerOptions options = SamplerOptionsOf(request);
   if (!conditioned->BatchesExactly()) options.batch_cfg = false;
   options.latent_format = &model.model->latent_format();
+  step_caches.ApplyTo(options);
   const samplers::ModelSampling sampling = SamplingOf(info, request.shift);
   const auto sample_start = Clock::now();
   const int no_steps_before = 0, no_total = 0;
@@ -168,11 +170,11 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   // The family's LATENT is a video VAE's ([.., C, F, H, W]; Qwen-Image's one frame: a PNG).
   if (decodes) RL_RETURN_IF_ERROR(DecodeResult(request, *out, world, services, note, outcome));
   if (journal != nullptr) journal->Remove();
-  outcome.model_calls = static_cast<int>(agreed.calls());
+  outcome.model_calls = static_cast<int>(agreed.calls()) + step_caches.calls_not_made();
   outcome.calls_reused = step_caches.reused();
   if (step_caches.enabled()) {
-    note(absl::StrCat("the step cache reused the blocks' residual for ", outcome.calls_reused,
-                      " of ", outcome.model_calls, " model calls"));
+    note(absl::StrCat("the step cache answered ", outcome.calls_reused, " of ", outcome.model_calls,
+                      " model calls"));
   }
   RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
                << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all)";

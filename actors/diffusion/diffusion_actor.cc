@@ -127,6 +127,8 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
   request.cache_retention_ratio =
       job.cache().has_retention_ratio() ? job.cache().retention_ratio() : -1;
   request.cache_mag_ratios.assign(job.cache().mag_ratios().begin(), job.cache().mag_ratios().end());
+  if (job.cache().has_start_percent()) request.cache_start_percent = job.cache().start_percent();
+  if (job.cache().has_end_percent()) request.cache_end_percent = job.cache().end_percent();
   request.end_image = job.end_image();
   request.clip_vision_files.assign(call.clip_vision_files().begin(),
                                    call.clip_vision_files().end());

@@ -21,6 +21,7 @@
 #include "raylight/v1/diffusion.pb.h"
 #include "runtime/common/status_macros.h"
 #include "samplers/custom_sigmas.h"
+#include "samplers/easy_cache_settings.h"
 #include "samplers/sampler_names.h"
 
 namespace raylight::actors {
@@ -326,12 +327,47 @@ bool HasMagCacheSettings(const v1::StepCache& cache) {
   return cache.max_skips() != 0 || cache.has_retention_ratio() || cache.mag_ratios_size() > 0;
 }
 
-// No cache settings without a kind.
+bool HasEasyCacheSettings(const v1::StepCache& cache) {
+  return cache.has_start_percent() || cache.has_end_percent();
+}
+
+// No cache settings without a kind, and none of EasyCache's with another kind.
 absl::Status CheckCacheKindGiven(const v1::StepCache& cache) {
-  if (cache.kind().empty() &&
-      (cache.threshold() != 0 || HasTeaCacheSettings(cache) || HasMagCacheSettings(cache))) {
+  if (cache.kind().empty() && (cache.threshold() != 0 || HasTeaCacheSettings(cache) ||
+                               HasMagCacheSettings(cache) || HasEasyCacheSettings(cache))) {
     return Invalid("cache.kind",
-                   "empty, but other cache settings are given (kind: teacache or magcache)");
+                   "empty, but other cache settings are given (kind: teacache, "
+                   "magcache or easycache)");
+  }
+  if (cache.kind() != "easycache" && HasEasyCacheSettings(cache)) {
+    return Invalid(cache.has_start_percent() ? "cache.start_percent" : "cache.end_percent",
+                   "EasyCache's; give kind easycache");
+  }
+  return absl::OkStatus();
+}
+
+// SampleJob.cache of kind easycache (any family: it reuses whole evaluations): only its own
+// settings, in range, and no data-parallel mesh over FSDP-placed weights (each sample decides its
+// own steps, while FSDP's ranks run every forward together).
+absl::Status CheckEasyCache(const v1::SampleJob& job) {
+  const v1::StepCache& cache = job.cache();
+  if (HasTeaCacheSettings(cache) || HasMagCacheSettings(cache)) {
+    return Invalid(cache.coefficients_size() > 0 ? "cache.coefficients"
+                   : cache.has_retention_steps() ? "cache.retention_steps"
+                   : cache.mag_ratios_size() > 0 ? "cache.mag_ratios"
+                   : cache.has_retention_ratio() ? "cache.retention_ratio"
+                                                 : "cache.max_skips",
+                   "not EasyCache's; it takes threshold, start_percent and end_percent");
+  }
+  auto settings = samplers::MakeEasyCacheSettings(
+      cache.threshold(),
+      cache.has_start_percent() ? std::optional(cache.start_percent()) : std::nullopt,
+      cache.has_end_percent() ? std::optional(cache.end_percent()) : std::nullopt);
+  if (!settings.ok()) return settings.status();  // it names the field
+  if (job.mesh().dp() > 1 && absl::StartsWith(job.placement(), "fsdp")) {
+    return Invalid("cache.kind",
+                   "easycache decides each data-parallel sample's steps apart, and FSDP's ranks "
+                   "run every forward together: use another placement, or dp 1");
   }
   return absl::OkStatus();
 }
@@ -371,6 +407,7 @@ absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConf
   const v1::StepCache& cache = job.cache();
   RL_RETURN_IF_ERROR(CheckCacheKindGiven(cache));
   if (cache.kind().empty()) return absl::OkStatus();
+  if (cache.kind() == "easycache") return CheckEasyCache(job);
   if (cache.kind() == "magcache") {
     return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
       return models::wan::WanMagCacheSettings(config, job.width(), job.height(), request,
@@ -378,7 +415,8 @@ absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConf
     });
   }
   if (cache.kind() != "teacache") {
-    return Invalid("cache.kind", absl::StrCat("'", cache.kind(), "' (known: teacache, magcache)"));
+    return Invalid("cache.kind",
+                   absl::StrCat("'", cache.kind(), "' (known: teacache, magcache, easycache)"));
   }
   if (HasMagCacheSettings(cache)) {
     return Invalid(cache.mag_ratios_size() > 0 ? "cache.mag_ratios" : "cache.max_skips",
@@ -407,10 +445,11 @@ absl::Status CheckFamilyStepCache(const v1::SampleJob& job, const models::ModelI
   const v1::StepCache& cache = job.cache();
   RL_RETURN_IF_ERROR(CheckCacheKindGiven(cache));
   if (cache.kind().empty()) return absl::OkStatus();
+  if (cache.kind() == "easycache") return CheckEasyCache(job);
   if (cache.kind() != "magcache" || !info.caches_steps) {
     return Invalid("cache.kind",
                    absl::StrCat("'", cache.kind(), "': ", info.family, " models take ",
-                                info.caches_steps ? "magcache" : "no step cache"));
+                                info.caches_steps ? "magcache or easycache" : "easycache"));
   }
   return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
     return models::MagCacheSettingsOf(info, request, width, height);

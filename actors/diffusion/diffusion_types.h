@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,7 @@ struct SampleRequest {
   int cache_max_skips = 0;
   double cache_retention_ratio = -1;  // unset
   std::vector<double> cache_mag_ratios;
+  std::optional<double> cache_start_percent, cache_end_percent;  // easycache
 };
 
 struct ModelSummary {

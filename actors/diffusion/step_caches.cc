@@ -5,9 +5,15 @@
 #include "absl/strings/str_cat.h"
 #include "models/wan/wan_mag_cache.h"
 #include "models/wan/wan_tea_cache.h"
+#include "runtime/common/status_macros.h"
 
 namespace raylight::actors {
 namespace {
+
+absl::StatusOr<samplers::EasyCacheSettings> EasyCacheOf(const SampleRequest& request) {
+  return samplers::MakeEasyCacheSettings(request.cache_threshold, request.cache_start_percent,
+                                         request.cache_end_percent);
+}
 
 models::MagCacheRequest MagRequestOf(const SampleRequest& request) {
   return {.threshold = request.cache_threshold,
@@ -38,6 +44,10 @@ absl::StatusOr<StepCaches> StepCaches::ForFamily(const SampleRequest& request,
                                                  int64_t height) {
   StepCaches caches;
   if (request.cache_kind.empty()) return caches;
+  if (request.cache_kind == "easycache") {
+    RL_ASSIGN_OR_RETURN(caches.easy_, EasyCacheOf(request));
+    return caches;
+  }
   if (request.cache_kind != "magcache" || !info.caches_steps) {
     return absl::InvalidArgumentError(
         absl::StrCat("cache.kind: '", request.cache_kind, "': ", info.family, " models take ",
@@ -55,6 +65,10 @@ absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
                                               int expert_switch_step) {
   StepCaches caches;
   if (request.cache_kind.empty()) return caches;
+  if (request.cache_kind == "easycache") {
+    RL_ASSIGN_OR_RETURN(caches.easy_, EasyCacheOf(request));
+    return caches;
+  }
   if (request.cache_kind == "magcache") {
     auto settings =
         models::wan::WanMagCacheSettings(config, width, height, MagRequestOf(request),
@@ -68,8 +82,9 @@ absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
     return caches;
   }
   if (request.cache_kind != "teacache") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cache.kind: '", request.cache_kind, "' is not a step cache (known: teacache, magcache)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache.kind: '", request.cache_kind,
+                     "' is not a step cache (known: teacache, magcache, easycache)"));
   }
   if (two_experts && request.cache_coefficients.empty()) {
     return absl::InvalidArgumentError(
@@ -89,7 +104,7 @@ absl::StatusOr<StepCaches> StepCaches::ForJob(const SampleRequest& request,
 }
 
 models::wan::WanStepCache* StepCaches::For(const void* model, int branch) {
-  if (!enabled()) return nullptr;
+  if (!tea_.has_value() && !mag_.has_value()) return nullptr;
   // MagCache's state is the branch's over the whole run, both experts of a two-expert job alike.
   auto& cache = caches_[{mag_.has_value() ? nullptr : model, branch}];
   if (cache == nullptr) {
@@ -104,13 +119,33 @@ models::wan::WanStepCache* StepCaches::For(const void* model, int branch) {
   return cache.get();
 }
 
+absl::Status StepCaches::CheckPlacement(const std::string& placement, int dp) const {
+  if (easy_.has_value() && dp > 1 && placement.rfind("fsdp", 0) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cache.kind: easycache decides each data-parallel sample's steps apart, and the weights "
+        "were placed ",
+        placement, ", whose ranks run every forward together"));
+  }
+  return absl::OkStatus();
+}
+
+void StepCaches::ApplyTo(samplers::KSamplerOptions& options) {
+  if (!easy_.has_value()) return;
+  options.easy_cache = *easy_;
+  options.easy_cache_stats = &easy_stats_;
+}
+
 int StepCaches::reused() const {
-  int reused = 0;
+  int reused = easy_stats_.calls_saved;
   for (const auto& [key, cache] : caches_) reused += cache->reused;
   return reused;
 }
 
 std::string StepCaches::Describe() const {
+  if (easy_.has_value()) {
+    return absl::StrCat("EasyCache: threshold ", easy_->reuse_threshold, ", from ",
+                        easy_->start_percent, " to ", easy_->end_percent, " of the schedule");
+  }
   if (mag_.has_value()) {
     const int skipped = static_cast<int>(std::count(schedule_.begin(), schedule_.end(), false));
     return absl::StrCat("MagCache: threshold ", mag_->threshold, ", at most ", mag_->max_skips,

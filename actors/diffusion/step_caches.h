@@ -1,7 +1,8 @@
 // StepCaches: a sampling run's step cache states (models/wan/wan_model.h WanStepCache), one per
 // model (each expert of a two-expert job) and conditioning branch, made from the job's cache
 // settings: TeaCache (each state measures its own branch) or MagCache (every state follows the
-// run's one schedule); none when the job does not cache.
+// run's one schedule); or EasyCache's settings, which the sampler runs (samplers/easy_cache.h,
+// whole evaluations reused); none when the job does not cache.
 #pragma once
 
 #include <map>
@@ -17,6 +18,7 @@
 #include "models/core/tea_cache.h"
 #include "models/family/model_info.h"
 #include "models/wan/wan_model.h"
+#include "samplers/ksampler.h"
 
 namespace raylight::actors {
 
@@ -37,11 +39,20 @@ class StepCaches {
                                               const models::ModelInfo& info, int64_t width,
                                               int64_t height);
 
-  bool enabled() const { return tea_.has_value() || mag_.has_value(); }
-  // The state of `model`'s `branch` (made on first use); null when the job does not cache.
+  bool enabled() const { return tea_.has_value() || mag_.has_value() || easy_.has_value(); }
+  // The state of `model`'s `branch` (made on first use); null when the job does not cache in the
+  // forward (no cache, or EasyCache).
   models::wan::WanStepCache* For(const void* model, int branch);
-  // Calls answered from a cache, over every state.
+  // FailedPrecondition for EasyCache on a data-parallel mesh (`dp` > 1) over FSDP-placed weights
+  // (`placement`): each sample decides its own steps, FSDP's ranks run every forward together.
+  absl::Status CheckPlacement(const std::string& placement, int dp) const;
+  // EasyCache on the run's sampler: `options` take its settings and report into this object,
+  // which must outlive the runs.
+  void ApplyTo(samplers::KSamplerOptions& options);
+  // Calls answered from a cache, over every state (EasyCache's calls not made included).
   int reused() const;
+  // Calls EasyCache answered without calling the model (so not among the calls made).
+  int calls_not_made() const { return easy_stats_.calls_saved; }
   // "TeaCache: threshold 0.1, retention steps" (for the job's log).
   // A family's forward takes the base of the state For() returns.
   std::string Describe() const;
@@ -54,6 +65,8 @@ class StepCaches {
   bool retention_steps_ = true;
   std::optional<models::MagCacheSettings> mag_;
   std::vector<bool> schedule_;  // MagCache's, per step
+  std::optional<samplers::EasyCacheSettings> easy_;
+  samplers::EasyCacheStats easy_stats_;
   std::map<std::pair<const void*, int>, std::unique_ptr<models::wan::WanStepCache>> caches_;
 };
 

@@ -272,6 +272,7 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
       StepCaches::ForJob(request, config, latent.size(4) * config.vae_spatial(),
                          latent.size(3) * config.vae_spatial(), low_noise.has_value(), switch_step);
   if (!step_caches.ok()) return step_caches.status();
+  RL_RETURN_IF_ERROR(step_caches->CheckPlacement(model.summary->placement, request.mesh.dp));
   if (step_caches->enabled()) note(step_caches->Describe());
   // The network of one loaded model (an expert of a two-expert job, or the job's model).
   auto model_fn_for = [&](models::WeightProvider& weights) -> samplers::ModelFn {
@@ -300,6 +301,7 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   };
 
   samplers::KSamplerOptions options = SamplerOptionsOf(request);
+  step_caches->ApplyTo(options);
   // Cond and uncond batched only where that is exact (texts past text_len of different
   // lengths are not: ComfyUI runs them apart too).
   if (!models::wan::TextsBatchExactly(config, positive_text.size(-2), negative_text.size(-2))) {
@@ -330,11 +332,11 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   RL_RETURN_IF_ERROR(KeepResult(out, journal.get(), reports, noise_mask, outcome));
   if (decodes) RL_RETURN_IF_ERROR(DecodeResult(request, *out, world, services, note, outcome));
   if (journal != nullptr) journal->Remove();  // the job is done: nothing to resume
-  outcome.model_calls = static_cast<int>(agreed.calls());
+  outcome.model_calls = static_cast<int>(agreed.calls()) + step_caches->calls_not_made();
   outcome.calls_reused = step_caches->reused();
   if (step_caches->enabled()) {
-    note(absl::StrCat("the step cache reused the blocks' residual for ", outcome.calls_reused,
-                      " of ", outcome.model_calls, " model calls"));
+    note(absl::StrCat("the step cache answered ", outcome.calls_reused, " of ", outcome.model_calls,
+                      " model calls"));
   }
   RL_LOG(INFO) << "job " << request.job_id << ": sampled " << request.steps << " steps in "
                << outcome.sample_seconds << " s (" << SecondsSince(start) << " s in all"

@@ -136,6 +136,10 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
     job.mutable_cache()->set_threshold(flags.cache_threshold);
     for (double c : flags.cache_coefficients) job.mutable_cache()->add_coefficients(c);
     job.mutable_cache()->set_max_skips(flags.cache_max_skips);
+    if (flags.cache_start_percent >= 0) {
+      job.mutable_cache()->set_start_percent(flags.cache_start_percent);
+    }
+    if (flags.cache_end_percent >= 0) job.mutable_cache()->set_end_percent(flags.cache_end_percent);
     if (flags.cache_retention_ratio >= 0) {
       job.mutable_cache()->set_retention_ratio(flags.cache_retention_ratio);
     }
@@ -274,14 +278,19 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
   sample->add_option("--crf", flags.crf, "H.264 quality 0..51 (default 19)");
   sample->add_option("--cache", flags.cache,
                      "step caching: teacache (reuse the blocks' residual while the timestep "
-                     "modulation changes little) or magcache (by the model's calibrated "
-                     "magnitude ratios)");
+                     "modulation changes little), magcache (by the model's calibrated "
+                     "magnitude ratios) or easycache (whole steps, while the predicted output "
+                     "change stays small; every family)");
   sample->add_option("--cache-threshold", flags.cache_threshold,
                      "the cache's threshold (0: the authors' for the model)");
   sample->add_option("--cache-max-skips", flags.cache_max_skips,
                      "MagCache's K: the most calls reused in a row (0: the authors' 2)");
   sample->add_option("--cache-retention-ratio", flags.cache_retention_ratio,
                      "MagCache's share of the first calls always computed (default 0.2)");
+  sample->add_option("--cache-start-percent", flags.cache_start_percent,
+                     "EasyCache: reuse from this share of the schedule on (default 0.15)");
+  sample->add_option("--cache-end-percent", flags.cache_end_percent,
+                     "EasyCache: compute every step after this share (default 0.95)");
   sample
       ->add_option("--cache-coefficients", flags.cache_coefficients,
                    "TeaCache's rescaling polynomial, highest power first (default: the "

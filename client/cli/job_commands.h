@@ -46,13 +46,15 @@ struct SampleFlags {
   std::string image, end_image, clip_vision;
   double fps = 0;
   int crf = -1;
-  // SampleJob.cache: "teacache", "magcache" or empty; 0: the published threshold; empty:
-  // published; MagCache's K (0: 2) and retention ratio (negative: 0.2).
+  // SampleJob.cache: "teacache", "magcache", "easycache" or empty; 0: the published threshold;
+  // empty: published; MagCache's K (0: 2) and retention ratio (negative: 0.2); EasyCache's
+  // start and end percent (negative: 0.15, 0.95).
   std::string cache;
   double cache_threshold = 0;
   std::vector<double> cache_coefficients;
   int cache_max_skips = 0;
   double cache_retention_ratio = -1;
+  double cache_start_percent = -1, cache_end_percent = -1;
   std::string out;  // output path prefix, or the video file (.mp4, .webp, .png, .safetensors)
 };
 

@@ -590,6 +590,47 @@ class RaylightMagCache:
         return (ModelRef(model.cluster, settings),)
 
 
+class RaylightEasyCache:
+    """Step caching for a cluster model's jobs, as ComfyUI's EasyCache node patches a MODEL:
+    whole sampler steps answered from the last computed one while the output change predicted
+    from the input's change stays under reuse_threshold, between start_percent and end_percent
+    of the schedule (every family; the same inputs and defaults as ComfyUI's node)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": (MODEL,),
+                "reuse_threshold": (
+                    "FLOAT",
+                    {"default": 0.2, "min": 0.0, "max": 3.0, "step": 0.01},
+                ),
+                "start_percent": ("FLOAT", {"default": 0.15, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "end_percent": ("FLOAT", {"default": 0.95, "min": 0.0, "max": 1.0, "step": 0.01}),
+            }
+        }
+
+    RETURN_TYPES = (MODEL,)
+    FUNCTION = "cache"
+    CATEGORY = "raylight"
+
+    def cache(
+        self, model: ModelRef, reuse_threshold: float, start_percent: float, end_percent: float
+    ) -> tuple[ModelRef]:
+        settings = dict(model.settings)
+        settings.update(
+            cache="easycache",
+            cache_threshold=reuse_threshold,
+            cache_coefficients=[],
+            cache_max_skips=0,
+            cache_retention_ratio=None,
+            cache_mag_ratios=[],
+            cache_start_percent=start_percent,
+            cache_end_percent=end_percent,
+        )
+        return (ModelRef(model.cluster, settings),)
+
+
 class RaylightLoadConditioning:
     """A conditioning file (a prompt encoded elsewhere: `text` [L, 4096], for I2V `clip_fea` and
     `y`) from ComfyUI's input folder, as a CONDITIONING."""
@@ -625,6 +666,7 @@ NODE_CLASS_MAPPINGS = {
     "RaylightLoraLoader": RaylightLoraLoader,
     "RaylightTeaCache": RaylightTeaCache,
     "RaylightMagCache": RaylightMagCache,
+    "RaylightEasyCache": RaylightEasyCache,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -636,4 +678,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "RaylightLoraLoader": "Raylight LoRA",
     "RaylightTeaCache": "Raylight TeaCache",
     "RaylightMagCache": "Raylight MagCache",
+    "RaylightEasyCache": "Raylight EasyCache",
 }

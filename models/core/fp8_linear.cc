@@ -1,6 +1,12 @@
 #include "models/core/fp8_linear.h"
 
 #include "absl/strings/match.h"
+#include "models/core/fp8_quant_cuda.h"
+
+#ifdef RAYLIGHT_HAVE_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace raylight::models {
 namespace {
@@ -10,6 +16,12 @@ constexpr double kSmallestScale = 1e-12;
 
 at::Tensor ToE4m3(const at::Tensor& scaled) {
   return scaled.clamp(-kFp8E4m3Max, kFp8E4m3Max).to(at::kFloat8_e4m3fn);
+}
+
+// Row maxima to scales, as a multiplication by the float reciprocal of 448 (what libtorch's CUDA
+// division by a scalar computes, and the fused kernel too), so every path gives the same bits.
+at::Tensor ScaleOf(const at::Tensor& amax) {
+  return (amax.to(at::kFloat) * static_cast<float>(1.0 / kFp8E4m3Max)).clamp_min(kSmallestScale);
 }
 
 }  // namespace
@@ -23,15 +35,31 @@ bool IsFp8Linear(const std::string& name, at::IntArrayRef shape) {
 
 Fp8Rows QuantizeFp8Rows(const at::Tensor& weight) {
   const at::Tensor rows = weight.to(at::kFloat);
-  const at::Tensor scale = (rows.abs().amax(1) / kFp8E4m3Max).clamp_min(kSmallestScale);
+  const at::Tensor scale = ScaleOf(rows.abs().amax(1));
   return {ToE4m3(rows / scale.unsqueeze(1)), scale};
 }
 
-Fp8Rows QuantizeFp8Tokens(const at::Tensor& x) {
+Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused) {
   const at::Tensor rows = x.reshape({-1, x.size(-1)});
+#ifdef RAYLIGHT_HAVE_CUDA
+  const bool kernel_input = rows.scalar_type() == at::kBFloat16 || rows.scalar_type() == at::kFloat;
+  if (fused && rows.is_cuda() && kernel_input) {
+    const at::Tensor in = rows.contiguous();
+    Fp8Rows out{at::empty(in.sizes(), in.options().dtype(at::kFloat8_e4m3fn)),
+                at::empty({in.size(0), 1}, in.options().dtype(at::kFloat))};
+    const c10::cuda::CUDAGuard guard(in.device());
+    const int error = LaunchQuantizeRowsFp8(
+        in.const_data_ptr(),
+        in.scalar_type() == at::kBFloat16 ? Fp8QuantInput::kBFloat16 : Fp8QuantInput::kFloat32,
+        in.size(0), in.size(1), static_cast<uint8_t*>(out.values.data_ptr()),
+        out.scale.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(in.device().index()).stream());
+    TORCH_CHECK(error == 0, "fp8 quantisation kernel: CUDA error ", error);
+    return out;
+  }
+#endif
+  (void)fused;
   // abs and amax are exact in x's own dtype; only the scale and the division need fp32.
-  const at::Tensor scale =
-      (rows.abs().amax(1, /*keepdim=*/true).to(at::kFloat) / kFp8E4m3Max).clamp_min(kSmallestScale);
+  const at::Tensor scale = ScaleOf(rows.abs().amax(1, /*keepdim=*/true));
   return {ToE4m3(rows / scale), scale};
 }
 

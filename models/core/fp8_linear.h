@@ -41,8 +41,9 @@ struct Fp8Rows {
 Fp8Rows QuantizeFp8Rows(const at::Tensor& weight);
 
 // `x` [..., K] per token (its last dimension) to e4m3 with scales [M, 1] (M = the other
-// dimensions' product): x's row m ~ values[m] * scale[m].
-Fp8Rows QuantizeFp8Tokens(const at::Tensor& x);
+// dimensions' product): x's row m ~ values[m] * scale[m]. On a GPU one fused kernel
+// (fp8_quant_cuda.h) unless `fused` is false (libtorch's ops: five passes over x; the same bits).
+Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused = true);
 
 // y = x W^T + bias with W = `weight` (e4m3 [N, K]) * `scale` ([N]) and x quantised per token; y
 // has x's dtype and shape [..., N]. CUDA: one `_scaled_mm` with rowwise scales (sm89 and later);

@@ -53,6 +53,8 @@ WIDTH, HEIGHT, FRAMES = 64, 48, 5
 SHIFT = 8.0
 CFG = 3.5
 TOLERANCE = 1e-5
+# EasyCache's reuse threshold in the node test: one that reuses steps of the test model.
+EASYCACHE_THRESHOLD = 1.0
 
 SAMPLERS = ["euler", "euler_ancestral", "uni_pc", "dpmpp_2m_sde", "res_multistep"]
 SCHEDULES = [("simple", 6), ("beta", 6), ("beta", 7), ("karras", 6)]
@@ -756,6 +758,30 @@ def test_magcache_node_reuses_steps_on_the_cluster(setup: Setup) -> None:
     # reused, with every call of each (cond and uncond, batched or not).
     assert reused[0][0] == 0
     assert reused[1][0] * 10 == 6 * reused[1][1]
+    assert effect > TOLERANCE
+
+
+def test_easycache_node_reuses_steps_on_the_cluster(setup: Setup) -> None:
+    """Raylight EasyCache (the inputs of ComfyUI's EasyCache node) before a Raylight KSampler: the
+    job answers steps from the cache (the head's result counts them) and its latent differs from
+    the uncached one's. ComfyUI's own node is not the reference here: on a float32 model (this
+    test's, on the CPU) its answer is added in place to the model's input, which is also the
+    tensor it returns, so ComfyUI computes a skipped step's denoised estimate from the altered
+    input (with a bf16 or fp16 model the input is a copy and the arithmetic is the algorithm's).
+    The algorithm is compared with ComfyUI's own wrappers in tests/jobs/flux_jobs_test.cc."""
+    g = Graph()
+    c = common_nodes(g, setup)
+    settings = dict(reuse_threshold=EASYCACHE_THRESHOLD, start_percent=0.15, end_percent=0.95)
+    ours_model = g.out(g.add("RaylightEasyCache", model=c["raylight_model"], **settings))
+    inputs = ksampler_inputs(c, "euler", "simple", 12, random.randrange(1 << 48))
+    cached = save(g, g.out(g.add("RaylightKSampler", model=ours_model, **inputs)), "r_easy")
+    plain = save(g, g.out(g.add("RaylightKSampler", model=c["raylight_model"], **inputs)), "r_raw")
+    entry = setup.comfy.run(g.nodes)
+    effect = rel_l2(setup.comfy.latent(entry, cached), setup.comfy.latent(entry, plain))
+    reused = sorted((r.calls_reused, r.model_calls) for r in last_results(setup, 2))
+    print(f"EasyCache: (reused, calls) of the last two jobs {reused}, latent moved by {effect:.2e}")
+    assert reused[0][0] == 0 and reused[1][0] > 0
+    assert reused[1][1] >= 12  # every step's calls counted, answered or made
     assert effect > TOLERANCE
 
 

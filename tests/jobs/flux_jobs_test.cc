@@ -53,17 +53,27 @@ class FluxJobsTest : public JobsTest {
 
   // ComfyUI's LATENT for the same job, on the checkpoint in BFL's names (whatever spelling the
   // job's copy has), with `loras` (a JSON list of {"path", "strength"}) applied.
+  // A job with `cache` easycache gets ComfyUI's EasyCache node on the model (with later
+  // ComfyUI's per-branch arithmetic: dit_reference.py with_easycache).
   Latent ComfyReference(const v1::SampleJob& job,
                         const std::string& positive = "flux-positive.safetensors",
                         const std::string& loras = "[]") {
     const std::string out = dir_->path() + "/comfyui-sampled.safetensors";
-    const std::string c = absl::StrCat(
-        R"({"loras": )", loras, R"(, "config": )", kTinyFluxDev, R"(, "checkpoint": ")", models_,
-        "/flux-tiny.safetensors", R"(", "positive": ")", dir_->path(), "/", positive,
-        R"(", "negative": ")", dir_->path(), R"(/flux-negative.safetensors", "width": )",
-        job.width(), R"(, "height": )", job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )",
-        job.cfg(), R"(, "sampler": ")", job.sampler(), R"(", "scheduler": ")", job.scheduler(),
-        R"(", "seed": )", job.seed(), R"(, "out": ")", out, R"("})");
+    const v1::StepCache& cache = job.cache();
+    const std::string easycache =
+        cache.kind() == "easycache"
+            ? absl::StrCat(R"("easycache": {"threshold": )", cache.threshold(), R"(, "start": )",
+                           cache.has_start_percent() ? cache.start_percent() : 0.15, R"(, "end": )",
+                           cache.has_end_percent() ? cache.end_percent() : 0.95, "}, ")
+            : "";
+    const std::string c =
+        absl::StrCat("{", easycache, R"("loras": )", loras, R"(, "config": )", kTinyFluxDev,
+                     R"(, "checkpoint": ")", models_, "/flux-tiny.safetensors",
+                     R"(", "positive": ")", dir_->path(), "/", positive, R"(", "negative": ")",
+                     dir_->path(), R"(/flux-negative.safetensors", "width": )", job.width(),
+                     R"(, "height": )", job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )",
+                     job.cfg(), R"(, "sampler": ")", job.sampler(), R"(", "scheduler": ")",
+                     job.scheduler(), R"(", "seed": )", job.seed(), R"(, "out": ")", out, R"("})");
     const absl::Status ran = RunTools(
         {{RAYLIGHT_TEST_PYTHON, RAYLIGHT_FLUX_REFERENCE, "--sample", c, "--comfyui-tarball",
           RAYLIGHT_COMFYUI_TARBALL, "--workdir", dir_->path() + "/comfyui"}},
@@ -217,6 +227,35 @@ TEST_F(FluxJobsTest, AGgufModelWithALoraOnItsFusedProjectionsEqualsComfyUis) {
   ExpectResidentAndShardedEqual(job, want, "gguf + lora");
 }
 
+// EasyCache on a Flux job with CFG (both branches: ComfyUI measures the unconditional one, the
+// first of its batch) equals ComfyUI's EasyCache node on its own Flux, on one rank and under
+// Ulysses 2, and reuses steps.
+TEST_F(FluxJobsTest, AnEasyCacheJobEqualsComfyUisEasyCacheNode) {
+  v1::SampleJob job = FluxJob();
+  job.set_steps(10);
+  job.mutable_cache()->set_kind("easycache");
+  job.mutable_cache()->set_threshold(1.0);  // random weights change fast: reuses some steps
+  job.mutable_cache()->set_start_percent(0.1);
+  const Latent want = ComfyReference(job);
+  for (const int ulysses : {1, 2}) {
+    v1::SampleJob meshed = job;
+    meshed.mutable_mesh()->set_ulysses(ulysses);
+    v1::JobInfo done = RunJob(meshed);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    const v1::SampleResult result = ResultOf(done.job_id());
+    const Latent got = ReadLatent(result.latent());
+    ASSERT_EQ(got.shape, want.shape);
+    EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << "ulysses " << ulysses;
+    EXPECT_GT(result.calls_reused(), 0);
+    std::printf(
+        "flux easycache (ulysses %d) vs ComfyUI: %d of %d calls reused, max abs diff %.3g\n",
+        ulysses, result.calls_reused(), result.model_calls(), MaxAbsDiff(got, want));
+  }
+  v1::SampleJob uncached = job;
+  uncached.clear_cache();
+  EXPECT_GT(MaxAbsDiff(ComfyReference(uncached), want), 1e-4);  // ComfyUI's reuse is real too
+}
+
 TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
   const v1::SampleJob job = FluxJob();
   ExpectRefusedNaming(job, "mesh.cfg", [](v1::SampleJob& j) { j.mutable_mesh()->set_cfg(2); });
@@ -229,6 +268,11 @@ TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
   ExpectRefusedNaming(job, "output", [](v1::SampleJob& j) { j.set_output("video"); });
   ExpectRefusedNaming(job, "cache.kind",
                       [](v1::SampleJob& j) { j.mutable_cache()->set_kind("teacache"); });
+  ExpectRefusedNaming(job, "cache.kind", [](v1::SampleJob& j) {
+    j.mutable_cache()->set_kind("easycache");
+    j.mutable_mesh()->set_dp(2);
+    j.set_placement("fsdp");
+  });
   ExpectRefusedNaming(job, "compute", [](v1::SampleJob& j) { j.set_compute("fp8"); });
   // A Wan conditioning file (a 48-wide text only... of the wrong width here) is not Flux's.
   ExpectRefusedNaming(job, "positive", [&](v1::SampleJob& j) {

@@ -284,6 +284,15 @@ class JobsTest : public ::testing::Test {
                                      kGpu ? "--device=cuda" : "--device=cpu",
                                      kGpu ? "--dtype=bf16" : "--dtype=f32"};
     if (job.compute() == "fp8") argv.push_back("--fp8-compute");
+    if (job.cache().kind() == "easycache") {  // the same evaluations reused
+      argv.push_back(absl::StrCat("--easycache-threshold=", job.cache().threshold()));
+      if (job.cache().has_start_percent()) {
+        argv.push_back(absl::StrCat("--easycache-start-percent=", job.cache().start_percent()));
+      }
+      if (job.cache().has_end_percent()) {
+        argv.push_back(absl::StrCat("--easycache-end-percent=", job.cache().end_percent()));
+      }
+    }
     if (job.cache().kind() == "teacache") {  // the same step caching
       argv.push_back("--teacache");
       argv.push_back(absl::StrCat("--teacache-threshold=", job.cache().threshold()));

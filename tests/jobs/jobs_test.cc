@@ -12,6 +12,9 @@
 namespace raylight::jobs_testing {
 namespace {
 
+// EasyCache's threshold in the tests: one that reuses some of the tiny model's steps.
+constexpr double kEasyCacheThreshold = 1.0;
+
 TEST_F(JobsTest, UlyssesJobThroughTheHeadMatchesOneProcess) {
   v1::SampleJob job = Job();
   job.mutable_mesh()->set_ulysses(2);
@@ -996,6 +999,65 @@ TEST_F(JobsTest, AMagCacheJobFollowsItsScheduleOnEveryMesh) {
             [](v1::SampleJob& j) { j.mutable_cache()->set_retention_ratio(2); }},
            {"cache.max_skips", [](v1::SampleJob& j) { j.mutable_cache()->set_max_skips(-1); }},
            {"cache.kind", [](v1::SampleJob& j) { j.set_sampler("heun"); }},
+       }) {
+    v1::SampleJob bad = job;
+    change(bad);
+    auto refused = jobs_->SubmitSample(bad);
+    ASSERT_FALSE(refused.ok()) << field;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_NE(refused.status().message().find(field), std::string::npos) << refused.status();
+  }
+}
+
+// EasyCache (ComfyUI's node's algorithm, samplers/easy_cache.h): decided from the step's outputs,
+// which every rank holds (Ulysses' forward gathers them, the CFG ranks exchange theirs), so the
+// job on every mesh equals one process reusing the same steps; the reuse is real.
+TEST_F(JobsTest, AnEasyCacheJobEqualsOneProcessOnEveryMesh) {
+  v1::SampleJob job = Job(91);
+  job.set_steps(12);
+  job.set_sampler("euler");
+  job.mutable_cache()->set_kind("easycache");
+  job.mutable_cache()->set_threshold(kEasyCacheThreshold);
+  const Latent want = Reference(job);
+  v1::SampleJob uncached = job;
+  uncached.clear_cache();
+  EXPECT_GT(MaxAbsDiff(want, Reference(uncached)), 1e-4);  // the reuse is real
+  int reused_steps = -1;
+  for (const auto& [ulysses, cfg] : {std::pair{1, 1}, std::pair{2, 1}, std::pair{1, 2}}) {
+    v1::SampleJob meshed = job;
+    meshed.mutable_mesh()->set_ulysses(ulysses);
+    meshed.mutable_mesh()->set_cfg(cfg);
+    v1::JobInfo done = RunJob(meshed);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    const v1::SampleResult result = ResultOf(done.job_id());
+    ExpectSameLatent(ReadLatent(result.latent()), want);
+    // Calls a step: two one after the other (one rank), one batch (Ulysses), one per CFG rank.
+    const int calls_a_step = ulysses == 1 && cfg == 1 ? 2 : 1;
+    EXPECT_EQ(result.model_calls(), job.steps() * calls_a_step) << meshed.mesh().ShortDebugString();
+    ASSERT_EQ(result.calls_reused() % calls_a_step, 0);
+    const int steps = result.calls_reused() / calls_a_step;
+    EXPECT_GT(steps, 0);
+    if (reused_steps >= 0) EXPECT_EQ(steps, reused_steps) << meshed.mesh().ShortDebugString();
+    reused_steps = steps;
+  }
+  // Refused before anything is queued, naming the field.
+  for (auto [field, change] :
+       std::vector<std::pair<std::string, std::function<void(v1::SampleJob&)>>>{
+           {"cache.coefficients", [](v1::SampleJob& j) { j.mutable_cache()->add_coefficients(1); }},
+           {"cache.mag_ratios", [](v1::SampleJob& j) { j.mutable_cache()->add_mag_ratios(1); }},
+           {"cache.start_percent",
+            [](v1::SampleJob& j) { j.mutable_cache()->set_start_percent(1.5); }},
+           {"cache.end_percent",
+            [](v1::SampleJob& j) {
+              j.mutable_cache()->set_start_percent(0.6);
+              j.mutable_cache()->set_end_percent(0.5);
+            }},
+           {"cache.threshold", [](v1::SampleJob& j) { j.mutable_cache()->set_threshold(-1); }},
+           {"cache.start_percent",
+            [](v1::SampleJob& j) {
+              j.mutable_cache()->set_kind("magcache");
+              j.mutable_cache()->set_start_percent(0.2);
+            }},
        }) {
     v1::SampleJob bad = job;
     change(bad);

@@ -49,6 +49,11 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--dtype", dtype_name)->check(CLI::IsMember({"f32", "bf16"}));
   bool fp8_compute = false;
+  double easycache_threshold = -1, easycache_start = -1, easycache_end = -1;
+  app.add_option("--easycache-threshold", easycache_threshold,
+                 "reuse steps as SampleJob.cache {kind: easycache} does, at this threshold");
+  app.add_option("--easycache-start-percent", easycache_start);
+  app.add_option("--easycache-end-percent", easycache_end);
   app.add_flag("--fp8-compute", fp8_compute, "the linears as fp8 GEMMs, as SampleJob.compute fp8");
   app.add_flag("--teacache", teacache, "cache steps as SampleJob.cache {kind: teacache} does");
   app.add_option("--teacache-threshold", teacache_threshold);
@@ -150,6 +155,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.latent_format = *latent_format;  // the result in ComfyUI's LATENT convention, as a job's
+  if (easycache_threshold >= 0) {
+    auto easy = samplers::MakeEasyCacheSettings(
+        easycache_threshold, easycache_start >= 0 ? std::optional(easycache_start) : std::nullopt,
+        easycache_end >= 0 ? std::optional(easycache_end) : std::nullopt);
+    if (!easy.ok()) {
+      std::cerr << easy.status() << "\n";
+      return 1;
+    }
+    options.easy_cache = *easy;
+  }
   at::Tensor latent =
       at::zeros({1, config.out_channels, (frames - 1) / 4 + 1, height / 8, width / 8}, device);
   auto result =

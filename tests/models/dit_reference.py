@@ -51,6 +51,9 @@ def comfyui_sample(
     )
     for lora in case.get("loras", []):
         patcher = with_lora(patcher, lora["path"], lora["strength"])
+    if "easycache" in case:
+        easy = case["easycache"]
+        patcher = with_easycache(patcher, easy["threshold"], easy["start"], easy["end"])
     latent = torch.zeros(1, 16, case["height"] // 8, case["width"] // 8)
     latent = comfy.sample.fix_empty_latent_channels(patcher, latent)
     noise = comfy.sample.prepare_noise(latent, case["seed"])
@@ -69,6 +72,51 @@ def comfyui_sample(
         disable_pbar=True,
     )
     save_file({"latent_tensor": samples.float().contiguous()}, case["out"])
+
+
+def with_easycache(patcher: Any, threshold: float, start: float, end: float) -> Any:
+    """`patcher` with ComfyUI's EasyCache node's wrappers (comfy_extras/nodes_easycache.py, as its
+    EasyCache node adds them), its holder answering each branch of a batch with that branch's own
+    cached difference in a new tensor. 0.3.64's adds every branch's difference to the whole batch
+    when cond and uncond run as one (fixed in later ComfyUI), and adds it in place to the model's
+    input, which with a float32 model (the CPU's here) is the very tensor the sampler then takes
+    the denoised estimate from (x itself for flow models) and the one returned; with bf16 or fp16
+    models that input is a copy. Nothing else differs from the node."""
+    import comfy.patcher_extension
+    from comfy_extras import nodes_easycache
+
+    class PerBranchHolder(nodes_easycache.EasyCacheHolder):  # type: ignore[misc]
+        def apply_cache_diff(self, x: torch.Tensor, uuids: list[Any]) -> torch.Tensor:
+            if self.first_cond_uuid in uuids:
+                self.total_steps_skipped += 1
+            rows = x.shape[0] // len(uuids)
+            out = x.clone()
+            for i, uuid in enumerate(uuids):
+                out[i * rows : (i + 1) * rows] += self.uuid_cache_diffs[uuid].to(x.device)
+            return out
+
+        def clone(self) -> PerBranchHolder:
+            return PerBranchHolder(
+                self.reuse_threshold,
+                self.start_percent,
+                self.end_percent,
+                self.subsample_factor,
+                self.offload_cache_diff,
+                self.verbose,
+            )
+
+    patched = patcher.clone()
+    patched.model_options["transformer_options"]["easycache"] = PerBranchHolder(
+        threshold, start, end, subsample_factor=8, offload_cache_diff=False
+    )
+    wrappers = comfy.patcher_extension.WrappersMP
+    for kind, wrapper in [
+        (wrappers.OUTER_SAMPLE, nodes_easycache.easycache_sample_wrapper),
+        (wrappers.CALC_COND_BATCH, nodes_easycache.easycache_calc_cond_batch_wrapper),
+        (wrappers.DIFFUSION_MODEL, nodes_easycache.easycache_forward_wrapper),
+    ]:
+        patched.add_wrapper_with_key(kind, "easycache", wrapper)
+    return patched
 
 
 def with_lora(patcher: Any, path: str, strength: float) -> Any:

@@ -317,6 +317,18 @@ def test_step_caching_travels_in_the_job() -> None:
     assert not mag.cache.HasField("retention_steps") and not mag.cache.HasField("retention_ratio")
 
 
+def test_easycache_travels_in_the_job() -> None:
+    easy = raylight.sample_job(
+        "m", "a fox", cache="easycache", cache_threshold=0.1, cache_start_percent=0.3
+    )
+    assert (easy.cache.kind, easy.cache.threshold, easy.cache.start_percent) == (
+        "easycache",
+        0.1,
+        0.3,
+    )
+    assert not easy.cache.HasField("end_percent")  # unset: the node's 0.95
+
+
 def test_fp8_compute_travels_in_the_job() -> None:
     assert raylight.sample_job("m", "a fox", compute="fp8").compute == "fp8"
     assert raylight.sample_job("m", "a fox").compute == "default"

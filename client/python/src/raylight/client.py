@@ -220,6 +220,8 @@ def sample_job(
     cache_max_skips: int = 0,
     cache_retention_ratio: float | None = None,
     cache_mag_ratios: Sequence[float] = (),
+    cache_start_percent: float | None = None,
+    cache_end_percent: float | None = None,
 ) -> Any:
     """A raylight.v1.SampleJob from ComfyUI-style arguments (KSampler and KSamplerAdvanced).
 
@@ -243,8 +245,10 @@ def sample_job(
     `cache_retention_steps` their use_ret_steps); `cache="magcache"` by MagCache's calibrated
     schedule (its authors' Wan 2.1 ratios: `cache_threshold` 0 takes their 0.12,
     `cache_max_skips` 0 their 2, `cache_retention_ratio` None their 0.2, empty
-    `cache_mag_ratios` their curve for the model). `compute="fp8"` runs the model's linear
-    layers as fp8 e4m3 GEMMs (Wan; weights quantised per output channel at load and kept
+    `cache_mag_ratios` their curve for the model); `cache="easycache"` reuses whole steps as
+    ComfyUI's EasyCache node does (`cache_threshold` 0 takes its 0.2, `cache_start_percent` and
+    `cache_end_percent` None its 0.15 and 0.95; every family). `compute="fp8"` runs the model's
+    linear layers as fp8 e4m3 GEMMs (Wan; weights quantised per output channel at load and kept
     resident, activations per token).
     """
     if noise_mask is not None and latent is None:
@@ -305,6 +309,10 @@ def sample_job(
         job.cache.mag_ratios.extend(float(r) for r in cache_mag_ratios)
         if cache_retention_ratio is not None:
             job.cache.retention_ratio = cache_retention_ratio
+        if cache_start_percent is not None:
+            job.cache.start_percent = cache_start_percent
+        if cache_end_percent is not None:
+            job.cache.end_percent = cache_end_percent
     return job
 
 
