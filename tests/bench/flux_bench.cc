@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -25,6 +26,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_loader.h"
@@ -44,6 +46,9 @@ ABSL_FLAG(int64_t, width, 1024, "pixels");
 ABSL_FLAG(int64_t, height, 1024, "pixels");
 ABSL_FLAG(int64_t, text_tokens, 512, "T5 tokens (the pipelines pad to 512)");
 ABSL_FLAG(int, runs, 5, "timed forwards after two warm-ups");
+ABSL_FLAG(double, swap, 0,
+          "also the forward with layer swap at this share of the blocks' bytes on the device "
+          "(0: not): <name>_swap<percent>_forward and its ratio to the resident one");
 ABSL_FLAG(std::string, profile_trace, "",
           "also profile one forward (CPU ops and CUDA kernels) into this Chrome trace");
 
@@ -105,22 +110,15 @@ int Run() {
   const auto load_start = Clock::now();
   models::flux::FluxConfig config;
   std::unique_ptr<models::WeightProvider> weights;
-  absl::Status status;
-  if (qwen) {
-    auto loaded = models::qwen_image::LoadQwenImage({path}, placement);
-    status = loaded.status();
-    if (loaded.ok()) {
-      config = loaded->config;
-      weights = std::move(loaded->weights);
-    }
-  } else {
-    auto loaded = models::flux::LoadFlux({path}, placement);
-    status = loaded.status();
-    if (loaded.ok()) {
-      config = loaded->config;
-      weights = std::move(loaded->weights);
-    }
-  }
+  auto load = [&](const models::WeightPlacement& where) -> absl::Status {
+    auto loaded = qwen ? models::qwen_image::LoadQwenImage({path}, placement, where)
+                       : models::flux::LoadFlux({path}, placement, where);
+    if (!loaded.ok()) return loaded.status();
+    config = loaded->config;
+    weights = std::move(loaded->weights);
+    return absl::OkStatus();
+  };
+  absl::Status status = load(models::WeightPlacement::Resident());
   c10::cuda::device_synchronize();
   const double load_seconds = Seconds(load_start);
   if (!status.ok()) {
@@ -195,6 +193,38 @@ int Run() {
   }
   if (!absl::GetFlag(FLAGS_out).empty()) {
     if (!models::WriteTensors(absl::GetFlag(FLAGS_out), {{"out", out.cpu()}}).ok()) return 1;
+  }
+  if (const double share = absl::GetFlag(FLAGS_swap); share > 0) {
+    // The same forward with the blocks streamed from pinned host memory, `share` of their bytes
+    // resident (the buffers included), after the resident copy is gone.
+    weights.reset();
+    c10::cuda::CUDACachingAllocator::emptyCache();
+    models::SwapOptions swap;
+    swap.budget_fraction = share;
+    if (auto swapped = load(models::WeightPlacement::Swapped(swap)); !swapped.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(swapped.message()).c_str());
+      return 1;
+    }
+    std::vector<double> swap_ms;
+    at::Tensor swap_out;
+    for (int i = 0; i < absl::GetFlag(FLAGS_runs) + 2; ++i) {
+      const auto start = Clock::now();
+      auto forward = models::flux::FluxForward(config, inputs, models::ParallelContext{}, *weights);
+      c10::cuda::device_synchronize();
+      if (!forward.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(forward.status().message()).c_str());
+        return 1;
+      }
+      if (i >= 2) swap_ms.push_back(Seconds(start) * 1000);
+      swap_out = *forward;
+    }
+    std::sort(swap_ms.begin(), swap_ms.end());
+    const std::string label = absl::StrCat(prefix, "_swap", std::lround(share * 100));
+    const double swap_median = swap_ms[swap_ms.size() / 2];
+    Emit(label + "_forward", swap_median, "ms");
+    Emit(label + "_ratio", swap_median / median, "ratio", "the resident forward, ms", median);
+    // The same weights, only moved: the same prediction.
+    Emit(label + "_max_abs_diff_vs_resident", (swap_out - out).abs().max().item<double>(), "");
   }
   return 0;
 }

@@ -59,6 +59,11 @@ def main() -> int:
     with torch.device("meta"):
         model = QwenImageTransformer2DModel()
     model.load_state_dict(load_file(args.checkpoint, device="cuda"), strict=True, assign=True)
+    # The rotary table is a buffer the state dict does not hold: made again off the meta device.
+    rope_class = type(model.pos_embed)
+    model.pos_embed = rope_class(
+        theta=10000, axes_dim=list(model.config.axes_dims_rope), scale_rope=True
+    )
     model = model.to("cuda", torch.bfloat16).eval()
 
     device, dtype = "cuda", torch.bfloat16

@@ -5,7 +5,9 @@
 # file, inputs and GPU (COMPILE=1: also with compile_repeated_blocks). A CFG step is two such
 # forwards in both (diffusers' pipeline runs the branches one after the other; so do we when the
 # prompts' token counts differ). The predictions are compared where the patch counts are even
-# (SIZE=1344x1344): at odd ones diffusers centres RoPE one position lower than ComfyUI.
+# (SIZE=1344x1344): at odd ones diffusers centres RoPE one position lower than ComfyUI. Then the
+# same forward with layer swap at SWAP (default 0.25) of the blocks' bytes on the GPU, against
+# the resident one (SWAP=0: not).
 #
 #   tests/bench/qwen_image_gpu.sh BUILD_DIR OUT_DIR
 #
@@ -21,7 +23,8 @@ SIZE=${SIZE:-1328x1328}
 NAME=qwen_image_${SIZE}
 "$BIN/flux_bench" --family qwen_image --checkpoint "$CKPT" --name "$NAME" \
   --width "${SIZE%x*}" --height "${SIZE#*x}" --text_tokens "${TOKENS:-128}" \
-  --inputs "$WORK/inputs.safetensors" --out "$WORK/ours.safetensors" --runs "${RUNS:-5}" |
+  --inputs "$WORK/inputs.safetensors" --out "$WORK/ours.safetensors" --runs "${RUNS:-5}" \
+  --swap "${SWAP:-0.25}" |
   tee "$OUT/qwen_image.jsonl"
 OURS_MS=$(grep "\"${NAME}_forward\"" "$OUT/qwen_image.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
 python3 tests/bench/qwen_image_diffusers_anchor.py --checkpoint "$CKPT" \

@@ -237,6 +237,7 @@ TEST_F(FluxJobsTest, AnEasyCacheJobEqualsComfyUisEasyCacheNode) {
   job.mutable_cache()->set_threshold(1.0);  // random weights change fast: reuses some steps
   job.mutable_cache()->set_start_percent(0.1);
   const Latent want = ComfyReference(job);
+  Latent one_rank;
   for (const int ulysses : {1, 2}) {
     v1::SampleJob meshed = job;
     meshed.mutable_mesh()->set_ulysses(ulysses);
@@ -245,15 +246,26 @@ TEST_F(FluxJobsTest, AnEasyCacheJobEqualsComfyUisEasyCacheNode) {
     const v1::SampleResult result = ResultOf(done.job_id());
     const Latent got = ReadLatent(result.latent());
     ASSERT_EQ(got.shape, want.shape);
-    EXPECT_LT(MaxAbsDiff(got, want), 1e-4) << "ulysses " << ulysses;
+    // Against ComfyUI, another implementation, by relative L2: the reused differences carry the
+    // last computed step's rounding into later steps (3e-6 to 5e-6 measured, the largest values
+    // near 1e-4 apart), while one step decided otherwise moves the latent by more than 1e-2 (the
+    // reuse's own effect, below); the mesh against one rank, max abs 1e-4.
+    const double error = testing_util::RelativeL2(got, want);
+    EXPECT_LT(error, 5e-5) << "ulysses " << ulysses;
+    if (ulysses == 1) {
+      one_rank = got;
+    } else {
+      EXPECT_LT(MaxAbsDiff(got, one_rank), 1e-4);
+    }
     EXPECT_GT(result.calls_reused(), 0);
     std::printf(
-        "flux easycache (ulysses %d) vs ComfyUI: %d of %d calls reused, max abs diff %.3g\n",
-        ulysses, result.calls_reused(), result.model_calls(), MaxAbsDiff(got, want));
+        "flux easycache (ulysses %d) vs ComfyUI: %d of %d calls reused, relative L2 %.3g, max abs "
+        "diff %.3g\n",
+        ulysses, result.calls_reused(), result.model_calls(), error, MaxAbsDiff(got, want));
   }
   v1::SampleJob uncached = job;
   uncached.clear_cache();
-  EXPECT_GT(MaxAbsDiff(ComfyReference(uncached), want), 1e-4);  // ComfyUI's reuse is real too
+  EXPECT_GT(testing_util::RelativeL2(ComfyReference(uncached), want), 1e-2);  // the reuse is real
 }
 
 TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
