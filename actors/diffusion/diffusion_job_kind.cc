@@ -153,8 +153,8 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
       return Invalid("compute", absl::StrCat("unknown '", job.compute(), "' (default, fp8)"));
     }
     if (!plan.info.computes_fp8) {
-      return Invalid("compute", absl::StrCat("fp8: ", plan.info.variant,
-                                             "'s forward has no fp8 path (Wan's has)"));
+      return Invalid("compute",
+                     absl::StrCat("fp8: ", plan.info.variant, "'s forward has no fp8 path"));
     }
     if (!job.placement().empty() && job.placement() != "auto" && job.placement() != "resident") {
       return Invalid("compute", absl::StrCat("fp8 keeps the weights resident; placement ",

@@ -77,7 +77,10 @@ at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
     // Rowwise scaling takes bf16 out and a bf16 bias.
     const c10::optional<at::Tensor> bf16_bias =
         bias.defined() ? c10::optional<at::Tensor>(bias.to(at::kBFloat16)) : c10::nullopt;
-    y = at::_scaled_mm(tokens.values, weight.t(), tokens.scale, scale.unsqueeze(0), bf16_bias,
+    // A column slice of a weight (Flux's linear2 parts) is copied to a plain [N, K] first: the
+    // GEMM's column-major operand is taken with its leading dimension equal to K.
+    const at::Tensor plain = weight.stride(0) == weight.size(1) ? weight : weight.contiguous();
+    y = at::_scaled_mm(tokens.values, plain.t(), tokens.scale, scale.unsqueeze(0), bf16_bias,
                        /*scale_result=*/c10::nullopt, at::kBFloat16, /*use_fast_accum=*/false);
   } else {
     y = at::matmul(tokens.values.to(at::kFloat) * tokens.scale,

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
 #include "models/core/batch_rows.h"
+#include "models/core/fp8_linear.h"
 #include "models/core/rotary.h"
 #include "models/core/sequence_parallel.h"
 
@@ -26,8 +27,27 @@ std::string Shape(const at::Tensor& t) {
   return t.defined() ? absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]") : "undefined";
 }
 
+// Rows [begin, begin + count) of `t` (undefined stays undefined: no bias).
+at::Tensor Rows(const at::Tensor& t, int64_t begin, int64_t count) {
+  return t.defined() ? t.narrow(0, begin, count) : at::Tensor();
+}
+
+// x W^T + b over output rows [begin, begin + count) of module `name` (count < 0: all of them);
+// fp8 compute's e4m3 weights (fp8_linear.h) with the same rows of their scales.
+at::Tensor LinearRows(const at::Tensor& x, const WeightSet& w, const std::string& name,
+                      int64_t begin = 0, int64_t count = -1) {
+  const at::Tensor& weight = w.Get(name + ".weight");
+  if (count < 0) count = weight.size(0) - begin;
+  const at::Tensor bias = Rows(w.Get(name + ".bias"), begin, count);
+  if (weight.scalar_type() == at::kFloat8_e4m3fn) {
+    return Fp8Linear(x, weight.narrow(0, begin, count),
+                     w.Get(Fp8ScaleName(name + ".weight")).narrow(0, begin, count), bias);
+  }
+  return at::linear(x, weight.narrow(0, begin, count), bias);
+}
+
 at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& name) {
-  return at::linear(x, w.Get(name + ".weight"), w.Get(name + ".bias"));
+  return LinearRows(x, w, name);
 }
 
 // A projection BFL fuses (flux_keys.h): one GEMM over the fused matrix, split into the parts, or
@@ -164,15 +184,10 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tenso
   const int64_t h = c.hidden;
   std::vector<at::Tensor> qkv;
   at::Tensor mlp;
-  if (w.Has("linear1.weight")) {
-    const at::Tensor& weight = w.Get("linear1.weight");
-    const at::Tensor& bias = w.Get("linear1.bias");  // undefined without biases (Flux 2)
-    auto rows = [&](const at::Tensor& t, int64_t begin, int64_t count) {
-      return t.defined() ? t.narrow(0, begin, count) : at::Tensor();
-    };
-    const at::Tensor projected = at::linear(normed, rows(weight, 0, 3 * h), rows(bias, 0, 3 * h));
+  if (w.Has("linear1.weight")) {  // (no bias in Flux 2)
+    const at::Tensor projected = LinearRows(normed, w, "linear1", 0, 3 * h);
     for (const at::Tensor& part : projected.split(h, -1)) qkv.push_back(part);
-    mlp = at::linear(normed, rows(weight, 3 * h, c.mlp_in()), rows(bias, 3 * h, c.mlp_in()));
+    mlp = LinearRows(normed, w, "linear1", 3 * h, c.mlp_in());
   } else {
     qkv = Project(normed, w, "linear1", {{"q", h}, {"k", h}, {"v", h}});
     mlp = Linear(normed, w, "linear1.mlp");
@@ -180,9 +195,18 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tenso
   const at::Tensor attention =
       JointAttention({Heads(qkv, w, "norm", c.num_heads)}, rotation, parallel);
   const at::Tensor& weight = w.Get("linear2.weight");  // [hidden, hidden + mlp_hidden]
-  at::Tensor out = at::linear(attention, weight.narrow(1, 0, h), w.Get("linear2.bias"));
-  out.view({-1, h}).addmm_(MlpActivation(c, mlp).reshape({-1, c.mlp_hidden}),
-                           weight.narrow(1, h, c.mlp_hidden).t());
+  at::Tensor out;
+  if (weight.scalar_type() == at::kFloat8_e4m3fn) {
+    // Two fp8 GEMMs over the columns of the attention and the MLP parts; each row's scale
+    // holds for all of its columns. The activations are quantised apart, each per token.
+    const at::Tensor& scale = w.Get(Fp8ScaleName("linear2.weight"));
+    out = Fp8Linear(attention, weight.narrow(1, 0, h), scale, w.Get("linear2.bias")) +
+          Fp8Linear(MlpActivation(c, mlp), weight.narrow(1, h, c.mlp_hidden), scale, at::Tensor());
+  } else {
+    out = at::linear(attention, weight.narrow(1, 0, h), w.Get("linear2.bias"));
+    out.view({-1, h}).addmm_(MlpActivation(c, mlp).reshape({-1, c.mlp_hidden}),
+                             weight.narrow(1, h, c.mlp_hidden).t());
+  }
   x.addcmul_(out, mod[2]);
 }
 

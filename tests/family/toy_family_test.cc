@@ -146,6 +146,8 @@ TEST_F(ToyFamilyTest, IsListedWithItsFamilyAndRefusesWhatItLacksByName) {
     j.mutable_cache()->add_mag_ratios(1);
     j.mutable_cache()->add_mag_ratios(1);
   });
+  // Nor fp8 compute (ModelInfo.computes_fp8 false).
+  ExpectRefusedNaming(job, "compute", [](v1::SampleJob& j) { j.set_compute("fp8"); });
   ExpectRefusedNaming(job, "frames", [](v1::SampleJob& j) { j.set_frames(5); });
   ExpectRefusedNaming(job, "width", [](v1::SampleJob& j) { j.set_width(44); });
   ExpectRefusedNaming(job, "positive", [](v1::SampleJob& j) {

@@ -281,6 +281,41 @@ TEST_P(ImageFamilyJobsTest, AMagCacheJobFollowsItsScheduleOnEveryMesh) {
                       [](v1::SampleJob& j) { j.mutable_cache()->clear_mag_ratios(); });
 }
 
+// fp8 compute and EasyCache on each family of the Flux forward: fp8 within fp8_linear.h's
+// documented 10% of the default job; EasyCache (decided at the sampler from the step's outputs)
+// under Ulysses 2 equal to one rank, with steps reused (the tiny random models change fast: the
+// node's largest threshold, from the first tenth of the schedule).
+TEST_P(ImageFamilyJobsTest, Fp8ComputeAndEasyCacheJobs) {
+  v1::SampleJob job = FamilyJob();
+  job.set_steps(10);
+  const v1::JobInfo plain = RunJob(job);
+  ASSERT_EQ(plain.state(), v1::JOB_SUCCEEDED) << plain.DebugString();
+  const Latent full = ReadLatent(ResultOf(plain.job_id()).latent());
+  v1::SampleJob fp8 = job;
+  fp8.set_compute("fp8");
+  const v1::JobInfo computed = RunJob(fp8);
+  ASSERT_EQ(computed.state(), v1::JOB_SUCCEEDED) << computed.DebugString();
+  const double error =
+      testing_util::RelativeL2(ReadLatent(ResultOf(computed.job_id()).latent()), full);
+  std::printf("%s fp8 compute vs the default job: relative L2 %.3g\n", GetParam().name.c_str(),
+              error);
+  EXPECT_LT(error, 0.10);
+  EXPECT_GT(error, 1e-4);
+  v1::SampleJob cached = job;
+  cached.mutable_cache()->set_kind("easycache");
+  cached.mutable_cache()->set_threshold(3.0);
+  cached.mutable_cache()->set_start_percent(0.1);
+  const v1::JobInfo one = RunJob(cached);
+  ASSERT_EQ(one.state(), v1::JOB_SUCCEEDED) << one.DebugString();
+  const v1::SampleResult result = ResultOf(one.job_id());
+  EXPECT_GT(result.calls_reused(), 0);
+  const Latent want = ReadLatent(result.latent());
+  EXPECT_GT(MaxAbsDiff(want, full), 1e-3);
+  v1::SampleJob meshed = cached;
+  meshed.mutable_mesh()->set_ulysses(2);
+  ExpectSameAs(meshed, want);
+}
+
 // Decoding on the cluster: Qwen-Image's VAE is a Wan 2.1 VAE (its own weights, ComfyUI's
 // qwen_image_vae.safetensors; here a narrow random one in the root's vae/): its frames, decoded
 // over a 2-rank group (a band of rows each), equal raylight-vae's one-process decode of the

@@ -248,7 +248,7 @@ def sample_job(
     `cache_mag_ratios` their curve for the model); `cache="easycache"` reuses whole steps as
     ComfyUI's EasyCache node does (`cache_threshold` 0 takes its 0.2, `cache_start_percent` and
     `cache_end_percent` None its 0.15 and 0.95; every family). `compute="fp8"` runs the model's
-    linear layers as fp8 e4m3 GEMMs (Wan; weights quantised per output channel at load and kept
+    linear layers as fp8 e4m3 GEMMs (weights quantised per output channel at load and kept
     resident, activations per token).
     """
     if noise_mask is not None and latent is None:
