@@ -147,23 +147,31 @@ int Run() {
   for (at::Tensor* t : {&inputs.x, &inputs.t, &inputs.context, &inputs.pooled, &inputs.guidance}) {
     if (t->defined()) *t = t->to(placement.device);
   }
-  std::vector<double> ms;
+  // Two warm-ups, then --runs timed forwards: the median ms and the last prediction; the first
+  // forward's time in `first_ms` (null: not wanted). False when a forward fails.
+  auto time_forwards = [&](double* median_ms, at::Tensor* prediction, double* first_ms) {
+    std::vector<double> ms;
+    for (int i = 0; i < absl::GetFlag(FLAGS_runs) + 2; ++i) {
+      const auto start = Clock::now();
+      auto forward = models::flux::FluxForward(config, inputs, models::ParallelContext{}, *weights);
+      c10::cuda::device_synchronize();
+      if (!forward.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(forward.status().message()).c_str());
+        return false;
+      }
+      if (i == 0 && first_ms != nullptr) *first_ms = Seconds(start) * 1000;
+      if (i >= 2) ms.push_back(Seconds(start) * 1000);
+      *prediction = *forward;
+    }
+    std::sort(ms.begin(), ms.end());
+    *median_ms = ms[ms.size() / 2];
+    return true;
+  };
+  double median = 0, first = 0;
   at::Tensor out;
   c10::cuda::CUDACachingAllocator::resetPeakStats(0);
-  for (int i = 0; i < absl::GetFlag(FLAGS_runs) + 2; ++i) {
-    const auto start = Clock::now();
-    auto forward = models::flux::FluxForward(config, inputs, models::ParallelContext{}, *weights);
-    c10::cuda::device_synchronize();
-    if (!forward.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(forward.status().message()).c_str());
-      return 1;
-    }
-    if (i == 0) Emit(prefix + "_first_forward", Seconds(start) * 1000, "ms");
-    if (i >= 2) ms.push_back(Seconds(start) * 1000);
-    out = *forward;
-  }
-  std::sort(ms.begin(), ms.end());
-  const double median = ms[ms.size() / 2];
+  if (!time_forwards(&median, &out, &first)) return 1;
+  Emit(prefix + "_first_forward", first, "ms");
   Emit(prefix + "_forward", median, "ms");
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
   Emit(prefix + "_peak_allocated", static_cast<double>(stats.allocated_bytes[0].peak) / (1 << 30),
@@ -205,22 +213,10 @@ int Run() {
       std::fprintf(stderr, "%s\n", std::string(swapped.message()).c_str());
       return 1;
     }
-    std::vector<double> swap_ms;
+    double swap_median = 0;
     at::Tensor swap_out;
-    for (int i = 0; i < absl::GetFlag(FLAGS_runs) + 2; ++i) {
-      const auto start = Clock::now();
-      auto forward = models::flux::FluxForward(config, inputs, models::ParallelContext{}, *weights);
-      c10::cuda::device_synchronize();
-      if (!forward.ok()) {
-        std::fprintf(stderr, "%s\n", std::string(forward.status().message()).c_str());
-        return 1;
-      }
-      if (i >= 2) swap_ms.push_back(Seconds(start) * 1000);
-      swap_out = *forward;
-    }
-    std::sort(swap_ms.begin(), swap_ms.end());
+    if (!time_forwards(&swap_median, &swap_out, nullptr)) return 1;
     const std::string label = absl::StrCat(prefix, "_swap", std::lround(share * 100));
-    const double swap_median = swap_ms[swap_ms.size() / 2];
     Emit(label + "_forward", swap_median, "ms");
     Emit(label + "_ratio", swap_median / median, "ratio", "the resident forward, ms", median);
     // The same weights, only moved: the same prediction.
