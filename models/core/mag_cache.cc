@@ -26,10 +26,13 @@ class Retention {
       : ratio_(settings.retention_ratio),
         calls_(2 * steps),
         split_(2 * experts.switch_step),
-        image_(experts.image_to_video) {}
+        image_(experts.image_to_video),
+        flux_(settings.rule == MagCacheRule::kFlux) {}
 
   bool Retained(int call) const {
     if (call < 2) return true;
+    // MagCache4FLUX counts steps: cnt >= int(retention_ratio * num_steps + 0.5) may skip.
+    if (flux_) return call / 2 < static_cast<int>(ratio_ * (calls_ / 2) + 0.5);
     if (split_ <= 0) return call < static_cast<int>(calls_ * ratio_);
     if (image_) return call < static_cast<int>(split_ + (calls_ - split_) * ratio_);
     return call < static_cast<int>(split_ * ratio_) ||
@@ -39,8 +42,14 @@ class Retention {
  private:
   const double ratio_;
   const int calls_, split_;
-  const bool image_;
+  const bool image_, flux_;
 };
+
+// MagCache4FLUX computes the step whose index, mapped onto their 28-step calibration
+// (np.round(cnt * 27 / (num_steps - 1))), is 11, whatever the accumulators say.
+bool FluxForcedStep(int step, int steps) {
+  return steps > 1 && std::nearbyint(step * (27.0 / (steps - 1))) == 11;
+}
 
 // The authors' rule for call `call` (their counter) of a branch: true to reuse. Updates `state`
 // as they do: a reuse keeps the accumulators, a compute restarts them.
@@ -50,7 +59,12 @@ bool RuleReuses(const MagCacheSettings& settings, const std::vector<double>& rat
   state.ratio *= ratios[call];
   state.skipped += 1;
   state.error += std::abs(1.0 - state.ratio);
-  if (state.error < settings.threshold && state.skipped <= settings.max_skips) return true;
+  const bool flux = settings.rule == MagCacheRule::kFlux;
+  const bool small = flux ? state.error <= settings.threshold : state.error < settings.threshold;
+  const int steps = static_cast<int>(ratios.size() / 2);
+  if (small && state.skipped <= settings.max_skips && !(flux && FluxForcedStep(call / 2, steps))) {
+    return true;
+  }
   state.Restart();
   return false;
 }

@@ -30,11 +30,18 @@
 
 namespace raylight::models {
 
+// Which of the authors' rules: MagCache4Wan2.1 / 4Wan2.2 / 4QwenImage (a counter over cond and
+// uncond calls in turn, the first share of the calls retained, error < threshold), or
+// MagCache4FLUX (one branch: a counter over steps, int(share x steps + 0.5) steps retained,
+// error <= threshold, and the step that maps to 11 of their 28 always computed).
+enum class MagCacheRule { kWan, kFlux };
+
 struct MagCacheSettings {
   double threshold = 0.12;  // the authors' default (MagCache4Wan2.1's magcache_thresh)
   int max_skips = 2;        // their K
   double retention_ratio = 0.2;
   std::vector<double> ratios;  // cond, uncond of each step in turn (2 per step)
+  MagCacheRule rule = MagCacheRule::kWan;
 };
 
 // What a job asks (SampleJob.cache): 0 / negative / empty take the published (or default) value.

@@ -3,6 +3,7 @@
 
 #include "models/flux/flux_conditioning_header.h"
 #include "models/flux/flux_keys.h"
+#include "models/flux/flux_mag_cache.h"
 
 namespace raylight::models::flux {
 
@@ -14,7 +15,8 @@ ModelInfo FluxModelInfo(const FluxConfig& config) {
   info.video = false;
   info.merges_loras = true;
   info.computes_fp8 = true;  // flux_model.cc's linears (LinearRows, linear2's parts)
-  info.caches_steps = true;  // MagCache with the job's own ratios (none published here)
+  info.caches_steps = true;  // MagCache: the authors' curve for dev, the job's ratios otherwise
+  info.published_mag_cache = [config](int64_t, int64_t) { return PublishedFluxMagCache(config); };
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 8;
   info.temporal_factor = 1;

@@ -6,7 +6,9 @@ reference tests/models/mag_cache_test.cc checks models::MagCacheSchedule against
 
 Each case gives "ratios" (cond, uncond of each step in turn), "steps", "threshold", "max_skips"
 (the authors' K) and "retention_ratio", and for Wan 2.2's two experts "switch_step" and
-"image_to_video" (MagCache4Wan2.2's split_step and mode: its retention rule). OUT gets, per
+"image_to_video" (MagCache4Wan2.2's split_step and mode: its retention rule), and "rule": "flux"
+for MagCache4FLUX's (magcache_flux.py: a counter over steps, int(retention_ratio * num_steps +
+0.5) steps retained, error <= threshold, the step mapping to 11 of their 28 computed). OUT gets, per
 case, "authors": the decision of every call of each branch ([cond per step, uncond per step],
 True: compute) as the authors' counter `cnt` walks cond and uncond in turn; "joint": Raylight's
 rule (a step's two calls reuse only when both branches' rules reuse; a branch made to compute so
@@ -50,6 +52,8 @@ class Branches:
         # MagCache4Wan2.2's two experts: its split_step (in calls) and mode.
         self.split_step = case.get("switch_step", 0) * 2
         self.mode = "i2v" if case.get("image_to_video", False) else "t2v"
+        self.flux = case.get("rule") == "flux"
+        self.steps = case["steps"]
         self.accumulated_ratio = [1.0, 1.0]
         self.accumulated_steps = [0, 0]
         self.accumulated_err = [0.0, 0.0]
@@ -62,6 +66,8 @@ class Branches:
     def retained(self, cnt: int) -> bool:
         if cnt < 2:
             return True
+        if self.flux:  # magcache_flux.py counts steps
+            return cnt // 2 < int(self.retention_ratio * self.steps + 0.5)
         if self.split_step:  # magcache_generate.py of MagCache4Wan2.2
             if self.mode == "i2v":
                 return cnt < int(
@@ -80,7 +86,18 @@ class Branches:
         self.accumulated_ratio[side] = self.accumulated_ratio[side] * self.mag[cnt]
         self.accumulated_steps[side] += 1
         self.accumulated_err[side] += np.abs(1 - self.accumulated_ratio[side])
-        if self.accumulated_err[side] < self.thresh and self.accumulated_steps[side] <= self.k:
+        if self.flux:
+            step = cnt // 2
+            forced = (
+                self.steps > 1 and np.round(step * ((28 - 1) / (self.steps - 1))).astype(int) == 11
+            )
+            if (
+                self.accumulated_err[side] <= self.thresh
+                and self.accumulated_steps[side] <= self.k
+                and not forced
+            ):
+                return True
+        elif self.accumulated_err[side] < self.thresh and self.accumulated_steps[side] <= self.k:
             return True
         self.restart(side)
         return False

@@ -7,10 +7,13 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
 
+#include "models/flux/flux_config.h"
+#include "models/flux/flux_mag_cache.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_mag_cache.h"
 #include "models/wan/wan_model.h"
@@ -49,6 +52,14 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
       experts.push_back({});
     }
   }
+  // MagCache4FLUX's curve and rule for Flux.1-dev, at its 28 steps and others.
+  for (const int n : {28, 20, 50}) {
+    auto settings = flux::PublishedFluxMagCache(*flux::FluxPreset("flux1-dev"));
+    ASSERT_TRUE(settings.has_value());
+    cases.push_back(*settings);
+    steps.push_back(n);
+    experts.push_back({});
+  }
   // Random curves drifting below 1 as the authors' do, of random lengths, at random settings.
   for (int i = 0; i < 24; ++i) {
     MagCacheSettings s;
@@ -62,12 +73,14 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
     s.threshold = std::uniform_real_distribution<double>(0.01, 0.5)(random);
     s.max_skips = std::uniform_int_distribution<int>(1, 6)(random);
     s.retention_ratio = std::vector<double>{0.0, 0.1, 0.2, 0.5}[i % 4];
+    // A quarter by MagCache4FLUX's rule (one model: no expert split).
+    if (i % 4 == 1) s.rule = MagCacheRule::kFlux;
     ASSERT_TRUE(ValidateMagCacheSettings(s).ok());
     cases.push_back(s);
     steps.push_back(std::uniform_int_distribution<int>(1, 60)(random));
     // A third as Wan 2.2's two experts (MagCache4Wan2.2's retention), text and image to video.
     ExpertSplit split;
-    if (i % 3 != 0) {
+    if (i % 3 != 0 && s.rule == MagCacheRule::kWan) {
       split.switch_step = std::uniform_int_distribution<int>(1, steps.back())(random);
       split.image_to_video = i % 3 == 2;
     }
@@ -82,7 +95,8 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
                      {"max_skips", cases[i].max_skips},
                      {"retention_ratio", cases[i].retention_ratio},
                      {"switch_step", experts[i].switch_step},
-                     {"image_to_video", experts[i].image_to_video}});
+                     {"image_to_video", experts[i].image_to_video},
+                     {"rule", cases[i].rule == MagCacheRule::kFlux ? "flux" : "wan"}});
   }
   std::ofstream(dir.path() + "/cases.json") << input.dump();
   ASSERT_TRUE(testing_util::RunToCompletion({RAYLIGHT_TEST_PYTHON, RAYLIGHT_MAG_CACHE_REFERENCE,
@@ -113,6 +127,28 @@ TEST(MagCacheTest, SchedulesEqualTheAuthorsTranscription) {
   EXPECT_GT(reused, 0);  // the cases reach both outcomes
   std::printf("%d reused steps over %zu cases; %d steps where the branches' own rules differ\n",
               reused, cases.size(), differ);
+}
+
+// MagCache4FLUX's numbers for Flux.1-dev only: its 28 ratios, each for both branches.
+TEST(MagCacheTest, PublishedFluxRatiosForDevOnly) {
+  auto dev = flux::PublishedFluxMagCache(*flux::FluxPreset("flux1-dev"));
+  ASSERT_TRUE(dev.has_value());
+  EXPECT_EQ(dev->rule, MagCacheRule::kFlux);
+  EXPECT_DOUBLE_EQ(dev->threshold, 0.24);
+  EXPECT_EQ(dev->max_skips, 5);
+  EXPECT_DOUBLE_EQ(dev->retention_ratio, 0.1);
+  ASSERT_EQ(dev->ratios.size(), 56u);
+  EXPECT_DOUBLE_EQ(dev->ratios[2], 1.21094);
+  EXPECT_DOUBLE_EQ(dev->ratios[3], 1.21094);
+  EXPECT_DOUBLE_EQ(dev->ratios[55], 0.89062);
+  EXPECT_TRUE(ValidateMagCacheSettings(*dev).ok());
+  for (const char* other : {"flux1-schnell", "tiny-flux-dev"}) {
+    EXPECT_FALSE(flux::PublishedFluxMagCache(*flux::FluxPreset(other)).has_value()) << other;
+  }
+  // At their 28 steps: three steps retained, step 11 computed, and some reused.
+  const std::vector<bool> schedule = MagCacheSchedule(*dev, 28, /*two_branches=*/false);
+  EXPECT_TRUE(schedule[0] && schedule[1] && schedule[2] && schedule[11]);
+  EXPECT_GT(std::count(schedule.begin(), schedule.end(), false), 0);
 }
 
 TEST(MagCacheTest, PublishedRatiosForTheCalibratedWanModelsOnly) {
