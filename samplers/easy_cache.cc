@@ -34,10 +34,7 @@ std::optional<BranchOutputs> EasyCache::Reuse(const at::Tensor& input, double si
   const bool answerable =
       cond_difference_.defined() && (!has_uncond || uncond_difference_.defined());
   if (accumulated_ < static_cast<float>(settings_.reuse_threshold) && answerable) {
-    if (stats_ != nullptr) {
-      stats_->steps_reused += 1;
-      stats_->calls_saved += calls;
-    }
+    if (stats_ != nullptr) stats_->calls_saved += calls;
     BranchOutputs reused{input + cond_difference_, at::Tensor()};
     if (has_uncond) reused.uncond = input + uncond_difference_;
     return reused;

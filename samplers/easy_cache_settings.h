@@ -19,8 +19,7 @@ struct EasyCacheSettings {
 
 // What a run's cache did, over every run of a job (a two-expert job has two).
 struct EasyCacheStats {
-  int steps_reused = 0;  // sampler model evaluations answered from the cache
-  int calls_saved = 0;   // model calls this rank did not make for them
+  int calls_saved = 0;  // model calls this rank did not make: their evaluations were answered
 };
 
 // A job's numbers (threshold 0 and unset percents: the node's defaults), in the ranges ComfyUI's

@@ -56,12 +56,18 @@ Denoiser CfgDenoiser(const ModelFn& model, const ModelSampling& sampling, double
         uncond = *std::move(out);
       }
     }
-    if (cache != nullptr && !reused.has_value()) cache->Computed(input, {cond, uncond});
-    at::Tensor denoised_cond = sampling.CalculateDenoised(sigma, cond, x);
-    if (!both) return denoised_cond;
-    at::Tensor denoised_uncond = sampling.CalculateDenoised(sigma, uncond, x);
-    return denoised_uncond + (denoised_cond - denoised_uncond) * cfg;
+    const BranchOutputs outputs{std::move(cond), std::move(uncond)};
+    if (cache != nullptr && !reused.has_value()) cache->Computed(input, outputs);
+    return GuidedDenoised(sampling, sigma, x, outputs, cfg);
   };
+}
+
+at::Tensor GuidedDenoised(const ModelSampling& sampling, double sigma, const at::Tensor& x,
+                          const BranchOutputs& outputs, double cfg) {
+  at::Tensor denoised_cond = sampling.CalculateDenoised(sigma, outputs.cond, x);
+  if (!outputs.uncond.defined()) return denoised_cond;
+  at::Tensor denoised_uncond = sampling.CalculateDenoised(sigma, outputs.uncond, x);
+  return denoised_uncond + (denoised_cond - denoised_uncond) * cfg;
 }
 
 // The EasyCache state of one run of `options` (none when it asks for none).

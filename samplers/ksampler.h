@@ -120,6 +120,11 @@ absl::StatusOr<at::Tensor> KSample(const ModelFn& model, const ModelSampling& sa
                                    const at::Tensor& latent, const KSamplerOptions& options,
                                    const StepCallback& callback = nullptr);
 
+// CFG in sigma space from a step's raw outputs: the denoised estimate of cond alone when
+// `outputs.uncond` is undefined (cfg 1), else uncond + (cond - uncond) * cfg of the two.
+at::Tensor GuidedDenoised(const ModelSampling& sampling, double sigma, const at::Tensor& x,
+                          const BranchOutputs& outputs, double cfg);
+
 // The EasyCache state of one run of `options` (null when it asks for none).
 std::shared_ptr<EasyCache> EasyCacheFor(const KSamplerOptions& options,
                                         const ModelSampling& sampling);

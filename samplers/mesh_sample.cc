@@ -32,11 +32,7 @@ Denoiser CfgParallelDenoiser(const ModelFn& model, const ModelSampling& sampling
       }
       if (cache != nullptr) cache->Computed(input, *outputs);
     }
-    at::Tensor denoised_cond = sampling.CalculateDenoised(sigma, outputs->cond, x);
-    if (!both) return denoised_cond;
-    // CfgDenoiser's formula, on the same values on both ranks.
-    at::Tensor denoised_uncond = sampling.CalculateDenoised(sigma, outputs->uncond, x);
-    return denoised_uncond + (denoised_cond - denoised_uncond) * cfg;
+    return GuidedDenoised(sampling, sigma, x, *outputs, cfg);  // the same values on both ranks
   };
 }
 

@@ -188,13 +188,18 @@ class DiffusionEngine::Impl final : public SamplingServices {
   // "files|dtype|": how the keys of the models of these files in this dtype begin.
   // The cache key's model part: files, dtype, and the LoRAs merged (another set or strength is
   // another model).
+  // "bf16", or "bf16+fp8" for fp8 compute: the loaded copy's numbers, in keys and listings.
+  static std::string ComputeLabel(const ModelRequest& request, at::ScalarType dtype) {
+    return absl::StrCat(DtypeName(dtype), request.fp8_compute ? "+fp8" : "");
+  }
+
   static std::string ModelPrefix(const ModelRequest& request, at::ScalarType dtype) {
     std::string loras;
     for (const LoraRequest& lora : request.loras) {
       absl::StrAppend(&loras, "+", lora.path, "@", lora.strength);
     }
-    return absl::StrCat(absl::StrJoin(request.files, ","), loras, "|", DtypeName(dtype),
-                        request.fp8_compute ? "+fp8" : "", "|");
+    return absl::StrCat(absl::StrJoin(request.files, ","), loras, "|", ComputeLabel(request, dtype),
+                        "|");
   }
 
   static std::vector<models::LoraFile> LorasOf(const ModelRequest& request) {
@@ -488,7 +493,7 @@ class DiffusionEngine::Impl final : public SamplingServices {
     LoadedModel model{*std::move(loaded), {}, group_key, key};
     model.summary.path = request.files.front();
     model.summary.variant = model.model->info().variant;
-    model.summary.dtype = absl::StrCat(DtypeName(*dtype), request.fp8_compute ? "+fp8" : "");
+    model.summary.dtype = ComputeLabel(request, *dtype);
     model.summary.placement = placement;
     model.summary.device_bytes = DeviceAllocatedBytes() - device_before;
     model.summary.host_bytes = std::max<int64_t>(0, HostRssBytes() - host_before);

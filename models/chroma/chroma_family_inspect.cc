@@ -27,7 +27,7 @@ ModelInfo ChromaModelInfo(const flux::FluxConfig& config) {
   info.num_heads = static_cast<int>(config.num_heads);
   info.video = false;
   info.merges_loras = true;
-  info.computes_fp8 = true;  // flux_model.cc's linears (LinearRows, linear2's parts)
+  info.computes_fp8 = true;  // flux_model.cc's linears (ModuleLinear, linear2's parts)
   info.caches_steps = true;  // MagCache with the job's own ratios (none published here)
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 8;

@@ -90,4 +90,17 @@ at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
   return y.to(x.scalar_type()).reshape(out_shape);
 }
 
+at::Tensor ModuleLinear(const at::Tensor& x, const WeightSet& w, const std::string& name,
+                        int64_t begin, int64_t count) {
+  const at::Tensor& weight = w.Get(name + ".weight");
+  if (count < 0) count = weight.size(0) - begin;
+  const at::Tensor& full_bias = w.Get(name + ".bias");
+  const at::Tensor bias = full_bias.defined() ? full_bias.narrow(0, begin, count) : at::Tensor();
+  const at::Tensor rows = weight.narrow(0, begin, count);
+  if (weight.scalar_type() == at::kFloat8_e4m3fn) {
+    return Fp8Linear(x, rows, w.Get(Fp8ScaleName(name + ".weight")).narrow(0, begin, count), bias);
+  }
+  return at::linear(x, rows, bias);
+}
+
 }  // namespace raylight::models

@@ -19,6 +19,8 @@
 
 #include <string>
 
+#include "models/core/weights.h"
+
 namespace raylight::models {
 
 // The largest finite e4m3fn value.
@@ -51,5 +53,11 @@ Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused = true);
 // scale per tensor only), so the CPU tests check what the GPU computes up to summation order.
 at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
                      const at::Tensor& bias);
+
+// x W^T + b for module `name` of `w` ("<name>.weight", "<name>.bias" when present), over its
+// output rows [begin, begin + count) (count < 0: to the last): the models' linear layers, fp8
+// compute's e4m3 weights (with the same rows of their scales) or the compute dtype's.
+at::Tensor ModuleLinear(const at::Tensor& x, const WeightSet& w, const std::string& name,
+                        int64_t begin = 0, int64_t count = -1);
 
 }  // namespace raylight::models

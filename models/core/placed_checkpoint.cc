@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "models/core/fp8_linear.h"
 
 namespace raylight::models {
 
@@ -61,13 +60,11 @@ absl::StatusOr<PlacedBytes> MeasurePlacedBytes(const Checkpoint& checkpoint,
     const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
     const at::ScalarType placed =
         PlacedDtype(tensor, /*in_block=*/owner->first >= 0, fp32, options);
-    const std::vector<int64_t> shape = tensor.value_shape();
-    const bool fp8_linear =
-        options.fp8_compute && owner->first >= 0 && !fp32 && IsFp8Linear(owner->second, shape);
     // Kept encoded: the stored bytes; decoded at load: the values in the placed dtype; fp8
     // compute: a byte a value and a float a row.
     const int64_t placed_bytes =
-        fp8_linear ? tensor.value_numel() + shape[0] * static_cast<int64_t>(sizeof(float))
+        PlacedAsFp8Linear(owner->second, tensor, owner->first >= 0, fp32, options)
+            ? tensor.value_numel() + tensor.value_shape()[0] * static_cast<int64_t>(sizeof(float))
         : placed == tensor.data.scalar_type() && tensor.encoded()
             ? tensor.data.nbytes()
             : tensor.value_numel() * static_cast<int64_t>(c10::elementSize(placed));

@@ -24,6 +24,12 @@ at::ScalarType PlacedDtype(const CheckpointTensor& tensor, bool in_block, bool f
   return fp32 ? at::kFloat : options.compute_dtype;
 }
 
+bool PlacedAsFp8Linear(const std::string& name_in_block, const CheckpointTensor& tensor,
+                       bool in_block, bool fp32, const PlacementOptions& options) {
+  return options.fp8_compute && in_block && !fp32 &&
+         IsFp8Linear(name_in_block, tensor.value_shape());
+}
+
 absl::StatusOr<std::pair<int, std::string>> BlockOf(const std::string& name,
                                                     const BlockLayout& layout) {
   int first = 0;  // the flat index of the segment's block 0
@@ -55,8 +61,7 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     const auto& [index, local] = *owner;
     Block* block = index >= 0 ? &weights->blocks_[index] : nullptr;
     const at::ScalarType dtype = PlacedDtype(tensor, block != nullptr, fp32, options);
-    if (block != nullptr && options.fp8_compute && !fp32 &&
-        IsFp8Linear(local, tensor.value_shape())) {
+    if (PlacedAsFp8Linear(local, tensor, block != nullptr, fp32, options)) {
       Fp8Rows rows;
       if (tensor.scale.has_value() && tensor.data.scalar_type() == at::kFloat8_e4m3fn &&
           tensor.patches.empty()) {  // an fp8-scaled file's bytes, as stored

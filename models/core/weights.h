@@ -101,6 +101,11 @@ struct BlockLayout {
 at::ScalarType PlacedDtype(const CheckpointTensor& tensor, bool in_block, bool fp32,
                            const PlacementOptions& options);
 
+// Whether a checkpoint tensor is placed as fp8 compute's e4m3 weight with per-row scales
+// (`options.fp8_compute`, a block linear (IsFp8Linear) the model does not keep in fp32).
+bool PlacedAsFp8Linear(const std::string& name_in_block, const CheckpointTensor& tensor,
+                       bool in_block, bool fp32, const PlacementOptions& options);
+
 // Which block a checkpoint name belongs to: {index, name within the block}, or {-1, name} for a
 // non-block weight; an error for "blocks.<i>..." outside the layout.
 absl::StatusOr<std::pair<int, std::string>> BlockOf(const std::string& name,

@@ -14,7 +14,7 @@ ModelInfo FluxModelInfo(const FluxConfig& config) {
   info.num_heads = static_cast<int>(config.num_heads);
   info.video = false;
   info.merges_loras = true;
-  info.computes_fp8 = true;  // flux_model.cc's linears (LinearRows, linear2's parts)
+  info.computes_fp8 = true;  // flux_model.cc's linears (ModuleLinear, linear2's parts)
   info.caches_steps = true;  // MagCache: the authors' curve for dev, the job's ratios otherwise
   info.published_mag_cache = [config](int64_t, int64_t) { return PublishedFluxMagCache(config); };
   info.latent_channels = config.latent_channels;

@@ -27,27 +27,8 @@ std::string Shape(const at::Tensor& t) {
   return t.defined() ? absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]") : "undefined";
 }
 
-// Rows [begin, begin + count) of `t` (undefined stays undefined: no bias).
-at::Tensor Rows(const at::Tensor& t, int64_t begin, int64_t count) {
-  return t.defined() ? t.narrow(0, begin, count) : at::Tensor();
-}
-
-// x W^T + b over output rows [begin, begin + count) of module `name` (count < 0: all of them);
-// fp8 compute's e4m3 weights (fp8_linear.h) with the same rows of their scales.
-at::Tensor LinearRows(const at::Tensor& x, const WeightSet& w, const std::string& name,
-                      int64_t begin = 0, int64_t count = -1) {
-  const at::Tensor& weight = w.Get(name + ".weight");
-  if (count < 0) count = weight.size(0) - begin;
-  const at::Tensor bias = Rows(w.Get(name + ".bias"), begin, count);
-  if (weight.scalar_type() == at::kFloat8_e4m3fn) {
-    return Fp8Linear(x, weight.narrow(0, begin, count),
-                     w.Get(Fp8ScaleName(name + ".weight")).narrow(0, begin, count), bias);
-  }
-  return at::linear(x, weight.narrow(0, begin, count), bias);
-}
-
 at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& name) {
-  return LinearRows(x, w, name);
+  return ModuleLinear(x, w, name);  // fp8 compute's weights too
 }
 
 // A projection BFL fuses (flux_keys.h): one GEMM over the fused matrix, split into the parts, or
@@ -185,9 +166,9 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tenso
   std::vector<at::Tensor> qkv;
   at::Tensor mlp;
   if (w.Has("linear1.weight")) {  // (no bias in Flux 2)
-    const at::Tensor projected = LinearRows(normed, w, "linear1", 0, 3 * h);
+    const at::Tensor projected = ModuleLinear(normed, w, "linear1", 0, 3 * h);
     for (const at::Tensor& part : projected.split(h, -1)) qkv.push_back(part);
-    mlp = LinearRows(normed, w, "linear1", 3 * h, c.mlp_in());
+    mlp = ModuleLinear(normed, w, "linear1", 3 * h, c.mlp_in());
   } else {
     qkv = Project(normed, w, "linear1", {{"q", h}, {"k", h}, {"v", h}});
     mlp = Linear(normed, w, "linear1.mlp");

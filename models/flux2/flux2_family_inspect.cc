@@ -29,7 +29,7 @@ ModelInfo Flux2ModelInfo(const flux::FluxConfig& config) {
   // with their 2x2 patches folded in), no scale; the transformer's patch is 1x1.
   info.video = false;
   info.merges_loras = true;
-  info.computes_fp8 = true;  // flux_model.cc's linears (LinearRows, linear2's parts)
+  info.computes_fp8 = true;  // flux_model.cc's linears (ModuleLinear, linear2's parts)
   info.caches_steps = true;  // MagCache with the job's own ratios (none published here)
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 16;

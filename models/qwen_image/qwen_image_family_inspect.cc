@@ -85,7 +85,7 @@ ModelInfo QwenImageModelInfo(const flux::FluxConfig& config) {
   // Its LoRAs name diffusers' modules (PEFT's or kohya's spelling of them), which its checkpoints
   // use too: each maps onto one weight.
   info.merges_loras = true;
-  info.computes_fp8 = true;  // flux_model.cc's linears (LinearRows, linear2's parts)
+  info.computes_fp8 = true;  // flux_model.cc's linears (ModuleLinear, linear2's parts)
   // Its VAE is Wan 2.1's architecture (ComfyUI's qwen_image_vae.safetensors, diffusers'
   // AutoencoderKLQwenImage), its LATENT Wan 2.1's format: the Wan VAE decodes it.
   info.vae = "wan2.1";

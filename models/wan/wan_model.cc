@@ -25,11 +25,7 @@ std::string Shape(const at::Tensor& t) {
 }
 
 at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& name) {
-  const at::Tensor& weight = w.Get(name + ".weight");
-  if (weight.scalar_type() == at::kFloat8_e4m3fn) {  // fp8 compute
-    return Fp8Linear(x, weight, w.Get(Fp8ScaleName(name + ".weight")), w.Get(name + ".bias"));
-  }
-  return at::linear(x, weight, w.Get(name + ".bias"));
+  return ModuleLinear(x, w, name);  // fp8 compute's weights too
 }
 
 // x * rsqrt(mean(x^2) + eps) * weight over all heads together; libtorch's fused kernel
