@@ -94,11 +94,7 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
                                      : "no VAE file given to decode with"));
   }
   outcome.placement = absl::StrCat(model.summary->placement, " (", model.reason, ")");
-  note(outcome.model_was_resident
-           ? absl::StrCat("model ", model.summary->path, " is resident (", info.variant, ", ",
-                          outcome.placement, ")")
-           : absl::StrCat("loaded ", model.summary->path, " (", info.variant, ", ",
-                          outcome.placement, ") in ", outcome.load_seconds, " s"));
+  note(ModelNote(model, info.variant, outcome.placement));
   // The LATENT with its batch: [1, C, H, W] (image families) or [1, C, F, H, W] (video).
   const int64_t latent_dims = info.video ? 5 : 4;
   if (latent.defined()) {
@@ -138,11 +134,13 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
                       " model calls to replay"));
   }
   AgreedModelCalls agreed(world, reports, cancelled, journal.get(), device, request.job_id);
-  // Step caching (MagCache): one state per conditioning branch, one schedule for the run.
+  // Step caching (MagCache: one schedule for the run; TeaCache: each state measures its calls):
+  // one state per conditioning branch.
   RL_ASSIGN_OR_RETURN(StepCaches step_caches,
                       StepCaches::ForFamily(request, info, latent.size(-1) * info.spatial_factor,
                                             latent.size(-2) * info.spatial_factor));
-  RL_RETURN_IF_ERROR(step_caches.CheckPlacement(model.summary->placement, request.mesh.dp));
+  RL_RETURN_IF_ERROR(
+      step_caches.CheckPlacement(model.summary->placement, request.mesh.dp, plan.split_cfg));
   if (step_caches.enabled()) note(step_caches.Describe());
   samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
                                    samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
@@ -155,7 +153,11 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
                        [&] { return conditioned->Forward(x, timestep, rows, sequence, cache); });
   };
   samplers::KSamplerOptions options = SamplerOptionsOf(request);
-  if (!conditioned->BatchesExactly()) options.batch_cfg = false;
+  if (!conditioned->BatchesExactly()) {
+    options.batch_cfg = false;
+  } else if (step_caches.measures_rows()) {
+    options.batch_cfg = true;  // one TeaCache decision over cond and uncond, as ComfyUI batches
+  }
   options.latent_format = &model.model->latent_format();
   step_caches.ApplyTo(options);
   const samplers::ModelSampling sampling = SamplingOf(info, request.shift);

@@ -2,26 +2,22 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <optional>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "actors/diffusion/component_files.h"
 #include "actors/diffusion/mesh_spec.h"
+#include "actors/diffusion/step_cache_checks.h"
 #include "models/core/image_file.h"
 #include "models/core/placement_plan.h"
 #include "models/core/safetensors.h"
 #include "models/family/model_info.h"
 #include "models/parallel/mesh_plan.h"
 #include "models/wan/wan_inspect.h"
-#include "models/wan/wan_mag_cache.h"
-#include "models/wan/wan_tea_cache.h"
 #include "raylight/v1/diffusion.pb.h"
 #include "runtime/common/status_macros.h"
 #include "samplers/custom_sigmas.h"
-#include "samplers/easy_cache_settings.h"
 #include "samplers/sampler_names.h"
 
 namespace raylight::actors {
@@ -310,150 +306,6 @@ absl::Status CheckImages(const v1::SampleJob& job, const models::wan::WanConfig&
                    absl::StrCat(config.name, " makes its starting latent from `image`: give one"));
   }
   return absl::OkStatus();
-}
-
-// SampleJob.cache's MagCache numbers as the settings take them.
-models::MagCacheRequest MagCacheRequestOf(const v1::StepCache& cache) {
-  return {.threshold = cache.threshold(),
-          .max_skips = cache.max_skips(),
-          .retention_ratio = cache.has_retention_ratio() ? cache.retention_ratio() : -1,
-          .ratios = {cache.mag_ratios().begin(), cache.mag_ratios().end()}};
-}
-
-bool HasTeaCacheSettings(const v1::StepCache& cache) {
-  return cache.coefficients_size() > 0 || cache.has_retention_steps();
-}
-bool HasMagCacheSettings(const v1::StepCache& cache) {
-  return cache.max_skips() != 0 || cache.has_retention_ratio() || cache.mag_ratios_size() > 0;
-}
-
-bool HasEasyCacheSettings(const v1::StepCache& cache) {
-  return cache.has_start_percent() || cache.has_end_percent();
-}
-
-// No cache settings without a kind, and none of EasyCache's with another kind.
-absl::Status CheckCacheKindGiven(const v1::StepCache& cache) {
-  if (cache.kind().empty() && (cache.threshold() != 0 || HasTeaCacheSettings(cache) ||
-                               HasMagCacheSettings(cache) || HasEasyCacheSettings(cache))) {
-    return Invalid("cache.kind",
-                   "empty, but other cache settings are given (kind: teacache, "
-                   "magcache or easycache)");
-  }
-  if (cache.kind() != "easycache" && HasEasyCacheSettings(cache)) {
-    return Invalid(cache.has_start_percent() ? "cache.start_percent" : "cache.end_percent",
-                   "EasyCache's; give kind easycache");
-  }
-  return absl::OkStatus();
-}
-
-// SampleJob.cache of kind easycache (any family: it reuses whole evaluations): only its own
-// settings, in range, and no data-parallel mesh over FSDP-placed weights (each sample decides its
-// own steps, while FSDP's ranks run every forward together).
-absl::Status CheckEasyCache(const v1::SampleJob& job) {
-  const v1::StepCache& cache = job.cache();
-  if (HasTeaCacheSettings(cache) || HasMagCacheSettings(cache)) {
-    return Invalid(cache.coefficients_size() > 0 ? "cache.coefficients"
-                   : cache.has_retention_steps() ? "cache.retention_steps"
-                   : cache.mag_ratios_size() > 0 ? "cache.mag_ratios"
-                   : cache.has_retention_ratio() ? "cache.retention_ratio"
-                                                 : "cache.max_skips",
-                   "not EasyCache's; it takes threshold, start_percent and end_percent");
-  }
-  auto settings = samplers::MakeEasyCacheSettings(
-      cache.threshold(),
-      cache.has_start_percent() ? std::optional(cache.start_percent()) : std::nullopt,
-      cache.has_end_percent() ? std::optional(cache.end_percent()) : std::nullopt);
-  if (!settings.ok()) return settings.status();  // it names the field
-  if (job.mesh().dp() > 1 && absl::StartsWith(job.placement(), "fsdp")) {
-    return Invalid("cache.kind",
-                   "easycache decides each data-parallel sample's steps apart, and FSDP's ranks "
-                   "run every forward together: use another placement, or dp 1");
-  }
-  return absl::OkStatus();
-}
-
-// SampleJob.cache of kind magcache: none of TeaCache's settings, numbers in range, ratios the
-// authors published for the model or the job's own (`settings_for` makes them), and a sampler
-// that calls the model once a step (the schedule counts steps).
-absl::Status CheckMagCache(
-    const v1::SampleJob& job,
-    const std::function<absl::StatusOr<models::MagCacheSettings>(const models::MagCacheRequest&)>&
-        settings_for) {
-  const v1::StepCache& cache = job.cache();
-  if (HasTeaCacheSettings(cache)) {
-    return Invalid(cache.coefficients_size() > 0 ? "cache.coefficients" : "cache.retention_steps",
-                   "TeaCache's; MagCache takes threshold, max_skips, retention_ratio and "
-                   "mag_ratios");
-  }
-  auto settings = settings_for(MagCacheRequestOf(cache));
-  if (!settings.ok()) {
-    return absl::InvalidArgumentError(settings.status().message());  // it names the field
-  }
-  // The authors calibrate one model call per step; a sampler that calls the model more often
-  // would run the schedule out early.
-  if (!samplers::CallsTheModelOncePerStep(job.sampler())) {
-    return Invalid("cache.kind",
-                   absl::StrCat("MagCache's schedule counts one model call per step; sampler '",
-                                job.sampler(), "' makes more"));
-  }
-  return absl::OkStatus();
-}
-
-// SampleJob.cache of a Wan job: a known kind, sane numbers, and what the kind calibrates for the
-// model (the published numbers, or the job's own: Wan 2.2's experts, calibrated by nobody, need
-// the job's); the other kind's settings refused.
-absl::Status CheckStepCache(const v1::SampleJob& job, const models::wan::WanConfig& config,
-                            bool two_experts) {
-  const v1::StepCache& cache = job.cache();
-  RL_RETURN_IF_ERROR(CheckCacheKindGiven(cache));
-  if (cache.kind().empty()) return absl::OkStatus();
-  if (cache.kind() == "easycache") return CheckEasyCache(job);
-  if (cache.kind() == "magcache") {
-    return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
-      return models::wan::WanMagCacheSettings(config, job.width(), job.height(), request,
-                                              /*start_image=*/!job.image().empty(), two_experts);
-    });
-  }
-  if (cache.kind() != "teacache") {
-    return Invalid("cache.kind",
-                   absl::StrCat("'", cache.kind(), "' (known: teacache, magcache, easycache)"));
-  }
-  if (HasMagCacheSettings(cache)) {
-    return Invalid(cache.mag_ratios_size() > 0 ? "cache.mag_ratios" : "cache.max_skips",
-                   "MagCache's; TeaCache takes threshold, coefficients and retention_steps");
-  }
-  if (two_experts && cache.coefficients_size() == 0) {
-    return Invalid("cache.coefficients",
-                   "Wan 2.2's experts have no published TeaCache coefficients; give the job's own");
-  }
-  models::wan::WanTeaCacheRequest request{
-      .threshold = cache.threshold(),
-      .coefficients = {cache.coefficients().begin(), cache.coefficients().end()},
-      .retention_steps = !cache.has_retention_steps() || cache.retention_steps(),
-      .steps = job.steps()};
-  auto settings = models::wan::WanTeaCacheSettings(config, job.width(), job.height(), request);
-  if (!settings.ok()) {
-    return absl::InvalidArgumentError(settings.status().message());  // it names the field
-  }
-  return absl::OkStatus();
-}
-
-// SampleJob.cache of a job of any family but Wan: MagCache where the family's forward caches
-// steps (TeaCache's calibrations are Wan's).
-absl::Status CheckFamilyStepCache(const v1::SampleJob& job, const models::ModelInfo& info,
-                                  int64_t width, int64_t height) {
-  const v1::StepCache& cache = job.cache();
-  RL_RETURN_IF_ERROR(CheckCacheKindGiven(cache));
-  if (cache.kind().empty()) return absl::OkStatus();
-  if (cache.kind() == "easycache") return CheckEasyCache(job);
-  if (cache.kind() != "magcache" || !info.caches_steps) {
-    return Invalid("cache.kind",
-                   absl::StrCat("'", cache.kind(), "': ", info.family, " models take ",
-                                info.caches_steps ? "magcache or easycache" : "easycache"));
-  }
-  return CheckMagCache(job, [&](const models::MagCacheRequest& request) {
-    return models::MagCacheSettingsOf(info, request, width, height);
-  });
 }
 
 // What every family's job checks the same way: the schedule, the sampler and its numbers, seeds.
@@ -789,7 +641,7 @@ class SampleKind final : public head::JobKind {
     }
     auto low_noise = PlanLowNoiseExpert(job, roots_, *common);
     if (!low_noise.ok()) return low_noise.status();
-    if (auto status = CheckStepCache(job, common->config, !low_noise->empty()); !status.ok()) {
+    if (auto status = CheckWanStepCache(job, common->config, !low_noise->empty()); !status.ok()) {
       return status;
     }
     auto loras = ResolveLoras("loras", job.loras(), roots_);

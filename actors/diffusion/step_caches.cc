@@ -48,10 +48,24 @@ absl::StatusOr<StepCaches> StepCaches::ForFamily(const SampleRequest& request,
     RL_ASSIGN_OR_RETURN(caches.easy_, EasyCacheOf(request));
     return caches;
   }
+  if (request.cache_kind == "teacache" && info.tea_caches) {
+    // The forward measures its own rows' change (flux_model.cc); one state per branch.
+    auto settings = models::TeaCacheSettingsOf(
+        info, {.threshold = request.cache_threshold,
+               .coefficients = request.cache_coefficients,
+               .steps = request.sigmas.empty() ? request.steps
+                                               : static_cast<int>(request.sigmas.size()) - 1});
+    if (!settings.ok()) return settings.status();
+    caches.tea_ = *std::move(settings);
+    caches.retention_steps_ = false;
+    caches.measures_rows_ = true;
+    return caches;
+  }
   if (request.cache_kind != "magcache" || !info.caches_steps) {
     return absl::InvalidArgumentError(
         absl::StrCat("cache.kind: '", request.cache_kind, "': ", info.family, " models take ",
-                     info.caches_steps ? "magcache" : "no step cache"));
+                     info.caches_steps ? (info.tea_caches ? "teacache or magcache" : "magcache")
+                                       : "no step cache"));
   }
   auto settings = models::MagCacheSettingsOf(info, MagRequestOf(request), width, height);
   if (!settings.ok()) return settings.status();
@@ -119,12 +133,19 @@ models::wan::WanStepCache* StepCaches::For(const void* model, int branch) {
   return cache.get();
 }
 
-absl::Status StepCaches::CheckPlacement(const std::string& placement, int dp) const {
-  if (easy_.has_value() && dp > 1 && placement.rfind("fsdp", 0) == 0) {
+absl::Status StepCaches::CheckPlacement(const std::string& placement, int dp,
+                                        bool split_cfg) const {
+  const bool per_sample = easy_.has_value() || measures_rows_;
+  if (per_sample && dp > 1 && placement.rfind("fsdp", 0) == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cache.kind: easycache decides each data-parallel sample's steps apart, and the weights "
-        "were placed ",
-        placement, ", whose ranks run every forward together"));
+        "cache.kind: ", easy_.has_value() ? "easycache" : "teacache",
+        " decides each data-parallel sample's steps apart, and the weights were placed ", placement,
+        ", whose ranks run every forward together"));
+  }
+  if (measures_rows_ && split_cfg) {
+    return absl::FailedPreconditionError(
+        "mesh.cfg: teacache measures the rows of each model call, and CFG parallelism splits the "
+        "cond and uncond rows one process measures together: use cfg 1 on the mesh");
   }
   return absl::OkStatus();
 }
@@ -154,7 +175,8 @@ std::string StepCaches::Describe() const {
   }
   if (!tea_.has_value()) return "no step cache";
   return absl::StrCat("TeaCache: threshold ", tea_->threshold,
-                      retention_steps_ ? ", retention steps" : "");
+                      retention_steps_ ? ", retention steps" : "",
+                      measures_rows_ ? ", measured on the first modulated image rows" : "");
 }
 
 }  // namespace raylight::actors

@@ -32,20 +32,26 @@ class StepCaches {
                                            const models::wan::WanConfig& config, int64_t width,
                                            int64_t height, bool two_experts,
                                            int expert_switch_step = 0);
-  // A run of any other family (conditioned_sampling.cc): MagCache only, from the authors'
-  // settings for the model (ModelInfo.published_mag_cache at width x height pixels) and the
-  // job's numbers; InvalidArgument naming the field where the family caches no steps.
+  // A run of any other family (conditioned_sampling.cc): MagCache from the authors' settings
+  // for the model (ModelInfo.published_mag_cache at width x height pixels) and the job's
+  // numbers, or TeaCache on the change the family's forward measures (ModelInfo.tea_caches);
+  // InvalidArgument naming the field where the family caches no steps.
   static absl::StatusOr<StepCaches> ForFamily(const SampleRequest& request,
                                               const models::ModelInfo& info, int64_t width,
                                               int64_t height);
 
+  // Whether the forward measures the change of each call's rows (a family's TeaCache): cond
+  // and uncond then decide together only when they run as one batch.
+  bool measures_rows() const { return measures_rows_; }
   bool enabled() const { return tea_.has_value() || mag_.has_value() || easy_.has_value(); }
   // The state of `model`'s `branch` (made on first use); null when the job does not cache in the
   // forward (no cache, or EasyCache).
   models::wan::WanStepCache* For(const void* model, int branch);
-  // FailedPrecondition for EasyCache on a data-parallel mesh (`dp` > 1) over FSDP-placed weights
-  // (`placement`): each sample decides its own steps, FSDP's ranks run every forward together.
-  absl::Status CheckPlacement(const std::string& placement, int dp) const;
+  // FailedPrecondition for EasyCache or a family's TeaCache on a data-parallel mesh (`dp` > 1)
+  // over FSDP-placed weights (`placement`): each sample decides its own steps, FSDP's ranks run
+  // every forward together; and for a family's TeaCache where cond and uncond run on different
+  // ranks (`split_cfg`): one process measures both branches' rows of a call together.
+  absl::Status CheckPlacement(const std::string& placement, int dp, bool split_cfg = false) const;
   // EasyCache on the run's sampler: `options` take its settings and report into this object,
   // which must outlive the runs.
   void ApplyTo(samplers::KSamplerOptions& options);
@@ -63,6 +69,7 @@ class StepCaches {
 
   std::optional<models::TeaCacheSettings> tea_;
   bool retention_steps_ = true;
+  bool measures_rows_ = false;  // a family's TeaCache: the forward measures its rows' change
   std::optional<models::MagCacheSettings> mag_;
   std::vector<bool> schedule_;  // MagCache's, per step
   std::optional<samplers::EasyCacheSettings> easy_;

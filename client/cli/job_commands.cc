@@ -276,11 +276,12 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
                      "clip_vision/)");
   sample->add_option("--fps", flags.fps, "video frame rate (0: the model's)");
   sample->add_option("--crf", flags.crf, "H.264 quality 0..51 (default 19)");
-  sample->add_option("--cache", flags.cache,
-                     "step caching: teacache (reuse the blocks' residual while the timestep "
-                     "modulation changes little), magcache (by the model's calibrated "
-                     "magnitude ratios) or easycache (whole steps, while the predicted output "
-                     "change stays small; every family)");
+  sample->add_option(
+      "--cache", flags.cache,
+      "step caching: teacache (reuse the blocks' residual while the modulated "
+      "input changes little; Wan and the Flux families), magcache (by the model's calibrated "
+      "magnitude ratios) or easycache (whole steps, while the predicted output "
+      "change stays small; every family)");
   sample->add_option("--cache-threshold", flags.cache_threshold,
                      "the cache's threshold (0: the authors' for the model)");
   sample->add_option("--cache-max-skips", flags.cache_max_skips,

@@ -487,8 +487,9 @@ class RaylightLoraLoader:
 class RaylightTeaCache:
     """Step caching for a cluster model's jobs, as ComfyUI-TeaCache patches a MODEL: TeaCache as
     its authors run Wan 2.1 (a call reuses the blocks' residual while the timestep modulation
-    changes little). Threshold 0: the authors' quality threshold for the model; coefficients
-    empty: theirs (Wan 2.1 t2v 1.3B / 14B, i2v 14B; other models need them)."""
+    changes little) and Flux (the first block's modulated image input). Threshold 0: the
+    authors' threshold for the model; coefficients empty: theirs (Wan 2.1 t2v 1.3B / 14B,
+    i2v 14B, Flux.1-dev; other models need them). Retention steps: Wan's only."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -528,7 +529,9 @@ class RaylightTeaCache:
             cache="teacache",
             cache_threshold=threshold,
             cache_coefficients=values,
-            cache_retention_steps=retention_steps,
+            # Sent only when unticked: the head's default is the authors', and the families
+            # other than Wan refuse the field.
+            cache_retention_steps=None if retention_steps else False,
         )
         return (ModelRef(model.cluster, settings),)
 

@@ -34,6 +34,10 @@ struct ResidualCache {
 
   std::unique_ptr<StepCachePolicy> policy;
   at::Tensor residual;  // this rank's rows, fp32
+  // What a measuring policy compares the next call with: the modulated input the forward
+  // measured at this call (the family decides which: Wan's timestep modulation, the Flux
+  // forward's first modulated image rows), fp32.
+  at::Tensor previous;
   int calls = 0;
   int reused = 0;  // calls that added the residual (a policy's reuse with none to add computes)
 };

@@ -133,6 +133,14 @@ at::Tensor GatherSequence(const at::Tensor& local, int64_t dim, int64_t tokens,
   return all.narrow(dim, 0, tokens);
 }
 
+at::Tensor SumOverSequence(const at::Tensor& local, const ParallelContext& parallel) {
+  if (parallel.single()) return local;
+  CheckContext(parallel);
+  at::Tensor sum = local.contiguous().clone();
+  Check(parallel.sequence->AllReduce(sum), "sum");
+  return sum;
+}
+
 PartialAttention AttentionWithLse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   if (q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf)) {
     const auto b = q.size(0), h = q.size(2), l = q.size(1);

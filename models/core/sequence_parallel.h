@@ -34,6 +34,10 @@ at::Tensor ShardSequence(const at::Tensor& x, int64_t dim, const ParallelContext
 at::Tensor GatherSequence(const at::Tensor& local, int64_t dim, int64_t tokens,
                           const ParallelContext& parallel);
 
+// The sum over every rank of the sequence group of `local` (same shape on every rank): a value
+// measured over the whole sequence from each rank's rows. `local` itself on one rank.
+at::Tensor SumOverSequence(const at::Tensor& local, const ParallelContext& parallel);
+
 // Self-attention with q, k, v [B, L/P, H, D] this rank's chunks (parallel.valid_tokens set);
 // returns this rank's chunk of the output. Ulysses, Ring, or both (USP).
 at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

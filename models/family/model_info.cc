@@ -31,6 +31,41 @@ absl::StatusOr<MagCacheSettings> MagCacheSettingsOf(const ModelInfo& info,
       info.variant, "the authors published Wan 2.1's and Qwen-Image's");
 }
 
+absl::StatusOr<TeaCacheSettings> TeaCacheSettingsOf(const ModelInfo& info,
+                                                    const TeaCacheRequest& request) {
+  if (!info.tea_caches) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache.kind: teacache: ", info.family, " models measure no TeaCache change"));
+  }
+  const std::optional<TeaCacheSettings> published =
+      info.published_tea_cache ? info.published_tea_cache() : std::nullopt;
+  TeaCacheSettings settings;
+  settings.coefficients = request.coefficients;
+  settings.threshold = request.threshold;
+  if (settings.coefficients.empty()) {
+    if (!published.has_value()) {
+      return absl::NotFoundError(
+          absl::StrCat("cache.coefficients: no published TeaCache coefficients for ", info.variant,
+                       " (TeaCache4FLUX calibrated Flux.1-dev); give the job's own"));
+    }
+    settings.coefficients = published->coefficients;
+  }
+  if (settings.threshold == 0) {
+    if (!published.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cache.threshold: no published TeaCache threshold for ", info.variant, "; give one"));
+    }
+    settings.threshold = published->threshold;
+  }
+  // TeaCache4FLUX computes its counter's first and last call (cnt 0 and num_steps - 1).
+  settings.retention_calls = 1;
+  settings.cutoff_call = std::max(1, request.steps - 1);
+  if (auto valid = ValidateTeaCacheSettings(settings); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("cache.", valid.message()));
+  }
+  return settings;
+}
+
 absl::StatusOr<ModelInfo> InspectModel(const std::vector<std::string>& paths) {
   // The headers are read once, with their raw names, and named by each family in turn.
   auto raw = ReadKeyShapes(

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "models/core/mag_cache.h"
 #include "models/core/safetensors.h"
+#include "models/core/tea_cache.h"
 
 namespace raylight::models {
 
@@ -60,6 +61,12 @@ struct ModelInfo {
   // model at a job's width x height where they published one (nullopt: the job gives its ratios).
   bool caches_steps = false;
   std::function<std::optional<MagCacheSettings>(int64_t width, int64_t height)> published_mag_cache;
+  // TeaCache on the change the family's forward measures itself (the Flux forward: its first
+  // double block's modulated image input; Wan's TeaCache has its own rules: wan_tea_cache.h):
+  // whether it does, and the authors' calibration where they published one (nullopt: the job
+  // gives its coefficients and threshold).
+  bool tea_caches = false;
+  std::function<std::optional<TeaCacheSettings>()> published_tea_cache;
   // A job's conditioning file (`positive`, `negative`), from its header: what the family's
   // forward takes; `where` starts every message. Unset for a family whose jobs have no files.
   std::function<absl::Status(const StHeader& header, const std::string& where)> check_conditioning;
@@ -76,6 +83,21 @@ struct ModelInfo {
 absl::StatusOr<MagCacheSettings> MagCacheSettingsOf(const ModelInfo& info,
                                                     const MagCacheRequest& request, int64_t width,
                                                     int64_t height);
+
+// A job's TeaCache numbers on a family that measures its own change (ModelInfo.tea_caches):
+// 0 / empty take the published ones.
+struct TeaCacheRequest {
+  double threshold = 0;
+  std::vector<double> coefficients;
+  int steps = 0;  // the sampling steps (model calls per branch)
+};
+
+// The TeaCache settings of a job on a model of `info`: the job's coefficients and threshold, or
+// the authors'; the first and the last call of a branch always computed (TeaCache4FLUX's
+// rule). InvalidArgument naming the field where the family measures nothing or numbers are
+// bad; NotFound where nobody calibrated the model and the job gives no coefficients.
+absl::StatusOr<TeaCacheSettings> TeaCacheSettingsOf(const ModelInfo& info,
+                                                    const TeaCacheRequest& request);
 
 // The model in `paths` (safetensors shards or a GGUF file): the first family (the built-in ones,
 // then those registered by RegisterFamily) that claims the checkpoint's names, with that family's

@@ -4,6 +4,7 @@
 #include "models/flux/flux_conditioning_header.h"
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_mag_cache.h"
+#include "models/flux/flux_tea_cache.h"
 
 namespace raylight::models::flux {
 
@@ -17,6 +18,8 @@ ModelInfo FluxModelInfo(const FluxConfig& config) {
   info.computes_fp8 = true;  // flux_model.cc's linears (ModuleLinear, linear2's parts)
   info.caches_steps = true;  // MagCache: the authors' curve for dev, the job's ratios otherwise
   info.published_mag_cache = [config](int64_t, int64_t) { return PublishedFluxMagCache(config); };
+  info.tea_caches = true;  // TeaCache4FLUX's measure; its coefficients for dev
+  info.published_tea_cache = [config] { return PublishedFluxTeaCache(config); };
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 8;
   info.temporal_factor = 1;

@@ -304,6 +304,36 @@ at::Tensor TextIds(const FluxConfig& c, int64_t tokens, int64_t rows, int64_t co
   return (at::arange(tokens, options) + start).view({tokens, 1}).expand({tokens, 3});
 }
 
+// TeaCache's measure on the Flux forward (TeaCache4FLUX): the relative L1 change of the first
+// double block's modulated image input, (1 + scale) * LayerNorm(image) + shift, from the last
+// call's: mean |m - m_prev| / mean |m_prev| over every row of the call's batch and of every rank
+// (one all-reduce, so every rank of the sequence group takes the same decision). `image` is this
+// rank's image rows (text rows and sequence padding excluded); `cache.previous` becomes this
+// call's m.
+struct ModulatedInputChange {
+  double rel_l1 = 0;
+  bool comparable = false;  // every rank had a previous input of this call's shape
+};
+ModulatedInputChange MeasureModulatedInput(const at::Tensor& image, const at::Tensor& shift,
+                                           const at::Tensor& scale, ResidualCache& cache,
+                                           const ParallelContext& sp) {
+  const at::Tensor normed = at::layer_norm(image.to(at::kFloat), {image.size(-1)}, {}, {}, kEps);
+  const at::Tensor modulated = at::addcmul(shift.to(at::kFloat), normed, 1 + scale.to(at::kFloat));
+  const bool comparable = cache.previous.defined() && cache.previous.sizes() == modulated.sizes();
+  // [sum |m - m_prev|, sum |m_prev|, ranks without a previous input], summed over the ranks.
+  // In float32, which every backend reduces (a relative 1e-7 off the decision's sum).
+  const at::Tensor none = at::zeros({}, modulated.options());
+  at::Tensor sums =
+      comparable
+          ? at::stack({(modulated - cache.previous).abs().sum(), cache.previous.abs().sum(), none})
+          : at::stack({none, none, none + 1});
+  sums = SumOverSequence(sums, sp).to(at::kDouble).cpu();
+  cache.previous = modulated;
+  const double* value = sums.data_ptr<double>();
+  if (value[2] > 0 || value[1] <= 0) return {};
+  return {.rel_l1 = value[0] / value[1], .comparable = true};
+}
+
 at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelContext& parallel,
                    WeightProvider& provider) {
   const at::Device device = provider.device();
@@ -374,24 +404,39 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
 
   // A step cache: this call adds the residual the blocks added last time, or runs them and keeps
   // what they add (to the joint rows: the image rows' part is what the final layer reads).
+  // MagCache decides here from its schedule; TeaCache once block 0's modulation is at hand.
   ResidualCache* cache = in.step_cache;
-  const bool reuse = cache != nullptr && cache->ReuseFor(joint);
-  const at::Tensor before_blocks = cache != nullptr && !reuse ? joint.clone() : at::Tensor();
-  if (reuse) joint = joint + cache->residual;
+  const bool measures = cache != nullptr && cache->policy->measures_change();
+  bool reuse = cache != nullptr && !measures && cache->ReuseFor(joint);
+  at::Tensor before_blocks;
+  if (cache != nullptr && !reuse) before_blocks = joint.clone();
+  // This rank's rows that are the sequence's (the last rank's padding is not).
+  const int64_t valid_rows = std::clamp<int64_t>(tokens - sp.sequence_rank() * chunk, 0, chunk);
   for (int i = 0; i < provider.num_blocks() && !reuse; ++i) {
-    if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
+    // Measuring, block 0 is needed before the next one may be fetched: the call may end here.
+    const bool decides_here = i == 0 && measures;
+    if (!decides_here && i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
     auto block = provider.Acquire(i);
     TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
     const absl::Cleanup release = [&provider, i] { provider.Release(i); };
+    auto modulation = [&](const std::string& stream) -> std::vector<at::Tensor> {
+      if (c.shared_modulation) return stream == "img" ? shared_img : shared_txt;
+      if (!table.defined()) return Modulate(silu_vec, **block, stream + "_mod.lin", 6);
+      // Chroma's table: the single blocks' 3 rows each, then the double blocks' image rows,
+      // then their text rows, 6 each.
+      const int64_t image_rows = 3 * c.depth_single + 6 * i;
+      return rows_of(stream == "img" ? image_rows : image_rows + 6 * c.depth, 6);
+    };
+    if (decides_here) {
+      const std::vector<at::Tensor> image_mod = modulation("img");
+      const ModulatedInputChange change = MeasureModulatedInput(
+          joint.narrow(1, text_rows, std::max<int64_t>(valid_rows - text_rows, 0)), image_mod[0],
+          image_mod[1], *cache, sp);
+      reuse = cache->ReuseFor(joint, change.rel_l1, change.comparable);
+      if (reuse) break;
+      if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
+    }
     if (i < c.depth) {
-      auto modulation = [&](const std::string& stream) -> std::vector<at::Tensor> {
-        if (c.shared_modulation) return stream == "img" ? shared_img : shared_txt;
-        if (!table.defined()) return Modulate(silu_vec, **block, stream + "_mod.lin", 6);
-        // Chroma's table: the single blocks' 3 rows each, then the double blocks' image rows,
-        // then their text rows, 6 each.
-        const int64_t image_rows = 3 * c.depth_single + 6 * i;
-        return rows_of(stream == "img" ? image_rows : image_rows + 6 * c.depth, 6);
-      };
       DoubleBlock(c, joint, text_rows, modulation, rotation, **block, sp, dtype);
     } else {
       const int64_t single = i - c.depth;
@@ -402,8 +447,9 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
                   rotation, **block, sp, dtype);
     }
   }
+  if (reuse) joint = joint + cache->residual;
 
-  if (before_blocks.defined()) cache->Keep(before_blocks, joint);
+  if (!reuse && before_blocks.defined()) cache->Keep(before_blocks, joint);
 
   // Final layer: BFL stores (shift, scale), diffusers (scale, shift); Chroma's are its table's
   // last two rows (shift, scale).

@@ -31,6 +31,7 @@ ModelInfo Flux2ModelInfo(const flux::FluxConfig& config) {
   info.merges_loras = true;
   info.computes_fp8 = true;  // flux_model.cc's linears (ModuleLinear, linear2's parts)
   info.caches_steps = true;  // MagCache with the job's own ratios (none published here)
+  info.tea_caches = true;    // TeaCache on the Flux forward's measure, the job's coefficients
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 16;
   info.temporal_factor = 1;

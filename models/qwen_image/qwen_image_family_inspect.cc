@@ -91,6 +91,7 @@ ModelInfo QwenImageModelInfo(const flux::FluxConfig& config) {
   info.vae = "wan2.1";
   // MagCache: the authors' Qwen-Image calibration (the real size), else the job's ratios.
   info.caches_steps = true;
+  info.tea_caches = true;  // TeaCache on the Flux forward's measure, the job's coefficients
   info.published_mag_cache = [config](int64_t, int64_t) {
     return PublishedQwenImageMagCache(config);
   };

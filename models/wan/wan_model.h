@@ -28,8 +28,7 @@ namespace raylight::models::wan {
 struct WanStepCache : ResidualCache {
   WanStepCache(std::unique_ptr<StepCachePolicy> step_policy, bool modulation_e0)
       : ResidualCache(std::move(step_policy)), e0(modulation_e0) {}
-  bool e0 = true;
-  at::Tensor previous;  // [B, 6, dim] or [B, dim], fp32
+  bool e0 = true;  // `previous` holds e0 [B, 6, dim]; false: e [B, dim]
 };
 
 struct WanInputs {

@@ -5,6 +5,8 @@
 // --sample). fp32 on CPU workers: max abs difference under 1e-4, one rank and Ulysses 2 (the
 // joint text + image sequence split across the ranks), Kontext references and LoRAs in both
 // spellings.
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
 #include "tests/jobs/jobs_fixture.h"
 
 namespace raylight::jobs_testing {
@@ -54,7 +56,8 @@ class FluxJobsTest : public JobsTest {
   // ComfyUI's LATENT for the same job, on the checkpoint in BFL's names (whatever spelling the
   // job's copy has), with `loras` (a JSON list of {"path", "strength"}) applied.
   // A job with `cache` easycache gets ComfyUI's EasyCache node on the model (with later
-  // ComfyUI's per-branch arithmetic: dit_reference.py with_easycache).
+  // ComfyUI's per-branch arithmetic: dit_reference.py with_easycache); teacache, TeaCache4FLUX's
+  // rule (with_flux_teacache, its counts beside the LATENT in `out`.json).
   Latent ComfyReference(const v1::SampleJob& job,
                         const std::string& positive = "flux-positive.safetensors",
                         const std::string& loras = "[]") {
@@ -66,9 +69,15 @@ class FluxJobsTest : public JobsTest {
                            cache.has_start_percent() ? cache.start_percent() : 0.15, R"(, "end": )",
                            cache.has_end_percent() ? cache.end_percent() : 0.95, "}, ")
             : "";
+    std::string teacache;
+    if (cache.kind() == "teacache") {
+      teacache =
+          absl::StrCat(R"("teacache": {"threshold": )", cache.threshold(), R"(, "coefficients": [)",
+                       absl::StrJoin(cache.coefficients(), ", "), "]}, ");
+    }
     const std::string c =
-        absl::StrCat("{", easycache, R"("loras": )", loras, R"(, "config": )", kTinyFluxDev,
-                     R"(, "checkpoint": ")", models_, "/flux-tiny.safetensors",
+        absl::StrCat("{", easycache, teacache, R"("loras": )", loras, R"(, "config": )",
+                     kTinyFluxDev, R"(, "checkpoint": ")", models_, "/flux-tiny.safetensors",
                      R"(", "positive": ")", dir_->path(), "/", positive, R"(", "negative": ")",
                      dir_->path(), R"(/flux-negative.safetensors", "width": )", job.width(),
                      R"(, "height": )", job.height(), R"(, "steps": )", job.steps(), R"(, "cfg": )",
@@ -268,6 +277,60 @@ TEST_F(FluxJobsTest, AnEasyCacheJobEqualsComfyUisEasyCacheNode) {
   EXPECT_GT(testing_util::RelativeL2(ComfyReference(uncached), want), 1e-2);  // the reuse is real
 }
 
+// TeaCache on a Flux job with CFG (TeaCache4FLUX's measure and rule; the job's own coefficients,
+// random weights having no calibration) equals the authors' rule on ComfyUI's own Flux
+// (dit_reference.py with_flux_teacache, which measures cond and uncond of a call together as
+// ComfyUI batches them) and reuses the same calls: on one rank, under Ulysses 2 with FSDP (the
+// measure summed over the ranks' rows while FSDP gathers the block it reads) and under Ring 2.
+TEST_F(FluxJobsTest, ATeaCacheJobEqualsTheAuthorsRuleOnComfyUisFlux) {
+  v1::SampleJob job = FluxJob();
+  job.set_steps(10);
+  v1::StepCache* cache = job.mutable_cache();
+  cache->set_kind("teacache");
+  cache->set_threshold(0.5);  // on the relative L1 change itself: reuses some calls here
+  cache->add_coefficients(1.0);
+  cache->add_coefficients(0.0);
+  const Latent want = ComfyReference(job);
+  const nlohmann::json counts = nlohmann::json::parse(
+      testing_util::ReadFileOrEmpty(dir_->path() + "/comfyui-sampled.safetensors.json"));
+  const int reference_reused = counts["reused"];
+  EXPECT_GT(reference_reused, 0);
+  EXPECT_LT(reference_reused, 8);  // the first and the last call compute
+  Latent one_rank;
+  for (const std::string mesh : {"one rank", "ulysses 2, fsdp", "ring 2"}) {
+    v1::SampleJob meshed = job;
+    if (mesh == "ulysses 2, fsdp") {
+      meshed.mutable_mesh()->set_ulysses(2);
+      meshed.set_placement("fsdp");
+    } else if (mesh == "ring 2") {
+      meshed.mutable_mesh()->set_ring(2);
+    }
+    v1::JobInfo done = RunJob(meshed);
+    ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
+    const v1::SampleResult result = ResultOf(done.job_id());
+    const Latent got = ReadLatent(result.latent());
+    ASSERT_EQ(got.shape, want.shape);
+    // Against ComfyUI by relative L2, as for EasyCache: the reused residual carries the last
+    // computed call's rounding on; one call decided otherwise moves the latent by more than 1e-2.
+    const double error = testing_util::RelativeL2(got, want);
+    EXPECT_LT(error, 5e-5) << mesh;
+    EXPECT_EQ(result.calls_reused(), reference_reused) << mesh;
+    if (mesh == "one rank") {
+      one_rank = got;
+    } else {
+      EXPECT_LT(MaxAbsDiff(got, one_rank), 1e-4) << mesh;
+    }
+    std::printf(
+        "flux teacache (%s) vs ComfyUI + TeaCache4FLUX's rule: %d of %d calls reused (reference "
+        "%d), relative L2 %.3g, max abs diff %.3g\n",
+        mesh.c_str(), result.calls_reused(), result.model_calls(), reference_reused, error,
+        MaxAbsDiff(got, want));
+  }
+  v1::SampleJob uncached = job;
+  uncached.clear_cache();
+  EXPECT_GT(testing_util::RelativeL2(ComfyReference(uncached), want), 1e-2);  // the reuse is real
+}
+
 // fp8 compute on the Flux forward (fused linear1's rows, linear2's two column parts): the job
 // stays within fp8_linear.h's documented 10% of the default job, on one rank and under Ulysses 2
 // (where the attention's other summation order moves an activation's e4m3 rounding now and
@@ -286,7 +349,9 @@ TEST_F(FluxJobsTest, AnFp8ComputeJobStaysNearTheDefaultJob) {
     done = RunJob(meshed);
     ASSERT_EQ(done.state(), v1::JOB_SUCCEEDED) << done.DebugString();
     const v1::SampleResult result = ResultOf(done.job_id());
-    if (ulysses == 1) EXPECT_FALSE(result.model_was_resident());  // not the default copy
+    if (ulysses == 1) {
+      EXPECT_FALSE(result.model_was_resident());  // not the default copy
+    }
     const Latent got = ReadLatent(result.latent());
     const double error = testing_util::RelativeL2(got, full);
     std::printf("flux fp8 compute (ulysses %d) vs the default job: relative L2 %.3g\n", ulysses,
@@ -311,8 +376,32 @@ TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
   ExpectRefusedNaming(job, "frames", [](v1::SampleJob& j) { j.set_frames(9); });
   ExpectRefusedNaming(job, "width", [](v1::SampleJob& j) { j.set_width(100); });
   ExpectRefusedNaming(job, "output", [](v1::SampleJob& j) { j.set_output("video"); });
-  ExpectRefusedNaming(job, "cache.kind",
+  // TeaCache: nobody calibrated this model; Wan's retention steps; per-sample decisions over FSDP.
+  ExpectRefusedNaming(job, "cache.coefficients",
                       [](v1::SampleJob& j) { j.mutable_cache()->set_kind("teacache"); });
+  auto own_teacache = [](v1::SampleJob& j) {
+    j.mutable_cache()->set_kind("teacache");
+    j.mutable_cache()->set_threshold(0.5);
+    j.mutable_cache()->add_coefficients(1.0);
+    j.mutable_cache()->add_coefficients(0.0);
+  };
+  ExpectRefusedNaming(job, "cache.threshold", [&](v1::SampleJob& j) {
+    own_teacache(j);
+    j.mutable_cache()->set_threshold(0);
+  });
+  ExpectRefusedNaming(job, "cache.retention_steps", [&](v1::SampleJob& j) {
+    own_teacache(j);
+    j.mutable_cache()->set_retention_steps(true);
+  });
+  ExpectRefusedNaming(job, "cache.kind", [&](v1::SampleJob& j) {
+    own_teacache(j);
+    j.mutable_mesh()->set_dp(2);
+    j.set_placement("fsdp");
+  });
+  ExpectRefusedNaming(job, "cache.kind", [&](v1::SampleJob& j) {  // two model calls a step
+    own_teacache(j);
+    j.set_sampler("heun");
+  });
   ExpectRefusedNaming(job, "cache.kind", [](v1::SampleJob& j) {
     j.mutable_cache()->set_kind("easycache");
     j.mutable_mesh()->set_dp(2);

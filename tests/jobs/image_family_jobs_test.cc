@@ -272,8 +272,8 @@ TEST_P(ImageFamilyJobsTest, AMagCacheJobFollowsItsScheduleOnEveryMesh) {
     split.mutable_mesh()->set_cfg(2);
     ExpectSameAs(split, want);
   }
-  // TeaCache's calibrations are Wan's; MagCache's numbers are checked as for Wan.
-  ExpectRefusedNaming(job, "cache.kind", [](v1::SampleJob& j) {
+  // Nobody calibrated TeaCache for these models; MagCache's numbers are checked as for Wan.
+  ExpectRefusedNaming(job, "cache.coefficients", [](v1::SampleJob& j) {
     j.mutable_cache()->set_kind("teacache");
     j.mutable_cache()->clear_mag_ratios();
   });
@@ -281,11 +281,13 @@ TEST_P(ImageFamilyJobsTest, AMagCacheJobFollowsItsScheduleOnEveryMesh) {
                       [](v1::SampleJob& j) { j.mutable_cache()->clear_mag_ratios(); });
 }
 
-// fp8 compute and EasyCache on each family of the Flux forward: fp8 within fp8_linear.h's
-// documented 10% of the default job; EasyCache (decided at the sampler from the step's outputs)
-// under Ulysses 2 equal to one rank, with steps reused (the tiny random models change fast: the
-// node's largest threshold, from the first tenth of the schedule).
-TEST_P(ImageFamilyJobsTest, Fp8ComputeAndEasyCacheJobs) {
+// fp8 compute, EasyCache and TeaCache on each family of the Flux forward: fp8 within
+// fp8_linear.h's documented 10% of the default job; EasyCache (decided at the sampler from the
+// step's outputs) under Ulysses 2 equal to one rank, with steps reused (the tiny random models
+// change fast: the node's largest threshold, from the first tenth of the schedule); TeaCache
+// (the forward's first modulated image rows, the job's coefficients) under Ulysses 2 with FSDP
+// equal to one rank, with calls reused, and refused where CFG parallelism would split its batch.
+TEST_P(ImageFamilyJobsTest, Fp8ComputeEasyCacheAndTeaCacheJobs) {
   v1::SampleJob job = FamilyJob();
   job.set_steps(10);
   const v1::JobInfo plain = RunJob(job);
@@ -314,6 +316,27 @@ TEST_P(ImageFamilyJobsTest, Fp8ComputeAndEasyCacheJobs) {
   v1::SampleJob meshed = cached;
   meshed.mutable_mesh()->set_ulysses(2);
   ExpectSameAs(meshed, want);
+
+  v1::SampleJob tea = job;
+  tea.mutable_cache()->set_kind("teacache");
+  tea.mutable_cache()->set_threshold(0.5);  // on the relative L1 change itself
+  tea.mutable_cache()->add_coefficients(1.0);
+  tea.mutable_cache()->add_coefficients(0.0);
+  const v1::JobInfo tea_done = RunJob(tea);
+  ASSERT_EQ(tea_done.state(), v1::JOB_SUCCEEDED) << tea_done.DebugString();
+  const v1::SampleResult tea_result = ResultOf(tea_done.job_id());
+  std::printf("%s teacache: %d of %d calls reused\n", GetParam().name.c_str(),
+              tea_result.calls_reused(), tea_result.model_calls());
+  EXPECT_GT(tea_result.calls_reused(), 0);
+  const Latent tea_latent = ReadLatent(tea_result.latent());
+  EXPECT_GT(MaxAbsDiff(tea_latent, full), 1e-3);
+  v1::SampleJob tea_sharded = tea;
+  tea_sharded.mutable_mesh()->set_ulysses(2);
+  tea_sharded.set_placement("fsdp");
+  ExpectSameAs(tea_sharded, tea_latent);
+  if (GetParam().cfg_parallel) {
+    ExpectRefusedNaming(tea, "mesh.cfg", [](v1::SampleJob& j) { j.mutable_mesh()->set_cfg(2); });
+  }
 }
 
 // Decoding on the cluster: Qwen-Image's VAE is a Wan 2.1 VAE (its own weights, ComfyUI's

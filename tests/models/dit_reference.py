@@ -4,6 +4,7 @@ ComfyUI's KSampler makes it (comfy.sample.sample on ComfyUI's own model of the f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,12 @@ def comfyui_sample(
     if "easycache" in case:
         easy = case["easycache"]
         patcher = with_easycache(patcher, easy["threshold"], easy["start"], easy["end"])
+    tea_counts: dict[str, Any] = {}
+    if "teacache" in case:
+        tea = case["teacache"]
+        patcher = with_flux_teacache(
+            patcher, tea["threshold"], tea["coefficients"], case["steps"], tea_counts
+        )
     latent = torch.zeros(1, 16, case["height"] // 8, case["width"] // 8)
     latent = comfy.sample.fix_empty_latent_channels(patcher, latent)
     noise = comfy.sample.prepare_noise(latent, case["seed"])
@@ -72,6 +79,10 @@ def comfyui_sample(
         disable_pbar=True,
     )
     save_file({"latent_tensor": samples.float().contiguous()}, case["out"])
+    if tea_counts:  # the model calls TeaCache answered, beside the LATENT
+        counts = {"calls": tea_counts["calls"], "reused": tea_counts["reused"]}
+        with open(case["out"] + ".json", "w") as f:
+            json.dump(counts, f)
 
 
 def with_easycache(patcher: Any, threshold: float, start: float, end: float) -> Any:
@@ -116,6 +127,81 @@ def with_easycache(patcher: Any, threshold: float, start: float, end: float) -> 
         (wrappers.DIFFUSION_MODEL, nodes_easycache.easycache_forward_wrapper),
     ]:
         patched.add_wrapper_with_key(kind, "easycache", wrapper)
+    return patched
+
+
+def with_flux_teacache(
+    patcher: Any,
+    threshold: float,
+    coefficients: list[float],
+    num_steps: int,
+    state: dict[str, Any],
+) -> Any:
+    """`patcher` (ComfyUI's Flux) with TeaCache4FLUX's rule (teacache_flux.py, transcribed onto
+    ComfyUI's block-replacement patches rather than diffusers' forward): each model call measures
+    the first double block's modulated image input, (1 + scale) * img_norm1(img) + shift over
+    the call's whole batch, accumulates the rescaled relative L1 change from the previous call's,
+    and while the sum stays under the threshold skips every block and adds the image rows'
+    residual of the last computed call; the counter's first and last call (cnt 0, num_steps - 1)
+    always compute. `state` keeps the rule's state; its "calls" and "reused" count the calls."""
+    import numpy as np
+
+    patched = patcher.clone()
+    model = patched.model.diffusion_model
+    first = model.double_blocks[0]
+    rescale = np.poly1d(coefficients)
+    state.update({"cnt": 0, "acc": 0.0, "previous": None, "compute": True})
+    state.update({"ori": None, "residual": None, "calls": 0, "reused": 0})
+
+    def decide(img: torch.Tensor, vec: torch.Tensor) -> None:
+        mod1, _ = first.img_mod(vec)
+        modulated = torch.addcmul(mod1.shift, first.img_norm1(img), 1 + mod1.scale)
+        if state["cnt"] == 0 or state["cnt"] == num_steps - 1:
+            state["compute"], state["acc"] = True, 0.0
+        else:
+            prev = state["previous"]
+            state["acc"] += rescale(((modulated - prev).abs().mean() / prev.abs().mean()).item())
+            state["compute"] = bool(state["acc"] >= threshold)
+            if state["compute"]:
+                state["acc"] = 0.0
+        state["previous"] = modulated
+        state["cnt"] = (state["cnt"] + 1) % num_steps
+        state["calls"] += 1
+        state["reused"] += not state["compute"]
+
+    def double(index: int) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
+        def block(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+            if index == 0:
+                decide(args["img"], args["vec"])
+                if state["compute"]:
+                    state["ori"] = args["img"].clone()
+            if not state["compute"]:
+                return {"img": args["img"], "txt": args["txt"]}
+            out: dict[str, Any] = extra["original_block"](args)
+            return out
+
+        return block
+
+    last = len(model.single_blocks) - 1
+
+    def single(index: int) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
+        def block(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+            img = extra["original_block"](args)["img"] if state["compute"] else args["img"]
+            if index == last:
+                image_rows = state["ori"].shape[1]
+                text, image = img[:, :-image_rows], img[:, -image_rows:]
+                if state["compute"]:
+                    state["residual"] = image - state["ori"]
+                else:
+                    img = torch.cat([text, image + state["residual"]], 1)
+            return {"img": img}
+
+        return block
+
+    for i in range(len(model.double_blocks)):
+        patched.set_model_patch_replace(double(i), "dit", "double_block", i)
+    for i in range(len(model.single_blocks)):
+        patched.set_model_patch_replace(single(i), "dit", "single_block", i)
     return patched
 
 

@@ -12,6 +12,8 @@
 #include <sstream>
 
 #include "models/core/safetensors_tensors.h"
+#include "models/family/model_info.h"
+#include "models/flux/flux_family_inspect.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_tea_cache.h"
 #include "nlohmann/json.hpp"
@@ -107,6 +109,50 @@ TEST(TeaCacheTest, PublishedSettingsForTheCalibratedWanModelsOnly) {
 // A call that reuses adds the residual the blocks added at the last computed call: with the
 // timestep unchanged (the same modulation: the accumulated change stays 0 < threshold) the reused
 // call's output equals the computed one's, and every call after the retention is reused.
+// The Flux forward's TeaCache (flux_tea_cache.h, model_info.h TeaCacheSettingsOf): TeaCache4FLUX's
+// polynomial and ComfyUI-TeaCache's threshold for dev only, the job's numbers for the others,
+// and the authors' call rule (the counter's first and last call computed).
+TEST(TeaCacheTest, PublishedFluxSettingsAndTheirCallRule) {
+  const ModelInfo dev = flux::FluxModelInfo(*flux::FluxPreset("flux1-dev"));
+  auto settings = TeaCacheSettingsOf(dev, {.steps = 28});
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_DOUBLE_EQ(settings->threshold, 0.4);
+  ASSERT_EQ(settings->coefficients.size(), 5u);
+  EXPECT_DOUBLE_EQ(settings->coefficients.front(), 4.98651651e+02);
+  EXPECT_DOUBLE_EQ(settings->coefficients.back(), 2.64230861e-01);
+  EXPECT_EQ(settings->retention_calls, 1);
+  EXPECT_EQ(settings->cutoff_call, 27);
+  auto job_threshold = TeaCacheSettingsOf(dev, {.threshold = 0.25, .steps = 28});
+  ASSERT_TRUE(job_threshold.ok());
+  EXPECT_DOUBLE_EQ(job_threshold->threshold, 0.25);
+
+  // With the identity polynomial at threshold 0.25: call 0 computes; changes of 0.1 reuse two
+  // calls, then the third's sum (0.3) computes; the last call (27) computes whatever the sum.
+  TeaCachePolicy policy(
+      *TeaCacheSettingsOf(dev, {.threshold = 0.25, .coefficients = {1, 0}, .steps = 28}));
+  std::vector<bool> computed;
+  for (int call = 0; call < 28; ++call) computed.push_back(policy.ShouldCompute(call, 0.1));
+  EXPECT_TRUE(computed[0]);
+  EXPECT_FALSE(computed[1]);
+  EXPECT_FALSE(computed[2]);
+  EXPECT_TRUE(computed[3]);
+  EXPECT_FALSE(computed[26]);  // 3, 6, ..., 24 compute; 25 and 26 reuse
+  EXPECT_TRUE(computed[27]);
+  EXPECT_EQ(policy.reused(), 28 - 10);
+
+  const ModelInfo schnell = flux::FluxModelInfo(*flux::FluxPreset("flux1-schnell"));
+  EXPECT_EQ(TeaCacheSettingsOf(schnell, {.steps = 4}).status().code(), absl::StatusCode::kNotFound);
+  auto no_threshold = TeaCacheSettingsOf(schnell, {.coefficients = {1, 0}, .steps = 4});
+  EXPECT_EQ(no_threshold.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(no_threshold.status().message().find("cache.threshold"), std::string::npos);
+  EXPECT_TRUE(
+      TeaCacheSettingsOf(schnell, {.threshold = 0.3, .coefficients = {1, 0}, .steps = 4}).ok());
+  ModelInfo wan;  // a family whose forward measures nothing of its own
+  wan.family = "wan";
+  EXPECT_EQ(TeaCacheSettingsOf(wan, {.threshold = 0.3, .coefficients = {1, 0}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(TeaCacheTest, AReusedCallAddsTheLastComputedResidual) {
   const wan::WanConfig config = wan::WanPreset("tiny-t2v").value();
   testing_util::TempDir dir("tea-cache-forward");

@@ -302,7 +302,11 @@ def test_step_caching_travels_in_the_job() -> None:
         "m", "a fox", cache="teacache", cache_threshold=0.2, cache_coefficients=[1.0, 0.0]
     )
     assert (job.cache.kind, job.cache.threshold) == ("teacache", 0.2)
-    assert list(job.cache.coefficients) == [1.0, 0.0] and job.cache.retention_steps
+    # Wan's retention steps unset unless given (the head's default is theirs; other families
+    # refuse them).
+    assert list(job.cache.coefficients) == [1.0, 0.0] and not job.cache.HasField("retention_steps")
+    plain = raylight.sample_job("m", "a fox", cache="teacache", cache_retention_steps=False)
+    assert plain.cache.HasField("retention_steps") and not plain.cache.retention_steps
     assert not raylight.sample_job("m", "a fox").HasField("cache")
     mag = raylight.sample_job(
         "m", "a fox", cache="magcache", cache_max_skips=4, cache_mag_ratios=[1.0, 0.99]

@@ -216,7 +216,7 @@ def sample_job(
     cache: str = "",
     cache_threshold: float = 0.0,
     cache_coefficients: Sequence[float] = (),
-    cache_retention_steps: bool = True,
+    cache_retention_steps: bool | None = None,
     cache_max_skips: int = 0,
     cache_retention_ratio: float | None = None,
     cache_mag_ratios: Sequence[float] = (),
@@ -240,9 +240,10 @@ def sample_job(
     or JPEG bytes), encoded on the cluster by the VAE: for I2V models with `clip_vision` (empty:
     the CLIP vision tower in a root's clip_vision/), and `end_image` for FLF2V; for Wan 2.2
     TI2V-5B as the starting latent's first frame (then no `latent`). `cache="teacache"` reuses the
-    blocks' work across steps (TeaCache as its authors run Wan 2.1: `cache_threshold` 0 takes
-    their quality threshold for the model, empty `cache_coefficients` their polynomial;
-    `cache_retention_steps` their use_ret_steps); `cache="magcache"` by MagCache's calibrated
+    blocks' work across steps (TeaCache as its authors run Wan 2.1 and Flux.1-dev:
+    `cache_threshold` 0 takes their threshold for the model, empty `cache_coefficients` their
+    polynomial; `cache_retention_steps` Wan's use_ret_steps, None their default, True);
+    `cache="magcache"` by MagCache's calibrated
     schedule (its authors' Wan 2.1 ratios: `cache_threshold` 0 takes their 0.12,
     `cache_max_skips` 0 their 2, `cache_retention_ratio` None their 0.2, empty
     `cache_mag_ratios` their curve for the model); `cache="easycache"` reuses whole steps as
@@ -303,7 +304,7 @@ def sample_job(
         job.cache.kind = cache
         job.cache.threshold = cache_threshold
         job.cache.coefficients.extend(float(c) for c in cache_coefficients)
-        if cache == "teacache":
+        if cache == "teacache" and cache_retention_steps is not None:
             job.cache.retention_steps = cache_retention_steps
         job.cache.max_skips = cache_max_skips
         job.cache.mag_ratios.extend(float(r) for r in cache_mag_ratios)
