@@ -15,6 +15,18 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+std::string ModelNote(const EnsuredModel& model, const std::string& variant,
+                      const std::string& placement) {
+  if (model.was_resident) {
+    return absl::StrCat("model ", model.summary->path, " is resident (", variant, ", ", placement,
+                        ")");
+  }
+  const double gb = (model.summary->device_bytes + model.summary->host_bytes) / 1e9;
+  return absl::StrFormat("loaded %s (%s, %s) in %.3g s: %.3g GB placed, %.3g GB/s",
+                         model.summary->path, variant, placement, model.seconds, gb,
+                         model.seconds > 0 ? gb / model.seconds : 0.0);
+}
+
 absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu) {
   if (dtype.empty() || dtype == "auto") return gpu ? at::kBFloat16 : at::kFloat;
   if (dtype == "bf16") return at::kBFloat16;

@@ -54,6 +54,11 @@ struct EnsuredModel {
   std::string reason;  // why this placement
 };
 
+// The job's note on its model: "model P is resident (variant, placement)", or "loaded P
+// (variant, placement) in S s: G GB placed, R GB/s" (the placed bytes over the load's time).
+std::string ModelNote(const EnsuredModel& model, const std::string& variant,
+                      const std::string& placement);
+
 class SamplingServices {
  public:
   virtual ~SamplingServices() = default;

@@ -155,11 +155,7 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   }
   const models::wan::WanConfig& config = wan_model->config();
   outcome.placement = absl::StrCat(model.summary->placement, " (", reason, ")");
-  note(outcome.model_was_resident
-           ? absl::StrCat("model ", model.summary->path, " is resident (", config.name, ", ",
-                          outcome.placement, ")")
-           : absl::StrCat("loaded ", model.summary->path, " (", config.name, ", ",
-                          outcome.placement, ") in ", outcome.load_seconds, " s"));
+  note(ModelNote(model, config.name, outcome.placement));
   // Wan 2.2 A14B: the low-noise expert beside the high-noise one, both kept.
   std::optional<EnsuredModel> low_noise;
   if (!request.low_noise_model.files.empty()) {

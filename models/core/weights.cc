@@ -54,7 +54,9 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     const Checkpoint& checkpoint, const BlockLayout& layout, const PlacementOptions& options) {
   std::unique_ptr<ResidentWeights> weights(new ResidentWeights(options));
   weights->blocks_.resize(layout.num_blocks());
-  for (const auto& [name, tensor] : checkpoint.tensors) {
+  // Places one tensor whose stored bytes are `tensor.data` (on the device already, or the
+  // mapped file's view on the CPU).
+  auto place = [&](const std::string& name, const CheckpointTensor& tensor) -> absl::Status {
     const bool fp32 = options.keep_fp32 && options.keep_fp32(name);
     auto owner = BlockOf(name, layout);
     if (!owner.ok()) return owner.status();
@@ -73,14 +75,14 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
       }
       block->ready.Set(Fp8ScaleName(local), std::move(rows.scale));
       block->ready.Set(local, std::move(rows.values));
-      continue;
+      return absl::OkStatus();
     }
     if (tensor.encoded() && dtype == tensor.data.scalar_type()) {  // kept as stored
       CheckpointTensor on_device = tensor;
       on_device.data = tensor.data.to(options.device);  // still fp8 or GGUF blocks
       for (WeightPatch& patch : on_device.patches) patch = PatchOn(patch, options.device);
       block->fp8.emplace(local, std::move(on_device));
-      continue;
+      return absl::OkStatus();
     }
     at::Tensor placed = Materialize(tensor, dtype, options.device);
     if (block != nullptr) {
@@ -88,7 +90,31 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     } else {
       weights->globals_.Set(local, std::move(placed));
     }
+    return absl::OkStatus();
+  };
+  if (!options.device.is_cuda()) {  // the CPU computes on the mapped file's views
+    for (const auto& [name, tensor] : checkpoint.tensors) {
+      if (absl::Status placed = place(name, tensor); !placed.ok()) return placed;
+    }
+    return weights;
   }
+  // The stored bytes cross to the GPU through pinned staging buffers read in parallel
+  // (staged_upload.h); each tensor is placed from its device copy as soon as it has crossed.
+  std::vector<const std::pair<const std::string, CheckpointTensor>*> entries;
+  std::vector<at::Tensor> sources;
+  for (const auto& entry : checkpoint.tensors) {
+    entries.push_back(&entry);
+    sources.push_back(entry.second.data.contiguous());
+  }
+  const absl::Status uploaded = UploadStaged(
+      sources, options.device, StagedUploadOptions{},
+      [&](int i, at::Tensor copy) {
+        CheckpointTensor on_device = entries[i]->second;
+        on_device.data = std::move(copy);
+        return place(entries[i]->first, on_device);
+      },
+      &weights->upload_);
+  if (!uploaded.ok()) return uploaded;
   return weights;
 }
 

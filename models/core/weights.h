@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "models/core/checkpoint.h"
+#include "models/core/staged_upload.h"
 
 namespace raylight::models {
 
@@ -122,6 +123,8 @@ class ResidentWeights final : public WeightProvider {
   void Release(int index) override;
   // Bytes held on the device (fp8 counted as stored).
   int64_t resident_bytes() const;
+  // How the stored bytes crossed to a GPU (staged_upload.h); zero on the CPU (mapped views).
+  const UploadStats& upload() const { return upload_; }
 
  private:
   struct Block {
@@ -132,6 +135,7 @@ class ResidentWeights final : public WeightProvider {
   };
   explicit ResidentWeights(PlacementOptions options) : WeightProvider(std::move(options)) {}
   std::vector<Block> blocks_;
+  UploadStats upload_;
 };
 
 }  // namespace raylight::models

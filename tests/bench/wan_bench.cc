@@ -85,6 +85,11 @@ int Run() {
   const double load_s = Seconds(load_start);
   const double file_gb = std::filesystem::file_size(path) / 1e9;
   Emit(name + "_load_GBps", file_gb / load_s, "GB/s");
+  // The staged copy alone (pinned buffers read in parallel: models/core/staged_upload.h), of the
+  // whole load above (which also parses and converts).
+  if (const auto* resident = dynamic_cast<const models::ResidentWeights*>(loaded->weights.get())) {
+    Emit(name + "_upload_GBps", resident->upload().gb_per_second(), "GB/s");
+  }
 
   testing_util::LatentSize size;
   size.frames = absl::GetFlag(FLAGS_frames);
