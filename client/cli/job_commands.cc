@@ -135,6 +135,7 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
     job.mutable_cache()->set_kind(flags.cache);
     job.mutable_cache()->set_threshold(flags.cache_threshold);
     for (double c : flags.cache_coefficients) job.mutable_cache()->add_coefficients(c);
+    for (double r : flags.cache_mag_ratios) job.mutable_cache()->add_mag_ratios(r);
     job.mutable_cache()->set_max_skips(flags.cache_max_skips);
     if (flags.cache_start_percent >= 0) {
       job.mutable_cache()->set_start_percent(flags.cache_start_percent);
@@ -296,6 +297,11 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
       ->add_option("--cache-coefficients", flags.cache_coefficients,
                    "TeaCache's rescaling polynomial, highest power first (default: the "
                    "authors' for the model)")
+      ->delimiter(',');
+  sample
+      ->add_option("--cache-mag-ratios", flags.cache_mag_ratios,
+                   "MagCache's magnitude ratios, cond and uncond of each step in turn (default: "
+                   "the authors' curve for the model)")
       ->delimiter(',');
   sample->add_option("--out", flags.out,
                      "output path prefix (default raylight-<job id>), or the video file: x.mp4, "

@@ -52,6 +52,7 @@ struct SampleFlags {
   std::string cache;
   double cache_threshold = 0;
   std::vector<double> cache_coefficients;
+  std::vector<double> cache_mag_ratios;
   int cache_max_skips = 0;
   double cache_retention_ratio = -1;
   double cache_start_percent = -1, cache_end_percent = -1;

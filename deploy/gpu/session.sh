@@ -17,8 +17,18 @@
 #                                          resumes from its last step (resume_gpu.sh)
 #   deploy/gpu/session.sh teacache         issue #27: TeaCache and MagCache on a 1.3B job
 #                                          (step_cache_gpu.sh)
-#   deploy/gpu/session.sh fp8              issue #27: the fp8 gpu tests (TESTS=none: not), then
-#                                          the 14B forward in bf16 and with fp8 compute against
+#   deploy/gpu/session.sh peers            issue #27: our 14B forward (wan_bench) against diffusers
+#                                          eager and + torch.compile, SageAttention's kernels on
+#                                          its attention shape, xDiT where it imports, and
+#                                          cache-dit's DBCache on a 1.3B 30-step job beside our
+#                                          TeaCache / MagCache rows (wan_peer_anchors.py; the
+#                                          peers' wheels carried in .whl)
+#   deploy/gpu/session.sh fluxjob          issues #26, #27: a real-size Flux.1-dev 1024x1024 job
+#                                          through a local cluster, uncached and with TeaCache,
+#                                          MagCache, EasyCache and fp8 compute (flux_job_gpu.sh)
+#   deploy/gpu/session.sh fp8              issue #27: the fp8 and staged-upload gpu tests
+#                                          (TESTS=none: not), then the 14B load (staged upload
+#                                          GB/s) and forward in bf16 and with fp8 compute against
 #                                          diffusers (wan_bench --fp8)
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
@@ -71,7 +81,7 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
   gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
   raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test qwen_image_model_gpu_test
-  fp8_linear_gpu_test" \
+  fp8_linear_gpu_test staged_upload_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -137,11 +147,40 @@ case $WHAT in
       >"$OUT/teacache_run.log" 2>&1
     echo "teacache exit $?"
     tail -8 "$OUT/teacache_run.log" ;;
+  peers)  # issue #27: the peers on the same GPU and shapes
+    python3 -m pip install -q --no-index --find-links .whl cache-dit sageattention \
+      >>"$OUT/pip.log" 2>&1 || echo "cache-dit / sageattention install failed (pip.log)"
+    # xDiT's own needs beside its wheel; PyAV's 35 MB wheel does not fit the carry.
+    python3 -m pip install -q --no-index --no-deps --find-links .whl xfuser distvae yunchang \
+      >>"$OUT/pip.log" 2>&1 || echo "xfuser install failed (pip.log)"
+    ckpt=$(checkpoint wan2.1-t2v-14b)
+    timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 \
+      --runs "${RUNS:-3}" >"$OUT/wan_peers.jsonl" 2>>"$OUT/bench.log"
+    echo "wan_bench exit $?"
+    ours=$(grep '"wan14b_832x480x81_step_ms_1gpu"' "$OUT/wan_peers.jsonl" |
+           python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
+    timeout 500 python3 tests/bench/wan_peer_anchors.py --checkpoint "$ckpt" \
+      --preset wan2.1-t2v-14b --name wan14b_832x480x81 --ours-ms "$ours" --peers compile,sage,xdit \
+      --runs "${RUNS:-3}" >>"$OUT/wan_peers.jsonl" 2>"$OUT/peers_14b.log"
+    echo "14B peers exit $?"
+    timeout 300 python3 tests/bench/wan_peer_anchors.py --checkpoint "$(checkpoint wan2.1-t2v-1.3b)" \
+      --preset wan2.1-t2v-1.3b --name wan1_3b_832x480x81 --peers cachedit --steps 30 \
+      >>"$OUT/wan_peers.jsonl" 2>"$OUT/peers_1_3b.log"
+    echo "1.3B cache-dit exit $?"
+    grep -h "did not run" "$OUT"/peers_*.log
+    cat "$OUT/wan_peers.jsonl" ;;
+  fluxjob)  # issues #26, #27: a real-size Flux.1-dev job with each speed switch
+    rm -rf /tmp/raylight-qwen-image  # the Flux checkpoint and Qwen-Image's do not fit the disk together
+    tests/bench/flux_job_gpu.sh build-gpu "$OUT" >"$OUT/flux_job_run.log" 2>&1
+    echo "fluxjob exit $?"
+    tail -10 "$OUT/flux_job_run.log" ;;
   fp8)  # issue #27: fp8 compute's gpu tests, then the 14B forward bf16 / fp8 / diffusers
     if [ "${TESTS:-}" != none ]; then
-      (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8}" -V) >"$OUT/ctest-gpu.log" 2>&1
+      (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8|StagedUpload}" -V) \
+        >"$OUT/ctest-gpu.log" 2>&1
       echo "ctest exit $?"
-      grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -20
+      grep -E "tests passed|Failed|\*\*\*|Passed|relative L2|staged upload" "$OUT/ctest-gpu.log" |
+        head -20
     fi
     ckpt=$(checkpoint wan2.1-t2v-14b)
     timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 --fp8 \

@@ -14,32 +14,21 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from diffusers import WanTransformer3DModel
+from safetensors.torch import load_file, save_file
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--inputs", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
-    parser.add_argument(
-        "--time-runs",
-        type=int,
-        default=0,
-        help="also time this many forwards after one warm-up; print ms as JSON",
-    )
-    args = parser.parse_args()
-    cfg = json.loads(args.config)
-    dtype = torch.float32 if args.dtype == "f32" else torch.bfloat16
+def load_wan_model(cfg: dict[str, Any], checkpoint: str, device: str, dtype: torch.dtype) -> Any:
+    """diffusers' WanTransformer3DModel of `cfg` (the JSON below) with `checkpoint`'s weights
+    (diffusers spelling, every key used), on `device` in `dtype` (its fp32 modules kept fp32);
+    None (after saying why) when the names do not match."""
     i2v = cfg["family"] == "i2v"
+    wan_model: Any = WanTransformer3DModel  # diffusers is untyped
     with torch.device("meta"):
-        model = WanTransformer3DModel(
+        model = wan_model(
             patch_size=(1, 2, 2),
             num_attention_heads=cfg["num_heads"],
             attention_head_dim=cfg["dim"] // cfg["num_heads"],
@@ -56,19 +45,21 @@ def main():
             added_kv_proj_dim=cfg["dim"] if i2v else None,
             pos_embed_seq_len=cfg.get("flf_pos_tokens") or None,
         )
-    state = load_file(args.checkpoint)
+    state = load_file(checkpoint)
     state = {k: v.to(dtype) for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         print(
-            f"checkpoint does not match diffusers: missing {missing[:8]}, unexpected {unexpected[:8]}",
+            f"checkpoint does not match diffusers: missing {missing[:8]}, "
+            f"unexpected {unexpected[:8]}",
             file=sys.stderr,
         )
-        return 2
-    # The rotary table is a non-persistent buffer (not in checkpoints): rebuild it off the meta device.
+        return None
+    # The rotary table is a non-persistent buffer (not in checkpoints): rebuilt off the meta
+    # device.
     rope = type(model.rope)(cfg["dim"] // cfg["num_heads"], (1, 2, 2), 1024)
     model.rope = rope
-    model = model.to(args.device).eval()
+    model = model.to(device).eval()
     # diffusers keeps these modules in fp32 when loading in low precision.
     for name in model._keep_in_fp32_modules:
         for module_name, module in model.named_modules():
@@ -77,6 +68,29 @@ def main():
     for name, param in model.named_parameters():
         if name.endswith("scale_shift_table"):
             param.data = param.data.float()
+    return model
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--inputs", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    parser.add_argument(
+        "--time-runs",
+        type=int,
+        default=0,
+        help="also time this many forwards after one warm-up; print ms as JSON",
+    )
+    args = parser.parse_args()
+    cfg = json.loads(args.config)
+    dtype = torch.float32 if args.dtype == "f32" else torch.bfloat16
+    model = load_wan_model(cfg, args.checkpoint, args.device, dtype)
+    if model is None:
+        return 2
 
     inputs = load_file(args.inputs)
     x = inputs["x"].to(args.device, dtype)
@@ -89,9 +103,12 @@ def main():
         # FLF2V: diffusers takes the two images as a batch of 2 per sample and joins them.
         clip = clip.reshape(-1, clip.shape[1] // 2, clip.shape[2])
 
-    def forward():
+    def forward() -> torch.Tensor:
         with torch.no_grad():
-            return model(x, t, context, encoder_hidden_states_image=clip, return_dict=False)[0]
+            out: torch.Tensor = model(
+                x, t, context, encoder_hidden_states_image=clip, return_dict=False
+            )[0]
+            return out
 
     out = forward()
     if args.time_runs > 0:
