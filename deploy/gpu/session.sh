@@ -26,10 +26,11 @@
 #   deploy/gpu/session.sh fluxjob          issues #26, #27: a real-size Flux.1-dev 1024x1024 job
 #                                          through a local cluster, uncached and with TeaCache,
 #                                          MagCache, EasyCache and fp8 compute (flux_job_gpu.sh)
-#   deploy/gpu/session.sh fp8              issue #27: the fp8 and staged-upload gpu tests
-#                                          (TESTS=none: not), then the 14B load (staged upload
-#                                          GB/s) and forward in bf16 and with fp8 compute against
-#                                          diffusers (wan_bench --fp8)
+#   deploy/gpu/session.sh fp8              issue #27: the fp8, staged-upload and fused-kernel gpu
+#                                          tests (TESTS=none: not), then the 14B load (staged
+#                                          upload GB/s) and forward in bf16, with the fused
+#                                          kernels and with fp8 compute against diffusers
+#                                          (wan_bench --fp8 --fused)
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
@@ -81,7 +82,7 @@ TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
   gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
   raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test qwen_image_model_gpu_test
-  fp8_linear_gpu_test staged_upload_gpu_test" \
+  fp8_linear_gpu_test staged_upload_gpu_test dit_fused_gpu_test" \
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -176,7 +177,7 @@ case $WHAT in
     tail -10 "$OUT/flux_job_run.log" ;;
   fp8)  # issue #27: fp8 compute's gpu tests, then the 14B forward bf16 / fp8 / diffusers
     if [ "${TESTS:-}" != none ]; then
-      (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8|StagedUpload}" -V) \
+      (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8|StagedUpload|Fused}" -V) \
         >"$OUT/ctest-gpu.log" 2>&1
       echo "ctest exit $?"
       grep -E "tests passed|Failed|\*\*\*|Passed|relative L2|staged upload" "$OUT/ctest-gpu.log" |
@@ -184,6 +185,7 @@ case $WHAT in
     fi
     ckpt=$(checkpoint wan2.1-t2v-14b)
     timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 --fp8 \
+      --fused \
       --runs "${RUNS:-3}" >>"$OUT/wan_fp8.jsonl" 2>>"$OUT/bench.log"
     echo "wan_bench exit $?"
     cat "$OUT/wan_fp8.jsonl" ;;

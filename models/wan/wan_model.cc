@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
 #include "models/core/batch_rows.h"
+#include "models/core/dit_fused.h"
 #include "models/core/fp8_linear.h"
 #include "models/core/sequence_parallel.h"
 #include "models/core/side_stream.h"
@@ -97,6 +98,10 @@ void BySample(const at::Tensor& modulation,
 // multiply-add pass after the norm instead of three passes and a cast).
 at::Tensor ModulatedNorm(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
                          int64_t dim, double eps, at::ScalarType dtype) {
+  if (FusedKernels()) {  // one pass on the GPU (dit_fused.h)
+    at::Tensor fused = FusedModulatedLayerNorm(x, shift, scale, eps, dtype);
+    if (fused.defined()) return fused;
+  }
   const at::Tensor normed = PlainLayerNorm(x, dim, eps);
   const at::Tensor out = at::empty(normed.sizes(), normed.options().dtype(dtype));
   const at::Tensor factor = 1 + scale;
@@ -143,9 +148,12 @@ void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet
   // RoPE(RMSNorm(x W^T + b)) over all heads, for "q" and "k".
   auto rotated = [&](const std::string& name) {
     const at::Tensor projected = Linear(h, w, "self_attn." + name);
-    const at::Tensor normed =
-        RmsNorm(projected, w.Get("self_attn.norm_" + name + ".weight"), c.eps);
-    return ApplyRope(SplitHeads(normed, c.num_heads), rope);
+    const at::Tensor& norm = w.Get("self_attn.norm_" + name + ".weight");
+    if (FusedKernels()) {  // one pass on the GPU (dit_fused.h)
+      at::Tensor fused = FusedRmsNormRope(projected, norm, c.eps, rope.rotation, c.num_heads);
+      if (fused.defined()) return fused;
+    }
+    return ApplyRope(SplitHeads(RmsNorm(projected, norm, c.eps), c.num_heads), rope);
   };
   const at::Tensor q = rotated("q");
   for (size_t lane = 0; lane < parts.size(); ++lane) {

@@ -19,6 +19,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "models/core/attention.h"
+#include "models/core/dit_fused.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
 #include "tests/bench/matmul_peak.h"
@@ -33,6 +34,8 @@ ABSL_FLAG(int64_t, height, 60, "latent height (480 pixels)");
 ABSL_FLAG(int64_t, width, 104, "latent width (832 pixels)");
 ABSL_FLAG(int, runs, 3, "timed forwards after one warm-up");
 ABSL_FLAG(bool, diffusers, true, "also time diffusers' forward (the anchor)");
+ABSL_FLAG(bool, fused, false,
+          "also the forward with the fused elementwise kernels (models/core/dit_fused.h)");
 ABSL_FLAG(
     bool, fp8, false,
     "also the forward with fp8 compute (the linears as e4m3 GEMMs, models/core/fp8_linear.h)");
@@ -131,6 +134,18 @@ int Run() {
     Emit(name + "_step_ms_1gpu_default_sdpa", time_forwards(), "ms");
     models::SetAttentionBackend(models::AttentionBackend::kAuto);
   }
+  double fused_ms = 0;
+  if (absl::GetFlag(FLAGS_fused) && !models::FusedKernels()) {
+    // The fused elementwise kernels against the chains above, and how far their prediction moves.
+    models::SetFusedKernels(true);
+    const at::Tensor fused_out = forward();
+    c10::cuda::device_synchronize();
+    fused_ms = time_forwards();
+    models::SetFusedKernels(false);
+    Emit(name + "_fused_step_ms_1gpu", fused_ms, "ms");
+    Emit(name + "_fused_over_chains", fused_ms / step_ms, "ratio");
+    Emit(name + "_fused_rel_l2_vs_chains", testing_util::RelativeL2(fused_out, ours), "");
+  }
   double fp8_ms = 0;
   if (absl::GetFlag(FLAGS_fp8)) {
     // The same file loaded for fp8 compute (quantised per output channel on the GPU at load).
@@ -171,6 +186,9 @@ int Run() {
     Emit(name + "_step_ms_1gpu_diffusers", diffusers_ms, "ms");
     Emit(name + "_bf16_step_ratio_vs_diffusers", step_ms / diffusers_ms, "ratio");
     if (fp8_ms > 0) Emit(name + "_fp8_step_ratio_vs_diffusers", fp8_ms / diffusers_ms, "ratio");
+    if (fused_ms > 0) {
+      Emit(name + "_fused_step_ratio_vs_diffusers", fused_ms / diffusers_ms, "ratio");
+    }
     Emit(name + "_rel_l2_vs_diffusers", testing_util::RelativeL2(ours, *reference), "");
   }
   return 0;

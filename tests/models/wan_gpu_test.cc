@@ -6,6 +6,7 @@
 
 #include <random>
 
+#include "models/core/dit_fused.h"
 #include "models/wan/wan_loader.h"
 #include "tests/models/wan_test_util.h"
 #include "tests/util/temp_dir.h"
@@ -88,6 +89,34 @@ TEST(WanGpuTest, Fp8ComputeWithinTenPercentOfFp32AtFullDepth) {
               static_cast<long>(5 * 15 * 26), fp8, bf16);
   EXPECT_LT(fp8, 0.10);  // the documented bound (fp8_linear.h, BENCHMARKS.md)
   EXPECT_GT(fp8, bf16);  // it really ran in fp8
+}
+
+// The fused elementwise kernels (dit_fused.h) through the whole 1.3B forward: within the bf16
+// bound of the unfused chains (relative L2 under 1e-2 at full depth, the bf16 GPU standard), and
+// no farther from fp32 than the chains' own bf16 error allows.
+TEST(WanGpuTest, FusedKernelsStayWithinBf16OfTheChainsAtFullDepth) {
+  testing_util::TempDir dir("wan-gpu-fused");
+  WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
+  MakeCheckpointOptions options;
+  options.dtype = at::kBFloat16;
+  options.device = at::Device("cuda");
+  options.seed = std::random_device{}();
+  const std::string path = testing_util::MakeCheckpoint(dir.path(), config, options, "m");
+  WanInputs inputs = testing_util::RandomWanInputs(config, {1, 5, 30, 52, 77});
+  const at::Tensor fp32 = Forward(path, inputs, at::kFloat);
+  const bool was = FusedKernels();
+  SetFusedKernels(false);
+  const at::Tensor chains = Forward(path, inputs, at::kBFloat16);
+  SetFusedKernels(true);
+  const at::Tensor fused = Forward(path, inputs, at::kBFloat16);
+  SetFusedKernels(was);
+  const double apart = RelativeL2(fused, chains);
+  const double fused_error = RelativeL2(fused, fp32), chain_error = RelativeL2(chains, fp32);
+  std::printf("30 blocks: fused vs chains relative L2 %.4g; from fp32: fused %.4g, chains %.4g\n",
+              apart, fused_error, chain_error);
+  EXPECT_GT(apart, 0);  // the fused path really ran
+  EXPECT_LT(apart, 1e-2);
+  EXPECT_LT(fused_error, 1.5 * chain_error);
 }
 
 }  // namespace

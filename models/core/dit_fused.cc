@@ -1,0 +1,83 @@
+#include "models/core/dit_fused.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#ifdef RAYLIGHT_HAVE_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "models/core/dit_fused_cuda.h"
+#endif
+
+namespace raylight::models {
+namespace {
+
+std::atomic<bool>& Switch() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("RAYLIGHT_FUSED_KERNELS");
+    return env != nullptr && std::strcmp(env, "1") == 0;
+  }()};
+  return on;
+}
+
+}  // namespace
+
+bool FusedKernels() { return Switch().load(std::memory_order_relaxed); }
+void SetFusedKernels(bool on) { Switch().store(on, std::memory_order_relaxed); }
+
+at::Tensor FusedModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift,
+                                   const at::Tensor& scale, double eps, at::ScalarType dtype) {
+#ifdef RAYLIGHT_HAVE_CUDA
+  const bool takes = x.is_cuda() && dtype == at::kBFloat16 && x.scalar_type() == at::kFloat &&
+                     x.dim() == 3 && x.is_contiguous() && shift.scalar_type() == at::kFloat &&
+                     scale.scalar_type() == at::kFloat && shift.sizes() == scale.sizes() &&
+                     shift.dim() == 3 && shift.size(0) == x.size(0) && shift.size(2) == x.size(2) &&
+                     (shift.size(1) == 1 || shift.size(1) == x.size(1));
+  if (!takes) return {};
+  const at::Tensor sh = shift.contiguous(), sc = scale.contiguous();
+  const int64_t rows = x.size(0) * x.size(1), cols = x.size(2);
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int error = LaunchModulatedLayerNorm(
+      x.data_ptr<float>(), rows, cols, sh.data_ptr<float>(), sc.data_ptr<float>(),
+      shift.size(1) == 1 ? x.size(1) : 1, eps, out.data_ptr(),
+      c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  TORCH_CHECK(error == 0, "fused modulated layer norm: CUDA error ", error);
+  return out;
+#else
+  (void)x, (void)shift, (void)scale, (void)eps, (void)dtype;
+  return {};
+#endif
+}
+
+at::Tensor FusedRmsNormRope(const at::Tensor& x, const at::Tensor& weight, double eps,
+                            const at::Tensor& rotation, int64_t heads) {
+#ifdef RAYLIGHT_HAVE_CUDA
+  const bool takes = x.is_cuda() && x.scalar_type() == at::kBFloat16 && x.dim() == 3 &&
+                     x.is_contiguous() && heads > 0 && x.size(2) % heads == 0 &&
+                     (x.size(2) / heads) % 2 == 0 && weight.scalar_type() == at::kBFloat16 &&
+                     weight.numel() == x.size(2) && rotation.scalar_type() == at::kComplexFloat &&
+                     rotation.dim() == 2 && rotation.size(0) == x.size(1) &&
+                     rotation.size(1) == x.size(2) / heads / 2;
+  if (!takes) return {};
+  const int64_t head_dim = x.size(2) / heads;
+  const at::Tensor w = weight.contiguous();
+  const at::Tensor turns = at::view_as_real(rotation.contiguous());  // [L, d/2, 2] fp32
+  at::Tensor out = at::empty({x.size(0), x.size(1), heads, head_dim}, x.options());
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int error =
+      LaunchRmsNormRope(x.data_ptr(), x.size(0) * x.size(1), x.size(2), w.data_ptr(), eps,
+                        turns.data_ptr<float>(), x.size(1), head_dim, out.data_ptr(),
+                        c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  TORCH_CHECK(error == 0, "fused RMS norm + RoPE: CUDA error ", error);
+  return out;
+#else
+  (void)x, (void)weight, (void)eps, (void)rotation, (void)heads;
+  return {};
+#endif
+}
+
+}  // namespace raylight::models

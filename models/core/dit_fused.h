@@ -1,0 +1,32 @@
+// Fused elementwise kernels of the DiT blocks (issue #27, item 1) on CUDA: the chains of small
+// passes around the GEMMs (a norm, a modulation, a cast; a norm, a rotation, two casts) as one
+// pass each. The unfused ATen chains stay the reference and the path everywhere else (CPU,
+// other dtypes, shapes these do not take): each function returns an undefined tensor where it
+// does not apply, and the caller runs the chain.
+//
+// Off by default until measured on the GPU (SetFusedKernels, or RAYLIGHT_FUSED_KERNELS=1 in
+// the environment): they agree with the chains within bf16 rounding (the norm's statistics
+// summed in another order and, for the RoPE, the complex product's contraction may move the last
+// bit of an element; relative L2 under 2e-3, gpu tests in tests/models/dit_fused_test.cc).
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace raylight::models {
+
+// Whether the forwards use the fused kernels (process-wide).
+bool FusedKernels();
+void SetFusedKernels(bool on);
+
+// bf16(LayerNorm(x) * (1 + scale) + shift): x fp32 [B, L, D] (contiguous), shift and scale fp32
+// [B, 1, D] (a sample's) or [B, L, D] (a token's); `dtype` must be bf16.
+at::Tensor FusedModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift,
+                                   const at::Tensor& scale, double eps, at::ScalarType dtype);
+
+// RoPE(RMSNorm(x) over the whole row, with `weight`) split into `heads`: x bf16 [B, L, D]
+// (contiguous), weight bf16 [D], rotation complex64 [L, head_dim / 2] (rope tables of this rank's
+// rows) -> bf16 [B, L, heads, head_dim].
+at::Tensor FusedRmsNormRope(const at::Tensor& x, const at::Tensor& weight, double eps,
+                            const at::Tensor& rotation, int64_t heads);
+
+}  // namespace raylight::models

@@ -1,0 +1,103 @@
+// The fused DiT kernels (models/core/dit_fused.h, issue #27 item 1) against the unfused ATen
+// chains they replace. On the CPU they decline (undefined: the caller runs the chain). On the GPU
+// (label `gpu`), on Wan 14B's widths and random inputs fresh per run: the modulated LayerNorm
+// (per-sample and per-token modulation) and the RMSNorm + RoPE of q / k, each within bf16
+// rounding of the chain (relative L2 under 2e-3; most elements bit-equal, printed).
+#include "models/core/dit_fused.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "models/core/rotary.h"
+#include "tests/models/wan_test_util.h"
+
+namespace raylight::models {
+namespace {
+
+using testing_util::RelativeL2;
+
+// The chains as wan_model.cc runs them unfused.
+at::Tensor ChainModulatedNorm(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
+                              double eps) {
+  const at::Tensor normed = at::layer_norm(x, {x.size(-1)}, {}, {}, eps);
+  at::Tensor out = at::empty(normed.sizes(), normed.options().dtype(at::kBFloat16));
+  at::addcmul_out(out, shift, normed, 1 + scale);
+  return out;
+}
+
+at::Tensor ChainRmsNormRope(const at::Tensor& x, const at::Tensor& weight, double eps,
+                            const at::Tensor& rotation, int64_t heads) {
+  const at::Tensor normed = at::rms_norm(x, {x.size(-1)}, weight, eps);
+  return ApplyRotary(normed.unflatten(-1, {heads, -1}), rotation);
+}
+
+// A rotation table of random angles, complex64 [tokens, pairs].
+at::Tensor RandomRotation(int64_t tokens, int64_t pairs, at::Device device) {
+  const at::Tensor angles =
+      at::rand({tokens, pairs}, at::TensorOptions().dtype(at::kDouble)) * 2 * M_PI * 50;
+  return RotationOf(angles).to(device);
+}
+
+#ifndef RAYLIGHT_TEST_GPU
+TEST(DitFusedTest, DeclinesOnTheCpuSoTheChainRuns) {
+  const at::Tensor x = at::randn({1, 6, 32});
+  const at::Tensor mod = at::randn({1, 1, 32});
+  EXPECT_FALSE(FusedModulatedLayerNorm(x, mod, mod, 1e-6, at::kBFloat16).defined());
+  const at::Tensor q = at::randn({1, 6, 32}).to(at::kBFloat16);
+  EXPECT_FALSE(
+      FusedRmsNormRope(q, at::ones({32}, q.options()), 1e-6, RandomRotation(6, 4, at::kCPU), 4)
+          .defined());
+  // The switch: off unless asked for.
+  const bool was = FusedKernels();
+  SetFusedKernels(true);
+  EXPECT_TRUE(FusedKernels());
+  SetFusedKernels(was);
+}
+
+#else
+// The share of elements whose bits differ, for the printout.
+double DifferingShare(const at::Tensor& a, const at::Tensor& b) {
+  return (a != b).to(at::kDouble).mean().item<double>();
+}
+
+TEST(DitFusedGpuTest, ModulatedLayerNormWithinBf16RoundingOfTheChain) {
+  const at::Device cuda("cuda");
+  for (const bool per_token : {false, true}) {
+    const int64_t batch = 2, tokens = 3000, dim = 5120;
+    const at::Tensor x = at::randn({batch, tokens, dim}, cuda) * 3 + 0.5;
+    const int64_t mod_rows = per_token ? tokens : 1;
+    const at::Tensor shift = at::randn({batch, mod_rows, dim}, cuda) * 0.1;
+    const at::Tensor scale = at::randn({batch, mod_rows, dim}, cuda) * 0.1;
+    const at::Tensor fused = FusedModulatedLayerNorm(x, shift, scale, 1e-6, at::kBFloat16);
+    ASSERT_TRUE(fused.defined());
+    ASSERT_EQ(fused.scalar_type(), at::kBFloat16);
+    const at::Tensor chain = ChainModulatedNorm(x, shift, scale, 1e-6);
+    const double error = RelativeL2(fused.cpu(), chain.cpu());
+    std::printf("modulated layer norm (%s): relative L2 %.3g, %.4f of elements differ\n",
+                per_token ? "per token" : "per sample", error, DifferingShare(fused, chain));
+    EXPECT_LT(error, 2e-3);
+  }
+}
+
+TEST(DitFusedGpuTest, RmsNormRopeWithinBf16RoundingOfTheChain) {
+  const at::Device cuda("cuda");
+  const int64_t batch = 2, tokens = 3000, heads = 40, head_dim = 128;
+  const at::Tensor x = (at::randn({batch, tokens, heads * head_dim}, cuda) * 2).to(at::kBFloat16);
+  const at::Tensor weight = (1 + 0.1 * at::randn({heads * head_dim}, cuda)).to(at::kBFloat16);
+  const at::Tensor rotation = RandomRotation(tokens, head_dim / 2, cuda);
+  const at::Tensor fused = FusedRmsNormRope(x, weight, 1e-6, rotation, heads);
+  ASSERT_TRUE(fused.defined());
+  ASSERT_EQ(fused.sizes(), at::IntArrayRef({batch, tokens, heads, head_dim}));
+  const at::Tensor chain = ChainRmsNormRope(x, weight, 1e-6, rotation, heads);
+  const double error = RelativeL2(fused.cpu(), chain.cpu());
+  std::printf("rms norm + rope: relative L2 %.3g, %.4f of elements differ\n", error,
+              DifferingShare(fused, chain));
+  EXPECT_LT(error, 2e-3);
+  // Shapes it does not take are declined (the chain runs).
+  EXPECT_FALSE(FusedRmsNormRope(x.to(at::kFloat), weight, 1e-6, rotation, heads).defined());
+  EXPECT_FALSE(FusedRmsNormRope(x, weight, 1e-6, rotation.narrow(0, 0, 10), heads).defined());
+}
+#endif
+
+}  // namespace
+}  // namespace raylight::models
