@@ -408,8 +408,8 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
   ResidualCache* cache = in.step_cache;
   const bool measures = cache != nullptr && cache->policy->measures_change();
   bool reuse = cache != nullptr && !measures && cache->ReuseFor(joint);
-  at::Tensor before_blocks;
-  if (cache != nullptr && !reuse) before_blocks = joint.clone();
+  at::Tensor before_blocks;  // taken once the call is known to run the blocks
+  if (cache != nullptr && !measures && !reuse) before_blocks = joint.clone();
   // This rank's rows that are the sequence's (the last rank's padding is not).
   const int64_t valid_rows = std::clamp<int64_t>(tokens - sp.sequence_rank() * chunk, 0, chunk);
   for (int i = 0; i < provider.num_blocks() && !reuse; ++i) {
@@ -434,6 +434,7 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
           image_mod[1], *cache, sp);
       reuse = cache->ReuseFor(joint, change.rel_l1, change.comparable);
       if (reuse) break;
+      before_blocks = joint.clone();
       if (i + 1 < provider.num_blocks()) provider.Prefetch(i + 1);
     }
     if (i < c.depth) {

@@ -43,18 +43,9 @@ trap '"${CTL[@]}" down >/dev/null 2>&1 || true' EXIT
 JOB=(sample --model flux1-dev.safetensors --width "${SIZE%x*}" --height "${SIZE#*x}"
      --steps "$STEPS" --cfg 1 --sampler euler --scheduler simple --seed 7
      --cond "$WORK/positive.safetensors")
-run() {  # NAME ARGS...: the job's sampling seconds and reuse into $WORK/NAME.txt
-  local name=$1; shift
-  "${CTL[@]}" "${JOB[@]}" --out "$WORK/$name" "$@" >"$OUT/flux_job_$name.log" 2>&1
-  local seconds reused calls
-  seconds=$(grep -o "sampled in [0-9.]*" "$OUT/flux_job_$name.log" | awk '{print $3}')
-  reused=$(grep -o "step cache: [0-9]* of [0-9]*" "$OUT/flux_job_$name.log" |
-           awk '{print $3}' || true)
-  calls=$(grep -o "step cache: [0-9]* of [0-9]*" "$OUT/flux_job_$name.log" |
-          awk '{print $5}' || true)
-  echo "$seconds ${reused:-0} ${calls:-$STEPS}" >"$WORK/$name.txt"
-  echo "$name: sampled in $seconds s, ${reused:-0} of ${calls:-$STEPS} model calls reused"
-}
+RUN_LOG=flux_job
+CALLS_UNREPORTED=$STEPS  # cfg 1: one call a step
+source "$(dirname "$0")/job_runs.sh"
 run warm  # the model loads; not measured
 run uncached
 # A smoke run's model has no published calibration: TEA_COEFFICIENTS=c1,c0, TEA_THRESHOLD=t and

@@ -33,18 +33,8 @@ trap '"${CTL[@]}" down >/dev/null 2>&1 || true' EXIT
   >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
 JOB=(sample --model wan.safetensors --width 832 --height 480 --frames 81 --steps "$STEPS" --cfg 5
      --seed 7 --cond "$WORK/positive.safetensors" --negative "$WORK/negative.safetensors")
-run() {  # NAME ARGS...: the job's sampling seconds and reuse into $WORK/NAME.txt
-  local name=$1; shift
-  "${CTL[@]}" "${JOB[@]}" --out "$WORK/$name" "$@" >"$OUT/teacache_$name.log" 2>&1
-  local seconds reused calls
-  seconds=$(grep -o "sampled in [0-9.]*" "$OUT/teacache_$name.log" | awk '{print $3}')
-  reused=$(grep -o "step cache: [0-9]* of [0-9]*" "$OUT/teacache_$name.log" |
-           awk '{print $3}' || true)
-  calls=$(grep -o "step cache: [0-9]* of [0-9]*" "$OUT/teacache_$name.log" |
-          awk '{print $5}' || true)
-  echo "$seconds ${reused:-0} ${calls:-0}" >"$WORK/$name.txt"
-  echo "$name: sampled in $seconds s, ${reused:-0} of ${calls:-?} model calls reused"
-}
+RUN_LOG=teacache
+source "$(dirname "$0")/job_runs.sh"
 run warm  # the model loads; not measured
 run uncached
 run published --cache teacache --cache-threshold 0.05

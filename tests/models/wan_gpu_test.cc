@@ -29,6 +29,15 @@ at::Tensor Forward(const std::string& path, const WanInputs& inputs, at::ScalarT
   return out->cpu();
 }
 
+// A random bf16 1.3B checkpoint of every block, made on the GPU (fresh weights each run).
+std::string Random1_3bCheckpoint(const std::string& dir, const WanConfig& config) {
+  MakeCheckpointOptions options;
+  options.dtype = at::kBFloat16;
+  options.device = at::Device("cuda");
+  options.seed = std::random_device{}();
+  return testing_util::MakeCheckpoint(dir, config, options, "m");
+}
+
 TEST(WanGpuTest, Bf16StaysWithinOnePercentOfFp32AtFullDepth) {
   testing_util::TempDir dir("wan-gpu");
   WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
@@ -75,12 +84,8 @@ TEST(WanGpuTest, Fp8ScaledCheckpointWithinTenPercentOfBf16) {
 // depth against the fp32 forward, beside bf16's own distance from it.
 TEST(WanGpuTest, Fp8ComputeWithinTenPercentOfFp32AtFullDepth) {
   testing_util::TempDir dir("wan-gpu-fp8-compute");
-  WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
-  MakeCheckpointOptions options;
-  options.dtype = at::kBFloat16;
-  options.device = at::Device("cuda");
-  options.seed = std::random_device{}();
-  const std::string path = testing_util::MakeCheckpoint(dir.path(), config, options, "m");
+  const WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
+  const std::string path = Random1_3bCheckpoint(dir.path(), config);
   WanInputs inputs = testing_util::RandomWanInputs(config, {1, 5, 30, 52, 77});
   const at::Tensor fp32 = Forward(path, inputs, at::kFloat);
   const double bf16 = RelativeL2(Forward(path, inputs, at::kBFloat16), fp32);
@@ -96,12 +101,8 @@ TEST(WanGpuTest, Fp8ComputeWithinTenPercentOfFp32AtFullDepth) {
 // no farther from fp32 than the chains' own bf16 error allows.
 TEST(WanGpuTest, FusedKernelsStayWithinBf16OfTheChainsAtFullDepth) {
   testing_util::TempDir dir("wan-gpu-fused");
-  WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
-  MakeCheckpointOptions options;
-  options.dtype = at::kBFloat16;
-  options.device = at::Device("cuda");
-  options.seed = std::random_device{}();
-  const std::string path = testing_util::MakeCheckpoint(dir.path(), config, options, "m");
+  const WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
+  const std::string path = Random1_3bCheckpoint(dir.path(), config);
   WanInputs inputs = testing_util::RandomWanInputs(config, {1, 5, 30, 52, 77});
   const at::Tensor fp32 = Forward(path, inputs, at::kFloat);
   const bool was = FusedKernels();
