@@ -32,12 +32,14 @@ if [ -d "$PREFIX" ]; then
   export PKG_CONFIG_PATH="$PREFIX/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 fi
 
-# Video files (FFmpeg's and libwebp's libraries) are off by default: the GPU host has no packages
-# for them, and the prefix does not carry FFmpeg and its codecs.
+# Video files (FFmpeg's and libwebp's libraries): on where the prefix carries them (its static
+# minimal FFmpeg, pack_ffmpeg.sh); the GPU host has no packages for them.
+MEDIA=OFF
+[ -f "$PREFIX/lib/x86_64-linux-gnu/pkgconfig/libavcodec.pc" ] && MEDIA=ON
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$PREFIX_PATH" \
   -DPython3_EXECUTABLE="$(command -v "$PYTHON")" \
-  -DRAYLIGHT_WITH_CUDA=ON -DRAYLIGHT_WITH_MEDIA="${RAYLIGHT_WITH_MEDIA:-OFF}" "${EXTRA[@]}"
+  -DRAYLIGHT_WITH_CUDA=ON -DRAYLIGHT_WITH_MEDIA="${RAYLIGHT_WITH_MEDIA:-$MEDIA}" "${EXTRA[@]}"
 if [ -n "${TARGETS:-}" ]; then
   # shellcheck disable=SC2086
   cmake --build "$BUILD" -j "$(nproc)" --target $TARGETS

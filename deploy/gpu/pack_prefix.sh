@@ -67,4 +67,7 @@ for p in cpp php python ruby; do
   [ -x "$OUT/bin/grpc_${p}_plugin" ] || { echo "missing grpc_${p}_plugin" >&2; exit 1; }
 done
 
+# Video files: a minimal static FFmpeg (libx264, MP4) and libwebp (pack_ffmpeg.sh).
+./pack_ffmpeg.sh "$OUT"
+
 du -sh "$OUT"

@@ -19,7 +19,8 @@
 #                                          (step_cache_gpu.sh)
 #   deploy/gpu/session.sh peers            issue #27: our 14B forward (wan_bench) against diffusers
 #                                          eager and + torch.compile, SageAttention's kernels on
-#                                          its attention shape, xDiT where it imports, and
+#                                          its attention shape, xDiT where it imports (its
+#                                          wheels do not fit the carry), and
 #                                          cache-dit's DBCache on a 1.3B 30-step job beside our
 #                                          TeaCache / MagCache rows (wan_peer_anchors.py; the
 #                                          peers' wheels carried in .whl)
@@ -151,9 +152,9 @@ case $WHAT in
   peers)  # issue #27: the peers on the same GPU and shapes
     python3 -m pip install -q --no-index --find-links .whl cache-dit sageattention \
       >>"$OUT/pip.log" 2>&1 || echo "cache-dit / sageattention install failed (pip.log)"
-    # xDiT's own needs beside its wheel; PyAV's 35 MB wheel does not fit the carry.
-    python3 -m pip install -q --no-index --no-deps --find-links .whl xfuser distvae yunchang \
-      >>"$OUT/pip.log" 2>&1 || echo "xfuser install failed (pip.log)"
+    # xDiT (xfuser) is not carried: its wheels and needs (PyAV's alone is 35 MB) do not fit the
+    # 64 MiB a call carries beside the prefix (47 MB with FFmpeg) and diffusers' wheels; the
+    # script says so where it tries to import it.
     ckpt=$(checkpoint wan2.1-t2v-14b)
     timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 \
       --runs "${RUNS:-3}" >"$OUT/wan_peers.jsonl" 2>>"$OUT/bench.log"

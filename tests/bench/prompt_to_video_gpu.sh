@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # A prompt-to-video job on one GPU (issue #24's `wan1_3b_prompt_to_mp4_e2e_overhead_ratio`):
-# `raylightctl sample --prompt ... --out x.safetensors` on a local cluster whose model root holds
-# a random Wan 1.3B in bf16, a random umT5-XXL in text_encoders/ and a random real-size Wan 2.1
-# VAE in vae/ (raylight-vae make-random). The GPU build has no FFmpeg, so the output is the
-# frames (ComfyUI's IMAGE, uint8) and not an MP4: everything but x264 runs. A first job loads
-# everything; the second, measured, finds the models resident and the prompts cached. The ratio
-# is the second job's wall time (the whole raylightctl call, submit to file written) over the
-# sum of the parts the job reports (sampling and decode seconds).
+# `raylightctl sample --prompt ... --out x.mp4` on a local cluster whose model root holds a
+# random Wan 1.3B in bf16, a random umT5-XXL in text_encoders/ and a random real-size Wan 2.1 VAE
+# in vae/ (raylight-vae make-random). A build without video files (a prefix without
+# pack_ffmpeg.sh's FFmpeg) writes the frames (ComfyUI's IMAGE, uint8) instead: the rows then say
+# `frames` for `mp4`. A first job loads everything; the second, measured, finds the models
+# resident and the prompts cached. The ratio is the second job's wall time (the whole raylightctl
+# call, submit to file written) over the sum of the parts the job reports (sampling seconds and
+# decode seconds, the MP4's encoding included).
 #
 #   [STEPS=30] tests/bench/prompt_to_video_gpu.sh BUILD_DIR WAN_CHECKPOINT UMT5_CHECKPOINT OUT_DIR
 #
@@ -28,33 +29,39 @@ trap '"${CTL[@]}" down >/dev/null 2>&1 || true' EXIT
 PROMPT="a red fox runs in the snow under a pale winter sky, cinematic slow motion"
 ARGS=(--model wan.safetensors --prompt "$PROMPT" --width 832 --height 480 --frames 81
       --steps "${STEPS:-30}" --cfg 5 --seed 7 --preview-every 0)
+KIND=frames EXT=safetensors
+if grep -q "RAYLIGHT_WITH_MEDIA:BOOL=ON" "$1/CMakeCache.txt"; then KIND=mp4 EXT=mp4; fi
 for name in first second; do
   start=$(date +%s.%N)
-  "${CTL[@]}" sample "${ARGS[@]}" --out "$WORK/$name.safetensors" >"$OUT/video-$name.log" 2>&1 ||
+  "${CTL[@]}" sample "${ARGS[@]}" --out "$WORK/$name.$EXT" >"$OUT/video-$name.log" 2>&1 ||
     { cat "$OUT/video-$name.log"; exit 1; }
   end=$(date +%s.%N)
   python3 -c "print($end - $start)" >"$WORK/$name.s"
 done
-python3 - "$WORK" "$OUT/video-second.log" >"$OUT/prompt_to_video.jsonl" <<'PY'
-import json, re, sys
+python3 - "$WORK" "$OUT/video-second.log" "$KIND" >"$OUT/prompt_to_video.jsonl" <<'PY'
+import json, os, re, sys
 from safetensors import safe_open
-work, log = sys.argv[1], open(sys.argv[2]).read()
+work, log, kind = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
 wall = float(open(f"{work}/second.s").read())
 sampled = float(re.search(r"sampled in ([0-9.]+) s", log).group(1))
 decoded = float(re.search(r"decoded in ([0-9.]+) s", log).group(1))
-with safe_open(f"{work}/second.safetensors", "pt") as f:
-    shape = list(f.get_slice("images").get_shape())
-assert shape == [81, 480, 832, 3], shape
+if kind == "mp4":
+    assert re.search(r"^mp4: ", log, re.M) and os.path.getsize(f"{work}/second.mp4") > 0, log
+else:
+    with safe_open(f"{work}/second.safetensors", "pt") as f:
+        shape = list(f.get_slice("images").get_shape())
+    assert shape == [81, 480, 832, 3], shape
 print(json.dumps({"results": [
-    dict(name="wan1_3b_prompt_to_frames_e2e_overhead_ratio", value=wall / (sampled + decoded),
+    dict(name=f"wan1_3b_prompt_to_{kind}_e2e_overhead_ratio", value=wall / (sampled + decoded),
          unit="ratio", anchor="sampling + decode seconds the job reports",
          anchor_value=sampled + decoded),
-    dict(name="wan1_3b_prompt_to_frames_wall_s", value=wall, unit="s", anchor="", anchor_value=None),
-    dict(name="wan1_3b_prompt_to_frames_sample_s", value=sampled, unit="s", anchor="",
+    dict(name=f"wan1_3b_prompt_to_{kind}_wall_s", value=wall, unit="s", anchor="",
          anchor_value=None),
-    dict(name="wan1_3b_prompt_to_frames_decode_s", value=decoded, unit="s", anchor="",
+    dict(name=f"wan1_3b_prompt_to_{kind}_sample_s", value=sampled, unit="s", anchor="",
          anchor_value=None),
-    dict(name="wan1_3b_prompt_to_frames_first_job_s",
+    dict(name=f"wan1_3b_prompt_to_{kind}_decode_s", value=decoded, unit="s", anchor="",
+         anchor_value=None),
+    dict(name=f"wan1_3b_prompt_to_{kind}_first_job_s",
          value=float(open(f"{work}/first.s").read()), unit="s",
          anchor="with the loads and the prompt encodes", anchor_value=None),
 ]}))
