@@ -419,7 +419,9 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
     auto block = provider.Acquire(i);
     TORCH_CHECK(block.ok(), "weights for block ", i, ": ", std::string(block.status().message()));
     const absl::Cleanup release = [&provider, i] { provider.Release(i); };
+    std::vector<at::Tensor> measured_img;  // block 0's image modulation, once TeaCache read it
     auto modulation = [&](const std::string& stream) -> std::vector<at::Tensor> {
+      if (stream == "img" && !measured_img.empty()) return measured_img;
       if (c.shared_modulation) return stream == "img" ? shared_img : shared_txt;
       if (!table.defined()) return Modulate(silu_vec, **block, stream + "_mod.lin", 6);
       // Chroma's table: the single blocks' 3 rows each, then the double blocks' image rows,
@@ -428,10 +430,10 @@ at::Tensor Forward(const FluxConfig& c, const FluxInputs& in, const ParallelCont
       return rows_of(stream == "img" ? image_rows : image_rows + 6 * c.depth, 6);
     };
     if (decides_here) {
-      const std::vector<at::Tensor> image_mod = modulation("img");
+      measured_img = modulation("img");
       const ModulatedInputChange change = MeasureModulatedInput(
-          joint.narrow(1, text_rows, std::max<int64_t>(valid_rows - text_rows, 0)), image_mod[0],
-          image_mod[1], *cache, sp);
+          joint.narrow(1, text_rows, std::max<int64_t>(valid_rows - text_rows, 0)), measured_img[0],
+          measured_img[1], *cache, sp);
       reuse = cache->ReuseFor(joint, change.rel_l1, change.comparable);
       if (reuse) break;
       before_blocks = joint.clone();
