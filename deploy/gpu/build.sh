@@ -35,7 +35,10 @@ fi
 # Video files (FFmpeg's and libwebp's libraries): on where the prefix carries them (its static
 # minimal FFmpeg, pack_ffmpeg.sh); the GPU host has no packages for them.
 MEDIA=OFF
-[ -f "$PREFIX/lib/x86_64-linux-gnu/pkgconfig/libavcodec.pc" ] && MEDIA=ON
+if [ -f "$PREFIX/lib/x86_64-linux-gnu/pkgconfig/libavcodec.pc" ] &&
+   [ -f "$PREFIX/lib/x86_64-linux-gnu/pkgconfig/libwebp.pc" ]; then
+  MEDIA=ON
+fi
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$PREFIX_PATH" \
   -DPython3_EXECUTABLE="$(command -v "$PYTHON")" \

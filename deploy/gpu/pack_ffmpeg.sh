@@ -4,9 +4,9 @@
 # dependencies, past what a call may carry beside the rest of the prefix); models/media needs the
 # libx264 encoder, the MP4 muxer and swscale. So this builds Debian's own FFmpeg source
 # (`apt-get source ffmpeg`: the orig tarball with Debian's patches) with only those, as static
-# PIC archives (3.3 MB, and Debian's static libx264.a, 2.7 MB), plus libwebp's shared libraries
-# (animated WebP), into PREFIX with relocatable pkg-config files. deploy/gpu/build.sh turns video
-# files on when PREFIX has them.
+# PIC archives (3.3 MB, and Debian's static libx264.a, 2.7 MB), into PREFIX with relocatable
+# pkg-config files (pack_prefix.sh, which runs this, adds libwebp's shared libraries for animated
+# WebP). deploy/gpu/build.sh turns video files on when PREFIX has both.
 #
 #   [DECODERS=1] deploy/gpu/pack_ffmpeg.sh [PREFIX]   (default deploy/gpu/prefix; root, Debian 12)
 #
@@ -25,7 +25,7 @@ if ! grep -rqs "deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
     >/etc/apt/sources.list.d/debian-src.sources
   apt-get update -qq
 fi
-apt-get install -y -qq libx264-dev nasm dpkg-dev libwebp-dev >/dev/null
+apt-get install -y -qq libx264-dev nasm dpkg-dev >/dev/null
 (cd "$WORK" && apt-get source -qq ffmpeg >/dev/null 2>&1)
 SRC=$(find "$WORK" -maxdepth 1 -type d -name 'ffmpeg-*' | head -1)
 (cd "$SRC" &&
@@ -50,18 +50,4 @@ for pc in "$WORK"/ffmpeg/lib/pkgconfig/*.pc; do
       "$pc" >"$OUT/lib/$ARCH/pkgconfig/$(basename "$pc")"
 done
 
-# libwebp (animated WebP): Debian's shared libraries, small, with their headers.
-cp -a /usr/include/webp "$OUT/include/"
-for pattern in 'libwebp.so*' 'libwebpmux.so*' 'libwebpdemux.so*' 'libsharpyuv.so*'; do
-  find "/usr/lib/$ARCH" -maxdepth 1 -name "$pattern" -exec cp -a {} "$OUT/lib/$ARCH/" \;
-done
-for pc in /usr/lib/$ARCH/pkgconfig/{libwebp,libwebpmux,libwebpdemux,libsharpyuv}.pc; do
-  [ -f "$pc" ] || continue
-  sed -e 's|^prefix=.*|prefix=${pcfiledir}/../../..|' \
-      -e "s|/usr/lib/$ARCH|\${pcfiledir}/..|g" \
-      -e 's|/usr/include|${pcfiledir}/../../../include|g' \
-      -e "s|^libdir=\${exec_prefix}/lib\$|libdir=\${exec_prefix}/lib/$ARCH|" \
-      -e "s|^libdir=\${prefix}/lib\$|libdir=\${prefix}/lib/$ARCH|" \
-      "$pc" >"$OUT/lib/$ARCH/pkgconfig/$(basename "$pc")"
-done
-echo "FFmpeg $(basename "$SRC") (static, libx264) and libwebp in $OUT: $(du -sh "$OUT" | cut -f1) in all"
+echo "FFmpeg $(basename "$SRC") (static, libx264) in $OUT: $(du -sh "$OUT" | cut -f1) in all"

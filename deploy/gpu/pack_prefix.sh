@@ -26,6 +26,8 @@ cp -a /usr/include/CLI /usr/include/sqlite3.h /usr/include/sqlite3ext.h /usr/inc
   "$OUT/include/"
 # SentencePiece (the umT5 tokenizer; its library carries its own protobuf-lite).
 cp -a /usr/include/sentencepiece_processor.h /usr/include/sentencepiece_trainer.h "$OUT/include/"
+# libwebp (animated WebP; FFmpeg comes from pack_ffmpeg.sh below).
+cp -a /usr/include/webp "$OUT/include/"
 # libpng (sampler previews).
 cp -a /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h /usr/include/libpng16 \
   "$OUT/include/"
@@ -34,7 +36,8 @@ cp -a /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h /usr/i
 # host, which has compatible ones (OpenSSL 3, zlib 1).
 for pattern in 'libgrpc*.so*' 'libgpr.so*' 'libupb.so*' 'libaddress_sorting.so*' 'libabsl_*.so*' \
                'libcares.so*' 'libre2.so*' 'libprotobuf.so*' 'libprotoc.so*' 'libsqlite3.so*' \
-               'libpng16.so*' 'libpng.so' 'libsentencepiece.so*'; do
+               'libpng16.so*' 'libpng.so' 'libsentencepiece.so*' 'libwebp.so*' 'libwebpmux.so*' \
+               'libwebpdemux.so*' 'libsharpyuv.so*'; do
   find "/usr/lib/$ARCH" -maxdepth 1 -name "$pattern" -exec cp -a {} "$OUT/lib/$ARCH/" \;
 done
 
@@ -50,6 +53,7 @@ cp -a "/usr/lib/$ARCH/cmake/grpc" "/usr/lib/$ARCH/cmake/absl" "$OUT/lib/$ARCH/cm
 
 # pkg-config files, made relocatable.
 for pc in /usr/lib/$ARCH/pkgconfig/{grpc,grpc++,grpc_unsecure,grpc++_unsecure,gpr,protobuf,libcares,re2,upb}.pc \
+          /usr/lib/$ARCH/pkgconfig/{libwebp,libwebpmux,libwebpdemux,libsharpyuv}.pc \
           /usr/lib/$ARCH/pkgconfig/absl_*.pc; do
   [ -f "$pc" ] || continue
   sed -e 's|^prefix=.*|prefix=${pcfiledir}/../../..|' \
@@ -67,7 +71,7 @@ for p in cpp php python ruby; do
   [ -x "$OUT/bin/grpc_${p}_plugin" ] || { echo "missing grpc_${p}_plugin" >&2; exit 1; }
 done
 
-# Video files: a minimal static FFmpeg (libx264, MP4) and libwebp (pack_ffmpeg.sh).
+# Video files: a minimal static FFmpeg (libx264, MP4; pack_ffmpeg.sh).
 ./pack_ffmpeg.sh "$OUT"
 
 du -sh "$OUT"

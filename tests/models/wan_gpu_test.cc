@@ -29,10 +29,12 @@ at::Tensor Forward(const std::string& path, const WanInputs& inputs, at::ScalarT
   return out->cpu();
 }
 
-// A random bf16 1.3B checkpoint of every block, made on the GPU (fresh weights each run).
-std::string Random1_3bCheckpoint(const std::string& dir, const WanConfig& config) {
+// A random bf16 checkpoint of `config`, made on the GPU (fresh weights each run).
+std::string RandomBf16Checkpoint(const std::string& dir, const WanConfig& config,
+                                 KeySpelling spelling = MakeCheckpointOptions{}.spelling) {
   MakeCheckpointOptions options;
   options.dtype = at::kBFloat16;
+  options.spelling = spelling;
   options.device = at::Device("cuda");
   options.seed = std::random_device{}();
   return testing_util::MakeCheckpoint(dir, config, options, "m");
@@ -40,13 +42,8 @@ std::string Random1_3bCheckpoint(const std::string& dir, const WanConfig& config
 
 TEST(WanGpuTest, Bf16StaysWithinOnePercentOfFp32AtFullDepth) {
   testing_util::TempDir dir("wan-gpu");
-  WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
-  MakeCheckpointOptions options;
-  options.dtype = at::kBFloat16;
-  options.spelling = KeySpelling::kDiffusers;
-  options.device = at::Device("cuda");
-  options.seed = std::random_device{}();
-  const std::string path = testing_util::MakeCheckpoint(dir.path(), config, options, "m");
+  const WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
+  const std::string path = RandomBf16Checkpoint(dir.path(), config, KeySpelling::kDiffusers);
   testing_util::LatentSize size{1, 5, 30, 52, 77};
   WanInputs inputs = testing_util::RandomWanInputs(config, size);
   at::Tensor fp32 = Forward(path, inputs, at::kFloat);
@@ -85,7 +82,7 @@ TEST(WanGpuTest, Fp8ScaledCheckpointWithinTenPercentOfBf16) {
 TEST(WanGpuTest, Fp8ComputeWithinTenPercentOfFp32AtFullDepth) {
   testing_util::TempDir dir("wan-gpu-fp8-compute");
   const WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
-  const std::string path = Random1_3bCheckpoint(dir.path(), config);
+  const std::string path = RandomBf16Checkpoint(dir.path(), config);
   WanInputs inputs = testing_util::RandomWanInputs(config, {1, 5, 30, 52, 77});
   const at::Tensor fp32 = Forward(path, inputs, at::kFloat);
   const double bf16 = RelativeL2(Forward(path, inputs, at::kBFloat16), fp32);
@@ -102,7 +99,7 @@ TEST(WanGpuTest, Fp8ComputeWithinTenPercentOfFp32AtFullDepth) {
 TEST(WanGpuTest, FusedKernelsStayWithinBf16OfTheChainsAtFullDepth) {
   testing_util::TempDir dir("wan-gpu-fused");
   const WanConfig config = *WanPreset("wan2.1-t2v-1.3b");
-  const std::string path = Random1_3bCheckpoint(dir.path(), config);
+  const std::string path = RandomBf16Checkpoint(dir.path(), config);
   WanInputs inputs = testing_util::RandomWanInputs(config, {1, 5, 30, 52, 77});
   const at::Tensor fp32 = Forward(path, inputs, at::kFloat);
   const bool was = FusedKernels();
