@@ -35,8 +35,9 @@
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
-#   deploy/gpu/session.sh video            issue #24: the VAE gpu tests, then a prompt-to-frames
-#                                          job through a local cluster (prompt_to_video_gpu.sh)
+#   deploy/gpu/session.sh video            issue #24: the VAE gpu tests, then a prompt-to-MP4 job
+#                                          through a local cluster (frames where the prefix has no
+#                                          FFmpeg; prompt_to_video_gpu.sh)
 #   deploy/gpu/session.sh vae              issue #24: the VAE gpu tests (TESTS=none: not), then
 #                                          the Wan VAE decode (2.1 at 480p and 720p, 2.2 at
 #                                          1280x704x121) against diffusers (wan_vae_gpu.py)
@@ -203,7 +204,7 @@ case $WHAT in
       /tmp/raylight-umt5/umt5-xxl.safetensors "$OUT" >"$OUT/prompt_job.log" 2>&1
     echo "prompt job exit $?"
     tail -8 "$OUT/prompt_job.log" ;;
-  video)  # issue #24: the VAE gpu tests, then a prompt-to-frames job (prompt_to_video_gpu.sh)
+  video)  # issue #24: the VAE gpu tests, then a prompt-to-MP4 job (prompt_to_video_gpu.sh)
     (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-WanVaeGpu}" -V) >"$OUT/ctest-gpu.log" 2>&1
     echo "ctest exit $?"
     grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -20
