@@ -3,6 +3,7 @@
 # wheels (.whl/, made by `pip download`; the machine has no network) beside the host's PyTorch,
 # build the GPU tests and benchmarks, then run one of the modes below. Calls on a machine still
 # warm reuse the build and the benchmark checkpoint in /tmp.
+# BUILD_TARGETS (space-separated) builds only those targets (a shorter build for one mode).
 # Logs and JSON lines go to $OUT (or ./gpu-out). Tests that run ComfyUI's code read its tarball
 # from .carry/ComfyUI-0.3.64.tar.gz (copy it from ../shared/third_party and carry it).
 #
@@ -62,6 +63,16 @@
 #   deploy/gpu/session.sh parallel|bench|all   earlier sessions' runs (Wan forward, 2-GPU modes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+# Several modes in one call (`session.sh video fp8`): one build, then each mode in turn.
+if [ $# -gt 1 ]; then
+  status=0
+  for mode in "$@"; do
+    echo "== $mode"
+    "$0" "$mode" || status=$?
+    export RAYLIGHT_SESSION_BUILT=1
+  done
+  exit $status
+fi
 WHAT=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -78,15 +89,18 @@ export PYTHON=python3
 python3 -c 'import diffusers, torch; print("diffusers", diffusers.__version__, "torch", torch.__version__)'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 
-TARGETS="raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
+export TARGETS="${BUILD_TARGETS:-raylight-head raylight-node raylight-worker gpu_cluster_test comm_nccl_test comm_rank_suite
   wan_diffusers_gpu_test wan_gpu_test wan_bench raylight-make-checkpoint raylight-make-conditioning
   raylight-sample-local parallel_rank_main parallel_sampling_gpu_test jobs_gpu_test job_bench
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
   gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
   raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test qwen_image_model_gpu_test
-  fp8_linear_gpu_test staged_upload_gpu_test dit_fused_gpu_test" \
+  fp8_linear_gpu_test staged_upload_gpu_test dit_fused_gpu_test}"
+build_start=$(date +%s)
+if [ -z "${RAYLIGHT_SESSION_BUILT:-}" ]; then
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles)"
+  echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles, $(($(date +%s) - build_start)) s)"
+fi
 GPUS=$(nvidia-smi -L | wc -l)
 CKPT=/tmp/raylight-bench
 mkdir -p "$CKPT"
@@ -190,6 +204,12 @@ case $WHAT in
       --fused \
       --runs "${RUNS:-3}" >>"$OUT/wan_fp8.jsonl" 2>>"$OUT/bench.log"
     echo "wan_bench exit $?"
+    # The first forward of a process without the one-block warm-up (COLD=0: not).
+    if [ "${COLD:-1}" = 1 ]; then
+      timeout 120 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81_cold \
+        --nowarm_up --nodiffusers --runs 2 >>"$OUT/wan_fp8.jsonl" 2>>"$OUT/bench.log"
+      echo "cold wan_bench exit $?"
+    fi
     cat "$OUT/wan_fp8.jsonl" ;;
   text)  # issue #24: umT5-XXL (bf16) against transformers on one prompt padded to 512 tokens
     if [ "${ENCODER_BENCH:-1}" = 1 ]; then

@@ -65,6 +65,7 @@ class WeightProvider {
   virtual void Prefetch(int index) { (void)index; }
   at::Device device() const { return options_.device; }
   at::ScalarType compute_dtype() const { return options_.compute_dtype; }
+  const PlacementOptions& options() const { return options_; }
 
  protected:
   explicit WeightProvider(PlacementOptions options) : options_(std::move(options)) {}

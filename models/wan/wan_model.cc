@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
 #include "models/core/batch_rows.h"
+#include "models/core/block_subset.h"
 #include "models/core/dit_fused.h"
 #include "models/core/fp8_linear.h"
 #include "models/core/sequence_parallel.h"
@@ -472,6 +473,16 @@ absl::StatusOr<at::Tensor> WanForward(const WanConfig& config, const WanInputs& 
   } catch (const c10::Error& error) {
     return absl::InternalError(absl::StrCat("wan forward: ", error.what_without_backtrace()));
   }
+}
+
+absl::Status WarmUpWanForward(const WanConfig& config, WanInputs inputs,
+                              const ParallelContext& parallel, WeightProvider& weights) {
+  if (weights.num_blocks() == 0) return absl::OkStatus();
+  WanConfig one_block = config;
+  one_block.num_layers = 1;
+  BlockSubset first(weights, {0});
+  inputs.step_cache = nullptr;
+  return WanForward(one_block, inputs, parallel, first).status();
 }
 
 }  // namespace raylight::models::wan

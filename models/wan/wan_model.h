@@ -61,6 +61,13 @@ absl::Status ValidateWanInputs(const WanConfig& config, const WanInputs& inputs)
 absl::StatusOr<at::Tensor> WanForward(const WanConfig& config, const WanInputs& inputs,
                                       const ParallelContext& parallel, WeightProvider& weights);
 
+// A forward through block 0 alone at `inputs`' shape (models/core/block_subset.h), its output
+// discarded: the shape's first-call costs paid for about one block's time, so the first step
+// after it costs what later ones do. Every rank of `parallel` runs it together (its exchanges are
+// the forward's). No step cache.
+absl::Status WarmUpWanForward(const WanConfig& config, WanInputs inputs,
+                              const ParallelContext& parallel, WeightProvider& weights);
+
 // Sinusoidal timestep embedding [N, freq_dim] (cos then sin), computed in float64.
 at::Tensor SinusoidalEmbedding(const at::Tensor& t, int64_t freq_dim);
 

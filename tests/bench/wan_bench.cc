@@ -1,7 +1,8 @@
 // One Wan denoising forward (batch 1, bf16, one GPU) at a video size, against diffusers'
 // WanTransformer3DModel on the same checkpoint, inputs and GPU; model FLOP utilisation against a
 // bf16 matmul peak measured in the same process; and load throughput of the checkpoint from the
-// page cache to the GPU. Prints JSON lines (tests/bench/report.py turns them into tables).
+// page cache to the GPU; the first forward's time over the later ones' (after a one-block warm-up
+// unless --nowarm_up). Prints JSON lines (tests/bench/report.py turns them into tables).
 //
 //   wan_bench --checkpoint wan14b.safetensors --name wan14b_832x480x81
 //
@@ -33,6 +34,9 @@ ABSL_FLAG(int64_t, frames, 21, "latent frames (81 video frames)");
 ABSL_FLAG(int64_t, height, 60, "latent height (480 pixels)");
 ABSL_FLAG(int64_t, width, 104, "latent width (832 pixels)");
 ABSL_FLAG(int, runs, 3, "timed forwards after one warm-up");
+ABSL_FLAG(bool, warm_up, true,
+          "before the first forward, one through block 0 alone at the shape (WarmUpWanForward, "
+          "what a load runs); false: the first forward meets the first-call costs");
 ABSL_FLAG(bool, diffusers, true, "also time diffusers' forward (the anchor)");
 ABSL_FLAG(bool, fused, false,
           "also the forward with the fused elementwise kernels (models/core/dit_fused.h)");
@@ -111,8 +115,22 @@ int Run() {
     }
     return *out;
   };
+  if (absl::GetFlag(FLAGS_warm_up)) {
+    const auto warm_start = Clock::now();
+    if (absl::Status status =
+            models::wan::WarmUpWanForward(config, inputs, models::ParallelContext{}, *weights);
+        !status.ok()) {
+      std::fprintf(stderr, "%s\n", status.ToString().c_str());
+      return 1;
+    }
+    c10::cuda::device_synchronize();
+    Emit(name + "_warm_up_ms", Seconds(warm_start) * 1e3, "ms");
+  }
+  const auto first_start = Clock::now();
   at::Tensor ours = forward();
   c10::cuda::device_synchronize();
+  const double first_ms = Seconds(first_start) * 1e3;
+  Emit(name + "_first_step_ms", first_ms, "ms");
   const int runs = absl::GetFlag(FLAGS_runs);
   // Mean milliseconds of `runs` synchronised forwards (after the warm-up above).
   auto time_forwards = [&] {
@@ -123,6 +141,7 @@ int Run() {
   };
   const double step_ms = time_forwards();
   Emit(name + "_step_ms_1gpu", step_ms, "ms");
+  Emit(name + "_first_step_ratio", first_ms / step_ms, "ratio");
   const double tflops = ForwardFlops(config, tokens) / (step_ms / 1e3) / 1e12;
   Emit(name + "_tflops", tflops, "TFLOP/s");
   Emit(name + "_mfu", tflops / peak, "fraction");

@@ -6,8 +6,10 @@
 #include <random>
 
 #include "absl/strings/match.h"
+#include "models/core/block_subset.h"
 #include "models/core/fp8_linear.h"
 #include "models/core/safetensors_tensors.h"
+#include "models/core/tea_cache.h"
 #include "models/wan/wan_keys.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_rope.h"
@@ -252,6 +254,50 @@ TEST(WanModelTest, TinyForwardIsDeterministicAndShaped) {
     later.t = inputs.t + 100;
     EXPECT_GT(RelativeL2(Forward(path, later), a), 1e-3) << preset;
   }
+}
+
+TEST(WanModelTest, AWarmUpRunsBlockZeroAloneAndLeavesLaterForwardsAsTheyWere) {
+  testing_util::TempDir dir("wan-warm-up");
+  const WanConfig config = *WanPreset("tiny-t2v");
+  const std::string path = testing_util::MakeCheckpoint(dir.path(), config, F32(), "tiny");
+  auto loaded = LoadWanResident({path}, PlacementOptions{});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_GE(loaded->weights->num_blocks(), 2);
+  // The view shows block 1 of the model as its block 0, and nothing past it.
+  BlockSubset second(*loaded->weights, {1});
+  EXPECT_EQ(second.num_blocks(), 1);
+  auto viewed = second.Acquire(0);
+  auto direct = loaded->weights->Acquire(1);
+  ASSERT_TRUE(viewed.ok() && direct.ok());
+  EXPECT_EQ(*viewed, *direct);
+  second.Release(0);
+  loaded->weights->Release(1);
+  EXPECT_EQ(second.Acquire(1).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(second.globals().tensors().size(), loaded->weights->globals().tensors().size());
+
+  const WanInputs inputs = RandomWanInputs(config, LatentSize{});
+  auto before = WanForward(config, inputs, ParallelContext{}, *loaded->weights);
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(WarmUpWanForward(config, inputs, ParallelContext{}, *loaded->weights).ok());
+  auto after = WanForward(config, inputs, ParallelContext{}, *loaded->weights);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(at::equal(*before, *after));
+  // Block 0 alone is a different network: the warm-up ran one block, not the model.
+  WanConfig one_block = config;
+  one_block.num_layers = 1;
+  BlockSubset first(*loaded->weights, {0});
+  auto shallow = WanForward(one_block, inputs, ParallelContext{}, first);
+  ASSERT_TRUE(shallow.ok()) << shallow.status();
+  EXPECT_GT(RelativeL2(*shallow, *before), 1e-3);
+  // Inputs that name a step cache leave it untouched.
+  WanStepCache cache(
+      std::make_unique<TeaCachePolicy>(TeaCacheSettings{.threshold = 0.5, .coefficients = {1, 0}}),
+      /*modulation_e0=*/true);
+  WanInputs cached = inputs;
+  cached.step_cache = &cache;
+  ASSERT_TRUE(WarmUpWanForward(config, cached, ParallelContext{}, *loaded->weights).ok());
+  EXPECT_FALSE(cache.residual.defined());
+  EXPECT_FALSE(cache.previous.defined());
 }
 
 TEST(WanModelTest, CondAndUncondInOneBatchGiveTheTwoSeparateForwards) {
