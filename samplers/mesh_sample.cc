@@ -46,6 +46,15 @@ Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, doubl
                      std::move(cache));
 }
 
+Branch FirstCallBranch(double cfg, const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
+                       std::optional<bool> batch_cfg) {
+  if (cfg == 1.0) return Branch::kCond;
+  if (plan.split_cfg && mesh.cfg() != nullptr) {
+    return mesh.cfg()->rank() == 0 ? Branch::kCond : Branch::kUncond;
+  }
+  return batch_cfg.value_or(mesh.shape().ulysses > 1) ? Branch::kBoth : Branch::kCond;
+}
+
 absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampling& sampling,
                                          const at::Tensor& latent, KSamplerOptions options,
                                          const parallel::Mesh& mesh, const parallel::MeshPlan& plan,

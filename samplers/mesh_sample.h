@@ -33,6 +33,12 @@ Denoiser MeshDenoiser(const ModelFn& model, const ModelSampling& sampling, doubl
                       std::optional<bool> batch_cfg = std::nullopt,
                       std::shared_ptr<EasyCache> cache = nullptr);
 
+// The branch of this rank's first model call under MeshDenoiser (the batch every computed call
+// of the run has): kBoth where cond and uncond run as one batch, kUncond on the cfg axis' second
+// rank, else kCond. A warm-up at the job's shape calls the model with it.
+Branch FirstCallBranch(double cfg, const parallel::Mesh& mesh, const parallel::MeshPlan& plan,
+                       std::optional<bool> batch_cfg = std::nullopt);
+
 // Returns every dp rank's result stacked along a new first dimension [dp, ...], on every rank.
 // `seeds`: empty (seed + dp rank) or one per dp rank.
 absl::StatusOr<at::Tensor> KSampleOnMesh(const ModelFn& model, const ModelSampling& sampling,

@@ -27,6 +27,27 @@ std::string ModelNote(const EnsuredModel& model, const std::string& variant,
                          model.seconds > 0 ? gb / model.seconds : 0.0);
 }
 
+absl::Status WarmUpAtShape(comm::Communicator& world, at::Device device,
+                           models::DiffusionModel& model, const std::string& shape,
+                           const std::function<absl::Status()>& warm_up,
+                           const std::function<void(std::string)>& note) {
+  at::Tensor go = at::full({1}, model.warmed_shape() == shape ? 0 : 1, at::kLong);
+  if (world.size() > 1) {
+    at::Tensor shared = go.to(device);
+    RL_RETURN_IF_ERROR(world.Broadcast(shared, 0));
+    go = shared.cpu();
+  }
+  if (go.item<int64_t>() == 0) return absl::OkStatus();
+  const auto start = Clock::now();
+  if (absl::Status status = warm_up(); !status.ok()) {
+    return absl::Status(status.code(), absl::StrCat("warm-up: ", status.message()));
+  }
+  model.set_warmed_shape(shape);
+  note(absl::StrFormat("warmed %s at the job's shape (one block) in %.3g s", model.info().variant,
+                       SecondsSince(start)));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu) {
   if (dtype.empty() || dtype == "auto") return gpu ? at::kBFloat16 : at::kFloat;
   if (dtype == "bf16") return at::kBFloat16;

@@ -270,25 +270,28 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   if (!step_caches.ok()) return step_caches.status();
   RL_RETURN_IF_ERROR(step_caches->CheckPlacement(model.summary->placement, request.mesh.dp));
   if (step_caches->enabled()) note(step_caches->Describe());
+  // The inputs of a model call on `branch`.
+  auto call_inputs = [&](const at::Tensor& x, double timestep, samplers::Branch branch) {
+    auto inputs = [&](bool cond) {
+      models::wan::WanInputs in;
+      in.x = x;
+      in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
+      if (frame_timestep_scale.defined()) {
+        in.t = (frame_timestep_scale * in.t).repeat_interleave(tokens_per_frame, 1);
+      }
+      in.context = cond ? positive_text : negative_text;
+      in.clip_fea = clip_fea;
+      in.y = y;
+      return in;
+    };
+    return samplers::InputsFor(branch, inputs, models::wan::BatchInputs);
+  };
   // The network of one loaded model (an expert of a two-expert job, or the job's model).
   auto model_fn_for = [&](models::WeightProvider& weights) -> samplers::ModelFn {
     return [&, weights = &weights](const at::Tensor& x, double timestep,
                                    samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
       auto forward = [&]() -> absl::StatusOr<at::Tensor> {
-        auto inputs = [&](bool cond) {
-          models::wan::WanInputs in;
-          in.x = x;
-          in.t = at::full({1}, timestep, on_device.dtype(at::kFloat));
-          if (frame_timestep_scale.defined()) {
-            in.t = (frame_timestep_scale * in.t).repeat_interleave(tokens_per_frame, 1);
-          }
-          in.context = cond ? positive_text : negative_text;
-          in.clip_fea = clip_fea;
-          in.y = y;
-          return in;
-        };
-        models::wan::WanInputs batch =
-            samplers::InputsFor(branch, inputs, models::wan::BatchInputs);
+        models::wan::WanInputs batch = call_inputs(x, timestep, branch);
         batch.step_cache = step_caches->For(weights, static_cast<int>(branch));
         return models::wan::WanForward(config, batch, sequence, *weights);
       };
@@ -309,6 +312,27 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
   options.inpaint_input = config.per_token_timesteps() ? samplers::InpaintInput::kClean
                                                        : samplers::InpaintInput::kRenoised;
   const samplers::ModelSampling sampling = WanSampling(request);
+  {
+    // Each model of the run warmed at the shape of its calls (sampling_run.h, WarmUpAtShape).
+    const samplers::Branch branch =
+        samplers::FirstCallBranch(request.cfg, **mesh, *plan, options.batch_cfg);
+    const at::Tensor x = latent.to(device, at::kFloat);
+    const models::wan::WanInputs warm_inputs = call_inputs(x, 999.0, branch);
+    const std::string shape =
+        absl::StrCat(c10::str(warm_inputs.x.sizes()), " text ",
+                     c10::str(warm_inputs.context.sizes()), " t ", c10::str(warm_inputs.t.sizes()));
+    const EnsuredModel* no_expert = nullptr;
+    for (const EnsuredModel* expert : {&model, low_noise.has_value() ? &*low_noise : no_expert}) {
+      if (expert == nullptr) continue;
+      RL_RETURN_IF_ERROR(WarmUpAtShape(
+          world, device, *expert->model, shape,
+          [&] {
+            return models::wan::WarmUpWanForward(config, warm_inputs, sequence,
+                                                 expert->model->weights());
+          },
+          note));
+    }
+  }
   const auto sample_start = Clock::now();
   // A two-expert job is two runs; progress counts the steps of both.
   int steps_before = 0, steps_in_all = 0;

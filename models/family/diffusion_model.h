@@ -55,6 +55,10 @@ class DiffusionModel {
   virtual bool SameArchitecture(const DiffusionModel& other) const = 0;
   // ComfyUI's latent format of the family (process_in / process_out, previews).
   virtual const LatentFormat& latent_format() const = 0;
+  // The job shape this model was last warmed at (sampling_run.h, WarmUpAtShape); empty: none
+  // since it loaded.
+  const std::string& warmed_shape() const { return warmed_shape_; }
+  void set_warmed_shape(std::string shape) { warmed_shape_ = std::move(shape); }
   // `positive` and `negative` (empty: none, cfg 1) conditioning files bound for forwards on
   // `device`. Errors name the file ("positive: ..."). A family whose jobs have their own run
   // (Wan: prompts, images, experts) need not offer it.
@@ -71,6 +75,7 @@ class DiffusionModel {
 
  private:
   ModelInfo info_;
+  std::string warmed_shape_;
 };
 
 // What the placement planner needs of a model: its bytes as placed in `dtype` (read from the

@@ -64,7 +64,7 @@ absl::StatusOr<at::Tensor> WanForward(const WanConfig& config, const WanInputs& 
 // A forward through block 0 alone at `inputs`' shape (models/core/block_subset.h), its output
 // discarded: the shape's first-call costs paid for about one block's time, so the first step
 // after it costs what later ones do. Every rank of `parallel` runs it together (its exchanges are
-// the forward's). No step cache.
+// the forward's). No step cache. Returns once the device has finished it.
 absl::Status WarmUpWanForward(const WanConfig& config, WanInputs inputs,
                               const ParallelContext& parallel, WeightProvider& weights);
 
