@@ -142,12 +142,14 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   RL_RETURN_IF_ERROR(
       step_caches.CheckPlacement(model.summary->placement, request.mesh.dp, plan.split_cfg));
   if (step_caches.enabled()) note(step_caches.Describe());
+  auto rows_of = [](samplers::Branch branch) {
+    return branch == samplers::Branch::kBoth   ? models::ConditioningRows::kBoth
+           : branch == samplers::Branch::kCond ? models::ConditioningRows::kPositive
+                                               : models::ConditioningRows::kNegative;
+  };
   samplers::ModelFn model_fn = [&](const at::Tensor& x, double timestep,
                                    samplers::Branch branch) -> absl::StatusOr<at::Tensor> {
-    const models::ConditioningRows rows =
-        branch == samplers::Branch::kBoth   ? models::ConditioningRows::kBoth
-        : branch == samplers::Branch::kCond ? models::ConditioningRows::kPositive
-                                            : models::ConditioningRows::kNegative;
+    const models::ConditioningRows rows = rows_of(branch);
     models::ResidualCache* cache = step_caches.For(conditioned.get(), static_cast<int>(branch));
     return agreed.Call(x, timestep, static_cast<int>(branch),
                        [&] { return conditioned->Forward(x, timestep, rows, sequence, cache); });
@@ -161,6 +163,16 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   options.latent_format = &model.model->latent_format();
   step_caches.ApplyTo(options);
   const samplers::ModelSampling sampling = SamplingOf(info, request.shift);
+  {
+    // The model warmed at the shape of its calls (sampling_run.h, WarmUpAtShape).
+    const models::ConditioningRows rows =
+        rows_of(samplers::FirstCallBranch(request.cfg, *mesh, plan, options.batch_cfg));
+    const at::Tensor x = latent.to(device, at::kFloat);
+    RL_RETURN_IF_ERROR(WarmUpAtShape(
+        world, device, *model.model,
+        absl::StrCat(c10::str(x.sizes()), " rows ", static_cast<int>(rows)),
+        [&] { return conditioned->WarmUp(x, rows, sequence); }, note));
+  }
   const auto sample_start = Clock::now();
   const int no_steps_before = 0, no_total = 0;
   const samplers::StepCallback callback =

@@ -29,7 +29,7 @@ std::string ModelNote(const EnsuredModel& model, const std::string& variant,
 
 absl::Status WarmUpAtShape(comm::Communicator& world, at::Device device,
                            models::DiffusionModel& model, const std::string& shape,
-                           const std::function<absl::Status()>& warm_up,
+                           const std::function<absl::StatusOr<bool>()>& warm_up,
                            const std::function<void(std::string)>& note) {
   at::Tensor go = at::full({1}, model.warmed_shape() == shape ? 0 : 1, at::kLong);
   if (world.size() > 1) {
@@ -39,9 +39,12 @@ absl::Status WarmUpAtShape(comm::Communicator& world, at::Device device,
   }
   if (go.item<int64_t>() == 0) return absl::OkStatus();
   const auto start = Clock::now();
-  if (absl::Status status = warm_up(); !status.ok()) {
-    return absl::Status(status.code(), absl::StrCat("warm-up: ", status.message()));
+  const absl::StatusOr<bool> warmed = warm_up();
+  if (!warmed.ok()) {
+    return absl::Status(warmed.status().code(),
+                        absl::StrCat("warm-up: ", warmed.status().message()));
   }
+  if (!*warmed) return absl::OkStatus();
   model.set_warmed_shape(shape);
   note(absl::StrFormat("warmed %s at the job's shape (one block) in %.3g s", model.info().variant,
                        SecondsSince(start)));

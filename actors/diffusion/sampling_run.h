@@ -61,13 +61,14 @@ std::string ModelNote(const EnsuredModel& model, const std::string& variant,
 
 // The first-call costs of a job's shape (GEMM and attention plans, the caching allocator growing
 // to a block's activations) paid before the first step by `warm_up` (a forward through one block
-// at the shape of the run's model calls: WarmUpWanForward), where rank 0's `model` was not
-// warmed at `shape` (a key of the calls' input shapes) since it loaded; every rank of `world`
-// follows rank 0's word, since the warm-up's exchanges are collective. The first step then costs
-// what later ones do, and step times (progress, ETA, step caches' savings) are the steps'.
+// of each kind at the shape of the run's model calls: WarmUpWanForward, ConditionedForward::
+// WarmUp; false: the family has none), where rank 0's `model` was not warmed at `shape` (a key
+// of the calls' input shapes) since it loaded; every rank of `world` follows rank 0's word,
+// since the warm-up's exchanges are collective. The first step then costs what later ones do,
+// and step times (progress, ETA, step caches' savings) are the steps'.
 absl::Status WarmUpAtShape(comm::Communicator& world, at::Device device,
                            models::DiffusionModel& model, const std::string& shape,
-                           const std::function<absl::Status()>& warm_up,
+                           const std::function<absl::StatusOr<bool>()>& warm_up,
                            const std::function<void(std::string)>& note);
 
 class SamplingServices {

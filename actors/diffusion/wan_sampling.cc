@@ -326,9 +326,10 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
       if (expert == nullptr) continue;
       RL_RETURN_IF_ERROR(WarmUpAtShape(
           world, device, *expert->model, shape,
-          [&] {
-            return models::wan::WarmUpWanForward(config, warm_inputs, sequence,
-                                                 expert->model->weights());
+          [&]() -> absl::StatusOr<bool> {
+            RL_RETURN_IF_ERROR(models::wan::WarmUpWanForward(config, warm_inputs, sequence,
+                                                             expert->model->weights()));
+            return true;
           },
           note));
     }

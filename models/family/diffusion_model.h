@@ -43,6 +43,15 @@ class ConditionedForward {
   // Whether a kBoth batch gives what the two halves alone give (false: the sampler calls the
   // positive and the negative one after the other; token counts that differ, say).
   virtual bool BatchesExactly() const { return true; }
+  // A forward through one block of each kind the model has at the shape of a call on (x, rows),
+  // its output discarded, returning once the device has finished it: the shape's first-call
+  // costs paid before the first step (actors/diffusion/sampling_run.h, WarmUpAtShape). Returns
+  // whether it ran: a family that does not override it starts its first step cold.
+  virtual absl::StatusOr<bool> WarmUp(const at::Tensor& x, ConditioningRows rows,
+                                      const ParallelContext& sequence) {
+    (void)x, (void)rows, (void)sequence;
+    return false;
+  }
 };
 
 class DiffusionModel {

@@ -5,6 +5,7 @@
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_memory.h"
 #include "models/flux/flux_model.h"
+#include "runtime/common/status_macros.h"
 
 namespace raylight::models::flux {
 namespace {
@@ -22,6 +23,25 @@ class FluxConditionedForward final : public ConditionedForward {
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& x, double timestep, ConditioningRows rows,
                                      const ParallelContext& sequence,
                                      ResidualCache* cache) override {
+    RL_ASSIGN_OR_RETURN(FluxInputs batch, Batch(x, timestep, rows));
+    batch.step_cache = cache;
+    auto out = FluxForward(config_, batch, sequence, weights_);
+    if (!out.ok() || !frame_axis_) return out;
+    return out->unsqueeze(2);
+  }
+
+  absl::StatusOr<bool> WarmUp(const at::Tensor& x, ConditioningRows rows,
+                              const ParallelContext& sequence) override {
+    RL_ASSIGN_OR_RETURN(FluxInputs batch, Batch(x, /*timestep=*/999.0, rows));
+    RL_RETURN_IF_ERROR(WarmUpFluxForward(config_, std::move(batch), sequence, weights_));
+    return true;
+  }
+
+  bool BatchesExactly() const override { return flux::BatchesExactly(positive_, negative_); }
+
+ private:
+  // The inputs of a call on `rows` (a kBoth batch: the positive's rows, then the negative's).
+  absl::StatusOr<FluxInputs> Batch(const at::Tensor& x, double timestep, ConditioningRows rows) {
     if (frame_axis_ && (x.dim() != 5 || x.size(2) != 1)) {
       return absl::InvalidArgumentError(
           absl::StrCat("x: ", c10::str(x.sizes()), "; ", config_.name, " takes [B, C, 1, H, W]"));
@@ -36,18 +56,11 @@ class FluxConditionedForward final : public ConditionedForward {
       if (in.guidance.defined()) in.guidance = in.guidance.expand({image.size(0)});
       return in;
     };
-    FluxInputs batch = rows == ConditioningRows::kBoth
-                           ? BatchInputs(inputs(positive_), inputs(negative_))
-                           : inputs(rows == ConditioningRows::kPositive ? positive_ : negative_);
-    batch.step_cache = cache;
-    auto out = FluxForward(config_, batch, sequence, weights_);
-    if (!out.ok() || !frame_axis_) return out;
-    return out->unsqueeze(2);
+    return rows == ConditioningRows::kBoth
+               ? BatchInputs(inputs(positive_), inputs(negative_))
+               : inputs(rows == ConditioningRows::kPositive ? positive_ : negative_);
   }
 
-  bool BatchesExactly() const override { return flux::BatchesExactly(positive_, negative_); }
-
- private:
   const FluxConfig& config_;
   WeightProvider& weights_;
   const FluxInputs positive_, negative_;

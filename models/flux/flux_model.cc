@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "models/core/attention.h"
 #include "models/core/batch_rows.h"
+#include "models/core/block_subset.h"
 #include "models/core/fp8_linear.h"
 #include "models/core/rotary.h"
 #include "models/core/sequence_parallel.h"
@@ -611,6 +612,24 @@ absl::StatusOr<at::Tensor> FluxForward(const FluxConfig& config, const FluxInput
   } catch (const c10::Error& error) {
     return absl::InternalError(absl::StrCat("flux forward: ", error.what_without_backtrace()));
   }
+}
+
+absl::Status WarmUpFluxForward(const FluxConfig& config, FluxInputs inputs,
+                               const ParallelContext& parallel, WeightProvider& weights) {
+  FluxConfig few = config;
+  few.depth = std::min<int64_t>(config.depth, 1);
+  few.depth_single = std::min<int64_t>(config.depth_single, 1);
+  std::vector<int> blocks;
+  if (few.depth > 0) blocks.push_back(0);
+  if (few.depth_single > 0) blocks.push_back(static_cast<int>(config.depth));
+  if (blocks.empty()) return absl::OkStatus();
+  BlockSubset subset(weights, std::move(blocks));
+  inputs.step_cache = nullptr;
+  auto out = FluxForward(few, inputs, parallel, subset);
+  if (!out.ok()) return out.status();
+  // One value read back waits for the device: the warm-up's time is its own, not the first step's.
+  (void)out->flatten()[0].item<float>();
+  return absl::OkStatus();
 }
 
 }  // namespace raylight::models::flux

@@ -52,6 +52,13 @@ absl::Status ValidateFluxInputs(const FluxConfig& config, const FluxInputs& inpu
 absl::StatusOr<at::Tensor> FluxForward(const FluxConfig& config, const FluxInputs& inputs,
                                        const ParallelContext& parallel, WeightProvider& weights);
 
+// A forward through the first double-stream and the first single-stream block alone at
+// `inputs`' shape (models/core/block_subset.h), its output discarded: the shape's first-call
+// costs paid for about two blocks' time. Every rank of `parallel` runs it together. No step
+// cache. Returns once the device has finished it.
+absl::Status WarmUpFluxForward(const FluxConfig& config, FluxInputs inputs,
+                               const ParallelContext& parallel, WeightProvider& weights);
+
 // The sinusoidal embedding Flux uses for the timestep and the guidance: [N, dim] (cos then sin)
 // of `t` x 1000 against 10000^(-i / (dim/2)), in fp32 as the reference computes it: BFL scales t
 // first; `scale_last` multiplies t by the frequencies first and the product by 1000, as diffusers'

@@ -89,6 +89,19 @@ inline void ExpectSameLatent(const Latent& got, const Latent& want) {
   }
 }
 
+// Whether a job's progress messages say its model was warmed at the job's shape
+// (actors/diffusion/sampling_run.h, WarmUpAtShape).
+inline bool Warmed(const std::vector<v1::JobEvent>& events) {
+  for (const v1::JobEvent& event : events) {
+    v1::SampleProgress progress;
+    if (event.has_progress() && progress.ParseFromString(event.progress()) &&
+        progress.message().find("at the job's shape (one block)") != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 class JobsTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(2); }

@@ -50,10 +50,21 @@ TEST_F(JobsTest, UlyssesJobThroughTheHeadMatchesOneProcess) {
 TEST_F(JobsTest, SecondJobFindsTheModelResident) {
   v1::SampleJob job = Job();
   job.mutable_mesh()->set_ulysses(2);
-  v1::JobInfo first = RunJob(job);
+  std::vector<v1::JobEvent> first_events, second_events, larger_events;
+  v1::JobInfo first = RunJob(job, &first_events);
   ASSERT_EQ(first.state(), v1::JOB_SUCCEEDED) << first.DebugString();
-  v1::JobInfo second = RunJob(job);
+  v1::JobInfo second = RunJob(job, &second_events);
   ASSERT_EQ(second.state(), v1::JOB_SUCCEEDED) << second.DebugString();
+  // The load warmed the model at the job's shape; the same shape again needs no warm-up, another
+  // one does.
+  EXPECT_TRUE(Warmed(first_events));
+  EXPECT_FALSE(Warmed(second_events));
+  v1::SampleJob larger = job;
+  larger.set_height(job.height() + 16);
+  v1::JobInfo third = RunJob(larger, &larger_events);
+  ASSERT_EQ(third.state(), v1::JOB_SUCCEEDED) << third.DebugString();
+  EXPECT_TRUE(Warmed(larger_events));
+  ExpectSameLatent(ReadLatent(ResultOf(third.job_id()).latent()), Reference(larger));
   EXPECT_EQ(first.group_name(), second.group_name());
   const v1::SampleResult a = ResultOf(first.job_id()), b = ResultOf(second.job_id());
   EXPECT_FALSE(a.model_was_resident());
