@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #ifdef RAYLIGHT_HAVE_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -78,6 +79,21 @@ at::Tensor FusedRmsNormRope(const at::Tensor& x, const at::Tensor& weight, doubl
   (void)x, (void)weight, (void)eps, (void)rotation, (void)heads;
   return {};
 #endif
+}
+
+at::Tensor FusedLinearGelu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const at::ScalarType dtype = x.scalar_type();
+  const bool takes = x.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf) &&
+                     x.dim() >= 2 && weight.dim() == 2 && weight.scalar_type() == dtype &&
+                     weight.size(1) == x.size(-1) && bias.defined() && bias.dim() == 1 &&
+                     bias.scalar_type() == dtype && bias.size(0) == weight.size(0) &&
+                     weight.device() == x.device();
+  if (!takes) return {};
+  const at::Tensor rows = x.reshape({-1, x.size(-1)});
+  at::Tensor out = at::_addmm_activation(bias, rows, weight.t(), 1, 1, /*use_gelu=*/true);
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes.back() = weight.size(0);
+  return out.view(sizes);
 }
 
 }  // namespace raylight::models

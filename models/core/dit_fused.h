@@ -1,8 +1,8 @@
 // Fused elementwise kernels of the DiT blocks (issue #27, item 1) on CUDA: the chains of small
 // passes around the GEMMs (a norm, a modulation, a cast; a norm, a rotation, two casts) as one
-// pass each. The unfused ATen chains stay the reference and the path everywhere else (CPU,
-// other dtypes, shapes these do not take): each function returns an undefined tensor where it
-// does not apply, and the caller runs the chain.
+// pass each, and the FFN's GELU in its GEMM's epilogue. The unfused ATen chains stay the reference
+// and the path everywhere else (CPU, other dtypes, shapes these do not take): each function returns
+// an undefined tensor where it does not apply, and the caller runs the chain.
 //
 // Off by default until measured on the GPU (SetFusedKernels, or RAYLIGHT_FUSED_KERNELS=1 in
 // the environment): they agree with the chains within bf16 rounding (the norm's statistics
@@ -28,5 +28,13 @@ at::Tensor FusedModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift,
 // rows) -> bf16 [B, L, heads, head_dim].
 at::Tensor FusedRmsNormRope(const at::Tensor& x, const at::Tensor& weight, double eps,
                             const at::Tensor& rotation, int64_t heads);
+
+// gelu_tanh(x W^T + bias) as one cuBLASLt GEMM with the GELU in its epilogue (at::
+// _addmm_activation): the FFN's first linear without the pass over its [tokens, ffn_dim] output
+// (4x the model width) that the separate GELU reads and writes. x [..., K] and `weight` [N, K]
+// bf16 or fp16 on a GPU, `bias` [N] of their dtype. The epilogue applies the GELU to the fp32
+// accumulator and rounds once, where the chain rounds the linear's output and then the GELU's:
+// within one bf16 rounding of the chain.
+at::Tensor FusedLinearGelu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 }  // namespace raylight::models

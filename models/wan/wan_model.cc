@@ -30,6 +30,16 @@ at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& na
   return ModuleLinear(x, w, name);  // fp8 compute's weights too
 }
 
+// gelu_tanh(Linear(x)): the fused kernels' GEMM with the GELU in its epilogue where it applies
+// (bf16 weights on a GPU; not fp8 compute's), else the chain.
+at::Tensor LinearGelu(const at::Tensor& x, const WeightSet& w, const std::string& name) {
+  if (FusedKernels()) {
+    at::Tensor fused = FusedLinearGelu(x, w.Get(name + ".weight"), w.Get(name + ".bias"));
+    if (fused.defined()) return fused;
+  }
+  return at::gelu(Linear(x, w, name), "tanh");
+}
+
 // x * rsqrt(mean(x^2) + eps) * weight over all heads together; libtorch's fused kernel
 // accumulates in fp32 for bf16 inputs, as the reference's explicit fp32 norm does.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
@@ -188,7 +198,7 @@ void FinishBlock(const WanConfig& c, at::Tensor& x, const at::Tensor& context,
   x.add_(CrossAttention(c, h, context, context_img, w, parallel));
 
   h = ModulatedNorm(x, m[3], m[4], c.dim, c.eps, dtype);
-  at::Tensor ffn = Linear(at::gelu(Linear(h, w, "ffn.0"), "tanh"), w, "ffn.2");
+  at::Tensor ffn = Linear(LinearGelu(h, w, "ffn.0"), w, "ffn.2");
   AddGated(x, ffn, m[5]);
 }
 

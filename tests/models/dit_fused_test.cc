@@ -2,11 +2,14 @@
 // chains they replace. On the CPU they decline (undefined: the caller runs the chain). On the GPU
 // (label `gpu`), on Wan 14B's widths and random inputs fresh per run: the modulated LayerNorm
 // (per-sample and per-token modulation) and the RMSNorm + RoPE of q / k, each within bf16
-// rounding of the chain (relative L2 under 2e-3; most elements bit-equal, printed).
+// rounding of the chain (relative L2 under 2e-3; most elements bit-equal, printed); the FFN's
+// linear with its GELU in the GEMM's epilogue, likewise.
 #include "models/core/dit_fused.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include "models/core/rotary.h"
 #include "tests/models/wan_test_util.h"
@@ -46,6 +49,9 @@ TEST(DitFusedTest, DeclinesOnTheCpuSoTheChainRuns) {
   const at::Tensor q = at::randn({1, 6, 32}).to(at::kBFloat16);
   EXPECT_FALSE(
       FusedRmsNormRope(q, at::ones({32}, q.options()), 1e-6, RandomRotation(6, 4, at::kCPU), 4)
+          .defined());
+  EXPECT_FALSE(
+      FusedLinearGelu(q, at::randn({8, 32}).to(at::kBFloat16), at::randn({8}).to(at::kBFloat16))
           .defined());
   // The switch: off unless asked for.
   const bool was = FusedKernels();
@@ -96,6 +102,27 @@ TEST(DitFusedGpuTest, RmsNormRopeWithinBf16RoundingOfTheChain) {
   // Shapes it does not take are declined (the chain runs).
   EXPECT_FALSE(FusedRmsNormRope(x.to(at::kFloat), weight, 1e-6, rotation, heads).defined());
   EXPECT_FALSE(FusedRmsNormRope(x, weight, 1e-6, rotation.narrow(0, 0, 10), heads).defined());
+}
+
+TEST(DitFusedGpuTest, LinearGeluEpilogueWithinBf16RoundingOfTheChain) {
+  const at::Device cuda("cuda");
+  // Wan 14B's FFN widths (5120 -> 13824) on 3000 tokens of two samples.
+  const int64_t batch = 2, tokens = 3000, dim = 5120, ffn = 13824;
+  const at::TensorOptions bf16 = at::TensorOptions().device(cuda).dtype(at::kBFloat16);
+  const at::Tensor x = at::randn({batch, tokens, dim}, bf16);
+  const at::Tensor weight = at::randn({ffn, dim}, bf16) * (1.0 / std::sqrt(dim));
+  const at::Tensor bias = at::randn({ffn}, bf16) * 0.1;
+  const at::Tensor fused = FusedLinearGelu(x, weight, bias);
+  ASSERT_TRUE(fused.defined());
+  ASSERT_EQ(fused.sizes(), at::IntArrayRef({batch, tokens, ffn}));
+  const at::Tensor chain = at::gelu(at::linear(x, weight, bias), "tanh");
+  const double error = RelativeL2(fused.cpu(), chain.cpu());
+  std::printf("linear + gelu epilogue: relative L2 %.3g, %.4f of elements differ\n", error,
+              DifferingShare(fused, chain));
+  EXPECT_LT(error, 2e-3);
+  // fp8 weights and missing biases are declined (the chain runs).
+  EXPECT_FALSE(FusedLinearGelu(x, weight.to(at::kFloat8_e4m3fn), bias).defined());
+  EXPECT_FALSE(FusedLinearGelu(x, weight, at::Tensor()).defined());
 }
 #endif
 
