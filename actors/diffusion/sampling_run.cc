@@ -31,7 +31,7 @@ absl::Status WarmUpAtShape(comm::Communicator& world, at::Device device,
                            models::DiffusionModel& model, const std::string& shape,
                            const std::function<absl::StatusOr<bool>()>& warm_up,
                            const std::function<void(std::string)>& note) {
-  at::Tensor go = at::full({1}, model.warmed_shape() == shape ? 0 : 1, at::kLong);
+  at::Tensor go = at::full({1}, model.WarmedAt(shape) ? 0 : 1, at::kLong);
   if (world.size() > 1) {
     at::Tensor shared = go.to(device);
     RL_RETURN_IF_ERROR(world.Broadcast(shared, 0));
@@ -45,7 +45,7 @@ absl::Status WarmUpAtShape(comm::Communicator& world, at::Device device,
                         absl::StrCat("warm-up: ", warmed.status().message()));
   }
   if (!*warmed) return absl::OkStatus();
-  model.set_warmed_shape(shape);
+  model.NoteWarmedAt(shape);
   note(absl::StrFormat("warmed %s at the job's shape (one block) in %.3g s", model.info().variant,
                        SecondsSince(start)));
   return absl::OkStatus();

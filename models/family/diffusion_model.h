@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -64,10 +65,18 @@ class DiffusionModel {
   virtual bool SameArchitecture(const DiffusionModel& other) const = 0;
   // ComfyUI's latent format of the family (process_in / process_out, previews).
   virtual const LatentFormat& latent_format() const = 0;
-  // The job shape this model was last warmed at (sampling_run.h, WarmUpAtShape); empty: none
-  // since it loaded.
-  const std::string& warmed_shape() const { return warmed_shape_; }
-  void set_warmed_shape(std::string shape) { warmed_shape_ = std::move(shape); }
+  // The job shapes this model was warmed at since it loaded (sampling_run.h, WarmUpAtShape): the
+  // plans a shape's first call builds stay in the process, so a shape comes back warm. The last
+  // kMaxWarmedShapes are kept.
+  bool WarmedAt(const std::string& shape) const {
+    return std::find(warmed_shapes_.begin(), warmed_shapes_.end(), shape) != warmed_shapes_.end();
+  }
+  void NoteWarmedAt(std::string shape) {
+    if (WarmedAt(shape)) return;
+    if (warmed_shapes_.size() == kMaxWarmedShapes) warmed_shapes_.erase(warmed_shapes_.begin());
+    warmed_shapes_.push_back(std::move(shape));
+  }
+  static constexpr size_t kMaxWarmedShapes = 16;
   // `positive` and `negative` (empty: none, cfg 1) conditioning files bound for forwards on
   // `device`. Errors name the file ("positive: ..."). A family whose jobs have their own run
   // (Wan: prompts, images, experts) need not offer it.
@@ -84,7 +93,7 @@ class DiffusionModel {
 
  private:
   ModelInfo info_;
-  std::string warmed_shape_;
+  std::vector<std::string> warmed_shapes_;
 };
 
 // What the placement planner needs of a model: its bytes as placed in `dtype` (read from the

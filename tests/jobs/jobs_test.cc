@@ -56,7 +56,7 @@ TEST_F(JobsTest, SecondJobFindsTheModelResident) {
   v1::JobInfo second = RunJob(job, &second_events);
   ASSERT_EQ(second.state(), v1::JOB_SUCCEEDED) << second.DebugString();
   // The load warmed the model at the job's shape; the same shape again needs no warm-up, another
-  // one does.
+  // one does, and a shape warmed before stays warm.
   EXPECT_TRUE(Warmed(first_events));
   EXPECT_FALSE(Warmed(second_events));
   v1::SampleJob larger = job;
@@ -65,6 +65,11 @@ TEST_F(JobsTest, SecondJobFindsTheModelResident) {
   ASSERT_EQ(third.state(), v1::JOB_SUCCEEDED) << third.DebugString();
   EXPECT_TRUE(Warmed(larger_events));
   ExpectSameLatent(ReadLatent(ResultOf(third.job_id()).latent()), Reference(larger));
+  // The first shape again: still warm.
+  std::vector<v1::JobEvent> again_events;
+  v1::JobInfo again = RunJob(job, &again_events);
+  ASSERT_EQ(again.state(), v1::JOB_SUCCEEDED) << again.DebugString();
+  EXPECT_FALSE(Warmed(again_events));
   EXPECT_EQ(first.group_name(), second.group_name());
   const v1::SampleResult a = ResultOf(first.job_id()), b = ResultOf(second.job_id());
   EXPECT_FALSE(a.model_was_resident());
