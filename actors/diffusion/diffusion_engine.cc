@@ -431,11 +431,6 @@ class DiffusionEngine::Impl final : public SamplingServices {
     if (!decision.ok()) return decision.status();
     *reason = decision->reason;
     const std::string& placement = decision->name;
-    if (request.fp8_compute && placement != "resident") {
-      return absl::FailedPreconditionError(
-          absl::StrCat("compute: fp8 keeps the weights resident, and the placement is ", placement,
-                       " (", decision->reason, ")"));
-    }
     const bool sharded = placement == "fsdp" || placement == "fsdp-host";
     const std::string group_key = sharded ? GroupKey(group) : "";
     // A swap budget asked for is part of what was loaded: another budget loads again.

@@ -152,10 +152,6 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
       return Invalid("compute",
                      absl::StrCat("fp8: ", plan.info.variant, "'s forward has no fp8 path"));
     }
-    if (!job.placement().empty() && job.placement() != "auto" && job.placement() != "resident") {
-      return Invalid("compute", absl::StrCat("fp8 keeps the weights resident; placement ",
-                                             job.placement(), " moves them"));
-    }
   }
   if (!(job.swap_budget() >= 0 && job.swap_budget() <= 1)) {  // NaN fails too
     return Invalid(

@@ -52,7 +52,7 @@ void AddModelFlags(CLI::App& command, SampleFlags& flags) {
   command.add_option("--dtype", flags.dtype, "auto, bf16, f16, f32")->capture_default_str();
   command
       .add_option("--compute", flags.compute,
-                  "default, or fp8: the linear layers as fp8 e4m3 GEMMs (weights resident)")
+                  "default, or fp8: the linear layers as fp8 e4m3 GEMMs")
       ->capture_default_str();
   command.add_option("--lora", flags.loras,
                      "a LoRA under a model root, NAME[:STRENGTH] (default 1; repeatable, merged "

@@ -267,7 +267,7 @@ class RaylightModel:
                 "cpu": ("BOOLEAN", {"default": False, "tooltip": "run on CPU workers"}),
                 "compute": (
                     ["default", "fp8"],
-                    {"tooltip": "fp8: the linear layers as fp8 GEMMs (weights resident)"},
+                    {"tooltip": "fp8: the linear layers as fp8 GEMMs (any placement)"},
                 ),
             },
         }

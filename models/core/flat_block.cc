@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "models/core/fp8_linear.h"
 #include "runtime/common/round_up.h"
 
 namespace raylight::models {
@@ -12,8 +13,26 @@ constexpr int64_t kAlignment = 16;
 
 }  // namespace
 
-void FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
-                    const PlacementOptions& options) {
+int FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
+                   const PlacementOptions& options) {
+  if (PlacedAsFp8Linear(name, tensor, /*in_block=*/true, fp32, options)) {
+    const std::vector<int64_t> shape = tensor.value_shape();
+    Entry values{.name = name, .role = Role::kFp8Values};
+    Entry scales{.name = Fp8ScaleName(name), .role = Role::kFp8Scales};
+    values.stored_dtype = values.compute_dtype = at::kFloat8_e4m3fn;
+    scales.stored_dtype = scales.compute_dtype = at::kFloat;
+    values.quantised_from = scales.quantised_from = options.compute_dtype;
+    values.shape = shape;
+    scales.shape = {shape[0]};
+    values.bytes = shape[0] * shape[1];
+    scales.bytes = shape[0] * static_cast<int64_t>(sizeof(float));
+    for (Entry* entry : {&values, &scales}) {
+      entry->offset = RoundUp(bytes_, kAlignment);
+      bytes_ = entry->offset + entry->bytes;
+      entries_.push_back(std::move(*entry));
+    }
+    return 2;
+  }
   Entry entry;
   entry.name = std::move(name);
   entry.compute_dtype = fp32 ? at::kFloat : options.compute_dtype;
@@ -35,6 +54,7 @@ void FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
                 static_cast<int64_t>(c10::elementSize(entry.stored_dtype));
   bytes_ = entry.offset + entry.bytes;
   entries_.push_back(std::move(entry));
+  return 1;
 }
 
 void FlatBlock::PadTo(int64_t multiple) {
@@ -51,6 +71,11 @@ void FlatBlock::Fill(const std::vector<const CheckpointTensor*>& sources, int64_
     const int64_t to = std::min(end, entry.offset + entry.bytes);
     if (from >= to) continue;
     const CheckpointTensor& source = *sources[e];
+    if (entry.role != Role::kTensor) {
+      const at::Tensor rows = Fp8RowsOf(entry, source, from, to);
+      out.narrow(0, from - begin, to - from).copy_(rows);
+      continue;
+    }
     // fp8 and GGUF blocks move as stored; everything else as its compute dtype (scaled weights
     // not kept in fp8 are dequantised here, once). One tensor converted at a time: never a whole
     // block in RAM. A tensor with attached LoRA patches is merged only in the rows this range
@@ -72,6 +97,27 @@ void FlatBlock::Fill(const std::vector<const CheckpointTensor*>& sources, int64_
     out.narrow(0, from - begin, to - from)
         .copy_(bytes.narrow(0, from - entry.offset - first_byte, to - from));
   }
+}
+
+at::Tensor FlatBlock::Fp8RowsOf(const Entry& entry, const CheckpointTensor& source, int64_t from,
+                                int64_t to) const {
+  // The rows of the weight that bytes [from, to) of the entry cover, as ResidentWeights places
+  // them: an fp8-scaled file's e4m3 bytes as stored with its scale on every row, anything else
+  // in the compute dtype quantised per row (rows are independent: a shard's are the whole's).
+  const int64_t row_bytes = entry.bytes / entry.shape[0];
+  const int64_t first_row = (from - entry.offset) / row_bytes;
+  const int64_t end_row = (to - entry.offset + row_bytes - 1) / row_bytes;
+  Fp8Rows rows;
+  if (source.scale.has_value() && source.data.scalar_type() == at::kFloat8_e4m3fn &&
+      source.patches.empty()) {
+    rows.values = source.data.narrow(0, first_row, end_row - first_row);
+    rows.scale = at::full({end_row - first_row}, *source.scale, at::kFloat);
+  } else {
+    rows = QuantizeFp8Rows(MaterializeRows(source, first_row, end_row, entry.quantised_from));
+  }
+  const at::Tensor part = entry.role == Role::kFp8Values ? rows.values : rows.scale;
+  const at::Tensor bytes = part.contiguous().flatten().view(at::kByte);
+  return bytes.narrow(0, from - entry.offset - first_row * row_bytes, to - from);
 }
 
 WeightSet FlatBlock::Unflatten(const at::Tensor& buffer, at::Device device) const {
@@ -106,8 +152,8 @@ absl::StatusOr<FlatModel> FlattenBlocks(const Checkpoint& checkpoint, const Bloc
           local, Materialize(tensor, fp32 ? at::kFloat : options.compute_dtype, options.device));
       continue;
     }
-    model.blocks[index].Add(local, tensor, fp32, options);
-    model.sources[index].push_back(&tensor);
+    const int entries = model.blocks[index].Add(local, tensor, fp32, options);
+    model.sources[index].insert(model.sources[index].end(), entries, &tensor);
   }
   return model;
 }

@@ -13,10 +13,6 @@ absl::StatusOr<PlacedCheckpoint> PlaceCheckpoint(
   if (placement.kind == WeightPlacement::Kind::kSharded && placement.group == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("loading ", model, ": sharding needs a group"));
   }
-  if (options.fp8_compute && placement.kind != WeightPlacement::Kind::kResident) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "loading ", model, ": compute fp8 keeps the weights resident (not with FSDP or swap)"));
-  }
   // A resident placement keeps every weight on the device, so merged weights may stay there.
   const bool resident = placement.kind == WeightPlacement::Kind::kResident;
   const bool attach = placement.kind == WeightPlacement::Kind::kSharded;

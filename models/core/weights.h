@@ -44,8 +44,8 @@ struct PlacementOptions {
   // everything at load.
   bool keep_fp8 = true;
   // fp8 compute (models/core/fp8_linear.h): every block linear weight (IsFp8Linear) held as e4m3
-  // with a per-row scale ("<name>_scale") for the model's fp8 GEMMs, made once at load. Resident
-  // placements only (the planner refuses the others).
+  // with a per-row scale ("<name>_scale") for the model's fp8 GEMMs, made once at load; FSDP and
+  // layer swap move them so (flat_block.h).
   bool fp8_compute = false;
   // Weights the model computes in fp32 whatever the compute dtype (modulation tables, time
   // embedding): stored as fp32.

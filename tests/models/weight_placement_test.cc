@@ -179,6 +179,46 @@ TEST_F(LayerSwapTest, Fp8BlocksMoveAsFp8) {
   EXPECT_LT(weights->host_bytes(), streamed_values * c10::elementSize(kDtype) * 6 / 10);
 }
 
+// fp8 compute under layer swap: the block linears stream as fp8 compute holds them (e4m3 values
+// and float row scales, quantised at load as the resident load quantises them; an fp8-scaled
+// file's bytes as stored), so the forward is the resident fp8 forward's, for a checkpoint in the
+// compute dtype and for an fp8-scaled one.
+TEST_F(LayerSwapTest, Fp8ComputeWeightsStreamAsE4m3WithTheirRowScales) {
+  WanConfig config = *config_;
+  config.num_layers = 6;
+  for (const at::ScalarType stored : {kDtype, at::kFloat8_e4m3fn}) {
+    wan::MakeCheckpointOptions options;
+    options.dtype = stored;
+    options.seed = std::random_device{}();
+#ifdef RAYLIGHT_TEST_GPU
+    options.device = kDevice;
+#endif
+    const std::string path = testing_util::MakeCheckpoint(dir_->path(), config, options,
+                                                          stored == kDtype ? "plain" : "scaled");
+    PlacementOptions fp8 = Placement();
+    fp8.fp8_compute = true;
+    SwapOptions swap;
+    swap.budget_fraction = 0.5;
+    auto swapped = wan::LoadWanSwapped({path}, fp8, swap);
+    ASSERT_TRUE(swapped.ok()) << swapped.status();
+    auto resident = wan::LoadWanResident({path}, fp8);
+    ASSERT_TRUE(resident.ok()) << resident.status();
+    auto* weights = dynamic_cast<SwappedWeights*>(swapped->weights.get());
+    ASSERT_NE(weights, nullptr);
+    ASSERT_GT(weights->plan().streamed.size(), 0u);
+    const WanInputs inputs = testing_util::RandomWanInputs(config, kLatent);
+    EXPECT_TRUE(at::equal(Forward(*swapped, inputs), Forward(*resident, inputs)))
+        << c10::toString(stored);
+    // A streamed block's linears arrive as e4m3 with their scales.
+    const int streamed = weights->plan().streamed.front();
+    auto block = weights->Acquire(streamed);
+    ASSERT_TRUE(block.ok()) << block.status();
+    EXPECT_EQ((*block)->Get("self_attn.q.weight").scalar_type(), at::kFloat8_e4m3fn);
+    EXPECT_EQ((*block)->Get("self_attn.q.weight_scale").scalar_type(), at::kFloat);
+    weights->Release(streamed);
+  }
+}
+
 #ifndef RAYLIGHT_TEST_GPU
 
 // ---- the transfer pool's bookkeeping (CPU: fills run at once, in order) --------------------
