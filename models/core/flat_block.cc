@@ -26,11 +26,8 @@ int FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
     scales.shape = {shape[0]};
     values.bytes = shape[0] * shape[1];
     scales.bytes = shape[0] * static_cast<int64_t>(sizeof(float));
-    for (Entry* entry : {&values, &scales}) {
-      entry->offset = RoundUp(bytes_, kAlignment);
-      bytes_ = entry->offset + entry->bytes;
-      entries_.push_back(std::move(*entry));
-    }
+    Append(std::move(values));
+    Append(std::move(scales));
     return 2;
   }
   Entry entry;
@@ -49,12 +46,16 @@ int FlatBlock::Add(std::string name, const CheckpointTensor& tensor, bool fp32,
   }
   // Encoded: the stored bytes as they are; otherwise the values in the stored dtype.
   entry.shape = encoded ? tensor.data.sizes().vec() : tensor.value_shape();
-  entry.offset = RoundUp(bytes_, kAlignment);
   entry.bytes = (encoded ? tensor.data.numel() : tensor.value_numel()) *
                 static_cast<int64_t>(c10::elementSize(entry.stored_dtype));
+  Append(std::move(entry));
+  return 1;
+}
+
+void FlatBlock::Append(Entry entry) {
+  entry.offset = RoundUp(bytes_, kAlignment);
   bytes_ = entry.offset + entry.bytes;
   entries_.push_back(std::move(entry));
-  return 1;
 }
 
 void FlatBlock::PadTo(int64_t multiple) {
@@ -102,19 +103,11 @@ void FlatBlock::Fill(const std::vector<const CheckpointTensor*>& sources, int64_
 at::Tensor FlatBlock::Fp8RowsOf(const Entry& entry, const CheckpointTensor& source, int64_t from,
                                 int64_t to) const {
   // The rows of the weight that bytes [from, to) of the entry cover, as ResidentWeights places
-  // them: an fp8-scaled file's e4m3 bytes as stored with its scale on every row, anything else
-  // in the compute dtype quantised per row (rows are independent: a shard's are the whole's).
+  // them (PlaceFp8Rows).
   const int64_t row_bytes = entry.bytes / entry.shape[0];
   const int64_t first_row = (from - entry.offset) / row_bytes;
   const int64_t end_row = (to - entry.offset + row_bytes - 1) / row_bytes;
-  Fp8Rows rows;
-  if (source.scale.has_value() && source.data.scalar_type() == at::kFloat8_e4m3fn &&
-      source.patches.empty()) {
-    rows.values = source.data.narrow(0, first_row, end_row - first_row);
-    rows.scale = at::full({end_row - first_row}, *source.scale, at::kFloat);
-  } else {
-    rows = QuantizeFp8Rows(MaterializeRows(source, first_row, end_row, entry.quantised_from));
-  }
+  const Fp8Rows rows = PlaceFp8Rows(source, entry.quantised_from, at::kCPU, first_row, end_row);
   const at::Tensor part = entry.role == Role::kFp8Values ? rows.values : rows.scale;
   const at::Tensor bytes = part.contiguous().flatten().view(at::kByte);
   return bytes.narrow(0, from - entry.offset - first_row * row_bytes, to - from);

@@ -61,6 +61,8 @@ class FlatBlock {
     // device), with no data; Unflatten decodes the buffer's bytes with it.
     std::optional<CheckpointTensor> encoding;
   };
+  // Places `entry` at the next aligned offset of the layout.
+  void Append(Entry entry);
   // Bytes [from, to) of an fp8-compute entry (values or scales) of `source`, made from the rows
   // they cover.
   at::Tensor Fp8RowsOf(const Entry& entry, const CheckpointTensor& source, int64_t from,

@@ -39,6 +39,21 @@ Fp8Rows QuantizeFp8Rows(const at::Tensor& weight) {
   return {ToE4m3(rows / scale.unsqueeze(1)), scale};
 }
 
+Fp8Rows PlaceFp8Rows(const CheckpointTensor& tensor, at::ScalarType dtype, at::Device device,
+                     int64_t begin, int64_t end) {
+  const int64_t rows = tensor.value_shape()[0];
+  const bool whole = end < 0 || (begin == 0 && end == rows);
+  if (end < 0) end = rows;
+  if (tensor.scale.has_value() && tensor.data.scalar_type() == at::kFloat8_e4m3fn &&
+      tensor.patches.empty()) {  // an fp8-scaled file's bytes, as stored
+    return {tensor.data.narrow(0, begin, end - begin).to(device),
+            at::full({end - begin}, *tensor.scale,
+                     at::TensorOptions().dtype(at::kFloat).device(device))};
+  }
+  return QuantizeFp8Rows(whole ? Materialize(tensor, dtype, device)
+                               : MaterializeRows(tensor, begin, end, dtype).to(device));
+}
+
 Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused) {
   const at::Tensor rows = x.reshape({-1, x.size(-1)});
 #ifdef RAYLIGHT_HAVE_CUDA

@@ -42,6 +42,14 @@ struct Fp8Rows {
 // `weight` [N, K] (any float dtype) quantised per output channel, on its own device.
 Fp8Rows QuantizeFp8Rows(const at::Tensor& weight);
 
+// Rows [begin, end) of a tensor PlacedAsFp8Linear as fp8 compute holds it, on `device`: an
+// fp8-scaled file's e4m3 bytes as stored with its scale on every row, anything else in `dtype`
+// quantised per row (QuantizeFp8Rows; rows are independent, so a range's are the whole's). The
+// whole tensor (end < 0) is materialised on `device`; a range of rows on the CPU (an FSDP shard's
+// rows, merging attached LoRA patches into those rows only) and then moved.
+Fp8Rows PlaceFp8Rows(const CheckpointTensor& tensor, at::ScalarType dtype, at::Device device,
+                     int64_t begin = 0, int64_t end = -1);
+
 // `x` [..., K] per token (its last dimension) to e4m3 with scales [M, 1] (M = the other
 // dimensions' product): x's row m ~ values[m] * scale[m]. On a GPU one fused kernel
 // (fp8_quant_cuda.h) unless `fused` is false (libtorch's ops: five passes over x; the same bits).

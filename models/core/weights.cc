@@ -64,15 +64,7 @@ absl::StatusOr<std::unique_ptr<ResidentWeights>> ResidentWeights::Create(
     Block* block = index >= 0 ? &weights->blocks_[index] : nullptr;
     const at::ScalarType dtype = PlacedDtype(tensor, block != nullptr, fp32, options);
     if (PlacedAsFp8Linear(local, tensor, block != nullptr, fp32, options)) {
-      Fp8Rows rows;
-      if (tensor.scale.has_value() && tensor.data.scalar_type() == at::kFloat8_e4m3fn &&
-          tensor.patches.empty()) {  // an fp8-scaled file's bytes, as stored
-        rows.values = tensor.data.to(options.device);
-        rows.scale = at::full({tensor.data.size(0)}, *tensor.scale,
-                              at::TensorOptions().dtype(at::kFloat).device(options.device));
-      } else {
-        rows = QuantizeFp8Rows(Materialize(tensor, options.compute_dtype, options.device));
-      }
+      Fp8Rows rows = PlaceFp8Rows(tensor, options.compute_dtype, options.device);
       block->ready.Set(Fp8ScaleName(local), std::move(rows.scale));
       block->ready.Set(local, std::move(rows.values));
       return absl::OkStatus();

@@ -48,14 +48,18 @@ class LayerSwapTest : public testing::Test {
     dir_ = new testing_util::TempDir("layer-swap");
     config_ = new WanConfig(*wan::WanPreset(kPreset));
     config_->num_layers = kLayers;
+    checkpoint_ = new std::string(
+        testing_util::MakeCheckpoint(dir_->path(), *config_, CheckpointOptions(kDtype), "m"));
+  }
+  // A random checkpoint stored in `dtype`, of fresh values, written on the test's device.
+  static wan::MakeCheckpointOptions CheckpointOptions(at::ScalarType dtype) {
     wan::MakeCheckpointOptions options;
-    options.dtype = kDtype;
+    options.dtype = dtype;
     options.seed = std::random_device{}();
 #ifdef RAYLIGHT_TEST_GPU
     options.device = kDevice;
 #endif
-    checkpoint_ =
-        new std::string(testing_util::MakeCheckpoint(dir_->path(), *config_, options, "m"));
+    return options;
   }
   static void TearDownTestSuite() {
     delete checkpoint_;
@@ -148,15 +152,10 @@ TEST_F(LayerSwapTest, SynchronousPageableAnchorAgrees) {
 }
 
 TEST_F(LayerSwapTest, Fp8BlocksMoveAsFp8) {
-  wan::MakeCheckpointOptions options;
-  options.dtype = at::kFloat8_e4m3fn;
-  options.seed = std::random_device{}();
-#ifdef RAYLIGHT_TEST_GPU
-  options.device = kDevice;
-#endif
   WanConfig config = *config_;
   config.num_layers = 6;
-  const std::string fp8 = testing_util::MakeCheckpoint(dir_->path(), config, options, "fp8");
+  const std::string fp8 = testing_util::MakeCheckpoint(
+      dir_->path(), config, CheckpointOptions(at::kFloat8_e4m3fn), "fp8");
   SwapOptions swap;
   swap.budget_fraction = 0.5;
   auto swapped = wan::LoadWanSwapped({fp8}, Placement(), swap);
@@ -187,14 +186,8 @@ TEST_F(LayerSwapTest, Fp8ComputeWeightsStreamAsE4m3WithTheirRowScales) {
   WanConfig config = *config_;
   config.num_layers = 6;
   for (const at::ScalarType stored : {kDtype, at::kFloat8_e4m3fn}) {
-    wan::MakeCheckpointOptions options;
-    options.dtype = stored;
-    options.seed = std::random_device{}();
-#ifdef RAYLIGHT_TEST_GPU
-    options.device = kDevice;
-#endif
-    const std::string path = testing_util::MakeCheckpoint(dir_->path(), config, options,
-                                                          stored == kDtype ? "plain" : "scaled");
+    const std::string path = testing_util::MakeCheckpoint(
+        dir_->path(), config, CheckpointOptions(stored), stored == kDtype ? "plain" : "scaled");
     PlacementOptions fp8 = Placement();
     fp8.fp8_compute = true;
     SwapOptions swap;
