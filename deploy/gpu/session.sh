@@ -32,7 +32,7 @@
 #                                          tests (TESTS=none: not), then the 14B load (staged
 #                                          upload GB/s) and forward in bf16, with the fused
 #                                          kernels and with fp8 compute against diffusers
-#                                          (wan_bench --fp8 --fused)
+#                                          (wan_bench --fp8 --chains)
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
@@ -202,7 +202,7 @@ case $WHAT in
     fi
     ckpt=$(checkpoint wan2.1-t2v-14b)
     timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 --fp8 \
-      --fused \
+      --chains \
       --runs "${RUNS:-3}" >>"$OUT/wan_fp8.jsonl" 2>>"$OUT/bench.log"
     echo "wan_bench exit $?"
     # The first forward of a process without the one-block warm-up (COLD=0: not).

@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "models/core/rotary.h"
 #include "tests/models/wan_test_util.h"
@@ -53,10 +55,12 @@ TEST(DitFusedTest, DeclinesOnTheCpuSoTheChainRuns) {
   EXPECT_FALSE(
       FusedLinearGelu(q, at::randn({8, 32}).to(at::kBFloat16), at::randn({8}).to(at::kBFloat16))
           .defined());
-  // The switch: off unless asked for.
+  // The switch: on unless the environment says RAYLIGHT_FUSED_KERNELS=0, and settable.
+  const char* env = std::getenv("RAYLIGHT_FUSED_KERNELS");
   const bool was = FusedKernels();
-  SetFusedKernels(true);
-  EXPECT_TRUE(FusedKernels());
+  EXPECT_EQ(was, env == nullptr || std::string(env) != "0");
+  SetFusedKernels(!was);
+  EXPECT_EQ(FusedKernels(), !was);
   SetFusedKernels(was);
 }
 
@@ -104,7 +108,7 @@ TEST(DitFusedGpuTest, RmsNormRopeWithinBf16RoundingOfTheChain) {
   EXPECT_FALSE(FusedRmsNormRope(x, weight, 1e-6, rotation.narrow(0, 0, 10), heads).defined());
 }
 
-TEST(DitFusedGpuTest, LinearGeluEpilogueWithinBf16RoundingOfTheChain) {
+TEST(DitFusedGpuTest, LinearGeluEpilogueNoFartherFromFp32ThanTheChain) {
   const at::Device cuda("cuda");
   // Wan 14B's FFN widths (5120 -> 13824) on 3000 tokens of two samples.
   const int64_t batch = 2, tokens = 3000, dim = 5120, ffn = 13824;
@@ -115,11 +119,22 @@ TEST(DitFusedGpuTest, LinearGeluEpilogueWithinBf16RoundingOfTheChain) {
   const at::Tensor fused = FusedLinearGelu(x, weight, bias);
   ASSERT_TRUE(fused.defined());
   ASSERT_EQ(fused.sizes(), at::IntArrayRef({batch, tokens, ffn}));
+  // The chain rounds the linear's output to bf16 before the GELU and again after it; the epilogue
+  // applies the GELU to the fp32 accumulator and rounds once. Where the GELU is steep relative to
+  // its value (negative inputs) the chain's first rounding is amplified, so the two differ by more
+  // than one rounding (relative L2 about 3e-3): the bound is against fp32, where the epilogue must
+  // be at least as near as the chain and within bf16 rounding.
   const at::Tensor chain = at::gelu(at::linear(x, weight, bias), "tanh");
-  const double error = RelativeL2(fused.cpu(), chain.cpu());
-  std::printf("linear + gelu epilogue: relative L2 %.3g, %.4f of elements differ\n", error,
-              DifferingShare(fused, chain));
-  EXPECT_LT(error, 2e-3);
+  const at::Tensor fp32 =
+      at::gelu(at::linear(x.to(at::kFloat), weight.to(at::kFloat), bias.to(at::kFloat)), "tanh");
+  const double fused_error = RelativeL2(fused.cpu(), fp32.cpu());
+  const double chain_error = RelativeL2(chain.cpu(), fp32.cpu());
+  std::printf(
+      "linear + gelu epilogue: relative L2 from fp32 %.3g (chain %.3g), %.4f of elements differ "
+      "from the chain\n",
+      fused_error, chain_error, DifferingShare(fused, chain));
+  EXPECT_LT(fused_error, 2e-3);
+  EXPECT_LE(fused_error, chain_error * 1.05);
   // fp8 weights and missing biases are declined (the chain runs).
   EXPECT_FALSE(FusedLinearGelu(x, weight.to(at::kFloat8_e4m3fn), bias).defined());
   EXPECT_FALSE(FusedLinearGelu(x, weight, at::Tensor()).defined());
