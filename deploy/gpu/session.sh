@@ -28,6 +28,9 @@
 #   deploy/gpu/session.sh fluxjob          issues #26, #27: a real-size Flux.1-dev 1024x1024 job
 #                                          through a local cluster, uncached and with TeaCache,
 #                                          MagCache, EasyCache and fp8 compute (flux_job_gpu.sh)
+#   deploy/gpu/session.sh qwenjob          issue #26: a real-size Qwen-Image 1328x1328 job (cfg 4)
+#                                          through a local cluster, uncached and with MagCache,
+#                                          fp8 compute and layer swap at 25% (qwen_image_job_gpu.sh)
 #   deploy/gpu/session.sh fp8              issue #27: the fp8, staged-upload and fused-kernel gpu
 #                                          tests (TESTS=none: not), then the 14B load (staged
 #                                          upload GB/s) and forward in bf16, with the fused
@@ -192,6 +195,11 @@ case $WHAT in
     tests/bench/flux_job_gpu.sh build-gpu "$OUT" >"$OUT/flux_job_run.log" 2>&1
     echo "fluxjob exit $?"
     tail -10 "$OUT/flux_job_run.log" ;;
+  qwenjob)  # issue #26: a real-size Qwen-Image job with each placement and speed switch
+    rm -rf /tmp/raylight-flux /tmp/raylight-flux-job /tmp/raylight-bench  # the disk holds one
+    tests/bench/qwen_image_job_gpu.sh build-gpu "$OUT" >"$OUT/qwen_image_job_run.log" 2>&1
+    echo "qwenjob exit $?"
+    tail -10 "$OUT/qwen_image_job_run.log" ;;
   fp8)  # issue #27: fp8 compute's gpu tests, then the 14B forward bf16 / fp8 / diffusers
     if [ "${TESTS:-}" != none ]; then
       (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8|StagedUpload|Fused}" -V) \
