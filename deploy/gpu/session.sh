@@ -30,7 +30,13 @@
 #                                          MagCache, EasyCache and fp8 compute (flux_job_gpu.sh)
 #   deploy/gpu/session.sh qwenjob          issue #26: a real-size Qwen-Image 1328x1328 job (cfg 4)
 #                                          through a local cluster, uncached and with MagCache,
-#                                          fp8 compute and layer swap at 25% (qwen_image_job_gpu.sh)
+#                                          fp8 compute and layer swap at 25%
+#                                          (FAMILY=qwen_image family_job_gpu.sh)
+#   deploy/gpu/session.sh chroma           issue #26: Chroma 1024x1024 against diffusers
+#                                          (chroma_gpu.sh; COMPILE=1), then (JOB=0: not) a
+#                                          real-size Chroma job through a local cluster, uncached,
+#                                          fp8 compute and swap at 25% (FAMILY=chroma
+#                                          family_job_gpu.sh)
 #   deploy/gpu/session.sh fp8              issue #27: the fp8, staged-upload and fused-kernel gpu
 #                                          tests (TESTS=none: not), then the 14B load (staged
 #                                          upload GB/s) and forward in bf16, with the fused
@@ -196,10 +202,22 @@ case $WHAT in
     echo "fluxjob exit $?"
     tail -10 "$OUT/flux_job_run.log" ;;
   qwenjob)  # issue #26: a real-size Qwen-Image job with each placement and speed switch
-    rm -rf /tmp/raylight-flux /tmp/raylight-flux-job /tmp/raylight-bench  # the disk holds one
-    tests/bench/qwen_image_job_gpu.sh build-gpu "$OUT" >"$OUT/qwen_image_job_run.log" 2>&1
+    rm -rf /tmp/raylight-flux /tmp/raylight-flux-job /tmp/raylight-bench /tmp/raylight-chroma \
+      /tmp/raylight-chroma-job  # the disk holds one family's files
+    FAMILY=qwen_image tests/bench/family_job_gpu.sh build-gpu "$OUT" \
+      >"$OUT/qwen_image_job_run.log" 2>&1
     echo "qwenjob exit $?"
     tail -10 "$OUT/qwen_image_job_run.log" ;;
+  chroma)  # issue #26: Chroma against diffusers, then a real-size Chroma job
+    rm -rf /tmp/raylight-qwen-image /tmp/raylight-qwen_image-job  # the disk holds one family
+    tests/bench/chroma_gpu.sh build-gpu "$OUT" >"$OUT/chroma_run.log" 2>&1
+    echo "chroma exit $?"
+    tail -12 "$OUT/chroma_run.log"
+    if [ "${JOB:-1}" = 1 ]; then
+      FAMILY=chroma tests/bench/family_job_gpu.sh build-gpu "$OUT" >"$OUT/chroma_job_run.log" 2>&1
+      echo "chroma job exit $?"
+      tail -8 "$OUT/chroma_job_run.log"
+    fi ;;
   fp8)  # issue #27: fp8 compute's gpu tests, then the 14B forward bf16 / fp8 / diffusers
     if [ "${TESTS:-}" != none ]; then
       (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8|StagedUpload|Fused}" -V) \

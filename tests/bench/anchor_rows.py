@@ -1,5 +1,6 @@
-"""What the diffusers anchors share (flux_diffusers_anchor.py, qwen_image_diffusers_anchor.py):
-rows in the results schema and a median GPU time."""
+"""What the diffusers anchors share (flux_diffusers_anchor.py, qwen_image_diffusers_anchor.py,
+chroma_diffusers_anchor.py): rows in the results schema, a median GPU time and random real-size
+checkpoints."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 
 def emit(name: str, value: float, unit: str, anchor: str = "", anchor_value: float = 0) -> None:
@@ -34,3 +36,20 @@ def median_ms(run: Callable[[], Any], runs: int, warmups: int) -> float:
         torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1000)
     return sorted(times)[len(times) // 2]
+
+
+def make_random_checkpoint(model: torch.nn.Module, path: str, device: str = "cuda") -> None:
+    """`model`'s state (built on the meta device: only names and shapes) as random bf16 weights
+    drawn on `device`: matrices at 1/sqrt(fan-in), norm scales around 1, other vectors small."""
+    generator = torch.Generator(device).manual_seed(1234)
+    tensors = {}
+    for name, p in model.state_dict().items():
+        values = torch.randn(p.shape, generator=generator, device=device)
+        if p.dim() >= 2:
+            values = values / (p.shape[-1] ** 0.5)
+        elif "norm" in name:
+            values = 1 + 0.1 * values
+        else:
+            values = 0.02 * values
+        tensors[name] = values.to(torch.bfloat16).cpu()
+    save_file(tensors, path)

@@ -1,15 +1,16 @@
-// One Flux.1 or Qwen-Image forward (batch 1, bf16, one GPU) at an image size with its text
+// One Flux.1, Chroma or Qwen-Image forward (batch 1, bf16, one GPU) at an image size with its text
 // tokens, timed, with its output and inputs written for the anchor (tests/bench/
-// flux_diffusers_anchor.py and qwen_image_diffusers_anchor.py run diffusers' transformer on the
-// same checkpoint and inputs), model FLOP utilisation against a bf16 matmul peak measured in the
-// same process, and the checkpoint's load throughput from the page cache. Prints JSON lines in
-// the results schema.
+// flux_diffusers_anchor.py, chroma_diffusers_anchor.py and qwen_image_diffusers_anchor.py run
+// diffusers' transformer on the same checkpoint and inputs), model FLOP utilisation against a bf16
+// matmul peak measured in the same process, and the checkpoint's load throughput from the page
+// cache. Prints JSON lines in the results schema.
 //
 //   flux_bench --make --checkpoint flux1-dev.safetensors           a random bf16 checkpoint in
 //                                                                  BFL's spelling (real sizes)
 //   flux_bench --checkpoint F --inputs I --out O --name flux1_dev_1024x1024
-//   flux_bench --family qwen_image --checkpoint F ...              a Qwen-Image checkpoint (the
-//                                                                  anchor script makes one)
+//   flux_bench --family qwen_image --checkpoint F ...              a Qwen-Image or Chroma
+//   flux_bench --family chroma --checkpoint F ...                  checkpoint (the anchor
+//                                                                  scripts make them)
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -27,6 +28,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "models/chroma/chroma_family.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_loader.h"
@@ -35,7 +37,8 @@
 #include "tests/bench/matmul_peak.h"
 #include "tests/models/flux_test_util.h"
 
-ABSL_FLAG(std::string, family, "flux", "flux or qwen_image (the same forward, other names)");
+ABSL_FLAG(std::string, family, "flux",
+          "flux, chroma or qwen_image (the same forward, other names and conditioning)");
 ABSL_FLAG(bool, make, false, "write a random checkpoint of --preset to --checkpoint and exit");
 ABSL_FLAG(std::string, preset, "flux1-dev", "the preset --make writes");
 ABSL_FLAG(std::string, checkpoint, "", "Flux checkpoint");
@@ -106,13 +109,19 @@ int Run() {
   models::PlacementOptions placement;
   placement.device = at::Device(at::kCUDA, 0);
   placement.compute_dtype = at::kBFloat16;
-  const bool qwen = absl::GetFlag(FLAGS_family) == "qwen_image";
+  const std::string family = absl::GetFlag(FLAGS_family);
+  if (family != "flux" && family != "chroma" && family != "qwen_image") {
+    std::fprintf(stderr, "--family: '%s' is not flux, chroma or qwen_image\n", family.c_str());
+    return 2;
+  }
+  const bool qwen = family == "qwen_image", chroma = family == "chroma";
   const auto load_start = Clock::now();
   models::flux::FluxConfig config;
   std::unique_ptr<models::WeightProvider> weights;
   auto load = [&](const models::WeightPlacement& where) -> absl::Status {
-    auto loaded = qwen ? models::qwen_image::LoadQwenImage({path}, placement, where)
-                       : models::flux::LoadFlux({path}, placement, where);
+    auto loaded = qwen     ? models::qwen_image::LoadQwenImage({path}, placement, where)
+                  : chroma ? models::chroma::LoadChroma({path}, placement, where)
+                           : models::flux::LoadFlux({path}, placement, where);
     if (!loaded.ok()) return loaded.status();
     config = loaded->config;
     weights = std::move(loaded->weights);
@@ -133,11 +142,13 @@ int Run() {
   // Values whose x1000 bf16 holds exactly: diffusers scales them by 1000 in bf16 (750 would become
   // 752 there and move its whole time embedding; ours and ComfyUI's scale in fp32).
   inputs.t = at::full({1}, 0.5);
-  inputs.guidance = qwen ? at::Tensor() : at::full({1}, 4.0);
-  if (qwen) inputs.pooled = at::Tensor();
+  // Qwen-Image has neither a guidance nor a pooled vector; Chroma no pooled vector, and its
+  // guidance (ComfyUI's input) is 0 where diffusers, which has none, is the anchor.
+  inputs.guidance = qwen ? at::Tensor() : chroma ? at::zeros({1}) : at::full({1}, 4.0);
+  if (qwen || chroma) inputs.pooled = at::Tensor();
   if (!absl::GetFlag(FLAGS_inputs).empty()) {
     models::NamedTensors written = {{"x", inputs.x}, {"t", inputs.t}, {"context", inputs.context}};
-    if (!qwen) {
+    if (!qwen && !chroma) {
       written.emplace_back("pooled", inputs.pooled);
       written.emplace_back("guidance", inputs.guidance);
     }

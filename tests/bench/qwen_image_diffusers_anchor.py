@@ -17,28 +17,15 @@ import argparse
 import time
 
 import torch
-from anchor_rows import emit, median_ms
+from anchor_rows import emit, make_random_checkpoint, median_ms
 from diffusers import QwenImagePipeline, QwenImageTransformer2DModel
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 
 def make(path: str) -> None:
-    """Random weights drawn on the GPU: matrices at 1/sqrt(fan-in), norm scales around 1, other
-    vectors small."""
-    generator = torch.Generator("cuda").manual_seed(1234)
     with torch.device("meta"):
         model = QwenImageTransformer2DModel()
-    tensors = {}
-    for name, p in model.state_dict().items():
-        values = torch.randn(p.shape, generator=generator, device="cuda")
-        if p.dim() >= 2:
-            values = values / (p.shape[-1] ** 0.5)
-        elif "norm" in name:
-            values = 1 + 0.1 * values
-        else:
-            values = 0.02 * values
-        tensors[name] = values.to(torch.bfloat16).cpu()
-    save_file(tensors, path)
+    make_random_checkpoint(model, path)
 
 
 def main() -> int:

@@ -1,0 +1,135 @@
+"""The Chroma anchor of flux_bench (--family chroma): diffusers' ChromaTransformer2DModel on the
+same checkpoint, inputs and GPU, bf16: its forward's median time, eager and (--compile) with
+`compile_repeated_blocks`, and its prediction's relative L2 against ours. diffusers' Chroma takes
+no guidance (ComfyUI's input, 0 there), so flux_bench runs ours at guidance 0; every text token
+is valid (no padding mask on either side).
+
+    chroma_diffusers_anchor.py --make F         a random bf16 checkpoint of Chroma's real sizes
+                                                in diffusers' names (8.9B parameters)
+    chroma_diffusers_anchor.py --checkpoint F --inputs I --ours O --ours-ms MS --name PREFIX
+                               [--runs N] [--compile] [--device cuda]
+
+Prints JSON lines in the results schema. On a CPU (--device cpu, a smoke run on a tiny file)
+the times mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from anchor_rows import emit, make_random_checkpoint, median_ms
+from diffusers import ChromaTransformer2DModel, FluxPipeline
+from safetensors.torch import load_file
+
+
+def model_from(state: dict[str, torch.Tensor]) -> ChromaTransformer2DModel:
+    """The model whose sizes the checkpoint's shapes give (real Chroma or a smoke run's tiny
+    one): depths from the block counts, widths from the projections."""
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks."))
+    single = 1 + max(
+        int(k.split(".")[1]) for k in state if k.startswith("single_transformer_blocks.")
+    )
+    hidden = state["x_embedder.weight"].shape[0]
+    head_dim = state["transformer_blocks.0.attn.norm_q.weight"].shape[0]
+    approximator = [k for k in state if k.startswith("distilled_guidance_layer.layers.")]
+    # RoPE's axes as Flux splits a head (16, 56, 56 of 128; 4, 14, 14 of the tiny presets' 32).
+    side = head_dim * 7 // 16
+    return ChromaTransformer2DModel(
+        in_channels=state["x_embedder.weight"].shape[1],
+        num_layers=depth,
+        num_single_layers=single,
+        attention_head_dim=head_dim,
+        num_attention_heads=hidden // head_dim,
+        joint_attention_dim=state["context_embedder.weight"].shape[1],
+        axes_dims_rope=(head_dim - 2 * side, side, side),
+        approximator_hidden_dim=state["distilled_guidance_layer.in_proj.weight"].shape[0],
+        approximator_layers=1 + max(int(k.split(".")[2]) for k in approximator),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--make")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--inputs")
+    parser.add_argument("--ours")
+    parser.add_argument("--ours-ms", type=float)
+    parser.add_argument("--name")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    if args.make:
+        with torch.device("meta"):
+            model = ChromaTransformer2DModel()
+        make_random_checkpoint(model, args.make)
+        return 0
+
+    device, dtype = args.device, torch.bfloat16
+    state = load_file(args.checkpoint, device=device)
+    with torch.device("meta"):
+        model = model_from(state)
+    model.load_state_dict(state, strict=True, assign=True)
+    # The modulation index table is a buffer the state dict does not hold (it stayed on the meta
+    # device): its module, which has no weights, made again at the same sizes.
+    embed = model.time_text_embed
+    out_dim, width = embed.mod_proj.shape
+    model.time_text_embed = type(embed)(num_channels=width // 2, out_dim=out_dim)
+    model = model.to(device, dtype).eval()
+    del state
+
+    inputs = load_file(args.inputs)
+    x = inputs["x"].to(device, dtype)
+    batch, channels, height, width = x.shape
+    packed = FluxPipeline._pack_latents(x, batch, channels, height, width)
+    img_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, device, dtype)
+    context = inputs["context"].to(device, dtype)
+    txt_ids = torch.zeros(context.shape[1], 3, device=device, dtype=dtype)
+    kwargs = dict(
+        hidden_states=packed,
+        encoder_hidden_states=context,
+        timestep=inputs["t"].to(device, dtype),
+        img_ids=img_ids,
+        txt_ids=txt_ids,
+        return_dict=False,
+    )
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(**kwargs)[0]
+
+    out = FluxPipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
+    ours = load_file(args.ours)["out"].float().reshape(out.shape)
+    rel_l2 = float((ours - out).norm() / out.norm())
+    emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0.0)
+    if device != "cuda":
+        return 0
+    eager = median_ms(forward, args.runs, 2)
+    emit(
+        f"{args.name}_forward_ratio_vs_diffusers",
+        args.ours_ms / eager,
+        "ratio",
+        "diffusers eager forward, ms",
+        eager,
+    )
+    if args.compile:
+        start = time.perf_counter()
+        model.compile_repeated_blocks(fullgraph=True)
+        forward()
+        torch.cuda.synchronize()
+        warmup = time.perf_counter() - start
+        compiled = median_ms(forward, args.runs, 1)
+        emit(
+            f"{args.name}_forward_ratio_vs_diffusers_compile",
+            args.ours_ms / compiled,
+            "ratio",
+            f"diffusers + compile_repeated_blocks forward, ms ({warmup:.0f} s of warm-up)",
+            compiled,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# A real-size job of FAMILY (qwen_image or chroma) through a local cluster on one GPU (issue #26):
+# a random checkpoint of the family's real sizes in diffusers' names (its anchor script's --make,
+# as qwen_image_gpu.sh and chroma_gpu.sh make it) in the model root, random conditionings of
+# TOKENS text states a side (the family's reference script's --conditioning; positive and
+# negative of one length, so the two branches run as one batch), SIZE, STEPS steps of Euler at
+# CFG. Qwen-Image: 1328x1328 (ComfyUI's default), 20 steps, cfg 4 (the issue's step), 128 Qwen2.5-VL
+# states. Chroma: 1024x1024, 26 steps, cfg 4 (its model card's), 512 T5 tokens. The job uncached,
+# with `--cache magcache` where the authors published the family's curve (Qwen-Image), with
+# `--compute fp8`, and with layer swap at SWAP (25%) of the blocks' bytes on the GPU. Each row
+# reports its time over the uncached job's and its final latent's relative L2 from the uncached
+# latent (random weights: how far a switch moves a job, not what an image loses; swap must give
+# the same latent).
+#
+#   FAMILY=qwen_image|chroma [STEPS=..] tests/bench/family_job_gpu.sh BUILD_DIR OUT_DIR
+#
+# Writes OUT_DIR/FAMILY_job.jsonl in the results schema. For a smoke run of the script on a CPU
+# cluster: CHECKPOINT=a file of the family, CONFIG=its reference script's JSON, SIZE=WxH,
+# TOKENS=N, CPU_WORKERS=1, SWAP=a budget that holds two of its blocks, and MAG_RATIOS=r,... (cond
+# and uncond of each step in turn) for the authors' curve, which a tiny model has not.
+set -euo pipefail
+BIN=$1/bin
+OUT=$2
+FAMILY=${FAMILY:?FAMILY=qwen_image or chroma}
+case $FAMILY in
+  qwen_image)
+    STEPS=${STEPS:-20} SIZE=${SIZE:-1328x1328} TOKENS=${TOKENS:-128}
+    MAKER=tests/bench/qwen_image_diffusers_anchor.py REFERENCE=tests/models/qwen_image_reference.py
+    CONFIG=${CONFIG:-'{"hidden": 3072, "heads": 24, "depth": 60, "context_dim": 3584,
+      "axes_dim": [16, 56, 56]}'}
+    FORWARD_CKPT=/tmp/raylight-qwen-image/qwen-image.safetensors  # qwen_image_gpu.sh's
+    MAGCACHE=1 ;;
+  chroma)
+    STEPS=${STEPS:-26} SIZE=${SIZE:-1024x1024} TOKENS=${TOKENS:-512}
+    MAKER=tests/bench/chroma_diffusers_anchor.py REFERENCE=tests/models/chroma_reference.py
+    CONFIG=${CONFIG:-'{"hidden": 3072, "heads": 24, "depth": 19, "depth_single": 38,
+      "context_dim": 4096, "axes_dim": [16, 56, 56], "approximator_hidden": 5120,
+      "approximator_layers": 5}'}
+    FORWARD_CKPT=/tmp/raylight-chroma/chroma.safetensors  # chroma_gpu.sh's
+    MAGCACHE=${MAG_RATIOS:+1} ;;
+  *) echo "FAMILY: '$FAMILY' is not qwen_image or chroma" >&2; exit 2 ;;
+esac
+WORK=/tmp/raylight-$FAMILY-job
+mkdir -p "$WORK/models"
+CKPT=$WORK/models/$FAMILY.safetensors
+if [ -n "${CHECKPOINT:-}" ]; then
+  cp "$CHECKPOINT" "$CKPT"
+elif [ ! -f "$CKPT" ] && [ -f "$FORWARD_CKPT" ]; then
+  ln "$FORWARD_CKPT" "$CKPT"  # the forward benchmark's random file
+elif [ ! -f "$CKPT" ]; then
+  python3 "$MAKER" --make "$CKPT"
+fi
+for side in positive:1 negative:2; do
+  python3 "$REFERENCE" --conditioning "$WORK/${side%%:*}.safetensors" --seed "${side#*:}" \
+    --tokens "$TOKENS" --config "$CONFIG"
+done
+CTL=("$BIN/raylightctl" --state-dir="$WORK/state")
+trap '"${CTL[@]}" down >/dev/null 2>&1 || true' EXIT
+"${CTL[@]}" up --port="${PORT:-6398}" --num-cpu-workers="${CPU_WORKERS:-0}" \
+  --model-root="$WORK/models" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
+JOB=(sample --model "$FAMILY.safetensors" --width "${SIZE%x*}" --height "${SIZE#*x}"
+     --steps "$STEPS" --cfg "${CFG:-4}" --sampler euler --scheduler simple --seed 7
+     --cond "$WORK/positive.safetensors" --negative "$WORK/negative.safetensors")
+RUN_LOG=${FAMILY}_job
+CALLS_UNREPORTED=$STEPS  # one batched call a step
+source "$(dirname "$0")/job_runs.sh"
+run warm  # the model loads; not measured
+run uncached
+VARIANTS=(fp8:fp8_compute swap:swap)
+if [ -n "$MAGCACHE" ]; then
+  run magcache --cache magcache ${MAG_RATIOS:+--cache-mag-ratios "$MAG_RATIOS"}
+  VARIANTS=(magcache:magcache "${VARIANTS[@]}")
+fi
+run fp8_warm --compute fp8  # the fp8 model loads; not measured
+run fp8 --compute fp8
+SWAP=${SWAP:-0.25}
+run swap_warm --placement swap --swap-budget "$SWAP"  # the swap placement loads; not measured
+run swap --placement swap --swap-budget "$SWAP"
+
+python3 - "$WORK" "$FAMILY" "$SIZE" "$STEPS" "${CFG:-4}" "$SWAP" "${VARIANTS[@]}" \
+  >"$OUT/${FAMILY}_job.jsonl" <<'PY'
+import json, sys
+from safetensors.torch import load_file
+work, family, size, steps, cfg, swap, *variants = sys.argv[1:]
+def read(name):
+    seconds, reused, calls = open(f"{work}/{name}.txt").read().split()
+    latent = load_file(f"{work}/{name}.latent")["latent_tensor"].float()
+    return float(seconds), int(reused), int(calls), latent
+base_s, _, _, base = read("uncached")
+prefix = f"{family}_{size}_{steps}steps_cfg{cfg}"
+rows = [dict(name=f"{prefix}_job_s", value=base_s, unit="s",
+             anchor="sampling seconds of the uncached job", anchor_value=base_s)]
+for variant in variants:
+    name, label = variant.split(":")
+    if name == "swap":
+        label += format(float(swap) * 100, "g")
+    seconds, reused, calls, latent = read(name)
+    rows.append(dict(name=f"{prefix}_{label}_job_ratio", value=seconds / base_s, unit="ratio",
+                     anchor="the same job uncached, sampling s", anchor_value=base_s))
+    if name == "magcache":
+        rows.append(dict(name=f"{prefix}_{label}_calls_reused", value=reused, unit="calls",
+                         anchor="model calls of the job", anchor_value=calls))
+    rows.append(dict(name=f"{prefix}_{label}_latent_rel_l2",
+                     value=float((latent - base).norm() / base.norm()), unit="ratio",
+                     anchor="the uncached job's latent", anchor_value=0.0))
+print(json.dumps({"results": rows}))
+PY
+cat "$OUT/${FAMILY}_job.jsonl"
