@@ -35,7 +35,9 @@ using Clock = std::chrono::steady_clock;
 // How often the watchdog looks at the operations in flight.
 constexpr auto kWatchdogPoll = absl::Milliseconds(1);
 
-ncclDataType_t ToNcclType(at::ScalarType dtype) {
+// The NCCL type a reduction of `dtype` runs in; none for the dtypes NCCL cannot reduce natively
+// (fp8: NativeReduction() routes it through float32 before it gets here).
+std::optional<ncclDataType_t> ToNcclType(at::ScalarType dtype) {
   switch (dtype) {
     case at::kFloat:
       return ncclFloat32;
@@ -47,9 +49,16 @@ ncclDataType_t ToNcclType(at::ScalarType dtype) {
       return ncclInt32;
     case at::kLong:
       return ncclInt64;
+    case at::kByte:
+      return ncclUint8;
     default:
-      return ncclUint8;  // kByte; NativeReduction() keeps every other dtype away
+      return std::nullopt;
   }
+}
+
+absl::Status NoNativeReduction(absl::string_view op, at::ScalarType dtype) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(op, ": NCCL does not reduce ", c10::toString(dtype), " natively"));
 }
 
 ncclRedOp_t ToNccl(ReduceOp op) {
@@ -189,16 +198,20 @@ class NcclCommunicator final : public Communicator {
   }
 
   absl::Status DoReduceScatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) override {
+    const std::optional<ncclDataType_t> type = ToNcclType(in.scalar_type());
+    if (!type) return NoNativeReduction("ReduceScatter", in.scalar_type());
     return Enqueue("ReduceScatter", [&](ncclComm_t comm, cudaStream_t stream) {
-      return ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(),
-                               ToNcclType(in.scalar_type()), ToNccl(op), comm, stream);
+      return ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), *type, ToNccl(op), comm,
+                               stream);
     });
   }
 
   absl::Status DoAllReduce(at::Tensor& tensor, ReduceOp op) override {
+    const std::optional<ncclDataType_t> type = ToNcclType(tensor.scalar_type());
+    if (!type) return NoNativeReduction("AllReduce", tensor.scalar_type());
     return Enqueue("AllReduce", [&](ncclComm_t comm, cudaStream_t stream) {
-      return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
-                           ToNcclType(tensor.scalar_type()), ToNccl(op), comm, stream);
+      return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), *type, ToNccl(op),
+                           comm, stream);
     });
   }
 
