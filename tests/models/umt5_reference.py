@@ -5,8 +5,10 @@
       Python's `sentencepiece` on a corpus with CJK and full-width punctuation, writes
       DIR/spiece.model and DIR/ids.json: each text's ids as `sentencepiece` encodes them.
   umt5_reference.py model --config C.json --seed S --spelling hf|wan [--fp8] [--store fp32|fp16]
-      --spiece DIR/spiece.model --out M.safetensors --expected E.safetensors
-      a random UMT5EncoderModel (transformers) written with Hugging Face / ComfyUI names (the
+      [--t5] --spiece DIR/spiece.model --out M.safetensors --expected E.safetensors
+      a random UMT5EncoderModel (transformers; --t5: a T5EncoderModel, T5 v1.1 as Flux's and
+      Chroma's T5-XXL, whose one position-bias table in block 0 serves every layer, in Hugging
+      Face names only) written with Hugging Face / ComfyUI names (the
       tokenizer inside as ComfyUI's `spiece_model` bytes) or the official Wan names; fp8: every
       linear as float8_e4m3fn with a `scale_weight` (ComfyUI's scaled-fp8 layout). E holds
       `ids` and `mask` (two rows of unequal lengths) and `hidden`, the model's last hidden
@@ -80,10 +82,10 @@ def train_tokenizer(out_dir: str, texts_path: str) -> None:
         json.dump([processor.encode(text) for text in texts], f)
 
 
-def hf_config(config: dict[str, int]) -> Any:
-    from transformers import UMT5Config
+def hf_config(config: dict[str, int], t5: bool = False) -> Any:
+    from transformers import T5Config, UMT5Config
 
-    return UMT5Config(
+    return (T5Config if t5 else UMT5Config)(
         vocab_size=config["vocab"],
         d_model=config["dim"],
         d_kv=config["head_dim"],
@@ -127,12 +129,12 @@ def is_linear(key: str) -> bool:
 
 
 def make_model(args: argparse.Namespace) -> None:
-    from transformers import UMT5EncoderModel
+    from transformers import T5EncoderModel, UMT5EncoderModel
 
     with open(args.config) as f:
         config = json.load(f)
     torch.manual_seed(args.seed)
-    model = UMT5EncoderModel(hf_config(config))
+    model = (T5EncoderModel if args.t5 else UMT5EncoderModel)(hf_config(config, args.t5))
     model.eval()  # type: ignore[no-untyped-call]
     state = {k: v for k, v in model.state_dict().items() if k != "encoder.embed_tokens.weight"}
     for key, value in state.items():  # norms away from 1, so that a missing norm shows
@@ -236,6 +238,7 @@ def main() -> int:
     mk.add_argument("--spelling", choices=("hf", "wan"), required=True)
     mk.add_argument("--store", choices=("fp32", "fp16"), default="fp32")
     mk.add_argument("--fp8", action="store_true")
+    mk.add_argument("--t5", action="store_true", help="T5 v1.1 (one shared position bias)")
     cf = sub.add_parser("comfy")
     for name in ("--comfyui-tarball", "--workdir", "--config", "--model", "--prompts", "--out"):
         cf.add_argument(name, required=True)

@@ -171,6 +171,20 @@ TEST_F(Umt5Test, EncoderEqualsTransformersWithWanNamesAndATokenizerBeside) {
   ExpectEqualsTransformers(made);
 }
 
+// T5 v1.1 (Flux's and Chroma's T5-XXL) differs from umT5 in one thing: block 0's position-bias
+// table serves every layer. The file has that one table, and the load detects it.
+TEST_F(Umt5Test, EncoderEqualsTransformersT5WithOneSharedPositionBias) {
+  const Made made = MakeModel(SmallConfig(), "t5", {"--spelling=hf", "--t5"});
+  auto encoder = Load(made.model);
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  EXPECT_FALSE((*encoder)->config().bias_per_layer);
+  ExpectEqualsTransformers(made);
+  // umT5's files have a table per layer.
+  auto umt5 = Load(MakeModel(SmallConfig(), "umt5-bias", {"--spelling=hf"}).model);
+  ASSERT_TRUE(umt5.ok()) << umt5.status();
+  EXPECT_TRUE((*umt5)->config().bias_per_layer);
+}
+
 TEST_F(Umt5Test, Fp8ScaledWeightsAreDequantisedPerLayer) {
   const Made made = MakeModel(SmallConfig(), "fp8", {"--spelling=hf", "--fp8"});
   ExpectEqualsTransformers(made);
