@@ -53,3 +53,37 @@ def make_random_checkpoint(model: torch.nn.Module, path: str, device: str = "cud
             values = 0.02 * values
         tensors[name] = values.to(torch.bfloat16).cpu()
     save_file(tensors, path)
+
+
+def emit_eager_ratio(name: str, forward: Callable[[], Any], ours_ms: float, runs: int) -> float:
+    """`<name>_forward_ratio_vs_diffusers`: our forward's ms over diffusers' eager `forward`'s
+    median (after two warm-ups); returns diffusers' ms."""
+    eager = median_ms(forward, runs, 2)
+    emit(
+        f"{name}_forward_ratio_vs_diffusers",
+        ours_ms / eager,
+        "ratio",
+        "diffusers eager forward, ms",
+        eager,
+    )
+    return eager
+
+
+def emit_compiled_ratio(
+    name: str, model: Any, forward: Callable[[], Any], ours_ms: float, runs: int
+) -> None:
+    """`<name>_forward_ratio_vs_diffusers_compile`: the same against `model` compiled as diffusers
+    recommends (`compile_repeated_blocks(fullgraph=True)`), its warm-up in the anchor text."""
+    start = time.perf_counter()
+    model.compile_repeated_blocks(fullgraph=True)
+    forward()
+    torch.cuda.synchronize()
+    warmup = time.perf_counter() - start
+    compiled = median_ms(forward, runs, 1)
+    emit(
+        f"{name}_forward_ratio_vs_diffusers_compile",
+        ours_ms / compiled,
+        "ratio",
+        f"diffusers + compile_repeated_blocks forward, ms ({warmup:.0f} s of warm-up)",
+        compiled,
+    )

@@ -16,10 +16,9 @@ the times mean nothing.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from anchor_rows import emit, make_random_checkpoint, median_ms
+from anchor_rows import emit, emit_compiled_ratio, emit_eager_ratio, make_random_checkpoint
 from diffusers import ChromaTransformer2DModel, FluxPipeline
 from safetensors.torch import load_file
 
@@ -106,28 +105,9 @@ def main() -> int:
     emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0.0)
     if device != "cuda":
         return 0
-    eager = median_ms(forward, args.runs, 2)
-    emit(
-        f"{args.name}_forward_ratio_vs_diffusers",
-        args.ours_ms / eager,
-        "ratio",
-        "diffusers eager forward, ms",
-        eager,
-    )
+    emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)
     if args.compile:
-        start = time.perf_counter()
-        model.compile_repeated_blocks(fullgraph=True)
-        forward()
-        torch.cuda.synchronize()
-        warmup = time.perf_counter() - start
-        compiled = median_ms(forward, args.runs, 1)
-        emit(
-            f"{args.name}_forward_ratio_vs_diffusers_compile",
-            args.ours_ms / compiled,
-            "ratio",
-            f"diffusers + compile_repeated_blocks forward, ms ({warmup:.0f} s of warm-up)",
-            compiled,
-        )
+        emit_compiled_ratio(args.name, model, forward, args.ours_ms, args.runs)
     return 0
 
 

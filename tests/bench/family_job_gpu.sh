@@ -66,43 +66,18 @@ CALLS_UNREPORTED=$STEPS  # one batched call a step
 source "$(dirname "$0")/job_runs.sh"
 run warm  # the model loads; not measured
 run uncached
-VARIANTS=(fp8:fp8_compute swap:swap)
+VARIANTS=()
 if [ -n "$MAGCACHE" ]; then
   run magcache --cache magcache ${MAG_RATIOS:+--cache-mag-ratios "$MAG_RATIOS"}
-  VARIANTS=(magcache:magcache "${VARIANTS[@]}")
+  VARIANTS+=(magcache:magcache:reuse)
 fi
 run fp8_warm --compute fp8  # the fp8 model loads; not measured
 run fp8 --compute fp8
 SWAP=${SWAP:-0.25}
 run swap_warm --placement swap --swap-budget "$SWAP"  # the swap placement loads; not measured
 run swap --placement swap --swap-budget "$SWAP"
+VARIANTS+=(fp8:fp8_compute "swap:swap$(python3 -c "print(format($SWAP * 100, 'g'))")")
 
-python3 - "$WORK" "$FAMILY" "$SIZE" "$STEPS" "${CFG:-4}" "$SWAP" "${VARIANTS[@]}" \
-  >"$OUT/${FAMILY}_job.jsonl" <<'PY'
-import json, sys
-from safetensors.torch import load_file
-work, family, size, steps, cfg, swap, *variants = sys.argv[1:]
-def read(name):
-    seconds, reused, calls = open(f"{work}/{name}.txt").read().split()
-    latent = load_file(f"{work}/{name}.latent")["latent_tensor"].float()
-    return float(seconds), int(reused), int(calls), latent
-base_s, _, _, base = read("uncached")
-prefix = f"{family}_{size}_{steps}steps_cfg{cfg}"
-rows = [dict(name=f"{prefix}_job_s", value=base_s, unit="s",
-             anchor="sampling seconds of the uncached job", anchor_value=base_s)]
-for variant in variants:
-    name, label = variant.split(":")
-    if name == "swap":
-        label += format(float(swap) * 100, "g")
-    seconds, reused, calls, latent = read(name)
-    rows.append(dict(name=f"{prefix}_{label}_job_ratio", value=seconds / base_s, unit="ratio",
-                     anchor="the same job uncached, sampling s", anchor_value=base_s))
-    if name == "magcache":
-        rows.append(dict(name=f"{prefix}_{label}_calls_reused", value=reused, unit="calls",
-                         anchor="model calls of the job", anchor_value=calls))
-    rows.append(dict(name=f"{prefix}_{label}_latent_rel_l2",
-                     value=float((latent - base).norm() / base.norm()), unit="ratio",
-                     anchor="the uncached job's latent", anchor_value=0.0))
-print(json.dumps({"results": rows}))
-PY
+python3 "$(dirname "$0")/job_rows.py" "$WORK" "${FAMILY}_${SIZE}_${STEPS}steps_cfg${CFG:-4}" \
+  "${VARIANTS[@]}" >"$OUT/${FAMILY}_job.jsonl"
 cat "$OUT/${FAMILY}_job.jsonl"

@@ -12,10 +12,9 @@ Prints JSON lines in the results schema.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from anchor_rows import emit, median_ms
+from anchor_rows import emit, emit_compiled_ratio, emit_eager_ratio
 from diffusers import FluxPipeline, FluxTransformer2DModel
 from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 from safetensors.torch import load_file
@@ -67,14 +66,7 @@ def main() -> int:
     ours = load_file(args.ours)["out"].float()
     rel_l2 = float((ours - out).norm() / out.norm())
     emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0.0)
-    eager = median_ms(forward, args.runs, 2)
-    emit(
-        f"{args.name}_forward_ratio_vs_diffusers",
-        args.ours_ms / eager,
-        "ratio",
-        "diffusers eager forward, ms",
-        eager,
-    )
+    emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)
     # The fp32 forward of the same weights (upcast from bf16: the same values) as the truth both
     # bf16 forwards are measured against.
     model = model.float()
@@ -96,19 +88,7 @@ def main() -> int:
         {k: v.to(torch.bfloat16) for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
     )
     if args.compile:
-        start = time.perf_counter()
-        model.compile_repeated_blocks(fullgraph=True)
-        forward()
-        torch.cuda.synchronize()
-        warmup = time.perf_counter() - start
-        compiled = median_ms(forward, args.runs, 1)
-        emit(
-            f"{args.name}_forward_ratio_vs_diffusers_compile",
-            args.ours_ms / compiled,
-            "ratio",
-            f"diffusers + compile_repeated_blocks forward, ms ({warmup:.0f} s of warm-up)",
-            compiled,
-        )
+        emit_compiled_ratio(args.name, model, forward, args.ours_ms, args.runs)
     return 0
 
 

@@ -58,30 +58,8 @@ run easycache --cache easycache
 run fp8_warm --compute fp8  # the fp8 model loads; not measured
 run fp8 --compute fp8
 
-python3 - "$WORK" "$STEPS" "$SIZE" >"$OUT/flux_job.jsonl" <<'PY'
-import json, sys
-from safetensors.torch import load_file
-work, steps = sys.argv[1], int(sys.argv[2])
-def read(name):
-    seconds, reused, calls = open(f"{work}/{name}.txt").read().split()
-    latent = load_file(f"{work}/{name}.latent")["latent_tensor"].float()
-    return float(seconds), int(reused), int(calls), latent
-base_s, _, _, base = read("uncached")
-prefix = f"flux1_dev_{sys.argv[3]}_{steps}steps"
-rows = [dict(name=f"{prefix}_job_s", value=base_s, unit="s",
-             anchor="sampling seconds of the uncached job", anchor_value=base_s)]
-for name, label in [("teacache", "teacache_thresh0.4"), ("teacache_quality", "teacache_thresh0.25"),
-                    ("magcache", "magcache_thresh0.24_k5"), ("easycache", "easycache_thresh0.2"),
-                    ("fp8", "fp8_compute")]:
-    seconds, reused, calls, latent = read(name)
-    rows.append(dict(name=f"{prefix}_{label}_job_ratio", value=seconds / base_s, unit="ratio",
-                     anchor="the same job uncached, sampling s", anchor_value=base_s))
-    if name != "fp8":
-        rows.append(dict(name=f"{prefix}_{label}_calls_reused", value=reused, unit="calls",
-                         anchor="model calls of the job", anchor_value=calls))
-    rows.append(dict(name=f"{prefix}_{label}_latent_rel_l2",
-                     value=float((latent - base).norm() / base.norm()), unit="ratio",
-                     anchor="the uncached job's latent", anchor_value=0.0))
-print(json.dumps({"results": rows}))
-PY
+python3 "$(dirname "$0")/job_rows.py" "$WORK" "flux1_dev_${SIZE}_${STEPS}steps" \
+  teacache:teacache_thresh0.4:reuse teacache_quality:teacache_thresh0.25:reuse \
+  magcache:magcache_thresh0.24_k5:reuse easycache:easycache_thresh0.2:reuse fp8:fp8_compute \
+  >"$OUT/flux_job.jsonl"
 cat "$OUT/flux_job.jsonl"

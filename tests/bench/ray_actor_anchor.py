@@ -4,6 +4,7 @@ group create+remove), printed as JSON lines with the same names.
 
     .venv-bench/bin/python tests/bench/ray_actor_anchor.py [SECONDS]
 """
+
 import json
 import sys
 import time
@@ -47,14 +48,23 @@ def main():
     b = Actor.remote()
     ray.get([a.small_value.remote(), b.small_value.remote()])
     emit("1_1_actor_calls_sync", rate(lambda: ray.get(a.small_value.remote()), 1, seconds))
-    emit("1_1_actor_calls_async",
-         rate(lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000, seconds))
-    emit("1_n_actor_calls_async",
-         rate(lambda: ray.get([x.small_value.remote() for x in (a, b) for _ in range(1000)]),
-              2000, seconds))
+    emit(
+        "1_1_actor_calls_async",
+        rate(lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000, seconds),
+    )
+    emit(
+        "1_n_actor_calls_async",
+        rate(
+            lambda: ray.get([x.small_value.remote() for x in (a, b) for _ in range(1000)]),
+            2000,
+            seconds,
+        ),
+    )
     clients = [Client.remote([a, b]) for _ in range(2)]
-    emit("n_n_actor_calls_async",
-         rate(lambda: ray.get([c.small_value_batch.remote(1000) for c in clients]), 4000, seconds))
+    emit(
+        "n_n_actor_calls_async",
+        rate(lambda: ray.get([c.small_value_batch.remote(1000) for c in clients]), 4000, seconds),
+    )
     for actor in (a, b):
         ray.kill(actor)
 

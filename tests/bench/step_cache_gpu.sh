@@ -45,30 +45,8 @@ run magcache_fast --cache magcache --cache-threshold 0.24 --cache-max-skips 6
 run fp8_warm --compute fp8  # the fp8 model loads; not measured
 run fp8 --compute fp8
 
-python3 - "$WORK" "$STEPS" >"$OUT/teacache.jsonl" <<'PY'
-import json, sys
-from safetensors.torch import load_file
-work, steps = sys.argv[1], int(sys.argv[2])
-def read(name):
-    seconds, reused, calls = open(f"{work}/{name}.txt").read().split()
-    latent = load_file(f"{work}/{name}.latent")["latent_tensor"].float()
-    return float(seconds), int(reused), int(calls), latent
-base_s, _, _, base = read("uncached")
-rows = []
-for name, label in [("published", "teacache_thresh0.05"), ("fast", "teacache_thresh0.10"),
-                    ("every", "teacache_every_call"), ("magcache", "magcache_thresh0.12_k2"),
-                    ("magcache_fast", "magcache_thresh0.24_k6"), ("fp8", "fp8_compute")]:
-    seconds, reused, calls, latent = read(name)
-    rows += [
-        dict(name=f"wan1_3b_832x480x81_{label}_job_ratio", value=seconds / base_s,
-             unit="ratio", anchor="the same job uncached, sampling s", anchor_value=base_s),
-        dict(name=f"wan1_3b_832x480x81_{label}_calls_reused", value=reused,
-             unit="calls", anchor="model calls of the job", anchor_value=calls),
-        dict(name=f"wan1_3b_832x480x81_{label}_latent_rel_l2",
-             value=float((latent - base).norm() / base.norm()), unit="ratio",
-             anchor="the uncached job's latent", anchor_value=0.0),
-    ]
-rows = [r for r in rows if r["name"] != "wan1_3b_832x480x81_fp8_compute_calls_reused"]
-print(json.dumps({"results": rows}))
-PY
+python3 "$(dirname "$0")/job_rows.py" "$WORK" wan1_3b_832x480x81 \
+  published:teacache_thresh0.05:reuse fast:teacache_thresh0.10:reuse \
+  every:teacache_every_call:reuse magcache:magcache_thresh0.12_k2:reuse \
+  magcache_fast:magcache_thresh0.24_k6:reuse fp8:fp8_compute >"$OUT/teacache.jsonl"
 cat "$OUT/teacache.jsonl"
