@@ -1,9 +1,11 @@
-// raylight-vae: a Wan VAE outside the cluster.
+// raylight-vae: a Wan VAE, or an image VAE's decoder, outside the cluster.
 //
 //   raylight-vae decode --vae wan_2.1_vae.safetensors --latent x.latent --out x.mp4
 //       [--device cuda --dtype bf16 --fps 16 --crf 19]
 //     decodes a ComfyUI .latent file (its LATENT convention: the VAE's latent, what a job
 //     returns) to x.mp4, x.webp, x.png (one frame) or x.safetensors (ComfyUI's IMAGE, uint8);
+//     with an image VAE (ae.safetensors: Flux.1's and Chroma's; SD's, SDXL's; kl_vae.h) the
+//     latent's images, x.png for one;
 //   raylight-vae make-random --preset wan2.1 [--width 96] --seed 1 --out vae.safetensors
 //     writes a VAE of the preset's structure with random weights (official / ComfyUI names),
 //     at the preset's widths or narrower: for tests and `make demo`.
@@ -13,7 +15,9 @@
 #include <fstream>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "models/core/safetensors_tensors.h"
+#include "models/vae/kl_vae.h"
 #include "models/vae/video_file.h"
 #include "models/vae/wan_vae.h"
 #include "models/vae/wan_vae_random.h"
@@ -58,16 +62,31 @@ int Decode(const std::string& vae_path, const std::string& latent_path, const st
     return Fail(absl::InvalidArgumentError("--latent: no latent_tensor in " + latent_path));
   }
   const auto start = std::chrono::steady_clock::now();
-  auto loaded = vae::WanVae::Load({vae_path}, options);
-  if (!loaded.ok()) return Fail(loaded.status());
-  auto pixels = (*loaded)->Decode(found->second.to(at::kFloat));
-  if (!pixels.ok()) return Fail(pixels.status());
-  const double default_fps = (*loaded)->config().z_dim == 48 ? 24 : 16;
-  auto video = vae::EncodeVideoFile(vae::PixelsToBytes(*pixels),
+  // A Wan VAE, else an image VAE's decoder: each refuses the other's file by its names.
+  at::Tensor pixels;
+  double default_fps = 16;
+  if (auto wan = vae::WanVae::Load({vae_path}, options); wan.ok()) {
+    auto decoded = (*wan)->Decode(found->second.to(at::kFloat));
+    if (!decoded.ok()) return Fail(decoded.status());
+    pixels = *decoded;
+    if ((*wan)->config().z_dim == 48) default_fps = 24;
+  } else {
+    auto image = vae::KlVae::Load({vae_path}, {.device = options.device, .dtype = options.dtype});
+    if (!image.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--vae: neither a Wan VAE (", wan.status().message(), ") nor an image VAE (",
+                       image.status().message(), ")")));
+    }
+    auto decoded = (*image)->Decode(found->second.to(at::kFloat));
+    if (!decoded.ok()) return Fail(decoded.status());
+    pixels = decoded->unsqueeze(2);  // each image a one-frame video
+  }
+  auto video = vae::EncodeVideoFile(vae::PixelsToBytes(pixels),
                                     {.kind = kind, .fps = fps > 0 ? fps : default_fps, .crf = crf});
   if (!video.ok()) return Fail(video.status());
   std::ofstream(out, std::ios::binary) << video->bytes;
-  std::cout << "wrote " << out << " (" << video->format << ", " << pixels->size(2) << " frames, "
+  std::cout << "wrote " << out << " (" << video->format << ", " << pixels.size(0) * pixels.size(2)
+            << " frames, "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
             << " s)\n";
   return 0;
@@ -91,13 +110,14 @@ int MakeRandom(const std::string& preset, int64_t width, uint64_t seed, const st
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("raylight-vae: a Wan VAE (2.1 or 2.2) outside the cluster");
+  CLI::App app(
+      "raylight-vae: a Wan VAE (2.1 or 2.2), or an image VAE's decoder, outside the cluster");
   app.require_subcommand(1);
   auto* decode = app.add_subcommand("decode", "a .latent file to a video, PNG or IMAGE file");
   std::string vae_path, latent, out, device = "cpu", dtype = "fp32";
   double fps = 0;
   int crf = 19;
-  decode->add_option("--vae", vae_path, "the VAE (either spelling)")->required();
+  decode->add_option("--vae", vae_path, "a Wan VAE or an image VAE (either spelling)")->required();
   decode->add_option("--latent", latent, "a ComfyUI .latent file")->required();
   decode->add_option("--out", out, "x.mp4, x.webp, x.png (one frame), x.safetensors")->required();
   decode->add_option("--device", device, "cpu, cuda, cuda:N");

@@ -1,0 +1,118 @@
+#include "models/vae/kl_vae.h"
+
+#include <cmath>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/core/checkpoint.h"
+#include "runtime/common/status_macros.h"
+
+namespace raylight::models::vae {
+
+using at::Tensor;
+
+absl::StatusOr<std::unique_ptr<KlVae>> KlVae::Load(const std::vector<std::string>& paths,
+                                                   const KlVaeOptions& options) {
+  if (paths.empty()) return absl::InvalidArgumentError("VAE: no file");
+  // Opened under the files' own names: they tell the spelling and the config.
+  RL_ASSIGN_OR_RETURN(
+      Checkpoint checkpoint,
+      OpenCheckpoint(paths,
+                     [](const std::string& raw) -> std::optional<std::string> { return raw; }));
+  std::map<std::string, std::vector<int64_t>> raw_shapes;
+  for (const auto& [raw, tensor] : checkpoint.tensors) raw_shapes[raw] = tensor.value_shape();
+  RL_ASSIGN_OR_RETURN(KlVaeKeyMap map, MapKlVaeKeys(raw_shapes));
+  std::map<std::string, Tensor> weights;
+  try {
+    for (const auto& [raw, internal] : map.internal_by_raw) {
+      // Norm parameters stay float32 (the norms run in float32).
+      const bool norm = internal.find("norm") != std::string::npos;
+      Tensor value = Materialize(checkpoint.tensors.at(raw), norm ? at::kFloat : options.dtype,
+                                 options.device);
+      // diffusers' attention projections are linears ([C, C]); LDM's are 1x1 convolutions.
+      if (internal.starts_with("decoder.mid.attn_1.") && value.dim() == 4) {
+        value = value.flatten(1);
+      }
+      weights[internal] = value;
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("VAE: ", e.what_without_backtrace()));
+  }
+  return std::unique_ptr<KlVae>(new KlVae(map.config, options, std::move(weights)));
+}
+
+int64_t KlVae::bytes() const {
+  int64_t total = 0;
+  for (const auto& [name, tensor] : weights_) total += tensor.nbytes();
+  return total;
+}
+
+Tensor KlVae::GroupNormSilu(const Tensor& x, const std::string& norm, bool silu) const {
+  // 32 groups and eps 1e-6, as every AutoencoderKL has them.
+  Tensor y = at::group_norm(x.to(at::kFloat), 32, W(norm + ".weight"), W(norm + ".bias"), 1e-6);
+  if (silu) y = at::silu(y);
+  return y.to(options_.dtype);
+}
+
+Tensor KlVae::Conv(const Tensor& x, const std::string& conv, int64_t padding) const {
+  return at::conv2d(x, W(conv + ".weight"), W(conv + ".bias"), 1, padding);
+}
+
+Tensor KlVae::Resnet(const Tensor& x, const std::string& at) const {
+  Tensor h = Conv(GroupNormSilu(x, at + ".norm1", true), at + ".conv1", 1);
+  h = Conv(GroupNormSilu(h, at + ".norm2", true), at + ".conv2", 1);
+  const std::string shortcut = at + ".nin_shortcut";
+  const Tensor skip = weights_.contains(shortcut + ".weight") ? Conv(x, shortcut, 0) : x;
+  return skip + h;
+}
+
+Tensor KlVae::Attention(const Tensor& x, const std::string& at) const {
+  // One head over every position: [B, HW, C] with the 1/sqrt(C) scale.
+  const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
+  const Tensor h = GroupNormSilu(x, at + ".norm", false).flatten(2).transpose(1, 2);
+  auto project = [&](const std::string& name) {
+    return at::linear(h, W(at + "." + name + ".weight"), W(at + "." + name + ".bias"));
+  };
+  const Tensor out = at::scaled_dot_product_attention(
+      project("q").unsqueeze(1), project("k").unsqueeze(1), project("v").unsqueeze(1));
+  const Tensor projected =
+      at::linear(out.squeeze(1), W(at + ".proj_out.weight"), W(at + ".proj_out.bias"));
+  return x + projected.transpose(1, 2).reshape({batch, channels, height, width});
+}
+
+absl::StatusOr<Tensor> KlVae::Decode(const Tensor& latent_in) const {
+  const Tensor latent =
+      latent_in.dim() == 5 && latent_in.size(2) == 1 ? latent_in.squeeze(2) : latent_in;
+  if (latent.dim() != 4 || latent.size(1) != config_.latent_channels) {
+    return absl::InvalidArgumentError(absl::StrCat("latent: expected [B, ", config_.latent_channels,
+                                                   ", h, w] (or [B, ", config_.latent_channels,
+                                                   ", 1, h, w]), got [",
+                                                   absl::StrJoin(latent_in.sizes(), ", "), "]"));
+  }
+  try {
+    Tensor x = latent.to(options_.device, options_.dtype);
+    if (config_.post_quant_conv) x = Conv(x, "post_quant_conv", 0);
+    x = Conv(x, "decoder.conv_in", 1);
+    x = Resnet(x, "decoder.mid.block_1");
+    x = Attention(x, "decoder.mid.attn_1");
+    x = Resnet(x, "decoder.mid.block_2");
+    for (int64_t level = static_cast<int64_t>(config_.level_channels.size()) - 1; level >= 0;
+         --level) {
+      const std::string at = absl::StrCat("decoder.up.", level);
+      for (int64_t block = 0; block < config_.blocks_per_level; ++block) {
+        x = Resnet(x, absl::StrCat(at, ".block.", block));
+      }
+      if (level > 0) {
+        x = at::upsample_nearest2d(x, {x.size(2) * 2, x.size(3) * 2});
+        x = Conv(x, at + ".upsample.conv", 1);
+      }
+    }
+    x = Conv(GroupNormSilu(x, "decoder.norm_out", true), "decoder.conv_out", 1);
+    return x.to(at::kFloat);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("VAE decode: ", e.what_without_backtrace()));
+  }
+}
+
+}  // namespace raylight::models::vae
