@@ -11,6 +11,7 @@
 #include "models/core/safetensors.h"
 #include "models/text/umt5_config.h"
 #include "models/text/umt5_keys.h"
+#include "models/vae/kl_vae_keys.h"
 #include "models/vae/wan_vae_keys.h"
 #include "models/vision/clip_vision_config.h"
 
@@ -103,16 +104,26 @@ absl::StatusOr<std::string> ResolveTextEncoder(const std::string& field, const s
 
 absl::StatusOr<std::string> ResolveVae(const std::string& field, const std::string& name,
                                        const std::vector<std::string>& roots,
-                                       int64_t latent_channels) {
-  ComponentSearch search{.field = field, .folder = "vae", .what = "Wan VAE"};
-  search.fits = [latent_channels](const std::string& path) -> absl::Status {
+                                       int64_t latent_channels, const std::string& kind) {
+  const bool image = kind == "kl";
+  ComponentSearch search{
+      .field = field, .folder = "vae", .what = image ? "image VAE (AutoencoderKL)" : "Wan VAE"};
+  search.fits = [latent_channels, image](const std::string& path) -> absl::Status {
     auto header = HeaderShapes(path);
     if (!header.ok()) return header.status();
-    auto map = models::vae::MapWanVaeKeys(*header);
-    if (!map.ok()) return map.status();
-    if (map->config.z_dim != latent_channels) {
+    int64_t channels = 0;
+    if (image) {
+      auto map = models::vae::MapKlVaeKeys(*header);
+      if (!map.ok()) return map.status();
+      channels = map->config.latent_channels;
+    } else {
+      auto map = models::vae::MapWanVaeKeys(*header);
+      if (!map.ok()) return map.status();
+      channels = map->config.z_dim;
+    }
+    if (channels != latent_channels) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "its latent has ", map->config.z_dim, " channels; the model's has ", latent_channels));
+          "its latent has ", channels, " channels; the model's has ", latent_channels));
     }
     return absl::OkStatus();
   };

@@ -31,10 +31,11 @@ absl::StatusOr<std::string> ResolveTextEncoder(const std::string& field, const s
                                                const std::vector<std::string>& roots,
                                                int64_t text_dim);
 
-// The VAE's file (a Wan VAE, 2.1 or 2.2 by name or shapes, whose latent has `latent_channels`).
+// The VAE's file whose latent has `latent_channels`: of `kind` "wan2.1" (ModelInfo::vae) a Wan
+// VAE, 2.1 or 2.2 by name or shapes; of "kl" an image VAE's decoder (models/vae/kl_vae_keys.h).
 absl::StatusOr<std::string> ResolveVae(const std::string& field, const std::string& name,
                                        const std::vector<std::string>& roots,
-                                       int64_t latent_channels);
+                                       int64_t latent_channels, const std::string& kind = "wan2.1");
 
 // The CLIP vision tower's file (`image_dim` wide: 1280 for Wan's ViT-H/14).
 absl::StatusOr<std::string> ResolveClipVision(const std::string& field, const std::string& name,

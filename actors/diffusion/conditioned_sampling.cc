@@ -182,7 +182,9 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   outcome.sample_seconds = SecondsSince(sample_start);
   RL_RETURN_IF_ERROR(KeepResult(out, journal.get(), reports, at::Tensor(), outcome));
   // The family's LATENT is a video VAE's ([.., C, F, H, W]; Qwen-Image's one frame: a PNG).
-  if (decodes) RL_RETURN_IF_ERROR(DecodeResult(request, *out, world, services, note, outcome));
+  if (decodes) {
+    RL_RETURN_IF_ERROR(DecodeResult(request, *out, world, services, note, outcome, info.vae));
+  }
   if (journal != nullptr) journal->Remove();
   outcome.model_calls = static_cast<int>(agreed.calls()) + step_caches.calls_not_made();
   outcome.calls_reused = step_caches.reused();

@@ -722,10 +722,12 @@ class SampleKind final : public head::JobKind {
     RL_RETURN_IF_ERROR(CheckConditionedJob(job, common.info, limits_, &tokens));
     auto loras = ResolveLoras("loras", job.loras(), roots_);
     if (!loras.ok()) return loras.status();
-    // The family's VAE (Qwen-Image's: a Wan 2.1 VAE of its latent's channels) for an output.
+    // The family's VAE (Qwen-Image's: a Wan 2.1 VAE; Flux.1's and Chroma's: the image VAE) for an
+    // output.
     std::string vae;
     if (DecodesOutput(job)) {
-      RL_ASSIGN_OR_RETURN(vae, ResolveVae("vae", job.vae(), roots_, common.info.latent_channels));
+      RL_ASSIGN_OR_RETURN(
+          vae, ResolveVae("vae", job.vae(), roots_, common.info.latent_channels, common.info.vae));
     } else if (!job.vae().empty()) {
       return Invalid("vae", "given without an output to decode");
     }

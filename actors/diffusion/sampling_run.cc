@@ -125,12 +125,16 @@ absl::Status KeepResult(const absl::StatusOr<at::Tensor>& out, ModelCallJournal*
 
 absl::Status DecodeResult(const SampleRequest& request, const at::Tensor& out,
                           comm::Communicator& world, SamplingServices& services,
-                          const std::function<void(std::string)>& note, SampleOutcome& outcome) {
+                          const std::function<void(std::string)>& note, SampleOutcome& outcome,
+                          const std::string& vae_kind) {
   RL_ASSIGN_OR_RETURN(const at::ScalarType dtype,
                       ComputeDtype(request.model.dtype, services.device().is_cuda()));
-  note(absl::StrCat("decoding ", out.size(0), " latent(s) of ", out.size(3), " frames over ",
-                    world.size(), " rank(s)"));
+  const bool image = vae_kind == "kl";
+  note(image ? absl::StrCat("decoding ", out.size(0), " image latent(s) on rank 0")
+             : absl::StrCat("decoding ", out.size(0), " latent(s) of ", out.size(3),
+                            " frames over ", world.size(), " rank(s)"));
   VideoOutputRequest video{.output = request.output,
+                           .vae_kind = vae_kind,
                            .vae_files = request.vae_files,
                            .fps = request.fps,
                            .crf = request.crf,

@@ -117,11 +117,13 @@ absl::Status KeepResult(const absl::StatusOr<at::Tensor>& out, ModelCallJournal*
                         bool reports, const at::Tensor& noise_mask, SampleOutcome& outcome);
 
 // A job's output decoded by its VAE (`request.output`: video, webp or frames; one frame makes a
-// PNG) from the run's result `out` ([dp, 1, C, F, h, w]), collective over `world`: the file on
-// rank 0 into `outcome`, with notes of the decode.
+// PNG) from the run's result `out` ([dp, 1, C, F, h, w]; an image family's [dp, 1, C, h, w]),
+// collective over `world`: the file on rank 0 into `outcome`, with notes of the decode.
+// `vae_kind` is the family's ModelInfo::vae ("wan2.1", "kl").
 absl::Status DecodeResult(const SampleRequest& request, const at::Tensor& out,
                           comm::Communicator& world, SamplingServices& services,
-                          const std::function<void(std::string)>& note, SampleOutcome& outcome);
+                          const std::function<void(std::string)>& note, SampleOutcome& outcome,
+                          const std::string& vae_kind = "wan2.1");
 
 // A job's log line, reaching the client from rank 0.
 std::function<void(std::string)> JobNotes(const SampleRequest& request, bool reports,

@@ -11,6 +11,7 @@ namespace raylight::actors {
 
 absl::StatusOr<models::vae::WanVae*> VideoOutput::Loaded(const std::vector<std::string>& files,
                                                          at::ScalarType dtype) {
+  image_vae_.Evict();
   return vae_.Get(files, dtype, "vae", [&] {
     models::vae::WanVaeOptions options;
     options.device = device_;
@@ -31,6 +32,7 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
                                                   comm::Communicator& world) {
   const auto start = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mutex_);
+  if (request.vae_kind == "kl") return DecodeImages(request, latent, world);
   RL_ASSIGN_OR_RETURN(models::vae::WanVae * vae, Loaded(request.vae_files, request.dtype));
   if (request.output == "frames") {
     // Frames travel back in one message (the RPC layer's kMaxResultBytes, 1 GiB).
@@ -86,8 +88,41 @@ absl::StatusOr<DecodedOutput> VideoOutput::Decode(const VideoOutputRequest& requ
   return decoded;
 }
 
+absl::StatusOr<DecodedOutput> VideoOutput::DecodeImages(const VideoOutputRequest& request,
+                                                        const at::Tensor& latent,
+                                                        comm::Communicator& world) {
+  const auto start = std::chrono::steady_clock::now();
+  DecodedOutput decoded;
+  if (world.rank() != 0) return decoded;  // rank 0 decodes alone: no collective here
+  vae_.Evict();
+  RL_ASSIGN_OR_RETURN(models::vae::KlVae * vae,
+                      image_vae_.Get(request.vae_files, request.dtype, "vae", [&] {
+                        return models::vae::KlVae::Load(
+                            request.vae_files, {.device = device_, .dtype = request.dtype});
+                      }));
+  std::vector<at::Tensor> bytes;
+  for (int64_t i = 0; i < latent.size(0); ++i) {
+    RL_ASSIGN_OR_RETURN(const at::Tensor image, vae->Decode(latent.narrow(0, i, 1)));
+    bytes.push_back(models::vae::PixelsToBytes(image.unsqueeze(2)));  // a one-frame video
+  }
+  const at::Tensor all = at::cat(bytes, 0);
+  decoded.frames = all.size(0);
+  RL_ASSIGN_OR_RETURN(models::vae::VideoFile file,
+                      models::vae::EncodeVideoFile(all, {.kind = request.output,
+                                                         .fps = request.fps > 0 ? request.fps : 16,
+                                                         .crf = request.crf}));
+  decoded.file = std::move(file.bytes);
+  decoded.format = file.format;
+  decoded.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return decoded;
+}
+
 std::optional<ModelSummary> VideoOutput::Summary() {
   absl::MutexLock lock(&mutex_);
+  if (const models::vae::KlVae* image = image_vae_.held(); image != nullptr) {
+    return SideModelSummary(image_vae_.files(), "image VAE (AutoencoderKL)",
+                            DtypeName(image_vae_.dtype()), image->bytes(), device_.is_cuda());
+  }
   const models::vae::WanVae* vae = vae_.held();
   if (vae == nullptr) return std::nullopt;
   return SideModelSummary(
@@ -98,7 +133,8 @@ std::optional<ModelSummary> VideoOutput::Summary() {
 
 bool VideoOutput::Evict() {
   absl::MutexLock lock(&mutex_);
-  return vae_.Evict();
+  const bool image = image_vae_.Evict();
+  return vae_.Evict() || image;
 }
 
 }  // namespace raylight::actors

@@ -267,7 +267,10 @@ CLI::App* AddSampleCommand(CLI::App& app, SampleFlags& flags) {
                    "what to decode besides the latent: latent, video (MP4; one frame: PNG), webp, "
                    "frames (IMAGE safetensors); default: from --out's extension")
       ->check(CLI::IsMember({"latent", "video", "webp", "frames"}));
-  sample->add_option("--vae", flags.vae, "the VAE (default: the Wan VAE in a root's vae/)");
+  sample->add_option(
+      "--vae", flags.vae,
+      "the VAE (default: the one in a root's vae/ that fits the model: a Wan VAE, or "
+      "Flux's image VAE)");
   sample->add_option("--image", flags.image,
                      "with --prompt: the start image (PNG or JPEG; I2V and TI2V models)");
   sample->add_option("--end-image", flags.end_image,

@@ -32,6 +32,7 @@ ModelInfo ChromaModelInfo(const flux::FluxConfig& config) {
   info.tea_caches = true;    // TeaCache on the Flux forward's measure, the job's coefficients
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 8;
+  info.vae = "kl";  // Flux.1's ae.safetensors
   info.temporal_factor = 1;
   info.patch_t = 1;
   info.patch_h = info.patch_w = config.patch;

@@ -54,7 +54,9 @@ struct ModelInfo {
   // `compute: fp8` (models/core/fp8_linear.h; refused by name otherwise).
   bool computes_fp8 = false;
   // The VAE that decodes its LATENT on the cluster (a job's `output`): "wan2.1" (Wan 2.1's
-  // architecture: Qwen-Image's VAE is one, with its own weights); empty: none here yet.
+  // architecture: Qwen-Image's VAE is one, with its own weights), "kl" (the image VAE,
+  // AutoencoderKL: Flux.1's and Chroma's ae.safetensors, models/vae/kl_vae.h); empty: none here
+  // yet.
   std::string vae;
   // Step caching (MagCache, models/core/mag_cache.h): whether the family's forward takes a step
   // cache (a job's `cache` is refused by name otherwise), and the authors' calibration for the

@@ -22,6 +22,7 @@ ModelInfo FluxModelInfo(const FluxConfig& config) {
   info.published_tea_cache = [config] { return PublishedFluxTeaCache(config); };
   info.latent_channels = config.latent_channels;
   info.spatial_factor = 8;
+  info.vae = "kl";  // BFL's ae.safetensors (AutoencoderKL, 16 channels)
   info.temporal_factor = 1;
   info.patch_t = 1;
   info.patch_h = info.patch_w = config.patch;

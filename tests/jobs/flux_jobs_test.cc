@@ -375,7 +375,9 @@ TEST_F(FluxJobsTest, WhatFluxJobsCannotHaveIsRefusedNamingTheField) {
   });
   ExpectRefusedNaming(job, "frames", [](v1::SampleJob& j) { j.set_frames(9); });
   ExpectRefusedNaming(job, "width", [](v1::SampleJob& j) { j.set_width(100); });
-  ExpectRefusedNaming(job, "output", [](v1::SampleJob& j) { j.set_output("video"); });
+  ExpectRefusedNaming(job, "output", [](v1::SampleJob& j) { j.set_output("gif"); });
+  // An image output needs the image VAE, and the root has none.
+  ExpectRefusedNaming(job, "vae", [](v1::SampleJob& j) { j.set_output("video"); });
   // TeaCache: nobody calibrated this model; Wan's retention steps; per-sample decisions over FSDP.
   ExpectRefusedNaming(job, "cache.coefficients",
                       [](v1::SampleJob& j) { j.mutable_cache()->set_kind("teacache"); });

@@ -34,7 +34,9 @@ struct Family {
   // for BFL's names), else the checkpoint with the LoRA merged offline by its definition
   // (lora_reference.py --family <name>).
   bool comfyui_loras = false;
-  bool decodes = false;  // a VAE here decodes its latents (Qwen-Image's: a Wan 2.1 VAE)
+  // The VAE here that decodes its latents (ModelInfo::vae): "wan2.1" (Qwen-Image's), "kl" (the
+  // image VAE: Chroma's, Flux.1's); empty: none yet.
+  std::string vae;
 };
 
 std::string PrintFamily(const ::testing::TestParamInfo<Family>& info) { return info.param.name; }
@@ -352,20 +354,39 @@ TEST_P(ImageFamilyJobsTest, Fp8ComputeEasyCacheAndTeaCacheJobs) {
 }
 
 // Decoding on the cluster: Qwen-Image's VAE is a Wan 2.1 VAE (its own weights, ComfyUI's
-// qwen_image_vae.safetensors; here a narrow random one in the root's vae/): its frames, decoded
-// over a 2-rank group (a band of rows each), equal raylight-vae's one-process decode of the
-// job's latent, and `output` video makes a one-frame PNG. The families no VAE here decodes
-// refuse `output` and `vae` by name.
+// qwen_image_vae.safetensors; here a narrow random one in the root's vae/), its frames decoded
+// over a 2-rank group (a band of rows each); Chroma's is Flux.1's image VAE (ae.safetensors;
+// here diffusers' AutoencoderKL at narrow widths and random weights, in BFL's names), decoded on
+// rank 0. Either equals raylight-vae's one-process decode of the job's latent, and `output`
+// video makes a one-frame PNG. The families no VAE here decodes refuse `output` and `vae` by
+// name.
 TEST_P(ImageFamilyJobsTest, AJobDecodesItsImageWhereItsVaeIsHere) {
   fs::create_directories(models_ + "/vae");
-  ASSERT_TRUE(RunTools({{kBin + "/raylight-vae", "make-random", "--preset=wan2.1", "--width=8",
-                         absl::StrCat("--seed=", seed_ + 7),
-                         "--out=" + models_ + "/vae/qwen_image_vae.safetensors"}},
-                       "vae.log", std::chrono::seconds(120))
-                  .ok());
+  const std::string vae_path =
+      models_ + "/vae/" +
+      (GetParam().vae == "kl" ? "ae.safetensors" : "qwen_image_vae.safetensors");
+  if (GetParam().vae == "kl") {
+    // Four levels: the 8x of Flux's VAE; 16 latent channels.
+    const std::string sub = dir_->path() + "/kl-vae";
+    fs::create_directories(sub);
+    std::ofstream(sub + "/config.json")
+        << R"({"latent": 16, "channels": [32, 32, 32, 32], "layers": 1, "post_quant": false, )"
+           R"("prefix": "", "height": 2, "width": 2, "batch": 1})";
+    ASSERT_TRUE(RunTools({{RAYLIGHT_TEST_PYTHON, RAYLIGHT_KL_VAE_REFERENCE,
+                           "--config=" + sub + "/config.json", absl::StrCat("--seed=", seed_ + 7),
+                           "--out-dir=" + sub}},
+                         "vae.log", std::chrono::seconds(120))
+                    .ok());
+    fs::copy_file(sub + "/ldm.safetensors", vae_path);
+  } else {
+    ASSERT_TRUE(RunTools({{kBin + "/raylight-vae", "make-random", "--preset=wan2.1", "--width=8",
+                           absl::StrCat("--seed=", seed_ + 7), "--out=" + vae_path}},
+                         "vae.log", std::chrono::seconds(120))
+                    .ok());
+  }
   v1::SampleJob job = FamilyJob();
   job.set_output("frames");
-  if (!GetParam().decodes) {
+  if (GetParam().vae.empty()) {
     ExpectRefusedNaming(job, "output", [](v1::SampleJob&) {});
     ExpectRefusedNaming(FamilyJob(), "vae",
                         [](v1::SampleJob& j) { j.set_vae("vae/qwen_image_vae.safetensors"); });
@@ -381,8 +402,7 @@ TEST_P(ImageFamilyJobsTest, AJobDecodesItsImageWhereItsVaeIsHere) {
   const std::string tool_path = dir_->path() + "/tool-frames.safetensors";
   std::ofstream(latent_path, std::ios::binary) << result.latent();
   std::ofstream(frames_path, std::ios::binary) << result.video();
-  ASSERT_TRUE(RunTools({{kBin + "/raylight-vae", "decode",
-                         "--vae=" + models_ + "/vae/qwen_image_vae.safetensors",
+  ASSERT_TRUE(RunTools({{kBin + "/raylight-vae", "decode", "--vae=" + vae_path,
                          "--latent=" + latent_path, "--out=" + tool_path}},
                        "decode.log", std::chrono::seconds(120))
                   .ok());
@@ -405,8 +425,9 @@ TEST_P(ImageFamilyJobsTest, AJobDecodesItsImageWhereItsVaeIsHere) {
   const v1::SampleResult image = ResultOf(png.job_id());
   EXPECT_EQ(image.video_format(), "png");
   EXPECT_EQ(image.video().substr(1, 3), "PNG");
-  ExpectRefusedNaming(FamilyJob(), "vae",
-                      [](v1::SampleJob& j) { j.set_vae("vae/qwen_image_vae.safetensors"); });
+  ExpectRefusedNaming(FamilyJob(), "vae", [&](v1::SampleJob& j) {
+    j.set_vae(fs::path(vae_path).lexically_relative(models_).string());
+  });
 }
 
 TEST_P(ImageFamilyJobsTest, WhatTheseJobsCannotHaveIsRefusedNamingTheField) {
@@ -438,7 +459,7 @@ INSTANTIATE_TEST_SUITE_P(
                .latent_shape = {1, 16, 1, 8, 12},
                .checkpoint = "comfyui.safetensors",
                .references = true,
-               .decodes = true},
+               .vae = "wan2.1"},
         Family{.name = "chroma",
                .reference = RAYLIGHT_CHROMA_REFERENCE,
                .config = R"({"hidden": 64, "heads": 2, "depth": 19, "depth_single": 38, )"
@@ -446,7 +467,8 @@ INSTANTIATE_TEST_SUITE_P(
                          R"("approximator_hidden": 32, "approximator_layers": 2})",
                .latent_shape = {1, 16, 8, 12},
                .checkpoint = "comfyui.safetensors",
-               .comfyui_loras = true},
+               .comfyui_loras = true,
+               .vae = "kl"},
         // FLUX.2: diffusers' network inside ComfyUI's sampling code (its Flux2 conventions).
         Family{.name = "flux2",
                .reference = RAYLIGHT_FLUX2_REFERENCE,
