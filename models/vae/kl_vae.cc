@@ -20,9 +20,7 @@ absl::StatusOr<std::unique_ptr<KlVae>> KlVae::Load(const std::vector<std::string
       Checkpoint checkpoint,
       OpenCheckpoint(paths,
                      [](const std::string& raw) -> std::optional<std::string> { return raw; }));
-  std::map<std::string, std::vector<int64_t>> raw_shapes;
-  for (const auto& [raw, tensor] : checkpoint.tensors) raw_shapes[raw] = tensor.value_shape();
-  RL_ASSIGN_OR_RETURN(KlVaeKeyMap map, MapKlVaeKeys(raw_shapes));
+  RL_ASSIGN_OR_RETURN(KlVaeKeyMap map, MapKlVaeKeys(KeyShapesOf(checkpoint).shapes));
   std::map<std::string, Tensor> weights;
   try {
     for (const auto& [raw, internal] : map.internal_by_raw) {
