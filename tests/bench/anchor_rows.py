@@ -87,3 +87,27 @@ def emit_compiled_ratio(
         f"diffusers + compile_repeated_blocks forward, ms ({warmup:.0f} s of warm-up)",
         compiled,
     )
+
+
+def flux_pipeline_inputs(
+    inputs: dict[str, torch.Tensor], device: str, dtype: torch.dtype
+) -> tuple[dict[str, Any], int, int]:
+    """The Flux-style transformers' (Flux.1's, Chroma's) keyword inputs from flux_bench's file:
+    the latent packed into 2x2 patches with its image ids, the text with zero ids, the timestep;
+    and the latent's height and width (for unpacking the prediction)."""
+    from diffusers import FluxPipeline
+
+    x = inputs["x"].to(device, dtype)
+    batch, channels, height, width = x.shape
+    context = inputs["context"].to(device, dtype)
+    kwargs: dict[str, Any] = dict(
+        hidden_states=FluxPipeline._pack_latents(x, batch, channels, height, width),
+        encoder_hidden_states=context,
+        timestep=inputs["t"].to(device, dtype),
+        img_ids=FluxPipeline._prepare_latent_image_ids(
+            batch, height // 2, width // 2, device, dtype
+        ),
+        txt_ids=torch.zeros(context.shape[1], 3, device=device, dtype=dtype),
+        return_dict=False,
+    )
+    return kwargs, height, width

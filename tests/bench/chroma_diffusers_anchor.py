@@ -18,7 +18,13 @@ from __future__ import annotations
 import argparse
 
 import torch
-from anchor_rows import emit, emit_compiled_ratio, emit_eager_ratio, make_random_checkpoint
+from anchor_rows import (
+    emit,
+    emit_compiled_ratio,
+    emit_eager_ratio,
+    flux_pipeline_inputs,
+    make_random_checkpoint,
+)
 from diffusers import ChromaTransformer2DModel, FluxPipeline
 from safetensors.torch import load_file
 
@@ -79,21 +85,7 @@ def main() -> int:
     model = model.to(device, dtype).eval()
     del state
 
-    inputs = load_file(args.inputs)
-    x = inputs["x"].to(device, dtype)
-    batch, channels, height, width = x.shape
-    packed = FluxPipeline._pack_latents(x, batch, channels, height, width)
-    img_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, device, dtype)
-    context = inputs["context"].to(device, dtype)
-    txt_ids = torch.zeros(context.shape[1], 3, device=device, dtype=dtype)
-    kwargs = dict(
-        hidden_states=packed,
-        encoder_hidden_states=context,
-        timestep=inputs["t"].to(device, dtype),
-        img_ids=img_ids,
-        txt_ids=txt_ids,
-        return_dict=False,
-    )
+    kwargs, height, width = flux_pipeline_inputs(load_file(args.inputs), device, dtype)
 
     def forward() -> torch.Tensor:
         with torch.inference_mode():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from anchor_rows import emit, emit_compiled_ratio, emit_eager_ratio
+from anchor_rows import emit, emit_compiled_ratio, emit_eager_ratio, flux_pipeline_inputs
 from diffusers import FluxPipeline, FluxTransformer2DModel
 from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 from safetensors.torch import load_file
@@ -41,22 +41,9 @@ def main() -> int:
 
     device, dtype = "cuda", torch.bfloat16
     inputs = load_file(args.inputs)
-    x = inputs["x"].to(device, dtype)
-    batch, channels, height, width = x.shape
-    packed = FluxPipeline._pack_latents(x, batch, channels, height, width)
-    img_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, device, dtype)
-    context = inputs["context"].to(device, dtype)
-    txt_ids = torch.zeros(context.shape[1], 3, device=device, dtype=dtype)
-    kwargs = dict(
-        hidden_states=packed,
-        encoder_hidden_states=context,
-        pooled_projections=inputs["pooled"].to(device, dtype),
-        timestep=inputs["t"].to(device, dtype),
-        img_ids=img_ids,
-        txt_ids=txt_ids,
-        guidance=inputs["guidance"].to(device, dtype) if guidance_embed else None,
-        return_dict=False,
-    )
+    kwargs, height, width = flux_pipeline_inputs(inputs, device, dtype)
+    kwargs["pooled_projections"] = inputs["pooled"].to(device, dtype)
+    kwargs["guidance"] = inputs["guidance"].to(device, dtype) if guidance_embed else None
 
     def forward() -> torch.Tensor:
         with torch.inference_mode():
