@@ -1,33 +1,17 @@
 #include "models/core/checkpoint.h"
 
 #include <cmath>
-#include <cstring>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/core/gguf.h"
 #include "models/core/gguf_dequant.h"
 #include "models/core/safetensors_tensors.h"
+#include "models/core/scaled_fp8_keys.h"
 
 namespace raylight::models {
 namespace {
 
 bool IsFp8(at::ScalarType type) { return type == at::kFloat8_e4m3fn || type == at::kFloat8_e5m2; }
-
-// "<module>.scale_weight" / "<module>.weight_scale" -> "<module>.weight"; else nullopt.
-std::optional<std::string> ScaledWeightName(const std::string& key) {
-  for (const char* suffix : {".scale_weight", ".weight_scale"}) {
-    if (absl::EndsWith(key, suffix)) {
-      return key.substr(0, key.size() - std::strlen(suffix)) + ".weight";
-    }
-  }
-  return std::nullopt;
-}
-
-bool IsDroppedKey(const std::string& key) {
-  return key == "scaled_fp8" || absl::EndsWith(key, ".scaled_fp8") ||
-         absl::EndsWith(key, ".scale_input") || absl::EndsWith(key, ".input_scale");
-}
 
 // One tensor of a file as read, before its name is normalised.
 struct RawTensor {
@@ -106,7 +90,7 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(const std::vector<std::string>& paths,
     if (!raw.ok()) return raw.status();
     for (RawTensor& info : *raw) {
       const std::string stripped = StripModelPrefix(info.name);
-      if (IsDroppedKey(stripped)) continue;
+      if (IsDroppedScaleKey(stripped)) continue;
       at::Tensor* view = &info.view;
       if (auto weight = ScaledWeightName(stripped); weight && !info.gguf) {
         if (view->numel() != 1) {

@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "models/core/gguf.h"
 #include "models/core/safetensors.h"
+#include "models/core/scaled_fp8_keys.h"
 
 namespace raylight::models {
 namespace {
@@ -67,6 +68,9 @@ absl::StatusOr<KeyShapes> ReadKeyShapes(
   if (paths.empty()) return absl::InvalidArgumentError("checkpoint: no files given");
   KeyShapes shapes;
   auto add = [&](const std::string& raw, const std::vector<int64_t>& shape) {
+    // An fp8 weight's scale and markers are not weights (OpenCheckpoint attaches and drops them);
+    // a GGUF file has none of these keys.
+    if (ScaledWeightName(raw) || IsDroppedScaleKey(raw)) return;
     if (auto name = normalize(raw)) {
       shapes.shapes[*name] = shape;
     } else {

@@ -6,12 +6,14 @@
 // block of each kind.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/family/model_info.h"
+#include "models/flux/flux_keys.h"
 #include "models/flux/flux_model.h"
 #include "models/flux2/flux2_family.h"
 #include "models/flux2/flux2_keys.h"
@@ -122,6 +124,62 @@ TEST(Flux2ModelTest, IsItsOwnFamilyAndErrorsNameTheKeys) {
       << message;
   EXPECT_NE(message.find("extra keys: double_blocks.0.img_attn.qkv.q.bias"), std::string::npos)
       << message;
+}
+
+// ComfyUI ships FLUX.2 fp8-scaled (flux2_dev_fp8mixed): every matrix e4m3 with a
+// `<module>.scale_weight`, a `scaled_fp8` marker, input scales. The head's header read must take it
+// for the model it is (the scales are no extra weights), and the loaded model must compute with
+// e4m3 x scale: the same prediction as a plain file of exactly those values.
+TEST(Flux2ModelTest, AnFp8ScaledFileIsInspectedAndComputesItsScaledValues) {
+  testing_util::TempDir dir("flux2-fp8");
+  const FluxConfig config = *Flux2Preset("tiny-flux2");
+  const std::string prefix = "model.diffusion_model.";
+  NamedTensors scaled = {{prefix + "scaled_fp8", at::zeros({2}, at::kFloat8_e4m3fn)}};
+  NamedTensors plain;
+  for (const auto& [internal, shape] : flux::FluxWeightShapes(config, flux::FluxSpelling::kFused)) {
+    // BFL's names are the internal ones but for the shared modulation's.
+    std::string name = internal;
+    for (const auto& [ours, bfl] :
+         {std::pair<std::string, std::string>{"double_mod_img.", "double_stream_modulation_img."},
+          {"double_mod_txt.", "double_stream_modulation_txt."},
+          {"single_mod.", "single_stream_modulation."}}) {
+      if (name.starts_with(ours)) name = bfl + name.substr(ours.size());
+    }
+    at::Tensor values = at::randn(shape);
+    if (shape.size() != 2) {
+      plain.emplace_back(name, 1 + 0.1 * values);
+      scaled.emplace_back(prefix + name, 1 + 0.1 * values);
+      continue;
+    }
+    values = values / std::sqrt(static_cast<double>(shape[1]));
+    const at::Tensor scale = values.abs().max() / 448;
+    const at::Tensor e4m3 = (values / scale).to(at::kFloat8_e4m3fn);
+    const std::string module = prefix + name.substr(0, name.size() - std::string(".weight").size());
+    scaled.emplace_back(prefix + name, e4m3);
+    scaled.emplace_back(module + ".scale_weight", scale.reshape({1}));
+    scaled.emplace_back(module + ".input_scale", at::ones({1}));
+    plain.emplace_back(name, e4m3.to(at::kFloat) * scale);
+  }
+  const std::string scaled_path = dir.path() + "/flux2_fp8_scaled.safetensors";
+  const std::string plain_path = dir.path() + "/flux2_plain.safetensors";
+  ASSERT_TRUE(WriteTensors(scaled_path, scaled).ok());
+  ASSERT_TRUE(WriteTensors(plain_path, plain).ok());
+
+  auto info = InspectModel({scaled_path});
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->family, "flux2");
+  EXPECT_EQ(info->variant, "tiny-flux2");
+
+  const FluxInputs inputs = RandomInputs(config, 1, 3, 4, 5);
+  std::vector<at::Tensor> predictions;
+  for (const std::string& path : {scaled_path, plain_path}) {
+    auto loaded = LoadFlux2({path}, PlacementOptions{});
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    auto forward = flux::FluxForward(loaded->config, inputs, ParallelContext{}, *loaded->weights);
+    ASSERT_TRUE(forward.ok()) << forward.status();
+    predictions.push_back(*forward);
+  }
+  EXPECT_LT((predictions[0] - predictions[1]).abs().max().item<double>(), 1e-6);
 }
 
 TEST(Flux2ModelTest, PresetCountsThirtyTwoBillionParameters) {
