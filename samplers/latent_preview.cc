@@ -7,6 +7,13 @@ namespace raylight::samplers {
 absl::StatusOr<models::RgbImage> LatentToRgb(const at::Tensor& latent,
                                              const models::LatentFormat& format, int64_t frame) {
   const int64_t channels = format.channels;
+  // A format without Latent2RGB factors (FLUX.2's, whose ComfyUI factors map its VAE's 32
+  // channels before the 2x2 patching) has no preview here: an error the sampler skips.
+  if (static_cast<int64_t>(format.rgb_factors.size()) != channels) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("preview: latent format '", format.name, "' has ", format.rgb_factors.size(),
+                     " Latent2RGB factors for its ", channels, " channels"));
+  }
   at::Tensor x = latent.dim() == 5 ? latent[0] : latent;
   // An image latent [B, C, H, W] (Flux) is one frame.
   if (latent.dim() == 4 && latent.size(1) == channels && latent.size(0) != channels) {

@@ -635,6 +635,13 @@ TEST(PreviewTest, ProjectionIsComfyUisLinearMap) {
                 .message()
                 .find("frame 2"),
             std::string::npos);
+  // A format without factors renders nothing (no read through an empty table).
+  const models::LatentFormat unpreviewed{.name = "unpreviewed", .channels = 8};
+  EXPECT_NE(LatentToRgb(at::randn({1, 8, 4, 4}), unpreviewed)
+                .status()
+                .message()
+                .find("'unpreviewed' has 0 Latent2RGB factors"),
+            std::string::npos);
   EXPECT_FALSE(models::LatentFormatForChannels(4).ok());
   EXPECT_EQ(*models::LatentFormatForChannels(48), &models::Wan22LatentFormat());
   EXPECT_FALSE(models::DecodePng("not a png").ok());
