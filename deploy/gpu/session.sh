@@ -37,6 +37,11 @@
 #                                          real-size Chroma job through a local cluster, uncached,
 #                                          fp8 compute and swap at 25% (FAMILY=chroma
 #                                          family_job_gpu.sh)
+#   deploy/gpu/session.sh flux2            issue #26: FLUX.2 [dev] 1024x1024 against diffusers, its
+#                                          fp8-scaled file (flux2_gpu.sh; COMPILE=1, FP8=0), then
+#                                          (JOB=0: not) a real-size FLUX.2 job through a local
+#                                          cluster, uncached, fp8 compute and swap at 25%
+#                                          (FAMILY=flux2 family_job_gpu.sh)
 #   deploy/gpu/session.sh fp8              issue #27: the fp8, staged-upload and fused-kernel gpu
 #                                          tests (TESTS=none: not), then the 14B load (staged
 #                                          upload GB/s) and forward in bf16, with the fused
@@ -197,19 +202,20 @@ case $WHAT in
     grep -h "did not run" "$OUT"/peers_*.log
     cat "$OUT/wan_peers.jsonl" ;;
   fluxjob)  # issues #26, #27: a real-size Flux.1-dev job with each speed switch
-    rm -rf /tmp/raylight-qwen-image  # the Flux checkpoint and Qwen-Image's do not fit the disk together
+    rm -rf /tmp/raylight-qwen-image /tmp/raylight-flux2 /tmp/raylight-flux2-job  # one family's files
     tests/bench/flux_job_gpu.sh build-gpu "$OUT" >"$OUT/flux_job_run.log" 2>&1
     echo "fluxjob exit $?"
     tail -10 "$OUT/flux_job_run.log" ;;
   qwenjob)  # issue #26: a real-size Qwen-Image job with each placement and speed switch
     rm -rf /tmp/raylight-flux /tmp/raylight-flux-job /tmp/raylight-bench /tmp/raylight-chroma \
-      /tmp/raylight-chroma-job  # the disk holds one family's files
+      /tmp/raylight-chroma-job /tmp/raylight-flux2 /tmp/raylight-flux2-job  # one family's files
     FAMILY=qwen_image tests/bench/family_job_gpu.sh build-gpu "$OUT" \
       >"$OUT/qwen_image_job_run.log" 2>&1
     echo "qwenjob exit $?"
     tail -10 "$OUT/qwen_image_job_run.log" ;;
   chroma)  # issue #26: Chroma against diffusers, then a real-size Chroma job
-    rm -rf /tmp/raylight-qwen-image /tmp/raylight-qwen_image-job  # the disk holds one family
+    rm -rf /tmp/raylight-qwen-image /tmp/raylight-qwen_image-job /tmp/raylight-flux2 \
+      /tmp/raylight-flux2-job  # the disk holds one family's files
     tests/bench/chroma_gpu.sh build-gpu "$OUT" >"$OUT/chroma_run.log" 2>&1
     echo "chroma exit $?"
     tail -12 "$OUT/chroma_run.log"
@@ -217,6 +223,18 @@ case $WHAT in
       FAMILY=chroma tests/bench/family_job_gpu.sh build-gpu "$OUT" >"$OUT/chroma_job_run.log" 2>&1
       echo "chroma job exit $?"
       tail -8 "$OUT/chroma_job_run.log"
+    fi ;;
+  flux2)  # issue #26: FLUX.2 against diffusers, then a real-size FLUX.2 job
+    rm -rf /tmp/raylight-qwen-image /tmp/raylight-qwen_image-job /tmp/raylight-flux \
+      /tmp/raylight-flux-job /tmp/raylight-bench /tmp/raylight-chroma \
+      /tmp/raylight-chroma-job  # the disk holds one family's files
+    tests/bench/flux2_gpu.sh build-gpu "$OUT" >"$OUT/flux2_run.log" 2>&1
+    echo "flux2 exit $?"
+    tail -14 "$OUT/flux2_run.log"
+    if [ "${JOB:-1}" = 1 ]; then
+      FAMILY=flux2 tests/bench/family_job_gpu.sh build-gpu "$OUT" >"$OUT/flux2_job_run.log" 2>&1
+      echo "flux2 job exit $?"
+      tail -8 "$OUT/flux2_job_run.log"
     fi ;;
   fp8)  # issue #27: fp8 compute's gpu tests, then the 14B forward bf16 / fp8 / diffusers
     if [ "${TESTS:-}" != none ]; then

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# A real-size job of FAMILY (qwen_image or chroma) through a local cluster on one GPU (issue #26):
-# a random checkpoint of the family's real sizes in diffusers' names (its anchor script's --make,
-# as qwen_image_gpu.sh and chroma_gpu.sh make it) in the model root, random conditionings of
-# TOKENS text states a side (the family's reference script's --conditioning; positive and
-# negative of one length, so the two branches run as one batch), SIZE, STEPS steps of Euler at
-# CFG. Qwen-Image: 1328x1328 (ComfyUI's default), 20 steps, cfg 4 (the issue's step), 128 Qwen2.5-VL
-# states. Chroma: 1024x1024, 26 steps, cfg 4 (its model card's), 512 T5 tokens. The job uncached,
+# A real-size job of FAMILY (qwen_image, chroma or flux2) through a local cluster on one GPU (issue
+# #26): a random checkpoint of the family's real sizes in diffusers' names (its anchor script's
+# --make, as qwen_image_gpu.sh, chroma_gpu.sh and flux2_gpu.sh make it) in the model root, random
+# conditionings of TOKENS text states a side (the family's reference script's --conditioning;
+# positive and negative of one length, so the two branches run as one batch), SIZE, STEPS steps of
+# Euler at CFG. Qwen-Image: 1328x1328 (ComfyUI's default), 20 steps, cfg 4 (the issue's step), 128
+# Qwen2.5-VL states. Chroma: 1024x1024, 26 steps, cfg 4 (its model card's), 512 T5 tokens. FLUX.2
+# [dev]: its fp8-scaled file (as ComfyUI ships it; its bf16 one does not fit the disk), 1024x1024,
+# 20 steps at cfg 1 (guidance-distilled: guidance 4 in the conditioning, no negative), 512 text
+# states (what its pipeline pads Mistral's to). The job uncached,
 # with `--cache magcache` where the authors published the family's curve (Qwen-Image), with
 # `--compute fp8`, and with layer swap at SWAP (25%) of the blocks' bytes on the GPU. Each row
 # reports its time over the uncached job's and its final latent's relative L2 from the uncached
 # latent (random weights: how far a switch moves a job, not what an image loses; swap must give
 # the same latent).
 #
-#   FAMILY=qwen_image|chroma [STEPS=..] tests/bench/family_job_gpu.sh BUILD_DIR OUT_DIR
+#   FAMILY=qwen_image|chroma|flux2 [STEPS=..] tests/bench/family_job_gpu.sh BUILD_DIR OUT_DIR
 #
 # Writes OUT_DIR/FAMILY_job.jsonl in the results schema. For a smoke run of the script on a CPU
 # cluster: CHECKPOINT=a file of the family, CONFIG=its reference script's JSON, SIZE=WxH,
@@ -21,7 +24,8 @@
 set -euo pipefail
 BIN=$1/bin
 OUT=$2
-FAMILY=${FAMILY:?FAMILY=qwen_image or chroma}
+FAMILY=${FAMILY:?FAMILY=qwen_image, chroma or flux2}
+CONDITIONING=()  # the reference script's further --conditioning arguments
 case $FAMILY in
   qwen_image)
     STEPS=${STEPS:-20} SIZE=${SIZE:-1328x1328} TOKENS=${TOKENS:-128}
@@ -38,7 +42,15 @@ case $FAMILY in
       "approximator_layers": 5}'}
     FORWARD_CKPT=/tmp/raylight-chroma/chroma.safetensors  # chroma_gpu.sh's
     MAGCACHE=${MAG_RATIOS:+1} ;;
-  *) echo "FAMILY: '$FAMILY' is not qwen_image or chroma" >&2; exit 2 ;;
+  flux2)
+    STEPS=${STEPS:-20} SIZE=${SIZE:-1024x1024} TOKENS=${TOKENS:-512} CFG=${CFG:-1}
+    MAKER=tests/bench/flux2_diffusers_anchor.py REFERENCE=tests/models/flux2_reference.py
+    CONFIG=${CONFIG:-'{"hidden": 6144, "heads": 48, "depth": 8, "depth_single": 48,
+      "context_dim": 15360, "axes_dim": [32, 32, 32, 32]}'}
+    FORWARD_CKPT=/tmp/raylight-flux2/flux2-dev-fp8.safetensors  # flux2_gpu.sh's
+    CONDITIONING=(--guidance 4)
+    MAGCACHE=${MAG_RATIOS:+1} ;;
+  *) echo "FAMILY: '$FAMILY' is not qwen_image, chroma or flux2" >&2; exit 2 ;;
 esac
 WORK=/tmp/raylight-$FAMILY-job
 mkdir -p "$WORK/models"
@@ -52,7 +64,7 @@ elif [ ! -f "$CKPT" ]; then
 fi
 for side in positive:1 negative:2; do
   python3 "$REFERENCE" --conditioning "$WORK/${side%%:*}.safetensors" --seed "${side#*:}" \
-    --tokens "$TOKENS" --config "$CONFIG"
+    --tokens "$TOKENS" --config "$CONFIG" "${CONDITIONING[@]}"
 done
 CTL=("$BIN/raylightctl" --state-dir="$WORK/state")
 trap '"${CTL[@]}" down >/dev/null 2>&1 || true' EXIT
@@ -60,7 +72,8 @@ trap '"${CTL[@]}" down >/dev/null 2>&1 || true' EXIT
   --model-root="$WORK/models" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
 JOB=(sample --model "$FAMILY.safetensors" --width "${SIZE%x*}" --height "${SIZE#*x}"
      --steps "$STEPS" --cfg "${CFG:-4}" --sampler euler --scheduler simple --seed 7
-     --cond "$WORK/positive.safetensors" --negative "$WORK/negative.safetensors")
+     --cond "$WORK/positive.safetensors")
+[ "${CFG:-4}" = 1 ] || JOB+=(--negative "$WORK/negative.safetensors")
 RUN_LOG=${FAMILY}_job
 CALLS_UNREPORTED=$STEPS  # one batched call a step
 source "$(dirname "$0")/job_runs.sh"

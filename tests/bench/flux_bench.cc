@@ -1,16 +1,18 @@
-// One Flux.1, Chroma or Qwen-Image forward (batch 1, bf16, one GPU) at an image size with its text
-// tokens, timed, with its output and inputs written for the anchor (tests/bench/
-// flux_diffusers_anchor.py, chroma_diffusers_anchor.py and qwen_image_diffusers_anchor.py run
-// diffusers' transformer on the same checkpoint and inputs), model FLOP utilisation against a bf16
-// matmul peak measured in the same process, and the checkpoint's load throughput from the page
-// cache. Prints JSON lines in the results schema.
+// One Flux.1, FLUX.2, Chroma or Qwen-Image forward (batch 1, bf16, one GPU) at an image size with
+// its text tokens, timed, with its output and inputs written for the anchor (tests/bench/
+// flux_diffusers_anchor.py, flux2_diffusers_anchor.py, chroma_diffusers_anchor.py and
+// qwen_image_diffusers_anchor.py run diffusers' transformer on the same checkpoint and inputs),
+// model FLOP utilisation against a bf16 matmul peak measured in the same process, and the
+// checkpoint's load throughput from the page cache; optionally the same forward with layer swap
+// and with fp8 compute. Prints JSON lines in the results schema. An fp8-scaled checkpoint is
+// dequantised to bf16 at load for the bf16 forward (its e4m3 bytes are what fp8 compute uses).
 //
 //   flux_bench --make --checkpoint flux1-dev.safetensors           a random bf16 checkpoint in
 //                                                                  BFL's spelling (real sizes)
 //   flux_bench --checkpoint F --inputs I --out O --name flux1_dev_1024x1024
 //   flux_bench --family qwen_image --checkpoint F ...              a Qwen-Image or Chroma
 //   flux_bench --family chroma --checkpoint F ...                  checkpoint (the anchor
-//                                                                  scripts make them)
+//   flux_bench --family flux2 --checkpoint F ...                   scripts make them)
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -33,12 +35,13 @@
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_loader.h"
 #include "models/flux/flux_model.h"
+#include "models/flux2/flux2_family.h"
 #include "models/qwen_image/qwen_image_family.h"
 #include "tests/bench/matmul_peak.h"
 #include "tests/models/flux_test_util.h"
 
 ABSL_FLAG(std::string, family, "flux",
-          "flux, chroma or qwen_image (the same forward, other names and conditioning)");
+          "flux, flux2, chroma or qwen_image (the same forward, other names and conditioning)");
 ABSL_FLAG(bool, make, false, "write a random checkpoint of --preset to --checkpoint and exit");
 ABSL_FLAG(std::string, preset, "flux1-dev", "the preset --make writes");
 ABSL_FLAG(std::string, checkpoint, "", "Flux checkpoint");
@@ -52,6 +55,9 @@ ABSL_FLAG(int, runs, 5, "timed forwards after two warm-ups");
 ABSL_FLAG(double, swap, 0,
           "also the forward with layer swap at this share of the blocks' bytes on the device "
           "(0: not): <name>_swap<percent>_forward and its ratio to the resident one");
+ABSL_FLAG(bool, fp8, false,
+          "also the forward with fp8 compute (e4m3 GEMMs): <name>_fp8_forward, its ratio to the "
+          "bf16 one and its prediction's relative L2 from the bf16 prediction");
 ABSL_FLAG(std::string, profile_trace, "",
           "also profile one forward (CPU ops and CUDA kernels) into this Chrome trace");
 
@@ -109,18 +115,22 @@ int Run() {
   models::PlacementOptions placement;
   placement.device = at::Device(at::kCUDA, 0);
   placement.compute_dtype = at::kBFloat16;
+  // The bf16 forward's weights all bf16 (an fp8-scaled file dequantised once, not per block).
+  placement.keep_fp8 = false;
   const std::string family = absl::GetFlag(FLAGS_family);
-  if (family != "flux" && family != "chroma" && family != "qwen_image") {
-    std::fprintf(stderr, "--family: '%s' is not flux, chroma or qwen_image\n", family.c_str());
+  if (family != "flux" && family != "flux2" && family != "chroma" && family != "qwen_image") {
+    std::fprintf(stderr, "--family: '%s' is not flux, flux2, chroma or qwen_image\n",
+                 family.c_str());
     return 2;
   }
-  const bool qwen = family == "qwen_image", chroma = family == "chroma";
+  const bool qwen = family == "qwen_image", chroma = family == "chroma", flux2 = family == "flux2";
   const auto load_start = Clock::now();
   models::flux::FluxConfig config;
   std::unique_ptr<models::WeightProvider> weights;
   auto load = [&](const models::WeightPlacement& where) -> absl::Status {
     auto loaded = qwen     ? models::qwen_image::LoadQwenImage({path}, placement, where)
                   : chroma ? models::chroma::LoadChroma({path}, placement, where)
+                  : flux2  ? models::flux2::LoadFlux2({path}, placement, where)
                            : models::flux::LoadFlux({path}, placement, where);
     if (!loaded.ok()) return loaded.status();
     config = loaded->config;
@@ -136,22 +146,23 @@ int Run() {
   }
   const double file_gb = static_cast<double>(std::filesystem::file_size(path)) / 1e9;
   Emit(prefix + "_load_throughput", file_gb / load_seconds, "GB/s");
-  testing_util::FluxSize size{1, absl::GetFlag(FLAGS_height) / 8, absl::GetFlag(FLAGS_width) / 8,
+  // FLUX.2's latent is its VAE's 2x2 patches already (128 channels at 1/16 of the pixels).
+  const int64_t pixels_per_latent = flux2 ? 16 : 8;
+  testing_util::FluxSize size{1, absl::GetFlag(FLAGS_height) / pixels_per_latent,
+                              absl::GetFlag(FLAGS_width) / pixels_per_latent,
                               absl::GetFlag(FLAGS_text_tokens)};
   models::flux::FluxInputs inputs = testing_util::RandomFluxInputs(config, size, /*seed=*/1234);
   // Values whose x1000 bf16 holds exactly: diffusers scales them by 1000 in bf16 (750 would become
   // 752 there and move its whole time embedding; ours and ComfyUI's scale in fp32).
   inputs.t = at::full({1}, 0.5);
-  // Qwen-Image has neither a guidance nor a pooled vector; Chroma no pooled vector, and its
-  // guidance (ComfyUI's input) is 0 where diffusers, which has none, is the anchor.
+  // Qwen-Image has neither a guidance nor a pooled vector; FLUX.2 and Chroma no pooled vector,
+  // and Chroma's guidance (ComfyUI's input) is 0 where diffusers, which has none, is the anchor.
   inputs.guidance = qwen ? at::Tensor() : chroma ? at::zeros({1}) : at::full({1}, 4.0);
-  if (qwen || chroma) inputs.pooled = at::Tensor();
+  if (qwen || chroma || flux2) inputs.pooled = at::Tensor();
   if (!absl::GetFlag(FLAGS_inputs).empty()) {
     models::NamedTensors written = {{"x", inputs.x}, {"t", inputs.t}, {"context", inputs.context}};
-    if (!qwen && !chroma) {
-      written.emplace_back("pooled", inputs.pooled);
-      written.emplace_back("guidance", inputs.guidance);
-    }
+    if (inputs.pooled.defined()) written.emplace_back("pooled", inputs.pooled);
+    if (!qwen && !chroma) written.emplace_back("guidance", inputs.guidance);
     if (!models::WriteTensors(absl::GetFlag(FLAGS_inputs), written).ok()) return 1;
   }
   // On the device, as the engine hands them over (the timing is the forward's, not the copies').
@@ -187,13 +198,16 @@ int Run() {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
   Emit(prefix + "_peak_allocated", static_cast<double>(stats.allocated_bytes[0].peak) / (1 << 30),
        "GiB");
-  // Every token meets 12 hidden^2 multiply-adds of block weights per block (each stream its own
-  // in the double blocks), and attention 2 L^2 hidden per block; modulation is per sample.
+  // Every token meets 4 hidden^2 multiply-adds of attention projections per block and the MLP's
+  // two matrices (12 hidden^2 in all for Flux.1's 4x MLP, 13 for FLUX.2's SwiGLU; each stream its
+  // own in the double blocks), and attention 2 L^2 hidden per block; modulation is per sample.
   const double tokens =
       static_cast<double>(config.Tokens(size.height, size.width) + size.text_tokens);
   const double h = static_cast<double>(config.hidden);
+  const double macs_per_token =
+      4.0 * h * h + static_cast<double>(config.mlp_in() + config.mlp_hidden) * h;
   const double flops = static_cast<double>(config.num_blocks()) *
-                       (24.0 * h * h * tokens + 4.0 * tokens * tokens * h);
+                       (2.0 * macs_per_token * tokens + 4.0 * tokens * tokens * h);
   const double peak = bench::MatmulPeakTflops();
   Emit(prefix + "_mfu", flops / (median / 1000) / 1e12 / peak, "ratio",
        "measured bf16 matmul peak, TFLOP/s", peak);
@@ -232,6 +246,27 @@ int Run() {
     Emit(label + "_ratio", swap_median / median, "ratio", "the resident forward, ms", median);
     // The same weights, only moved: the same prediction.
     Emit(label + "_max_abs_diff_vs_resident", (swap_out - out).abs().max().item<double>(), "");
+  }
+  if (absl::GetFlag(FLAGS_fp8)) {
+    // fp8 compute (models/core/fp8_linear.h) resident, after the bf16 copy is gone: an fp8-scaled
+    // file's e4m3 bytes as stored, a bf16 file quantised per output channel at load.
+    weights.reset();
+    c10::cuda::CUDACachingAllocator::emptyCache();
+    placement.fp8_compute = true;
+    placement.keep_fp8 = true;
+    if (auto fp8 = load(models::WeightPlacement::Resident()); !fp8.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(fp8.message()).c_str());
+      return 1;
+    }
+    double fp8_median = 0;
+    at::Tensor fp8_out;
+    if (!time_forwards(&fp8_median, &fp8_out, nullptr)) return 1;
+    Emit(prefix + "_fp8_forward", fp8_median, "ms");
+    Emit(prefix + "_fp8_ratio", fp8_median / median, "ratio", "the bf16 forward, ms", median);
+    const at::Tensor reference = out.to(at::kFloat);
+    Emit(prefix + "_fp8_rel_l2_vs_bf16",
+         ((fp8_out.to(at::kFloat) - reference).norm() / reference.norm()).item<double>(), "ratio",
+         "the bf16 prediction", 0);
   }
   return 0;
 }
