@@ -7,12 +7,13 @@ namespace raylight::samplers {
 absl::StatusOr<models::RgbImage> LatentToRgb(const at::Tensor& latent,
                                              const models::LatentFormat& format, int64_t frame) {
   const int64_t channels = format.channels;
-  // A format without Latent2RGB factors (FLUX.2's, whose ComfyUI factors map its VAE's 32
-  // channels before the 2x2 patching) has no preview here: an error the sampler skips.
-  if (static_cast<int64_t>(format.rgb_factors.size()) != channels) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("preview: latent format '", format.name, "' has ", format.rgb_factors.size(),
-                     " Latent2RGB factors for its ", channels, " channels"));
+  const int64_t patch = format.rgb_patch;
+  const auto factors = static_cast<int64_t>(format.rgb_factors.size());
+  // A format without Latent2RGB factors has no preview: an error the sampler skips.
+  if (factors * patch * patch != channels) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "preview: latent format '", format.name, "' has ", factors, " Latent2RGB factors over ",
+        patch, "x", patch, " patches for its ", channels, " channels"));
   }
   at::Tensor x = latent.dim() == 5 ? latent[0] : latent;
   // An image latent [B, C, H, W] (Flux) is one frame.
@@ -28,10 +29,16 @@ absl::StatusOr<models::RgbImage> LatentToRgb(const at::Tensor& latent,
     return absl::InvalidArgumentError(
         absl::StrCat("preview: frame ", frame, " outside [0, ", x.size(1), ")"));
   }
-  // [C, H, W] -> [H, W, C] x [C, 3] -> [H, W, 3], mapped from [-1, 1] to bytes.
+  // [C, H, W] with C = F p^2 unfolded to [F, H p, W p] (channel c p^2 + i p + j at pixel
+  // (h p + i, w p + j)), then [H, W, F] x [F, 3] -> [H, W, 3], mapped from [-1, 1] to bytes.
+  at::Tensor unfolded = x.select(1, frame).to(at::kCPU, at::kFloat);
+  const int64_t height = unfolded.size(1), width = unfolded.size(2);
+  unfolded = unfolded.reshape({factors, patch, patch, height, width})
+                 .permute({0, 3, 1, 4, 2})
+                 .reshape({factors, height * patch, width * patch});
   at::Tensor pixels =
-      at::matmul(x.select(1, frame).to(at::kCPU, at::kFloat).permute({1, 2, 0}),
-                 at::from_blob(const_cast<float*>(format.rgb_factors.data()->data()), {channels, 3},
+      at::matmul(unfolded.permute({1, 2, 0}),
+                 at::from_blob(const_cast<float*>(format.rgb_factors.data()->data()), {factors, 3},
                                at::kFloat)) +
       at::from_blob(const_cast<float*>(format.rgb_bias.data()), {3}, at::kFloat);
   pixels = ((pixels + 1) * 0.5).clamp(0, 1).mul(255).to(at::kByte).contiguous();  // truncates

@@ -34,6 +34,10 @@ struct LatentFormat {
   // Latent2RGB: each channel's (R, G, B) weight, then the bias; applied to the model's space.
   std::vector<std::array<float, 3>> rgb_factors;
   std::array<float, 3> rgb_bias = {0, 0, 0};
+  // Latent2RGB over p x p patches folded into the channels (FLUX.2's 128 = 32 x 2 x 2, as
+  // ComfyUI's latent_rgb_factors_reshape unfolds them): channel c p^2 + i p + j is factor c's
+  // value at pixel (h p + i, w p + j), so channels = rgb_factors.size() x p^2.
+  int64_t rgb_patch = 1;
 };
 
 // Wan 2.1 (every size) and Wan 2.2 A14B: 16 channels.
@@ -43,6 +47,8 @@ const LatentFormat& Wan22LatentFormat();
 
 // Flux.1 (dev, schnell, Krea, Kontext): 16 channels, a shift and a scale.
 const LatentFormat& Flux1LatentFormat();
+// FLUX.2: 128 channels (its VAE's 32 in 2x2 patches), no scale or shift.
+const LatentFormat& Flux2LatentFormat();
 
 // The Wan format with this many channels; an error names the known counts.
 absl::StatusOr<const LatentFormat*> LatentFormatForChannels(int64_t channels);

@@ -45,11 +45,6 @@ absl::StatusOr<FluxInputs> ReadConditioning(const std::string& bytes, const std:
 
 }  // namespace
 
-const LatentFormat& Flux2LatentFormat() {
-  static const LatentFormat format{.name = "flux2", .channels = 128};
-  return format;
-}
-
 const flux::FluxArchitecture& Flux2Architecture() {
   static const auto* architecture =
       new flux::FluxArchitecture{.family = "flux2",

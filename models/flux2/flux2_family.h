@@ -13,9 +13,6 @@ absl::StatusOr<flux::LoadedFlux> LoadFlux2(
     const WeightPlacement& placement = WeightPlacement::Resident(),
     const std::vector<LoraFile>& loras = {});
 
-// ComfyUI's Flux2 latent format: 128 channels, no scale or shift.
-const LatentFormat& Flux2LatentFormat();
-
 FamilyModels Models();
 
 }  // namespace raylight::models::flux2

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <iostream>
 #include <map>
@@ -604,6 +605,33 @@ TEST(ProgressTest, EveryStepReportsAndPreviewsComeEveryNSteps) {
                 .message()
                 .find("preview_every"),
             std::string::npos);
+}
+
+// FLUX.2's 128 channels are its VAE's 32 in 2x2 patches: ComfyUI's latent_rgb_factors_reshape
+// (reshape [32, 2, 2, H, W], permute to [32, H, 2, W, 2]) puts channel 4c + 2i + j at pixel
+// (2h + i, 2w + j), and the preview is twice the latent's size. By hand: channel 14 (c = 3, i = 1,
+// j = 0) at 2 in latent pixel (0, 1) lights pixel (1, 2) with factor 3, (0.2144, 0.3009,
+// 0.3652); every other pixel is the bias (-0.0329, -0.0718, -0.0851).
+TEST(PreviewTest, Flux2PreviewUnfoldsItsPatchesAsComfyUiDoes) {
+  at::Tensor latent = at::zeros({1, 128, 2, 3});
+  latent[0][14][0][1] = 2.0;
+  auto image = LatentToRgb(latent, models::Flux2LatentFormat());
+  ASSERT_TRUE(image.ok()) << image.status();
+  ASSERT_EQ(image->height, 4);
+  ASSERT_EQ(image->width, 6);
+  auto byte = [](double v) { return static_cast<int>(std::clamp((v + 1) / 2, 0.0, 1.0) * 255); };
+  const std::array<double, 3> bias = {-0.0329, -0.0718, -0.0851};
+  const std::array<double, 3> lit = {2 * 0.2144 + bias[0], 2 * 0.3009 + bias[1],
+                                     2 * 0.3652 + bias[2]};
+  for (int row = 0; row < 4; ++row) {
+    for (int column = 0; column < 6; ++column) {
+      const bool on = row == 1 && column == 2;
+      for (int rgb = 0; rgb < 3; ++rgb) {
+        EXPECT_NEAR(image->pixels[(row * 6 + column) * 3 + rgb], byte(on ? lit[rgb] : bias[rgb]), 1)
+            << row << ", " << column;
+      }
+    }
+  }
 }
 
 TEST(PreviewTest, ProjectionIsComfyUisLinearMap) {
