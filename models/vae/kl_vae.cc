@@ -29,7 +29,7 @@ absl::StatusOr<std::unique_ptr<KlVae>> KlVae::Load(const std::vector<std::string
       Tensor value = Materialize(checkpoint.tensors.at(raw), norm ? at::kFloat : options.dtype,
                                  options.device);
       // diffusers' attention projections are linears ([C, C]); LDM's are 1x1 convolutions.
-      if (internal.starts_with("decoder.mid.attn_1.") && value.dim() == 4) {
+      if (internal.find(".mid.attn_1.") != std::string::npos && value.dim() == 4) {
         value = value.flatten(1);
       }
       weights[internal] = value;
@@ -53,8 +53,9 @@ Tensor KlVae::GroupNormSilu(const Tensor& x, const std::string& norm, bool silu)
   return y.to(options_.dtype);
 }
 
-Tensor KlVae::Conv(const Tensor& x, const std::string& conv, int64_t padding) const {
-  return at::conv2d(x, W(conv + ".weight"), W(conv + ".bias"), 1, padding);
+Tensor KlVae::Conv(const Tensor& x, const std::string& conv, int64_t padding,
+                   int64_t stride) const {
+  return at::conv2d(x, W(conv + ".weight"), W(conv + ".bias"), stride, padding);
 }
 
 Tensor KlVae::Resnet(const Tensor& x, const std::string& at) const {
@@ -79,6 +80,46 @@ Tensor KlVae::Attention(const Tensor& x, const std::string& at) const {
   return x + projected.transpose(1, 2).reshape({batch, channels, height, width});
 }
 
+Tensor KlVae::Middle(const Tensor& x, const std::string& side) const {
+  Tensor h = Resnet(x, side + ".mid.block_1");
+  h = Attention(h, side + ".mid.attn_1");
+  return Resnet(h, side + ".mid.block_2");
+}
+
+absl::StatusOr<Tensor> KlVae::Encode(const Tensor& pixels) const {
+  if (!config_.encoder) {
+    return absl::FailedPreconditionError("VAE: the file has no encoder (a decoder-only file)");
+  }
+  const int64_t factor = config_.spatial_factor();
+  if (pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) % factor != 0 ||
+      pixels.size(3) % factor != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pixels: expected [B, 3, H, W] with H and W multiples of ", factor, ", got [",
+                     absl::StrJoin(pixels.sizes(), ", "), "]"));
+  }
+  try {
+    Tensor x = Conv(pixels.to(options_.device, options_.dtype), "encoder.conv_in", 1);
+    const auto levels = static_cast<int64_t>(config_.level_channels.size());
+    for (int64_t level = 0; level < levels; ++level) {
+      const std::string at = absl::StrCat("encoder.down.", level);
+      for (int64_t block = 0; block + 1 < config_.blocks_per_level; ++block) {
+        x = Resnet(x, absl::StrCat(at, ".block.", block));
+      }
+      if (level + 1 < levels) {
+        // Zero padding on the right and bottom only, then a stride-2 3x3 convolution.
+        x = Conv(at::constant_pad_nd(x, {0, 1, 0, 1}), at + ".downsample.conv", 0, 2);
+      }
+    }
+    x = Middle(x, "encoder");
+    x = Conv(GroupNormSilu(x, "encoder.norm_out", true), "encoder.conv_out", 1);
+    if (config_.post_quant_conv) x = Conv(x, "quant_conv", 0);
+    // The posterior's mode: its mean, the first half of the channels (the log-variance the rest).
+    return x.narrow(1, 0, config_.latent_channels).to(at::kFloat).contiguous();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("VAE encode: ", e.what_without_backtrace()));
+  }
+}
+
 absl::StatusOr<Tensor> KlVae::Decode(const Tensor& latent_in) const {
   const Tensor latent =
       latent_in.dim() == 5 && latent_in.size(2) == 1 ? latent_in.squeeze(2) : latent_in;
@@ -92,9 +133,7 @@ absl::StatusOr<Tensor> KlVae::Decode(const Tensor& latent_in) const {
     Tensor x = latent.to(options_.device, options_.dtype);
     if (config_.post_quant_conv) x = Conv(x, "post_quant_conv", 0);
     x = Conv(x, "decoder.conv_in", 1);
-    x = Resnet(x, "decoder.mid.block_1");
-    x = Attention(x, "decoder.mid.attn_1");
-    x = Resnet(x, "decoder.mid.block_2");
+    x = Middle(x, "decoder");
     for (int64_t level = static_cast<int64_t>(config_.level_channels.size()) - 1; level >= 0;
          --level) {
       const std::string at = absl::StrCat("decoder.up.", level);

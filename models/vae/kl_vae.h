@@ -1,4 +1,4 @@
-// The image VAE's decoder (kl_vae_keys.h: Stable Diffusion's, SDXL's, Flux.1's and Chroma's
+// The image VAE (kl_vae_keys.h: Stable Diffusion's, SDXL's, Flux.1's and Chroma's
 // AutoencoderKL) as a function over its named weights, numerically diffusers' AutoencoderKL
 // decode and the LDM decoder BFL's and ComfyUI's code run: the post-quant 1x1 convolution where
 // the file has one, conv_in, the middle resnet / single-head attention / resnet, each level's
@@ -9,6 +9,11 @@
 // Latents are the VAE's own (ComfyUI's LATENT: the sampler's output after the family's
 // process_out), [B, C, h, w] or ComfyUI's one-frame [B, C, 1, h, w]; images come out as
 // [B, 3, 8h, 8w] float32 in about [-1, 1] (not clamped: the image writers clamp).
+//
+// The encoder, where the file has one, is diffusers' AutoencoderKL encode and ComfyUI's VAEEncode
+// (its DiagonalGaussianRegularizer without sampling): conv_in, each level's resnets with a
+// stride-2 convolution after zero padding on the right and bottom between levels, the middle,
+// GroupNorm, SiLU, conv_out, SD's quant_conv, and the posterior's mode (its mean).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -35,6 +40,9 @@ class KlVae {
                                                      const KlVaeOptions& options);
 
   absl::StatusOr<at::Tensor> Decode(const at::Tensor& latent) const;
+  // Pixels [B, 3, H, W] in [-1, 1] (H and W multiples of the spatial factor) to the latent
+  // [B, C, H / f, W / f] (f: the spatial factor, 8), float32; an error for a decoder-only file.
+  absl::StatusOr<at::Tensor> Encode(const at::Tensor& pixels) const;
 
   const KlVaeConfig& config() const { return config_; }
   int64_t bytes() const;
@@ -45,9 +53,12 @@ class KlVae {
 
   at::Tensor W(const std::string& name) const { return weights_.at(name); }
   at::Tensor GroupNormSilu(const at::Tensor& x, const std::string& norm, bool silu) const;
-  at::Tensor Conv(const at::Tensor& x, const std::string& conv, int64_t padding) const;
+  at::Tensor Conv(const at::Tensor& x, const std::string& conv, int64_t padding,
+                  int64_t stride = 1) const;
   at::Tensor Resnet(const at::Tensor& x, const std::string& at) const;
   at::Tensor Attention(const at::Tensor& x, const std::string& at) const;
+  // The middle resnet / attention / resnet of "encoder" or "decoder".
+  at::Tensor Middle(const at::Tensor& x, const std::string& side) const;
 
   KlVaeConfig config_;
   KlVaeOptions options_;

@@ -1,5 +1,6 @@
 #include "models/vae/kl_vae_keys.h"
 
+#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -12,10 +13,10 @@
 namespace raylight::models::vae {
 namespace {
 
-// The name from `decoder.` or `post_quant_conv.` on (any prefix before it dropped); nullopt for
-// the encoder's weights and anything else.
-std::optional<std::string> DecoderPart(const std::string& raw) {
-  for (const std::string root : {"decoder.", "post_quant_conv."}) {
+// The name from `decoder.`, `encoder.`, `post_quant_conv.` or `quant_conv.` on (any prefix before
+// it dropped); nullopt for anything else.
+std::optional<std::string> VaePart(const std::string& raw) {
+  for (const std::string root : {"decoder.", "encoder.", "post_quant_conv.", "quant_conv."}) {
     if (absl::StartsWith(raw, root)) return raw;
     if (const size_t at = raw.find("." + root); at != std::string::npos) return raw.substr(at + 1);
   }
@@ -39,36 +40,38 @@ std::optional<std::string> AttentionPart(const std::string& rest) {
   return std::nullopt;
 }
 
-// A diffusers decoder name in LDM's spelling; `levels` turns up_blocks' order (deepest first)
-// into LDM's up.N (shallowest first).
+// A diffusers encoder or decoder name in LDM's spelling; `levels` turns the decoder's up_blocks'
+// order (deepest first) into LDM's up.N (shallowest first); the encoder's down_blocks.N are LDM's
+// down.N.
 std::optional<std::string> FromDiffusers(const std::string& name, int64_t levels) {
   const std::vector<std::string> parts = absl::StrSplit(name, absl::MaxSplits('.', 4));
-  if (absl::StartsWith(name, "post_quant_conv.") || absl::StartsWith(name, "decoder.conv_in.") ||
-      absl::StartsWith(name, "decoder.conv_out.")) {
-    return name;
-  }
-  if (absl::StartsWith(name, "decoder.conv_norm_out.")) {
-    return "decoder.norm_out." + name.substr(22);
-  }
+  const std::string& side = parts[0];
+  if (side == "post_quant_conv" || side == "quant_conv") return name;
+  if (parts.size() < 3) return std::nullopt;
+  if (parts[1] == "conv_in" || parts[1] == "conv_out") return name;
+  if (parts[1] == "conv_norm_out") return absl::StrCat(side, ".norm_out.", parts[2]);
   int index = 0;
   if (parts.size() == 5 && parts[1] == "mid_block" && parts[2] == "resnets" &&
       absl::SimpleAtoi(parts[3], &index) && index < 2) {
-    return absl::StrCat("decoder.mid.block_", index + 1, ".", ResnetPart(parts[4]));
+    return absl::StrCat(side, ".mid.block_", index + 1, ".", ResnetPart(parts[4]));
   }
   if (parts.size() == 5 && parts[1] == "mid_block" && parts[2] == "attentions" && parts[3] == "0") {
     const std::optional<std::string> rest = AttentionPart(parts[4]);
-    if (rest) return "decoder.mid.attn_1." + *rest;
+    if (rest) return absl::StrCat(side, ".mid.attn_1.", *rest);
     return std::nullopt;
   }
-  if (parts.size() == 5 && parts[1] == "up_blocks" && absl::SimpleAtoi(parts[2], &index) &&
-      index < levels) {
-    const std::string level = absl::StrCat("decoder.up.", levels - 1 - index, ".");
+  const bool up = side == "decoder" && parts[1] == "up_blocks";
+  const bool down = side == "encoder" && parts[1] == "down_blocks";
+  if (parts.size() == 5 && (up || down) && absl::SimpleAtoi(parts[2], &index) && index < levels) {
+    const std::string level = up ? absl::StrCat("decoder.up.", levels - 1 - index, ".")
+                                 : absl::StrCat("encoder.down.", index, ".");
     const std::vector<std::string> tail = absl::StrSplit(parts[4], absl::MaxSplits('.', 1));
     if (parts[3] == "resnets" && tail.size() == 2) {
       return absl::StrCat(level, "block.", tail[0], ".", ResnetPart(tail[1]));
     }
-    if (parts[3] == "upsamplers" && tail.size() == 2 && tail[0] == "0") {
-      return level + "upsample." + tail[1];
+    const char* sampler = up ? "upsamplers" : "downsamplers";
+    if (parts[3] == sampler && tail.size() == 2 && tail[0] == "0") {
+      return absl::StrCat(level, up ? "upsample." : "downsample.", tail[1]);
     }
   }
   return std::nullopt;
@@ -92,27 +95,28 @@ int64_t CountIndices(const std::set<std::string>& names, const std::string& pref
 
 absl::StatusOr<KlVaeKeyMap> MapKlVaeKeys(
     const std::map<std::string, std::vector<int64_t>>& shapes) {
-  std::map<std::string, std::string> stripped;  // decoder name -> raw name
+  std::map<std::string, std::string> stripped;  // VAE name -> raw name
   bool diffusers = false;
   for (const auto& [raw, shape] : shapes) {
-    const std::optional<std::string> part = DecoderPart(raw);
+    const std::optional<std::string> part = VaePart(raw);
     if (!part) continue;
     stripped[*part] = raw;
     diffusers |= absl::StartsWith(*part, "decoder.up_blocks.") ||
                  absl::StartsWith(*part, "decoder.mid_block.");
   }
-  if (stripped.empty()) {
+  std::set<std::string> vae_names;
+  for (const auto& [name, raw] : stripped) vae_names.insert(name);
+  if (std::none_of(vae_names.begin(), vae_names.end(),
+                   [](const std::string& name) { return absl::StartsWith(name, "decoder."); })) {
     return absl::InvalidArgumentError("VAE: no decoder weights (decoder.*) in the file");
   }
-  std::set<std::string> decoder_names;
-  for (const auto& [name, raw] : stripped) decoder_names.insert(name);
-  const int64_t diffusers_levels = CountIndices(decoder_names, "decoder.up_blocks.");
+  const int64_t diffusers_levels = CountIndices(vae_names, "decoder.up_blocks.");
   KlVaeKeyMap map;
   std::map<std::string, std::vector<int64_t>> internal_shapes;
   for (const auto& [name, raw] : stripped) {
     const std::optional<std::string> internal =
         diffusers ? FromDiffusers(name, diffusers_levels) : std::optional<std::string>(name);
-    if (!internal) continue;  // a weight this decoder does not use
+    if (!internal) continue;  // a weight this VAE does not use
     map.internal_by_raw[raw] = *internal;
     internal_shapes[*internal] = shapes.at(raw);
   }
@@ -163,11 +167,39 @@ absl::StatusOr<KlVaeKeyMap> MapKlVaeKeys(
       need(absl::StrCat("decoder.up.", level, ".upsample.conv.bias"));
     }
   }
-  if (!missing.empty()) {
+  auto refuse_missing = [&](const char* part) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "VAE: the decoder is missing ", missing.size(), " weight(s): ",
+        "VAE: the ", part, " is missing ", missing.size(), " weight(s): ",
         absl::StrJoin(missing.begin(), missing.begin() + std::min<size_t>(missing.size(), 5), ", "),
         missing.size() > 5 ? ", ..." : ""));
+  };
+  if (!missing.empty()) return refuse_missing("decoder");
+  // The encoder, where the file has one (a decoder-only file decodes): LDM's num_res_blocks
+  // resnets a level (one fewer than the decoder's), a stride-2 downsample below every level but
+  // the deepest, the middle, and conv_out to the posterior's mean and log-variance.
+  config.encoder = internal_shapes.contains("encoder.conv_in.weight");
+  if (config.encoder) {
+    for (const char* part : {"conv_in", "norm_out", "conv_out"}) {
+      need(absl::StrCat("encoder.", part, ".weight"));
+      need(absl::StrCat("encoder.", part, ".bias"));
+    }
+    need_resnet("encoder.mid.block_1");
+    need_resnet("encoder.mid.block_2");
+    for (const char* part : {"norm", "q", "k", "v", "proj_out"}) {
+      need(absl::StrCat("encoder.mid.attn_1.", part, ".weight"));
+      need(absl::StrCat("encoder.mid.attn_1.", part, ".bias"));
+    }
+    for (int64_t level = 0; level < levels; ++level) {
+      for (int64_t block = 0; block + 1 < config.blocks_per_level; ++block) {
+        need_resnet(absl::StrCat("encoder.down.", level, ".block.", block));
+      }
+      if (level + 1 < levels) {
+        need(absl::StrCat("encoder.down.", level, ".downsample.conv.weight"));
+        need(absl::StrCat("encoder.down.", level, ".downsample.conv.bias"));
+      }
+    }
+    if (config.post_quant_conv) need("quant_conv.weight");
+    if (!missing.empty()) return refuse_missing("encoder");
   }
   return map;
 }

@@ -1,5 +1,5 @@
-"""Outside reference for Raylight's image VAE decoder (tests/models/kl_vae_test.cc): diffusers'
-AutoencoderKL, the VAE of Stable Diffusion, SDXL, Flux.1 and Chroma.
+"""Outside reference for Raylight's image VAE (tests/models/kl_vae_test.cc): diffusers'
+AutoencoderKL, the VAE of Stable Diffusion, SDXL, Flux.1 and Chroma, decoding and encoding.
 
     kl_vae_reference.py --config C.json --seed S --out-dir D
 
@@ -12,7 +12,9 @@ nearest 2x upsampling) with random weights and writes
                            diffusers' own `convert_ldm_vae_checkpoint`, which must turn them back
                            into the diffusers state exactly;
   D/expected.safetensors   `latent` [B, latent, h, w] (random, odd sizes) and `image`, diffusers'
-                           `decode` of it (post_quant_conv included where the config has one).
+                           `decode` of it (post_quant_conv included where the config has one);
+                           `pixels` [B, 3, f h, f w] (random in [-1, 1]) and `encoded`, the mode
+                           of diffusers' `encode` of them (quant_conv included likewise).
 
 C.json: {"latent": Z, "channels": [C0, C1, ...], "layers": N, "post_quant": bool,
 "prefix": "first_stage_model." or "", "height": h, "width": w, "batch": B}.
@@ -129,10 +131,20 @@ def main() -> int:
     latent = torch.randn(
         cfg["batch"], cfg["latent"], cfg["height"], cfg["width"], generator=generator
     )
+    factor = 2 ** (levels - 1)
+    pixels = (
+        torch.rand(
+            cfg["batch"], 3, factor * cfg["height"], factor * cfg["width"], generator=generator
+        )
+        * 2
+        - 1
+    )
     with torch.no_grad():
         image = model.decode(latent).sample.contiguous()
+        encoded = model.encode(pixels).latent_dist.mode().contiguous()
     save_file(
-        {"latent": latent, "image": image}, os.path.join(args.out_dir, "expected.safetensors")
+        {"latent": latent, "image": image, "pixels": pixels, "encoded": encoded},
+        os.path.join(args.out_dir, "expected.safetensors"),
     )
     return 0
 
