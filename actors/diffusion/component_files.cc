@@ -115,7 +115,7 @@ absl::StatusOr<std::string> ResolveVae(const std::string& field, const std::stri
     if (image) {
       auto map = models::vae::MapKlVaeKeys(*header);
       if (!map.ok()) return map.status();
-      channels = map->config.latent_channels;
+      channels = map->config.model_latent_channels();
     } else {
       auto map = models::vae::MapWanVaeKeys(*header);
       if (!map.ok()) return map.status();

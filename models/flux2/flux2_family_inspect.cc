@@ -33,6 +33,7 @@ ModelInfo Flux2ModelInfo(const flux::FluxConfig& config) {
   info.caches_steps = true;  // MagCache with the job's own ratios (none published here)
   info.tea_caches = true;    // TeaCache on the Flux forward's measure, the job's coefficients
   info.latent_channels = config.latent_channels;
+  info.vae = "kl";  // BFL's FLUX.2 ae.safetensors (AutoencoderKLFlux2: 32 channels, 2x2 patches)
   info.spatial_factor = 16;
   info.temporal_factor = 1;
   info.patch_t = 1;

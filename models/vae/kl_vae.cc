@@ -12,6 +12,9 @@ namespace raylight::models::vae {
 
 using at::Tensor;
 
+// FLUX.2's batch-norm epsilon (BFL's and diffusers' batch_norm_eps).
+constexpr double kFlux2BatchNormEps = 1e-4;
+
 absl::StatusOr<std::unique_ptr<KlVae>> KlVae::Load(const std::vector<std::string>& paths,
                                                    const KlVaeOptions& options) {
   if (paths.empty()) return absl::InvalidArgumentError("VAE: no file");
@@ -24,8 +27,8 @@ absl::StatusOr<std::unique_ptr<KlVae>> KlVae::Load(const std::vector<std::string
   std::map<std::string, Tensor> weights;
   try {
     for (const auto& [raw, internal] : map.internal_by_raw) {
-      // Norm parameters stay float32 (the norms run in float32).
-      const bool norm = internal.find("norm") != std::string::npos;
+      // Norm parameters and FLUX.2's latent statistics stay float32 (the norms run in float32).
+      const bool norm = internal.find("norm") != std::string::npos || internal.starts_with("bn.");
       Tensor value = Materialize(checkpoint.tensors.at(raw), norm ? at::kFloat : options.dtype,
                                  options.device);
       // diffusers' attention projections are linears ([C, C]); LDM's are 1x1 convolutions.
@@ -98,6 +101,12 @@ absl::StatusOr<Tensor> KlVae::Encode(const Tensor& pixels) const {
                      absl::StrJoin(pixels.sizes(), ", "), "]"));
   }
   try {
+    if (config_.latent_patch > 1 &&
+        (pixels.size(2) % (2 * factor) != 0 || pixels.size(3) % (2 * factor) != 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pixels: H and W must be multiples of ", 2 * factor,
+          " (FLUX.2's latent is in 2x2 patches), got ", pixels.size(2), "x", pixels.size(3)));
+    }
     Tensor x = Conv(pixels.to(options_.device, options_.dtype), "encoder.conv_in", 1);
     const auto levels = static_cast<int64_t>(config_.level_channels.size());
     for (int64_t level = 0; level < levels; ++level) {
@@ -114,7 +123,19 @@ absl::StatusOr<Tensor> KlVae::Encode(const Tensor& pixels) const {
     x = Conv(GroupNormSilu(x, "encoder.norm_out", true), "encoder.conv_out", 1);
     if (config_.post_quant_conv) x = Conv(x, "quant_conv", 0);
     // The posterior's mode: its mean, the first half of the channels (the log-variance the rest).
-    return x.narrow(1, 0, config_.latent_channels).to(at::kFloat).contiguous();
+    Tensor mean = x.narrow(1, 0, config_.latent_channels).to(at::kFloat);
+    if (config_.latent_patch > 1) {
+      // FLUX.2: 2x2 patches into the channels (channel 4c + 2i + j from pixel (2h + i, 2w + j)),
+      // then normalised by the batch-norm statistics, as its pipeline makes image latents.
+      const int64_t batch = mean.size(0), channels = mean.size(1);
+      const int64_t height = mean.size(2) / 2, width = mean.size(3) / 2;
+      mean = mean.view({batch, channels, height, 2, width, 2})
+                 .permute({0, 1, 3, 5, 2, 4})
+                 .reshape({batch, 4 * channels, height, width});
+      mean = (mean - W("bn.running_mean").view({1, -1, 1, 1})) /
+             (W("bn.running_var") + kFlux2BatchNormEps).sqrt().view({1, -1, 1, 1});
+    }
+    return mean.contiguous();
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("VAE encode: ", e.what_without_backtrace()));
   }
@@ -123,14 +144,25 @@ absl::StatusOr<Tensor> KlVae::Encode(const Tensor& pixels) const {
 absl::StatusOr<Tensor> KlVae::Decode(const Tensor& latent_in) const {
   const Tensor latent =
       latent_in.dim() == 5 && latent_in.size(2) == 1 ? latent_in.squeeze(2) : latent_in;
-  if (latent.dim() != 4 || latent.size(1) != config_.latent_channels) {
-    return absl::InvalidArgumentError(absl::StrCat("latent: expected [B, ", config_.latent_channels,
-                                                   ", h, w] (or [B, ", config_.latent_channels,
-                                                   ", 1, h, w]), got [",
-                                                   absl::StrJoin(latent_in.sizes(), ", "), "]"));
+  const int64_t channels = config_.model_latent_channels();
+  if (latent.dim() != 4 || latent.size(1) != channels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("latent: expected [B, ", channels, ", h, w] (or [B, ", channels,
+                     ", 1, h, w]), got [", absl::StrJoin(latent_in.sizes(), ", "), "]"));
   }
   try {
-    Tensor x = latent.to(options_.device, options_.dtype);
+    Tensor x = latent;
+    if (config_.latent_patch > 1) {
+      // FLUX.2: the statistics undone, then the 2x2 patches out of the channels.
+      const int64_t batch = x.size(0), height = x.size(2), width = x.size(3);
+      x = x.to(options_.device, at::kFloat) *
+              (W("bn.running_var") + kFlux2BatchNormEps).sqrt().view({1, -1, 1, 1}) +
+          W("bn.running_mean").view({1, -1, 1, 1});
+      x = x.reshape({batch, config_.latent_channels, 2, 2, height, width})
+              .permute({0, 1, 4, 2, 5, 3})
+              .reshape({batch, config_.latent_channels, 2 * height, 2 * width});
+    }
+    x = x.to(options_.device, options_.dtype);
     if (config_.post_quant_conv) x = Conv(x, "post_quant_conv", 0);
     x = Conv(x, "decoder.conv_in", 1);
     x = Middle(x, "decoder");

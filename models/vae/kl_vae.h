@@ -1,4 +1,4 @@
-// The image VAE (kl_vae_keys.h: Stable Diffusion's, SDXL's, Flux.1's and Chroma's
+// The image VAE (kl_vae_keys.h: Stable Diffusion's, SDXL's, Flux.1's, Chroma's and FLUX.2's
 // AutoencoderKL) as a function over its named weights, numerically diffusers' AutoencoderKL
 // decode and the LDM decoder BFL's and ComfyUI's code run: the post-quant 1x1 convolution where
 // the file has one, conv_in, the middle resnet / single-head attention / resnet, each level's
@@ -14,6 +14,11 @@
 // (its DiagonalGaussianRegularizer without sampling): conv_in, each level's resnets with a
 // stride-2 convolution after zero padding on the right and bottom between levels, the middle,
 // GroupNorm, SiLU, conv_out, SD's quant_conv, and the posterior's mode (its mean).
+//
+// FLUX.2's VAE (latent_patch 2) takes and gives its LATENT as its pipeline and ComfyUI do: the
+// 32-channel latent in 2x2 patches (128 channels at 1/16 of the pixels) normalised by the file's
+// batch-norm statistics (eps 1e-4); Decode undoes both before the decoder, Encode does both after
+// the encoder.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -13,9 +13,13 @@
 namespace raylight::models::vae {
 namespace {
 
-// The name from `decoder.`, `encoder.`, `post_quant_conv.` or `quant_conv.` on (any prefix before
-// it dropped); nullopt for anything else.
+// The name from `decoder.`, `encoder.`, `post_quant_conv.`, `quant_conv.` or FLUX.2's latent
+// statistics `bn.running_mean` / `bn.running_var` on (any prefix before it dropped); nullopt for
+// anything else.
 std::optional<std::string> VaePart(const std::string& raw) {
+  for (const std::string root : {"bn.running_mean", "bn.running_var"}) {
+    if (raw == root || absl::EndsWith(raw, "." + root)) return root;
+  }
   for (const std::string root : {"decoder.", "encoder.", "post_quant_conv.", "quant_conv."}) {
     if (absl::StartsWith(raw, root)) return raw;
     if (const size_t at = raw.find("." + root); at != std::string::npos) return raw.substr(at + 1);
@@ -46,7 +50,7 @@ std::optional<std::string> AttentionPart(const std::string& rest) {
 std::optional<std::string> FromDiffusers(const std::string& name, int64_t levels) {
   const std::vector<std::string> parts = absl::StrSplit(name, absl::MaxSplits('.', 4));
   const std::string& side = parts[0];
-  if (side == "post_quant_conv" || side == "quant_conv") return name;
+  if (side == "post_quant_conv" || side == "quant_conv" || side == "bn") return name;
   if (parts.size() < 3) return std::nullopt;
   if (parts[1] == "conv_in" || parts[1] == "conv_out") return name;
   if (parts[1] == "conv_norm_out") return absl::StrCat(side, ".norm_out.", parts[2]);
@@ -134,6 +138,19 @@ absl::StatusOr<KlVaeKeyMap> MapKlVaeKeys(
   }
   config.latent_channels = internal_shapes.at("decoder.conv_in.weight")[1];
   config.post_quant_conv = internal_shapes.contains("post_quant_conv.weight");
+  // FLUX.2's VAE: its LATENT is the VAE's latent in 2x2 patches, normalised by the batch-norm
+  // statistics of those 4 C channels.
+  if (internal_shapes.contains("bn.running_mean") || internal_shapes.contains("bn.running_var")) {
+    config.latent_patch = 2;
+    const std::vector<int64_t> stats = {4 * config.latent_channels};
+    for (const char* name : {"bn.running_mean", "bn.running_var"}) {
+      if (!internal_shapes.contains(name) || internal_shapes.at(name) != stats) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("VAE: ", name, " must hold ", stats[0], " values (the latent's ",
+                         config.latent_channels, " channels in 2x2 patches)"));
+      }
+    }
+  }
   std::vector<std::string> missing;
   auto need = [&](const std::string& name) {
     if (!internal_shapes.contains(name)) missing.push_back(name);

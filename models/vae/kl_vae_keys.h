@@ -1,7 +1,8 @@
-// The image VAE of Stable Diffusion, SDXL, Flux.1 and Chroma (diffusers' AutoencoderKL; BFL's
-// and ComfyUI's `ae.safetensors`): its decoder's and encoder's weight names in the two spellings,
-// mapped to one internal spelling (the original LDM one, which BFL's and ComfyUI's files use), and
-// the VAE's shape read off them. Torch-free (the head can check a VAE file from its header).
+// The image VAE of Stable Diffusion, SDXL, Flux.1, Chroma and FLUX.2 (diffusers' AutoencoderKL and
+// AutoencoderKLFlux2; BFL's and ComfyUI's `ae.safetensors`): its decoder's and encoder's weight
+// names in the two spellings, mapped to one internal spelling (the original LDM one, which BFL's
+// and ComfyUI's files use), and the VAE's shape read off them. Torch-free (the head can check a VAE
+// file from its header).
 //
 //   LDM / BFL / ComfyUI:  decoder.mid.block_1.norm1.weight, decoder.mid.attn_1.q.weight (1x1
 //                         conv), decoder.up.3.block.0.nin_shortcut.weight, decoder.norm_out...,
@@ -30,7 +31,14 @@ struct KlVaeConfig {
   int64_t blocks_per_level = 3;  // LDM's num_res_blocks + 1 in the decoder
   bool post_quant_conv = false;  // and quant_conv after the encoder
   bool encoder = false;          // the file has the encoder (decoder-only files decode)
+  // FLUX.2's VAE (diffusers' AutoencoderKLFlux2, BFL's with its `bn`): 2, its LATENT being the
+  // latent in 2x2 patches normalised by the batch-norm statistics `bn.running_mean` / `_var` of
+  // those channels; 1 for every other AutoencoderKL.
+  int64_t latent_patch = 1;
   int64_t spatial_factor() const { return int64_t{1} << (level_channels.size() - 1); }
+  // The LATENT's channels and pixels per LATENT cell (what jobs and .latent files hold).
+  int64_t model_latent_channels() const { return latent_channels * latent_patch * latent_patch; }
+  int64_t model_spatial_factor() const { return spatial_factor() * latent_patch; }
 };
 
 struct KlVaeKeyMap {

@@ -154,7 +154,7 @@ int Encode(const std::string& vae_path, const std::vector<std::string>& images,
                        loaded.status().message(), ")")));
     }
     image_vae = *std::move(loaded);
-    factor = image_vae->config().spatial_factor();
+    factor = image_vae->config().model_spatial_factor();
     encode = [&](const at::Tensor& pixels) { return image_vae->Encode(pixels); };
   }
   std::vector<at::Tensor> latents;

@@ -35,8 +35,13 @@ struct Family {
   // (lora_reference.py --family <name>).
   bool comfyui_loras = false;
   // The VAE here that decodes its latents (ModelInfo::vae): "wan2.1" (Qwen-Image's), "kl" (the
-  // image VAE: Chroma's, Flux.1's); empty: none yet.
+  // image VAE: Chroma's, Flux.1's, FLUX.2's); empty: none yet.
   std::string vae;
+  // kl_vae_reference.py's config of its tiny image VAE: four levels (the 8x of Flux's VAE), 16
+  // latent channels; FLUX.2's 32 in 2x2 patches (its 128-channel LATENT at 16x).
+  std::string kl_vae_config =
+      R"({"latent": 16, "channels": [32, 32, 32, 32], "layers": 1, "post_quant": false, )"
+      R"("prefix": "", "height": 2, "width": 2, "batch": 1})";
 };
 
 std::string PrintFamily(const ::testing::TestParamInfo<Family>& info) { return info.param.name; }
@@ -359,22 +364,20 @@ TEST_P(ImageFamilyJobsTest, Fp8ComputeEasyCacheAndTeaCacheJobs) {
 // Decoding on the cluster: Qwen-Image's VAE is a Wan 2.1 VAE (its own weights, ComfyUI's
 // qwen_image_vae.safetensors; here a narrow random one in the root's vae/), its frames decoded
 // over a 2-rank group (a band of rows each); Chroma's is Flux.1's image VAE (ae.safetensors;
-// here diffusers' AutoencoderKL at narrow widths and random weights, in BFL's names), decoded on
-// rank 0. Either equals raylight-vae's one-process decode of the job's latent, and `output`
-// video makes a one-frame PNG. The families no VAE here decodes refuse `output` and `vae` by
-// name.
+// here diffusers' AutoencoderKL at narrow widths and random weights, in BFL's names), FLUX.2's
+// its own (AutoencoderKLFlux2: its 128-channel LATENT is 32 channels in 2x2 patches, batch-
+// normalised), decoded on rank 0. Either equals raylight-vae's one-process decode of the job's
+// latent, and `output` video makes a one-frame PNG. The families no VAE here decodes refuse
+// `output` and `vae` by name.
 TEST_P(ImageFamilyJobsTest, AJobDecodesItsImageWhereItsVaeIsHere) {
   fs::create_directories(models_ + "/vae");
   const std::string vae_path =
       models_ + "/vae/" +
       (GetParam().vae == "kl" ? "ae.safetensors" : "qwen_image_vae.safetensors");
   if (GetParam().vae == "kl") {
-    // Four levels: the 8x of Flux's VAE; 16 latent channels.
     const std::string sub = dir_->path() + "/kl-vae";
     fs::create_directories(sub);
-    std::ofstream(sub + "/config.json")
-        << R"({"latent": 16, "channels": [32, 32, 32, 32], "layers": 1, "post_quant": false, )"
-           R"("prefix": "", "height": 2, "width": 2, "batch": 1})";
+    std::ofstream(sub + "/config.json") << GetParam().kl_vae_config;
     ASSERT_TRUE(RunTools({{RAYLIGHT_TEST_PYTHON, RAYLIGHT_KL_VAE_REFERENCE,
                            "--config=" + sub + "/config.json", absl::StrCat("--seed=", seed_ + 7),
                            "--out-dir=" + sub}},
@@ -481,7 +484,12 @@ INSTANTIATE_TEST_SUITE_P(
                .checkpoint = "diffusers.safetensors",
                .cfg = 1.0,
                .tolerance = 2e-4,
-               .cfg_parallel = false}),
+               .cfg_parallel = false,
+               .vae = "kl",
+               .kl_vae_config =
+                   R"({"latent": 32, "channels": [32, 32, 32, 32], "layers": 1, )"
+                   R"("post_quant": true, "prefix": "", "height": 2, "width": 2, "batch": 1, )"
+                   R"("flux2": true})"}),
     PrintFamily);
 
 }  // namespace

@@ -17,7 +17,10 @@ nearest 2x upsampling) with random weights and writes
                            of diffusers' `encode` of them (quant_conv included likewise).
 
 C.json: {"latent": Z, "channels": [C0, C1, ...], "layers": N, "post_quant": bool,
-"prefix": "first_stage_model." or "", "height": h, "width": w, "batch": B}.
+"prefix": "first_stage_model." or "", "height": h, "width": w, "batch": B, "flux2": bool}.
+With "flux2", the VAE is FLUX.2's (AutoencoderKLFlux2, its batch-norm statistics drawn too) and
+`latent` / `encoded` are its pipeline's: [B, 4 Z, h, w], the VAE latent in 2x2 patches normalised
+by those statistics (decoded and encoded as Flux2Pipeline does around the VAE).
 """
 
 from __future__ import annotations
@@ -93,8 +96,15 @@ def ldm_name(name: str, levels: int) -> str:
     return f"{side}.{rest}"
 
 
+def flux2_statistics(model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch-norm mean and standard deviation FLUX.2's pipeline scales its latents by."""
+    mean = model.bn.running_mean.view(1, -1, 1, 1)
+    std = torch.sqrt(model.bn.running_var.view(1, -1, 1, 1) + model.config.batch_norm_eps)
+    return mean, std
+
+
 def main() -> int:
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL, AutoencoderKLFlux2, Flux2Pipeline
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     parser = argparse.ArgumentParser()
@@ -105,9 +115,16 @@ def main() -> int:
     with open(args.config) as f:
         cfg = json.load(f)
     config = diffusers_config(cfg)
-    model = AutoencoderKL(**config).eval()
+    flux2 = bool(cfg.get("flux2", False))
+    model = (AutoencoderKLFlux2 if flux2 else AutoencoderKL)(**config).eval()
     generator = torch.Generator().manual_seed(args.seed)
     randomize(model, generator)
+    if flux2:
+        with torch.no_grad():
+            model.bn.running_mean.copy_(
+                0.5 * torch.randn(model.bn.num_features, generator=generator)
+            )
+            model.bn.running_var.copy_(0.5 + torch.rand(model.bn.num_features, generator=generator))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, os.path.join(args.out_dir, "diffusers.safetensors"))
 
@@ -118,9 +135,13 @@ def main() -> int:
         if ".mid.attn_1." in ldm_key and value.dim() == 2:
             value = value[:, :, None, None]  # LDM's projections are 1x1 convolutions
         ldm[ldm_key] = value.contiguous()
-    back = convert_ldm_vae_checkpoint(ldm, config)
-    if set(back) != set(state) or any(
-        not torch.equal(back[k].reshape(state[k].shape), state[k]) for k in state
+    # diffusers' converter knows AutoencoderKL's names; FLUX.2's statistics pass through as `bn.*`.
+    plain = {k: v for k, v in state.items() if not k.startswith("bn.")}
+    back = convert_ldm_vae_checkpoint(
+        {k: v for k, v in ldm.items() if not k.startswith("bn.")}, config
+    )
+    if set(back) != set(plain) or any(
+        not torch.equal(back[k].reshape(plain[k].shape), plain[k]) for k in plain
     ):
         raise SystemExit("the LDM names made here do not convert back to the diffusers state")
     prefix = cfg.get("prefix", "")
@@ -128,10 +149,15 @@ def main() -> int:
         {prefix + k: v for k, v in ldm.items()}, os.path.join(args.out_dir, "ldm.safetensors")
     )
 
+    patch = 2 if flux2 else 1
     latent = torch.randn(
-        cfg["batch"], cfg["latent"], cfg["height"], cfg["width"], generator=generator
+        cfg["batch"],
+        cfg["latent"] * patch * patch,
+        cfg["height"],
+        cfg["width"],
+        generator=generator,
     )
-    factor = 2 ** (levels - 1)
+    factor = 2 ** (levels - 1) * patch
     pixels = (
         torch.rand(
             cfg["batch"], 3, factor * cfg["height"], factor * cfg["width"], generator=generator
@@ -140,8 +166,15 @@ def main() -> int:
         - 1
     )
     with torch.no_grad():
-        image = model.decode(latent).sample.contiguous()
-        encoded = model.encode(pixels).latent_dist.mode().contiguous()
+        if flux2:
+            mean, std = flux2_statistics(model)
+            unpatched = Flux2Pipeline._unpatchify_latents(latent * std + mean)
+            image = model.decode(unpatched).sample.contiguous()
+            mode = model.encode(pixels).latent_dist.mode()
+            encoded = ((Flux2Pipeline._patchify_latents(mode) - mean) / std).contiguous()
+        else:
+            image = model.decode(latent).sample.contiguous()
+            encoded = model.encode(pixels).latent_dist.mode().contiguous()
     save_file(
         {"latent": latent, "image": image, "pixels": pixels, "encoded": encoded},
         os.path.join(args.out_dir, "expected.safetensors"),

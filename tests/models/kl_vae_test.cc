@@ -51,8 +51,8 @@ std::string MakeReference(const testing_util::TempDir& dir, const Case& c) {
 
 KlVaeOptions Cpu() { return KlVaeOptions{}; }
 
-void ExpectDecodesAsDiffusers(const Case& c, const std::vector<int64_t>& channels,
-                              bool post_quant) {
+void ExpectDecodesAsDiffusers(const Case& c, const std::vector<int64_t>& channels, bool post_quant,
+                              int64_t latent_patch = 1) {
   testing_util::TempDir dir("kl-vae");
   const std::string sub = MakeReference(dir, c);
   auto expected = ReadTensors(sub + "/expected.safetensors");
@@ -66,6 +66,7 @@ void ExpectDecodesAsDiffusers(const Case& c, const std::vector<int64_t>& channel
     EXPECT_EQ(config.level_channels, channels);
     EXPECT_EQ(config.blocks_per_level, c.config["layers"].get<int64_t>() + 1);
     EXPECT_EQ(config.post_quant_conv, post_quant);
+    EXPECT_EQ(config.latent_patch, latent_patch);
     auto image = (*vae)->Decode(expected->at("latent"));
     ASSERT_TRUE(image.ok()) << image.status();
     EXPECT_EQ(image->sizes(), expected->at("image").sizes());
@@ -107,6 +108,23 @@ TEST(KlVaeTest, AnSdShapedDecoderWithItsPostQuantConvAndAPrefixEqualsDiffusers) 
                              {"width", 3},
                              {"batch", 1}}},
                            {32, 32}, true);
+}
+
+// FLUX.2's VAE (AutoencoderKLFlux2): its LATENT is the 32-channel latent in 2x2 patches
+// normalised by the file's batch-norm statistics, decoded and encoded as Flux2Pipeline does
+// around the VAE (quant and post-quant convolutions, ComfyUI's prefix).
+TEST(KlVaeTest, AFlux2VaeDecodesAndEncodesItsPatchedLatentAsItsPipeline) {
+  ExpectDecodesAsDiffusers({"flux2",
+                            {{"latent", 8},
+                             {"channels", {32, 32, 64}},
+                             {"layers", 1},
+                             {"post_quant", true},
+                             {"prefix", "vae."},
+                             {"height", 3},
+                             {"width", 5},
+                             {"batch", 1},
+                             {"flux2", true}}},
+                           {32, 32, 64}, true, 2);
 }
 
 // raylight-vae decodes a job's .latent with an image VAE too: ComfyUI's IMAGE bytes of
