@@ -4,6 +4,7 @@ checkpoints."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +23,29 @@ def emit(name: str, value: float, unit: str, anchor: str = "", anchor_value: flo
         "anchor_value": anchor_value,
     }
     print(json.dumps(row), flush=True)
+
+
+def anchor_parser() -> argparse.ArgumentParser:
+    """The arguments every anchor takes: --make F (a random checkpoint, where the anchor makes
+    one), or the run on flux_bench's --checkpoint, --inputs and --ours prediction with our
+    forward's --ours-ms, rows named --name, --runs timed forwards, --compile, --device."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--make")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--inputs")
+    parser.add_argument("--ours")
+    parser.add_argument("--ours-ms", type=float)
+    parser.add_argument("--name")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--device", default="cuda")
+    return parser
+
+
+def emit_rel_l2(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> None:
+    """`<name>_rel_l2_vs_diffusers`: our prediction's relative L2 from diffusers' (both bf16)."""
+    rel_l2 = float((ours - theirs).norm() / theirs.norm())
+    emit(f"{name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0.0)
 
 
 def median_ms(run: Callable[[], Any], runs: int, warmups: int) -> float:

@@ -15,13 +15,12 @@ the times mean nothing.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from anchor_rows import (
-    emit,
+    anchor_parser,
     emit_compiled_ratio,
     emit_eager_ratio,
+    emit_rel_l2,
     flux_pipeline_inputs,
     make_random_checkpoint,
 )
@@ -55,17 +54,7 @@ def model_from(state: dict[str, torch.Tensor]) -> ChromaTransformer2DModel:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--make")
-    parser.add_argument("--checkpoint")
-    parser.add_argument("--inputs")
-    parser.add_argument("--ours")
-    parser.add_argument("--ours-ms", type=float)
-    parser.add_argument("--name")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--device", default="cuda")
-    args = parser.parse_args()
+    args = anchor_parser().parse_args()
     if args.make:
         with torch.device("meta"):
             model = ChromaTransformer2DModel()
@@ -93,8 +82,7 @@ def main() -> int:
 
     out = FluxPipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
     ours = load_file(args.ours)["out"].float().reshape(out.shape)
-    rel_l2 = float((ours - out).norm() / out.norm())
-    emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0.0)
+    emit_rel_l2(args.name, ours, out)
     if device != "cuda":
         return 0
     emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)

@@ -19,11 +19,10 @@ the times mean nothing.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import torch
-from anchor_rows import emit, emit_compiled_ratio, emit_eager_ratio
+from anchor_rows import anchor_parser, emit_compiled_ratio, emit_eager_ratio, emit_rel_l2
 from diffusers import Flux2Pipeline, Flux2Transformer2DModel
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -105,17 +104,7 @@ def pipeline_inputs(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--make")
-    parser.add_argument("--checkpoint")
-    parser.add_argument("--inputs")
-    parser.add_argument("--ours")
-    parser.add_argument("--ours-ms", type=float)
-    parser.add_argument("--name")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--device", default="cuda")
-    args = parser.parse_args()
+    args = anchor_parser().parse_args()
     if args.make:
         with torch.device("meta"):
             model = Flux2Transformer2DModel()
@@ -141,8 +130,7 @@ def main() -> int:
     # [B, H * W, C] in row-major token order -> [B, C, H, W].
     out = forward().float().cpu().reshape(batch, height, width, channels).permute(0, 3, 1, 2)
     ours = load_file(args.ours)["out"].float().reshape(out.shape)
-    rel_l2 = float((ours - out).norm() / out.norm())
-    emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0.0)
+    emit_rel_l2(args.name, ours, out)
     if device != "cuda":
         return 0
     emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)

@@ -11,25 +11,22 @@ Prints JSON lines in the results schema.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from anchor_rows import emit, emit_compiled_ratio, emit_eager_ratio, flux_pipeline_inputs
+from anchor_rows import (
+    anchor_parser,
+    emit,
+    emit_compiled_ratio,
+    emit_eager_ratio,
+    emit_rel_l2,
+    flux_pipeline_inputs,
+)
 from diffusers import FluxPipeline, FluxTransformer2DModel
 from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 from safetensors.torch import load_file
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--inputs", required=True)
-    parser.add_argument("--ours", required=True)
-    parser.add_argument("--ours-ms", type=float, required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--compile", action="store_true")
-    args = parser.parse_args()
+    args = anchor_parser().parse_args()
 
     state = convert_flux_transformer_checkpoint_to_diffusers(load_file(args.checkpoint))
     guidance_embed = any(k.startswith("time_text_embed.guidance_embedder.") for k in state)
@@ -51,8 +48,7 @@ def main() -> int:
 
     out = FluxPipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
     ours = load_file(args.ours)["out"].float()
-    rel_l2 = float((ours - out).norm() / out.norm())
-    emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0.0)
+    emit_rel_l2(args.name, ours, out)
     emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)
     # The fp32 forward of the same weights (upcast from bf16: the same values) as the truth both
     # bf16 forwards are measured against.

@@ -13,10 +13,14 @@ Prints JSON lines in the results schema.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from anchor_rows import emit, emit_compiled_ratio, emit_eager_ratio, make_random_checkpoint
+from anchor_rows import (
+    anchor_parser,
+    emit_compiled_ratio,
+    emit_eager_ratio,
+    emit_rel_l2,
+    make_random_checkpoint,
+)
 from diffusers import QwenImagePipeline, QwenImageTransformer2DModel
 from safetensors.torch import load_file
 
@@ -28,16 +32,7 @@ def make(path: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--make")
-    parser.add_argument("--checkpoint")
-    parser.add_argument("--inputs")
-    parser.add_argument("--ours")
-    parser.add_argument("--ours-ms", type=float)
-    parser.add_argument("--name")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--compile", action="store_true")
-    args = parser.parse_args()
+    args = anchor_parser().parse_args()
     if args.make:
         make(args.make)
         return 0
@@ -72,8 +67,7 @@ def main() -> int:
     out = QwenImagePipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
     if (height // 2) % 2 == 0 and (width // 2) % 2 == 0:
         ours = load_file(args.ours)["out"].float().reshape(out.shape)
-        rel_l2 = float((ours - out).norm() / out.norm())
-        emit(f"{args.name}_rel_l2_vs_diffusers", rel_l2, "ratio", "diffusers' bf16 prediction", 0)
+        emit_rel_l2(args.name, ours, out)
     emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)
     if args.compile:
         emit_compiled_ratio(args.name, model, forward, args.ours_ms, args.runs)
