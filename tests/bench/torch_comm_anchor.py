@@ -7,6 +7,7 @@ CUDA events over the same warmup/iteration counts, bus bandwidth as nccl-tests d
 """
 
 import argparse
+import functools
 import json
 import os
 import tempfile
@@ -34,8 +35,13 @@ def rank_main(rank, args, init_file):
         a2a_out = torch.empty_like(x)
         ag_out = torch.empty(x.numel() * world, dtype=x.dtype, device="cuda")
         ops = [
-            ("all_to_all", nbytes, lambda: dist.all_to_all_single(a2a_out, x)),
-            ("all_gather", nbytes * world, lambda: dist.all_gather_into_tensor(ag_out, x)),
+            # Bound now (partial): each size's buffers, not the loop's last.
+            ("all_to_all", nbytes, functools.partial(dist.all_to_all_single, a2a_out, x)),
+            (
+                "all_gather",
+                nbytes * world,
+                functools.partial(dist.all_gather_into_tensor, ag_out, x),
+            ),
         ]
         for name, algbw_bytes, fn in ops:
             for _ in range(args.warmup):
