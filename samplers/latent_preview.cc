@@ -1,6 +1,7 @@
 #include "samplers/latent_preview.h"
 
 #include "absl/strings/str_cat.h"
+#include "models/core/latent_patches.h"
 #include "runtime/common/status_macros.h"
 
 namespace raylight::samplers {
@@ -29,13 +30,11 @@ absl::StatusOr<models::RgbImage> LatentToRgb(const at::Tensor& latent,
     return absl::InvalidArgumentError(
         absl::StrCat("preview: frame ", frame, " outside [0, ", x.size(1), ")"));
   }
-  // [C, H, W] with C = F p^2 unfolded to [F, H p, W p] (channel c p^2 + i p + j at pixel
-  // (h p + i, w p + j)), then [H, W, F] x [F, 3] -> [H, W, 3], mapped from [-1, 1] to bytes.
-  at::Tensor unfolded = x.select(1, frame).to(at::kCPU, at::kFloat);
-  const int64_t height = unfolded.size(1), width = unfolded.size(2);
-  unfolded = unfolded.reshape({factors, patch, patch, height, width})
-                 .permute({0, 3, 1, 4, 2})
-                 .reshape({factors, height * patch, width * patch});
+  // [C, H, W] with C = F p^2 unfolded to [F, H p, W p], then [H, W, F] x [F, 3] -> [H, W, 3],
+  // mapped from [-1, 1] to bytes.
+  const at::Tensor unfolded =
+      models::UnfoldLatentPatches(x.select(1, frame).to(at::kCPU, at::kFloat).unsqueeze(0), patch)
+          .squeeze(0);
   at::Tensor pixels =
       at::matmul(unfolded.permute({1, 2, 0}),
                  at::from_blob(const_cast<float*>(format.rgb_factors.data()->data()), {factors, 3},

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/core/checkpoint.h"
+#include "models/core/latent_patches.h"
 #include "runtime/common/status_macros.h"
 
 namespace raylight::models::vae {
@@ -83,6 +84,10 @@ Tensor KlVae::Attention(const Tensor& x, const std::string& at) const {
   return x + projected.transpose(1, 2).reshape({batch, channels, height, width});
 }
 
+Tensor KlVae::LatentStd() const {
+  return (W("bn.running_var") + kFlux2BatchNormEps).sqrt().view({1, -1, 1, 1});
+}
+
 Tensor KlVae::Middle(const Tensor& x, const std::string& side) const {
   Tensor h = Resnet(x, side + ".mid.block_1");
   h = Attention(h, side + ".mid.attn_1");
@@ -93,7 +98,8 @@ absl::StatusOr<Tensor> KlVae::Encode(const Tensor& pixels) const {
   if (!config_.encoder) {
     return absl::FailedPreconditionError("VAE: the file has no encoder (a decoder-only file)");
   }
-  const int64_t factor = config_.spatial_factor();
+  // Pixels per LATENT cell: FLUX.2's 2x2 patches make it twice the VAE's factor.
+  const int64_t factor = config_.model_spatial_factor();
   if (pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) % factor != 0 ||
       pixels.size(3) % factor != 0) {
     return absl::InvalidArgumentError(
@@ -101,12 +107,6 @@ absl::StatusOr<Tensor> KlVae::Encode(const Tensor& pixels) const {
                      absl::StrJoin(pixels.sizes(), ", "), "]"));
   }
   try {
-    if (config_.latent_patch > 1 &&
-        (pixels.size(2) % (2 * factor) != 0 || pixels.size(3) % (2 * factor) != 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "pixels: H and W must be multiples of ", 2 * factor,
-          " (FLUX.2's latent is in 2x2 patches), got ", pixels.size(2), "x", pixels.size(3)));
-    }
     Tensor x = Conv(pixels.to(options_.device, options_.dtype), "encoder.conv_in", 1);
     const auto levels = static_cast<int64_t>(config_.level_channels.size());
     for (int64_t level = 0; level < levels; ++level) {
@@ -125,15 +125,11 @@ absl::StatusOr<Tensor> KlVae::Encode(const Tensor& pixels) const {
     // The posterior's mode: its mean, the first half of the channels (the log-variance the rest).
     Tensor mean = x.narrow(1, 0, config_.latent_channels).to(at::kFloat);
     if (config_.latent_patch > 1) {
-      // FLUX.2: 2x2 patches into the channels (channel 4c + 2i + j from pixel (2h + i, 2w + j)),
-      // then normalised by the batch-norm statistics, as its pipeline makes image latents.
-      const int64_t batch = mean.size(0), channels = mean.size(1);
-      const int64_t height = mean.size(2) / 2, width = mean.size(3) / 2;
-      mean = mean.view({batch, channels, height, 2, width, 2})
-                 .permute({0, 1, 3, 5, 2, 4})
-                 .reshape({batch, 4 * channels, height, width});
-      mean = (mean - W("bn.running_mean").view({1, -1, 1, 1})) /
-             (W("bn.running_var") + kFlux2BatchNormEps).sqrt().view({1, -1, 1, 1});
+      // FLUX.2: 2x2 patches into the channels, then normalised by the batch-norm statistics,
+      // as its pipeline makes image latents.
+      mean = (FoldLatentPatches(mean, config_.latent_patch) -
+              W("bn.running_mean").view({1, -1, 1, 1})) /
+             LatentStd();
     }
     return mean.contiguous();
   } catch (const c10::Error& e) {
@@ -154,13 +150,9 @@ absl::StatusOr<Tensor> KlVae::Decode(const Tensor& latent_in) const {
     Tensor x = latent;
     if (config_.latent_patch > 1) {
       // FLUX.2: the statistics undone, then the 2x2 patches out of the channels.
-      const int64_t batch = x.size(0), height = x.size(2), width = x.size(3);
-      x = x.to(options_.device, at::kFloat) *
-              (W("bn.running_var") + kFlux2BatchNormEps).sqrt().view({1, -1, 1, 1}) +
-          W("bn.running_mean").view({1, -1, 1, 1});
-      x = x.reshape({batch, config_.latent_channels, 2, 2, height, width})
-              .permute({0, 1, 4, 2, 5, 3})
-              .reshape({batch, config_.latent_channels, 2 * height, 2 * width});
+      x = UnfoldLatentPatches(x.to(options_.device, at::kFloat) * LatentStd() +
+                                  W("bn.running_mean").view({1, -1, 1, 1}),
+                              config_.latent_patch);
     }
     x = x.to(options_.device, options_.dtype);
     if (config_.post_quant_conv) x = Conv(x, "post_quant_conv", 0);

@@ -62,6 +62,8 @@ class KlVae {
                   int64_t stride = 1) const;
   at::Tensor Resnet(const at::Tensor& x, const std::string& at) const;
   at::Tensor Attention(const at::Tensor& x, const std::string& at) const;
+  // FLUX.2's latent standard deviation per patched channel, [1, C p^2, 1, 1] float32.
+  at::Tensor LatentStd() const;
   // The middle resnet / attention / resnet of "encoder" or "decoder".
   at::Tensor Middle(const at::Tensor& x, const std::string& side) const;
 
