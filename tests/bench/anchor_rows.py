@@ -113,6 +113,26 @@ def emit_compiled_ratio(
     )
 
 
+def inference_forward(model: Any, kwargs: dict[str, Any]) -> Callable[[], torch.Tensor]:
+    """`model`'s forward on `kwargs` without autograd: its first output."""
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(**kwargs)[0]
+
+    return forward
+
+
+def emit_speed_rows(args: argparse.Namespace, model: Any, forward: Callable[[], Any]) -> None:
+    """The eager ratio and, with --compile, the compiled one; none off the GPU (a smoke run's
+    times mean nothing)."""
+    if args.device != "cuda":
+        return
+    emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)
+    if args.compile:
+        emit_compiled_ratio(args.name, model, forward, args.ours_ms, args.runs)
+
+
 def flux_pipeline_inputs(
     inputs: dict[str, torch.Tensor], device: str, dtype: torch.dtype
 ) -> tuple[dict[str, Any], int, int]:

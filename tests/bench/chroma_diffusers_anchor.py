@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 from anchor_rows import (
     anchor_parser,
-    emit_compiled_ratio,
-    emit_eager_ratio,
     emit_rel_l2,
+    emit_speed_rows,
     flux_pipeline_inputs,
+    inference_forward,
     make_random_checkpoint,
 )
 from diffusers import ChromaTransformer2DModel, FluxPipeline
@@ -76,18 +76,12 @@ def main() -> int:
 
     kwargs, height, width = flux_pipeline_inputs(load_file(args.inputs), device, dtype)
 
-    def forward() -> torch.Tensor:
-        with torch.inference_mode():
-            return model(**kwargs)[0]
+    forward = inference_forward(model, kwargs)
 
     out = FluxPipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
     ours = load_file(args.ours)["out"].float().reshape(out.shape)
     emit_rel_l2(args.name, ours, out)
-    if device != "cuda":
-        return 0
-    emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)
-    if args.compile:
-        emit_compiled_ratio(args.name, model, forward, args.ours_ms, args.runs)
+    emit_speed_rows(args, model, forward)
     return 0
 
 

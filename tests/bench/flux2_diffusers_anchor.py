@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from anchor_rows import anchor_parser, emit_compiled_ratio, emit_eager_ratio, emit_rel_l2
+from anchor_rows import anchor_parser, emit_rel_l2, emit_speed_rows, inference_forward
 from diffusers import Flux2Pipeline, Flux2Transformer2DModel
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -123,19 +123,13 @@ def main() -> int:
     kwargs = pipeline_inputs(inputs, device, dtype)
     batch, channels, height, width = inputs["x"].shape
 
-    def forward() -> torch.Tensor:
-        with torch.inference_mode():
-            return model(**kwargs)[0]
+    forward = inference_forward(model, kwargs)
 
     # [B, H * W, C] in row-major token order -> [B, C, H, W].
     out = forward().float().cpu().reshape(batch, height, width, channels).permute(0, 3, 1, 2)
     ours = load_file(args.ours)["out"].float().reshape(out.shape)
     emit_rel_l2(args.name, ours, out)
-    if device != "cuda":
-        return 0
-    emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)
-    if args.compile:
-        emit_compiled_ratio(args.name, model, forward, args.ours_ms, args.runs)
+    emit_speed_rows(args, model, forward)
     return 0
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from anchor_rows import (
     anchor_parser,
-    emit_compiled_ratio,
-    emit_eager_ratio,
     emit_rel_l2,
+    emit_speed_rows,
+    inference_forward,
     make_random_checkpoint,
 )
 from diffusers import QwenImagePipeline, QwenImageTransformer2DModel
@@ -60,17 +60,13 @@ def main() -> int:
         return_dict=False,
     )
 
-    def forward() -> torch.Tensor:
-        with torch.inference_mode():
-            return model(**kwargs)[0]
+    forward = inference_forward(model, kwargs)
 
     out = QwenImagePipeline._unpack_latents(forward(), height * 8, width * 8, 8).float().cpu()
     if (height // 2) % 2 == 0 and (width // 2) % 2 == 0:
         ours = load_file(args.ours)["out"].float().reshape(out.shape)
         emit_rel_l2(args.name, ours, out)
-    emit_eager_ratio(args.name, forward, args.ours_ms, args.runs)
-    if args.compile:
-        emit_compiled_ratio(args.name, model, forward, args.ours_ms, args.runs)
+    emit_speed_rows(args, model, forward)
     return 0
 
 
