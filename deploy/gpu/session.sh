@@ -129,6 +129,30 @@ checkpoint() {
 }
 
 # The parallel meshes a machine of $GPUS GPUs is benchmarked on (LABEL:MESH:RANKS[:PLACEMENT]).
+# The disk (64 GB) holds few families' random checkpoints: before a family's run the others'
+# /tmp/raylight-* directories go (a warm machine keeps /tmp between calls; a job directory holds a
+# hard link of its forward's file, so both must go to free it).
+keep_family_files() {  # the /tmp/raylight-<dir> names to keep
+  local dir
+  for dir in bench flux flux-job qwen-image qwen_image-job chroma chroma-job flux2 flux2-job; do
+    [[ " $* " == *" $dir "* ]] || rm -rf "/tmp/raylight-$dir"
+  done
+}
+
+# A family's forward against diffusers (tests/bench/FAMILY_gpu.sh), its log's last LINES lines,
+# then (JOB=0: not) its real-size job through a local cluster (FAMILY=... family_job_gpu.sh).
+family_runs() {  # FAMILY LINES
+  local family=$1
+  "tests/bench/${family}_gpu.sh" build-gpu "$OUT" >"$OUT/${family}_run.log" 2>&1
+  echo "$family exit $?"
+  tail -"$2" "$OUT/${family}_run.log"
+  if [ "${JOB:-1}" = 1 ]; then
+    FAMILY=$family tests/bench/family_job_gpu.sh build-gpu "$OUT" >"$OUT/${family}_job_run.log" 2>&1
+    echo "$family job exit $?"
+    tail -8 "$OUT/${family}_job_run.log"
+  fi
+}
+
 meshes() {
   case $GPUS in
     2) echo "" ;;  # run_parallel_bench.sh's own: ulysses 2, ring 2, cfg 2
@@ -159,7 +183,7 @@ case $WHAT in
       echo "ctest exit $?"
       grep -E "tests passed|Failed|\*\*\*|Passed|relative L2" "$OUT/ctest-gpu.log" | head -20
     fi
-    rm -rf /tmp/raylight-flux  # its checkpoint and Qwen-Image's do not fit the disk together
+    keep_family_files qwen-image qwen_image-job
     tests/bench/qwen_image_gpu.sh build-gpu "$OUT" >"$OUT/qwen_run.log" 2>&1
     echo "qwen exit $?"
     tail -12 "$OUT/qwen_run.log" ;;
@@ -202,40 +226,22 @@ case $WHAT in
     grep -h "did not run" "$OUT"/peers_*.log
     cat "$OUT/wan_peers.jsonl" ;;
   fluxjob)  # issues #26, #27: a real-size Flux.1-dev job with each speed switch
-    rm -rf /tmp/raylight-qwen-image /tmp/raylight-flux2 /tmp/raylight-flux2-job  # one family's files
+    keep_family_files flux flux-job bench chroma chroma-job
     tests/bench/flux_job_gpu.sh build-gpu "$OUT" >"$OUT/flux_job_run.log" 2>&1
     echo "fluxjob exit $?"
     tail -10 "$OUT/flux_job_run.log" ;;
   qwenjob)  # issue #26: a real-size Qwen-Image job with each placement and speed switch
-    rm -rf /tmp/raylight-flux /tmp/raylight-flux-job /tmp/raylight-bench /tmp/raylight-chroma \
-      /tmp/raylight-chroma-job /tmp/raylight-flux2 /tmp/raylight-flux2-job  # one family's files
+    keep_family_files qwen-image qwen_image-job
     FAMILY=qwen_image tests/bench/family_job_gpu.sh build-gpu "$OUT" \
       >"$OUT/qwen_image_job_run.log" 2>&1
     echo "qwenjob exit $?"
     tail -10 "$OUT/qwen_image_job_run.log" ;;
   chroma)  # issue #26: Chroma against diffusers, then a real-size Chroma job
-    rm -rf /tmp/raylight-qwen-image /tmp/raylight-qwen_image-job /tmp/raylight-flux2 \
-      /tmp/raylight-flux2-job  # the disk holds one family's files
-    tests/bench/chroma_gpu.sh build-gpu "$OUT" >"$OUT/chroma_run.log" 2>&1
-    echo "chroma exit $?"
-    tail -12 "$OUT/chroma_run.log"
-    if [ "${JOB:-1}" = 1 ]; then
-      FAMILY=chroma tests/bench/family_job_gpu.sh build-gpu "$OUT" >"$OUT/chroma_job_run.log" 2>&1
-      echo "chroma job exit $?"
-      tail -8 "$OUT/chroma_job_run.log"
-    fi ;;
+    keep_family_files chroma chroma-job bench flux flux-job
+    family_runs chroma 12 ;;
   flux2)  # issue #26: FLUX.2 against diffusers, then a real-size FLUX.2 job
-    rm -rf /tmp/raylight-qwen-image /tmp/raylight-qwen_image-job /tmp/raylight-flux \
-      /tmp/raylight-flux-job /tmp/raylight-bench /tmp/raylight-chroma \
-      /tmp/raylight-chroma-job  # the disk holds one family's files
-    tests/bench/flux2_gpu.sh build-gpu "$OUT" >"$OUT/flux2_run.log" 2>&1
-    echo "flux2 exit $?"
-    tail -14 "$OUT/flux2_run.log"
-    if [ "${JOB:-1}" = 1 ]; then
-      FAMILY=flux2 tests/bench/family_job_gpu.sh build-gpu "$OUT" >"$OUT/flux2_job_run.log" 2>&1
-      echo "flux2 job exit $?"
-      tail -8 "$OUT/flux2_job_run.log"
-    fi ;;
+    keep_family_files flux2 flux2-job
+    family_runs flux2 14 ;;
   fp8)  # issue #27: fp8 compute's gpu tests, then the 14B forward bf16 / fp8 / diffusers
     if [ "${TESTS:-}" != none ]; then
       (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8|StagedUpload|Fused}" -V) \
