@@ -77,6 +77,30 @@ if(RAYLIGHT_WITH_CUDA)
   endif()
 endif()
 
+# ---- cuDNN's graph API (fp8 attention, models/core/fp8_attention.cc) ---------------------------
+# The headers of the libcudnn that libtorch_cuda loads (pip's nvidia-cudnn) and cuDNN's
+# header-only C++ frontend (pip's nvidia-cudnn-frontend in the venv, or the carried prefix). A
+# build without them runs attention in bf16 only (fp8 attention says it was not built).
+set(RAYLIGHT_HAVE_CUDNN_FRONTEND OFF)
+if(RAYLIGHT_HAVE_CUDA)
+  find_path(RAYLIGHT_CUDNN_INCLUDE_DIR cudnn.h NO_DEFAULT_PATH
+            HINTS ${RAYLIGHT_SITE_PACKAGES}/nvidia/cudnn/include ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(RAYLIGHT_CUDNN_LIBRARY NAMES libcudnn.so.9 NO_DEFAULT_PATH
+               HINTS ${RAYLIGHT_SITE_PACKAGES}/nvidia/cudnn/lib ${CUDAToolkit_LIBRARY_DIR})
+  find_path(RAYLIGHT_CUDNN_FRONTEND_INCLUDE_DIR cudnn_frontend.h NO_DEFAULT_PATH
+            HINTS ${RAYLIGHT_SITE_PACKAGES}/include ${RAYLIGHT_PREFIX}/include)
+  if(RAYLIGHT_CUDNN_INCLUDE_DIR AND RAYLIGHT_CUDNN_LIBRARY AND RAYLIGHT_CUDNN_FRONTEND_INCLUDE_DIR)
+    set(RAYLIGHT_HAVE_CUDNN_FRONTEND ON)
+    add_library(raylight_cudnn_frontend INTERFACE)
+    target_include_directories(raylight_cudnn_frontend SYSTEM INTERFACE
+                               ${RAYLIGHT_CUDNN_FRONTEND_INCLUDE_DIR} ${RAYLIGHT_CUDNN_INCLUDE_DIR})
+    target_link_libraries(raylight_cudnn_frontend INTERFACE ${RAYLIGHT_CUDNN_LIBRARY})
+    message(STATUS "raylight: cuDNN frontend ${RAYLIGHT_CUDNN_FRONTEND_INCLUDE_DIR}, ${RAYLIGHT_CUDNN_LIBRARY}")
+  else()
+    message(WARNING "raylight: cuDNN or its frontend headers not found; no fp8 attention")
+  endif()
+endif()
+
 # A carried prefix (deploy/gpu/pack_prefix.sh) is not on the loader's path: link with DT_RPATH,
 # which (unlike DT_RUNPATH) also resolves the prefix libraries' own dependencies.
 if(RAYLIGHT_PREFIX)

@@ -60,6 +60,12 @@ if ! "$VENV/bin/python" -c "import einops, psutil, PIL, torchvision" 2>/dev/null
   "$VENV/bin/pip" install -q "einops==0.8.2" "psutil==7.2.2" "pillow==13.0.0"
   "$VENV/bin/pip" install -q --no-deps "torchvision==0.26.0"
 fi
+# cuDNN's C++ graph API (header-only; the wheel's include/), for fp8 attention
+# (models/core/fp8_attention.cc): the venv's libcudnn, which libtorch loads, runs it.
+if ! "$VENV/bin/pip" show nvidia-cudnn-frontend >/dev/null 2>&1; then
+  echo "install_deps: pip install nvidia-cudnn-frontend (fp8 attention's headers) into $VENV"
+  "$VENV/bin/pip" install -q --no-deps "nvidia-cudnn-frontend==1.32.0"
+fi
 # gguf-py (llama.cpp's own package): writes the GGUF files the reader's tests check against and
 # dequantises them as the reference (tests/models/gguf_reference.py).
 if ! "$VENV/bin/python" -c "import gguf" 2>/dev/null; then

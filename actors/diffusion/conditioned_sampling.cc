@@ -127,7 +127,8 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
   RL_ASSIGN_OR_RETURN(
       std::unique_ptr<models::ConditionedForward> conditioned,
       model.model->Condition(request.positive, request.cfg != 1.0 ? request.negative : "", device));
-  const models::ParallelContext sequence = mesh->sequence_context();
+  models::ParallelContext sequence = mesh->sequence_context();
+  sequence.fp8_attention = request.fp8_attention;
   std::unique_ptr<ModelCallJournal> journal = services.OpenJournal(request, group.rank);
   if (journal != nullptr && journal->recorded() > 0) {
     note(absl::StrCat("resuming: an earlier run of this job left ", journal->recorded(),
@@ -170,7 +171,8 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
     const at::Tensor x = latent.to(device, at::kFloat);
     RL_RETURN_IF_ERROR(WarmUpAtShape(
         world, device, *model.model,
-        absl::StrCat(c10::str(x.sizes()), " rows ", static_cast<int>(rows)),
+        absl::StrCat(c10::str(x.sizes()), " rows ", static_cast<int>(rows),
+                     request.fp8_attention ? " fp8 attention" : ""),
         [&] { return conditioned->WarmUp(x, rows, sequence); }, note));
   }
   const auto sample_start = Clock::now();

@@ -117,6 +117,7 @@ absl::StatusOr<v1::SampleResult> DiffusionActor::Sample(const v1::SampleCall& ca
     request.fingerprint = hash == 0 ? 1 : hash;
   }
   request.image = job.image();
+  request.fp8_attention = job.attention() == "fp8";
   request.cache_kind = job.cache().kind();
   request.cache_threshold = job.cache().threshold();
   request.cache_coefficients.assign(job.cache().coefficients().begin(),

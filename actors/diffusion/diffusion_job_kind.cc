@@ -199,6 +199,22 @@ absl::StatusOr<CommonPlan> PlanCommon(const v1::SampleJob& job,
         "mesh: ", plan.mesh.ToString(), " needs ", world, " workers; the cluster has ", gpu_workers,
         " GPU and ", cpu_workers, " CPU workers that host ", kActorClass));
   }
+  if (!job.attention().empty() && job.attention() != "default") {
+    if (job.attention() != "fp8") {
+      return Invalid("attention", absl::StrCat("unknown '", job.attention(), "' (default, fp8)"));
+    }
+    if (plan.mesh.ring > 1) {
+      return Invalid("attention",
+                     absl::StrCat("fp8 runs on one process or Ulysses; mesh ", plan.mesh.ToString(),
+                                  " has Ring, whose merge needs what the fp8 kernel does not "
+                                  "return"));
+    }
+    if (!plan.gpu) {
+      return Invalid("attention",
+                     "fp8 runs on GPU workers (Hopper or newer); this job would run "
+                     "on CPU workers");
+    }
+  }
   return plan;
 }
 

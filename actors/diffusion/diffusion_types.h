@@ -70,6 +70,7 @@ struct SampleRequest {
   // encoded by the VAE in `vae_files` and (I2V) the CLIP vision tower in `clip_vision_files`.
   std::string image, end_image;
   std::vector<std::string> clip_vision_files;
+  bool fp8_attention = false;  // SampleJob.attention "fp8" (models/core/fp8_attention.h)
   // SampleJob.cache: "teacache", "magcache" or empty.
   std::string cache_kind;
   double cache_threshold = 0;

@@ -246,7 +246,8 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
       tokens_per_frame = (latent.size(3) / config.patch_h) * (latent.size(4) / config.patch_w);
     }
   }
-  const models::ParallelContext sequence = (*mesh)->sequence_context();
+  models::ParallelContext sequence = (*mesh)->sequence_context();
+  sequence.fp8_attention = request.fp8_attention;
   // Rank 0 journals the run's model outputs where every rank's are the same (no data or CFG
   // parallel axis), so that the job's next run after a lost rank replays them.
   std::unique_ptr<ModelCallJournal> journal = services.OpenJournal(request, group.rank);
@@ -318,9 +319,9 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
         samplers::FirstCallBranch(request.cfg, **mesh, *plan, options.batch_cfg);
     const at::Tensor x = latent.to(device, at::kFloat);
     const models::wan::WanInputs warm_inputs = call_inputs(x, 999.0, branch);
-    const std::string shape =
-        absl::StrCat(c10::str(warm_inputs.x.sizes()), " text ",
-                     c10::str(warm_inputs.context.sizes()), " t ", c10::str(warm_inputs.t.sizes()));
+    const std::string shape = absl::StrCat(
+        c10::str(warm_inputs.x.sizes()), " text ", c10::str(warm_inputs.context.sizes()), " t ",
+        c10::str(warm_inputs.t.sizes()), request.fp8_attention ? " fp8 attention" : "");
     const EnsuredModel* no_expert = nullptr;
     for (const EnsuredModel* expert : {&model, low_noise.has_value() ? &*low_noise : no_expert}) {
       if (expert == nullptr) continue;

@@ -54,6 +54,11 @@ void AddModelFlags(CLI::App& command, SampleFlags& flags) {
       .add_option("--compute", flags.compute,
                   "default, or fp8: the linear layers as fp8 e4m3 GEMMs")
       ->capture_default_str();
+  command
+      .add_option("--attention", flags.attention,
+                  "default, or fp8: the self-attention as cuDNN's fp8 kernel (Hopper or newer; "
+                  "lossy)")
+      ->capture_default_str();
   command.add_option("--lora", flags.loras,
                      "a LoRA under a model root, NAME[:STRENGTH] (default 1; repeatable, merged "
                      "in order)");
@@ -103,6 +108,7 @@ v1::SampleJob ToJob(const SampleFlags& flags) {
   job.set_model(flags.model);
   job.set_dtype(flags.dtype);
   job.set_compute(flags.compute);
+  job.set_attention(flags.attention);
   job.set_placement(flags.placement);
   job.set_swap_budget(flags.swap_budget);
   job.set_width(flags.width);

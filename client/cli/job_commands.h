@@ -33,7 +33,7 @@ struct SampleFlags {
   // LoRAs as NAME[:STRENGTH] (strength 1 when not given), merged in order.
   std::vector<std::string> loras, low_noise_loras;
   int ulysses = 1, ring = 1, cfg_parallel = 1, dp = 1;
-  std::string placement = "auto", dtype = "auto", compute = "default";
+  std::string placement = "auto", dtype = "auto", compute = "default", attention = "default";
   double swap_budget = 0;
   int preview_every = 5;
   int priority = 0;

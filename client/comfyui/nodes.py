@@ -269,6 +269,13 @@ class RaylightModel:
                     ["default", "fp8"],
                     {"tooltip": "fp8: the linear layers as fp8 GEMMs (any placement)"},
                 ),
+                "attention": (
+                    ["default", "fp8"],
+                    {
+                        "tooltip": "fp8: the self-attention as cuDNN's fp8 kernel (Hopper or "
+                        "newer; lossy; not with ring)"
+                    },
+                ),
             },
         }
 
@@ -297,11 +304,13 @@ class RaylightModel:
         boundary: float = 0.875,
         cpu: bool = False,
         compute: str = "default",
+        attention: str = "default",
     ) -> tuple[ModelRef]:
         settings: dict[str, Any] = dict(
             model=model,
             dtype=dtype,
             compute=compute,
+            attention=attention,
             placement=placement,
             ulysses=ulysses,
             ring=ring,

@@ -32,6 +32,12 @@ cp -a /usr/include/webp "$OUT/include/"
 cp -a /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h /usr/include/libpng16 \
   "$OUT/include/"
 
+# cuDNN's C++ graph API (header-only, from the project venv's nvidia-cudnn-frontend wheel; fp8
+# attention, models/core/fp8_attention.cc): the host's PyTorch venv has libcudnn but not these.
+FRONTEND=$(ls -d ../../.venv/lib/python3*/site-packages/include 2>/dev/null | head -1)
+[ -f "$FRONTEND/cudnn_frontend.h" ] || { echo "no cudnn_frontend.h in the venv (install_deps)" >&2; exit 1; }
+cp -a "$FRONTEND"/cudnn_frontend* "$FRONTEND"/cudnn_backend_base.h "$OUT/include/"
+
 # Shared libraries (with their soname links). OpenSSL, zlib, glibc and libstdc++ come from the
 # host, which has compatible ones (OpenSSL 3, zlib 1).
 for pattern in 'libgrpc*.so*' 'libgpr.so*' 'libupb.so*' 'libaddress_sorting.so*' 'libabsl_*.so*' \

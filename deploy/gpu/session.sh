@@ -16,7 +16,8 @@
 #                                          (qwen_image_gpu.sh; SIZE=WxH, COMPILE=1)
 #   deploy/gpu/session.sh resume           issue #23: a 1.3B job whose worker is killed halfway
 #                                          resumes from its last step (resume_gpu.sh)
-#   deploy/gpu/session.sh teacache         issue #27: TeaCache and MagCache on a 1.3B job
+#   deploy/gpu/session.sh teacache         issue #27: TeaCache and MagCache (CACHES=0: not), fp8
+#                                          attention and fp8 compute on a 1.3B job
 #                                          (step_cache_gpu.sh)
 #   deploy/gpu/session.sh peers            issue #27: our 14B forward (wan_bench) against diffusers
 #                                          eager and + torch.compile, SageAttention's kernels on
@@ -24,7 +25,8 @@
 #                                          wheels do not fit the carry), and
 #                                          cache-dit's DBCache on a 1.3B 30-step job beside our
 #                                          TeaCache / MagCache rows (wan_peer_anchors.py; the
-#                                          peers' wheels carried in .whl)
+#                                          peers' wheels carried in .whl; PEERS_14B=0: the
+#                                          cache-dit ladder alone)
 #   deploy/gpu/session.sh fluxjob          issues #26, #27: a real-size Flux.1-dev 1024x1024 job
 #                                          through a local cluster, uncached and with TeaCache,
 #                                          MagCache, EasyCache and fp8 compute (flux_job_gpu.sh)
@@ -45,8 +47,9 @@
 #   deploy/gpu/session.sh fp8              issue #27: the fp8, staged-upload and fused-kernel gpu
 #                                          tests (TESTS=none: not), then the 14B load (staged
 #                                          upload GB/s) and forward in bf16, with the fused
-#                                          kernels and with fp8 compute against diffusers
-#                                          (wan_bench --fp8 --chains)
+#                                          kernels (CHAINS=0: not against the chains), with fp8
+#                                          compute, fp8 attention and both, against diffusers
+#                                          (wan_bench --fp8 --fp8_attention --chains)
 #   deploy/gpu/session.sh text             issue #24: umT5-XXL against transformers (umt5_gpu.sh;
 #                                          ENCODER_BENCH=0: not), then a prompt job through a
 #                                          local cluster (prompt_job_gpu.sh)
@@ -110,11 +113,12 @@ export TARGETS="${BUILD_TARGETS:-raylight-head raylight-node raylight-worker gpu
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
   gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
   raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test qwen_image_model_gpu_test
-  fp8_linear_gpu_test staged_upload_gpu_test dit_fused_gpu_test}"
+  fp8_linear_gpu_test staged_upload_gpu_test dit_fused_gpu_test fp8_attention_gpu_test}"
 build_start=$(date +%s)
 if [ -z "${RAYLIGHT_SESSION_BUILT:-}" ]; then
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
   echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles, $(($(date +%s) - build_start)) s)"
+  grep -m2 -E "raylight: cuDNN|no fp8 attention" "$OUT/build.log"
 fi
 GPUS=$(nvidia-smi -L | wc -l)
 CKPT=/tmp/raylight-bench
@@ -198,27 +202,31 @@ case $WHAT in
       >"$OUT/resume_run.log" 2>&1
     echo "resume exit $?"
     tail -12 "$OUT/resume_run.log" ;;
-  teacache)  # issue #27: TeaCache and MagCache on a 1.3B job through a local cluster
+  teacache)  # issue #27: TeaCache, MagCache, fp8 attention and fp8 compute on a 1.3B job through
+            # a local cluster (CACHES=0: not the caches)
     tests/bench/step_cache_gpu.sh build-gpu "$(checkpoint wan2.1-t2v-1.3b)" "$OUT" \
       >"$OUT/teacache_run.log" 2>&1
     echo "teacache exit $?"
-    tail -8 "$OUT/teacache_run.log" ;;
+    tail -12 "$OUT/teacache_run.log" ;;
   peers)  # issue #27: the peers on the same GPU and shapes
     python3 -m pip install -q --no-index --find-links .whl cache-dit sageattention \
       >>"$OUT/pip.log" 2>&1 || echo "cache-dit / sageattention install failed (pip.log)"
     # xDiT (xfuser) is not carried: its wheels and needs (PyAV's alone is 35 MB) do not fit the
     # 64 MiB a call carries beside the prefix (47 MB with FFmpeg) and diffusers' wheels; the
     # script says so where it tries to import it.
-    ckpt=$(checkpoint wan2.1-t2v-14b)
-    timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 \
-      --runs "${RUNS:-3}" >"$OUT/wan_peers.jsonl" 2>>"$OUT/bench.log"
-    echo "wan_bench exit $?"
-    ours=$(grep '"wan14b_832x480x81_step_ms_1gpu"' "$OUT/wan_peers.jsonl" |
-           python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
-    timeout 500 python3 tests/bench/wan_peer_anchors.py --checkpoint "$ckpt" \
-      --preset wan2.1-t2v-14b --name wan14b_832x480x81 --ours-ms "$ours" --peers compile,sage,xdit \
-      --runs "${RUNS:-3}" >>"$OUT/wan_peers.jsonl" 2>"$OUT/peers_14b.log"
-    echo "14B peers exit $?"
+    : >"$OUT/wan_peers.jsonl"
+    if [ "${PEERS_14B:-1}" = 1 ]; then  # PEERS_14B=0: the 1.3B cache-dit ladder alone
+      ckpt=$(checkpoint wan2.1-t2v-14b)
+      timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 \
+        --runs "${RUNS:-3}" >"$OUT/wan_peers.jsonl" 2>>"$OUT/bench.log"
+      echo "wan_bench exit $?"
+      ours=$(grep '"wan14b_832x480x81_step_ms_1gpu"' "$OUT/wan_peers.jsonl" |
+             python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
+      timeout 500 python3 tests/bench/wan_peer_anchors.py --checkpoint "$ckpt" \
+        --preset wan2.1-t2v-14b --name wan14b_832x480x81 --ours-ms "$ours" \
+        --peers compile,sage,xdit --runs "${RUNS:-3}" >>"$OUT/wan_peers.jsonl" 2>"$OUT/peers_14b.log"
+      echo "14B peers exit $?"
+    fi
     timeout 300 python3 tests/bench/wan_peer_anchors.py --checkpoint "$(checkpoint wan2.1-t2v-1.3b)" \
       --preset wan2.1-t2v-1.3b --name wan1_3b_832x480x81 --peers cachedit --steps 30 \
       >>"$OUT/wan_peers.jsonl" 2>"$OUT/peers_1_3b.log"
@@ -242,17 +250,20 @@ case $WHAT in
   flux2)  # issue #26: FLUX.2 against diffusers, then a real-size FLUX.2 job
     keep_family_files flux2 flux2-job
     family_runs flux2 14 ;;
-  fp8)  # issue #27: fp8 compute's gpu tests, then the 14B forward bf16 / fp8 / diffusers
+  fp8)  # issue #27: fp8 compute's and fp8 attention's gpu tests, then the 14B forward bf16 /
+        # fp8 compute / fp8 attention / both / diffusers (CHAINS=0: without the unfused chains)
     if [ "${TESTS:-}" != none ]; then
       (cd build-gpu && timeout 300 ctest -L gpu -R "${TESTS:-Fp8|StagedUpload|Fused}" -V) \
         >"$OUT/ctest-gpu.log" 2>&1
       echo "ctest exit $?"
-      grep -E "tests passed|Failed|\*\*\*|Passed|relative L2|staged upload" "$OUT/ctest-gpu.log" |
-        head -20
+      grep -E "tests passed|Failed|\*\*\*|Passed|relative L2|staged upload|SKIP" \
+        "$OUT/ctest-gpu.log" | head -30
     fi
     ckpt=$(checkpoint wan2.1-t2v-14b)
+    chains=--chains
+    [ "${CHAINS:-1}" = 1 ] || chains=
     timeout 400 build-gpu/bin/wan_bench --checkpoint "$ckpt" --name wan14b_832x480x81 --fp8 \
-      --chains \
+      --fp8_attention $chains \
       --runs "${RUNS:-3}" >>"$OUT/wan_fp8.jsonl" 2>>"$OUT/bench.log"
     echo "wan_bench exit $?"
     # The first forward of a process without the one-block warm-up (COLD=0: not).

@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "models/core/fp8_attention.h"
 #include "models/core/sequence_parallel.h"
 
 namespace raylight::models {
@@ -35,10 +36,11 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   if (kind == AttentionKind::kSelf && !parallel.single()) {
     return SequenceParallelAttention(q, k, v, parallel);
   }
-  return LocalAttention(q, k, v);
+  return LocalAttention(q, k, v, kind == AttentionKind::kSelf && parallel.fp8_attention);
 }
 
-at::Tensor LocalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+at::Tensor LocalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool fp8) {
+  if (fp8) return Fp8Attention(q, k, v);
   // The kernels want [B, H, L, D]; the transposes are views, the kernels handle the strides.
   at::Tensor qt = q.transpose(1, 2), kt = k.transpose(1, 2), vt = v.transpose(1, 2);
   at::Tensor out;

@@ -24,8 +24,10 @@ void SetAttentionBackend(AttentionBackend backend);
 AttentionBackend GetAttentionBackend();
 
 // One process's attention kernel (what Attention runs without sequence parallelism): q [B, Lq,
-// H, D], k and v [B, Lk, H, D] -> [B, Lq, H, D].
-at::Tensor LocalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+// H, D], k and v [B, Lk, H, D] -> [B, Lq, H, D]. `fp8`: cuDNN's fp8 attention (fp8_attention.h),
+// which throws where it cannot run rather than quietly computing in bf16.
+at::Tensor LocalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          bool fp8 = false);
 
 // q: [B, Lq, H, D], k and v: [B, Lk, H, D] (this rank's shard for sharded inputs); returns
 // [B, Lq, H, D]. Scale 1/sqrt(D), no mask, no dropout. Throws c10::Error on misuse, like any op;

@@ -1,7 +1,8 @@
 // The mesh one forward runs on (DESIGN.md, "Compute"): sequence parallelism as ulysses x ring,
-// with the communicators of each axis. Model code passes it to the attention op and to the
-// token shard/gather helpers (sequence_parallel.h) and never looks inside; a single-process
-// forward uses the default. Built by models/parallel/mesh.h from a group's communicator.
+// with the communicators of each axis, and how its attention computes. Model code passes it to the
+// attention op and to the token shard/gather helpers (sequence_parallel.h) and never looks inside;
+// a single-process forward uses the default. Built by models/parallel/mesh.h from a group's
+// communicator.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +42,12 @@ struct ParallelContext {
   // stream, where they cannot stall behind an SM-filling kernel. false: all-to-alls on the
   // workspace (the schedule of session 9, kept for comparison and for groups without it).
   bool peer_exchanges = true;
+
+  // The job's `attention: fp8` (fp8_attention.h): the self-attention of one process and of
+  // Ulysses (whose ranks each run whole-sequence attention on their heads) as cuDNN's fp8 kernel.
+  // Ring attention merges partial outputs by their log-sum-exp, which the fp8 kernel does not
+  // return on Hopper, so Ring and USP stay bf16; cross-attention over a short text is bf16 too.
+  bool fp8_attention = false;
 
   int sequence_degree() const { return ulysses_degree * ring_degree; }
   // This rank's chunk of the padded sequence: ring-major, so a Ulysses group's chunks are

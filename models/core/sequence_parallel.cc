@@ -298,7 +298,8 @@ void SequenceAttention::StartUlyssesOnPeers() {
   for (const Input& input : inputs_) side_->Wait(input.arrived.back());
   const at::Tensor out =
       LocalAttention(inputs_[kQuery].received, FirstKeys(inputs_[kKey].received, valid),
-                     FirstKeys(inputs_[kValue].received, valid));  // [B, P * L/P, H/P, D]
+                     FirstKeys(inputs_[kValue].received, valid),
+                     p.fp8_attention);  // [B, P * L/P, H/P, D]
   output_ = Slot(kPeerOutput, input_shape_);
   // This rank's heads' columns of every rank's output.
   const at::Tensor columns = output_.narrow(2, rank * heads, heads);
@@ -332,7 +333,7 @@ void SequenceAttention::StartOutput() {
   const ParallelContext& p = parallel_;
   const at::Tensor& q = inputs_[kQuery].local;
   if (p.single()) {
-    output_ = LocalAttention(q, inputs_[kKey].local, inputs_[kValue].local);
+    output_ = LocalAttention(q, inputs_[kKey].local, inputs_[kValue].local, p.fp8_attention);
   } else if (p.ulysses_degree == 1) {
     CheckContext(p);
     output_ = RingAttention(q, inputs_[kKey].local, inputs_[kValue].local, p);
@@ -358,7 +359,7 @@ void SequenceAttention::StartUlysses() {
   for (int c = 0; c < chunks_; ++c) {
     for (const Input& input : inputs_) side_->Wait(input.arrived[c]);
     at::Tensor out = LocalAttention(Received(kQuery, c), FirstKeys(Received(kKey, c), valid),
-                                    FirstKeys(Received(kValue, c), valid));
+                                    FirstKeys(Received(kValue, c), valid), p.fp8_attention);
     SendBack(out, back[c], returned[c]);
   }
   side_->Run([&] { Unpack(returned); });

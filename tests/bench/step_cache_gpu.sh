@@ -8,8 +8,9 @@
 # the reuse each run got beside its time. Then `--cache magcache` with the authors' 1.3B curve at
 # their default (threshold 0.12, K 2) and at their README's fast setting (0.24, K 6): MagCache's
 # schedule comes from the curve alone, so its reuse, and so its time, is what a trained model's
-# job gets. Then the uncached job with `--compute fp8` (the linears as e4m3 GEMMs): its time and
-# its final latent's distance from the bf16 job's (issue #27's accuracy after a whole run). The
+# job gets (CACHES=0: none of these). Then the uncached job with `--attention fp8` (cuDNN's fp8
+# attention), `--compute fp8` (the linears as e4m3 GEMMs) and both: each one's time and its final
+# latent's distance from the bf16 job's (issue #27's accuracy after a whole run). The
 # latent's relative L2 from the uncached run says how far the reuse moved it
 # (random weights: not a quality measure).
 #
@@ -37,16 +38,24 @@ RUN_LOG=teacache
 source "$(dirname "$0")/job_runs.sh"
 run warm  # the model loads; not measured
 run uncached
-run published --cache teacache --cache-threshold 0.05
-run fast --cache teacache --cache-threshold 0.10
-run every --cache teacache --cache-threshold 9.5 --cache-coefficients 1,0
-run magcache --cache magcache
-run magcache_fast --cache magcache --cache-threshold 0.24 --cache-max-skips 6
+rows=()
+if [ "${CACHES:-1}" = 1 ]; then
+  run published --cache teacache --cache-threshold 0.05
+  run fast --cache teacache --cache-threshold 0.10
+  run every --cache teacache --cache-threshold 9.5 --cache-coefficients 1,0
+  run magcache --cache magcache
+  run magcache_fast --cache magcache --cache-threshold 0.24 --cache-max-skips 6
+  rows+=(published:teacache_thresh0.05:reuse fast:teacache_thresh0.10:reuse
+         every:teacache_every_call:reuse magcache:magcache_thresh0.12_k2:reuse
+         magcache_fast:magcache_thresh0.24_k6:reuse)
+fi
+run fp8_attention_warm --attention fp8  # builds and tunes the fp8 attention's plan; not measured
+run fp8_attention --attention fp8
 run fp8_warm --compute fp8  # the fp8 model loads; not measured
 run fp8 --compute fp8
+run fp8_all --compute fp8 --attention fp8
+rows+=(fp8_attention:fp8_attention fp8:fp8_compute fp8_all:fp8_compute_and_attention)
 
-python3 "$(dirname "$0")/job_rows.py" "$WORK" wan1_3b_832x480x81 \
-  published:teacache_thresh0.05:reuse fast:teacache_thresh0.10:reuse \
-  every:teacache_every_call:reuse magcache:magcache_thresh0.12_k2:reuse \
-  magcache_fast:magcache_thresh0.24_k6:reuse fp8:fp8_compute >"$OUT/teacache.jsonl"
+python3 "$(dirname "$0")/job_rows.py" "$WORK" wan1_3b_832x480x81 "${rows[@]}" \
+  >"$OUT/teacache.jsonl"
 cat "$OUT/teacache.jsonl"

@@ -45,6 +45,10 @@ ABSL_FLAG(bool, chains, false,
 ABSL_FLAG(
     bool, fp8, false,
     "also the forward with fp8 compute (the linears as e4m3 GEMMs, models/core/fp8_linear.h)");
+ABSL_FLAG(bool, fp8_attention, false,
+          "also the forward with fp8 attention (cuDNN's fp8 kernel, models/core/fp8_attention.h), "
+          "on the bf16 weights and, with --fp8, on fp8 compute's; and the attention alone at the "
+          "shape, bf16 against fp8");
 
 namespace raylight {
 namespace {
@@ -109,8 +113,9 @@ int Run() {
   models::wan::WanInputs inputs = testing_util::RandomWanInputs(config, size);
   const int64_t tokens = size.frames * (size.height / 2) * (size.width / 2);
   models::WeightProvider* weights = loaded->weights.get();
+  models::ParallelContext context;  // the forward's: bf16 attention unless set below
   auto forward = [&] {
-    auto out = models::wan::WanForward(config, inputs, models::ParallelContext{}, *weights);
+    auto out = models::wan::WanForward(config, inputs, context, *weights);
     if (!out.ok()) {
       std::fprintf(stderr, "%s\n", out.status().ToString().c_str());
       std::exit(1);
@@ -167,7 +172,7 @@ int Run() {
     Emit(name + "_fused_over_chains", step_ms / chains_ms, "ratio");
     Emit(name + "_fused_rel_l2_vs_chains", testing_util::RelativeL2(ours, chains_out), "");
   }
-  double fp8_ms = 0;
+  double fp8_ms = 0, fp8_all_ms = 0;
   if (absl::GetFlag(FLAGS_fp8)) {
     // The same file loaded for fp8 compute (quantised per output channel on the GPU at load).
     models::PlacementOptions fp8_placement = placement;
@@ -187,7 +192,52 @@ int Run() {
     Emit(name + "_fp8_step_ms_1gpu", fp8_ms, "ms");
     Emit(name + "_fp8_over_bf16", fp8_ms / step_ms, "ratio");
     Emit(name + "_fp8_rel_l2_vs_bf16", testing_util::RelativeL2(fp8_out, ours), "");
+    if (absl::GetFlag(FLAGS_fp8_attention)) {
+      // Both switches: the linears and the self-attention in fp8.
+      context.fp8_attention = true;
+      const at::Tensor all_out = forward();
+      c10::cuda::device_synchronize();
+      fp8_all_ms = time_forwards();
+      context.fp8_attention = false;
+      Emit(name + "_fp8_all_step_ms_1gpu", fp8_all_ms, "ms");
+      Emit(name + "_fp8_all_over_bf16", fp8_all_ms / step_ms, "ratio");
+      Emit(name + "_fp8_all_rel_l2_vs_bf16", testing_util::RelativeL2(all_out, ours), "");
+    }
     weights = loaded->weights.get();
+  }
+  double fp8_attention_ms = 0;
+  if (absl::GetFlag(FLAGS_fp8_attention)) {
+    // fp8 attention alone (bf16 linears), and the self-attention kernel by itself at the shape:
+    // cuDNN's bf16 against its fp8 (with the quantisation of q, k, v and the output's return).
+    context.fp8_attention = true;
+    const at::Tensor fp8_attention_out = forward();
+    c10::cuda::device_synchronize();
+    fp8_attention_ms = time_forwards();
+    context.fp8_attention = false;
+    Emit(name + "_fp8_attention_step_ms_1gpu", fp8_attention_ms, "ms");
+    Emit(name + "_fp8_attention_over_bf16", fp8_attention_ms / step_ms, "ratio");
+    Emit(name + "_fp8_attention_rel_l2_vs_bf16", testing_util::RelativeL2(fp8_attention_out, ours),
+         "");
+    const at::TensorOptions bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
+    const at::Tensor q =
+        at::randn({1, tokens, config.num_heads, config.dim / config.num_heads}, bf16);
+    const at::Tensor k = at::randn_like(q), v = at::randn_like(q);
+    auto time_attention = [&](bool fp8) {
+      models::LocalAttention(q, k, v, fp8);
+      c10::cuda::device_synchronize();
+      const auto start = Clock::now();
+      for (int i = 0; i < 10; ++i) models::LocalAttention(q, k, v, fp8);
+      c10::cuda::device_synchronize();
+      return Seconds(start) * 1e3 / 10;
+    };
+    const double bf16_attention_ms = time_attention(false), fp8_kernel_ms = time_attention(true);
+    Emit(name + "_attention_ms_bf16", bf16_attention_ms, "ms");
+    Emit(name + "_attention_ms_fp8", fp8_kernel_ms, "ms");
+    Emit(name + "_attention_fp8_over_bf16", fp8_kernel_ms / bf16_attention_ms, "ratio");
+    Emit(name + "_attention_fp8_rel_l2_vs_bf16",
+         testing_util::RelativeL2(models::LocalAttention(q, k, v, true).to(at::kFloat),
+                                  models::LocalAttention(q, k, v, false).to(at::kFloat)),
+         "");
   }
   std::fprintf(stderr, "%s: %s, %ld blocks, %ld tokens, load %.1f s for %.1f GB\n", name.c_str(),
                config.name.c_str(), static_cast<long>(config.num_layers), static_cast<long>(tokens),
@@ -207,6 +257,13 @@ int Run() {
     Emit(name + "_step_ms_1gpu_diffusers", diffusers_ms, "ms");
     Emit(name + "_bf16_step_ratio_vs_diffusers", step_ms / diffusers_ms, "ratio");
     if (fp8_ms > 0) Emit(name + "_fp8_step_ratio_vs_diffusers", fp8_ms / diffusers_ms, "ratio");
+    if (fp8_all_ms > 0) {
+      Emit(name + "_fp8_all_step_ratio_vs_diffusers", fp8_all_ms / diffusers_ms, "ratio");
+    }
+    if (fp8_attention_ms > 0) {
+      Emit(name + "_fp8_attention_step_ratio_vs_diffusers", fp8_attention_ms / diffusers_ms,
+           "ratio");
+    }
     if (chains_ms > 0) {
       Emit(name + "_chains_step_ratio_vs_diffusers", chains_ms / diffusers_ms, "ratio");
     }

@@ -304,6 +304,16 @@ TEST_F(JobsTest, BadInputsAreRefusedNamingTheField) {
        absl::StatusCode::kInvalidArgument, "swap_budget:"},
       {"unknown compute", [](auto& j) { j.set_compute("int4"); },
        absl::StatusCode::kInvalidArgument, "compute: unknown 'int4'"},
+      {"unknown attention", [](auto& j) { j.set_attention("int8"); },
+       absl::StatusCode::kInvalidArgument, "attention: unknown 'int8'"},
+      {"fp8 attention on CPU workers", [](auto& j) { j.set_attention("fp8"); },
+       absl::StatusCode::kInvalidArgument, "attention: fp8 runs on GPU workers"},
+      {"fp8 attention with ring",
+       [](auto& j) {
+         j.set_attention("fp8");
+         j.mutable_mesh()->set_ring(2);
+       },
+       absl::StatusCode::kInvalidArgument, "attention: fp8 runs on one process or Ulysses"},
       {"model name with a NUL",
        [](auto& j) { j.set_model(std::string("tiny.safetensors\0junk", 21)); },
        absl::StatusCode::kInvalidArgument, "NUL"},

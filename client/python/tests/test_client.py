@@ -338,6 +338,11 @@ def test_fp8_compute_travels_in_the_job() -> None:
     assert raylight.sample_job("m", "a fox").compute == "default"
 
 
+def test_fp8_attention_travels_in_the_job() -> None:
+    assert raylight.sample_job("m", "a fox", attention="fp8").attention == "fp8"
+    assert raylight.sample_job("m", "a fox").attention == "default"
+
+
 def test_prompts_travel_as_text() -> None:
     job = raylight.sample_job("m", "a red fox", "blurry", text_encoder="umt5.safetensors")
     assert (job.prompt, job.negative_prompt, job.text_encoder) == (

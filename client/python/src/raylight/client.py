@@ -198,6 +198,7 @@ def sample_job(
     low_noise_loras: Sequence[tuple[str, float]] = (),
     dtype: str = "auto",
     compute: str = "default",
+    attention: str = "default",
     placement: str = "auto",
     swap_budget: float = 0.0,
     ulysses: int = 1,
@@ -250,7 +251,8 @@ def sample_job(
     ComfyUI's EasyCache node does (`cache_threshold` 0 takes its 0.2, `cache_start_percent` and
     `cache_end_percent` None its 0.15 and 0.95; every family). `compute="fp8"` runs the model's
     linear layers as fp8 e4m3 GEMMs (weights quantised per output channel at load and kept
-    resident, activations per token).
+    resident, activations per token); `attention="fp8"` the self-attention as cuDNN's fp8 kernel
+    (Hopper or newer GPUs, one process or Ulysses; lossy).
     """
     if noise_mask is not None and latent is None:
         raise ValueError("noise_mask: given without a latent")
@@ -258,6 +260,7 @@ def sample_job(
         model=model,
         dtype=dtype,
         compute=compute,
+        attention=attention,
         placement=placement,
         swap_budget=swap_budget,
         steps=steps,

@@ -1,0 +1,33 @@
+// fp8 attention (a job's `attention: fp8`, issue #27): softmax(q k^T / sqrt(D)) v with q, k, v,
+// the probabilities and the output as fp8 e4m3, on cuDNN's fused fp8 attention for Hopper and
+// newer (through cuDNN's C++ graph API, cudnn_frontend). The alternative the issue names,
+// SageAttention (int8 q k^T with k's mean taken out, fp8 or fp16 p v), ships as Triton kernels that
+// ran the Wan 14B shape at 1.27x cuDNN's bf16 attention on an H100 (BENCHMARKS.md): cuDNN's fp8
+// kernel is the one that can beat bf16 there.
+//
+// Scaling: one scale per tensor (q, k, v: their largest magnitude maps to 448, e4m3's largest),
+// computed on the device: cuDNN's fp8 attention takes per-tensor descales, and per-tensor is
+// enough here because every model's q and k come out of an RMS norm (their magnitudes are the
+// norm's weights', not the tokens'). The probabilities are in [0, 1] and scale by 448. Hopper's
+// kernel writes its output as e4m3 too: its scale comes from v's (each output row is a convex
+// combination of v's rows, so |o| <= amax(v)), and the output goes back to bf16 with v's descale.
+// Error: each e4m3 rounding is at most 2^-4 relative (3 mantissa bits); the attention output is
+// about 3% (relative L2) from bf16's on random inputs; the gpu tests bound it (fp8_attention_test).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace raylight::models {
+
+// Whether this build has fp8 attention (cuDNN's frontend headers were found), and whether
+// `device` runs it (a CUDA device of compute capability 9.0 or newer). When not, says why.
+bool Fp8AttentionRuns(const at::Device& device, std::string* why = nullptr);
+
+// q [B, Lq, H, D], k and v [B, Lk, H, D], bf16 on a CUDA device (D a multiple of 16, at most
+// 256) -> bf16 [B, Lq, H, D]; scale 1/sqrt(D), no mask. Throws c10::Error where it cannot run
+// (Fp8AttentionRuns false, other dtypes or shapes, cuDNN refusing the graph), naming attention.
+at::Tensor Fp8Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+}  // namespace raylight::models
