@@ -24,25 +24,32 @@ int Blocks(int64_t work) {
   return static_cast<int>(std::clamp<int64_t>(blocks, 1, 4096));
 }
 
-__global__ void AbsMaxKernel(const __nv_bfloat16* __restrict__ x, int64_t n, float* largest) {
-  float m = 0.0f;
+// Calls vector(i) for each whole group i of kVector values and scalar(j) for each value j after
+// them, the grid's threads striding over both.
+template <typename Vector, typename Scalar>
+__device__ __forceinline__ void ForEachValue(int64_t n, Vector vector, Scalar scalar) {
+  const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t vectors = n / kVector;
+  for (int64_t i = first; i < vectors; i += stride) vector(i);
+  for (int64_t j = vectors * kVector + first; j < n; j += stride) scalar(j);
+}
+
+__global__ void AbsMaxKernel(const __nv_bfloat16* __restrict__ x, int64_t n, float* largest) {
+  float m = 0.0f;
   const uint4* v = reinterpret_cast<const uint4*>(x);
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < vectors;
-       i += stride) {
-    const uint4 packed = v[i];
-    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
+  ForEachValue(
+      n,
+      [&](int64_t i) {
+        const uint4 packed = v[i];
+        const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
 #pragma unroll
-    for (int j = 0; j < kVector / 2; ++j) {
-      const float2 f = __bfloat1622float2(pairs[j]);
-      m = fmaxf(m, fmaxf(fabsf(f.x), fabsf(f.y)));
-    }
-  }
-  for (int64_t i = vectors * kVector + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       i < n; i += stride) {
-    m = fmaxf(m, fabsf(__bfloat162float(x[i])));
-  }
+        for (int j = 0; j < kVector / 2; ++j) {
+          const float2 f = __bfloat1622float2(pairs[j]);
+          m = fmaxf(m, fmaxf(fabsf(f.x), fabsf(f.y)));
+        }
+      },
+      [&](int64_t j) { m = fmaxf(m, fabsf(__bfloat162float(x[j]))); });
   for (int offset = 16; offset > 0; offset /= 2) {
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
   }
@@ -68,55 +75,49 @@ __global__ void QuantizeKernel(const __nv_bfloat16* __restrict__ x, int64_t n, c
     factors[0] = amax > 0.0f ? amax / kE4m3Max : 1.0f;
     factors[1] = scale;
   }
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t vectors = n / kVector;
   const uint4* v = reinterpret_cast<const uint4*>(x);
   uint2* o = reinterpret_cast<uint2*>(out);
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < vectors;
-       i += stride) {
-    const uint4 packed = v[i];
-    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
-    uint8_t bytes[kVector];
+  ForEachValue(
+      n,
+      [&](int64_t i) {
+        const uint4 packed = v[i];
+        const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
+        uint8_t bytes[kVector];
 #pragma unroll
-    for (int j = 0; j < kVector / 2; ++j) {
-      const float2 f = __bfloat1622float2(pairs[j]);
-      bytes[2 * j] = ToE4m3(f.x * scale);
-      bytes[2 * j + 1] = ToE4m3(f.y * scale);
-    }
-    o[i] = *reinterpret_cast<const uint2*>(bytes);
-  }
-  for (int64_t i = vectors * kVector + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       i < n; i += stride) {
-    out[i] = ToE4m3(__bfloat162float(x[i]) * scale);
-  }
+        for (int j = 0; j < kVector / 2; ++j) {
+          const float2 f = __bfloat1622float2(pairs[j]);
+          bytes[2 * j] = ToE4m3(f.x * scale);
+          bytes[2 * j + 1] = ToE4m3(f.y * scale);
+        }
+        o[i] = *reinterpret_cast<const uint2*>(bytes);
+      },
+      [&](int64_t j) { out[j] = ToE4m3(__bfloat162float(x[j]) * scale); });
 }
 
 __global__ void DequantizeKernel(const uint8_t* __restrict__ x, int64_t n, const float* descale,
                                  __nv_bfloat16* __restrict__ out) {
   const float d = *descale;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t vectors = n / kVector;
   const uint2* v = reinterpret_cast<const uint2*>(x);
   uint4* o = reinterpret_cast<uint4*>(out);
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < vectors;
-       i += stride) {
-    const uint2 packed = v[i];
-    const __nv_fp8_storage_t* bytes = reinterpret_cast<const __nv_fp8_storage_t*>(&packed);
-    __nv_bfloat162 pairs[kVector / 2];
+  ForEachValue(
+      n,
+      [&](int64_t i) {
+        const uint2 packed = v[i];
+        const __nv_fp8_storage_t* bytes = reinterpret_cast<const __nv_fp8_storage_t*>(&packed);
+        __nv_bfloat162 pairs[kVector / 2];
 #pragma unroll
-    for (int j = 0; j < kVector / 2; ++j) {
-      const __half2 h = __nv_cvt_fp8x2_to_halfraw2(
-          static_cast<__nv_fp8x2_storage_t>(bytes[2 * j] | (bytes[2 * j + 1] << 8)), __NV_E4M3);
-      const float2 f = __half22float2(h);
-      pairs[j] = __floats2bfloat162_rn(f.x * d, f.y * d);
-    }
-    o[i] = *reinterpret_cast<const uint4*>(pairs);
-  }
-  for (int64_t i = vectors * kVector + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       i < n; i += stride) {
-    const __half h = __nv_cvt_fp8_to_halfraw(x[i], __NV_E4M3);
-    out[i] = __float2bfloat16(__half2float(h) * d);
-  }
+        for (int j = 0; j < kVector / 2; ++j) {
+          const __half2 h = __nv_cvt_fp8x2_to_halfraw2(
+              static_cast<__nv_fp8x2_storage_t>(bytes[2 * j] | (bytes[2 * j + 1] << 8)), __NV_E4M3);
+          const float2 f = __half22float2(h);
+          pairs[j] = __floats2bfloat162_rn(f.x * d, f.y * d);
+        }
+        o[i] = *reinterpret_cast<const uint4*>(pairs);
+      },
+      [&](int64_t j) {
+        const __half h = __nv_cvt_fp8_to_halfraw(x[j], __NV_E4M3);
+        out[j] = __float2bfloat16(__half2float(h) * d);
+      });
 }
 
 bool Aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
