@@ -10,7 +10,9 @@
 #   deploy/gpu/session.sh tests            the gpu-labelled tests (TESTS=regex: those only)
 #   deploy/gpu/session.sh flux             issue #26: the Flux gpu tests (TESTS=regex, none),
 #                                          then Flux.1-dev 1024x1024 against diffusers
-#                                          (flux_gpu.sh; COMPILE=1: also with torch.compile)
+#                                          (flux_gpu.sh; COMPILE=1: also with torch.compile;
+#                                          FP8_ATTENTION=1: ours with fp8 attention; ANCHOR=0:
+#                                          without diffusers)
 #   deploy/gpu/session.sh qwen             issue #26: the Qwen-Image gpu tests (TESTS=regex,
 #                                          none), then Qwen-Image 1328x1328 against diffusers
 #                                          (qwen_image_gpu.sh; SIZE=WxH, COMPILE=1)

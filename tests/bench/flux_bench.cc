@@ -58,6 +58,9 @@ ABSL_FLAG(double, swap, 0,
 ABSL_FLAG(bool, fp8, false,
           "also the forward with fp8 compute (e4m3 GEMMs): <name>_fp8_forward, its ratio to the "
           "bf16 one and its prediction's relative L2 from the bf16 prediction");
+ABSL_FLAG(bool, fp8_attention, false,
+          "also the resident forward with fp8 attention (models/core/fp8_attention.h): "
+          "<name>_fp8_attention_forward, its ratio to the bf16 forward and its distance");
 ABSL_FLAG(std::string, profile_trace, "",
           "also profile one forward (CPU ops and CUDA kernels) into this Chrome trace");
 
@@ -171,11 +174,12 @@ int Run() {
   }
   // Two warm-ups, then --runs timed forwards: the median ms and the last prediction; the first
   // forward's time in `first_ms` (null: not wanted). False when a forward fails.
+  models::ParallelContext context;  // bf16 attention unless --fp8_attention's row sets it
   auto time_forwards = [&](double* median_ms, at::Tensor* prediction, double* first_ms) {
     std::vector<double> ms;
     for (int i = 0; i < absl::GetFlag(FLAGS_runs) + 2; ++i) {
       const auto start = Clock::now();
-      auto forward = models::flux::FluxForward(config, inputs, models::ParallelContext{}, *weights);
+      auto forward = models::flux::FluxForward(config, inputs, context, *weights);
       c10::cuda::device_synchronize();
       if (!forward.ok()) {
         std::fprintf(stderr, "%s\n", std::string(forward.status().message()).c_str());
@@ -226,6 +230,20 @@ int Run() {
   }
   if (!absl::GetFlag(FLAGS_out).empty()) {
     if (!models::WriteTensors(absl::GetFlag(FLAGS_out), {{"out", out.cpu()}}).ok()) return 1;
+  }
+  if (absl::GetFlag(FLAGS_fp8_attention)) {
+    context.fp8_attention = true;
+    double fp8_attention_median = 0;
+    at::Tensor fp8_attention_out;
+    if (!time_forwards(&fp8_attention_median, &fp8_attention_out, nullptr)) return 1;
+    context.fp8_attention = false;
+    Emit(prefix + "_fp8_attention_forward", fp8_attention_median, "ms");
+    Emit(prefix + "_fp8_attention_ratio", fp8_attention_median / median, "ratio",
+         "the bf16 forward, ms", median);
+    const at::Tensor reference = out.to(at::kFloat);
+    Emit(prefix + "_fp8_attention_rel_l2_vs_bf16",
+         ((fp8_attention_out.to(at::kFloat) - reference).norm() / reference.norm()).item<double>(),
+         "ratio", "the bf16 prediction", 0);
   }
   if (const double share = absl::GetFlag(FLAGS_swap); share > 0) {
     // The same forward with the blocks streamed from pinned host memory, `share` of their bytes
