@@ -37,6 +37,7 @@ struct Plan {
   at::Tensor descale_s_value;  // 1/448 on the device
   int64_t workspace = 0;
   bool tuned = false;  // its fastest plan chosen by timing (on the first execution)
+  uint64_t last_used = 0;
 };
 
 void Check(fe::error_t status, const char* step) {
@@ -130,15 +131,39 @@ class Plans {
         TORCH_CHECK(false, "attention fp8: cudnnCreate: ", cudnnGetErrorString(status));
       }
     }
-    std::unique_ptr<Plan>& plan = plans_[shape];
-    if (plan == nullptr) plan = Build(handle_at->second, shape);
-    run(handle_at->second, *plan);
+    auto [plan_at, built] = plans_.try_emplace(shape);
+    if (built) {
+      try {
+        plan_at->second = Build(handle_at->second, shape);
+      } catch (...) {
+        plans_.erase(plan_at);  // the next call tries again
+        throw;
+      }
+    }
+    Plan& plan = *plan_at->second;
+    plan.last_used = ++uses_;
+    ForgetLeastRecentlyUsed();
+    run(handle_at->second, plan);
   }
 
  private:
+  // A worker meets few shapes (each job's, as each model remembers its last 16 warm-ups), but
+  // nothing bounds them: beyond kMaxPlans built graphs the least recently used goes.
+  static constexpr size_t kMaxPlans = 32;
+  void ForgetLeastRecentlyUsed() {
+    while (plans_.size() > kMaxPlans) {
+      auto oldest = plans_.begin();
+      for (auto it = plans_.begin(); it != plans_.end(); ++it) {
+        if (it->second->last_used < oldest->second->last_used) oldest = it;
+      }
+      plans_.erase(oldest);  // never the one just used: it is the newest
+    }
+  }
+
   std::mutex mutex_;
   std::map<int, cudnnHandle_t> handles_;
   std::map<Shape, std::unique_ptr<Plan>> plans_;
+  uint64_t uses_ = 0;
 };
 
 // Times each built plan on these inputs (cuDNN's frontend autotune: it synchronises the device,
