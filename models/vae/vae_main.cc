@@ -47,15 +47,40 @@ std::string KindOf(const std::string& path) {
   return "video";  // .mp4, and .png for one frame
 }
 
+// The VAE in `path`: a Wan VAE, else an image VAE (each refuses the other's file by its names),
+// on `device` in `dtype` ("bf16", else fp32).
+struct AnyVae {
+  std::unique_ptr<vae::WanVae> wan;
+  std::unique_ptr<vae::KlVae> image;
+};
+
+absl::StatusOr<AnyVae> LoadVae(const std::string& path, const std::string& device,
+                               const std::string& dtype) {
+  at::Device where = at::kCPU;
+  try {
+    where = at::Device(device);
+  } catch (const c10::Error&) {
+    return absl::InvalidArgumentError("--device: '" + device + "' is not a device");
+  }
+  const at::ScalarType type = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+  AnyVae loaded;
+  auto wan = vae::WanVae::Load({path}, {.device = where, .dtype = type});
+  if (wan.ok()) {
+    loaded.wan = *std::move(wan);
+    return loaded;
+  }
+  auto image = vae::KlVae::Load({path}, {.device = where, .dtype = type});
+  if (!image.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--vae: neither a Wan VAE (",
+                                                   wan.status().message(), ") nor an image VAE (",
+                                                   image.status().message(), ")"));
+  }
+  loaded.image = *std::move(image);
+  return loaded;
+}
+
 int Decode(const std::string& vae_path, const std::string& latent_path, const std::string& out,
            const std::string& device, const std::string& dtype, double fps, int crf) {
-  vae::WanVaeOptions options;
-  try {
-    options.device = at::Device(device);
-  } catch (const c10::Error&) {
-    return Fail(absl::InvalidArgumentError("--device: '" + device + "' is not a device"));
-  }
-  options.dtype = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
   const std::string kind = KindOf(out);
   if (absl::Status supported = vae::CheckVideoFileKind(kind); !supported.ok()) {
     return Fail(supported);
@@ -71,22 +96,17 @@ int Decode(const std::string& vae_path, const std::string& latent_path, const st
     return Fail(absl::InvalidArgumentError("--latent: no latent_tensor in " + latent_path));
   }
   const auto start = std::chrono::steady_clock::now();
-  // A Wan VAE, else an image VAE's decoder: each refuses the other's file by its names.
+  auto loaded = LoadVae(vae_path, device, dtype);
+  if (!loaded.ok()) return Fail(loaded.status());
   at::Tensor pixels;
   double default_fps = 16;
-  if (auto wan = vae::WanVae::Load({vae_path}, options); wan.ok()) {
-    auto decoded = (*wan)->Decode(found->second.to(at::kFloat));
+  if (loaded->wan != nullptr) {
+    auto decoded = loaded->wan->Decode(found->second.to(at::kFloat));
     if (!decoded.ok()) return Fail(decoded.status());
     pixels = *decoded;
-    if ((*wan)->config().z_dim == 48) default_fps = 24;
+    if (loaded->wan->config().z_dim == 48) default_fps = 24;
   } else {
-    auto image = vae::KlVae::Load({vae_path}, {.device = options.device, .dtype = options.dtype});
-    if (!image.ok()) {
-      return Fail(absl::InvalidArgumentError(
-          absl::StrCat("--vae: neither a Wan VAE (", wan.status().message(), ") nor an image VAE (",
-                       image.status().message(), ")")));
-    }
-    auto decoded = (*image)->Decode(found->second.to(at::kFloat));
+    auto decoded = loaded->image->Decode(found->second.to(at::kFloat));
     if (!decoded.ok()) return Fail(decoded.status());
     pixels = decoded->unsqueeze(2);  // each image a one-frame video
   }
@@ -130,33 +150,15 @@ absl::StatusOr<at::Tensor> EncoderInput(const std::string& path, int64_t factor)
 
 int Encode(const std::string& vae_path, const std::vector<std::string>& images,
            const std::string& out, const std::string& device, const std::string& dtype) {
-  at::Device where = at::kCPU;
-  try {
-    where = at::Device(device);
-  } catch (const c10::Error&) {
-    return Fail(absl::InvalidArgumentError("--device: '" + device + "' is not a device"));
-  }
-  const at::ScalarType type = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
   const auto start = std::chrono::steady_clock::now();
-  // A Wan VAE, else an image VAE: each refuses the other's file by its names.
-  std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)> encode;
-  int64_t factor = 8;
-  auto wan = vae::WanVae::Load({vae_path}, {.device = where, .dtype = type});
-  std::unique_ptr<vae::KlVae> image_vae;
-  if (wan.ok()) {
-    factor = (*wan)->config().spatial_factor();
-    encode = [&](const at::Tensor& pixels) { return (*wan)->Encode(pixels.unsqueeze(2)); };
-  } else {
-    auto loaded = vae::KlVae::Load({vae_path}, {.device = where, .dtype = type});
-    if (!loaded.ok()) {
-      return Fail(absl::InvalidArgumentError(
-          absl::StrCat("--vae: neither a Wan VAE (", wan.status().message(), ") nor an image VAE (",
-                       loaded.status().message(), ")")));
-    }
-    image_vae = *std::move(loaded);
-    factor = image_vae->config().model_spatial_factor();
-    encode = [&](const at::Tensor& pixels) { return image_vae->Encode(pixels); };
-  }
+  auto loaded = LoadVae(vae_path, device, dtype);
+  if (!loaded.ok()) return Fail(loaded.status());
+  const AnyVae& vae = *loaded;
+  const int64_t factor = vae.wan != nullptr ? vae.wan->config().spatial_factor()
+                                            : vae.image->config().model_spatial_factor();
+  auto encode = [&](const at::Tensor& pixels) {
+    return vae.wan != nullptr ? vae.wan->Encode(pixels.unsqueeze(2)) : vae.image->Encode(pixels);
+  };
   std::vector<at::Tensor> latents;
   for (const std::string& path : images) {
     auto pixels = EncoderInput(path, factor);
