@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "models/core/fp8_attention_cuda.h"
+#include "models/core/fp8_linear.h"
 #endif
 
 namespace raylight::models {
@@ -25,7 +26,7 @@ namespace {
 namespace fe = cudnn_frontend;
 using TensorAttributes = std::shared_ptr<fe::graph::Tensor_attributes>;
 
-constexpr float kE4m3Max = 448.0f;
+constexpr float kE4m3Max = static_cast<float>(kFp8E4m3Max);  // fp8_linear.h's
 
 // What a built graph depends on: the device (its handle) and the sizes (the strides follow).
 using Shape = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t>;  // device b h lq lk d

@@ -172,6 +172,20 @@ int Run() {
     Emit(name + "_fused_over_chains", step_ms / chains_ms, "ratio");
     Emit(name + "_fused_rel_l2_vs_chains", testing_util::RelativeL2(ours, chains_out), "");
   }
+  // A variant of the forward on the current `weights` (fp8 attention where `fp8_attention`): its
+  // mean ms, its ratio to the bf16 forward and its prediction's distance from the bf16 one, as
+  // <name>_<label>_step_ms_1gpu, _over_bf16 and _rel_l2_vs_bf16.
+  auto measure_variant = [&](const std::string& label, bool fp8_attention) {
+    context.fp8_attention = fp8_attention;
+    const at::Tensor out = forward();
+    c10::cuda::device_synchronize();
+    const double ms = time_forwards();
+    context.fp8_attention = false;
+    Emit(name + "_" + label + "_step_ms_1gpu", ms, "ms");
+    Emit(name + "_" + label + "_over_bf16", ms / step_ms, "ratio");
+    Emit(name + "_" + label + "_rel_l2_vs_bf16", testing_util::RelativeL2(out, ours), "");
+    return ms;
+  };
   double fp8_ms = 0, fp8_all_ms = 0;
   if (absl::GetFlag(FLAGS_fp8)) {
     // The same file loaded for fp8 compute (quantised per output channel on the GPU at load).
@@ -186,38 +200,16 @@ int Run() {
     c10::cuda::device_synchronize();
     Emit(name + "_fp8_load_s", Seconds(fp8_start), "s");
     weights = fp8->weights.get();
-    const at::Tensor fp8_out = forward();
-    c10::cuda::device_synchronize();
-    fp8_ms = time_forwards();
-    Emit(name + "_fp8_step_ms_1gpu", fp8_ms, "ms");
-    Emit(name + "_fp8_over_bf16", fp8_ms / step_ms, "ratio");
-    Emit(name + "_fp8_rel_l2_vs_bf16", testing_util::RelativeL2(fp8_out, ours), "");
-    if (absl::GetFlag(FLAGS_fp8_attention)) {
-      // Both switches: the linears and the self-attention in fp8.
-      context.fp8_attention = true;
-      const at::Tensor all_out = forward();
-      c10::cuda::device_synchronize();
-      fp8_all_ms = time_forwards();
-      context.fp8_attention = false;
-      Emit(name + "_fp8_all_step_ms_1gpu", fp8_all_ms, "ms");
-      Emit(name + "_fp8_all_over_bf16", fp8_all_ms / step_ms, "ratio");
-      Emit(name + "_fp8_all_rel_l2_vs_bf16", testing_util::RelativeL2(all_out, ours), "");
-    }
+    fp8_ms = measure_variant("fp8", false);
+    // Both switches: the linears and the self-attention in fp8.
+    if (absl::GetFlag(FLAGS_fp8_attention)) fp8_all_ms = measure_variant("fp8_all", true);
     weights = loaded->weights.get();
   }
   double fp8_attention_ms = 0;
   if (absl::GetFlag(FLAGS_fp8_attention)) {
     // fp8 attention alone (bf16 linears), and the self-attention kernel by itself at the shape:
     // cuDNN's bf16 against its fp8 (with the quantisation of q, k, v and the output's return).
-    context.fp8_attention = true;
-    const at::Tensor fp8_attention_out = forward();
-    c10::cuda::device_synchronize();
-    fp8_attention_ms = time_forwards();
-    context.fp8_attention = false;
-    Emit(name + "_fp8_attention_step_ms_1gpu", fp8_attention_ms, "ms");
-    Emit(name + "_fp8_attention_over_bf16", fp8_attention_ms / step_ms, "ratio");
-    Emit(name + "_fp8_attention_rel_l2_vs_bf16", testing_util::RelativeL2(fp8_attention_out, ours),
-         "");
+    fp8_attention_ms = measure_variant("fp8_attention", true);
     const at::TensorOptions bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
     const at::Tensor q =
         at::randn({1, tokens, config.num_heads, config.dim / config.num_heads}, bf16);
