@@ -1,5 +1,7 @@
 #include "models/core/fp8_linear.h"
 
+#include <utility>
+
 #include "absl/strings/match.h"
 #include "models/core/fp8_quant_cuda.h"
 
@@ -54,7 +56,7 @@ Fp8Rows PlaceFp8Rows(const CheckpointTensor& tensor, at::ScalarType dtype, at::D
                                : MaterializeRows(tensor, begin, end, dtype).to(device));
 }
 
-Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused) {
+Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused, Fp8QuantActivation activation) {
   const at::Tensor rows = x.reshape({-1, x.size(-1)});
 #ifdef RAYLIGHT_HAVE_CUDA
   const bool kernel_input = rows.scalar_type() == at::kBFloat16 || rows.scalar_type() == at::kFloat;
@@ -66,37 +68,86 @@ Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused) {
     const int error = LaunchQuantizeRowsFp8(
         in.const_data_ptr(),
         in.scalar_type() == at::kBFloat16 ? Fp8QuantInput::kBFloat16 : Fp8QuantInput::kFloat32,
-        in.size(0), in.size(1), static_cast<uint8_t*>(out.values.data_ptr()),
+        activation, in.size(0), in.size(1), static_cast<uint8_t*>(out.values.data_ptr()),
         out.scale.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(in.device().index()).stream());
     TORCH_CHECK(error == 0, "fp8 quantisation kernel: CUDA error ", error);
     return out;
   }
 #endif
   (void)fused;
+  const at::Tensor values =
+      activation == Fp8QuantActivation::kGeluTanh ? at::gelu(rows, "tanh") : rows;
   // abs and amax are exact in x's own dtype; only the scale and the division need fp32.
-  const at::Tensor scale = ScaleOf(rows.abs().amax(1, /*keepdim=*/true));
-  return {ToE4m3(rows / scale), scale};
+  const at::Tensor scale = ScaleOf(values.abs().amax(1, /*keepdim=*/true));
+  return {ToE4m3(values / scale), scale};
+}
+
+LinearInput::LinearInput(at::Tensor x, Fp8QuantActivation activation)
+    : x_(std::move(x)),
+      sizes_(x_.defined() ? x_.sizes().vec() : std::vector<int64_t>{}),
+      dtype_(x_.defined() ? x_.scalar_type() : at::kFloat),
+      activation_(activation) {}
+
+LinearInput LinearInput::FromTokens(Fp8Rows tokens, std::vector<int64_t> sizes,
+                                    at::ScalarType dtype) {
+  LinearInput input(at::Tensor(), Fp8QuantActivation::kNone);
+  input.sizes_ = std::move(sizes);
+  input.dtype_ = dtype;
+  input.tokens_ = std::move(tokens);
+  return input;
+}
+
+at::Tensor LinearInput::Activated() const {
+  if (!x_.defined()) {
+    return (tokens_->values.to(at::kFloat) * tokens_->scale).to(dtype_).reshape(sizes_);
+  }
+  return activation_ == Fp8QuantActivation::kGeluTanh ? at::gelu(x_, "tanh") : x_;
+}
+
+const Fp8Rows& LinearInput::Tokens() const {
+  if (!tokens_.has_value()) tokens_ = QuantizeFp8Tokens(x_, /*fused=*/true, activation_);
+  return *tokens_;
+}
+
+LinearInput LinearInput::Narrow(int64_t begin, int64_t count) const {
+  LinearInput part(x_.defined() ? x_.narrow(0, begin, count) : at::Tensor(), activation_);
+  part.sizes_ = sizes_;
+  part.sizes_[0] = count;
+  part.dtype_ = dtype_;
+  if (tokens_.has_value()) {  // the tokens are row-major over the leading dimensions
+    int64_t rows_each = 1;
+    for (size_t d = 1; d + 1 < sizes_.size(); ++d) rows_each *= sizes_[d];
+    part.tokens_ = Fp8Rows{tokens_->values.narrow(0, begin * rows_each, count * rows_each),
+                           tokens_->scale.narrow(0, begin * rows_each, count * rows_each)};
+  }
+  return part;
 }
 
 at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
                      const at::Tensor& bias) {
+  return Fp8Linear(LinearInput(x), weight, scale, bias);
+}
+
+at::Tensor Fp8Linear(const LinearInput& x, const at::Tensor& weight, const at::Tensor& scale,
+                     const at::Tensor& bias) {
   TORCH_CHECK(weight.scalar_type() == at::kFloat8_e4m3fn && weight.dim() == 2,
               "Fp8Linear: the weight must be e4m3 [N, K]");
-  TORCH_CHECK(x.size(-1) == weight.size(1), "Fp8Linear: input width ", x.size(-1),
+  TORCH_CHECK(x.sizes().back() == weight.size(1), "Fp8Linear: input width ", x.sizes().back(),
               " against the weight's ", weight.size(1));
-  const Fp8Rows tokens = QuantizeFp8Tokens(x);
+  const Fp8Rows& tokens = x.Tokens();
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   out_shape.back() = weight.size(0);
   at::Tensor y;
-  if (x.is_cuda()) {
+  if (tokens.values.is_cuda()) {
     // Rowwise scaling takes bf16 out and a bf16 bias.
     const c10::optional<at::Tensor> bf16_bias =
         bias.defined() ? c10::optional<at::Tensor>(bias.to(at::kBFloat16)) : c10::nullopt;
     // A column slice of a weight (Flux's linear2 parts) is copied to a plain [N, K] first: the
     // GEMM's column-major operand is taken with its leading dimension equal to K.
     const at::Tensor plain = weight.stride(0) == weight.size(1) ? weight : weight.contiguous();
+    // Fast accumulation: the trade-off is in fp8_linear.h's header comment.
     y = at::_scaled_mm(tokens.values, plain.t(), tokens.scale, scale.unsqueeze(0), bf16_bias,
-                       /*scale_result=*/c10::nullopt, at::kBFloat16, /*use_fast_accum=*/false);
+                       /*scale_result=*/c10::nullopt, at::kBFloat16, /*use_fast_accum=*/true);
   } else {
     y = at::matmul(tokens.values.to(at::kFloat) * tokens.scale,
                    (weight.to(at::kFloat) * scale.unsqueeze(1)).t());
@@ -107,6 +158,11 @@ at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
 
 at::Tensor ModuleLinear(const at::Tensor& x, const WeightSet& w, const std::string& name,
                         int64_t begin, int64_t count) {
+  return ModuleLinear(LinearInput(x), w, name, begin, count);
+}
+
+at::Tensor ModuleLinear(const LinearInput& x, const WeightSet& w, const std::string& name,
+                        int64_t begin, int64_t count) {
   const at::Tensor& weight = w.Get(name + ".weight");
   if (count < 0) count = weight.size(0) - begin;
   const at::Tensor& full_bias = w.Get(name + ".bias");
@@ -115,7 +171,7 @@ at::Tensor ModuleLinear(const at::Tensor& x, const WeightSet& w, const std::stri
   if (weight.scalar_type() == at::kFloat8_e4m3fn) {
     return Fp8Linear(x, rows, w.Get(Fp8ScaleName(name + ".weight")).narrow(0, begin, count), bias);
   }
-  return at::linear(x, rows, bias);
+  return at::linear(x.Activated(), rows, bias);
 }
 
 }  // namespace raylight::models

@@ -6,8 +6,12 @@
 // tokens against the video ones, the first frame against the rest), and one scale for the whole
 // tensor would flush the small ones to e4m3's subnormals; per-token scales cost one reduction
 // over the row, which the GEMM's rowwise scaling (cuBLASLt / CUTLASS on Hopper, `_scaled_mm`)
-// applies in its epilogue for free. The product accumulates in fp32 (no fast accumulation) and
-// comes out in the input's dtype.
+// applies in its epilogue for free. On Hopper the GEMM accumulates in the tensor cores' own
+// accumulator (`_scaled_mm`'s fast accumulation, promoted to fp32 at the end of each tile's
+// k-loop rather than every few k-steps): 1.16-1.30x the GEMM's speed on Wan 14B's layers for a
+// relative L2 of 0.002-0.003 from the fp32 product of the same e4m3 values, against the 0.0375 the
+// e4m3 operands themselves cost (tests/bench/fp8_gemm_rows.py, BENCHMARKS.md). The product comes
+// out in the input's dtype.
 //
 // Error: each operand carries e4m3's 3 mantissa bits, a relative rounding error of at most 2^-4
 // per value, random in sign, so a dot product over K terms is off by about 2^-4 / sqrt(3) of its
@@ -17,8 +21,11 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "models/core/fp8_quant_cuda.h"
 #include "models/core/weights.h"
 
 namespace raylight::models {
@@ -51,9 +58,42 @@ Fp8Rows PlaceFp8Rows(const CheckpointTensor& tensor, at::ScalarType dtype, at::D
                      int64_t begin = 0, int64_t end = -1);
 
 // `x` [..., K] per token (its last dimension) to e4m3 with scales [M, 1] (M = the other
-// dimensions' product): x's row m ~ values[m] * scale[m]. On a GPU one fused kernel
-// (fp8_quant_cuda.h) unless `fused` is false (libtorch's ops: five passes over x; the same bits).
-Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused = true);
+// dimensions' product): x's row m ~ values[m] * scale[m], with `activation` applied to x first.
+// On a GPU one fused kernel (fp8_quant_cuda.h) unless `fused` is false (libtorch's ops: the
+// activation, then five passes over x).
+Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused = true,
+                          Fp8QuantActivation activation = Fp8QuantActivation::kNone);
+
+// A linear layer's input, with the activation it passes through first (the FFN's hidden GELU),
+// quantised at most once however many fp8 linears read it: q, k and v of a block read one normed
+// input, and the FFN's GELU and its quantisation are one pass on a GPU. Not thread-safe (one
+// block's forward on one thread uses it).
+class LinearInput {
+ public:
+  explicit LinearInput(at::Tensor x, Fp8QuantActivation activation = Fp8QuantActivation::kNone);
+  // An input made directly as quantised tokens (a fused norm's fp8 output, dit_fused.h) for a
+  // tensor of `sizes` and `dtype`. A plain (bf16) layer reading it gets the tokens dequantised:
+  // e4m3's rounding, which fp8 compute's layers see anyway.
+  static LinearInput FromTokens(Fp8Rows tokens, std::vector<int64_t> sizes, at::ScalarType dtype);
+
+  // The input as a bf16 / fp32 linear reads it: the activation applied.
+  at::Tensor Activated() const;
+  // Its tokens quantised (QuantizeFp8Tokens), made on the first call.
+  const Fp8Rows& Tokens() const;
+  // Rows [begin, begin + count) of the first dimension (a micro-batch's samples), sharing the
+  // quantised tokens already made.
+  LinearInput Narrow(int64_t begin, int64_t count) const;
+  // The shape and dtype of the layer's input (x's).
+  at::IntArrayRef sizes() const { return sizes_; }
+  at::ScalarType scalar_type() const { return dtype_; }
+
+ private:
+  at::Tensor x_;  // undefined for FromTokens
+  std::vector<int64_t> sizes_;
+  at::ScalarType dtype_;
+  Fp8QuantActivation activation_;
+  mutable std::optional<Fp8Rows> tokens_;
+};
 
 // y = x W^T + bias with W = `weight` (e4m3 [N, K]) * `scale` ([N]) and x quantised per token; y
 // has x's dtype and shape [..., N]. CUDA: one `_scaled_mm` with rowwise scales (sm89 and later);
@@ -61,11 +101,16 @@ Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused = true);
 // scale per tensor only), so the CPU tests check what the GPU computes up to summation order.
 at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
                      const at::Tensor& bias);
+// The same for an input whose tokens are (or will be) quantised once for several layers.
+at::Tensor Fp8Linear(const LinearInput& x, const at::Tensor& weight, const at::Tensor& scale,
+                     const at::Tensor& bias);
 
 // x W^T + b for module `name` of `w` ("<name>.weight", "<name>.bias" when present), over its
 // output rows [begin, begin + count) (count < 0: to the last): the models' linear layers, fp8
 // compute's e4m3 weights (with the same rows of their scales) or the compute dtype's.
 at::Tensor ModuleLinear(const at::Tensor& x, const WeightSet& w, const std::string& name,
+                        int64_t begin = 0, int64_t count = -1);
+at::Tensor ModuleLinear(const LinearInput& x, const WeightSet& w, const std::string& name,
                         int64_t begin = 0, int64_t count = -1);
 
 }  // namespace raylight::models

@@ -80,6 +80,48 @@ TEST(Fp8LinearTest, WeightsOfOtherShapesAreNotFp8Linears) {
   EXPECT_EQ(Fp8ScaleName("ffn.0.weight"), "ffn.0.weight_scale");
 }
 
+// A LinearInput read by several layers: each fp8 layer gives what Fp8Linear gives on the tensor
+// itself (the tokens quantised once), a micro-batch's Narrow the same rows as the whole's, and the
+// FFN's GELU input the layer of gelu_tanh(x), for fp8 and for plain weights.
+TEST(Fp8LinearTest, ALinearInputQuantisedOnceGivesEachLayersOwnProduct) {
+  const int64_t samples = 2, tokens = 24, in = 64;
+  const at::Tensor x = at::randn({samples, tokens, in}) * 3;
+  WeightSet w;
+  for (const char* name : {"q", "k", "plain"}) {
+    const at::Tensor weight = at::randn({32, in}) / std::sqrt(double(in));
+    w.Set(std::string(name) + ".bias", at::randn({32}));
+    if (std::string(name) == "plain") {
+      w.Set("plain.weight", weight);
+      continue;
+    }
+    const Fp8Rows rows = QuantizeFp8Rows(weight);
+    w.Set(std::string(name) + ".weight", rows.values);
+    w.Set(Fp8ScaleName(std::string(name) + ".weight"), rows.scale);
+  }
+  const LinearInput input(x);
+  for (const char* name : {"q", "k"}) {
+    const std::string n(name);
+    EXPECT_TRUE(at::equal(
+        ModuleLinear(input, w, n),
+        Fp8Linear(x, w.Get(n + ".weight"), w.Get(Fp8ScaleName(n + ".weight")), w.Get(n + ".bias"))))
+        << name;
+  }
+  // The second sample alone, through the whole's quantised tokens and through its own.
+  const at::Tensor second = ModuleLinear(input.Narrow(1, 1), w, "q");
+  EXPECT_TRUE(at::equal(second, ModuleLinear(LinearInput(x.narrow(0, 1, 1)), w, "q")));
+  EXPECT_EQ(second.sizes(), at::IntArrayRef({1, tokens, 32}));
+
+  const LinearInput hidden(x, Fp8QuantActivation::kGeluTanh);
+  const at::Tensor gelu = at::gelu(x, "tanh");
+  EXPECT_TRUE(
+      at::equal(ModuleLinear(hidden, w, "q"),
+                Fp8Linear(gelu, w.Get("q.weight"), w.Get("q.weight_scale"), w.Get("q.bias"))));
+  EXPECT_TRUE(at::allclose(ModuleLinear(hidden, w, "plain"),
+                           at::linear(gelu, w.Get("plain.weight"), w.Get("plain.bias"))));
+  // The GELU really is applied: without it the product differs.
+  EXPECT_GT(RelativeL2(ModuleLinear(hidden, w, "plain"), ModuleLinear(x, w, "plain")), 0.1);
+}
+
 #else
 TEST(Fp8LinearGpuTest, ScaledMmEqualsTheQuantisedProductAndStaysNearBf16) {
   const at::Device cuda("cuda");
@@ -121,6 +163,40 @@ TEST(Fp8LinearGpuTest, FusedQuantisationGivesTheUnfusedBits) {
       EXPECT_TRUE(at::equal(fused.scale, unfused.scale)) << dtype << " " << width;
       EXPECT_TRUE(at::equal(fused.values.view(at::kByte), unfused.values.view(at::kByte)))
           << dtype << " " << width;
+    }
+  }
+}
+
+// The kernel's GELU (the FFN's hidden activation quantised in the same pass) against libtorch's
+// gelu then the unfused quantisation. The kernel transcribes libtorch's arithmetic, so the bits
+// should agree; a contraction the compiler makes differently could move a value by one bf16 ulp,
+// and so a byte by one e4m3 step where it sits on a rounding boundary: allowed for one value in
+// ten thousand, each at most one step, the scales within a bf16 ulp. The count is printed.
+TEST(Fp8LinearGpuTest, GeluInTheQuantisationGivesTheUnfusedOpsValues) {
+  const at::Device cuda("cuda");
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+    for (const int64_t width : {13824, 8960, 100}) {
+      const int64_t tokens = 513;
+      const at::Tensor x =
+          (at::randn({tokens, width}, cuda) * at::logspace(-2, 1, tokens, 10, cuda).unsqueeze(1))
+              .to(dtype);
+      const Fp8Rows fused = QuantizeFp8Tokens(x, true, Fp8QuantActivation::kGeluTanh);
+      const Fp8Rows unfused = QuantizeFp8Tokens(x, false, Fp8QuantActivation::kGeluTanh);
+      const at::Tensor a = fused.values.to(at::kFloat);
+      const at::Tensor b = unfused.values.to(at::kFloat);
+      const int64_t differ = (a != b).sum().item<int64_t>();
+      // One e4m3 step at a value: 2^-3 of its power of two, 2^-9 below the normals.
+      const at::Tensor step = at::maximum(b.abs() * std::pow(2.0, -3), at::full_like(b, 1.0 / 512));
+      std::printf("gelu + e4m3, %s width %ld: %ld of %ld bytes differ from the unfused ops\n",
+                  c10::toString(dtype), static_cast<long>(width), static_cast<long>(differ),
+                  static_cast<long>(a.numel()));
+      EXPECT_LE(differ, a.numel() / 10000) << dtype << " " << width;
+      EXPECT_TRUE(((a - b).abs() <= step * 1.0001).all().item<bool>()) << dtype << " " << width;
+      EXPECT_TRUE(at::allclose(fused.scale, unfused.scale, /*rtol=*/1.0 / 128, /*atol=*/0))
+          << dtype << " " << width;
+      // The activation really is in: without it the bytes differ.
+      EXPECT_FALSE(
+          at::equal(fused.values.view(at::kByte), QuantizeFp8Tokens(x).values.view(at::kByte)));
     }
   }
 }
