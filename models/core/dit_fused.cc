@@ -31,24 +31,15 @@ std::atomic<bool>& Switch() {
 bool FusedKernels() { return Switch().load(std::memory_order_relaxed); }
 void SetFusedKernels(bool on) { Switch().store(on, std::memory_order_relaxed); }
 
-#ifdef RAYLIGHT_HAVE_CUDA
-namespace {
-
-// Whether the fused modulated norm takes these operands (both its outputs).
-bool ModulatedNormTakes(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
-  return x.is_cuda() && x.scalar_type() == at::kFloat && x.dim() == 3 && x.is_contiguous() &&
-         shift.scalar_type() == at::kFloat && scale.scalar_type() == at::kFloat &&
-         shift.sizes() == scale.sizes() && shift.dim() == 3 && shift.size(0) == x.size(0) &&
-         shift.size(2) == x.size(2) && (shift.size(1) == 1 || shift.size(1) == x.size(1));
-}
-
-}  // namespace
-#endif
-
 at::Tensor FusedModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift,
                                    const at::Tensor& scale, double eps, at::ScalarType dtype) {
 #ifdef RAYLIGHT_HAVE_CUDA
-  if (dtype != at::kBFloat16 || !ModulatedNormTakes(x, shift, scale)) return {};
+  const bool takes = x.is_cuda() && dtype == at::kBFloat16 && x.scalar_type() == at::kFloat &&
+                     x.dim() == 3 && x.is_contiguous() && shift.scalar_type() == at::kFloat &&
+                     scale.scalar_type() == at::kFloat && shift.sizes() == scale.sizes() &&
+                     shift.dim() == 3 && shift.size(0) == x.size(0) && shift.size(2) == x.size(2) &&
+                     (shift.size(1) == 1 || shift.size(1) == x.size(1));
+  if (!takes) return {};
   const at::Tensor sh = shift.contiguous(), sc = scale.contiguous();
   const int64_t rows = x.size(0) * x.size(1), cols = x.size(2);
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
@@ -61,27 +52,6 @@ at::Tensor FusedModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift,
   return out;
 #else
   (void)x, (void)shift, (void)scale, (void)eps, (void)dtype;
-  return {};
-#endif
-}
-
-Fp8Rows FusedModulatedLayerNormFp8(const at::Tensor& x, const at::Tensor& shift,
-                                   const at::Tensor& scale, double eps) {
-#ifdef RAYLIGHT_HAVE_CUDA
-  if (!ModulatedNormTakes(x, shift, scale)) return {};
-  const at::Tensor sh = shift.contiguous(), sc = scale.contiguous();
-  const int64_t rows = x.size(0) * x.size(1), cols = x.size(2);
-  Fp8Rows out{at::empty({rows, cols}, x.options().dtype(at::kFloat8_e4m3fn)),
-              at::empty({rows, 1}, x.options().dtype(at::kFloat))};
-  const c10::cuda::CUDAGuard guard(x.device());
-  const int error = LaunchModulatedLayerNormFp8(
-      x.data_ptr<float>(), rows, cols, sh.data_ptr<float>(), sc.data_ptr<float>(),
-      shift.size(1) == 1 ? x.size(1) : 1, eps, static_cast<uint8_t*>(out.values.data_ptr()),
-      out.scale.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
-  TORCH_CHECK(error == 0, "fused modulated layer norm (fp8): CUDA error ", error);
-  return out;
-#else
-  (void)x, (void)shift, (void)scale, (void)eps;
   return {};
 #endif
 }

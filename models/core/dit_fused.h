@@ -13,8 +13,6 @@
 
 #include <ATen/ATen.h>
 
-#include "models/core/fp8_linear.h"
-
 namespace raylight::models {
 
 // Whether the forwards use the fused kernels (process-wide).
@@ -25,13 +23,6 @@ void SetFusedKernels(bool on);
 // [B, 1, D] (a sample's) or [B, L, D] (a token's); `dtype` must be bf16.
 at::Tensor FusedModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift,
                                    const at::Tensor& scale, double eps, at::ScalarType dtype);
-
-// The same norm's rows as fp8 compute's next linear takes them (fp8_linear.h's LinearInput):
-// per token e4m3 [B * L, D] with scales [B * L, 1], exactly the bytes and scales of
-// QuantizeFp8Tokens(FusedModulatedLayerNorm(x, shift, scale, eps, bf16)), in one pass. Values
-// undefined where it does not apply (as FusedModulatedLayerNorm).
-Fp8Rows FusedModulatedLayerNormFp8(const at::Tensor& x, const at::Tensor& shift,
-                                   const at::Tensor& scale, double eps);
 
 // RoPE(RMSNorm(x) over the whole row, with `weight`) split into `heads`: x bf16 [B, L, D]
 // (contiguous), weight bf16 [D], rotation complex64 [L, head_dim / 2] (rope tables of this rank's

@@ -4,7 +4,6 @@
 #include <cuda_runtime.h>
 
 #include "models/core/dit_fused_cuda.h"
-#include "models/core/fp8_quant_device.cuh"
 
 namespace raylight::models {
 namespace {
@@ -30,13 +29,13 @@ __device__ __forceinline__ float BlockSum(float value) {
   return total;
 }
 
-// A row's LayerNorm statistics (mean, then the variance about it), on every thread of its block.
-struct RowStats {
-  float mean;
-  float rstd;
-};
-
-__device__ __forceinline__ RowStats LayerNormStats(const float* in, int64_t cols, float eps) {
+__global__ void ModulatedLayerNormKernel(const float* __restrict__ x, int64_t cols,
+                                         const float* __restrict__ shift,
+                                         const float* __restrict__ scale,
+                                         int64_t rows_per_modulation, float eps,
+                                         __nv_bfloat16* __restrict__ out) {
+  const int64_t row = blockIdx.x;
+  const float* in = x + row * cols;
   float sum = 0.0f;
   for (int64_t i = threadIdx.x; i < cols; i += kThreads) sum += in[i];
   const float mean = BlockSum(sum) / static_cast<float>(cols);
@@ -45,52 +44,14 @@ __device__ __forceinline__ RowStats LayerNormStats(const float* in, int64_t cols
     const float d = in[i] - mean;
     squares += d * d;
   }
-  return {mean, rsqrtf(BlockSum(squares) / static_cast<float>(cols) + eps)};
-}
-
-// Element i of the modulated row, rounded to bf16 (what the bf16 kernel writes).
-__device__ __forceinline__ __nv_bfloat16 Modulated(const float* in, int64_t i, RowStats stats,
-                                                   const float* shift, const float* scale) {
-  const float normed = (in[i] - stats.mean) * stats.rstd;
-  return __float2bfloat16_rn(fmaf(normed, 1.0f + scale[i], shift[i]));
-}
-
-__global__ void ModulatedLayerNormKernel(const float* __restrict__ x, int64_t cols,
-                                         const float* __restrict__ shift,
-                                         const float* __restrict__ scale,
-                                         int64_t rows_per_modulation, float eps,
-                                         __nv_bfloat16* __restrict__ out) {
-  const int64_t row = blockIdx.x;
-  const float* in = x + row * cols;
-  const RowStats stats = LayerNormStats(in, cols, eps);
+  const float rstd = rsqrtf(BlockSum(squares) / static_cast<float>(cols) + eps);
   const int64_t m = row / rows_per_modulation;
   const float* sh = shift + m * cols;
   const float* sc = scale + m * cols;
   __nv_bfloat16* o = out + row * cols;
-  for (int64_t i = threadIdx.x; i < cols; i += kThreads) o[i] = Modulated(in, i, stats, sh, sc);
-}
-
-__global__ void ModulatedLayerNormFp8Kernel(const float* __restrict__ x, int64_t cols,
-                                            const float* __restrict__ shift,
-                                            const float* __restrict__ scale,
-                                            int64_t rows_per_modulation, float eps,
-                                            uint8_t* __restrict__ out,
-                                            float* __restrict__ out_scale) {
-  const int64_t row = blockIdx.x;
-  const float* in = x + row * cols;
-  const RowStats stats = LayerNormStats(in, cols, eps);
-  const int64_t m = row / rows_per_modulation;
-  const float* sh = shift + m * cols;
-  const float* sc = scale + m * cols;
-  float largest = 0.0f;
   for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
-    largest = fmaxf(largest, fabsf(__bfloat162float(Modulated(in, i, stats, sh, sc))));
-  }
-  const float s = fp8_device::RowScale(fp8_device::BlockMax<kThreads>(largest));
-  if (threadIdx.x == 0) out_scale[row] = s;
-  uint8_t* o = out + row * cols;
-  for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
-    o[i] = fp8_device::E4m3Byte(__bfloat162float(Modulated(in, i, stats, sh, sc)), s);
+    const float normed = (in[i] - mean) * rstd;
+    o[i] = __float2bfloat16_rn(fmaf(normed, 1.0f + sc[i], sh[i]));
   }
 }
 
@@ -129,16 +90,6 @@ int LaunchModulatedLayerNorm(const float* x, int64_t rows, int64_t cols, const f
                              static_cast<cudaStream_t>(stream)>>>(
       x, cols, shift, scale, rows_per_modulation, static_cast<float>(eps),
       static_cast<__nv_bfloat16*>(out_bf16));
-  return static_cast<int>(cudaGetLastError());
-}
-
-int LaunchModulatedLayerNormFp8(const float* x, int64_t rows, int64_t cols, const float* shift,
-                                const float* scale, int64_t rows_per_modulation, double eps,
-                                uint8_t* out_e4m3, float* out_scale, void* stream) {
-  if (rows == 0) return 0;
-  ModulatedLayerNormFp8Kernel<<<static_cast<unsigned>(rows), kThreads, 0,
-                                static_cast<cudaStream_t>(stream)>>>(
-      x, cols, shift, scale, rows_per_modulation, static_cast<float>(eps), out_e4m3, out_scale);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -16,15 +16,6 @@ int LaunchModulatedLayerNorm(const float* x, int64_t rows, int64_t cols, const f
                              const float* scale, int64_t rows_per_modulation, double eps,
                              void* out_bf16, void* stream);
 
-// The same rows quantised for fp8 compute's next linear instead of written as bf16: the bf16
-// values LaunchModulatedLayerNorm would write, each row to e4m3 at `out_e4m3` over its scale at
-// `out_scale[r]` as LaunchQuantizeRowsFp8 quantises a bf16 row (fp8_quant_cuda.h): the norm and
-// the quantisation in one pass that reads the row five times (four from cache) and writes one
-// byte a value, where the two kernels write and read two bytes a value more.
-int LaunchModulatedLayerNormFp8(const float* x, int64_t rows, int64_t cols, const float* shift,
-                                const float* scale, int64_t rows_per_modulation, double eps,
-                                uint8_t* out_e4m3, float* out_scale, void* stream);
-
 // q or k of a DiT's self-attention: each row r of `rows` (cols = heads * head_dim bf16 values,
 // the projection's output) RMS-normalised over the whole row (Wan's norm across heads) with the
 // bf16 `weight` [cols], rounded to bf16, then each head's pairs (2i, 2i+1) rotated by the

@@ -1,5 +1,6 @@
 #include "models/core/fp8_linear.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -83,24 +84,9 @@ Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused, Fp8QuantActivation ac
 }
 
 LinearInput::LinearInput(at::Tensor x, Fp8QuantActivation activation)
-    : x_(std::move(x)),
-      sizes_(x_.defined() ? x_.sizes().vec() : std::vector<int64_t>{}),
-      dtype_(x_.defined() ? x_.scalar_type() : at::kFloat),
-      activation_(activation) {}
-
-LinearInput LinearInput::FromTokens(Fp8Rows tokens, std::vector<int64_t> sizes,
-                                    at::ScalarType dtype) {
-  LinearInput input(at::Tensor(), Fp8QuantActivation::kNone);
-  input.sizes_ = std::move(sizes);
-  input.dtype_ = dtype;
-  input.tokens_ = std::move(tokens);
-  return input;
-}
+    : x_(std::move(x)), activation_(activation) {}
 
 at::Tensor LinearInput::Activated() const {
-  if (!x_.defined()) {
-    return (tokens_->values.to(at::kFloat) * tokens_->scale).to(dtype_).reshape(sizes_);
-  }
   return activation_ == Fp8QuantActivation::kGeluTanh ? at::gelu(x_, "tanh") : x_;
 }
 
@@ -110,13 +96,9 @@ const Fp8Rows& LinearInput::Tokens() const {
 }
 
 LinearInput LinearInput::Narrow(int64_t begin, int64_t count) const {
-  LinearInput part(x_.defined() ? x_.narrow(0, begin, count) : at::Tensor(), activation_);
-  part.sizes_ = sizes_;
-  part.sizes_[0] = count;
-  part.dtype_ = dtype_;
-  if (tokens_.has_value()) {  // the tokens are row-major over the leading dimensions
-    int64_t rows_each = 1;
-    for (size_t d = 1; d + 1 < sizes_.size(); ++d) rows_each *= sizes_[d];
+  LinearInput part(x_.narrow(0, begin, count), activation_);
+  if (tokens_.has_value()) {  // x's tokens are row-major over its leading dimensions
+    const int64_t rows_each = part.x_.numel() / std::max<int64_t>(count, 1) / x_.size(-1);
     part.tokens_ = Fp8Rows{tokens_->values.narrow(0, begin * rows_each, count * rows_each),
                            tokens_->scale.narrow(0, begin * rows_each, count * rows_each)};
   }

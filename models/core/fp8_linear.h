@@ -23,7 +23,6 @@
 
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "models/core/fp8_quant_cuda.h"
 #include "models/core/weights.h"
@@ -71,11 +70,6 @@ Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused = true,
 class LinearInput {
  public:
   explicit LinearInput(at::Tensor x, Fp8QuantActivation activation = Fp8QuantActivation::kNone);
-  // An input made directly as quantised tokens (a fused norm's fp8 output, dit_fused.h) for a
-  // tensor of `sizes` and `dtype`. A plain (bf16) layer reading it gets the tokens dequantised:
-  // e4m3's rounding, which fp8 compute's layers see anyway.
-  static LinearInput FromTokens(Fp8Rows tokens, std::vector<int64_t> sizes, at::ScalarType dtype);
-
   // The input as a bf16 / fp32 linear reads it: the activation applied.
   at::Tensor Activated() const;
   // Its tokens quantised (QuantizeFp8Tokens), made on the first call.
@@ -84,13 +78,11 @@ class LinearInput {
   // quantised tokens already made.
   LinearInput Narrow(int64_t begin, int64_t count) const;
   // The shape and dtype of the layer's input (x's).
-  at::IntArrayRef sizes() const { return sizes_; }
-  at::ScalarType scalar_type() const { return dtype_; }
+  at::IntArrayRef sizes() const { return x_.sizes(); }
+  at::ScalarType scalar_type() const { return x_.scalar_type(); }
 
  private:
-  at::Tensor x_;  // undefined for FromTokens
-  std::vector<int64_t> sizes_;
-  at::ScalarType dtype_;
+  at::Tensor x_;
   Fp8QuantActivation activation_;
   mutable std::optional<Fp8Rows> tokens_;
 };

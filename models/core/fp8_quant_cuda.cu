@@ -6,12 +6,13 @@
 #include <cuda_runtime.h>
 
 #include "models/core/fp8_quant_cuda.h"
-#include "models/core/fp8_quant_device.cuh"
 
 namespace raylight::models {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr float kE4m3Max = 448.0f;
+constexpr float kSmallestScale = 1e-12f;  // the (float) 1e-12 of fp8_linear.cc
 
 __device__ __forceinline__ float Load(const __nv_bfloat16* x, int64_t i) {
   return __bfloat162float(x[i]);
@@ -52,11 +53,26 @@ __global__ void QuantizeRowsKernel(const In* __restrict__ x, int64_t cols,
   float largest = 0.0f;
   for (int64_t i = threadIdx.x; i < cols; i += kThreads)
     largest = fmaxf(largest, fabsf(Value<kGelu>(in, i)));
-  const float s = fp8_device::RowScale(fp8_device::BlockMax<kThreads>(largest));
-  if (threadIdx.x == 0) scale[row] = s;
+  // The block's maximum: within each warp, then across the warps' through shared memory.
+  for (int offset = 16; offset > 0; offset /= 2) {
+    largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
+  }
+  __shared__ float warps[kThreads / 32];
+  __shared__ float row_scale;
+  if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = largest;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float block = warps[0];
+    for (int w = 1; w < kThreads / 32; ++w) block = fmaxf(block, warps[w]);
+    row_scale = fmaxf(block * (1.0f / kE4m3Max), kSmallestScale);
+    scale[row] = row_scale;
+  }
+  __syncthreads();
+  const float s = row_scale;
   uint8_t* o = out + row * cols;
   for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
-    o[i] = fp8_device::E4m3Byte(Value<kGelu>(in, i), s);
+    const float v = fminf(fmaxf(__fdiv_rn(Value<kGelu>(in, i), s), -kE4m3Max), kE4m3Max);
+    o[i] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
   }
 }
 

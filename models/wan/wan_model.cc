@@ -33,13 +33,12 @@ at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& na
 // The FFN, ffn.2(gelu_tanh(ffn.0(h))). The fused kernels take the GELU into ffn.0's GEMM epilogue
 // where they apply (bf16 weights on a GPU); fp8 compute's GELU is computed as ffn.2's input is
 // quantised, in the same pass (LinearInput); otherwise the chain.
-at::Tensor FeedForward(const LinearInput& h, const WeightSet& w) {
-  if (FusedKernels() && w.Get("ffn.0.weight").scalar_type() != at::kFloat8_e4m3fn) {
-    const at::Tensor hidden =
-        FusedLinearGelu(h.Activated(), w.Get("ffn.0.weight"), w.Get("ffn.0.bias"));
+at::Tensor FeedForward(const at::Tensor& h, const WeightSet& w) {
+  if (FusedKernels()) {
+    const at::Tensor hidden = FusedLinearGelu(h, w.Get("ffn.0.weight"), w.Get("ffn.0.bias"));
     if (hidden.defined()) return Linear(hidden, w, "ffn.2");
   }
-  return ModuleLinear(LinearInput(ModuleLinear(h, w, "ffn.0"), Fp8QuantActivation::kGeluTanh), w,
+  return ModuleLinear(LinearInput(Linear(h, w, "ffn.0"), Fp8QuantActivation::kGeluTanh), w,
                       "ffn.2");
 }
 
@@ -73,11 +72,10 @@ Modulation Modulate(const at::Tensor& table, const at::Tensor& e) {
 
 at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) { return x.unflatten(-1, {heads, -1}); }
 
-at::Tensor CrossAttention(const WanConfig& c, const LinearInput& h, const at::Tensor& context,
+at::Tensor CrossAttention(const WanConfig& c, const at::Tensor& h, const at::Tensor& context,
                           const at::Tensor& context_img, const WeightSet& w,
                           const ParallelContext& parallel) {
-  at::Tensor q =
-      RmsNorm(ModuleLinear(h, w, "cross_attn.q"), w.Get("cross_attn.norm_q.weight"), c.eps);
+  at::Tensor q = RmsNorm(Linear(h, w, "cross_attn.q"), w.Get("cross_attn.norm_q.weight"), c.eps);
   at::Tensor k =
       RmsNorm(Linear(context, w, "cross_attn.k"), w.Get("cross_attn.norm_k.weight"), c.eps);
   at::Tensor v = Linear(context, w, "cross_attn.v");
@@ -128,32 +126,6 @@ at::Tensor ModulatedNorm(const at::Tensor& x, const at::Tensor& shift, const at:
   return out;
 }
 
-// A fused modulated norm's rows as the input of module `consumer` (and the layers beside it):
-// under fp8 compute (its weight e4m3, bf16 compute) with the fused kernels, quantised for it in
-// the norm's own pass (FusedModulatedLayerNormFp8: the bytes QuantizeFp8Tokens would make of the
-// bf16 rows); else `rows()`, the norm in the compute dtype.
-LinearInput NormInput(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
-                      double eps, at::ScalarType dtype, const WeightSet& w,
-                      const std::string& consumer, absl::FunctionRef<at::Tensor()> rows) {
-  const at::Tensor& weight = w.Get(consumer + ".weight");
-  if (FusedKernels() && dtype == at::kBFloat16 && weight.defined() &&
-      weight.scalar_type() == at::kFloat8_e4m3fn) {
-    Fp8Rows tokens = FusedModulatedLayerNormFp8(x, shift, scale, eps);
-    if (tokens.values.defined()) {
-      return LinearInput::FromTokens(std::move(tokens), x.sizes().vec(), dtype);
-    }
-  }
-  return LinearInput(rows());
-}
-
-// ModulatedNorm as the input of module `consumer` (NormInput).
-LinearInput ModulatedNormInput(const WanConfig& c, const at::Tensor& x, const at::Tensor& shift,
-                               const at::Tensor& scale, at::ScalarType dtype, const WeightSet& w,
-                               const std::string& consumer) {
-  return NormInput(x, shift, scale, c.eps, dtype, w, consumer,
-                   [&] { return ModulatedNorm(x, shift, scale, c.dim, c.eps, dtype); });
-}
-
 // x += branch * gate, in place (x fp32, branch in the compute dtype, gate fp32).
 void AddGated(const at::Tensor& x, const at::Tensor& branch, const at::Tensor& gate) {
   BySample(gate, [&](int64_t begin, int64_t size) {
@@ -182,11 +154,12 @@ at::Tensor LaneRows(const at::Tensor& t, size_t lane, size_t lanes) {
 // q and k are projected over every row at once (one GEMM each at twice the rows, which cuBLAS runs
 // ~5% faster per row at 16,380 rows per micro-batch); v per micro-batch, so that A's value exchange
 // runs beside B's v GEMM and B's beside A's attention.
-void StartSelfAttention(const WanConfig& c, const LinearInput& input, const WeightSet& w,
+void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet& w,
                         const RopeTable& rope, std::vector<MicroBatch>& parts) {
   auto lane_rows = [&](const at::Tensor& t, size_t lane) {
     return LaneRows(t, lane, parts.size());
   };
+  const LinearInput input(h);
   // RoPE(RMSNorm(x W^T + b)) over all heads, for "q" and "k".
   auto rotated = [&](const std::string& name) {
     const at::Tensor projected = ModuleLinear(input, w, "self_attn." + name);
@@ -205,7 +178,7 @@ void StartSelfAttention(const WanConfig& c, const LinearInput& input, const Weig
   for (size_t lane = 0; lane < parts.size(); ++lane) {
     parts[lane].attention->SetKey(lane_rows(k, lane));
   }
-  const int64_t lane_samples = input.sizes()[0] / static_cast<int64_t>(parts.size());
+  const int64_t lane_samples = h.size(0) / static_cast<int64_t>(parts.size());
   for (size_t lane = 0; lane < parts.size(); ++lane) {
     const LinearInput rows = input.Narrow(static_cast<int64_t>(lane) * lane_samples, lane_samples);
     parts[lane].attention->SetValue(SplitHeads(ModuleLinear(rows, w, "self_attn.v"), c.num_heads));
@@ -217,24 +190,21 @@ void FinishSelfAttention(MicroBatch& mb, const WeightSet& w) {
   AddGated(mb.x, Linear(mb.attention->Output().flatten(-2), w, "self_attn.o"), mb.gate);
 }
 
-// bf16(LayerNorm(x) * weight + bias), the affine norm before the cross-attention, as the input
-// of its q (NormInput). On the GPU as the fused modulated norm (dit_fused.h) with scale weight - 1
-// and shift bias: 1 + (weight - 1) is the weight again in fp32, and one pass replaces the fp32
-// norm's output and its cast.
-LinearInput CrossAttentionNorm(const WanConfig& c, const at::Tensor& x, const WeightSet& w,
-                               at::ScalarType dtype) {
+// bf16(LayerNorm(x) * weight + bias), the affine norm before the cross-attention. On the GPU as
+// the fused modulated norm (dit_fused.h) with scale weight - 1 and shift bias: 1 + (weight - 1) is
+// the weight again in fp32, and one pass replaces the fp32 norm's output and its cast.
+at::Tensor CrossAttentionNorm(const WanConfig& c, const at::Tensor& x, const WeightSet& w,
+                              at::ScalarType dtype) {
   const at::Tensor weight = w.Get("norm3.weight").to(at::kFloat);
   const at::Tensor bias = w.Get("norm3.bias").to(at::kFloat);
-  const std::vector<int64_t> per_sample = {x.size(0), 1, c.dim};
-  const at::Tensor shift = bias.view({1, 1, -1}).expand(per_sample);
-  const at::Tensor scale = (weight - 1).view({1, 1, -1}).expand(per_sample);
-  return NormInput(x, shift, scale, c.eps, dtype, w, "cross_attn.q", [&] {
-    if (FusedKernels()) {
-      at::Tensor fused = FusedModulatedLayerNorm(x, shift, scale, c.eps, dtype);
-      if (fused.defined()) return fused;
-    }
-    return at::layer_norm(x, {c.dim}, weight, bias, c.eps).to(dtype);
-  });
+  if (FusedKernels()) {
+    const std::vector<int64_t> per_sample = {x.size(0), 1, c.dim};
+    at::Tensor fused =
+        FusedModulatedLayerNorm(x, bias.view({1, 1, -1}).expand(per_sample),
+                                (weight - 1).view({1, 1, -1}).expand(per_sample), c.eps, dtype);
+    if (fused.defined()) return fused;
+  }
+  return at::layer_norm(x, {c.dim}, weight, bias, c.eps).to(dtype);
 }
 
 // Cross-attention and the FFN, over every row of the block's batch at once: no exchange is left
@@ -244,8 +214,11 @@ void FinishBlock(const WanConfig& c, at::Tensor& x, const at::Tensor& context,
                  const at::Tensor& context_img, const Modulation& modulation, const WeightSet& w,
                  const ParallelContext& parallel, at::ScalarType dtype) {
   const std::vector<at::Tensor>& m = modulation.parts;
-  x.add_(CrossAttention(c, CrossAttentionNorm(c, x, w, dtype), context, context_img, w, parallel));
-  const at::Tensor ffn = FeedForward(ModulatedNormInput(c, x, m[3], m[4], dtype, w, "ffn.0"), w);
+  at::Tensor h = CrossAttentionNorm(c, x, w, dtype);
+  x.add_(CrossAttention(c, h, context, context_img, w, parallel));
+
+  h = ModulatedNorm(x, m[3], m[4], c.dim, c.eps, dtype);
+  const at::Tensor ffn = FeedForward(h, w);
   AddGated(x, ffn, m[5]);
 }
 
@@ -280,9 +253,8 @@ at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const a
         parallel, AttentionLane{.side = shared.get(), .index = lane, .count = lanes});
   }
   StartSelfAttention(
-      c,
-      ModulatedNormInput(c, x, modulation.parts[0], modulation.parts[1], dtype, w, "self_attn.q"),
-      w, rope, parts);
+      c, ModulatedNorm(x, modulation.parts[0], modulation.parts[1], c.dim, c.eps, dtype), w, rope,
+      parts);
   for (MicroBatch& mb : parts) mb.attention->StartOutput();
   for (MicroBatch& mb : parts) FinishSelfAttention(mb, w);
   FinishBlock(c, x, context, context_img, modulation, w, parallel, dtype);
