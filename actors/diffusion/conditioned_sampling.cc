@@ -171,8 +171,7 @@ absl::StatusOr<SampleOutcome> SampleConditioned(const SampleRequest& request,
     const at::Tensor x = latent.to(device, at::kFloat);
     RL_RETURN_IF_ERROR(WarmUpAtShape(
         world, device, *model.model,
-        absl::StrCat(c10::str(x.sizes()), " rows ", static_cast<int>(rows),
-                     request.fp8_attention ? " fp8 attention" : ""),
+        WarmUpKey(absl::StrCat(c10::str(x.sizes()), " rows ", static_cast<int>(rows)), request),
         [&] { return conditioned->WarmUp(x, rows, sequence); }, note));
   }
   const auto sample_start = Clock::now();

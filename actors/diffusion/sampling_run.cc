@@ -51,6 +51,10 @@ absl::Status WarmUpAtShape(comm::Communicator& world, at::Device device,
   return absl::OkStatus();
 }
 
+std::string WarmUpKey(const std::string& shapes, const SampleRequest& request) {
+  return absl::StrCat(shapes, request.fp8_attention ? " fp8 attention" : "");
+}
+
 absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& dtype, bool gpu) {
   if (dtype.empty() || dtype == "auto") return gpu ? at::kBFloat16 : at::kFloat;
   if (dtype == "bf16") return at::kBFloat16;

@@ -71,6 +71,11 @@ absl::Status WarmUpAtShape(comm::Communicator& world, at::Device device,
                            const std::function<absl::StatusOr<bool>()>& warm_up,
                            const std::function<void(std::string)>& note);
 
+// The key a model remembers a warm-up by (WarmUpAtShape's `shape`): `shapes`, the calls' input
+// shapes, and what else chooses the kernels whose first-call costs the warm-up pays (fp8
+// attention's cuDNN graphs and their timed plans).
+std::string WarmUpKey(const std::string& shapes, const SampleRequest& request);
+
 class SamplingServices {
  public:
   virtual ~SamplingServices() = default;

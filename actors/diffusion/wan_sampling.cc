@@ -319,9 +319,10 @@ absl::StatusOr<SampleOutcome> SampleWan(const SampleRequest& request,
         samplers::FirstCallBranch(request.cfg, **mesh, *plan, options.batch_cfg);
     const at::Tensor x = latent.to(device, at::kFloat);
     const models::wan::WanInputs warm_inputs = call_inputs(x, 999.0, branch);
-    const std::string shape = absl::StrCat(
-        c10::str(warm_inputs.x.sizes()), " text ", c10::str(warm_inputs.context.sizes()), " t ",
-        c10::str(warm_inputs.t.sizes()), request.fp8_attention ? " fp8 attention" : "");
+    const std::string shape = WarmUpKey(
+        absl::StrCat(c10::str(warm_inputs.x.sizes()), " text ",
+                     c10::str(warm_inputs.context.sizes()), " t ", c10::str(warm_inputs.t.sizes())),
+        request);
     const EnsuredModel* no_expert = nullptr;
     for (const EnsuredModel* expert : {&model, low_noise.has_value() ? &*low_noise : no_expert}) {
       if (expert == nullptr) continue;
