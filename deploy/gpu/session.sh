@@ -11,8 +11,8 @@
 #   deploy/gpu/session.sh flux             issue #26: the Flux gpu tests (TESTS=regex, none),
 #                                          then Flux.1-dev 1024x1024 against diffusers
 #                                          (flux_gpu.sh; COMPILE=1: also with torch.compile;
-#                                          FP8_ATTENTION=1: ours with fp8 attention; ANCHOR=0:
-#                                          without diffusers)
+#                                          FP8_ATTENTION=1: ours with fp8 attention; FP8=1:
+#                                          with fp8 compute; ANCHOR=0: without diffusers)
 #   deploy/gpu/session.sh qwen             issue #26: the Qwen-Image gpu tests (TESTS=regex,
 #                                          none), then Qwen-Image 1328x1328 against diffusers
 #                                          (qwen_image_gpu.sh; SIZE=WxH, COMPILE=1)

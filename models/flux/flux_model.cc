@@ -33,19 +33,20 @@ at::Tensor Linear(const at::Tensor& x, const WeightSet& w, const std::string& na
 }
 
 // A projection BFL fuses (flux_keys.h): one GEMM over the fused matrix, split into the parts, or
-// (diffusers' spelling) one GEMM per part.
-std::vector<at::Tensor> Project(const at::Tensor& x, const WeightSet& w, const std::string& name,
+// (diffusers' spelling) one GEMM per part, all reading one input (under fp8 compute quantised
+// once: LinearInput).
+std::vector<at::Tensor> Project(const LinearInput& x, const WeightSet& w, const std::string& name,
                                 const std::vector<std::pair<std::string, int64_t>>& parts) {
   std::vector<at::Tensor> out;
   if (w.Has(name + ".weight")) {
     std::vector<int64_t> widths;
     for (const auto& part : parts) widths.push_back(part.second);
-    for (const at::Tensor& piece : at::split_with_sizes(Linear(x, w, name), widths, -1)) {
+    for (const at::Tensor& piece : at::split_with_sizes(ModuleLinear(x, w, name), widths, -1)) {
       out.push_back(piece);
     }
     return out;
   }
-  for (const auto& part : parts) out.push_back(Linear(x, w, name + "." + part.first));
+  for (const auto& part : parts) out.push_back(ModuleLinear(x, w, name + "." + part.first));
   return out;
 }
 
@@ -82,6 +83,13 @@ at::Tensor MlpActivation(const FluxConfig& c, const at::Tensor& projected) {
   if (!c.swiglu) return at::gelu(projected, "tanh");
   const std::vector<at::Tensor> halves = projected.chunk(2, -1);
   return at::silu(halves[0]) * halves[1];
+}
+
+// The same activation as the MLP's output linear reads it: under fp8 compute the GELU is computed
+// in the pass that quantises its result (LinearInput); SwiGLU runs ahead of it.
+LinearInput MlpInput(const FluxConfig& c, const at::Tensor& projected) {
+  if (!c.swiglu) return LinearInput(projected, Fp8QuantActivation::kGeluTanh);
+  return LinearInput(MlpActivation(c, projected));
 }
 
 struct HeadsQkv {
@@ -137,8 +145,9 @@ void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows,
   for (Stream& s : streams) {
     s.mod = modulation(s.name);
     const at::Tensor normed = ModulatedNorm(s.rows, s.mod[0], s.mod[1], dtype);
-    s.qkv = Heads(Project(normed, w, s.name + "_attn.qkv", {{"q", h}, {"k", h}, {"v", h}}), w,
-                  s.name + "_attn.norm", c.num_heads);
+    s.qkv =
+        Heads(Project(LinearInput(normed), w, s.name + "_attn.qkv", {{"q", h}, {"k", h}, {"v", h}}),
+              w, s.name + "_attn.norm", c.num_heads);
     heads.push_back(s.qkv);
   }
   const at::Tensor attention = JointAttention(heads, rotation, parallel);
@@ -149,7 +158,7 @@ void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows,
     s.rows.addcmul_(Linear(out, w, s.name + "_attn.proj"), s.mod[2]);
     const at::Tensor normed = ModulatedNorm(s.rows, s.mod[3], s.mod[4], dtype);
     const at::Tensor mlp =
-        Linear(MlpActivation(c, Linear(normed, w, s.name + "_mlp.0")), w, s.name + "_mlp.2");
+        ModuleLinear(MlpInput(c, Linear(normed, w, s.name + "_mlp.0")), w, s.name + "_mlp.2");
     s.rows.addcmul_(mlp, s.mod[5]);
   }
 }
@@ -162,7 +171,7 @@ void DoubleBlock(const FluxConfig& c, at::Tensor& x, int64_t text_rows,
 void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tensor>& mod,
                  const at::Tensor& rotation, const WeightSet& w, const ParallelContext& parallel,
                  at::ScalarType dtype) {
-  const at::Tensor normed = ModulatedNorm(x, mod[0], mod[1], dtype);
+  const LinearInput normed(ModulatedNorm(x, mod[0], mod[1], dtype));  // quantised once
   const int64_t h = c.hidden;
   std::vector<at::Tensor> qkv;
   at::Tensor mlp;
@@ -172,7 +181,7 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tenso
     mlp = ModuleLinear(normed, w, "linear1", 3 * h, c.mlp_in());
   } else {
     qkv = Project(normed, w, "linear1", {{"q", h}, {"k", h}, {"v", h}});
-    mlp = Linear(normed, w, "linear1.mlp");
+    mlp = ModuleLinear(normed, w, "linear1.mlp");
   }
   const at::Tensor attention =
       JointAttention({Heads(qkv, w, "norm", c.num_heads)}, rotation, parallel);
@@ -180,10 +189,11 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tenso
   at::Tensor out;
   if (weight.scalar_type() == at::kFloat8_e4m3fn) {
     // Two fp8 GEMMs over the columns of the attention and the MLP parts; each row's scale
-    // holds for all of its columns. The activations are quantised apart, each per token.
+    // holds for all of its columns. The activations are quantised apart, each per token (the
+    // MLP's with its GELU in the same pass).
     const at::Tensor& scale = w.Get(Fp8ScaleName("linear2.weight"));
     out = Fp8Linear(attention, weight.narrow(1, 0, h), scale, w.Get("linear2.bias")) +
-          Fp8Linear(MlpActivation(c, mlp), weight.narrow(1, h, c.mlp_hidden), scale, at::Tensor());
+          Fp8Linear(MlpInput(c, mlp), weight.narrow(1, h, c.mlp_hidden), scale, at::Tensor());
   } else {
     out = at::linear(attention, weight.narrow(1, 0, h), w.Get("linear2.bias"));
     out.view({-1, h}).addmm_(MlpActivation(c, mlp).reshape({-1, c.mlp_hidden}),

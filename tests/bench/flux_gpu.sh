@@ -18,7 +18,7 @@ CKPT=$WORK/flux1-dev.safetensors
 [ -f "$CKPT" ] || "$BIN/flux_bench" --make --preset flux1-dev --checkpoint "$CKPT"
 NAME=flux1_dev_1024x1024
 "$BIN/flux_bench" --checkpoint "$CKPT" --name "$NAME" --inputs "$WORK/inputs.safetensors" \
-  --out "$WORK/ours.safetensors" --runs "${RUNS:-5}" ${FP8_ATTENTION:+--fp8_attention} \
+  --out "$WORK/ours.safetensors" --runs "${RUNS:-5}" ${FP8_ATTENTION:+--fp8_attention} ${FP8:+--fp8} \
   ${PROFILE:+--profile_trace "$OUT/flux_trace.json"} | tee "$OUT/flux.jsonl"
 [ -z "${PROFILE:-}" ] || python3 tests/bench/trace_summary.py "$OUT/flux_trace.json" | tee "$OUT/flux_trace_summary.txt"
 [ "${ANCHOR:-1}" = 1 ] || exit 0
