@@ -8,7 +8,7 @@
 // over the row, which the GEMM's rowwise scaling (cuBLASLt / CUTLASS on Hopper, `_scaled_mm`)
 // applies in its epilogue for free. On Hopper the GEMM accumulates in the tensor cores' own
 // accumulator (`_scaled_mm`'s fast accumulation, promoted to fp32 at the end of each tile's
-// k-loop rather than every few k-steps): 1.16-1.30x the GEMM's speed on Wan 14B's layers for a
+// k-loop rather than every few k-steps): 1.14-1.30x the GEMM's speed on Wan 14B's layers for a
 // relative L2 of 0.002-0.003 from the fp32 product of the same e4m3 values, against the 0.0375 the
 // e4m3 operands themselves cost (tests/bench/fp8_gemm_rows.py, BENCHMARKS.md). The product comes
 // out in the input's dtype.

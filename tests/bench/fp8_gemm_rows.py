@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from gemm_rows import time_ms  # CUDA-event timing after warm-up calls, beside this script
 
 E4M3_MAX = 448.0
 # (K, N) of the 14B block's linear layers: attention projections, the FFN's up and down.
@@ -41,20 +41,6 @@ def emit(name: str, value: float, unit: str, anchor: str, anchor_value: float) -
     row = {"name": name, "value": round(value, 5), "unit": unit, "anchor": anchor}
     row["anchor_value"] = round(anchor_value, 5)
     print(json.dumps(row), flush=True)
-
-
-def time_ms(fn: Callable[[], torch.Tensor], iters: int) -> float:
-    for _ in range(3):
-        fn()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
 
 
 def quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
