@@ -196,7 +196,7 @@ void SingleBlock(const FluxConfig& c, at::Tensor& x, const std::vector<at::Tenso
           Fp8Linear(MlpInput(c, mlp), weight.narrow(1, h, c.mlp_hidden), scale, at::Tensor());
   } else {
     out = at::linear(attention, weight.narrow(1, 0, h), w.Get("linear2.bias"));
-    out.view({-1, h}).addmm_(MlpActivation(c, mlp).reshape({-1, c.mlp_hidden}),
+    out.view({-1, h}).addmm_(MlpInput(c, mlp).Activated().reshape({-1, c.mlp_hidden}),
                              weight.narrow(1, h, c.mlp_hidden).t());
   }
   x.addcmul_(out, mod[2]);

@@ -148,6 +148,13 @@ at::Tensor LaneRows(const at::Tensor& t, size_t lane, size_t lanes) {
   return t.narrow(0, static_cast<int64_t>(lane) * rows, rows);
 }
 
+// The same rows of a linear layer's input, sharing the tokens it has quantised.
+LinearInput LaneRows(const LinearInput& input, size_t lane, size_t lanes) {
+  if (lanes == 1) return input;
+  const int64_t rows = input.sizes()[0] / static_cast<int64_t>(lanes);
+  return input.Narrow(static_cast<int64_t>(lane) * rows, rows);
+}
+
 // Hands q, k, v of the block's self-attention (h: the normed rows of the whole batch) to each
 // micro-batch's attention, each as soon as it is computed, so that with Ulysses its exchange
 // overlaps the next projection. Under fp8 compute h is quantised once for the three (LinearInput).
@@ -178,10 +185,9 @@ void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet
   for (size_t lane = 0; lane < parts.size(); ++lane) {
     parts[lane].attention->SetKey(lane_rows(k, lane));
   }
-  const int64_t lane_samples = h.size(0) / static_cast<int64_t>(parts.size());
   for (size_t lane = 0; lane < parts.size(); ++lane) {
-    const LinearInput rows = input.Narrow(static_cast<int64_t>(lane) * lane_samples, lane_samples);
-    parts[lane].attention->SetValue(SplitHeads(ModuleLinear(rows, w, "self_attn.v"), c.num_heads));
+    parts[lane].attention->SetValue(SplitHeads(
+        ModuleLinear(LaneRows(input, lane, parts.size()), w, "self_attn.v"), c.num_heads));
   }
 }
 
