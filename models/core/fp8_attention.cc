@@ -220,7 +220,7 @@ bool Fp8AttentionRuns(const at::Device& device, std::string* why) {
   return true;
 }
 
-at::Tensor Fp8Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+Fp8AttentionOutput Fp8AttentionE4m3(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
               "attention fp8: q, k, v must be [B, L, H, D]");
   std::string why;
@@ -234,21 +234,27 @@ at::Tensor Fp8Attention(const at::Tensor& q, const at::Tensor& k, const at::Tens
               "attention fp8: k and v must be [B, Lk, H, D] with q's B, H and D");
   TORCH_CHECK(d % 16 == 0 && d <= 256, "attention fp8: head dim ", d,
               " (cuDNN's fp8 attention takes multiples of 16 up to 256)");
-  if (q.numel() == 0 || lk == 0) return at::zeros_like(q);
+  if (q.numel() == 0 || lk == 0) {  // e4m3's zero is the zero byte
+    return {at::zeros(q.sizes(), q.options().dtype(at::kByte)).view(at::kFloat8_e4m3fn),
+            at::ones({1}, q.options().dtype(at::kFloat))};
+  }
 
   const c10::cuda::CUDAGuard guard(q.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  // k less its mean over the keys (per sample, head and channel), as SageAttention smooths it:
-  // exact (each query's scores move by one constant, which the softmax takes out), and the shared
-  // part of the keys that trained models carry in a few channels no longer sets the scale and the
-  // rounding of every key.
-  const at::Tensor qc = q.contiguous(), vc = v.contiguous();
-  const at::Tensor kc = k - k.mean({1}, /*keepdim=*/true);
+  const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   // Per tensor: a scratch maximum, then {descale, scale}.
   at::Tensor factors = at::empty({9}, q.options().dtype(at::kFloat));
   float* f = factors.data_ptr<float>();
   const at::Tensor q8 = Quantize(qc, f + 0, f + 1, stream);
-  const at::Tensor k8 = Quantize(kc, f + 3, f + 4, stream);
+  // k less its mean over the keys (per sample, head and channel), as SageAttention smooths it:
+  // exact (each query's scores move by one constant, which the softmax takes out), and the shared
+  // part of the keys that trained models carry in a few channels no longer sets the scale and the
+  // rounding of every key. Subtracted in fp32 in the quantisation's own pass.
+  const at::Tensor k8 = at::empty(kc.sizes(), kc.options().dtype(at::kFloat8_e4m3fn));
+  const at::Tensor key_scratch = at::empty({KeysFp8ScratchFloats(b, lk, h * d)}, factors.options());
+  CheckLaunch(LaunchQuantizeKeysFp8(kc.data_ptr(), b, lk, h * d, key_scratch.data_ptr<float>(),
+                                    f + 3, static_cast<uint8_t*>(k8.data_ptr()), stream),
+              "keys' quantisation");
   const at::Tensor v8 = Quantize(vc, f + 6, f + 7, stream);
   float* descale_v = f + 7;
   float* scale_o = f + 8;  // v's scale: |o| <= amax(v)
@@ -278,11 +284,20 @@ at::Tensor Fp8Attention(const at::Tensor& q, const at::Tensor& k, const at::Tens
         at::empty({std::max<int64_t>(plan.workspace, 1)}, q.options().dtype(at::kByte));
     Check(plan.graph.execute(handle, pack, workspace.data_ptr()), "execution");
   });
-  at::Tensor out = at::empty(qc.sizes(), q.options());
-  CheckLaunch(LaunchDequantizeFp8(static_cast<const uint8_t*>(o8.data_ptr()), o8.numel(), descale_v,
-                                  out.data_ptr(), stream),
+  return {o8, factors.narrow(0, 7, 1)};  // v's descale
+}
+
+at::Tensor DequantizeFp8Attention(const Fp8AttentionOutput& out) {
+  TORCH_CHECK(out.values.scalar_type() == at::kFloat8_e4m3fn && out.values.is_contiguous() &&
+                  out.descale.scalar_type() == at::kFloat && out.descale.numel() == 1,
+              "attention fp8: an output is contiguous e4m3 values and one fp32 descale");
+  const c10::cuda::CUDAGuard guard(out.values.device());
+  at::Tensor bf16 = at::empty(out.values.sizes(), out.values.options().dtype(at::kBFloat16));
+  CheckLaunch(LaunchDequantizeFp8(static_cast<const uint8_t*>(out.values.data_ptr()),
+                                  out.values.numel(), out.descale.data_ptr<float>(),
+                                  bf16.data_ptr(), at::cuda::getCurrentCUDAStream()),
               "dequantisation");
-  return out;
+  return bf16;
 }
 
 #else  // built without cuDNN's frontend headers
@@ -293,12 +308,22 @@ bool Fp8AttentionRuns(const at::Device&, std::string* why) {
   return false;
 }
 
-at::Tensor Fp8Attention(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+Fp8AttentionOutput Fp8AttentionE4m3(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  std::string why;
+  Fp8AttentionRuns(at::kCPU, &why);
+  TORCH_CHECK(false, "attention fp8: ", why);
+}
+
+at::Tensor DequantizeFp8Attention(const Fp8AttentionOutput&) {
   std::string why;
   Fp8AttentionRuns(at::kCPU, &why);
   TORCH_CHECK(false, "attention fp8: ", why);
 }
 
 #endif
+
+at::Tensor Fp8Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return DequantizeFp8Attention(Fp8AttentionE4m3(q, k, v));
+}
 
 }  // namespace raylight::models

@@ -9,9 +9,11 @@
 // computed on the device: cuDNN's fp8 attention takes per-tensor descales, and per-tensor is
 // enough here because every model's q and k come out of an RMS norm (their magnitudes are the
 // norm's weights', not the tokens'); k loses its mean over the keys first (SageAttention's
-// smoothing: exact under the softmax). The probabilities are in [0, 1] and scale by 448. Hopper's
-// kernel writes its output as e4m3 too: its scale comes from v's (each output row is a convex
-// combination of v's rows, so |o| <= amax(v)), and the output goes back to bf16 with v's descale.
+// smoothing: exact under the softmax), in fp32 inside its quantisation kernel. The probabilities
+// are in [0, 1] and scale by 448. Hopper's kernel writes its output as e4m3 too: its scale comes
+// from v's (each output row is a convex combination of v's rows, so |o| <= amax(v)). The output
+// goes back to bf16 with v's descale, or stays e4m3 for an fp8 linear layer to read as it is
+// (Fp8AttentionE4m3: one rounding and two passes fewer before the output projection).
 // Error: each e4m3 rounding is at most 2^-4 relative (3 mantissa bits). The kernel's own two
 // (probabilities, output) leave it 3% (relative L2) from fp32 attention on its e4m3 inputs, which
 // the gpu tests bound (fp8_attention_test); with q's and k's rounding moving every score, a call
@@ -32,5 +34,17 @@ bool Fp8AttentionRuns(const at::Device& device, std::string* why = nullptr);
 // 256) -> bf16 [B, Lq, H, D]; scale 1/sqrt(D), no mask. Throws c10::Error where it cannot run
 // (Fp8AttentionRuns false, other dtypes or shapes, cuDNN refusing the graph), naming attention.
 at::Tensor Fp8Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+// The attention's output as the kernel writes it: out = values * descale.
+struct Fp8AttentionOutput {
+  at::Tensor values;   // kFloat8_e4m3fn [B, Lq, H, D]
+  at::Tensor descale;  // kFloat [1] on the values' device (v's descale)
+};
+
+// Fp8Attention without the return to bf16.
+Fp8AttentionOutput Fp8AttentionE4m3(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+// `out` in bf16 (one pass on the GPU): what Fp8Attention returns.
+at::Tensor DequantizeFp8Attention(const Fp8AttentionOutput& out);
 
 }  // namespace raylight::models

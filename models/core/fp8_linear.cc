@@ -84,21 +84,46 @@ Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused, Fp8QuantActivation ac
 }
 
 LinearInput::LinearInput(at::Tensor x, Fp8QuantActivation activation)
-    : x_(std::move(x)), activation_(activation) {}
+    : x_(std::move(x)),
+      sizes_(x_.sizes().vec()),
+      dtype_(x_.scalar_type()),
+      activation_(activation) {}
+
+LinearInput::LinearInput(Fp8Rows tokens, std::vector<int64_t> sizes, at::ScalarType dtype,
+                         std::function<at::Tensor()> dequantize)
+    : dequantize_(std::move(dequantize)),
+      sizes_(std::move(sizes)),
+      dtype_(dtype),
+      tokens_(std::move(tokens)) {
+  TORCH_CHECK(!sizes_.empty() && tokens_->values.dim() == 2 &&
+                  tokens_->values.size(1) == sizes_.back() &&
+                  tokens_->values.size(0) * sizes_.back() == c10::multiply_integers(sizes_),
+              "LinearInput: e4m3 tokens of ", tokens_->values.sizes(), " for an input of ",
+              at::IntArrayRef(sizes_));
+}
+
+const at::Tensor& LinearInput::Value() const {
+  if (!x_.defined()) {
+    x_ = dequantize_();
+    TORCH_CHECK(x_.sizes() == at::IntArrayRef(sizes_) && x_.scalar_type() == dtype_,
+                "LinearInput: the dequantised input is not of the declared shape and dtype");
+  }
+  return x_;
+}
 
 at::Tensor LinearInput::Activated() const {
-  return activation_ == Fp8QuantActivation::kGeluTanh ? at::gelu(x_, "tanh") : x_;
+  return activation_ == Fp8QuantActivation::kGeluTanh ? at::gelu(Value(), "tanh") : Value();
 }
 
 const Fp8Rows& LinearInput::Tokens() const {
-  if (!tokens_.has_value()) tokens_ = QuantizeFp8Tokens(x_, /*fused=*/true, activation_);
+  if (!tokens_.has_value()) tokens_ = QuantizeFp8Tokens(Value(), /*fused=*/true, activation_);
   return *tokens_;
 }
 
 LinearInput LinearInput::Narrow(int64_t begin, int64_t count) const {
-  LinearInput part(x_.narrow(0, begin, count), activation_);
+  LinearInput part(Value().narrow(0, begin, count), activation_);
   if (tokens_.has_value()) {  // x's tokens are row-major over its leading dimensions
-    const int64_t rows_each = part.x_.numel() / std::max<int64_t>(count, 1) / x_.size(-1);
+    const int64_t rows_each = part.x_.numel() / std::max<int64_t>(count, 1) / sizes_.back();
     part.tokens_ = Fp8Rows{tokens_->values.narrow(0, begin * rows_each, count * rows_each),
                            tokens_->scale.narrow(0, begin * rows_each, count * rows_each)};
   }

@@ -21,8 +21,10 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "models/core/fp8_quant_cuda.h"
 #include "models/core/weights.h"
@@ -70,6 +72,11 @@ Fp8Rows QuantizeFp8Tokens(const at::Tensor& x, bool fused = true,
 class LinearInput {
  public:
   explicit LinearInput(at::Tensor x, Fp8QuantActivation activation = Fp8QuantActivation::kNone);
+  // An input that is e4m3 already (fp8 attention's output): fp8 linears read `tokens` (the rows
+  // of a [..., K] tensor of shape `sizes`, row-major) as they are; a bf16 / fp32 linear reads
+  // `dequantize()` in `dtype`, made on the first call.
+  LinearInput(Fp8Rows tokens, std::vector<int64_t> sizes, at::ScalarType dtype,
+              std::function<at::Tensor()> dequantize);
   // The input as a bf16 / fp32 linear reads it: the activation applied.
   at::Tensor Activated() const;
   // Its tokens quantised (QuantizeFp8Tokens), made on the first call.
@@ -77,13 +84,19 @@ class LinearInput {
   // Rows [begin, begin + count) of the first dimension (a micro-batch's samples), sharing the
   // quantised tokens already made.
   LinearInput Narrow(int64_t begin, int64_t count) const;
-  // The shape and dtype of the layer's input (x's).
-  at::IntArrayRef sizes() const { return x_.sizes(); }
-  at::ScalarType scalar_type() const { return x_.scalar_type(); }
+  // The shape and dtype of the layer's input.
+  at::IntArrayRef sizes() const { return sizes_; }
+  at::ScalarType scalar_type() const { return dtype_; }
 
  private:
-  at::Tensor x_;
-  Fp8QuantActivation activation_;
+  // x before the activation (dequantised on the first call for an e4m3 input).
+  const at::Tensor& Value() const;
+
+  mutable at::Tensor x_;
+  std::function<at::Tensor()> dequantize_;
+  std::vector<int64_t> sizes_;
+  at::ScalarType dtype_;
+  Fp8QuantActivation activation_ = Fp8QuantActivation::kNone;
   mutable std::optional<Fp8Rows> tokens_;
 };
 

@@ -332,8 +332,10 @@ void SequenceAttention::StartOutput() {
   started_ = true;
   const ParallelContext& p = parallel_;
   const at::Tensor& q = inputs_[kQuery].local;
-  if (p.single()) {
-    output_ = LocalAttention(q, inputs_[kKey].local, inputs_[kValue].local, p.fp8_attention);
+  if (p.single() && p.fp8_attention) {
+    output_e4m3_ = Fp8AttentionE4m3(q, inputs_[kKey].local, inputs_[kValue].local);
+  } else if (p.single()) {
+    output_ = LocalAttention(q, inputs_[kKey].local, inputs_[kValue].local);
   } else if (p.ulysses_degree == 1) {
     CheckContext(p);
     output_ = RingAttention(q, inputs_[kKey].local, inputs_[kValue].local, p);
@@ -409,9 +411,26 @@ void SequenceAttention::StartUsp() {
 
 at::Tensor SequenceAttention::Output() {
   if (!started_) StartOutput();
+  if (output_e4m3_.has_value() && !output_.defined()) {
+    output_ = DequantizeFp8Attention(*output_e4m3_);
+  }
   // Under Ulysses the output is filled on the side stream: wait for it there.
   if (returned_ >= 0) side_->Wait(returned_);
   return output_;
+}
+
+LinearInput SequenceAttention::OutputAsLinearInput() {
+  if (!started_) StartOutput();
+  if (!output_e4m3_.has_value() || output_.defined()) return LinearInput(Output().flatten(-2));
+  const Fp8AttentionOutput out = *output_e4m3_;
+  std::vector<int64_t> sizes = out.values.sizes().vec();  // [B, L, H, D] -> [B, L, H * D]
+  sizes[sizes.size() - 2] *= sizes.back();
+  sizes.pop_back();
+  const int64_t width = sizes.back(), rows = out.values.numel() / std::max<int64_t>(width, 1);
+  // The rowwise GEMM takes one scale per row: v's descale repeated (a few KB, one small copy).
+  Fp8Rows tokens{out.values.view({rows, width}), out.descale.expand({rows, 1}).contiguous()};
+  return LinearInput(std::move(tokens), sizes, at::kBFloat16,
+                     [out] { return DequantizeFp8Attention(out).flatten(-2); });
 }
 
 at::Tensor SequenceParallelAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

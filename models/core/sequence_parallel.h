@@ -15,9 +15,12 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "models/core/fp8_attention.h"
+#include "models/core/fp8_linear.h"
 #include "models/core/parallel_context.h"
 
 namespace raylight::models {
@@ -100,6 +103,11 @@ class SequenceAttention {
   // This rank's output (starting it first if StartOutput was not called). On peer memory a view
   // of the lane's buffer: read it before the lane's next attention starts its output.
   at::Tensor Output();
+  // The output with its heads flattened, [B, L/P, H * D], as the input of the output projection.
+  // On one process with fp8 attention the kernel's e4m3 bytes with v's descale on every row,
+  // which an fp8 linear reads as they are: no return to bf16 and no second rounding; a bf16
+  // linear gets Output() as it would have.
+  LinearInput OutputAsLinearInput();
 
  private:
   enum Role { kQuery = 0, kKey = 1, kValue = 2 };
@@ -159,6 +167,7 @@ class SequenceAttention {
   Input inputs_[3];
   bool started_ = false;
   at::Tensor output_;  // the output; under Ulysses filled on the side stream by returned_
+  std::optional<Fp8AttentionOutput> output_e4m3_;  // one process, fp8 attention: the kernel's
   int returned_ = -1;  // under Ulysses: the side stream's mark after the output's unpacking
   SideStream* side_ = nullptr;            // own_side_ or the lane's
   std::unique_ptr<SideStream> own_side_;  // last: destroyed first, joining before buffers go

@@ -191,9 +191,10 @@ void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet
   }
 }
 
-// The self-attention's output projection and residual, for one micro-batch.
+// The self-attention's output projection and residual, for one micro-batch (fp8 attention's
+// e4m3 output straight into an fp8 output projection: SequenceAttention::OutputAsLinearInput).
 void FinishSelfAttention(MicroBatch& mb, const WeightSet& w) {
-  AddGated(mb.x, Linear(mb.attention->Output().flatten(-2), w, "self_attn.o"), mb.gate);
+  AddGated(mb.x, ModuleLinear(mb.attention->OutputAsLinearInput(), w, "self_attn.o"), mb.gate);
 }
 
 // bf16(LayerNorm(x) * weight + bias), the affine norm before the cross-attention. On the GPU as

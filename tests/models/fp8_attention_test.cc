@@ -1,12 +1,14 @@
 // fp8 attention (models/core/fp8_attention.h, issue #27 item 2). On the CPU it refuses by name
 // (no silent bf16). On the GPU (label `gpu`; Hopper or newer, else skipped with the reason), on
-// random inputs fresh per run: the quantisation kernel's bytes and descale against libtorch's
-// cast of the same scaled values; the attention against fp32 attention on its own e4m3 inputs
+// random inputs fresh per run: the quantisation kernels' bytes and descale against libtorch's
+// cast of the same scaled values (the keys less their mean too, the same bytes on every run); the
+// attention against fp32 attention on its own e4m3 inputs
 // (what is left is the kernel's rounding of the probabilities and of the output: under 2^-4
 // relative L2), at Wan's head size over lengths that do and do not divide the kernels' tiles,
 // self-attention and a short key set, with its distance from fp32 on the bf16 inputs and cuDNN's
-// bf16 error beside it; keys with a shared offset (taken out before the rounding); and the job
-// switch through Attention (ParallelContext::fp8_attention), which cross-attention does not take.
+// bf16 error beside it; keys with a shared offset (taken out before the rounding); the e4m3
+// output read by an fp8 linear as it is; and the job switch through Attention
+// (ParallelContext::fp8_attention), which cross-attention does not take.
 #include "models/core/fp8_attention.h"
 
 #include <ATen/ATen.h>
@@ -14,8 +16,11 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "models/core/attention.h"
+#include "models/core/fp8_linear.h"
+#include "models/core/sequence_parallel.h"
 #include "tests/models/wan_test_util.h"
 
 #ifdef RAYLIGHT_TEST_GPU
@@ -93,12 +98,66 @@ TEST(Fp8AttentionGpuTest, QuantisesAWholeTensorAsLibtorchCastsItsScaledValues) {
   }
 }
 
-// x as the kernel's inputs hold it: rounded to e4m3 with one scale for the tensor (its largest
-// magnitude to 448), back in fp32.
-at::Tensor E4m3Rounded(const at::Tensor& x) {
-  const at::Tensor amax = x.abs().max().to(at::kFloat);
-  return (x.to(at::kFloat) * (448.0f / amax)).to(at::kFloat8_e4m3fn).to(at::kFloat) *
-         (amax / 448.0f);
+// k less its mean over the keys in fp32, and the bound the keys' kernel scales by:
+// amax|k| + max|mean|.
+struct CenteredKeys {
+  at::Tensor values;  // fp32
+  float bound;
+};
+CenteredKeys Centered(const at::Tensor& k) {
+  const at::Tensor k32 = k.to(at::kFloat);
+  const at::Tensor mean = k32.mean({1}, /*keepdim=*/true);
+  return {k32 - mean, k32.abs().max().item<float>() + mean.abs().max().item<float>()};
+}
+
+TEST(Fp8AttentionGpuTest, QuantisesKeysLessTheirMeanInOnePass) {
+  SKIP_WITHOUT_FP8_ATTENTION();
+  const at::TensorOptions bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
+  // Two samples of lengths that do and do not fill the kernel's 256-row chunks, widths that do
+  // and do not fill its 1024-column tiles; keys with a shared offset in a few channels.
+  for (const auto& [rows, heads] : {std::pair<int64_t, int64_t>{3003, 5}, {4096, 12}}) {
+    const int64_t width = heads * 128;
+    at::Tensor k = at::randn({2, rows, heads, 128}, bf16) * 1.5;
+    k.narrow(3, 0, 4).add_(6.0);
+    at::Tensor out = at::empty(k.sizes(), bf16.dtype(at::kFloat8_e4m3fn));
+    at::Tensor scratch = at::empty({KeysFp8ScratchFloats(2, rows, width)}, bf16.dtype(at::kFloat));
+    at::Tensor f = at::empty({2}, bf16.dtype(at::kFloat));
+    ASSERT_EQ(LaunchQuantizeKeysFp8(k.data_ptr(), 2, rows, width, scratch.data_ptr<float>(),
+                                    f.data_ptr<float>(), static_cast<uint8_t*>(out.data_ptr()),
+                                    at::cuda::getCurrentCUDAStream()),
+              0);
+    const CenteredKeys want = Centered(k);
+    const at::Tensor factors = f.cpu();
+    EXPECT_NEAR(factors[0].item<float>(), want.bound / 448.0f, 1e-6 * want.bound / 448.0f);
+    EXPECT_NEAR(factors[1].item<float>(), 448.0f / want.bound, 1e-6 * 448.0f / want.bound);
+    // The kernel's means sum in another order than libtorch's: a value on a rounding boundary
+    // may land one e4m3 step away, nothing further.
+    const float scale = factors[1].item<float>();
+    const at::Tensor got = out.to(at::kFloat);
+    const at::Tensor expected = (want.values * scale).to(at::kFloat8_e4m3fn).to(at::kFloat);
+    const double differing = got.ne(expected).to(at::kDouble).mean().item<double>();
+    const double worst =
+        ((got - expected).abs() / expected.abs().clamp_min(1.0 / 64)).max().item<double>();
+    std::printf("keys %ld x %ld: %.3g of the bytes differ from libtorch's, by at most %.3g\n",
+                static_cast<long>(rows), static_cast<long>(width), differing, worst);
+    EXPECT_LT(differing, 1e-3);
+    EXPECT_LE(worst, 0.125 + 1e-6);
+    // And the same bytes on a second run (the means add their chunks in a fixed order).
+    at::Tensor again = at::empty_like(out);
+    ASSERT_EQ(LaunchQuantizeKeysFp8(k.data_ptr(), 2, rows, width, scratch.data_ptr<float>(),
+                                    f.data_ptr<float>(), static_cast<uint8_t*>(again.data_ptr()),
+                                    at::cuda::getCurrentCUDAStream()),
+              0);
+    EXPECT_TRUE(at::equal(again.view(at::kByte), out.view(at::kByte)));
+  }
+}
+
+// x as the kernel's inputs hold it: rounded to e4m3 with one scale for the tensor (`bound`, by
+// default its largest magnitude, to 448), back in fp32.
+at::Tensor E4m3Rounded(const at::Tensor& x, float bound = 0) {
+  if (bound == 0) bound = x.abs().max().item<float>();
+  return (x.to(at::kFloat) * (448.0f / bound)).to(at::kFloat8_e4m3fn).to(at::kFloat) *
+         (bound / 448.0f);
 }
 
 TEST(Fp8AttentionGpuTest, WithinItsTwoE4m3RoundingsOfFp32AttentionOnItsInputs) {
@@ -120,8 +179,9 @@ TEST(Fp8AttentionGpuTest, WithinItsTwoE4m3RoundingsOfFp32AttentionOnItsInputs) {
     // The kernel's inputs are q, k less its mean, and v, each rounded to e4m3: on those, what is
     // left is its own two roundings, of the probabilities and of the output, each at most 2^-4
     // relative.
-    const at::Tensor on_inputs = Fp32Attention(
-        E4m3Rounded(q), E4m3Rounded(k - k.mean({1}, /*keepdim=*/true)), E4m3Rounded(v));
+    const CenteredKeys keys = Centered(k);
+    const at::Tensor on_inputs =
+        Fp32Attention(E4m3Rounded(q), E4m3Rounded(keys.values, keys.bound), E4m3Rounded(v));
     const double kernel_error = RelativeL2(fp8.to(at::kFloat), on_inputs);
     const at::Tensor fp32 = Fp32Attention(q, k, v);
     const double fp8_error = RelativeL2(fp8.to(at::kFloat), fp32);
@@ -153,6 +213,44 @@ TEST(Fp8AttentionGpuTest, KeysSharedOffsetDoesNotCostAccuracy) {
   std::printf("relative L2 from fp32: keys as drawn %.4g, with a shared offset %.4g\n", plain,
               with_offset);
   EXPECT_LT(with_offset, 1.2 * plain);
+}
+
+// The e4m3 output feeds an fp8 linear as it is (v's descale on every row): the product of those
+// bytes, within the GEMM's fast accumulation; the bf16 route gets Fp8Attention's output.
+TEST(Fp8AttentionGpuTest, TheE4m3OutputFeedsAnFp8LinearAsItIs) {
+  SKIP_WITHOUT_FP8_ATTENTION();
+  const at::TensorOptions bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
+  const at::Tensor q = at::randn({2, 1037, 4, 128}, bf16);
+  const at::Tensor k = at::randn({2, 1037, 4, 128}, bf16), v = at::randn({2, 1037, 4, 128}, bf16);
+  const Fp8Rows weight = QuantizeFp8Rows(at::randn({384, 512}, bf16) / std::sqrt(512.0));
+  const at::Tensor bias = at::randn({384}, bf16);
+  ParallelContext fp8;
+  fp8.fp8_attention = true;
+  SequenceAttention attention(fp8);
+  attention.SetQuery(q);
+  attention.SetKey(k);
+  attention.SetValue(v);
+  const LinearInput input = attention.OutputAsLinearInput();
+  ASSERT_EQ(input.sizes(), at::IntArrayRef({2, 1037, 512}));
+  const at::Tensor got = Fp8Linear(input, weight.values, weight.scale, bias);
+  const Fp8Rows& tokens = input.Tokens();
+  const at::Tensor exact =
+      at::linear(tokens.values.to(at::kFloat) * tokens.scale,
+                 weight.values.to(at::kFloat) * weight.scale.unsqueeze(1), bias.to(at::kFloat))
+          .view({2, 1037, 384});
+  const double error = RelativeL2(got.to(at::kFloat), exact);
+  // Against the route through bf16: the output dequantised, then quantised per token again.
+  const at::Tensor bf16_route =
+      Fp8Linear(attention.Output().flatten(-2), weight.values, weight.scale, bias);
+  const double routes_apart = RelativeL2(got.to(at::kFloat), bf16_route.to(at::kFloat));
+  std::printf(
+      "e4m3 output into the fp8 linear: %.3g from the exact product of its bytes; %.3g "
+      "from the route through bf16\n",
+      error, routes_apart);
+  EXPECT_LT(error, 0.01);           // fast accumulation and the bf16 result: ~0.003 (fp8_linear.h)
+  EXPECT_LT(routes_apart, 0.0625);  // the route through bf16 rounds to e4m3 a second time
+  EXPECT_TRUE(at::equal(attention.Output(), Fp8Attention(q, k, v)));
+  EXPECT_TRUE(at::equal(input.Activated(), attention.Output().flatten(-2)));
 }
 
 TEST(Fp8AttentionGpuTest, TheSwitchTakesSelfAttentionAndLeavesCrossAttention) {

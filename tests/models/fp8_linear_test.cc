@@ -122,6 +122,38 @@ TEST(Fp8LinearTest, ALinearInputQuantisedOnceGivesEachLayersOwnProduct) {
   EXPECT_GT(RelativeL2(ModuleLinear(hidden, w, "plain"), ModuleLinear(x, w, "plain")), 0.1);
 }
 
+// An input that arrives as e4m3 (fp8 attention's output): fp8 layers read its bytes and row scales
+// as they are, a bf16 layer reads what its dequantisation gives, made once.
+TEST(Fp8LinearTest, AnE4m3InputIsReadAsItIs) {
+  const int64_t samples = 2, tokens = 24, in = 64;
+  const at::Tensor x = at::randn({samples, tokens, in}) * 3;
+  WeightSet w;
+  const Fp8Rows rows = QuantizeFp8Rows(at::randn({32, in}) / std::sqrt(double(in)));
+  w.Set("q.weight", rows.values);
+  w.Set(Fp8ScaleName("q.weight"), rows.scale);
+  w.Set("plain.weight", at::randn({32, in}));
+  // The scales of the tokens stand for any scale the producer chose: here twice x's own.
+  const Fp8Rows own = QuantizeFp8Tokens(x);
+  const Fp8Rows e4m3{own.values, own.scale * 2};
+  const at::Tensor dequantised = (e4m3.values.to(at::kFloat) * e4m3.scale).view(x.sizes());
+  int made = 0;
+  const LinearInput input(e4m3, x.sizes().vec(), at::kFloat, [&] {
+    ++made;
+    return dequantised;
+  });
+  EXPECT_EQ(input.sizes(), x.sizes());
+  EXPECT_TRUE(at::allclose(ModuleLinear(input, w, "q"), ModuleLinear(x, w, "q") * 2));
+  EXPECT_EQ(made, 0);  // the fp8 layer never dequantised
+  EXPECT_TRUE(
+      at::equal(ModuleLinear(input, w, "plain"), at::linear(dequantised, w.Get("plain.weight"))));
+  EXPECT_TRUE(
+      at::equal(ModuleLinear(input, w, "plain"), at::linear(dequantised, w.Get("plain.weight"))));
+  EXPECT_EQ(made, 1);
+  // Tokens that do not tile the declared shape are refused.
+  EXPECT_THROW(LinearInput(e4m3, {samples, tokens + 1, in}, at::kFloat, [&] { return x; }),
+               c10::Error);
+}
+
 #else
 TEST(Fp8LinearGpuTest, ScaledMmEqualsTheQuantisedProductAndStaysNearBf16) {
   const at::Device cuda("cuda");
