@@ -242,7 +242,7 @@ Fp8AttentionOutput Fp8AttentionE4m3(const at::Tensor& q, const at::Tensor& k, co
   const c10::cuda::CUDAGuard guard(q.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
-  // Per tensor: a scratch maximum, then {descale, scale}.
+  // Per tensor: a scratch maximum, then {descale, scale} (k's kernel keeps its own scratch).
   at::Tensor factors = at::empty({9}, q.options().dtype(at::kFloat));
   float* f = factors.data_ptr<float>();
   const at::Tensor q8 = Quantize(qc, f + 0, f + 1, stream);
@@ -253,7 +253,7 @@ Fp8AttentionOutput Fp8AttentionE4m3(const at::Tensor& q, const at::Tensor& k, co
   const at::Tensor k8 = at::empty(kc.sizes(), kc.options().dtype(at::kFloat8_e4m3fn));
   const at::Tensor key_scratch = at::empty({KeysFp8ScratchFloats(b, lk, h * d)}, factors.options());
   CheckLaunch(LaunchQuantizeKeysFp8(kc.data_ptr(), b, lk, h * d, key_scratch.data_ptr<float>(),
-                                    f + 3, static_cast<uint8_t*>(k8.data_ptr()), stream),
+                                    f + 4, static_cast<uint8_t*>(k8.data_ptr()), stream),
               "keys' quantisation");
   const at::Tensor v8 = Quantize(vc, f + 6, f + 7, stream);
   float* descale_v = f + 7;
