@@ -31,15 +31,58 @@ std::atomic<bool>& Switch() {
 bool FusedKernels() { return Switch().load(std::memory_order_relaxed); }
 void SetFusedKernels(bool on) { Switch().store(on, std::memory_order_relaxed); }
 
+#ifdef RAYLIGHT_HAVE_CUDA
+namespace {
+
+// Whether `m` is a per-sample [B, 1, D] or per-token [B, L, D] fp32 modulation of x [B, L, D].
+bool ModulationOf(const at::Tensor& m, const at::Tensor& x) {
+  return m.scalar_type() == at::kFloat && m.dim() == 3 && m.device() == x.device() &&
+         m.size(0) == x.size(0) && m.size(2) == x.size(2) &&
+         (m.size(1) == 1 || m.size(1) == x.size(1));
+}
+
+// Whether the modulated norm's kernels take x, shift and scale.
+bool NormTakes(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
+               at::ScalarType dtype) {
+  return x.is_cuda() && dtype == at::kBFloat16 && x.scalar_type() == at::kFloat && x.dim() == 3 &&
+         x.is_contiguous() && shift.sizes() == scale.sizes() && ModulationOf(shift, x) &&
+         ModulationOf(scale, x);
+}
+
+}  // namespace
+#endif
+
+at::Tensor FusedAddModulatedLayerNorm(const at::Tensor& x, const at::Tensor& branch,
+                                      const at::Tensor& gate, const at::Tensor& shift,
+                                      const at::Tensor& scale, double eps, at::ScalarType dtype) {
+#ifdef RAYLIGHT_HAVE_CUDA
+  const bool takes = NormTakes(x, shift, scale, dtype) && branch.scalar_type() == at::kBFloat16 &&
+                     branch.sizes() == x.sizes() && branch.is_contiguous() &&
+                     branch.device() == x.device() && (!gate.defined() || ModulationOf(gate, x));
+  if (!takes) return {};
+  const at::Tensor sh = shift.contiguous(), sc = scale.contiguous();
+  const at::Tensor g = gate.defined() ? gate.contiguous() : at::Tensor();
+  const int64_t rows = x.size(0) * x.size(1), cols = x.size(2);
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int error = LaunchAddModulatedLayerNorm(
+      x.data_ptr<float>(), rows, cols, branch.const_data_ptr(),
+      g.defined() ? g.const_data_ptr<float>() : nullptr,
+      g.defined() && g.size(1) == 1 ? x.size(1) : 1, sh.data_ptr<float>(), sc.data_ptr<float>(),
+      shift.size(1) == 1 ? x.size(1) : 1, eps, out.data_ptr(),
+      c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  TORCH_CHECK(error == 0, "fused residual add and modulated layer norm: CUDA error ", error);
+  return out;
+#else
+  (void)x, (void)branch, (void)gate, (void)shift, (void)scale, (void)eps, (void)dtype;
+  return {};
+#endif
+}
+
 at::Tensor FusedModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift,
                                    const at::Tensor& scale, double eps, at::ScalarType dtype) {
 #ifdef RAYLIGHT_HAVE_CUDA
-  const bool takes = x.is_cuda() && dtype == at::kBFloat16 && x.scalar_type() == at::kFloat &&
-                     x.dim() == 3 && x.is_contiguous() && shift.scalar_type() == at::kFloat &&
-                     scale.scalar_type() == at::kFloat && shift.sizes() == scale.sizes() &&
-                     shift.dim() == 3 && shift.size(0) == x.size(0) && shift.size(2) == x.size(2) &&
-                     (shift.size(1) == 1 || shift.size(1) == x.size(1));
-  if (!takes) return {};
+  if (!NormTakes(x, shift, scale, dtype)) return {};
   const at::Tensor sh = shift.contiguous(), sc = scale.contiguous();
   const int64_t rows = x.size(0) * x.size(1), cols = x.size(2);
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));

@@ -24,6 +24,16 @@ void SetFusedKernels(bool on);
 at::Tensor FusedModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift,
                                    const at::Tensor& scale, double eps, at::ScalarType dtype);
 
+// x += branch * gate (gate undefined: x += branch), in place, then FusedModulatedLayerNorm of the
+// updated x, in one pass over x: a block's residual add and the norm after it. branch bf16 [B, L,
+// D] (contiguous), gate fp32 [B, 1, D] or [B, L, D]; x, shift, scale as FusedModulatedLayerNorm
+// takes them. Where it does not apply it returns an undefined tensor and leaves x as it was. The
+// add is one fused multiply-add in fp32 where the chain's addcmul may round the product first:
+// within one fp32 rounding of the chain's x.
+at::Tensor FusedAddModulatedLayerNorm(const at::Tensor& x, const at::Tensor& branch,
+                                      const at::Tensor& gate, const at::Tensor& shift,
+                                      const at::Tensor& scale, double eps, at::ScalarType dtype);
+
 // RoPE(RMSNorm(x) over the whole row, with `weight`) split into `heads`: x bf16 [B, L, D]
 // (contiguous), weight bf16 [D], rotation complex64 [L, head_dim / 2] (rope tables of this rank's
 // rows) -> bf16 [B, L, heads, head_dim].

@@ -29,6 +29,23 @@ __device__ __forceinline__ float BlockSum(float value) {
   return total;
 }
 
+// LayerNorm of the row at `in` (fp32, `cols` values) as ModulatedLayerNormKernel's comment says,
+// modulated and written to `o`; `sum` is this thread's share of the row's sum.
+__device__ __forceinline__ void NormRow(const float* in, int64_t cols, float sum, const float* sh,
+                                        const float* sc, float eps, __nv_bfloat16* o) {
+  const float mean = BlockSum(sum) / static_cast<float>(cols);
+  float squares = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
+    const float d = in[i] - mean;
+    squares += d * d;
+  }
+  const float rstd = rsqrtf(BlockSum(squares) / static_cast<float>(cols) + eps);
+  for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
+    const float normed = (in[i] - mean) * rstd;
+    o[i] = __float2bfloat16_rn(fmaf(normed, 1.0f + sc[i], sh[i]));
+  }
+}
+
 __global__ void ModulatedLayerNormKernel(const float* __restrict__ x, int64_t cols,
                                          const float* __restrict__ shift,
                                          const float* __restrict__ scale,
@@ -38,21 +55,31 @@ __global__ void ModulatedLayerNormKernel(const float* __restrict__ x, int64_t co
   const float* in = x + row * cols;
   float sum = 0.0f;
   for (int64_t i = threadIdx.x; i < cols; i += kThreads) sum += in[i];
-  const float mean = BlockSum(sum) / static_cast<float>(cols);
-  float squares = 0.0f;
-  for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
-    const float d = in[i] - mean;
-    squares += d * d;
-  }
-  const float rstd = rsqrtf(BlockSum(squares) / static_cast<float>(cols) + eps);
   const int64_t m = row / rows_per_modulation;
-  const float* sh = shift + m * cols;
-  const float* sc = scale + m * cols;
-  __nv_bfloat16* o = out + row * cols;
+  NormRow(in, cols, sum, shift + m * cols, scale + m * cols, eps, out + row * cols);
+}
+
+__global__ void AddModulatedLayerNormKernel(float* __restrict__ x, int64_t cols,
+                                            const __nv_bfloat16* __restrict__ branch,
+                                            const float* __restrict__ gate, int64_t rows_per_gate,
+                                            const float* __restrict__ shift,
+                                            const float* __restrict__ scale,
+                                            int64_t rows_per_modulation, float eps,
+                                            __nv_bfloat16* __restrict__ out) {
+  const int64_t row = blockIdx.x;
+  float* in = x + row * cols;
+  const __nv_bfloat16* add = branch + row * cols;
+  const float* g = gate == nullptr ? nullptr : gate + (row / rows_per_gate) * cols;
+  float sum = 0.0f;
+  // Each thread reads back below only what it wrote here: no synchronisation needed.
   for (int64_t i = threadIdx.x; i < cols; i += kThreads) {
-    const float normed = (in[i] - mean) * rstd;
-    o[i] = __float2bfloat16_rn(fmaf(normed, 1.0f + sc[i], sh[i]));
+    const float b = __bfloat162float(add[i]);
+    const float v = g == nullptr ? in[i] + b : fmaf(b, g[i], in[i]);
+    in[i] = v;
+    sum += v;
   }
+  const int64_t m = row / rows_per_modulation;
+  NormRow(in, cols, sum, shift + m * cols, scale + m * cols, eps, out + row * cols);
 }
 
 __global__ void RmsNormRopeKernel(const __nv_bfloat162* __restrict__ x, int64_t pairs,
@@ -90,6 +117,18 @@ int LaunchModulatedLayerNorm(const float* x, int64_t rows, int64_t cols, const f
                              static_cast<cudaStream_t>(stream)>>>(
       x, cols, shift, scale, rows_per_modulation, static_cast<float>(eps),
       static_cast<__nv_bfloat16*>(out_bf16));
+  return static_cast<int>(cudaGetLastError());
+}
+
+int LaunchAddModulatedLayerNorm(float* x, int64_t rows, int64_t cols, const void* branch_bf16,
+                                const float* gate, int64_t rows_per_gate, const float* shift,
+                                const float* scale, int64_t rows_per_modulation, double eps,
+                                void* out_bf16, void* stream) {
+  if (rows == 0) return 0;
+  AddModulatedLayerNormKernel<<<static_cast<unsigned>(rows), kThreads, 0,
+                                static_cast<cudaStream_t>(stream)>>>(
+      x, cols, static_cast<const __nv_bfloat16*>(branch_bf16), gate, rows_per_gate, shift, scale,
+      rows_per_modulation, static_cast<float>(eps), static_cast<__nv_bfloat16*>(out_bf16));
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -16,6 +16,15 @@ int LaunchModulatedLayerNorm(const float* x, int64_t rows, int64_t cols, const f
                              const float* scale, int64_t rows_per_modulation, double eps,
                              void* out_bf16, void* stream);
 
+// The residual add before a modulated norm, in the norm's pass: for each row r,
+// x[r, :] += branch[r, :] * gate[g, :] (g = r / rows_per_gate; gate null: x[r, :] += branch[r, :]),
+// in place in fp32 (branch bf16), then out[r, :] as LaunchModulatedLayerNorm writes it from the
+// updated row. The row is read once from memory where the add and the norm read it twice.
+int LaunchAddModulatedLayerNorm(float* x, int64_t rows, int64_t cols, const void* branch_bf16,
+                                const float* gate, int64_t rows_per_gate, const float* shift,
+                                const float* scale, int64_t rows_per_modulation, double eps,
+                                void* out_bf16, void* stream);
+
 // q or k of a DiT's self-attention: each row r of `rows` (cols = heads * head_dim bf16 values,
 // the projection's output) RMS-normalised over the whole row (Wan's norm across heads) with the
 // bf16 `weight` [cols], rounded to bf16, then each head's pairs (2i, 2i+1) rotated by the

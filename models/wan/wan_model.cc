@@ -191,40 +191,61 @@ void StartSelfAttention(const WanConfig& c, const at::Tensor& h, const WeightSet
   }
 }
 
-// The self-attention's output projection and residual, for one micro-batch (fp8 attention's
-// e4m3 output straight into an fp8 output projection: SequenceAttention::OutputAsLinearInput).
-void FinishSelfAttention(MicroBatch& mb, const WeightSet& w) {
-  AddGated(mb.x, ModuleLinear(mb.attention->OutputAsLinearInput(), w, "self_attn.o"), mb.gate);
+// The self-attention's output projection for one micro-batch (fp8 attention's e4m3 output
+// straight into an fp8 output projection: SequenceAttention::OutputAsLinearInput).
+at::Tensor SelfAttentionOutput(MicroBatch& mb, const WeightSet& w) {
+  return ModuleLinear(mb.attention->OutputAsLinearInput(), w, "self_attn.o");
 }
 
-// bf16(LayerNorm(x) * weight + bias), the affine norm before the cross-attention. On the GPU as
-// the fused modulated norm (dit_fused.h) with scale weight - 1 and shift bias: 1 + (weight - 1) is
-// the weight again in fp32, and one pass replaces the fp32 norm's output and its cast.
+// x += branch * gate (gate undefined: x += branch), then ModulatedNorm of the updated x: on the
+// GPU one pass over x (dit_fused.h) where the add and the norm each read it.
+at::Tensor AddThenModulatedNorm(const WanConfig& c, const at::Tensor& x, const at::Tensor& branch,
+                                const at::Tensor& gate, const at::Tensor& shift,
+                                const at::Tensor& scale, at::ScalarType dtype) {
+  if (FusedKernels()) {
+    at::Tensor fused = FusedAddModulatedLayerNorm(x, branch, gate, shift, scale, c.eps, dtype);
+    if (fused.defined()) return fused;
+  }
+  if (gate.defined()) {
+    AddGated(x, branch, gate);
+  } else {
+    x.add_(branch);
+  }
+  return ModulatedNorm(x, shift, scale, c.dim, c.eps, dtype);
+}
+
+// bf16(LayerNorm(x) * weight + bias), the affine norm before the cross-attention, after the
+// self-attention's residual add x += branch * gate where `branch` is given. On the GPU as the
+// fused modulated norm (dit_fused.h) with scale weight - 1 and shift bias (1 + (weight - 1) is the
+// weight again in fp32): one pass replaces the add's, the fp32 norm's and its cast's.
 at::Tensor CrossAttentionNorm(const WanConfig& c, const at::Tensor& x, const WeightSet& w,
-                              at::ScalarType dtype) {
+                              at::ScalarType dtype, const at::Tensor& branch = {},
+                              const at::Tensor& gate = {}) {
   const at::Tensor weight = w.Get("norm3.weight").to(at::kFloat);
   const at::Tensor bias = w.Get("norm3.bias").to(at::kFloat);
   if (FusedKernels()) {
     const std::vector<int64_t> per_sample = {x.size(0), 1, c.dim};
-    at::Tensor fused =
-        FusedModulatedLayerNorm(x, bias.view({1, 1, -1}).expand(per_sample),
-                                (weight - 1).view({1, 1, -1}).expand(per_sample), c.eps, dtype);
+    const at::Tensor shift = bias.view({1, 1, -1}).expand(per_sample);
+    const at::Tensor scale = (weight - 1).view({1, 1, -1}).expand(per_sample);
+    at::Tensor fused = branch.defined()
+                           ? FusedAddModulatedLayerNorm(x, branch, gate, shift, scale, c.eps, dtype)
+                           : FusedModulatedLayerNorm(x, shift, scale, c.eps, dtype);
     if (fused.defined()) return fused;
   }
+  if (branch.defined()) AddGated(x, branch, gate);
   return at::layer_norm(x, {c.dim}, weight, bias, c.eps).to(dtype);
 }
 
 // Cross-attention and the FFN, over every row of the block's batch at once: no exchange is left
 // to hide, and cuBLAS runs the GEMMs over all rows at its larger tiles (with Ulysses 2 on Wan 14B
-// a micro-batch's 16,380 rows per GEMM ran ~5% slower per row than 32,760).
-void FinishBlock(const WanConfig& c, at::Tensor& x, const at::Tensor& context,
+// a micro-batch's 16,380 rows per GEMM ran ~5% slower per row than 32,760). `h`: the
+// cross-attention's norm of x.
+void FinishBlock(const WanConfig& c, at::Tensor& x, at::Tensor h, const at::Tensor& context,
                  const at::Tensor& context_img, const Modulation& modulation, const WeightSet& w,
                  const ParallelContext& parallel, at::ScalarType dtype) {
   const std::vector<at::Tensor>& m = modulation.parts;
-  at::Tensor h = CrossAttentionNorm(c, x, w, dtype);
-  x.add_(CrossAttention(c, h, context, context_img, w, parallel));
-
-  h = ModulatedNorm(x, m[3], m[4], c.dim, c.eps, dtype);
+  h = AddThenModulatedNorm(c, x, CrossAttention(c, h, context, context_img, w, parallel),
+                           /*gate=*/{}, m[3], m[4], dtype);
   const at::Tensor ffn = FeedForward(h, w);
   AddGated(x, ffn, m[5]);
 }
@@ -263,8 +284,15 @@ at::Tensor Block(const WanConfig& c, at::Tensor x, const at::Tensor& e0, const a
       c, ModulatedNorm(x, modulation.parts[0], modulation.parts[1], c.dim, c.eps, dtype), w, rope,
       parts);
   for (MicroBatch& mb : parts) mb.attention->StartOutput();
-  for (MicroBatch& mb : parts) FinishSelfAttention(mb, w);
-  FinishBlock(c, x, context, context_img, modulation, w, parallel, dtype);
+  at::Tensor cross_norm;
+  if (lanes == 1) {  // the residual add in the cross-attention norm's pass
+    cross_norm =
+        CrossAttentionNorm(c, x, w, dtype, SelfAttentionOutput(parts[0], w), parts[0].gate);
+  } else {
+    for (MicroBatch& mb : parts) AddGated(mb.x, SelfAttentionOutput(mb, w), mb.gate);
+    cross_norm = CrossAttentionNorm(c, x, w, dtype);
+  }
+  FinishBlock(c, x, cross_norm, context, context_img, modulation, w, parallel, dtype);
   return x;
 }
 

@@ -1,9 +1,10 @@
 // The fused DiT kernels (models/core/dit_fused.h, issue #27 item 1) against the unfused ATen
 // chains they replace. On the CPU they decline (undefined: the caller runs the chain). On the GPU
 // (label `gpu`), on Wan 14B's widths and random inputs fresh per run: the modulated LayerNorm
-// (per-sample and per-token modulation) and the RMSNorm + RoPE of q / k, each within bf16
-// rounding of the chain (relative L2 under 2e-3; most elements bit-equal, printed); the FFN's
-// linear with its GELU in the GEMM's epilogue, likewise.
+// (per-sample and per-token modulation; with the residual add before it in its pass, gated or
+// not) and the RMSNorm + RoPE of q / k, each within bf16 rounding of the chain (relative L2 under
+// 2e-3; most elements bit-equal, printed); the FFN's linear with its GELU in the GEMM's epilogue,
+// likewise.
 #include "models/core/dit_fused.h"
 
 #include <ATen/ATen.h>
@@ -48,6 +49,11 @@ TEST(DitFusedTest, DeclinesOnTheCpuSoTheChainRuns) {
   const at::Tensor x = at::randn({1, 6, 32});
   const at::Tensor mod = at::randn({1, 1, 32});
   EXPECT_FALSE(FusedModulatedLayerNorm(x, mod, mod, 1e-6, at::kBFloat16).defined());
+  const at::Tensor before = x.clone();
+  EXPECT_FALSE(
+      FusedAddModulatedLayerNorm(x, x.to(at::kBFloat16), mod, mod, mod, 1e-6, at::kBFloat16)
+          .defined());
+  EXPECT_TRUE(at::equal(x, before));  // declined: x as it was
   const at::Tensor q = at::randn({1, 6, 32}).to(at::kBFloat16);
   EXPECT_FALSE(
       FusedRmsNormRope(q, at::ones({32}, q.options()), 1e-6, RandomRotation(6, 4, at::kCPU), 4)
@@ -85,6 +91,41 @@ TEST(DitFusedGpuTest, ModulatedLayerNormWithinBf16RoundingOfTheChain) {
     const double error = RelativeL2(fused.cpu(), chain.cpu());
     std::printf("modulated layer norm (%s): relative L2 %.3g, %.4f of elements differ\n",
                 per_token ? "per token" : "per sample", error, DifferingShare(fused, chain));
+    EXPECT_LT(error, 2e-3);
+  }
+}
+
+// The residual add in the norm's pass: x as the chain's addcmul_ / add_ leaves it (within one
+// fp32 rounding: the kernel's add is a fused multiply-add), the norm within bf16 rounding.
+TEST(DitFusedGpuTest, ResidualAddInTheModulatedNormsPassWithinRoundingOfTheChain) {
+  const at::Device cuda("cuda");
+  const int64_t batch = 2, tokens = 3000, dim = 5120;
+  for (const char* gating : {"none", "per sample", "per token"}) {
+    const std::string kind(gating);
+    const at::Tensor x = at::randn({batch, tokens, dim}, cuda) * 3 + 0.5;
+    const at::Tensor branch = at::randn({batch, tokens, dim}, cuda).to(at::kBFloat16);
+    at::Tensor gate;
+    if (kind != "none") gate = at::randn({batch, kind == "per token" ? tokens : 1, dim}, cuda);
+    const at::Tensor shift = at::randn({batch, 1, dim}, cuda) * 0.1;
+    const at::Tensor scale = at::randn({batch, 1, dim}, cuda) * 0.1;
+    at::Tensor chain_x = x.clone();
+    if (gate.defined()) {
+      chain_x.addcmul_(branch, gate);
+    } else {
+      chain_x.add_(branch);
+    }
+    const at::Tensor chain = ChainModulatedNorm(chain_x, shift, scale, 1e-6);
+    at::Tensor fused_x = x.clone();
+    const at::Tensor fused =
+        FusedAddModulatedLayerNorm(fused_x, branch, gate, shift, scale, 1e-6, at::kBFloat16);
+    ASSERT_TRUE(fused.defined());
+    const double x_apart = (fused_x - chain_x).abs().max().item<double>();
+    const double error = RelativeL2(fused.cpu(), chain.cpu());
+    std::printf(
+        "residual add + modulated norm (gate %s): x at most %.3g apart; norm relative L2 "
+        "%.3g, %.4f of elements differ\n",
+        gating, x_apart, error, DifferingShare(fused, chain));
+    EXPECT_LE(x_apart, 1e-5 * chain_x.abs().max().item<double>());
     EXPECT_LT(error, 2e-3);
   }
 }
