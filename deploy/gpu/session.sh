@@ -28,7 +28,8 @@
 #                                          cache-dit's DBCache on a 1.3B 30-step job beside our
 #                                          TeaCache / MagCache rows (wan_peer_anchors.py; the
 #                                          peers' wheels carried in .whl; PEERS_14B=0: the
-#                                          cache-dit ladder alone)
+#                                          cache-dit ladder alone; PEERS=list: those 14B peers;
+#                                          LADDER=0: without the ladder)
 #   deploy/gpu/session.sh fluxjob          issues #26, #27: a real-size Flux.1-dev 1024x1024 job
 #                                          through a local cluster, uncached and with TeaCache,
 #                                          MagCache, EasyCache and fp8 compute (flux_job_gpu.sh)
@@ -226,13 +227,17 @@ case $WHAT in
              python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
       timeout 500 python3 tests/bench/wan_peer_anchors.py --checkpoint "$ckpt" \
         --preset wan2.1-t2v-14b --name wan14b_832x480x81 --ours-ms "$ours" \
-        --peers compile,sage,xdit --runs "${RUNS:-3}" >>"$OUT/wan_peers.jsonl" 2>"$OUT/peers_14b.log"
+        --peers "${PEERS:-compile,sage,xdit}" --runs "${RUNS:-3}" >>"$OUT/wan_peers.jsonl" \
+        2>"$OUT/peers_14b.log"
       echo "14B peers exit $?"
     fi
-    timeout 300 python3 tests/bench/wan_peer_anchors.py --checkpoint "$(checkpoint wan2.1-t2v-1.3b)" \
-      --preset wan2.1-t2v-1.3b --name wan1_3b_832x480x81 --peers cachedit --steps 30 \
-      >>"$OUT/wan_peers.jsonl" 2>"$OUT/peers_1_3b.log"
-    echo "1.3B cache-dit exit $?"
+    if [ "${LADDER:-1}" = 1 ]; then
+      timeout 300 python3 tests/bench/wan_peer_anchors.py \
+        --checkpoint "$(checkpoint wan2.1-t2v-1.3b)" --preset wan2.1-t2v-1.3b \
+        --name wan1_3b_832x480x81 --peers cachedit --steps 30 \
+        >>"$OUT/wan_peers.jsonl" 2>"$OUT/peers_1_3b.log"
+      echo "1.3B cache-dit exit $?"
+    fi
     grep -h "did not run" "$OUT"/peers_*.log
     cat "$OUT/wan_peers.jsonl" ;;
   fluxjob)  # issues #26, #27: a real-size Flux.1-dev job with each speed switch
