@@ -101,6 +101,35 @@ if(RAYLIGHT_HAVE_CUDA)
   endif()
 endif()
 
+# ---- FlashInfer's Hopper attention kernel (models/core/flash_attention_sm90.cu) ---------------
+# Header-only CUDA templates: FlashInfer's own headers with the CUTLASS and CCCL it was written
+# against, taken from the flashinfer-python wheel by tools/install_deps.sh (into the venv) or
+# carried in the GPU prefix (pack_prefix.sh). Built for sm_90a; a build without them runs bf16
+# attention on cuDNN's kernel, as before.
+set(RAYLIGHT_HAVE_FLASH_ATTENTION_SM90 OFF)
+if(RAYLIGHT_HAVE_CUDA)
+  find_path(RAYLIGHT_FLASHINFER_DIR include/flashinfer/attention/hopper/prefill_sm90.cuh
+            NO_DEFAULT_PATH
+            HINTS ${RAYLIGHT_SITE_PACKAGES}/raylight_flashinfer ${RAYLIGHT_PREFIX}/share/flashinfer)
+  if(RAYLIGHT_FLASHINFER_DIR AND CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 12.4)
+    set(RAYLIGHT_HAVE_FLASH_ATTENTION_SM90 ON)
+    add_library(raylight_flashinfer INTERFACE)
+    # Its CCCL before the toolkit's (FlashInfer needs the newer one), as FlashInfer's own build
+    # orders them; the rest as system headers (their warnings are not ours).
+    target_include_directories(raylight_flashinfer INTERFACE
+                               ${RAYLIGHT_FLASHINFER_DIR}/cccl/libcudacxx/include
+                               ${RAYLIGHT_FLASHINFER_DIR}/cccl/cub
+                               ${RAYLIGHT_FLASHINFER_DIR}/cccl/thrust)
+    target_include_directories(raylight_flashinfer SYSTEM INTERFACE
+                               ${RAYLIGHT_FLASHINFER_DIR}/include
+                               ${RAYLIGHT_FLASHINFER_DIR}/cutlass/include
+                               ${RAYLIGHT_FLASHINFER_DIR}/cutlass/tools/util/include)
+    message(STATUS "raylight: FlashInfer headers ${RAYLIGHT_FLASHINFER_DIR}")
+  else()
+    message(WARNING "raylight: FlashInfer's headers not found; bf16 attention on cuDNN only")
+  endif()
+endif()
+
 # A carried prefix (deploy/gpu/pack_prefix.sh) is not on the loader's path: link with DT_RPATH,
 # which (unlike DT_RUNPATH) also resolves the prefix libraries' own dependencies.
 if(RAYLIGHT_PREFIX)

@@ -66,6 +66,22 @@ if ! "$VENV/bin/pip" show nvidia-cudnn-frontend >/dev/null 2>&1; then
   echo "install_deps: pip install nvidia-cudnn-frontend (fp8 attention's headers) into $VENV"
   "$VENV/bin/pip" install -q --no-deps "nvidia-cudnn-frontend==1.32.0"
 fi
+# FlashInfer's Hopper attention kernel (models/core/flash_attention_sm90.cu) is header-only CUDA:
+# its headers, and the CUTLASS and CCCL it was written against, come out of the flashinfer-python
+# wheel into the venv (raylight_flashinfer/); the rest of the 100 MB wheel is not installed.
+FLASHINFER_VERSION=0.7.4
+FLASHINFER_DIR=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/raylight_flashinfer
+if [ "$(cat "$FLASHINFER_DIR/VERSION" 2>/dev/null)" != "$FLASHINFER_VERSION" ]; then
+  echo "install_deps: FlashInfer $FLASHINFER_VERSION's headers (Hopper attention) into $FLASHINFER_DIR"
+  wheel_dir=$(mktemp -d)
+  "$VENV/bin/pip" download -q --no-deps --only-binary=:all: -d "$wheel_dir" \
+    "flashinfer-python==$FLASHINFER_VERSION"
+  rm -rf "$FLASHINFER_DIR"
+  "$VENV/bin/python" tools/extract_flashinfer_headers.py "$wheel_dir"/flashinfer_python-*.whl \
+    "$FLASHINFER_DIR"
+  echo "$FLASHINFER_VERSION" > "$FLASHINFER_DIR/VERSION"
+  rm -rf "$wheel_dir"
+fi
 # gguf-py (llama.cpp's own package): writes the GGUF files the reader's tests check against and
 # dequantises them as the reference (tests/models/gguf_reference.py).
 if ! "$VENV/bin/python" -c "import gguf" 2>/dev/null; then

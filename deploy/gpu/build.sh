@@ -32,6 +32,13 @@ if [ -d "$PREFIX" ]; then
   export PKG_CONFIG_PATH="$PREFIX/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 fi
 
+# FlashInfer's headers travel packed (pack_prefix.sh: the ~900 files the Hopper attention kernel
+# includes, 24 MB, would not fit the carry unpacked); CMake finds them at share/flashinfer.
+if [ -f "$PREFIX/share/flashinfer-headers.tar.gz" ] && [ ! -d "$PREFIX/share/flashinfer" ]; then
+  mkdir -p "$PREFIX/share/flashinfer"
+  tar xzf "$PREFIX/share/flashinfer-headers.tar.gz" -C "$PREFIX/share/flashinfer"
+fi
+
 # Video files (FFmpeg's and libwebp's libraries): on where the prefix carries them (its static
 # minimal FFmpeg, pack_ffmpeg.sh); the GPU host has no packages for them.
 MEDIA=OFF

@@ -38,6 +38,25 @@ FRONTEND=$(ls -d ../../.venv/lib/python3*/site-packages/include 2>/dev/null | he
 [ -f "$FRONTEND/cudnn_frontend.h" ] || { echo "no cudnn_frontend.h in the venv (install_deps)" >&2; exit 1; }
 cp -a "$FRONTEND"/cudnn_frontend* "$FRONTEND"/cudnn_backend_base.h "$OUT/include/"
 
+# FlashInfer's Hopper attention kernel (models/core/flash_attention_sm90.cu): only the headers it
+# includes (nvcc -M over the venv's copy from install_deps), packed: unpacked they would not fit
+# the device's carry. deploy/gpu/build.sh unpacks them into share/flashinfer.
+FLASHINFER=$(ls -d ../../.venv/lib/python3*/site-packages/raylight_flashinfer 2>/dev/null | head -1)
+[ -d "$FLASHINFER/include" ] || { echo "no FlashInfer headers in the venv (install_deps)" >&2; exit 1; }
+FLASHINFER=$(cd "$FLASHINFER" && pwd)
+NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
+mkdir -p "$OUT/share"
+DEPS=$(mktemp)
+"$NVCC" -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a \
+  -DCUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED -I"$FLASHINFER/cccl/libcudacxx/include" \
+  -I"$FLASHINFER/cccl/cub" -I"$FLASHINFER/cccl/thrust" -isystem "$FLASHINFER/include" \
+  -isystem "$FLASHINFER/cutlass/include" -isystem "$FLASHINFER/cutlass/tools/util/include" \
+  -I../.. -M ../../models/core/flash_attention_sm90.cu -o "$DEPS"
+tr ' \\' '\n\n' < "$DEPS" | grep "^$FLASHINFER/" | sed "s|^$FLASHINFER/||" | sort -u > "$DEPS.list"
+tar czf "$OUT/share/flashinfer-headers.tar.gz" -C "$FLASHINFER" -T "$DEPS.list"
+echo "pack_prefix: $(wc -l < "$DEPS.list") FlashInfer headers"
+rm -f "$DEPS" "$DEPS.list"
+
 # Shared libraries (with their soname links). OpenSSL, zlib, glibc and libstdc++ come from the
 # host, which has compatible ones (OpenSSL 3, zlib 1).
 for pattern in 'libgrpc*.so*' 'libgpr.so*' 'libupb.so*' 'libaddress_sorting.so*' 'libabsl_*.so*' \

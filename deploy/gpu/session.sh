@@ -116,12 +116,13 @@ export TARGETS="${BUILD_TARGETS:-raylight-head raylight-node raylight-worker gpu
   weight_placement_gpu_test copy_rows_gpu_test samplers_gpu_test raylightctl lora_test
   gguf_gpu_test lora_gpu_test raylight-encode-text umt5_test umt5_gpu_test wan_vae_rank_main
   raylight-vae wan_vae_gpu_test flux_bench flux_model_gpu_test qwen_image_model_gpu_test
-  fp8_linear_gpu_test staged_upload_gpu_test dit_fused_gpu_test fp8_attention_gpu_test}"
+  fp8_linear_gpu_test staged_upload_gpu_test dit_fused_gpu_test fp8_attention_gpu_test
+  flash_attention_gpu_test}"
 build_start=$(date +%s)
 if [ -z "${RAYLIGHT_SESSION_BUILT:-}" ]; then
   deploy/gpu/build.sh --no-test build-gpu >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
   echo "build ok ($(grep -c 'Building' "$OUT/build.log") compiles, $(($(date +%s) - build_start)) s)"
-  grep -m2 -E "raylight: cuDNN|no fp8 attention" "$OUT/build.log"
+  grep -m3 -E "raylight: cuDNN|no fp8 attention|FlashInfer" "$OUT/build.log"
 fi
 GPUS=$(nvidia-smi -L | wc -l)
 CKPT=/tmp/raylight-bench

@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "models/core/flash_attention.h"
 #include "models/core/fp8_attention.h"
 #include "models/core/sequence_parallel.h"
 
@@ -43,8 +44,12 @@ at::Tensor LocalAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
   if (fp8) return Fp8Attention(q, k, v);
   // The kernels want [B, H, L, D]; the transposes are views, the kernels handle the strides.
   at::Tensor qt = q.transpose(1, 2), kt = k.transpose(1, 2), vt = v.transpose(1, 2);
+  const AttentionBackend chosen = GetAttentionBackend();
+  if (chosen == AttentionBackend::kAuto && FlashAttentionSm90Takes(q, k, v)) {
+    return FlashAttentionSm90(q, k, v);  // takes [B, L, H, D] as it is
+  }
   at::Tensor out;
-  if (GetAttentionBackend() == AttentionBackend::kAuto) out = TryCudnn(qt, kt, vt);
+  if (chosen != AttentionBackend::kSdpa) out = TryCudnn(qt, kt, vt);
   if (!out.defined()) out = at::scaled_dot_product_attention(qt, kt, vt);
   return out.transpose(1, 2);
 }

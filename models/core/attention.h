@@ -15,11 +15,13 @@ enum class AttentionKind {
   kCross,  // q sharded, k/v replicated on every rank (text context): no communication
 };
 
-// Which kernel family runs local attention on the GPU. kAuto: cuDNN's fused attention for
-// bf16/fp16 on CUDA (on Hopper it is the fastest PyTorch ships: ~1.5x its default flash kernel at
-// video sequence lengths), falling back to at::scaled_dot_product_attention's own choice when
-// cuDNN refuses the shapes; kSdpa: always libtorch's choice (its default priority order).
-enum class AttentionBackend { kAuto, kSdpa };
+// Which kernel family runs local attention on the GPU. kAuto: on H100 / H200, FlashInfer's
+// Hopper kernel for bf16 at head size 128 (flash_attention.h: ~10% faster than cuDNN's at video
+// lengths, BENCHMARKS.md); elsewhere, or for other inputs, cuDNN's fused attention for bf16/fp16
+// (on Hopper ~1.5x libtorch's default flash kernel at video lengths), falling back to
+// at::scaled_dot_product_attention's own choice when cuDNN refuses the shapes. kCudnn: the same
+// without the Hopper kernel; kSdpa: always libtorch's choice (its default priority order).
+enum class AttentionBackend { kAuto, kCudnn, kSdpa };
 void SetAttentionBackend(AttentionBackend backend);
 AttentionBackend GetAttentionBackend();
 

@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "models/core/attention.h"
 #include "models/core/dit_fused.h"
+#include "models/core/flash_attention.h"
 #include "models/wan/wan_loader.h"
 #include "models/wan/wan_model.h"
 #include "tests/bench/matmul_peak.h"
@@ -152,6 +153,18 @@ int Run() {
   const double tflops = ForwardFlops(config, tokens) / (step_ms / 1e3) / 1e12;
   Emit(name + "_tflops", tflops, "TFLOP/s");
   Emit(name + "_mfu", tflops / peak, "fraction");
+  if (models::FlashAttentionSm90Runs(placement.device)) {
+    // Ablation: the same forward with cuDNN's bf16 attention (the default before the Hopper
+    // kernel, flash_attention.h), and how far its prediction is from the kernel's.
+    models::SetAttentionBackend(models::AttentionBackend::kCudnn);
+    const at::Tensor cudnn_out = forward();
+    c10::cuda::device_synchronize();
+    const double cudnn_ms = time_forwards();
+    models::SetAttentionBackend(models::AttentionBackend::kAuto);
+    Emit(name + "_step_ms_1gpu_cudnn_attention", cudnn_ms, "ms");
+    Emit(name + "_over_cudnn_attention", step_ms / cudnn_ms, "ratio");
+    Emit(name + "_rel_l2_vs_cudnn_attention", testing_util::RelativeL2(ours, cudnn_out), "");
+  }
   {
     // Ablation: the same forward with libtorch's default SDPA kernel choice.
     models::SetAttentionBackend(models::AttentionBackend::kSdpa);
@@ -207,29 +220,45 @@ int Run() {
   }
   double fp8_attention_ms = 0;
   if (absl::GetFlag(FLAGS_fp8_attention)) {
-    // fp8 attention alone (bf16 linears), and the self-attention kernel by itself at the shape:
-    // cuDNN's bf16 against its fp8 (with the quantisation of q, k, v and the output's return).
-    fp8_attention_ms = measure_variant("fp8_attention", true);
+    fp8_attention_ms = measure_variant("fp8_attention", true);  // fp8 attention, bf16 linears
+  }
+  {
+    // The self-attention kernel by itself at the shape: the default bf16 kernel (the Hopper one
+    // where it runs), cuDNN's bf16, and with --fp8_attention cuDNN's fp8 (with the quantisation
+    // of q, k, v and the output's return to bf16).
     const at::TensorOptions bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
     const at::Tensor q =
         at::randn({1, tokens, config.num_heads, config.dim / config.num_heads}, bf16);
     const at::Tensor k = at::randn_like(q), v = at::randn_like(q);
-    auto time_attention = [&](bool fp8) {
+    auto time_attention = [&](models::AttentionBackend backend, bool fp8) {
+      models::SetAttentionBackend(backend);
       models::LocalAttention(q, k, v, fp8);
       c10::cuda::device_synchronize();
       const auto start = Clock::now();
       for (int i = 0; i < 10; ++i) models::LocalAttention(q, k, v, fp8);
       c10::cuda::device_synchronize();
+      models::SetAttentionBackend(models::AttentionBackend::kAuto);
       return Seconds(start) * 1e3 / 10;
     };
-    const double bf16_attention_ms = time_attention(false), fp8_kernel_ms = time_attention(true);
+    const double bf16_attention_ms = time_attention(models::AttentionBackend::kAuto, false);
+    const double cudnn_attention_ms = time_attention(models::AttentionBackend::kCudnn, false);
     Emit(name + "_attention_ms_bf16", bf16_attention_ms, "ms");
-    Emit(name + "_attention_ms_fp8", fp8_kernel_ms, "ms");
-    Emit(name + "_attention_fp8_over_bf16", fp8_kernel_ms / bf16_attention_ms, "ratio");
-    Emit(name + "_attention_fp8_rel_l2_vs_bf16",
-         testing_util::RelativeL2(models::LocalAttention(q, k, v, true).to(at::kFloat),
-                                  models::LocalAttention(q, k, v, false).to(at::kFloat)),
+    Emit(name + "_attention_ms_cudnn", cudnn_attention_ms, "ms");
+    Emit(name + "_attention_bf16_over_cudnn", bf16_attention_ms / cudnn_attention_ms, "ratio");
+    const at::Tensor bf16_out = models::LocalAttention(q, k, v).to(at::kFloat);
+    models::SetAttentionBackend(models::AttentionBackend::kCudnn);
+    const at::Tensor cudnn_out = models::LocalAttention(q, k, v).to(at::kFloat);
+    models::SetAttentionBackend(models::AttentionBackend::kAuto);
+    Emit(name + "_attention_bf16_rel_l2_vs_cudnn", testing_util::RelativeL2(bf16_out, cudnn_out),
          "");
+    if (absl::GetFlag(FLAGS_fp8_attention)) {
+      const double fp8_kernel_ms = time_attention(models::AttentionBackend::kAuto, true);
+      Emit(name + "_attention_ms_fp8", fp8_kernel_ms, "ms");
+      Emit(name + "_attention_fp8_over_bf16", fp8_kernel_ms / bf16_attention_ms, "ratio");
+      Emit(name + "_attention_fp8_rel_l2_vs_bf16",
+           testing_util::RelativeL2(models::LocalAttention(q, k, v, true).to(at::kFloat), bf16_out),
+           "");
+    }
   }
   std::fprintf(stderr, "%s: %s, %ld blocks, %ld tokens, load %.1f s for %.1f GB\n", name.c_str(),
                config.name.c_str(), static_cast<long>(config.num_layers), static_cast<long>(tokens),
