@@ -78,10 +78,26 @@ __device__ __forceinline__ uint8_t ToE4m3(float v) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
 }
 
+// Eight bf16 values (one 16-byte load) less their `centre`, times `scale`, as eight e4m3 bytes.
+// x - 0 is x exactly, so a zero centre gives the uncentred bytes.
+__device__ __forceinline__ uint2 ToE4m3Vector(const uint4& packed, const float (&centre)[kVector],
+                                              float scale) {
+  const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
+  uint8_t bytes[kVector];
+#pragma unroll
+  for (int j = 0; j < kVector / 2; ++j) {
+    const float2 f = __bfloat1622float2(pairs[j]);
+    bytes[2 * j] = ToE4m3((f.x - centre[2 * j]) * scale);
+    bytes[2 * j + 1] = ToE4m3((f.y - centre[2 * j + 1]) * scale);
+  }
+  return *reinterpret_cast<const uint2*>(bytes);
+}
+
 __global__ void QuantizeKernel(const __nv_bfloat16* __restrict__ x, int64_t n, const float* largest,
                                float* factors, uint8_t* __restrict__ out) {
   const float amax = *largest;
   const float scale = amax > 0.0f ? kE4m3Max / amax : 1.0f;
+  constexpr float kNoCentre[kVector] = {};
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     factors[0] = amax > 0.0f ? amax / kE4m3Max : 1.0f;
     factors[1] = scale;
@@ -89,19 +105,7 @@ __global__ void QuantizeKernel(const __nv_bfloat16* __restrict__ x, int64_t n, c
   const uint4* v = reinterpret_cast<const uint4*>(x);
   uint2* o = reinterpret_cast<uint2*>(out);
   ForEachValue(
-      n,
-      [&](int64_t i) {
-        const uint4 packed = v[i];
-        const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
-        uint8_t bytes[kVector];
-#pragma unroll
-        for (int j = 0; j < kVector / 2; ++j) {
-          const float2 f = __bfloat1622float2(pairs[j]);
-          bytes[2 * j] = ToE4m3(f.x * scale);
-          bytes[2 * j + 1] = ToE4m3(f.y * scale);
-        }
-        o[i] = *reinterpret_cast<const uint2*>(bytes);
-      },
+      n, [&](int64_t i) { o[i] = ToE4m3Vector(v[i], kNoCentre, scale); },
       [&](int64_t j) { out[j] = ToE4m3(__bfloat162float(x[j]) * scale); });
 }
 
@@ -239,16 +243,7 @@ __global__ void QuantizeCenteredKernel(const __nv_bfloat16* __restrict__ k, int6
             reinterpret_cast<const float4*>(means + (at / per_sample) * width + at % width);
         const float4 low = mean[0], high = mean[1];
         const float centre[kVector] = {low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w};
-        const uint4 packed = v[i];
-        const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
-        uint8_t bytes[kVector];
-#pragma unroll
-        for (int j = 0; j < kVector / 2; ++j) {
-          const float2 f = __bfloat1622float2(pairs[j]);
-          bytes[2 * j] = ToE4m3((f.x - centre[2 * j]) * scale);
-          bytes[2 * j + 1] = ToE4m3((f.y - centre[2 * j + 1]) * scale);
-        }
-        o[i] = *reinterpret_cast<const uint2*>(bytes);
+        o[i] = ToE4m3Vector(v[i], centre, scale);
       },
       [](int64_t) {});  // width is a multiple of 8: no tail
 }
