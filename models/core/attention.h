@@ -1,5 +1,5 @@
-// The attention op every model calls. On one process it is at::scaled_dot_product_attention
-// (libtorch picks flash, memory-efficient or cuDNN kernels on GPU, the math kernel on CPU); with
+// The attention op every model calls. On one process it is one fused kernel (AttentionBackend
+// below: FlashInfer's on Hopper, cuDNN's elsewhere on the GPU, libtorch's math kernel on CPU); with
 // sequence parallelism the same call runs Ulysses / Ring over the ParallelContext, so model code
 // does not change when the mesh does.
 #pragma once
@@ -16,9 +16,9 @@ enum class AttentionKind {
 };
 
 // Which kernel family runs local attention on the GPU. kAuto: on H100 / H200, FlashInfer's
-// Hopper kernel for bf16 at head size 128 (flash_attention.h: ~10% faster than cuDNN's at video
-// lengths, BENCHMARKS.md); elsewhere, or for other inputs, cuDNN's fused attention for bf16/fp16
-// (on Hopper ~1.5x libtorch's default flash kernel at video lengths), falling back to
+// Hopper kernel for bf16 at head size 128 (flash_attention.h: 0.87 of cuDNN's time at Wan 14B's
+// 32,760 tokens, as exact; BENCHMARKS.md); elsewhere, or for other inputs, cuDNN's fused attention
+// for bf16/fp16 (on Hopper ~1.5x libtorch's default flash kernel at video lengths), falling back to
 // at::scaled_dot_product_attention's own choice when cuDNN refuses the shapes. kCudnn: the same
 // without the Hopper kernel; kSdpa: always libtorch's choice (its default priority order).
 enum class AttentionBackend { kAuto, kCudnn, kSdpa };
