@@ -31,6 +31,8 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "models/chroma/chroma_family.h"
+#include "models/core/attention.h"
+#include "models/core/flash_attention.h"
 #include "models/core/safetensors_tensors.h"
 #include "models/flux/flux_keys.h"
 #include "models/flux/flux_loader.h"
@@ -230,6 +232,22 @@ int Run() {
   }
   if (!absl::GetFlag(FLAGS_out).empty()) {
     if (!models::WriteTensors(absl::GetFlag(FLAGS_out), {{"out", out.cpu()}}).ok()) return 1;
+  }
+  if (models::FlashAttentionSm90Runs(at::Device(at::kCUDA))) {
+    // The same forward on cuDNN's bf16 attention (the default before the Hopper kernel).
+    models::SetAttentionBackend(models::AttentionBackend::kCudnn);
+    double cudnn_median = 0;
+    at::Tensor cudnn_out;
+    const bool ran = time_forwards(&cudnn_median, &cudnn_out, nullptr);
+    models::SetAttentionBackend(models::AttentionBackend::kAuto);
+    if (!ran) return 1;
+    Emit(prefix + "_cudnn_attention_forward", cudnn_median, "ms");
+    Emit(prefix + "_over_cudnn_attention", median / cudnn_median, "ratio",
+         "the forward on cuDNN's bf16 attention, ms", cudnn_median);
+    const at::Tensor reference = cudnn_out.to(at::kFloat);
+    Emit(prefix + "_rel_l2_vs_cudnn_attention",
+         ((out.to(at::kFloat) - reference).norm() / reference.norm()).item<double>(), "ratio",
+         "the prediction on cuDNN's bf16 attention", 0);
   }
   if (absl::GetFlag(FLAGS_fp8_attention)) {
     context.fp8_attention = true;
