@@ -1,6 +1,7 @@
 // FlashInfer's sm_90a prefill kernel (include/flashinfer/attention/hopper/prefill_sm90.cuh),
 // instantiated once: bf16 in and out, head size 128, no mask, no sliding window, the plain
-// softmax variant. Built for sm_90a only (wgmma and TMA); attention.cc checks the device first.
+// softmax variant. Built for sm_90a only (wgmma and TMA); flash_attention.cc checks the device
+// first.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
