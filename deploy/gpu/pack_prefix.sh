@@ -40,7 +40,8 @@ cp -a "$FRONTEND"/cudnn_frontend* "$FRONTEND"/cudnn_backend_base.h "$OUT/include
 
 # FlashInfer's Hopper attention kernel (models/core/flash_attention_sm90.cu): only the headers it
 # includes (nvcc -M over the venv's copy from install_deps), packed: unpacked they would not fit
-# the device's carry. deploy/gpu/build.sh unpacks them into share/flashinfer.
+# the device's carry. deploy/gpu/build.sh unpacks them into share/flashinfer. The flags are the
+# kernel's target's (models/CMakeLists.txt, cmake/RaylightDeps.cmake): change them together.
 FLASHINFER=$(ls -d ../../.venv/lib/python3*/site-packages/raylight_flashinfer 2>/dev/null | head -1)
 [ -d "$FLASHINFER/include" ] || { echo "no FlashInfer headers in the venv (install_deps)" >&2; exit 1; }
 FLASHINFER=$(cd "$FLASHINFER" && pwd)
