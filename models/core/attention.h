@@ -25,6 +25,20 @@ enum class AttentionBackend { kAuto, kCudnn, kSdpa };
 void SetAttentionBackend(AttentionBackend backend);
 AttentionBackend GetAttentionBackend();
 
+// Sets the backend for its lifetime and restores the one before (benchmarks' ablations, tests).
+class AttentionBackendScope {
+ public:
+  explicit AttentionBackendScope(AttentionBackend backend) : previous_(GetAttentionBackend()) {
+    SetAttentionBackend(backend);
+  }
+  ~AttentionBackendScope() { SetAttentionBackend(previous_); }
+  AttentionBackendScope(const AttentionBackendScope&) = delete;
+  AttentionBackendScope& operator=(const AttentionBackendScope&) = delete;
+
+ private:
+  AttentionBackend previous_;
+};
+
 // One process's attention kernel (what Attention runs without sequence parallelism): q [B, Lq,
 // H, D], k and v [B, Lk, H, D] -> [B, Lq, H, D]. `fp8`: cuDNN's fp8 attention (fp8_attention.h),
 // which throws where it cannot run rather than quietly computing in bf16.

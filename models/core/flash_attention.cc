@@ -57,12 +57,14 @@ bool FlashAttentionSm90Takes(const at::Tensor& q, const at::Tensor& k, const at:
 }
 
 at::Tensor FlashAttentionSm90(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  std::string why;
-  TORCH_CHECK(FlashAttentionSm90Runs(q.device(), &why), "attention: ", why);
-  TORCH_CHECK(FlashAttentionSm90Takes(q, k, v),
-              "attention: the Hopper kernel takes bf16 q [B, Lq, H, 128], k and v [B, Lk, Hkv, "
-              "128] with the last dimension contiguous and 16-byte strides; got q ",
-              q.sizes(), " ", q.scalar_type(), ", k ", k.sizes(), ", v ", v.sizes());
+  if (!FlashAttentionSm90Takes(q, k, v)) {  // includes the device check; says which failed
+    std::string why;
+    TORCH_CHECK(FlashAttentionSm90Runs(q.device(), &why), "attention: ", why);
+    TORCH_CHECK(false,
+                "attention: the Hopper kernel takes bf16 q [B, Lq, H, 128], k and v [B, Lk, Hkv, "
+                "128] with the last dimension contiguous and 16-byte strides; got q ",
+                q.sizes(), " ", q.scalar_type(), ", k ", k.sizes(), ", v ", v.sizes());
+  }
 #if RAYLIGHT_HAVE_FLASH_ATTENTION_SM90
   at::Tensor out = at::empty(q.sizes(), q.options());
   const c10::cuda::CUDAGuard guard(q.device());

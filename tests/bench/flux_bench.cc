@@ -235,12 +235,12 @@ int Run() {
   }
   if (models::FlashAttentionSm90Runs(at::Device(at::kCUDA))) {
     // The same forward on cuDNN's bf16 attention (the default before the Hopper kernel).
-    models::SetAttentionBackend(models::AttentionBackend::kCudnn);
     double cudnn_median = 0;
     at::Tensor cudnn_out;
-    const bool ran = time_forwards(&cudnn_median, &cudnn_out, nullptr);
-    models::SetAttentionBackend(models::AttentionBackend::kAuto);
-    if (!ran) return 1;
+    {
+      const models::AttentionBackendScope cudnn(models::AttentionBackend::kCudnn);
+      if (!time_forwards(&cudnn_median, &cudnn_out, nullptr)) return 1;
+    }
     Emit(prefix + "_cudnn_attention_forward", cudnn_median, "ms");
     Emit(prefix + "_over_cudnn_attention", median / cudnn_median, "ratio",
          "the forward on cuDNN's bf16 attention, ms", cudnn_median);

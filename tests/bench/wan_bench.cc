@@ -156,22 +156,20 @@ int Run() {
   if (models::FlashAttentionSm90Runs(placement.device)) {
     // Ablation: the same forward with cuDNN's bf16 attention (the default before the Hopper
     // kernel, flash_attention.h), and how far its prediction is from the kernel's.
-    models::SetAttentionBackend(models::AttentionBackend::kCudnn);
+    const models::AttentionBackendScope cudnn(models::AttentionBackend::kCudnn);
     const at::Tensor cudnn_out = forward();
     c10::cuda::device_synchronize();
     const double cudnn_ms = time_forwards();
-    models::SetAttentionBackend(models::AttentionBackend::kAuto);
     Emit(name + "_step_ms_1gpu_cudnn_attention", cudnn_ms, "ms");
     Emit(name + "_over_cudnn_attention", step_ms / cudnn_ms, "ratio");
     Emit(name + "_rel_l2_vs_cudnn_attention", testing_util::RelativeL2(ours, cudnn_out), "");
   }
   {
     // Ablation: the same forward with libtorch's default SDPA kernel choice.
-    models::SetAttentionBackend(models::AttentionBackend::kSdpa);
+    const models::AttentionBackendScope sdpa(models::AttentionBackend::kSdpa);
     forward();
     c10::cuda::device_synchronize();
     Emit(name + "_step_ms_1gpu_default_sdpa", time_forwards(), "ms");
-    models::SetAttentionBackend(models::AttentionBackend::kAuto);
   }
   double chains_ms = 0;
   if (absl::GetFlag(FLAGS_chains) && models::FusedKernels()) {
@@ -231,13 +229,12 @@ int Run() {
         at::randn({1, tokens, config.num_heads, config.dim / config.num_heads}, bf16);
     const at::Tensor k = at::randn_like(q), v = at::randn_like(q);
     auto time_attention = [&](models::AttentionBackend backend, bool fp8) {
-      models::SetAttentionBackend(backend);
+      const models::AttentionBackendScope scope(backend);
       models::LocalAttention(q, k, v, fp8);
       c10::cuda::device_synchronize();
       const auto start = Clock::now();
       for (int i = 0; i < 10; ++i) models::LocalAttention(q, k, v, fp8);
       c10::cuda::device_synchronize();
-      models::SetAttentionBackend(models::AttentionBackend::kAuto);
       return Seconds(start) * 1e3 / 10;
     };
     const double bf16_attention_ms = time_attention(models::AttentionBackend::kAuto, false);
@@ -246,9 +243,10 @@ int Run() {
     Emit(name + "_attention_ms_cudnn", cudnn_attention_ms, "ms");
     Emit(name + "_attention_bf16_over_cudnn", bf16_attention_ms / cudnn_attention_ms, "ratio");
     const at::Tensor bf16_out = models::LocalAttention(q, k, v).to(at::kFloat);
-    models::SetAttentionBackend(models::AttentionBackend::kCudnn);
-    const at::Tensor cudnn_out = models::LocalAttention(q, k, v).to(at::kFloat);
-    models::SetAttentionBackend(models::AttentionBackend::kAuto);
+    const at::Tensor cudnn_out = [&] {
+      const models::AttentionBackendScope cudnn(models::AttentionBackend::kCudnn);
+      return models::LocalAttention(q, k, v).to(at::kFloat);
+    }();
     Emit(name + "_attention_bf16_rel_l2_vs_cudnn", testing_util::RelativeL2(bf16_out, cudnn_out),
          "");
     if (absl::GetFlag(FLAGS_fp8_attention)) {

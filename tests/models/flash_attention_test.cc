@@ -22,12 +22,6 @@ namespace {
 
 using testing_util::RelativeL2;
 
-// Restores kAuto when a test that changed the backend ends.
-struct BackendScope {
-  explicit BackendScope(AttentionBackend backend) { SetAttentionBackend(backend); }
-  ~BackendScope() { SetAttentionBackend(AttentionBackend::kAuto); }
-};
-
 #ifndef RAYLIGHT_TEST_GPU
 TEST(FlashAttentionTest, RefusesByNameOnTheCpuWhereEveryBackendRunsLibtorchs) {
   std::string why;
@@ -45,7 +39,7 @@ TEST(FlashAttentionTest, RefusesByNameOnTheCpuWhereEveryBackendRunsLibtorchs) {
   }
   const at::Tensor automatic = LocalAttention(q, k, v);
   for (const AttentionBackend backend : {AttentionBackend::kCudnn, AttentionBackend::kSdpa}) {
-    const BackendScope scope(backend);
+    const AttentionBackendScope scope(backend);
     EXPECT_TRUE(at::equal(LocalAttention(q, k, v), automatic));
   }
 }
@@ -72,7 +66,7 @@ at::Tensor Fp32Attention(const at::Tensor& q, const at::Tensor& k, const at::Ten
 
 // cuDNN's bf16 kernel, what kAuto ran before (equal heads only).
 at::Tensor CudnnAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  const BackendScope scope(AttentionBackend::kCudnn);
+  const AttentionBackendScope scope(AttentionBackend::kCudnn);
   return LocalAttention(q, k, v);
 }
 
@@ -135,7 +129,7 @@ TEST(FlashAttentionGpuTest, LocalAttentionRunsItUnderAutoAndCudnnOtherwise) {
   EXPECT_FALSE(at::equal(cudnn, flash));  // another kernel: another summation order
   EXPECT_LT(RelativeL2(cudnn.to(at::kFloat), flash.to(at::kFloat)), 1e-2);
   {
-    const BackendScope scope(AttentionBackend::kSdpa);
+    const AttentionBackendScope scope(AttentionBackend::kSdpa);
     EXPECT_FALSE(at::equal(LocalAttention(q, k, v), flash));
   }
   // Inputs the kernel does not take go to cuDNN: fp16, head size 64.
